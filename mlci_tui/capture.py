@@ -1,0 +1,297 @@
+"""Readers for params and metrics files: JSON, YAML 1.2, TOML, CSV/TSV and dvclive layouts.
+
+Everything here parses bytes (from git objects or the working tree) into flat dotted names.
+Bad input raises `InputError` with file, line and reason; limits from the Contracts (size,
+nesting depth, key count) are enforced before and during parsing so a hostile file cannot
+exhaust memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlci_tui.errors import InputError
+
+PARAM_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+METRIC_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
+MAX_NAME_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 64 * 1024 * 1024
+    max_depth: int = 64
+    max_keys: int = 100_000
+
+    @classmethod
+    def from_config(cls, limits: dict[str, Any]) -> Limits:
+        return cls(int(limits["max_file_mb"] * 1024 * 1024), int(limits["max_depth"]), int(limits["max_keys"]))
+
+
+@dataclass
+class Step:
+    file: str
+    name: str
+    step: int
+    value: float
+
+
+@dataclass
+class MetricsRead:
+    values: dict[str, float] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_size(name: str, size: int, limits: Limits) -> None:
+    if size > limits.max_bytes:
+        raise InputError(
+            f"{name}: {size / 1048576:.1f} MB is over the {limits.max_bytes / 1048576:g} MB limit "
+            "(limits.max_file_mb in mlci.yaml)"
+        )
+
+
+def decode(name: str, data: bytes, limits: Limits) -> str:
+    check_size(name, len(data), limits)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        raise InputError(f"{name}: empty file")
+    return text
+
+
+def _suffix(name: str) -> str:
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > name.rfind("/") else ""
+
+
+def parse_tree(name: str, data: bytes, limits: Limits) -> Any:
+    """Parse a JSON, YAML 1.2 or TOML document into Python values."""
+    text = decode(name, data, limits)
+    suffix = _suffix(name)
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise InputError(f"{name}: nested deeper than {limits.max_depth} levels") from None
+    if suffix in (".yaml", ".yml"):
+        return _parse_yaml12(name, text)
+    if suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{name}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise InputError(f"{name}: nested deeper than {limits.max_depth} levels") from None
+    raise InputError(f"{name}: unsupported file type (use .json, .yaml, .yml, .toml, .csv or .tsv)")
+
+
+def _parse_yaml12(name: str, text: str) -> Any:
+    """YAML 1.2 (`1e-5` is a float, `NO` a string), as the Contracts require everywhere."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        raise InputError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except YAMLError as exc:
+        raise InputError(f"{name}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise InputError(f"{name}: nested too deeply") from None
+
+
+def flatten(name: str, tree: Any, limits: Limits) -> dict[str, Any]:
+    """Nested mappings become dotted names (`train.lr`); a key holding `/` stays whole.
+
+    Iterative, with depth and key-count limits checked as it goes: an alias bomb or a
+    100-level nesting is refused, not expanded.
+    """
+    if not isinstance(tree, dict):
+        raise InputError(f"{name}: expected a mapping at the top level, got {type(tree).__name__}")
+    out: dict[str, Any] = {}
+    stack: list[tuple[str, Any, int]] = [("", tree, 1)]
+    seen = 0
+    while stack:
+        prefix, node, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise InputError(f"{name}: {prefix or 'document'}: nested deeper than {limits.max_depth} levels")
+        for key, value in node.items():
+            seen += 1
+            if seen > limits.max_keys:
+                raise InputError(f"{name}: more than {limits.max_keys} keys (limits.max_keys in mlci.yaml)")
+            key_text = _key_text(key)
+            full = f"{prefix}.{key_text}" if prefix else key_text
+            if isinstance(value, dict) and value:
+                stack.append((full, value, depth + 1))
+            else:
+                check_name(name, full)
+                if isinstance(value, list):
+                    _check_list(name, full, value, depth + 1, limits)
+                out[full] = value
+    return out
+
+
+def _check_list(name: str, key: str, value: list[Any], depth: int, limits: Limits) -> None:
+    stack = [(value, depth)]
+    count = 0
+    while stack:
+        node, level = stack.pop()
+        if level > limits.max_depth:
+            raise InputError(f"{name}: {key}: nested deeper than {limits.max_depth} levels")
+        items = node.values() if isinstance(node, dict) else node
+        for item in items:
+            count += 1
+            if count > limits.max_keys:
+                raise InputError(f"{name}: {key}: more than {limits.max_keys} items")
+            if isinstance(item, (list, dict)):
+                stack.append((item, level + 1))
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+def check_name(file: str, name: str) -> None:
+    if not name:
+        raise InputError(f"{file}: empty key name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InputError(f"{file}: key name longer than {MAX_NAME_LENGTH} characters: {name[:40]}…")
+    if "\x00" in name:
+        raise InputError(f"{file}: key name holds a NUL character")
+
+
+def read_params(name: str, data: bytes, limits: Limits) -> dict[str, Any]:
+    tree = parse_tree(name, data, limits)
+    if tree is None:
+        raise InputError(f"{name}: empty document")
+    values = flatten(name, tree, limits)
+    return {k: _jsonable(v) for k, v in values.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    """Params keep their YAML type; dates and other scalars become strings."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def read_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
+    suffix = _suffix(name)
+    if suffix in (".csv", ".tsv"):
+        return read_table_metrics(name, data, limits)
+    tree = parse_tree(name, data, limits)
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        base = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        return MetricsRead(values={base: float(tree)})
+    result = MetricsRead()
+    for key, value in flatten(name, tree, limits).items():
+        number = as_number(value)
+        if number is None:
+            result.warnings.append(f"{name}: {key}: not a number ({_short(value)}), not recorded")
+        else:
+            result.values[key] = number
+    return result
+
+
+def as_number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str, allow_nan=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_table_metrics(name: str, data: bytes, limits: Limits, series_name: str | None = None) -> MetricsRead:
+    """CSV/TSV: every row is a step; the last row gives the final values.
+
+    A `step` column (or dvclive's `step`) numbers the rows; `timestamp` is ignored. With
+    `series_name`, a single value column is named after the file (dvclive's plots layout).
+    """
+    text = decode(name, data, limits)
+    delimiter = "\t" if _suffix(name) == ".tsv" else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(f"{name}: empty file") from None
+    header = [h.strip() for h in header]
+    for h in header:
+        check_name(name, h)
+    if len(header) > limits.max_keys:
+        raise InputError(f"{name}: more than {limits.max_keys} columns")
+    step_col = header.index("step") if "step" in header else None
+    value_cols = [i for i, h in enumerate(header) if i != step_col and h not in ("timestamp", "")]
+    result = MetricsRead()
+    rows = 0
+    for line_no, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        rows += 1
+        if rows * max(1, len(value_cols)) > limits.max_keys * 10:
+            raise InputError(f"{name}: more than {limits.max_keys * 10} values")
+        if len(row) != len(header):
+            raise InputError(f"{name}:{line_no}: expected {len(header)} columns, got {len(row)}")
+        if step_col is not None:
+            step_number = as_number(_cell_number(row[step_col]))
+            if step_number is None or step_number != int(step_number):
+                raise InputError(f"{name}:{line_no}: step {row[step_col]!r} is not an integer")
+            step = int(step_number)
+        else:
+            step = rows - 1
+        for i in value_cols:
+            metric = series_name if series_name and len(value_cols) == 1 else header[i]
+            number = _cell_number(row[i])
+            if number is None:
+                result.warnings.append(f"{name}:{line_no}: {header[i]}: not a number ({_short(row[i])})")
+                continue
+            result.steps.append(Step(name, metric, step, number))
+            result.values[metric] = number
+    return result
+
+
+def _cell_number(cell: str) -> float | None:
+    text = cell.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def dvclive_series(metrics_file: str, tree_paths: list[str]) -> Iterator[tuple[str, str]]:
+    """(tsv path, series name) pairs of a dvclive `plots/metrics/**/*.tsv` beside `metrics_file`."""
+    base = metrics_file.rsplit("/", 1)[0] + "/" if "/" in metrics_file else ""
+    prefix = f"{base}plots/metrics/"
+    for path in tree_paths:
+        if path.startswith(prefix) and path.endswith(".tsv"):
+            yield path, path[len(prefix) : -len(".tsv")]

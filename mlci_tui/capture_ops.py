@@ -1,0 +1,112 @@
+"""Capture commits into the ledger: the post-commit hook, pre-push back-fill, `mlci capture`.
+
+Each commit is read from its own blobs with the config it carried, gets a deterministic id,
+and is skipped when the ledger already has it; the new runs go in as one ledger commit.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlci_tui import config as config_mod
+from mlci_tui.errors import ConfigError, InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger import records
+from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.runs import capture_commit, current_branch
+from mlci_tui.sanitize import display
+
+
+@dataclass
+class CaptureReport:
+    added: list[dict[str, Any]] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)  # commits the ledger already had
+    empty: list[str] = field(default_factory=list)  # commits with no params or metrics
+    warnings: list[str] = field(default_factory=list)
+
+
+def warn(message: str) -> None:
+    print(f"mlci: warning: {display(message)}", file=sys.stderr)
+
+
+def expand_revs(repo: Repo, revs: Sequence[str], range_spec: str | None = None) -> list[str]:
+    shas: list[str] = []
+    for rev in revs:
+        sha = repo.commit_of(rev)
+        if sha is None:
+            raise InputError(f"{display(rev)!r}: not a commit in this repository")
+        shas.append(sha)
+    if range_spec:
+        if ".." not in range_spec:
+            raise InputError(f"--range {display(range_spec)!r}: expected A..B")
+        proc = repo.run("rev-list", "--reverse", range_spec, "--", check=False)
+        if proc.returncode != 0:
+            raise InputError(f"--range {display(range_spec)!r}: not a valid range of commits")
+        shas += proc.stdout.decode().split()
+    return list(dict.fromkeys(shas))
+
+
+def capture_shas(
+    repo: Repo, shas: Sequence[str], *, branch: str | None = None, quiet: bool = False, head: str | None = None
+) -> CaptureReport:
+    store = LedgerStore(repo)
+    report = CaptureReport()
+    ids = {sha: records.derived_id("commit", sha) for sha in shas}
+    present = store.has_ids(ids.values())
+    new_records = []
+    for sha in shas:
+        if ids[sha] in present:
+            report.present.append(sha)
+            continue
+        try:
+            cfg = config_mod.load_from_git(repo, sha)
+        except ConfigError as exc:
+            report.warnings.append(f"{sha[:12]}: {exc}; captured with the default config")
+            cfg = config_mod.Config(repo.root, None, config_mod.validate({}, "mlci.yaml"))
+        record, warnings = capture_commit(repo, cfg, sha, branch=branch if sha == head else None)
+        report.warnings.extend(f"{sha[:12]}: {w}" for w in warnings)
+        if record is None:
+            report.empty.append(sha)
+        else:
+            new_records.append(record)
+    if new_records:
+        store.append(new_records)
+        report.added = new_records
+    if not quiet or report.warnings:
+        for message in report.warnings:
+            warn(message)
+    return report
+
+
+def capture_revs(
+    repo: Repo, revs: Sequence[str], *, range_spec: str | None = None, branch_of_head: bool = False, quiet: bool = False
+) -> CaptureReport:
+    shas = expand_revs(repo, revs, range_spec)
+    head = repo.rev_parse("HEAD")
+    branch = current_branch(repo) if head in shas else None
+    return capture_shas(repo, shas, branch=branch, quiet=quiet, head=head)
+
+
+def backfill(
+    repo: Repo, local_shas: Sequence[str], remote: str, remote_shas: Sequence[str], *, limit: int
+) -> CaptureReport:
+    """Commits being pushed (and local branch commits the remote lacks) that have no run yet.
+
+    The pre-commit framework passes only the first pushed ref, so besides the pushed shas we
+    walk every local branch down to what the remote is known to have.
+    """
+    args = ["rev-list", f"--max-count={limit}", *local_shas, "--branches", "--not", *remote_shas, f"--remotes={remote}"]
+    proc = repo.run(*args, check=False)
+    shas = list(reversed(proc.stdout.decode().split()))
+    if not shas:
+        return CaptureReport()
+    store = LedgerStore(repo)
+    ids = {sha: records.derived_id("commit", sha) for sha in shas}
+    present = store.has_ids(ids.values())
+    missing = [sha for sha in shas if ids[sha] not in present]
+    if not missing:
+        return CaptureReport(present=shas)
+    return capture_shas(repo, missing, quiet=True)

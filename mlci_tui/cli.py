@@ -1,0 +1,227 @@
+"""The `mlci` command line. Subcommands load their modules only when they run.
+
+`mlci hook STAGE` takes a fast path that never builds the argument parser, so a hook with
+nothing to do stays within its budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from mlci_tui import __version__
+
+EPILOG = """\
+examples:
+  mlci demo                       build a demo project and show its runs
+  mlci init                       set up mlci in this repository
+  mlci runs --where "metrics['acc'] > 0.9" --sort -acc
+  mlci show HEAD                  the run of a commit (or a run id, or a stage)
+  mlci sql "SELECT name, avg(value) FROM metrics GROUP BY name"
+  mlci ledger push                share the ledger with origin
+"""
+
+
+def _formats(parser: argparse.ArgumentParser, default: str = "table") -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--format", choices=("table", "json", "csv", "md"), default=default, help=f"output format (default {default})"
+    )
+    group.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    group.add_argument("--csv", dest="format", action="store_const", const="csv", help="same as --format csv")
+    group.add_argument("--md", dest="format", action="store_const", const="md", help="same as --format md")
+
+
+def _cmd(sub: argparse._SubParsersAction, name: str, handler: str, help: str, example: str) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlci",
+        description="Continuous integration and delivery for machine learning, in git hooks and the terminal.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mlci {__version__}")
+    parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _cmd(
+        sub,
+        "demo",
+        "demo:main",
+        "build a small real ML project, commit through the hooks, show the runs",
+        "mlci demo /tmp/mlci-demo",
+    )
+    p.add_argument("directory", nargs="?", help="where to build it (default: a new temporary folder)")
+    p.add_argument("--commits", type=int, default=4, help="how many training commits to make (default 4)")
+
+    p = _cmd(
+        sub,
+        "init",
+        "setup:init",
+        "write a starter mlci.yaml, ignore mlci's local files, install the hooks",
+        "mlci init",
+    )
+    p.add_argument("--no-hooks", action="store_true", help="do not install hooks")
+
+    p = _cmd(
+        sub, "install", "setup:install", "install mlci's plain git hooks (chaining to existing ones)", "mlci install"
+    )
+    p.add_argument("--stage", action="append", dest="stages", help="only this stage (repeatable)")
+    _cmd(sub, "uninstall", "setup:uninstall", "remove mlci's git hooks and restore what was there", "mlci uninstall")
+
+    p = _cmd(
+        sub, "hook", "hooks_cmd:main", "run one hook stage (what the installed hooks call)", "mlci hook pre-commit"
+    )
+    p.add_argument("stage", choices=("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge"))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the arguments git passes to the hook")
+
+    p = _cmd(
+        sub,
+        "record",
+        "commands:record",
+        "record the working tree's params and metrics as a run (workspace, or ci with --commit)",
+        "mlci record -m 'try lr 0.01' --name lr-0.01",
+    )
+    p.add_argument("-m", "--message", help="what this run is about")
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--commit", metavar="REV", help="record a `ci` run linked to this commit")
+
+    p = _cmd(
+        sub,
+        "capture",
+        "commands:capture",
+        "capture commits from their committed files (no checkout)",
+        "mlci capture --range origin/main..HEAD",
+    )
+    p.add_argument("revs", nargs="*", metavar="REV", help="commits to capture (default HEAD)")
+    p.add_argument("--range", dest="range_spec", metavar="A..B", help="every commit in A..B")
+
+    p = _cmd(sub, "runs", "commands:runs", "list runs", "mlci runs --where \"kind = 'commit'\" --sort -acc --limit 5")
+    p.add_argument("--where", help="SQL predicate over the runs view, e.g. \"metrics['acc'] > 0.9\"")
+    p.add_argument("--sort", help="column, metric or param name; prefix - for descending (default -time)")
+    p.add_argument("--limit", type=int, help="at most N runs (default 50 in a table, all otherwise; 0 = all)")
+    p.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
+    _formats(p)
+
+    p = _cmd(
+        sub, "show", "commands:show", "show one run: fields, params, metrics, steps, tags, notes", "mlci show HEAD~1"
+    )
+    p.add_argument("run", help="run id or prefix, promoted stage, or commit-ish")
+    _formats(p)
+
+    p = _cmd(
+        sub,
+        "sql",
+        "commands:sql",
+        "run a read-only SQL query over the ledger views",
+        "mlci sql \"SELECT run_id, metrics['acc'] FROM runs\"",
+    )
+    p.add_argument("query")
+    _formats(p)
+
+    p = _cmd(sub, "tag", "commands:tag", "tag a run (or remove a tag)", "mlci tag HEAD baseline")
+    p.add_argument("run")
+    p.add_argument("name")
+    p.add_argument("--remove", action="store_true", help="remove the tag instead")
+
+    p = _cmd(sub, "note", "commands:note", "attach a note to a run", "mlci note HEAD 'lr too high, diverged'")
+    p.add_argument("run")
+    p.add_argument("text")
+
+    ledger = sub.add_parser(
+        "ledger",
+        help="share, compact, redact and check the ledger",
+        description="share, compact, redact and check the ledger",
+    )
+    lsub = ledger.add_subparsers(dest="ledger_command", metavar="ACTION")
+    for name, help_text in (
+        ("push", "pull, union-merge and push the ledger"),
+        ("pull", "fetch and union-merge the remote ledger"),
+    ):
+        p = _cmd(lsub, name, f"commands:ledger_{name}", help_text, f"mlci ledger {name} origin")
+        p.add_argument("remote", nargs="?", help="remote name (default ledger.remote, else origin)")
+        p.add_argument("-r", "--remote", dest="remote_opt", help="remote name")
+        p.add_argument("--force-merge", action="store_true", help="merge even a rewritten remote ledger")
+    _cmd(lsub, "compact", "commands:ledger_compact", "pack records into a Parquet segment", "mlci ledger compact")
+    p = _cmd(
+        lsub,
+        "redact",
+        "commands:ledger_redact",
+        "hide a record for good (a tombstone event)",
+        "mlci ledger redact 3kq2v5xw...",
+    )
+    p.add_argument("id", help="the full id of the record (a run id, or a note's id)")
+    p.add_argument("--reason", help="why, kept with the tombstone")
+    _cmd(lsub, "fsck", "commands:ledger_fsck", "check every record in the ledger", "mlci ledger fsck")
+    _cmd(lsub, "status", "commands:ledger_status", "ledger tip, record count, remotes seen", "mlci ledger status")
+    return parser
+
+
+def _run_handler(spec: str, args: argparse.Namespace) -> int:
+    import importlib
+
+    module_name, func_name = spec.split(":")
+    module = importlib.import_module(f"mlci_tui.{module_name}")
+    func: Callable[[argparse.Namespace], int] = getattr(module, func_name)
+    return int(func(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if len(args_list) >= 2 and args_list[0] == "hook" and not args_list[1].startswith("-"):
+        from mlci_tui.hooks import run
+
+        return run(args_list[1], args_list[2:])
+    from mlci_tui.errors import MlciError
+    from mlci_tui.sanitize import display
+
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.directory and getattr(args, "command", None) != "demo":
+        try:
+            os.chdir(args.directory)
+        except OSError as exc:
+            print(f"mlci: -C {display(args.directory)}: {exc.strerror}", file=sys.stderr)
+            return 2
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        if args.command == "ledger":
+            parser.parse_args(["ledger", "--help"])
+        parser.print_help()
+        return 2
+    try:
+        return _run_handler(handler, args)
+    except MlciError as exc:
+        print(f"mlci: {display(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mlci: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("MLCI_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"mlci: internal error: {type(exc).__name__}: {display(first)} (set MLCI_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""Handlers of the query and ledger subcommands: thin wrappers over the core."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any
+
+from mlci_tui import config as config_mod
+from mlci_tui import output
+from mlci_tui.errors import CheckFailed, InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.sanitize import display
+
+RUN_TABLE_COLUMNS = ["run", "time", "kind", "branch", "commit", "message"]
+RUN_FIELDS = [
+    "run_id",
+    "kind",
+    "name",
+    "status",
+    "started",
+    "ended",
+    "commit",
+    "tree",
+    "patch_id",
+    "branch",
+    "author",
+    "message",
+    "source",
+    "parent",
+    "sweep_id",
+    "trial_id",
+    "stale",
+    "tags",
+    "params",
+    "metrics",
+]
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _say(message: str) -> None:
+    print(display(message, multiline=True))
+
+
+def _notice(message: str) -> None:
+    print(f"mlci: {display(message)}", file=sys.stderr)
+
+
+def _open(repo: Repo) -> Any:
+    from mlci_tui.ledger.cache import LedgerCache
+
+    cache = LedgerCache(repo)
+    cm = cache.connect()
+    for notice in cache.notices:
+        _notice(notice)
+    return cm
+
+
+def record(args: argparse.Namespace) -> int:
+    from mlci_tui.runs import capture_workspace
+
+    repo = Repo.find()
+    cfg = config_mod.load(repo.root)
+    rec = capture_workspace(repo, cfg, message=args.message, commit_rev=args.commit, name=args.name)
+    LedgerStore(repo).append([rec])
+    for warning in rec.get("warnings", []):
+        _notice(f"warning: {warning}")
+    _say(f"recorded {rec['kind']} run {rec['run_id'][:8]} ({rec['run_id']})")
+    return 0
+
+
+def capture(args: argparse.Namespace) -> int:
+    from mlci_tui.capture_ops import capture_revs
+
+    repo = Repo.find()
+    config_mod.load(repo.root)  # a broken working-tree config is reported before any work
+    revs = args.revs or ([] if args.range_spec else ["HEAD"])
+    report = capture_revs(repo, revs, range_spec=args.range_spec)
+    for rec in report.added:
+        _say(f"captured {rec['commit'][:12]} as run {rec['run_id'][:8]}")
+    if report.present:
+        _say(f"{len(report.present)} commit(s) already in the ledger")
+    if report.empty:
+        _say(f"{len(report.empty)} commit(s) hold no params or metrics files: no run")
+    return 0
+
+
+def _sort_clause(sort: str | None, params: list[str], metrics: list[str]) -> tuple[str, list[Any]]:
+    if not sort:
+        return "ORDER BY time DESC, run_id", []
+    desc = sort.startswith("-")
+    key = sort.lstrip("-+")
+    direction = "DESC" if desc else "ASC"
+    columns = {n for n in RUN_FIELDS if n not in ("params", "metrics", "tags")} | {"time", "started", "ended"}
+    if key in columns:
+        return f'ORDER BY "{key}" {direction} NULLS LAST, run_id', []
+    if key in metrics:
+        return f"ORDER BY metrics[?] {direction} NULLS LAST, run_id", [key]
+    if key in params:
+        return (
+            f"ORDER BY coalesce(TRY_CAST(params[?] AS DOUBLE), NULL) {direction} NULLS LAST, params[?] {direction}, run_id",
+            [key, key],
+        )
+    raise InputError(f"--sort {display(key)!r}: no such column, metric or param")
+
+
+def _keys(con: Any, view: str) -> list[str]:
+    return [r[0] for r in con.execute(f"SELECT DISTINCT unnest(map_keys({view})) AS k FROM runs ORDER BY k").fetchall()]
+
+
+def runs(args: argparse.Namespace) -> int:
+    import duckdb
+
+    repo = Repo.find()
+    with _open(repo) as con:
+        metric_keys = _keys(con, "metrics")
+        param_keys = _keys(con, "params")
+        order, binds = _sort_clause(args.sort, param_keys, metric_keys)
+        limit = args.limit if args.limit is not None else (50 if args.format == "table" else 0)
+        where = f"WHERE ({args.where})" if args.where else ""
+        sql = f"SELECT * FROM runs {where} {order}" + (f" LIMIT {int(limit)}" if limit and limit > 0 else "")
+        try:
+            cur = con.execute(sql, binds)
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            total = con.execute(f"SELECT count(*) FROM runs {where}").fetchone()[0]
+        except duckdb.Error as exc:
+            raise InputError(f"--where: {_first_line(exc)}") from None
+    if args.format != "table":
+        out = [{k: r.get(k) for k in RUN_FIELDS} | {"time": r.get("started")} for r in rows]
+        output.write(out, RUN_FIELDS[:1] + ["time"] + RUN_FIELDS[1:], args.format, sys.stdout)
+        return 0
+    shown_metrics = [k for k in metric_keys if any(k in (r["metrics"] or {}) for r in rows)][:8]
+    shown_params = [k for k in param_keys if args.all_params or _differs(rows, k)][:6]
+    table = []
+    for r in rows:
+        row = {
+            "run": r["run_id"][:8],
+            "time": r["started"],
+            "kind": r["kind"] + (" (stale)" if r.get("stale") else ""),
+            "branch": r["branch"],
+            "commit": (r["commit"] or "")[:8],
+            "message": (r["name"] or (r["message"] or "").split("\n", 1)[0])[:40],
+        }
+        for k in shown_metrics:
+            row[k] = (r["metrics"] or {}).get(k)
+        for k in shown_params:
+            row[f"{k}"] = _param_cell((r["params"] or {}).get(k))
+        table.append(row)
+    output.write(table, RUN_TABLE_COLUMNS + shown_metrics + shown_params, "table", sys.stdout)
+    if total > len(rows):
+        print(f"({len(rows)} of {total} runs; --limit 0 shows all)")
+    elif not rows:
+        print("no runs yet: commit params/metrics files with the hooks installed, or run `mlci capture`")
+    return 0
+
+
+def _param_cell(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return number if re.fullmatch(r"[-+0-9.eE]+", value) else value
+
+
+def _differs(rows: list[dict[str, Any]], key: str) -> bool:
+    return len({(r["params"] or {}).get(key) for r in rows}) > 1
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    repo = Repo.find()
+    with _open(repo) as con:
+        try:
+            cur = con.execute(args.query)
+            if cur.description is None:
+                return 0
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        except duckdb.Error as exc:
+            raise InputError(f"sql: {_first_line(exc)}") from None
+    output.write(rows, names, args.format, sys.stdout)
+    return 0
+
+
+def _resolve(repo: Repo, con: Any, ref: str) -> str:
+    from mlci_tui.ledger.resolve import resolve_run
+
+    resolved = resolve_run(repo, con, ref)
+    if resolved.notice:
+        _notice(resolved.notice)
+    return resolved.run_id
+
+
+def show(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    with _open(repo) as con:
+        run_id = _resolve(repo, con, args.run)
+        cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        names = [d[0] for d in cur.description]
+        run = dict(zip(names, cur.fetchone()))
+        params = con.execute(
+            "SELECT file, name, value FROM params WHERE run_id = ? ORDER BY file, name", [run_id]
+        ).fetchall()
+        metrics = con.execute(
+            """SELECT m.file, m.name, m.value, s.n, s.lo, s.hi, s.last_step FROM metrics m LEFT JOIN (
+                   SELECT name, count(*) n, min(value) lo, max(value) hi, max(step) last_step
+                   FROM steps WHERE run_id = ? GROUP BY name) s USING (name)
+               WHERE m.run_id = ? ORDER BY m.file, m.name""",
+            [run_id, run_id],
+        ).fetchall()
+        series = con.execute(
+            """SELECT file, name, count(*), min(value), max(value), arg_max(value, step), max(step) FROM steps
+               WHERE run_id = ? GROUP BY file, name ORDER BY file, name""",
+            [run_id],
+        ).fetchall()
+        notes = con.execute("SELECT time, text FROM notes WHERE run_id = ? ORDER BY time", [run_id]).fetchall()
+        stages = [r[0] for r in con.execute("SELECT stage FROM stages WHERE run_id = ?", [run_id]).fetchall()]
+        warnings = con.execute("SELECT warnings FROM run_rows WHERE run_id = ?", [run_id]).fetchone()[0]
+    if args.format == "json":
+        import json
+
+        doc = {k: run.get(k) for k in RUN_FIELDS}
+        doc["time"] = run.get("started")
+        doc["params_by_file"] = [{"file": f, "name": n, "value": v} for f, n, v in params]
+        doc["metrics_by_file"] = [{"file": f, "name": n, "value": v} for f, n, v, *_ in metrics]
+        doc["steps"] = [
+            {"file": f, "name": n, "count": c, "min": lo, "max": hi, "last": last, "last_step": ls}
+            for f, n, c, lo, hi, last, ls in series
+        ]
+        doc["notes"] = [{"time": t, "text": x} for t, x in notes]
+        doc["stages"] = stages
+        doc["warnings"] = json.loads(warnings or "[]")
+        print(json.dumps(output.json_value(doc), indent=2, ensure_ascii=True))
+        return 0
+    fields = [{"field": k, "value": run.get(k)} for k in RUN_FIELDS if k not in ("params", "metrics")]
+    fields += [{"field": "stages", "value": ", ".join(stages) or None}]
+    output.write(fields, ["field", "value"], args.format, sys.stdout, truncate=False)
+    print()
+    output.write(
+        [{"file": f, "param": n, "value": v} for f, n, v in params], ["file", "param", "value"], args.format, sys.stdout
+    )
+    print()
+    output.write(
+        [{"file": f, "metric": n, "value": v} for f, n, v, *_ in metrics],
+        ["file", "metric", "value"],
+        args.format,
+        sys.stdout,
+    )
+    if series:
+        print()
+        output.write(
+            [
+                {"file": f, "series": n, "steps": c, "min": lo, "max": hi, "last": last, "last step": ls}
+                for f, n, c, lo, hi, last, ls in series
+            ],
+            ["file", "series", "steps", "min", "max", "last", "last step"],
+            args.format,
+            sys.stdout,
+        )
+    for when, text in notes:
+        print(f"\nnote ({output.cell_text(when)}):\n{display(text, multiline=True)}")
+    import json
+
+    for warning in json.loads(warnings or "[]"):
+        print(f"warning: {display(warning)}")
+    return 0
+
+
+def _append_about(args: argparse.Namespace, build: Any) -> int:
+    repo = Repo.find()
+    with _open(repo) as con:
+        run_id = _resolve(repo, con, args.run)
+    event = build(run_id)
+    LedgerStore(repo).append([event])
+    return run_id  # type: ignore[return-value]
+
+
+def tag(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger import events
+
+    run_id = _append_about(args, lambda rid: events.tag(rid, args.name, remove=args.remove))
+    _say(f"{'untagged' if args.remove else 'tagged'} {str(run_id)[:8]} {args.name}")
+    return 0
+
+
+def note(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger import events
+
+    run_id = _append_about(args, lambda rid: events.note(rid, args.text))
+    _say(f"noted on {str(run_id)[:8]}")
+    return 0
+
+
+def _remote(args: argparse.Namespace, repo: Repo) -> str:
+    return args.remote_opt or args.remote or config_mod.load(repo.root).remote
+
+
+def ledger_push(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger import sync
+
+    repo = Repo.find()
+    remote = _remote(args, repo)
+    result = sync.push(repo, remote, force_merge=args.force_merge)
+    for n in result.notices:
+        _notice(n)
+    _say(f"ledger pushed to {remote}" if result.pushed else f"ledger on {remote} is up to date")
+    return 0
+
+
+def ledger_pull(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger import sync
+
+    repo = Repo.find()
+    remote = _remote(args, repo)
+    result = sync.pull(repo, remote, force_merge=args.force_merge)
+    for n in result.notices:
+        _notice(n)
+    if result.fetched is None:
+        _say(f"{remote} has no ledger yet")
+    else:
+        _say(f"ledger merged from {remote}: tip {(result.local_tip or '')[:12]}")
+    return 0
+
+
+def ledger_compact(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger.compact import compact
+
+    repo = Repo.find()
+    count = compact(LedgerStore(repo))
+    _say(f"compacted {count} records into one Parquet segment")
+    return 0
+
+
+def ledger_redact(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger import events
+
+    repo = Repo.find()
+    event = events.redact(args.id, args.reason)
+    store = LedgerStore(repo)
+    if not store.has_ids([args.id]) and not _in_ledger(store, args.id):
+        raise InputError(f"redact: no record {args.id} in the ledger")
+    store.append([event])
+    _say(f"redacted {args.id}: hidden from every view; `mlci ledger compact` drops it")
+    return 0
+
+
+def _in_ledger(store: LedgerStore, record_id: str) -> bool:
+    return any(r.get("id") == record_id for r in store.read_records())
+
+
+def ledger_fsck(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger.store import fsck
+
+    problems = fsck(LedgerStore(Repo.find()))
+    for p in problems:
+        print(display(p))
+    if problems:
+        raise CheckFailed(f"{len(problems)} problem(s) in the ledger")
+    _say("ledger ok")
+    return 0
+
+
+def ledger_status(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    store = LedgerStore(repo)
+    tip = store.tip()
+    entries = store.entries(tip) if tip else []
+    _say(f"ledger tip: {tip or '(empty)'}")
+    _say(
+        f"records: {sum(1 for e in entries if e.path.startswith('events/'))} event files, "
+        f"{sum(1 for e in entries if e.path.endswith('.parquet'))} segments"
+    )
+    for line in repo.text("for-each-ref", "--format=%(refname) %(objectname)", "refs/mlci-remote/").splitlines():
+        if line.endswith("/ledger") or "/ledger " in line:
+            _say(f"seen: {line}")
+    return 0

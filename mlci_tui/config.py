@@ -1,0 +1,294 @@
+"""mlci.yaml (or `[tool.mlci]` in pyproject.toml): load, validate, explain errors by key path.
+
+The schema is declarative: each top-level section is a `Struct` registered in `SECTIONS`,
+so a later feature adds its section in one place and gets strict checking (unknown keys,
+wrong types) and error messages naming file, key path and expected type for free.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlci_tui.errors import ConfigError
+
+CONFIG_FILE = "mlci.yaml"
+DEFAULT_PARAMS_FILES = ("params.yaml",)
+DEFAULT_METRICS_FILES = ("metrics.json", "dvclive/metrics.json")
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class Schema:
+    expected = "value"
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        raise NotImplementedError
+
+
+class Str(Schema):
+    expected = "a string"
+
+    def __init__(self, pattern: str | None = None, hint: str | None = None) -> None:
+        self.pattern = re.compile(pattern) if pattern else None
+        self.hint = hint
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if not isinstance(value, str):
+            raise fail(path, f"expected {self.expected}, got {_type_name(value)} {value!r}")
+        if self.pattern and not self.pattern.fullmatch(value):
+            raise fail(path, f"{value!r} is not valid: {self.hint or self.pattern.pattern}")
+        return value
+
+
+class Bool(Schema):
+    expected = "true or false"
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if not isinstance(value, bool):
+            raise fail(path, f"expected {self.expected}, got {_type_name(value)} {value!r}")
+        return value
+
+
+class Number(Schema):
+    def __init__(self, *, integer: bool = False, minimum: float | None = None) -> None:
+        self.integer = integer
+        self.minimum = minimum
+        self.expected = "an integer" if integer else "a number"
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        ok = isinstance(value, int) if self.integer else isinstance(value, (int, float))
+        if not ok or isinstance(value, bool):
+            raise fail(path, f"expected {self.expected}, got {_type_name(value)} {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise fail(path, f"must be at least {self.minimum}, got {value!r}")
+        return value
+
+
+class Enum(Schema):
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+        self.expected = "one of " + ", ".join(choices)
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if value not in self.choices or not isinstance(value, str):
+            raise fail(path, f"expected {self.expected}, got {_type_name(value)} {value!r}")
+        return value
+
+
+class ListOf(Schema):
+    """A list; a single item is accepted in place of a one-item list."""
+
+    def __init__(self, item: Schema) -> None:
+        self.item = item
+        self.expected = f"a list of {item.expected.removeprefix('a ').removeprefix('an ')}s"
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if not isinstance(value, list):
+            value = [value]
+        return [self.item.check(v, f"{path}[{i}]", fail) for i, v in enumerate(value)]
+
+
+class MapOf(Schema):
+    expected = "a mapping"
+
+    def __init__(self, value: Schema) -> None:
+        self.value = value
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if not isinstance(value, dict):
+            raise fail(path, f"expected {self.expected}, got {_type_name(value)} {value!r}")
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise fail(path, f"keys must be strings, got {_type_name(key)} {key!r}")
+            out[key] = self.value.check(item, f"{path}.{key}", fail)
+        return out
+
+
+@dataclass
+class Struct(Schema):
+    fields: dict[str, tuple[Schema, Any]]
+    expected: str = "a mapping"
+    doc: str = ""
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise fail(path, f"expected {self.expected}, got {_type_name(value)} {value!r}")
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in self.fields:
+                known = ", ".join(sorted(self.fields))
+                raise fail(f"{path}.{key}" if path else str(key), f"unknown key (known here: {known})")
+            schema, _default = self.fields[key]
+            out[key] = schema.check(item, f"{path}.{key}" if path else key, fail)
+        for key, (_schema, default) in self.fields.items():
+            if key not in out:
+                out[key] = default() if callable(default) else default
+        return out
+
+
+METRIC_FIELD = Struct({"direction": (Enum("max", "min"), None)})
+
+# One entry per top-level section of mlci.yaml. Later features add theirs here.
+SECTIONS: dict[str, Struct] = {
+    "params": Struct({"files": (ListOf(Str()), None)}),
+    "metrics": Struct({"files": (ListOf(Str()), None), "fields": (MapOf(METRIC_FIELD), dict)}),
+    "ledger": Struct({"remote": (Str(), "origin"), "auto_pull": (Bool(), False)}),
+    "train": Struct({"command": (Str(), None), "deps": (ListOf(Str()), list)}),
+    "limits": Struct(
+        {
+            "max_file_mb": (Number(minimum=0), 64),
+            "max_depth": (Number(integer=True, minimum=1), 64),
+            "max_keys": (Number(integer=True, minimum=1), 100_000),
+        }
+    ),
+}
+
+
+def register_section(name: str, schema: Struct) -> None:
+    SECTIONS[name] = schema
+
+
+@dataclass
+class Config:
+    root: Path
+    source: str | None  # "mlci.yaml", "pyproject.toml" or None (defaults)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.data[name]
+
+    @property
+    def params_files(self) -> list[str]:
+        return self.data["params"]["files"] or list(DEFAULT_PARAMS_FILES)
+
+    @property
+    def metrics_files(self) -> list[str]:
+        return self.data["metrics"]["files"] or list(DEFAULT_METRICS_FILES)
+
+    @property
+    def explicit_files(self) -> bool:
+        return bool(self.data["params"]["files"] or self.data["metrics"]["files"])
+
+    def direction(self, metric: str) -> str | None:
+        spec = self.data["metrics"]["fields"].get(metric)
+        return spec["direction"] if spec else None
+
+    @property
+    def remote(self) -> str:
+        return str(self.data["ledger"]["remote"])
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        return self.data["limits"]
+
+
+def validate(raw: Any, source: str) -> dict[str, Any]:
+    def fail(path: str, why: str) -> ConfigError:
+        return ConfigError(f"{source}: {path}: {why}" if path else f"{source}: {why}")
+
+    schema = Struct({name: (s, None) for name, s in SECTIONS.items()})
+    checked = schema.check(raw, "", fail)
+    # absent sections get their defaults
+    return {name: SECTIONS[name].check(checked.get(name), name, fail) for name in SECTIONS}
+
+
+def parse_yaml_no_aliases(text: str, source: str) -> Any:
+    """`yaml.safe_load` that refuses anchors and aliases (no alias bombs in a config)."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                mark = event.start_mark
+                raise ConfigError(f"{source}:{mark.line + 1}: YAML aliases are not allowed in mlci config")
+            event = self.peek_event()
+            if getattr(event, "anchor", None):
+                mark = event.start_mark
+                raise ConfigError(f"{source}:{mark.line + 1}: YAML anchors are not allowed in mlci config")
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+
+
+def load(root: Path) -> Config:
+    """The repo's config: mlci.yaml, else `[tool.mlci]` in pyproject.toml, else defaults."""
+    path = root / CONFIG_FILE
+    if path.is_file():
+        return Config(root, CONFIG_FILE, validate(_load_yaml_file(path), CONFIG_FILE))
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        raw = _read_text(pyproject, "pyproject.toml")
+        if "[tool.mlci" in raw:
+            import tomllib
+
+            try:
+                tool = tomllib.loads(raw).get("tool", {}).get("mlci")
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"pyproject.toml: invalid TOML: {exc}") from None
+            if tool is not None:
+                return Config(root, "pyproject.toml", validate(tool, "pyproject.toml [tool.mlci]"))
+    return Config(root, None, validate({}, CONFIG_FILE))
+
+
+def load_text(root: Path, text: str, source: str = CONFIG_FILE) -> Config:
+    """Validate config text that is not (yet) on disk: a staged mlci.yaml, say."""
+    return Config(root, source, validate(parse_yaml_no_aliases(text, source) or {}, source))
+
+
+def _read_text(path: Path, name: str) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+
+
+def _load_yaml_file(path: Path) -> Any:
+    text = _read_text(path, path.name)
+    data = parse_yaml_no_aliases(text, path.name)
+    return {} if data is None else data
+
+
+def load_from_git(repo: Any, treeish: str) -> Config:
+    """The config as a commit (or the index, treeish ':') holds it: hooks read what git holds."""
+    spec = (lambda name: f":{name}") if treeish in (":", ":index") else (lambda name: f"{treeish}:{name}")
+    proc = repo.run("cat-file", "--batch", input=f"{spec(CONFIG_FILE)}\n{spec('pyproject.toml')}\n".encode())
+    from mlci_tui.gitio import parse_cat_file_batch_ordered
+
+    blobs = parse_cat_file_batch_ordered(proc.stdout)
+    yaml_blob, pyproject_blob = blobs[0], blobs[1]
+    if yaml_blob is not None:
+        try:
+            text = yaml_blob.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{CONFIG_FILE}: not UTF-8 text (offset {exc.start})") from None
+        return load_text(repo.root, text)
+    if pyproject_blob is not None and b"[tool.mlci" in pyproject_blob:
+        import tomllib
+
+        try:
+            tool = tomllib.loads(pyproject_blob.decode("utf-8", "replace")).get("tool", {}).get("mlci")
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"pyproject.toml: invalid TOML: {exc}") from None
+        if tool is not None:
+            return Config(repo.root, "pyproject.toml", validate(tool, "pyproject.toml [tool.mlci]"))
+    return Config(repo.root, None, validate({}, CONFIG_FILE))

@@ -1,0 +1,186 @@
+"""The git plumbing mlci needs, as plain subprocess calls (fast to import, nothing cached).
+
+GitPython is deliberately not used here: the hook path must stay light, and every call
+below is a single git process whose output we parse ourselves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from mlci_tui.errors import GitError, MlciError
+
+ZERO_OID = "0" * 40
+
+
+def git(
+    args: Sequence[str],
+    cwd: str | os.PathLike[str] | None = None,
+    *,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    full_env = None
+    if env:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    try:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            input=input,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    except FileNotFoundError as exc:  # pragma: no cover - git missing entirely
+        raise MlciError("git is not installed or not on PATH") from exc
+    if check and proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = message[-1] if message else f"exit {proc.returncode}"
+        raise GitError(f"git {args[0]} failed: {detail}")
+    return proc
+
+
+def git_text(args: Sequence[str], cwd: str | os.PathLike[str] | None = None, **kw: object) -> str:
+    return git(args, cwd, **kw).stdout.decode("utf-8", "surrogateescape")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str
+    kind: str  # blob, tree, commit
+    oid: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A git working tree (or bare repo): where commands run and where mlci keeps state."""
+
+    root: Path
+    git_dir: Path
+    common_dir: Path
+
+    @classmethod
+    def find(cls, start: str | os.PathLike[str] | None = None) -> Repo:
+        proc = git(
+            ["rev-parse", "--show-toplevel", "--absolute-git-dir", "--git-common-dir"],
+            start or os.getcwd(),
+            check=False,
+        )
+        if proc.returncode != 0:
+            where = os.path.abspath(start or os.getcwd())
+            raise MlciError(f"{where}: not inside a git repository (run `git init` first)")
+        lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+        root, git_dir, common = Path(lines[0]), Path(lines[1]), Path(lines[2])
+        if not common.is_absolute():
+            common = (Path(start or os.getcwd()) / common).resolve()
+        return cls(root=root, git_dir=git_dir, common_dir=common)
+
+    @cached_property
+    def state_dir(self) -> Path:
+        """`.git/mlci/`: local, never committed, shared by every worktree of the clone."""
+        return self.common_dir / "mlci"
+
+    def run(self, *args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
+        return git(args, self.root, **kw)  # type: ignore[arg-type]
+
+    def text(self, *args: str, **kw: object) -> str:
+        return git_text(args, self.root, **kw)
+
+    def rev_parse(self, rev: str) -> str | None:
+        proc = git(["rev-parse", "-q", "--verify", "--end-of-options", rev], self.root, check=False)
+        if proc.returncode != 0:
+            return None
+        return proc.stdout.decode().strip()
+
+    def commit_of(self, rev: str) -> str | None:
+        return self.rev_parse(f"{rev}^{{commit}}")
+
+    def is_shallow(self) -> bool:
+        return (self.common_dir / "shallow").exists()
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        return git(["merge-base", "--is-ancestor", older, newer], self.root, check=False).returncode == 0
+
+    def ls_tree(self, treeish: str, paths: Iterable[str] = (), *, recursive: bool = False) -> list[TreeEntry]:
+        args = ["ls-tree", "-z", "--full-tree"]
+        if recursive:
+            args.append("-r")
+        args += [treeish, "--", *paths]
+        proc = git(args, self.root, check=False)
+        if proc.returncode != 0:
+            return []
+        return parse_ls_tree(proc.stdout)
+
+    def cat_blobs(self, oids: Sequence[str]) -> dict[str, bytes]:
+        """Read many objects in one `git cat-file --batch` process."""
+        if not oids:
+            return {}
+        unique = list(dict.fromkeys(oids))
+        proc = git(["cat-file", "--batch"], self.root, input=("\n".join(unique) + "\n").encode())
+        return parse_cat_file_batch(proc.stdout)
+
+    def blob_sizes(self, oids: Sequence[str]) -> dict[str, int]:
+        if not oids:
+            return {}
+        proc = git(["cat-file", "--batch-check"], self.root, input=("\n".join(oids) + "\n").encode())
+        sizes: dict[str, int] = {}
+        for line in proc.stdout.decode().splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                sizes[parts[0]] = int(parts[2])
+        return sizes
+
+
+def parse_ls_tree(raw: bytes) -> list[TreeEntry]:
+    entries = []
+    for item in raw.split(b"\0"):
+        if not item:
+            continue
+        meta, _, path = item.partition(b"\t")
+        mode, kind, oid = meta.decode().split()
+        entries.append(TreeEntry(mode, kind, oid, path.decode("utf-8", "surrogateescape")))
+    return entries
+
+
+def parse_cat_file_batch(raw: bytes) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    pos = 0
+    end = len(raw)
+    while pos < end:
+        nl = raw.index(b"\n", pos)
+        header = raw[pos:nl].decode()
+        pos = nl + 1
+        parts = header.split()
+        if len(parts) == 2 and parts[1] == "missing":
+            continue
+        oid, _kind, size = parts[0], parts[1], int(parts[2])
+        out[oid] = raw[pos : pos + size]
+        pos += size + 1
+    return out
+
+
+def parse_cat_file_batch_ordered(raw: bytes) -> list[bytes | None]:
+    """`git cat-file --batch` output in input order, None for each missing object."""
+    out: list[bytes | None] = []
+    pos = 0
+    while pos < len(raw):
+        nl = raw.index(b"\n", pos)
+        parts = raw[pos:nl].decode("utf-8", "replace").split()
+        pos = nl + 1
+        if len(parts) >= 2 and parts[-1] == "missing":
+            out.append(None)
+            continue
+        size = int(parts[2])
+        out.append(raw[pos : pos + size])
+        pos += size + 1
+    return out

@@ -1,0 +1,189 @@
+"""One entry point per git hook stage. Light on purpose: read what git holds, exit fast.
+
+Nothing heavy (duckdb, pyarrow, textual, plotext, GitPython) is imported unless the
+stage has work, and a test guards that. Post-* hooks never fail the git operation; a
+failed ledger push in pre-push warns and lets the user's push through.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+STAGES = ("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge")
+CANDIDATE_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
+ZERO = "0" * 40
+BACKFILL_LIMIT = 200
+
+
+def _err(message: str) -> None:
+    from mlci_tui.sanitize import display
+
+    print(f"mlci: {display(message)}", file=sys.stderr)
+
+
+def run(stage: str, argv: Sequence[str] = ()) -> int:
+    """Run one hook stage; returns the exit code git should see."""
+    if os.environ.get("MLCI_NO_HOOKS") == "1":
+        return 0
+    handler = {
+        "pre-commit": pre_commit,
+        "post-commit": post_commit,
+        "pre-push": pre_push,
+        "post-checkout": post_checkout,
+        "post-merge": post_merge,
+    }.get(stage)
+    if handler is None:
+        _err(f"unknown hook stage {stage!r} (one of {', '.join(STAGES)})")
+        return 2
+    from mlci_tui.errors import MlciError
+
+    blocking = stage == "pre-commit"
+    try:
+        return handler(list(argv))
+    except MlciError as exc:
+        _err(str(exc))
+        return exc.exit_code if blocking else 0
+    except Exception as exc:  # a hook must never greet the user with a traceback
+        _err(f"{stage} hook failed: {type(exc).__name__}: {exc} (set MLCI_DEBUG=1 for details)")
+        if os.environ.get("MLCI_DEBUG"):
+            raise
+        return 1 if blocking else 0
+
+
+def _repo():  # type: ignore[no-untyped-def]
+    from mlci_tui.gitio import Repo
+
+    return Repo.find()
+
+
+def pre_commit(argv: list[str]) -> int:
+    """Staged params and metrics files must parse; a bad one blocks the commit."""
+    from mlci_tui.gitio import git
+
+    proc = git(["diff", "--cached", "--name-only", "-z", "--diff-filter=ACMRT", "--no-renames"], check=False)
+    staged = [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+    relevant = [p for p in staged if p.endswith(CANDIDATE_SUFFIXES)]
+    if not relevant:
+        return 0
+    from mlci_tui import config as config_mod
+    from mlci_tui.runs import read_values
+    from mlci_tui.sources import IndexSource, matches
+
+    repo = _repo()
+    cfg = config_mod.load_from_git(repo, ":")  # a staged, invalid mlci.yaml blocks here
+    patterns = cfg.params_files + cfg.metrics_files
+    if not any(matches(p, path) for p in patterns for path in relevant) and not any(
+        "plots/metrics/" in path for path in relevant
+    ):
+        return 0
+    values = read_values(cfg, IndexSource(repo), strict=False)
+    errors = [w for w in values.warnings if ": not a number" not in w]
+    for warning in values.warnings:
+        if warning not in errors:
+            _err(f"warning: {warning}")
+    for error in errors:
+        _err(error)
+    if errors:
+        _err("commit blocked: fix the file(s) above, or skip this check once with `git commit --no-verify`")
+        return 1
+    return 0
+
+
+def post_commit(argv: list[str]) -> int:
+    """Capture HEAD into the ledger."""
+    from mlci_tui.capture_ops import capture_revs
+
+    repo = _repo()
+    capture_revs(repo, ["HEAD"], branch_of_head=True, quiet=True)
+    return 0
+
+
+def _pushes_from_stdin() -> list[tuple[str, str, str, str]]:
+    if sys.stdin is None or sys.stdin.isatty():
+        return []
+    lines = []
+    for line in sys.stdin.read().splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            lines.append((parts[0], parts[1], parts[2], parts[3]))
+    return lines
+
+
+def pre_push(argv: list[str]) -> int:
+    """Back-fill pushed commits missing from the ledger, then push the ledger (never blocks)."""
+    remote = argv[0] if argv else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
+    pushes = _pushes_from_stdin()
+    if not pushes and os.environ.get("PRE_COMMIT_TO_REF"):
+        # the pre-commit framework passes only the first pushed ref, through the environment
+        pushes = [
+            (
+                os.environ.get("PRE_COMMIT_LOCAL_BRANCH", ""),
+                os.environ["PRE_COMMIT_TO_REF"],
+                os.environ.get("PRE_COMMIT_REMOTE_BRANCH", ""),
+                os.environ.get("PRE_COMMIT_FROM_REF", ZERO),
+            )
+        ]
+    if pushes and all(p[0].startswith("refs/mlci") or p[2].startswith("refs/mlci") for p in pushes):
+        return 0
+    from mlci_tui.gitio import git
+
+    proc = git(["remote"], check=False)
+    remotes = proc.stdout.decode().split()
+    if remote not in remotes:
+        return 0  # a push to a bare URL: no remote name to keep the ledger's state under
+    from mlci_tui.capture_ops import backfill
+
+    repo = _repo()
+    local_shas = [p[1] for p in pushes if p[1] != ZERO]
+    remote_shas = [p[3] for p in pushes if p[3] != ZERO and repo.rev_parse(p[3])]
+    backfill(repo, local_shas, remote, remote_shas, limit=BACKFILL_LIMIT)
+    from mlci_tui.ledger.store import LedgerStore, remote_ref
+
+    tip = LedgerStore(repo).tip()
+    if tip is None or tip == repo.rev_parse(remote_ref(remote)):
+        return 0
+    from mlci_tui.ledger import sync
+
+    try:
+        result = sync.push(repo, remote)
+    except Exception as exc:  # a failed ledger push warns and does not block the user's push
+        _err(f"warning: the ledger was not pushed to {remote}: {exc}; retry with `mlci ledger push {remote}`")
+        return 0
+    for notice in result.notices:
+        _err(notice)
+    return 0
+
+
+def _local_refresh() -> None:
+    from mlci_tui import config as config_mod
+
+    repo = _repo()
+    cfg = config_mod.load(repo.root)
+    if cfg.section("ledger")["auto_pull"]:
+        from mlci_tui.ledger import sync
+
+        try:
+            sync.pull(repo, cfg.remote)
+        except Exception as exc:
+            _err(f"warning: ledger pull from {cfg.remote} failed: {exc}")
+    from mlci_tui.ledger.cache import LedgerCache, cache_is_current
+
+    if not cache_is_current(repo):
+        LedgerCache(repo).refresh()
+
+
+def post_checkout(argv: list[str]) -> int:
+    """Branch checkouts only: refresh the local cache (and pull when `ledger.auto_pull`)."""
+    if len(argv) >= 3 and argv[2] != "1":
+        return 0
+    if os.environ.get("PRE_COMMIT_CHECKOUT_TYPE", "1") != "1":
+        return 0
+    _local_refresh()
+    return 0
+
+
+def post_merge(argv: list[str]) -> int:
+    _local_refresh()
+    return 0

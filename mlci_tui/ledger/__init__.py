@@ -1,0 +1,1 @@
+"""The experiment ledger: immutable events on `refs/mlci/ledger`, queried through DuckDB."""

@@ -1,0 +1,100 @@
+"""Canonical JSON for ledger records, and the ids that name them.
+
+A record is written once and never edited, so its bytes must be reproducible: sorted keys,
+UTF-8, no spaces, one trailing newline. JSON has no NaN or infinities; they travel as
+`{"$float": "NaN"}` so that metrics such as a diverged loss survive the round trip.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import os
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+ID_RE = re.compile(r"^[a-z2-7]{26}$")
+_FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def new_id() -> str:
+    """128 random bits as 26 lowercase base32 characters."""
+    return base64.b32encode(os.urandom(16)).decode("ascii").rstrip("=").lower()
+
+
+def derived_id(*parts: str) -> str:
+    """A deterministic id: two clones capturing the same commit write the same record name."""
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).digest()
+    return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+
+
+def record_path(event_id: str) -> str:
+    """Where a record lives in the ledger tree: sharded so no tree grows past ~a thousand."""
+    return f"events/{event_id[:2]}/{event_id}.json"
+
+
+def now_iso() -> str:
+    return iso_time(datetime.now(timezone.utc))
+
+
+def iso_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def epoch_iso(seconds: int | float) -> str:
+    return iso_time(datetime.fromtimestamp(seconds, timezone.utc))
+
+
+def _wrap_floats(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return {"$float": "NaN"}
+        if math.isinf(value):
+            return {"$float": "Infinity" if value > 0 else "-Infinity"}
+        return value
+    if isinstance(value, dict):
+        return {k: _wrap_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wrap_floats(v) for v in value]
+    return value
+
+
+def _unwrap_float(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and "$float" in obj and obj["$float"] in _FLOAT_NAMES:
+        return _FLOAT_NAMES[obj["$float"]]
+    return obj
+
+
+def dumps(record: dict[str, Any]) -> bytes:
+    """Canonical bytes of a record."""
+    text = json.dumps(
+        _wrap_floats(record),
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    return (text + "\n").encode("utf-8")
+
+
+def loads(data: bytes | str) -> dict[str, Any]:
+    value = json.loads(data, object_hook=_unwrap_float)
+    if not isinstance(value, dict):
+        raise ValueError("a ledger record must be a JSON object")
+    return value
+
+
+def envelope(
+    event_type: str, body: dict[str, Any], *, event_id: str | None = None, time: str | None = None
+) -> dict[str, Any]:
+    """An event with the fields every event carries: type, v, id, time."""
+    record = dict(body)
+    record["type"] = event_type
+    record["v"] = SCHEMA_VERSION
+    record["id"] = event_id or new_id()
+    record["time"] = time or now_iso()
+    return record

@@ -1,0 +1,312 @@
+"""The ledger on `refs/mlci/ledger`: append, read and union-merge, with git plumbing only.
+
+Each record is an immutable canonical-JSON blob at `events/<id[:2]>/<id>.json`. An append
+is one `git fast-import` process that writes the blobs and a commit whose tree is the
+previous tip's with the new entries added (only the touched shard trees are rewritten).
+fast-import publishes the ref itself with a compare-and-swap that also refuses anything
+that is not a fast-forward, so a concurrent writer's records are never dropped: we re-read
+the tip and retry with jittered backoff. HEAD, the user's index and work tree are never
+touched. See docs/architecture.md for why fast-import rather than hash-object + mktree +
+commit-tree + update-ref (five processes per append instead of two).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from mlci_tui.errors import GitError, MlciError
+from mlci_tui.gitio import Repo, TreeEntry
+from mlci_tui.ledger import records
+
+LEDGER_REF = "refs/mlci/ledger"
+REMOTE_REF_PREFIX = "refs/mlci-remote"
+EVENTS_DIR = "events/"
+SEGMENTS_DIR = "segments/"
+COMMITTER = "mlci <mlci@localhost>"
+MAX_ATTEMPTS = 60
+
+
+class LedgerConflict(MlciError):
+    """Another writer kept winning the compare-and-swap; nothing was lost, nothing written."""
+
+
+def remote_ref(remote: str) -> str:
+    return f"{REMOTE_REF_PREFIX}/{remote}/ledger"
+
+
+class LedgerStore:
+    """Reads and writes one repository's ledger ref."""
+
+    def __init__(self, repo: Repo, ref: str = LEDGER_REF) -> None:
+        self.repo = repo
+        self.ref = ref
+
+    # ----------------------------------------------------------------- reading
+    def tip(self) -> str | None:
+        return self.repo.rev_parse(self.ref)
+
+    def entries(self, tip: str | None = None) -> list[TreeEntry]:
+        tip = tip or self.tip()
+        if tip is None:
+            return []
+        return [e for e in self.repo.ls_tree(tip, recursive=True) if e.kind == "blob"]
+
+    def read_records(self, tip: str | None = None) -> list[dict[str, Any]]:
+        """Every record in the tree at `tip` (events and compacted segments), de-duplicated."""
+        entries = self.entries(tip)
+        return self.load_entries(entries)
+
+    def load_entries(self, entries: Sequence[TreeEntry]) -> list[dict[str, Any]]:
+        events = [e for e in entries if e.path.startswith(EVENTS_DIR) and e.path.endswith(".json")]
+        segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
+        blobs = self.repo.cat_blobs([e.oid for e in events] + [e.oid for e in segments])
+        seen: set[str] = set()
+        out: list[dict[str, Any]] = []
+        for entry in events:
+            data = blobs.get(entry.oid)
+            if data is None:
+                continue
+            try:
+                record = records.loads(data)
+            except ValueError:
+                continue  # a corrupt record is skipped, not fatal: `mlci ledger fsck` names it
+            rid = record.get("id")
+            if isinstance(rid, str) and rid not in seen:
+                seen.add(rid)
+                out.append(record)
+        for entry in segments:
+            for record in _read_segment(blobs.get(entry.oid, b"")):
+                rid = record.get("id")
+                if isinstance(rid, str) and rid not in seen:
+                    seen.add(rid)
+                    out.append(record)
+        return out
+
+    def added_between(self, old: str, new: str) -> list[TreeEntry] | None:
+        """Entries added from `old` to `new`, or None when anything else changed (rebuild)."""
+        proc = self.repo.run("diff-tree", "-r", "-z", "--no-renames", old, new, check=False)
+        if proc.returncode != 0:
+            return None
+        parts = proc.stdout.split(b"\0")
+        added: list[TreeEntry] = []
+        i = 0
+        while i < len(parts) - 1:
+            meta = parts[i].decode()
+            path = parts[i + 1].decode("utf-8", "surrogateescape")
+            i += 2
+            if not meta:
+                continue
+            fields = meta.lstrip(":").split()
+            status = fields[4]
+            if status != "A" or not path.startswith(EVENTS_DIR):
+                return None
+            added.append(TreeEntry(fields[1], "blob", fields[3], path))
+        return added
+
+    def has_ids(self, ids: Iterable[str], tip: str | None = None) -> set[str]:
+        """Which of `ids` the ledger already holds (as event files or in a segment)."""
+        wanted = list(dict.fromkeys(ids))
+        tip = tip or self.tip()
+        if tip is None or not wanted:
+            return set()
+        present = {
+            e.path.rsplit("/", 1)[-1][: -len(".json")]
+            for e in self.repo.ls_tree(tip, [records.record_path(i) for i in wanted])
+        }
+        missing = [i for i in wanted if i not in present]
+        if missing:
+            seg_lists = [e for e in self.repo.ls_tree(tip, [SEGMENTS_DIR]) if e.path.endswith(".ids")]
+            if seg_lists:
+                blobs = self.repo.cat_blobs([e.oid for e in seg_lists])
+                compacted = set()
+                for data in blobs.values():
+                    compacted.update(data.decode().split())
+                present.update(i for i in missing if i in compacted)
+        return present
+
+    # ----------------------------------------------------------------- writing
+    def append(self, new_records: Sequence[dict[str, Any]], message: str | None = None) -> str:
+        """Write records as one ledger commit; returns the new tip. Safe under concurrency."""
+        if not new_records:
+            tip = self.tip()
+            if tip is None:
+                raise MlciError("nothing to append")
+            return tip
+        files: list[tuple[str, bytes]] = []
+        for record in new_records:
+            validate_envelope(record)
+            files.append((records.record_path(record["id"]), records.dumps(record)))
+        message = message or _describe(new_records)
+        return self._commit_with_retry(lambda tip: _fast_import_script(self.ref, tip, message, files))
+
+    def union_merge(self, other: str, message: str) -> str:
+        """Union the tree at `other` into the local ref: a commit with two parents.
+
+        Record names are unique, so a union of tree entries needs no merge base and no
+        conflict resolution; where both sides hold different bytes under one name (two
+        clones captured the same commit with different mlci versions) the smaller blob id
+        wins, so every clone converges on the same tree.
+        """
+
+        def script(tip: str | None) -> bytes | None:
+            if tip is None or tip == other:
+                return None
+            if self.repo.is_ancestor(other, tip):
+                return None
+            if self.repo.is_ancestor(tip, other):
+                return b"ff"
+            changes = self._union_changes(tip, other)
+            return _fast_import_merge_script(self.ref, tip, other, message, changes)
+
+        def ff(tip: str | None) -> bool:
+            return tip is None or (tip != other and self.repo.is_ancestor(tip, other))
+
+        for attempt in range(MAX_ATTEMPTS):
+            tip = self.tip()
+            if ff(tip):
+                if self._cas(other, tip):
+                    return other
+            else:
+                body = script(tip)
+                if body is None:
+                    assert tip is not None
+                    return tip
+                new = self._run_fast_import(body)
+                if new is not None:
+                    return new
+            _backoff(attempt)
+        raise LedgerConflict(f"{self.ref}: gave up merging after {MAX_ATTEMPTS} concurrent updates")
+
+    def replace_tree(self, files: Sequence[tuple[str, bytes]], message: str, expected_tip: str) -> str | None:
+        """Write a commit whose tree is exactly `files` (compaction). None if the tip moved."""
+        lines = [b"deleteall\n"]
+        for path, data in files:
+            lines.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
+        body = _commit_script(self.ref, expected_tip, message, b"".join(lines))
+        return self._run_fast_import(body)
+
+    def _union_changes(self, tip: str, other: str) -> list[tuple[str, str, str]]:
+        proc = self.repo.run("diff-tree", "-r", "-z", "--no-renames", tip, other)
+        parts = proc.stdout.split(b"\0")
+        changes: list[tuple[str, str, str]] = []
+        i = 0
+        while i < len(parts) - 1:
+            meta = parts[i].decode()
+            path = parts[i + 1].decode("utf-8", "surrogateescape")
+            i += 2
+            if not meta:
+                continue
+            _src_mode, dst_mode, src_oid, dst_oid, status = meta.lstrip(":").split()
+            if status == "A" or (status == "M" and dst_oid < src_oid):
+                changes.append((dst_mode, dst_oid, path))
+        return changes
+
+    def _commit_with_retry(self, build: Any) -> str:
+        for attempt in range(MAX_ATTEMPTS):
+            tip = self.tip()
+            new = self._run_fast_import(build(tip))
+            if new is not None:
+                return new
+            _backoff(attempt)
+        raise LedgerConflict(f"{self.ref}: gave up after {MAX_ATTEMPTS} concurrent updates; nothing was written")
+
+    def _run_fast_import(self, script: bytes) -> str | None:
+        proc = self.repo.run("fast-import", "--quiet", "--done", input=script, check=False)
+        if proc.returncode == 0:
+            return proc.stdout.decode().strip().splitlines()[-1]
+        err = proc.stderr.decode("utf-8", "replace")
+        if "Not updating" in err or "cannot lock ref" in err or "but expected" in err:
+            return None
+        raise GitError(f"git fast-import failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+
+    def _cas(self, new: str, old: str | None) -> bool:
+        from mlci_tui.gitio import ZERO_OID
+
+        proc = self.repo.run("update-ref", self.ref, new, old or ZERO_OID, check=False)
+        return proc.returncode == 0
+
+
+def validate_envelope(record: dict[str, Any]) -> None:
+    rid = record.get("id")
+    if not isinstance(rid, str) or not records.ID_RE.match(rid):
+        raise MlciError(f"ledger record has an invalid id: {rid!r}")
+    if not isinstance(record.get("type"), str) or not record["type"]:
+        raise MlciError(f"ledger record {rid} has no type")
+    if record.get("v") != records.SCHEMA_VERSION or not isinstance(record.get("time"), str):
+        raise MlciError(f"ledger record {rid} lacks v or time")
+
+
+def _describe(new_records: Sequence[dict[str, Any]]) -> str:
+    if len(new_records) == 1:
+        return f"mlci: {new_records[0]['type']} {new_records[0]['id']}"
+    return f"mlci: {len(new_records)} records"
+
+
+def _commit_script(ref: str, parent: str | None, message: str, changes: bytes, merge: str | None = None) -> bytes:
+    msg = message.encode()
+    head = (
+        (
+            f"feature done\ncommit {ref}\nmark :1\ncommitter {COMMITTER} {int(time.time())} +0000\ndata {len(msg)}\n"
+        ).encode()
+        + msg
+        + b"\n"
+    )
+    if parent:
+        head += f"from {parent}\n".encode()
+    if merge:
+        head += f"merge {merge}\n".encode()
+    return head + changes + b"\nget-mark :1\ndone\n"
+
+
+def _fast_import_script(ref: str, parent: str | None, message: str, files: Sequence[tuple[str, bytes]]) -> bytes:
+    body = io.BytesIO()
+    for path, data in files:
+        body.write(f"M 100644 inline {path}\ndata {len(data)}\n".encode())
+        body.write(data)
+        body.write(b"\n")
+    return _commit_script(ref, parent, message, body.getvalue())
+
+
+def _fast_import_merge_script(
+    ref: str, parent: str, other: str, message: str, changes: Sequence[tuple[str, str, str]]
+) -> bytes:
+    body = "".join(f"M {mode} {oid} {path}\n" for mode, oid, path in changes).encode()
+    return _commit_script(ref, parent, message, body, merge=other)
+
+
+def _backoff(attempt: int) -> None:
+    """Jittered, growing sleep: immediate retries starve one writer (see PEERS.md)."""
+    time.sleep(random.uniform(0.001, 0.004) * min(2 ** min(attempt, 6), 40))
+
+
+def _read_segment(data: bytes) -> Iterator[dict[str, Any]]:
+    if not data:
+        return
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(data), columns=["body"])
+    for body in table.column("body").to_pylist():
+        try:
+            yield records.loads(body)
+        except ValueError:
+            continue
+
+
+def fsck(store: LedgerStore) -> list[str]:
+    """Problems in the ledger tree: unparseable or misnamed records."""
+    problems = []
+    entries = store.entries()
+    events = [e for e in entries if e.path.startswith(EVENTS_DIR)]
+    blobs = store.repo.cat_blobs([e.oid for e in events])
+    for entry in events:
+        try:
+            record = records.loads(blobs[entry.oid])
+            if records.record_path(str(record.get("id"))) != entry.path:
+                problems.append(f"{entry.path}: id {record.get('id')!r} does not match its path")
+        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+            problems.append(f"{entry.path}: unreadable record ({exc})")
+    return problems

@@ -1,0 +1,117 @@
+"""Share the ledger: fetch into `refs/mlci-remote/<remote>/ledger`, union-merge, push.
+
+Never sets `remote.*.push` (that would stop a plain `git push` from pushing the branch),
+never force-fetches over local records, and pushes with `--no-verify` so the user's own
+pre-push hooks do not run again for the ledger ref.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+
+from mlci_tui.errors import MlciError
+from mlci_tui.gitio import Repo, git
+from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref
+
+PUSH_ATTEMPTS = 5
+_NO_ENV = {"GIT_TERMINAL_PROMPT": "0", "MLCI_NO_HOOKS": "1"}
+
+
+class RewrittenLedger(MlciError):
+    exit_code = 1
+
+
+@dataclass
+class SyncResult:
+    remote: str
+    fetched: str | None = None
+    local_tip: str | None = None
+    pushed: bool = False
+    notices: list[str] = field(default_factory=list)
+
+
+def _incoming_ref(remote: str) -> str:
+    return f"refs/mlci-remote/{remote}/incoming"
+
+
+def check_remote_name(remote: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", remote) or ".." in remote:
+        raise MlciError(f"remote {remote!r}: not a remote name (see `git remote`)")
+    return remote
+
+
+def fetch(repo: Repo, remote: str) -> str | None:
+    """The remote's ledger tip (fetched), or None when the remote has no ledger yet."""
+    proc = git(
+        ["fetch", "--no-tags", "--no-recurse-submodules", "--quiet", remote, f"+{LEDGER_REF}:{_incoming_ref(remote)}"],
+        repo.root,
+        env=_NO_ENV,
+        check=False,
+    )
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace")
+        if "couldn't find remote ref" in err or "could not find remote ref" in err.lower():
+            return None
+        last = err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}"
+        raise MlciError(f"ledger fetch from {remote} failed: {last}")
+    return repo.rev_parse(_incoming_ref(remote))
+
+
+def pull(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
+    check_remote_name(remote)
+    store = LedgerStore(repo)
+    result = SyncResult(remote)
+    fetched = fetch(repo, remote)
+    result.fetched = fetched
+    if fetched is None:
+        result.local_tip = store.tip()
+        return result
+    last_seen = repo.rev_parse(remote_ref(remote))
+    if last_seen and last_seen != fetched:
+        if repo.is_shallow() and not repo.is_ancestor(last_seen, fetched):
+            result.notices.append("shallow history: skipped the check that the remote ledger only grew")
+        elif not repo.is_ancestor(last_seen, fetched) and not force_merge:
+            raise RewrittenLedger(
+                f"the ledger on {remote} was rewritten: {fetched[:12]} does not descend from "
+                f"{last_seen[:12]}, the last one seen. Nothing was merged; inspect it with "
+                f"`git log {_incoming_ref(remote)}` and rerun with --force-merge to union it anyway"
+            )
+    result.local_tip = store.union_merge(fetched, f"mlci: merge ledger from {remote}")
+    repo.run("update-ref", remote_ref(remote), fetched)
+    return result
+
+
+def push(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
+    """Pull, merge, push; a rejected push (someone pushed meanwhile) fetches and retries."""
+    check_remote_name(remote)
+    store = LedgerStore(repo)
+    result = SyncResult(remote)
+    for _attempt in range(PUSH_ATTEMPTS):
+        pulled = pull(repo, remote, force_merge=force_merge)
+        result.notices.extend(pulled.notices)
+        tip = store.tip()
+        result.local_tip = tip
+        if tip is None or tip == pulled.fetched:
+            return result
+        proc = git(
+            ["push", "--no-verify", "--porcelain", "--quiet", remote, f"{tip}:{LEDGER_REF}"],
+            repo.root,
+            env=_NO_ENV,
+            check=False,
+        )
+        if proc.returncode == 0:
+            repo.run("update-ref", remote_ref(remote), tip)
+            result.pushed = True
+            return result
+        out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+        if "rejected" in out or "fetch first" in out or "non-fast-forward" in out or "stale info" in out:
+            continue
+        last = out.strip().splitlines()[-1] if out.strip() else f"exit {proc.returncode}"
+        raise MlciError(f"ledger push to {remote} failed: {last}")
+    raise MlciError(f"ledger push to {remote}: still rejected after {PUSH_ATTEMPTS} attempts")
+
+
+def warn(message: str) -> None:
+    print(f"mlci: warning: {message}", file=sys.stderr)

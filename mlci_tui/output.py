@@ -1,0 +1,102 @@
+"""Listings in the four formats every command shares: table, json, csv, md.
+
+Every cell passes through the display sanitiser (table, csv, md) or is JSON-escaped (json),
+so names, messages and values from the data print inertly in every format.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from mlci_tui.sanitize import display, markdown_cell
+
+FORMATS = ("table", "json", "csv", "md")
+MAX_CELL = 48
+
+
+def fmt_number(value: float) -> str:
+    """Floats without binary noise: 0.1 + 0.2 prints as 0.3; 12 significant digits."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.12g}"
+
+
+def cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return fmt_number(value)
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, (dict, list)):
+        return json.dumps(json_value(value), sort_keys=True, ensure_ascii=False)
+    return str(value)
+
+
+def json_value(value: Any) -> Any:
+    """JSON-safe: NaN and infinities as strings, times as ISO 8601 UTC."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    return value
+
+
+def _truncate(text: str, width: int = MAX_CELL) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def write(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, out: TextIO, *, truncate: bool = True
+) -> None:
+    if fmt == "json":
+        out.write(json.dumps([{c: json_value(r.get(c)) for c in columns} for r in rows], indent=2, ensure_ascii=True))
+        out.write("\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([display(c) for c in columns])
+        for r in rows:
+            writer.writerow([display(cell_text(r.get(c))) for c in columns])
+    elif fmt == "md":
+        out.write("| " + " | ".join(markdown_cell(c) for c in columns) + " |\n")
+        out.write("|" + "|".join("---" for _ in columns) + "|\n")
+        for r in rows:
+            out.write("| " + " | ".join(markdown_cell(cell_text(r.get(c))) for c in columns) + " |\n")
+    else:
+        table = [[display(c) for c in columns]]
+        for r in rows:
+            cells = [display(cell_text(r.get(c))) for c in columns]
+            table.append([_truncate(c) if truncate else c for c in cells])
+        widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+        numeric = [all(_looks_numeric(r.get(c)) for r in rows) and rows for c in columns]
+        for n, row in enumerate(table):
+            parts = [cell.rjust(widths[i]) if numeric[i] and n else cell.ljust(widths[i]) for i, cell in enumerate(row)]
+            out.write("  ".join(parts).rstrip() + "\n")
+            if n == 0:
+                out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def _looks_numeric(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def to_string(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> str:
+    buf = io.StringIO()
+    write(rows, columns, fmt, buf)
+    return buf.getvalue()

@@ -1,0 +1,264 @@
+"""Build `run` records: a commit's files (capture), or the working tree (record).
+
+A commit capture gets a deterministic id from the commit id and the run kind, so two clones
+that capture the same commit write the same record name and a union merge keeps one.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlci_tui import __version__
+from mlci_tui.capture import Limits, Step, read_metrics, read_params, read_table_metrics
+from mlci_tui.config import Config
+from mlci_tui.errors import InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger import records
+from mlci_tui.scrub import scrub
+from mlci_tui.sources import FileSource, TreeSource, WorkdirSource, matches
+
+RUN_KINDS = ("commit", "workspace", "ci", "experiment", "trial", "import")
+RUN_STATUSES = ("running", "done", "failed")
+MAX_RUN_NAME = 256
+
+
+@dataclass
+class Values:
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.params and not self.metrics and not self.steps
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    tree: str
+    parents: tuple[str, ...]
+    author: str
+    author_time: int
+    commit_time: int
+    message: str
+
+
+def commit_info(repo: Repo, rev: str) -> CommitInfo:
+    raw = repo.run(
+        "show", "-s", "--no-show-signature", "--format=%H%x00%T%x00%P%x00%an <%ae>%x00%at%x00%ct%x00%B", rev, "--"
+    ).stdout
+    sha, tree, parents, author, at, ct, message = raw.decode("utf-8", "replace").split("\x00", 6)
+    return CommitInfo(sha, tree, tuple(parents.split()), author, int(at), int(ct), message.strip())
+
+
+def patch_id(repo: Repo, info: CommitInfo) -> str | None:
+    """`git patch-id --stable` of the commit's change: survives rebase and amend."""
+    args = ["diff-tree", "-p", "--no-color", "--full-index"]
+    args += [info.parents[0], info.sha] if info.parents else ["--root", info.sha]
+    diff = repo.run(*args).stdout
+    if not diff.strip():
+        return None
+    proc = subprocess.run(["git", "patch-id", "--stable"], cwd=repo.root, input=diff, capture_output=True, check=False)
+    out = proc.stdout.decode().split()
+    return out[0] if out else None
+
+
+def current_branch(repo: Repo) -> str | None:
+    proc = repo.run("symbolic-ref", "-q", "--short", "HEAD", check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def read_values(config: Config, source: FileSource, *, strict: bool) -> Values:
+    """Params and metrics from `source`. With `strict`, the first bad file raises InputError;
+    otherwise it becomes a warning and capture goes on with the other files."""
+    limits = Limits.from_config(config.limits)
+    values = Values()
+    params_files = source.find(config.params_files)
+    metrics_files = source.find(config.metrics_files)
+    series: dict[str, tuple[str, str]] = {}
+    for mfile in metrics_files:
+        if mfile.endswith("metrics.json"):
+            base = mfile.rsplit("/", 1)[0] + "/" if "/" in mfile else ""
+            for path in source.find([f"{base}plots/metrics/**/*.tsv"]):
+                series[path] = (mfile, path[len(f"{base}plots/metrics/") : -len(".tsv")])
+    wanted = sorted(set(params_files) | set(metrics_files) | set(series))
+    sizes = source.sizes(wanted)
+    readable = []
+    for path in wanted:
+        if sizes.get(path, 0) > limits.max_bytes:
+            _fail_or_warn(
+                values,
+                strict,
+                InputError(
+                    f"{path}: {sizes[path] / 1048576:.1f} MB is over the {limits.max_bytes / 1048576:g} MB limit "
+                    "(limits.max_file_mb in mlci.yaml)"
+                ),
+            )
+        else:
+            readable.append(path)
+    data = source.read_many(readable)
+    for path in params_files:
+        if path in data:
+            try:
+                values.params[path] = read_params(path, data[path], limits)
+            except InputError as exc:
+                _fail_or_warn(values, strict, exc)
+    for path in metrics_files:
+        if path in data:
+            try:
+                read = read_metrics(path, data[path], limits)
+            except InputError as exc:
+                _fail_or_warn(values, strict, exc)
+                continue
+            values.metrics[path] = read.values
+            values.steps.extend(read.steps)
+            values.warnings.extend(read.warnings)
+    for path, (_mfile, name) in series.items():
+        if path in data:
+            try:
+                read = read_table_metrics(path, data[path], limits, series_name=name.rsplit("/", 1)[-1])
+            except InputError as exc:
+                _fail_or_warn(values, strict, exc)
+                continue
+            for step in read.steps:
+                step.name = name
+            values.steps.extend(read.steps)
+            values.warnings.extend(read.warnings)
+    return values
+
+
+def _fail_or_warn(values: Values, strict: bool, exc: InputError) -> None:
+    if strict:
+        raise exc
+    values.warnings.append(str(exc))
+
+
+def _base_record(kind: str, values: Values) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "name": None,
+        "status": "done",
+        "params": values.params,
+        "metrics": values.metrics,
+        "steps": [[s.file, s.name, s.step, s.value] for s in values.steps],
+        "warnings": values.warnings,
+        "datasets": {},
+        "deps": {},
+        "stale": False,
+        "source": None,
+        "parent": None,
+        "sweep_id": None,
+        "trial_id": None,
+        "mlci_version": __version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def capture_commit(
+    repo: Repo, config: Config, rev: str, *, branch: str | None = None, kind: str = "commit", source: str = "capture"
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """A commit's run, read from its own blobs; None when its tree has no params or metrics."""
+    info = commit_info(repo, rev)
+    tree = TreeSource(repo, info.sha)
+    values = read_values(config, tree, strict=False)
+    if values.empty and not values.warnings:
+        return None, []
+    if values.empty:
+        return None, values.warnings
+    record = _base_record(kind, values)
+    run_id = records.derived_id(kind, info.sha)
+    when = records.epoch_iso(info.commit_time)
+    deps = _tree_deps(tree, config)
+    record.update(
+        run_id=run_id,
+        started=when,
+        ended=when,
+        commit=info.sha,
+        tree=info.tree,
+        patch_id=patch_id(repo, info),
+        branch=branch,
+        author=info.author,
+        message=info.message,
+        source=source,
+        deps=deps,
+        stale=_is_stale(repo, config, info, values) if deps else False,
+    )
+    return _finish(record, run_id, when), values.warnings
+
+
+def capture_workspace(
+    repo: Repo, config: Config, *, message: str | None = None, commit_rev: str | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """The working tree as a `workspace` run, or as a `ci` run linked to `commit_rev`."""
+    values = read_values(config, WorkdirSource(repo.root), strict=True)
+    if values.empty:
+        files = ", ".join(config.params_files + config.metrics_files)
+        raise InputError(f"no params or metrics files found in the working tree (looked for {files})")
+    rev = commit_rev or "HEAD"
+    info = commit_info(repo, rev) if repo.commit_of(rev) else None
+    if commit_rev and info is None:
+        raise InputError(f"--commit {commit_rev}: not a commit in this repository")
+    kind = "ci" if commit_rev else "workspace"
+    record = _base_record(kind, values)
+    run_id = records.new_id()
+    when = records.now_iso()
+    record.update(
+        run_id=run_id,
+        name=validate_run_name(name) if name else None,
+        started=when,
+        ended=when,
+        commit=info.sha if info else None,
+        tree=info.tree if (info and commit_rev) else None,
+        patch_id=patch_id(repo, info) if (info and commit_rev) else None,
+        branch=current_branch(repo),
+        author=info.author if info else None,
+        message=message if message is not None else (info.message if (info and commit_rev) else None),
+        source="record",
+        deps=_workdir_deps(repo, config),
+    )
+    return _finish(record, run_id, when)
+
+
+def _finish(record: dict[str, Any], run_id: str, when: str) -> dict[str, Any]:
+    return records.envelope("run", scrub(record), event_id=run_id, time=when)
+
+
+def validate_run_name(name: str) -> str:
+    if not name.strip() or len(name) > MAX_RUN_NAME or "\x00" in name:
+        raise InputError(f"run name must be 1 to {MAX_RUN_NAME} characters without NUL")
+    return name
+
+
+def _tree_deps(tree: TreeSource, config: Config) -> dict[str, str]:
+    patterns = config.section("train")["deps"]
+    if not patterns:
+        return {}
+    return {p: oid for p in tree.find(patterns) if (oid := tree.oid(p))}
+
+
+def _workdir_deps(repo: Repo, config: Config) -> dict[str, str]:
+    patterns = config.section("train")["deps"]
+    if not patterns:
+        return {}
+    paths = WorkdirSource(repo.root).find(patterns)
+    if not paths:
+        return {}
+    proc = repo.run("hash-object", "--stdin-paths", input=("\n".join(paths) + "\n").encode())
+    return dict(zip(paths, proc.stdout.decode().split()))
+
+
+def _is_stale(repo: Repo, config: Config, info: CommitInfo, values: Values) -> bool:
+    """The commit changed what produced the metrics (train.deps) but not the metrics."""
+    if not info.parents:
+        return False
+    changed = repo.text("diff-tree", "-r", "--name-only", "--no-commit-id", info.parents[0], info.sha).split("\n")
+    changed = [c for c in changed if c]
+    deps_changed = any(matches(p, c) for p in config.section("train")["deps"] for c in changed)
+    metrics_files = set(values.metrics) | {s.file for s in values.steps}
+    metrics_changed = any(c in metrics_files for c in changed)
+    return deps_changed and not metrics_changed

@@ -1,0 +1,280 @@
+"""`mlci init`, `mlci install`, `mlci uninstall`: put mlci into a repository, and take it out.
+
+Plain hooks chain to whatever hook was there (kept as `<stage>.pre-mlci`, restored by
+uninstall). In a repository that uses the pre-commit framework, mlci's hooks go into
+`.pre-commit-config.yaml` as `repo: local` entries instead, installed through the framework.
+Running any of these twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from mlci_tui.errors import MlciError
+from mlci_tui.gitio import Repo
+from mlci_tui.hooks import STAGES
+from mlci_tui.sanitize import display
+
+MARKER = "# mlci-hook v1"
+SAVED_SUFFIX = ".pre-mlci"
+GITIGNORE_LINES = (".mlci/", "mlci.local.yaml")
+FRAMEWORK_CONFIG = ".pre-commit-config.yaml"
+
+
+def hooks_dir(repo: Repo) -> Path:
+    """The hooks directory git uses, honouring core.hooksPath."""
+    path = Path(repo.text("rev-parse", "--git-path", "hooks").strip())
+    return path if path.is_absolute() else repo.root / path
+
+
+def generic_script(stage: str) -> str:
+    """The script in the repository's `hooks/` folder: calls `mlci` from PATH."""
+    return hook_script(stage, python=None, paths=())
+
+
+def hook_script(stage: str, *, python: str | None, paths: tuple[str, ...]) -> str:
+    """A hook that runs the saved previous hook, then mlci's.
+
+    With `python`, it starts that interpreter with -S and an explicit sys.path: no site
+    processing, so a no-op hook costs little more than the interpreter itself.
+    """
+    lines = [
+        "#!/bin/sh",
+        f"{MARKER}: {stage}. Installed by `mlci install`; `mlci uninstall` restores what was here.",
+        f'prev="$0{SAVED_SUFFIX}"',
+    ]
+    if stage == "pre-push":
+        lines += [
+            "# git passes the pushed refs on stdin: keep a copy for both hooks",
+            'input=$(mktemp "${TMPDIR:-/tmp}/mlci-pre-push.XXXXXX") || exit 1',
+            'cat > "$input"',
+            'if [ -x "$prev" ]; then "$prev" "$@" < "$input" || { rc=$?; rm -f "$input"; exit $rc; }; fi',
+            'exec < "$input"',
+            'rm -f "$input"',
+        ]
+    else:
+        lines.append('if [ -x "$prev" ]; then "$prev" "$@" || exit $?; fi')
+    lines.append('[ "$MLCI_NO_HOOKS" = "1" ] && exit 0')
+    if python:
+        path_list = ":".join(paths).replace("'", "")
+        code = (
+            "import sys; sys.path[:0] = [p for p in sys.argv.pop(1).split(':') if p]; "
+            f"from mlci_tui.hooks import run; sys.exit(run('{stage}', sys.argv[1:]))"
+        )
+        lines += [
+            f"MLCI_PYTHON='{python}'",
+            f"MLCI_PATH='{path_list}'",
+            'if [ -x "$MLCI_PYTHON" ]; then',
+            f'  exec "$MLCI_PYTHON" -S -c "{code}" "$MLCI_PATH" "$@"',
+            "fi",
+        ]
+    lines += [
+        "if command -v mlci >/dev/null 2>&1; then",
+        f'  exec mlci hook {stage} "$@"',
+        "fi",
+        f'echo "mlci: {stage} hook skipped: mlci is not installed (reinstall it, then run mlci install)" >&2',
+        "exit 0",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _interpreter_paths() -> tuple[str, ...]:
+    import mlci_tui
+
+    package_parent = str(Path(mlci_tui.__file__).resolve().parent.parent)
+    paths = [package_parent] + [p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p]
+    return tuple(dict.fromkeys(paths))
+
+
+def install_hooks(repo: Repo, stages: tuple[str, ...] = STAGES) -> list[str]:
+    directory = hooks_dir(repo)
+    directory.mkdir(parents=True, exist_ok=True)
+    script_paths = _interpreter_paths()
+    changed = []
+    for stage in stages:
+        if stage not in STAGES:
+            raise MlciError(f"--stage {stage!r}: one of {', '.join(STAGES)}")
+        path = directory / stage
+        script = hook_script(stage, python=sys.executable, paths=script_paths)
+        if path.exists() or path.is_symlink():
+            current = path.read_text(errors="replace") if path.is_file() else ""
+            if MARKER in current:
+                if current == script:
+                    continue
+            else:
+                saved = directory / f"{stage}{SAVED_SUFFIX}"
+                if saved.exists():
+                    raise MlciError(
+                        f"{display(str(path))}: a hook is here and {saved.name} exists too; move one of them away first"
+                    )
+                os.replace(path, saved)
+        tmp = path.with_name(f".{stage}.mlci-tmp")
+        tmp.write_text(script)
+        tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        os.replace(tmp, path)
+        changed.append(stage)
+    return changed
+
+
+def uninstall_hooks(repo: Repo) -> list[str]:
+    directory = hooks_dir(repo)
+    removed = []
+    for stage in STAGES:
+        path = directory / stage
+        saved = directory / f"{stage}{SAVED_SUFFIX}"
+        if path.is_file() and MARKER in path.read_text(errors="replace"):
+            path.unlink()
+            removed.append(stage)
+            if saved.exists():
+                os.replace(saved, path)
+    return removed
+
+
+STARTER = """\
+# mlci.yaml: what mlci captures from each commit. Reference: docs/config.md
+params:
+  # params files, read as YAML 1.2 (also .json, .toml); nested keys become train.lr
+  files: {params}
+metrics:
+  # metrics files (.json, .yaml, .toml, .csv/.tsv); dvclive's plots/metrics/*.tsv are read too
+  files: {metrics}
+  # fields:
+  #   acc: {{direction: max}}
+  #   loss: {{direction: min}}
+ledger:
+  remote: origin        # where `mlci ledger push/pull` and the pre-push hook share the ledger
+  auto_pull: false      # pull the ledger on branch checkout (uses the network)
+# train:
+#   command: python train.py   # used by the demo, sweeps and CI
+#   deps: [train.py, data/]    # a commit changing these but not the metrics is marked stale
+"""
+
+PARAM_CANDIDATES = ("params.yaml", "params.yml", "params.json", "params.toml", "config/params.yaml")
+METRIC_CANDIDATES = (
+    "metrics.json",
+    "dvclive/metrics.json",
+    "metrics.yaml",
+    "scores.json",
+    "eval/metrics.json",
+    "results/metrics.json",
+)
+
+
+def starter_config(root: Path) -> str:
+    params = [p for p in PARAM_CANDIDATES if (root / p).is_file()] or ["params.yaml"]
+    metrics = [m for m in METRIC_CANDIDATES if (root / m).is_file()] or ["metrics.json", "dvclive/metrics.json"]
+    return STARTER.format(params="[" + ", ".join(params) + "]", metrics="[" + ", ".join(metrics) + "]")
+
+
+def ensure_gitignore(root: Path) -> bool:
+    path = root / ".gitignore"
+    text = path.read_text() if path.exists() else ""
+    present = {line.strip() for line in text.splitlines()}
+    missing = [line for line in GITIGNORE_LINES if line not in present]
+    if not missing:
+        return False
+    prefix = "" if not text or text.endswith("\n") else "\n"
+    path.write_text(text + prefix + "# mlci's local files\n" + "\n".join(missing) + "\n")
+    return True
+
+
+def framework_hooks() -> list[dict[str, object]]:
+    entries = []
+    for stage in STAGES:
+        entry: dict[str, object] = {
+            "id": f"mlci-{stage}",
+            "name": f"mlci {stage}",
+            "entry": f"mlci hook {stage}",
+            "language": "system",
+            "stages": [stage],
+            "pass_filenames": False,
+            "always_run": True,
+            "require_serial": True,
+        }
+        if stage == "pre-push":
+            entry["verbose"] = False
+        entries.append(entry)
+    return entries
+
+
+def add_to_framework_config(root: Path) -> bool:
+    from ruamel.yaml import YAML
+
+    path = root / FRAMEWORK_CONFIG
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    try:
+        doc = yaml.load(path.read_text())
+    except Exception as exc:
+        raise MlciError(f"{FRAMEWORK_CONFIG}: cannot parse it ({str(exc).splitlines()[0]})") from None
+    if doc is None:
+        doc = {}
+    repos = doc.setdefault("repos", [])
+    for repo in repos:
+        for hook in repo.get("hooks", []) or []:
+            if str(hook.get("id", "")).startswith("mlci-"):
+                return False
+    repos.append({"repo": "local", "hooks": framework_hooks()})
+    with path.open("w") as fh:
+        yaml.dump(doc, fh)
+    return True
+
+
+def install_through_framework(repo: Repo) -> None:
+    args = [sys.executable, "-m", "pre_commit", "install"]
+    for stage in STAGES:
+        args += ["--hook-type", stage]
+    proc = subprocess.run(args, cwd=repo.root, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        detail = (proc.stdout + proc.stderr).strip().splitlines()
+        raise MlciError(f"pre-commit install failed: {detail[-1] if detail else proc.returncode}")
+
+
+def init(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    root = repo.root
+    if not (root / "mlci.yaml").exists():
+        (root / "mlci.yaml").write_text(starter_config(root))
+        print("wrote mlci.yaml")
+    else:
+        from mlci_tui import config
+
+        config.load(root)  # say so now if the existing one is invalid
+    if ensure_gitignore(root):
+        print("added mlci's local files to .gitignore")
+    if args.no_hooks:
+        return 0
+    if (root / FRAMEWORK_CONFIG).exists():
+        if add_to_framework_config(root):
+            print(f"added mlci's hooks to {FRAMEWORK_CONFIG}")
+        install_through_framework(repo)
+        print("hooks installed through the pre-commit framework")
+    else:
+        changed = install_hooks(repo)
+        if changed:
+            print(f"installed hooks: {', '.join(changed)}")
+    return 0
+
+
+def install(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    stages = tuple(args.stages) if args.stages else STAGES
+    changed = install_hooks(repo, stages)
+    print(
+        f"installed hooks in {display(str(hooks_dir(repo)))}: {', '.join(changed)}"
+        if changed
+        else "hooks already installed"
+    )
+    return 0
+
+
+def uninstall(args: argparse.Namespace) -> int:
+    removed = uninstall_hooks(Repo.find())
+    print(f"removed hooks: {', '.join(removed)}" if removed else "no mlci hooks installed")
+    return 0

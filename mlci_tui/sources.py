@@ -1,0 +1,174 @@
+"""Where params and metrics files are read from: a commit, the index, or the working tree.
+
+Hooks read what git holds (DESIGN decision 2): a commit capture reads the commit's own
+blobs, the pre-commit check reads the staged blobs. Only `mlci record` reads the working
+tree. Symlinks and paths that leave the repository are refused everywhere.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from mlci_tui.errors import ConfigError, InputError
+from mlci_tui.gitio import Repo, TreeEntry, parse_ls_tree
+
+GLOB_CHARS = "*?["
+
+
+def check_pattern(pattern: str) -> None:
+    if pattern.startswith("/") or os.path.isabs(pattern) or ".." in Path(pattern).parts:
+        raise ConfigError(f"mlci.yaml: {pattern!r}: paths must stay inside the repository")
+
+
+def literal_prefix(pattern: str) -> str:
+    """The directory part of a glob before its first wildcard: what git can list cheaply."""
+    cut = min((pattern.find(c) for c in GLOB_CHARS if c in pattern), default=-1)
+    if cut < 0:
+        return pattern
+    head = pattern[:cut]
+    return head[: head.rfind("/") + 1]
+
+
+def matches(pattern: str, path: str) -> bool:
+    if not any(c in pattern for c in GLOB_CHARS):
+        return path == pattern or path.startswith(pattern.rstrip("/") + "/")
+    if "**" in pattern:
+        return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.replace("**/", ""))
+    return fnmatch.fnmatchcase(path, pattern) and path.count("/") == pattern.count("/")
+
+
+class FileSource(Protocol):
+    label: str
+
+    def find(self, patterns: Iterable[str]) -> list[str]: ...
+
+    def read_many(self, paths: list[str]) -> dict[str, bytes]: ...
+
+    def sizes(self, paths: list[str]) -> dict[str, int]: ...
+
+
+@dataclass
+class TreeSource:
+    """Files of a commit or tree, read from git objects (no checkout)."""
+
+    repo: Repo
+    treeish: str
+    label: str = "commit"
+
+    def __post_init__(self) -> None:
+        self._entries: dict[str, TreeEntry] = {}
+
+    def _list(self, patterns: list[str]) -> None:
+        prefixes = sorted({literal_prefix(p) for p in patterns})
+        if "" in prefixes:
+            prefixes = []
+        for entry in self.repo.ls_tree(self.treeish, prefixes, recursive=True):
+            self._entries[entry.path] = entry
+
+    def find(self, patterns: Iterable[str]) -> list[str]:
+        patterns = list(patterns)
+        for p in patterns:
+            check_pattern(p)
+        self._list(patterns)
+        found = []
+        for path, entry in self._entries.items():
+            if any(matches(p, path) for p in patterns):
+                if entry.mode == "120000":
+                    raise InputError(f"{path}: is a symlink; mlci reads no file through a link")
+                if entry.kind == "blob":
+                    found.append(path)
+        return sorted(found)
+
+    def sizes(self, paths: list[str]) -> dict[str, int]:
+        oids = {self._entries[p].oid: p for p in paths}
+        return {oids[o]: s for o, s in self.repo.blob_sizes(list(oids)).items()}
+
+    def read_many(self, paths: list[str]) -> dict[str, bytes]:
+        blobs = self.repo.cat_blobs([self._entries[p].oid for p in paths])
+        return {p: blobs[self._entries[p].oid] for p in paths}
+
+    def oid(self, path: str) -> str | None:
+        entry = self._entries.get(path)
+        return entry.oid if entry else None
+
+
+@dataclass
+class IndexSource(TreeSource):
+    """The staged version of files: what the commit being made will hold."""
+
+    treeish: str = ":index"
+    label: str = "index"
+
+    def _list(self, patterns: list[str]) -> None:
+        prefixes = sorted({literal_prefix(p) for p in patterns})
+        if "" in prefixes:
+            prefixes = []
+        proc = self.repo.run("ls-files", "-s", "-z", "--", *prefixes)
+        for item in proc.stdout.split(b"\0"):
+            if not item:
+                continue
+            meta, _, path = item.partition(b"\t")
+            mode, oid, _stage = meta.decode().split()
+            entry = TreeEntry(mode, "commit" if mode == "160000" else "blob", oid, path.decode())
+            self._entries[entry.path] = entry
+
+
+@dataclass
+class WorkdirSource:
+    """The working tree, for `mlci record` (metrics are often untracked there)."""
+
+    root: Path
+    label: str = "working tree"
+
+    def find(self, patterns: Iterable[str]) -> list[str]:
+        found: set[str] = set()
+        root = self.root.resolve()
+        for pattern in patterns:
+            check_pattern(pattern)
+            if not any(c in pattern for c in GLOB_CHARS):
+                candidates = [self.root / pattern]
+                if candidates[0].is_dir() and not candidates[0].is_symlink():
+                    candidates = [p for p in candidates[0].rglob("*")]
+            else:
+                candidates = list(self.root.glob(pattern))
+            for path in candidates:
+                if path.is_symlink():
+                    raise InputError(f"{path.relative_to(self.root)}: is a symlink; mlci reads no file through a link")
+                if not path.is_file():
+                    continue
+                resolved = path.resolve()
+                if root not in resolved.parents:
+                    raise InputError(f"{path}: outside the repository")
+                rel = resolved.relative_to(root).as_posix()
+                if any(part.is_symlink() for part in path.parents if root in part.resolve().parents):
+                    raise InputError(f"{rel}: is inside a symlinked folder; refused")
+                found.add(rel)
+        return sorted(found)
+
+    def sizes(self, paths: list[str]) -> dict[str, int]:
+        return {p: (self.root / p).stat().st_size for p in paths}
+
+    def read_many(self, paths: list[str]) -> dict[str, bytes]:
+        return {p: (self.root / p).read_bytes() for p in paths}
+
+
+def list_tree_paths(repo: Repo, treeish: str, prefix: str) -> list[str]:
+    proc = repo.run("ls-tree", "-r", "-z", "--full-tree", "--name-only", treeish, "--", prefix, check=False)
+    return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+__all__ = [
+    "FileSource",
+    "IndexSource",
+    "TreeSource",
+    "WorkdirSource",
+    "matches",
+    "literal_prefix",
+    "parse_ls_tree",
+    "list_tree_paths",
+]

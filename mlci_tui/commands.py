@@ -118,7 +118,7 @@ def runs(args: argparse.Namespace) -> int:
         metric_keys = _keys(con, "metrics")
         param_keys = _keys(con, "params")
         order, binds = _sort_clause(args.sort, param_keys, metric_keys)
-        limit = args.limit if args.limit is not None else (50 if args.format == "table" else 0)
+        limit = args.limit if args.limit is not None else (50 if args.format in ("table", "md") else 0)
         where = f"WHERE ({args.where})" if args.where else ""
         sql = f"SELECT * FROM runs {where} {order}" + (f" LIMIT {int(limit)}" if limit and limit > 0 else "")
         try:
@@ -128,8 +128,8 @@ def runs(args: argparse.Namespace) -> int:
             total = con.execute(f"SELECT count(*) FROM runs {where}").fetchone()[0]
         except duckdb.Error as exc:
             raise InputError(f"--where: {_first_line(exc)}") from None
-    if args.format != "table":
-        out = [{k: r.get(k) for k in RUN_FIELDS} | {"time": r.get("started")} for r in rows]
+    if args.format in ("json", "csv"):
+        out = [{k: r.get(k) for k in RUN_FIELDS} | {"time": r.get("time")} for r in rows]
         output.write(out, RUN_FIELDS[:1] + ["time"] + RUN_FIELDS[1:], args.format, sys.stdout)
         return 0
     shown_metrics = [k for k in metric_keys if any(k in (r["metrics"] or {}) for r in rows)][:8]
@@ -149,7 +149,9 @@ def runs(args: argparse.Namespace) -> int:
         for k in shown_params:
             row[f"{k}"] = _param_cell((r["params"] or {}).get(k))
         table.append(row)
-    output.write(table, RUN_TABLE_COLUMNS + shown_metrics + shown_params, "table", sys.stdout)
+    output.write(table, RUN_TABLE_COLUMNS + shown_metrics + shown_params, args.format, sys.stdout)
+    if args.format != "table":
+        return 0
     if total > len(rows):
         print(f"({len(rows)} of {total} runs; --limit 0 shows all)")
     elif not rows:

@@ -172,11 +172,12 @@ def capture_commit(
         return None, values.warnings
     record = _base_record(kind, values)
     run_id = records.derived_id(kind, info.sha)
+    started = records.epoch_iso(info.author_time)
     when = records.epoch_iso(info.commit_time)
     deps = _tree_deps(tree, config)
     record.update(
         run_id=run_id,
-        started=when,
+        started=started,
         ended=when,
         commit=info.sha,
         tree=info.tree,
@@ -188,7 +189,9 @@ def capture_commit(
         deps=deps,
         stale=_is_stale(repo, config, info, values) if deps else False,
     )
-    return _finish(record, run_id, when), values.warnings
+    # the event's time is when it was captured (microseconds): it orders runs of commits
+    # made within one second; started/ended keep the commit's own times
+    return _finish(record, run_id, records.now_iso()), values.warnings
 
 
 def capture_workspace(

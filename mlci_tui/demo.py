@@ -1,0 +1,132 @@
+"""`mlci demo`: a small, real ML project whose commits go through the real hooks.
+
+It builds a git repo with a deterministic dataset, a training script driven by
+params.yaml, mlci.yaml and mlci's hooks, then trains and commits a few times with
+different params; the post-commit hook captures each commit into the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from mlci_tui.errors import MlciError
+from mlci_tui.sanitize import display
+
+MLCI_YAML = """\
+# mlci.yaml for the demo project. Reference: docs/config.md
+params:
+  files: [params.yaml]
+metrics:
+  files: [dvclive/metrics.json]   # dvclive layout: dvclive/plots/metrics/*.tsv are step series
+  fields:
+    acc: {direction: max}
+    loss: {direction: min}
+ledger:
+  remote: origin
+train:
+  command: python train.py
+  deps: [train.py, data/]
+"""
+
+PARAMS = """\
+# training parameters, read by train.py
+train:
+  lr: {lr}       # learning rate
+  epochs: {epochs}
+  l2: {l2}       # weight decay
+  seed: 7
+"""
+
+# (lr, epochs, l2, commit message): each a commit through the hooks
+EXPERIMENTS = [
+    ("0.0005", 2, "0.0", "Baseline: logistic regression, lr 0.0005"),
+    ("0.01", 5, "0.0", "Raise learning rate to 0.01"),
+    ("0.01", 15, "0.0", "Train longer: 15 epochs"),
+    ("0.05", 15, "0.001", "lr 0.05 with a little weight decay"),
+    ("0.2", 15, "0.001", "Try a much higher learning rate"),
+    ("0.05", 25, "0.0005", "25 epochs, lighter weight decay"),
+]
+
+
+def make_dataset(n: int = 600, seed: int = 42) -> str:
+    """Two overlapping Gaussian blobs in four dimensions: deterministic for a seed."""
+    rng = random.Random(seed)
+    lines = ["x1,x2,x3,x4,label"]
+    for i in range(n):
+        label = i % 2
+        centre = 0.35 if label else -0.35
+        xs = [rng.gauss(centre * (j + 1) / 2, 1.3) for j in range(4)]
+        lines.append(",".join(f"{x:.5f}" for x in xs) + f",{label}")
+    return "\n".join(lines) + "\n"
+
+
+def _git(cwd: Path, *args: str) -> None:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise MlciError(f"git {args[0]} failed in the demo: {proc.stderr.strip().splitlines()[-1:]}")
+
+
+def _run(cwd: Path, args: list[str]) -> str:
+    env = dict(os.environ)
+    env.pop("MLCI_NO_HOOKS", None)
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False, env=env)
+    if proc.returncode != 0:
+        raise MlciError(f"demo step `{' '.join(args)}` failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
+    return proc.stdout
+
+
+def build(target: Path, commits: int) -> None:
+    from mlci_tui.gitio import Repo
+    from mlci_tui.setup import ensure_gitignore, install_hooks
+
+    target.mkdir(parents=True, exist_ok=True)
+    if any(target.iterdir()):
+        raise MlciError(f"{target}: not empty; give `mlci demo` a new or empty folder")
+    _git(target, "init", "-q", "-b", "main")
+    for key, value in (("user.name", "mlci demo"), ("user.email", "demo@mlci.invalid")):
+        probe = subprocess.run(["git", "config", key], cwd=target, capture_output=True, check=False)
+        if probe.returncode != 0 and not os.environ.get("GIT_AUTHOR_NAME"):
+            _git(target, "config", key, value)
+    (target / "data").mkdir()
+    (target / "data" / "points.csv").write_text(make_dataset())
+    (target / "train.py").write_text(resources.files("mlci_tui.demo_project").joinpath("train.py").read_text())
+    (target / "mlci.yaml").write_text(MLCI_YAML)
+    (target / "README.md").write_text("# mlci demo project\n\nRun `python train.py`, commit, and `mlci runs`.\n")
+    ensure_gitignore(target)
+    install_hooks(Repo.find(target))
+    for lr, epochs, l2, message in EXPERIMENTS[: max(1, commits)]:
+        (target / "params.yaml").write_text(PARAMS.format(lr=lr, epochs=epochs, l2=l2))
+        result = _run(target, [sys.executable, "train.py"]).strip()
+        _git(target, "add", "-A")
+        _run(target, ["git", "commit", "-q", "-m", message])
+        print(f"  committed: {message:<45} {result}")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.commits < 1 or args.commits > len(EXPERIMENTS):
+        raise MlciError(f"--commits: between 1 and {len(EXPERIMENTS)}")
+    target = Path(args.directory) if args.directory else Path(tempfile.mkdtemp(prefix="mlci-demo-"))
+    target = target.resolve()
+    print(f"Building a demo ML project in {display(str(target))}")
+    build(target, args.commits)
+    print("\nEach commit went through mlci's post-commit hook and was captured into the ledger:\n")
+    sys.stdout.flush()
+    subprocess.run([sys.executable, "-m", "mlci_tui", "runs"], cwd=target, check=False)
+    print(
+        f"""
+Try next (in {display(str(target))}):
+  cd {display(str(target))}
+  mlci runs --sort -acc --limit 3           best runs first
+  mlci show HEAD                            one run: params, metrics, per-epoch curves
+  mlci sql "SELECT name, step, value FROM steps WHERE name = 'loss' ORDER BY run_id, step LIMIT 10"
+  echo '{{"acc": oops' > dvclive/metrics.json && git commit -am broken   # the pre-commit hook blocks it
+  git log --oneline refs/mlci/ledger         the ledger is a git ref"""
+    )
+    return 0

@@ -1,0 +1,37 @@
+"""`mlci demo`: the main job builds a real project whose commits go through the real hooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import git, run_mlci
+
+
+def test_demo_builds_a_project_and_captures_every_commit(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    proc = run_mlci(tmp_path, "demo", str(target), "--commits", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    log = git(target, "log", "--format=%H", "main").split()
+    assert len(log) == 3
+    runs = json.loads(run_mlci(target, "runs", "--json").stdout)
+    assert sorted(r["commit"] for r in runs) == sorted(log)
+    assert all(r["kind"] == "commit" and r["branch"] == "main" for r in runs)
+    assert all(set(r["metrics"]) == {"acc", "loss"} for r in runs)
+    assert {r["params"]["train.lr"] for r in runs} == {"0.0005", "0.01"}
+    # per-epoch curves from the dvclive layout are step series
+    steps = json.loads(run_mlci(target, "sql", "SELECT name, count(*) AS n FROM steps GROUP BY name", "--json").stdout)
+    assert {s["name"] for s in steps} == {"acc", "loss"}
+    # the hooks it installed are mlci's
+    assert "mlci-hook" in (target / ".git" / "hooks" / "post-commit").read_text()
+    assert "mlci runs" in proc.stdout
+
+
+def test_demo_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("x")
+    proc = run_mlci(tmp_path, "demo", str(tmp_path / "busy"))
+    assert proc.returncode == 2
+    assert "not empty" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -179,6 +179,20 @@ def _run_handler(spec: str, args: argparse.Namespace) -> int:
     return int(func(args) or 0)
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--sort -acc` means descending acc, not an option named -acc: join it as `--sort=-acc`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--sort" and i + 1 < len(argv) and argv[i + 1].startswith("-") and argv[i + 1] != "--":
+            out.append(f"--sort={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if len(args_list) >= 2 and args_list[0] == "hook" and not args_list[1].startswith("-"):
@@ -189,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mlci_tui.sanitize import display
 
     parser = build_parser()
-    args = parser.parse_args(args_list)
+    args = parser.parse_args(_join_negative_values(args_list))
     if args.directory and getattr(args, "command", None) != "demo":
         try:
             os.chdir(args.directory)

@@ -199,10 +199,15 @@ def validate(raw: Any, source: str) -> dict[str, Any]:
     def fail(path: str, why: str) -> ConfigError:
         return ConfigError(f"{source}: {path}: {why}" if path else f"{source}: {why}")
 
-    schema = Struct({name: (s, None) for name, s in SECTIONS.items()})
-    checked = schema.check(raw, "", fail)
-    # absent sections get their defaults
-    return {name: SECTIONS[name].check(checked.get(name), name, fail) for name in SECTIONS}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise fail("", f"expected a mapping of sections at the top level, got {_type_name(raw)}")
+    for key in raw:
+        if key not in SECTIONS:
+            raise fail(str(key), f"unknown key (known here: {', '.join(sorted(SECTIONS))})")
+    # every section is checked once; absent ones get their defaults
+    return {name: SECTIONS[name].check(raw.get(name), name, fail) for name in SECTIONS}
 
 
 def parse_yaml_no_aliases(text: str, source: str) -> Any:

@@ -1,0 +1,124 @@
+"""The command line: help everywhere, record, capture, stale runs, sorting and resolution."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import commit, git, metrics_json, run_mlci
+from mlci_tui.cli import build_parser
+
+SUBCOMMANDS = [
+    "demo",
+    "init",
+    "install",
+    "uninstall",
+    "hook",
+    "record",
+    "capture",
+    "runs",
+    "show",
+    "sql",
+    "tag",
+    "note",
+    "ledger push",
+    "ledger pull",
+    "ledger compact",
+    "ledger redact",
+    "ledger fsck",
+    "ledger status",
+]
+
+
+def test_every_subcommand_is_documented_with_an_example(tmp_path: Path) -> None:
+    parser = build_parser()
+    listed = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert {c.split()[0] for c in SUBCOMMANDS} == listed
+    for command in SUBCOMMANDS:
+        proc = run_mlci(tmp_path, *command.split(), "--help")
+        assert proc.returncode == 0, command
+        assert "example" in proc.stdout, command
+    top = run_mlci(tmp_path, "--help")
+    assert top.returncode == 0 and "examples:" in top.stdout
+    version = run_mlci(tmp_path, "--version")
+    assert version.stdout.startswith("mlci ")
+
+
+def _project(repo: Path, **config: str) -> None:
+    lines = ["params:\n  files: [params.yaml]\n", "metrics:\n  files: [metrics.json]\n"]
+    if "deps" in config:
+        lines.append(f"train:\n  deps: [{config['deps']}]\n")
+    (repo / "mlci.yaml").write_text("".join(lines))
+
+
+def test_capture_range_is_idempotent_and_skips_commits_without_files(repo: Path) -> None:
+    _project(repo)
+    base = commit(repo, {"README.md": "hi\n"}, "no params yet")
+    a = commit(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "a")
+    b = commit(repo, {"metrics.json": metrics_json(acc=0.6)}, "b")
+    first = run_mlci(repo, "capture", "--range", f"{base}..HEAD")
+    assert first.returncode == 0, first.stderr
+    again = run_mlci(repo, "capture", "--range", f"{base}..HEAD", base)
+    assert "2 commit(s) already in the ledger" in again.stdout
+    assert "1 commit(s) hold no params or metrics files" in again.stdout
+    runs = json.loads(run_mlci(repo, "runs", "--json").stdout)
+    assert sorted(r["commit"] for r in runs) == sorted([a, b])
+    # the ledger commit count did not grow on the second capture
+    assert len(git(repo, "rev-list", "refs/mlci/ledger").split()) == 1
+
+
+def test_a_commit_changing_deps_but_not_metrics_is_stale(repo: Path) -> None:
+    _project(repo, deps="train.py")
+    commit(repo, {"train.py": "print(1)\n", "params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "a")
+    commit(repo, {"train.py": "print(2)\n"}, "changed the code, kept old metrics")
+    commit(repo, {"train.py": "print(3)\n", "metrics.json": metrics_json(acc=0.7)}, "retrained")
+    assert run_mlci(repo, "capture", "--range", "HEAD~2..HEAD", "HEAD~2").returncode == 0
+    runs = json.loads(run_mlci(repo, "runs", "--json", "--sort", "time").stdout)
+    assert [r["stale"] for r in runs] == [False, True, False]
+    table = run_mlci(repo, "runs").stdout
+    assert "commit (stale)" in table
+
+
+def test_record_workspace_and_ci_runs(repo: Path) -> None:
+    _project(repo)
+    head = commit(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "a")
+    (repo / "metrics.json").write_text(metrics_json(acc=0.9))
+    ws = run_mlci(repo, "record", "-m", "trying things", "--name", "try-1")
+    assert ws.returncode == 0, ws.stderr
+    ci = run_mlci(repo, "record", "--commit", "HEAD")
+    assert ci.returncode == 0, ci.stderr
+    runs = {r["kind"]: r for r in json.loads(run_mlci(repo, "runs", "--json").stdout)}
+    assert runs["workspace"]["name"] == "try-1" and runs["workspace"]["metrics"] == {"acc": 0.9}
+    assert runs["workspace"]["message"] == "trying things"
+    assert runs["ci"]["commit"] == head and runs["ci"]["metrics"] == {"acc": 0.9}
+    bad = run_mlci(repo, "record", "--commit", "nope")
+    assert bad.returncode == 2 and "not a commit" in bad.stderr
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "md"])
+def test_sort_descending_by_metric_in_every_format(repo: Path, fmt: str) -> None:
+    _project(repo)
+    for value in (0.3, 0.9, 0.6):
+        commit(repo, {"params.yaml": f"lr: {value}\n", "metrics.json": metrics_json(acc=value)}, f"acc {value}")
+    run_mlci(repo, "capture", "--range", "HEAD~2..HEAD", "HEAD~2")
+    proc = run_mlci(repo, "runs", "--sort", "-acc", "--format", fmt)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert text.index("0.9") < text.index("0.6") < text.index("0.3")
+
+
+def test_tag_and_note_resolve_runs_and_show_them(repo: Path) -> None:
+    _project(repo)
+    commit(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "a")
+    run_mlci(repo, "capture")
+    assert run_mlci(repo, "tag", "HEAD", "baseline").returncode == 0
+    assert run_mlci(repo, "note", "HEAD", "first try").returncode == 0
+    shown = json.loads(run_mlci(repo, "show", "HEAD", "--json").stdout)
+    assert shown["tags"] == ["baseline"]
+    assert [n["text"] for n in shown["notes"]] == ["first try"]
+    assert run_mlci(repo, "tag", "HEAD", "baseline", "--remove").returncode == 0
+    assert json.loads(run_mlci(repo, "show", "HEAD", "--json").stdout)["tags"] == []
+    bad = run_mlci(repo, "tag", "HEAD", "has space")
+    assert bad.returncode == 2 and "tag" in bad.stderr

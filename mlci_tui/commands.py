@@ -106,8 +106,9 @@ def _sort_clause(sort: str | None, params: list[str], metrics: list[str]) -> tup
     raise InputError(f"--sort {display(key)!r}: no such column, metric or param")
 
 
-def _keys(con: Any, view: str) -> list[str]:
-    return [r[0] for r in con.execute(f"SELECT DISTINCT unnest(map_keys({view})) AS k FROM runs ORDER BY k").fetchall()]
+def _keys(con: Any, kind: str) -> list[str]:
+    """Every metric or param map key in the ledger (kept by the cache; no scan of the runs)."""
+    return [r[0] for r in con.execute("SELECT name FROM names WHERE kind = ? ORDER BY name", [kind]).fetchall()]
 
 
 def runs(args: argparse.Namespace) -> int:
@@ -115,8 +116,8 @@ def runs(args: argparse.Namespace) -> int:
 
     repo = Repo.find()
     with _open(repo) as con:
-        metric_keys = _keys(con, "metrics")
-        param_keys = _keys(con, "params")
+        metric_keys = _keys(con, "metric")
+        param_keys = _keys(con, "param")
         order, binds = _sort_clause(args.sort, param_keys, metric_keys)
         limit = args.limit if args.limit is not None else (50 if args.format in ("table", "md") else 0)
         where = f"WHERE ({args.where})" if args.where else ""

@@ -125,9 +125,42 @@ class Repo:
         """Read many objects in one `git cat-file --batch` process."""
         if not oids:
             return {}
-        unique = list(dict.fromkeys(oids))
-        proc = git(["cat-file", "--batch"], self.root, input=("\n".join(unique) + "\n").encode())
-        return parse_cat_file_batch(proc.stdout)
+        return parse_cat_file_batch(self._cat_batch(list(dict.fromkeys(oids))))
+
+    def cat_blobs_to_lines(self, oids: Sequence[str], target: Path) -> None:
+        """Write the objects' contents, one after another, to `target` (NDJSON for records)."""
+        raw = self._cat_batch(list(oids))
+        with open(target, "wb") as out:
+            pos, end = 0, len(raw)
+            while pos < end:
+                nl = raw.index(b"\n", pos)
+                parts = raw[pos:nl].split()
+                pos = nl + 1
+                if len(parts) != 3:
+                    continue
+                size = int(parts[2])
+                body = raw[pos : pos + size]
+                out.write(body if body.endswith(b"\n") else body + b"\n")
+                pos += size + 1
+
+    def _cat_batch(self, oids: list[str]) -> bytes:
+        # stdin from a file, not a pipe: a single read of stdout, no select() loop per chunk
+        import tempfile
+
+        with tempfile.TemporaryFile() as request:
+            request.write(("\n".join(oids) + "\n").encode())
+            request.seek(0)
+            proc = subprocess.run(
+                ["git", "cat-file", "--batch", "--buffer"],
+                cwd=self.root,
+                stdin=request,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+        if proc.returncode != 0:
+            raise GitError(f"git cat-file failed (exit {proc.returncode})")
+        return proc.stdout
 
     def blob_sizes(self, oids: Sequence[str]) -> dict[str, int]:
         if not oids:

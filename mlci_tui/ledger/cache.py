@@ -17,15 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci_tui.gitio import Repo
-from mlci_tui.ledger import records
+from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger.events import KNOWN_TYPES
-from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
 
 if TYPE_CHECKING:
     import duckdb
 
-CACHE_SCHEMA = "5"
+CACHE_SCHEMA = "7"
 CACHE_NAME = "cache.duckdb"
 TIP_HINT = "cache.tip"
 
@@ -78,6 +77,7 @@ TABLES = {
     '"by" VARCHAR, time TIMESTAMP',
     "redaction_rows": "id VARCHAR, target VARCHAR, reason VARCHAR, time TIMESTAMP",
     "run_maps": "run_id VARCHAR, params MAP(VARCHAR, VARCHAR), metrics MAP(VARCHAR, DOUBLE)",
+    "names": "kind VARCHAR, name VARCHAR",  # every metric and param map key seen: column pickers
 }
 
 _HIDDEN = "(SELECT target FROM redaction_rows)"
@@ -107,20 +107,10 @@ VIEWS = {
     "stages": """SELECT stage, run_id, model, model_hash, "by", time FROM (
             SELECT *, row_number() OVER (PARTITION BY stage ORDER BY time DESC, id DESC) AS rn FROM promotions
         ) WHERE rn = 1""",
-    "events": f"SELECT id, type, v, time, target, body FROM event_rows WHERE id NOT IN {_HIDDEN}",
+    # events about a redacted record (its tags, notes, promotions) are hidden with it
+    "events": f"""SELECT id, type, v, time, target, body FROM event_rows WHERE id NOT IN {_HIDDEN}
+        AND (type = 'redact' OR target IS NULL OR target NOT IN {_HIDDEN})""",
 }
-
-MAP_SQL = """
-    INSERT INTO run_maps
-    SELECT run_id,
-           (SELECT map_from_entries(list(struct_pack(k := key, v := value))) FROM (
-                SELECT CASE WHEN count(*) OVER (PARTITION BY name) > 1 THEN file || ':' || name ELSE name END AS key,
-                       value FROM param_rows p WHERE p.run_id = n.run_id)),
-           (SELECT map_from_entries(list(struct_pack(k := key, v := value))) FROM (
-                SELECT CASE WHEN count(*) OVER (PARTITION BY name) > 1 THEN file || ':' || name ELSE name END AS key,
-                       value FROM metric_rows q WHERE q.run_id = n.run_id))
-    FROM new_runs n
-"""
 
 BULK_MAP_SQL = """
     INSERT INTO run_maps
@@ -140,131 +130,104 @@ BULK_MAP_SQL = """
 """
 
 
-def _ts(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return value[:-1] if value.endswith("Z") else value
+def _ts(expr: str) -> str:
+    return f"TRY_CAST(rtrim({expr}, 'Z') AS TIMESTAMP)"
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else (value if isinstance(value, str) else str(value))
+def _float(expr: str) -> str:
+    """A JSON number, or a `{"$float": "NaN"}` wrapper, as DOUBLE."""
+    return f"""CASE WHEN json_type({expr}) = 'OBJECT' THEN TRY_CAST({expr}->>'$."$float"' AS DOUBLE)
+        WHEN json_type({expr}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN TRY_CAST({expr}::VARCHAR AS DOUBLE) END"""
 
 
-def _param_text(value: Any) -> str:
-    import json
-
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return repr(value)
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=True)
+def _param_text(expr: str) -> str:
+    return f"""CASE json_type({expr}) WHEN 'VARCHAR' THEN {expr}->>'$' WHEN 'NULL' THEN 'null'
+        WHEN 'OBJECT' THEN coalesce({expr}->>'$."$float"', {expr}::VARCHAR) ELSE {expr}::VARCHAR END"""
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+# The typed shape DuckDB parses each record into, once. Unknown fields are ignored.
+RECORD_COLUMNS: dict[str, str] = {
+    "id": "VARCHAR",
+    "type": "VARCHAR",
+    "v": "INTEGER",
+    "time": "VARCHAR",
+    "target": "VARCHAR",
+    **{n: ("VARCHAR" if t == "TIMESTAMP" else t) for n, t in RUN_COLUMNS if n not in ("datasets", "deps", "warnings")},
+    "datasets": "JSON",
+    "deps": "JSON",
+    "warnings": "JSON",
+    "params": "MAP(VARCHAR, MAP(VARCHAR, JSON))",
+    "metrics": "MAP(VARCHAR, MAP(VARCHAR, JSON))",
+    "steps": "JSON[]",
+    "remove": "BOOLEAN",
+    "text": "VARCHAR",
+    "stage": "VARCHAR",
+    "model": "VARCHAR",
+    "model_hash": "VARCHAR",
+    "by": "VARCHAR",
+    "reason": "VARCHAR",
+}
+RUN_MARKER = '"type":"run","v":'  # in canonical JSON (sorted keys) only a run record holds this, at top level
 
 
-class Rows:
-    """Records flattened into the columns of the cache tables."""
-
-    def __init__(self) -> None:
-        self.tables: dict[str, list[tuple[Any, ...]]] = {name: [] for name in TABLES if name != "run_maps"}
-        self.notices: list[str] = []
-
-    def add(self, record: dict[str, Any]) -> None:
-        import json
-
-        etype = record.get("type")
-        rid = _text(record.get("id"))
-        when = _ts(record.get("time"))
-        body = records.dumps(record).decode()
-        target = _text(record.get("target") or record.get("run_id"))
-        self.tables["event_rows"].append((rid, _text(etype), record.get("v"), when, target, body))
-        if etype not in KNOWN_TYPES:
-            self.notices.append(f"skipped an event of unknown type {etype!r} ({rid}); a newer mlci wrote it")
-            return
-        if etype == "run":
-            row = []
-            for name, _type in RUN_COLUMNS:
-                value = record.get(name)
-                if name in ("started", "ended", "time"):
-                    value = _ts(value)
-                elif name in ("datasets", "deps", "warnings"):
-                    value = json.dumps(value or ({} if name != "warnings" else []), sort_keys=True)
-                elif name == "stale":
-                    value = bool(value)
-                else:
-                    value = _text(value)
-                row.append(value)
-            self.tables["run_rows"].append(tuple(row))
-            for file, values in (record.get("params") or {}).items():
-                for key, value in values.items():
-                    self.tables["param_rows"].append((rid, file, key, _param_text(value), _num(value)))
-            for file, values in (record.get("metrics") or {}).items():
-                for key, value in values.items():
-                    self.tables["metric_rows"].append((rid, file, key, _num(value)))
-            for step in record.get("steps") or []:
-                if isinstance(step, list) and len(step) == 4:
-                    self.tables["step_rows"].append((rid, step[0], step[1], int(step[2]), _num(step[3])))
-        elif etype == "tag":
-            self.tables["tag_rows"].append((rid, target, _text(record.get("name")), bool(record.get("remove")), when))
-        elif etype == "note":
-            self.tables["note_rows"].append((rid, target, _text(record.get("text")), when))
-        elif etype == "promote":
-            self.tables["promotion_rows"].append(
-                (
-                    rid,
-                    target,
-                    _text(record.get("stage")),
-                    _text(record.get("model")),
-                    _text(record.get("model_hash")),
-                    _text(record.get("by")),
-                    when,
-                )
-            )
-        elif etype == "redact":
-            self.tables["redaction_rows"].append((rid, target, _text(record.get("reason")), when))
-
-    def insert_into(self, con: duckdb.DuckDBPyConnection) -> None:
-        import pyarrow as pa
-
-        for table, rows in self.tables.items():
-            if not rows:
-                continue
-            names = [c.strip().split()[0].strip('"') for c in TABLES[table].split(", ")]
-            columns = list(zip(*rows))
-            arrow = pa.table(
-                {
-                    n: pa.array(list(col)) if any(v is not None for v in col) else pa.nulls(len(col))
-                    for n, col in zip(names, columns)
-                }
-            )
-            con.register("_incoming", arrow)
-            casts = ", ".join(f'CAST("{n}" AS {_col_type(table, n)})' for n in names)
-            con.execute(f"INSERT INTO {table} SELECT {casts} FROM _incoming")
-            con.unregister("_incoming")
-        run_ids = [row[0] for row in self.tables["run_rows"]]
-        if run_ids:
-            import pyarrow as pa
-
-            con.register("new_runs", pa.table({"run_id": pa.array(run_ids, pa.string())}))
-            con.execute("DELETE FROM run_maps WHERE run_id IN (SELECT run_id FROM new_runs)")
-            con.execute(BULK_MAP_SQL)
-            con.unregister("new_runs")
+def _run_column(name: str, ctype: str) -> str:
+    if ctype == "TIMESTAMP":
+        return _ts(f'"{name}"')
+    if name == "stale":
+        return "coalesce(stale, false)"
+    if name in ("datasets", "deps"):
+        return f"coalesce({name}, '{{}}')::VARCHAR"
+    if name == "warnings":
+        return "coalesce(warnings, '[]')::VARCHAR"
+    return f'"{name}"'
 
 
-def _col_type(table: str, column: str) -> str:
-    for part in TABLES[table].split(", "):
-        name, _, ctype = part.strip().partition(" ")
-        if name.strip('"') == column:
-            return ctype
-    raise KeyError(column)
+# Every statement reads the temp table `inc` (RECORD_COLUMNS) of new, de-duplicated records,
+# and `raw_other(id, body)`: the JSON text of the records that are not runs.
+INGEST_SQL = [
+    f"""INSERT INTO event_rows SELECT i.id, i.type, i.v, {_ts("i.time")}, coalesce(i.target, i.run_id), o.body
+        FROM inc i LEFT JOIN raw_other o USING (id)""",
+    "INSERT INTO run_rows SELECT "
+    + ", ".join(_run_column(n, t) for n, t in RUN_COLUMNS)
+    + " FROM inc WHERE type = 'run'",
+    f"""INSERT INTO param_rows SELECT id, f.key, e.key, {_param_text("e.value")}, {_float("e.value")}
+        FROM (SELECT id, unnest(map_entries(params)) AS f FROM inc WHERE type = 'run') s,
+             unnest(map_entries(s.f.value)) AS t(e)""",
+    f"""INSERT INTO metric_rows SELECT id, f.key, e.key, {_float("e.value")}
+        FROM (SELECT id, unnest(map_entries(metrics)) AS f FROM inc WHERE type = 'run') s,
+             unnest(map_entries(s.f.value)) AS t(e)""",
+    f"""INSERT INTO step_rows SELECT id, s->>'$[0]', s->>'$[1]', TRY_CAST(s->>'$[2]' AS BIGINT), {_float("(s->'$[3]')")}
+        FROM (SELECT id, unnest(steps) AS s FROM inc WHERE type = 'run' AND len(steps) > 0)""",
+    f"""INSERT INTO tag_rows SELECT id, target, name, coalesce(remove, false), {_ts("time")} FROM inc
+        WHERE type = 'tag'""",
+    f"""INSERT INTO note_rows SELECT id, target, text, {_ts("time")} FROM inc WHERE type = 'note'""",
+    f"""INSERT INTO promotion_rows SELECT id, target, stage, model, model_hash, "by", {_ts("time")} FROM inc
+        WHERE type = 'promote'""",
+    f"""INSERT INTO redaction_rows SELECT id, target, reason, {_ts("time")} FROM inc WHERE type = 'redact'""",
+    "CREATE OR REPLACE TEMP TABLE new_runs AS SELECT id AS run_id FROM inc WHERE type = 'run'",
+    "DELETE FROM run_maps WHERE run_id IN (SELECT run_id FROM new_runs)",
+    # the common case, every name from one file: map keys are the plain names
+    """CREATE OR REPLACE TEMP TABLE single_runs AS SELECT id AS run_id FROM inc WHERE type = 'run'
+        AND coalesce(cardinality(params), 0) <= 1 AND coalesce(cardinality(metrics), 0) <= 1""",
+    """INSERT INTO run_maps SELECT s.run_id, p.m, q.m FROM single_runs s
+        LEFT JOIN (SELECT run_id, map_from_entries(list(struct_pack(k := name, v := value))) AS m FROM param_rows
+                   WHERE run_id IN (SELECT run_id FROM single_runs) GROUP BY run_id) p USING (run_id)
+        LEFT JOIN (SELECT run_id, map_from_entries(list(struct_pack(k := name, v := value))) AS m FROM metric_rows
+                   WHERE run_id IN (SELECT run_id FROM single_runs) GROUP BY run_id) q USING (run_id)""",
+    # names from several files: plain where unique, file:name where a name is in two files
+    """CREATE OR REPLACE TEMP TABLE new_runs AS SELECT id AS run_id FROM inc WHERE type = 'run'
+        AND (coalesce(cardinality(params), 0) > 1 OR coalesce(cardinality(metrics), 0) > 1)""",
+    BULK_MAP_SQL,
+    "CREATE OR REPLACE TEMP TABLE new_runs AS SELECT id AS run_id FROM inc WHERE type = 'run'",
+    """INSERT INTO names SELECT DISTINCT 'metric', k FROM (SELECT unnest(map_keys(metrics)) AS k FROM run_maps
+        WHERE run_id IN (SELECT run_id FROM new_runs)) WHERE k NOT IN (SELECT name FROM names WHERE kind = 'metric')""",
+    """INSERT INTO names SELECT DISTINCT 'param', k FROM (SELECT unnest(map_keys(params)) AS k FROM run_maps
+        WHERE run_id IN (SELECT run_id FROM new_runs)) WHERE k NOT IN (SELECT name FROM names WHERE kind = 'param')""",
+]
+
+
+def _sql_str(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def _write_hint(path: Path, tip: str) -> None:
@@ -306,6 +269,7 @@ class LedgerCache:
         tip = self.store.tip() or ""
         cached = self._cached_tip(self.path)
         if cached == tip:
+            _write_hint(self.repo.state_dir / TIP_HINT, tip)
             return tip
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix="cache-", suffix=".duckdb.tmp", dir=self.path.parent)
@@ -315,10 +279,10 @@ class LedgerCache:
             added = self.store.added_between(cached, tip) if (cached and tip) else None
             if added is not None:
                 shutil.copyfile(self.path, tmp)
-                self._build(tmp, self.store.load_entries(added), tip, fresh=False)
+                self._build(tmp, added, tip, fresh=False)
             else:
                 tmp.unlink()
-                self._build(tmp, self.store.read_records(tip) if tip else [], tip, fresh=True)
+                self._build(tmp, self.store.entries(tip) if tip else [], tip, fresh=True)
             os.replace(tmp, self.path)
             _write_hint(self.repo.state_dir / TIP_HINT, tip)
         finally:
@@ -327,45 +291,77 @@ class LedgerCache:
                     leftover.unlink()
         return tip
 
-    def _build(self, path: Path, new_records: list[dict[str, Any]], tip: str, *, fresh: bool) -> None:
+    def _build(self, path: Path, entries: list[TreeEntry], tip: str, *, fresh: bool) -> None:
         import duckdb
 
-        rows = Rows()
-        for record in new_records:
-            rows.add(record)
-        self.notices.extend(rows.notices[:5])
         con = duckdb.connect(str(path))
-        try:
-            con.execute("SET threads TO 2")
-            if fresh:
-                con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-                for table, columns in TABLES.items():
-                    con.execute(f"CREATE TABLE {table} ({columns})")
-                for view, sql in VIEWS.items():
-                    con.execute(f"CREATE VIEW {view} AS {sql}")
-            else:
-                # a compacted record may arrive again from a clone: keep one copy per id
-                ids = [row[0] for row in rows.tables["event_rows"]]
-                if ids:
-                    import pyarrow as pa
+        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix="ingest-") as scratch:
+            try:
+                con.execute("SET threads TO 2")
+                con.execute(f"SET temp_directory = '{_sql_str(scratch)}'")
+                if fresh:
+                    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+                    for table, columns in TABLES.items():
+                        con.execute(f"CREATE TABLE {table} ({columns})")
+                    for view, sql in VIEWS.items():
+                        con.execute(f"CREATE VIEW {view} AS {sql}")
+                ndjson = self._stage(con, entries, Path(scratch))
+                if ndjson is not None:
+                    self._ingest(con, ndjson, fresh=fresh)
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?), ('schema', ?)", [tip, CACHE_SCHEMA])
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
 
-                    con.register("_ids", pa.table({"id": pa.array(ids, pa.string())}))
-                    known = {
-                        r[0]
-                        for r in con.execute("SELECT id FROM event_rows WHERE id IN (SELECT id FROM _ids)").fetchall()
-                    }
-                    con.unregister("_ids")
-                    if known:
-                        filtered = Rows()
-                        for record in new_records:
-                            if record.get("id") not in known:
-                                filtered.add(record)
-                        rows = filtered
-            rows.insert_into(con)
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?), ('schema', ?)", [tip, CACHE_SCHEMA])
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
+    def _ingest(self, con: duckdb.DuckDBPyConnection, ndjson: Path, *, fresh: bool) -> None:
+        import json
+
+        path = _sql_str(str(ndjson))
+        columns = json.dumps(RECORD_COLUMNS)
+        con.execute(
+            f"""CREATE TEMP TABLE parsed AS SELECT * FROM read_json('{path}', format = 'newline_delimited',
+                columns = {columns}, maximum_object_size = 268435456, ignore_errors = true) WHERE id IS NOT NULL"""
+        )
+        duplicates = con.execute("SELECT count(*) - count(DISTINCT id) FROM parsed").fetchone()[0]
+        known = "" if fresh else "WHERE id NOT IN (SELECT id FROM event_rows)"
+        dedupe = "QUALIFY row_number() OVER (PARTITION BY id ORDER BY time) = 1" if duplicates else ""
+        con.execute(f"CREATE TEMP TABLE inc AS SELECT * FROM parsed {known} {dedupe}")
+        con.execute(
+            f"""CREATE TEMP TABLE raw_other AS SELECT DISTINCT ON (id) id, body FROM (
+                    SELECT json_extract_string(body, '$.id') AS id, body FROM read_csv('{path}',
+                        columns = {{'body': 'VARCHAR'}}, delim = '\x01', quote = '', escape = '', header = false,
+                        max_line_size = 268435456, ignore_errors = true)
+                    WHERE NOT contains(body, '{RUN_MARKER}') AND json_valid(body))"""
+        )
+        for statement in INGEST_SQL:
+            con.execute(statement)
+        unknown = con.execute(
+            "SELECT type, count(*), min(id) FROM inc WHERE type NOT IN ("
+            + ", ".join(f"'{t}'" for t in KNOWN_TYPES)
+            + ") GROUP BY type ORDER BY type"
+        ).fetchall()
+        for etype, count, example in unknown:
+            self.notices.append(
+                f"skipped {count} event(s) of unknown type {etype!r} (e.g. {example}); a newer mlci wrote them"
+            )
+
+    def _stage(self, con: duckdb.DuckDBPyConnection, entries: list[TreeEntry], scratch: Path) -> Path | None:
+        """Write the records named by `entries` as NDJSON where DuckDB reads them."""
+        events = [e for e in entries if e.path.startswith(EVENTS_DIR) and e.path.endswith(".json")]
+        segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
+        if not events and not segments:
+            return None
+        ndjson = scratch / "records.ndjson"
+        self.repo.cat_blobs_to_lines([e.oid for e in events], ndjson)
+        if segments:
+            blobs = self.repo.cat_blobs([e.oid for e in segments])
+            with open(ndjson, "ab") as out:
+                for n, entry in enumerate(segments):
+                    seg = scratch / f"segment-{n}.parquet"
+                    seg.write_bytes(blobs[entry.oid])
+                    for (body,) in con.execute(f"SELECT body FROM read_parquet('{_sql_str(str(seg))}')").fetchall():
+                        out.write(body.encode() if body.endswith("\n") else (body + "\n").encode())
+        return ndjson
 
     @contextmanager
     def connect(self, *, refresh: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -351,15 +351,11 @@ def ledger_redact(args: argparse.Namespace) -> int:
     repo = Repo.find()
     event = events.redact(args.id, args.reason)
     store = LedgerStore(repo)
-    if not store.has_ids([args.id]) and not _in_ledger(store, args.id):
+    if args.id not in store.has_ids([args.id]):
         raise InputError(f"redact: no record {args.id} in the ledger")
     store.append([event])
     _say(f"redacted {args.id}: hidden from every view; `mlci ledger compact` drops it")
     return 0
-
-
-def _in_ledger(store: LedgerStore, record_id: str) -> bool:
-    return any(r.get("id") == record_id for r in store.read_records())
 
 
 def ledger_fsck(args: argparse.Namespace) -> int:

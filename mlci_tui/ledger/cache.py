@@ -365,12 +365,29 @@ class LedgerCache:
 
     @contextmanager
     def connect(self, *, refresh: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection to an up-to-date cache, closed on exit."""
+        """A read-only connection to an up-to-date cache, closed on exit.
+
+        The warm path opens the file once: it reads the cached tip on the same connection
+        it will query with, and only rebuilds (then reopens) when the ledger moved.
+        """
         import duckdb
 
-        if refresh or not self.path.exists():
+        con = None
+        if self.path.exists():
+            try:
+                con = duckdb.connect(str(self.path), read_only=True)
+                if refresh:
+                    meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+                    if meta.get("schema") != CACHE_SCHEMA or meta.get("tip") != (self.store.tip() or ""):
+                        con.close()
+                        con = None
+            except duckdb.Error:
+                if con is not None:
+                    con.close()
+                con = None
+        if con is None:
             self.refresh()
-        con = duckdb.connect(str(self.path), read_only=True)
+            con = duckdb.connect(str(self.path), read_only=True)
         try:
             yield con
         finally:

@@ -141,6 +141,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("text")
 
+    p = _cmd(
+        sub,
+        "diff",
+        "commands_gate:diff",
+        "params, metrics and data between two runs or commits",
+        "mlci diff deployed HEAD --md",
+    )
+    p.add_argument("revs", nargs="*", metavar="RUN", help="base and head (default: the baseline and HEAD)")
+    p.add_argument("--workspace", action="store_true", help="compare with the working tree instead of HEAD")
+    p.add_argument("--all", action="store_true", help="list unchanged params and datasets too")
+    _formats(p)
+
+    p = _cmd(
+        sub,
+        "gate",
+        "commands_gate:gate",
+        "check a candidate against the baseline with gate.rules; exit 1 on failure",
+        "mlci gate --base deployed --head HEAD",
+    )
+    p.add_argument("--base", help="baseline run, stage or commit (default gate.baseline, else stage deployed)")
+    p.add_argument("--head", default="HEAD", help="candidate run, stage or commit (default HEAD)")
+    _formats(p)
+
+    p = _cmd(
+        sub,
+        "promote",
+        "commands_gate:promote",
+        "record that a run's model is promoted to a stage",
+        "mlci promote HEAD --stage deployed --tag",
+    )
+    p.add_argument("run", help="run id or prefix, stage, or commit-ish")
+    p.add_argument("--stage", default="deployed", help="stage name (default deployed)")
+    p.add_argument("--tag", action="store_true", help="also tag the run's commit as STAGE/N")
+
+    p = _cmd(sub, "stages", "commands_gate:stages", "what is promoted where", "mlci stages --history")
+    p.add_argument("--history", action="store_true", help="every promotion, not only the current one per stage")
+    _formats(p)
+
     ledger = sub.add_parser(
         "ledger",
         help="share, compact, redact and check the ledger",

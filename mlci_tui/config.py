@@ -140,9 +140,21 @@ class Struct(Schema):
 
 
 METRIC_FIELD = Struct({"direction": (Enum("max", "min"), None)})
+GATE_RULE = Struct(
+    {
+        "direction": (Enum("max", "min"), None),
+        "max_drop": (Number(minimum=0), None),  # direction max: allowed absolute drop
+        "max_drop_pct": (Number(minimum=0), None),  # direction max: allowed drop, % of the baseline
+        "max_rise": (Number(minimum=0), None),  # direction min: allowed absolute rise
+        "max_rise_pct": (Number(minimum=0), None),  # direction min: allowed rise, % of the baseline
+        "min": (Number(), None),  # floor, whatever the baseline
+        "max": (Number(), None),  # ceiling, whatever the baseline
+        "required": (Bool(), False),  # a missing metric fails
+    }
+)
 
 # One entry per top-level section of mlci.yaml. Later features add theirs here.
-SECTIONS: dict[str, Struct] = {
+SECTIONS: dict[str, Schema] = {
     "params": Struct({"files": (ListOf(Str()), None)}),
     "metrics": Struct({"files": (ListOf(Str()), None), "fields": (MapOf(METRIC_FIELD), dict)}),
     "ledger": Struct({"remote": (Str(), "origin"), "auto_pull": (Bool(), False)}),
@@ -154,10 +166,22 @@ SECTIONS: dict[str, Struct] = {
             "max_keys": (Number(integer=True, minimum=1), 100_000),
         }
     ),
+    # the model file whose hash `mlci promote` records (a path in the repository)
+    "model": Str(),
+    "gate": Struct(
+        {
+            "baseline": (Str(), None),  # a stage, a branch or a commit-ish; default: the stage `deployed`
+            "on_push": (Bool(), False),  # run the gate in the pre-push hook
+            "require_baseline": (Bool(), False),  # no baseline at all fails instead of passing
+            "stale": (Enum("fail", "warn"), "warn"),  # a stale candidate fails or warns
+            "eval_data": (ListOf(Str()), list),  # datasets the metrics were evaluated on
+            "rules": (MapOf(GATE_RULE), dict),
+        }
+    ),
 }
 
 
-def register_section(name: str, schema: Struct) -> None:
+def register_section(name: str, schema: Schema) -> None:
     SECTIONS[name] = schema
 
 
@@ -187,6 +211,10 @@ class Config:
         return spec["direction"] if spec else None
 
     @property
+    def model(self) -> str | None:
+        return self.data.get("model")
+
+    @property
     def remote(self) -> str:
         return str(self.data["ledger"]["remote"])
 
@@ -207,7 +235,10 @@ def validate(raw: Any, source: str) -> dict[str, Any]:
         if key not in SECTIONS:
             raise fail(str(key), f"unknown key (known here: {', '.join(sorted(SECTIONS))})")
     # every section is checked once; absent ones get their defaults
-    return {name: SECTIONS[name].check(raw.get(name), name, fail) for name in SECTIONS}
+    return {
+        name: (None if raw.get(name) is None and not isinstance(schema, Struct) else schema.check(raw.get(name), name, fail))
+        for name, schema in SECTIONS.items()
+    }
 
 
 def parse_yaml_no_aliases(text: str, source: str) -> Any:
@@ -243,16 +274,21 @@ def load(root: Path) -> Config:
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():
         raw = _read_text(pyproject, "pyproject.toml")
-        if "[tool.mlci" in raw:
+        if "mlci" in raw:  # `[tool.mlci]`, or `mlci = {...}` / `mlci.x = ...` under `[tool]`
             import tomllib
 
             try:
-                tool = tomllib.loads(raw).get("tool", {}).get("mlci")
+                tool = _tool_mlci(tomllib.loads(raw))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"pyproject.toml: invalid TOML: {exc}") from None
             if tool is not None:
                 return Config(root, "pyproject.toml", validate(tool, "pyproject.toml [tool.mlci]"))
     return Config(root, None, validate({}, CONFIG_FILE))
+
+
+def _tool_mlci(doc: dict[str, Any]) -> Any:
+    tool = doc.get("tool")
+    return tool.get("mlci") if isinstance(tool, dict) else None
 
 
 def load_text(root: Path, text: str, source: str = CONFIG_FILE) -> Config:
@@ -287,11 +323,11 @@ def load_from_git(repo: Any, treeish: str) -> Config:
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{CONFIG_FILE}: not UTF-8 text (offset {exc.start})") from None
         return load_text(repo.root, text)
-    if pyproject_blob is not None and b"[tool.mlci" in pyproject_blob:
+    if pyproject_blob is not None and b"mlci" in pyproject_blob:
         import tomllib
 
         try:
-            tool = tomllib.loads(pyproject_blob.decode("utf-8", "replace")).get("tool", {}).get("mlci")
+            tool = _tool_mlci(tomllib.loads(pyproject_blob.decode("utf-8", "replace")))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"pyproject.toml: invalid TOML: {exc}") from None
         if tool is not None:

@@ -115,12 +115,13 @@ def pre_push(argv: list[str]) -> int:
     """Back-fill pushed commits missing from the ledger, then push the ledger (never blocks)."""
     remote = argv[0] if argv else os.environ.get("PRE_COMMIT_REMOTE_NAME", "")
     pushes = _pushes_from_stdin()
-    if not pushes and os.environ.get("PRE_COMMIT_TO_REF"):
-        # the pre-commit framework passes only the first pushed ref, through the environment
+    if not pushes and (os.environ.get("PRE_COMMIT_TO_REF") or os.environ.get("PRE_COMMIT_LOCAL_BRANCH")):
+        # the pre-commit framework passes only the first pushed ref, through the environment;
+        # pushing a root commit (a new ref the remote lacks entirely) sets no FROM/TO refs
         pushes = [
             (
                 os.environ.get("PRE_COMMIT_LOCAL_BRANCH", ""),
-                os.environ["PRE_COMMIT_TO_REF"],
+                os.environ.get("PRE_COMMIT_TO_REF", ZERO),
                 os.environ.get("PRE_COMMIT_REMOTE_BRANCH", ""),
                 os.environ.get("PRE_COMMIT_FROM_REF", ZERO),
             )
@@ -139,6 +140,9 @@ def pre_push(argv: list[str]) -> int:
     local_shas = [p[1] for p in pushes if p[1] != ZERO]
     remote_shas = [p[3] for p in pushes if p[3] != ZERO and repo.rev_parse(p[3])]
     backfill(repo, local_shas, remote, remote_shas, limit=BACKFILL_LIMIT)
+    refused = _gate_on_push(repo, [p[1] for p in pushes if p[1] != ZERO and not p[0].startswith("refs/tags/")])
+    if refused:
+        return 1
     from mlci_tui.ledger.store import LedgerStore, remote_ref
 
     tip = LedgerStore(repo).tip()
@@ -154,6 +158,31 @@ def pre_push(argv: list[str]) -> int:
     for notice in result.notices:
         _err(notice)
     return 0
+
+
+def _gate_on_push(repo, shas: list[str]) -> bool:  # type: ignore[no-untyped-def]
+    """Run the gate on each pushed head whose config says `gate.on_push`; True refuses the push."""
+    from mlci_tui import config as config_mod
+    from mlci_tui.errors import MlciError
+
+    refused = False
+    for sha in dict.fromkeys(shas):
+        cfg = config_mod.load_from_git(repo, sha)
+        if not cfg.section("gate")["on_push"]:
+            continue
+        from mlci_tui.commands_gate import print_gate, run_gate
+
+        try:
+            result = run_gate(repo, cfg, None, sha)
+        except MlciError as exc:
+            _err(f"warning: gate skipped for {sha[:12]}: {exc}")
+            continue
+        if not result.passed:
+            print_gate(result, "table", sys.stderr)
+            _err(f"push refused by the mlci gate for {sha[:12]} (gate.on_push); "
+                 "`git push --no-verify` skips it, CI's `mlci gate` still decides")
+            refused = True
+    return refused
 
 
 def _local_refresh() -> None:

@@ -1,0 +1,242 @@
+"""Handlers of `mlci diff`, `mlci gate`, `mlci promote` and `mlci stages`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mlci_tui import config as config_mod
+from mlci_tui import output
+from mlci_tui.commands import _notice, _open, _say
+from mlci_tui.compare import RunData, diff_maps, load_run, resolve_baseline
+from mlci_tui.errors import InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.resolve import Resolved, resolve_run
+from mlci_tui.sanitize import display
+
+
+def _resolve(repo: Repo, con: Any, ref: str) -> Resolved:
+    resolved = resolve_run(repo, con, ref)
+    if resolved.notice:
+        _notice(resolved.notice)
+    return resolved
+
+
+def _workspace_run(repo: Repo, cfg: config_mod.Config) -> RunData:
+    from mlci_tui.runs import read_values
+    from mlci_tui.sources import WorkdirSource
+
+    values = read_values(cfg, WorkdirSource(repo.root), strict=True)
+    params: dict[str, str] = {}
+    metrics: dict[str, float] = {}
+    for per_file, target in ((values.params, params), (values.metrics, metrics)):
+        seen: dict[str, int] = {}
+        for values_of_file in per_file.values():
+            for name in values_of_file:
+                seen[name] = seen.get(name, 0) + 1
+        for file, values_of_file in per_file.items():
+            for name, value in values_of_file.items():
+                key = name if seen[name] == 1 else f"{file}:{name}"
+                target[key] = value if target is metrics else _text(value)
+    return RunData("workspace", {"kind": "workspace", "commit": None}, params, metrics, how="workspace")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (list, dict)) or value is None else repr(value)
+
+
+def diff(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    cfg = config_mod.load(repo.root)
+    with _open(repo) as con:
+        refs = list(args.revs)
+        if len(refs) > 2:
+            raise InputError("diff takes at most two runs or commits")
+        if len(refs) == 2:
+            base_res: Resolved | None = _resolve(repo, con, refs[0])
+        elif len(refs) == 1:
+            base_res = _resolve(repo, con, refs[0])
+        else:
+            base_res = resolve_baseline(repo, con, cfg, None)
+            if base_res is None:
+                raise InputError("no baseline: name one (`mlci diff A [B]`), set gate.baseline, or promote a run")
+        base = load_run(con, base_res)
+        if args.workspace:
+            head = _workspace_run(repo, cfg)
+        else:
+            head = load_run(con, _resolve(repo, con, refs[1] if len(refs) == 2 else "HEAD"))
+    params = diff_maps(base.params, head.params, changed_only=not args.all)
+    metrics = diff_maps(base.metrics, head.metrics, changed_only=False)
+    data = diff_maps(base.datasets, head.datasets, changed_only=not args.all)
+    if args.format == "json":
+        doc = {
+            "base": {"run_id": base.run_id, "commit": base.fields.get("commit")},
+            "head": {"run_id": head.run_id, "commit": head.fields.get("commit")},
+            "params": [{"name": c.name, "base": c.base, "head": c.head} for c in params],
+            "metrics": [
+                {"name": c.name, "base": c.base, "head": c.head, "change": c.delta, "change_pct": c.pct}
+                for c in metrics
+            ],
+            "datasets": [{"path": c.name, "base": c.base, "head": c.head} for c in data],
+        }
+        print(json.dumps(output.json_value(doc), indent=2, ensure_ascii=True))
+        return 0
+    fmt = "md" if args.format == "md" else "table"
+    _say(f"{base.label} -> {head.label}")
+    print()
+    metric_rows = [
+        {"metric": c.name, "base": c.base, "head": c.head, "change": _change_text(c.delta, c.pct)} for c in metrics
+    ]
+    output.write(metric_rows, ["metric", "base", "head", "change"], fmt, sys.stdout)
+    print()
+    if params:
+        output.write(
+            [{"param": c.name, "base": c.base, "head": c.head} for c in params],
+            ["param", "base", "head"],
+            fmt,
+            sys.stdout,
+        )
+    else:
+        print("params: no change")
+    if data:
+        print()
+        output.write(
+            [{"dataset": c.name, "base": c.base, "head": c.head} for c in data],
+            ["dataset", "base", "head"],
+            fmt,
+            sys.stdout,
+        )
+    return 0
+
+
+def _change_text(delta: float | None, pct: float | None) -> str:
+    if delta is None:
+        return ""
+    text = ("+" if delta > 0 else "") + output.fmt_number(round(delta, 12))
+    if pct is not None:
+        text += f" ({'+' if pct > 0 else ''}{output.fmt_number(round(pct, 2))}%)"
+    return text
+
+
+def run_gate(repo: Repo, cfg: config_mod.Config, base_ref: str | None, head_ref: str) -> Any:
+    from mlci_tui.gate import evaluate
+    from mlci_tui.ledger.cache import LedgerCache
+
+    with LedgerCache(repo).connect() as con:
+        head_res = resolve_run(repo, con, head_ref)
+        notices = [head_res.notice] if head_res.notice else []
+        head = load_run(con, head_res)
+        base_res = resolve_baseline(repo, con, cfg, base_ref)
+        if base_res and base_res.notice:
+            notices.append(base_res.notice)
+        base = load_run(con, base_res) if base_res else None
+    result = evaluate(cfg, base, head)
+    result.warnings[:0] = notices
+    return result
+
+
+def print_gate(result: Any, fmt: str, out: Any = None) -> None:
+    out = out or sys.stdout
+    if fmt == "json":
+        doc = {
+            "verdict": result.verdict,
+            "base": result.base.run_id if result.base else None,
+            "head": result.head.run_id,
+            "rules": [r.row() | {"verdict": r.verdict, "reason": r.reason} for r in result.rules],
+            "warnings": result.warnings,
+            "failures": result.failures,
+        }
+        out.write(json.dumps(output.json_value(doc), indent=2, ensure_ascii=True) + "\n")
+        return
+    base = result.base.label if result.base else "none"
+    out.write(display(f"gate: candidate {result.head.label} against baseline {base}") + "\n")
+    if result.rules:
+        out.write("\n")
+        output.write(
+            [r.row() for r in result.rules],
+            ["metric", "baseline", "candidate", "change", "limit", "verdict"],
+            "md" if fmt == "md" else "table",
+            out,
+        )
+    for warning in result.warnings:
+        out.write(display(f"warning: {warning}") + "\n")
+    for failure in result.failures:
+        out.write(display(f"fail: {failure}") + "\n")
+    out.write(f"\nverdict: {result.verdict.upper()}\n")
+
+
+def gate(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    cfg = config_mod.load(repo.root)
+    result = run_gate(repo, cfg, args.base, args.head)
+    print_gate(result, args.format)
+    return int(result.exit_code)
+
+
+def _model_hash(repo: Repo, model: str, commit: str | None) -> str | None:
+    import blake3
+
+    data: bytes | None = None
+    if commit:
+        proc = repo.run("cat-file", "blob", f"{commit}:{model}", check=False)
+        if proc.returncode == 0:
+            data = proc.stdout
+    if data is None and (repo.root / model).is_file() and not (repo.root / model).is_symlink():
+        data = (repo.root / model).read_bytes()
+    return f"blake3:{blake3.blake3(data).hexdigest()}" if data is not None else None
+
+
+def promote(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger import events
+    from mlci_tui.ledger.store import LedgerStore
+
+    repo = Repo.find()
+    cfg = config_mod.load(repo.root)
+    events.check_label("stage", args.stage)
+    with _open(repo) as con:
+        resolved = _resolve(repo, con, args.run)
+        run = load_run(con, resolved)
+        count = con.execute("SELECT count(*) FROM promotions WHERE stage = ?", [args.stage]).fetchone()[0]
+    commit = run.fields.get("commit")
+    model_hash = _model_hash(repo, cfg.model, commit) if cfg.model else None
+    if cfg.model and model_hash is None:
+        _notice(f"warning: model {cfg.model} not found in the run's commit or the working tree; no hash recorded")
+    author = repo.text("var", "GIT_AUTHOR_IDENT", check=False).rsplit(">", 1)[0] + ">"
+    event = events.promote(
+        run.run_id, args.stage, model=cfg.model, model_hash=model_hash, by=author if author != ">" else None
+    )
+    LedgerStore(repo).append([event])
+    _say(f"promoted {run.label} to {args.stage}" + (f" (model {model_hash[:19]}…)" if model_hash else ""))
+    if args.tag:
+        if not commit:
+            raise InputError(f"--tag: run {run.run_id[:8]} has no commit to tag")
+        name = f"{args.stage}/{count + 1}"
+        proc = repo.run("tag", name, commit, check=False)
+        if proc.returncode != 0:
+            raise InputError(f"--tag: git tag {name} failed: {proc.stderr.decode().strip()}")
+        _say(f"tagged {commit[:12]} as {name}")
+    return 0
+
+
+def stages(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    with _open(repo) as con:
+        view = "promotions" if args.history else "stages"
+        rows = con.execute(
+            f"""SELECT p.stage, p.run_id, r.commit, p.time, p.model_hash, p."by" FROM {view} p
+                LEFT JOIN runs r USING (run_id) ORDER BY p.stage, p.time DESC"""
+        ).fetchall()
+    table = [
+        {"stage": s, "run": (rid or "")[:8], "commit": (c or "")[:8], "time": t, "model": h, "by": b}
+        for s, rid, c, t, h, b in rows
+    ]
+    output.write(table, ["stage", "run", "commit", "time", "model", "by"], args.format, sys.stdout)
+    if not rows and args.format == "table":
+        print("nothing promoted yet: `mlci promote RUN --stage deployed`")
+    return 0

@@ -1,0 +1,164 @@
+"""The gate: a candidate run against the baseline, rule by rule, with one verdict.
+
+Rules come from `gate.rules` in mlci.yaml. A rule fails on an absolute floor or ceiling,
+on a regression beyond its allowed amount (absolute or % of the baseline; a rule with a
+direction and no allowance allows none), or on a missing metric when `required`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlci_tui.compare import RunData, data_mismatch, metric_value
+from mlci_tui.config import Config
+from mlci_tui.output import fmt_number
+
+PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
+
+
+@dataclass
+class RuleResult:
+    metric: str
+    base: float | None
+    head: float | None
+    limit: str
+    verdict: str
+    reason: str = ""
+
+    @property
+    def change(self) -> str:
+        if self.base is None or self.head is None or not (math.isfinite(self.base) and math.isfinite(self.head)):
+            return ""
+        delta = self.head - self.base
+        text = ("+" if delta > 0 else "") + fmt_number(round(delta, 12))
+        if self.base:
+            text += f" ({'+' if delta > 0 else ''}{fmt_number(round(delta / abs(self.base) * 100, 2))}%)"
+        return text
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "baseline": self.base,
+            "candidate": self.head,
+            "change": self.change,
+            "limit": self.limit,
+            "verdict": self.verdict + (f": {self.reason}" if self.reason else ""),
+        }
+
+
+@dataclass
+class GateResult:
+    base: RunData | None
+    head: RunData
+    rules: list[RuleResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # reasons outside the rules (stale, no baseline)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and all(r.verdict != FAIL for r in self.rules)
+
+    @property
+    def verdict(self) -> str:
+        if not self.passed:
+            return "fail"
+        return "pass" if self.base is not None else "no baseline"
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
+def _limit_text(rule: dict[str, Any], direction: str | None) -> str:
+    parts = []
+    if rule.get("min") is not None:
+        parts.append(f">= {fmt_number(rule['min'])}")
+    if rule.get("max") is not None:
+        parts.append(f"<= {fmt_number(rule['max'])}")
+    if direction == "max":
+        if rule.get("max_drop") is not None:
+            parts.append(f"drop <= {fmt_number(rule['max_drop'])}")
+        if rule.get("max_drop_pct") is not None:
+            parts.append(f"drop <= {fmt_number(rule['max_drop_pct'])}%")
+    if direction == "min":
+        if rule.get("max_rise") is not None:
+            parts.append(f"rise <= {fmt_number(rule['max_rise'])}")
+        if rule.get("max_rise_pct") is not None:
+            parts.append(f"rise <= {fmt_number(rule['max_rise_pct'])}%")
+    if direction and _relative(rule) and not any(p.startswith(("drop", "rise")) for p in parts):
+        parts.append("no drop" if direction == "max" else "no rise")
+    if rule.get("required"):
+        parts.append("required")
+    return ", ".join(parts)
+
+
+def _relative(rule: dict[str, Any]) -> bool:
+    """A rule compares with the baseline when it names a direction or an allowance."""
+    keys = ("direction", "max_drop", "max_drop_pct", "max_rise", "max_rise_pct")
+    return any(rule.get(k) is not None for k in keys)
+
+
+def check_rule(name: str, rule: dict[str, Any], cfg: Config, base: RunData | None, head: RunData) -> RuleResult:
+    direction = rule.get("direction") or cfg.direction(name)
+    if direction is None and (rule.get("max_drop") is not None or rule.get("max_drop_pct") is not None):
+        direction = "max"
+    if direction is None and (rule.get("max_rise") is not None or rule.get("max_rise_pct") is not None):
+        direction = "min"
+    c = metric_value(head, name)
+    b = metric_value(base, name) if base else None
+    limit = _limit_text(rule, direction)
+    result = RuleResult(name, b, c, limit, PASS)
+    if c is None:
+        result.verdict, result.reason = (FAIL, "missing") if rule.get("required") else (SKIP, "missing")
+        return result
+    if math.isnan(c):
+        result.verdict, result.reason = FAIL, "NaN"
+        return result
+    if rule.get("min") is not None and c < rule["min"]:
+        result.verdict, result.reason = FAIL, f"below {fmt_number(rule['min'])}"
+        return result
+    if rule.get("max") is not None and c > rule["max"]:
+        result.verdict, result.reason = FAIL, f"above {fmt_number(rule['max'])}"
+        return result
+    if not (_relative(rule) and direction):
+        return result
+    if base is None:
+        result.reason = "no baseline"
+        return result
+    if b is None or not math.isfinite(b):
+        result.verdict, result.reason = (WARN, "baseline has no value") if b is None else (WARN, "baseline not finite")
+        return result
+    worse = (b - c) if direction == "max" else (c - b)
+    allowances = []
+    abs_key, pct_key = ("max_drop", "max_drop_pct") if direction == "max" else ("max_rise", "max_rise_pct")
+    if rule.get(abs_key) is not None:
+        allowances.append(float(rule[abs_key]))
+    if rule.get(pct_key) is not None:
+        allowances.append(abs(b) * float(rule[pct_key]) / 100)
+    allowed = min(allowances) if allowances else 0.0
+    if worse > allowed and not math.isclose(worse, allowed, rel_tol=1e-9, abs_tol=1e-12):
+        word = "dropped" if direction == "max" else "rose"
+        result.verdict, result.reason = FAIL, f"{word} by {fmt_number(round(abs(worse), 12))}"
+    return result
+
+
+def evaluate(cfg: Config, base: RunData | None, head: RunData) -> GateResult:
+    gate_cfg = cfg.section("gate")
+    result = GateResult(base, head)
+    for name, rule in sorted(gate_cfg["rules"].items()):
+        result.rules.append(check_rule(name, rule, cfg, base, head))
+    if not gate_cfg["rules"]:
+        result.warnings.append("no gate.rules in mlci.yaml: nothing to check")
+    if base is None and gate_cfg["require_baseline"]:
+        result.failures.append("no baseline, and gate.require_baseline is true")
+    if head.fields.get("stale"):
+        message = "the candidate is stale: its train.deps changed but its metrics did not (retrain?)"
+        (result.failures if gate_cfg["stale"] == "fail" else result.warnings).append(message)
+    if base is not None:
+        mismatch = data_mismatch(cfg, base, head)
+        if mismatch:
+            result.warnings.append("baseline and candidate were evaluated on different data: " + ", ".join(mismatch))
+    result.rules.sort(key=lambda r: (r.verdict != FAIL, r.verdict != WARN, r.metric))
+    return result

@@ -230,6 +230,22 @@ def _sql_str(text: str) -> str:
     return text.replace("'", "''")
 
 
+@contextmanager
+def _install_lock(directory: Path) -> Iterator[None]:
+    """Serialise the check-then-rename that installs a rebuilt cache (readers never wait)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no flock; the check alone narrows the race
+        yield
+        return
+    with open(directory / "cache.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _write_hint(path: Path, tip: str) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}")
     tmp.write_text(tip + "\n")
@@ -283,8 +299,14 @@ class LedgerCache:
             else:
                 tmp.unlink()
                 self._build(tmp, self.store.entries(tip) if tip else [], tip, fresh=True)
-            os.replace(tmp, self.path)
-            _write_hint(self.repo.state_dir / TIP_HINT, tip)
+            with _install_lock(self.path.parent):
+                # a slower concurrent refresh must not put an older cache over a newer one:
+                # a reader would then see runs disappear (the ledger only grows)
+                current = self._cached_tip(self.path)
+                if current and tip and current != tip and self.repo.is_ancestor(tip, current):
+                    return current
+                os.replace(tmp, self.path)
+                _write_hint(self.repo.state_dir / TIP_HINT, tip)
         finally:
             for leftover in (tmp, Path(str(tmp) + ".wal")):
                 if leftover.exists():

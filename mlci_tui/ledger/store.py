@@ -28,6 +28,9 @@ EVENTS_DIR = "events/"
 SEGMENTS_DIR = "segments/"
 COMMITTER = "mlci <mlci@localhost>"
 MAX_ATTEMPTS = 60
+# A ref lock is held for well under a millisecond; one older than this was left by a writer
+# killed mid-update (SIGKILL, OOM) and would otherwise block every later append for good.
+STALE_LOCK_SECONDS = 3.0
 
 
 class LedgerConflict(MlciError):
@@ -220,6 +223,7 @@ class LedgerStore:
             return proc.stdout.decode().strip().splitlines()[-1]
         err = proc.stderr.decode("utf-8", "replace")
         if "Not updating" in err or "cannot lock ref" in err or "but expected" in err:
+            self._clear_stale_lock()
             return None
         raise GitError(f"git fast-import failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
 
@@ -227,7 +231,18 @@ class LedgerStore:
         from mlci_tui.gitio import ZERO_OID
 
         proc = self.repo.run("update-ref", self.ref, new, old or ZERO_OID, check=False)
+        if proc.returncode != 0:
+            self._clear_stale_lock()
         return proc.returncode == 0
+
+    def _clear_stale_lock(self) -> None:
+        """Remove the ref's lock file when it is older than STALE_LOCK_SECONDS (its writer died)."""
+        lock = self.repo.common_dir / f"{self.ref}.lock"
+        try:
+            if time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+                lock.unlink()
+        except OSError:
+            pass  # no lock, or another writer cleared it first
 
 
 def validate_envelope(record: dict[str, Any]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mlci_tui import config as config_mod
@@ -48,14 +50,16 @@ def _notice(message: str) -> None:
     print(f"mlci: {display(message)}", file=sys.stderr)
 
 
-def _open(repo: Repo) -> Any:
+@contextmanager
+def _open(repo: Repo) -> Iterator[Any]:
     from mlci_tui.ledger.cache import LedgerCache
 
     cache = LedgerCache(repo)
-    cm = cache.connect()
-    for notice in cache.notices:
-        _notice(notice)
-    return cm
+    with cache.connect() as con:
+        # notices (unknown event types) exist only once connect() has refreshed the cache
+        for notice in cache.notices:
+            _notice(notice)
+        yield con
 
 
 def record(args: argparse.Namespace) -> int:

@@ -106,6 +106,11 @@ def push(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
             result.pushed = True
             return result
         out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+        refused = [line.split("\t")[-1] for line in out.splitlines() if "[remote rejected]" in line]
+        if refused and any(word in refused[0] for word in ("declined", "denied", "prohibited", "not allowed")):
+            # a hook or a permission refuses the ref itself: retrying cannot help ("failed to update
+            # ref" is a race with another pusher, retried below)
+            raise MlciError(f"ledger push to {remote} failed: {refused[0]}")
         if "rejected" in out or "fetch first" in out or "non-fast-forward" in out or "stale info" in out:
             continue
         last = out.strip().splitlines()[-1] if out.strip() else f"exit {proc.returncode}"

@@ -1,0 +1,127 @@
+"""A hook with nothing relevant to do imports nothing heavy (DESIGN.md decision 5).
+
+Each case runs `mlci_tui.hooks.run(STAGE, ARGS)` in a fresh interpreter inside a real
+repository and reports `sys.modules`; duckdb, pyarrow, textual, plotext and GitPython must
+be absent. A positive control (a branch checkout that has to rebuild the query cache) shows
+the probe does see a heavy import when there is work.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import commit, git, metrics_json, run_mlci
+
+from mlci_tui.gitio import Repo
+
+HEAVY = ("duckdb", "pyarrow", "textual", "plotext", "git")
+ZERO = "0" * 40
+
+PROBE = """
+import json, sys
+from mlci_tui.hooks import run
+rc = run(sys.argv[1], sys.argv[2:])
+print(json.dumps({"rc": rc, "modules": sorted(sys.modules)}))
+"""
+
+
+def probe(cwd: Path, stage: str, *args: str, stdin: str = "") -> tuple[int, set[str], str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, stage, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return report["rc"], set(report["modules"]), proc.stderr
+
+
+def heavy_in(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY)
+
+
+@pytest.fixture
+def project(repo: Path, upstream: Path) -> Path:
+    """A repository with a captured commit, its ledger pushed to a bare upstream, no hooks."""
+    git(repo, "remote", "add", "origin", str(upstream))
+    commit(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "first")
+    for args in (("capture", "HEAD"), ("ledger", "push", "origin")):
+        proc = run_mlci(repo, *args)
+        assert proc.returncode == 0, proc.stderr
+    git(repo, "push", "-q", "origin", "main")
+    return repo
+
+
+def test_pre_commit_with_nothing_staged(project: Path) -> None:
+    rc, modules, err = probe(project, "pre-commit")
+    assert rc == 0, err
+    assert heavy_in(modules) == []
+
+
+def test_pre_commit_with_only_unrelated_files_staged(project: Path) -> None:
+    (project / "train.py").write_text("print('hi')\n")
+    (project / "README.md").write_text("# project\n")
+    git(project, "add", "train.py", "README.md")
+    rc, modules, err = probe(project, "pre-commit")
+    assert rc == 0, err
+    assert heavy_in(modules) == []
+
+
+def test_post_checkout_of_files_not_a_branch(project: Path) -> None:
+    head = git(project, "rev-parse", "HEAD").strip()
+    rc, modules, err = probe(project, "post-checkout", head, head, "0")
+    assert rc == 0, err
+    assert heavy_in(modules) == []
+
+
+def test_pre_push_of_mlci_refs_only(project: Path) -> None:
+    tip = git(project, "rev-parse", "refs/mlci/ledger").strip()
+    stdin = f"refs/mlci/ledger {tip} refs/mlci/ledger {ZERO}\n"
+    rc, modules, err = probe(project, "pre-push", "origin", "unused-url", stdin=stdin)
+    assert rc == 0, err
+    assert heavy_in(modules) == []
+    assert err == ""
+
+
+def test_pre_push_with_nothing_new(project: Path) -> None:
+    """The branch and the ledger are already on the remote: nothing to back-fill or push."""
+    head = git(project, "rev-parse", "HEAD").strip()
+    stdin = f"refs/heads/main {head} refs/heads/main {head}\n"
+    rc, modules, err = probe(project, "pre-push", "origin", "unused-url", stdin=stdin)
+    assert rc == 0, err
+    assert heavy_in(modules) == []
+
+
+def test_no_hooks_env_imports_nothing_for_any_stage(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLCI_NO_HOOKS", "1")
+    (project / "metrics.json").write_text("{broken\n")
+    git(project, "add", "metrics.json")
+    for stage, args in (
+        ("pre-commit", ()),
+        ("post-commit", ()),
+        ("pre-push", ("origin", "url")),
+        ("post-checkout", ("a", "b", "1")),
+        ("post-merge", ("0",)),
+    ):
+        rc, modules, err = probe(project, stage, *args)
+        assert rc == 0, (stage, err)
+        assert heavy_in(modules) == [], stage
+        assert not any(m.startswith("mlci_tui.") and m != "mlci_tui.hooks" for m in modules), stage
+
+
+def test_positive_control_a_branch_checkout_that_rebuilds_the_cache(project: Path) -> None:
+    """When there is work, the probe does see duckdb: the guard above can fail."""
+    for derived in Repo.find(project).state_dir.glob("cache*"):  # the query cache is derived: drop it
+        derived.unlink()
+    head = git(project, "rev-parse", "HEAD").strip()
+    rc, modules, err = probe(project, "post-checkout", head, head, "1")
+    assert rc == 0, err
+    assert "duckdb" in heavy_in(modules)

@@ -33,6 +33,12 @@ ledger:
 train:
   command: python train.py
   deps: [train.py, data/]
+gate:
+  baseline: deployed     # compare every candidate with the promoted model
+  on_push: true          # the pre-push hook refuses a push that fails a rule
+  rules:
+    acc: {max_drop: 0.01}        # accuracy may not drop by more than 0.01
+    loss: {max_rise_pct: 10}     # loss may not rise by more than 10 %
 """
 
 PARAMS = """\
@@ -44,25 +50,28 @@ train:
   seed: 7
 """
 
-# (lr, epochs, l2, commit message): each a commit through the hooks
+# (lr, epochs, l2, commit message): each a commit through the hooks. After the third the
+# run is promoted to `deployed` and pushed; the fourth regresses and the gate refuses its push.
 EXPERIMENTS = [
-    ("0.0005", 2, "0.0", "Baseline: logistic regression, lr 0.0005"),
-    ("0.01", 5, "0.0", "Raise learning rate to 0.01"),
-    ("0.01", 15, "0.0", "Train longer: 15 epochs"),
+    ("0.0005", 1, "0.0", "Baseline: logistic regression, lr 0.0005, 1 epoch"),
+    ("0.005", 3, "0.0", "Raise learning rate to 0.005, 3 epochs"),
+    ("0.01", 15, "0.0", "Train longer: 15 epochs at lr 0.01"),
+    ("2.0", 15, "0.001", "Try a much higher learning rate"),
     ("0.05", 15, "0.001", "lr 0.05 with a little weight decay"),
-    ("0.2", 15, "0.001", "Try a much higher learning rate"),
     ("0.05", 25, "0.0005", "25 epochs, lighter weight decay"),
 ]
+PROMOTE_AFTER = 3
 
 
-def make_dataset(n: int = 600, seed: int = 42) -> str:
-    """Two overlapping Gaussian blobs in four dimensions: deterministic for a seed."""
+def make_dataset(n: int = 1000, seed: int = 42, features: int = 8) -> str:
+    """Two overlapping Gaussian blobs, half the features on a 10x smaller scale (so plain SGD
+    needs a sensible learning rate and enough epochs): deterministic for a seed."""
     rng = random.Random(seed)
-    lines = ["x1,x2,x3,x4,label"]
+    lines = [",".join(f"x{j + 1}" for j in range(features)) + ",label"]
     for i in range(n):
         label = i % 2
-        centre = 0.35 if label else -0.35
-        xs = [rng.gauss(centre * (j + 1) / 2, 1.3) for j in range(4)]
+        centre = 0.5 if label else -0.5
+        xs = [rng.gauss(centre * (j + 1) / features, 1.0) * (0.1 if j % 2 else 1.0) for j in range(features)]
         lines.append(",".join(f"{x:.5f}" for x in xs) + f",{label}")
     return "\n".join(lines) + "\n"
 
@@ -101,12 +110,44 @@ def build(target: Path, commits: int) -> None:
     (target / "README.md").write_text("# mlci demo project\n\nRun `python train.py`, commit, and `mlci runs`.\n")
     ensure_gitignore(target)
     install_hooks(Repo.find(target))
-    for lr, epochs, l2, message in EXPERIMENTS[: max(1, commits)]:
+    # a bare "team remote" kept inside .git, so the demo pushes without touching anything else
+    origin = target / ".git" / "demo-origin.git"
+    _git(target, "init", "-q", "--bare", str(origin))
+    _git(target, "remote", "add", "origin", str(origin))
+    for number, (lr, epochs, l2, message) in enumerate(EXPERIMENTS[: max(1, commits)], start=1):
         (target / "params.yaml").write_text(PARAMS.format(lr=lr, epochs=epochs, l2=l2))
         result = _run(target, [sys.executable, "train.py"]).strip()
         _git(target, "add", "-A")
         _run(target, ["git", "commit", "-q", "-m", message])
-        print(f"  committed: {message:<45} {result}")
+        print(f"  committed: {message:<52} {result}")
+        if number == PROMOTE_AFTER:
+            print(
+                "  "
+                + _run(target, [sys.executable, "-m", "mlci_tui", "promote", "HEAD", "--stage", "deployed", "--tag"])
+                .strip()
+                .replace("\n", "\n  ")
+            )
+            _push(target, expect_refusal=False)
+        elif number > PROMOTE_AFTER:
+            _push(target, expect_refusal=None)
+
+
+def _push(target: Path, *, expect_refusal: bool | None) -> None:
+    """Push main; the pre-push hook back-fills, gates (gate.on_push) and shares the ledger."""
+    env = dict(os.environ)
+    env.pop("MLCI_NO_HOOKS", None)
+    proc = subprocess.run(
+        ["git", "push", "-q", "origin", "main"], cwd=target, capture_output=True, text=True, check=False, env=env
+    )
+    if proc.returncode == 0:
+        print("  pushed: the gate passed and the ledger went along")
+        return
+    if expect_refusal is False:
+        raise MlciError(f"demo push failed: {proc.stderr.strip()[-300:]}")
+    print("  push refused by the gate (pre-push hook):")
+    for line in proc.stderr.strip().splitlines():
+        if line.strip() and not line.startswith(("error:", "To ", "hint:")):
+            print(f"    {line}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -125,6 +166,9 @@ Try next (in {display(str(target))}):
   cd {display(str(target))}
   mlci runs --sort -acc --limit 3           best runs first
   mlci show HEAD                            one run: params, metrics, per-epoch curves
+  mlci stages                               what is deployed
+  mlci gate                                 HEAD against the deployed model (exit 1 if it regressed)
+  mlci diff deployed HEAD                   what changed: params and metrics
   mlci sql "SELECT name, step, value FROM steps WHERE name = 'loss' ORDER BY run_id, step LIMIT 10"
   echo '{{"acc": oops' > dvclive/metrics.json && git commit -am broken   # the pre-commit hook blocks it
   git log --oneline refs/mlci/ledger         the ledger is a git ref"""

@@ -10,16 +10,24 @@ from conftest import git, run_mlci
 
 def test_demo_builds_a_project_and_captures_every_commit(tmp_path: Path) -> None:
     target = tmp_path / "demo"
-    proc = run_mlci(tmp_path, "demo", str(target), "--commits", "3")
+    proc = run_mlci(tmp_path, "demo", str(target), "--commits", "4")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     log = git(target, "log", "--format=%H", "main").split()
-    assert len(log) == 3
+    assert len(log) == 4
+    # the third run is promoted and pushed; the fourth regresses and its push is refused
+    assert "push refused by the gate" in proc.stdout and "fail: dropped by" in proc.stdout
+    stages = json.loads(run_mlci(target, "stages", "--json").stdout)
+    assert [(s["stage"], s["commit"]) for s in stages] == [("deployed", log[1][:8])]
+    origin = target / ".git" / "demo-origin.git"
+    assert git(origin, "rev-parse", "main").strip() == log[1]
+    assert git(origin, "rev-parse", "refs/mlci/ledger").strip()
+    assert run_mlci(target, "gate").returncode == 1
     runs = json.loads(run_mlci(target, "runs", "--json").stdout)
     assert sorted(r["commit"] for r in runs) == sorted(log)
     assert all(r["kind"] == "commit" and r["branch"] == "main" for r in runs)
     assert all(set(r["metrics"]) == {"acc", "loss"} for r in runs)
-    assert {r["params"]["train.lr"] for r in runs} == {"0.0005", "0.01"}
+    assert {r["params"]["train.lr"] for r in runs} == {"0.0005", "0.005", "0.01", "2.0"}
     # per-epoch curves from the dvclive layout are step series
     steps = json.loads(run_mlci(target, "sql", "SELECT name, count(*) AS n FROM steps GROUP BY name", "--json").stdout)
     assert {s["name"] for s in steps} == {"acc", "loss"}

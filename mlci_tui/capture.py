@@ -51,9 +51,13 @@ class MetricsRead:
 def check_size(name: str, size: int, limits: Limits) -> None:
     if size > limits.max_bytes:
         raise InputError(
-            f"{name}: {size / 1048576:.1f} MB is over the {limits.max_bytes / 1048576:g} MB limit "
-            "(limits.max_file_mb in mlci.yaml)"
+            f"{name}: {_amount(size)} is over the {_amount(limits.max_bytes)} limit (limits.max_file_mb in mlci.yaml)"
         )
+
+
+def _amount(size: int) -> str:
+    """Bytes as people read them: `1,200 bytes` under 1 MB (small limits), `64 MB` above."""
+    return f"{size:,} bytes" if size < 1048576 else f"{size / 1048576:.1f} MB".replace(".0 MB", " MB")
 
 
 def decode(name: str, data: bytes, limits: Limits) -> str:
@@ -129,6 +133,7 @@ def flatten(name: str, tree: Any, limits: Limits) -> dict[str, Any]:
     out: dict[str, Any] = {}
     stack: list[tuple[str, Any, int]] = [("", tree, 1)]
     seen = 0
+    text_size = 0  # characters of names and strings once aliases are expanded
     while stack:
         prefix, node, depth = stack.pop()
         if depth > limits.max_depth:
@@ -143,15 +148,27 @@ def flatten(name: str, tree: Any, limits: Limits) -> dict[str, Any]:
                 stack.append((full, value, depth + 1))
             else:
                 check_name(name, full)
+                if full in out:
+                    raise InputError(f"{name}: {full}: named twice (a dotted key and a nested one); rename one")
+                text_size += len(full)
                 if isinstance(value, list):
-                    _check_list(name, full, value, depth + 1, limits)
+                    text_size += _check_list(name, full, value, depth + 1, limits)
+                elif isinstance(value, str):
+                    text_size += len(value)
+                if text_size > limits.max_bytes:
+                    raise InputError(
+                        f"{name}: expands to more than {_amount(limits.max_bytes)} of text "
+                        "(YAML aliases?); refused (limits.max_file_mb in mlci.yaml)"
+                    )
                 out[full] = value
     return out
 
 
-def _check_list(name: str, key: str, value: list[Any], depth: int, limits: Limits) -> None:
+def _check_list(name: str, key: str, value: list[Any], depth: int, limits: Limits) -> int:
+    """Check depth and item count of a list value; return the characters of text it holds."""
     stack = [(value, depth)]
     count = 0
+    size = 0
     while stack:
         node, level = stack.pop()
         if level > limits.max_depth:
@@ -163,6 +180,16 @@ def _check_list(name: str, key: str, value: list[Any], depth: int, limits: Limit
                 raise InputError(f"{name}: {key}: more than {limits.max_keys} items")
             if isinstance(item, (list, dict)):
                 stack.append((item, level + 1))
+            elif isinstance(item, str):
+                size += len(item)
+        if isinstance(node, dict):
+            size += sum(len(str(k)) for k in node)
+        if size > limits.max_bytes:
+            raise InputError(
+                f"{name}: {key}: expands to more than {_amount(limits.max_bytes)} of text "
+                "(YAML aliases?); refused (limits.max_file_mb in mlci.yaml)"
+            )
+    return size
 
 
 def _key_text(key: Any) -> str:
@@ -238,21 +265,23 @@ def read_table_metrics(name: str, data: bytes, limits: Limits, series_name: str 
     """
     text = decode(name, data, limits)
     delimiter = "\t" if _suffix(name) == ".tsv" else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError(f"{name}: empty file") from None
-    header = [h.strip() for h in header]
+    # newline="": a quoted field may hold a line break, and a lone CR ends a line (old Mac files)
+    rows_read = _csv_rows(name, csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    first = next(rows_read, None)
+    if first is None:
+        raise InputError(f"{name}: empty file")
+    header = [h.strip() for h in first[1]]
     for h in header:
         check_name(name, h)
+        if h and header.count(h) > 1:
+            raise InputError(f"{name}:{first[0]}: column {h!r} appears twice")
     if len(header) > limits.max_keys:
         raise InputError(f"{name}: more than {limits.max_keys} columns")
     step_col = header.index("step") if "step" in header else None
     value_cols = [i for i, h in enumerate(header) if i != step_col and h not in ("timestamp", "")]
     result = MetricsRead()
     rows = 0
-    for line_no, row in enumerate(reader, start=2):
+    for line_no, row in rows_read:
         if not row or all(not c.strip() for c in row):
             continue
         rows += 1
@@ -262,7 +291,7 @@ def read_table_metrics(name: str, data: bytes, limits: Limits, series_name: str 
             raise InputError(f"{name}:{line_no}: expected {len(header)} columns, got {len(row)}")
         if step_col is not None:
             step_number = as_number(_cell_number(row[step_col]))
-            if step_number is None or step_number != int(step_number):
+            if step_number is None or not abs(step_number) < 2**63 or step_number != int(step_number):
                 raise InputError(f"{name}:{line_no}: step {row[step_col]!r} is not an integer")
             step = int(step_number)
         else:
@@ -276,6 +305,18 @@ def read_table_metrics(name: str, data: bytes, limits: Limits, series_name: str 
             result.steps.append(Step(name, metric, step, number))
             result.values[metric] = number
     return result
+
+
+def _csv_rows(name: str, reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """(line number, row) pairs; a malformed CSV is an InputError naming the line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"{name}:{reader.line_num}: invalid CSV: {exc}") from None
+        yield reader.line_num, row
 
 
 def _cell_number(cell: str) -> float | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci_tui import __version__
-from mlci_tui.capture import Limits, Step, read_metrics, read_params, read_table_metrics
+from mlci_tui.capture import Limits, Step, check_size, read_metrics, read_params, read_table_metrics
 from mlci_tui.config import Config
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
@@ -78,27 +78,24 @@ def read_values(config: Config, source: FileSource, *, strict: bool) -> Values:
     otherwise it becomes a warning and capture goes on with the other files."""
     limits = Limits.from_config(config.limits)
     values = Values()
-    params_files = source.find(config.params_files)
-    metrics_files = source.find(config.metrics_files)
+    refused: list[str] | None = None if strict else []  # symlinks: an error, or warnings
+    params_files = source.find(config.params_files, refused)
+    metrics_files = source.find(config.metrics_files, refused)
     series: dict[str, tuple[str, str]] = {}
     for mfile in metrics_files:
         if mfile.endswith("metrics.json"):
             base = mfile.rsplit("/", 1)[0] + "/" if "/" in mfile else ""
-            for path in source.find([f"{base}plots/metrics/**/*.tsv"]):
+            for path in source.find([f"{base}plots/metrics/**/*.tsv"], refused):
                 series[path] = (mfile, path[len(f"{base}plots/metrics/") : -len(".tsv")])
+    values.warnings.extend(refused or [])
     wanted = sorted(set(params_files) | set(metrics_files) | set(series))
     sizes = source.sizes(wanted)
     readable = []
     for path in wanted:
-        if sizes.get(path, 0) > limits.max_bytes:
-            _fail_or_warn(
-                values,
-                strict,
-                InputError(
-                    f"{path}: {sizes[path] / 1048576:.1f} MB is over the {limits.max_bytes / 1048576:g} MB limit "
-                    "(limits.max_file_mb in mlci.yaml)"
-                ),
-            )
+        try:
+            check_size(path, sizes.get(path, 0), limits)
+        except InputError as exc:
+            _fail_or_warn(values, strict, exc)
         else:
             readable.append(path)
     data = source.read_many(readable)

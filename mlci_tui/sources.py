@@ -45,7 +45,7 @@ def matches(pattern: str, path: str) -> bool:
 class FileSource(Protocol):
     label: str
 
-    def find(self, patterns: Iterable[str]) -> list[str]: ...
+    def find(self, patterns: Iterable[str], refused: list[str] | None = None) -> list[str]: ...
 
     def read_many(self, paths: list[str]) -> dict[str, bytes]: ...
 
@@ -70,7 +70,9 @@ class TreeSource:
         for entry in self.repo.ls_tree(self.treeish, prefixes, recursive=True):
             self._entries[entry.path] = entry
 
-    def find(self, patterns: Iterable[str]) -> list[str]:
+    def find(self, patterns: Iterable[str], refused: list[str] | None = None) -> list[str]:
+        """Paths matching `patterns`. A symlink raises InputError, or with `refused` is
+        skipped and its message appended there (a capture that warns and goes on)."""
         patterns = list(patterns)
         for p in patterns:
             check_pattern(p)
@@ -79,7 +81,8 @@ class TreeSource:
         for path, entry in self._entries.items():
             if any(matches(p, path) for p in patterns):
                 if entry.mode == "120000":
-                    raise InputError(f"{path}: is a symlink; mlci reads no file through a link")
+                    _refuse(InputError(f"{path}: is a symlink; mlci reads no file through a link"), refused)
+                    continue
                 if entry.kind == "blob":
                     found.append(path)
         return sorted(found)
@@ -125,7 +128,7 @@ class WorkdirSource:
     root: Path
     label: str = "working tree"
 
-    def find(self, patterns: Iterable[str]) -> list[str]:
+    def find(self, patterns: Iterable[str], refused: list[str] | None = None) -> list[str]:
         found: set[str] = set()
         root = self.root.resolve()
         for pattern in patterns:
@@ -138,15 +141,19 @@ class WorkdirSource:
                 candidates = list(self.root.glob(pattern))
             for path in candidates:
                 if path.is_symlink():
-                    raise InputError(f"{path.relative_to(self.root)}: is a symlink; mlci reads no file through a link")
+                    link = path.relative_to(self.root)
+                    _refuse(InputError(f"{link}: is a symlink; mlci reads no file through a link"), refused)
+                    continue
                 if not path.is_file():
                     continue
                 resolved = path.resolve()
                 if root not in resolved.parents:
-                    raise InputError(f"{path}: outside the repository")
+                    _refuse(InputError(f"{path}: outside the repository"), refused)
+                    continue
                 rel = resolved.relative_to(root).as_posix()
                 if any(part.is_symlink() for part in path.parents if root in part.resolve().parents):
-                    raise InputError(f"{rel}: is inside a symlinked folder; refused")
+                    _refuse(InputError(f"{rel}: is inside a symlinked folder; refused"), refused)
+                    continue
                 found.add(rel)
         return sorted(found)
 
@@ -155,6 +162,13 @@ class WorkdirSource:
 
     def read_many(self, paths: list[str]) -> dict[str, bytes]:
         return {p: (self.root / p).read_bytes() for p in paths}
+
+
+def _refuse(error: InputError, refused: list[str] | None) -> None:
+    if refused is None:
+        raise error
+    if str(error) not in refused:
+        refused.append(str(error))
 
 
 def list_tree_paths(repo: Repo, treeish: str, prefix: str) -> list[str]:

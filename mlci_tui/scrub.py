@@ -11,8 +11,17 @@ from typing import Any
 MASK = "***"
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # user info in URLs: scheme://user:secret@host -> scheme://***@host
-    (re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s@:]*:[^/\s@]*@"), r"\g<scheme>***@"),
+    # user info in URLs: scheme://user:secret@host -> scheme://***@host. The secret may hold `/`
+    # (AWS secret keys do) or `@`: it runs to the last `@` before the host, unless what follows
+    # the colon is a port (`host:443/@scope/pkg`). Bounded repeats, and a secret that never
+    # spans another `://`, keep it linear on long text.
+    (
+        re.compile(
+            r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://)[^/\s@:]{0,256}:(?!\d*(?:[/?#\s]|$))(?:(?!://)\S)*?@"
+            r"(?=[^\s@/?#]*(?:[/?#\s]|$))"
+        ),
+        r"\g<scheme>***@",
+    ),
     # presigned-URL query parameters
     (
         re.compile(
@@ -25,7 +34,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), MASK),
     (re.compile(r"\b(?:ghp|gho|ghs|ghu|ghr)_[A-Za-z0-9]{20,}\b"), MASK),
     (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}\b"), MASK),
-    (re.compile(r"\bglpat-[A-Za-z0-9_\-]{20}\b"), MASK),
+    (re.compile(r"\bglpat-[A-Za-z0-9_\-.]{20,}"), MASK),
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}\b"), MASK),
     (
         re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )?PRIVATE KEY-----|$)"),

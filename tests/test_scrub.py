@@ -1,0 +1,186 @@
+"""Secrets never reach the ledger; ids and hashes are left alone.
+
+The shapes are checked in-process; then a params file holding an S3 URL with keys, a GitHub
+token and a presigned URL is recorded and captured for real, and every blob and commit
+message on `refs/mlci/ledger` is searched for the secret parts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import git, run_mlci, write
+
+from mlci_tui.scrub import MASK, has_secret, scrub, scrub_text
+
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # real AWS secrets hold `/` and `+`
+GH_TOKEN = "ghp_" + "a1B2c3D4e5" * 4
+PRESIGNED = (
+    "https://bucket.s3.amazonaws.com/model.pt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    f"&X-Amz-Credential={AWS_KEY}%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20240101T000000Z"
+    "&X-Amz-Expires=3600&X-Amz-Security-Token=FQoGZXIvYXdzEJr1234567890abcdef&X-Amz-SignedHeaders=host"
+    "&X-Amz-Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+)
+
+# (text, fragments that must be gone, fragments that must stay)
+SECRETS = {
+    "s3-userinfo-placeholder": ("s3://AKIAxxxx:secret@bucket/x", ["AKIAxxxx", "secret"], ["s3://", "@bucket/x"]),
+    "s3-userinfo-real-key-with-slashes": (
+        f"s3://{AWS_KEY}:{AWS_SECRET}@bucket/x",
+        [AWS_KEY, "wJalrXUtnFEMI", "bPxRfiCYEXAMPLEKEY"],
+        ["s3://", "@bucket/x"],
+    ),
+    "password-holding-an-at-sign": ("https://user:p@ss@host/x", ["p@ss", "ss@host"], ["@host/x"]),
+    "database-url": ("postgresql://admin:hunter2@db.example:5432/ml", ["hunter2", "admin"], ["@db.example:5432/ml"]),
+    "empty-user": ("https://:tok3n@host/x", ["tok3n"], ["@host/x"]),
+    "github-classic": (f"token {GH_TOKEN} end", [GH_TOKEN], ["token ", " end"]),
+    "github-oauth": ("gho_" + "Z" * 36, ["gho_"], []),
+    "github-server": ("ghs_" + "9" * 36, ["ghs_"], []),
+    "github-fine-grained": ("github_pat_11ABCDEFG0_" + "x" * 59, ["github_pat_"], []),
+    "gitlab": ("glpat-abcdefghij0123456789", ["glpat-"], []),
+    "gitlab-longer": ("glpat-abcdefghij0123456789xyzXYZ", ["glpat-", "xyzXYZ"], []),
+    "slack": ("xoxb-1234567890-abcdefghij", ["xoxb-"], []),
+    "aws-key-alone": (f"key={AWS_KEY}", [AWS_KEY], ["key="]),
+    "aws-session-key": ("ASIAIOSFODNN7EXAMPLE", ["ASIA"], []),
+    "presigned-s3": (
+        PRESIGNED,
+        [AWS_KEY, "FQoGZXIvYXdzEJr", "0123456789abcdef0123456789abcdef"],
+        ["https://bucket.s3.amazonaws.com/model.pt?", "X-Amz-Expires=3600"],
+    ),
+    "presigned-gcs": (
+        "https://storage.googleapis.com/b/o?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+        "&X-Goog-Credential=svc%40proj.iam.gserviceaccount.com&X-Goog-Signature=deadbeefcafe",
+        ["svc%40proj", "deadbeefcafe"],
+        ["https://storage.googleapis.com/b/o?"],
+    ),
+    "azure-sas": (
+        "https://acct.blob.core.windows.net/c/b?sv=2020-08-04&sr=b&sp=r&sig=abc%2Bdef%3D",
+        ["abc%2Bdef"],
+        ["sv=2020-08-04"],
+    ),
+    "private-key": (
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34\n-----END RSA PRIVATE KEY-----",
+        ["MIIBOgIBAAJBAKj34"],
+        [],
+    ),
+    "openssh-private-key": (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----",
+        ["b3BlbnNzaC1rZXk"],
+        [],
+    ),
+}
+
+NOT_SECRETS = [
+    "0123456789abcdef0123456789abcdef01234567",  # a commit id
+    "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",  # a BLAKE3 hash
+    "nl767ug5weexwupbo3c2h36uaa",  # a run id
+    "d41d8cd98f00b204e9800998ecf8427e",  # an md5
+    "https://registry.example:443/@scope/pkg",  # a port, then `@` in the path
+    "https://example.com/path/user@example.com",  # `@` in a path, no user info
+    "ssh://git@github.com/org/repo.git",  # a user name is not a secret
+    "s3://bucket/data/train.csv",
+    "AKIA",
+    "ghp_short",
+    "lr=0.001, momentum=0.9",
+    "email me: ada@example.com",
+]
+
+
+@pytest.mark.parametrize("case", list(SECRETS))
+def test_secret_shapes_are_masked(case: str) -> None:
+    text, gone, kept = SECRETS[case]
+    assert has_secret(text)
+    out = scrub_text(text)
+    assert MASK in out, out
+    for fragment in gone:
+        assert fragment not in out, (fragment, out)
+    for fragment in kept:
+        assert fragment in out, (fragment, out)
+    assert scrub_text(out) == out  # masking is stable
+
+
+@pytest.mark.parametrize("text", NOT_SECRETS)
+def test_ids_hashes_and_plain_urls_are_left_alone(text: str) -> None:
+    assert scrub_text(text) == text
+    assert not has_secret(text)
+
+
+@pytest.mark.parametrize("text", ["a" * 100_000, "x://a:" * 20_000, "a." * 50_000, "s3://k:" + "@" * 100_000])
+def test_scrubbing_long_text_takes_linear_time(text: str) -> None:
+    # every commit message and params value goes through here in the post-commit hook:
+    # a quadratic pattern made 100 kB of letters take ~25 s, a 1 MB value most of an hour
+    started = time.perf_counter()
+    scrub_text(text)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_scrub_walks_keys_lists_and_leaves_other_types() -> None:
+    value = {"a": [GH_TOKEN, 1, None, 0.5, True], GH_TOKEN: {"b": f"s3://{AWS_KEY}:x@b"}}
+    assert scrub(value) == {"a": [MASK, 1, None, 0.5, True], MASK: {"b": "s3://***@b"}}
+
+
+# ---- end to end: the ledger never holds them --------------------------------------------------
+
+PARAMS = {
+    "data": {"train": f"s3://{AWS_KEY}:{AWS_SECRET}@bucket/x", "placeholder": "s3://AKIAxxxx:secret@bucket/x"},
+    "hub": {"token": GH_TOKEN},
+    "model_url": PRESIGNED,
+    "lr": 0.01,
+}
+SECRET_PARTS = [
+    AWS_KEY,
+    "wJalrXUtnFEMI",
+    "bPxRfiCYEXAMPLEKEY",
+    "AKIAxxxx",
+    ":secret@",
+    GH_TOKEN,
+    "FQoGZXIvYXdzEJr",
+    "0123456789abcdef0123456789abcdef",
+]
+
+
+def _ledger_text(root: Path) -> str:
+    parts = [git(root, "log", "--format=%B", "refs/mlci/ledger")]
+    for path in git(root, "ls-tree", "-r", "--name-only", "refs/mlci/ledger").split():
+        parts.append(git(root, "cat-file", "-p", f"refs/mlci/ledger:{path}"))
+    return "\n".join(parts)
+
+
+def test_recorded_and_captured_runs_hold_no_secret(repo: Path) -> None:
+    write(repo, {"params.yaml": json.dumps(PARAMS, indent=2) + "\n", "metrics.json": '{"acc": 0.5}\n'})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"train on s3://{AWS_KEY}:{AWS_SECRET}@bucket/x\n\nhub token {GH_TOKEN}")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
+    capture = run_mlci(repo, "capture")
+    assert capture.returncode == 0, capture.stderr
+    record = run_mlci(repo, "record", "--name", f"run {GH_TOKEN}", "-m", f"using {PRESIGNED}")
+    assert record.returncode == 0, record.stderr
+    note = run_mlci(repo, "note", "HEAD", f"the key is {AWS_KEY}, see s3://{AWS_KEY}:{AWS_SECRET}@b/x")
+    assert note.returncode == 0, note.stderr
+
+    text = _ledger_text(repo)
+    for part in SECRET_PARTS:
+        assert part not in text, part
+    # what is not a secret is kept exactly: commit id, tree id, run ids, the rest of each value
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    runs = {r["kind"]: r for r in records if r["type"] == "run"}
+    assert runs["commit"]["commit"] == head and runs["commit"]["tree"] == tree
+    assert runs["workspace"]["commit"] == head
+    assert runs["commit"]["patch_id"] and runs["commit"]["patch_id"] in text
+    for run in runs.values():
+        assert run["run_id"] in text and len(run["run_id"]) == 26
+        params = run["params"]["params.yaml"]
+        assert params["data.train"] == "s3://***@bucket/x"
+        assert params["data.placeholder"] == "s3://***@bucket/x"
+        assert params["hub.token"] == MASK
+        assert params["model_url"].startswith("https://bucket.s3.amazonaws.com/model.pt?X-Amz-Algorithm=")
+        assert params["lr"] == 0.01
+    assert runs["commit"]["message"].startswith("train on s3://***@bucket/x")
+    assert runs["workspace"]["name"] == f"run {MASK}"
+    [note_record] = [r for r in records if r["type"] == "note"]
+    assert note_record["target"] == runs["workspace"]["run_id"]

@@ -275,12 +275,20 @@ def show(args: argparse.Namespace) -> int:
             args.format,
             sys.stdout,
         )
-    for when, text in notes:
-        print(f"\nnote ({output.cell_text(when)}):\n{display(text, multiline=True)}")
     import json
 
+    from mlci_tui.sanitize import markdown_cell
+
+    def shown(text: str) -> str:
+        # in Markdown every line is markup: escape it line by line, as a cell is
+        if args.format == "md":
+            return "\n".join(markdown_cell(line) for line in text.split("\n"))
+        return display(text, multiline=True)
+
+    for when, text in notes:
+        print(f"\nnote ({output.cell_text(when)}):\n{shown(text)}")
     for warning in json.loads(warnings or "[]"):
-        print(f"warning: {display(warning)}")
+        print(f"warning: {shown(warning)}")
     return 0
 
 

@@ -194,11 +194,6 @@ def test_csv_parses_with_a_constant_number_of_columns(
         assert len({len(r) for r in rows}) == 1, rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mlci_tui/commands.py show() prints notes and warnings with display() only, not markdown_cell(), "
-    "in --format md: a note's [link](...) or <img> becomes live Markdown in a pull request",
-)
 def test_show_md_notes_and_warnings_are_escaped_too(
     outputs: dict[tuple[str, str], subprocess.CompletedProcess[str]],
 ) -> None:

@@ -19,8 +19,12 @@ MAX_NOTE = 64 * 1024
 
 
 def check_label(kind: str, value: str) -> str:
+    from mlci_tui.scrub import has_secret
+
     if not _LABEL.match(value):
         raise InputError(f"{kind} {value!r}: must be 1 to 128 characters with no spaces or control characters")
+    if has_secret(value):
+        raise InputError(f"{kind}: looks like a credential or token; refused so it never reaches the ledger")
     return value
 
 

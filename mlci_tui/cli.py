@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", action="store_true", help="every promotion, not only the current one per stage")
     _formats(p)
 
+    _cmd(sub, "tui", "tui.app:main", "browse, filter, compare and plot runs in the terminal", "mlci tui")
+
     ledger = sub.add_parser(
         "ledger",
         help="share, compact, redact and check the ledger",

@@ -1,0 +1,1 @@
+"""The Textual front end (`mlci tui`). The core never imports this package."""

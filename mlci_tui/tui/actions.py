@@ -1,0 +1,72 @@
+"""Every user action in one registry: key bindings, the footer, the command palette and the
+help screen are all built from it, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Action:
+    scope: str  # "app" or a screen's scope name: runs, run, compare, plot
+    keys: str  # Textual key names, comma separated
+    action: str  # the action method (without `action_`), on the screen or the app
+    description: str  # short: footer and palette title
+    help: str  # one line: palette help and help screen
+    show: bool = True  # in the footer
+
+    @property
+    def key_display(self) -> str:
+        names = {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc", "enter": "enter"}
+        return " ".join(names.get(k, k) for k in self.keys.split(","))
+
+
+ACTIONS: list[Action] = [
+    # app-wide
+    Action("app", "question_mark,f1", "help", "Help", "Show every key binding and the filter language"),
+    Action("app", "q", "quit", "Quit", "Leave mlci tui"),
+    # the runs table
+    Action("runs", "slash", "focus_filter", "Filter", "Type a filter: acc > 0.9 and lr in (0.1, 0.01); enter applies"),
+    Action("runs", "enter", "open_run", "Open", "Open the run under the cursor: params, metrics, steps, notes"),
+    Action("runs", "s", "sort", "Sort", "Sort by the column under the cursor (again: reverse); or click a header"),
+    Action("runs", "space", "mark", "Mark", "Mark or unmark the run under the cursor (for compare and plot)"),
+    Action("runs", "u", "clear_marks", "Unmark all", "Clear every mark", show=False),
+    Action("runs", "c", "compare", "Compare", "Compare the marked runs side by side"),
+    Action("runs", "p", "plot", "Plot", "Plot the marked runs (or the run under the cursor)"),
+    Action("runs", "b", "baseline", "Baseline", "Pin the run under the cursor as baseline (again: back to deployed)"),
+    Action("runs", "e", "export", "Export", "Export the current view to CSV, JSON or Markdown"),
+    Action("runs", "o", "columns", "Columns", "Choose the metric and param columns (saved for this repository)"),
+    Action("runs", "r", "refresh", "Refresh", "Re-read the ledger now (it also refreshes by itself)", show=False),
+    # one run
+    Action("run", "escape", "back", "Back", "Back to the runs table"),
+    Action("run", "n", "add_note", "Note", "Add a note to this run (written to the ledger)"),
+    Action("run", "N", "edit_note", "Edit note", "Edit the latest note (a new note replaces it)", show=False),
+    Action("run", "t", "add_tag", "Tag", "Tag this run"),
+    Action("run", "T", "remove_tag", "Untag", "Remove a tag from this run", show=False),
+    Action("run", "b", "baseline", "Baseline", "Pin this run as the baseline of the runs table"),
+    Action("run", "space", "mark", "Mark", "Mark or unmark this run"),
+    Action("run", "p", "plot", "Plot", "Plot this run's step series"),
+    # compare
+    Action("compare", "escape", "back", "Back", "Back to the runs table"),
+    Action("compare", "d", "toggle_differences", "Differences", "Show only the rows that differ between the runs"),
+    Action("compare", "e", "export", "Export", "Export this comparison to CSV, JSON or Markdown"),
+    Action("compare", "p", "plot", "Plot", "Plot the compared runs"),
+    # plots
+    Action("plot", "escape", "back", "Back", "Back to where you came from"),
+    Action("plot", "1", "mode('steps')", "Steps", "A metric against step, one line per run"),
+    Action("plot", "2", "mode('commits')", "Commits", "A metric along the commit history of HEAD"),
+    Action("plot", "3", "mode('scatter')", "Scatter", "A param against a metric over the filtered runs"),
+    Action("plot", "m", "next_metric", "Metric", "Plot the next metric"),
+    Action("plot", "x", "next_param", "Param", "Scatter against the next param", show=False),
+]
+
+
+def actions_for(scope: str) -> list[Action]:
+    return [a for a in ACTIONS if a.scope == scope]
+
+
+def bindings(scope: str) -> list[Binding]:
+    return [Binding(a.keys, a.action, a.description, show=a.show) for a in actions_for(scope)]

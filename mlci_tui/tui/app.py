@@ -1,0 +1,164 @@
+"""`mlci tui`: the Textual app over the ledger of the current repository.
+
+The app owns what every screen shares (the repository, its config, the marked runs) and
+one worker that watches the ledger ref; screens own their widgets and query in workers
+that post messages back (see `messages.py`). Nothing here holds a DuckDB connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from mlci_tui import config as config_mod
+from mlci_tui.gitio import Repo
+from mlci_tui.tui import actions, data
+from mlci_tui.tui.messages import LedgerChanged
+from mlci_tui.tui.screens.runs import RunsScreen
+
+POLL_SECONDS = 1.0
+
+
+class MlciApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "mlci"
+    BINDINGS = [
+        Binding(a.keys, a.action, a.description, show=a.show, priority=a.action == "quit")
+        for a in actions.actions_for("app")
+    ]
+
+    def __init__(
+        self,
+        repo: Repo,
+        config: config_mod.Config,
+        *,
+        poll_seconds: float = POLL_SECONDS,
+        watch: bool = True,
+        timings: bool = True,
+    ) -> None:
+        super().__init__()
+        self.repo = repo
+        self.config = config
+        self.poll_seconds = poll_seconds
+        self.watch_ledger = watch
+        self.timings = timings  # query times in the status bar (off for stable screenshots)
+        self.marked: set[str] = set()
+        self.first_paint: float | None = None  # time.perf_counter() when the first view was painted
+        self.painted = threading.Event()
+        self._stop = threading.Event()
+        self._watching = False
+
+    def get_default_screen(self) -> Screen[Any]:
+        return RunsScreen()
+
+    @property
+    def runs_screen(self) -> RunsScreen:
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                return screen
+        raise LookupError("no runs screen")
+
+    # ------------------------------------------------------------------ first paint, live refresh
+    def view_painted(self, result: data.ViewResult) -> None:
+        if self.first_paint is None:
+            self.call_after_refresh(self._first_paint_done)
+        if self.watch_ledger and not self._watching:
+            self._watching = True
+            self._watch(result.info.tip)
+
+    def _first_paint_done(self) -> None:
+        self.first_paint = time.perf_counter()
+        self.painted.set()
+
+    @work(thread=True, group="watch", exit_on_error=False)
+    def _watch(self, tip: str) -> None:
+        """Poll the ledger ref (a stat, and `git rev-parse` only when a ref file changed)."""
+        watcher = data.TipWatcher(self.repo)
+        known = watcher.poll() or tip
+        if known != tip:
+            self.post_message(LedgerChanged(known))
+        worker = get_current_worker()
+        while not worker.is_cancelled and not self._stop.is_set():
+            deadline = time.monotonic() + self.poll_seconds
+            while time.monotonic() < deadline:
+                if worker.is_cancelled or self._stop.wait(min(0.1, self.poll_seconds)):
+                    return
+            moved = watcher.poll()
+            if moved is not None and moved != known:
+                known = moved
+                self.post_message(LedgerChanged(moved))
+
+    def on_ledger_changed(self, message: LedgerChanged) -> None:
+        for screen in self.screen_stack:
+            handler = getattr(screen, "ledger_moved", None)
+            if handler is not None:
+                handler(message.tip)
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ navigation
+    def open_run(self, run_id: str) -> None:
+        from mlci_tui.tui.screens.run import RunScreen
+
+        self.push_screen(RunScreen(run_id))
+
+    def compare(self, run_ids: list[str]) -> None:
+        from mlci_tui.tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(run_ids))
+
+    def plot(self, run_ids: list[str]) -> None:
+        from mlci_tui.tui.screens.plot import PlotScreen
+
+        runs = self.runs_screen
+        self.push_screen(PlotScreen(run_ids, runs.info, runs.spec.filter_text))
+
+    def action_help(self) -> None:
+        from mlci_tui.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(getattr(self.screen, "SCOPE", "runs")))
+
+    def toggle_mark(self, run_id: str) -> bool:
+        if run_id in self.marked:
+            self.marked.discard(run_id)
+        else:
+            self.marked.add(run_id)
+        runs = self.runs_screen
+        runs.table._invalidate()
+        runs._update_status()
+        return run_id in self.marked
+
+    # ------------------------------------------------------------------ command palette
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        scope = getattr(screen, "SCOPE", None)
+        for action in actions.ACTIONS:
+            if action.scope == scope:
+                yield SystemCommand(
+                    f"{action.description} ({action.key_display})",
+                    action.help,
+                    partial(screen.run_action, action.action),
+                )
+            elif action.scope == "app" and action.action != "quit":
+                yield SystemCommand(
+                    f"{action.description} ({action.key_display})", action.help, partial(self.run_action, action.action)
+                )
+
+
+def main(args: argparse.Namespace | None = None) -> int:
+    repo = Repo.find()
+    cfg = config_mod.load(repo.root)
+    MlciApp(repo, cfg).run()
+    return 0

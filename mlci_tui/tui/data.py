@@ -1,0 +1,609 @@
+"""What the TUI reads from and writes to the ledger. No Textual here: workers call these.
+
+Every query opens the DuckDB cache read-only for its own duration (`LedgerCache.connect`,
+which first brings the cache up to the ledger tip) and closes it; nothing holds a
+connection between queries. The runs view comes back as a pyarrow Table holding only the
+columns on screen, so a view of 100,000 runs costs a few megabytes and the table widget
+formats just the rows it paints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.cache import LedgerCache
+from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.tui.query import Compiled, FilterError, Names, compile_filter
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow
+
+SETTINGS_FILE = "tui.json"
+DEFAULT_METRIC_COLUMNS = 8
+DEFAULT_PARAM_COLUMNS = 8
+BASELINE_STAGE = "deployed"
+
+# fixed columns of the runs table: key -> (label, SQL over the runs view)
+FIELD_COLUMNS: dict[str, tuple[str, str]] = {
+    "id": ("id", "run_id"),
+    "time": ("time", "coalesce(started, time)"),
+    "branch": ("branch", "branch"),
+    "subject": ("subject", "coalesce(name, split_part(message, chr(10), 1))"),
+    "kind": ("kind", "CASE WHEN stale THEN kind || ' (stale)' ELSE kind END"),
+    "status": ("status", "status"),
+}
+TAGS_SQL = "array_to_string(tags, ' ')"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # unique: "id", "time", ..., "m:acc", "d:acc", "p:train.lr", "tags"
+    label: str
+    kind: str  # field, metric, delta, param, tags
+    name: str = ""  # the metric or param name
+    direction: str | None = None  # for metrics and deltas: "max", "min" or None
+    source: int = -1  # index of the column in the result table holding the value
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("metric", "delta")
+
+
+@dataclass
+class LedgerInfo:
+    """What the ledger holds, read once per ledger tip."""
+
+    tip: str
+    total: int = 0
+    metrics: list[str] = field(default_factory=list)  # most common first
+    params: list[str] = field(default_factory=list)
+    differing: list[str] = field(default_factory=list)  # params with more than one value
+    steps: list[str] = field(default_factory=list)
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> run_id
+    has_tags: bool = False
+
+    @property
+    def names(self) -> Names:
+        return Names(metrics=set(self.metrics), params=set(self.params), steps=set(self.steps))
+
+
+@dataclass
+class Baseline:
+    run_id: str
+    how: str  # "pinned" or the stage name
+    label: str
+    metrics: dict[str, float]
+
+
+@dataclass
+class ViewSpec:
+    filter_text: str = ""
+    sort_key: str | None = None  # a Column key; None = newest first
+    descending: bool = True
+    baseline: str | None = None  # a pinned run id; None = the promoted `deployed` run, if any
+    metrics: list[str] | None = None  # chosen metric columns; None = the default pick
+    params: list[str] | None = None  # chosen param columns; None = those that differ
+
+
+@dataclass
+class ViewResult:
+    spec: ViewSpec
+    info: LedgerInfo
+    columns: list[Column]
+    table: pyarrow.Table  # column 0 is the full run id; then one column per value shown
+    baseline: Baseline | None
+    seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return int(self.table.num_rows)
+
+
+def open_cache(repo: Repo) -> Any:
+    return LedgerCache(repo).connect()
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, binds: Sequence[Any] = ()) -> Any:
+    """The first row of a query (DuckDB wants every result read to its end)."""
+    rows = con.execute(sql, list(binds)).fetchall()
+    return rows[0] if rows else None
+
+
+def _tip(con: duckdb.DuckDBPyConnection) -> str:
+    row = _one(con, "SELECT value FROM meta WHERE key = 'tip'")
+    return str(row[0]) if row and row[0] else ""
+
+
+def read_info(con: duckdb.DuckDBPyConnection, tip: str) -> LedgerInfo:
+    info = LedgerInfo(tip=tip)
+    info.total = _one(con, "SELECT count(*) FROM runs")[0]
+    info.metrics = [
+        r[0]
+        for r in con.execute(
+            """SELECT k FROM (SELECT unnest(map_keys(metrics)) AS k FROM runs)
+               GROUP BY k ORDER BY count(*) DESC, k"""
+        ).fetchall()
+    ]
+    rows = con.execute(
+        """SELECT k, count(DISTINCT v), count(*) FROM (
+               SELECT unnest(map_keys(params)) AS k, unnest(map_values(params)) AS v FROM runs)
+           GROUP BY k ORDER BY k"""
+    ).fetchall()
+    info.params = [r[0] for r in rows]
+    info.differing = [k for k, distinct, n in rows if distinct > 1 or n < info.total]
+    info.steps = [r[0] for r in con.execute("SELECT DISTINCT name FROM steps ORDER BY name").fetchall()]
+    info.stages = dict(con.execute("SELECT stage, run_id FROM stages ORDER BY stage").fetchall())
+    info.has_tags = bool(_one(con, "SELECT count(*) FROM tags")[0])
+    return info
+
+
+def default_metrics(info: LedgerInfo, directions: Callable[[str], str | None]) -> list[str]:
+    """Metrics with a configured direction first, then the most common."""
+    ranked = sorted(info.metrics, key=lambda m: (directions(m) is None, info.metrics.index(m)))
+    return ranked[:DEFAULT_METRIC_COLUMNS]
+
+
+def build_columns(
+    info: LedgerInfo, spec: ViewSpec, directions: Callable[[str], str | None], *, with_deltas: bool
+) -> list[Column]:
+    metrics = [m for m in (spec.metrics if spec.metrics is not None else default_metrics(info, directions))]
+    metrics = [m for m in metrics if m in info.metrics]
+    params = spec.params if spec.params is not None else info.differing[:DEFAULT_PARAM_COLUMNS]
+    params = [p for p in params if p in info.params]
+    columns: list[Column] = [Column("id", "id", "field", source=0)]
+    source = 1
+    for key, (label, _sql) in FIELD_COLUMNS.items():
+        if key != "id":
+            columns.append(Column(key, label, "field", source=source))
+            source += 1
+    for m in metrics:
+        direction = directions(m)
+        columns.append(Column(f"m:{m}", m, "metric", m, direction, source=source))
+        if with_deltas:
+            columns.append(Column(f"d:{m}", f"Δ{m}", "delta", m, direction, source=source))
+        source += 1
+    for p in params:
+        columns.append(Column(f"p:{p}", p, "param", p, source=source))
+        source += 1
+    if info.has_tags:
+        columns.append(Column("tags", "tags", "tags", source=source))
+    return columns
+
+
+def _select_list(columns: Sequence[Column]) -> tuple[str, list[Any]]:
+    parts = ["run_id AS c0"]
+    binds: list[Any] = []
+    seen: set[int] = {0}
+    for col in columns:
+        if col.source in seen:
+            continue
+        seen.add(col.source)
+        if col.kind == "field":
+            parts.append(f"{FIELD_COLUMNS[col.key][1]} AS c{col.source}")
+        elif col.kind == "metric":
+            parts.append(f"metrics[?] AS c{col.source}")
+            binds.append(col.name)
+        elif col.kind == "param":
+            parts.append(f"params[?] AS c{col.source}")
+            binds.append(col.name)
+        elif col.kind == "tags":
+            parts.append(f"{TAGS_SQL} AS c{col.source}")
+    return ", ".join(parts), binds
+
+
+def order_clause(sort_key: str | None, descending: bool) -> tuple[str, list[Any]]:
+    direction = "DESC" if descending else "ASC"
+    tail = "coalesce(started, time) DESC, run_id"
+    if not sort_key:
+        return f"ORDER BY {tail}", []
+    if sort_key in FIELD_COLUMNS:
+        return f"ORDER BY {FIELD_COLUMNS[sort_key][1]} {direction} NULLS LAST, {tail}", []
+    if sort_key == "tags":
+        return f"ORDER BY {TAGS_SQL} {direction} NULLS LAST, {tail}", []
+    kind, _, name = sort_key.partition(":")
+    if kind in ("m", "d"):
+        return f"ORDER BY metrics[?] {direction} NULLS LAST, {tail}", [name]
+    if kind == "p":
+        return (
+            f"ORDER BY TRY_CAST(params[?] AS DOUBLE) {direction} NULLS LAST, params[?] {direction} NULLS LAST, {tail}",
+            [name, name],
+        )
+    return f"ORDER BY {tail}", []
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def load_view(
+    repo: Repo,
+    spec: ViewSpec,
+    directions: Callable[[str], str | None],
+    *,
+    known: LedgerInfo | None = None,
+) -> ViewResult:
+    """The runs table for `spec`. Raises FilterError for a filter that does not compile or run."""
+    import duckdb
+
+    started = time.perf_counter()
+    with open_cache(repo) as con:
+        tip = _tip(con)
+        info = known if known is not None and known.tip == tip else read_info(con, tip)
+        compiled: Compiled = compile_filter(spec.filter_text, info.names)
+        baseline = _baseline(con, info, spec)
+        columns = build_columns(info, spec, directions, with_deltas=baseline is not None)
+        select, binds = _select_list(columns)
+        where = f"WHERE {compiled.sql}" if compiled.sql else ""
+        order, order_binds = order_clause(spec.sort_key, spec.descending)
+        sql = f"SELECT {select} FROM runs {where} {order}"
+        try:
+            table = con.sql(sql, params=[*binds, *compiled.binds, *order_binds]).to_arrow_table()
+        except duckdb.Error as exc:
+            prefix = "SQL" if compiled.raw else "filter"
+            raise FilterError(f"{prefix}: {_first_line(exc)}") from None
+    return ViewResult(spec, info, columns, table, baseline, time.perf_counter() - started)
+
+
+def _baseline(con: duckdb.DuckDBPyConnection, info: LedgerInfo, spec: ViewSpec) -> Baseline | None:
+    run_id, how = (spec.baseline, "pinned") if spec.baseline else (info.stages.get(BASELINE_STAGE), BASELINE_STAGE)
+    if not run_id:
+        return None
+    row = _one(
+        con, "SELECT metrics, coalesce(name, split_part(message, chr(10), 1)) FROM runs WHERE run_id = ?", [run_id]
+    )
+    if row is None:
+        return None
+    return Baseline(run_id, how, row[1] or "", dict(row[0] or {}))
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclass
+class MetricRow:
+    file: str
+    name: str
+    value: float | None
+    steps: int = 0
+    low: float | None = None
+    low_step: int | None = None
+    high: float | None = None
+    high_step: int | None = None
+    last_step: int | None = None
+
+
+@dataclass
+class RunDetail:
+    run: dict[str, Any]
+    params: list[tuple[str, str, str]]  # file, name, value
+    metrics: list[MetricRow]
+    series: dict[str, list[tuple[int, float]]]  # series name -> (step, value), by step
+    tags: list[str]
+    notes: list[tuple[str, Any, str]]  # note id, time, text
+    stages: list[str]
+    datasets: dict[str, Any]
+    deps: dict[str, Any]
+    warnings: list[str]
+    validations: list[dict[str, Any]]
+
+    def value_at(self, name: str, step: int) -> float | None:
+        for s, v in self.series.get(name, []):
+            if s == step:
+                return v
+        return None
+
+
+def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description or []]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def load_detail(repo: Repo, run_id: str) -> RunDetail | None:
+    with open_cache(repo) as con:
+        found = _rows(con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]))
+        if not found:
+            return None
+        run = found[0]
+        params = [
+            (f, n, v)
+            for f, n, v in con.execute(
+                "SELECT file, name, value FROM params WHERE run_id = ? ORDER BY name, file", [run_id]
+            ).fetchall()
+        ]
+        stats = {
+            (f, n): r
+            for f, n, *r in con.execute(
+                """SELECT file, name, count(*), min(value), arg_min(step, value), max(value), arg_max(step, value),
+                          max(step)
+                   FROM steps WHERE run_id = ? GROUP BY file, name""",
+                [run_id],
+            ).fetchall()
+        }
+        by_name: dict[str, list[Any]] = {}
+        for (_f, n), r in stats.items():
+            by_name.setdefault(n, r)
+        metrics: list[MetricRow] = []
+        for f, n, v in con.execute(
+            "SELECT file, name, value FROM metrics WHERE run_id = ? ORDER BY name, file", [run_id]
+        ).fetchall():
+            st = by_name.get(n)
+            row = MetricRow(f, n, v)
+            if st:
+                row.steps, row.low, row.low_step, row.high, row.high_step, row.last_step = st
+            metrics.append(row)
+        series: dict[str, list[tuple[int, float]]] = {}
+        for n, s, v in con.execute(
+            "SELECT name, step, value FROM steps WHERE run_id = ? ORDER BY name, step", [run_id]
+        ).fetchall():
+            series.setdefault(n, []).append((s, v))
+        notes = [
+            (i, t, x)
+            for i, t, x in con.execute(
+                "SELECT id, time, text FROM notes WHERE run_id = ? ORDER BY time, id", [run_id]
+            ).fetchall()
+        ]
+        stages = [
+            r[0] for r in con.execute("SELECT stage FROM stages WHERE run_id = ? ORDER BY stage", [run_id]).fetchall()
+        ]
+        validations: list[dict[str, Any]] = []
+        has_validations = _one(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'validations'")
+        if has_validations and has_validations[0]:
+            try:
+                validations = _rows(con.execute("SELECT * FROM validations WHERE run_id = ?", [run_id]))
+            except Exception:  # a newer cache schema: shown when it has run_id
+                validations = []
+    return RunDetail(
+        run=run,
+        params=params,
+        metrics=metrics,
+        series=series,
+        tags=list(run.get("tags") or []),
+        notes=notes,
+        stages=stages,
+        datasets=_json_obj(run.get("datasets")),
+        deps=_json_obj(run.get("deps")),
+        warnings=[str(w) for w in _json_list(run.get("warnings"))],
+        validations=validations,
+    )
+
+
+def _json_obj(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else (text or {})
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _json_list(text: Any) -> list[Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else (text or [])
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@dataclass
+class CompareRow:
+    section: str  # run, param, metric
+    name: str
+    values: list[Any]
+    direction: str | None = None
+
+    @property
+    def differs(self) -> bool:
+        return len({json.dumps(v, default=str) for v in self.values}) > 1
+
+
+@dataclass
+class CompareResult:
+    runs: list[dict[str, Any]]  # run_id, label
+    rows: list[CompareRow]
+
+
+COMPARE_FIELDS = ["kind", "status", "branch", "commit", "subject", "time", "author"]
+
+
+def load_compare(repo: Repo, run_ids: Sequence[str], directions: Callable[[str], str | None]) -> CompareResult:
+    with open_cache(repo) as con:
+        found = {
+            r["run_id"]: r
+            for r in _rows(
+                con.execute(
+                    """SELECT run_id, kind, status, branch, commit, coalesce(name, split_part(message, chr(10), 1))
+                              AS subject, coalesce(started, time) AS time, author, params, metrics
+                       FROM runs WHERE list_contains(?, run_id)""",
+                    [list(run_ids)],
+                )
+            )
+        }
+    runs = [found[r] for r in run_ids if r in found]
+    rows: list[CompareRow] = []
+    for f in COMPARE_FIELDS:
+        values = [r.get(f) for r in runs]
+        if f == "commit":
+            values = [(v or "")[:12] or None for v in values]
+        rows.append(CompareRow("run", f, values))
+    param_names = sorted({k for r in runs for k in (r["params"] or {})})
+    for p in param_names:
+        rows.append(CompareRow("param", p, [(r["params"] or {}).get(p) for r in runs]))
+    metric_names = sorted({k for r in runs for k in (r["metrics"] or {})})
+    for m in metric_names:
+        rows.append(CompareRow("metric", m, [(r["metrics"] or {}).get(m) for r in runs], directions(m)))
+    return CompareResult([{"run_id": r["run_id"], "label": r["subject"] or ""} for r in runs], rows)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+@dataclass
+class Series:
+    run_id: str
+    label: str
+    x: list[float]
+    y: list[float]
+    ticks: list[str] = field(default_factory=list)
+
+
+def load_step_series(repo: Repo, run_ids: Sequence[str], metric: str) -> list[Series]:
+    with open_cache(repo) as con:
+        labels = dict(
+            con.execute(
+                "SELECT run_id, coalesce(name, split_part(message, chr(10), 1)) FROM runs WHERE list_contains(?, run_id)",
+                [list(run_ids)],
+            ).fetchall()
+        )
+        rows = con.execute(
+            """SELECT run_id, step, value FROM steps WHERE list_contains(?, run_id) AND name = ?
+               AND value IS NOT NULL AND isfinite(value) ORDER BY run_id, step""",
+            [list(run_ids), metric],
+        ).fetchall()
+    out: dict[str, Series] = {}
+    for rid, step, value in rows:
+        s = out.setdefault(rid, Series(rid, labels.get(rid) or "", [], []))
+        s.x.append(float(step))
+        s.y.append(float(value))
+    return [out[r] for r in run_ids if r in out]
+
+
+def load_commit_series(repo: Repo, metric: str, limit: int = 200) -> Series | None:
+    """The metric along the first-parent history of HEAD (oldest first)."""
+    proc = repo.run("rev-list", "--first-parent", f"--max-count={limit}", "HEAD", "--", check=False)
+    shas = proc.stdout.decode().split() if proc.returncode == 0 else []
+    with open_cache(repo) as con:
+        if shas:
+            rows = con.execute(
+                """SELECT commit, arg_max(metrics[?], coalesce(started, time)) FROM runs
+                   WHERE list_contains(?, commit) AND metrics[?] IS NOT NULL GROUP BY commit""",
+                [metric, shas, metric],
+            ).fetchall()
+            values = dict(rows)
+            ordered = [(sha, values[sha]) for sha in reversed(shas) if sha in values]
+        else:
+            ordered = [
+                (c, v)
+                for c, v in con.execute(
+                    """SELECT commit, metrics[?] FROM runs WHERE kind = 'commit' AND metrics[?] IS NOT NULL
+                       ORDER BY coalesce(started, time) LIMIT ?""",
+                    [metric, metric, limit],
+                ).fetchall()
+            ]
+    ordered = [(c, v) for c, v in ordered if v is not None and v == v and abs(v) != float("inf")]
+    if not ordered:
+        return None
+    return Series(
+        "", metric, [float(i) for i in range(len(ordered))], [float(v) for _, v in ordered], [c[:7] for c, _ in ordered]
+    )
+
+
+def load_scatter(repo: Repo, param: str, metric: str, filter_text: str, info: LedgerInfo) -> Series:
+    compiled = compile_filter(filter_text, info.names)
+    where = f"AND {compiled.sql}" if compiled.sql else ""
+    with open_cache(repo) as con:
+        rows = con.execute(
+            f"""SELECT TRY_CAST(params[?] AS DOUBLE) AS x, metrics[?] AS y FROM runs
+                WHERE x IS NOT NULL AND y IS NOT NULL AND isfinite(y) AND isfinite(x) {where}""",
+            [param, metric, *compiled.binds],
+        ).fetchall()
+    return Series("", f"{metric} by {param}", [float(x) for x, _ in rows], [float(y) for _, y in rows])
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def add_note(repo: Repo, run_id: str, text: str, replaces: str | None = None) -> str:
+    """A note as a ledger event; editing one writes the new text and a tombstone for the old."""
+    from mlci_tui.ledger import events
+
+    batch = [events.note(run_id, text)]
+    if replaces:
+        batch.append(events.redact(replaces, "note edited in mlci tui"))
+    return LedgerStore(repo).append(batch, message="mlci tui: note")
+
+
+def add_tag(repo: Repo, run_id: str, name: str, *, remove: bool = False) -> str:
+    from mlci_tui.ledger import events
+
+    return LedgerStore(repo).append([events.tag(run_id, name, remove=remove)], message="mlci tui: tag")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def settings_path(repo: Repo) -> Path:
+    return repo.state_dir / SETTINGS_FILE
+
+
+def load_settings(repo: Repo) -> dict[str, Any]:
+    try:
+        data = json.loads(settings_path(repo).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_settings(repo: Repo, settings: dict[str, Any]) -> None:
+    path = settings_path(repo)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- ledger tip
+
+
+class TipWatcher:
+    """Notices a moved ledger ref cheaply: stat the ref files, ask git only when they change.
+
+    A full `rev-parse` also runs every `recheck` seconds, for ref stores we cannot stat.
+    """
+
+    def __init__(self, repo: Repo, recheck: float = 10.0) -> None:
+        self.store = LedgerStore(repo)
+        common = repo.common_dir
+        self.paths = [
+            common / self.store.ref,
+            common / "packed-refs",
+            common / "reftable" / "tables.list",
+        ]
+        self.recheck = recheck
+        self._signature: tuple[Any, ...] | None = None
+        self._checked = 0.0
+        self.tip: str | None = None
+
+    def _stat(self) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for p in self.paths:
+            try:
+                st = p.stat()
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def poll(self) -> str | None:
+        """The tip when it changed since the last poll (the first poll reads it), else None."""
+        sig = self._stat()
+        now = time.monotonic()
+        if sig == self._signature and now - self._checked < self.recheck:
+            return None
+        self._signature = sig
+        self._checked = now
+        tip = self.store.tip() or ""
+        if tip != self.tip:
+            self.tip = tip
+            return tip
+        return None

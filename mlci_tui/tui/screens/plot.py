@@ -1,0 +1,200 @@
+"""Plots with plotext: a metric against step for the marked runs (overlay), a metric along
+the commit history of HEAD, a param against a metric over the filtered runs (scatter).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Select, Static
+
+from mlci_tui.sanitize import display
+from mlci_tui.tui import actions, data
+from mlci_tui.tui.messages import Failed, Loaded
+from mlci_tui.tui.widgets.plot import Chart, PlotView
+
+if TYPE_CHECKING:
+    from mlci_tui.tui.app import MlciApp
+
+MODES = {"steps": "metric by step", "commits": "metric along commits", "scatter": "param against metric"}
+
+
+class PlotScreen(Screen[None]):
+    SCOPE = "plot"
+    BINDINGS: ClassVar[list[BindingType]] = actions.bindings("plot")  # type: ignore[assignment]
+
+    def __init__(self, run_ids: list[str], info: data.LedgerInfo | None, filter_text: str) -> None:
+        super().__init__()
+        self.run_ids = run_ids
+        self.info = info or data.LedgerInfo(tip="")
+        self.filter_text = filter_text
+        self.mode = "steps" if self.info.steps else "commits"
+        self.metric: str | None = None
+        self.param: str | None = None
+        self.generation = 0
+        self.chart: Chart | None = None
+
+    @property
+    def mlci(self) -> MlciApp:
+        return self.app  # type: ignore[return-value]
+
+    def metric_choices(self) -> list[str]:
+        return list(self.info.steps if self.mode == "steps" else self.info.metrics)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="plot-title")
+        with Horizontal(id="plot-controls"):
+            yield Label("metric")
+            yield Select[str]([], id="plot-metric", allow_blank=True, prompt="metric")
+            yield Label("param", id="param-label")
+            yield Select[str](
+                [(Text(display(p)), p) for p in self.info.params], id="plot-param", allow_blank=True, prompt="param"
+            )
+        yield PlotView(id="plot")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        numeric = [p for p in self.info.differing if p in self.info.params] or self.info.params
+        self.param = numeric[0] if numeric else None
+        if self.param is not None:
+            self.query_one("#plot-param", Select).value = self.param
+        self._set_mode(self.mode)
+
+    def _preferred_metric(self) -> str | None:
+        choices = self.metric_choices()
+        if self.metric in choices:
+            return self.metric
+        configured = [m for m in choices if self.mlci.config.direction(m)]
+        return (configured or choices or [None])[0]
+
+    def _set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.metric = self._preferred_metric()
+        select = self.query_one("#plot-metric", Select)
+        with self.prevent(Select.Changed):
+            select.set_options([(Text(display(m)), m) for m in self.metric_choices()])
+            if self.metric is not None:
+                select.value = self.metric
+        scatter = mode == "scatter"
+        self.query_one("#plot-param", Select).display = scatter
+        self.query_one("#param-label", Label).display = scatter
+        self.reload()
+
+    def reload(self) -> None:
+        self.generation += 1
+        title = Text()
+        title.append(" plot ", style="bold reverse")
+        for n, (key, label) in enumerate(MODES.items(), 1):
+            title.append(f"  {n} {label}", style="bold underline" if key == self.mode else "dim")
+        if self.mode == "steps":
+            title.append(f"   · {len(self.run_ids)} run(s)")
+        elif self.mode == "scatter" and self.filter_text.strip():
+            title.append(f"   · filter: {display(self.filter_text)[:40]}")
+        self.query_one("#plot-title", Static).update(title)
+        self._load(self.generation, self.mode, self.metric, self.param)
+
+    @work(thread=True, group="plot", exit_on_error=False)
+    def _load(self, generation: int, mode: str, metric: str | None, param: str | None) -> None:
+        repo = self.mlci.repo
+        try:
+            if metric is None:
+                chart = Chart("line", "", "", "", empty="no metrics to plot: the ledger has none of this kind yet")
+            elif mode == "steps":
+                series = data.load_step_series(repo, self.run_ids, metric)
+                chart = Chart(
+                    "line",
+                    f"{metric} by step",
+                    "step",
+                    metric,
+                    series,
+                    empty=f"no step series {metric!r} for these runs (mark runs with steps, or press 2)",
+                )
+            elif mode == "commits":
+                one = data.load_commit_series(repo, metric)
+                chart = Chart(
+                    "line",
+                    f"{metric} along the history of HEAD",
+                    "commit",
+                    metric,
+                    [one] if one else [],
+                    empty=f"no commit of HEAD's history has a run with {metric!r}",
+                )
+            else:
+                if param is None:
+                    chart = Chart("scatter", "", "", "", empty="no params to plot against")
+                else:
+                    one = data.load_scatter(repo, param, metric, self.filter_text, self.info)
+                    one.label = f"{len(one.x)} runs"
+                    chart = Chart(
+                        "scatter",
+                        f"{metric} against {param}",
+                        param,
+                        metric,
+                        [one],
+                        empty=f"no run has both a numeric {param!r} and {metric!r}",
+                    )
+        except Exception as exc:
+            self.post_message(Failed("plot", generation, display(f"{type(exc).__name__}: {exc}")))
+            return
+        self.post_message(Loaded("plot", generation, chart))
+
+    def on_loaded(self, message: Loaded) -> None:
+        if message.what != "plot" or message.generation != self.generation:
+            return
+        message.stop()
+        self.chart = message.result
+        self.query_one(PlotView).show(message.result)
+
+    def on_failed(self, message: Failed) -> None:
+        if message.what == "plot":
+            message.stop()
+            self.query_one(PlotView).show(Chart("line", "", "", "", empty=message.error))
+
+    def ledger_moved(self, tip: str) -> None:
+        self.reload()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        value = event.value if isinstance(event.value, str) else None
+        if event.select.id == "plot-metric" and value is not None and value != self.metric:
+            self.metric = value
+            self.reload()
+        elif event.select.id == "plot-param" and value is not None and value != self.param:
+            self.param = value
+            self.reload()
+
+    # ------------------------------------------------------------------ actions
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_mode(self, mode: str) -> None:
+        if mode in MODES:
+            self._set_mode(mode)
+
+    def _cycle(self, choices: list[str], current: str | None) -> str | None:
+        if not choices:
+            return None
+        return choices[(choices.index(current) + 1) % len(choices)] if current in choices else choices[0]
+
+    def action_next_metric(self) -> None:
+        self.metric = self._cycle(self.metric_choices(), self.metric)
+        if self.metric is not None:
+            with self.prevent(Select.Changed):
+                self.query_one("#plot-metric", Select).value = self.metric
+        self.reload()
+
+    def action_next_param(self) -> None:
+        if self.mode != "scatter":
+            self._set_mode("scatter")
+            return
+        self.param = self._cycle(self.info.params, self.param)
+        if self.param is not None:
+            with self.prevent(Select.Changed):
+                self.query_one("#plot-param", Select).value = self.param
+        self.reload()

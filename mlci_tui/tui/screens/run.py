@@ -1,0 +1,336 @@
+"""One run: params, metrics (last, min, max, at a step), step series, notes and tags,
+datasets and validation results, commit information. Notes and tags are written here as
+ledger events.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label, Static, TabbedContent, TabPane
+
+from mlci_tui.errors import MlciError
+from mlci_tui.sanitize import display
+from mlci_tui.tui import actions, cells, data
+from mlci_tui.tui.messages import Failed, Loaded
+
+if TYPE_CHECKING:
+    from mlci_tui.tui.app import MlciApp
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 24) -> str:
+    finite = [v for v in values if v == v and abs(v) != float("inf")]
+    if len(finite) < 2:
+        return ""
+    if len(finite) > width:
+        step = len(finite) / width
+        finite = [finite[int(i * step)] for i in range(width)]
+    lo, hi = min(finite), max(finite)
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[min(7, int((v - lo) / span * 7.999))] for v in finite)
+
+
+def _table(table: DataTable[Any], columns: list[str], rows: list[list[Any]]) -> None:
+    """Fill a DataTable with Text only: labels and cells are never parsed as markup."""
+    table.clear(columns=True)
+    for c in columns:
+        table.add_column(Text(c))
+    for row in rows:
+        table.add_row(*[v if isinstance(v, Text) else cells.safe(v) for v in row])
+
+
+class RunScreen(Screen[None]):
+    SCOPE = "run"
+    BINDINGS: ClassVar[list[BindingType]] = actions.bindings("run")  # type: ignore[assignment]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.detail: data.RunDetail | None = None
+        self.generation = 0
+        self.at_step: int | None = None
+
+    @property
+    def mlci(self) -> MlciApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f" run {self.run_id[:8]}  loading…"), id="run-title")
+        yield Static(id="run-header")
+        with TabbedContent(id="run-tabs"):
+            with TabPane("Metrics", id="tab-metrics"):
+                with Horizontal(id="at-step-bar"):
+                    yield Label("value at step:")
+                    yield Input(placeholder="step", id="at-step", type="integer")
+                yield DataTable(id="metrics", cursor_type="row", zebra_stripes=True)
+            with TabPane("Params", id="tab-params"):
+                yield DataTable(id="params", cursor_type="row", zebra_stripes=True)
+            with TabPane("Steps", id="tab-steps"):
+                yield DataTable(id="steps", cursor_type="row", zebra_stripes=True)
+            with TabPane("Notes & tags", id="tab-notes"):
+                yield VerticalScroll(Static(id="notes"), id="notes-view")
+            with TabPane("Data", id="tab-data"):
+                yield VerticalScroll(Static(id="data"), id="data-view")
+            with TabPane("Commit", id="tab-commit"):
+                yield VerticalScroll(Static(id="commit"), id="commit-view")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    # ------------------------------------------------------------------ loading
+    def reload(self) -> None:
+        self.generation += 1
+        self._load(self.generation)
+
+    @work(thread=True, group="detail", exit_on_error=False)
+    def _load(self, generation: int) -> None:
+        try:
+            detail = data.load_detail(self.mlci.repo, self.run_id)
+        except Exception as exc:
+            self.post_message(Failed("detail", generation, display(f"{type(exc).__name__}: {exc}")))
+            return
+        self.post_message(Loaded("detail", generation, detail))
+
+    def ledger_moved(self, tip: str) -> None:
+        self.reload()
+
+    def on_loaded(self, message: Loaded) -> None:
+        if message.what == "written":
+            message.stop()
+            self.notify(message.result, title="Ledger")
+            self.reload()
+            return
+        if message.what != "detail" or message.generation != self.generation:
+            return
+        message.stop()
+        if message.result is None:
+            self.query_one("#run-title", Static).update(Text(f" run {self.run_id[:8]}: not in the ledger (redacted?)"))
+            return
+        self.detail = message.result
+        self._show(message.result)
+
+    def on_failed(self, message: Failed) -> None:
+        if message.what not in ("detail", "written"):
+            return
+        message.stop()
+        self.notify(message.error, title="Error", severity="error")
+
+    # ------------------------------------------------------------------ painting
+    def _show(self, d: data.RunDetail) -> None:
+        run = d.run
+        subject = run.get("name") or (run.get("message") or "").split("\n", 1)[0]
+        title = Text()
+        title.append(f" run {self.run_id[:8]} ", style="bold reverse")
+        title.append(" " + display(subject), style="bold")
+        if self.run_id in self.mlci.marked:
+            title.append("  ● marked", style="bold")
+        self.query_one("#run-title", Static).update(title)
+
+        header = Text()
+        fields = [
+            ("kind", run.get("kind")),
+            ("status", run.get("status")),
+            ("branch", run.get("branch")),
+            ("commit", (run.get("commit") or "")[:12] or None),
+            ("time", cells.when(run.get("started") or run.get("time"))),
+            ("author", run.get("author")),
+        ]
+        for n, (k, v) in enumerate(fields):
+            if v in (None, ""):
+                continue
+            header.append(("" if n == 0 else "   ") + f"{k} ", style="dim")
+            header.append(display(v))
+        if run.get("stale"):
+            header.append("   stale", style="bold yellow")
+        header.append("\n")
+        header.append("stages ", style="dim")
+        header.append(", ".join(display(s) for s in d.stages) or "—")
+        header.append("   tags ", style="dim")
+        header.append(" ".join(display(t) for t in d.tags) or "—")
+        header.append("   notes ", style="dim")
+        header.append(str(len(d.notes)))
+        header.append(f"   id {display(self.run_id)}", style="dim")
+        self.query_one("#run-header", Static).update(header)
+        self._show_metrics()
+        _table(self.query_one("#params", DataTable), ["param", "value", "file"], [[n, v, f] for f, n, v in d.params])
+        _table(
+            self.query_one("#steps", DataTable),
+            ["series", "steps", "first", "last", "min", "max", "curve"],
+            [
+                [
+                    name,
+                    len(points),
+                    points[0][1],
+                    points[-1][1],
+                    min(v for _, v in points),
+                    max(v for _, v in points),
+                    sparkline([v for _, v in points]),
+                ]
+                for name, points in d.series.items()
+            ],
+        )
+        self._show_notes(d)
+        self._show_data(d)
+        commit = Text()
+        for k in ("commit", "tree", "patch_id", "parent", "branch", "author", "source", "sweep_id", "trial_id"):
+            if run.get(k):
+                commit.append(f"{k:<10}", style="dim")
+                commit.append(display(run[k]) + "\n")
+        commit.append("\n")
+        commit.append(display(run.get("message") or "", multiline=True))
+        self.query_one("#commit", Static).update(commit)
+
+    def _show_metrics(self) -> None:
+        d = self.detail
+        if d is None:
+            return
+        columns = ["metric", "last", "min", "min step", "max", "max step", "steps", "direction", "file"]
+        if self.at_step is not None:
+            columns.insert(1, f"@ step {self.at_step}")
+        rows = []
+        for m in d.metrics:
+            direction = self.mlci.config.direction(m.name)
+            row: list[Any] = [
+                m.name,
+                m.value,
+                m.low,
+                m.low_step,
+                m.high,
+                m.high_step,
+                m.steps or None,
+                direction or "",
+                m.file,
+            ]
+            if self.at_step is not None:
+                row.insert(1, d.value_at(m.name, self.at_step))
+            rows.append(row)
+        _table(self.query_one("#metrics", DataTable), columns, rows)
+
+    def _show_notes(self, d: data.RunDetail) -> None:
+        text = Text()
+        text.append("tags: ", style="bold")
+        text.append(" ".join(display(t) for t in d.tags) or "none")
+        text.append("   (t adds a tag, T removes one)\n\n", style="dim")
+        if not d.notes:
+            text.append("no notes yet: n adds one, written to the ledger for everyone who pulls it", style="dim")
+        for note_id, when, body in d.notes:
+            text.append(f"● {cells.when(when)}", style="bold")
+            text.append(f"  {note_id[:8]}\n", style="dim")
+            text.append(display(body, multiline=True) + "\n\n")
+        self.query_one("#notes", Static).update(text)
+
+    def _show_data(self, d: data.RunDetail) -> None:
+        text = Text()
+        text.append("datasets\n", style="bold")
+        for path, digest in sorted(d.datasets.items()) or [("—", "")]:
+            text.append(f"  {display(path)}  ", style="")
+            text.append(display(digest if isinstance(digest, str) else json.dumps(digest)) + "\n", style="dim")
+        text.append("\ndeps (what produced the metrics)\n", style="bold")
+        for path, digest in sorted(d.deps.items()) or [("—", "")]:
+            text.append(f"  {display(path)}  ")
+            text.append(display(digest if isinstance(digest, str) else json.dumps(digest)) + "\n", style="dim")
+        text.append("\nvalidation results\n", style="bold")
+        if not d.validations:
+            text.append("  none recorded for this run\n", style="dim")
+        for v in d.validations:
+            text.append("  " + display(json.dumps(v, default=str, sort_keys=True)) + "\n")
+        if d.warnings:
+            text.append("\nwarnings at capture\n", style="bold")
+            for w in d.warnings:
+                text.append("  " + display(w) + "\n", style="yellow")
+        self.query_one("#data", Static).update(text)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "at-step":
+            return
+        event.stop()
+        value = event.value.strip()
+        self.at_step = int(value) if value.lstrip("-").isdigit() else None
+        self._show_metrics()
+
+    # ------------------------------------------------------------------ actions
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_mark(self) -> None:
+        marked = self.mlci.toggle_mark(self.run_id)
+        self.notify(f"{'Marked' if marked else 'Unmarked'} {self.run_id[:8]}")
+        if self.detail:
+            self._show(self.detail)
+
+    def action_baseline(self) -> None:
+        self.mlci.runs_screen.pin_baseline(self.run_id)
+
+    def action_plot(self) -> None:
+        self.mlci.plot([self.run_id])
+
+    def action_add_note(self) -> None:
+        from mlci_tui.tui.screens.modals import PromptScreen
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                self._write("note", text)
+
+        self.app.push_screen(PromptScreen(f"Note on run {self.run_id[:8]}", multiline=True), done)
+
+    def action_edit_note(self) -> None:
+        from mlci_tui.tui.screens.modals import PromptScreen
+
+        if not self.detail or not self.detail.notes:
+            self.notify("No note to edit: n adds one", severity="warning")
+            return
+        note_id, _when, body = self.detail.notes[-1]
+
+        def done(text: str | None) -> None:
+            if text is not None and text != body:
+                self._write("note", text, replaces=note_id)
+
+        self.app.push_screen(PromptScreen(f"Edit note {note_id[:8]}", initial=body, multiline=True), done)
+
+    def action_add_tag(self) -> None:
+        from mlci_tui.tui.screens.modals import PromptScreen
+
+        def done(name: str | None) -> None:
+            if name is not None:
+                self._write("tag", name.strip())
+
+        self.app.push_screen(PromptScreen(f"Tag run {self.run_id[:8]}", placeholder="e.g. best, candidate"), done)
+
+    def action_remove_tag(self) -> None:
+        from mlci_tui.tui.screens.modals import PromptScreen
+
+        tags = self.detail.tags if self.detail else []
+        if not tags:
+            self.notify("This run has no tags", severity="warning")
+            return
+
+        def done(name: str | None) -> None:
+            if name is not None:
+                self._write("untag", name.strip())
+
+        self.app.push_screen(PromptScreen("Remove tag", initial=tags[-1]), done)
+
+    @work(thread=True, group="write", exit_on_error=False)
+    def _write(self, kind: str, text: str, replaces: str | None = None) -> None:
+        repo = self.mlci.repo
+        try:
+            if kind == "note":
+                data.add_note(repo, self.run_id, text, replaces=replaces)
+                done = "note edited" if replaces else "note added"
+            else:
+                data.add_tag(repo, self.run_id, text, remove=kind == "untag")
+                done = f"tag {display(text)} {'removed' if kind == 'untag' else 'added'}"
+        except MlciError as exc:
+            self.post_message(Failed("written", 0, display(str(exc))))
+            return
+        self.post_message(Loaded("written", 0, f"{done} ({self.run_id[:8]})"))

@@ -1,0 +1,295 @@
+"""The runs screen: the filter bar, the virtual runs table, marks, baseline, sort, export."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from mlci_tui.sanitize import display
+from mlci_tui.tui import actions, data
+from mlci_tui.tui.messages import Failed, Loaded
+from mlci_tui.tui.query import FilterError
+from mlci_tui.tui.widgets.run_table import RunTable
+
+if TYPE_CHECKING:
+    from mlci_tui.tui.app import MlciApp
+
+FILTER_HINT = 'filter: acc > 0.9 and lr in (0.1, 0.01) · model ~ "cnn.*" · min(loss) < 0.2 · sql: <predicate>'
+
+
+class FilterInput(Input):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "leave", "Back to the table", show=False)]
+
+    def action_leave(self) -> None:
+        self.screen.query_one(RunTable).focus()
+
+
+class RunsScreen(Screen[None]):
+    SCOPE = "runs"
+    BINDINGS: ClassVar[list[BindingType]] = actions.bindings("runs")  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec = data.ViewSpec()
+        self.info: data.LedgerInfo | None = None
+        self.result: data.ViewResult | None = None
+        self.generation = 0
+        self.shown_generation = 0
+        self.error: str | None = None
+        self.loading = False
+
+    @property
+    def mlci(self) -> MlciApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status")
+        yield FilterInput(placeholder=FILTER_HINT, id="filter")
+        yield Static(id="filter-error", classes="error")
+        yield RunTable(id="runs")
+        yield Footer()
+
+    @property
+    def table(self) -> RunTable:
+        return self.query_one(RunTable)
+
+    def on_mount(self) -> None:
+        settings = data.load_settings(self.mlci.repo)
+        if isinstance(settings.get("metrics"), list):
+            self.spec.metrics = [str(m) for m in settings["metrics"]]
+        if isinstance(settings.get("params"), list):
+            self.spec.params = [str(p) for p in settings["params"]]
+        self.table.marked = self.mlci.marked
+        self.table.focus()
+        self.reload()
+        self._update_status()
+
+    # ------------------------------------------------------------------ loading
+    def reload(self, spec: data.ViewSpec | None = None) -> None:
+        """Query again (in a worker); the answer arrives as a Loaded or Failed message."""
+        self.generation += 1
+        self.loading = True
+        self._load(self.generation, spec or self.spec, self.info)
+
+    @work(thread=True, group="view", exit_on_error=False)
+    def _load(self, generation: int, spec: data.ViewSpec, known: data.LedgerInfo | None) -> None:
+        app = self.mlci
+        try:
+            result = data.load_view(app.repo, spec, app.config.direction, known=known)
+        except FilterError as exc:
+            self.post_message(Failed("view", generation, display(str(exc))))
+            return
+        except Exception as exc:
+            self.post_message(Failed("view", generation, display(f"{type(exc).__name__}: {exc}")))
+            return
+        self.post_message(Loaded("view", generation, result))
+
+    def on_loaded(self, message: Loaded) -> None:
+        if message.what != "view" or message.generation < self.shown_generation:
+            return
+        message.stop()
+        self.shown_generation = message.generation
+        self.loading = message.generation != self.generation
+        result: data.ViewResult = message.result
+        keep = self.table.current_run_id
+        self.result = result
+        self.spec = result.spec
+        self.info = result.info
+        self.table.set_result(result, keep=keep)
+        self._set_error(None)
+        self._update_status()
+        self.mlci.view_painted(result)
+
+    def on_failed(self, message: Failed) -> None:
+        if message.what != "view" or message.generation < self.shown_generation:
+            return
+        message.stop()
+        self.shown_generation = message.generation
+        self.loading = message.generation != self.generation
+        self._set_error(message.error)
+        self._update_status()
+        if self.result is None:
+            self.table.empty_text = "could not read the ledger"
+            self.table.refresh()
+
+    def ledger_moved(self, tip: str) -> None:
+        self.reload()
+
+    def _set_error(self, error: str | None) -> None:
+        self.error = error
+        box = self.query_one("#filter-error", Static)
+        box.update(Text(f"✗ {error}  (the table still shows the previous result)") if error else Text(""))
+        box.set_class(bool(error), "-visible")
+
+    def _update_status(self) -> None:
+        status = Text()
+        status.append(" mlci ", style="bold reverse")
+        status.append(f" {display(self.mlci.repo.root.name)} ", style="bold")
+        result = self.result
+        if result is None:
+            status.append(" · loading…")
+        else:
+            shown, total = result.count, result.info.total
+            status.append(f" · {shown:,} of {total:,} runs" if shown != total else f" · {total:,} runs")
+            if result.spec.sort_key:
+                label = next((c.label for c in result.columns if c.key == result.spec.sort_key), result.spec.sort_key)
+                status.append(f" · sort {display(label)} {'▼' if result.spec.descending else '▲'}")
+            base = result.baseline
+            if base:
+                status.append(" · baseline ")
+                status.append(f"◆ {base.how} {base.run_id[:8]}", style="bold")
+                if base.label:
+                    status.append(f" {display(base.label)[:30]}")
+            if self.mlci.timings:
+                status.append(f" · {result.seconds * 1000:.0f} ms", style="dim")
+        if self.mlci.marked:
+            status.append(f" · ● {len(self.mlci.marked)} marked", style="bold")
+        if self.loading and result is not None:
+            status.append(" · refreshing…", style="dim")
+        self.query_one("#status", Static).update(status)
+
+    # ------------------------------------------------------------------ filter
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "filter":
+            return
+        event.stop()
+        self.reload(data.ViewSpec(**{**self.spec.__dict__, "filter_text": event.value}))
+        self.table.focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    # ------------------------------------------------------------------ table actions
+    def on_run_table_opened(self, event: RunTable.Opened) -> None:
+        self.mlci.open_run(event.run_id)
+
+    def action_open_run(self) -> None:
+        run_id = self.table.current_run_id
+        if run_id:
+            self.mlci.open_run(run_id)
+
+    def on_run_table_sort_requested(self, event: RunTable.SortRequested) -> None:
+        self.sort_by(event.key)
+
+    def action_sort(self) -> None:
+        column = self.table.current_column
+        if column is not None:
+            self.sort_by(column.key)
+
+    def sort_by(self, key: str) -> None:
+        if key == self.spec.sort_key:
+            descending = not self.spec.descending
+        else:
+            column = next((c for c in self.table.columns if c.key == key), None)
+            direction = column.direction if column else None
+            descending = (
+                key == "time" or direction == "max" or (column is not None and direction is None and column.numeric)
+            )
+        self.reload(data.ViewSpec(**{**self.spec.__dict__, "sort_key": key, "descending": descending}))
+
+    def action_mark(self) -> None:
+        if self.table.toggle_mark():
+            self.table.action_cursor_down()
+        self._update_status()
+
+    def action_clear_marks(self) -> None:
+        self.table.clear_marks()
+        self._update_status()
+
+    def marked_in_order(self) -> list[str]:
+        """The marked runs in table order (marked runs the filter hides come last)."""
+        ids = [r for r in self.table.run_ids() if r in self.mlci.marked] if len(self.mlci.marked) else []
+        return ids + sorted(self.mlci.marked - set(ids))
+
+    def action_compare(self) -> None:
+        ids = self.marked_in_order()
+        if len(ids) < 2:
+            self.notify("Mark two or more runs with space, then compare", severity="warning")
+            return
+        self.mlci.compare(ids)
+
+    def action_plot(self) -> None:
+        ids = self.marked_in_order() or [r for r in [self.table.current_run_id] if r]
+        if not ids:
+            self.notify("No run to plot", severity="warning")
+            return
+        self.mlci.plot(ids)
+
+    def action_baseline(self) -> None:
+        run_id = self.table.current_run_id
+        if not run_id:
+            return
+        self.pin_baseline(None if self.spec.baseline == run_id else run_id)
+
+    def pin_baseline(self, run_id: str | None) -> None:
+        if run_id is None:
+            deployed = self.info.stages.get(data.BASELINE_STAGE) if self.info else None
+            self.notify(
+                f"Baseline: the {data.BASELINE_STAGE} run" if deployed else "Baseline cleared",
+                title="Baseline",
+            )
+        else:
+            self.notify(f"Baseline pinned: {run_id[:8]}", title="Baseline")
+        self.reload(data.ViewSpec(**{**self.spec.__dict__, "baseline": run_id}))
+
+    def action_refresh(self) -> None:
+        self.reload()
+
+    # ------------------------------------------------------------------ columns
+    def action_columns(self) -> None:
+        from mlci_tui.tui.screens.modals import ColumnsScreen
+
+        if self.result is None or self.info is None:
+            return
+        shown_metrics = [c.name for c in self.result.columns if c.kind == "metric"]
+        shown_params = [c.name for c in self.result.columns if c.kind == "param"]
+
+        def chosen(answer: tuple[list[str], list[str]] | None) -> None:
+            if answer is None:
+                return
+            metrics, params = answer
+            settings = data.load_settings(self.mlci.repo)
+            settings.update({"metrics": metrics, "params": params})
+            try:
+                data.save_settings(self.mlci.repo, settings)
+            except OSError as exc:
+                self.notify(display(f"could not save the columns: {exc}"), severity="error")
+            self.reload(data.ViewSpec(**{**self.spec.__dict__, "metrics": metrics, "params": params}))
+
+        self.app.push_screen(ColumnsScreen(self.info.metrics, self.info.params, shown_metrics, shown_params), chosen)
+
+    # ------------------------------------------------------------------ export
+    def action_export(self) -> None:
+        from mlci_tui.tui.screens.modals import ExportScreen
+
+        result = self.result
+        if result is None:
+            return
+        stem = "mlci-runs-" + time.strftime("%Y%m%d-%H%M%S")
+
+        def chosen(answer: tuple[str, Path] | None) -> None:
+            if answer is not None:
+                self._export(result, *answer)
+
+        self.app.push_screen(ExportScreen(self.mlci.repo.root, stem, f"{result.count:,} runs"), chosen)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export(self, result: data.ViewResult, fmt: str, path: Path) -> None:
+        from mlci_tui.tui import export
+
+        try:
+            count = export.write_view(result, fmt, path)
+        except OSError as exc:
+            self.app.call_from_thread(self.notify, display(f"export failed: {exc}"), severity="error")
+            return
+        self.app.call_from_thread(
+            self.notify, display(f"{count:,} runs written to {path}"), title=f"Exported {fmt.upper()}"
+        )

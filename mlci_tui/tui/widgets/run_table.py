@@ -1,0 +1,422 @@
+"""A virtual table of runs: paints only the rows on screen, straight from a pyarrow result.
+
+A stock DataTable builds a row object and measures every cell of every row it is given;
+with 100,000 runs that alone blows the time and memory budget. This widget keeps the
+query result (a pyarrow Table with just the shown columns) and formats a page of rows
+when a line of it is first painted. Cells are sanitised text painted as plain segments:
+no string from the ledger is ever parsed as markup.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from mlci_tui.tui import cells
+from mlci_tui.tui.data import Column, ViewResult
+
+if TYPE_CHECKING:
+    import pyarrow
+
+PAGE = 128
+WIDTH_SAMPLE = 400
+MAX_WIDTH = {"subject": 44, "branch": 18, "param": 18, "tags": 24, "time": 16, "id": 8, "kind": 16, "status": 8}
+FLAGS = "flags"
+FIXED_COLUMNS = 2  # flags, id
+
+
+class RunTable(ScrollView, can_focus=True):
+    """Runs: a row cursor, a column cursor (for sorting by key), marks and baseline deltas."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("left,h", "cursor_left", "Left", show=False),
+        Binding("right,l", "cursor_right", "Right", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,g", "first", "First", show=False),
+        Binding("end,G", "last", "Last", show=False),
+        Binding("enter", "open", "Open", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "runtable--header",
+        "runtable--header-cursor",
+        "runtable--cursor",
+        "runtable--cell-cursor",
+        "runtable--marked",
+        "runtable--baseline",
+        "runtable--better",
+        "runtable--worse",
+        "runtable--muted",
+    }
+
+    DEFAULT_CSS = """
+    RunTable {
+        background: $surface;
+        color: $foreground;
+        height: 1fr;
+        & > .runtable--header { text-style: bold; background: $panel; color: $foreground; }
+        & > .runtable--header-cursor { background: $accent-darken-1; color: $foreground; text-style: bold; }
+        & > .runtable--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+        }
+        & > .runtable--cell-cursor { text-style: underline; }
+        &:focus > .runtable--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+        }
+        & > .runtable--marked { color: $accent; text-style: bold; }
+        & > .runtable--baseline { text-style: italic; }
+        & > .runtable--better { color: $success; }
+        & > .runtable--worse { color: $error; }
+        & > .runtable--muted { color: $text-muted; }
+    }
+    """
+
+    class Opened(Message):
+        """The user asked to open a run (enter or double click)."""
+
+        def __init__(self, run_id: str) -> None:
+            super().__init__()
+            self.run_id = run_id
+
+    class SortRequested(Message):
+        """The user asked to sort by a column (`s` on it, or a click on its header)."""
+
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
+    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.result: ViewResult | None = None
+        self.columns: list[Column] = []
+        self.widths: list[int] = []
+        self.offsets: list[int] = []
+        self.cursor_row = 0
+        self.cursor_col = 1
+        self.marked: set[str] = set()
+        self.sort_key: str | None = None
+        self.descending = True
+        self.empty_text = "loading runs…"
+        self._ids: list[str] | None = None
+        self._index: dict[str, int] | None = None
+        self._pages: LRUCache[int, list[tuple[Any, ...]]] = LRUCache(64)
+        self._lines: LRUCache[tuple[Any, ...], Strip] = LRUCache(512)
+        self._generation = 0
+
+    # ------------------------------------------------------------------ data
+    @property
+    def row_count(self) -> int:
+        return self.result.count if self.result is not None else 0
+
+    @property
+    def table(self) -> pyarrow.Table | None:
+        return self.result.table if self.result is not None else None
+
+    def run_id_at(self, row: int) -> str | None:
+        if self.result is None or not 0 <= row < self.row_count:
+            return None
+        page = self._page(row // PAGE)
+        return str(page[row % PAGE][0])
+
+    @property
+    def current_run_id(self) -> str | None:
+        return self.run_id_at(self.cursor_row)
+
+    def index_of(self, run_id: str) -> int | None:
+        if self.result is None:
+            return None
+        if self._index is None:
+            ids = self.result.table.column(0).to_pylist()
+            self._index = {rid: i for i, rid in enumerate(ids)}
+        return self._index.get(run_id)
+
+    def run_ids(self) -> list[str]:
+        if self.result is None:
+            return []
+        return [str(r) for r in self.result.table.column(0).to_pylist()]
+
+    def _page(self, number: int) -> list[tuple[Any, ...]]:
+        page = self._pages.get(number)
+        if page is None:
+            assert self.result is not None
+            part = self.result.table.slice(number * PAGE, PAGE)
+            page = list(zip(*(c.to_pylist() for c in part.columns))) if part.num_rows else []
+            self._pages[number] = page
+        return page
+
+    def set_result(self, result: ViewResult, *, keep: str | None = None) -> None:
+        """Show a new result; the cursor stays on run `keep` (at the same height on screen)."""
+        old_screen_row = self.cursor_row - int(self.scroll_y)
+        old_key = self.columns[self.cursor_col].key if 0 <= self.cursor_col < len(self.columns) else None
+        self.result = result
+        self._pages.clear()
+        self._index = None
+        self.columns = [Column(FLAGS, "", "flags"), *result.columns]
+        self.sort_key = result.spec.sort_key
+        self.descending = result.spec.descending
+        self.widths = self._measure()
+        self.offsets = []
+        x = 0
+        for w in self.widths:
+            self.offsets.append(x)
+            x += w + 2
+        keys = [c.key for c in self.columns]
+        self.cursor_col = keys.index(old_key) if old_key in keys else min(max(self.cursor_col, 1), len(keys) - 1)
+        row = self.index_of(keep) if keep else None
+        self.cursor_row = row if row is not None else min(self.cursor_row, max(self.row_count - 1, 0))
+        self.empty_text = "no runs match the filter" if result.spec.filter_text.strip() else "no runs in the ledger yet"
+        self.virtual_size = Size(x, self.row_count + 1)
+        self._invalidate()
+        if row is not None:
+            self.scroll_to(y=max(0, self.cursor_row - old_screen_row), animate=False, immediate=True)
+        self._scroll_cursor_into_view()
+
+    def _measure(self) -> list[int]:
+        widths = []
+        sample = [self._cells(i) for i in range(min(self.row_count, WIDTH_SAMPLE))]
+        for n, col in enumerate(self.columns):
+            if col.kind == "flags":
+                widths.append(2)
+                continue
+            label = cell_len(cells.display(col.label)) + 1  # room for the sort arrow
+            widest = max((cell_len(row[n][0]) for row in sample), default=0)
+            limit = MAX_WIDTH.get(col.key, MAX_WIDTH.get(col.kind, 14))
+            widths.append(max(min(max(widest, 1), limit), min(label, 24)))
+        return widths
+
+    # ------------------------------------------------------------------ cells
+    def _cells(self, row: int) -> list[tuple[str, str | None, bool]]:
+        """(text, style class or None, right-aligned) for every column of `row`."""
+        assert self.result is not None
+        values = self._page(row // PAGE)[row % PAGE]
+        base = self.result.baseline
+        run_id = str(values[0])
+        out: list[tuple[str, str | None, bool]] = []
+        for col in self.columns:
+            if col.kind == "flags":
+                flag = ("●" if run_id in self.marked else " ") + ("◆" if base and base.run_id == run_id else " ")
+                out.append((flag, "marked", False))
+                continue
+            value = values[col.source]
+            if col.key == "id":
+                out.append((cells.display(run_id[:8]), None, False))
+            elif col.key == "time":
+                out.append((cells.when(value), None, False))
+            elif col.kind == "metric":
+                out.append((cells.number(value), None, True))
+            elif col.kind == "delta":
+                text, diff = cells.delta(value, base.metrics.get(col.name) if base else None)
+                kind = cells.verdict(diff, col.direction)
+                out.append((text, kind or ("muted" if diff == 0 else None), True))
+            elif col.kind == "param":
+                text = cells.plain(value)
+                out.append((text, None, cells.looks_numeric(text)))
+            else:
+                out.append((cells.plain(value), None, False))
+        return out
+
+    # ------------------------------------------------------------------ painting
+    def _invalidate(self) -> None:
+        self._generation += 1
+        self._lines.clear()
+        self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines.clear()
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"runtable--{name}", partial=True)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        scroll_x, scroll_y = self.scroll_offset
+        base = self.rich_style
+        if y == 0:
+            key: tuple[Any, ...] = ("header", self._generation, self.cursor_col, self.has_focus)
+            strip = self._lines.get(key)
+            if strip is None:
+                strip = self._render_header(base)
+                self._lines[key] = strip
+        else:
+            row = scroll_y + y - 1
+            if row >= self.row_count:
+                if row == 0:
+                    return Strip([Segment(cells.fit(" " + self.empty_text, width), base + self._style("muted"))])
+                return Strip.blank(width, base)
+            is_cursor = row == self.cursor_row
+            key = ("row", self._generation, row, is_cursor, self.cursor_col if is_cursor else -1, self.has_focus)
+            strip = self._lines.get(key)
+            if strip is None:
+                strip = self._render_row(row, base, is_cursor)
+                self._lines[key] = strip
+        fixed = self.fixed_width
+        if fixed >= width:
+            return strip.crop_extend(0, width, base)
+        left = strip.crop_extend(0, fixed, base)
+        right = strip.crop_extend(fixed + scroll_x, scroll_x + width, base)
+        return Strip.join([left, right])
+
+    @property
+    def fixed_width(self) -> int:
+        """The flags and id columns stay put when the table scrolls sideways."""
+        return self.offsets[FIXED_COLUMNS] if len(self.offsets) > FIXED_COLUMNS else 0
+
+    def _render_header(self, base: Style) -> Strip:
+        header = base + self._style("header")
+        segments: list[Segment] = []
+        for n, (col, w) in enumerate(zip(self.columns, self.widths)):
+            label = cells.display(col.label)
+            if col.key == self.sort_key:
+                label += "▼" if self.descending else "▲"
+            style = header + self._style("header-cursor") if n == self.cursor_col else header
+            segments.append(Segment(" " + cells.fit(label, w, right=col.numeric) + " ", style))
+        return Strip(segments)
+
+    def _render_row(self, row: int, base: Style, is_cursor: bool) -> Strip:
+        values = self._cells(row)
+        run_id = self.run_id_at(row) or ""
+        row_style = base
+        if run_id in self.marked:
+            row_style += self._style("marked")
+        if self.result is not None and self.result.baseline and self.result.baseline.run_id == run_id:
+            row_style += self._style("baseline")
+        if is_cursor:
+            row_style += self._style("cursor")
+        segments: list[Segment] = []
+        for n, ((text, klass, right), w) in enumerate(zip(values, self.widths)):
+            style = row_style
+            if klass and klass != "marked":
+                style += self._style(klass)
+            if is_cursor and n == self.cursor_col:
+                style += self._style("cell-cursor")
+            segments.append(Segment(" ", row_style))
+            segments.append(Segment(cells.fit(text, w, right=right), style))
+            segments.append(Segment(" ", row_style))
+        return Strip(segments)
+
+    # ------------------------------------------------------------------ cursor
+    @property
+    def _page_height(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def move_cursor(self, row: int | None = None, col: int | None = None) -> None:
+        if row is not None:
+            self.cursor_row = max(0, min(row, self.row_count - 1))
+        if col is not None:
+            self.cursor_col = max(1, min(col, len(self.columns) - 1))
+        self._lines.clear()
+        self.refresh()
+        self._scroll_cursor_into_view()
+
+    def _scroll_cursor_into_view(self) -> None:
+        if not self.columns:
+            return
+        height = self._page_height
+        y = int(self.scroll_y)
+        if self.cursor_row < y:
+            y = self.cursor_row
+        elif self.cursor_row >= y + height:
+            y = self.cursor_row - height + 1
+        x = int(self.scroll_x)
+        fixed = self.fixed_width
+        width = self.scrollable_content_region.width - fixed
+        if FIXED_COLUMNS <= self.cursor_col < len(self.offsets):
+            left = self.offsets[self.cursor_col] - fixed
+            right = left + self.widths[self.cursor_col] + 2
+            if left < x:
+                x = left
+            elif right > x + width:
+                x = right - width
+        self.scroll_to(x=x, y=y, animate=False, immediate=True)
+
+    def action_cursor_up(self) -> None:
+        self.move_cursor(row=self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(row=self.cursor_row + 1)
+
+    def action_cursor_left(self) -> None:
+        self.move_cursor(col=self.cursor_col - 1)
+
+    def action_cursor_right(self) -> None:
+        self.move_cursor(col=self.cursor_col + 1)
+
+    def action_page_up(self) -> None:
+        self.move_cursor(row=self.cursor_row - self._page_height)
+
+    def action_page_down(self) -> None:
+        self.move_cursor(row=self.cursor_row + self._page_height)
+
+    def action_first(self) -> None:
+        self.move_cursor(row=0)
+
+    def action_last(self) -> None:
+        self.move_cursor(row=self.row_count - 1)
+
+    def action_open(self) -> None:
+        run_id = self.current_run_id
+        if run_id:
+            self.post_message(self.Opened(run_id))
+
+    @property
+    def current_column(self) -> Column | None:
+        return self.columns[self.cursor_col] if 0 < self.cursor_col < len(self.columns) else None
+
+    # ------------------------------------------------------------------ marks
+    def toggle_mark(self, run_id: str | None = None) -> bool:
+        run_id = run_id or self.current_run_id
+        if not run_id:
+            return False
+        if run_id in self.marked:
+            self.marked.discard(run_id)
+        else:
+            self.marked.add(run_id)
+        self._invalidate()
+        return run_id in self.marked
+
+    def clear_marks(self) -> None:
+        self.marked.clear()
+        self._invalidate()
+
+    # ------------------------------------------------------------------ mouse
+    def _column_at(self, x: int) -> int | None:
+        for n, left in enumerate(self.offsets):
+            if left <= x < left + self.widths[n] + 2:
+                return n
+        return None
+
+    async def _on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or self.result is None:
+            return
+        x = offset.x if offset.x < self.fixed_width else offset.x + int(self.scroll_x)
+        col = self._column_at(x)
+        if offset.y == 0:
+            if col is not None and col > 0:
+                self.cursor_col = col
+                self.post_message(self.SortRequested(self.columns[col].key))
+            return
+        row = int(self.scroll_y) + offset.y - 1
+        if row >= self.row_count:
+            return
+        self.move_cursor(row=row, col=col if col else None)
+        if col == 0:
+            self.toggle_mark()
+        if event.chain >= 2:
+            self.action_open()

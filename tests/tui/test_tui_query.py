@@ -1,0 +1,135 @@
+"""The filter language: compiled to SQL with bound parameters, run against a real ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tui_helpers import make_lab, rid
+
+from mlci_tui import config as config_mod
+from mlci_tui.gitio import Repo
+from mlci_tui.tui import data
+from mlci_tui.tui.query import FilterError, Names, compile_filter
+
+NAMES = Names(metrics={"acc", "loss", "status"}, params={"lr", "model", "train.seed"}, steps={"loss"})
+AMBIGUOUS = Names(metrics={"acc"}, params={"acc"}, steps=set())
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import git
+
+    root = tmp_path_factory.mktemp("query") / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    return make_lab(root)
+
+
+def matching(root: Path, text: str) -> list[str]:
+    """Short ids of the runs the filter keeps, oldest first."""
+    repo = Repo.find(root)
+    result = data.load_view(repo, data.ViewSpec(filter_text=text, sort_key="time", descending=False), lambda m: None)
+    return [r[0] for r in result.table.column(0).to_pylist()]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "abcdef"),
+        ("acc > 0.9", "cd"),
+        ("acc > 0.7 and lr in (0.1, 0.01)", "abc"),
+        ('model ~ "cnn.*"', "cdef"),
+        ('model ~ "^cnn-s" and not (status = "failed")', "ce"),
+        ("acc > 0.9 or loss > 1", "cde"),
+        ("min(loss) < 0.25", "cd"),
+        ("max(loss) > 1.2", "e"),
+        ("last(loss) < 0.3", "cd"),
+        ("loss@step=2 < 0.4", "cd"),
+        ("loss@2 >= 0.6", "abe"),
+        ("count(loss) = 5", "abcde"),
+        ('kind = "experiment"', "def"),
+        ('id = "cccc"', "c"),
+        ('branch != "main"', "def"),
+        ('status = "failed"', "f"),
+        ("lr = 1e-2", "bc"),
+        ("lr = 0.01 and epochs = 10", "c"),
+        ("acc is null", "f"),
+        ("loss is nan", "f"),
+        ("loss is not nan and loss < 0.3", "cd"),
+        ('model not in ("linear", "cnn-wide")', "cef"),
+        ('time >= "2025-03-05"', "ef"),
+        ("0.9 < acc", "cd"),
+        ("sql: metrics['acc'] > 0.9", "cd"),
+        (": params['model'] = 'linear'", "ab"),
+        ('subject ~ "CNN"', "c"),
+    ],
+)
+def test_filter_selects(lab: Path, text: str, expected: str) -> None:
+    assert "".join(r[0] for r in matching(lab, text)) == expected
+
+
+def test_values_are_bound_never_pasted() -> None:
+    compiled = compile_filter("model = \"x'); DROP TABLE runs; --\" and lr in (0.1, 'a\\'b') and acc > 0.5", NAMES)
+    assert "DROP" not in compiled.sql and "0.5" not in compiled.sql and "'a" not in compiled.sql
+    assert "x'); DROP TABLE runs; --" in compiled.binds and 0.5 in compiled.binds
+    assert compiled.sql.count("?") == len(compiled.binds)
+
+
+def test_names_are_bound_too() -> None:
+    weird = Names(metrics={"a'b\"c"}, params=set(), steps=set())
+    compiled = compile_filter("`a'b\"c` > 1", weird)
+    assert "a'b" not in compiled.sql
+    assert compiled.binds == ["a'b\"c", "a'b\"c", 1.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("acc >", "expected a name, a number or a quoted string at the end"),
+        ("acc > 0.9 and", "at the end"),
+        ("acx > 1", "unknown name 'acx'"),
+        ("acc = 'high'", "is a number"),
+        ("acc > 1 lr", "expected `and`, `or` or the end"),
+        ('model ~ "("', "bad regular expression"),
+        ("min(accuracy) < 1", "no step series"),
+        ("acc", "expected a comparison"),
+        ("loss@step=x", "expected a step number"),
+        ("acc > 1 )", "expected `and`, `or` or the end"),
+        ("lr in (0.1", "expected `,` or `)`"),
+        ("acc ! 1", "unexpected character"),
+        ("sql:", "raw SQL"),
+        ("sql: 1=1; DROP TABLE x", "no `;`"),
+    ],
+)
+def test_bad_filters_say_why(text: str, message: str) -> None:
+    with pytest.raises(FilterError) as info:
+        compile_filter(text, NAMES)
+    assert message in str(info.value)
+
+
+def test_ambiguous_names_need_a_kind() -> None:
+    with pytest.raises(FilterError, match="both a metric and a param"):
+        compile_filter("acc > 1", AMBIGUOUS)
+    assert compile_filter("metric(acc) > 1", AMBIGUOUS).binds == ["acc", "acc", 1.0]
+    assert compile_filter("param(acc) = 'x'", AMBIGUOUS).binds == ["acc", "x"]
+    # a run field wins over a metric of the same name; metric() reaches the metric
+    assert compile_filter("status = 'done'", NAMES).binds == ["done"]
+    assert compile_filter("metric(status) > 1", NAMES).binds == ["status", "status", 1.0]
+    # the last part of a dotted name is enough when it is unique
+    assert compile_filter("seed = 7", NAMES).binds == ["train.seed", 7.0]
+
+
+def test_a_filter_that_fails_in_duckdb_is_a_filter_error(lab: Path) -> None:
+    with pytest.raises(FilterError, match="SQL: "):
+        matching(lab, "sql: no_such_column > 1")
+
+
+def test_directions_come_from_the_config(lab: Path) -> None:
+    repo = Repo.find(lab)
+    cfg = config_mod.load(lab)
+    result = data.load_view(repo, data.ViewSpec(baseline=rid("a")), cfg.direction)
+    by_key = {c.key: c for c in result.columns}
+    assert by_key["m:acc"].direction == "max" and by_key["d:loss"].direction == "min"
+    assert [c.name for c in result.columns if c.kind == "param"] == ["epochs", "lr", "model"]
+    assert result.baseline is not None and result.baseline.metrics["acc"] == 0.71

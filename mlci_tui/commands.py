@@ -93,7 +93,7 @@ def capture(args: argparse.Namespace) -> int:
 
 def _sort_clause(sort: str | None, params: list[str], metrics: list[str]) -> tuple[str, list[Any]]:
     if not sort:
-        return "ORDER BY time DESC, run_id", []
+        return "ORDER BY started DESC NULLS LAST, time DESC, run_id", []
     desc = sort.startswith("-")
     key = sort.lstrip("-+")
     direction = "DESC" if desc else "ASC"
@@ -101,7 +101,8 @@ def _sort_clause(sort: str | None, params: list[str], metrics: list[str]) -> tup
     if key in columns:
         return f'ORDER BY "{key}" {direction} NULLS LAST, run_id', []
     if key in metrics:
-        return f"ORDER BY metrics[?] {direction} NULLS LAST, run_id", [key]
+        # NaN sorts above every number in DuckDB: a diverged run must not list as the best
+        return f"ORDER BY nullif(metrics[?], 'NaN'::DOUBLE) {direction} NULLS LAST, run_id", [key]
     if key in params:
         return (
             f"ORDER BY coalesce(TRY_CAST(params[?] AS DOUBLE), NULL) {direction} NULLS LAST, params[?] {direction}, run_id",

@@ -9,12 +9,46 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # not `from typing import ...`: typing alone costs more than a no-op hook's budget
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 STAGES = ("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge")
 CANDIDATE_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 ZERO = "0" * 40
 BACKFILL_LIMIT = 200
+
+
+def _git_output(args: list[str]) -> tuple[int, bytes]:
+    """Run git and return (exit code, stdout) with nothing but `os`.
+
+    The no-op path of every hook goes through here: importing `subprocess` (and what
+    `mlci_tui.gitio` brings) costs more than the git call itself. Everything past the
+    no-op check uses `mlci_tui.gitio` like the rest of mlci.
+    """
+    read_fd, write_fd = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        pid = os.posix_spawnp(
+            "git",
+            ["git", *args],
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0),
+                (os.POSIX_SPAWN_DUP2, write_fd, 1),
+                (os.POSIX_SPAWN_DUP2, devnull, 2),
+            ],
+        )
+    finally:
+        os.close(write_fd)
+        os.close(devnull)
+    chunks = []
+    with os.fdopen(read_fd, "rb") as out:
+        while chunk := out.read(65536):
+            chunks.append(chunk)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks)
 
 
 def _err(message: str) -> None:
@@ -60,10 +94,8 @@ def _repo():  # type: ignore[no-untyped-def]
 
 def pre_commit(argv: list[str]) -> int:
     """Staged params and metrics files must parse; a bad one blocks the commit."""
-    from mlci_tui.gitio import git
-
-    proc = git(["diff", "--cached", "--name-only", "-z", "--diff-filter=ACMRT", "--no-renames"], check=False)
-    staged = [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+    _code, out = _git_output(["diff", "--cached", "--name-only", "-z", "--diff-filter=ACMRT", "--no-renames"])
+    staged = [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
     relevant = [p for p in staged if p.endswith(CANDIDATE_SUFFIXES)]
     if not relevant:
         return 0
@@ -128,26 +160,40 @@ def pre_push(argv: list[str]) -> int:
         ]
     if pushes and all(p[0].startswith("refs/mlci") or p[2].startswith("refs/mlci") for p in pushes):
         return 0
-    from mlci_tui.gitio import git
-
-    proc = git(["remote"], check=False)
-    remotes = proc.stdout.decode().split()
-    if remote not in remotes:
+    _code, out = _git_output(["remote"])
+    if remote not in out.decode("utf-8", "replace").split():
         return 0  # a push to a bare URL: no remote name to keep the ledger's state under
-    from mlci_tui.capture_ops import backfill
-
-    repo = _repo()
     local_shas = [p[1] for p in pushes if p[1] != ZERO]
-    remote_shas = [p[3] for p in pushes if p[3] != ZERO and repo.rev_parse(p[3])]
-    backfill(repo, local_shas, remote, remote_shas, limit=BACKFILL_LIMIT)
-    refused = _gate_on_push(repo, [p[1] for p in pushes if p[1] != ZERO and not p[0].startswith("refs/tags/")])
-    if refused:
-        return 1
-    from mlci_tui.ledger.store import LedgerStore, remote_ref
+    known = _existing_objects([p[3] for p in pushes if p[3] != ZERO])
+    remote_shas = [p[3] for p in pushes if p[3] in known]
+    _code, out = _git_output(
+        [
+            "rev-list",
+            f"--max-count={BACKFILL_LIMIT}",
+            *local_shas,
+            "--branches",
+            "--not",
+            *remote_shas,
+            f"--remotes={remote}",
+        ]
+    )
+    candidates = out.decode().split()
+    heads = [p[1] for p in pushes if p[1] != ZERO and not p[0].startswith("refs/tags/")]
+    gate_heads = [sha for sha in heads if _config_mentions(sha, b"on_push")]
+    if candidates and not _all_captured(candidates):
+        from mlci_tui.capture_ops import backfill
 
-    tip = LedgerStore(repo).tip()
-    if tip is None or tip == repo.rev_parse(remote_ref(remote)):
+        backfill(_repo(), local_shas, remote, remote_shas, limit=BACKFILL_LIMIT)
+    if gate_heads and _gate_on_push(_repo(), gate_heads):
+        return 1
+    from mlci_tui.ledger.store import LEDGER_REF, remote_ref
+
+    _code, out = _git_output(["rev-parse", "-q", "--verify", LEDGER_REF])
+    tip = out.strip()
+    _code, out = _git_output(["rev-parse", "-q", "--verify", remote_ref(remote)])
+    if not tip or tip == out.strip():
         return 0
+    repo = _repo()
     from mlci_tui.ledger import sync
 
     try:
@@ -158,6 +204,36 @@ def pre_push(argv: list[str]) -> int:
     for notice in result.notices:
         _err(notice)
     return 0
+
+
+def _existing_objects(shas: list[str]) -> set[str]:
+    if not shas:
+        return set()
+    found = set()
+    for sha in shas:
+        code, _out = _git_output(["cat-file", "-e", f"{sha}^{{commit}}"])
+        if code == 0:
+            found.add(sha)
+    return found
+
+
+def _all_captured(shas: list[str]) -> bool:
+    """Every commit already has its run as an event file (the usual case: post-commit ran)."""
+    from mlci_tui.ledger.records import derived_id, record_path
+    from mlci_tui.ledger.store import LEDGER_REF
+
+    paths = [record_path(derived_id("commit", sha)) for sha in shas]
+    code, out = _git_output(["ls-tree", "--name-only", "-z", LEDGER_REF, "--", *paths])
+    return code == 0 and len([p for p in out.split(b"\0") if p]) == len(paths)
+
+
+def _config_mentions(sha: str, word: bytes) -> bool:
+    """Cheap pre-check before loading YAML: can this commit's config even say `word`?"""
+    for name in ("mlci.yaml", "pyproject.toml"):
+        code, out = _git_output(["cat-file", "blob", f"{sha}:{name}"])
+        if code == 0 and word in out:
+            return True
+    return False
 
 
 def _gate_on_push(repo, shas: list[str]) -> bool:  # type: ignore[no-untyped-def]
@@ -179,8 +255,10 @@ def _gate_on_push(repo, shas: list[str]) -> bool:  # type: ignore[no-untyped-def
             continue
         if not result.passed:
             print_gate(result, "table", sys.stderr)
-            _err(f"push refused by the mlci gate for {sha[:12]} (gate.on_push); "
-                 "`git push --no-verify` skips it, CI's `mlci gate` still decides")
+            _err(
+                f"push refused by the mlci gate for {sha[:12]} (gate.on_push); "
+                "`git push --no-verify` skips it, CI's `mlci gate` still decides"
+            )
             refused = True
     return refused
 

@@ -58,6 +58,8 @@ def commit_info(repo: Repo, rev: str) -> CommitInfo:
 
 def patch_id(repo: Repo, info: CommitInfo) -> str | None:
     """`git patch-id --stable` of the commit's change: survives rebase and amend."""
+    if not info.parents and _shallow_boundary(repo, info.sha):
+        return None  # its parent was cut off by a shallow clone: a whole-tree diff would be wrong
     args = ["diff-tree", "-p", "--no-color", "--full-index"]
     args += [info.parents[0], info.sha] if info.parents else ["--root", info.sha]
     diff = repo.run(*args).stdout
@@ -66,6 +68,14 @@ def patch_id(repo: Repo, info: CommitInfo) -> str | None:
     proc = subprocess.run(["git", "patch-id", "--stable"], cwd=repo.root, input=diff, capture_output=True, check=False)
     out = proc.stdout.decode().split()
     return out[0] if out else None
+
+
+def _shallow_boundary(repo: Repo, sha: str) -> bool:
+    """A commit whose parents a shallow clone does not have (git shows it with none)."""
+    try:
+        return sha in (repo.common_dir / "shallow").read_text().split()
+    except OSError:
+        return False
 
 
 def current_branch(repo: Repo) -> str | None:
@@ -122,8 +132,10 @@ def read_values(config: Config, source: FileSource, *, strict: bool) -> Values:
             except InputError as exc:
                 _fail_or_warn(values, strict, exc)
                 continue
+            # dvclive writes train/loss.tsv for the value it writes as {"train": {"loss": ...}}:
+            # the series takes the dotted name, so final value and curve share one name
             for step in read.steps:
-                step.name = name
+                step.name = name.replace("/", ".")
             values.steps.extend(read.steps)
             values.warnings.extend(read.warnings)
     return values

@@ -64,6 +64,7 @@ def hook_script(stage: str, *, python: str | None, paths: tuple[str, ...]) -> st
         path_list = ":".join(paths).replace("'", "")
         code = (
             "import sys; sys.path[:0] = [p for p in sys.argv.pop(1).split(':') if p]; "
+            "sys.dont_write_bytecode = False; "
             f"from mlci_tui.hooks import run; sys.exit(run('{stage}', sys.argv[1:]))"
         )
         lines += [
@@ -239,13 +240,14 @@ def install_through_framework(repo: Repo) -> None:
 def init(args: argparse.Namespace) -> int:
     repo = Repo.find()
     root = repo.root
-    if not (root / "mlci.yaml").exists():
+    from mlci_tui import config
+
+    existing = config.load(root)  # say so now if an existing config is invalid
+    if existing.source == "pyproject.toml":
+        print("using [tool.mlci] in pyproject.toml (no mlci.yaml written: it would take precedence)")
+    elif not (root / "mlci.yaml").exists():
         (root / "mlci.yaml").write_text(starter_config(root))
         print("wrote mlci.yaml")
-    else:
-        from mlci_tui import config
-
-        config.load(root)  # say so now if the existing one is invalid
     if ensure_gitignore(root):
         print("added mlci's local files to .gitignore")
     if args.no_hooks:

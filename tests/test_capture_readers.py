@@ -244,7 +244,7 @@ def _defaults(root: Path) -> config_mod.Config:
     return config_mod.load(root)
 
 
-def test_dvclive_layout_gives_final_values_and_step_series_named_by_relative_path(tmp_path: Path) -> None:
+def test_dvclive_layout_gives_final_values_and_step_series_named_like_the_final_values(tmp_path: Path) -> None:
     write(
         tmp_path,
         {
@@ -259,11 +259,12 @@ def test_dvclive_layout_gives_final_values_and_step_series_named_by_relative_pat
     assert values.metrics == {"dvclive/metrics.json": {"train.loss": 0.2, "eval.acc": 0.9}}
     series = sorted({(s.file, s.name) for s in values.steps})
     assert series == [
-        ("dvclive/plots/metrics/eval/acc.tsv", "eval/acc"),
+        ("dvclive/plots/metrics/eval/acc.tsv", "eval.acc"),
         ("dvclive/plots/metrics/lr.tsv", "lr"),
-        ("dvclive/plots/metrics/train/loss.tsv", "train/loss"),
+        ("dvclive/plots/metrics/train/loss.tsv", "train.loss"),
     ]
-    loss = [(s.step, s.value) for s in values.steps if s.name == "train/loss"]
+    # plots/metrics/train/loss.tsv is the series of metrics.json's train.loss: one name for both
+    loss = [(s.step, s.value) for s in values.steps if s.name == "train.loss"]
     assert loss == [(0, 1.0), (1, 0.2)]
     assert not values.warnings
 

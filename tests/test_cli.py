@@ -113,3 +113,35 @@ def test_tag_and_note_resolve_runs_and_show_them(repo: Path) -> None:
     assert json.loads(run_mlci(repo, "show", "HEAD", "--json").stdout)["tags"] == []
     bad = run_mlci(repo, "tag", "HEAD", "has space")
     assert bad.returncode == 2 and "tag" in bad.stderr
+
+
+def test_nan_never_sorts_as_the_best_run(repo: Path) -> None:
+    _project(repo)
+    for value in (0.3, float("nan"), 0.6):
+        commit(repo, {"params.yaml": f"lr: {value!r}\n", "metrics.json": metrics_json(acc=value)}, f"acc {value}")
+    run_mlci(repo, "capture", "--range", "HEAD~2..HEAD", "HEAD~2")
+    runs = json.loads(run_mlci(repo, "runs", "--sort", "-acc", "--json").stdout)
+    assert [r["metrics"]["acc"] for r in runs] == [0.6, 0.3, "NaN"]
+
+
+def test_init_respects_tool_mlci_in_pyproject(repo: Path) -> None:
+    (repo / "pyproject.toml").write_text('[tool.mlci.params]\nfiles = ["conf/params.toml"]\n')
+    proc = run_mlci(repo, "init", "--no-hooks")
+    assert proc.returncode == 0, proc.stderr
+    assert not (repo / "mlci.yaml").exists()
+    assert "[tool.mlci]" in proc.stdout
+
+
+def test_a_shallow_boundary_commit_gets_no_whole_tree_patch_id(repo: Path, upstream: Path, tmp_path: Path) -> None:
+    _project(repo)
+    commit(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "a")
+    commit(repo, {"metrics.json": metrics_json(acc=0.6)}, "b")
+    git(repo, "push", "-q", str(upstream), "main")
+    shallow = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{upstream}", str(shallow))
+    assert run_mlci(shallow, "capture").returncode == 0
+    assert run_mlci(repo, "capture").returncode == 0
+    deep = json.loads(run_mlci(repo, "show", "HEAD", "--json").stdout)
+    cut = json.loads(run_mlci(shallow, "show", "HEAD", "--json").stdout)
+    assert deep["patch_id"] and cut["patch_id"] is None
+    assert deep["run_id"] == cut["run_id"]

@@ -50,6 +50,6 @@ def promote(
 
 
 def redact(target_id: str, reason: str | None = None) -> dict[str, Any]:
-    if not records.ID_RE.match(target_id):
+    if not records.is_id(target_id):
         raise InputError(f"redact: {target_id!r} is not a full record id (26 base32 characters)")
     return records.envelope("redact", scrub({"target": target_id, "reason": reason}))

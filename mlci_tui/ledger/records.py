@@ -7,29 +7,46 @@ UTF-8, no spaces, one trailing newline. JSON has no NaN or infinities; they trav
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import math
 import os
-import re
-from datetime import datetime, timezone
-from typing import Any
+
+TYPE_CHECKING = False  # `typing` costs more than the hook path can spend; mypy treats this as true
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
+
+# Imports are kept to the standard library's cheapest modules: the hook path derives ids
+# (to see whether a pushed commit is captured) and must stay within its budget.
 
 SCHEMA_VERSION = 1
-ID_RE = re.compile(r"^[a-z2-7]{26}$")
+B32_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+_B32 = frozenset(B32_ALPHABET)
 _FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _b32(data: bytes) -> str:
+    """RFC 4648 base32, lowercase, unpadded: 16 bytes give 26 characters."""
+    number = int.from_bytes(data, "big") << (5 * 26 - 8 * len(data))
+    chars = []
+    for _ in range(26):
+        chars.append(B32_ALPHABET[number & 31])
+        number >>= 5
+    return "".join(reversed(chars))
+
+
+def is_id(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 26 and set(value) <= _B32
 
 
 def new_id() -> str:
     """128 random bits as 26 lowercase base32 characters."""
-    return base64.b32encode(os.urandom(16)).decode("ascii").rstrip("=").lower()
+    return _b32(os.urandom(16))
 
 
 def derived_id(*parts: str) -> str:
     """A deterministic id: two clones capturing the same commit write the same record name."""
-    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).digest()
-    return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+    return _b32(hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).digest())
 
 
 def record_path(event_id: str) -> str:
@@ -38,14 +55,20 @@ def record_path(event_id: str) -> str:
 
 
 def now_iso() -> str:
+    from datetime import datetime, timezone
+
     return iso_time(datetime.now(timezone.utc))
 
 
 def iso_time(moment: datetime) -> str:
+    from datetime import timezone
+
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def epoch_iso(seconds: int | float) -> str:
+    from datetime import datetime, timezone
+
     return iso_time(datetime.fromtimestamp(seconds, timezone.utc))
 
 
@@ -71,6 +94,8 @@ def _unwrap_float(obj: dict[str, Any]) -> Any:
 
 def dumps(record: dict[str, Any]) -> bytes:
     """Canonical bytes of a record."""
+    import json
+
     text = json.dumps(
         _wrap_floats(record),
         sort_keys=True,
@@ -82,6 +107,8 @@ def dumps(record: dict[str, Any]) -> bytes:
 
 
 def loads(data: bytes | str) -> dict[str, Any]:
+    import json
+
     value = json.loads(data, object_hook=_unwrap_float)
     if not isinstance(value, dict):
         raise ValueError("a ledger record must be a JSON object")

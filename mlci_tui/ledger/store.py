@@ -247,7 +247,7 @@ class LedgerStore:
 
 def validate_envelope(record: dict[str, Any]) -> None:
     rid = record.get("id")
-    if not isinstance(rid, str) or not records.ID_RE.match(rid):
+    if not isinstance(rid, str) or not records.is_id(rid):
         raise MlciError(f"ledger record has an invalid id: {rid!r}")
     if not isinstance(record.get("type"), str) or not record["type"]:
         raise MlciError(f"ledger record {rid} has no type")

@@ -166,6 +166,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _cmd(
         sub,
+        "report",
+        "report.command:main",
+        "report the candidate against the baseline: verdict, metrics, params, data, charts; post it on the PR",
+        "mlci report -o report.html    |    mlci report --post github",
+    )
+    p.add_argument("--base", help="baseline run, stage or commit (default gate.baseline, else stage deployed)")
+    p.add_argument("--head", default="HEAD", help="candidate run, stage or commit (default HEAD)")
+    p.add_argument(
+        "--format",
+        choices=("md", "term", "html", "json"),
+        help="default: from -o's suffix, else term on a terminal and md otherwise",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("--fail-on-gate", action="store_true", help="exit 1 when the gate fails (default: report only)")
+    p.add_argument("--post", choices=("github", "gitlab"), help="create or update the report comment on the PR/MR")
+    p.add_argument("--dry-run", action="store_true", help="with --post: print the requests instead of sending them")
+    p.add_argument("--repo", help="with --post: owner/name (GitHub) or project id or path (GitLab); default from CI")
+    p.add_argument("--pr", help="with --post: pull/merge request number (default from CI)")
+    p.add_argument("--api-url", help="with --post: API root (default GITHUB_API_URL or CI_API_V4_URL)")
+    p.add_argument(
+        "--artifact", metavar="FILE", help="with --post: where the full report goes when cut (default mlci-report.md)"
+    )
+
+    p = _cmd(
+        sub,
         "promote",
         "commands_gate:promote",
         "record that a run's model is promoted to a stage",

@@ -1,0 +1,429 @@
+"""The report model: the gate's verdict, metrics, params, data, history and step curves.
+
+One function, `build_report`, reads everything a report shows from the ledger cache in a
+single connection; the renderers (markdown, term, html) and `to_json` only format it. Names
+and values stay raw here: each renderer escapes them for its own medium.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlci_tui import __version__
+from mlci_tui.compare import Change, RunData, diff_maps, load_run, resolve_baseline
+from mlci_tui.config import Config
+from mlci_tui.gate import FAIL, PASS, SKIP, WARN, GateResult, RuleResult, evaluate
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.resolve import resolve_run
+from mlci_tui.output import fmt_number, json_value
+
+if TYPE_CHECKING:
+    import duckdb
+
+FOLD_AT = 20  # with more metrics than this, the key metrics are shown and the rest folded
+UNKEYED_SHOWN = 10  # with no key metrics declared, this many (changed first) stay unfolded
+HISTORY_COMMITS = 20  # `git rev-list --first-parent -n 20`
+CHART_LIMIT = 6  # charts per kind (history, step curves)
+MAX_POINTS = 100  # points per drawn series (longer step curves are thinned, the last kept)
+
+
+@dataclass
+class MetricRow:
+    name: str
+    base: float | None
+    head: float | None
+    direction: str | None  # "max", "min" or None
+    status: str  # up, down, same, new, removed, missing, nonfinite, only (no baseline run)
+    rule: RuleResult | None = None
+    key: bool = False
+
+    @property
+    def delta(self) -> float | None:
+        if self.status in ("up", "down", "same") and self.base is not None and self.head is not None:
+            return round(self.head - self.base, 12)
+        return None
+
+    @property
+    def pct(self) -> float | None:
+        d = self.delta
+        if d is None or not self.base:
+            return None
+        return round(d / abs(self.base) * 100, 2)
+
+    @property
+    def change(self) -> str:
+        d = self.delta
+        if d is None:
+            return ""
+        text = ("+" if d > 0 else "") + fmt_number(d)
+        pct = self.pct
+        if pct is not None:
+            text += f" ({'+' if pct > 0 else ''}{fmt_number(pct)}%)"
+        return text
+
+    @property
+    def better(self) -> bool | None:
+        """Whether the change is an improvement for the metric's direction (None: no direction)."""
+        if self.status not in ("up", "down") or self.direction is None:
+            return None
+        return (self.status == "up") == (self.direction == "max")
+
+    @property
+    def trend(self) -> str:
+        """Arrow and words, emoji-free: `↑ better`, `↓ worse`, `↑`, `=`, `new`, `removed`."""
+        if self.status in ("up", "down"):
+            arrow = "↑" if self.status == "up" else "↓"
+            better = self.better
+            return arrow if better is None else f"{arrow} {'better' if better else 'worse'}"
+        return {"same": "=", "new": "new", "removed": "removed", "missing": "missing"}.get(self.status, "")
+
+    @property
+    def gate_text(self) -> str:
+        r = self.rule
+        if r is None:
+            return ""
+        text = r.verdict + (f": {r.reason}" if r.reason else "")
+        if r.limit and r.verdict in (FAIL, WARN):
+            text += f" (limit {r.limit})"
+        return text
+
+    @property
+    def changed(self) -> bool:
+        return self.status not in ("same", "only")
+
+
+@dataclass
+class DataRow:
+    path: str
+    base: str | None
+    head: str | None
+
+    @property
+    def status(self) -> str:
+        if self.base is None:
+            return "new"
+        if self.head is None:
+            return "removed"
+        return "changed" if self.base != self.head else "same"
+
+
+@dataclass
+class HistoryPoint:
+    commit: str
+    run_id: str
+    values: dict[str, float]
+    is_head: bool = False
+    is_base: bool = False
+
+
+@dataclass
+class StepSeries:
+    name: str
+    base: list[tuple[int, float]]
+    head: list[tuple[int, float]]
+
+
+@dataclass
+class Report:
+    gate: GateResult
+    metrics: list[MetricRow]  # shown: key metrics first (failing rules first), or all when few
+    folded: list[MetricRow]  # the rest, folded away when there are many
+    params: list[Change]  # params that changed
+    params_total: int
+    datasets: list[DataRow]  # datasets that changed, appeared or went
+    datasets_total: int
+    history: list[HistoryPoint] = field(default_factory=list)  # oldest first
+    history_names: list[str] = field(default_factory=list)  # metrics charted over the history
+    steps: list[StepSeries] = field(default_factory=list)
+    version: str = __version__
+
+    @property
+    def base(self) -> RunData | None:
+        return self.gate.base
+
+    @property
+    def head(self) -> RunData:
+        return self.gate.head
+
+    @property
+    def verdict(self) -> str:
+        return self.gate.verdict
+
+    @property
+    def metric_count(self) -> int:
+        return len(self.metrics) + len(self.folded)
+
+    def rule_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.gate.rules:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
+        return counts
+
+    def summary(self) -> str:
+        """The verdict line's words after the verdict itself, plain text (renderers escape it)."""
+        counts = self.rule_counts()
+        parts = [f"{counts[v]} {v}" for v in (FAIL, WARN, PASS, SKIP) if counts.get(v)]
+        rules = f"{len(self.gate.rules)} gate rule{'s' if len(self.gate.rules) != 1 else ''}"
+        text = rules + (f" ({', '.join(parts)})" if parts else "")
+        if self.base is None:
+            text += "; no baseline to compare with"
+        return text
+
+    def history_series(self, name: str) -> list[tuple[str, float]]:
+        """(commit, value) points of one metric along the history, finite values only."""
+        out = []
+        for p in self.history:
+            v = p.values.get(name)
+            if v is not None and math.isfinite(v):
+                out.append((p.commit, v))
+        return out
+
+
+def run_label(run: RunData | None) -> dict[str, Any]:
+    if run is None:
+        return {}
+    message = (run.fields.get("message") or "").strip().splitlines()
+    return {
+        "run_id": run.run_id,
+        "commit": run.fields.get("commit"),
+        "branch": run.fields.get("branch"),
+        "kind": run.fields.get("kind"),
+        "message": message[0] if message else "",
+        "resolved_by": run.how,
+    }
+
+
+def _rule_direction(cfg: Config, name: str, rule: dict[str, Any]) -> str | None:
+    direction = rule.get("direction") or _config_direction(cfg, name)
+    if direction is None and (rule.get("max_drop") is not None or rule.get("max_drop_pct") is not None):
+        direction = "max"
+    if direction is None and (rule.get("max_rise") is not None or rule.get("max_rise_pct") is not None):
+        direction = "min"
+    return direction
+
+
+def _config_direction(cfg: Config, name: str) -> str | None:
+    direction = cfg.direction(name)
+    if direction is None and ":" in name:
+        direction = cfg.direction(name.rsplit(":", 1)[1])
+    return direction
+
+
+def _status(base_run: RunData | None, base: float | None, head: float | None) -> str:
+    if base_run is None:
+        return "only"
+    if base is None and head is None:
+        return "missing"
+    if base is None:
+        return "new"
+    if head is None:
+        return "removed"
+    if not (math.isfinite(base) and math.isfinite(head)):
+        same = base == head or (math.isnan(base) and math.isnan(head))
+        return "same" if same else "nonfinite"
+    if head > base:
+        return "up"
+    if head < base:
+        return "down"
+    return "same"
+
+
+def _key_of(run: RunData | None, name: str) -> str | None:
+    """The map key a plain metric name stands for in a run (itself, or its one `file:name`)."""
+    if run is None:
+        return None
+    if name in run.metrics:
+        return name
+    qualified = [k for k in run.metrics if k.endswith(f":{name}")]
+    return qualified[0] if len(qualified) == 1 else None
+
+
+def metric_rows(cfg: Config, gate: GateResult) -> tuple[list[MetricRow], list[MetricRow]]:
+    """(shown, folded): failing rules first, then other rules, declared metrics, the rest."""
+    base, head = gate.base, gate.head
+    rules_cfg = cfg.section("gate")["rules"]
+    rows: list[MetricRow] = []
+    used: set[str] = set()
+    for r in gate.rules:
+        key = _key_of(head, r.metric) or _key_of(base, r.metric) or r.metric
+        used.add(key)
+        direction = _rule_direction(cfg, r.metric, rules_cfg.get(r.metric, {}))
+        rows.append(MetricRow(key, r.base, r.head, direction, _status(base, r.base, r.head), r, key=True))
+    for name in cfg.section("metrics")["fields"]:
+        key = _key_of(head, name) or _key_of(base, name)
+        if key is None or key in used:
+            continue
+        used.add(key)
+        b, h = (base.metrics.get(key) if base else None), head.metrics.get(key)
+        rows.append(MetricRow(key, b, h, _config_direction(cfg, key), _status(base, b, h), key=True))
+    rest = []
+    for key in sorted((set(head.metrics) | set(base.metrics if base else ())) - used):
+        b, h = (base.metrics.get(key) if base else None), head.metrics.get(key)
+        rest.append(MetricRow(key, b, h, _config_direction(cfg, key), _status(base, b, h)))
+    rest.sort(key=lambda m: (not m.changed, m.name))
+    if len(rows) + len(rest) <= FOLD_AT:
+        return rows + rest, []
+    if not rows:
+        return rest[:UNKEYED_SHOWN], rest[UNKEYED_SHOWN:]
+    return rows, rest
+
+
+def _history(
+    repo: Repo, con: duckdb.DuckDBPyConnection, head: RunData, base: RunData | None, names: list[str], limit: int
+) -> list[HistoryPoint]:
+    start = head.fields.get("commit") or "HEAD"
+    proc = repo.run("rev-list", "--first-parent", "-n", str(limit), start, "--", check=False)
+    commits = proc.stdout.decode().split() if proc.returncode == 0 else []
+    if not commits or not names:
+        return []
+    rows = con.execute(
+        """SELECT commit, run_id, metrics FROM runs WHERE commit IN (SELECT unnest(?::VARCHAR[]))
+           QUALIFY row_number() OVER (PARTITION BY commit ORDER BY time DESC, run_id) = 1""",
+        [commits],
+    ).fetchall()
+    by_commit = {c: (rid, dict(m or {})) for c, rid, m in rows}
+    if head.fields.get("commit") in by_commit:
+        by_commit[head.fields["commit"]] = (head.run_id, head.metrics)
+    points = []
+    for sha in reversed(commits):
+        if sha not in by_commit:
+            continue
+        run_id, metrics = by_commit[sha]
+        values = {n: metrics[n] for n in names if metrics.get(n) is not None}
+        points.append(
+            HistoryPoint(
+                sha, run_id, values, is_head=run_id == head.run_id, is_base=bool(base) and run_id == base.run_id
+            )
+        )
+    return points
+
+
+def _thin(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    finite = [(s, v) for s, v in points if math.isfinite(v)]
+    if len(finite) <= MAX_POINTS:
+        return finite
+    last = len(finite) - 1
+    picks = sorted({round(i * last / (MAX_POINTS - 1)) for i in range(MAX_POINTS)})
+    return [finite[i] for i in picks]
+
+
+def _steps(
+    con: duckdb.DuckDBPyConnection, head: RunData, base: RunData | None, key_names: list[str]
+) -> list[StepSeries]:
+    ids = [head.run_id] + ([base.run_id] if base else [])
+    rows = con.execute(
+        "SELECT run_id, file, name, step, value FROM steps WHERE run_id IN (SELECT unnest(?::VARCHAR[])) "
+        "ORDER BY file, name, step",
+        [ids],
+    ).fetchall()
+    series: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = {}
+    for run_id, file, name, step, value in rows:
+        side = "head" if run_id == head.run_id else "base"
+        series.setdefault((file, name), {"head": [], "base": []})[side].append((int(step), float(value)))
+    name_count: dict[str, int] = {}
+    for _file, name in series:
+        name_count[name] = name_count.get(name, 0) + 1
+    labelled = {(name if name_count[name] == 1 else f"{file}:{name}"): sides for (file, name), sides in series.items()}
+    keys = set(key_names)
+    chosen = [n for n in labelled if n in keys or n.rsplit(":", 1)[-1] in keys]
+    if not chosen:
+        chosen = sorted(labelled)
+    out = []
+    for name in chosen[:CHART_LIMIT]:
+        sides = labelled[name]
+        out.append(StepSeries(name, _thin(sides["base"]), _thin(sides["head"])))
+    return out
+
+
+def build_report(
+    repo: Repo,
+    cfg: Config,
+    base_ref: str | None,
+    head_ref: str,
+    *,
+    history: int = HISTORY_COMMITS,
+    notices: list[str] | None = None,
+) -> Report:
+    """Everything a report shows, read in one connection to the ledger cache."""
+    from mlci_tui.ledger.cache import LedgerCache
+
+    cache = LedgerCache(repo)
+    with cache.connect() as con:
+        if notices is not None:
+            notices.extend(cache.notices)
+        head_res = resolve_run(repo, con, head_ref)
+        warnings = [head_res.notice] if head_res.notice else []
+        head = load_run(con, head_res)
+        base_res = resolve_baseline(repo, con, cfg, base_ref)
+        if base_res and base_res.notice:
+            warnings.append(base_res.notice)
+        base = load_run(con, base_res) if base_res else None
+        gate = evaluate(cfg, base, head)
+        gate.warnings[:0] = warnings
+        shown, folded = metric_rows(cfg, gate)
+        key_names = [m.name for m in shown if m.key] or [m.name for m in shown]
+        chart_names = [n for n in key_names][:CHART_LIMIT]
+        points = _history(repo, con, head, base, chart_names, history)
+        steps = _steps(con, head, base, [m.name for m in shown if m.key] or [])
+    params = diff_maps(base.params, head.params, changed_only=True) if base else []
+    data_changes = diff_maps(base.datasets, head.datasets, changed_only=True) if base else []
+    report = Report(
+        gate=gate,
+        metrics=shown,
+        folded=folded,
+        params=params,
+        params_total=len(set(head.params) | set(base.params if base else ())),
+        datasets=[DataRow(c.name, c.base, c.head) for c in data_changes],
+        datasets_total=len(set(head.datasets) | set(base.datasets if base else ())),
+        history=points,
+        steps=steps,
+    )
+    report.history_names = [n for n in chart_names if len(report.history_series(n)) >= 2]
+    return report
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The whole report for machines (NaN and infinities as strings, like every mlci --json)."""
+
+    def metric(m: MetricRow) -> dict[str, Any]:
+        return {
+            "name": m.name,
+            "baseline": m.base,
+            "candidate": m.head,
+            "change": m.delta,
+            "change_pct": m.pct,
+            "status": m.status,
+            "direction": m.direction,
+            "better": m.better,
+            "key": m.key,
+            "gate": None
+            if m.rule is None
+            else {"verdict": m.rule.verdict, "reason": m.rule.reason, "limit": m.rule.limit},
+        }
+
+    doc = {
+        "verdict": report.verdict,
+        "summary": report.summary(),
+        "base": run_label(report.base) or None,
+        "head": run_label(report.head),
+        "warnings": report.gate.warnings,
+        "failures": report.gate.failures,
+        "metrics": [metric(m) for m in report.metrics],
+        "folded_metrics": [metric(m) for m in report.folded],
+        "params": [{"name": c.name, "baseline": c.base, "candidate": c.head} for c in report.params],
+        "datasets": [
+            {"path": d.path, "baseline": d.base, "candidate": d.head, "status": d.status} for d in report.datasets
+        ],
+        "history": [
+            {"commit": p.commit, "run_id": p.run_id, "metrics": p.values, "head": p.is_head, "base": p.is_base}
+            for p in report.history
+        ],
+        "steps": [
+            {"name": s.name, "baseline": [list(p) for p in s.base], "candidate": [list(p) for p in s.head]}
+            for s in report.steps
+        ],
+        "mlci_version": report.version,
+    }
+    return json_value(doc)

@@ -1,0 +1,102 @@
+"""`mlci report`: render the report to stdout or a file, or post it on the pull/merge request.
+
+Exit codes: 0 whatever the gate says (the report reports; `mlci gate` decides) unless
+`--fail-on-gate`; 1 when posting fails other than by a read-only token; 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mlci_tui import config as config_mod
+from mlci_tui.errors import InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.sanitize import display
+
+FORMATS = ("md", "term", "html", "json")
+_SUFFIX_FORMAT = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".json": "json", ".txt": "term"}
+
+
+def choose_format(requested: str | None, output: str | None, posting: bool) -> str:
+    """`--format`, else from `-o`'s suffix, else term on a terminal and md elsewhere."""
+    if posting:
+        if requested not in (None, "md"):
+            raise InputError("--post publishes Markdown: drop --format or use --format md")
+        return "md"
+    if requested:
+        return requested
+    if output:
+        return _SUFFIX_FORMAT.get(Path(output).suffix.lower(), "md")
+    return "term" if sys.stdout.isatty() else "md"
+
+
+def _colour(output: str | None) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return output is None and sys.stdout.isatty()
+
+
+def render(report: object, fmt: str, *, colour: bool = False, width: int = 100) -> str:
+    from mlci_tui.report.build import Report, to_json
+
+    assert isinstance(report, Report)
+    if fmt == "json":
+        return json.dumps(to_json(report), indent=2, ensure_ascii=True) + "\n"
+    if fmt == "html":
+        from mlci_tui.report.html import render as render_html
+
+        return render_html(report)
+    if fmt == "term":
+        from mlci_tui.report.term import render as render_term
+
+        return render_term(report, colour=colour, width=width)
+    from mlci_tui.report.markdown import render as render_md
+
+    return render_md(report)
+
+
+def _width() -> int:
+    import shutil
+
+    return max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
+
+
+def main(args: argparse.Namespace) -> int:
+    from mlci_tui.commands import _notice
+    from mlci_tui.report.build import build_report
+
+    for flag in ("dry_run", "repo", "pr", "api_url", "artifact"):
+        if getattr(args, flag) not in (None, False) and not args.post:
+            raise InputError(f"--{flag.replace('_', '-')} goes with --post")
+    fmt = choose_format(args.format, args.output, bool(args.post))
+    repo = Repo.find()
+    cfg = config_mod.load(repo.root)
+    notices: list[str] = []
+    report = build_report(repo, cfg, args.base, args.head, notices=notices)
+    for notice in notices:
+        _notice(notice)
+    if args.post:
+        from mlci_tui.report.post import post
+
+        code = post(report, args)
+    else:
+        text = render(report, fmt, colour=_colour(args.output) and fmt == "term", width=_width())
+        if args.output:
+            path = Path(args.output)
+            try:
+                path.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"-o {display(args.output)}: {exc.strerror}") from None
+            print(f"report ({fmt}, verdict {report.verdict}) written to {display(str(path))}")
+        else:
+            sys.stdout.write(text)
+        code = 0
+    if args.fail_on_gate and not report.gate.passed:
+        return 1
+    return code

@@ -1,0 +1,215 @@
+"""The report as one self-contained HTML file: inline CSS and SVG charts, no scripts, no assets.
+
+Every name and value is `display()`-sanitised and HTML-escaped (attributes included), so a
+metric named `<script>` is text. The file loads nothing from anywhere.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+from mlci_tui.output import cell_text
+from mlci_tui.report.build import MetricRow, Report, run_label
+from mlci_tui.report.markdown import mermaid_number
+from mlci_tui.sanitize import display
+
+BASE_COLOUR, HEAD_COLOUR = "#8a8a8a", "#1f6feb"
+
+CSS = """
+body{font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1100px;padding:0 1em;color:#1f2328;background:#fff}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #d0d7de;padding:3px 8px;vertical-align:top}
+th{background:#f6f8fa;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.fail{color:#cf222e;font-weight:600}.pass{color:#1a7f37}.warn,.nobaseline{color:#9a6700}
+.better{color:#1a7f37}.worse{color:#cf222e}.muted{color:#656d76}code{font-size:90%}
+svg{display:block;margin:.5em 0 1em}svg text{font:11px sans-serif;fill:#57606a}
+.verdict{font-size:1.1em;padding:.6em .8em;border-radius:6px;background:#f6f8fa;display:inline-block}
+@media (prefers-color-scheme: dark){body{background:#0d1117;color:#e6edf3}th{background:#161b22}
+th,td{border-color:#30363d}.verdict{background:#161b22}svg text{fill:#8b949e}}
+"""
+
+
+def esc(value: object, width: int = 200) -> str:
+    text = display(cell_text(value))
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    return html.escape(text, quote=True)
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else esc(value)
+
+
+def _trend(m: MetricRow) -> str:
+    better = m.better
+    cls = "" if better is None else (" class='better'" if better else " class='worse'")
+    return f"<td{cls}>{esc(m.trend)}</td>"
+
+
+def _metric_table(rows: Sequence[MetricRow], *, gate_column: bool) -> list[str]:
+    head = ["metric", "baseline", "candidate", "change", "trend"] + (["gate"] if gate_column else [])
+    out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    for m in rows:
+        cells = [
+            f"<td><code>{esc(m.name)}</code></td>",
+            f"<td class='num'>{_num(m.base)}</td>",
+            f"<td class='num'>{_num(m.head)}</td>",
+            f"<td class='num'>{esc(m.change)}</td>",
+            _trend(m),
+        ]
+        if gate_column:
+            cls = f" class='{m.rule.verdict}'" if m.rule and m.rule.verdict in ("fail", "pass", "warn") else ""
+            cells.append(f"<td{cls}>{esc(m.gate_text)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def _run(run: dict[str, object], verb: str) -> str:
+    if not run:
+        return f"<li>{verb}: none</li>"
+    text = f"{verb}: run <code>{esc(str(run['run_id'])[:8])}</code>"
+    if run.get("commit"):
+        text += f", commit <code>{esc(str(run['commit'])[:8])}</code>"
+    if run.get("resolved_by") not in (None, "id", "commit"):
+        text += f", found by {esc(run['resolved_by'])}"
+    if run.get("message"):
+        text += f": {esc(run['message'], 100)}"
+    return f"<li>{text}</li>"
+
+
+def svg_chart(
+    title: str, lines: Sequence[tuple[str, Sequence[tuple[float, float]]]], x_labels: dict[float, str] | None = None
+) -> str:
+    """A line chart as inline SVG: lines are (colour, [(x, y)]); finite values only."""
+    w, h, left, right, top, bottom = 640, 220, 64, 16, 28, 34
+    pts = [(x, y) for _c, line in lines for x, y in line if math.isfinite(x) and math.isfinite(y)]
+    if not pts:
+        return ""
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x0 == x1:
+        x0, x1 = x0 - 1, x1 + 1
+    if y0 == y1:
+        pad = abs(y0) * 0.05 or 1.0
+        y0, y1 = y0 - pad, y1 + pad
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (w - left - right)
+
+    def sy(y: float) -> float:
+        return top + (y1 - y) / (y1 - y0) * (h - top - bottom)
+
+    out = [
+        f"<svg width='{w}' height='{h}' viewBox='0 0 {w} {h}' role='img' aria-label='{esc(title)}'>",
+        f"<text x='{w / 2:.0f}' y='16' text-anchor='middle'>{esc(title)}</text>",
+        f"<rect x='{left}' y='{top}' width='{w - left - right}' height='{h - top - bottom}' fill='none' "
+        "stroke='#d0d7de'/>",
+    ]
+    for i in range(5):
+        y = y0 + (y1 - y0) * i / 4
+        out.append(f"<text x='{left - 6}' y='{sy(y) + 4:.1f}' text-anchor='end'>{esc(mermaid_number(y))}</text>")
+    ticks = x_labels or {x0: mermaid_number(x0), x1: mermaid_number(x1)}
+    every = max(1, len(ticks) // 8)
+    for n, (x, label) in enumerate(sorted(ticks.items())):
+        if n % every == 0 or n == len(ticks) - 1:
+            out.append(f"<text x='{sx(x):.1f}' y='{h - bottom + 16}' text-anchor='middle'>{esc(label)}</text>")
+    for colour, line in lines:
+        finite = [(x, y) for x, y in line if math.isfinite(x) and math.isfinite(y)]
+        if not finite:
+            continue
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in finite)
+        out.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{path}'/>")
+        for x, y in finite if len(finite) <= 30 else []:
+            out.append(f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='2.5' fill='{colour}'/>")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def render(report: Report) -> str:
+    verdict = report.verdict
+    cls = verdict.replace(" ", "")
+    body = [
+        f"<h1>mlci report: <span class='{cls}'>{esc(verdict.upper())}</span></h1>",
+        f"<p class='verdict'><span class='{cls}'>{esc(verdict.upper())}</span>: {esc(report.summary())}</p>",
+        "<ul>",
+        _run(run_label(report.head), "candidate"),
+        _run(run_label(report.base), "baseline"),
+    ]
+    body += [f"<li class='fail'>fail: {esc(f, 400)}</li>" for f in report.gate.failures]
+    body += [f"<li class='warn'>warning: {esc(w, 400)}</li>" for w in report.gate.warnings]
+    body.append("</ul>")
+
+    body.append("<h2>Metrics</h2>")
+    if not report.metric_count:
+        body.append("<p>No metrics in either run.</p>")
+    else:
+        body += _metric_table(report.metrics, gate_column=any(m.rule for m in report.metrics))
+    if report.folded:
+        changed = sum(1 for m in report.folded if m.changed)
+        summary = f"{len(report.folded)} more metrics" + (f" ({changed} changed)" if report.base else "")
+        body += [f"<details><summary>{summary}</summary>"]
+        body += _metric_table(report.folded, gate_column=False)
+        body.append("</details>")
+
+    body.append("<h2>Params</h2>")
+    if report.base is None:
+        body.append(f"<p>No baseline: the candidate's {report.params_total} params are not compared.</p>")
+    elif not report.params:
+        body.append(f"<p>No param changed ({report.params_total} compared).</p>")
+    else:
+        body += ["<table>", "<tr><th>param</th><th>baseline</th><th>candidate</th></tr>"]
+        for c in report.params:
+            base = "—" if c.base is None else esc(c.base)
+            head = "—" if c.head is None else esc(c.head)
+            body.append(f"<tr><td><code>{esc(c.name)}</code></td><td>{base}</td><td>{head}</td></tr>")
+        body.append("</table>")
+
+    body.append("<h2>Data</h2>")
+    if report.datasets_total == 0:
+        body.append("<p>No datasets recorded for these runs.</p>")
+    elif report.base is None:
+        body.append(f"<p>No baseline: the candidate's {report.datasets_total} datasets are not compared.</p>")
+    elif not report.datasets:
+        body.append(f"<p>No dataset changed ({report.datasets_total} compared).</p>")
+    else:
+        body += ["<table>", "<tr><th>dataset</th><th>baseline</th><th>candidate</th><th></th></tr>"]
+        for d in report.datasets:
+            base = "—" if d.base is None else esc(d.base[:19])
+            head = "—" if d.head is None else esc(d.head[:19])
+            body.append(
+                f"<tr><td><code>{esc(d.path)}</code></td><td>{base}</td><td>{head}</td><td>{d.status}</td></tr>"
+            )
+        body.append("</table>")
+
+    if report.history_names:
+        body.append("<h2>History</h2><p class='muted'>Commits on this branch (first-parent), oldest first.</p>")
+        for name in report.history_names:
+            points = report.history_series(name)
+            labels = {float(i): c[:7] for i, (c, _v) in enumerate(points)}
+            line = [(float(i), v) for i, (_c, v) in enumerate(points)]
+            body.append(svg_chart(f"{name}, last {len(points)} commits with a run", [(HEAD_COLOUR, line)], labels))
+    if report.steps:
+        body.append(
+            "<h2>Step curves</h2><p class='muted'>"
+            f"<span style='color:{BASE_COLOUR}'>&#9632; baseline</span> "
+            f"<span style='color:{HEAD_COLOUR}'>&#9632; candidate</span></p>"
+        )
+        for s in report.steps:
+            lines = [
+                (BASE_COLOUR, [(float(k), v) for k, v in s.base]),
+                (HEAD_COLOUR, [(float(k), v) for k, v in s.head]),
+            ]
+            body.append(svg_chart(f"{s.name} by step", lines))
+    body.append(f"<p class='muted'>mlci {esc(report.version)} · mlci report</p>")
+    title = esc(f"mlci report: {verdict.upper()}")
+    return (
+        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n"
+        f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )

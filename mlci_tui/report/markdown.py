@@ -1,0 +1,210 @@
+"""The report as GitHub/GitLab-flavoured Markdown, charts as Mermaid `xychart-beta` blocks.
+
+Every name and value from the data goes through `markdown_cell` (the one Markdown escaper),
+so markup, pipes, backticks and HTML stay inert text inside the tables; text inside the
+Mermaid blocks keeps only characters Mermaid cannot read as syntax. Charts render in the
+code host's own viewer: nothing is uploaded anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+
+from mlci_tui.output import cell_text
+from mlci_tui.report.build import MetricRow, Report, run_label
+from mlci_tui.sanitize import display, markdown_cell
+
+MARKER = "<!-- mlci-report -->"
+MAX_VALUE = 80  # longer param values and messages are cut in the tables
+BASE_COLOUR, HEAD_COLOUR = "#9e9e9e", "#1f6feb"
+
+_MERMAID_UNSAFE = re.compile(r"[\"`<>&#;%{}\[\]\\:|]")
+
+
+def _cut(text: str, width: int = MAX_VALUE) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def md(value: object, width: int = MAX_VALUE) -> str:
+    return markdown_cell(_cut(display(cell_text(value)), width))
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else markdown_cell(cell_text(value))
+
+
+def _run_text(run: dict[str, object], verb: str) -> str:
+    if not run:
+        return f"{verb} none"
+    parts = [f"run {md(str(run['run_id'])[:8])}"]
+    if run.get("commit"):
+        parts.append(f"commit {md(str(run['commit'])[:8])}")
+    if run.get("resolved_by") not in (None, "id", "commit"):
+        parts.append(f"found by {md(run['resolved_by'])}")
+    text = f"{verb} " + ", ".join(parts)
+    if run.get("message"):
+        text += f": {md(run['message'], 72)}"
+    return text
+
+
+def verdict_line(report: Report) -> str:
+    return f"**{report.verdict.upper()}**: {markdown_cell(report.summary())}"
+
+
+def _metric_table(rows: Iterable[MetricRow], *, gate_column: bool) -> list[str]:
+    head = ["metric", "baseline", "candidate", "change", "trend"] + (["gate"] if gate_column else [])
+    lines = ["| " + " | ".join(head) + " |", "|---|--:|--:|--:|---|" + ("---|" if gate_column else "")]
+    for m in rows:
+        gate = m.gate_text
+        if m.rule is not None and m.rule.verdict == "fail":
+            gate = f"**{md(gate, 200)}**"
+        else:
+            gate = md(gate, 200)
+        cells = [md(m.name, 120), _num(m.base), _num(m.head), markdown_cell(m.change), m.trend]
+        lines.append("| " + " | ".join(cells + ([gate] if gate_column else [])) + " |")
+    return lines
+
+
+def mermaid_text(value: object, width: int = 60) -> str:
+    """Text for a Mermaid title or label: no quotes, brackets, entities, comments or markup."""
+    return _cut(_MERMAID_UNSAFE.sub("_", display(value)), width)
+
+
+def mermaid_number(value: float) -> str:
+    """Plain decimal (Mermaid reads no exponents), 6 significant digits, no binary noise."""
+    rounded = float(f"{value:.6g}")
+    text = f"{rounded:.15f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _xychart(title: str, labels: list[str], lines: list[list[float]], *, x_title: str, y_title: str) -> list[str]:
+    out = ["```mermaid"]
+    if len(lines) > 1:
+        palette = ", ".join([BASE_COLOUR, HEAD_COLOUR][: len(lines)])
+        out.append('%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "' + palette + '"}}}}%%')
+    out += [
+        "xychart-beta",
+        f'    title "{mermaid_text(title, 90)}"',
+        f'    x-axis "{mermaid_text(x_title)}" [' + ", ".join(f'"{mermaid_text(v, 16)}"' for v in labels) + "]",
+        f'    y-axis "{mermaid_text(y_title)}"',
+    ]
+    for values in lines:
+        out.append("    line [" + ", ".join(mermaid_number(v) for v in values) + "]")
+    out.append("```")
+    return out
+
+
+def history_charts(report: Report) -> list[str]:
+    out: list[str] = []
+    for name in report.history_names:
+        points = report.history_series(name)
+        title = f"{name}, last {len(points)} commits with a run (first-parent)"
+        out += _xychart(title, [c[:7] for c, _ in points], [[v for _, v in points]], x_title="commit", y_title=name)
+        out.append("")
+    return out
+
+
+def step_charts(report: Report) -> list[str]:
+    out: list[str] = []
+    for s in report.steps:
+        base = dict(s.base)
+        head = dict(s.head)
+        if base and head and list(base) == list(head):
+            title = f"{s.name} by step: baseline (grey) vs candidate (blue)"
+            out += _xychart(
+                title,
+                [str(k) for k in head],
+                [list(base.values()), list(head.values())],
+                x_title="step",
+                y_title=s.name,
+            )
+        else:
+            # different steps on each side: Mermaid has no gaps in a line, so one chart per side
+            for side, points in (("baseline", s.base), ("candidate", s.head)):
+                if len(points) < 2:
+                    continue
+                out += _xychart(
+                    f"{s.name} by step: {side}",
+                    [str(k) for k, _ in points],
+                    [[v for _, v in points]],
+                    x_title="step",
+                    y_title=s.name,
+                )
+        out.append("")
+    return out
+
+
+def render(report: Report, *, marker: bool = False) -> str:
+    lines: list[str] = [MARKER] if marker else []
+    lines += [f"## mlci report: {report.verdict.upper()}", "", verdict_line(report), ""]
+    lines.append("- " + _run_text(run_label(report.head), "candidate"))
+    lines.append("- " + _run_text(run_label(report.base), "baseline"))
+    for failure in report.gate.failures:
+        lines.append(f"- **fail**: {md(failure, 300)}")
+    for warning in report.gate.warnings:
+        lines.append(f"- warning: {md(warning, 300)}")
+    lines.append("")
+
+    lines += ["### Metrics", ""]
+    if not report.metric_count:
+        lines += ["No metrics in either run.", ""]
+    else:
+        gate_column = any(m.rule for m in report.metrics)
+        lines += _metric_table(report.metrics, gate_column=gate_column) + [""]
+        if report.folded:
+            changed = sum(1 for m in report.folded if m.changed)
+            what = "changed" if report.base else "shown"
+            summary = f"{len(report.folded)} more metrics ({changed} {what})" if report.base else None
+            summary = summary or f"{len(report.folded)} more metrics"
+            lines += [f"<details><summary>{summary}</summary>", ""]
+            lines += _metric_table(report.folded, gate_column=False)
+            lines += ["", "</details>", ""]
+
+    lines += ["### Params", ""]
+    if report.base is None:
+        lines.append(f"No baseline: the candidate's {report.params_total} params are not compared.")
+    elif not report.params:
+        lines.append(f"No param changed ({report.params_total} compared).")
+    else:
+        lines += ["| param | baseline | candidate |", "|---|---|---|"]
+        for c in report.params:
+            base = "—" if c.base is None else md(c.base)
+            head = "—" if c.head is None else md(c.head)
+            lines.append(f"| {md(c.name, 120)} | {base} | {head} |")
+        unchanged = report.params_total - len(report.params)
+        if unchanged:
+            lines += ["", f"{unchanged} other params unchanged."]
+    lines.append("")
+
+    lines += ["### Data", ""]
+    lines += _data_lines(report) + [""]
+
+    charts = history_charts(report)
+    if charts:
+        lines += ["### History", ""] + charts
+    steps = step_charts(report)
+    if steps:
+        lines += ["### Step curves", ""] + steps
+    lines.append(f"<sub>mlci {markdown_cell(report.version)} · `mlci report`</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def _data_lines(report: Report) -> list[str]:
+    if report.datasets_total == 0:
+        return ["No datasets recorded for these runs."]
+    if report.base is None:
+        return [f"No baseline: the candidate's {report.datasets_total} datasets are not compared."]
+    if not report.datasets:
+        return [f"No dataset changed ({report.datasets_total} compared)."]
+    lines = ["| dataset | baseline | candidate | |", "|---|---|---|---|"]
+    for d in report.datasets:
+        base = "—" if d.base is None else md(d.base[:19])
+        head = "—" if d.head is None else md(d.head[:19])
+        lines.append(f"| {md(d.path, 120)} | {base} | {head} | {d.status} |")
+    return lines
+
+
+def is_finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

@@ -1,0 +1,230 @@
+"""The report for a terminal: plain tables, arrows coloured by direction, plotext charts.
+
+Every name and value passes `display()` before it is measured or drawn (plotext included),
+so the only escape sequences in the output are the colours added here and by plotext, and
+only when colour is on. plotext is imported lazily, only when a chart is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mlci_tui.output import cell_text
+from mlci_tui.report.build import MetricRow, Report, run_label
+from mlci_tui.sanitize import display
+
+MAX_CELL = 48
+RED, GREEN, YELLOW, GREY, BLUE, BOLD = "31", "32", "33", "90", "34", "1"
+BASE_MARK, HEAD_MARK = "·", "braille"
+BASE_PIXEL, HEAD_PIXEL = 8, 12  # plotext colours: grey baseline, blue candidate
+
+
+class Painter:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def __call__(self, text: str, code: str | None) -> str:
+        if not self.colour or not code or not text:
+            return text
+        return f"\x1b[{code}m{text}\x1b[0m"
+
+
+def _cell(value: object, width: int = MAX_CELL) -> str:
+    text = display(cell_text(value))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[tuple[str, str | None]]], paint: Painter, numeric: Sequence[int] = ()
+) -> list[str]:
+    """Rows of (already sanitised text, colour code); widths from the visible text."""
+    widths = [len(h) for h in header]
+    for row in rows:
+        for i, (text, _code) in enumerate(row):
+            widths[i] = max(widths[i], len(text))
+    out = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(header)).rstrip()]
+    out.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        cells = []
+        for i, (text, code) in enumerate(row):
+            pad = " " * (widths[i] - len(text))
+            cells.append(pad + paint(text, code) if i in numeric else paint(text, code) + pad)
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def _trend_code(m: MetricRow) -> str | None:
+    better = m.better
+    if better is None:
+        return None
+    return GREEN if better else RED
+
+
+def _gate_code(m: MetricRow) -> str | None:
+    if m.rule is None:
+        return None
+    return {"fail": RED, "warn": YELLOW, "pass": GREEN}.get(m.rule.verdict)
+
+
+def _metric_rows(rows: Sequence[MetricRow], gate_column: bool) -> list[list[tuple[str, str | None]]]:
+    out = []
+    for m in rows:
+        row: list[tuple[str, str | None]] = [
+            (_cell(m.name), None),
+            ("—" if m.base is None else _cell(m.base), None),
+            ("—" if m.head is None else _cell(m.head), None),
+            (m.change, None),
+            (m.trend, _trend_code(m)),
+        ]
+        if gate_column:
+            row.append((_cell(m.gate_text, 60), _gate_code(m)))
+        out.append(row)
+    return out
+
+
+def _run_line(run: dict[str, object], verb: str) -> str:
+    if not run:
+        return f"{verb}: none"
+    text = f"{verb}: run {str(run['run_id'])[:8]}"
+    if run.get("commit"):
+        text += f", commit {str(run['commit'])[:8]}"
+    if run.get("resolved_by") not in (None, "id", "commit"):
+        text += f", found by {run['resolved_by']}"
+    if run.get("message"):
+        text += f": {_cell(run['message'], 72)}"
+    return display(text)
+
+
+def render(report: Report, *, colour: bool = False, width: int = 100) -> str:
+    paint = Painter(colour)
+    verdict_code = {"fail": RED, "pass": GREEN}.get(report.verdict, YELLOW)
+    lines = [
+        paint(f"mlci report: {report.verdict.upper()}", f"{BOLD};{verdict_code}") + f" - {report.summary()}",
+        _run_line(run_label(report.head), "candidate"),
+        _run_line(run_label(report.base), "baseline "),
+    ]
+    for failure in report.gate.failures:
+        lines.append(paint("fail: ", RED) + display(failure))
+    for warning in report.gate.warnings:
+        lines.append(paint("warning: ", YELLOW) + display(warning))
+
+    lines += ["", paint("Metrics", BOLD)]
+    if not report.metric_count:
+        lines.append("no metrics in either run")
+    else:
+        gate_column = any(m.rule for m in report.metrics)
+        header = ["metric", "baseline", "candidate", "change", "trend"] + (["gate"] if gate_column else [])
+        lines += table(header, _metric_rows(report.metrics, gate_column), paint, numeric=(1, 2, 3))
+    if report.folded:
+        changed = [m for m in report.folded if m.changed]
+        if report.base is None:
+            lines += ["", f"{len(report.folded)} more metrics (no baseline; --format md, html or json lists them)"]
+        else:
+            unchanged = len(report.folded) - len(changed)
+            lines += [
+                "",
+                f"{len(report.folded)} more metrics: {len(changed)} changed (below), {unchanged} unchanged "
+                "(--format md, html or json lists them)",
+            ]
+            if changed:
+                header = ["metric", "baseline", "candidate", "change", "trend"]
+                lines += table(header, _metric_rows(changed, False), paint, numeric=(1, 2, 3))
+
+    lines += ["", paint("Params", BOLD)]
+    if report.base is None:
+        lines.append(f"no baseline: the candidate's {report.params_total} params are not compared")
+    elif not report.params:
+        lines.append(f"no param changed ({report.params_total} compared)")
+    else:
+        rows = [
+            [
+                (_cell(c.name), None),
+                ("—" if c.base is None else _cell(c.base), None),
+                ("—" if c.head is None else _cell(c.head), None),
+            ]
+            for c in report.params
+        ]
+        lines += table(["param", "baseline", "candidate"], rows, paint)
+
+    lines += ["", paint("Data", BOLD)]
+    if report.datasets_total == 0:
+        lines.append("no datasets recorded for these runs")
+    elif report.base is None:
+        lines.append(f"no baseline: the candidate's {report.datasets_total} datasets are not compared")
+    elif not report.datasets:
+        lines.append(f"no dataset changed ({report.datasets_total} compared)")
+    else:
+        rows = [
+            [
+                (_cell(d.path), None),
+                ("—" if d.base is None else _cell(d.base[:19]), None),
+                ("—" if d.head is None else _cell(d.head[:19]), None),
+                (d.status, None),
+            ]
+            for d in report.datasets
+        ]
+        lines += table(["dataset", "baseline", "candidate", "status"], rows, paint)
+
+    charts = _charts(report, colour=colour, width=min(width, 100))
+    if charts:
+        lines += [""] + charts
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _charts(report: Report, *, colour: bool, width: int) -> list[str]:
+    if not report.history_names and not report.steps:
+        return []
+    import plotext as plt
+
+    plt.terminal.limit(False, False)
+    fig = plt.figure
+    paint = Painter(colour)
+    out: list[str] = []
+
+    def start(title: str, height: int) -> None:
+        fig.clear()
+        if colour:
+            plt.add_theme("mlci-report", sequence=[HEAD_PIXEL, BASE_PIXEL])
+            fig.theme("mlci-report")
+        else:
+            fig.theme("colorless")
+        fig.plot_size(width, height)
+        fig.title(_cell(title, width - 4))
+
+    def finish() -> list[str]:
+        text = fig.build().string()
+        if not colour:
+            text = plt.uncolorize(text)
+        return [line.rstrip() for line in text.splitlines()]
+
+    if report.history_names:
+        out.append(paint("History", BOLD) + " (commits on this branch, first-parent, oldest first)")
+    for name in report.history_names:
+        points = report.history_series(name)
+        start(f"{name} over the last {len(points)} commits with a run", 12)
+        signal = fig.signal(
+            list(range(len(points))), [v for _, v in points], marker=plt.marker("braille", pixel=HEAD_PIXEL)
+        )
+        signal.lines()
+        fig.draw(signal)
+        step = max(1, len(points) // max(1, width // 10))
+        positions = [float(i) for i in range(0, len(points), step)]
+        fig.ruler("x").ticks(positions, [points[int(p)][0][:7] for p in positions])
+        out += finish() + [""]
+
+    if report.steps:
+        legend = paint(BASE_MARK + " baseline", GREY) + "   " + paint("⢕ candidate", BLUE)
+        out.append(paint("Step curves", BOLD) + " (" + legend + ")")
+    for s in report.steps:
+        start(f"{s.name} by step", 14)
+        for points, mark, pixel in ((s.base, BASE_MARK, BASE_PIXEL), (s.head, HEAD_MARK, HEAD_PIXEL)):
+            if not points:
+                continue
+            signal = fig.signal(
+                [float(k) for k, _ in points], [v for _, v in points], marker=plt.marker(mark, pixel=pixel)
+            )
+            signal.lines()
+            fig.draw(signal)
+        fig.label("step", "x")
+        out += finish() + [""]
+    return out

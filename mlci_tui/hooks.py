@@ -178,7 +178,7 @@ def pre_push(argv: list[str]) -> int:
         ]
     )
     candidates = out.decode().split()
-    heads = [p[1] for p in pushes if p[1] != ZERO and not p[0].startswith("refs/tags/")]
+    heads = [p[1] for p in pushes if p[1] not in (ZERO, p[3]) and not p[0].startswith("refs/tags/")]
     gate_heads = [sha for sha in heads if _config_mentions(sha, b"on_push")]
     if candidates and not _all_captured(candidates):
         from mlci_tui.capture_ops import backfill

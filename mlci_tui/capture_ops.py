@@ -98,7 +98,16 @@ def backfill(
     The pre-commit framework passes only the first pushed ref, so besides the pushed shas we
     walk every local branch down to what the remote is known to have.
     """
-    args = ["rev-list", f"--max-count={limit}", *local_shas, "--branches", "--not", *remote_shas, f"--remotes={remote}"]
+    args = [
+        "rev-list",
+        "--ignore-missing",
+        f"--max-count={limit}",
+        *local_shas,
+        "--branches",
+        "--not",
+        *remote_shas,
+        f"--remotes={remote}",
+    ]
     proc = repo.run(*args, check=False)
     shas = list(reversed(proc.stdout.decode().split()))
     if not shas:

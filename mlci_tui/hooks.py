@@ -164,11 +164,11 @@ def pre_push(argv: list[str]) -> int:
     if remote not in out.decode("utf-8", "replace").split():
         return 0  # a push to a bare URL: no remote name to keep the ledger's state under
     local_shas = [p[1] for p in pushes if p[1] != ZERO]
-    known = _existing_objects([p[3] for p in pushes if p[3] != ZERO])
-    remote_shas = [p[3] for p in pushes if p[3] in known]
+    remote_shas = [p[3] for p in pushes if p[3] != ZERO]
     _code, out = _git_output(
         [
             "rev-list",
+            "--ignore-missing",  # the remote's old tip may be a commit this clone never had
             f"--max-count={BACKFILL_LIMIT}",
             *local_shas,
             "--branches",
@@ -186,12 +186,12 @@ def pre_push(argv: list[str]) -> int:
         backfill(_repo(), local_shas, remote, remote_shas, limit=BACKFILL_LIMIT)
     if gate_heads and _gate_on_push(_repo(), gate_heads):
         return 1
-    from mlci_tui.ledger.store import LEDGER_REF, remote_ref
+    from mlci_tui.ledger.refs import LEDGER_REF, remote_ref
 
-    _code, out = _git_output(["rev-parse", "-q", "--verify", LEDGER_REF])
-    tip = out.strip()
-    _code, out = _git_output(["rev-parse", "-q", "--verify", remote_ref(remote)])
-    if not tip or tip == out.strip():
+    _code, out = _git_output(["for-each-ref", "--format=%(refname) %(objectname)", LEDGER_REF, remote_ref(remote)])
+    tips = dict(line.split() for line in out.decode().splitlines() if line.strip())
+    tip = tips.get(LEDGER_REF)
+    if not tip or tip == tips.get(remote_ref(remote)):
         return 0
     repo = _repo()
     from mlci_tui.ledger import sync
@@ -206,21 +206,10 @@ def pre_push(argv: list[str]) -> int:
     return 0
 
 
-def _existing_objects(shas: list[str]) -> set[str]:
-    if not shas:
-        return set()
-    found = set()
-    for sha in shas:
-        code, _out = _git_output(["cat-file", "-e", f"{sha}^{{commit}}"])
-        if code == 0:
-            found.add(sha)
-    return found
-
-
 def _all_captured(shas: list[str]) -> bool:
     """Every commit already has its run as an event file (the usual case: post-commit ran)."""
     from mlci_tui.ledger.records import derived_id, record_path
-    from mlci_tui.ledger.store import LEDGER_REF
+    from mlci_tui.ledger.refs import LEDGER_REF
 
     paths = [record_path(derived_id("commit", sha)) for sha in shas]
     code, out = _git_output(["ls-tree", "--name-only", "-z", LEDGER_REF, "--", *paths])

@@ -21,9 +21,8 @@ from typing import Any
 from mlci_tui.errors import GitError, MlciError
 from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger import records
+from mlci_tui.ledger.refs import LEDGER_REF, REMOTE_REF_PREFIX, remote_ref  # noqa: F401 - re-exported
 
-LEDGER_REF = "refs/mlci/ledger"
-REMOTE_REF_PREFIX = "refs/mlci-remote"
 EVENTS_DIR = "events/"
 SEGMENTS_DIR = "segments/"
 COMMITTER = "mlci <mlci@localhost>"
@@ -35,10 +34,6 @@ STALE_LOCK_SECONDS = 3.0
 
 class LedgerConflict(MlciError):
     """Another writer kept winning the compare-and-swap; nothing was lost, nothing written."""
-
-
-def remote_ref(remote: str) -> str:
-    return f"{REMOTE_REF_PREFIX}/{remote}/ledger"
 
 
 class LedgerStore:

@@ -1,0 +1,255 @@
+"""Figure 2: capturing a commit's params and metrics, and appends per second, against MLflow.
+
+Capture latency (each iteration rewrites params.yaml and metrics.json and stages them, untimed):
+  - `git commit`, no hooks (baseline);
+  - `git commit` through mlci's plain hooks (pre-commit validates both files, post-commit
+    captures HEAD into the ledger);
+  - the installed `.git/hooks/post-commit` alone, run after a commit made with MLCI_NO_HOOKS=1;
+  - `mlci hook post-commit` (console script) alone, likewise;
+  - in-process `capture_revs(repo, ["HEAD"])`, likewise (no interpreter start).
+Appends (in-process `LedgerStore.append`, run records of 10 params + 10 metrics):
+  - single appends, on an empty ledger and on one that already holds 10,000 runs;
+  - batches of 100 and of 1,000 records.
+MLflow (in the peers' interpreter, sqlite store): `start_run` + `log_params` + `log_metrics`
+(10 + 10), and the same with 20 single `log_param`/`log_metric` calls.
+
+Usage: python benchmarks/bench_capture.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+MLFLOW_TARGET_S = 0.040  # PEERS.md: MLflow start_run + 10 params + 10 metrics, ~40 ms
+ML_BATCHED = "MLflow start_run + log_params + log_metrics (10 + 10)"
+ML_SINGLE = "MLflow start_run + 20 single log_param/log_metric calls"
+
+
+def write_files(path: Path, i: int, rng: random.Random) -> None:
+    import yaml
+
+    (path / "params.yaml").write_text(yaml.safe_dump(common.params_doc(i, rng), sort_keys=False))
+    (path / "metrics.json").write_text(json.dumps(common.metrics_doc(rng), indent=2) + "\n")
+
+
+def ml_repo(name: str, *, hooks: bool) -> Path:
+    path = common.git_init(common.fresh_dir(f"capture/{name}"))
+    write_files(path, 0, random.Random(0))
+    common.run(["git", "add", "params.yaml", "metrics.json"], path)
+    common.run(["git", "commit", "-q", "--no-verify", "-m", "init"], path, env=common.env(MLCI_NO_HOOKS="1"))
+    if hooks:
+        common.run([common.MLCI, "install"], path)
+    return path
+
+
+class Committer:
+    """Each call: new params/metrics staged (untimed); then the timed part."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.path = path
+        self.mode = mode
+        self.i = 0
+        self.rng = random.Random(hash(mode) & 0xFFFF)
+
+    def _stage(self) -> None:
+        self.i += 1
+        write_files(self.path, self.i, self.rng)
+        common.run(["git", "add", "params.yaml", "metrics.json"], self.path)
+
+    def __call__(self) -> float:
+        self._stage()
+        msg = f"try {self.i}"
+        if self.mode == "commit":
+            return common.time_cmd(["git", "commit", "-q", "-m", msg], self.path)
+        common.run(["git", "commit", "-q", "-m", msg], self.path, env=common.env(MLCI_NO_HOOKS="1"))
+        if self.mode == "installed-post-commit":
+            return common.time_cmd([str(self.path / ".git" / "hooks" / "post-commit")], self.path)
+        if self.mode == "console-post-commit":
+            return common.time_cmd([common.MLCI, "hook", "post-commit"], self.path)
+        return self._in_process()
+
+    def _in_process(self) -> float:
+        from mlci_tui.capture_ops import capture_revs
+        from mlci_tui.gitio import Repo
+
+        repo = Repo.find(self.path)
+        return common.time_call(lambda: capture_revs(repo, ["HEAD"], branch_of_head=True, quiet=True))
+
+
+class StagedPreCommit:
+    """The installed pre-commit alone with params.yaml and metrics.json staged (it parses both)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.i = 0
+        self.rng = random.Random(7)
+
+    def __call__(self) -> float:
+        self.i += 1
+        write_files(self.path, self.i, self.rng)
+        common.run(["git", "add", "params.yaml", "metrics.json"], self.path)
+        return common.time_cmd([str(self.path / ".git" / "hooks" / "pre-commit")], self.path)
+
+
+def count_runs(path: Path) -> int:
+    from mlci_tui.gitio import Repo
+    from mlci_tui.ledger.store import LedgerStore
+
+    return sum(1 for e in LedgerStore(Repo.find(path)).entries() if e.path.startswith("events/"))
+
+
+def capture_latency(
+    repeats: int, deadline: common.Deadline, mlflow: common.MLflowWorker
+) -> tuple[dict[str, Any], dict[str, int]]:
+    repos = {
+        "bare": ml_repo("bare", hooks=False),
+        "hooks": ml_repo("hooks", hooks=True),
+        "installed": ml_repo("installed", hooks=True),
+        "console": ml_repo("console", hooks=True),
+        "inproc": ml_repo("inproc", hooks=True),
+        "precommit": ml_repo("precommit", hooks=True),
+    }
+    variants = {
+        "git commit, no hooks": Committer(repos["bare"], "commit"),
+        "git commit through mlci hooks (validate + capture)": Committer(repos["hooks"], "commit"),
+        ".git/hooks/post-commit alone (installed, python -S)": Committer(repos["installed"], "installed-post-commit"),
+        "mlci hook post-commit alone (console script)": Committer(repos["console"], "console-post-commit"),
+        "capture_revs(HEAD) in-process": Committer(repos["inproc"], "in-process"),
+        ".git/hooks/pre-commit alone, 2 files staged": StagedPreCommit(repos["precommit"]),
+    }
+    if mlflow.error is None:
+        variants[ML_BATCHED] = mlflow.log_timer(batched=True)
+    samples = common.interleave(variants, repeats, deadline, warmup=1)
+    stats = common.summarise(samples, baseline="git commit, no hooks")
+    captured = {name: count_runs(path) for name, path in repos.items()}
+    return stats, captured
+
+
+def appends(quick: bool, deadline: common.Deadline, mlflow: common.MLflowWorker) -> dict[str, Any]:
+    from mlci_tui.gitio import Repo
+    from mlci_tui.ledger.store import LedgerStore
+
+    rng = random.Random(11)
+    empty = common.git_init(common.fresh_dir("capture/append-empty"))
+    common.run(["git", "commit", "-q", "--allow-empty", "-m", "init"], empty)
+    base10k = common.SCRATCH / "ledger-10000"
+    common.build_ledger(base10k, 10_000)
+    big = common.SCRATCH / "capture" / "append-10k"
+    if big.exists():
+        shutil.rmtree(big)
+    shutil.copytree(base10k, big, symlinks=True)
+    stores = {"empty": LedgerStore(Repo.find(empty)), "10k": LedgerStore(Repo.find(big))}
+
+    def single(store: LedgerStore) -> Any:
+        def timed() -> float:
+            rec = common.run_record(0, rng)
+            return common.time_call(lambda: store.append([rec]))
+
+        return timed
+
+    def batch(store: LedgerStore, n: int) -> Any:
+        def timed() -> float:
+            recs = [common.run_record(k, rng) for k in range(n)]
+            return common.time_call(lambda: store.append(recs))
+
+        return timed
+
+    single_repeats = 20 if quick else 100
+    variants = {
+        "append 1 run, empty ledger": single(stores["empty"]),
+        "append 1 run, ledger of 10k runs": single(stores["10k"]),
+    }
+    if mlflow.error is None:
+        variants[ML_BATCHED] = mlflow.log_timer(batched=True)
+        variants[ML_SINGLE] = mlflow.log_timer(batched=False)
+    samples = common.interleave(
+        variants,
+        single_repeats,
+        deadline,
+        warmup=2,
+    )
+    batch_samples = common.interleave(
+        {
+            "append batch of 100 runs (10k ledger)": batch(stores["10k"], 100),
+            "append batch of 1000 runs (10k ledger)": batch(stores["10k"], 1000),
+        },
+        3 if quick else 8,
+        deadline,
+        warmup=1,
+    )
+    samples.update(batch_samples)
+    stats = common.summarise(samples, baseline=ML_BATCHED if mlflow.error is None else None)
+    for name, s in stats.items():
+        size = 1000 if "1000" in name else 100 if "100 runs" in name else 1
+        s["records_per_batch"] = size if "MLflow" not in name else 1
+        s["records_per_second"] = size / s["median"]
+    from mlci_tui.ledger import records
+
+    stats["bytes_per_record"] = len(records.dumps(common.run_record(0, rng)))  # what one append writes
+    return stats
+
+
+def main() -> int:
+    args = common.base_args(__doc__ or "").parse_args()
+    deadline = common.Deadline(args.budget or (240 if args.quick else 900))
+    t0 = time.perf_counter()
+    mlflow = common.MLflowWorker(common.fresh_dir("capture/mlflow") / "mlflow.db")
+    try:
+        latency, captured = capture_latency(8 if args.quick else 25, deadline, mlflow)
+        common.print_table(
+            "capture of a commit holding params.yaml + metrics.json (ratio to a bare git commit)", latency
+        )
+        print(f"  runs in each repo's ledger afterwards: {captured}")
+        append_stats = appends(args.quick, deadline, mlflow)
+    finally:
+        mlflow.close()
+    rows = {k: v for k, v in append_stats.items() if isinstance(v, dict)}
+    title = "ledger appends in-process (LedgerStore.append)"
+    if mlflow.error is None:
+        title += f", interleaved with MLflow {mlflow.version} on a sqlite store (ratio to MLflow batched)"
+    else:
+        print(f"\nMLflow: {mlflow.error}")
+    common.print_table(title, rows)
+    for name, st in rows.items():
+        print(f"  {name}: {st['records_per_second']:.0f} records/s")
+    comparison = {}
+    if mlflow.error is None:
+        ml = latency[ML_BATCHED]["median"]  # measured in the same interleaved rounds
+        comparison["in-process capture_revs(HEAD) / MLflow batched"] = (
+            latency["capture_revs(HEAD) in-process"]["median"] / ml
+        )
+        comparison["installed post-commit hook process / MLflow batched"] = (
+            latency[".git/hooks/post-commit alone (installed, python -S)"]["median"] / ml
+        )
+        for name, value in comparison.items():
+            print(f"  {name}: x{value:.2f}")
+    common.write_results(
+        "capture",
+        {
+            "machine": common.machine(),
+            "quick": args.quick,
+            "command": "python benchmarks/bench_capture.py" + (" --quick" if args.quick else ""),
+            "capture": latency,
+            "runs_captured": captured,
+            "appends": append_stats,
+            "mlflow": {"version": mlflow.version, "error": mlflow.error},
+            "ratios_to_mlflow": comparison,
+            "mlflow_target_s": MLFLOW_TARGET_S,
+            "elapsed_seconds": time.perf_counter() - t0,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

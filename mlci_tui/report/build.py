@@ -41,9 +41,10 @@ class MetricRow:
 
     @property
     def delta(self) -> float | None:
-        if self.status in ("up", "down", "same") and self.base is not None and self.head is not None:
-            return round(self.head - self.base, 12)
-        return None
+        b, h = self.base, self.head
+        if b is None or h is None or not (math.isfinite(b) and math.isfinite(h)):
+            return None
+        return round(h - b, 12)
 
     @property
     def pct(self) -> float | None:

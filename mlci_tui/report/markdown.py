@@ -8,7 +8,6 @@ code host's own viewer: nothing is uploaded anywhere.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 
@@ -20,7 +19,7 @@ MARKER = "<!-- mlci-report -->"
 MAX_VALUE = 80  # longer param values and messages are cut in the tables
 BASE_COLOUR, HEAD_COLOUR = "#9e9e9e", "#1f6feb"
 
-_MERMAID_UNSAFE = re.compile(r"[\"`<>&#;%{}\[\]\\:|]")
+_MERMAID_UNSAFE = re.compile(r"[\"`<>&#;%{}\[\]\\|]")
 
 
 def _cut(text: str, width: int = MAX_VALUE) -> str:
@@ -50,19 +49,17 @@ def _run_text(run: dict[str, object], verb: str) -> str:
 
 
 def verdict_line(report: Report) -> str:
-    return f"**{report.verdict.upper()}**: {markdown_cell(report.summary())}"
+    return f"**{report.verdict.upper()}**: {report.summary()}"  # words and numbers mlci wrote
 
 
 def _metric_table(rows: Iterable[MetricRow], *, gate_column: bool) -> list[str]:
     head = ["metric", "baseline", "candidate", "change", "trend"] + (["gate"] if gate_column else [])
     lines = ["| " + " | ".join(head) + " |", "|---|--:|--:|--:|---|" + ("---|" if gate_column else "")]
     for m in rows:
-        gate = m.gate_text
-        if m.rule is not None and m.rule.verdict == "fail":
-            gate = f"**{md(gate, 200)}**"
-        else:
-            gate = md(gate, 200)
-        cells = [md(m.name, 120), _num(m.base), _num(m.head), markdown_cell(m.change), m.trend]
+        gate = m.gate_text  # verdicts, reasons and limits mlci wrote from numbers: no escaping needed
+        if gate and m.rule is not None and m.rule.verdict == "fail":
+            gate = f"**{gate}**"
+        cells = [md(m.name, 120), _num(m.base), _num(m.head), m.change, m.trend]
         lines.append("| " + " | ".join(cells + ([gate] if gate_column else [])) + " |")
     return lines
 
@@ -74,8 +71,11 @@ def mermaid_text(value: object, width: int = 60) -> str:
 
 def mermaid_number(value: float) -> str:
     """Plain decimal (Mermaid reads no exponents), 6 significant digits, no binary noise."""
-    rounded = float(f"{value:.6g}")
-    text = f"{rounded:.15f}".rstrip("0").rstrip(".")
+    from decimal import Decimal
+
+    text = format(Decimal(repr(float(f"{value:.6g}"))), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
@@ -175,7 +175,7 @@ def render(report: Report, *, marker: bool = False) -> str:
             lines.append(f"| {md(c.name, 120)} | {base} | {head} |")
         unchanged = report.params_total - len(report.params)
         if unchanged:
-            lines += ["", f"{unchanged} other params unchanged."]
+            lines += ["", f"{unchanged} other param{'s' if unchanged != 1 else ''} unchanged."]
     lines.append("")
 
     lines += ["### Data", ""]
@@ -204,7 +204,3 @@ def _data_lines(report: Report) -> list[str]:
         head = "—" if d.head is None else md(d.head[:19])
         lines.append(f"| {md(d.path, 120)} | {base} | {head} | {d.status} |")
     return lines
-
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)

@@ -478,6 +478,16 @@ def load_step_series(repo: Repo, run_ids: Sequence[str], metric: str) -> list[Se
     return [out[r] for r in run_ids if r in out]
 
 
+def series_coverage(repo: Repo, run_ids: Sequence[str]) -> dict[str, int]:
+    """For each step series name: how many of the runs have it."""
+    with open_cache(repo) as con:
+        rows = con.execute(
+            "SELECT name, count(DISTINCT run_id) FROM steps WHERE list_contains(?, run_id) GROUP BY name",
+            [list(run_ids)],
+        ).fetchall()
+    return {str(n): int(c) for n, c in rows}
+
+
 def load_commit_series(repo: Repo, metric: str, limit: int = 200) -> Series | None:
     """The metric along the first-parent history of HEAD (oldest first)."""
     proc = repo.run("rev-list", "--first-parent", f"--max-count={limit}", "HEAD", "--", check=False)

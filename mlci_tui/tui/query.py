@@ -219,13 +219,13 @@ class _Parser:
             if pattern.kind != "string":
                 raise self.error("expected a quoted regular expression", pattern)
             self.check_regex(pattern)
-            negate = "NOT " if op.text == "!~" else ""
+            neg = "NOT " if op.text == "!~" else ""
             if left.kind == "tags":
-                return f"({negate}len(list_filter({left.sql}, t -> regexp_matches(t, ?))) > 0)", [
+                return f"({neg}len(list_filter({left.sql}, t -> regexp_matches(t, ?))) > 0)", [
                     *left.binds,
                     pattern.value,
                 ]
-            return f"({negate}coalesce(regexp_matches(CAST({left.sql} AS VARCHAR), ?), false))", [
+            return f"({neg}coalesce(regexp_matches(CAST({left.sql} AS VARCHAR), ?), false))", [
                 *left.binds,
                 pattern.value,
             ]

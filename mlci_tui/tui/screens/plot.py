@@ -36,6 +36,7 @@ class PlotScreen(Screen[None]):
         self.filter_text = filter_text
         self.mode = "steps" if self.info.steps else "commits"
         self.metric: str | None = None
+        self.metric_chosen = False  # by the user; until then the steps plot picks the best-covered series
         self.param: str | None = None
         self.generation = 0
         self.chart: Chart | None = None
@@ -71,11 +72,12 @@ class PlotScreen(Screen[None]):
         if self.metric in choices:
             return self.metric
         configured = [m for m in choices if self.mlci.config.direction(m)]
-        return (configured or choices or [None])[0]
+        ranked = configured or choices
+        return ranked[0] if ranked else None
 
     def _set_mode(self, mode: str) -> None:
         self.mode = mode
-        self.metric = self._preferred_metric()
+        self.metric = None if mode == "steps" and not self.metric_chosen else self._preferred_metric()
         select = self.query_one("#plot-metric", Select)
         with self.prevent(Select.Changed):
             select.set_options([(Text(display(m)), m) for m in self.metric_choices()])
@@ -103,6 +105,13 @@ class PlotScreen(Screen[None]):
     def _load(self, generation: int, mode: str, metric: str | None, param: str | None) -> None:
         repo = self.mlci.repo
         try:
+            if metric is None and mode == "steps" and self.metric_choices():
+                coverage = data.series_coverage(repo, self.run_ids)
+                choices = self.metric_choices()
+                metric = max(
+                    choices,
+                    key=lambda m: (coverage.get(m, 0), self.mlci.config.direction(m) is not None, -choices.index(m)),
+                )
             if metric is None:
                 chart = Chart("line", "", "", "", empty="no metrics to plot: the ledger has none of this kind yet")
             elif mode == "steps":
@@ -142,14 +151,18 @@ class PlotScreen(Screen[None]):
         except Exception as exc:
             self.post_message(Failed("plot", generation, display(f"{type(exc).__name__}: {exc}")))
             return
-        self.post_message(Loaded("plot", generation, chart))
+        self.post_message(Loaded("plot", generation, (metric, chart)))
 
     def on_loaded(self, message: Loaded) -> None:
         if message.what != "plot" or message.generation != self.generation:
             return
         message.stop()
-        self.chart = message.result
-        self.query_one(PlotView).show(message.result)
+        metric, self.chart = message.result
+        if metric is not None and metric != self.metric:
+            self.metric = metric
+            with self.prevent(Select.Changed):
+                self.query_one("#plot-metric", Select).value = metric
+        self.query_one(PlotView).show(self.chart)
 
     def on_failed(self, message: Failed) -> None:
         if message.what == "plot":
@@ -164,6 +177,7 @@ class PlotScreen(Screen[None]):
         value = event.value if isinstance(event.value, str) else None
         if event.select.id == "plot-metric" and value is not None and value != self.metric:
             self.metric = value
+            self.metric_chosen = True
             self.reload()
         elif event.select.id == "plot-param" and value is not None and value != self.param:
             self.param = value
@@ -184,6 +198,7 @@ class PlotScreen(Screen[None]):
 
     def action_next_metric(self) -> None:
         self.metric = self._cycle(self.metric_choices(), self.metric)
+        self.metric_chosen = True
         if self.metric is not None:
             with self.prevent(Select.Changed):
                 self.query_one("#plot-metric", Select).value = self.metric

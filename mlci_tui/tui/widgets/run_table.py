@@ -117,6 +117,7 @@ class RunTable(ScrollView, can_focus=True):
         self._pages: LRUCache[int, list[tuple[Any, ...]]] = LRUCache(64)
         self._lines: LRUCache[tuple[Any, ...], Strip] = LRUCache(512)
         self._generation = 0
+        self._viewport = Size(0, 0)
 
     # ------------------------------------------------------------------ data
     @property
@@ -244,7 +245,7 @@ class RunTable(ScrollView, can_focus=True):
         return self.get_component_rich_style(f"runtable--{name}", partial=True)
 
     def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
+        width = self.viewport.width
         scroll_x, scroll_y = self.scroll_offset
         base = self.rich_style
         if y == 0:
@@ -312,8 +313,17 @@ class RunTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ cursor
     @property
+    def viewport(self) -> Size:
+        """The visible content size, without scrollbars (the last known one while the screen
+        is being laid out and the widget's region reads as empty)."""
+        region = self.scrollable_content_region
+        if region.area:
+            self._viewport = region.size
+        return self._viewport
+
+    @property
     def _page_height(self) -> int:
-        return max(1, self.scrollable_content_region.height - 1)
+        return max(1, self.viewport.height - 1)
 
     def move_cursor(self, row: int | None = None, col: int | None = None) -> None:
         if row is not None:
@@ -335,7 +345,7 @@ class RunTable(ScrollView, can_focus=True):
             y = self.cursor_row - height + 1
         x = int(self.scroll_x)
         fixed = self.fixed_width
-        width = self.scrollable_content_region.width - fixed
+        width = self.viewport.width - fixed
         if FIXED_COLUMNS <= self.cursor_col < len(self.offsets):
             left = self.offsets[self.cursor_col] - fixed
             right = left + self.widths[self.cursor_col] + 2

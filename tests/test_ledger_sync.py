@@ -279,6 +279,13 @@ def test_compaction_and_redaction_survive_a_union_with_an_uncompacted_clone(clon
     assert not [p for p in paths if p.startswith("events/")]
     assert len([p for p in paths if p.endswith(".parquet")]) == 1
     assert secret not in {r["id"] for r in store.read_records()}
+    # nor what referred to it: its note and tags are gone from the segment, the tombstone stays
+    left = [r for r in store.read_records() if r.get("target") == secret]
+    assert [r["type"] for r in left] == ["redact"]
+    # and the cache's tables (readable with `mlci sql`) hold none of it either
+    for table in ("run_rows", "param_rows", "note_rows", "tag_rows", "promotion_rows"):
+        assert query(a, f"SELECT count(*) FROM {table} WHERE run_id = '{secret}'") == [(0,)], table
+    assert query(a, f"SELECT count(*) FROM event_rows WHERE target = '{secret}' AND type <> 'redact'") == [(0,)]
     after = mlci_json(a, "runs")
     assert sorted(after, key=lambda r: r["run_id"]) == sorted(
         (r for r in before if r["run_id"] != secret), key=lambda r: r["run_id"]

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger.events import KNOWN_TYPES
@@ -223,6 +223,27 @@ INGEST_SQL = [
         WHERE run_id IN (SELECT run_id FROM new_runs)) WHERE k NOT IN (SELECT name FROM names WHERE kind = 'metric')""",
     """INSERT INTO names SELECT DISTINCT 'param', k FROM (SELECT unnest(map_keys(params)) AS k FROM run_maps
         WHERE run_id IN (SELECT run_id FROM new_runs)) WHERE k NOT IN (SELECT name FROM names WHERE kind = 'param')""",
+    # a redacted record (and what refers to it) leaves the cache's tables too, not only the
+    # views: `mlci sql` can read the tables. Run on every refresh, so a record a union merge
+    # brings back is dropped again. Tombstones stay: they are what keeps it hidden.
+    *[
+        f"DELETE FROM {table} WHERE {column} IN (SELECT target FROM redaction_rows)"
+        for table, column in (
+            ("run_rows", "run_id"),
+            ("param_rows", "run_id"),
+            ("metric_rows", "run_id"),
+            ("step_rows", "run_id"),
+            ("run_maps", "run_id"),
+            ("tag_rows", "run_id"),
+            ("tag_rows", "id"),
+            ("note_rows", "run_id"),
+            ("note_rows", "id"),
+            ("promotion_rows", "run_id"),
+            ("promotion_rows", "id"),
+        )
+    ],
+    """DELETE FROM event_rows WHERE type IS DISTINCT FROM 'redact'
+        AND (id IN (SELECT target FROM redaction_rows) OR target IN (SELECT target FROM redaction_rows))""",
 ]
 
 

@@ -23,7 +23,15 @@ def compact(store: LedgerStore) -> int:
             return 0
         recs = store.read_records(tip)
         redacted = {r.get("target") for r in recs if r.get("type") == "redact"}
-        keep = sorted((r for r in recs if r.get("id") not in redacted), key=lambda r: str(r.get("id")))
+        # drop the redacted records and what refers to them (tags, notes); keep the tombstones
+        keep = sorted(
+            (
+                r
+                for r in recs
+                if r.get("id") not in redacted and (r.get("type") == "redact" or r.get("target") not in redacted)
+            ),
+            key=lambda r: str(r.get("id")),
+        )
         table = pa.table(
             {
                 "id": pa.array([str(r["id"]) for r in keep], pa.string()),

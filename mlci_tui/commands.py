@@ -108,6 +108,12 @@ def _sort_clause(sort: str | None, params: list[str], metrics: list[str]) -> tup
             f"ORDER BY coalesce(TRY_CAST(params[?] AS DOUBLE), NULL) {direction} NULLS LAST, params[?] {direction}, run_id",
             [key, key],
         )
+    qualified = [k for k in metrics + params if k.endswith(f":{key}")]
+    if qualified:
+        raise InputError(
+            f"--sort {display(key)!r} is ambiguous: it comes from several files; name one of "
+            + ", ".join(display(k) for k in qualified[:5])
+        )
     raise InputError(f"--sort {display(key)!r}: no such column, metric or param")
 
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import commit, git, metrics_json, run_mlci
+
 from mlci_tui.cli import build_parser
 
 
@@ -145,3 +145,14 @@ def test_a_shallow_boundary_commit_gets_no_whole_tree_patch_id(repo: Path, upstr
     cut = json.loads(run_mlci(shallow, "show", "HEAD", "--json").stdout)
     assert deep["patch_id"] and cut["patch_id"] is None
     assert deep["run_id"] == cut["run_id"]
+
+
+def test_sorting_by_a_name_from_two_files_asks_for_file_colon_name(repo: Path) -> None:
+    (repo / "mlci.yaml").write_text("metrics:\n  files: [train/metrics.json, eval/metrics.json]\n")
+    commit(repo, {"train/metrics.json": metrics_json(acc=0.9), "eval/metrics.json": metrics_json(acc=0.7)}, "a")
+    run_mlci(repo, "capture")
+    bad = run_mlci(repo, "runs", "--sort", "acc")
+    assert bad.returncode == 2 and "eval/metrics.json:acc" in bad.stderr
+    ok = run_mlci(repo, "runs", "--sort", "-eval/metrics.json:acc", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)[0]["metrics"] == {"train/metrics.json:acc": 0.9, "eval/metrics.json:acc": 0.7}

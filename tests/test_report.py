@@ -11,6 +11,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -348,3 +350,13 @@ def test_report_reads_only_the_ledger_and_leaves_the_repository_alone(repo: Path
     assert git(repo, "rev-parse", "refs/mlci/ledger") == tip and git(repo, "status", "--porcelain") == status
     bad = run_mlci(repo, "report", "--format", "pdf")
     assert bad.returncode == 2
+
+
+def test_markdown_html_json_and_posting_never_import_plotext_or_textual() -> None:
+    code = (
+        "import sys, mlci_tui.report.command, mlci_tui.report.build, mlci_tui.report.markdown, "
+        "mlci_tui.report.html, mlci_tui.report.post; "
+        "print(sorted(m for m in ('plotext', 'textual') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

@@ -85,7 +85,7 @@ def svg_chart(
     title: str, lines: Sequence[tuple[str, Sequence[tuple[float, float]]]], x_labels: dict[float, str] | None = None
 ) -> str:
     """A line chart as inline SVG: lines are (colour, [(x, y)]); finite values only."""
-    w, h, left, right, top, bottom = 640, 220, 64, 16, 28, 34
+    w, h, left, right, top, bottom = 640, 220, 64, 40, 28, 34
     pts = [(x, y) for _c, line in lines for x, y in line if math.isfinite(x) and math.isfinite(y)]
     if not pts:
         return ""

@@ -81,9 +81,8 @@ def mermaid_number(value: float) -> str:
 
 def _xychart(title: str, labels: list[str], lines: list[list[float]], *, x_title: str, y_title: str) -> list[str]:
     out = ["```mermaid"]
-    if len(lines) > 1:
-        palette = ", ".join([BASE_COLOUR, HEAD_COLOUR][: len(lines)])
-        out.append('%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "' + palette + '"}}}}%%')
+    palette = ", ".join([BASE_COLOUR, HEAD_COLOUR] if len(lines) > 1 else [HEAD_COLOUR])
+    out.append('%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "' + palette + '"}}}}%%')
     out += [
         "xychart-beta",
         f'    title "{mermaid_text(title, 90)}"',

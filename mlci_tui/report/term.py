@@ -7,6 +7,7 @@ only when colour is on. plotext is imported lazily, only when a chart is drawn.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from mlci_tui.output import cell_text
@@ -14,6 +15,7 @@ from mlci_tui.report.build import MetricRow, Report, run_label
 from mlci_tui.sanitize import display
 
 MAX_CELL = 48
+MAX_OTHER = 40  # changed metrics outside the key ones listed in the terminal, biggest moves first
 RED, GREEN, YELLOW, GREY, BLUE, BOLD = "31", "32", "33", "90", "34", "1"
 BASE_MARK, HEAD_MARK = "·", "braille"
 BASE_PIXEL, HEAD_PIXEL = 8, 12  # plotext colours: grey baseline, blue candidate
@@ -51,6 +53,14 @@ def table(
             cells.append(pad + paint(text, code) if i in numeric else paint(text, code) + pad)
         out.append("  ".join(cells).rstrip())
     return out
+
+
+def _movement(m: MetricRow) -> float:
+    """How far a metric moved: relative change, and new, removed or non-finite ones first."""
+    if m.status not in ("up", "down"):
+        return math.inf
+    pct = m.pct
+    return abs(pct) if pct is not None else math.inf
 
 
 def _trend_code(m: MetricRow) -> str | None:
@@ -121,14 +131,16 @@ def render(report: Report, *, colour: bool = False, width: int = 100) -> str:
             lines += ["", f"{len(report.folded)} more metrics (no baseline; --format md, html or json lists them)"]
         else:
             unchanged = len(report.folded) - len(changed)
+            shown = sorted(changed, key=_movement, reverse=True)[:MAX_OTHER]
+            which = "below" if len(shown) == len(changed) else f"the {len(shown)} that moved most below"
             lines += [
                 "",
-                f"{len(report.folded)} more metrics: {len(changed)} changed (below), {unchanged} unchanged "
-                "(--format md, html or json lists them)",
+                f"{len(report.folded)} more metrics: {len(changed)} changed ({which}), {unchanged} unchanged "
+                "(--format md, html or json lists them all)",
             ]
-            if changed:
+            if shown:
                 header = ["metric", "baseline", "candidate", "change", "trend"]
-                lines += table(header, _metric_rows(changed, False), paint, numeric=(1, 2, 3))
+                lines += table(header, _metric_rows(shown, False), paint, numeric=(1, 2, 3))
 
     lines += ["", paint("Params", BOLD)]
     if report.base is None:

@@ -179,7 +179,7 @@ def _check_list(name: str, key: str, value: list[Any], depth: int, limits: Limit
             if count > limits.max_keys:
                 raise InputError(f"{name}: {key}: more than {limits.max_keys} items")
             if isinstance(item, (list, dict)):
-                stack.append((item, level + 1))
+                stack.append((item, level + 1))  # type: ignore[arg-type]
             elif isinstance(item, str):
                 size += len(item)
         if isinstance(node, dict):

@@ -34,7 +34,9 @@ def _formats(parser: argparse.ArgumentParser, default: str = "table") -> None:
     group.add_argument("--md", dest="format", action="store_const", const="md", help="same as --format md")
 
 
-def _cmd(sub: argparse._SubParsersAction, name: str, handler: str, help: str, example: str) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def _cmd(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: str, help: str, example: str
+) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         name,
         help=help,

@@ -29,18 +29,22 @@ def _workspace_run(repo: Repo, cfg: config_mod.Config) -> RunData:
     from mlci_tui.sources import WorkdirSource
 
     values = read_values(cfg, WorkdirSource(repo.root), strict=True)
-    params: dict[str, str] = {}
-    metrics: dict[str, float] = {}
-    for per_file, target in ((values.params, params), (values.metrics, metrics)):
-        seen: dict[str, int] = {}
-        for values_of_file in per_file.values():
-            for name in values_of_file:
-                seen[name] = seen.get(name, 0) + 1
-        for file, values_of_file in per_file.items():
-            for name, value in values_of_file.items():
-                key = name if seen[name] == 1 else f"{file}:{name}"
-                target[key] = value if target is metrics else _text(value)
+    params = {key: _text(value) for key, value in _map_keys(values.params).items()}
+    metrics = {key: float(value) for key, value in _map_keys(values.metrics).items()}
     return RunData("workspace", {"kind": "workspace", "commit": None}, params, metrics, how="workspace")
+
+
+def _map_keys(per_file: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Names as the `runs` view keys them: plain when unique, `file:name` when in two files."""
+    seen: dict[str, int] = {}
+    for values_of_file in per_file.values():
+        for name in values_of_file:
+            seen[name] = seen.get(name, 0) + 1
+    return {
+        (name if seen[name] == 1 else f"{file}:{name}"): value
+        for file, values_of_file in per_file.items()
+        for name, value in values_of_file.items()
+    }
 
 
 def _text(value: Any) -> str:
@@ -58,14 +62,12 @@ def diff(args: argparse.Namespace) -> int:
         refs = list(args.revs)
         if len(refs) > 2:
             raise InputError("diff takes at most two runs or commits")
-        if len(refs) == 2:
+        if refs:
             base_res: Resolved | None = _resolve(repo, con, refs[0])
-        elif len(refs) == 1:
-            base_res = _resolve(repo, con, refs[0])
         else:
             base_res = resolve_baseline(repo, con, cfg, None)
-            if base_res is None:
-                raise InputError("no baseline: name one (`mlci diff A [B]`), set gate.baseline, or promote a run")
+        if base_res is None:
+            raise InputError("no baseline: name one (`mlci diff A [B]`), set gate.baseline, or promote a run")
         base = load_run(con, base_res)
         if args.workspace:
             head = _workspace_run(repo, cfg)

@@ -236,7 +236,11 @@ def validate(raw: Any, source: str) -> dict[str, Any]:
             raise fail(str(key), f"unknown key (known here: {', '.join(sorted(SECTIONS))})")
     # every section is checked once; absent ones get their defaults
     return {
-        name: (None if raw.get(name) is None and not isinstance(schema, Struct) else schema.check(raw.get(name), name, fail))
+        name: (
+            None
+            if raw.get(name) is None and not isinstance(schema, Struct)
+            else schema.check(raw.get(name), name, fail)
+        )
         for name, schema in SECTIONS.items()
     }
 
@@ -246,7 +250,7 @@ def parse_yaml_no_aliases(text: str, source: str) -> Any:
     import yaml
 
     class NoAliasLoader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
                 mark = event.start_mark

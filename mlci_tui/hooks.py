@@ -14,6 +14,8 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing alone costs more t
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from mlci_tui.gitio import Repo
+
 STAGES = ("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge")
 CANDIDATE_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 ZERO = "0" * 40
@@ -86,7 +88,7 @@ def run(stage: str, argv: Sequence[str] = ()) -> int:
         return 1 if blocking else 0
 
 
-def _repo():  # type: ignore[no-untyped-def]
+def _repo() -> Repo:
     from mlci_tui.gitio import Repo
 
     return Repo.find()
@@ -225,7 +227,7 @@ def _config_mentions(sha: str, word: bytes) -> bool:
     return False
 
 
-def _gate_on_push(repo, shas: list[str]) -> bool:  # type: ignore[no-untyped-def]
+def _gate_on_push(repo: Repo, shas: list[str]) -> bool:
     """Run the gate on each pushed head whose config says `gate.on_push`; True refuses the push."""
     from mlci_tui import config as config_mod
     from mlci_tui.errors import MlciError

@@ -42,7 +42,7 @@ def evaluate(data):
 
 
 os.makedirs("dvclive/plots/metrics", exist_ok=True)
-curves = {"loss": [], "acc": []}
+curves: dict[str, list[tuple[int, float]]] = {"loss": [], "acc": []}
 for epoch in range(epochs):
     for *x, y in train_rows:
         error = predict(x) - y

@@ -365,7 +365,8 @@ class LedgerCache:
             f"""CREATE TEMP TABLE parsed AS SELECT * FROM read_json('{path}', format = 'newline_delimited',
                 columns = {columns}, maximum_object_size = 268435456, ignore_errors = true) WHERE id IS NOT NULL"""
         )
-        duplicates = con.execute("SELECT count(*) - count(DISTINCT id) FROM parsed").fetchone()[0]
+        row = con.execute("SELECT count(*) - count(DISTINCT id) FROM parsed").fetchone()
+        duplicates = row[0] if row else 0
         known = "" if fresh else "WHERE id NOT IN (SELECT id FROM event_rows)"
         dedupe = "QUALIFY row_number() OVER (PARTITION BY id ORDER BY time) = 1" if duplicates else ""
         con.execute(f"CREATE TEMP TABLE inc AS SELECT * FROM parsed {known} {dedupe}")

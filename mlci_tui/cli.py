@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("md", "term", "html", "json"),
         help="default: from -o's suffix, else term on a terminal and md otherwise",
     )
-    p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout (also with --post)"
+    )
     p.add_argument("--fail-on-gate", action="store_true", help="exit 1 when the gate fails (default: report only)")
     p.add_argument("--post", choices=("github", "gitlab"), help="create or update the report comment on the PR/MR")
     p.add_argument("--dry-run", action="store_true", help="with --post: print the requests instead of sending them")

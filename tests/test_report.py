@@ -360,3 +360,45 @@ def test_markdown_html_json_and_posting_never_import_plotext_or_textual() -> Non
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+RECORD_WITH_DATASETS = """
+import json, sys
+from mlci_tui import config
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.runs import capture_commit
+
+repo = Repo.find()
+cfg = config.load(repo.root)
+records = []
+for rev, datasets in json.loads(sys.argv[1]):
+    record, _ = capture_commit(repo, cfg, rev)
+    record["datasets"] = datasets
+    records.append(record)
+LedgerStore(repo).append(records)
+"""
+
+
+def test_data_changes_come_from_the_runs_datasets(repo: Path) -> None:
+    """Dataset hashes as a data-capturing mlci records them (written here by the real ledger code)."""
+    commit(repo, {"mlci.yaml": CONFIG, "metrics.json": _metrics(acc=0.8)}, "a")
+    commit(repo, {"metrics.json": _metrics(acc=0.81)}, "b")
+    same, old, new = "blake3:" + "1" * 64, "blake3:" + "2" * 64, "blake3:" + "3" * 64
+    runs = [
+        ["HEAD~1", {"data/eval.csv": old, "data/train.csv": same, "data/gone.csv": same}],
+        ["HEAD", {"data/eval.csv": new, "data/train.csv": same, "data/<b>new</b>|.csv": same}],
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", RECORD_WITH_DATASETS, json.dumps(runs)], cwd=repo, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    md = _report(repo, "--base", "HEAD~1", "--format", "md")
+    rows = {r[0]: r for r in gfm_rows(md) if len(r) == 4}
+    assert rows["data/eval.csv"][1:] == ["blake3:222222222222", "blake3:333333333333", "changed"]
+    assert rows["data/gone.csv"][2:] == ["—", "removed"]
+    assert rows["data/&lt;b&gt;new&lt;/b&gt;|.csv"][1:] == ["—", "blake3:111111111111", "new"]
+    assert "data/train.csv" not in rows
+    assert "evaluated on different data: data/eval.csv" in md
+    term = _report(repo, "--base", "HEAD~1", "--format", "term", env=TERM_ENV)
+    assert re.search(r"data/eval\.csv\s+blake3:222222222222\s+blake3:333333333333\s+changed", term)

@@ -316,8 +316,11 @@ def test_a_read_only_token_sends_the_report_to_the_job_summary(
 
 
 def test_dry_run_prints_the_requests_with_the_token_redacted(small: Path, github: FakeHost, tmp_path: Path) -> None:
-    proc = run_mlci(small, "report", "--post", "github", "--dry-run", env=_github_env(github, tmp_path, number=12))
+    saved = tmp_path / "report.md"
+    env = _github_env(github, tmp_path, number=12)
+    proc = run_mlci(small, "report", "--post", "github", "--dry-run", "-o", str(saved), env=env)
     assert proc.returncode == 0, proc.stderr
+    assert saved.read_text().startswith("## mlci report: FAIL")  # -o keeps a copy (no marker)
     assert f"GET {github.url}/repos/acme/model/issues/12/comments?per_page=100&page=1" in proc.stdout
     assert f"POST {github.url}/repos/acme/model/issues/12/comments" in proc.stdout
     assert f"PATCH {github.url}/repos/acme/model/issues/comments/{{id}}" in proc.stdout

@@ -81,11 +81,8 @@ def main(args: argparse.Namespace) -> int:
     report = build_report(repo, cfg, args.base, args.head, notices=notices)
     for notice in notices:
         _notice(notice)
-    if args.post:
-        from mlci_tui.report.post import post
-
-        code = post(report, args)
-    else:
+    code = 0
+    if args.output or not args.post:
         text = render(report, fmt, colour=_colour(args.output) and fmt == "term", width=_width())
         if args.output:
             path = Path(args.output)
@@ -96,7 +93,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"report ({fmt}, verdict {report.verdict}) written to {display(str(path))}")
         else:
             sys.stdout.write(text)
-        code = 0
+    if args.post:
+        from mlci_tui.report.post import post
+
+        code = post(report, args)
     if args.fail_on_gate and not report.gate.passed:
         return 1
     return code

@@ -84,26 +84,25 @@ class LedgerStore:
                     out.append(record)
         return out
 
-    def added_between(self, old: str, new: str) -> list[TreeEntry] | None:
-        """Entries added from `old` to `new`, or None when anything else changed (rebuild)."""
+    def _tree_changes(self, old: str, new: str) -> list[tuple[str, str, str, str, str]] | None:
+        """(status, new mode, old oid, new oid, path) for each blob that differs; None on error."""
         proc = self.repo.run("diff-tree", "-r", "-z", "--no-renames", old, new, check=False)
         if proc.returncode != 0:
             return None
         parts = proc.stdout.split(b"\0")
-        added: list[TreeEntry] = []
-        i = 0
-        while i < len(parts) - 1:
-            meta = parts[i].decode()
-            path = parts[i + 1].decode("utf-8", "surrogateescape")
-            i += 2
-            if not meta:
-                continue
-            fields = meta.lstrip(":").split()
-            status = fields[4]
-            if status != "A" or not path.startswith(EVENTS_DIR):
-                return None
-            added.append(TreeEntry(fields[1], "blob", fields[3], path))
-        return added
+        changes = []
+        for meta, path in zip(parts[0::2], parts[1::2]):
+            if meta:
+                _src_mode, dst_mode, src_oid, dst_oid, status = meta.decode().lstrip(":").split()
+                changes.append((status, dst_mode, src_oid, dst_oid, path.decode("utf-8", "surrogateescape")))
+        return changes
+
+    def added_between(self, old: str, new: str) -> list[TreeEntry] | None:
+        """Entries added from `old` to `new`, or None when anything else changed (rebuild)."""
+        changes = self._tree_changes(old, new)
+        if changes is None or any(c[0] != "A" or not c[4].startswith(EVENTS_DIR) for c in changes):
+            return None
+        return [TreeEntry(mode, "blob", oid, path) for _status, mode, _old, oid, path in changes]
 
     def has_ids(self, ids: Iterable[str], tip: str | None = None) -> set[str]:
         """Which of `ids` the ledger already holds (as event files or in a segment)."""
@@ -188,20 +187,14 @@ class LedgerStore:
         return self._run_fast_import(body)
 
     def _union_changes(self, tip: str, other: str) -> list[tuple[str, str, str]]:
-        proc = self.repo.run("diff-tree", "-r", "-z", "--no-renames", tip, other)
-        parts = proc.stdout.split(b"\0")
-        changes: list[tuple[str, str, str]] = []
-        i = 0
-        while i < len(parts) - 1:
-            meta = parts[i].decode()
-            path = parts[i + 1].decode("utf-8", "surrogateescape")
-            i += 2
-            if not meta:
-                continue
-            _src_mode, dst_mode, src_oid, dst_oid, status = meta.lstrip(":").split()
-            if status == "A" or (status == "M" and dst_oid < src_oid):
-                changes.append((dst_mode, dst_oid, path))
-        return changes
+        changes = self._tree_changes(tip, other)
+        if changes is None:
+            raise GitError(f"git diff-tree {tip[:12]} {other[:12]} failed")
+        return [
+            (mode, new_oid, path)
+            for status, mode, old_oid, new_oid, path in changes
+            if status == "A" or (status == "M" and new_oid < old_oid)
+        ]
 
     def _commit_with_retry(self, build: Any) -> str:
         for attempt in range(MAX_ATTEMPTS):

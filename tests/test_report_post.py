@@ -81,12 +81,15 @@ class FakeHost:
         if listing and method == create:
             self.next_id += 1
             item = {"id": self.next_id, "body": body["body"], "html_url": f"{self.url}/thread#c{self.next_id}"}
+            item["user" if self.kind == "github" else "author"] = {"type": "Bot", "bot": True}
             self.comments.setdefault(path, []).append(item)
             return 201, item, {}
         if one and method == update:
             wanted = int(one.groups()[-1])
             for items in self.comments.values():
                 for item in items:
+                    if item["id"] == wanted and item.get("locked"):
+                        return 403, {"message": "You cannot edit someone else's comment"}, {}
                     if item["id"] == wanted:
                         item["body"] = body["body"]
                         return 200, item, {}
@@ -208,20 +211,22 @@ def _assert_secret_kept(repo: Path, *outputs: str) -> None:
 def test_github_creates_one_comment_then_updates_it(small: Path, github: FakeHost, tmp_path: Path) -> None:
     thread = "/repos/acme/model/issues/7/comments"
     others = [{"id": n, "body": f"LGTM {n}", "html_url": ""} for n in range(1, 121)]  # marker lands on page 2
+    # someone else's comment holding the marker: mlci cannot edit it, so it posts its own
+    others[5] = {"id": 6, "body": MARKER + " ha", "html_url": "", "locked": True, "user": {"type": "User"}}
     github.comments[thread] = [dict(c) for c in others]
     env = _github_env(github, tmp_path)
     first = run_mlci(small, "report", "--post", "github", "--head", "HEAD~1", env=env)
     assert first.returncode == 0, first.stderr
     assert "created the mlci report comment on acme/model#7" in first.stdout
-    [mine] = github.mlci_comments()
+    [mine] = [c for c in github.mlci_comments() if c["id"] != 6]
     assert mine["body"].startswith(MARKER + "\n## mlci report: PASS")
-    assert [r.method for r in github.requests] == ["GET", "GET", "POST"]
+    assert [r.method for r in github.requests] == ["GET", "GET", "PATCH", "POST"]
     assert github.requests[-1].path == thread
 
     second = run_mlci(small, "report", "--post", "github", env=env)
     assert second.returncode == 0, second.stderr  # the gate fails, the report still posts and exits 0
     assert "updated the mlci report comment" in second.stdout
-    [mine] = github.mlci_comments()
+    [mine] = [c for c in github.mlci_comments() if c["id"] != 6]
     assert mine["body"].startswith(MARKER + "\n## mlci report: FAIL")
     assert (
         github.requests[-1].method == "PATCH"

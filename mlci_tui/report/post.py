@@ -224,17 +224,28 @@ class Client:
             raise CheckFailed(f"posting the report failed: {method} {url} answered with something not JSON") from None
 
     def find(self) -> Any:
-        """The id of the comment carrying the marker, else None."""
+        """The id of the comment carrying the marker (the newest, a bot's if any is), else None.
+
+        Anyone can write the marker into a comment: a bot's comment is preferred, and a
+        comment that cannot be updated is replaced by a new one (see `post`).
+        """
+        found: list[dict[str, Any]] = []
         for page in range(1, MAX_PAGES + 1):
             items = self.request("GET", self.target.list_url(page))
             if not isinstance(items, list):
                 raise CheckFailed(f"posting the report failed: GET {self.target.list_url(page)} did not list comments")
-            for item in items:
-                if isinstance(item, dict) and str(item.get("body") or "").startswith(MARKER):
-                    return item.get("id")
+            found += [i for i in items if isinstance(i, dict) and str(i.get("body") or "").startswith(MARKER)]
             if len(items) < PAGE_SIZE:
-                return None
-        return None
+                break
+        bots = [i for i in found if _is_bot(i)]
+        return (bots or found)[-1].get("id") if found else None
+
+
+def _is_bot(item: dict[str, Any]) -> bool:
+    user = item.get("user") or item.get("author")
+    if not isinstance(user, dict):
+        return False
+    return user.get("type") == "Bot" or bool(user.get("bot")) or str(user.get("username", "")).startswith("project_")
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
@@ -290,8 +301,18 @@ def post(report: Report, args: argparse.Namespace, env: dict[str, str] | None = 
     client = Client(target)
     try:
         existing = client.find()
-        method, url = target.update(existing) if existing is not None else target.create()
-        answer = client.request(method, url, {"body": body})
+        answer = None
+        if existing is not None:
+            try:
+                answer = client.request(*target.update(existing), {"body": body})
+            except ApiError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                # someone else's comment holding the marker, or one deleted meanwhile: post our own
+                print(f"mlci: cannot update comment {display(str(existing))} (HTTP {exc.status}); posting a new one")
+                existing = None
+        if existing is None:
+            answer = client.request(*target.create(), {"body": body})
     except ApiError as exc:
         if exc.status == 403:
             return _fallback(target, full, artifact, env, f"HTTP 403 from the {host} API")

@@ -364,10 +364,10 @@ def build_report(
         gate = evaluate(cfg, base, head)
         gate.warnings[:0] = warnings
         shown, folded = metric_rows(cfg, gate)
-        key_names = [m.name for m in shown if m.key] or [m.name for m in shown]
-        chart_names = [n for n in key_names][:CHART_LIMIT]
+        declared = [m.name for m in shown if m.key]
+        chart_names = (declared or [m.name for m in shown])[:CHART_LIMIT]
         points = _history(repo, con, head, base, chart_names, history)
-        steps = _steps(con, head, base, [m.name for m in shown if m.key] or [])
+        steps = _steps(con, head, base, declared)
     params = diff_maps(base.params, head.params, changed_only=True) if base else []
     data_changes = diff_maps(base.datasets, head.datasets, changed_only=True) if base else []
     report = Report(

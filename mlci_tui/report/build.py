@@ -253,9 +253,10 @@ def metric_rows(cfg: Config, gate: GateResult) -> tuple[list[MetricRow], list[Me
         direction = _rule_direction(cfg, r.metric, rules_cfg.get(r.metric, {}))
         rows.append(MetricRow(key, r.base, r.head, direction, _status(base, r.base, r.head), r, key=True))
     for name in cfg.section("metrics")["fields"]:
-        key = _key_of(head, name) or _key_of(base, name)
-        if key is None or key in used:
+        found = _key_of(head, name) or _key_of(base, name)
+        if found is None or found in used:
             continue
+        key = found
         used.add(key)
         b, h = (base.metrics.get(key) if base else None), head.metrics.get(key)
         rows.append(MetricRow(key, b, h, _config_direction(cfg, key), _status(base, b, h), key=True))
@@ -295,7 +296,7 @@ def _history(
         values = {n: metrics[n] for n in names if metrics.get(n) is not None}
         points.append(
             HistoryPoint(
-                sha, run_id, values, is_head=run_id == head.run_id, is_base=bool(base) and run_id == base.run_id
+                sha, run_id, values, is_head=run_id == head.run_id, is_base=base is not None and run_id == base.run_id
             )
         )
     return points

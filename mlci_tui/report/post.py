@@ -184,7 +184,9 @@ def pointer_text(shown_of: int, limit: int, artifact: str, url: str | None) -> s
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Never follow a redirect: the token must reach the API root and nothing else."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(
+        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
         return None
 
 

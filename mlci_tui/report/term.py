@@ -212,16 +212,16 @@ def _charts(report: Report, *, colour: bool, width: int) -> list[str]:
     if report.history_names:
         out.append(paint("History", BOLD) + " (commits on this branch, first-parent, oldest first)")
     for name in report.history_names:
-        points = report.history_series(name)
-        start(f"{name} over the last {len(points)} commits with a run", 12)
+        history = report.history_series(name)
+        start(f"{name} over the last {len(history)} commits with a run", 12)
         signal = fig.signal(
-            list(range(len(points))), [v for _, v in points], marker=plt.marker("braille", pixel=HEAD_PIXEL)
+            list(range(len(history))), [v for _, v in history], marker=plt.marker("braille", pixel=HEAD_PIXEL)
         )
         signal.lines()
         fig.draw(signal)
-        step = max(1, len(points) // max(1, width // 10))
-        positions = [float(i) for i in range(0, len(points), step)]
-        fig.ruler("x").ticks(positions, [points[int(p)][0][:7] for p in positions])
+        step = max(1, len(history) // max(1, width // 10))
+        positions = [float(i) for i in range(0, len(history), step)]
+        fig.ruler("x").ticks(positions, [history[int(p)][0][:7] for p in positions])
         out += finish() + [""]
 
     if report.steps:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,7 @@ class LedgerInfo:
 
     tip: str
     total: int = 0
-    metrics: list[str] = field(default_factory=list)  # most common first
+    metrics: list[str] = field(default_factory=list)  # by name
     params: list[str] = field(default_factory=list)
     differing: list[str] = field(default_factory=list)  # params with more than one value
     steps: list[str] = field(default_factory=list)
@@ -107,8 +108,12 @@ class ViewResult:
         return int(self.table.num_rows)
 
 
-def open_cache(repo: Repo) -> Any:
-    return LedgerCache(repo).connect()
+@contextmanager
+def open_cache(repo: Repo) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection for one query (or a few), closed at once."""
+    with LedgerCache(repo).connect() as con:
+        con.execute("SET enable_progress_bar = false")  # it would write over the screen
+        yield con
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, binds: Sequence[Any] = ()) -> Any:
@@ -123,22 +128,24 @@ def _tip(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def read_info(con: duckdb.DuckDBPyConnection, tip: str) -> LedgerInfo:
+    """Names for columns and the filter, from the cache's `names` table (no scan of the maps);
+    which params differ, from one pass over the `params` view."""
     info = LedgerInfo(tip=tip)
     info.total = _one(con, "SELECT count(*) FROM runs")[0]
-    info.metrics = [
-        r[0]
-        for r in con.execute(
-            """SELECT k FROM (SELECT unnest(map_keys(metrics)) AS k FROM runs)
-               GROUP BY k ORDER BY count(*) DESC, k"""
+    names = con.execute("SELECT kind, name FROM names ORDER BY name").fetchall()
+    info.metrics = [n for k, n in names if k == "metric"]
+    info.params = [n for k, n in names if k == "param"]
+    stats = {
+        name: (distinct, runs)
+        for name, distinct, runs in con.execute(
+            "SELECT name, count(DISTINCT value), count(DISTINCT run_id) FROM params GROUP BY name"
         ).fetchall()
-    ]
-    rows = con.execute(
-        """SELECT k, count(DISTINCT v), count(*) FROM (
-               SELECT unnest(map_keys(params)) AS k, unnest(map_values(params)) AS v FROM runs)
-           GROUP BY k ORDER BY k"""
-    ).fetchall()
-    info.params = [r[0] for r in rows]
-    info.differing = [k for k, distinct, n in rows if distinct > 1 or n < info.total]
+    }
+    for key in info.params:
+        # a key is `file:name` when a run has the name in two files (see the cache's run maps)
+        distinct, runs = stats.get(key) or stats.get(key.rpartition(":")[2], (2, 0))
+        if distinct > 1 or runs < info.total:
+            info.differing.append(key)
     info.steps = [r[0] for r in con.execute("SELECT DISTINCT name FROM steps ORDER BY name").fetchall()]
     info.stages = dict(con.execute("SELECT stage, run_id FROM stages ORDER BY stage").fetchall())
     info.has_tags = bool(_one(con, "SELECT count(*) FROM tags")[0])
@@ -146,7 +153,7 @@ def read_info(con: duckdb.DuckDBPyConnection, tip: str) -> LedgerInfo:
 
 
 def default_metrics(info: LedgerInfo, directions: Callable[[str], str | None]) -> list[str]:
-    """Metrics with a configured direction first, then the most common."""
+    """Metrics with a configured direction first, then by name."""
     ranked = sorted(info.metrics, key=lambda m: (directions(m) is None, info.metrics.index(m)))
     return ranked[:DEFAULT_METRIC_COLUMNS]
 
@@ -196,6 +203,11 @@ def _select_list(columns: Sequence[Column]) -> tuple[str, list[Any]]:
             binds.append(col.name)
         elif col.kind == "tags":
             parts.append(f"{TAGS_SQL} AS c{col.source}")
+    # params also as numbers, after every shown column: sorting in memory orders them like SQL
+    for col in columns:
+        if col.kind == "param":
+            parts.append(f"TRY_CAST(params[?] AS DOUBLE) AS n{col.source}")
+            binds.append(col.name)
     return ", ".join(parts), binds
 
 
@@ -210,13 +222,39 @@ def order_clause(sort_key: str | None, descending: bool) -> tuple[str, list[Any]
         return f"ORDER BY {TAGS_SQL} {direction} NULLS LAST, {tail}", []
     kind, _, name = sort_key.partition(":")
     if kind in ("m", "d"):
-        return f"ORDER BY metrics[?] {direction} NULLS LAST, {tail}", [name]
+        # numbers first (either way), then NaN (a diverged run is never best), then none
+        return f"ORDER BY metrics[?] IS NULL, isnan(metrics[?]), metrics[?] {direction}, {tail}", [name, name, name]
     if kind == "p":
         return (
             f"ORDER BY TRY_CAST(params[?] AS DOUBLE) {direction} NULLS LAST, params[?] {direction} NULLS LAST, {tail}",
             [name, name],
         )
     return f"ORDER BY {tail}", []
+
+
+def sort_view(result: ViewResult, key: str, descending: bool) -> ViewResult | None:
+    """The same rows in another order, sorted in memory (no query); None when `key` is not
+    a column of the result. Orders exactly like `order_clause`."""
+    import pyarrow.compute as pc
+
+    started = time.perf_counter()
+    by_key = {c.key: c for c in result.columns}
+    col = by_key.get(key)
+    if col is None or "time" not in by_key:
+        return None
+    order = "descending" if descending else "ascending"
+    keys: list[tuple[str, str]] = []
+    if col.kind == "param":
+        keys = [(f"n{col.source}", order), (f"c{col.source}", order)]
+    else:
+        keys = [(f"c{col.source}", order)]
+    keys += [(f"c{by_key['time'].source}", "descending"), ("c0", "ascending")]
+    table = result.table
+    indices = pc.sort_indices(table, sort_keys=keys)  # nulls and NaN last, as in the SQL
+    spec = ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
+    return ViewResult(
+        spec, result.info, result.columns, table.take(indices), result.baseline, time.perf_counter() - started
+    )
 
 
 def _first_line(exc: BaseException) -> str:

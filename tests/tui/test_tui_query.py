@@ -133,3 +133,22 @@ def test_directions_come_from_the_config(lab: Path) -> None:
     assert by_key["m:acc"].direction == "max" and by_key["d:loss"].direction == "min"
     assert [c.name for c in result.columns if c.kind == "param"] == ["epochs", "lr", "model"]
     assert result.baseline is not None and result.baseline.metrics["acc"] == 0.71
+
+
+def test_sorting_in_memory_orders_like_sql(lab: Path, tmp_path: Path) -> None:
+    """A sort (key `s` or a header click) reorders the loaded rows with pyarrow instead of a
+    query; a live refresh re-queries with ORDER BY. Both must give the same order."""
+    from tui_helpers import append_runs, copy_repo
+
+    lab = copy_repo(lab, tmp_path / "repo")
+    append_runs(lab, [dict(name="no-metrics", params={"lr": "high"}, time="2025-03-08T09:00:00.000000Z")])
+    repo = Repo.find(lab)
+    base = data.load_view(repo, data.ViewSpec(baseline=rid("b")), lambda m: None)
+    for column in base.columns:
+        for descending in (False, True):
+            spec = data.ViewSpec(baseline=rid("b"), sort_key=column.key, descending=descending)
+            by_sql = data.load_view(repo, spec, lambda m: None).table.column(0).to_pylist()
+            in_memory = data.sort_view(base, column.key, descending)
+            assert in_memory is not None
+            assert in_memory.table.column(0).to_pylist() == by_sql, (column.key, descending)
+    assert data.sort_view(base, "m:no-such-metric", True) is None

@@ -44,7 +44,7 @@ class RunsScreen(Screen[None]):
         self.generation = 0
         self.shown_generation = 0
         self.error: str | None = None
-        self.loading = False
+        self.busy = False
 
     @property
     def mlci(self) -> MlciApp:
@@ -76,7 +76,7 @@ class RunsScreen(Screen[None]):
     def reload(self, spec: data.ViewSpec | None = None) -> None:
         """Query again (in a worker); the answer arrives as a Loaded or Failed message."""
         self.generation += 1
-        self.loading = True
+        self.busy = True
         self._load(self.generation, spec or self.spec, self.info)
 
     @work(thread=True, group="view", exit_on_error=False)
@@ -97,7 +97,7 @@ class RunsScreen(Screen[None]):
             return
         message.stop()
         self.shown_generation = message.generation
-        self.loading = message.generation != self.generation
+        self.busy = message.generation != self.generation
         result: data.ViewResult = message.result
         keep = self.table.current_run_id
         self.result = result
@@ -113,7 +113,7 @@ class RunsScreen(Screen[None]):
             return
         message.stop()
         self.shown_generation = message.generation
-        self.loading = message.generation != self.generation
+        self.busy = message.generation != self.generation
         self._set_error(message.error)
         self._update_status()
         if self.result is None:
@@ -124,6 +124,8 @@ class RunsScreen(Screen[None]):
         self.reload()
 
     def _set_error(self, error: str | None) -> None:
+        if error == self.error:
+            return  # no layout pass when nothing changed
         self.error = error
         box = self.query_one("#filter-error", Static)
         box.update(Text(f"✗ {error}  (the table still shows the previous result)") if error else Text(""))
@@ -152,9 +154,9 @@ class RunsScreen(Screen[None]):
                 status.append(f" · {result.seconds * 1000:.0f} ms", style="dim")
         if self.mlci.marked:
             status.append(f" · ● {len(self.mlci.marked)} marked", style="bold")
-        if self.loading and result is not None:
+        if self.busy and result is not None:
             status.append(" · refreshing…", style="dim")
-        self.query_one("#status", Static).update(status)
+        self.query_one("#status", Static).update(status, layout=False)  # one fixed line: no layout pass
 
     # ------------------------------------------------------------------ filter
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -193,7 +195,26 @@ class RunsScreen(Screen[None]):
             descending = (
                 key == "time" or direction == "max" or (column is not None and direction is None and column.numeric)
             )
-        self.reload(data.ViewSpec(**{**self.spec.__dict__, "sort_key": key, "descending": descending}))
+        if self.result is not None and not self.busy:
+            self.generation += 1
+            self.busy = True
+            self._sort(self.generation, self.result, key, descending)
+        else:
+            self.reload(data.ViewSpec(**{**self.spec.__dict__, "sort_key": key, "descending": descending}))
+
+    @work(thread=True, group="view", exit_on_error=False)
+    def _sort(self, generation: int, result: data.ViewResult, key: str, descending: bool) -> None:
+        """Sort what is loaded, in memory; a query only when the column is not in the result."""
+        try:
+            sorted_result = data.sort_view(result, key, descending)
+        except Exception as exc:
+            self.post_message(Failed("view", generation, display(f"{type(exc).__name__}: {exc}")))
+            return
+        if sorted_result is None:
+            spec = data.ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
+            self.app.call_from_thread(self._load, generation, spec, self.info)
+            return
+        self.post_message(Loaded("view", generation, sorted_result))
 
     def action_mark(self) -> None:
         if self.table.toggle_mark():

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pyarrow
 
 PAGE = 128
-WIDTH_SAMPLE = 400
+WIDTH_SAMPLE = 120  # rows measured for column widths (the first ones shown)
 MAX_WIDTH = {"subject": 44, "branch": 18, "param": 18, "tags": 24, "time": 16, "id": 8, "kind": 16, "status": 8}
 FLAGS = "flags"
 FIXED_COLUMNS = 2  # flags, id
@@ -113,11 +113,13 @@ class RunTable(ScrollView, can_focus=True):
         self.descending = True
         self.empty_text = "loading runs…"
         self._ids: list[str] | None = None
-        self._index: dict[str, int] | None = None
         self._pages: LRUCache[int, list[tuple[Any, ...]]] = LRUCache(64)
         self._lines: LRUCache[tuple[Any, ...], Strip] = LRUCache(512)
         self._generation = 0
         self._viewport = Size(0, 0)
+        self._measured_keys: list[str] = []
+        self._total_width = 0
+        self._row_cells: LRUCache[int, list[tuple[str, str | None, bool]]] = LRUCache(1024)
 
     # ------------------------------------------------------------------ data
     @property
@@ -141,10 +143,10 @@ class RunTable(ScrollView, can_focus=True):
     def index_of(self, run_id: str) -> int | None:
         if self.result is None:
             return None
-        if self._index is None:
-            ids = self.result.table.column(0).to_pylist()
-            self._index = {rid: i for i, rid in enumerate(ids)}
-        return self._index.get(run_id)
+        import pyarrow.compute as pc
+
+        found = pc.index(self.result.table.column(0), run_id).as_py()
+        return None if found is None or found < 0 else int(found)
 
     def run_ids(self) -> list[str]:
         if self.result is None:
@@ -166,16 +168,22 @@ class RunTable(ScrollView, can_focus=True):
         old_key = self.columns[self.cursor_col].key if 0 <= self.cursor_col < len(self.columns) else None
         self.result = result
         self._pages.clear()
-        self._index = None
+        self._row_cells.clear()
         self.columns = [Column(FLAGS, "", "flags"), *result.columns]
         self.sort_key = result.spec.sort_key
         self.descending = result.spec.descending
-        self.widths = self._measure()
+        widths = self._measure()
+        if [c.key for c in self.columns] == self._measured_keys:
+            # same columns (a sort, a refresh): never narrower, so nothing jumps sideways
+            widths = [max(a, b) for a, b in zip(widths, self.widths)]
+        self._measured_keys = [c.key for c in self.columns]
+        self.widths = widths
         self.offsets = []
         x = 0
         for w in self.widths:
             self.offsets.append(x)
             x += w + 2
+        self._total_width = x
         keys = [c.key for c in self.columns]
         self.cursor_col = keys.index(old_key) if old_key in keys else min(max(self.cursor_col, 1), len(keys) - 1)
         row = self.index_of(keep) if keep else None
@@ -202,7 +210,14 @@ class RunTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ cells
     def _cells(self, row: int) -> list[tuple[str, str | None, bool]]:
-        """(text, style class or None, right-aligned) for every column of `row`."""
+        """(text, style class or None, right-aligned) for every column of `row` (cached)."""
+        found = self._row_cells.get(row)
+        if found is None:
+            found = self._format(row)
+            self._row_cells[row] = found
+        return found
+
+    def _format(self, row: int) -> list[tuple[str, str | None, bool]]:
         assert self.result is not None
         values = self._page(row // PAGE)[row % PAGE]
         base = self.result.baseline
@@ -235,6 +250,7 @@ class RunTable(ScrollView, can_focus=True):
     def _invalidate(self) -> None:
         self._generation += 1
         self._lines.clear()
+        self._row_cells.clear()
         self.refresh()
 
     def notify_style_update(self) -> None:
@@ -287,7 +303,7 @@ class RunTable(ScrollView, can_focus=True):
                 label += "▼" if self.descending else "▲"
             style = header + self._style("header-cursor") if n == self.cursor_col else header
             segments.append(Segment(" " + cells.fit(label, w, right=col.numeric) + " ", style))
-        return Strip(segments)
+        return Strip(segments, self._total_width)
 
     def _render_row(self, row: int, base: Style, is_cursor: bool) -> Strip:
         values = self._cells(row)
@@ -300,16 +316,25 @@ class RunTable(ScrollView, can_focus=True):
         if is_cursor:
             row_style += self._style("cursor")
         segments: list[Segment] = []
+        plain: list[str] = []  # neighbouring cells in the row's own style go out as one segment
         for n, ((text, klass, right), w) in enumerate(zip(values, self.widths)):
+            cell = cells.fit(text, w, right=right)
+            special = (klass and klass != "marked") or (is_cursor and n == self.cursor_col)
+            if not special:
+                plain.append(f" {cell} ")
+                continue
             style = row_style
             if klass and klass != "marked":
                 style += self._style(klass)
             if is_cursor and n == self.cursor_col:
                 style += self._style("cell-cursor")
-            segments.append(Segment(" ", row_style))
-            segments.append(Segment(cells.fit(text, w, right=right), style))
-            segments.append(Segment(" ", row_style))
-        return Strip(segments)
+            plain.append(" ")
+            segments.append(Segment("".join(plain), row_style))
+            segments.append(Segment(cell, style))
+            plain = [" "]
+        if plain:
+            segments.append(Segment("".join(plain), row_style))
+        return Strip(segments, self._total_width)
 
     # ------------------------------------------------------------------ cursor
     @property

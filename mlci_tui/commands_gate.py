@@ -127,20 +127,11 @@ def _change_text(delta: float | None, pct: float | None) -> str:
 
 
 def run_gate(repo: Repo, cfg: config_mod.Config, base_ref: str | None, head_ref: str) -> Any:
-    from mlci_tui.gate import evaluate
+    from mlci_tui.gate import gate_refs
     from mlci_tui.ledger.cache import LedgerCache
 
     with LedgerCache(repo).connect() as con:
-        head_res = resolve_run(repo, con, head_ref)
-        notices = [head_res.notice] if head_res.notice else []
-        head = load_run(con, head_res)
-        base_res = resolve_baseline(repo, con, cfg, base_ref)
-        if base_res and base_res.notice:
-            notices.append(base_res.notice)
-        base = load_run(con, base_res) if base_res else None
-    result = evaluate(cfg, base, head)
-    result.warnings[:0] = notices
-    return result
+        return gate_refs(repo, con, cfg, base_ref, head_ref)
 
 
 def print_gate(result: Any, fmt: str, out: Any = None) -> None:

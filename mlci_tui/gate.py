@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlci_tui.compare import RunData, data_mismatch, metric_value
+from mlci_tui.compare import RunData, data_mismatch, load_run, metric_value, resolve_baseline
 from mlci_tui.config import Config
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.resolve import resolve_run
 from mlci_tui.output import fmt_number
+
+if TYPE_CHECKING:
+    import duckdb
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 
@@ -161,4 +166,21 @@ def evaluate(cfg: Config, base: RunData | None, head: RunData) -> GateResult:
         if mismatch:
             result.warnings.append("baseline and candidate were evaluated on different data: " + ", ".join(mismatch))
     result.rules.sort(key=lambda r: (r.verdict != FAIL, r.verdict != WARN, r.metric))
+    return result
+
+
+def gate_refs(
+    repo: Repo, con: duckdb.DuckDBPyConnection, cfg: Config, base_ref: str | None, head_ref: str
+) -> GateResult:
+    """Resolve the candidate and the baseline (Contracts order), load both, evaluate; how each
+    reference was resolved (an ancestor's run, a rewritten commit's) comes first in warnings."""
+    head_res = resolve_run(repo, con, head_ref)
+    notices = [head_res.notice] if head_res.notice else []
+    head = load_run(con, head_res)
+    base_res = resolve_baseline(repo, con, cfg, base_ref)
+    if base_res and base_res.notice:
+        notices.append(base_res.notice)
+    base = load_run(con, base_res) if base_res else None
+    result = evaluate(cfg, base, head)
+    result.warnings[:0] = notices
     return result

@@ -34,6 +34,17 @@ def display(value: object, *, multiline: bool = False) -> str:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 
 
+_MENTION = re.compile(r"@(?=[A-Za-z0-9_-])")
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|www)(:|\.)")
+
+
 def markdown_cell(value: object) -> str:
-    """A sanitised value escaped for a Markdown table cell: no links, no HTML, no pipes."""
-    return _MD_SPECIAL.sub(r"\\\1", display(value))
+    """A sanitised value escaped for a Markdown table cell: no links, no HTML, no pipes.
+
+    Code hosts also turn `@name` into a notification and bare URLs into links: a zero-width
+    joiner entity after `@`, and an entity for the `:`/`.` after a scheme, keep both inert
+    while they render the same.
+    """
+    text = _MD_SPECIAL.sub(r"\\\1", display(value))
+    text = _MENTION.sub("@&#8203;", text)
+    return _AUTOLINK.sub(lambda m: m.group(1) + ("&#58;" if m.group(2) == ":" else "&#46;"), text)

@@ -178,7 +178,7 @@ def test_md_escapes_pipes_brackets_and_angle_brackets(
         assert len(widths) == 1, table  # an unescaped `|` would add a cell
         for line in table:
             assert not _UNESCAPED_MD.search(line), line
-    assert "\\[link=https://evil.example\\]" in text
+    assert "\\[link=https&#58;//evil.example\\]" in text  # no autolink either
     assert "\\<img src=x\\>" in text
     assert "\\|" in text
 
@@ -229,9 +229,16 @@ def test_display_keeps_newlines_only_when_multiline() -> None:
     assert display("a\nb\tc", multiline=True) == "a\nb\tc"
 
 
+def test_markdown_cell_keeps_mentions_and_urls_inert() -> None:
+    cell = markdown_cell("ping @octocat at https://evil.example or www.evil.example")
+    assert "@octocat" not in cell and "https://" not in cell and "www." not in cell
+    assert "@&#8203;octocat" in cell
+
+
 def test_markdown_cell_escapes_every_markdown_special() -> None:
     cell = markdown_cell("[x](http://e) <b> | `c` *e* _u_ ![i](j) # ~s~ \\")
-    assert not re.search(r"(?<!\\)[\[\]()<>|`*_!#~]", cell.replace("\\\\", "")), cell
+    # the entities that stop mentions and autolinks (&#58; &#8203;) are the only bare `#`
+    assert not re.search(r"(?<!\\)[\[\]()<>|`*_!#~]", re.sub(r"&#\d+;", "", cell.replace("\\\\", ""))), cell
 
 
 def test_writer_json_keeps_strings_and_escapes_controls() -> None:

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlci_tui import __version__
-from mlci_tui.compare import Change, RunData, diff_maps, load_run, resolve_baseline
+from mlci_tui.compare import Change, RunData, diff_maps
 from mlci_tui.config import Config
-from mlci_tui.gate import FAIL, PASS, SKIP, WARN, GateResult, RuleResult, evaluate
+from mlci_tui.gate import FAIL, PASS, SKIP, WARN, GateResult, RuleResult, gate_refs
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.resolve import resolve_run
 from mlci_tui.output import fmt_number, json_value
 
 if TYPE_CHECKING:
@@ -355,15 +354,8 @@ def build_report(
     with cache.connect() as con:
         if notices is not None:
             notices.extend(cache.notices)
-        head_res = resolve_run(repo, con, head_ref)
-        warnings = [head_res.notice] if head_res.notice else []
-        head = load_run(con, head_res)
-        base_res = resolve_baseline(repo, con, cfg, base_ref)
-        if base_res and base_res.notice:
-            warnings.append(base_res.notice)
-        base = load_run(con, base_res) if base_res else None
-        gate = evaluate(cfg, base, head)
-        gate.warnings[:0] = warnings
+        gate = gate_refs(repo, con, cfg, base_ref, head_ref)
+        head, base = gate.head, gate.base
         shown, folded = metric_rows(cfg, gate)
         declared = [m.name for m in shown if m.key]
         chart_names = (declared or [m.name for m in shown])[:CHART_LIMIT]

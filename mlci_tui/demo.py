@@ -109,6 +109,8 @@ def build(target: Path, commits: int) -> None:
     (target / "mlci.yaml").write_text(MLCI_YAML)
     (target / "README.md").write_text("# mlci demo project\n\nRun `python train.py`, commit, and `mlci runs`.\n")
     ensure_gitignore(target)
+    with (target / ".gitignore").open("a") as ignore:
+        ignore.write("mlci-report.*\n")
     install_hooks(Repo.find(target))
     # a bare "team remote" kept inside .git, so the demo pushes without touching anything else
     origin = target / ".git" / "demo-origin.git"
@@ -160,10 +162,17 @@ def main(args: argparse.Namespace) -> int:
     print("\nEach commit went through mlci's post-commit hook and was captured into the ledger:\n")
     sys.stdout.flush()
     subprocess.run([sys.executable, "-m", "mlci_tui", "runs"], cwd=target, check=False)
+    for fmt in ("html", "md"):
+        _run(target, [sys.executable, "-m", "mlci_tui", "report", "--format", fmt, "-o", f"mlci-report.{fmt}"])
+    report = display(str(target / "mlci-report.html"))
     print(
         f"""
+The report a pull request would get (HEAD against the deployed model), written to
+  {report}   (open it in a browser; mlci-report.md is the PR comment)
+
 Try next (in {display(str(target))}):
   cd {display(str(target))}
+  mlci tui                                  browse, filter, compare and plot the runs
   mlci runs --sort -acc --limit 3           best runs first
   mlci show HEAD                            one run: params, metrics, per-epoch curves
   mlci stages                               what is deployed

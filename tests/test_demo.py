@@ -34,6 +34,10 @@ def test_demo_builds_a_project_and_captures_every_commit(tmp_path: Path) -> None
     # the hooks it installed are mlci's
     assert "mlci-hook" in (target / ".git" / "hooks" / "post-commit").read_text()
     assert "mlci runs" in proc.stdout
+    # the report a pull request would get, against the deployed model
+    report = (target / "mlci-report.md").read_text()
+    assert "FAIL" in report and "acc" in report
+    assert (target / "mlci-report.html").read_text().lstrip().lower().startswith("<!doctype html")
 
 
 def test_demo_refuses_a_non_empty_folder(tmp_path: Path) -> None:

@@ -29,7 +29,13 @@ ACTIONS: list[Action] = [
     Action("app", "question_mark,f1", "help", "Help", "Show every key binding and the filter language"),
     Action("app", "q", "quit", "Quit", "Leave mlci tui"),
     # the runs table
-    Action("runs", "slash", "focus_filter", "Filter", "Type a filter: acc > 0.9 and lr in (0.1, 0.01); enter applies"),
+    Action(
+        "runs",
+        "slash",
+        "focus_filter",
+        "Filter",
+        "Type a filter (acc > 0.9 and lr in (0.1, 0.01)); enter applies it, ↑↓ move the cursor, esc to the table",
+    ),
     Action("runs", "enter", "open_run", "Open", "Open the run under the cursor: params, metrics, steps, notes"),
     Action("runs", "s", "sort", "Sort", "Sort by the column under the cursor (again: reverse); or click a header"),
     Action("runs", "space", "mark", "Mark", "Mark or unmark the run under the cursor (for compare and plot)"),

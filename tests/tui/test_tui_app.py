@@ -120,8 +120,12 @@ def test_filter_and_a_bad_filter_keep_the_previous_result(lab: Path) -> None:
         assert ids(app) == "dc"
         assert "2 of 6 runs" in screen_text(app)
         assert app.runs_screen.error is None
+        # the focus stays in the filter bar; the arrows move the table's cursor meanwhile
+        assert app.focused is app.query_one("#filter")
+        await pilot.press("down")
+        assert table(app).current_run_id == rid("c")
         # a bad expression: inline error, previous rows stay
-        await pilot.press("slash", "end")
+        await pilot.press("end")
         await pilot.press(*" and accx > 1")
         await pilot.press("enter")
         await settle(pilot)
@@ -131,13 +135,15 @@ def test_filter_and_a_bad_filter_keep_the_previous_result(lab: Path) -> None:
         assert "unknown name 'accx'" in text and "previous result" in text
         # raw SQL after the prefix; an error from DuckDB is shown the same way
         app.query_one("#filter").value = "sql: no_such_col > 1"  # type: ignore[attr-defined]
-        await pilot.press("slash", "enter")
+        await pilot.press("enter")
         await settle(pilot)
         assert "SQL:" in (app.runs_screen.error or "") and ids(app) == "dc"
         app.query_one("#filter").value = "sql: metrics['loss'] BETWEEN 1 AND 2"  # type: ignore[attr-defined]
-        await pilot.press("slash", "enter")
+        await pilot.press("enter")
         await settle(pilot)
         assert ids(app) == "e" and app.runs_screen.error is None
+        await pilot.press("escape")
+        assert app.focused is table(app)
 
     run_app(lab, scenario)
 
@@ -307,7 +313,7 @@ def test_plot_steps_commits_and_scatter(lab: Path) -> None:
 def test_export_the_current_view_to_csv_json_and_markdown(lab: Path) -> None:
     async def scenario(app: MlciApp, pilot: Any) -> None:
         app.query_one("#filter").value = "acc > 0.75"  # type: ignore[attr-defined]
-        await pilot.press("slash", "enter")
+        await pilot.press("slash", "enter", "escape")
         await settle(pilot)
         for fmt in ("csv", "json", "md"):
             await pilot.press("e")

@@ -35,7 +35,7 @@ def test_snapshots_runs_table_filter_error_and_run_detail(lab: Path) -> None:
         await settle(pilot)
         assert_snapshot(app, "runs")
         app.query_one("#filter").value = "acc > 0.7 and model ~ (cnn"  # type: ignore[attr-defined]
-        await pilot.press("slash", "enter")
+        await pilot.press("slash", "enter", "escape")  # esc: back to the table (no blinking cursor)
         await settle(pilot)
         assert_snapshot(app, "runs-filter-error")
         table.move_cursor(row=3)

@@ -26,10 +26,23 @@ FILTER_HINT = 'filter: acc > 0.9 and lr in (0.1, 0.01) · model ~ "cnn.*" · min
 
 
 class FilterInput(Input):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "leave", "Back to the table", show=False)]
+    """The filter bar. Enter applies the filter and keeps the focus here, so the next try is
+    one edit away (and the footer is not rebuilt while the query runs); the arrow and page
+    keys move the table's cursor meanwhile; esc goes back to the table."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "leave", "Back to the table", show=False),
+        Binding("up", "table('cursor_up')", show=False),
+        Binding("down", "table('cursor_down')", show=False),
+        Binding("pageup", "table('page_up')", show=False),
+        Binding("pagedown", "table('page_down')", show=False),
+    ]
 
     def action_leave(self) -> None:
         self.screen.query_one(RunTable).focus()
+
+    def action_table(self, action: str) -> None:
+        getattr(self.screen.query_one(RunTable), f"action_{action}")()
 
 
 class RunsScreen(Screen[None]):
@@ -164,7 +177,6 @@ class RunsScreen(Screen[None]):
             return
         event.stop()
         self.reload(data.ViewSpec(**{**self.spec.__dict__, "filter_text": event.value}))
-        self.table.focus()
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()

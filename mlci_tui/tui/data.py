@@ -282,9 +282,9 @@ def load_view(
         select, binds = _select_list(columns)
         where = f"WHERE {compiled.sql}" if compiled.sql else ""
         order, order_binds = order_clause(spec.sort_key, spec.descending)
-        sql = f"SELECT {select} FROM runs {where} {order}"
+        sql = f"SELECT {select} FROM {compiled.source()} {where} {order}"
         try:
-            table = con.sql(sql, params=[*binds, *compiled.binds, *order_binds]).to_arrow_table()
+            table = con.sql(sql, params=[*binds, *compiled.join_binds, *compiled.binds, *order_binds]).to_arrow_table()
         except duckdb.Error as exc:
             prefix = "SQL" if compiled.raw else "filter"
             raise FilterError(f"{prefix}: {_first_line(exc)}") from None
@@ -561,9 +561,9 @@ def load_scatter(repo: Repo, param: str, metric: str, filter_text: str, info: Le
     where = f"AND {compiled.sql}" if compiled.sql else ""
     with open_cache(repo) as con:
         rows = con.execute(
-            f"""SELECT TRY_CAST(params[?] AS DOUBLE) AS x, metrics[?] AS y FROM runs
+            f"""SELECT TRY_CAST(params[?] AS DOUBLE) AS x, metrics[?] AS y FROM {compiled.source()}
                 WHERE x IS NOT NULL AND y IS NOT NULL AND isfinite(y) AND isfinite(x) {where}""",
-            [param, metric, *compiled.binds],
+            [param, metric, *compiled.join_binds, *compiled.binds],
         ).fetchall()
     return Series("", f"{metric} by {param}", [float(x) for x, _ in rows], [float(y) for _, y in rows])
 

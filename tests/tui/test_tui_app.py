@@ -111,6 +111,20 @@ def test_sort_by_key_and_by_header_click(lab: Path) -> None:
     run_app(lab, scenario)
 
 
+def test_mouse_click_moves_the_cursor_double_click_opens_flags_column_marks(lab: Path) -> None:
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        t = table(app)
+        await pilot.click(RunTable, offset=(20, 3))  # the third data row (row 0 is the header)
+        assert t.cursor_row == 2 and t.current_run_id == rid("d")
+        await pilot.click(RunTable, offset=(1, 4))  # the flags column of the fourth row
+        assert app.marked == {rid("c")}
+        await pilot.double_click(RunTable, offset=(20, 5))
+        await settle(pilot)
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == rid("b")
+
+    run_app(lab, scenario)
+
+
 def test_filter_and_a_bad_filter_keep_the_previous_result(lab: Path) -> None:
     async def scenario(app: MlciApp, pilot: Any) -> None:
         await pilot.press("slash")

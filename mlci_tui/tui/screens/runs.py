@@ -117,7 +117,8 @@ class RunsScreen(Screen[None]):
         self.spec = result.spec
         self.info = result.info
         self.table.set_result(result, keep=keep)
-        self._set_error(None)
+        if result.spec.filter_text == self.query_one("#filter", Input).value:
+            self._set_error(None)  # (a live refresh under a bad filter being typed keeps its error)
         self._update_status()
         self.mlci.view_painted(result)
 

@@ -188,7 +188,12 @@ class RunTable(ScrollView, can_focus=True):
         self.cursor_col = keys.index(old_key) if old_key in keys else min(max(self.cursor_col, 1), len(keys) - 1)
         row = self.index_of(keep) if keep else None
         self.cursor_row = row if row is not None else min(self.cursor_row, max(self.row_count - 1, 0))
-        self.empty_text = "no runs match the filter" if result.spec.filter_text.strip() else "no runs in the ledger yet"
+        self.empty_text = (
+            "no runs match the filter"
+            if result.spec.filter_text.strip()
+            else "no runs in the ledger yet: commit params/metrics files with the hooks installed (mlci init), "
+            "or run `mlci capture`"
+        )
         self.virtual_size = Size(x, self.row_count + 1)
         self._invalidate()
         if row is not None:

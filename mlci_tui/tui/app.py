@@ -33,10 +33,8 @@ POLL_SECONDS = 1.0
 class MlciApp(App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses (benchmarks) find it too
     TITLE = "mlci"
-    BINDINGS = [
-        Binding(a.keys, a.action, a.description, show=a.show, priority=a.action == "quit")
-        for a in actions.actions_for("app")
-    ]
+    # not priority bindings: a `q` typed in the filter bar or a note is text, not quit
+    BINDINGS = [Binding(a.keys, a.action, a.description, show=a.show) for a in actions.actions_for("app")]
 
     def __init__(
         self,

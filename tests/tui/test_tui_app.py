@@ -128,10 +128,11 @@ def test_mouse_click_moves_the_cursor_double_click_opens_flags_column_marks(lab:
 def test_filter_and_a_bad_filter_keep_the_previous_result(lab: Path) -> None:
     async def scenario(app: MlciApp, pilot: Any) -> None:
         await pilot.press("slash")
+        await pilot.press(*'model !~ "q" and ')  # q and ? typed here are text, not quit or help
         await pilot.press(*'acc > 0.75 and model ~ "cnn.*"')
         await pilot.press("enter")
         await settle(pilot)
-        assert ids(app) == "dc"
+        assert app.is_running and ids(app) == "dc"
         assert "2 of 6 runs" in screen_text(app)
         assert app.runs_screen.error is None
         # the focus stays in the filter bar; the arrows move the table's cursor meanwhile
@@ -388,12 +389,31 @@ def test_help_screen_and_command_palette(lab: Path) -> None:
 
         for action in actions_for("runs"):
             assert any(title.startswith(action.description + " (") for title in commands), action
+        # the screens' own actions are there too
+        from mlci_tui.tui.actions import actions_for as scope_actions
+
+        await pilot.press("enter")
+        await settle(pilot)
+        run_commands = [c.title for c in app.get_system_commands(app.screen)]
+        for action in scope_actions("run"):
+            assert any(title.startswith(action.description + " (") for title in run_commands), action
+        await pilot.press("escape")
         await pilot.press("ctrl+p")
         await settle(pilot)
         await pilot.press(*"Help (")
         await pilot.pause(0.3)
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help from the palette")
+        await pilot.press("escape")
+        # a screen's own action from the palette
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press(*"Columns (")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        from mlci_tui.tui.screens.modals import ColumnsScreen
+
+        await wait_until(pilot, lambda: isinstance(app.screen, ColumnsScreen), what="columns from the palette")
 
     run_app(lab, scenario)
 
@@ -533,6 +553,44 @@ def test_markup_and_escapes_from_the_data_are_shown_literally(tmp_path: Path) ->
 
 
 # ---------------------------------------------------------------------------- imports
+
+
+def test_mlci_tui_runs_in_a_real_terminal(lab: Path) -> None:
+    """`mlci tui` as a real process on a pseudo-terminal: it paints the runs and quits on q."""
+    import os
+    import pty
+    import select
+    import struct
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: never returns
+        os.chdir(lab)
+        os.environ["TERM"] = "xterm-256color"
+        os.execvp(sys.executable, [sys.executable, "-m", "mlci_tui", "tui"])
+    import fcntl
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    out, sent, deadline = b"", False, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not sent and b"cnn-wide" in out:
+            time.sleep(0.2)
+            os.write(fd, b"q")
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert sent, out[-2000:]
+    assert os.waitstatus_to_exitcode(status) == 0 and b"Traceback" not in out
 
 
 def test_cli_and_hooks_never_import_textual(repo: Path) -> None:

@@ -44,9 +44,14 @@ Every action is also in the command palette (`ctrl+p`).
 """
 
 
-def bindings_markdown() -> str:
+def bindings_markdown(first: str = "runs") -> str:
+    """Every binding, the section of the screen help was asked from first."""
     lines = ["# mlci tui: keys", ""]
-    for scope, title in SCOPES.items():
+    order = ["app", first] + [s for s in SCOPES if s not in ("app", first)]
+    for scope in order:
+        title = SCOPES.get(scope)
+        if title is None:
+            continue
         lines += [f"## {title}", "", "| key | action | |", "|---|---|---|"]
         for a in actions.actions_for(scope):
             lines.append(f"| `{a.key_display}` | {a.description} | {a.help} |")
@@ -69,7 +74,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
-            yield Markdown(bindings_markdown())
+            yield Markdown(bindings_markdown(self.scope))
 
     def on_mount(self) -> None:
         self.query_one("#help").focus()

@@ -527,9 +527,16 @@ def test_markup_and_escapes_from_the_data_are_shown_literally(tmp_path: Path) ->
         screen = app.screen
         assert isinstance(screen, RunScreen)
         await wait_until(pilot, lambda: screen.detail is not None and screen.detail.notes)
+        # a tag that looks like markup, echoed back in a notification
+        await pilot.press("t")
+        await settle(pilot)
+        await pilot.press(*"[/]x", "enter")
+        await settle(pilot)
+        await wait_until(pilot, lambda: screen.detail is not None and screen.detail.tags == ["[/]x"], what="tag")
+        assert app.is_running and "tag [/]x added" in screen_text(app)  # the toast, literally
         screen.query_one("#run-tabs").active = "tab-notes"  # type: ignore[attr-defined]
         await pilot.pause()
-        assert "[red]note[/red]" in screen_text(app)
+        assert "[red]note[/red]" in screen_text(app) and "[/]x" in screen_text(app)
         screen.query_one("#run-tabs").active = "tab-metrics"  # type: ignore[attr-defined]
         await pilot.pause()
         assert "\\x1b[2Jx" in screen_text(app)
@@ -549,7 +556,7 @@ def test_markup_and_escapes_from_the_data_are_shown_literally(tmp_path: Path) ->
         await settle(pilot)
         assert app.runs_screen.error is None and len(table(app).run_ids()) == 1
 
-    run_app(root, scenario)
+    run_app(root, scenario, notifications=True)
 
 
 # ---------------------------------------------------------------------------- imports

@@ -203,13 +203,18 @@ async def settle(pilot: Any, timeout: float = 15.0) -> None:
 
 
 def run_app(
-    root: Path, scenario: Callable[[MlciApp, Any], Awaitable[None]], *, size: tuple[int, int] = SIZE, **kw: Any
+    root: Path,
+    scenario: Callable[[MlciApp, Any], Awaitable[None]],
+    *,
+    size: tuple[int, int] = SIZE,
+    notifications: bool = False,
+    **kw: Any,
 ) -> MlciApp:
     """Run the real app headless at a fixed size and drive it with `scenario(app, pilot)`."""
     app = make_app(root, **kw)
 
     async def main() -> None:
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size, notifications=notifications) as pilot:
             await wait_until(
                 pilot, lambda: app.runs_screen.result is not None or app.runs_screen.error, what="first view"
             )

@@ -81,7 +81,7 @@ class CompareScreen(Screen[None]):
     def on_failed(self, message: Failed) -> None:
         if message.what == "compare":
             message.stop()
-            self.notify(message.error, title="Error", severity="error")
+            self.notify(message.error, title="Error", severity="error", markup=False)
 
     def _show(self) -> None:
         result = self.result
@@ -156,6 +156,8 @@ class CompareScreen(Screen[None]):
         try:
             count = export.write_compare(result, fmt, path, differences_only=only)
         except OSError as exc:
-            self.app.call_from_thread(self.notify, display(f"export failed: {exc}"), severity="error")
+            self.app.call_from_thread(self.notify, display(f"export failed: {exc}"), severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, display(f"{count} rows written to {path}"), title="Exported")
+        self.app.call_from_thread(
+            self.notify, display(f"{count} rows written to {path}"), title="Exported", markup=False
+        )

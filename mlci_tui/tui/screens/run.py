@@ -107,7 +107,7 @@ class RunScreen(Screen[None]):
     def on_loaded(self, message: Loaded) -> None:
         if message.what == "written":
             message.stop()
-            self.notify(message.result, title="Ledger")
+            self.notify(message.result, title="Ledger", markup=False)
             self.reload()
             return
         if message.what != "detail" or message.generation != self.generation:
@@ -123,7 +123,7 @@ class RunScreen(Screen[None]):
         if message.what not in ("detail", "written"):
             return
         message.stop()
-        self.notify(message.error, title="Error", severity="error")
+        self.notify(message.error, title="Error", severity="error", markup=False)
 
     # ------------------------------------------------------------------ painting
     def _show(self, d: data.RunDetail) -> None:
@@ -264,7 +264,7 @@ class RunScreen(Screen[None]):
 
     def action_mark(self) -> None:
         marked = self.mlci.toggle_mark(self.run_id)
-        self.notify(f"{'Marked' if marked else 'Unmarked'} {self.run_id[:8]}")
+        self.notify(f"{'Marked' if marked else 'Unmarked'} {self.run_id[:8]}", markup=False)
         if self.detail:
             self._show(self.detail)
 
@@ -287,7 +287,7 @@ class RunScreen(Screen[None]):
         from mlci_tui.tui.screens.modals import PromptScreen
 
         if not self.detail or not self.detail.notes:
-            self.notify("No note to edit: n adds one", severity="warning")
+            self.notify("No note to edit: n adds one", severity="warning", markup=False)
             return
         note_id, _when, body = self.detail.notes[-1]
 
@@ -311,7 +311,7 @@ class RunScreen(Screen[None]):
 
         tags = self.detail.tags if self.detail else []
         if not tags:
-            self.notify("This run has no tags", severity="warning")
+            self.notify("This run has no tags", severity="warning", markup=False)
             return
 
         def done(name: str | None) -> None:

@@ -246,14 +246,14 @@ class RunsScreen(Screen[None]):
     def action_compare(self) -> None:
         ids = self.marked_in_order()
         if len(ids) < 2:
-            self.notify("Mark two or more runs with space, then compare", severity="warning")
+            self.notify("Mark two or more runs with space, then compare", severity="warning", markup=False)
             return
         self.mlci.compare(ids)
 
     def action_plot(self) -> None:
         ids = self.marked_in_order() or [r for r in [self.table.current_run_id] if r]
         if not ids:
-            self.notify("No run to plot", severity="warning")
+            self.notify("No run to plot", severity="warning", markup=False)
             return
         self.mlci.plot(ids)
 
@@ -269,9 +269,10 @@ class RunsScreen(Screen[None]):
             self.notify(
                 f"Baseline: the {data.BASELINE_STAGE} run" if deployed else "Baseline cleared",
                 title="Baseline",
+                markup=False,
             )
         else:
-            self.notify(f"Baseline pinned: {run_id[:8]}", title="Baseline")
+            self.notify(f"Baseline pinned: {run_id[:8]}", title="Baseline", markup=False)
         self.reload(data.ViewSpec(**{**self.spec.__dict__, "baseline": run_id}))
 
     def action_refresh(self) -> None:
@@ -295,7 +296,7 @@ class RunsScreen(Screen[None]):
             try:
                 data.save_settings(self.mlci.repo, settings)
             except OSError as exc:
-                self.notify(display(f"could not save the columns: {exc}"), severity="error")
+                self.notify(display(f"could not save the columns: {exc}"), severity="error", markup=False)
             self.reload(data.ViewSpec(**{**self.spec.__dict__, "metrics": metrics, "params": params}))
 
         self.app.push_screen(ColumnsScreen(self.info.metrics, self.info.params, shown_metrics, shown_params), chosen)
@@ -322,8 +323,11 @@ class RunsScreen(Screen[None]):
         try:
             count = export.write_view(result, fmt, path)
         except OSError as exc:
-            self.app.call_from_thread(self.notify, display(f"export failed: {exc}"), severity="error")
+            self.app.call_from_thread(self.notify, display(f"export failed: {exc}"), severity="error", markup=False)
             return
         self.app.call_from_thread(
-            self.notify, display(f"{count:,} runs written to {path}"), title=f"Exported {fmt.upper()}"
+            self.notify,
+            display(f"{count:,} runs written to {path}"),
+            title=f"Exported {fmt.upper()}",
+            markup=False,
         )

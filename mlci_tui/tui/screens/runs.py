@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from mlci_tui.ledger.cache import cache_is_current
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, data
 from mlci_tui.tui.messages import Failed, Loaded
@@ -58,6 +59,7 @@ class RunsScreen(Screen[None]):
         self.shown_generation = 0
         self.error: str | None = None
         self.busy = False
+        self.note: str | None = None  # what a slow load is doing
 
     @property
     def mlci(self) -> MlciApp:
@@ -96,6 +98,8 @@ class RunsScreen(Screen[None]):
     def _load(self, generation: int, spec: data.ViewSpec, known: data.LedgerInfo | None) -> None:
         app = self.mlci
         try:
+            if not cache_is_current(app.repo):  # a stat and a rev-parse: tell the user why it takes a while
+                self.post_message(Loaded("status", generation, "reading new ledger records into the query cache…"))
             result = data.load_view(app.repo, spec, app.config.direction, known=known)
         except FilterError as exc:
             self.post_message(Failed("view", generation, display(str(exc))))
@@ -106,8 +110,15 @@ class RunsScreen(Screen[None]):
         self.post_message(Loaded("view", generation, result))
 
     def on_loaded(self, message: Loaded) -> None:
+        if message.what == "status":
+            message.stop()
+            if message.generation == self.generation:
+                self.note = message.result
+                self._update_status()
+            return
         if message.what != "view" or message.generation < self.shown_generation:
             return
+        self.note = None
         message.stop()
         self.shown_generation = message.generation
         self.busy = message.generation != self.generation
@@ -128,6 +139,7 @@ class RunsScreen(Screen[None]):
         message.stop()
         self.shown_generation = message.generation
         self.busy = message.generation != self.generation
+        self.note = None
         self._set_error(message.error)
         self._update_status()
         if self.result is None:
@@ -168,7 +180,9 @@ class RunsScreen(Screen[None]):
                 status.append(f" · {result.seconds * 1000:.0f} ms", style="dim")
         if self.mlci.marked:
             status.append(f" · ● {len(self.mlci.marked)} marked", style="bold")
-        if self.busy and result is not None:
+        if self.note:
+            status.append(f" · {self.note}", style="italic")
+        elif self.busy and result is not None:
             status.append(" · refreshing…", style="dim")
         self.query_one("#status", Static).update(status, layout=False)  # one fixed line: no layout pass
 

@@ -159,6 +159,19 @@ def test_filter_and_a_bad_filter_keep_the_previous_result(lab: Path) -> None:
         assert ids(app) == "e" and app.runs_screen.error is None
         await pilot.press("escape")
         assert app.focused is table(app)
+        # a live refresh that overtakes a filter still running does not undo it
+        screen = app.runs_screen
+        screen.reload(screen.want(filter_text='kind = "commit"'))  # what enter does...
+        screen.ledger_moved("a new tip")  # ...and the watcher, in the same tick
+        await settle(pilot)
+        assert ids(app) == "cba" and app.runs_screen.spec.filter_text == 'kind = "commit"'
+        # nor does one after a bad filter bring the bad text back
+        app.query_one("#filter").value = "kind ="  # type: ignore[attr-defined]
+        await pilot.press("slash", "enter")
+        await settle(pilot)
+        app.runs_screen.ledger_moved("another tip")
+        await settle(pilot)
+        assert ids(app) == "cba" and app.runs_screen.error is not None
 
     run_app(lab, scenario)
 

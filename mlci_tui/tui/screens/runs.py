@@ -52,7 +52,8 @@ class RunsScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.spec = data.ViewSpec()
+        self.spec = data.ViewSpec()  # what the table shows
+        self.wanted = self.spec  # what the user asked for last (a query may still be running)
         self.info: data.LedgerInfo | None = None
         self.result: data.ViewResult | None = None
         self.generation = 0
@@ -79,20 +80,29 @@ class RunsScreen(Screen[None]):
     def on_mount(self) -> None:
         settings = data.load_settings(self.mlci.repo)
         if isinstance(settings.get("metrics"), list):
-            self.spec.metrics = [str(m) for m in settings["metrics"]]
+            self.wanted.metrics = [str(m) for m in settings["metrics"]]
         if isinstance(settings.get("params"), list):
-            self.spec.params = [str(p) for p in settings["params"]]
+            self.wanted.params = [str(p) for p in settings["params"]]
         self.table.marked = self.mlci.marked
         self.table.focus()
         self.reload()
         self._update_status()
 
     # ------------------------------------------------------------------ loading
+    def want(self, **changes: object) -> data.ViewSpec:
+        """The spec the user asked for last, with some changes."""
+        return data.ViewSpec(**{**self.wanted.__dict__, **changes})  # type: ignore[arg-type]
+
     def reload(self, spec: data.ViewSpec | None = None) -> None:
-        """Query again (in a worker); the answer arrives as a Loaded or Failed message."""
+        """Query again (in a worker); the answer arrives as a Loaded or Failed message.
+
+        Without a spec (a live refresh), the last one asked for: a filter still running is
+        not undone by a refresh that overtakes it."""
+        if spec is not None:
+            self.wanted = spec
         self.generation += 1
         self.busy = True
-        self._load(self.generation, spec or self.spec, self.info)
+        self._load(self.generation, self.wanted, self.info)
 
     @work(thread=True, group="view", exit_on_error=False)
     def _load(self, generation: int, spec: data.ViewSpec, known: data.LedgerInfo | None) -> None:
@@ -139,6 +149,8 @@ class RunsScreen(Screen[None]):
         message.stop()
         self.shown_generation = message.generation
         self.busy = message.generation != self.generation
+        if not self.busy:
+            self.wanted = self.spec  # later refreshes use the last spec that worked
         self.note = None
         self._set_error(message.error)
         self._update_status()
@@ -191,7 +203,7 @@ class RunsScreen(Screen[None]):
         if event.input.id != "filter":
             return
         event.stop()
-        self.reload(data.ViewSpec(**{**self.spec.__dict__, "filter_text": event.value}))
+        self.reload(self.want(filter_text=event.value))
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()
@@ -214,8 +226,8 @@ class RunsScreen(Screen[None]):
             self.sort_by(column.key)
 
     def sort_by(self, key: str) -> None:
-        if key == self.spec.sort_key:
-            descending = not self.spec.descending
+        if key == self.wanted.sort_key:
+            descending = not self.wanted.descending
         else:
             column = next((c for c in self.table.columns if c.key == key), None)
             direction = column.direction if column else None
@@ -223,11 +235,12 @@ class RunsScreen(Screen[None]):
                 key == "time" or direction == "max" or (column is not None and direction is None and column.numeric)
             )
         if self.result is not None and not self.busy:
+            self.wanted = self.want(sort_key=key, descending=descending)
             self.generation += 1
             self.busy = True
             self._sort(self.generation, self.result, key, descending)
         else:
-            self.reload(data.ViewSpec(**{**self.spec.__dict__, "sort_key": key, "descending": descending}))
+            self.reload(self.want(sort_key=key, descending=descending))
 
     @work(thread=True, group="view", exit_on_error=False)
     def _sort(self, generation: int, result: data.ViewResult, key: str, descending: bool) -> None:
@@ -275,7 +288,7 @@ class RunsScreen(Screen[None]):
         run_id = self.table.current_run_id
         if not run_id:
             return
-        self.pin_baseline(None if self.spec.baseline == run_id else run_id)
+        self.pin_baseline(None if self.wanted.baseline == run_id else run_id)
 
     def pin_baseline(self, run_id: str | None) -> None:
         if run_id is None:
@@ -287,7 +300,7 @@ class RunsScreen(Screen[None]):
             )
         else:
             self.notify(f"Baseline pinned: {run_id[:8]}", title="Baseline", markup=False)
-        self.reload(data.ViewSpec(**{**self.spec.__dict__, "baseline": run_id}))
+        self.reload(self.want(baseline=run_id))
 
     def action_refresh(self) -> None:
         self.reload()
@@ -311,7 +324,7 @@ class RunsScreen(Screen[None]):
                 data.save_settings(self.mlci.repo, settings)
             except OSError as exc:
                 self.notify(display(f"could not save the columns: {exc}"), severity="error", markup=False)
-            self.reload(data.ViewSpec(**{**self.spec.__dict__, "metrics": metrics, "params": params}))
+            self.reload(self.want(metrics=metrics, params=params))
 
         self.app.push_screen(ColumnsScreen(self.info.metrics, self.info.params, shown_metrics, shown_params), chosen)
 

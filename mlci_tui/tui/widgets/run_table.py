@@ -112,7 +112,6 @@ class RunTable(ScrollView, can_focus=True):
         self.sort_key: str | None = None
         self.descending = True
         self.empty_text = "loading runs…"
-        self._ids: list[str] | None = None
         self._pages: LRUCache[int, list[tuple[Any, ...]]] = LRUCache(64)
         self._lines: LRUCache[tuple[Any, ...], Strip] = LRUCache(512)
         self._generation = 0

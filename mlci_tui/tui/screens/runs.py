@@ -91,7 +91,7 @@ class RunsScreen(Screen[None]):
     # ------------------------------------------------------------------ loading
     def want(self, **changes: object) -> data.ViewSpec:
         """The spec the user asked for last, with some changes."""
-        return data.ViewSpec(**{**self.wanted.__dict__, **changes})  # type: ignore[arg-type]
+        return data.ViewSpec(**{**self.wanted.__dict__, **changes})
 
     def reload(self, spec: data.ViewSpec | None = None) -> None:
         """Query again (in a worker); the answer arrives as a Loaded or Failed message.

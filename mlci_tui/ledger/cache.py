@@ -341,6 +341,7 @@ class LedgerCache:
         with tempfile.TemporaryDirectory(dir=self.path.parent, prefix="ingest-") as scratch:
             try:
                 con.execute("SET threads TO 2")
+                con.execute("SET enable_progress_bar = false")  # it would draw over the TUI or a hook's output
                 con.execute(f"SET temp_directory = '{_sql_str(scratch)}'")
                 if fresh:
                     con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")

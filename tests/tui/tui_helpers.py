@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import git
+from ledger_helpers import make_run  # noqa: F401 - the one run-event builder the tests share
 
 from mlci_tui import config as config_mod
 from mlci_tui.gitio import Repo
@@ -27,36 +28,6 @@ from mlci_tui.tui.app import MlciApp
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 SIZE = (120, 30)
 MLCI_YAML = "metrics:\n  fields:\n    acc: {direction: max}\n    loss: {direction: min}\n"
-
-
-def make_run(
-    *,
-    event_id: str | None = None,
-    time: str | None = None,
-    kind: str = "experiment",
-    name: str | None = None,
-    commit: str | None = None,
-    params: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None,
-    steps: list[list[Any]] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A `run` event as mlci writes it (params from params.yaml, metrics from metrics.json)."""
-    run_id = event_id or records.new_id()
-    body: dict[str, Any] = {
-        "run_id": run_id,
-        "kind": kind,
-        "name": name,
-        "status": "done",
-        "started": time,
-        "ended": time,
-        "commit": commit,
-        "params": {"params.yaml": params} if params else {},
-        "metrics": {"metrics.json": metrics} if metrics else {},
-        "steps": steps or [],
-    }
-    body.update(extra)
-    return records.envelope("run", body, event_id=run_id, time=time)
 
 
 def rid(letter: str) -> str:

@@ -69,11 +69,14 @@ def mlci_connect_timer(path: Path, sql: str, seen: dict[str, int], key: str) -> 
         from mlci_tui.gitio import Repo
         from mlci_tui.ledger.cache import LedgerCache
 
-        t0 = time.perf_counter()
-        with LedgerCache(Repo.find(path)).connect() as con:
-            rows = con.execute(sql).fetchall()
-        elapsed = time.perf_counter() - t0
-        seen[key] = len(rows)
+        got: list[Any] = []
+
+        def query() -> None:
+            with LedgerCache(Repo.find(path)).connect() as con:
+                got.extend(con.execute(sql).fetchall())
+
+        elapsed = common.time_call(query)
+        seen[key] = len(got)
         return elapsed
 
     return timed
@@ -89,12 +92,14 @@ def _mlflow_one(n: int, worker: common.MLflowWorker, py: str, quick: bool, deadl
     variants = {
         "MLflow search_runs top 20, in-process": worker.search_timer(db, all_matches=False, seen=seen),
         "MLflow search_runs all matches, in-process": worker.search_timer(db, all_matches=True, seen=seen),
-        "MLflow search_runs top 20, fresh process": lambda: common.time_cmd(peer, db.parent),
-        "MLflow search_runs all matches, fresh process": lambda: common.time_cmd([*peer, "--all"], db.parent),
+        "MLflow search_runs top 20, fresh process": lambda: common.time_cmd(peer, db.parent, rss=True),
+        "MLflow search_runs all matches, fresh process": lambda: common.time_cmd([*peer, "--all"], db.parent, rss=True),
         "mlci connect + query top 20, in-process": mlci_connect_timer(ledger, SQL_TOP, seen, "mlci top"),
         "mlci connect + query all matches, in-process": mlci_connect_timer(ledger, SQL_ALL, seen, "mlci all"),
-        "mlci runs top 20, fresh process": lambda: common.time_cmd([common.MLCI, *RUNS_TOP], ledger),
-        "mlci runs --json all matches, fresh process": lambda: common.time_cmd([common.MLCI, *RUNS_ALL], ledger),
+        "mlci runs top 20, fresh process": lambda: common.time_cmd([common.MLCI, *RUNS_TOP], ledger, rss=True),
+        "mlci runs --json all matches, fresh process": lambda: common.time_cmd(
+            [common.MLCI, *RUNS_ALL], ledger, rss=True
+        ),
     }
     samples = common.interleave(variants, repeats, deadline, warmup=1)
     stats = common.summarise(samples)
@@ -119,7 +124,7 @@ def _mlflow_one(n: int, worker: common.MLflowWorker, py: str, quick: bool, deadl
     speedups = {k: stats[a]["median"] / stats[b]["median"] for k, (a, b) in pairs.items()}
     common.print_table(f"MLflow {worker.version} vs mlci over {n:,} runs (filter acc > 0.9, sort by acc)", stats)
     for k, v in speedups.items():
-        print(f"  mlci is x{v:.1f} faster ({k})")
+        print(f"  MLflow time / mlci time, {k}: x{v:.1f}")
     return {"store": info, "stats": stats, "mlci_speedup": speedups, "rows": seen}
 
 
@@ -260,33 +265,33 @@ def _dvc_one(n: int, real: int, quick: bool, deadline: common.Deadline, version:
     tool = common.peer_tool("dvc") or "dvc"
 
     def dvc_warm() -> float:
-        return common.time_cmd([tool, "exp", "show", "--json"], dvc_repo, env=dvc_env())
+        return common.time_cmd([tool, "exp", "show", "--json"], dvc_repo, env=dvc_env(), rss=True)
 
     def dvc_cold_cache() -> float:
         shutil.rmtree(dvc_repo / ".dvc" / "tmp" / "exps" / "cache", ignore_errors=True)
-        elapsed = common.time_cmd([tool, "exp", "show", "--json"], dvc_repo, env=dvc_env())
+        elapsed = common.time_cmd([tool, "exp", "show", "--json"], dvc_repo, env=dvc_env(), rss=True)
         return elapsed
 
     def dvc_cold_clone() -> float:
         counter["i"] += 1
         clone = fresh_clone(dvc_repo, f"dvc-{n}-{counter['i']}", "refs/exps/*:refs/exps/*")
         try:
-            return common.time_cmd([tool, "exp", "show", "--json"], clone, env=dvc_env())
+            return common.time_cmd([tool, "exp", "show", "--json"], clone, env=dvc_env(), rss=True)
         finally:
             shutil.rmtree(clone, ignore_errors=True)
 
     def mlci_warm() -> float:
-        return common.time_cmd([common.MLCI, "runs", "--json"], ledger)
+        return common.time_cmd([common.MLCI, "runs", "--json"], ledger, rss=True)
 
     def mlci_cold_cache() -> float:
         common.drop_cache(ledger)
-        return common.time_cmd([common.MLCI, "runs", "--json"], ledger)
+        return common.time_cmd([common.MLCI, "runs", "--json"], ledger, rss=True)
 
     def mlci_cold_clone() -> float:
         counter["i"] += 1
         clone = fresh_clone(ledger, f"mlci-{n}-{counter['i']}", "refs/mlci/ledger:refs/mlci/ledger")
         try:
-            return common.time_cmd([common.MLCI, "runs", "--json"], clone)
+            return common.time_cmd([common.MLCI, "runs", "--json"], clone, rss=True)
         finally:
             shutil.rmtree(clone, ignore_errors=True)
 

@@ -86,8 +86,9 @@ def run(argv: Sequence[str], cwd: str | Path | None = None, *, check: bool = Tru
 # machine wall time includes waiting for a core; CPU time of a single-threaded process is
 # close to what its wall time would be on an idle machine. interleave() collects it into
 # _CPU_SAMPLES, which summarise() consumes.
-_LAST_CPU: list[float | None] = [None]
+_LAST_CPU: list[float | None] = [None, None]  # CPU seconds, peak RSS in MiB (processes only)
 _CPU_SAMPLES: dict[str, list[float]] = {}
+_RSS_SAMPLES: dict[str, list[float]] = {}
 
 
 def _cpu(who: int) -> float:
@@ -97,25 +98,39 @@ def _cpu(who: int) -> float:
     return r.ru_utime + r.ru_stime
 
 
-def note_cpu(seconds: float | None) -> None:
+def note_cpu(seconds: float | None, rss_mib: float | None = None) -> None:
     _LAST_CPU[0] = seconds
+    _LAST_CPU[1] = rss_mib
 
 
-def time_cmd(argv: Sequence[str], cwd: str | Path | None = None, *, check: bool = True, **kw: Any) -> float:
-    """Wall seconds of one process, start to exit, output discarded (its CPU time noted too)."""
-    import resource
+def time_cmd(
+    argv: Sequence[str], cwd: str | Path | None = None, *, check: bool = True, rss: bool = False, **kw: Any
+) -> float:
+    """Wall seconds of one process, start to exit, output discarded; its CPU time (process tree)
+    is noted too, and with `rss` its peak resident memory.
 
+    Peak memory comes from GNU time (`/usr/bin/time -f %M`), not from our own wait4(): a child's
+    ru_maxrss starts from the RSS of the process that forked it, and this one holds ledgers."""
     environ = kw.pop("env", None) or env()
-    c0 = _cpu(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        list(argv), cwd=cwd, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900, **kw
-    )
-    elapsed = time.perf_counter() - t0
-    note_cpu(_cpu(resource.RUSAGE_CHILDREN) - c0)
-    if check and proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()[-2000:]
-        raise RuntimeError(f"{' '.join(map(str, argv))} failed ({proc.returncode}): {err}")
+    gnu_time = Path("/usr/bin/time")
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as mem:
+        command = list(argv)
+        if rss and gnu_time.exists():
+            command = [str(gnu_time), "-f", "%M", "-o", mem.name, *command]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=cwd, env=environ, stdout=subprocess.DEVNULL, stderr=err, **kw)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = None
+        if rss and gnu_time.exists():
+            text = mem.read().strip().splitlines()
+            peak = int(text[-1]) / 1024 if text and text[-1].isdigit() else None
+        note_cpu(usage.ru_utime + usage.ru_stime, peak)
+        if check and proc.returncode != 0:
+            err.seek(0)
+            text = err.read().decode("utf-8", "replace").strip()[-2000:]
+            raise RuntimeError(f"{' '.join(map(str, argv))} failed ({proc.returncode}): {text}")
     return elapsed
 
 
@@ -153,6 +168,8 @@ def interleave(
                 samples[name].append(elapsed)
                 if _LAST_CPU[0] is not None:
                     _CPU_SAMPLES.setdefault(name, []).append(_LAST_CPU[0])
+                if _LAST_CPU[1] is not None:
+                    _RSS_SAMPLES.setdefault(name, []).append(_LAST_CPU[1])
         if deadline and deadline.over() and i >= warmup + 2:
             break
     return samples
@@ -172,6 +189,9 @@ def summarise(samples: dict[str, list[float]], baseline: str | None = None) -> d
         cpu = _CPU_SAMPLES.pop(name, None)
         if cpu:
             stats["cpu_median"] = statistics.median(cpu)
+        rss = _RSS_SAMPLES.pop(name, None)
+        if rss:
+            stats["peak_rss_mib"] = round(max(rss), 1)
     if baseline and out.get(baseline, {}).get("n"):
         base = out[baseline]["median"]
         base_cpu = out[baseline].get("cpu_median")
@@ -569,12 +589,14 @@ def drop_cache(repo_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- results
 def write_results(name: str, data: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+    """results/NAME.json for a full run; --quick results go to the scratch folder (never rendered)."""
+    folder = SCRATCH / "results-quick" if data.get("quick") else RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(tmp, path)
-    print(f"\nwrote {path.relative_to(ROOT)}")
+    print(f"\nwrote {path}")
     return path
 
 

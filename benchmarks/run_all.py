@@ -59,7 +59,7 @@ def main() -> int:
         print(f"===== {name}: exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
         if rc != 0:
             failed.append(name)
-    if not args.no_report:
+    if not args.no_report and not args.quick:  # --quick results stay in the scratch folder
         subprocess.run([sys.executable, str(HERE / "report.py")], check=False)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -24,7 +24,7 @@ from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
 if TYPE_CHECKING:
     import duckdb
 
-CACHE_SCHEMA = "7"
+CACHE_SCHEMA = "8"
 CACHE_NAME = "cache.duckdb"
 TIP_HINT = "cache.tip"
 
@@ -67,7 +67,9 @@ RUN_COLUMNS = [
 
 TABLES = {
     "event_rows": "id VARCHAR, type VARCHAR, v INTEGER, time TIMESTAMP, target VARCHAR, body VARCHAR",
-    "run_rows": ", ".join(f'"{n}" {t}' for n, t in RUN_COLUMNS),
+    # the params and metrics maps live in the row: a join per query cost more than the query
+    "run_rows": ", ".join(f'"{n}" {t}' for n, t in RUN_COLUMNS)
+    + ", params MAP(VARCHAR, VARCHAR), metrics MAP(VARCHAR, DOUBLE)",
     "param_rows": "run_id VARCHAR, file VARCHAR, name VARCHAR, value VARCHAR, num DOUBLE",
     "metric_rows": "run_id VARCHAR, file VARCHAR, name VARCHAR, value DOUBLE",
     "step_rows": "run_id VARCHAR, file VARCHAR, name VARCHAR, step BIGINT, value DOUBLE",
@@ -76,7 +78,6 @@ TABLES = {
     "promotion_rows": "id VARCHAR, run_id VARCHAR, stage VARCHAR, model VARCHAR, model_hash VARCHAR, "
     '"by" VARCHAR, time TIMESTAMP',
     "redaction_rows": "id VARCHAR, target VARCHAR, reason VARCHAR, time TIMESTAMP",
-    "run_maps": "run_id VARCHAR, params MAP(VARCHAR, VARCHAR), metrics MAP(VARCHAR, DOUBLE)",
     "names": "kind VARCHAR, name VARCHAR",  # every metric and param map key seen: column pickers
 }
 
@@ -91,11 +92,10 @@ VIEWS = {
         ) WHERE rn = 1 AND NOT remove""",
     "runs": f"""
         SELECT {_RUN_FIELDS},
-               coalesce(m.params, MAP {{}}::MAP(VARCHAR, VARCHAR)) AS params,
-               coalesce(m.metrics, MAP {{}}::MAP(VARCHAR, DOUBLE)) AS metrics,
+               coalesce(r.params, MAP {{}}::MAP(VARCHAR, VARCHAR)) AS params,
+               coalesce(r.metrics, MAP {{}}::MAP(VARCHAR, DOUBLE)) AS metrics,
                coalesce(t.tags, []::VARCHAR[]) AS tags
         FROM run_rows r
-        LEFT JOIN run_maps m USING (run_id)
         LEFT JOIN (SELECT run_id, list(name ORDER BY name) AS tags FROM tags GROUP BY run_id) t USING (run_id)
         WHERE r.run_id NOT IN {_HIDDEN}""",
     "params": f"SELECT * FROM param_rows WHERE run_id NOT IN {_HIDDEN}",
@@ -171,15 +171,16 @@ RUN_MARKER = '"type":"run","v":'  # in canonical JSON (sorted keys) only a run r
 
 
 def _run_column(name: str, ctype: str) -> str:
+    """The run_rows value of a column, from the parsed record `i`."""
     if ctype == "TIMESTAMP":
-        return _ts(f'"{name}"')
+        return _ts(f'i."{name}"')
     if name == "stale":
-        return "coalesce(stale, false)"
+        return "coalesce(i.stale, false)"
     if name in ("datasets", "deps"):
-        return f"coalesce({name}, '{{}}')::VARCHAR"
+        return f"coalesce(i.{name}, '{{}}')::VARCHAR"
     if name == "warnings":
-        return "coalesce(warnings, '[]')::VARCHAR"
-    return f'"{name}"'
+        return "coalesce(i.warnings, '[]')::VARCHAR"
+    return f'i."{name}"'
 
 
 # Every statement reads the temp table `inc` (RECORD_COLUMNS) of new, de-duplicated records,
@@ -187,9 +188,6 @@ def _run_column(name: str, ctype: str) -> str:
 INGEST_SQL = [
     f"""INSERT INTO event_rows SELECT i.id, i.type, i.v, {_ts("i.time")}, coalesce(i.target, i.run_id), o.body
         FROM inc i LEFT JOIN raw_other o USING (id)""",
-    "INSERT INTO run_rows SELECT "
-    + ", ".join(_run_column(n, t) for n, t in RUN_COLUMNS)
-    + " FROM inc WHERE type = 'run'",
     f"""INSERT INTO param_rows SELECT id, f.key, e.key, {_param_text("e.value")}, {_float("e.value")}
         FROM (SELECT id, unnest(map_entries(params)) AS f FROM inc WHERE type = 'run') s,
              unnest(map_entries(s.f.value)) AS t(e)""",
@@ -219,6 +217,9 @@ INGEST_SQL = [
         AND (coalesce(cardinality(params), 0) > 1 OR coalesce(cardinality(metrics), 0) > 1)""",
     BULK_MAP_SQL,
     "CREATE OR REPLACE TEMP TABLE new_runs AS SELECT id AS run_id FROM inc WHERE type = 'run'",
+    "INSERT INTO run_rows SELECT "
+    + ", ".join(_run_column(n, t) for n, t in RUN_COLUMNS)
+    + ", m.params, m.metrics FROM inc i LEFT JOIN run_maps m ON m.run_id = i.id WHERE i.type = 'run'",
     """INSERT INTO names SELECT DISTINCT 'metric', k FROM (SELECT unnest(map_keys(metrics)) AS k FROM run_maps
         WHERE run_id IN (SELECT run_id FROM new_runs)) WHERE k NOT IN (SELECT name FROM names WHERE kind = 'metric')""",
     """INSERT INTO names SELECT DISTINCT 'param', k FROM (SELECT unnest(map_keys(params)) AS k FROM run_maps
@@ -233,7 +234,6 @@ INGEST_SQL = [
             ("param_rows", "run_id"),
             ("metric_rows", "run_id"),
             ("step_rows", "run_id"),
-            ("run_maps", "run_id"),
             ("tag_rows", "run_id"),
             ("tag_rows", "id"),
             ("note_rows", "run_id"),
@@ -377,6 +377,11 @@ class LedgerCache:
                         columns = {{'body': 'VARCHAR'}}, delim = '\x01', quote = '', escape = '', header = false,
                         max_line_size = 268435456, ignore_errors = true)
                     WHERE NOT contains(body, '{RUN_MARKER}') AND json_valid(body))"""
+        )
+        # the maps are staged here, then written into run_rows with the rest of each run
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE run_maps (run_id VARCHAR, params MAP(VARCHAR, VARCHAR), "
+            "metrics MAP(VARCHAR, DOUBLE))"
         )
         for statement in INGEST_SQL:
             con.execute(statement)

@@ -1,4 +1,4 @@
-"""Benchmarks of `mlci tui` (not collected by pytest): python tests/tui/bench_tui.py [N ...]
+"""Benchmarks of `mlci tui` (not collected by pytest): python benchmarks/bench_tui.py [N ...]
 
 For each ledger size N (default 1000 10000) it builds, once, a repository whose ledger holds
 N runs (6 params, 4 metrics, 2 step series of 10 steps each), warms the DuckDB cache, and

@@ -84,9 +84,9 @@ class Change:
 
     @property
     def delta(self) -> float | None:
-        if isinstance(self.base, (int, float)) and isinstance(self.head, (int, float)):
-            if math.isfinite(self.base) and math.isfinite(self.head):
-                return self.head - self.base
+        numbers = isinstance(self.base, (int, float)) and isinstance(self.head, (int, float))
+        if numbers and math.isfinite(self.base) and math.isfinite(self.head):
+            return self.head - self.base
         return None
 
     @property

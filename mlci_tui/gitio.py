@@ -36,8 +36,7 @@ def git(
             cwd=cwd,
             input=input,
             env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             check=False,
         )
     except FileNotFoundError as exc:  # pragma: no cover - git missing entirely

@@ -8,6 +8,7 @@ wrong types) and error messages naming file, key path and expected type for free
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +29,12 @@ def _type_name(value: Any) -> str:
     )
 
 
-class Schema:
+class Schema(ABC):
     expected = "value"
 
+    @abstractmethod
     def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
-        raise NotImplementedError
+        """The value, checked and normalised; `fail(path, why)` builds the error to raise."""
 
 
 class Str(Schema):

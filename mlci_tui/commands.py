@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from mlci_tui import config as config_mod
 from mlci_tui import output
@@ -122,10 +125,48 @@ def _keys(con: Any, kind: str) -> list[str]:
     return [r[0] for r in con.execute("SELECT name FROM names WHERE kind = ? ORDER BY name", [kind]).fetchall()]
 
 
+def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str] | None:
+    """Where the full `runs --json/--csv` listing is memoised, and the key it must carry.
+
+    The unfiltered listing is what scripts and editors ask for again and again; keyed by the
+    ledger tip (plus cache schema and mlci version) it is served without importing DuckDB,
+    byte for byte what the query would print.
+    """
+    if args.format not in ("json", "csv") or args.where or args.sort or args.limit is not None:
+        return None
+    from mlci_tui import __version__
+    from mlci_tui.ledger.cache import CACHE_SCHEMA
+
+    key = f"mlci-listing {LedgerStore(repo).tip() or '-'} {CACHE_SCHEMA} {__version__}"
+    return repo.state_dir / f"runs-listing.{args.format}", key
+
+
 def runs(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    memo = _listing_memo(repo, args)
+    if memo is not None:
+        path, key = memo
+        try:
+            with open(path, encoding="utf-8") as cached:
+                if cached.readline().rstrip("\n") == key:
+                    sys.stdout.write(cached.read())
+                    return 0
+        except OSError:
+            pass
+        buffer = io.StringIO()
+        code = _runs(repo, args, buffer)
+        sys.stdout.write(buffer.getvalue())
+        if code == 0 and _listing_memo(repo, args) == memo:  # the ledger did not move meanwhile
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(key + "\n" + buffer.getvalue(), encoding="utf-8")
+            os.replace(tmp, path)
+        return code
+    return _runs(repo, args, sys.stdout)
+
+
+def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
     import duckdb
 
-    repo = Repo.find()
     with _open(repo) as con:
         metric_keys = _keys(con, "metric")
         param_keys = _keys(con, "param")
@@ -141,8 +182,8 @@ def runs(args: argparse.Namespace) -> int:
         except duckdb.Error as exc:
             raise InputError(f"--where: {_first_line(exc)}") from None
     if args.format in ("json", "csv"):
-        out = [{k: r.get(k) for k in RUN_FIELDS} | {"time": r.get("time")} for r in rows]
-        output.write(out, RUN_FIELDS[:1] + ["time"] + RUN_FIELDS[1:], args.format, sys.stdout)
+        listing = [{k: r.get(k) for k in RUN_FIELDS} | {"time": r.get("time")} for r in rows]
+        output.write(listing, RUN_FIELDS[:1] + ["time"] + RUN_FIELDS[1:], args.format, out)
         return 0
     shown_metrics = [k for k in metric_keys if any(k in (r["metrics"] or {}) for r in rows)][:8]
     shown_params = [k for k in param_keys if args.all_params or _differs(rows, k)][:6]
@@ -161,13 +202,13 @@ def runs(args: argparse.Namespace) -> int:
         for k in shown_params:
             row[f"{k}"] = _param_cell((r["params"] or {}).get(k))
         table.append(row)
-    output.write(table, RUN_TABLE_COLUMNS + shown_metrics + shown_params, args.format, sys.stdout)
+    output.write(table, RUN_TABLE_COLUMNS + shown_metrics + shown_params, args.format, out)
     if args.format != "table":
         return 0
     if total > len(rows):
-        print(f"({len(rows)} of {total} runs; --limit 0 shows all)")
+        print(f"({len(rows)} of {total} runs; --limit 0 shows all)", file=out)
     elif not rows:
-        print("no runs yet: commit params/metrics files with the hooks installed, or run `mlci capture`")
+        print("no runs yet: commit params/metrics files with the hooks installed, or run `mlci capture`", file=out)
     return 0
 
 

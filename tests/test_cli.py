@@ -156,3 +156,23 @@ def test_sorting_by_a_name_from_two_files_asks_for_file_colon_name(repo: Path) -
     ok = run_mlci(repo, "runs", "--sort", "-eval/metrics.json:acc", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)[0]["metrics"] == {"train/metrics.json:acc": 0.9, "eval/metrics.json:acc": 0.7}
+
+
+def test_the_full_listing_is_memoised_per_ledger_tip_and_identical(repo: Path) -> None:
+    _project(repo)
+    commit(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "a")
+    run_mlci(repo, "capture")
+    first = run_mlci(repo, "runs", "--json").stdout
+    memo = repo / ".git" / "mlci" / "runs-listing.json"
+    assert memo.read_text().split("\n", 1)[1] == first
+    assert run_mlci(repo, "runs", "--json").stdout == first  # served from the memo
+    # a new run moves the tip: the memo is not used, and is rewritten
+    commit(repo, {"metrics.json": metrics_json(acc=0.7)}, "b")
+    run_mlci(repo, "capture")
+    second = json.loads(run_mlci(repo, "runs", "--json").stdout)
+    assert [r["metrics"]["acc"] for r in second] == [0.7, 0.5]
+    # a memo whose key does not match (another mlci version, a hand edit) is ignored
+    memo.write_text("mlci-listing something-else\n[]\n")
+    assert len(json.loads(run_mlci(repo, "runs", "--json").stdout)) == 2
+    # filtered or sorted listings are never memoised
+    assert len(json.loads(run_mlci(repo, "runs", "--json", "--where", "metrics['acc'] > 0.6").stdout)) == 1

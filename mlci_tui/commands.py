@@ -135,10 +135,8 @@ def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str] | No
     if args.format not in ("json", "csv") or args.where or args.sort or args.limit is not None:
         return None
     from mlci_tui import __version__
-    from mlci_tui.ledger.cache import CACHE_NAME, CACHE_SCHEMA
+    from mlci_tui.ledger.cache import CACHE_SCHEMA
 
-    if not (repo.state_dir / CACHE_NAME).exists():
-        return None  # the memo is derived from the cache: a dropped cache drops it too
     key = f"mlci-listing {LedgerStore(repo).tip() or '-'} {CACHE_SCHEMA} {__version__}"
     return repo.state_dir / f"runs-listing.{args.format}", key
 
@@ -147,8 +145,12 @@ def runs(args: argparse.Namespace) -> int:
     repo = Repo.find()
     memo = _listing_memo(repo, args)
     if memo is not None:
+        from mlci_tui.ledger.cache import CACHE_NAME
+
         path, key = memo
         try:
+            if not (repo.state_dir / CACHE_NAME).exists():
+                raise FileNotFoundError(CACHE_NAME)  # a dropped cache drops the memo derived from it
             with open(path, encoding="utf-8") as cached:
                 if cached.readline().rstrip("\n") == key:
                     sys.stdout.write(cached.read())

@@ -176,3 +176,7 @@ def test_the_full_listing_is_memoised_per_ledger_tip_and_identical(repo: Path) -
     assert len(json.loads(run_mlci(repo, "runs", "--json").stdout)) == 2
     # filtered or sorted listings are never memoised
     assert len(json.loads(run_mlci(repo, "runs", "--json", "--where", "metrics['acc'] > 0.6").stdout)) == 1
+    # the memo is derived from the cache: deleting the cache means a real query again
+    (repo / ".git" / "mlci" / "cache.duckdb").unlink()
+    memo.write_text(memo.read_text().split("\n", 1)[0] + "\n[]\n")  # right key, wrong body
+    assert len(json.loads(run_mlci(repo, "runs", "--json").stdout)) == 2

@@ -19,6 +19,8 @@ import time
 import warnings
 from typing import Any
 
+import common  # stdlib only: the peers' interpreter imports it from this folder
+
 FILTER = "metrics.acc > 0.9"
 ORDER = ["metrics.acc DESC"]
 EXPERIMENT = "bench"
@@ -36,38 +38,14 @@ def _uri(db: str) -> str:
 
 
 def _params(i: int, rng: random.Random) -> dict[str, object]:
+    """The same ten params mlci's ledgers get (common.params_doc), as MLflow's dotted keys."""
     return {
-        "train.lr": round(10 ** rng.uniform(-4, -1), 6),
-        "train.epochs": rng.choice([5, 10, 20, 40]),
-        "train.batch_size": rng.choice([16, 32, 64, 128]),
-        "train.seed": i,
-        "train.optimizer": rng.choice(["adam", "sgd", "adamw"]),
-        "train.weight_decay": rng.choice([0.0, 1e-5, 1e-4]),
-        "model.depth": rng.randint(2, 12),
-        "model.width": rng.choice([64, 128, 256]),
-        "model.dropout": round(rng.random() / 2, 3),
-        "data.split": 0.8,
-    }
-
-
-def _metrics(rng: random.Random) -> dict[str, float]:
-    acc = round(rng.betavariate(8, 2), 6)
-    return {
-        "acc": acc,
-        "loss": round(rng.uniform(0.05, 2.0), 6),
-        "f1": round(acc * rng.uniform(0.9, 1.0), 6),
-        "precision": round(rng.random(), 6),
-        "recall": round(rng.random(), 6),
-        "auc": round(rng.uniform(0.5, 1.0), 6),
-        "val_acc": round(acc * rng.uniform(0.95, 1.0), 6),
-        "val_loss": round(rng.uniform(0.05, 2.5), 6),
-        "train_time": round(rng.uniform(10, 3600), 3),
-        "epochs_run": float(rng.randint(1, 40)),
+        f"{group}.{key}": value for group, values in common.params_doc(i, rng).items() for key, value in values.items()
     }
 
 
 def _log_one(mlflow: Any, i: int, rng: random.Random, batched: bool) -> float:
-    params, metrics = _params(i, rng), _metrics(rng)
+    params, metrics = _params(i, rng), common.metrics_doc(rng)
     t = time.perf_counter()
     with mlflow.start_run():
         if batched:
@@ -129,7 +107,7 @@ def cmd_build(args: argparse.Namespace) -> dict[str, object]:
         ts = int(time.time() * 1000)
         client.log_batch(
             run.info.run_id,
-            metrics=[Metric(k, v, ts, 0) for k, v in _metrics(rng).items()],
+            metrics=[Metric(k, v, ts, 0) for k, v in common.metrics_doc(rng).items()],
             params=[Param(k, str(v)) for k, v in _params(i, rng).items()],
         )
         client.set_terminated(run.info.run_id)

@@ -24,7 +24,7 @@ examples:
 """
 
 
-def _formats(parser: argparse.ArgumentParser, default: str = "table") -> None:
+def add_format_options(parser: argparse.ArgumentParser, default: str = "table") -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--format", choices=("table", "json", "csv", "md"), default=default, help=f"output format (default {default})"
@@ -34,7 +34,7 @@ def _formats(parser: argparse.ArgumentParser, default: str = "table") -> None:
     group.add_argument("--md", dest="format", action="store_const", const="md", help="same as --format md")
 
 
-def _cmd(
+def add_command(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: str, help: str, example: str
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(
@@ -48,6 +48,34 @@ def _cmd(
     return parser
 
 
+def command_group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The sub-commands of `mlci NAME ...`, made on first use: several modules may add to one group."""
+    existing = sub.choices.get(name)
+    if existing is None:
+        existing = sub.add_parser(name, help=help, description=help)
+        existing.set_defaults(group_parser=existing)
+        existing.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+    for action in existing._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise AssertionError(f"command group {name} has no sub-commands")
+
+
+def _add_feature_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands of feature packages, from `mlci_tui/cli_<feature>.py` (each has `add_commands(sub)`).
+
+    A feature adds its commands in its own module, so features never edit this file.
+    """
+    import importlib
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parent.glob("cli_*.py")):
+        module = importlib.import_module(f"mlci_tui.{path.stem}")
+        module.add_commands(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlci",
@@ -59,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = _cmd(
+    p = add_command(
         sub,
         "demo",
         "demo:main",
@@ -69,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", nargs="?", help="where to build it (default: a new temporary folder)")
     p.add_argument("--commits", type=int, default=4, help="how many training commits to make (default 4)")
 
-    p = _cmd(
+    p = add_command(
         sub,
         "init",
         "setup:init",
@@ -78,19 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-hooks", action="store_true", help="do not install hooks")
 
-    p = _cmd(
+    p = add_command(
         sub, "install", "setup:install", "install mlci's plain git hooks (chaining to existing ones)", "mlci install"
     )
     p.add_argument("--stage", action="append", dest="stages", help="only this stage (repeatable)")
-    _cmd(sub, "uninstall", "setup:uninstall", "remove mlci's git hooks and restore what was there", "mlci uninstall")
+    add_command(
+        sub, "uninstall", "setup:uninstall", "remove mlci's git hooks and restore what was there", "mlci uninstall"
+    )
 
-    p = _cmd(
+    p = add_command(
         sub, "hook", "hooks_cmd:main", "run one hook stage (what the installed hooks call)", "mlci hook pre-commit"
     )
     p.add_argument("stage", choices=("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge"))
     p.add_argument("args", nargs=argparse.REMAINDER, help="the arguments git passes to the hook")
 
-    p = _cmd(
+    p = add_command(
         sub,
         "record",
         "commands:record",
@@ -101,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--commit", metavar="REV", help="record a `ci` run linked to this commit")
 
-    p = _cmd(
+    p = add_command(
         sub,
         "capture",
         "commands:capture",
@@ -111,20 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("revs", nargs="*", metavar="REV", help="commits to capture (default HEAD)")
     p.add_argument("--range", dest="range_spec", metavar="A..B", help="every commit in A..B")
 
-    p = _cmd(sub, "runs", "commands:runs", "list runs", "mlci runs --where \"kind = 'commit'\" --sort -acc --limit 5")
+    p = add_command(
+        sub, "runs", "commands:runs", "list runs", "mlci runs --where \"kind = 'commit'\" --sort -acc --limit 5"
+    )
     p.add_argument("--where", help="SQL predicate over the runs view, e.g. \"metrics['acc'] > 0.9\"")
     p.add_argument("--sort", help="column, metric or param name; prefix - for descending (default -time)")
     p.add_argument("--limit", type=int, help="at most N runs (default 50 in a table, all otherwise; 0 = all)")
     p.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
-    _formats(p)
+    add_format_options(p)
 
-    p = _cmd(
+    p = add_command(
         sub, "show", "commands:show", "show one run: fields, params, metrics, steps, tags, notes", "mlci show HEAD~1"
     )
     p.add_argument("run", help="run id or prefix, promoted stage, or commit-ish")
-    _formats(p)
+    add_format_options(p)
 
-    p = _cmd(
+    p = add_command(
         sub,
         "sql",
         "commands:sql",
@@ -132,18 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
         "mlci sql \"SELECT run_id, metrics['acc'] FROM runs\"",
     )
     p.add_argument("query")
-    _formats(p)
+    add_format_options(p)
 
-    p = _cmd(sub, "tag", "commands:tag", "tag a run (or remove a tag)", "mlci tag HEAD baseline")
+    p = add_command(sub, "tag", "commands:tag", "tag a run (or remove a tag)", "mlci tag HEAD baseline")
     p.add_argument("run")
     p.add_argument("name")
     p.add_argument("--remove", action="store_true", help="remove the tag instead")
 
-    p = _cmd(sub, "note", "commands:note", "attach a note to a run", "mlci note HEAD 'lr too high, diverged'")
+    p = add_command(sub, "note", "commands:note", "attach a note to a run", "mlci note HEAD 'lr too high, diverged'")
     p.add_argument("run")
     p.add_argument("text")
 
-    p = _cmd(
+    p = add_command(
         sub,
         "diff",
         "commands_gate:diff",
@@ -153,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("revs", nargs="*", metavar="RUN", help="base and head (default: the baseline and HEAD)")
     p.add_argument("--workspace", action="store_true", help="compare with the working tree instead of HEAD")
     p.add_argument("--all", action="store_true", help="list unchanged params and datasets too")
-    _formats(p)
+    add_format_options(p)
 
-    p = _cmd(
+    p = add_command(
         sub,
         "gate",
         "commands_gate:gate",
@@ -164,9 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--base", help="baseline run, stage or commit (default gate.baseline, else stage deployed)")
     p.add_argument("--head", default="HEAD", help="candidate run, stage or commit (default HEAD)")
-    _formats(p)
+    add_format_options(p)
 
-    p = _cmd(
+    p = add_command(
         sub,
         "report",
         "report.command:main",
@@ -193,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--artifact", metavar="FILE", help="with --post: where the full report goes when cut (default mlci-report.md)"
     )
 
-    p = _cmd(
+    p = add_command(
         sub,
         "promote",
         "commands_gate:promote",
@@ -204,11 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", default="deployed", help="stage name (default deployed)")
     p.add_argument("--tag", action="store_true", help="also tag the run's commit as STAGE/N")
 
-    p = _cmd(sub, "stages", "commands_gate:stages", "what is promoted where", "mlci stages --history")
+    p = add_command(sub, "stages", "commands_gate:stages", "what is promoted where", "mlci stages --history")
     p.add_argument("--history", action="store_true", help="every promotion, not only the current one per stage")
-    _formats(p)
+    add_format_options(p)
 
-    _cmd(sub, "tui", "tui.app:main", "browse, filter, compare and plot runs in the terminal", "mlci tui")
+    add_command(sub, "tui", "tui.app:main", "browse, filter, compare and plot runs in the terminal", "mlci tui")
 
     ledger = sub.add_parser(
         "ledger",
@@ -220,12 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("push", "pull, union-merge and push the ledger"),
         ("pull", "fetch and union-merge the remote ledger"),
     ):
-        p = _cmd(lsub, name, f"commands:ledger_{name}", help_text, f"mlci ledger {name} origin")
+        p = add_command(lsub, name, f"commands:ledger_{name}", help_text, f"mlci ledger {name} origin")
         p.add_argument("remote", nargs="?", help="remote name (default ledger.remote, else origin)")
         p.add_argument("-r", "--remote", dest="remote_opt", help="remote name")
         p.add_argument("--force-merge", action="store_true", help="merge even a rewritten remote ledger")
-    _cmd(lsub, "compact", "commands:ledger_compact", "pack records into a Parquet segment", "mlci ledger compact")
-    p = _cmd(
+    add_command(
+        lsub, "compact", "commands:ledger_compact", "pack records into a Parquet segment", "mlci ledger compact"
+    )
+    p = add_command(
         lsub,
         "redact",
         "commands:ledger_redact",
@@ -234,8 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("id", help="the full id of the record (a run id, or a note's id)")
     p.add_argument("--reason", help="why, kept with the tombstone")
-    _cmd(lsub, "fsck", "commands:ledger_fsck", "check every record in the ledger", "mlci ledger fsck")
-    _cmd(lsub, "status", "commands:ledger_status", "ledger tip, record count, remotes seen", "mlci ledger status")
+    add_command(lsub, "fsck", "commands:ledger_fsck", "check every record in the ledger", "mlci ledger fsck")
+    add_command(
+        lsub, "status", "commands:ledger_status", "ledger tip, record count, remotes seen", "mlci ledger status"
+    )
+    _add_feature_commands(sub)
     return parser
 
 
@@ -283,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         if args.command == "ledger":
             parser.parse_args(["ledger", "--help"])
-        parser.print_help()
+        group_parser = getattr(args, "group_parser", None)
+        (group_parser or parser).print_help()
         return 2
     try:
         return _run_handler(handler, args)

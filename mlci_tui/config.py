@@ -187,6 +187,29 @@ def register_section(name: str, schema: Schema) -> None:
     SECTIONS[name] = schema
 
 
+_PLUGINS_LOADED = False
+
+
+def load_plugin_sections() -> None:
+    """Add the sections that feature packages declare in their own `config_schema.py`.
+
+    A package (`mlci_tui/data/`, `mlci_tui/sweep/`, ...) owns the schema of its section, so
+    adding a feature never edits this file; each module exposes `SECTIONS: dict[str, Schema]`.
+    """
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    import importlib
+
+    package_dir = Path(__file__).parent
+    for child in sorted(package_dir.iterdir()):
+        if (child / "config_schema.py").is_file():
+            module = importlib.import_module(f"mlci_tui.{child.name}.config_schema")
+            for name, schema in module.SECTIONS.items():
+                register_section(name, schema)
+
+
 @dataclass
 class Config:
     root: Path
@@ -229,6 +252,7 @@ def validate(raw: Any, source: str) -> dict[str, Any]:
     def fail(path: str, why: str) -> ConfigError:
         return ConfigError(f"{source}: {path}: {why}" if path else f"{source}: {why}")
 
+    load_plugin_sections()
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

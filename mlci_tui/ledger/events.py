@@ -13,7 +13,9 @@ from mlci_tui.errors import InputError
 from mlci_tui.ledger import records
 from mlci_tui.scrub import scrub
 
-KNOWN_TYPES = ("run", "tag", "note", "promote", "redact")
+# every type this version reads; the cache skips others with a notice (a newer mlci wrote them).
+# validation/profile: data checks (mlci_tui/validate); sweep/trial: sweep queue (mlci_tui/sweep)
+KNOWN_TYPES = ("run", "tag", "note", "promote", "redact", "validation", "profile", "sweep", "trial")
 _LABEL = re.compile(r"^[^\s\x00-\x1f\x7f]{1,128}$")
 MAX_NOTE = 64 * 1024
 

@@ -1,0 +1,172 @@
+"""The content-addressed cache `.mlci/cache/`: one read-only file per object, named by hash.
+
+Objects are files' contents, or a folder's manifest (canonical JSON listing relpath, hash,
+size per file), whose hash is the folder's hash. Writes go to a temp file in the cache and
+are renamed into place, so an interrupted add never leaves a half-written object.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from mlci_tui.data.hashing import hash_bytes, hash_file
+from mlci_tui.errors import InputError
+
+CACHE_DIR = ".mlci/cache"
+SMALL_FILE = 1 << 20
+FICLONE = 0x40049409
+Manifest = list[tuple[str, str, int]]
+
+
+def algo_of(digest: str) -> str:
+    return "md5" if len(digest) == 32 else "blake3"
+
+
+def reflink(src: Path, dst: Path) -> bool:
+    """Copy-on-write clone (btrfs, xfs); False where the filesystem cannot."""
+    try:
+        import fcntl
+
+        with open(src, "rb") as s, open(dst, "wb") as d:
+            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+        return True
+    except (OSError, ImportError):
+        try:
+            os.unlink(dst)
+        except OSError:
+            pass
+        return False
+
+
+class DataCache:
+    """Objects under `root` (normally `<repo>/.mlci/cache`): `root/ab/cdef...`."""
+
+    def __init__(self, root: Path, algo: str = "blake3") -> None:
+        self.root = Path(root)
+        self.algo = algo
+        self._reflink_ok: bool | None = None
+
+    @classmethod
+    def for_repo(cls, repo_root: Path, algo: str = "blake3") -> DataCache:
+        return cls(repo_root / CACHE_DIR, algo)
+
+    def object_path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest[2:]
+
+    def has(self, digest: str) -> bool:
+        return os.path.exists(self.object_path(digest))
+
+    def _ensure_root(self) -> None:
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True, exist_ok=True)
+            ignore = self.root.parent / ".gitignore"
+            if not ignore.exists():  # `.mlci/` ignores itself, `mlci init` or not
+                ignore.write_text("# mlci's local data cache and credentials: never committed\n*\n")
+
+    def _tmp(self) -> Path:
+        self._ensure_root()
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(exist_ok=True)
+        return tmp_dir / uuid.uuid4().hex
+
+    def _install(self, tmp: Path, digest: str) -> Path:
+        """Rename a finished temp file into place, read-only. An existing object wins."""
+        os.chmod(tmp, 0o444)
+        dest = self.object_path(digest)
+        if dest.exists():
+            tmp.unlink()
+            return dest
+        dest.parent.mkdir(exist_ok=True)
+        os.replace(tmp, dest)
+        return dest
+
+    def add_bytes(self, data: bytes, digest: str | None = None) -> str:
+        digest = digest or hash_bytes(data, self.algo)
+        if self.has(digest):
+            return digest
+        tmp = self._tmp()
+        with open(tmp, "wb") as f:
+            f.write(data)
+        self._install(tmp, digest)
+        return digest
+
+    def add_file(
+        self, path: Path, digest: str | None = None, *, move: bool = False, size: int | None = None
+    ) -> tuple[str, int]:
+        """Put a file's content in the cache: (hash, size). `move` renames it in (same filesystem)."""
+        path = Path(path)
+        if size is None:
+            size = os.stat(path).st_size
+        if digest is None and size < SMALL_FILE:
+            data = path.read_bytes()
+            return self.add_bytes(data), len(data)
+        digest = digest or hash_file(path, self.algo, size)
+        if self.has(digest):
+            return digest, size
+        tmp = self._tmp()
+        if move:
+            try:
+                os.replace(path, tmp)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                shutil.copyfile(path, tmp)
+        elif not self._try_reflink(path, tmp):
+            shutil.copyfile(path, tmp)
+        self._install(tmp, digest)
+        return digest, size
+
+    def _try_reflink(self, src: Path, dst: Path) -> bool:
+        if self._reflink_ok is False:
+            return False
+        ok = reflink(src, dst)
+        self._reflink_ok = ok
+        return ok
+
+    # ------------------------------------------------------------------ folder manifests
+    def add_manifest(self, entries: Manifest) -> str:
+        return self.add_bytes(manifest_bytes(entries))
+
+    def manifest(self, digest: str) -> Manifest:
+        path = self.object_path(digest)
+        try:
+            return parse_manifest(path.read_bytes(), str(path))
+        except FileNotFoundError:
+            raise InputError(
+                f"folder manifest {digest[:12]} is not in the local cache (run `mlci data fetch`)"
+            ) from None
+
+    def verify(self, digest: str) -> bool:
+        path = self.object_path(digest)
+        return path.exists() and hash_file(path, algo_of(digest)) == digest
+
+    def iter_objects(self) -> list[str]:
+        out: list[str] = []
+        if not self.root.is_dir():
+            return out
+        for sub in os.scandir(self.root):
+            if len(sub.name) == 2 and sub.is_dir():
+                out.extend(sub.name + e.name for e in os.scandir(sub.path))
+        return out
+
+
+def manifest_bytes(entries: Manifest) -> bytes:
+    rows = sorted(entries)
+    return (json.dumps({"files": [list(r) for r in rows]}, separators=(",", ":"), ensure_ascii=True) + "\n").encode()
+
+
+def parse_manifest(raw: bytes, where: str) -> Manifest:
+    try:
+        doc = json.loads(raw)
+        rows = [(str(r[0]), str(r[1]), int(r[2])) for r in doc["files"]]
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise InputError(f"{where}: not a folder manifest") from None
+    for rel, _h, _s in rows:
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise InputError(f"{where}: manifest entry {rel!r} leaves its folder")
+    return rows

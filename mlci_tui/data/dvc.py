@@ -1,0 +1,100 @@
+"""Read DVC's `.dvc` files and `dvc.lock` outputs (read-only) as pointers mlci understands.
+
+Only what status and validation need: path (repo-relative), md5, size, nfiles. A folder's
+md5 ends in `.dir` in DVC; here the suffix is dropped and `nfiles` marks it as a folder.
+Outputs outside the repository (URLs, `../` escapes) are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from pathlib import Path
+from typing import Any
+
+from mlci_tui.data.pointer import HASH_LEN, Pointer, format_of
+from mlci_tui.errors import InputError
+
+DVC_CACHE_DIRS = (".dvc/cache/files/md5", ".dvc/cache")  # DVC 3, then DVC 2
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise InputError(f"{where}: invalid YAML: {first}") from None
+
+
+def _out_pointer(out: Any, base: str, where: str, origin: str) -> Pointer | None:
+    if not isinstance(out, dict):
+        return None
+    path, md5 = out.get("path"), out.get("md5")
+    if not isinstance(path, str) or not isinstance(md5, str) or "://" in path:
+        return None
+    if path.startswith("/"):
+        raise InputError(f"{where}: output path {path!r} is absolute")
+    full = posixpath.normpath(posixpath.join(base, path)) if base else posixpath.normpath(path)
+    if full == ".." or full.startswith("../") or full.split("/")[0] in (".git", ".dvc"):
+        raise InputError(f"{where}: output path {path!r} leaves the repository")
+    is_dir = md5.endswith(".dir")
+    digest = md5[:-4] if is_dir else md5
+    if len(digest) != HASH_LEN["md5"]:
+        raise InputError(f"{where}: output {path!r} has no valid md5")
+    size = out.get("size")
+    nfiles = out.get("nfiles")
+    return Pointer(
+        path=full,
+        algo="md5",
+        hash=digest,
+        size=size if isinstance(size, int) else 0,
+        nfiles=(nfiles if isinstance(nfiles, int) else 0) if is_dir else None,
+        format=None if is_dir else format_of(full),
+        origin=origin,
+    )
+
+
+def read_dvc_file(text: str, where: str) -> list[Pointer]:
+    """The outputs of a `.dvc` file (`where`: its repo-relative path)."""
+    doc = _load_yaml(text, where)
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: not a .dvc file (expected a mapping with `outs`)")
+    base = posixpath.dirname(where)
+    outs = doc.get("outs") or []
+    return [p for out in outs if (p := _out_pointer(out, base, where, "dvc"))] if isinstance(outs, list) else []
+
+
+def read_dvc_lock(text: str, where: str) -> list[Pointer]:
+    """The outputs of every stage in a `dvc.lock` (`where`: its repo-relative path)."""
+    doc = _load_yaml(text, where)
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: not a dvc.lock (expected a mapping with `stages`)")
+    base = posixpath.dirname(where)
+    stages = doc.get("stages") or {}
+    found: list[Pointer] = []
+    if isinstance(stages, dict):
+        for stage in stages.values():
+            outs = stage.get("outs") if isinstance(stage, dict) else None
+            for out in outs or []:
+                if p := _out_pointer(out, base, where, "dvc.lock"):
+                    found.append(p)
+    return found
+
+
+def read_dvc_pointers(text: str, where: str) -> list[Pointer]:
+    return read_dvc_lock(text, where) if where.split("/")[-1] == "dvc.lock" else read_dvc_file(text, where)
+
+
+def dvc_manifest(root: Path, digest: str) -> list[tuple[str, str, int]] | None:
+    """A DVC folder's listing from DVC's local cache (`<md5>.dir`), or None when absent."""
+    for folder in DVC_CACHE_DIRS:
+        path = root / folder / digest[:2] / (digest[2:] + ".dir")
+        if path.is_file():
+            try:
+                rows = json.loads(path.read_bytes())
+                return [(str(r["relpath"]), str(r["md5"]), int(r.get("size") or 0)) for r in rows]
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None

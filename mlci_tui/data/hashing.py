@@ -1,0 +1,96 @@
+"""Content hashes (BLAKE3 by default, md5 for DVC) and the stat cache that avoids re-hashing.
+
+The stat cache (`.git/mlci/data-stat.json`) maps a repo-relative path to the (inode,
+mtime_ns, size, algo) it had when last hashed and the hash it got: a file whose stat is
+unchanged is never read again. It is a cache: lost or corrupt, it is rebuilt by hashing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+BIG_FILE = 16 << 20  # above this, BLAKE3 hashes with all cores (mmap)
+CHUNK = 1 << 20
+STAT_CACHE = "data-stat.json"
+
+
+def hash_bytes(data: bytes, algo: str) -> str:
+    if algo == "md5":
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+    from blake3 import blake3
+
+    return blake3(data).hexdigest()
+
+
+def hash_file(path: str | os.PathLike[str], algo: str, size: int | None = None) -> str:
+    """Hash a file's content; big files use BLAKE3's multithreaded mmap hashing."""
+    if size is None:
+        size = os.path.getsize(path)
+    if algo == "md5":
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+    from blake3 import blake3
+
+    if size >= BIG_FILE:
+        h = blake3(max_threads=blake3.AUTO)
+        h.update_mmap(os.fspath(path))
+        return h.hexdigest()
+    with open(path, "rb") as f:
+        return blake3(f.read()).hexdigest()
+
+
+class StatCache:
+    """(inode, mtime_ns, size, algo) -> hash, per repo-relative path."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / STAT_CACHE
+        self.entries: dict[str, list[object]] = {}
+        self.dirty = False
+        try:
+            loaded = json.loads(self.path.read_bytes())
+            if isinstance(loaded, dict):
+                self.entries = loaded
+        except (OSError, ValueError):
+            pass
+
+    def get(self, rel: str, st: os.stat_result, algo: str) -> str | None:
+        entry = self.entries.get(rel)
+        if (
+            entry is not None
+            and len(entry) == 5
+            and entry[0] == st.st_ino
+            and entry[1] == st.st_mtime_ns
+            and entry[2] == st.st_size
+            and entry[3] == algo
+        ):
+            return str(entry[4])
+        return None
+
+    def put(self, rel: str, st: os.stat_result, algo: str, digest: str) -> None:
+        new = [st.st_ino, st.st_mtime_ns, st.st_size, algo, digest]
+        if self.entries.get(rel) != new:
+            self.entries[rel] = new
+            self.dirty = True
+
+    def hash(self, rel: str, path: Path, algo: str, st: os.stat_result | None = None) -> str:
+        st = st or os.stat(path)
+        digest = self.get(rel, st, algo)
+        if digest is None:
+            digest = hash_file(path, algo, st.st_size)
+            self.put(rel, st, algo, digest)
+        return digest
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.entries, separators=(",", ":")))
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except OSError:
+            pass  # a cache: failing to save costs a re-hash later, nothing else

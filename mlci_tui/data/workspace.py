@@ -1,0 +1,106 @@
+"""The working tree side: user paths checked to stay in the repo, pointer files, .gitignore,
+and atomic writes (temp file + rename) so nothing is ever half-written."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, check_relpath, parse_pointer
+from mlci_tui.errors import InputError
+
+DVC_SUFFIX = ".dvc"
+DVC_LOCK = "dvc.lock"
+
+
+def repo_relpath(root: Path, user_path: str, cwd: Path | None = None) -> str:
+    """A path the user typed, as a repo-relative posix path; refuses symlinks and escapes."""
+    cwd = cwd or Path.cwd()
+    raw = Path(user_path)
+    full = raw if raw.is_absolute() else cwd / raw
+    full = Path(os.path.normpath(full))
+    real_root = Path(os.path.realpath(root))
+    real_parent = Path(os.path.realpath(full.parent))
+    try:
+        rel_parent = real_parent.relative_to(real_root)
+    except ValueError:
+        raise InputError(f"{user_path}: outside the repository {root}") from None
+    if full.name in ("", ".", ".."):
+        raise InputError(f"{user_path}: not a file or folder mlci can track")
+    rel = (rel_parent / full.name).as_posix()
+    if rel.startswith("./"):
+        rel = rel[2:]
+    check_relpath(rel, user_path)
+    path = root / rel
+    if path.is_symlink():
+        raise InputError(f"{user_path}: is a symlink; mlci tracks no data through a link")
+    return rel
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def ensure_ignored(root: Path, rels: list[str]) -> list[str]:
+    """Add `/REL` lines to the root .gitignore for paths not listed yet; returns what was added."""
+    path = root / ".gitignore"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    present = {line.strip() for line in text.splitlines()}
+    missing = [f"/{r}" for r in dict.fromkeys(rels) if f"/{r}" not in present and r not in present]
+    if missing:
+        prefix = "" if not text or text.endswith("\n") else "\n"
+        atomic_write(path, (text + prefix + "\n".join(missing) + "\n").encode())
+    return missing
+
+
+def read_pointer_file(root: Path, rel: str) -> Pointer:
+    path = root / rel
+    if path.is_symlink():
+        raise InputError(f"{rel}: is a symlink; pointer files must be regular files")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{rel}: not UTF-8 text; not a pointer file") from None
+    return parse_pointer(text, rel)
+
+
+def list_pointer_files(root: Path) -> list[str]:
+    """Pointer files (.mlci), `.dvc` files and dvc.lock in the working tree, tracked or not (not ignored)."""
+    from mlci_tui.gitio import git
+
+    proc = git(
+        ["ls-files", "-z", "-c", "-o", "--exclude-standard", "--", f"*{POINTER_SUFFIX}", f"*{DVC_SUFFIX}", "*dvc.lock"],
+        root,
+    )
+    names = [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+    return sorted(
+        n for n in dict.fromkeys(names) if n.endswith((POINTER_SUFFIX, DVC_SUFFIX)) or n.split("/")[-1] == DVC_LOCK
+    )
+
+
+def walk_folder(root: Path, rel: str) -> list[tuple[str, os.stat_result]]:
+    """Every regular file under a dataset folder: (relpath inside the folder, stat). Symlinks refused."""
+    out: list[tuple[str, os.stat_result]] = []
+    base = root / rel
+    stack = [("", str(base))]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                name = prefix + entry.name
+                if entry.is_symlink():
+                    raise InputError(f"{rel}/{name}: is a symlink; mlci tracks no data through a link")
+                if entry.is_dir():
+                    stack.append((name + "/", entry.path))
+                elif entry.is_file():
+                    out.append((name, entry.stat()))
+    out.sort(key=lambda x: x[0])
+    return out

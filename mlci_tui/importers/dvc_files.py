@@ -1,0 +1,278 @@
+"""What a commit's DVC files declare: params, metrics and plots paths, read from git objects.
+
+Understands `dvc.yaml` (top-level `params`/`metrics`/`plots`, stage `params`/`metrics`/
+`plots`, `foreach` stages, `${...}` paths resolved from `params.yaml` and `vars`), and the
+older single-stage files (`*.dvc`, `Dvcfile`) whose outputs carry `metric: true`. Paths are
+repository-relative and normalised; a declared folder is expanded by the caller.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlci_tui.capture import Limits, parse_tree
+from mlci_tui.errors import InputError
+from mlci_tui.importers.objects import Entry, ObjectReader
+
+DVC_YAML = "dvc.yaml"
+DVC_LOCK = "dvc.lock"
+DEFAULT_PARAMS = "params.yaml"
+SKIP_DIRS = {".git", ".dvc"}
+_TEMPLATE = re.compile(r"(?<!\\)\$\{(?P<inner>.*?)\}")
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+@dataclass
+class Declared:
+    params: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    stage_files: list[str] = field(default_factory=list)  # dvc.yaml, dvc.lock, *.dvc found
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, path: str) -> None:
+        target: list[str] = getattr(self, kind)
+        if path not in target:
+            target.append(path)
+
+
+def is_stage_file(name: str) -> bool:
+    return name in (DVC_YAML, DVC_LOCK, "Dvcfile") or name.endswith(".dvc")
+
+
+class DvcReader:
+    """Finds and interprets DVC files in commits, caching work by git object id."""
+
+    def __init__(self, objects: ObjectReader, limits: Limits) -> None:
+        self.objects = objects
+        self.limits = limits
+        self._found: dict[str, list[tuple[str, Entry]]] = {}
+        self._parsed: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ finding
+    def stage_files(self, tree: str) -> list[tuple[str, Entry]]:
+        """Every dvc.yaml, dvc.lock, Dvcfile and *.dvc blob under `tree` (cached per subtree)."""
+        cached = self._found.get(tree)
+        if cached is not None:
+            return cached
+        out: list[tuple[str, Entry]] = []
+        for name, entry in self.objects.tree(tree).items():
+            if entry.is_tree:
+                if name not in SKIP_DIRS:
+                    out.extend((f"{name}/{path}", sub) for path, sub in self.stage_files(entry.oid))
+            elif entry.is_blob and is_stage_file(name):
+                out.append((name, entry))
+        self._found[tree] = out
+        return out
+
+    def parse(self, path: str, oid: str) -> Any:
+        """A YAML/JSON/TOML blob parsed once per object id; InputError when it cannot be."""
+        key = f"{oid}:{posixpath.splitext(path)[1]}"
+        if key not in self._parsed:
+            data = self.objects.blob(oid)
+            try:
+                if data is None:
+                    raise InputError(f"{path}: object {oid[:12]} is missing from this clone")
+                name = path if path.endswith((".yaml", ".yml", ".json", ".toml")) else f"{path}.yaml"
+                self._parsed[key] = parse_tree(name, data, self.limits)
+            except InputError as exc:
+                self._parsed[key] = exc
+        value = self._parsed[key]
+        if isinstance(value, InputError):
+            raise InputError(str(value).replace(f"{path}.yaml", path))
+        return value
+
+    # ------------------------------------------------------------- interpreting
+    def declared(self, root: str) -> Declared:
+        """Params, metrics and plots paths the commit (root tree or commit id) declares."""
+        out = Declared()
+        for path, entry in self.stage_files(root):
+            out.stage_files.append(path)
+            name = posixpath.basename(path)
+            if name == DVC_LOCK:
+                continue
+            try:
+                doc = self.parse(path, entry.oid)
+            except InputError as exc:
+                out.warnings.append(f"{exc}; its declarations are not read")
+                continue
+            if not isinstance(doc, dict):
+                continue
+            wdir = posixpath.dirname(path)
+            if name == DVC_YAML:
+                self._dvc_yaml(root, path, wdir, doc, out)
+            else:
+                self._single_stage(path, wdir, doc, out)
+        return out
+
+    def _context(self, root: str, path: str, wdir: str, doc: dict[str, Any], out: Declared) -> dict[str, Any]:
+        """Values `${...}` can name: params.yaml beside dvc.yaml, then each `vars` entry."""
+        context: dict[str, Any] = {}
+        sources: list[Any] = [DEFAULT_PARAMS] if self.objects.lookup(root, _join(wdir, DEFAULT_PARAMS)) else []
+        raw_vars = doc.get("vars") or []
+        sources += raw_vars if isinstance(raw_vars, list) else [raw_vars]
+        for item in sources:
+            if isinstance(item, dict):
+                _merge(context, item)
+            elif isinstance(item, str):
+                file, _, keys = item.partition(":")
+                loaded = self._load_vars(root, _join(wdir, file), path, out)
+                if keys:
+                    loaded = {k: loaded[k] for k in keys.split(",") if k in loaded}
+                _merge(context, loaded)
+        return context
+
+    def _load_vars(self, root: str, file: str, where: str, out: Declared) -> dict[str, Any]:
+        entry = self.objects.lookup(root, file)
+        if entry is None or not entry.is_blob:
+            out.warnings.append(f"{where}: vars file {file} is not in this commit")
+            return {}
+        try:
+            data = self.parse(file, entry.oid)
+        except InputError as exc:
+            out.warnings.append(str(exc))
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _dvc_yaml(self, root: str, path: str, wdir: str, doc: dict[str, Any], out: Declared) -> None:
+        context = self._context(root, path, wdir, doc, out)
+        where = path
+        for kind in ("params", "metrics", "plots"):
+            for item in _as_list(doc.get(kind)):
+                for file in _paths(item, kind):
+                    self._add(out, kind, wdir, file, context, where)
+        stages = doc.get("stages")
+        if not isinstance(stages, dict):
+            return
+        for stage_name, stage in stages.items():
+            if not isinstance(stage, dict):
+                continue
+            for scope, body in _expand_stage(str(stage_name), stage, context, path, out):
+                stage_wdir = _join(wdir, str(body.get("wdir") or "."))
+                for kind in ("params", "metrics", "plots"):
+                    for item in _as_list(body.get(kind)):
+                        for file in _paths(item, kind):
+                            self._add(out, kind, stage_wdir, file, scope, f"{path}: stage {stage_name}")
+
+    def _single_stage(self, path: str, wdir: str, doc: dict[str, Any], out: Declared) -> None:
+        """DVC 0.x/1.x stage files: outputs with `metric: true` (or a metric spec)."""
+        stage_wdir = _join(wdir, str(doc.get("wdir") or "."))
+        for item in _as_list(doc.get("outs")):
+            if isinstance(item, dict) and item.get("metric") and isinstance(item.get("path"), str):
+                out.add("metrics", _join(stage_wdir, item["path"]))
+        for item in _as_list(doc.get("metrics")):
+            for file in _paths(item, "metrics"):
+                out.add("metrics", _join(stage_wdir, file))
+
+    def _add(self, out: Declared, kind: str, wdir: str, file: str, context: dict[str, Any], where: str) -> None:
+        try:
+            resolved = interpolate(file, context)
+        except KeyError as exc:
+            out.warnings.append(f"{where}: {kind} path {file!r}: ${{{exc.args[0]}}} is not defined; path not read")
+            return
+        joined = _join(wdir, resolved)
+        if joined.startswith("../") or joined == "..":
+            out.warnings.append(f"{where}: {kind} path {file!r} leaves the repository; refused")
+            return
+        out.add(kind, joined)
+
+
+def _expand_stage(
+    name: str, stage: dict[str, Any], context: dict[str, Any], path: str, out: Declared
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(context, stage body) pairs: one for a plain stage, one per item of a `foreach`."""
+    if "foreach" not in stage:
+        if "matrix" in stage:
+            out.warnings.append(f"{path}: stage {name}: matrix stages are not expanded; their paths are not read")
+            return []
+        return [(context, stage)]
+    items = stage["foreach"]
+    if isinstance(items, str):
+        try:
+            items = lookup(context, _TEMPLATE.fullmatch(items.strip()).group("inner"))  # type: ignore[union-attr]
+        except (KeyError, AttributeError):
+            out.warnings.append(f"{path}: stage {name}: foreach {items!r} cannot be resolved")
+            return []
+    body = stage.get("do")
+    if not isinstance(body, dict):
+        return []
+    pairs = list(items.items()) if isinstance(items, dict) else list(enumerate(items or []))
+    result = []
+    for key, value in pairs:
+        scope = dict(context)
+        scope["item"] = value
+        scope["key"] = key
+        result.append((scope, body))
+    return result
+
+
+def interpolate(text: str, context: dict[str, Any]) -> str:
+    """`${a.b}` / `${a[0]}` replaced by their values (DVC's parametrisation, paths only)."""
+    if "${" not in text:
+        return text
+
+    def value(match: re.Match[str]) -> str:
+        found = lookup(context, match.group("inner").strip())
+        if isinstance(found, bool):
+            return "true" if found else "false"
+        return str(found)
+
+    return _TEMPLATE.sub(value, text).replace("\\${", "${")
+
+
+def lookup(context: Any, key: str) -> Any:
+    node = context
+    for part in _INDEX.sub(r".\1", key).split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise KeyError(key)
+    return node
+
+
+def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _paths(item: Any, kind: str) -> list[str]:
+    """File paths named by one list item of `params`, `metrics` or `plots`."""
+    if isinstance(item, str):
+        # a stage's `params: [lr]` names a key of params.yaml, not a file
+        return [DEFAULT_PARAMS] if kind == "params" and not _looks_like_file(item) else [item]
+    if not isinstance(item, dict):
+        return []
+    files: list[str] = []
+    for key, spec in item.items():
+        if kind == "plots" and isinstance(spec, dict) and ("y" in spec or "x" in spec):
+            # a plot id with `y: {file: column}` (and maybe `x: {file: column}`)
+            for axis in ("y", "x"):
+                if isinstance(spec.get(axis), dict):
+                    files.extend(str(f) for f in spec[axis])
+            if files:
+                continue
+        files.append(str(key))
+    return files
+
+
+def _looks_like_file(item: str) -> bool:
+    return item.endswith((".yaml", ".yml", ".json", ".toml", ".py"))
+
+
+def _join(wdir: str, path: str) -> str:
+    joined = posixpath.normpath(posixpath.join(wdir, path)) if wdir else posixpath.normpath(path)
+    return "" if joined == "." else joined

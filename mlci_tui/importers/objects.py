@@ -1,0 +1,168 @@
+"""Git objects read through one long-lived `git cat-file --batch` process.
+
+Walking a 1,000-commit history with one `ls-tree` and one `cat-file` process per commit
+costs two process starts per commit. Here one process serves every tree and blob, and
+subtrees are cached by object id: most commits share nearly all of their trees, so only
+the trees a commit changed are read again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import IO
+
+from mlci_tui.errors import GitError
+from mlci_tui.gitio import Repo
+
+TREE_MODE = "40000"
+SYMLINK_MODE = "120000"
+GITLINK_MODE = "160000"
+
+
+@dataclass(frozen=True)
+class Entry:
+    mode: str
+    oid: str
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == TREE_MODE
+
+    @property
+    def is_blob(self) -> bool:
+        return self.mode not in (TREE_MODE, SYMLINK_MODE, GITLINK_MODE)
+
+
+class ObjectReader:
+    """Trees and blobs by id; trees parsed once and kept (they are small and shared)."""
+
+    def __init__(self, repo: Repo, blob_cache: int = 4096) -> None:
+        self.repo = repo
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._trees: dict[str, dict[str, Entry]] = {}
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_cache = blob_cache
+
+    def __enter__(self) -> ObjectReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._proc is not None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            self._proc.wait()
+            self._proc = None
+
+    def _read(self, oid: str) -> tuple[str, bytes] | None:
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                ["git", "cat-file", "--batch"],
+                cwd=self.repo.root,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        stdin: IO[bytes] | None = self._proc.stdin
+        stdout: IO[bytes] | None = self._proc.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(oid.encode() + b"\n")
+        stdin.flush()
+        header = stdout.readline()
+        if not header:
+            raise GitError("git cat-file stopped unexpectedly")
+        parts = header.split()
+        if len(parts) != 3:
+            return None  # "<oid> missing" (or ambiguous): the object is not in this clone
+        size = int(parts[2])
+        data = stdout.read(size + 1)[:size]
+        return parts[1].decode(), data
+
+    def blob(self, oid: str) -> bytes | None:
+        cached = self._blobs.get(oid)
+        if cached is not None:
+            self._blobs.move_to_end(oid)
+            return cached
+        got = self._read(oid)
+        if got is None or got[0] != "blob":
+            return None
+        self._blobs[oid] = got[1]
+        if len(self._blobs) > self._blob_cache:
+            self._blobs.popitem(last=False)
+        return got[1]
+
+    def tree(self, oid: str) -> dict[str, Entry]:
+        """Name → entry of one tree object (not recursive); a commit id gives its root tree."""
+        cached = self._trees.get(oid)
+        if cached is not None:
+            return cached
+        got = self._read(oid)
+        if got is None:
+            return {}
+        kind, data = got
+        if kind == "commit":
+            line = data.split(b"\n", 1)[0]
+            root = line.split()[1].decode() if line.startswith(b"tree ") else ""
+            entries = self.tree(root) if root else {}
+            self._trees[oid] = entries
+            return entries
+        if kind != "tree":
+            return {}
+        entries = parse_tree(data)
+        self._trees[oid] = entries
+        return entries
+
+    def lookup(self, root: str, path: str) -> Entry | None:
+        """The entry at `path` (slash-separated) under tree or commit `root`."""
+        entries = self.tree(root)
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return None
+        for part in parts[:-1]:
+            entry = entries.get(part)
+            if entry is None or not entry.is_tree:
+                return None
+            entries = self.tree(entry.oid)
+        return entries.get(parts[-1])
+
+    def walk(self, root: str, prefix: str = "") -> list[tuple[str, Entry]]:
+        """Every blob under `prefix` (a folder path, or '' for the whole tree), sorted by path."""
+        if prefix:
+            top = self.lookup(root, prefix.rstrip("/"))
+            if top is None:
+                return []
+            if not top.is_tree:
+                return [(prefix.rstrip("/"), top)]
+            start = top.oid
+            base = prefix.rstrip("/") + "/"
+        else:
+            start, base = root, ""
+        out: list[tuple[str, Entry]] = []
+        stack = [(start, base)]
+        while stack:
+            tree, at = stack.pop()
+            for name, entry in self.tree(tree).items():
+                if entry.is_tree:
+                    stack.append((entry.oid, f"{at}{name}/"))
+                else:
+                    out.append((f"{at}{name}", entry))
+        return sorted(out)
+
+
+def parse_tree(data: bytes) -> dict[str, Entry]:
+    """A raw tree object: `<mode> <name>\\0<20-byte id>` repeated."""
+    entries: dict[str, Entry] = {}
+    pos, end = 0, len(data)
+    while pos < end:
+        space = data.index(b" ", pos)
+        nul = data.index(b"\0", space)
+        mode = data[pos:space].decode()
+        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+        oid = data[nul + 1 : nul + 21].hex()
+        entries[name] = Entry(mode, oid)
+        pos = nul + 21
+    return entries

@@ -86,8 +86,11 @@ def list_pointer_files(root: Path) -> list[str]:
     )
 
 
-def walk_folder(root: Path, rel: str) -> list[tuple[str, os.stat_result]]:
-    """Every regular file under a dataset folder: (relpath inside the folder, stat). Symlinks refused."""
+def walk_folder(root: Path, rel: str, *, allow_links: bool = False) -> list[tuple[str, os.stat_result]]:
+    """Every regular file under a dataset folder: (relpath inside the folder, stat).
+
+    Symlinks are refused, except with `allow_links` (files checked out in symlink mode; the
+    caller checks they point into the cache)."""
     out: list[tuple[str, os.stat_result]] = []
     base = root / rel
     stack = [("", str(base))]
@@ -97,6 +100,9 @@ def walk_folder(root: Path, rel: str) -> list[tuple[str, os.stat_result]]:
             for entry in it:
                 name = prefix + entry.name
                 if entry.is_symlink():
+                    if allow_links and not entry.is_dir():
+                        out.append((name, entry.stat(follow_symlinks=False)))
+                        continue
                     raise InputError(f"{rel}/{name}: is a symlink; mlci tracks no data through a link")
                 if entry.is_dir():
                     stack.append((name + "/", entry.path))

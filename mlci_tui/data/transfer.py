@@ -1,0 +1,213 @@
+"""`mlci data push/fetch/pull`: move only the objects the other side lacks, through fsspec.
+
+The remote has the cache's layout (`<base>/ab/cdef...`). What the remote holds is listed
+once; downloads are verified against their hash before they enter the cache, and uploads
+to a local folder are renamed into place, so neither side ever holds a half-written object.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlci_tui.data.cache import DataCache, algo_of, parse_manifest
+from mlci_tui.data.hashing import hash_file
+from mlci_tui.data.pointer import Pointer
+from mlci_tui.errors import CheckFailed, MlciError
+
+
+@dataclass
+class TransferResult:
+    transferred: int = 0
+    bytes: int = 0
+    present: int = 0  # already on the other side
+    missing: list[str] = field(default_factory=list)  # objects neither side has (hash prefixes with dataset)
+    failed: list[str] = field(default_factory=list)
+
+
+class Progress:
+    """`verb: n/total objects, size` on stderr, redrawn in place; only on a terminal."""
+
+    def __init__(self, verb: str, total: int) -> None:
+        self.verb, self.total, self.done, self.bytes = verb, total, 0, 0
+        self.enabled = total > 0 and sys.stderr.isatty()
+        self.lock = threading.Lock()
+
+    def step(self, size: int) -> None:
+        with self.lock:
+            self.done += 1
+            self.bytes += size
+            if self.enabled:
+                mib = self.bytes / (1 << 20)
+                sys.stderr.write(f"\r{self.verb}: {self.done}/{self.total} objects, {mib:.1f} MiB")
+                sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def remote_path(base: str, digest: str) -> str:
+    return f"{base}/{digest[:2]}/{digest[2:]}"
+
+
+def remote_objects(fs: Any, base: str) -> set[str]:
+    """Every object the remote holds (one listing)."""
+    try:
+        paths = fs.find(base)
+    except (FileNotFoundError, OSError):
+        return set()
+    out = set()
+    for path in paths:
+        parts = str(path).rstrip("/").rsplit("/", 2)
+        if len(parts) == 3 and len(parts[1]) == 2 and "." not in parts[2]:
+            out.add(parts[1] + parts[2])
+    return out
+
+
+def _is_local(fs: Any) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def _run_parallel(items: list[Any], work: Callable[[Any], None], jobs: int) -> list[str]:
+    errors: list[str] = []
+
+    def guarded(item: Any) -> None:
+        try:
+            work(item)
+        except MlciError as exc:
+            errors.append(str(exc))
+        except Exception as exc:  # a network or permission error on one object: report it, go on
+            errors.append(f"{str(item)[:12]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    if jobs <= 1 or len(items) <= 1:
+        for item in items:
+            guarded(item)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(guarded, items))
+    return errors
+
+
+def local_objects(cache: DataCache, pointers: Iterable[Pointer]) -> tuple[dict[str, int], list[str]]:
+    """(hash -> size) of every object the pointers need, from the local cache; and what is absent."""
+    need: dict[str, int] = {}
+    absent: list[str] = []
+    for p in pointers:
+        if not cache.has(p.hash):
+            absent.append(f"{p.path} ({p.hash[:12]})")
+            continue
+        if p.is_dir:
+            need[p.hash] = os.path.getsize(cache.object_path(p.hash))
+            for name, digest, size in cache.manifest(p.hash):
+                if cache.has(digest):
+                    need[digest] = size
+                else:
+                    absent.append(f"{p.path}/{name} ({digest[:12]})")
+        else:
+            need[p.hash] = p.size
+    return need, absent
+
+
+def push(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: int) -> TransferResult:
+    need, absent = local_objects(cache, pointers)
+    result = TransferResult(missing=absent)
+    there = remote_objects(fs, base)
+    todo = [(d, s) for d, s in need.items() if d not in there]
+    result.present = len(need) - len(todo)
+    progress = Progress("push", len(todo))
+    local = _is_local(fs)
+    dirs_made: set[str] = set()
+    lock = threading.Lock()
+
+    def upload(item: tuple[str, int]) -> None:
+        digest, size = item
+        target = remote_path(base, digest)
+        parent = target.rsplit("/", 1)[0]
+        if local:
+            with lock:
+                if parent not in dirs_made:
+                    fs.makedirs(parent, exist_ok=True)
+                    dirs_made.add(parent)
+            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+            fs.put_file(str(cache.object_path(digest)), tmp)
+            fs.mv(tmp, target)
+        else:
+            fs.put_file(str(cache.object_path(digest)), target)
+        with lock:
+            result.transferred += 1
+            result.bytes += size
+        progress.step(size)
+
+    result.failed = _run_parallel(todo, upload, jobs)
+    progress.close()
+    return result
+
+
+def fetch(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: int) -> TransferResult:
+    """Download what the local cache lacks: folder manifests first, then the files they list."""
+    result = TransferResult()
+    there: set[str] | None = None
+    lock = threading.Lock()
+
+    def download_all(wanted: dict[str, str], verb: str) -> None:
+        nonlocal there
+        todo = [d for d in wanted if not cache.has(d)]
+        result.present += len(wanted) - len(todo)
+        if not todo:
+            return
+        if there is None:
+            there = remote_objects(fs, base)
+        absent = [d for d in todo if d not in there]
+        result.missing.extend(f"{wanted[d]} ({d[:12]})" for d in absent)
+        todo = [d for d in todo if d in there]
+        progress = Progress(verb, len(todo))
+
+        def download(digest: str) -> None:
+            tmp = cache._tmp()
+            try:
+                fs.get_file(remote_path(base, digest), str(tmp))
+                if hash_file(tmp, algo_of(digest)) != digest:
+                    raise CheckFailed(f"{wanted[digest]}: object {digest[:12]} on the remote is corrupt (hash differs)")
+                size = tmp.stat().st_size
+                cache._install(tmp, digest)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            with lock:
+                result.transferred += 1
+                result.bytes += size
+            progress.step(size)
+
+        result.failed.extend(_run_parallel(todo, download, jobs))
+        progress.close()
+
+    files = {p.hash: p.path for p in pointers if not p.is_dir}
+    manifests = {p.hash: p.path for p in pointers if p.is_dir}
+    download_all(manifests, "fetch")
+    for digest, path in manifests.items():
+        if cache.has(digest):
+            rows = parse_manifest(cache.object_path(digest).read_bytes(), path)
+            for name, h, _size in rows:
+                files.setdefault(h, f"{path}/{name}")
+    download_all(files, "fetch")
+    return result
+
+
+def remove_tmp(cache: DataCache) -> None:
+    tmp = cache.root / "tmp"
+    if tmp.is_dir():
+        for entry in tmp.iterdir():
+            entry.unlink(missing_ok=True)
+
+
+def cache_root(root: Path) -> DataCache:
+    return DataCache.for_repo(root)

@@ -272,16 +272,27 @@ def _local_refresh() -> None:
         LedgerCache(repo).refresh()
 
 
+def _data_checkout() -> None:
+    """Check out datasets the new HEAD names from the local data cache (no cache: nothing to do)."""
+    if not os.path.isdir(os.path.join(".mlci", "cache")):  # hooks run at the top of the worktree
+        return
+    from mlci_tui.data.hook import checkout_cached
+
+    checkout_cached()
+
+
 def post_checkout(argv: list[str]) -> int:
-    """Branch checkouts only: refresh the local cache (and pull when `ledger.auto_pull`)."""
+    """Branch checkouts only: data from the local cache; refresh the ledger cache (pull with `ledger.auto_pull`)."""
     if len(argv) >= 3 and argv[2] != "1":
         return 0
     if os.environ.get("PRE_COMMIT_CHECKOUT_TYPE", "1") != "1":
         return 0
+    _data_checkout()
     _local_refresh()
     return 0
 
 
 def post_merge(argv: list[str]) -> int:
+    _data_checkout()
     _local_refresh()
     return 0

@@ -197,6 +197,7 @@ def capture_commit(
         source=source,
         deps=deps,
         stale=_is_stale(repo, config, info, values) if deps else False,
+        datasets=_tree_datasets(repo, info.sha, record["warnings"]),
     )
     # the event's time is when it was captured (microseconds): it orders runs of commits
     # made within one second; started/ended keep the commit's own times
@@ -232,6 +233,7 @@ def capture_workspace(
         message=message if message is not None else (info.message if (info and commit_rev) else None),
         source="record",
         deps=_workdir_deps(repo, config),
+        datasets=_workdir_datasets(repo, record["warnings"]),
     )
     return _finish(record, run_id, when)
 
@@ -262,6 +264,25 @@ def _workdir_deps(repo: Repo, config: Config) -> dict[str, str]:
         return {}
     proc = repo.run("hash-object", "--stdin-paths", input=("\n".join(paths) + "\n").encode())
     return dict(zip(paths, proc.stdout.decode().split()))
+
+
+def _tree_datasets(repo: Repo, treeish: str, warnings: list[str]) -> dict[str, str]:
+    """Dataset path -> content hash for every pointer (.mlci, .dvc, dvc.lock output) in the tree."""
+    from mlci_tui.data.tree import dataset_hashes
+
+    return dataset_hashes(repo, treeish, warnings)
+
+
+def _workdir_datasets(repo: Repo, warnings: list[str]) -> dict[str, str]:
+    """The same for the working tree's pointer files (a bad one becomes a warning)."""
+    from mlci_tui.data.status import workspace_pointers
+    from mlci_tui.errors import MlciError
+
+    try:
+        return {p.path: p.hash for _f, p in workspace_pointers(repo.root)}
+    except MlciError as exc:
+        warnings.append(str(exc))
+        return {}
 
 
 def _is_stale(repo: Repo, config: Config, info: CommitInfo, values: Values) -> bool:

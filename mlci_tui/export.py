@@ -1,0 +1,129 @@
+"""`mlci export FILE`: runs, params, metrics and steps out of the ledger, written by DuckDB.
+
+The format follows the extension. Parquet and JSON hold one row per run with its params
+and metrics maps and its step series nested, so one file carries everything. CSV cannot
+nest: it writes four flat tables beside each other (`FILE.runs.csv`, `.params.csv`,
+`.metrics.csv`, `.steps.csv`). `--table` writes one flat table to FILE in any format.
+Every file is written to a temporary name and renamed into place: an interrupted export
+leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mlci_tui.errors import InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.sanitize import display
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+RUN_FIELDS = (
+    'run_id, kind, name, status, started, ended, "commit", tree, patch_id, branch, author, message, source, '
+    "parent, sweep_id, trial_id, stale, tags"
+)
+TABLES = ("runs", "params", "metrics", "steps")
+
+
+def format_of(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path.name}: unknown export format (use .parquet, .csv, .json or .jsonl)")
+    return fmt
+
+
+def _copy_options(fmt: str) -> str:
+    return {
+        "parquet": "(FORMAT PARQUET, COMPRESSION ZSTD)",
+        "csv": "(FORMAT CSV, HEADER)",
+        "json": "(FORMAT JSON, ARRAY true)",
+        "jsonl": "(FORMAT JSON)",
+    }[fmt]
+
+
+def _flat_sql(table: str, where: str, fmt: str) -> str:
+    """One flat table, limited to the runs `where` selects."""
+    runs = f"(SELECT run_id FROM runs WHERE {where})"
+    if table == "runs":
+        fields = RUN_FIELDS
+        if fmt == "csv":  # CSV has no lists: tags joined by commas
+            fields = fields.replace("tags", "array_to_string(tags, ',') AS tags")
+        else:
+            fields += ", params, metrics"
+        return f"SELECT {fields}, datasets, deps, warnings FROM runs WHERE {where} ORDER BY started NULLS LAST, run_id"
+    order = {"params": "run_id, file, name", "metrics": "run_id, file, name", "steps": "run_id, file, name, step"}
+    return f"SELECT * FROM {table} WHERE run_id IN {runs} ORDER BY {order[table]}"
+
+
+def _nested_sql(where: str) -> str:
+    """One row per run: its fields, params and metrics maps, and every step of every series."""
+    return f"""
+        SELECT {", ".join("r." + f.strip() for f in RUN_FIELDS.split(","))}, r.params, r.metrics,
+               coalesce(s.steps, []) AS steps, r.datasets, r.deps, r.warnings
+        FROM (SELECT * FROM runs WHERE {where}) r
+        LEFT JOIN (
+            SELECT run_id, list(struct_pack(file := file, name := name, step := step, value := value)
+                                ORDER BY file, name, step) AS steps
+            FROM steps GROUP BY run_id
+        ) s USING (run_id)
+        ORDER BY r.started NULLS LAST, r.run_id"""
+
+
+def export(
+    repo: Repo, target: Path, *, table: str | None = None, where: str | None = None, force: bool = False
+) -> list[Path]:
+    """Write the export; returns the files written."""
+    import duckdb
+
+    from mlci_tui.ledger.cache import LedgerCache
+
+    fmt = format_of(target)
+    predicate = where or "true"
+    if table:
+        jobs = [(target, _flat_sql(table, predicate, fmt))]
+    elif fmt == "csv":
+        stem = target.with_suffix("")
+        jobs = [(stem.with_name(f"{stem.name}.{t}.csv"), _flat_sql(t, predicate, fmt)) for t in TABLES]
+    else:
+        jobs = [(target, _nested_sql(predicate))]
+    for path, _sql in jobs:
+        if path.exists() and not force:
+            raise InputError(f"{path}: exists; use --force to replace it")
+        if not path.parent.is_dir():
+            raise InputError(f"{path.parent}: no such folder")
+    written = []
+    with LedgerCache(repo).connect() as con:
+        for path, sql in jobs:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                con.execute(f"COPY ({sql}) TO '{_quote(str(tmp))}' {_copy_options(fmt)}")
+                os.replace(tmp, path)
+            except duckdb.Error as exc:
+                message = str(exc).splitlines()[0]
+                raise InputError(f"export: {message}" + (" (check --where)" if where else "")) from None
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            written.append(path)
+    return written
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def main(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    target = Path(args.file)
+    written = export(repo, target, table=args.table, where=args.where, force=args.force)
+    for path in written:
+        print(f"wrote {display(str(path))}")
+    return 0

@@ -24,7 +24,7 @@ from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
 if TYPE_CHECKING:
     import duckdb
 
-CACHE_SCHEMA = "8"
+CACHE_SCHEMA = "9"
 CACHE_NAME = "cache.duckdb"
 TIP_HINT = "cache.tip"
 
@@ -110,6 +110,16 @@ VIEWS = {
     # events about a redacted record (its tags, notes, promotions) are hidden with it
     "events": f"""SELECT id, type, v, time, target, body FROM event_rows WHERE id NOT IN {_HIDDEN}
         AND (type = 'redact' OR target IS NULL OR target NOT IN {_HIDDEN})""",
+    # data validation (mlci_tui/validate/): one row per validation and per dataset profile
+    "validations": f"""SELECT id, time, body->>'dataset' AS dataset, body->>'path' AS path,
+            body->>'content_hash' AS content_hash, body->>'rev' AS rev, body->>'status' AS status,
+            TRY_CAST(body->>'rows' AS BIGINT) AS rows, body->>'base_hash' AS base_hash, body->>'error' AS error,
+            body->>'schema_hash' AS schema_hash, body->'checks' AS checks, body->'warnings' AS warnings
+        FROM event_rows WHERE type = 'validation' AND id NOT IN {_HIDDEN}""",
+    "profiles": f"""SELECT id, time, body->>'dataset' AS dataset, body->>'path' AS path,
+            body->>'content_hash' AS content_hash, TRY_CAST(body->>'rows' AS BIGINT) AS rows,
+            body->'columns' AS columns, body
+        FROM event_rows WHERE type = 'profile' AND id NOT IN {_HIDDEN}""",
 }
 
 BULK_MAP_SQL = """

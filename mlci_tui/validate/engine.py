@@ -1,0 +1,535 @@
+"""Checks compiled to DuckDB SQL over a file read in place (CSV, Parquet, JSONL).
+
+One aggregate query computes every check's failure count and the profile statistics of
+the version; only when a check fails does a targeted query fetch its most common offending
+values and a few sample rows (0-based row index, key columns). DuckDB runs under an
+explicit memory limit, thread count and spill directory. No pandas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci_tui.errors import ConfigError
+from mlci_tui.sanitize import display
+from mlci_tui.validate.results import CheckResult
+from mlci_tui.validate.spec import FLOAT_TYPES, INTEGER_TYPES, ColumnSpec, DatasetSpec, Tolerance
+
+if TYPE_CHECKING:
+    import duckdb
+
+MEMORY_LIMIT = os.environ.get("MLCI_DUCKDB_MEMORY_LIMIT", "1GB")
+THREADS = int(os.environ.get("MLCI_DUCKDB_THREADS", "0") or 0) or min(4, os.cpu_count() or 1)
+MAX_PROFILE_COLUMNS = 200
+QUANTILE_LEVELS = [i / 20 for i in range(21)]
+SAMPLE_ROWS = 5
+TOP_VALUES = 5
+MAX_CELL = 60
+CATEGORIES = 50
+INT_SQL = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+FLOAT_SQL = {"FLOAT", "DOUBLE", "REAL"}
+HINTS = {
+    "type": "fix the values, or change the column's declared type",
+    "nullable": "fill the missing values, or set nullable: true",
+    "unique": "remove the duplicate rows, or drop unique: true",
+    "primary_key": "key values must be present and unique: remove duplicates and fill missing keys",
+    "min": "fix the rows below the minimum, or lower min",
+    "max": "fix the rows above the maximum, or raise max",
+    "allowed_values": "fix the rows, or add the value to allowed_values (quote strings)",
+    "regex": "fix the values, or widen the regex (it must match the whole value)",
+    "length": "fix the values, or change length",
+    "references": "add the missing keys to the referenced dataset, or fix the rows",
+    "row_count": "check the data is complete, or change row_count",
+    "columns": "declare the column, or remove it from the data",
+    "sql": "the query returns the failing rows; fix them or the query",
+}
+
+
+class DataError(Exception):
+    """The data cannot be read (corrupt, truncated, not the declared format): a data failure."""
+
+
+def connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    spill.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(
+        ":memory:",
+        config={"memory_limit": MEMORY_LIMIT, "threads": THREADS, "temp_directory": str(spill)},
+    )
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+# ------------------------------------------------------------------------------------ reading
+def precheck(local: Path, fmt: str, csv_opts: dict[str, Any]) -> None:
+    """Cheap sniffing before DuckDB, for one clear message instead of a parser's paragraph."""
+    size = local.stat().st_size
+    if size == 0:
+        raise DataError("empty file (0 bytes)")
+    with open(local, "rb") as fh:
+        head = fh.read(65536)
+        if fmt == "parquet":
+            fh.seek(max(0, size - 4))
+            tail = fh.read(4)
+            if head[:4] != b"PAR1":
+                raise DataError("not a Parquet file (no PAR1 magic at the start)")
+            if tail != b"PAR1" or size < 12:
+                raise DataError("truncated or corrupt Parquet file (no PAR1 footer at the end)")
+            return
+    encoding = (csv_opts or {}).get("encoding") or "utf-8"
+    if b"\0" in head and encoding != "utf-16":
+        offset = head.index(b"\0")
+        raise DataError(f"binary data (NUL byte at offset {offset}), not {fmt.upper()} text")
+    if encoding == "utf-8":
+        cut = head if size <= len(head) else head[: head.rfind(b"\n") + 1] or head
+        try:
+            text = cut.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = cut[: exc.start].count(b"\n") + 1
+            raise DataError(
+                f"not UTF-8 text (byte {cut[exc.start]:#04x} at offset {exc.start}, line {line}); "
+                "set csv.encoding (latin-1, utf-16) if that is the file's encoding"
+            ) from None
+        if fmt in ("csv", "tsv"):
+            _check_ragged(text, _delimiter(fmt, csv_opts))
+
+
+def _check_ragged(text: str, delim: str) -> None:
+    import csv
+    import io
+
+    lines = text.splitlines()
+    if len(lines) > 1:
+        lines = lines[:-1]  # the last line of a chunk may be cut short
+    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delim)
+    width = None
+    for n, row in enumerate(reader, 1):
+        if not row:
+            continue
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise DataError(f"ragged rows: line {n} has {len(row)} fields, the header has {width}")
+
+
+def _delimiter(fmt: str, csv_opts: dict[str, Any]) -> str:
+    return (csv_opts or {}).get("delimiter") or ("\t" if fmt == "tsv" else ",")
+
+
+def relation_sql(local: Path, fmt: str, csv_opts: dict[str, Any], *, all_varchar: bool = False) -> str:
+    path = lit(str(local))
+    if fmt == "parquet":
+        return f"read_parquet({path})"
+    if fmt == "jsonl":
+        return f"read_json({path}, format = 'newline_delimited', maximum_object_size = 16777216)"
+    opts = csv_opts or {}
+    parts = [
+        f"header = {lit(bool(opts.get('header', True)))}",
+        f"delim = {lit(_delimiter(fmt, opts))}",
+        "skip = 0",
+        "strict_mode = true",
+    ]
+    if opts.get("quote"):
+        parts.append(f"quote = {lit(opts['quote'])}")
+    if opts.get("encoding") and opts["encoding"] != "utf-8":
+        parts.append(f"encoding = {lit(opts['encoding'])}")
+    if all_varchar:
+        parts.append("all_varchar = true")
+    return f"read_csv({path}, {', '.join(parts)})"
+
+
+def describe(con: duckdb.DuckDBPyConnection, rel: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+
+
+def clean_error(exc: BaseException) -> str:
+    """DuckDB's message cut to what a user needs: its first line, and the line number."""
+    text = str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = re.sub(r"^(Invalid Input|Conversion|IO|Binder|Parser) Error: ", "", first)
+    line = re.search(r"CSV Error on Line: (\d+)", text)
+    detail = ""
+    for marker in (
+        "Expected Number of Columns",
+        "Could not convert",
+        "Invalid unicode",
+        "not possible to automatically",
+    ):
+        hit = next((s.strip() for s in text.splitlines() if marker in s), "")
+        if hit:
+            detail = hit
+            break
+    if "not possible to automatically detect" in text:
+        detail = "rows have differing numbers of fields, or the file is not CSV"
+    out = first if not detail or detail in first else f"{first}: {detail}"
+    if line and f"Line: {line.group(1)}" not in out:
+        out += f" (line {line.group(1)})"
+    return display(out)[:300]
+
+
+# ------------------------------------------------------------------------------------ typing
+@dataclass
+class Column:
+    name: str
+    actual: str  # DuckDB type of the data
+    spec: ColumnSpec | None
+    value: str = ""  # the SQL expression of the typed value
+    type_failure: str | None = None  # row predicate of a type failure
+
+    @property
+    def numeric(self) -> bool:
+        base = self.value_type
+        return base in INT_SQL or base in FLOAT_SQL or base.startswith("DECIMAL")
+
+    @property
+    def value_type(self) -> str:
+        if self.spec and self.spec.sql_type and self.value != q(self.name):
+            return self.spec.sql_type
+        return self.actual
+
+
+def type_column(name: str, actual: str, spec: ColumnSpec | None, fmt: str) -> Column:
+    col = Column(name, actual, spec, value=q(name))
+    if spec is None or spec.type is None:
+        return col
+    declared, raw = spec.type, q(name)
+    target = spec.sql_type or "VARCHAR"
+    is_int = actual in INT_SQL
+    is_num = is_int or actual in FLOAT_SQL or actual.startswith("DECIMAL")
+    if declared in INTEGER_TYPES:
+        if is_int and (declared == "integer" or actual == target):
+            return col
+        dbl = f"TRY_CAST({raw} AS DOUBLE)"
+        col.value = f"TRY_CAST({raw} AS {target})"
+        col.type_failure = f"({raw} IS NOT NULL AND ({dbl} IS NULL OR {dbl} <> floor({dbl}) OR {col.value} IS NULL))"
+    elif declared in FLOAT_TYPES:
+        if is_num:
+            return col
+        col.value = f"TRY_CAST({raw} AS {target})"
+        col.type_failure = f"({raw} IS NOT NULL AND {col.value} IS NULL)"
+    elif declared == "string":
+        if actual == "VARCHAR":
+            return col
+        col.value = f"CAST({raw} AS VARCHAR)"
+        if fmt == "parquet":  # a typed file: a non-string column is a type mismatch
+            col.type_failure = f"({raw} IS NOT NULL)"
+    else:
+        if actual == target:
+            return col
+        col.value = f"TRY_CAST({raw} AS {target})"
+        col.type_failure = f"({raw} IS NOT NULL AND {col.value} IS NULL)"
+    return col
+
+
+# ------------------------------------------------------------------------------------ compiling
+@dataclass
+class Planned:
+    result: CheckResult
+    tolerance: Tolerance
+    predicate: str | None = None  # a row predicate: count_if(...) and the sample query
+    aggregate: str | None = None  # a failure count that is not a row predicate (unique, pk)
+    column: Column | None = None
+    sql: str | None = None  # raw SQL check
+
+
+@dataclass
+class Plan:
+    columns: dict[str, Column]
+    checks: list[Planned] = field(default_factory=list)
+    profile_columns: list[Column] = field(default_factory=list)
+    categorical: set[str] = field(default_factory=set)
+
+
+def _params(check: Any) -> dict[str, Any]:
+    return {check.kind: check.value, **check.tolerance.describe()}
+
+
+def _predicate(kind: str, value: Any, col: Column, refs: dict[str, tuple[str, str]]) -> str | None:
+    v = col.value
+    vt = col.spec.sql_type if col.spec and col.spec.sql_type else col.actual
+    typed = (lambda x: f"CAST({lit(x)} AS {vt})") if vt in ("DATE", "TIMESTAMP") else lit
+    if kind == "type":
+        return col.type_failure
+    if kind == "nullable":
+        return f"({q(col.name)} IS NULL)"
+    if kind == "min":
+        return f"({v} < {typed(value)})"
+    if kind == "max":
+        return f"({v} > {typed(value)})"
+    if kind == "allowed_values":
+        return f"({v} NOT IN ({', '.join(typed(x) for x in value)}))"
+    if kind == "regex":
+        return f"(NOT regexp_full_match(CAST({v} AS VARCHAR), {lit(value)}))"
+    if kind == "length":
+        parts = []
+        if value.get("min") is not None:
+            parts.append(f"length(CAST({v} AS VARCHAR)) < {int(value['min'])}")
+        if value.get("max") is not None:
+            parts.append(f"length(CAST({v} AS VARCHAR)) > {int(value['max'])}")
+        return f"({' OR '.join(parts)})" if parts else None
+    if kind == "references":
+        other, other_col = refs[str(value)]
+        return f"({v} NOT IN (SELECT {q(other_col)} FROM {other} WHERE {q(other_col)} IS NOT NULL))"
+    return None
+
+
+def plan(
+    spec: DatasetSpec, schema: list[tuple[str, str]], fmt: str, refs: dict[str, tuple[str, str]] | None = None
+) -> Plan:
+    refs = refs or {}
+    actual = dict(schema)
+    columns = {name: type_column(name, t, spec.columns.get(name), fmt) for name, t in schema}
+    out = Plan(columns)
+    missing = [c for c in spec.columns if c not in actual]
+    if missing:
+        r = CheckResult("columns", None, {"missing": missing}, spec.schema_severity)
+        r.status, r.failures = "fail", len(missing)
+        r.message = f"declared column(s) missing from the data: {', '.join(missing)}"
+        r.hint = "the data lacks a declared column: fix the file or the schema"
+        out.checks.append(Planned(r, Tolerance(spec.schema_severity)))
+    if spec.strict:
+        extra = [c for c in actual if c not in spec.columns]
+        r = CheckResult("columns", None, {"strict": True, "extra": extra}, spec.schema_severity)
+        if extra:
+            r.status, r.failures = "fail", len(extra)
+            r.message = f"undeclared column(s) (schema.strict): {', '.join(extra[:20])}"
+        r.hint = HINTS["columns"]
+        out.checks.append(Planned(r, Tolerance(spec.schema_severity)))
+    if spec.row_count:
+        params = {k: v for k, v in spec.row_count.items() if v is not None}
+        out.checks.append(Planned(CheckResult("row_count", None, params, spec.severity), Tolerance(spec.severity)))
+    if spec.primary_key and not any(k in missing for k in spec.primary_key):
+        keys = [columns[k].value for k in spec.primary_key]
+        nulls = " OR ".join(f"{k} IS NULL" for k in keys)
+        tup = keys[0] if len(keys) == 1 else f"({', '.join(keys)})"
+        agg = f"(count_if({nulls}) + count(*) FILTER (WHERE NOT ({nulls})) - count(DISTINCT {tup}))"
+        out.checks.append(
+            Planned(
+                CheckResult("primary_key", None, {"primary_key": spec.primary_key}, spec.severity),
+                Tolerance(spec.severity),
+                aggregate=agg,
+            )
+        )
+    for name, cspec in spec.columns.items():
+        if name not in actual:
+            continue
+        col = columns[name]
+        for check in cspec.checks:
+            result = CheckResult(check.kind, name, _params(check), check.tolerance.severity)
+            if check.kind == "unique":
+                agg = f"(count({col.value}) - count(DISTINCT {col.value}))"
+                out.checks.append(Planned(result, check.tolerance, aggregate=agg, column=col))
+                continue
+            pred = _predicate(check.kind, check.value, col, refs)
+            if check.kind == "type" and pred is None:
+                out.checks.append(Planned(result, check.tolerance, column=col))  # the data's type matches
+                continue
+            if pred is None:
+                continue
+            if check.kind != "nullable" and check.kind != "type":
+                pred = f"({col.value} IS NOT NULL AND {pred})"  # only `nullable` concerns nulls
+            out.checks.append(Planned(result, check.tolerance, predicate=pred, column=col))
+    for sql_check in spec.checks:
+        r = CheckResult("sql", None, {"name": sql_check.name, "sql": sql_check.sql}, sql_check.tolerance.severity)
+        out.checks.append(Planned(r, sql_check.tolerance, sql=sql_check.sql))
+    declared = [columns[c] for c in spec.columns if c in columns]
+    rest = [c for n, c in columns.items() if n not in spec.columns]
+    out.profile_columns = (declared + rest)[:MAX_PROFILE_COLUMNS]
+    return out
+
+
+def _orderable(t: str) -> bool:
+    return not any(t.startswith(p) for p in ("STRUCT", "MAP", "UNION", "JSON")) and not t.endswith("]")
+
+
+def profile_aggregates(plan_: Plan, categorical: set[str]) -> list[tuple[str, str]]:
+    aggs: list[tuple[str, str]] = []
+    for i, col in enumerate(plan_.profile_columns):
+        v = col.value
+        aggs.append((f"p{i}_n", f"count({v})"))
+        if not _orderable(col.value_type):
+            continue
+        aggs.append((f"p{i}_min", f"min({v})"))
+        aggs.append((f"p{i}_max", f"max({v})"))
+        aggs.append((f"p{i}_d", f"approx_count_distinct({v})"))
+        if col.numeric:
+            d = f"CAST({v} AS DOUBLE)"
+            aggs.append((f"p{i}_mean", f"avg({d})"))
+            aggs.append((f"p{i}_std", f"stddev_samp({d})"))
+            aggs.append((f"p{i}_q", f"approx_quantile({d}, {QUANTILE_LEVELS})"))
+        elif col.name in categorical:
+            aggs.append((f"p{i}_h", f"histogram(CAST({v} AS VARCHAR))"))
+    return aggs
+
+
+# ------------------------------------------------------------------------------------ running
+def jsonable(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return value[:32].hex()
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def cell(value: Any) -> Any:
+    value = jsonable(value)
+    if isinstance(value, str):
+        text = display(value)
+        return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+    return value
+
+
+def run_plan(
+    con: duckdb.DuckDBPyConnection, rel: str, plan_: Plan, spec: DatasetSpec, categorical: set[str]
+) -> tuple[int, dict[str, Any], list[CheckResult]]:
+    """The one aggregate pass, then targeted queries for the checks that failed."""
+    import duckdb
+
+    aggs: list[tuple[str, str]] = [("rows", "count(*)")]
+    for n, p in enumerate(plan_.checks):
+        if p.predicate:
+            aggs.append((f"c{n}", f"count_if({p.predicate})"))
+        elif p.aggregate:
+            aggs.append((f"c{n}", p.aggregate))
+    aggs += profile_aggregates(plan_, categorical)
+    sql = "SELECT " + ", ".join(f"{expr} AS {key}" for key, expr in aggs) + f" FROM {rel}"
+    row = con.execute(sql).fetchone()
+    assert row is not None
+    values = dict(zip([k for k, _ in aggs], row))
+    rows = int(values["rows"])
+    results = []
+    for n, p in enumerate(plan_.checks):
+        r = p.result
+        r.rows = rows
+        if r.check == "row_count":
+            lo, hi = (
+                spec.row_count.get("min") if spec.row_count else None,
+                spec.row_count.get("max") if spec.row_count else None,
+            )
+            bad = (lo is not None and rows < lo) or (hi is not None and rows > hi)
+            if bad:
+                r.status, r.failures = _verdict(p.tolerance), 1
+                r.message = f"{rows:,} rows, expected " + (
+                    f"at least {lo:,}" if lo is not None and rows < lo else f"at most {hi:,}"
+                )
+                r.hint = HINTS["row_count"]
+            results.append(r)
+            continue
+        if r.check == "columns":
+            results.append(r)
+            continue
+        if p.sql is not None:
+            try:
+                count = con.execute(f"SELECT count(*) FROM ({p.sql}) AS failing").fetchone()
+            except duckdb.Error as exc:
+                raise ConfigError(
+                    f"mlci.yaml: datasets.{spec.name}.checks {p.result.params['name']}: {clean_error(exc)}"
+                ) from None
+            r.failures = int(count[0]) if count else 0
+        else:
+            r.failures = int(values.get(f"c{n}") or 0)
+        if r.failures and not p.tolerance.allows(r.failures, rows):
+            r.status = _verdict(p.tolerance)
+            r.hint = HINTS.get(r.check, "")
+            _explain(con, rel, p, spec, plan_)
+        elif r.failures:
+            r.message = f"{r.failures:,} failing row(s) within tolerance"
+        results.append(r)
+    return rows, values, results
+
+
+def _verdict(tolerance: Tolerance) -> str:
+    return "fail" if tolerance.severity == "error" else "warn"
+
+
+def _explain(con: duckdb.DuckDBPyConnection, rel: str, p: Planned, spec: DatasetSpec, plan_: Plan) -> None:
+    """The targeted query of a failed check: most common offending values, a few sample rows."""
+    r = p.result
+    keys = [k for k in spec.primary_key if k in plan_.columns]
+    numbered = f"(SELECT row_number() OVER () - 1 AS __mlci_row, * FROM {rel})"
+    if p.sql is not None:
+        rows = con.execute(f"SELECT * FROM ({p.sql}) AS failing LIMIT {SAMPLE_ROWS}")
+        names = [d[0] for d in rows.description or []]
+        r.samples = [{"row": None, "values": {n: cell(v) for n, v in zip(names, t)}} for t in rows.fetchall()]
+        return
+    predicate = p.predicate
+    shown = list(dict.fromkeys(keys + ([p.column.name] if p.column else [])))
+    if r.check == "unique" and p.column:
+        v = p.column.value
+        predicate = f"({v} IN (SELECT {v} FROM {rel} WHERE {v} IS NOT NULL GROUP BY 1 HAVING count(*) > 1))"
+    elif r.check == "primary_key":
+        ks = [plan_.columns[k].value for k in spec.primary_key]
+        tup = ks[0] if len(ks) == 1 else f"({', '.join(ks)})"
+        nulls = " OR ".join(f"{k} IS NULL" for k in ks)
+        predicate = f"({nulls} OR {tup} IN (SELECT {tup} FROM {rel} GROUP BY 1 HAVING count(*) > 1))"
+        shown = list(spec.primary_key)
+    if predicate is None:
+        return
+    if p.column is not None:
+        raw = q(p.column.name)
+        top = con.execute(
+            f"SELECT {raw} AS v, count(*) AS n FROM {rel} WHERE {predicate} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_VALUES}"
+        ).fetchall()
+        r.top_values = [[cell(v), int(c)] for v, c in top]
+    cols = ", ".join(q(c) for c in shown) or "*"
+    sample = con.execute(f"SELECT __mlci_row, {cols} FROM {numbered} WHERE {predicate} LIMIT {SAMPLE_ROWS}")
+    names = [d[0] for d in sample.description or []][1:]
+    r.samples = [{"row": int(t[0]), "values": {n: cell(v) for n, v in zip(names, t[1:])}} for t in sample.fetchall()]
+
+
+def build_profile(plan_: Plan, values: dict[str, Any], rows: int, total_columns: int) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
+    for i, col in enumerate(plan_.profile_columns):
+        n = values.get(f"p{i}_n")
+        entry: dict[str, Any] = {"type": col.value_type, "nulls": rows - int(n or 0)}
+        if f"p{i}_min" in values:
+            entry["min"] = jsonable(values[f"p{i}_min"])
+            entry["max"] = jsonable(values[f"p{i}_max"])
+            entry["distinct"] = int(values[f"p{i}_d"] or 0)
+        if f"p{i}_mean" in values:
+            entry["mean"] = jsonable(values[f"p{i}_mean"])
+            entry["std"] = jsonable(values[f"p{i}_std"])
+            quantiles = values.get(f"p{i}_q")
+            if quantiles:
+                entry["histogram"] = {
+                    "kind": "quantiles",
+                    "levels": QUANTILE_LEVELS,
+                    "edges": [jsonable(x) for x in quantiles],
+                }
+        if f"p{i}_h" in values and values[f"p{i}_h"]:
+            counts = sorted(((str(k), int(c)) for k, c in values[f"p{i}_h"].items()), key=lambda kv: (-kv[1], kv[0]))
+            entry["histogram"] = {
+                "kind": "categories",
+                "values": dict(counts[:CATEGORIES]),
+                "other": sum(c for _, c in counts[CATEGORIES:]),
+            }
+        columns[col.name] = entry
+    return {"rows": rows, "columns": columns, "columns_total": total_columns}

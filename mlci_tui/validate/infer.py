@@ -1,0 +1,126 @@
+"""`mlci data infer`: a starter `datasets:` entry from the data itself.
+
+Every string literal is written double-quoted, so YAML 1.1 cannot turn `NO` into false
+when the config is read back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mlci_tui.errors import EXIT_FAILED, ConfigError, InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.validate import engine, source
+from mlci_tui.validate.spec import DatasetSpec
+
+TYPE_NAMES = {
+    "TINYINT": "int8",
+    "SMALLINT": "int16",
+    "INTEGER": "int32",
+    "BIGINT": "int64",
+    "UTINYINT": "uint8",
+    "USMALLINT": "uint16",
+    "UINTEGER": "uint32",
+    "UBIGINT": "uint64",
+    "FLOAT": "float32",
+    "DOUBLE": "float64",
+    "VARCHAR": "string",
+    "BOOLEAN": "bool",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+}
+MAX_ALLOWED = 12
+
+
+def _y(value: Any) -> str:
+    """A YAML scalar: strings always quoted (JSON strings are valid YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _key(name: str) -> str:
+    return name if name.replace("_", "").isalnum() and not name[0].isdigit() else json.dumps(name)
+
+
+def infer_schema(repo: Repo, spec: DatasetSpec, name: str) -> str:
+    import duckdb
+
+    scratch = repo.state_dir / "validate" / "infer"
+    content = source.resolve(repo, spec.path, source.WORKTREE, scratch)
+    try:
+        engine.precheck(content.local, spec.format, spec.csv)
+        con = engine.connect(scratch / "spill")
+        try:
+            rel = engine.relation_sql(content.local, spec.format, spec.csv)
+            cols = engine.describe(con, rel)
+            aggs = ["count(*)"]
+            for col, _t in cols:
+                c = engine.q(col)
+                aggs += [f"count({c})", f"approx_count_distinct({c})"]
+            row = con.execute(f"SELECT {', '.join(aggs)} FROM {rel}").fetchone()
+            assert row is not None
+            total = int(row[0])
+            lines = [f"{_key(name)}:", f"  path: {_y(spec.path)}", "  row_count: {min: 1}", "  columns:"]
+            for i, (col, ctype) in enumerate(cols):
+                nonnull, distinct = int(row[1 + 2 * i]), int(row[2 + 2 * i])
+                parts = []
+                tname = TYPE_NAMES.get(ctype)
+                if tname:
+                    parts.append(f"type: {tname}")
+                parts.append(f"nullable: {'false' if nonnull == total and total else 'true'}")
+                if tname == "string" and 0 < distinct <= MAX_ALLOWED:
+                    values = [
+                        v
+                        for (v,) in con.execute(
+                            f"SELECT DISTINCT {engine.q(col)} FROM {rel} WHERE {engine.q(col)} IS NOT NULL ORDER BY 1 LIMIT {MAX_ALLOWED + 1}"
+                        ).fetchall()
+                    ]
+                    if len(values) <= MAX_ALLOWED:
+                        parts.append("allowed_values: [" + ", ".join(_y(v) for v in values) + "]")
+                elif tname and tname.startswith(("int", "uint")) and distinct == nonnull == total and total > 1:
+                    parts.append("unique: true")
+                lines.append(f"    {_key(col)}: {{{', '.join(parts)}}}")
+        finally:
+            con.close()
+    except engine.DataError as exc:
+        raise InputError(f"cannot read {spec.path} as {spec.format}: {exc}", exit_code=EXIT_FAILED) from None
+    except duckdb.Error as exc:
+        raise InputError(
+            f"cannot read {spec.path} as {spec.format}: {engine.clean_error(exc)}", exit_code=EXIT_FAILED
+        ) from None
+    finally:
+        source.clean_scratch(scratch)
+    return "\n".join(lines) + "\n"
+
+
+def write_into_config(root: Path, name: str, entry: str) -> None:
+    """Add the entry under `datasets:` in mlci.yaml, keeping comments (ruamel round trip)."""
+    import io
+    import os
+    import tempfile
+
+    from ruamel.yaml import YAML
+
+    path = root / "mlci.yaml"
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    doc = yaml.load(path.read_text()) if path.exists() else None
+    if doc is None:
+        doc = {}
+    datasets = doc.get("datasets")
+    if datasets is None:
+        doc["datasets"] = datasets = {}
+    if name in datasets:
+        raise ConfigError(f"mlci.yaml: datasets.{name} exists already; pick another --name")
+    datasets[name] = yaml.load(entry)[name]
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".mlci.yaml.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(buf.getvalue())
+    os.replace(tmp, path)

@@ -1,0 +1,428 @@
+"""Validate datasets: resolve each version, run its plan, compare with the previous version,
+cache the result and record validation and profile events in the ledger (one batch).
+
+Results are cached under `.git/mlci/validate/` by (content id, schema hash, mlci version,
+and the content ids the result also depends on: the previous version and referenced
+datasets), so an unchanged dataset is not read twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlci_tui import __version__
+from mlci_tui.errors import InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.validate import engine, source
+from mlci_tui.validate.drift import compare
+from mlci_tui.validate.results import CheckResult, DatasetResult
+from mlci_tui.validate.spec import DatasetSpec, load_specs
+
+STATE = "validate"
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, sort_keys=True, default=str)
+    os.replace(tmp, path)
+
+
+def _label(where: str) -> str:
+    return where if where in (source.WORKTREE, source.INDEX) else where[:12]
+
+
+@dataclass
+class Validator:
+    repo: Repo
+    datasets: dict[str, Any] | None
+    where: str = source.WORKTREE  # WORKTREE, INDEX or a commit id
+    base: str | None = None  # a commit id; default HEAD (or REV^ for --rev)
+    record: bool = True
+    use_cache: bool = True
+    specs: dict[str, DatasetSpec] = field(init=False)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.specs = load_specs(self.datasets)
+        self.state = self.repo.state_dir / STATE
+        self.scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=self._mkstate()))
+        self._profiles: dict[str, dict[str, Any]] = {}
+        self._ledger_profiles: dict[str, dict[str, Any]] | None = None
+
+    def _mkstate(self) -> Path:
+        self.state.mkdir(parents=True, exist_ok=True)
+        return self.state
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    # ----------------------------------------------------------------- selection
+    def select(self, paths: list[str]) -> list[DatasetSpec]:
+        if not paths:
+            return list(self.specs.values())
+        chosen = []
+        for p in paths:
+            rel = _repo_rel(self.repo, p)
+            hits = [s for s in self.specs.values() if s.name == p or s.path == rel or s.path + ".mlci" == rel]
+            if not hits:
+                known = ", ".join(f"{s.name} ({s.path})" for s in self.specs.values()) or "none declared"
+                raise InputError(f"{p}: not a dataset declared under `datasets:` in mlci.yaml (known: {known})")
+            chosen += [h for h in hits if h not in chosen]
+        return chosen
+
+    # ----------------------------------------------------------------- running
+    def validate_all(self, specs: list[DatasetSpec]) -> list[DatasetResult]:
+        try:
+            results = [self.validate(s) for s in specs]
+            self.flush()
+            return results
+        finally:
+            self.close()
+
+    def base_rev(self) -> str | None:
+        if self.base:
+            return self.repo.commit_of(self.base) or _bad_rev(self.base)
+        if self.where in (source.WORKTREE, source.INDEX):
+            return self.repo.commit_of("HEAD")
+        return self.repo.commit_of(f"{self.where}^")
+
+    def validate(self, spec: DatasetSpec) -> DatasetResult:
+        result = DatasetResult(spec.name, spec.path, _label(self.where))
+        try:
+            content = source.resolve(self.repo, spec.path, self.where, self.scratch)
+        except source.Unavailable as exc:
+            result.status, result.error = "unavailable", str(exc)
+            return result
+        result.content_hash = content.content_hash
+        base = self.base_rev()
+        base_content = self._base_content(spec, base, result)
+        refs = self._refs(spec)
+        key_parts = [
+            content.content_hash,
+            spec.schema_hash(),
+            __version__,
+            base_content.content_hash if base_content else "",
+        ]
+        key_parts += [f"{n}={c.content_hash}" for n, c in sorted(refs.items())]
+        key = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:32]
+        cached = self.state / "results" / f"{key}.json"
+        if self.use_cache and cached.is_file():
+            try:
+                old = DatasetResult.from_dict(json.loads(cached.read_text()))
+                old.rev, old.cached = _label(self.where), True
+                self._record_validation(old, spec, key)
+                return old
+            except (ValueError, TypeError, KeyError):
+                pass
+        try:
+            profile = self._check(spec, content, refs, result)
+        except engine.DataError as exc:
+            result.status, result.error = "error", f"cannot read {spec.path} as {spec.format}: {exc}"
+            self._record_validation(result, spec, key)
+            return result
+        if spec.compare and profile is not None:
+            self._compare(spec, base, base_content, profile, result)
+        result.finish()
+        _atomic_json(cached, result.to_dict())
+        self._record_validation(result, spec, key)
+        return result
+
+    def _refs(self, spec: DatasetSpec) -> dict[str, source.Content]:
+        refs: dict[str, source.Content] = {}
+        for col in spec.columns.values():
+            for check in col.checks:
+                if check.kind == "references":
+                    other = self.specs[str(check.value).split(".", 1)[0]]
+                    if other.name not in refs:
+                        try:
+                            refs[other.name] = source.resolve(self.repo, other.path, self.where, self.scratch)
+                        except source.Unavailable as exc:
+                            raise InputError(f"datasets.{spec.name}: referenced dataset {other.name}: {exc}") from None
+        return refs
+
+    def _check(
+        self, spec: DatasetSpec, content: source.Content, refs: dict[str, source.Content], result: DatasetResult
+    ) -> dict[str, Any] | None:
+        import duckdb
+
+        engine.precheck(content.local, spec.format, spec.csv)
+        for other in refs.values():
+            other_spec = next(s for s in self.specs.values() if s.path == other.path)
+            engine.precheck(other.local, other_spec.format, other_spec.csv)
+        con = engine.connect(self.scratch / "spill")
+        try:
+            ref_views: dict[str, tuple[str, str]] = {}
+            for n, (name, other) in enumerate(sorted(refs.items())):
+                other_spec = self.specs[name]
+                view = f"ref_{n}"
+                con.execute(
+                    f"CREATE VIEW {view} AS SELECT * FROM {engine.relation_sql(other.local, other_spec.format, other_spec.csv)}"
+                )
+                for col in spec.columns.values():
+                    for check in col.checks:
+                        if check.kind == "references" and str(check.value).startswith(name + "."):
+                            ref_views[str(check.value)] = (view, str(check.value).split(".", 1)[1])
+            categorical = self._categorical(spec)
+            for all_varchar in (False, True):
+                rel = engine.relation_sql(content.local, spec.format, spec.csv, all_varchar=all_varchar)
+                try:
+                    con.execute(f"CREATE OR REPLACE VIEW data AS SELECT * FROM {rel}")
+                    schema = engine.describe(con, "data")
+                    plan = engine.plan(spec, schema, spec.format, ref_views)
+                    rows, values, checks = engine.run_plan(con, "data", plan, spec, categorical)
+                    break
+                except duckdb.ConversionException as exc:
+                    if all_varchar or spec.format not in ("csv", "tsv"):
+                        raise engine.DataError(engine.clean_error(exc)) from None
+                    continue  # the sniffer guessed a type a later row breaks: read as text, cast per column
+                except duckdb.BinderException as exc:
+                    raise engine.DataError(engine.clean_error(exc)) from None
+                except (duckdb.InvalidInputException, duckdb.IOException, duckdb.OutOfMemoryException) as exc:
+                    raise engine.DataError(engine.clean_error(exc)) from None
+        finally:
+            con.close()
+        result.rows = rows
+        result.checks = checks
+        profile = engine.build_profile(plan, values, rows, len(schema))
+        self._store_profile(spec, content.content_hash, profile)
+        return profile
+
+    def _categorical(self, spec: DatasetSpec) -> set[str]:
+        names = set()
+        if spec.compare and spec.compare.get("drift"):
+            names |= set(spec.compare["drift"]["columns"])
+        for col in spec.columns.values():
+            if col.type in ("bool",) or any(c.kind == "allowed_values" for c in col.checks):
+                names.add(col.name)
+        return names
+
+    # ----------------------------------------------------------------- comparison
+    def _base_content(self, spec: DatasetSpec, base: str | None, result: DatasetResult) -> source.Content | None:
+        if not spec.compare:
+            return None
+        if base is None:
+            result.warnings.append("no previous version to compare with (no base commit); comparison skipped")
+            return None
+        result.base_rev = base[:12]
+        try:
+            content = source.resolve(self.repo, spec.path, base, self.scratch)
+        except source.Unavailable as exc:
+            if "not in" in str(exc):
+                result.warnings.append(f"no previous version at {base[:12]}; comparison skipped")
+                return None
+            # named, but its data is not here: the stored profile may still be
+            hash_ = _pointer_hash(self.repo, spec.path, base)
+            if hash_ and self.profile_of(hash_) is not None:
+                return source.Content(spec.path, Path(), hash_, base, 0, "pointer")
+            result.warnings.append(
+                f"previous version ({base[:12]}): neither its profile nor its data is here; comparison skipped"
+            )
+            return None
+        result.base_hash = content.content_hash
+        return content
+
+    def _compare(
+        self,
+        spec: DatasetSpec,
+        base: str | None,
+        base_content: source.Content | None,
+        profile: dict[str, Any],
+        result: DatasetResult,
+    ) -> None:
+        if base_content is None or spec.compare is None:
+            return
+        result.base_hash = base_content.content_hash
+        old = self.profile_of(base_content.content_hash)
+        if old is None or not _has_histograms(old, self._categorical(spec)):
+            try:
+                old = self._profile_only(spec, base_content)
+            except engine.DataError as exc:
+                result.warnings.append(f"previous version unreadable ({exc}); comparison skipped")
+                return
+        result.checks += compare(old, profile, spec.compare, (base or "")[:12])
+
+    def _profile_only(self, spec: DatasetSpec, content: source.Content) -> dict[str, Any]:
+        import duckdb
+
+        if not content.local.is_file():
+            raise engine.DataError("its data is not available")
+        engine.precheck(content.local, spec.format, spec.csv)
+        bare = DatasetSpec(
+            **{**spec.__dict__, "columns": {}, "checks": [], "row_count": None, "primary_key": [], "strict": False}
+        )
+        for col_name, col in spec.columns.items():
+            bare.columns[col_name] = type(col)(col.name, col.type, [])
+        con = engine.connect(self.scratch / "spill")
+        try:
+            for all_varchar in (False, True):
+                try:
+                    rel = engine.relation_sql(content.local, spec.format, spec.csv, all_varchar=all_varchar)
+                    con.execute(f"CREATE OR REPLACE VIEW data AS SELECT * FROM {rel}")
+                    schema = engine.describe(con, "data")
+                    plan = engine.plan(bare, schema, spec.format)
+                    plan.checks = [p for p in plan.checks if p.result.check not in ("columns",)]
+                    rows, values, _ = engine.run_plan(con, "data", plan, bare, self._categorical(spec))
+                    break
+                except duckdb.ConversionException as exc:
+                    if all_varchar:
+                        raise engine.DataError(engine.clean_error(exc)) from None
+                except duckdb.Error as exc:
+                    raise engine.DataError(engine.clean_error(exc)) from None
+        finally:
+            con.close()
+        profile = engine.build_profile(plan, values, rows, len(schema))
+        self._store_profile(spec, content.content_hash, profile)
+        return profile
+
+    # ----------------------------------------------------------------- profiles
+    def profile_of(self, content_hash: str) -> dict[str, Any] | None:
+        if content_hash in self._profiles:
+            return self._profiles[content_hash]
+        local = self.state / "profiles" / f"{_safe(content_hash)}.json"
+        if local.is_file():
+            try:
+                return json.loads(local.read_text())
+            except ValueError:
+                pass
+        if self._ledger_profiles is None:
+            self._ledger_profiles = _ledger_profiles(self.repo)
+        return self._ledger_profiles.get(content_hash)
+
+    def _store_profile(self, spec: DatasetSpec, content_hash: str, profile: dict[str, Any]) -> None:
+        self._profiles[content_hash] = profile
+        _atomic_json(self.state / "profiles" / f"{_safe(content_hash)}.json", profile)
+        if self.record:
+            from mlci_tui.ledger.records import derived_id, envelope
+
+            body = {"dataset": spec.name, "path": spec.path, "content_hash": content_hash, **profile}
+            self.events.append(
+                envelope("profile", body, event_id=derived_id("profile", content_hash, json.dumps(_hist_keys(profile))))
+            )
+
+    # ----------------------------------------------------------------- ledger
+    def _record_validation(self, result: DatasetResult, spec: DatasetSpec, key: str) -> None:
+        if not self.record:
+            return
+        from mlci_tui.ledger.records import derived_id, envelope
+
+        rev = (
+            result.rev
+            if result.rev in (source.WORKTREE, source.INDEX)
+            else (self.repo.commit_of(self.where) or self.where)
+        )
+        body = {
+            "dataset": spec.name,
+            "path": spec.path,
+            "content_hash": result.content_hash,
+            "rev": rev,
+            "schema_hash": spec.schema_hash(),
+            "status": result.status,
+            "rows": result.rows,
+            "base_hash": result.base_hash,
+            "error": result.error,
+            "warnings": result.warnings,
+            "checks": [_compact(c) for c in result.checks],
+            "mlci_version": __version__,
+        }
+        self.events.append(envelope("validation", body, event_id=derived_id("validation", key, rev)))
+
+    def flush(self) -> None:
+        if not self.record or not self.events:
+            return
+        from mlci_tui.ledger.store import LedgerStore
+
+        store = LedgerStore(self.repo)
+        present = store.has_ids([e["id"] for e in self.events])
+        new = [e for e in {e["id"]: e for e in self.events}.values() if e["id"] not in present]
+        if new:
+            store.append(new, message=f"mlci: {len(new)} validation/profile event(s)")
+        self.events = []
+
+
+def _compact(check: CheckResult) -> dict[str, Any]:
+    return {
+        "check": check.check,
+        "column": check.column,
+        "status": check.status,
+        "severity": check.severity,
+        "failures": check.failures,
+        "rows": check.rows,
+        "params": {k: v for k, v in check.params.items() if k != "sql"},
+        "message": check.message,
+        "top_values": check.top_values,
+    }
+
+
+def _hist_keys(profile: dict[str, Any]) -> list[str]:
+    return sorted(n for n, c in profile.get("columns", {}).items() if c.get("histogram"))
+
+
+def _has_histograms(profile: dict[str, Any], categorical: set[str]) -> bool:
+    cols = profile.get("columns", {})
+    return all(cols.get(c, {}).get("histogram") for c in categorical if c in cols)
+
+
+def _safe(content_hash: str) -> str:
+    return content_hash.replace(":", "-").replace("/", "_")
+
+
+def _bad_rev(rev: str) -> str:
+    raise InputError(f"--base {rev}: not a commit in this repository")
+
+
+def _pointer_hash(repo: Repo, path: str, rev: str) -> str | None:
+    from mlci_tui.data.pointer import parse_pointer
+
+    name = path + source.POINTER_SUFFIX
+    entries = repo.ls_tree(rev, [name])
+    if not entries:
+        return None
+    blob = repo.cat_blobs([entries[0].oid]).get(entries[0].oid, b"")
+    try:
+        p = parse_pointer(blob.decode("utf-8", "replace"), name)
+    except InputError:
+        return None
+    return f"{p.algo}:{p.hash}"
+
+
+def _ledger_profiles(repo: Repo) -> dict[str, dict[str, Any]]:
+    """Every stored profile by content hash (the newest wins), from the ledger's `profiles` view."""
+    from mlci_tui.ledger.store import LedgerStore
+
+    if LedgerStore(repo).tip() is None:
+        return {}
+    from mlci_tui.ledger.cache import LedgerCache
+
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        with LedgerCache(repo).connect() as con:
+            for content_hash, body in con.execute("SELECT content_hash, body FROM profiles ORDER BY time").fetchall():
+                out[content_hash] = json.loads(body)
+    except Exception:  # an older cache without the view: no stored profiles, compute instead
+        return {}
+    return out
+
+
+def _repo_rel(repo: Repo, user_path: str) -> str:
+    """A path given on the command line, relative to the repository root."""
+    if "\x00" in user_path:
+        raise InputError("path holds a NUL byte")
+    full = Path(os.path.abspath(user_path))
+    root = repo.root.resolve()
+    try:
+        rel = full.resolve().relative_to(root) if full.exists() else full.relative_to(root)
+    except ValueError:
+        rel_try = Path(user_path)
+        if not rel_try.is_absolute() and ".." not in rel_try.parts:
+            return rel_try.as_posix()
+        raise InputError(f"{user_path}: outside the repository") from None
+    return rel.as_posix()

@@ -1,0 +1,147 @@
+"""Where a dataset version's bytes come from: the working tree, the index, or a commit.
+
+A file tracked in git directly is read from its blob (written to a temp file for DuckDB;
+its content id is the blob id). A dataset with a pointer file `PATH.mlci` is read from the
+local data cache (content id `<algo>:<hash>`). In the working tree, a plain file is read in
+place. Symlinks and paths leaving the repository are refused (usage errors).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlci_tui.errors import CheckFailed, InputError
+from mlci_tui.gitio import Repo
+
+WORKTREE = "working tree"
+INDEX = "index"
+POINTER_SUFFIX = ".mlci"
+
+
+class Unavailable(CheckFailed):
+    """The version's content is named but not here (a pointer whose object is not cached)."""
+
+
+@dataclass
+class Content:
+    path: str  # the dataset's repo-relative path
+    local: Path  # the file DuckDB reads
+    content_hash: str  # git:<blob id> or <algo>:<hash>
+    rev: str  # "working tree", "index" or a commit id
+    size: int
+    via: str  # file, git or pointer
+
+
+def _entries(repo: Repo, where: str, paths: list[str]) -> dict[str, tuple[str, str]]:
+    """path -> (mode, oid) in the index or a commit."""
+    out: dict[str, tuple[str, str]] = {}
+    if where == INDEX:
+        proc = repo.run("ls-files", "-s", "-z", "--", *paths, check=False)
+        for item in proc.stdout.split(b"\0"):
+            if item:
+                meta, _, name = item.partition(b"\t")
+                mode, oid, _stage = meta.decode().split()
+                out[name.decode("utf-8", "surrogateescape")] = (mode, oid)
+    else:
+        for entry in repo.ls_tree(where, paths):
+            out[entry.path] = (entry.mode, entry.oid)
+    return {p: v for p, v in out.items() if p in paths}
+
+
+def _pointer(repo: Repo, text: bytes, pointer_path: str, path: str, rev: str) -> Content:
+    from mlci_tui.data.cache import DataCache
+    from mlci_tui.data.pointer import parse_pointer
+
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{pointer_path}: not a pointer file (not UTF-8 text)") from None
+    pointer = parse_pointer(decoded, pointer_path)
+    if pointer.is_dir:
+        raise InputError(f"{pointer_path}: names a folder; validation reads single files (csv, parquet, jsonl)")
+    cache = DataCache.for_repo(repo.root)
+    content_hash = f"{pointer.algo}:{pointer.hash}"
+    if not cache.has(pointer.hash):
+        raise Unavailable(
+            f"{path}: content {content_hash[:20]} ({rev}) is not in the local data cache; run `mlci data pull`"
+        )
+    local = cache.object_path(pointer.hash)
+    return Content(path, local, content_hash, rev, local.stat().st_size, "pointer")
+
+
+def _blob_to_file(repo: Repo, oid: str, target: Path) -> int:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as out:
+        proc = subprocess.run(["git", "cat-file", "blob", oid], cwd=repo.root, stdout=out, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise InputError(f"cannot read git object {oid[:12]}: {proc.stderr.decode('utf-8', 'replace').strip()}")
+    return target.stat().st_size
+
+
+def worktree_path(repo: Repo, path: str) -> Path:
+    """The working-tree file of `path`, refusing symlinks (along the way too) and escapes."""
+    root = repo.root.resolve()
+    full = repo.root / path
+    probe = repo.root
+    for part in Path(path).parts:
+        probe = probe / part
+        if probe.is_symlink():
+            raise InputError(f"{path}: {probe.relative_to(repo.root)} is a symlink; mlci reads no data through a link")
+    resolved = full.resolve()
+    if root != resolved and root not in resolved.parents:
+        raise InputError(f"{path}: outside the repository")
+    return full
+
+
+def resolve(repo: Repo, path: str, where: str, scratch: Path) -> Content:
+    """The version of dataset `path` at `where` (WORKTREE, INDEX or a commit id)."""
+    pointer_path = path + POINTER_SUFFIX
+    if where == WORKTREE:
+        ptr = worktree_path(repo, pointer_path)
+        if ptr.is_file():
+            return _pointer(repo, ptr.read_bytes(), pointer_path, path, where)
+        full = worktree_path(repo, path)
+        if not full.exists():
+            raise InputError(f"{path}: no such file in the working tree (nor a pointer {pointer_path})")
+        if not full.is_file():
+            raise InputError(f"{path}: not a file; validation reads single files (csv, parquet, jsonl)")
+        oid = repo.text("hash-object", "--", path).strip()
+        return Content(path, full, f"git:{oid}", where, full.stat().st_size, "file")
+    entries = _entries(repo, where, [path, pointer_path])
+    label = where if where == INDEX else where[:12]
+    for name in (pointer_path, path):
+        if name not in entries:
+            continue
+        mode, oid = entries[name]
+        if mode == "120000":
+            raise InputError(f"{name}: is a symlink in {label}; mlci reads no data through a link")
+        if mode == "160000":
+            raise InputError(f"{name}: is a submodule, not a dataset")
+        if name == pointer_path:
+            return _pointer(repo, repo.cat_blobs([oid]).get(oid, b""), pointer_path, path, where)
+        suffix = Path(path).suffix
+        target = scratch / f"{oid}{suffix}"
+        size = target.stat().st_size if target.exists() else _blob_to_file(repo, oid, target)
+        return Content(path, target, f"git:{oid}", where, size, "git")
+    raise Unavailable(f"{path}: not in {label} (neither the file nor {pointer_path})")
+
+
+def staged_dataset_paths(repo: Repo, paths: list[str]) -> list[str]:
+    """Which of the datasets `paths` have staged content that differs from HEAD."""
+    wanted = []
+    for p in paths:
+        wanted += [p, p + POINTER_SUFFIX]
+    proc = repo.run("diff", "--cached", "--name-only", "-z", "--no-renames", "--", *wanted, check=False)
+    changed = {p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
+    return [p for p in paths if p in changed or p + POINTER_SUFFIX in changed]
+
+
+def clean_scratch(scratch: Path) -> None:
+    for child in scratch.glob("*"):
+        try:
+            os.unlink(child)
+        except OSError:
+            pass

@@ -32,6 +32,8 @@ def _out_pointer(out: Any, base: str, where: str, origin: str) -> Pointer | None
     if not isinstance(out, dict):
         return None
     path, md5 = out.get("path"), out.get("md5")
+    if isinstance(md5, int) and not isinstance(md5, bool):
+        md5 = str(md5)  # an all-digit md5 written unquoted reads as a number
     if not isinstance(path, str) or not isinstance(md5, str) or "://" in path:
         return None
     if path.startswith("/"):

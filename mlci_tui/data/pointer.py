@@ -68,7 +68,7 @@ def check_relpath(path: str, where: str) -> str:
     if ".." in parts:
         raise InputError(f"{where}: dataset path {path!r} leaves its folder (`..`); paths must stay inside the repo")
     norm = posixpath.normpath(path)
-    if norm in (".", "") or norm.split("/")[0] in (".git", ".mlci"):
+    if norm in (".", "") or norm.split("/")[0] == ".mlci" or ".git" in norm.split("/"):
         raise InputError(f"{where}: dataset path {path!r} is not a dataset mlci can track")
     return norm
 

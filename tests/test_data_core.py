@@ -182,3 +182,16 @@ def test_md5_add_matches_dvc_hash(repo: Path) -> None:
     write(repo, {"d.csv": "x\n"})
     (p,) = add_paths(repo, ["d.csv"], cwd=repo, algo="md5")
     assert (p.algo, p.hash) == ("md5", "401b30e3b8b5d629635a5c613cdb7919")
+
+
+def test_demo_step_tracks_and_commits_the_customers_dataset(repo: Path) -> None:
+    from mlci_tui.data.demo_step import add_demo_dataset, customers_csv
+
+    p = add_demo_dataset(repo, rows=120)
+    assert git(repo, "ls-files").split() == [".gitignore", "data/customers.csv.mlci"]
+    assert iter_pointers(Repo.find(repo), "HEAD") == [p]
+    lines = (repo / "data/customers.csv").read_text().splitlines()
+    assert len(lines) == 121 and lines[0] == "customer_id,country,income,age,signup_date"
+    assert {line.split(",")[1] for line in lines[1:]} <= {"US", "GB", "NO"}
+    bad = customers_csv(120, bad=True)
+    assert ",XX,-120.5," in bad

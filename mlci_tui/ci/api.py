@@ -102,7 +102,10 @@ def repo_from_remote_url(url: str) -> str | None:
     """OWNER/NAME (or GROUP/SUB/NAME) from a git remote URL, for hosts named in no CI variable."""
     url = url.strip()
     if "://" in url:
-        path = urllib.parse.urlsplit(url).path
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https", "ssh", "git", "git+ssh"):
+            return None  # file:// and friends name no code host
+        path = parts.path
     elif re.match(r"^(?:[^/@:]+@)?[^/:]+:", url):  # scp-like: git@host:owner/name.git
         path = url.split(":", 1)[1]
     else:

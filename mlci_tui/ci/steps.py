@@ -311,6 +311,11 @@ def promote(ctx: StepContext) -> int:
         env={**ctx.child_env(), **identity},
         check=True,
     )
+    if any(p.endswith(POINTER_SUFFIX) for p in paths):
+        # the refreshed data must be on the data remote before a commit naming it is published
+        code = _result(ctx.mlci("data", "push"))
+        if code:
+            return code
     base_branch = _default_branch(ctx)
     branch = base_branch if mode == "push" else f"{schedule.get('branch', 'mlci/retrain')}-{stamp}"
     ctx.git("push", "--no-verify", "--quiet", ctx.cfg.remote, f"HEAD:refs/heads/{branch}")

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 STAGES = ("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge")
 CANDIDATE_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
+# staged files that may be a dataset or its pointer (validated when `datasets:` names them)
+DATASET_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".mlci")
 ZERO = "0" * 40
 BACKFILL_LIMIT = 200
 
@@ -99,7 +101,8 @@ def pre_commit(argv: list[str]) -> int:
     _code, out = _git_output(["diff", "--cached", "--name-only", "-z", "--diff-filter=ACMRT", "--no-renames"])
     staged = [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
     relevant = [p for p in staged if p.endswith(CANDIDATE_SUFFIXES)]
-    if not relevant:
+    data_paths = [p for p in staged if p.endswith(DATASET_SUFFIXES) or p == "mlci.yaml"]
+    if not relevant and not data_paths:
         return 0
     from mlci_tui import config as config_mod
     from mlci_tui.runs import read_values
@@ -107,11 +110,17 @@ def pre_commit(argv: list[str]) -> int:
 
     repo = _repo()
     cfg = config_mod.load_from_git(repo, ":")  # a staged, invalid mlci.yaml blocks here
+    code = 0
+    if data_paths and cfg.data.get("datasets"):
+        # datasets whose staged content changed are validated (mlci_tui/validate imported only now)
+        from mlci_tui.validate.hook import validate_staged
+
+        code = validate_staged(repo, cfg.data["datasets"], staged)
     patterns = cfg.params_files + cfg.metrics_files
     if not any(matches(p, path) for p in patterns for path in relevant) and not any(
         "plots/metrics/" in path for path in relevant
     ):
-        return 0
+        return code
     values = read_values(cfg, IndexSource(repo), strict=False)
     errors = [w for w in values.warnings if ": not a number" not in w]
     for warning in values.warnings:
@@ -122,7 +131,7 @@ def pre_commit(argv: list[str]) -> int:
     if errors:
         _err("commit blocked: fix the file(s) above, or skip this check once with `git commit --no-verify`")
         return 1
-    return 0
+    return code
 
 
 def post_commit(argv: list[str]) -> int:

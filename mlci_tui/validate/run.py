@@ -32,7 +32,7 @@ def _atomic_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, sort_keys=True, default=str)
+        json.dump(data, fh, default=str)
     os.replace(tmp, path)
 
 
@@ -175,10 +175,13 @@ class Validator:
             for all_varchar in (False, True):
                 rel = engine.relation_sql(content.local, spec.format, spec.csv, all_varchar=all_varchar)
                 try:
-                    con.execute(f"CREATE OR REPLACE VIEW data AS SELECT * FROM {rel}")
-                    schema = engine.describe(con, "data")
+                    con.execute(f"CREATE OR REPLACE VIEW raw_data AS SELECT * FROM {rel}")
+                    schema = engine.describe(con, "raw_data")
                     plan = engine.plan(spec, schema, spec.format, ref_views)
-                    rows, values, checks = engine.run_plan(con, "data", plan, spec, categorical)
+                    # raw SQL checks see `data`: the declared columns as their declared types
+                    typed = ", ".join(f"{c.value} AS {engine.q(n)}" for n, c in plan.columns.items())
+                    con.execute(f"CREATE OR REPLACE VIEW data AS SELECT {typed} FROM raw_data")
+                    rows, values, checks = engine.run_plan(con, "raw_data", plan, spec, categorical)
                     break
                 except duckdb.ConversionException as exc:
                     if all_varchar or spec.format not in ("csv", "tsv"):

@@ -24,7 +24,7 @@ from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
 if TYPE_CHECKING:
     import duckdb
 
-CACHE_SCHEMA = "9"
+CACHE_SCHEMA = "10"
 CACHE_NAME = "cache.duckdb"
 TIP_HINT = "cache.tip"
 
@@ -120,6 +120,37 @@ VIEWS = {
             body->>'content_hash' AS content_hash, TRY_CAST(body->>'rows' AS BIGINT) AS rows,
             body->'columns' AS columns, body
         FROM event_rows WHERE type = 'profile' AND id NOT IN {_HIDDEN}""",
+    # sweeps (mlci_tui/sweep/): one row per sweep, and each trial folded from its transitions
+    # (the same fold as sweep/events.py: the last transition wins, except that done is final)
+    "sweeps": f"""SELECT id AS sweep_id, body->>'name' AS name, time AS created, body->>'base' AS base,
+            body->>'base_kind' AS base_kind, body->'spec'->>'method' AS method, body->'spec'->>'metric' AS metric,
+            body->'spec'->>'direction' AS direction, body->'spec'->>'command' AS command,
+            TRY_CAST(body->'spec'->>'max_trials' AS INTEGER) AS max_trials, TRY_CAST(body->>'seed' AS BIGINT) AS seed,
+            body->'spec' AS spec
+        FROM event_rows WHERE type = 'sweep' AND id NOT IN {_HIDDEN}""",
+    "trials": f"""WITH ev AS (
+            SELECT id, time, body->>'sweep_id' AS sweep_id, body->>'trial_id' AS trial_id, body->>'state' AS state,
+                   body, CASE body->>'state' WHEN 'queued' THEN 0 WHEN 'started' THEN 1 WHEN 'failed' THEN 2
+                   WHEN 'cancelled' THEN 2 WHEN 'requeued' THEN 3 WHEN 'done' THEN 4 END AS rank
+            FROM event_rows WHERE type = 'trial' AND id NOT IN {_HIDDEN}
+                AND body->>'sweep_id' NOT IN {_HIDDEN})
+        SELECT sweep_id, trial_id,
+            max(TRY_CAST(body->>'number' AS INTEGER)) FILTER (WHERE state = 'queued') AS number,
+            CASE WHEN bool_or(state = 'done') THEN 'done' ELSE CASE arg_max(state, (time, rank))
+                WHEN 'started' THEN 'running' WHEN 'requeued' THEN 'queued' ELSE arg_max(state, (time, rank)) END
+            END AS state,
+            count(*) FILTER (WHERE state = 'started') AS attempts,
+            count(*) FILTER (WHERE state = 'requeued') AS retries,
+            any_value(body->'params') FILTER (WHERE state = 'queued') AS params,
+            any_value(body->>'run_id') FILTER (WHERE state = 'done') AS run_id,
+            any_value(TRY_CAST(body->>'value' AS DOUBLE)) FILTER (WHERE state = 'done') AS value,
+            arg_max(TRY_CAST(body->>'exit_code' AS INTEGER), time) FILTER (WHERE state = 'failed') AS exit_code,
+            arg_max(body->>'stderr_tail', time) FILTER (WHERE state = 'failed') AS stderr_tail,
+            arg_max(body->>'worker', time) FILTER (WHERE state = 'started') AS worker,
+            min(time) FILTER (WHERE state = 'queued') AS queued,
+            max(time) FILTER (WHERE state = 'started') AS started,
+            max(time) FILTER (WHERE state IN ('done', 'failed', 'cancelled')) AS ended
+        FROM ev WHERE trial_id IS NOT NULL GROUP BY sweep_id, trial_id""",
 }
 
 BULK_MAP_SQL = """

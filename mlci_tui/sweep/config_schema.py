@@ -1,0 +1,96 @@
+"""The `sweeps:` section of mlci.yaml: one named sweep per key (see docs/sweeps.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mlci_tui.config import Enum, MapOf, Number, Schema, Str, Struct
+from mlci_tui.errors import ConfigError
+
+KINDS = ("values", "range", "uniform", "loguniform", "int")
+
+
+def as_number(value: Any) -> int | float | None:
+    """A YAML number, or a string that is one: PyYAML reads `1e-5` (no dot) as a string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+class ParamSpace(Schema):
+    """One param's space: exactly one of values, range, uniform, loguniform, int."""
+
+    expected = "a mapping with one of " + ", ".join(KINDS)
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if isinstance(value, list):  # shorthand: a plain list is `values`
+            value = {"values": value}
+        if not isinstance(value, dict) or len(value) != 1:
+            raise fail(path, f"expected {self.expected}, got {value!r}")
+        ((kind, spec),) = value.items()
+        if kind not in KINDS:
+            raise fail(f"{path}.{kind}", f"unknown kind (known: {', '.join(KINDS)})")
+        where = f"{path}.{kind}"
+        if kind == "values":
+            if not isinstance(spec, list) or not spec:
+                raise fail(where, "expected a non-empty list of values")
+            for i, item in enumerate(spec):
+                if isinstance(item, (dict, list)):
+                    raise fail(f"{where}[{i}]", "values must be scalars (numbers, strings, booleans)")
+            return {"values": list(spec)}
+        want = 3 if kind == "range" else 2
+        shape = "[start, stop, step]" if kind == "range" else "[low, high]"
+        if not isinstance(spec, list) or len(spec) != want:
+            raise fail(where, f"expected {shape}, got {spec!r}")
+        nums = [as_number(v) for v in spec]
+        for i, num in enumerate(nums):
+            if num is None:
+                raise fail(f"{where}[{i}]", f"expected a number, got {spec[i]!r}")
+        if kind == "int" and not all(isinstance(n, int) for n in nums):
+            raise fail(where, f"int bounds must be integers, got {spec!r}")
+        if kind == "range":
+            start, stop, step = nums
+            assert start is not None and stop is not None and step is not None
+            if step == 0 or (stop - start) * step <= 0:
+                raise fail(where, f"range {spec!r} is empty (stop is excluded; step must move start toward stop)")
+        else:
+            low, high = nums
+            assert low is not None and high is not None
+            if low > high or (kind != "int" and low == high):
+                raise fail(where, f"low must be below high, got {spec!r}")
+            if kind == "loguniform" and low <= 0:
+                raise fail(where, f"loguniform bounds must be positive, got {spec!r}")
+        return {kind: nums}
+
+
+SWEEP = Struct(
+    {
+        "command": (Str(), None),  # default: train.command
+        "params": (MapOf(ParamSpace()), dict),
+        "params_file": (Str(), None),  # where plain param names are written; default: the first params file
+        "method": (Enum("grid", "random", "tpe"), "grid"),
+        "max_trials": (Number(integer=True, minimum=1), None),
+        "seed": (Number(integer=True), None),
+        "metric": (Str(), None),
+        "direction": (Enum("max", "min"), None),
+        "parallel": (Number(integer=True, minimum=1), 1),
+        "executor": (Enum("local", "dask", "ci"), "local"),
+        "scheduler": (Str(), None),  # dask scheduler address; default: a LocalCluster
+        "retries": (Number(integer=True, minimum=0), 1),
+        "timeout": (Number(minimum=0), None),  # seconds per trial; none by default
+    }
+)
+
+SECTIONS: dict[str, Schema] = {"sweeps": MapOf(SWEEP)}

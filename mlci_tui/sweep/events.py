@@ -1,0 +1,193 @@
+"""Sweep and trial ledger events, and the fold that turns them into each trial's state.
+
+A trial's transitions are events: queued, started, done, failed, requeued, cancelled.
+Its state is the last transition (a `started` means running, a `requeued` means queued
+again), except that `done` is final: a trial re-run after a lost worker is recorded done
+once, because the done event and the trial's run have ids derived from the trial id.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlci_tui.ledger import records
+
+TRANSITIONS = ("queued", "started", "done", "failed", "requeued", "cancelled")
+STATE_OF = {
+    "queued": "queued",
+    "requeued": "queued",
+    "started": "running",
+    "done": "done",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+# order of events written in one instant (a failure and its automatic requeue)
+_RANK = {"queued": 0, "started": 1, "failed": 2, "cancelled": 2, "requeued": 3, "done": 4}
+TAIL_BYTES = 4096
+
+
+def trial_id(sweep_id: str, number: int) -> str:
+    return records.derived_id("trial", sweep_id, str(number))
+
+
+def done_event_id(tid: str) -> str:
+    return records.derived_id("trial-done", tid)
+
+
+def trial_run_id(tid: str) -> str:
+    return records.derived_id("trial-run", tid)
+
+
+def worker_name(extra: str | int | None = None) -> str:
+    host = socket.gethostname()
+    return f"{host}:{extra}" if extra is not None else host
+
+
+def sweep_event(
+    name: str,
+    spec: dict[str, Any],
+    *,
+    base: str,
+    base_kind: str,
+    seed: int,
+    snapshot_ref: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    body = {
+        "name": name,
+        "spec": spec,
+        "base": base,
+        "base_kind": base_kind,
+        "seed": seed,
+        "snapshot_ref": snapshot_ref,
+    }
+    return records.envelope("sweep", body, event_id=event_id)
+
+
+def trial_event(sweep_id: str, tid: str, state: str, **fields: Any) -> dict[str, Any]:
+    assert state in TRANSITIONS, state
+    body = {"sweep_id": sweep_id, "trial_id": tid, "state": state, "target": sweep_id}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    # done and queued happen once per trial: derived ids make a duplicate the same record
+    event_id = {"done": done_event_id(tid), "queued": records.derived_id("trial-queued", tid)}.get(state)
+    return records.envelope("trial", body, event_id=event_id)
+
+
+def tail(text: bytes | str, limit: int = TAIL_BYTES) -> str:
+    """The last `limit` bytes of a log, cut on a character boundary."""
+    data = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    return data[-limit:].decode("utf-8", "ignore")
+
+
+@dataclass
+class Trial:
+    sweep_id: str
+    trial_id: str
+    number: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    state: str = "queued"
+    attempts: int = 0  # started events, ever
+    tries: int = 0  # started events since the last manual retry: the retry budget spent
+    requeues: int = 0
+    run_id: str | None = None
+    value: float | None = None
+    exit_code: int | None = None
+    stderr_tail: str | None = None
+    reason: str | None = None
+    worker: str | None = None
+    started: str | None = None
+    ended: str | None = None
+    queued: str | None = None
+
+
+@dataclass
+class Sweep:
+    sweep_id: str
+    name: str
+    spec: dict[str, Any]
+    base: str
+    base_kind: str
+    seed: int
+    created: str
+    snapshot_ref: str | None = None
+    trials: dict[str, Trial] = field(default_factory=dict)
+
+    def ordered(self) -> list[Trial]:
+        return sorted(self.trials.values(), key=lambda t: t.number)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in ("queued", "running", "done", "failed", "cancelled")}
+        for t in self.trials.values():
+            out[t.state] = out.get(t.state, 0) + 1
+        return out
+
+    def best(self) -> Trial | None:
+        scored = [t for t in self.trials.values() if t.state == "done" and t.value is not None]
+        if not scored:
+            return None
+        sign = -1.0 if self.spec.get("direction", "max") == "max" else 1.0
+        return min(scored, key=lambda t: (sign * float(t.value or 0.0), t.number))
+
+
+def fold(events: list[dict[str, Any]]) -> dict[str, Sweep]:
+    """Sweeps by id, each with its trials' current state, from sweep and trial events."""
+    sweeps: dict[str, Sweep] = {}
+    for ev in events:
+        if ev.get("type") == "sweep" and isinstance(ev.get("spec"), dict):
+            sweeps[ev["id"]] = Sweep(
+                sweep_id=ev["id"],
+                name=str(ev.get("name") or ev["id"][:8]),
+                spec=ev["spec"],
+                base=str(ev.get("base") or ""),
+                base_kind=str(ev.get("base_kind") or "commit"),
+                seed=int(ev.get("seed") or 0),
+                created=str(ev.get("time") or ""),
+                snapshot_ref=ev.get("snapshot_ref"),
+            )
+    trial_events = [e for e in events if e.get("type") == "trial" and e.get("state") in _RANK]
+    trial_events.sort(key=lambda e: (str(e.get("time") or ""), _RANK[e["state"]]))
+    for ev in trial_events:
+        sweep = sweeps.get(str(ev.get("sweep_id")))
+        tid = ev.get("trial_id")
+        if sweep is None or not isinstance(tid, str):
+            continue
+        trial = sweep.trials.get(tid)
+        if trial is None:
+            trial = sweep.trials[tid] = Trial(sweep.sweep_id, tid)
+        apply(trial, ev)
+    return sweeps
+
+
+def apply(trial: Trial, ev: dict[str, Any]) -> None:
+    """One transition applied to a trial (events must come in time order)."""
+    state = ev["state"]
+    if state == "queued":
+        trial.number = int(ev.get("number") or 0)
+        trial.params = dict(ev.get("params") or {})
+        trial.queued = ev.get("time")
+    if trial.state == "done":
+        return  # done is final; a late duplicate run changes nothing
+    if state == "started":
+        trial.attempts += 1
+        trial.tries += 1
+        trial.worker = ev.get("worker")
+        trial.started = ev.get("time")
+        trial.ended = None
+    elif state == "requeued":
+        trial.requeues += 1
+        trial.reason = ev.get("reason")
+        if ev.get("manual"):
+            trial.tries = 0
+    elif state in ("done", "failed", "cancelled"):
+        trial.ended = ev.get("time")
+        trial.reason = ev.get("reason")
+        if state == "done":
+            trial.run_id = ev.get("run_id")
+            value = ev.get("value")
+            trial.value = float(value) if isinstance(value, (int, float)) else None
+        if state == "failed":
+            trial.exit_code = ev.get("exit_code")
+            trial.stderr_tail = ev.get("stderr_tail")
+    trial.state = STATE_OF[state]

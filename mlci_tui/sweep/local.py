@@ -1,0 +1,137 @@
+"""The local executor: a pool of worker processes on this machine, fed from the ledger queue.
+
+The coordinator claims a lease per trial, records `started`, and starts one worker process
+per trial (`mlci_tui.sweep.worker`), at most `jobs` at a time. A worker that dies (even by
+SIGKILL) leaves its lease behind with a dead pid, or stops its heartbeat: the lease then
+expires and the trial is queued again within the retry budget. The coordinator keeps no
+state the ledger does not hold; a second `sweep start` can join or take over at any time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.sweep import events, policy, queue
+from mlci_tui.sweep.events import Sweep
+from mlci_tui.sweep.runner import TrialJob
+
+POLL = 0.05
+
+
+class Coordinator:
+    """The loop shared by the executors: leases, losses, retries, tpe; `launch` is the engine's part."""
+
+    def __init__(self, repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None]) -> None:
+        self.repo = repo
+        self.state = queue.QueueState(repo)
+        self.sweep_id = self.state.find(sweep_ref).sweep_id
+        self.jobs = max(1, jobs)
+        self.say = say
+        self.store = LedgerStore(repo)
+        self.lease_seconds = queue.lease_seconds()
+
+    @property
+    def sweep(self) -> Sweep:
+        return self.state.sweeps[self.sweep_id]
+
+    def housekeeping(self, active: set[str]) -> None:
+        """Expire dead leases (not those of trials this coordinator is still running), retry failures, tpe."""
+        self.state.refresh()
+        sweep = self.sweep
+        batch: list[dict[str, Any]] = []
+        for lease in queue.leases(self.repo, self.sweep_id):
+            if lease.trial_id in active:
+                continue
+            why = queue.expired(lease, self.lease_seconds)
+            if why is None:
+                continue
+            trial = sweep.trials.get(lease.trial_id)
+            if trial is not None:
+                lost = policy.after_loss(sweep, trial, why)
+                if lost:
+                    self.say(f"trial {sweep.name}-{trial.number}: {why}; " + str(lost[0]["state"]))
+                batch.extend(lost)
+            policy.cleanup_lease(self.repo, lease)
+        for trial in sweep.ordered():
+            retry = policy.after_failure(sweep, trial)
+            if retry:
+                self.say(f"trial {sweep.name}-{trial.number} failed ({trial.reason}); queued again")
+            batch.extend(retry)
+        if batch:
+            self.store.append(batch)
+            self.state.refresh()
+        if policy.tpe_top_up(self.repo, self.sweep, self.jobs):
+            self.state.refresh()
+
+    def pending(self) -> list[events.Trial]:
+        held = {lease.trial_id for lease in queue.leases(self.repo, self.sweep_id)}
+        return [t for t in self.sweep.ordered() if t.state == "queued" and t.trial_id not in held]
+
+    def claim(self, room: int, worker: str) -> list[tuple[TrialJob, Path]]:
+        """Lease up to `room` queued trials and record them started (one ledger commit)."""
+        claimed: list[tuple[TrialJob, Path]] = []
+        for trial in self.pending():
+            if len(claimed) >= room:
+                break
+            job = TrialJob.of(self.sweep, trial)
+            lease = queue.claim(self.repo, self.sweep_id, trial.trial_id, {"job": job.to_json()})
+            if lease is not None:
+                claimed.append((job, lease))
+        if claimed:
+            self.store.append(
+                [
+                    events.trial_event(job.sweep_id, job.trial_id, "started", attempt=job.attempt, worker=worker)
+                    for job, _ in claimed
+                ]
+            )
+        return claimed
+
+    def finished(self, active: set[str]) -> bool:
+        if active:
+            return False
+        if any(t.state == "queued" for t in self.sweep.trials.values()):
+            return False
+        # leases held by another coordinator on this machine: wait for them too
+        return not queue.leases(self.repo, self.sweep_id)
+
+
+def run(repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None]) -> Sweep:
+    """Run every queued trial of the sweep with `jobs` local workers; returns the final state."""
+    coord = Coordinator(repo, sweep_ref, jobs, say)
+    (queue.queue_dir(repo, coord.sweep_id) / "cancel").unlink(missing_ok=True)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    worker = events.worker_name("local")
+    try:
+        while True:
+            for tid, proc in list(children.items()):
+                if proc.poll() is not None:
+                    del children[tid]
+            coord.housekeeping(set(children))
+            room = coord.jobs - len(children)
+            if room > 0:
+                for job, lease in coord.claim(room, worker):
+                    children[job.trial_id] = subprocess.Popen(
+                        [sys.executable, "-m", "mlci_tui.sweep.worker", str(lease), str(repo.root)],
+                        stdin=subprocess.DEVNULL,
+                    )
+                    queue.update(lease, pid=children[job.trial_id].pid)  # its death is visible at once
+                    say(f"trial {job.sweep_name}-{job.number} started (attempt {job.attempt}) {_fmt(job.params)}")
+            if coord.finished(set(children)):
+                break
+            time.sleep(POLL)
+    finally:
+        for proc in children.values():
+            proc.wait()
+    coord.state.refresh()
+    return coord.sweep
+
+
+def _fmt(params: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())

@@ -1,0 +1,216 @@
+"""The queue's state (folded from ledger events) and the local leases of running trials.
+
+The ledger is the queue: `QueueState` reads sweep and trial events once through the
+DuckDB cache, then only the records appended since (a `git diff-tree` of the ledger tip),
+so a coordinator polling for changes costs two git processes, not a cache rebuild.
+Leases and heartbeats are local files under `.git/mlci/queue/<sweep_id>/`, never events:
+a lease is claimed with an exclusive create, kept alive by touching it, and expires when
+its holder's process is gone or its heartbeat is older than the lease time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlci_tui.errors import InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger import records
+from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.sweep.events import Sweep, Trial, fold
+
+DEFAULT_LEASE_SECONDS = 60.0
+
+
+def lease_seconds() -> float:
+    try:
+        return float(os.environ.get("MLCI_SWEEP_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+    except ValueError:
+        return DEFAULT_LEASE_SECONDS
+
+
+def load_events(repo: Repo) -> tuple[str, list[dict[str, Any]]]:
+    """(ledger tip, every sweep and trial event), through the cache."""
+    from mlci_tui.ledger.cache import LedgerCache
+
+    cache = LedgerCache(repo)
+    with cache.connect() as con:
+        tip = con.execute("SELECT value FROM meta WHERE key = 'tip'").fetchone()
+        rows = con.execute("SELECT body FROM events WHERE type IN ('sweep', 'trial') ORDER BY time, id").fetchall()
+    out = []
+    for (body,) in rows:
+        try:
+            out.append(records.loads(body))
+        except ValueError:
+            continue
+    return (tip[0] if tip else ""), out
+
+
+class QueueState:
+    """Every sweep's state, kept current by reading only the ledger records added since."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+        self.store = LedgerStore(repo)
+        self.tip, self.events = load_events(repo)
+        self.sweeps = fold(self.events)
+
+    def refresh(self) -> bool:
+        """Re-fold when the ledger moved; True when it did."""
+        tip = self.store.tip() or ""
+        if tip == self.tip:
+            return False
+        added = self.store.added_between(self.tip, tip) if self.tip else None
+        if added is None:
+            self.tip, self.events = load_events(self.repo)
+        else:
+            new = [r for r in self.store.load_entries(added) if r.get("type") in ("sweep", "trial")]
+            self.events.extend(new)
+            self.tip = tip
+        self.sweeps = fold(self.events)
+        return True
+
+    def find(self, ref: str) -> Sweep:
+        return find_sweep(self.sweeps, ref)
+
+
+def find_sweep(sweeps: dict[str, Sweep], ref: str) -> Sweep:
+    """A sweep by name (the newest of that name) or by id prefix (at least 4 characters)."""
+    named = [s for s in sweeps.values() if s.name == ref]
+    if named:
+        return max(named, key=lambda s: s.created)
+    if len(ref) >= 4:
+        matches = [s for s in sweeps.values() if s.sweep_id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            listed = ", ".join(f"{s.sweep_id[:8]} ({s.name})" for s in matches)
+            raise InputError(f"sweep {ref!r} is ambiguous: {listed}")
+    known = ", ".join(sorted({s.name for s in sweeps.values()})) or "none yet"
+    raise InputError(f"no sweep named {ref!r} (sweeps: {known}); create it with `mlci sweep create {ref}`")
+
+
+def find_trial(sweeps: dict[str, Sweep], ref: str) -> tuple[Sweep, Trial]:
+    """A trial by id prefix (at least 4 characters) or as SWEEP-NUMBER (e.g. lr-search-3)."""
+    head, _, num = ref.rpartition("-")
+    if head and num.isdigit():
+        try:
+            sweep = find_sweep(sweeps, head)
+        except InputError:
+            sweep = None
+        if sweep is not None:
+            for trial in sweep.trials.values():
+                if trial.number == int(num):
+                    return sweep, trial
+    if len(ref) >= 4:
+        found = [(s, t) for s in sweeps.values() for t in s.trials.values() if t.trial_id.startswith(ref)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise InputError(f"trial {ref!r} is ambiguous: " + ", ".join(t.trial_id[:10] for _s, t in found))
+    raise InputError(f"no trial {ref!r} (give a trial id prefix or SWEEP-NUMBER, see `mlci sweep status`)")
+
+
+# ------------------------------------------------------------------ leases
+@dataclass
+class Lease:
+    path: Path
+    data: dict[str, Any]
+    age: float  # seconds since the last heartbeat
+
+    @property
+    def trial_id(self) -> str:
+        return self.path.name.removesuffix(".lease")
+
+
+def queue_dir(repo: Repo, sweep_id: str) -> Path:
+    return repo.state_dir / "queue" / sweep_id
+
+
+def lease_path(repo: Repo, sweep_id: str, tid: str) -> Path:
+    return queue_dir(repo, sweep_id) / f"{tid}.lease"
+
+
+def claim(repo: Repo, sweep_id: str, tid: str, data: dict[str, Any]) -> Path | None:
+    """Take the lease of a trial; None when another process holds it."""
+    path = lease_path(repo, sweep_id, tid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return None
+    with os.fdopen(fd, "w") as out:
+        json.dump({**data, "host": socket.gethostname(), "pid": os.getpid(), "claimed": time.time()}, out)
+    return path
+
+
+def update(path: Path, **fields: Any) -> None:
+    """Rewrite a lease's holder details (atomic replace; also a heartbeat)."""
+    data = read_lease_data(path) or {}
+    data.update(fields)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def heartbeat(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def release(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def read_lease_data(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def leases(repo: Repo, sweep_id: str) -> list[Lease]:
+    out = []
+    now = time.time()
+    for path in sorted(queue_dir(repo, sweep_id).glob("*.lease")):
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        out.append(Lease(path, read_lease_data(path) or {}, now - mtime))
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) holds its pid but runs nothing
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def expired(lease: Lease, seconds: float) -> str | None:
+    """Why a lease is no longer held, or None while it is."""
+    pid = lease.data.get("pid")
+    if lease.data.get("host") == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid):
+        return f"worker {lease.data.get('host')}:{pid} is gone"
+    if lease.age > seconds:
+        return f"no heartbeat for {lease.age:.0f} s (lease {seconds:.0f} s)"
+    return None

@@ -1,0 +1,321 @@
+"""Run one trial: a git worktree at the sweep's base commit, params written, the command
+run with a timeout, its metrics captured into a `trial` run, the worktree removed.
+
+The user's working tree and index are never touched: everything happens in a detached
+worktree under `.git/mlci/worktrees/`, with hooks off (`MLCI_NO_HOOKS=1`, no hooks path).
+The full log stays in `.git/mlci/logs/<trial_id>.log`; the last 4 KB of stderr travel in
+the ledger event. The caller appends the returned records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlci_tui.errors import MlciError
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger import records
+from mlci_tui.sweep import events, queue
+from mlci_tui.sweep.params_io import apply_params
+
+HOOKLESS = {"MLCI_NO_HOOKS": "1"}
+
+
+@dataclass
+class TrialJob:
+    """What a worker needs to run one trial, without reading the ledger."""
+
+    sweep_id: str
+    sweep_name: str
+    trial_id: str
+    number: int
+    params: dict[str, Any]
+    spec: dict[str, Any]
+    base: str
+    attempt: int = 1
+    snapshot_ref: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialJob:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @classmethod
+    def of(cls, sweep: events.Sweep, trial: events.Trial) -> TrialJob:
+        return cls(
+            sweep_id=sweep.sweep_id,
+            sweep_name=sweep.name,
+            trial_id=trial.trial_id,
+            number=trial.number,
+            params=trial.params,
+            spec=sweep.spec,
+            base=sweep.base,
+            attempt=trial.attempts + 1,
+            snapshot_ref=sweep.snapshot_ref,
+        )
+
+
+@dataclass
+class Outcome:
+    state: str  # done, failed, cancelled
+    records: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+
+def log_path(repo: Repo, tid: str) -> Path:
+    return repo.state_dir / "logs" / f"{tid}.log"
+
+
+def _git(repo: Repo, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    from mlci_tui.gitio import git
+
+    return git(["-c", "core.hooksPath=/dev/null", *args], repo.root, env=HOOKLESS, check=check)
+
+
+def make_worktree(repo: Repo, job: TrialJob) -> Path:
+    path = repo.state_dir / "worktrees" / f"{job.trial_id}-{job.attempt}"
+    if path.exists():
+        remove_worktree(repo, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _git(repo, "worktree", "add", "--quiet", "--detach", "--force", str(path), job.base)
+    return path
+
+
+def remove_worktree(repo: Repo, path: Path) -> None:
+    proc = _git(repo, "worktree", "remove", "--force", "--force", str(path), check=False)
+    if proc.returncode != 0 or path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        _git(repo, "worktree", "prune", check=False)
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """The command dies with the worker that started it (Linux), even on SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=3)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_command(
+    job: TrialJob,
+    cwd: Path,
+    log: Path,
+    *,
+    lease: Path | None = None,
+    cancel_flag: Path | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> tuple[int | None, str, str | None]:
+    """(exit code or None, stderr tail, why it was stopped: 'timeout' / 'cancelled' / None)."""
+    env = dict(os.environ)
+    env.update(HOOKLESS)
+    env.update(
+        MLCI_SWEEP=job.sweep_name,
+        MLCI_SWEEP_ID=job.sweep_id,
+        MLCI_TRIAL_ID=job.trial_id,
+        MLCI_TRIAL_NUMBER=str(job.number),
+        MLCI_TRIAL_PARAMS=json.dumps(job.params, sort_keys=True),
+    )
+    log.parent.mkdir(parents=True, exist_ok=True)
+    timeout = job.spec.get("timeout")
+    with open(log, "ab") as out:
+        header = f"== mlci trial {job.sweep_name}-{job.number} attempt {job.attempt} at {records.now_iso()}: "
+        out.write((header + job.spec["command"] + "\n").encode())
+        out.flush()
+        proc = subprocess.Popen(
+            job.spec["command"],
+            shell=True,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_child_setup if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        )
+        if on_start:
+            on_start(proc.pid)
+        buffer = bytearray()
+        assert proc.stderr is not None
+        stderr = proc.stderr
+
+        def pump() -> None:
+            for chunk in iter(lambda: os.read(stderr.fileno(), 65536), b""):
+                with open(log, "ab") as err_out:
+                    err_out.write(chunk)
+                buffer.extend(chunk)
+                if len(buffer) > 2 * events.TAIL_BYTES:
+                    del buffer[: -events.TAIL_BYTES]
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        began = time.monotonic()
+        beat = max(0.5, queue.lease_seconds() / 4)
+        last_beat = began
+        stopped: str | None = None
+        while True:
+            try:
+                proc.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if lease is not None and now - last_beat >= beat:
+                queue.heartbeat(lease)
+                last_beat = now
+            if timeout and now - began > float(timeout):
+                stopped = "timeout"
+            elif cancel_flag is not None and cancel_flag.exists():
+                stopped = "cancelled"
+            if stopped:
+                _kill_group(proc)
+                break
+        reader.join(timeout=5)
+        code = proc.returncode
+    return (None if stopped else code), events.tail(bytes(buffer)), stopped
+
+
+def metric_value(record: dict[str, Any], metric: str | None) -> tuple[float | None, str | None]:
+    """The sweep metric's value in a captured run, by plain name or `file:name`."""
+    if not metric:
+        return None, None
+    found: list[float] = []
+    for file, values in (record.get("metrics") or {}).items():
+        if ":" in metric:
+            mfile, _, mname = metric.rpartition(":")
+            if mfile == file and mname in values:
+                found.append(values[mname])
+        elif metric in values:
+            found.append(values[metric])
+    if len(found) > 1:
+        return None, f"metric {metric!r} is in more than one metrics file: name one as file:{metric}"
+    if not found:
+        return None, f"metric {metric!r} not found in the trial's metrics"
+    value = found[0]
+    return (float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None), None
+
+
+def capture(worktree: Path, job: TrialJob, started: str) -> dict[str, Any]:
+    """The trial's run record, read from the worktree the command wrote into."""
+    from mlci_tui import config as config_mod
+    from mlci_tui.runs import capture_workspace
+
+    tree_repo = Repo.find(worktree)
+    cfg = config_mod.load(worktree)
+    record = capture_workspace(tree_repo, cfg, commit_rev=job.base, name=f"{job.sweep_name}-{job.number}")
+    run_id = events.trial_run_id(job.trial_id)
+    record.update(
+        id=run_id,
+        run_id=run_id,
+        kind="trial",
+        source="sweep",
+        parent=job.base,
+        sweep_id=job.sweep_id,
+        trial_id=job.trial_id,
+        started=started,
+        ended=records.now_iso(),
+        branch=None,
+        message=f"sweep {job.sweep_name} trial {job.number}",
+    )
+    return record
+
+
+def run_trial(
+    repo: Repo,
+    job: TrialJob,
+    *,
+    lease: Path | None = None,
+    worker: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> Outcome:
+    """Run the trial and return the records that describe its end (not yet appended)."""
+    started = records.now_iso()
+    log = log_path(repo, job.trial_id)
+    cancel_flag = queue.queue_dir(repo, job.sweep_id) / "cancel"
+    base_fields: dict[str, Any] = {"attempt": job.attempt, "worker": worker or events.worker_name(os.getpid())}
+    try:
+        worktree = make_worktree(repo, job)
+    except MlciError as exc:
+        return _failed(job, base_fields, None, "", f"could not prepare the worktree: {exc}")
+    if lease is not None:
+        queue.update(lease, worktree=str(worktree))
+    try:
+        try:
+            apply_params(worktree, job.params, job.spec["params_file"])
+        except MlciError as exc:
+            return _failed(job, base_fields, None, "", f"could not write params: {exc}")
+        code, err_tail, stopped = run_command(
+            job, worktree, log, lease=lease, cancel_flag=cancel_flag, on_start=on_start
+        )
+        if stopped == "cancelled":
+            event = events.trial_event(job.sweep_id, job.trial_id, "cancelled", reason="cancelled while running")
+            return Outcome("cancelled", [event], "cancelled")
+        if stopped == "timeout":
+            return _failed(job, base_fields, None, err_tail, f"timed out after {job.spec.get('timeout')} s")
+        if code != 0:
+            return _failed(job, base_fields, code, err_tail, f"exit code {code}")
+        try:
+            run = capture(worktree, job, started)
+        except MlciError as exc:
+            return _failed(job, base_fields, 0, err_tail, f"no metrics captured: {exc}")
+        value, why = metric_value(run, job.spec.get("metric"))
+        done = events.trial_event(
+            job.sweep_id,
+            job.trial_id,
+            "done",
+            run_id=run["run_id"],
+            value=value,
+            reason=why,
+            **base_fields,
+        )
+        return Outcome("done", [run, done], "done" + (f" ({why})" if why else ""))
+    finally:
+        remove_worktree(repo, worktree)
+
+
+def _failed(job: TrialJob, fields: dict[str, Any], code: int | None, err_tail: str, why: str) -> Outcome:
+    event = events.trial_event(
+        job.sweep_id, job.trial_id, "failed", exit_code=code, stderr_tail=err_tail, reason=why, **fields
+    )
+    return Outcome("failed", [event], why)
+
+
+def append_outcome(repo: Repo, outcome: Outcome) -> bool:
+    """Append an outcome's records; a trial already recorded done is not recorded again."""
+    from mlci_tui.ledger.store import LedgerStore
+
+    store = LedgerStore(repo)
+    if outcome.state == "done":
+        ids = [r["id"] for r in outcome.records]
+        present = store.has_ids(ids)
+        if events.done_event_id(outcome.records[-1]["trial_id"]) in present:
+            return False
+        outcome.records = [r for r in outcome.records if r["id"] not in present]
+    store.append(outcome.records)
+    return True

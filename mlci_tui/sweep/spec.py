@@ -1,0 +1,128 @@
+"""A sweep definition: read from `sweeps.NAME` in mlci.yaml or from a file, checked, normalised."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlci_tui import config as config_mod
+from mlci_tui.errors import ConfigError, InputError
+from mlci_tui.sweep.config_schema import SWEEP
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DEFAULT_RANDOM_TRIALS = 10
+
+
+@dataclass
+class SweepSpec:
+    """Everything a worker needs to run a trial, stored whole in the `sweep` event."""
+
+    name: str
+    command: str
+    params: dict[str, dict[str, list[Any]]]
+    params_file: str
+    method: str = "grid"
+    max_trials: int | None = None
+    seed: int | None = None
+    metric: str | None = None
+    direction: str = "max"
+    parallel: int = 1
+    executor: str = "local"
+    scheduler: str | None = None
+    retries: int = 1
+    timeout: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("extra")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SweepSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "extra"}
+        return cls(**known)
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name):
+        raise InputError(
+            f"sweep name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def from_config(root: Path, name: str, file: str | None = None) -> SweepSpec:
+    """The sweep NAME from mlci.yaml (`sweeps.NAME`), or the definition in FILE."""
+    check_name(name)
+    cfg = config_mod.load(root)
+    if file:
+        raw = _read_file(Path(file))
+        if isinstance(raw, dict) and "sweeps" in raw and isinstance(raw["sweeps"], dict):
+            if name not in raw["sweeps"]:
+                raise ConfigError(f"{file}: sweeps.{name}: no such sweep (defined: {', '.join(raw['sweeps'])})")
+            raw, where = raw["sweeps"][name], f"sweeps.{name}"
+        else:
+            where = ""
+
+        def fail(path: str, why: str) -> ConfigError:
+            return ConfigError(f"{file}: {path}: {why}" if path else f"{file}: {why}")
+
+        data = SWEEP.check(raw, where, fail)
+    else:
+        sweeps = cfg.data.get("sweeps") or {}
+        if name not in sweeps:
+            defined = ", ".join(sorted(sweeps)) or "none"
+            raise ConfigError(
+                f"{cfg.source or config_mod.CONFIG_FILE}: sweeps.{name}: no such sweep (defined: {defined})"
+            )
+        data = sweeps[name]
+    return build(cfg, name, data, source=file or f"{cfg.source or config_mod.CONFIG_FILE}: sweeps.{name}")
+
+
+def build(cfg: config_mod.Config, name: str, data: dict[str, Any], *, source: str) -> SweepSpec:
+    """A checked section entry → SweepSpec, with the defaults that come from the rest of the config."""
+    command = data.get("command") or cfg.data["train"]["command"]
+    if not command:
+        raise ConfigError(f"{source}: command: not set, and train.command is not set either")
+    if not data.get("params"):
+        raise ConfigError(f"{source}: params: a sweep needs at least one param")
+    params_file = data.get("params_file") or cfg.params_files[0]
+    if any(ch in params_file for ch in "*?["):
+        raise ConfigError(f"{source}: params_file: {params_file!r} is a pattern; name the file to write params into")
+    metric = data.get("metric")
+    direction = data.get("direction") or (cfg.direction(metric) if metric else None) or "max"
+    method = data.get("method") or "grid"
+    max_trials = data.get("max_trials")
+    if method in ("random", "tpe") and max_trials is None:
+        max_trials = DEFAULT_RANDOM_TRIALS
+    if method == "tpe" and not metric:
+        raise ConfigError(f"{source}: metric: tpe needs the metric it optimises")
+    return SweepSpec(
+        name=name,
+        command=command,
+        params=data["params"],
+        params_file=params_file,
+        method=method,
+        max_trials=max_trials,
+        seed=data.get("seed"),
+        metric=metric,
+        direction=direction,
+        parallel=int(data.get("parallel") or 1),
+        executor=data.get("executor") or "local",
+        scheduler=data.get("scheduler"),
+        retries=int(data["retries"]) if data.get("retries") is not None else 1,
+        timeout=data.get("timeout"),
+    )
+
+
+def _read_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    return config_mod.parse_yaml_no_aliases(text, str(path))

@@ -1,0 +1,90 @@
+"""Shared by the sweep tests: a small repo whose command writes metrics.json from params.yaml."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import commit, git, run_mlci
+
+# reads params.yaml (YAML 1.1 via PyYAML, as many training scripts do), optionally sleeps
+# `sleep` seconds, and writes acc = lr * 2 (+ epochs / 100)
+TRAIN = (
+    "import json, time, yaml\n"
+    "p = yaml.safe_load(open('params.yaml'))\n"
+    "time.sleep(float(p.get('sleep', 0)))\n"
+    "json.dump({'acc': round(p['lr'] * 2 + p.get('epochs', 0) / 100, 6)}, open('metrics.json', 'w'))\n"
+)
+
+
+def sweep_repo(
+    root: Path, sweeps: str, *, command: str = "python train.py", extra: dict[str, str] | None = None
+) -> Path:
+    git(root, "init", "-q", "-b", "main") if not (root / ".git").exists() else None
+    files = {
+        "train.py": TRAIN,
+        "params.yaml": "# training params\nlr: 0.5  # learning rate\nepochs: 1\nsleep: 0\n",
+        "mlci.yaml": f"train:\n  command: {json.dumps(command)}\nsweeps:\n{sweeps}",
+        ".gitignore": "metrics.json\n",
+    }
+    files.update(extra or {})
+    commit(root, files, "project", no_verify=True)
+    return root
+
+
+def ok(proc: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.CompletedProcess[str]:
+    assert proc.returncode == code, f"exit {proc.returncode}, wanted {code}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    return proc
+
+
+def status_json(root: Path, name: str) -> list[dict[str, Any]]:
+    proc = ok(run_mlci(root, "sweep", "status", name, "--json"))
+    return json.loads(proc.stdout)
+
+
+def trial_runs(root: Path) -> list[tuple[Any, ...]]:
+    proc = ok(run_mlci(root, "sql", "SELECT run_id, trial_id, kind, status FROM runs WHERE kind = 'trial'", "--json"))
+    return [tuple(r.values()) for r in json.loads(proc.stdout)]
+
+
+def start_background(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    full = dict(os.environ)
+    full.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlci_tui", "sweep", "start", *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full,
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def leases(root: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in (root / ".git" / "mlci" / "queue").glob("*/*.lease"):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def worktrees(root: Path) -> list[str]:
+    return [line for line in git(root, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]

@@ -1,0 +1,133 @@
+"""Sweeps on the local executor, end to end: real `mlci` processes, real git worktrees, real kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from conftest import git, run_mlci, write
+from sweep_helpers import leases, ok, start_background, status_json, sweep_repo, trial_runs, wait_for, worktrees
+
+
+def test_twenty_trials_on_two_workers_end_with_twenty_done_runs(repo: Path) -> None:
+    sweep_repo(
+        repo,
+        "  lr-search:\n    params:\n      lr: {range: [0.1, 1.1, 0.1]}\n      epochs: [1, 2]\n"
+        "    metric: acc\n    direction: max\n    parallel: 2\n",
+    )
+    # the user's working tree is dirty (a staged change, an unstaged one, an untracked file): never touched
+    write(repo, {"params.yaml": "# training params\nlr: 0.9  # mine\nepochs: 1\nsleep: 0\n"})
+    git(repo, "add", "params.yaml")
+    write(repo, {"params.yaml": "# training params\nlr: 0.7  # unstaged\nepochs: 1\nsleep: 0\n", "notes.txt": "x\n"})
+    before = (git(repo, "status", "--porcelain"), git(repo, "diff", "--cached"), (repo / "params.yaml").read_text())
+    head = git(repo, "rev-parse", "HEAD").strip()
+
+    created = ok(run_mlci(repo, "sweep", "create", "lr-search"))
+    assert "20 trial(s) queued" in created.stdout
+    ok(run_mlci(repo, "sweep", "start", "lr-search", "-j", "2"), 0)
+
+    rows = status_json(repo, "lr-search")
+    assert len(rows) == 20 and {r["state"] for r in rows} == {"done"}
+    lrs = sorted({r["lr"] for r in rows})
+    assert lrs == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # exact: no 0.30000000000000004
+    runs = trial_runs(repo)
+    assert len(runs) == 20 and len({r[1] for r in runs}) == 20
+    assert {r[1] for r in runs} == {r["trial_id"] for r in rows}
+    # each trial's run holds the params it ran with and its metric
+    best = json.loads(ok(run_mlci(repo, "sweep", "best", "lr-search", "--json")).stdout)[0]
+    assert (best["value"], best["params.lr"], best["params.epochs"]) == (2.02, 1.0, 2)
+    shown = json.loads(ok(run_mlci(repo, "show", best["run_id"], "--json")).stdout)
+    assert json.dumps(shown).count("trial") >= 1
+
+    after = (git(repo, "status", "--porcelain"), git(repo, "diff", "--cached"), (repo / "params.yaml").read_text())
+    assert after == before and git(repo, "rev-parse", "HEAD").strip() == head
+    assert worktrees(repo) == [f"worktree {repo}"]
+    assert not leases(repo)
+    # the full log of a trial stays here
+    log = ok(run_mlci(repo, "sweep", "logs", "lr-search-3"))
+    assert "== mlci trial lr-search-3 attempt 1" in log.stdout
+
+
+def test_a_worker_killed_mid_trial_is_rerun_and_recorded_once(repo: Path) -> None:
+    sweep_repo(
+        repo,
+        "  k:\n    params:\n      lr: [0.1, 0.2, 0.3]\n      sleep: [1.5]\n    metric: acc\n    retries: 1\n",
+    )
+    ok(run_mlci(repo, "sweep", "create", "k"))
+    coordinator = start_background(repo, "k", "-j", "2")
+
+    def running_worker() -> dict[str, object] | None:
+        for lease in leases(repo):
+            if lease.get("child_pid") and lease["job"]["number"] == 0:
+                return lease
+        return None
+
+    victim = wait_for(running_worker, what="trial 0 to be running")
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+    out, err = coordinator.communicate(timeout=60)
+    assert coordinator.returncode == 0, err
+    assert "is gone" in err  # the lost lease was noticed
+
+    rows = {r["trial"]: r for r in status_json(repo, "k")}
+    assert {r["state"] for r in rows.values()} == {"done"}
+    assert (rows["k-0"]["attempts"], rows["k-0"]["retries"]) == (2, 1)
+    runs = trial_runs(repo)
+    assert len(runs) == 3 and sorted(r[1] for r in runs) == sorted(r["trial_id"] for r in rows.values())
+    done = json.loads(
+        ok(
+            run_mlci(
+                repo,
+                "sql",
+                "SELECT count(*) AS n FROM events WHERE type = 'trial' AND body->>'state' = 'done'",
+                "--json",
+            )
+        ).stdout
+    )
+    assert done == [{"n": 3}]
+    assert worktrees(repo) == [f"worktree {repo}"]  # the killed worker's worktree was cleaned up
+
+
+def test_a_failing_command_records_a_failed_trial_with_its_stderr(repo: Path) -> None:
+    fail = "python -c \"import sys; sys.stderr.write('boom: lr too high\\n' * 2000); sys.exit(3)\""
+    sweep_repo(repo, "  f:\n    params:\n      lr: [0.1]\n    retries: 1\n", command=fail)
+    ok(run_mlci(repo, "sweep", "create", "f"))
+    ok(run_mlci(repo, "sweep", "start", "f"), 1)
+    (row,) = status_json(repo, "f")
+    assert (row["state"], row["exit_code"], row["attempts"], row["retries"]) == ("failed", 3, 2, 1)
+    assert row["reason"] == "exit code 3"
+    tail = json.loads(ok(run_mlci(repo, "sql", "SELECT stderr_tail FROM trials", "--json")).stdout)[0]["stderr_tail"]
+    assert tail.endswith("boom: lr too high\n") and 4000 <= len(tail.encode()) <= 4096
+    assert trial_runs(repo) == []
+    # retry queues it again (a fresh budget)
+    ok(run_mlci(repo, "sweep", "retry", "f"))
+    assert status_json(repo, "f")[0]["state"] == "queued"
+
+
+def test_cancel_stops_pending_trials(repo: Path) -> None:
+    sweep_repo(repo, "  c:\n    params:\n      lr: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]\n      sleep: [0.4]\n")
+    ok(run_mlci(repo, "sweep", "create", "c"))
+    coordinator = start_background(repo, "c", "-j", "1")
+    wait_for(lambda: any(r["state"] == "done" for r in status_json(repo, "c")), what="a first trial done")
+    cancelled = ok(run_mlci(repo, "sweep", "cancel", "c"))
+    assert "queued trial(s) cancelled" in cancelled.stdout
+    coordinator.communicate(timeout=60)
+    states = [r["state"] for r in status_json(repo, "c")]
+    assert "queued" not in states and "running" not in states
+    assert states.count("cancelled") >= 3 and states.count("done") >= 1
+    assert len(trial_runs(repo)) == states.count("done")
+    # nothing more runs after a cancel
+    ok(run_mlci(repo, "sweep", "start", "c"), 0)
+    assert [r["state"] for r in status_json(repo, "c")] == states
+
+
+def test_workspace_sweep_runs_uncommitted_changes_without_touching_them(repo: Path) -> None:
+    sweep_repo(repo, "  w:\n    params:\n      lr: [0.1]\n    metric: acc\n")
+    write(repo, {"params.yaml": "lr: 0.5\nepochs: 7\nsleep: 0\n"})  # uncommitted: epochs 7
+    ok(run_mlci(repo, "sweep", "create", "w", "--workspace"))
+    ok(run_mlci(repo, "sweep", "start", "w"))
+    (row,) = status_json(repo, "w")
+    assert row["acc"] == 0.27  # 0.1 * 2 + 7 / 100: the snapshot's epochs
+    assert (repo / "params.yaml").read_text() == "lr: 0.5\nepochs: 7\nsleep: 0\n"
+    assert git(repo, "for-each-ref", "refs/mlci/snapshots/").strip()

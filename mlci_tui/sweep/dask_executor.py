@@ -120,6 +120,9 @@ def _finish(repo: Repo, coord: Coordinator, tid: str, future: Any, lease: Path, 
                 )
             ]
         coord.store.append(recs)
-        coord.say(f"trial {name}: {recs[0]['state'] if recs else 'lost'} ({type(exc).__name__})")
+        coord.say(
+            f"trial {name}: {type(exc).__name__}: {recs[0].get('reason') if recs else 'lost'}; "
+            f"{recs[0]['state'] if recs else 'nothing recorded'}"
+        )
     queue.release(lease)
     coord.state.refresh()

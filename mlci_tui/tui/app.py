@@ -35,6 +35,7 @@ class MlciApp(App[None]):
     TITLE = "mlci"
     # not priority bindings: a `q` typed in the filter bar or a note is text, not quit
     BINDINGS = [Binding(a.keys, a.action, a.description, show=a.show) for a in actions.actions_for("app")]
+    BINDINGS.append(Binding("w", "sweeps", "Sweeps", show=False))  # the sweeps screen (tui/screens/sweeps.py)
 
     def __init__(
         self,
@@ -128,6 +129,12 @@ class MlciApp(App[None]):
 
         runs = self.runs_screen
         self.push_screen(PlotScreen(run_ids, runs.info, runs.spec.filter_text))
+
+    def action_sweeps(self) -> None:
+        from mlci_tui.tui.screens.sweeps import SweepsScreen
+
+        if not isinstance(self.screen, SweepsScreen):
+            self.push_screen(SweepsScreen())
 
     def action_help(self) -> None:
         from mlci_tui.tui.screens.help import HelpScreen

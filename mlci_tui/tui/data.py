@@ -2,9 +2,10 @@
 
 Every query opens the DuckDB cache read-only for its own duration (`LedgerCache.connect`,
 which first brings the cache up to the ledger tip) and closes it; nothing holds a
-connection between queries. The runs view comes back as a pyarrow Table holding only the
-columns on screen, so a view of 100,000 runs costs a few megabytes and the table widget
-formats just the rows it paints.
+connection between queries. A view of the runs table is the ordered list of the matching
+run ids (one narrow column, sorted by DuckDB) plus the values of the pages of rows around
+the cursor; the table widget reads further pages by run id when they scroll into sight
+(`load_pages`), so filtering or sorting 100,000 runs never moves 100,000 rows of values.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import pyarrow
 
 SETTINGS_FILE = "tui.json"
+PAGE_ROWS = 128  # rows read from DuckDB at a time
 DEFAULT_METRIC_COLUMNS = 8
 DEFAULT_PARAM_COLUMNS = 8
 BASELINE_STAGE = "deployed"
@@ -94,18 +96,34 @@ class ViewSpec:
     params: list[str] | None = None  # chosen param columns; None = those that differ
 
 
+Row = tuple[Any, ...]  # the full run id, then one value per `Column.source`
+
+
 @dataclass
 class ViewResult:
     spec: ViewSpec
     info: LedgerInfo
     columns: list[Column]
-    table: pyarrow.Table  # column 0 is the full run id; then one column per value shown
+    ids: pyarrow.ChunkedArray  # the full run id of every matching run, in the view's order
+    pages: dict[int, list[Row]]  # rows read with the view: page number (PAGE_ROWS rows) -> rows
+    select: str  # the select list that reads a row's values (`Row`), over the runs view
+    select_binds: list[Any]
     baseline: Baseline | None
     seconds: float = 0.0
 
     @property
     def count(self) -> int:
-        return int(self.table.num_rows)
+        return len(self.ids)
+
+    def index_of(self, run_id: str) -> int | None:
+        """The row of `run_id` in this view, or None."""
+        import pyarrow.compute as pc
+
+        found = pc.index(self.ids, run_id).as_py()
+        return None if found is None or found < 0 else int(found)
+
+    def page_ids(self, number: int) -> list[str]:
+        return [str(r) for r in self.ids.slice(number * PAGE_ROWS, PAGE_ROWS).to_pylist()]
 
 
 @contextmanager
@@ -203,11 +221,6 @@ def _select_list(columns: Sequence[Column]) -> tuple[str, list[Any]]:
             binds.append(col.name)
         elif col.kind == "tags":
             parts.append(f"{TAGS_SQL} AS c{col.source}")
-    # params also as numbers, after every shown column: sorting in memory orders them like SQL
-    for col in columns:
-        if col.kind == "param":
-            parts.append(f"TRY_CAST(params[?] AS DOUBLE) AS n{col.source}")
-            binds.append(col.name)
     return ", ".join(parts), binds
 
 
@@ -225,36 +238,14 @@ def order_clause(sort_key: str | None, descending: bool) -> tuple[str, list[Any]
         # numbers first (either way), then NaN (a diverged run is never best), then none
         return f"ORDER BY metrics[?] IS NULL, isnan(metrics[?]), metrics[?] {direction}, {tail}", [name, name, name]
     if kind == "p":
+        # numbers by value, then text (a string key only where the value is not a number: cheaper)
+        number = "TRY_CAST(params[?] AS DOUBLE)"
         return (
-            f"ORDER BY TRY_CAST(params[?] AS DOUBLE) {direction} NULLS LAST, params[?] {direction} NULLS LAST, {tail}",
-            [name, name],
+            f"ORDER BY {number} {direction} NULLS LAST, CASE WHEN {number} IS NULL THEN params[?] END {direction} "
+            f"NULLS LAST, {tail}",
+            [name, name, name],
         )
     return f"ORDER BY {tail}", []
-
-
-def sort_view(result: ViewResult, key: str, descending: bool) -> ViewResult | None:
-    """The same rows in another order, sorted in memory (no query); None when `key` is not
-    a column of the result. Orders exactly like `order_clause`."""
-    import pyarrow.compute as pc
-
-    started = time.perf_counter()
-    by_key = {c.key: c for c in result.columns}
-    col = by_key.get(key)
-    if col is None or "time" not in by_key:
-        return None
-    order = "descending" if descending else "ascending"
-    keys: list[tuple[str, str]] = []
-    if col.kind == "param":
-        keys = [(f"n{col.source}", order), (f"c{col.source}", order)]
-    else:
-        keys = [(f"c{col.source}", order)]
-    keys += [(f"c{by_key['time'].source}", "descending"), ("c0", "ascending")]
-    table = result.table
-    indices = pc.sort_indices(table, sort_keys=keys)  # nulls and NaN last, as in the SQL
-    spec = ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
-    return ViewResult(
-        spec, result.info, result.columns, table.take(indices), result.baseline, time.perf_counter() - started
-    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -268,8 +259,11 @@ def load_view(
     directions: Callable[[str], str | None],
     *,
     known: LedgerInfo | None = None,
+    keep: str | None = None,
 ) -> ViewResult:
-    """The runs table for `spec`. Raises FilterError for a filter that does not compile or run."""
+    """The runs table for `spec`: the ordered ids of every matching run, and the values of
+    the first page and of the pages around run `keep` (where the cursor will stay).
+    Raises FilterError for a filter that does not compile or run."""
     import duckdb
 
     started = time.perf_counter()
@@ -282,13 +276,57 @@ def load_view(
         select, binds = _select_list(columns)
         where = f"WHERE {compiled.sql}" if compiled.sql else ""
         order, order_binds = order_clause(spec.sort_key, spec.descending)
-        sql = f"SELECT {select} FROM {compiled.source()} {where} {order}"
+        sql = f"SELECT run_id FROM {compiled.source()} {where} {order}"
         try:
-            table = con.sql(sql, params=[*binds, *compiled.join_binds, *compiled.binds, *order_binds]).to_arrow_table()
+            ids = con.sql(sql, params=[*compiled.join_binds, *compiled.binds, *order_binds]).to_arrow_table()
         except duckdb.Error as exc:
             prefix = "SQL" if compiled.raw else "filter"
             raise FilterError(f"{prefix}: {_first_line(exc)}") from None
-    return ViewResult(spec, info, columns, table, baseline, time.perf_counter() - started)
+        result = ViewResult(spec, info, columns, ids.column(0), {}, select, binds, baseline)
+        wanted = {0}
+        row = result.index_of(keep) if keep else None
+        if row is not None:
+            wanted |= {row // PAGE_ROWS + d for d in (-1, 0, 1)}
+        result.pages = read_pages(con, result, wanted)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def read_pages(con: duckdb.DuckDBPyConnection, result: ViewResult, numbers: Iterable[int]) -> dict[int, list[Row]]:
+    """The rows of some pages of a view, by run id, in the view's order. A run that is gone
+    from the cache since (redacted) reads as its id with no values."""
+    last = (result.count - 1) // PAGE_ROWS
+    pages = {n: result.page_ids(n) for n in sorted(set(numbers)) if 0 <= n <= last}
+    wanted = [r for ids in pages.values() for r in ids]
+    if not wanted:
+        return {n: [] for n in pages}
+    sql = f"SELECT {result.select} FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))"
+    cur = con.execute(sql, [*result.select_binds, wanted])
+    found: dict[str, Row] = {str(r[0]): r for r in cur.fetchall()}
+    width = len(cur.description or []) or 1
+    empty = (None,) * (width - 1)
+    return {n: [found.get(r) or (r, *empty) for r in ids] for n, ids in pages.items()}
+
+
+def load_pages(repo: Repo, result: ViewResult, numbers: Iterable[int]) -> dict[int, list[Row]]:
+    """More rows of a view, for the pages that scrolled into sight (a worker calls this)."""
+    with open_cache(repo) as con:
+        return read_pages(con, result, numbers)
+
+
+def load_rows(repo: Repo, result: ViewResult) -> list[Row]:
+    """Every row of a view, in its order (for export)."""
+    import pyarrow as pa
+
+    order = pa.table({"_rid": result.ids, "_pos": pa.array(range(result.count), pa.int64())})
+    with open_cache(repo) as con:
+        con.register("_view_ids", order)
+        try:
+            sql = f"""SELECT {result.select} FROM runs JOIN _view_ids v ON v._rid = runs.run_id
+                      ORDER BY v._pos"""
+            return [tuple(r) for r in con.execute(sql, result.select_binds).fetchall()]
+        finally:
+            con.unregister("_view_ids")
 
 
 def _baseline(con: duckdb.DuckDBPyConnection, info: LedgerInfo, spec: ViewSpec) -> Baseline | None:

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from mlci_tui import output
-from mlci_tui.tui.data import CompareResult, ViewResult
+from mlci_tui.gitio import Repo
+from mlci_tui.tui.data import CompareResult, Row, ViewResult, load_rows
 
 
-def view_rows(result: ViewResult) -> tuple[list[str], list[dict[str, Any]]]:
-    """Every row of the view (not only those on screen), full precision, full run ids."""
+def view_rows(result: ViewResult, table: list[Row]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Every row of the view (`table`: not only those on screen), full precision, full run ids."""
     base = result.baseline
     header: list[str] = []
     plan: list[tuple[str, Any]] = []
@@ -24,12 +25,10 @@ def view_rows(result: ViewResult) -> tuple[list[str], list[dict[str, Any]]]:
         header.append(label)
         plan.append((label, col))
     rows: list[dict[str, Any]] = []
-    table = result.table
-    values = [c.to_pylist() for c in table.columns]
-    for i in range(table.num_rows):
+    for values in table:
         row: dict[str, Any] = {}
         for label, col in plan:
-            value = values[col.source][i]
+            value = values[col.source]
             if col.kind == "delta":
                 ref = base.metrics.get(col.name) if base else None
                 value = value - ref if value is not None and ref is not None else None
@@ -56,8 +55,9 @@ def write(header: list[str], rows: list[dict[str, Any]], fmt: str, path: Path) -
     return len(rows)
 
 
-def write_view(result: ViewResult, fmt: str, path: Path) -> int:
-    header, rows = view_rows(result)
+def write_view(repo: Repo, result: ViewResult, fmt: str, path: Path) -> int:
+    """Every row of the view, read again from the cache in the view's order."""
+    header, rows = view_rows(result, load_rows(repo, result))
     return write(header, rows, fmt, path)
 
 

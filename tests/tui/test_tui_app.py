@@ -111,6 +111,43 @@ def test_sort_by_key_and_by_header_click(lab: Path) -> None:
     run_app(lab, scenario)
 
 
+def test_rows_are_read_page_by_page_as_they_scroll_into_sight(lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The view reads the ordered ids and the first page of values; a page that scrolls into
+    sight is read by a worker (its rows show their id meanwhile), and a refresh keeps the
+    cursor's page read with the view."""
+    from mlci_tui.tui import data
+    from mlci_tui.tui.widgets import run_table
+
+    monkeypatch.setattr(data, "PAGE_ROWS", 4)
+    monkeypatch.setattr(run_table, "PAGE", 4)
+    append_runs(
+        lab,
+        [
+            dict(name=f"old-{i:02d}", time=f"2024-{1 + i // 28:02d}-{1 + i % 28:02d}T09:00:00.000000Z")
+            for i in range(60)
+        ],
+    )
+
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        t = table(app)
+        result = app.runs_screen.result
+        assert result is not None and result.count == 66 and sorted(result.pages) == [0]  # what the query read
+        text = screen_text(app)  # rows 4-12 were read after the first paint, by a worker
+        assert "old-59" in text and "old-53" in text and "old-00" not in text
+        assert sorted(t._pages.keys()) == [0, 1, 2, 3, 4]  # the pages on screen, and the next one
+        await pilot.press("end")
+        await settle(pilot)
+        assert t.current_run_id == t.run_ids()[-1] and "old-00" in screen_text(app)
+        assert 8 not in t._pages  # pages in between were never read
+        await pilot.press("r")
+        await settle(pilot)
+        result = app.runs_screen.result
+        assert result is not None and sorted(result.pages) == [0, 15, 16]  # the cursor's page came with the view
+        assert t.current_run_id == t.run_ids()[-1] and "old-00" in screen_text(app)
+
+    run_app(lab, scenario, size=(120, 20))
+
+
 def test_mouse_click_moves_the_cursor_double_click_opens_flags_column_marks(lab: Path) -> None:
     async def scenario(app: MlciApp, pilot: Any) -> None:
         t = table(app)

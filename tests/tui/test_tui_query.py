@@ -30,7 +30,7 @@ def matching(root: Path, text: str) -> list[str]:
     """Short ids of the runs the filter keeps, oldest first."""
     repo = Repo.find(root)
     result = data.load_view(repo, data.ViewSpec(filter_text=text, sort_key="time", descending=False), lambda m: None)
-    return [r[0] for r in result.table.column(0).to_pylist()]
+    return [r[0] for r in result.ids.to_pylist()]
 
 
 @pytest.mark.parametrize(
@@ -135,20 +135,39 @@ def test_directions_come_from_the_config(lab: Path) -> None:
     assert result.baseline is not None and result.baseline.metrics["acc"] == 0.71
 
 
-def test_sorting_in_memory_orders_like_sql(lab: Path, tmp_path: Path) -> None:
-    """A sort (key `s` or a header click) reorders the loaded rows with pyarrow instead of a
-    query; a live refresh re-queries with ORDER BY. Both must give the same order."""
+def test_sorting_orders_numbers_then_nan_then_missing_and_pages_follow_the_order(lab: Path, tmp_path: Path) -> None:
+    """Each sort is an ORDER BY in DuckDB over the run ids; the pages of values read for the
+    view (and for export) follow that order row by row."""
     from tui_helpers import append_runs, copy_repo
 
     lab = copy_repo(lab, tmp_path / "repo")
     append_runs(lab, [dict(name="no-metrics", params={"lr": "high"}, time="2025-03-08T09:00:00.000000Z")])
     repo = Repo.find(lab)
-    base = data.load_view(repo, data.ViewSpec(baseline=rid("b")), lambda m: None)
-    for column in base.columns:
+    for column in data.load_view(repo, data.ViewSpec(baseline=rid("b")), lambda m: None).columns:
         for descending in (False, True):
             spec = data.ViewSpec(baseline=rid("b"), sort_key=column.key, descending=descending)
-            by_sql = data.load_view(repo, spec, lambda m: None).table.column(0).to_pylist()
-            in_memory = data.sort_view(base, column.key, descending)
-            assert in_memory is not None
-            assert in_memory.table.column(0).to_pylist() == by_sql, (column.key, descending)
-    assert data.sort_view(base, "m:no-such-metric", True) is None
+            result = data.load_view(repo, spec, lambda m: None)
+            ids = result.ids.to_pylist()
+            assert [r[0] for r in result.pages[0]] == ids == [r[0] for r in data.load_rows(repo, result)]
+            if column.kind != "metric":
+                continue
+            values = [r[column.source] for r in result.pages[0]]
+            numbers = [v for v in values if v is not None and v == v]
+            assert values[: len(numbers)] == sorted(numbers, reverse=descending), (column.key, values)
+            rest = values[len(numbers) :]
+            assert rest == sorted(rest, key=lambda v: v is None), (column.key, values)  # NaN, then none
+    by_lr = data.load_view(repo, data.ViewSpec(sort_key="p:lr", descending=False), lambda m: None)
+    lr = next(c for c in by_lr.columns if c.key == "p:lr")
+    lrs = [r[lr.source] for r in by_lr.pages[0]]
+    numbers = [float(v) for v in lrs[:-1]]
+    assert lrs[-1] == "high" and numbers == sorted(numbers)  # numbers by value, then text
+
+
+def test_pages_around_the_kept_run_are_read_with_the_view(lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "PAGE_ROWS", 2)
+    repo = Repo.find(lab)
+    ids = data.load_view(repo, data.ViewSpec(), lambda m: None).ids.to_pylist()
+    result = data.load_view(repo, data.ViewSpec(), lambda m: None, keep=ids[5])
+    assert sorted(result.pages) == [0, 1, 2]  # page 0 and pages 1-3 around row 5 (there is no page 3)
+    assert [r[0] for n in sorted(result.pages) for r in result.pages[n]] == ids
+    assert data.load_pages(repo, result, [2, 7]) == {2: result.pages[2]}

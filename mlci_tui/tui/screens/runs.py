@@ -102,15 +102,18 @@ class RunsScreen(Screen[None]):
             self.wanted = spec
         self.generation += 1
         self.busy = True
-        self._load(self.generation, self.wanted, self.info)
+        self._load(self.generation, self.wanted, self.info, self.table.current_run_id)
 
     @work(thread=True, group="view", exit_on_error=False)
-    def _load(self, generation: int, spec: data.ViewSpec, known: data.LedgerInfo | None) -> None:
+    def _load(
+        self, generation: int, spec: data.ViewSpec, known: data.LedgerInfo | None, keep: str | None = None
+    ) -> None:
+        """`keep`: the run under the cursor, whose rows the query reads along with the first."""
         app = self.mlci
         try:
             if not cache_is_current(app.repo):  # a stat and a rev-parse: tell the user why it takes a while
                 self.post_message(Loaded("status", generation, "reading new ledger records into the query cache…"))
-            result = data.load_view(app.repo, spec, app.config.direction, known=known)
+            result = data.load_view(app.repo, spec, app.config.direction, known=known, keep=keep)
         except FilterError as exc:
             self.post_message(Failed("view", generation, display(str(exc))))
             return
@@ -234,27 +237,7 @@ class RunsScreen(Screen[None]):
             descending = (
                 key == "time" or direction == "max" or (column is not None and direction is None and column.numeric)
             )
-        if self.result is not None and not self.busy:
-            self.wanted = self.want(sort_key=key, descending=descending)
-            self.generation += 1
-            self.busy = True
-            self._sort(self.generation, self.result, key, descending)
-        else:
-            self.reload(self.want(sort_key=key, descending=descending))
-
-    @work(thread=True, group="view", exit_on_error=False)
-    def _sort(self, generation: int, result: data.ViewResult, key: str, descending: bool) -> None:
-        """Sort what is loaded, in memory; a query only when the column is not in the result."""
-        try:
-            sorted_result = data.sort_view(result, key, descending)
-        except Exception as exc:
-            self.post_message(Failed("view", generation, display(f"{type(exc).__name__}: {exc}")))
-            return
-        if sorted_result is None:
-            spec = data.ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
-            self.app.call_from_thread(self._load, generation, spec, self.info)
-            return
-        self.post_message(Loaded("view", generation, sorted_result))
+        self.reload(self.want(sort_key=key, descending=descending))
 
     def action_mark(self) -> None:
         if self.table.toggle_mark():
@@ -348,8 +331,8 @@ class RunsScreen(Screen[None]):
         from mlci_tui.tui import export
 
         try:
-            count = export.write_view(result, fmt, path)
-        except OSError as exc:
+            count = export.write_view(self.mlci.repo, result, fmt, path)
+        except Exception as exc:
             self.app.call_from_thread(self.notify, display(f"export failed: {exc}"), severity="error", markup=False)
             return
         self.app.call_from_thread(

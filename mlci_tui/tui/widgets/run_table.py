@@ -2,9 +2,10 @@
 
 A stock DataTable builds a row object and measures every cell of every row it is given;
 with 100,000 runs that alone blows the time and memory budget. This widget keeps the
-query result (a pyarrow Table with just the shown columns) and formats a page of rows
-when a line of it is first painted. Cells are sanitised text painted as plain segments:
-no string from the ledger is ever parsed as markup.
+view's ordered run ids and the pages of rows read so far (the query read the pages
+around the cursor); a page that scrolls into sight is read from DuckDB by a worker, its
+rows showing their id meanwhile. Cells are formatted when a line is first painted, as
+sanitised text in plain segments: no string from the ledger is ever parsed as markup.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
-from textual import events
+from textual import events, work
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -23,12 +24,13 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from mlci_tui.tui import cells
-from mlci_tui.tui.data import Column, ViewResult
+from mlci_tui.tui.data import PAGE_ROWS, Column, Row, ViewResult
 
 if TYPE_CHECKING:
-    import pyarrow
+    from mlci_tui.tui.app import MlciApp
 
-PAGE = 128
+PAGE = PAGE_ROWS
+PAGE_CACHE = 64  # pages kept (8,192 rows)
 WIDTH_SAMPLE = 120  # rows measured for column widths (the first ones shown)
 MAX_WIDTH = {"subject": 44, "branch": 18, "param": 18, "tags": 24, "time": 16, "id": 8, "kind": 16, "status": 8}
 FLAGS = "flags"
@@ -112,7 +114,10 @@ class RunTable(ScrollView, can_focus=True):
         self.sort_key: str | None = None
         self.descending = True
         self.empty_text = "loading runs…"
-        self._pages: LRUCache[int, list[tuple[Any, ...]]] = LRUCache(64)
+        self._pages: LRUCache[int, list[Row]] = LRUCache(PAGE_CACHE)
+        self._pending: set[int] = set()  # pages a worker is reading
+        self._missing: set[int] = set()  # pages painted before they were read
+        self._fetch_scheduled = False
         self._lines: LRUCache[tuple[Any, ...], Strip] = LRUCache(512)
         self._generation = 0
         self._viewport = Size(0, 0)
@@ -125,41 +130,74 @@ class RunTable(ScrollView, can_focus=True):
     def row_count(self) -> int:
         return self.result.count if self.result is not None else 0
 
-    @property
-    def table(self) -> pyarrow.Table | None:
-        return self.result.table if self.result is not None else None
-
     def run_id_at(self, row: int) -> str | None:
         if self.result is None or not 0 <= row < self.row_count:
             return None
-        page = self._page(row // PAGE)
-        return str(page[row % PAGE][0])
+        return str(self.result.ids[row].as_py())
 
     @property
     def current_run_id(self) -> str | None:
         return self.run_id_at(self.cursor_row)
 
     def index_of(self, run_id: str) -> int | None:
-        if self.result is None:
-            return None
-        import pyarrow.compute as pc
-
-        found = pc.index(self.result.table.column(0), run_id).as_py()
-        return None if found is None or found < 0 else int(found)
+        return self.result.index_of(run_id) if self.result is not None else None
 
     def run_ids(self) -> list[str]:
         if self.result is None:
             return []
-        return [str(r) for r in self.result.table.column(0).to_pylist()]
+        return [str(r) for r in self.result.ids.to_pylist()]
 
-    def _page(self, number: int) -> list[tuple[Any, ...]]:
+    def _page(self, number: int) -> list[Row] | None:
+        """A page of rows, or None while it is being read (a worker is asked to)."""
         page = self._pages.get(number)
         if page is None:
-            assert self.result is not None
-            part = self.result.table.slice(number * PAGE, PAGE)
-            page = list(zip(*(c.to_pylist() for c in part.columns))) if part.num_rows else []
-            self._pages[number] = page
+            self._want(number)
         return page
+
+    def _want(self, number: int) -> None:
+        if number in self._pending:
+            return
+        self._missing.add(number)
+        if not self._fetch_scheduled:
+            self._fetch_scheduled = True
+            self.call_after_refresh(self._fetch_missing)
+
+    def _fetch_missing(self) -> None:
+        self._fetch_scheduled = False
+        if self.result is None or not self._missing:
+            return
+        last = (self.row_count - 1) // PAGE
+        wanted = set(self._missing)
+        for n in self._missing:  # and the neighbours, so scrolling on finds them read
+            wanted |= {n - 1, n + 1}
+        wanted = {n for n in wanted if 0 <= n <= last and n not in self._pages and n not in self._pending}
+        self._missing.clear()
+        if wanted:
+            self._pending |= wanted
+            self._read_pages(self.result, wanted)
+
+    @work(thread=True, group="pages", exit_on_error=False)
+    def _read_pages(self, result: ViewResult, numbers: set[int]) -> None:
+        from mlci_tui.tui import data
+
+        app: MlciApp = self.app  # type: ignore[assignment]
+        try:
+            pages = data.load_pages(app.repo, result, numbers)
+        except Exception:  # the cache is being rebuilt: the next paint asks again
+            app.call_from_thread(self._pages_read, result, numbers, {})
+            return
+        app.call_from_thread(self._pages_read, result, numbers, pages)
+
+    def _pages_read(self, result: ViewResult, numbers: set[int], pages: dict[int, list[Row]]) -> None:
+        self._pending -= numbers
+        if result is not self.result:
+            return
+        if not pages:
+            self.set_timer(0.5, self._invalidate)
+            return
+        for n, rows in pages.items():
+            self._pages[n] = rows
+        self._invalidate()
 
     def set_result(self, result: ViewResult, *, keep: str | None = None) -> None:
         """Show a new result; the cursor stays on run `keep` (at the same height on screen)."""
@@ -167,6 +205,10 @@ class RunTable(ScrollView, can_focus=True):
         old_key = self.columns[self.cursor_col].key if 0 <= self.cursor_col < len(self.columns) else None
         self.result = result
         self._pages.clear()
+        self._pending.clear()
+        self._missing.clear()
+        for n, rows in result.pages.items():
+            self._pages[n] = rows
         self._row_cells.clear()
         self.columns = [Column(FLAGS, "", "flags"), *result.columns]
         self.sort_key = result.spec.sort_key
@@ -201,7 +243,8 @@ class RunTable(ScrollView, can_focus=True):
 
     def _measure(self) -> list[int]:
         widths = []
-        sample = [self._cells(i) for i in range(min(self.row_count, WIDTH_SAMPLE))]
+        rows = range(min(self.row_count, WIDTH_SAMPLE))
+        sample = [self._cells(i) for i in rows if (i // PAGE) in self._pages]  # rows read (never asks for more)
         for n, col in enumerate(self.columns):
             if col.kind == "flags":
                 widths.append(2)
@@ -218,12 +261,25 @@ class RunTable(ScrollView, can_focus=True):
         found = self._row_cells.get(row)
         if found is None:
             found = self._format(row)
+            if found is None:
+                return self._placeholder(row)
             self._row_cells[row] = found
         return found
 
-    def _format(self, row: int) -> list[tuple[str, str | None, bool]]:
+    def _placeholder(self, row: int) -> list[tuple[str, str | None, bool]]:
+        """A row whose page is being read: its flag and id (both known), empty cells."""
+        run_id = self.run_id_at(row) or ""
+        out: list[tuple[str, str | None, bool]] = [(("●" if run_id in self.marked else " ") + " ", "marked", False)]
+        out.append((cells.display(run_id[:8]), None, False))
+        return out + [("", None, False)] * (len(self.columns) - 2)
+
+    def _format(self, row: int) -> list[tuple[str, str | None, bool]] | None:
+        """None while the row's page is being read."""
         assert self.result is not None
-        values = self._page(row // PAGE)[row % PAGE]
+        page = self._page(row // PAGE)
+        if page is None:
+            return None
+        values = page[row % PAGE]
         base = self.result.baseline
         run_id = str(values[0])
         out: list[tuple[str, str | None, bool]] = []

@@ -100,7 +100,7 @@ def bench(repeats: int, quick: bool) -> dict[str, Any]:
         )
     samples = common.interleave(variants, repeats, warmup=0)
     results["dvc_history"] = common.summarise(samples, baseline=next(iter(variants)))
-    results["dvc_history"]["runs_imported"] = count_runs(hist)
+    results["dvc_history_runs_imported"] = count_runs(hist)
     common.print_table(f"DVC history, {n_hist} commits", results["dvc_history"])
 
     exps = common.SCRATCH / "dvc-1000"
@@ -112,7 +112,7 @@ def bench(repeats: int, quick: bool) -> dict[str, Any]:
             )
         samples = common.interleave(variants, repeats, warmup=0)
         results["dvc_exps"] = common.summarise(samples, baseline=next(iter(variants)))
-        results["dvc_exps"]["runs_imported"] = count_runs(exps)
+        results["dvc_exps_runs_imported"] = count_runs(exps)
         common.print_table("DVC experiments, 1000", results["dvc_exps"])
 
     n_ml = 1000 if quick else 10000
@@ -127,7 +127,7 @@ def bench(repeats: int, quick: bool) -> dict[str, Any]:
             )
         samples = common.interleave(variants, repeats, warmup=0)
         results["mlflow"] = common.summarise(samples, baseline=next(iter(variants)))
-        results["mlflow"]["runs_imported"] = count_runs(target)
+        results["mlflow_runs_imported"] = count_runs(target)
         common.print_table(f"MLflow sqlite store, {n_ml} runs", results["mlflow"])
     else:
         print(f"no MLflow store at {db}: run bench_peers.py first (it builds it with MLflow's client)")

@@ -83,7 +83,7 @@ def lit(value: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------ reading
-def precheck(local: Path, fmt: str, csv_opts: dict[str, Any]) -> None:
+def precheck(local: Path, fmt: str, csv_opts: dict[str, Any]) -> list[str] | None:
     """Cheap sniffing before DuckDB, for one clear message instead of a parser's paragraph."""
     size = local.stat().st_size
     if size == 0:
@@ -97,7 +97,7 @@ def precheck(local: Path, fmt: str, csv_opts: dict[str, Any]) -> None:
                 raise DataError("not a Parquet file (no PAR1 magic at the start)")
             if tail != b"PAR1" or size < 12:
                 raise DataError("truncated or corrupt Parquet file (no PAR1 footer at the end)")
-            return
+            return None
     encoding = (csv_opts or {}).get("encoding") or "utf-8"
     if b"\0" in head and encoding != "utf-16":
         offset = head.index(b"\0")
@@ -113,10 +113,12 @@ def precheck(local: Path, fmt: str, csv_opts: dict[str, Any]) -> None:
                 "set csv.encoding (latin-1, utf-16) if that is the file's encoding"
             ) from None
         if fmt in ("csv", "tsv"):
-            _check_ragged(text, _delimiter(fmt, csv_opts))
+            return _check_ragged(text, _delimiter(fmt, csv_opts))
+    return None
 
 
-def _check_ragged(text: str, delim: str) -> None:
+def _check_ragged(text: str, delim: str) -> list[str] | None:
+    """The header's fields; DataError when a row in the first 64 KiB has another width."""
     import csv
     import io
 
@@ -124,21 +126,29 @@ def _check_ragged(text: str, delim: str) -> None:
     if len(lines) > 1:
         lines = lines[:-1]  # the last line of a chunk may be cut short
     reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delim)
-    width = None
+    header: list[str] | None = None
     for n, row in enumerate(reader, 1):
         if not row:
             continue
-        if width is None:
-            width = len(row)
-        elif len(row) != width:
-            raise DataError(f"ragged rows: line {n} has {len(row)} fields, the header has {width}")
+        if header is None:
+            header = row
+        elif len(row) != len(header):
+            raise DataError(f"ragged rows: line {n} has {len(row)} fields, the header has {len(header)}")
+    return header
 
 
 def _delimiter(fmt: str, csv_opts: dict[str, Any]) -> str:
     return (csv_opts or {}).get("delimiter") or ("\t" if fmt == "tsv" else ",")
 
 
-def relation_sql(local: Path, fmt: str, csv_opts: dict[str, Any], *, all_varchar: bool = False) -> str:
+# no BOOLEAN: DuckDB's sniffer reads a column of NO/YES as booleans, the YAML 1.1 trap again
+CSV_TYPES = "['BIGINT', 'DOUBLE', 'TIME', 'DATE', 'TIMESTAMP', 'VARCHAR']"
+
+
+def relation_sql(
+    local: Path, fmt: str, csv_opts: dict[str, Any], *, all_varchar: bool = False, text_columns: list[str] | None = None
+) -> str:
+    """The table function reading the file; declared string columns stay text (zip codes keep their zeros)."""
     path = lit(str(local))
     if fmt == "parquet":
         return f"read_parquet({path})"
@@ -157,6 +167,10 @@ def relation_sql(local: Path, fmt: str, csv_opts: dict[str, Any], *, all_varchar
         parts.append(f"encoding = {lit(opts['encoding'])}")
     if all_varchar:
         parts.append("all_varchar = true")
+    else:
+        parts.append(f"auto_type_candidates = {CSV_TYPES}")
+        if text_columns:
+            parts.append("types = {" + ", ".join(f"{lit(c)}: 'VARCHAR'" for c in text_columns) + "}")
     return f"read_csv({path}, {', '.join(parts)})"
 
 
@@ -509,7 +523,7 @@ def build_profile(plan_: Plan, values: dict[str, Any], rows: int, total_columns:
     columns: dict[str, Any] = {}
     for i, col in enumerate(plan_.profile_columns):
         n = values.get(f"p{i}_n")
-        entry: dict[str, Any] = {"type": col.value_type, "nulls": rows - int(n or 0)}
+        entry: dict[str, Any] = {"type": col.actual, "nulls": rows - int(n or 0)}
         if f"p{i}_min" in values:
             entry["min"] = jsonable(values[f"p{i}_min"])
             entry["max"] = jsonable(values[f"p{i}_max"])

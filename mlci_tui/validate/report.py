@@ -13,7 +13,7 @@ MARK = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "error": "FAIL", "unavaila
 
 def _v(value: Any) -> str:
     if isinstance(value, str):
-        return json.dumps(display(value), ensure_ascii=False)
+        return '"' + display(value).replace('"', '\\"') + '"'
     return display(json.dumps(value, ensure_ascii=False, default=str))
 
 

@@ -154,7 +154,7 @@ class Validator:
     ) -> dict[str, Any] | None:
         import duckdb
 
-        engine.precheck(content.local, spec.format, spec.csv)
+        header = engine.precheck(content.local, spec.format, spec.csv)
         for other in refs.values():
             other_spec = next(s for s in self.specs.values() if s.path == other.path)
             engine.precheck(other.local, other_spec.format, other_spec.csv)
@@ -173,7 +173,13 @@ class Validator:
                             ref_views[str(check.value)] = (view, str(check.value).split(".", 1)[1])
             categorical = self._categorical(spec)
             for all_varchar in (False, True):
-                rel = engine.relation_sql(content.local, spec.format, spec.csv, all_varchar=all_varchar)
+                rel = engine.relation_sql(
+                    content.local,
+                    spec.format,
+                    spec.csv,
+                    all_varchar=all_varchar,
+                    text_columns=_text_columns(spec, header),
+                )
                 try:
                     con.execute(f"CREATE OR REPLACE VIEW raw_data AS SELECT * FROM {rel}")
                     schema = engine.describe(con, "raw_data")
@@ -218,10 +224,10 @@ class Validator:
         result.base_rev = base[:12]
         try:
             content = source.resolve(self.repo, spec.path, base, self.scratch)
-        except source.Unavailable as exc:
-            if "not in" in str(exc):
-                result.warnings.append(f"no previous version at {base[:12]}; comparison skipped")
-                return None
+        except source.Absent:
+            result.warnings.append(f"no previous version at {base[:12]}; comparison skipped")
+            return None
+        except source.Unavailable:
             # named, but its data is not here: the stored profile may still be
             hash_ = _pointer_hash(self.repo, spec.path, base)
             if hash_ and self.profile_of(hash_) is not None:
@@ -258,7 +264,7 @@ class Validator:
 
         if not content.local.is_file():
             raise engine.DataError("its data is not available")
-        engine.precheck(content.local, spec.format, spec.csv)
+        header = engine.precheck(content.local, spec.format, spec.csv)
         bare = DatasetSpec(
             **{**spec.__dict__, "columns": {}, "checks": [], "row_count": None, "primary_key": [], "strict": False}
         )
@@ -268,7 +274,13 @@ class Validator:
         try:
             for all_varchar in (False, True):
                 try:
-                    rel = engine.relation_sql(content.local, spec.format, spec.csv, all_varchar=all_varchar)
+                    rel = engine.relation_sql(
+                        content.local,
+                        spec.format,
+                        spec.csv,
+                        all_varchar=all_varchar,
+                        text_columns=_text_columns(spec, header),
+                    )
                     con.execute(f"CREATE OR REPLACE VIEW data AS SELECT * FROM {rel}")
                     schema = engine.describe(con, "data")
                     plan = engine.plan(bare, schema, spec.format)
@@ -349,6 +361,13 @@ class Validator:
         if new:
             store.append(new, message=f"mlci: {len(new)} validation/profile event(s)")
         self.events = []
+
+
+def _text_columns(spec: DatasetSpec, header: list[str] | None) -> list[str]:
+    """Declared string columns the CSV header has (DuckDB refuses a type for a column it lacks)."""
+    if not header or not spec.csv.get("header", True):
+        return []
+    return [c.name for c in spec.columns.values() if c.type == "string" and c.name in header]
 
 
 def _compact(check: CheckResult) -> dict[str, Any]:

@@ -25,6 +25,10 @@ class Unavailable(CheckFailed):
     """The version's content is named but not here (a pointer whose object is not cached)."""
 
 
+class Absent(Unavailable):
+    """The version holds neither the dataset nor its pointer."""
+
+
 @dataclass
 class Content:
     path: str  # the dataset's repo-relative path
@@ -126,7 +130,7 @@ def resolve(repo: Repo, path: str, where: str, scratch: Path) -> Content:
         target = scratch / f"{oid}{suffix}"
         size = target.stat().st_size if target.exists() else _blob_to_file(repo, oid, target)
         return Content(path, target, f"git:{oid}", where, size, "git")
-    raise Unavailable(f"{path}: not in {label} (neither the file nor {pointer_path})")
+    raise Absent(f"{path}: not in {label} (neither the file nor {pointer_path})")
 
 
 def staged_dataset_paths(repo: Repo, paths: list[str]) -> list[str]:

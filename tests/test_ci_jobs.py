@@ -338,6 +338,10 @@ def test_pull_request_with_a_bad_dataset_fails_at_validation(project: Path, tmp_
     out = job.output("validate")
     assert "1 dataset(s) changed" in out and "data/train.csv" in out
     assert "x" in out and "max" in out
+    # the same job on a laptop: no CI variables, the event and base given as flags; it stops at the same step
+    local = run_mlci(clone, "ci", "run", "--job", "pull-request", "--event", "pull_request", "--base", base)
+    assert local.returncode == 1, local.stdout + local.stderr
+    assert "step validate failed" in local.stdout and "mlci ci run gate" not in local.stdout
 
 
 def test_pull_request_with_a_regression_fails_the_gate_after_reporting(

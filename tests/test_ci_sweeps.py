@@ -28,7 +28,7 @@ train:
 sweeps:
   grid:
     params:
-      bias: {values: [0.0, 0.1, 0.2]}
+      bias: {values: [0.0, 0.1]}
     method: grid
     metric: acc
     direction: max
@@ -60,7 +60,7 @@ def _no_ci_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def project(repo: Path, upstream: Path) -> Path:
-    """A pushed project with the generated sweep workflow and a queued 3-trial grid sweep (local ledger only)."""
+    """A pushed project with the generated sweep workflow and a queued 2-trial grid sweep (local ledger only)."""
     commit(repo, {"mlci.yaml": CONFIG, "train.py": TRAIN_PY, "params.yaml": "bias: 0.0\n"}, "project")
     assert run_mlci(repo, "ci", "init", "github", "--sweeps").returncode == 0
     git(repo, "add", "-A")
@@ -101,7 +101,7 @@ def test_sweep_start_dispatches_then_the_jobs_leave_every_result_in_the_upstream
     (line,) = (tmp_path / "matrix-output").read_text().splitlines()
     assert line.startswith("trials=")
     trials = json.loads(line.removeprefix("trials="))
-    assert len(trials) == 3
+    assert len(trials) == 2
 
     # ... and one job per trial, each in its own fresh checkout
     for i, trial in enumerate(trials):
@@ -115,7 +115,7 @@ def test_sweep_start_dispatches_then_the_jobs_leave_every_result_in_the_upstream
     res = run_mlci(view, "runs", "--where", "kind = 'trial'", "--json")
     assert res.returncode == 0, res.stderr
     accs = sorted(r["metrics"]["acc"] for r in json.loads(res.stdout))
-    assert accs == [0.5, 0.6, 0.7]
+    assert accs == [0.5, 0.6]
     # nothing left to run: a second matrix is empty, and the workflow skips the trial job on '[]'
     (tmp_path / "matrix-output").unlink()
     job = run_job("sweep-matrix", checkout(upstream, "ci-matrix-2", "main"), ci)
@@ -139,7 +139,7 @@ def test_gitlab_matrix_writes_a_child_pipeline_with_one_job_per_trial(project: P
 
     doc = yaml.safe_load((clone / "mlci-sweep-trials.yml").read_text())
     trial_jobs = {k: v for k, v in doc.items() if k.startswith("mlci-trial-")}
-    assert len(trial_jobs) == 3
+    assert len(trial_jobs) == 2
     for spec in trial_jobs.values():
         assert spec["script"] == ["pip install mlci-tui==1.0", "mlci ci run ledger-pull", "mlci ci run sweep-trial"]
 

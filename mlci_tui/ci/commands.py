@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("name one STEP, or a whole job with --job JOB")
     repo = Repo.find()
     environ = dict(os.environ)
-    ctx = steps.StepContext(repo, env_mod.detect(environ, event=args.event, base=args.base), environ)
+    base = (repo.commit_of(args.base) or args.base) if args.base else None
+    ctx = steps.StepContext(repo, env_mod.detect(environ, event=args.event, base=base), environ)
     if args.job:
         return steps.run_job(args.job, ctx)
     code = steps.run_step(args.step, ctx)

@@ -69,17 +69,33 @@ class StepContext:
             env["GIT_CONFIG_COUNT"] = str(n + 1)
         return env
 
-    def mlci(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
-        """`mlci ARGS` as its own process, echoed first: what a user would type, exit code and all."""
+    def mlci(self, *args: str, capture: bool = False) -> Result:
+        """`mlci ARGS`, echoed first: what a user would type, with its exit code and output.
+
+        Run in this process (one interpreter start per CI step, not two), with the step's
+        environment in place for its duration; `capture` collects its stdout instead of printing it.
+        """
+        import contextlib
+        import io
+
+        from mlci_tui.cli import main
+
         print(f"$ mlci {display(shlex.join(args))}", flush=True)
-        return subprocess.run(
-            [sys.executable, "-m", "mlci_tui", *args],
-            cwd=self.repo.root,
-            env=self.child_env(),
-            text=True,
-            stdout=subprocess.PIPE if capture else None,
-            check=False,
-        )
+        buffer = io.StringIO()
+        saved = dict(os.environ)
+        os.environ.update(self.child_env())
+        try:
+            with contextlib.redirect_stdout(buffer) if capture else contextlib.nullcontext():
+                try:
+                    code = main(list(args))
+                except SystemExit as exc:  # argparse refusing the arguments
+                    code = exc.code if isinstance(exc.code, int) else 2
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        return Result(int(code or 0), buffer.getvalue())
 
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
@@ -92,6 +108,12 @@ class StepContext:
 
 
 @dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+
+
+@dataclass(frozen=True)
 class Step:
     name: str
     summary: str  # one line: the comment above the step in the generated workflow
@@ -100,7 +122,7 @@ class Step:
     env: tuple[str, ...] = ()  # variables the workflow passes to this step (tokens, inputs)
 
 
-def _result(proc: subprocess.CompletedProcess[str]) -> int:
+def _result(proc: Result) -> int:
     return proc.returncode
 
 

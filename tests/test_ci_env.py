@@ -1,0 +1,57 @@
+"""CI environment detection: which host, event and commits a step acts on (in-process, no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlci_tui.ci.api import repo_from_remote_url
+from mlci_tui.ci.env import detect
+from mlci_tui.ci.steps import trial_ids
+from mlci_tui.errors import InputError
+
+A, B = "a" * 40, "b" * 40
+
+
+def test_github_pull_request_push_and_schedule(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"base": {"sha": A}, "head": {"sha": B}}}))
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event)}
+    ctx = detect({**env, "GITHUB_REPOSITORY": "o/n", "GITHUB_SHA": "c" * 40})
+    assert (ctx.host, ctx.event, ctx.base_sha, ctx.head_sha, ctx.repository) == ("github", "pull_request", A, B, "o/n")
+    event.write_text(json.dumps({"before": A, "repository": {"default_branch": "trunk"}}))
+    ctx = detect({**env, "GITHUB_EVENT_NAME": "push"})
+    assert (ctx.event, ctx.base_sha, ctx.default_branch) == ("push", A, "trunk")
+    event.write_text(json.dumps({"before": "0" * 40}))  # a new branch: no commit before the push
+    assert detect({**env, "GITHUB_EVENT_NAME": "push"}).base_sha is None
+    assert detect({**env, "GITHUB_EVENT_NAME": "schedule"}).event == "schedule"
+    assert detect({**env, "GITHUB_EVENT_NAME": "workflow_dispatch"}).event == "dispatch"
+    event.write_text("{not json")
+    with pytest.raises(InputError, match="GITHUB_EVENT_PATH"):
+        detect(env)
+
+
+def test_gitlab_and_local_and_flags() -> None:
+    env = {"GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "merge_request_event", "CI_MERGE_REQUEST_DIFF_BASE_SHA": A}
+    ctx = detect({**env, "CI_COMMIT_SHA": B, "CI_PROJECT_ID": "42", "CI_DEFAULT_BRANCH": "main"})
+    assert (ctx.host, ctx.event, ctx.base_sha, ctx.head_sha, ctx.repository) == ("gitlab", "pull_request", A, B, "42")
+    assert detect({"GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "schedule"}).event == "schedule"
+    assert detect({"GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BEFORE_SHA": A}).base_sha == A
+    local = detect({})
+    assert (local.host, local.event, local.in_ci) == ("local", "local", False)
+    forced = detect({}, event="pull_request", base="HEAD~1")
+    assert (forced.event, forced.base_sha) == ("pull_request", "HEAD~1")
+
+
+def test_remote_urls_and_matrix_shapes() -> None:
+    assert repo_from_remote_url("git@github.com:acme/model.git") == "acme/model"
+    assert repo_from_remote_url("https://gitlab.com/group/sub/model.git") == "group/sub/model"
+    assert repo_from_remote_url("ssh://git@host:2222/acme/model") == "acme/model"
+    assert repo_from_remote_url("/srv/git/model.git") is None
+    assert repo_from_remote_url("file:///srv/git/model.git") is None
+    assert trial_ids({"include": [{"trial": "t1", "name": "s-1"}, {"trial": "t2"}]}) == ["t1", "t2"]
+    assert trial_ids(["t1"]) == ["t1"]
+    with pytest.raises(InputError):
+        trial_ids({"include": [{"name": "no id"}]})

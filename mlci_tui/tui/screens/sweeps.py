@@ -167,7 +167,7 @@ class SweepsScreen(Screen[None]):
         Binding("tab", "switch_table", "Sweeps/trials", show=False),
     ]
     DEFAULT_CSS = """
-    SweepsScreen #sweeps-table { height: 8; }
+    SweepsScreen #sweeps-table { height: auto; max-height: 8; }
     SweepsScreen #trials-table { height: 1fr; }
     SweepsScreen #sweep-best { height: 1; padding: 0 1; }
     SweepsScreen #sweep-log { height: 8; border-top: solid $surface-lighten-1; padding: 0 1; }

@@ -70,7 +70,7 @@ def test_cache_objects_are_read_only_and_content_addressed(tmp_path: Path) -> No
     entries = [("b.csv", digest, 5000), ("a/x.csv", digest, 5000)]
     folder = cache.add_manifest(entries)
     assert cache.manifest(folder) == sorted(entries)
-    assert not list((tmp_path / "cache" / "tmp").iterdir())  # no temp file left behind
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith(".tmp")]  # no temp file left
 
 
 def test_stat_cache_skips_rehash_until_the_file_changes(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mlci_tui.data.cache import DataCache
+from mlci_tui.data.cache import SMALL_FILE, DataCache
 from mlci_tui.data.hashing import BIG_FILE, StatCache, hash_file
 from mlci_tui.data.link import place
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, dump_pointer, format_of
@@ -135,9 +135,7 @@ def _take_fetched(root: Path, rel: str, tmp: Path) -> None:
             os.replace(staged, dest)
 
 
-def _hash_and_cache(
-    path: Path, rel: str, st: os.stat_result, cache: DataCache, stat_cache: StatCache, algo: str
-) -> str:
+def _hash_and_cache(path: str, rel: str, st: os.stat_result, cache: DataCache, stat_cache: StatCache, algo: str) -> str:
     """The file's hash, its content stored in the cache (one read for small files; copy and
     hash in parallel for big ones)."""
     digest = stat_cache.get(rel, st, algo)
@@ -151,7 +149,7 @@ def _hash_and_cache(
     return digest
 
 
-def _hash_while_copying(path: Path, cache: DataCache, algo: str, size: int) -> str:
+def _hash_while_copying(path: str, cache: DataCache, algo: str, size: int) -> str:
     import shutil
 
     tmp = cache._tmp()
@@ -192,7 +190,7 @@ def _link_back(
 def _add_file(root: Path, rel: str, cache: DataCache, stat_cache: StatCache, algo: str, link: str) -> Pointer:
     path = root / rel
     st = os.stat(path)
-    digest = _hash_and_cache(path, rel, st, cache, stat_cache, algo)
+    digest = _hash_and_cache(os.fspath(path), rel, st, cache, stat_cache, algo)
     _link_back(root, rel, cache, digest, link, stat_cache, algo)
     return Pointer(path=rel, algo=algo, hash=digest, size=st.st_size, format=format_of(rel))
 
@@ -201,14 +199,16 @@ def _add_folder(
     root: Path, rel: str, cache: DataCache, stat_cache: StatCache, algo: str, link: str, jobs: int
 ) -> Pointer:
     files = walk_folder(root, rel)
+    base = os.fspath(root / rel)
 
     def one(item: tuple[str, os.stat_result]) -> tuple[str, str, int]:
         name, st = item
-        digest = _hash_and_cache(root / rel / name, f"{rel}/{name}", st, cache, stat_cache, algo)
+        digest = _hash_and_cache(f"{base}/{name}", f"{rel}/{name}", st, cache, stat_cache, algo)
         return name, digest, st.st_size
 
-    if len(files) > 64 and jobs > 1:
-        with ThreadPoolExecutor(max_workers=min(jobs, 8)) as pool:
+    big_files = sum(st.st_size for _n, st in files) >= SMALL_FILE * max(1, len(files))
+    if len(files) > 1 and jobs > 1 and big_files:  # threads pay off for hashing big files only
+        with ThreadPoolExecutor(max_workers=min(jobs, 4)) as pool:
             entries = list(pool.map(one, files, chunksize=64))
     else:
         entries = [one(f) for f in files]

@@ -27,7 +27,7 @@ def algo_of(digest: str) -> str:
     return "md5" if len(digest) == 32 else "blake3"
 
 
-def reflink(src: Path, dst: Path) -> bool:
+def reflink(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> bool:
     """Copy-on-write clone (btrfs, xfs); False where the filesystem cannot."""
     try:
         import fcntl
@@ -44,22 +44,51 @@ def reflink(src: Path, dst: Path) -> bool:
 
 
 class DataCache:
-    """Objects under `root` (normally `<repo>/.mlci/cache`): `root/ab/cdef...`."""
+    """Objects under `root` (normally `<repo>/.mlci/cache`): `root/ab/cdef...`.
+
+    Hot paths (thousands of small files) use plain strings and raw file descriptors: pathlib
+    and buffered I/O cost more than the system calls themselves here."""
 
     def __init__(self, root: Path, algo: str = "blake3") -> None:
         self.root = Path(root)
         self.algo = algo
+        self._root_s = os.fspath(self.root)
         self._reflink_ok: bool | None = None
+        self._dirs: set[str] = set()
+        self._known: set[str] | None = None
 
     @classmethod
     def for_repo(cls, repo_root: Path, algo: str = "blake3") -> DataCache:
         return cls(repo_root / CACHE_DIR, algo)
 
     def object_path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest[2:]
+        return Path(f"{self._root_s}/{digest[:2]}/{digest[2:]}")
 
     def has(self, digest: str) -> bool:
-        return os.path.exists(self.object_path(digest))
+        if self._known is not None and digest in self._known:
+            return True
+        return os.path.exists(f"{self._root_s}/{digest[:2]}/{digest[2:]}")
+
+    def has_all(self, digests: list[str]) -> bool:
+        """Whether every object is cached; many at once are answered from one listing."""
+        if len(digests) > 256 and self._known is None:
+            self._known = set(self.iter_objects())
+        return all(self.has(d) for d in digests)
+
+    def folder_complete(self, digest: str) -> bool:
+        """Whether a folder's manifest and every file it lists are cached. A marker file
+        remembers a positive answer (gc drops the markers), so status need not list the cache."""
+        marker = f"{self._root_s}/complete/{digest}"
+        if os.path.exists(marker):
+            return True
+        if not self.has(digest) or not self.has_all([h for _n, h, _s in self.manifest(digest)]):
+            return False
+        os.makedirs(f"{self._root_s}/complete", exist_ok=True)
+        open(marker, "wb").close()
+        return True
+
+    def forget_complete(self) -> None:
+        shutil.rmtree(f"{self._root_s}/complete", ignore_errors=True)
 
     def _ensure_root(self) -> None:
         if not self.root.is_dir():
@@ -67,6 +96,14 @@ class DataCache:
             ignore = self.root.parent / ".gitignore"
             if not ignore.exists():  # `.mlci/` ignores itself, `mlci init` or not
                 ignore.write_text("# mlci's local data cache and credentials: never committed\n*\n")
+
+    def _prefix_dir(self, digest: str) -> str:
+        folder = f"{self._root_s}/{digest[:2]}"
+        if folder not in self._dirs:
+            self._ensure_root()
+            os.makedirs(folder, exist_ok=True)
+            self._dirs.add(folder)
+        return folder
 
     def _tmp(self) -> Path:
         self._ensure_root()
@@ -81,30 +118,40 @@ class DataCache:
         if dest.exists():
             tmp.unlink()
             return dest
-        dest.parent.mkdir(exist_ok=True)
+        self._prefix_dir(digest)
         os.replace(tmp, dest)
         return dest
 
     def add_bytes(self, data: bytes, digest: str | None = None) -> str:
+        """Store `data`: written read-only beside its final name, then renamed (never half-written)."""
         digest = digest or hash_bytes(data, self.algo)
         if self.has(digest):
             return digest
-        tmp = self._tmp()
-        with open(tmp, "wb") as f:
-            f.write(data)
-        self._install(tmp, digest)
+        final = f"{self._prefix_dir(digest)}/{digest[2:]}"
+        tmp = f"{final}.{uuid.uuid4().hex[:12]}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, final)
         return digest
 
     def add_file(
-        self, path: Path, digest: str | None = None, *, move: bool = False, size: int | None = None
+        self, path: str | os.PathLike[str], digest: str | None = None, *, move: bool = False, size: int | None = None
     ) -> tuple[str, int]:
         """Put a file's content in the cache: (hash, size). `move` renames it in (same filesystem)."""
-        path = Path(path)
         if size is None:
             size = os.stat(path).st_size
         if digest is None and size < SMALL_FILE:
-            data = path.read_bytes()
+            data = read_small(path)
             return self.add_bytes(data), len(data)
+        path = Path(path)
         digest = digest or hash_file(path, self.algo, size)
         if self.has(digest):
             return digest, size
@@ -121,7 +168,7 @@ class DataCache:
         self._install(tmp, digest)
         return digest, size
 
-    def _try_reflink(self, src: Path, dst: Path) -> bool:
+    def _try_reflink(self, src: str | os.PathLike[str], dst: Path) -> bool:
         if self._reflink_ok is False:
             return False
         ok = reflink(src, dst)
@@ -151,8 +198,19 @@ class DataCache:
             return out
         for sub in os.scandir(self.root):
             if len(sub.name) == 2 and sub.is_dir():
-                out.extend(sub.name + e.name for e in os.scandir(sub.path))
+                out.extend(sub.name + e.name for e in os.scandir(sub.path) if "." not in e.name)
         return out
+
+
+def read_small(path: str | os.PathLike[str]) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, SMALL_FILE):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def manifest_bytes(entries: Manifest) -> bytes:

@@ -64,7 +64,7 @@ def checkout_pointer(
         result.not_cached.append(p.path)
         return
     manifest = cache.manifest(p.hash)
-    if any(not cache.has(h) for _n, h, _s in manifest):
+    if not cache.has_all([h for _n, h, _s in manifest]):
         result.not_cached.append(p.path)
         return
     base = root / p.path

@@ -45,6 +45,8 @@ def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False) -> GcRes
         if p.is_dir and cache.has(p.hash):
             keep.update(h for _n, h, _s in cache.manifest(p.hash))
     removed = freed = 0
+    if not dry_run:
+        cache.forget_complete()
     for digest in cache.iter_objects():
         if digest in keep:
             continue

@@ -38,8 +38,9 @@ def hash_file(path: str | os.PathLike[str], algo: str, size: int | None = None) 
         h = blake3(max_threads=blake3.AUTO)
         h.update_mmap(os.fspath(path))
         return h.hexdigest()
-    with open(path, "rb") as f:
-        return blake3(f.read()).hexdigest()
+    from mlci_tui.data.cache import read_small
+
+    return blake3(read_small(path)).hexdigest()
 
 
 class StatCache:
@@ -75,7 +76,7 @@ class StatCache:
             self.entries[rel] = new
             self.dirty = True
 
-    def hash(self, rel: str, path: Path, algo: str, st: os.stat_result | None = None) -> str:
+    def hash(self, rel: str, path: str | os.PathLike[str], algo: str, st: os.stat_result | None = None) -> str:
         st = st or os.stat(path)
         digest = self.get(rel, st, algo)
         if digest is None:

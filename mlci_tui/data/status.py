@@ -4,6 +4,7 @@ content is in the local cache. Unchanged files are never re-hashed (the stat cac
 from __future__ import annotations
 
 import os
+import stat as stat_mod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,13 +97,13 @@ def folder_hashes(root: Path, rel: str, algo: str, stat_cache: StatCache, cache:
     if not base.is_dir():
         return None
     out: dict[str, str] = {}
+    base_s = os.fspath(base)
     for name, st in walk_folder(root, rel, allow_links=True):
         full = f"{rel}/{name}"
-        path = base / name
-        if os.path.islink(path):
-            out[name] = cache_link_target(path, cache, full)
+        if stat_mod.S_ISLNK(st.st_mode):
+            out[name] = cache_link_target(Path(f"{base_s}/{name}"), cache, full)
         else:
-            out[name] = stat_cache.hash(full, path, algo, st)
+            out[name] = stat_cache.get(full, st, algo) or stat_cache.hash(full, f"{base_s}/{name}", algo, st)
     return out
 
 
@@ -135,11 +136,13 @@ def dataset_status(root: Path, pointer_file: str, p: Pointer, cache: DataCache, 
         out.status = "missing" if present is None else "unknown"
         return out
     if p.origin == "mlci":
-        out.in_cache = all(cache.has(h) for _n, h, _s in manifest)
+        out.in_cache = cache.folder_complete(p.hash)
     if present is None:
         out.status = "missing"
         return out
     wanted = {n: h for n, h, _s in manifest}
+    if wanted == present:
+        return out
     for name in sorted(set(wanted) | set(present)):
         if name not in present:
             out.changes.append((name, "removed"))

@@ -99,14 +99,14 @@ def walk_folder(root: Path, rel: str, *, allow_links: bool = False) -> list[tupl
         with os.scandir(folder) as it:
             for entry in it:
                 name = prefix + entry.name
-                if entry.is_symlink():
+                if entry.is_file(follow_symlinks=False):
+                    out.append((name, entry.stat(follow_symlinks=False)))
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((name + "/", entry.path))
+                elif entry.is_symlink():
                     if allow_links and not entry.is_dir():
                         out.append((name, entry.stat(follow_symlinks=False)))
                         continue
                     raise InputError(f"{rel}/{name}: is a symlink; mlci tracks no data through a link")
-                if entry.is_dir():
-                    stack.append((name + "/", entry.path))
-                elif entry.is_file():
-                    out.append((name, entry.stat()))
     out.sort(key=lambda x: x[0])
     return out

@@ -1,0 +1,184 @@
+"""Data as code against DVC, side by side in one run (DVC from the peers venv).
+
+  - `mlci data add` of one big file vs `dvc add` (default 1 GiB; `--size-mib`), in copy mode
+    (the default of both on a filesystem without reflinks) and in hardlink mode;
+  - `mlci data add` of a folder of 10,000 files of 10 KiB vs `dvc add`;
+  - `mlci data status` with nothing changed on those 10,000 files vs `dvc status`, and
+    `git status` in a repository holding the same 10,000 files in git.
+Every add starts cold for the tool: its cache, pointer and hash state are removed (untimed)
+before each repetition; the data itself is in the page cache for both tools.
+
+Usage: python benchmarks/bench_data.py [--quick] [--size-mib N] [--files N]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+STATUS_TARGET_S = 0.3
+
+
+def _rm(*paths: Path) -> None:
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, onerror=_force)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def _force(func: Callable[..., Any], path: str, _exc: Any) -> None:
+    os.chmod(os.path.dirname(path), 0o755)
+    func(path)
+
+
+def _make_tree(folder: Path, files: int, size: int) -> None:
+    folder.mkdir(parents=True)
+    for i in range(files):
+        sub = folder / f"{i // 1000:02}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"{i:05}.bin").write_bytes(os.urandom(size))
+
+
+def _mlci_repo(path: Path, data: Callable[[Path], None], link: str) -> Path:
+    common.git_init(path)
+    (path / "mlci.yaml").write_text(f"data:\n  link: {link}\n")
+    data(path)
+    return path
+
+
+def _dvc_repo(path: Path, dvc: str, data: Callable[[Path], None], link: str) -> Path:
+    common.git_init(path)
+    common.run([dvc, "init", "-q"], path)
+    common.run([dvc, "config", "core.analytics", "false"], path)
+    common.run([dvc, "config", "core.site_cache_dir", str(path / ".dvc-site")], path)
+    if link == "hardlink":
+        common.run([dvc, "config", "cache.type", "hardlink"], path)
+    data(path)
+    return path
+
+
+def _reset_mlci(repo: Path, target: str) -> None:
+    _rm(repo / ".mlci", repo / ".git" / "mlci", repo / f"{target}.mlci", repo / ".gitignore")
+
+
+def _reset_dvc(repo: Path, target: str) -> None:
+    _rm(repo / ".dvc" / "cache", repo / ".dvc" / "tmp", repo / ".dvc-site", repo / f"{target}.dvc", repo / ".gitignore")
+
+
+def _timed_add(cmd: list[str], repo: Path, reset: Callable[[], None]) -> Callable[[], float]:
+    def go() -> float:
+        reset()
+        os.sync()
+        return common.time_cmd(cmd, repo)
+
+    return go
+
+
+def bench_add(
+    scratch: Path,
+    dvc: str | None,
+    name: str,
+    target: str,
+    make: Callable[[Path], None],
+    modes: list[str],
+    repeats: int,
+    deadline: common.Deadline,
+) -> dict[str, dict[str, Any]]:
+    variants: dict[str, Callable[[], float]] = {}
+    for link in modes:
+        m = _mlci_repo(scratch / f"{name}-mlci-{link}", make, link)
+        variants[f"mlci data add ({link})"] = _timed_add(
+            [common.MLCI, "data", "add", target], m, lambda m=m: _reset_mlci(m, target)
+        )
+        if dvc:
+            d = _dvc_repo(scratch / f"{name}-dvc-{link}", dvc, make, link)
+            variants[f"dvc add ({link})"] = _timed_add([dvc, "add", "-q", target], d, lambda d=d: _reset_dvc(d, target))
+    samples = common.interleave(variants, repeats, deadline, warmup=1)
+    stats = common.summarise(samples, baseline=f"mlci data add ({modes[0]})")
+    for link in modes:
+        if dvc and stats[f"mlci data add ({link})"].get("n"):
+            stats[f"mlci data add ({link})"]["dvc_over_mlci"] = (
+                stats[f"dvc add ({link})"]["median"] / stats[f"mlci data add ({link})"]["median"]
+            )
+    for link in modes:
+        _rm(scratch / f"{name}-mlci-{link}", scratch / f"{name}-dvc-{link}")
+    return stats
+
+
+def bench_status(scratch: Path, dvc: str | None, files: int, repeats: int, deadline: common.Deadline) -> dict[str, Any]:
+    make = lambda root: _make_tree(root / "tree", files, 10 * 1024)  # noqa: E731
+    m = _mlci_repo(scratch / "status-mlci", make, "copy")
+    common.run([common.MLCI, "data", "add", "tree"], m)
+    common.run([common.MLCI, "data", "status"], m)  # the stat cache is warm, as after any add
+    variants: dict[str, Callable[[], float]] = {
+        "mlci data status": lambda: common.time_cmd([common.MLCI, "data", "status"], m)
+    }
+    if dvc:
+        d = _dvc_repo(scratch / "status-dvc", dvc, make, "copy")
+        common.run([dvc, "add", "-q", "tree"], d)
+        variants["dvc status"] = lambda: common.time_cmd([dvc, "status"], d)
+    g = common.git_init(scratch / "status-git")
+    make(g)
+    common.run(["git", "add", "-A"], g)
+    common.run(["git", "commit", "-qm", "tree"], g)
+    variants["git status (files in git)"] = lambda: common.time_cmd(["git", "status", "--porcelain"], g)
+    samples = common.interleave(variants, repeats, deadline, warmup=1)
+    return common.summarise(samples, baseline="mlci data status")
+
+
+def main() -> int:
+    parser = common.base_args(__doc__ or "")
+    parser.add_argument("--size-mib", type=int, default=None, help="big file size (default 1024; 256 with --quick)")
+    parser.add_argument("--files", type=int, default=10_000, help="small files in the folder (default 10,000)")
+    args = parser.parse_args()
+    size_mib = args.size_mib or (256 if args.quick else 1024)
+    repeats = 2 if args.quick else 5
+    deadline = common.Deadline(args.budget or (240 if args.quick else 900))
+    dvc = common.peer_tool("dvc")
+    if not dvc:
+        print("DVC not found: run `python benchmarks/run_all.py --setup-peers` for the comparison")
+    scratch = common.fresh_dir("data")
+    big = scratch / "big.src"
+    with open(big, "wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(1 << 20))
+
+    def big_file(root: Path) -> None:
+        shutil.copyfile(big, root / "big.bin")
+
+    results: dict[str, Any] = {"size_mib": size_mib, "files": args.files}
+    results["add_big"] = bench_add(scratch, dvc, "big", "big.bin", big_file, ["copy", "hardlink"], repeats, deadline)
+    common.print_table(f"add one {size_mib} MiB file (ratio to mlci, copy mode)", results["add_big"])
+    _rm(big)
+    tree = lambda root: _make_tree(root / "tree", args.files, 10 * 1024)  # noqa: E731
+    results["add_tree"] = bench_add(scratch, dvc, "tree", "tree", tree, ["copy"], repeats, deadline)
+    common.print_table(f"add a folder of {args.files:,} files of 10 KiB (ratio to mlci)", results["add_tree"])
+    results["status"] = bench_status(scratch, dvc, args.files, repeats * 2, deadline)
+    common.print_table(
+        f"status, nothing changed, {args.files:,} files (ratio to mlci; target < {STATUS_TARGET_S} s)",
+        results["status"],
+    )
+    common.write_results(
+        "data",
+        {
+            "quick": args.quick,
+            "machine": common.machine(),
+            "dvc": common._version([dvc, "--version"]) if dvc else None,
+            **results,
+        },
+    )
+    shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

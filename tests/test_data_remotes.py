@@ -145,3 +145,38 @@ def test_missing_remote_objects_fail_the_fetch(tmp_path: Path) -> None:
     proc = run_mlci(b, "data", "pull")
     assert proc.returncode == 1
     assert "not on remote store: data/table.csv" in proc.stderr
+
+
+def test_fetch_over_http_reads_a_published_cache(tmp_path: Path) -> None:
+    """http(s) remotes are read-only: objects are requested one by one, a 404 is `missing`."""
+    import functools
+    import http.server
+    import threading
+
+    store = tmp_path / "store"
+    a = make_project(tmp_path / "a", f"data:\n  remotes:\n    store: {{url: '{store}'}}\n")
+    ok(a, "data", "add", "data/table.csv", "data/imgs")
+    git(a, "add", "-A")
+    git(a, "commit", "-qm", "data")
+    assert moved(ok(a, "data", "push")) == 12
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(store))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        b = tmp_path / "b"
+        git(tmp_path, "clone", "-q", str(a), str(b))
+        write(b, {".mlci/config.local.yaml": f"remote: web\nremotes:\n  web: {{url: '{url}'}}\n"})
+        assert moved(ok(b, "data", "pull")) == 12
+        assert (b / "data/table.csv").read_bytes() == (a / "data/table.csv").read_bytes()
+        proc = run_mlci(b, "data", "push")
+        assert proc.returncode == 2 and "read-only" in proc.stderr
+        (store / next(iter(os.listdir(store)))).rename(tmp_path / "gone")  # a whole prefix folder vanishes
+        cache = DataCache.for_repo(b)
+        for h in cache.iter_objects():
+            os.chmod(cache.object_path(h).parent, 0o755)
+            cache.object_path(h).unlink()
+        proc = run_mlci(b, "data", "fetch")
+        assert proc.returncode == 1 and "not on remote web" in proc.stderr
+    finally:
+        server.shutdown()

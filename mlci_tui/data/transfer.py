@@ -72,9 +72,17 @@ def remote_objects(fs: Any, base: str) -> set[str]:
     return out
 
 
+def _protocol(fs: Any) -> str:
+    return str(fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0])
+
+
 def _is_local(fs: Any) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
+    return _protocol(fs) in ("file", "local")
+
+
+def _listable(fs: Any) -> bool:
+    """http(s) remotes cannot be listed: each object is requested, a 404 means missing."""
+    return _protocol(fs) not in ("http", "https")
 
 
 def _run_parallel(items: list[Any], work: Callable[[Any], None], jobs: int) -> list[str]:
@@ -118,6 +126,8 @@ def local_objects(cache: DataCache, pointers: Iterable[Pointer]) -> tuple[dict[s
 
 
 def push(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: int) -> TransferResult:
+    if not _listable(fs):
+        raise MlciError(f"{_protocol(fs)} remotes are read-only: fetch and pull from them, push elsewhere")
     need, absent = local_objects(cache, pointers)
     result = TransferResult(missing=absent)
     there = remote_objects(fs, base)
@@ -164,17 +174,23 @@ def fetch(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: i
         result.present += len(wanted) - len(todo)
         if not todo:
             return
-        if there is None:
+        if there is None and _listable(fs):
             there = remote_objects(fs, base)
-        absent = [d for d in todo if d not in there]
-        result.missing.extend(f"{wanted[d]} ({d[:12]})" for d in absent)
-        todo = [d for d in todo if d in there]
+        if there is not None:
+            absent = [d for d in todo if d not in there]
+            result.missing.extend(f"{wanted[d]} ({d[:12]})" for d in absent)
+            todo = [d for d in todo if d in there]
         progress = Progress(verb, len(todo))
 
         def download(digest: str) -> None:
             tmp = cache._tmp()
             try:
-                fs.get_file(remote_path(base, digest), str(tmp))
+                try:
+                    fs.get_file(remote_path(base, digest), str(tmp))
+                except FileNotFoundError:
+                    with lock:
+                        result.missing.append(f"{wanted[digest]} ({digest[:12]})")
+                    return
                 if hash_file(tmp, algo_of(digest)) != digest:
                     raise CheckFailed(f"{wanted[digest]}: object {digest[:12]} on the remote is corrupt (hash differs)")
                 size = tmp.stat().st_size

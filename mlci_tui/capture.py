@@ -90,7 +90,7 @@ def parse_tree(name: str, data: bytes, limits: Limits) -> Any:
         except RecursionError:
             raise InputError(f"{name}: nested deeper than {limits.max_depth} levels") from None
     if suffix in (".yaml", ".yml"):
-        return _parse_yaml12(name, text)
+        return parse_yaml12(name, text)
     if suffix == ".toml":
         try:
             import tomllib
@@ -105,7 +105,7 @@ def parse_tree(name: str, data: bytes, limits: Limits) -> Any:
     raise InputError(f"{name}: unsupported file type (use .json, .yaml, .yml, .toml, .csv or .tsv)")
 
 
-def _parse_yaml12(name: str, text: str) -> Any:
+def parse_yaml12(name: str, text: str) -> Any:
     """YAML 1.2 (`1e-5` is a float, `NO` a string), as the Contracts require everywhere."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError

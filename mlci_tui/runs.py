@@ -147,7 +147,8 @@ def _fail_or_warn(values: Values, strict: bool, exc: InputError) -> None:
     values.warnings.append(str(exc))
 
 
-def _base_record(kind: str, values: Values) -> dict[str, Any]:
+def base_record(kind: str, values: Values) -> dict[str, Any]:
+    """The fields every run record has, from its values; callers fill in id, times, commit."""
     return {
         "kind": kind,
         "name": None,
@@ -179,7 +180,7 @@ def capture_commit(
         return None, []
     if values.empty:
         return None, values.warnings
-    record = _base_record(kind, values)
+    record = base_record(kind, values)
     run_id = records.derived_id(kind, info.sha)
     started = records.epoch_iso(info.author_time)
     when = records.epoch_iso(info.commit_time)
@@ -201,7 +202,7 @@ def capture_commit(
     )
     # the event's time is when it was captured (microseconds): it orders runs of commits
     # made within one second; started/ended keep the commit's own times
-    return _finish(record, run_id, records.now_iso()), values.warnings
+    return finish_record(record, run_id, records.now_iso()), values.warnings
 
 
 def capture_workspace(
@@ -217,7 +218,7 @@ def capture_workspace(
     if commit_rev and info is None:
         raise InputError(f"--commit {commit_rev}: not a commit in this repository")
     kind = "ci" if commit_rev else "workspace"
-    record = _base_record(kind, values)
+    record = base_record(kind, values)
     run_id = records.new_id()
     when = records.now_iso()
     record.update(
@@ -235,10 +236,11 @@ def capture_workspace(
         deps=_workdir_deps(repo, config),
         datasets=_workdir_datasets(repo, record["warnings"]),
     )
-    return _finish(record, run_id, when)
+    return finish_record(record, run_id, when)
 
 
-def _finish(record: dict[str, Any], run_id: str, when: str) -> dict[str, Any]:
+def finish_record(record: dict[str, Any], run_id: str, when: str) -> dict[str, Any]:
+    """A run body as a ledger event: secrets scrubbed, wrapped in the envelope (id, time)."""
     return records.envelope("run", scrub(record), event_id=run_id, time=when)
 
 

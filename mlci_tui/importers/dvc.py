@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlci_tui import config as config_mod
-from mlci_tui.capture import Limits, MetricsRead, _parse_yaml12, decode, read_table_metrics
+from mlci_tui.capture import Limits, MetricsRead, decode, parse_yaml12, read_table_metrics
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.dvc_files import Declared, DvcReader
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
-from mlci_tui.runs import Values, _base_record, _finish, read_values
+from mlci_tui.runs import Values, base_record, finish_record, read_values
 from mlci_tui.sources import literal_prefix, matches
 
 KNOWN_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
@@ -232,7 +232,7 @@ class DvcImporter:
         if path not in data:
             return
         try:
-            tree = _parse_yaml12(path, decode(path, data[path], self.limits))
+            tree = parse_yaml12(path, decode(path, data[path], self.limits))
         except InputError as exc:
             values.warnings.append(str(exc))
             return
@@ -315,7 +315,7 @@ class DvcImporter:
         values, extra, declared = self.values(commit.sha)
         if values.empty:
             return None, values.warnings
-        record = _base_record(kind, values)
+        record = base_record(kind, values)
         run_id = records.derived_id(kind, commit.sha)
         record.update(
             run_id=run_id,
@@ -334,7 +334,7 @@ class DvcImporter:
         )
         record["import"] = extra
         # the event time is the commit's: two clones importing one history write the same bytes
-        return _finish(record, run_id, records.epoch_iso(commit.commit_time)), values.warnings
+        return finish_record(record, run_id, records.epoch_iso(commit.commit_time)), values.warnings
 
 
 def _read_plot(path: str, data: bytes, limits: Limits) -> MetricsRead:

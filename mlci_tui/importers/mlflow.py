@@ -17,7 +17,7 @@ from mlci_tui.gitio import Repo
 from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.mlflow_store import MlflowRun, ModelVersion, Store, latest, open_store
 from mlci_tui.ledger import events, records
-from mlci_tui.runs import CommitInfo, Values, _base_record, _finish, commit_info
+from mlci_tui.runs import CommitInfo, Values, base_record, commit_info, finish_record
 
 FILE = "mlflow"  # the `file` of every MLflow param and metric (names keep their `/`)
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
@@ -61,7 +61,7 @@ def run_record(
         values.params[FILE] = dict(sorted(run.params.items()))
     if run.metrics:
         values.metrics[FILE] = {key: latest(points).value for key, points in sorted(run.metrics.items())}
-    record = _base_record("import", values)
+    record = base_record("import", values)
     record["steps"] = [[FILE, key, p.step, p.value] for key, points in sorted(run.metrics.items()) for p in points]
     rid = run_id_for(run.run_id)
     sha = run.tags.get(GIT_COMMIT_TAG)
@@ -92,7 +92,7 @@ def run_record(
         "linked": bool(linked and sha),
     }
     when = _iso(run.start_time) or _iso(run.end_time) or records.now_iso()
-    return _finish(record, rid, when)
+    return finish_record(record, rid, when)
 
 
 def promotions(model: ModelVersion, known: set[str]) -> list[dict[str, Any]]:

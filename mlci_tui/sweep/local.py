@@ -9,8 +9,10 @@ state the ledger does not hold; a second `sweep start` can join or take over at 
 
 from __future__ import annotations
 
+import queue as queue_mod
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,33 +104,80 @@ class Coordinator:
         return not queue.leases(self.repo, self.sweep_id)
 
 
+class PoolWorker:
+    """One long-lived worker process, fed one lease at a time on its stdin."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlci_tui.sweep.worker", "--serve", str(repo.root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.trial: str | None = None
+        self.finished: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.finished.put(line.split()[0] if line.strip() else "")
+
+    def assign(self, trial_id: str, lease: Path) -> None:
+        assert self.proc.stdin is not None
+        self.trial = trial_id
+        self.proc.stdin.write(f"{lease}\n")
+        self.proc.stdin.flush()
+
+    def poll(self) -> bool:
+        """True while the process lives; frees it when its trial is recorded."""
+        while not self.finished.empty():
+            self.finished.get()
+            self.trial = None
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        self.proc.wait()
+
+
 def run(repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None]) -> Sweep:
     """Run every queued trial of the sweep with `jobs` local workers; returns the final state."""
     coord = Coordinator(repo, sweep_ref, jobs, say)
     (queue.queue_dir(repo, coord.sweep_id) / "cancel").unlink(missing_ok=True)
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    pool: list[PoolWorker] = []
     worker = events.worker_name("local")
     try:
         while True:
-            for tid, proc in list(children.items()):
-                if proc.poll() is not None:
-                    del children[tid]
-            coord.housekeeping(set(children))
-            room = coord.jobs - len(children)
+            for member in list(pool):
+                if not member.poll():  # died (killed): its lease expires and the trial is queued again
+                    pool.remove(member)
+                    member.close()
+            active = {m.trial for m in pool if m.trial}
+            coord.housekeeping(active)
+            idle = [m for m in pool if m.trial is None]
+            room = coord.jobs - len(active)
             if room > 0:
                 for job, lease in coord.claim(room, worker):
-                    children[job.trial_id] = subprocess.Popen(
-                        [sys.executable, "-m", "mlci_tui.sweep.worker", str(lease), str(repo.root)],
-                        stdin=subprocess.DEVNULL,
-                    )
-                    queue.update(lease, pid=children[job.trial_id].pid)  # its death is visible at once
+                    if not idle:
+                        pool.append(PoolWorker(repo))
+                        idle.append(pool[-1])
+                    member = idle.pop()
+                    queue.update(lease, pid=member.proc.pid)  # its death is visible at once
+                    member.assign(job.trial_id, lease)
+                    active.add(job.trial_id)
                     say(f"trial {job.sweep_name}-{job.number} started (attempt {job.attempt}) {_fmt(job.params)}")
-            if coord.finished(set(children)):
+            if coord.finished(active):
                 break
             time.sleep(POLL)
     finally:
-        for proc in children.values():
-            proc.wait()
+        for member in pool:
+            member.close()
     coord.state.refresh()
     return coord.sweep
 

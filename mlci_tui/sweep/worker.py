@@ -1,8 +1,11 @@
-"""One local worker process: runs the trial named by its lease, records it, releases the lease.
+"""Local worker processes: each runs trials named by their leases, records them, releases the leases.
 
-Started by the local executor as `python -m mlci_tui.sweep.worker LEASE ROOT`. The job is
-read from the lease file, so the worker never queries the ledger; it writes its own pid
-into the lease (so a coordinator can see it die) and touches the lease while it runs.
+`python -m mlci_tui.sweep.worker --serve ROOT` is a long-lived pool worker: it reads one
+lease path per line on stdin and answers with the trial id on stdout when that trial is
+recorded, so interpreter start and imports are paid once per worker, not once per trial.
+`python -m mlci_tui.sweep.worker LEASE ROOT` runs a single trial. The job is read from the
+lease file, so a worker never queries the ledger; it writes its own pid into the lease (so
+a coordinator sees it die) and touches the lease while the trial runs.
 """
 
 from __future__ import annotations
@@ -16,13 +19,12 @@ from mlci_tui.sweep import events, queue
 from mlci_tui.sweep.runner import TrialJob, append_outcome, run_trial
 
 
-def main(argv: list[str]) -> int:
-    lease, root = Path(argv[0]), argv[1]
+def run_one(repo: Repo, lease: Path) -> str | None:
+    """Run the trial of `lease`; returns its final state, or None when the lease is gone."""
     data = queue.read_lease_data(lease)
     if data is None:
         print(f"mlci sweep worker: lease {lease} is gone", file=sys.stderr)
-        return 2
-    repo = Repo.find(root)
+        return None
     job = TrialJob.from_json(data["job"])
     queue.update(lease, pid=os.getpid())
     outcome = run_trial(
@@ -34,7 +36,26 @@ def main(argv: list[str]) -> int:
     )
     append_outcome(repo, outcome)
     queue.release(lease)
-    return 0 if outcome.state == "done" else 1
+    return outcome.state
+
+
+def serve(root: str) -> int:
+    repo = Repo.find(root)
+    for line in sys.stdin:
+        lease = Path(line.strip())
+        if not line.strip():
+            continue
+        state = run_one(repo, lease)
+        sys.stdout.write(f"{lease.name.removesuffix('.lease')} {state}\n")
+        sys.stdout.flush()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--serve":
+        return serve(argv[1])
+    state = run_one(Repo.find(argv[1]), Path(argv[0]))
+    return 0 if state == "done" else (2 if state is None else 1)
 
 
 if __name__ == "__main__":

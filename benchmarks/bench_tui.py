@@ -1,4 +1,6 @@
-"""Benchmarks of `mlci tui` (not collected by pytest): python benchmarks/bench_tui.py [N ...]
+"""Benchmarks of `mlci tui` (not collected by pytest).
+
+    python benchmarks/bench_tui.py [--rounds R] [--against DIR] [--no-paint] [N ...]
 
 For each ledger size N (default 1000 10000) it builds, once, a repository whose ledger holds
 N runs (6 params, 4 metrics, 2 step series of 10 steps each), warms the DuckDB cache, and
@@ -9,14 +11,19 @@ measures:
   the same after deleting the cache (cold: the cache is built from the ledger first);
 - peak RSS of that process;
 - filter and sort latency in a running app, driven by Pilot: from pressing enter (or `s`)
-  to the next frame showing the new result; median of several actions;
-- the query alone (`data.load_view`), median.
+  to the next frame showing the new result; 12 filters and 6 sorts per round, each round
+  in a fresh process (whose peak RSS is reported too);
+- the query alone (`data.load_view`, as the app timed it), median.
 
-Numbers go to stdout as a Markdown table.
+`--against DIR` runs the same filter/sort rounds with the `mlci_tui` package found in DIR
+(for example an older commit: `git archive REV mlci_tui | tar -x -C DIR`), interleaved
+round by round with the current one, and reports the ratio. Numbers go to stdout as
+Markdown tables.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -186,37 +193,104 @@ async def actions(root: Path) -> dict[str, list[float]]:
     return out
 
 
-def main(sizes: list[int]) -> None:
-    rows = []
+def actions_in_child(root: Path, package_dir: str | None) -> dict[str, Any]:
+    """One round of filters and sorts in a fresh process (with `package_dir` first on the path)."""
+    env = dict(os.environ)
+    if package_dir:
+        env["PYTHONPATH"] = package_dir + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child-actions", str(root)], capture_output=True, text=True, env=env, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def child_actions(root: Path) -> None:
+    import resource
+
+    out: dict[str, Any] = dict(asyncio.run(actions(root)))
+    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    import duckdb
+    import pyarrow
+    import textual.app  # noqa: F401  (textual has no __version__ of its own)
+
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; python {sys.version.split()[0]}, "
+        f"textual {version('textual')}, duckdb {duckdb.__version__}, pyarrow {pyarrow.__version__}; "
+        f"{os.cpu_count()} cores; load average {load}"
+    )
+
+
+def ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.0f} / {max(values) * 1000:.0f}"
+
+
+def main(sizes: list[int], *, rounds: int, against: str | None, paint: bool) -> None:
+    print(f"<!-- {versions()} -->")
+    paint_rows = []
+    action_rows = []
     for n in sizes:
         root = build(n)
-        warm = [first_paint(root) for _ in range(3)]
-        cold = cold_first_paint(root)
-        acts = asyncio.run(actions(root))
-        rows.append(
-            (
-                n,
-                statistics.median(r["seconds"] for r in warm),
-                cold["seconds"],
-                max(r["rss_mb"] for r in warm),
-                statistics.median(acts["filter"]),
-                max(acts["filter"]),
-                statistics.median(acts["sort"]),
-                statistics.median(acts["query"]),
+        if paint:
+            warm = [first_paint(root) for _ in range(3)]
+            cold = cold_first_paint(root)
+            assert all(r["rows"] == n for r in warm), warm
+            paint_rows.append(
+                (n, statistics.median(r["seconds"] for r in warm), cold["seconds"], max(r["rss_mb"] for r in warm))
             )
-        )
-        assert all(r["rows"] == n for r in warm), warm
+        variants = {"now": None, **({"against": against} if against else {})}
+        samples: dict[str, dict[str, list[float]]] = {
+            v: {"filter": [], "sort": [], "query": [], "rss": []} for v in variants
+        }
+        for _ in range(rounds):
+            for name, package_dir in variants.items():
+                got = actions_in_child(root, package_dir)
+                for key in ("filter", "sort", "query"):
+                    samples[name][key] += got[key]
+                samples[name]["rss"].append(got["rss_mb"])
+        action_rows.append((n, samples))
+    if paint_rows:
+        print("| runs | first paint, warm cache (s) | first paint, cold cache (s) | peak RSS (MB) |")
+        print("|---|---|---|---|")
+        for n, warm_s, cold_s, rss in paint_rows:
+            print(f"| {n:,} | {warm_s:.2f} | {cold_s:.2f} | {rss:.0f} |")
+        print()
     print(
-        "| runs | first paint, warm cache (s) | first paint, cold cache (s) | peak RSS (MB) |"
-        " filter, median / max (ms) | sort, median (ms) | query alone, median (ms) |"
+        "| runs | code | filter, median / max (ms) | sort, median / max (ms) | query alone, median / max (ms) |"
+        " peak RSS (MB) | n (filter, sort) |"
     )
     print("|---|---|---|---|---|---|---|")
-    for n, warm_s, cold_s, rss, f_med, f_max, s_med, q_med in rows:
-        print(
-            f"| {n:,} | {warm_s:.2f} | {cold_s:.2f} | {rss:.0f} | {f_med * 1000:.0f} / {f_max * 1000:.0f} |"
-            f" {s_med * 1000:.0f} | {q_med * 1000:.0f} |"
-        )
+    for n, samples in action_rows:
+        for name, got in samples.items():
+            label = "this checkout" if name == "now" else f"`{against}`"
+            print(
+                f"| {n:,} | {label} | {ms(got['filter'])} | {ms(got['sort'])} | {ms(got['query'])} |"
+                f" {max(got['rss']):.0f} | {len(got['filter'])}, {len(got['sort'])} |"
+            )
+        if "against" in samples:
+            now, old = samples["now"], samples["against"]
+            ratios = [statistics.median(old[k]) / statistics.median(now[k]) for k in ("filter", "sort", "query")]
+            print(f"| {n:,} | ratio (against / this) | x{ratios[0]:.2f} | x{ratios[1]:.2f} | x{ratios[2]:.2f} | | |")
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [1000, 10000])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[1000, 10000])
+    parser.add_argument("--rounds", type=int, default=1, help="filter/sort rounds per size (fresh process each)")
+    parser.add_argument("--against", help="a directory holding another mlci_tui package, interleaved round by round")
+    parser.add_argument("--no-paint", action="store_true", help="skip the first-paint measurements")
+    parser.add_argument("--child-actions", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_actions:
+        child_actions(Path(args.child_actions))
+    else:
+        main(args.sizes, rounds=args.rounds, against=args.against, paint=not args.no_paint)

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 SETTINGS_FILE = "tui.json"
 PAGE_ROWS = 128  # rows read from DuckDB at a time
+# Up to this many runs in the ledger, a view reads every matching row's values in one query
+# (and a sort reorders them in memory); above it, the ordered ids and the pages in sight.
+FULL_VIEW_RUNS = 20_000
 DEFAULT_METRIC_COLUMNS = 8
 DEFAULT_PARAM_COLUMNS = 8
 BASELINE_STAGE = "deployed"
@@ -110,10 +113,22 @@ class ViewResult:
     select_binds: list[Any]
     baseline: Baseline | None
     seconds: float = 0.0
+    # every row's values (a view of a small ledger): its columns are c0 (the run id), one per
+    # `Column.source`, then n<source> (each param as a number, for sorting in memory)
+    table: pyarrow.Table | None = None
 
     @property
     def count(self) -> int:
         return len(self.ids)
+
+    def page(self, number: int) -> list[Row] | None:
+        """A page of rows if it was read (always, for a complete view), else None."""
+        rows = self.pages.get(number)
+        if rows is None and self.table is not None:
+            part = self.table.slice(number * PAGE_ROWS, PAGE_ROWS)
+            rows = list(zip(*(c.to_pylist() for c in part.columns))) if part.num_rows else []
+            self.pages[number] = rows
+        return rows
 
     def index_of(self, run_id: str) -> int | None:
         """The row of `run_id` in this view, or None."""
@@ -203,7 +218,7 @@ def build_columns(
     return columns
 
 
-def _select_list(columns: Sequence[Column]) -> tuple[str, list[Any]]:
+def _select_list(columns: Sequence[Column], *, numbers: bool = False) -> tuple[str, list[Any]]:
     parts = ["run_id AS c0"]
     binds: list[Any] = []
     seen: set[int] = {0}
@@ -221,6 +236,11 @@ def _select_list(columns: Sequence[Column]) -> tuple[str, list[Any]]:
             binds.append(col.name)
         elif col.kind == "tags":
             parts.append(f"{TAGS_SQL} AS c{col.source}")
+    if numbers:  # params also as numbers, after every shown column: sorting in memory orders them like SQL
+        for col in columns:
+            if col.kind == "param":
+                parts.append(f"TRY_CAST(params[?] AS DOUBLE) AS n{col.source}")
+                binds.append(col.name)
     return ", ".join(parts), binds
 
 
@@ -276,20 +296,68 @@ def load_view(
         select, binds = _select_list(columns)
         where = f"WHERE {compiled.sql}" if compiled.sql else ""
         order, order_binds = order_clause(spec.sort_key, spec.descending)
-        sql = f"SELECT run_id FROM {compiled.source()} {where} {order}"
+        complete = info.total <= FULL_VIEW_RUNS
+        shown, shown_binds = _select_list(columns, numbers=True) if complete else ("run_id", [])
+        sql = f"SELECT {shown} FROM {compiled.source()} {where} {order}"
         try:
-            ids = con.sql(sql, params=[*compiled.join_binds, *compiled.binds, *order_binds]).to_arrow_table()
+            binds_all = [*shown_binds, *compiled.join_binds, *compiled.binds, *order_binds]
+            table = con.sql(sql, params=binds_all).to_arrow_table()
         except duckdb.Error as exc:
             prefix = "SQL" if compiled.raw else "filter"
             raise FilterError(f"{prefix}: {_first_line(exc)}") from None
-        result = ViewResult(spec, info, columns, ids.column(0), {}, select, binds, baseline)
-        wanted = {0}
-        row = result.index_of(keep) if keep else None
-        if row is not None:
-            wanted |= {row // PAGE_ROWS + d for d in (-1, 0, 1)}
-        result.pages = read_pages(con, result, wanted)
+        result = ViewResult(
+            spec, info, columns, table.column(0), {}, select, binds, baseline, table=table if complete else None
+        )
+        if not complete:
+            wanted = {0}
+            row = result.index_of(keep) if keep else None
+            if row is not None:
+                wanted |= {row // PAGE_ROWS + d for d in (-1, 0, 1)}
+            result.pages = read_pages(con, result, wanted)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def sort_view(result: ViewResult, key: str, descending: bool) -> ViewResult | None:
+    """A complete view in another order, sorted in memory (no query); None when the view is
+    not complete or `key` is not one of its columns. Orders exactly like `order_clause`."""
+    import pyarrow.compute as pc
+
+    started = time.perf_counter()
+    by_key = {c.key: c for c in result.columns}
+    col = by_key.get(key)
+    if result.table is None or col is None or "time" not in by_key:
+        return None
+    order = "descending" if descending else "ascending"
+    keys: list[tuple[str, str]] = []
+    if col.kind == "param":
+        keys = [(f"n{col.source}", order), (f"c{col.source}", order)]
+    else:
+        keys = [(f"c{col.source}", order)]
+    keys += [(f"c{by_key['time'].source}", "descending"), ("c0", "ascending")]
+    table = result.table
+    if col.kind == "param":  # text only where the value is not a number, as in the SQL
+        import pyarrow as pa
+
+        name = f"c{col.source}"
+        text = table.column(name)
+        text = pc.if_else(pc.is_valid(table.column(f"n{col.source}")), pa.scalar(None, text.type), text)
+        table = table.set_column(table.schema.get_field_index(name), name, text)
+    indices = pc.sort_indices(table, sort_keys=keys)  # nulls and NaN last, as in the SQL
+    table = result.table.take(indices)
+    spec = ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
+    return ViewResult(
+        spec,
+        result.info,
+        result.columns,
+        table.column(0),
+        {},
+        result.select,
+        result.select_binds,
+        result.baseline,
+        time.perf_counter() - started,
+        table=table,
+    )
 
 
 def read_pages(con: duckdb.DuckDBPyConnection, result: ViewResult, numbers: Iterable[int]) -> dict[int, list[Row]]:
@@ -317,6 +385,9 @@ def load_pages(repo: Repo, result: ViewResult, numbers: Iterable[int]) -> dict[i
 def load_rows(repo: Repo, result: ViewResult) -> list[Row]:
     """Every row of a view, in its order (for export)."""
     import pyarrow as pa
+
+    if result.table is not None:
+        return [r for n in range((result.count + PAGE_ROWS - 1) // PAGE_ROWS) for r in result.page(n) or []]
 
     order = pa.table({"_rid": result.ids, "_pos": pa.array(range(result.count), pa.int64())})
     with open_cache(repo) as con:

@@ -119,6 +119,7 @@ def test_rows_are_read_page_by_page_as_they_scroll_into_sight(lab: Path, monkeyp
     from mlci_tui.tui.widgets import run_table
 
     monkeypatch.setattr(data, "PAGE_ROWS", 4)
+    monkeypatch.setattr(data, "FULL_VIEW_RUNS", 10)  # a large ledger, as far as the view knows
     monkeypatch.setattr(run_table, "PAGE", 4)
     append_runs(
         lab,
@@ -137,13 +138,22 @@ def test_rows_are_read_page_by_page_as_they_scroll_into_sight(lab: Path, monkeyp
         assert sorted(t._pages.keys()) == [0, 1, 2, 3, 4]  # the pages on screen, and the next one
         await pilot.press("end")
         await settle(pilot)
-        assert t.current_run_id == t.run_ids()[-1] and "old-00" in screen_text(app)
+        rid_old_00 = t.run_ids()[-1]
+        assert t.current_run_id == rid_old_00 and "old-00" in screen_text(app)
         assert 8 not in t._pages  # pages in between were never read
         await pilot.press("r")
         await settle(pilot)
         result = app.runs_screen.result
         assert result is not None and sorted(result.pages) == [0, 15, 16]  # the cursor's page came with the view
         assert t.current_run_id == t.run_ids()[-1] and "old-00" in screen_text(app)
+        await goto_column(pilot, app, "subject")
+        await pilot.press("s")  # a sort over a large ledger is a query
+        await settle(pilot)
+        result = app.runs_screen.result
+        assert result is not None and result.table is None and result.spec.sort_key == "subject"
+        subjects = [t._cells(i)[4][0] for i in range(8)]  # pages 0 and 1: read with the view
+        assert subjects[:3] == ["Baseline: logistic regression", "Raise learning rate", "Switch to a small CNN"]
+        assert subjects == sorted(subjects) and t.current_run_id == rid_old_00  # the cursor kept its run
 
     run_app(lab, scenario, size=(120, 20))
 

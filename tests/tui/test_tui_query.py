@@ -135,18 +135,44 @@ def test_directions_come_from_the_config(lab: Path) -> None:
     assert result.baseline is not None and result.baseline.metrics["acc"] == 0.71
 
 
-def test_sorting_orders_numbers_then_nan_then_missing_and_pages_follow_the_order(lab: Path, tmp_path: Path) -> None:
-    """Each sort is an ORDER BY in DuckDB over the run ids; the pages of values read for the
-    view (and for export) follow that order row by row."""
+@pytest.fixture(scope="module")
+def lab_plus(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab and a run with no metrics and a text `lr`."""
     from tui_helpers import append_runs, copy_repo
 
-    lab = copy_repo(lab, tmp_path / "repo")
-    append_runs(lab, [dict(name="no-metrics", params={"lr": "high"}, time="2025-03-08T09:00:00.000000Z")])
-    repo = Repo.find(lab)
+    root = copy_repo(lab, tmp_path_factory.mktemp("plus") / "repo")
+    append_runs(root, [dict(name="no-metrics", params={"lr": "high"}, time="2025-03-08T09:00:00.000000Z")])
+    return root
+
+
+def test_sorting_in_memory_orders_like_sql(lab_plus: Path) -> None:
+    """A complete view (a small ledger) is sorted in memory with pyarrow (key `s` or a header
+    click); a view of a large ledger, and a live refresh, sort with ORDER BY. Same order."""
+    repo = Repo.find(lab_plus)
+    base = data.load_view(repo, data.ViewSpec(baseline=rid("b")), lambda m: None)
+    assert base.table is not None
+    for column in base.columns:
+        for descending in (False, True):
+            spec = data.ViewSpec(baseline=rid("b"), sort_key=column.key, descending=descending)
+            by_sql = data.load_view(repo, spec, lambda m: None).ids.to_pylist()
+            in_memory = data.sort_view(base, column.key, descending)
+            assert in_memory is not None
+            assert in_memory.ids.to_pylist() == by_sql, (column.key, descending)
+    assert data.sort_view(base, "m:no-such-metric", True) is None
+
+
+def test_sorting_orders_numbers_then_nan_then_missing_and_pages_follow_the_order(
+    lab_plus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a large ledger a view is the ordered run ids and pages of values read by id; the
+    pages (and the rows export reads) follow the ORDER BY row by row."""
+    monkeypatch.setattr(data, "FULL_VIEW_RUNS", 0)
+    repo = Repo.find(lab_plus)
     for column in data.load_view(repo, data.ViewSpec(baseline=rid("b")), lambda m: None).columns:
         for descending in (False, True):
             spec = data.ViewSpec(baseline=rid("b"), sort_key=column.key, descending=descending)
             result = data.load_view(repo, spec, lambda m: None)
+            assert result.table is None
             ids = result.ids.to_pylist()
             assert [r[0] for r in result.pages[0]] == ids == [r[0] for r in data.load_rows(repo, result)]
             if column.kind != "metric":
@@ -165,6 +191,7 @@ def test_sorting_orders_numbers_then_nan_then_missing_and_pages_follow_the_order
 
 def test_pages_around_the_kept_run_are_read_with_the_view(lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data, "PAGE_ROWS", 2)
+    monkeypatch.setattr(data, "FULL_VIEW_RUNS", 0)
     repo = Repo.find(lab)
     ids = data.load_view(repo, data.ViewSpec(), lambda m: None).ids.to_pylist()
     result = data.load_view(repo, data.ViewSpec(), lambda m: None, keep=ids[5])

@@ -237,7 +237,27 @@ class RunsScreen(Screen[None]):
             descending = (
                 key == "time" or direction == "max" or (column is not None and direction is None and column.numeric)
             )
-        self.reload(self.want(sort_key=key, descending=descending))
+        if self.result is not None and self.result.table is not None and not self.busy:
+            self.wanted = self.want(sort_key=key, descending=descending)
+            self.generation += 1
+            self.busy = True
+            self._sort(self.generation, self.result, key, descending)
+        else:
+            self.reload(self.want(sort_key=key, descending=descending))
+
+    @work(thread=True, group="view", exit_on_error=False)
+    def _sort(self, generation: int, result: data.ViewResult, key: str, descending: bool) -> None:
+        """Sort a complete view in memory; a query when it is not complete or lacks the column."""
+        try:
+            sorted_result = data.sort_view(result, key, descending)
+        except Exception as exc:
+            self.post_message(Failed("view", generation, display(f"{type(exc).__name__}: {exc}")))
+            return
+        if sorted_result is None:
+            spec = data.ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
+            self.app.call_from_thread(self._load, generation, spec, self.info, self.table.current_run_id)
+            return
+        self.post_message(Loaded("view", generation, sorted_result))
 
     def action_mark(self) -> None:
         if self.table.toggle_mark():

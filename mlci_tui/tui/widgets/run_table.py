@@ -150,8 +150,12 @@ class RunTable(ScrollView, can_focus=True):
     def _page(self, number: int) -> list[Row] | None:
         """A page of rows, or None while it is being read (a worker is asked to)."""
         page = self._pages.get(number)
-        if page is None:
-            self._want(number)
+        if page is None and self.result is not None:
+            page = self.result.page(number)  # read with the view (a complete view has every page)
+            if page is None:
+                self._want(number)
+            else:
+                self._pages[number] = page
         return page
 
     def _want(self, number: int) -> None:
@@ -244,7 +248,8 @@ class RunTable(ScrollView, can_focus=True):
     def _measure(self) -> list[int]:
         widths = []
         rows = range(min(self.row_count, WIDTH_SAMPLE))
-        sample = [self._cells(i) for i in rows if (i // PAGE) in self._pages]  # rows read (never asks for more)
+        # the rows read with the view (measuring never asks for more)
+        sample = [self._cells(i) for i in rows if self.result is not None and self.result.page(i // PAGE) is not None]
         for n, col in enumerate(self.columns):
             if col.kind == "flags":
                 widths.append(2)

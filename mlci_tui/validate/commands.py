@@ -75,13 +75,11 @@ def _profile_at(repo: Repo, user_path: str, where: str) -> tuple[DatasetSpec, so
     try:
         content = source.resolve(repo, spec.path, where, v.scratch)
         profile = v.profile_of(content.content_hash)
-        if profile is None or not all(
-            profile.get("columns", {}).get(c, {}).get("histogram")
-            for c in v._categorical(spec)
-            if c in profile.get("columns", {})
-        ):
+        columns = (profile or {}).get("columns", {})
+        wanted = [n for n, c in columns.items() if "mean" in c or n in v._categorical(spec)]
+        if profile is None or not all(columns[n].get("histogram") for n in wanted):
             try:
-                profile = v._profile_only(spec, content)
+                profile = v._profile_only(spec, content, full=True)
             except engine.DataError as exc:
                 raise InputError(f"cannot read {spec.path} as {spec.format}: {exc}", exit_code=EXIT_FAILED) from None
         v.flush()

@@ -378,7 +378,10 @@ def _orderable(t: str) -> bool:
     return not any(t.startswith(p) for p in ("STRUCT", "MAP", "UNION", "JSON")) and not t.endswith("]")
 
 
-def profile_aggregates(plan_: Plan, categorical: set[str]) -> list[tuple[str, str]]:
+def profile_aggregates(plan_: Plan, histograms: set[str] | None) -> list[tuple[str, str]]:
+    """Statistics of every profiled column; histograms (a quantile sketch for numeric columns,
+    value counts for others) only for `histograms` (drift and allowed-value columns: the sketch
+    is the costliest aggregate), or for every numeric column when None."""
     aggs: list[tuple[str, str]] = []
     for i, col in enumerate(plan_.profile_columns):
         v = col.value
@@ -392,8 +395,9 @@ def profile_aggregates(plan_: Plan, categorical: set[str]) -> list[tuple[str, st
             d = f"CAST({v} AS DOUBLE)"
             aggs.append((f"p{i}_mean", f"avg({d})"))
             aggs.append((f"p{i}_std", f"stddev_samp({d})"))
-            aggs.append((f"p{i}_q", f"approx_quantile({d}, {QUANTILE_LEVELS})"))
-        elif col.name in categorical:
+            if histograms is None or col.name in histograms:
+                aggs.append((f"p{i}_q", f"approx_quantile({d}, {QUANTILE_LEVELS})"))
+        elif histograms is not None and col.name in histograms:
             aggs.append((f"p{i}_h", f"histogram(CAST({v} AS VARCHAR))"))
     return aggs
 
@@ -422,7 +426,7 @@ def cell(value: Any) -> Any:
 
 
 def run_plan(
-    con: duckdb.DuckDBPyConnection, rel: str, plan_: Plan, spec: DatasetSpec, categorical: set[str]
+    con: duckdb.DuckDBPyConnection, rel: str, plan_: Plan, spec: DatasetSpec, histograms: set[str] | None
 ) -> tuple[int, dict[str, Any], list[CheckResult]]:
     """The one aggregate pass, then targeted queries for the checks that failed."""
     import duckdb
@@ -433,7 +437,7 @@ def run_plan(
             aggs.append((f"c{n}", f"count_if({p.predicate})"))
         elif p.aggregate:
             aggs.append((f"c{n}", p.aggregate))
-    aggs += profile_aggregates(plan_, categorical)
+    aggs += profile_aggregates(plan_, histograms)
     sql = "SELECT " + ", ".join(f"{expr} AS {key}" for key, expr in aggs) + f" FROM {rel}"
     row = con.execute(sql).fetchone()
     assert row is not None

@@ -206,6 +206,7 @@ class Validator:
         return profile
 
     def _categorical(self, spec: DatasetSpec) -> set[str]:
+        """Columns whose profile carries a histogram: drift columns, allowed-value and bool columns."""
         names = set()
         if spec.compare and spec.compare.get("drift"):
             names |= set(spec.compare["drift"]["columns"])
@@ -259,7 +260,7 @@ class Validator:
                 return
         result.checks += compare(old, profile, spec.compare, (base or "")[:12])
 
-    def _profile_only(self, spec: DatasetSpec, content: source.Content) -> dict[str, Any]:
+    def _profile_only(self, spec: DatasetSpec, content: source.Content, *, full: bool = False) -> dict[str, Any]:
         import duckdb
 
         if not content.local.is_file():
@@ -285,7 +286,8 @@ class Validator:
                     schema = engine.describe(con, "data")
                     plan = engine.plan(bare, schema, spec.format)
                     plan.checks = [p for p in plan.checks if p.result.check not in ("columns",)]
-                    rows, values, _ = engine.run_plan(con, "data", plan, bare, self._categorical(spec))
+                    wanted = None if full else self._categorical(spec)
+                    rows, values, _ = engine.run_plan(con, "data", plan, bare, wanted)
                     break
                 except duckdb.ConversionException as exc:
                     if all_varchar:

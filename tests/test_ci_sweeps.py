@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import commit, git, run_mlci
 from test_ci_jobs import Api, _serve, checkout, run_job
 
@@ -103,6 +104,19 @@ def test_sweep_start_dispatches_then_the_jobs_leave_every_result_in_the_upstream
     trials = json.loads(line.removeprefix("trials="))
     assert len(trials) == 2
 
+    # on GitLab the same step writes a child pipeline with one job per trial
+    gl_clone = checkout(upstream, "ci-gl-matrix", "main")
+    gl_env = {"GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "trigger", "MLCI_SWEEP": "grid", "MLCI_NO_HOOKS": "1"}
+    job = run_job("sweep-matrix", gl_clone, {**gl_env, "MLCI_INSTALL": "pip install mlci-tui==1.0"})
+    assert job.failed_step is None, job.results
+    child = yaml.safe_load((gl_clone / "mlci-sweep-trials.yml").read_text())
+    assert sorted(v["variables"]["MLCI_TRIAL"] for k, v in child.items() if k.startswith("mlci-trial-")) == sorted(
+        trials
+    )
+    for key, spec in child.items():
+        if key.startswith("mlci-trial-"):
+            assert spec["script"] == ["pip install mlci-tui==1.0", "mlci ci run ledger-pull", "mlci ci run sweep-trial"]
+
     # ... and one job per trial, each in its own fresh checkout
     for i, trial in enumerate(trials):
         clone = checkout(upstream, f"ci-trial-{i}", "main")
@@ -123,28 +137,7 @@ def test_sweep_start_dispatches_then_the_jobs_leave_every_result_in_the_upstream
     assert (tmp_path / "matrix-output").read_text().strip() == "trials=[]"
 
 
-def test_gitlab_matrix_writes_a_child_pipeline_with_one_job_per_trial(project: Path, upstream: Path) -> None:
-    assert run_mlci(project, "ledger", "push").returncode == 0
-    clone = checkout(upstream, "ci-gl-matrix", "main")
-    env = {
-        "GITLAB_CI": "true",
-        "CI_PIPELINE_SOURCE": "trigger",
-        "MLCI_SWEEP": "grid",
-        "MLCI_INSTALL": "pip install mlci-tui==1.0",
-        "MLCI_NO_HOOKS": "1",
-    }
-    job = run_job("sweep-matrix", clone, env)
-    assert job.failed_step is None, job.results
-    import yaml
-
-    doc = yaml.safe_load((clone / "mlci-sweep-trials.yml").read_text())
-    trial_jobs = {k: v for k, v in doc.items() if k.startswith("mlci-trial-")}
-    assert len(trial_jobs) == 2
-    for spec in trial_jobs.values():
-        assert spec["script"] == ["pip install mlci-tui==1.0", "mlci ci run ledger-pull", "mlci ci run sweep-trial"]
-
-
-def test_gitlab_dispatch_with_a_trigger_token_or_an_api_token(project: Path, api: Api) -> None:
+def test_gitlab_dispatch_and_failures(project: Path, api: Api) -> None:
     base = {"CI_API_V4_URL": f"{api.url}/api/v4", "CI_PROJECT_ID": "42"}
     res = run_mlci(project, "ci", "dispatch", "grid", "--host", "gitlab", env={**base, "GITLAB_TRIGGER_TOKEN": TRIGGER})
     assert res.returncode == 0, res.stderr
@@ -163,8 +156,8 @@ def test_gitlab_dispatch_with_a_trigger_token_or_an_api_token(project: Path, api
     assert req["body"] == {"ref": "main", "variables": [{"key": "MLCI_SWEEP", "value": "grid"}]}
     assert req["headers"]["private-token"] == TOKEN
 
-
-def test_dispatch_failures_are_one_line_and_never_show_the_token(project: Path, api: Api) -> None:
+    # failures: one line, the right exit code, never the token
+    api.requests.clear()
     env = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "acme/model"}
     res = run_mlci(project, "sweep", "start", "grid", "--executor", "ci", env=env)
     assert res.returncode == 2 and "GITHUB_TOKEN" in res.stderr and not api.requests

@@ -131,3 +131,17 @@ def test_workspace_sweep_runs_uncommitted_changes_without_touching_them(repo: Pa
     assert row["acc"] == 0.27  # 0.1 * 2 + 7 / 100: the snapshot's epochs
     assert (repo / "params.yaml").read_text() == "lr: 0.5\nepochs: 7\nsleep: 0\n"
     assert git(repo, "for-each-ref", "refs/mlci/snapshots/").strip()
+
+
+def test_datasets_are_placed_from_the_data_cache(repo: Path) -> None:
+    count = "import json; n = len(open('data/points.csv').read().splitlines()); json.dump({'acc': n}, open('metrics.json', 'w'))"
+    sweep_repo(repo, "  data:\n    params:\n      lr: [0.1]\n    metric: acc\n", command=f'python -c "{count}"')
+    write(repo, {"data/points.csv": "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(41))})
+    ok(run_mlci(repo, "data", "add", "data/points.csv"))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", "data as a pointer")
+    assert "data/points.csv\n" not in git(repo, "ls-files")  # only the pointer is in git
+    ok(run_mlci(repo, "sweep", "create", "data"))
+    ok(run_mlci(repo, "sweep", "start", "data"))
+    (row,) = status_json(repo, "data")
+    assert (row["state"], row["acc"]) == ("done", 42)

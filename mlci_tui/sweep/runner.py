@@ -93,6 +93,36 @@ def make_worktree(repo: Repo, job: TrialJob) -> Path:
     return path
 
 
+def link_datasets(repo: Repo, worktree: Path) -> list[str]:
+    """Place the datasets the worktree's pointer files name, from this clone's data cache.
+
+    The files come from the main checkout's cache (`.mlci/cache`), placed with the data
+    section's link mode (reflink, else copy; cache files are read-only). Returns the datasets
+    whose content is not in the cache (the trial then fails and says so).
+    """
+    listed = _git(repo, "-C", str(worktree), "ls-files", "-z", "--", "*.mlci", check=False).stdout
+    if not listed.strip(b"\0"):
+        return []
+    try:
+        from mlci_tui.data.add import data_settings
+        from mlci_tui.data.cache import DataCache
+        from mlci_tui.data.checkout import CheckoutResult, checkout_pointer
+        from mlci_tui.data.hashing import StatCache
+        from mlci_tui.data.status import workspace_pointers
+    except ImportError:  # an mlci without data support: the pointers stay as they are
+        return []
+    cache = DataCache.for_repo(repo.root)
+    result = CheckoutResult()
+    scratch = worktree / ".git-mlci-stat"  # a throwaway stat cache: the clone's own is keyed by its paths
+    stats = StatCache(scratch)
+    link = data_settings(repo.root)["link"]
+    for _file, pointer in workspace_pointers(worktree):
+        if pointer.origin == "mlci":
+            checkout_pointer(worktree, pointer, cache, stats, link, force=True, result=result)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return result.not_cached
+
+
 def remove_worktree(repo: Repo, path: Path) -> None:
     proc = _git(repo, "worktree", "remove", "--force", "--force", str(path), check=False)
     if proc.returncode != 0 or path.exists():
@@ -268,8 +298,14 @@ def run_trial(
     try:
         try:
             apply_params(worktree, job.params, job.spec["params_file"])
+            missing = link_datasets(repo, worktree)
         except MlciError as exc:
-            return _failed(job, base_fields, None, "", f"could not write params: {exc}")
+            return _failed(job, base_fields, None, "", f"could not prepare the trial: {exc}")
+        if missing:
+            missing_text = ", ".join(missing[:5])
+            return _failed(
+                job, base_fields, None, "", f"datasets not in the data cache: {missing_text} (mlci data pull)"
+            )
         code, err_tail, stopped = run_command(
             job, worktree, log, lease=lease, cancel_flag=cancel_flag, on_start=on_start
         )

@@ -177,6 +177,15 @@ def test_gc_keeps_what_branches_and_the_worktree_name(tracked: Path) -> None:
             ["data", "checkout"],
             "abs.mlci: dataset path '/etc/passwd' is absolute",
         ),
+        (lambda r: None, ["data", "add", "."], "is the repository itself"),
+        (
+            lambda r: (
+                (r / "out").symlink_to(r.parent)
+                or write(r, {"out.csv.mlci": "path: out/x.csv\nalgo: blake3\nhash: " + "a" * 64 + "\nsize: 1\n"})
+            ),
+            ["data", "checkout"],
+            "its folder leads outside the repository",
+        ),
         (
             lambda r: (r / "sym.mlci").symlink_to(r / "data/customers.csv.mlci"),
             ["data", "status"],

@@ -17,6 +17,15 @@ from mlci_tui.data.hashing import StatCache
 from mlci_tui.data.link import place
 from mlci_tui.data.pointer import Pointer
 from mlci_tui.data.status import file_hash, folder_hashes, select, workspace_pointers
+from mlci_tui.errors import InputError
+
+
+def check_parent_inside(root: Path, rel: str) -> None:
+    """A dataset's folder must not lead out of the repository through a symlinked directory."""
+    real_root = os.path.realpath(root)
+    parent = os.path.realpath(os.path.dirname(os.path.join(real_root, rel)))
+    if parent != real_root and not parent.startswith(real_root + os.sep):
+        raise InputError(f"{rel}: its folder leads outside the repository (a symlinked directory); nothing written")
 
 
 @dataclass
@@ -46,6 +55,7 @@ def checkout_pointer(
     force: bool,
     result: CheckoutResult,
 ) -> None:
+    check_parent_inside(root, p.path)
     if not p.is_dir:
         current = file_hash(root, p.path, p.algo, stat_cache, cache)
         if current == p.hash:

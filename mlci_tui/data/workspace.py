@@ -21,6 +21,8 @@ def repo_relpath(root: Path, user_path: str, cwd: Path | None = None) -> str:
     full = raw if raw.is_absolute() else cwd / raw
     full = Path(os.path.normpath(full))
     real_root = Path(os.path.realpath(root))
+    if os.path.realpath(full) == str(real_root):
+        raise InputError(f"{user_path}: is the repository itself; add the data files or folders in it")
     real_parent = Path(os.path.realpath(full.parent))
     try:
         rel_parent = real_parent.relative_to(real_root)

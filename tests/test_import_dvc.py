@@ -292,3 +292,155 @@ def test_values_equal_dvc_metrics_show(project: dict[str, Any]) -> None:
             assert mine == theirs, (sha, file)
             compared += 1
     assert compared >= 5
+
+
+# ------------------------------------------------------------------ speed paths
+# The importer parses plain params YAML with importers/simple_yaml.py, parses each blob once,
+# and fetches objects ahead in batches. These check that none of that changes a value.
+
+SCALARS = [
+    "1",
+    "0",
+    "-7",
+    "+1",
+    "017",
+    "0o17",
+    "0x1f",
+    "1_000",
+    "1.5",
+    "-0.25",
+    "1e-5",
+    "1E5",
+    "1.0e+3",
+    ".5",
+    "1.",
+    ".inf",
+    "-.inf",
+    ".nan",
+    "inf",
+    "nan",
+    "Infinity",
+    "true",
+    "False",
+    "TRUE",
+    "yes",
+    "NO",
+    "on",
+    "off",
+    "y",
+    "null",
+    "~",
+    "Null",
+    "adam",
+    "resnet-50",
+    "a/b",
+    "x.y",
+    "2023-01-01",
+    "1:20",
+    "'quoted str'",
+    '"dq str"',
+    "'it''s'",
+    '"esc\\n"',
+    "''",
+    "[1, 2.5, x]",
+    "[]",
+    "[a, [b]]",
+    "{a: 1}",
+    "a b",
+    "v # comment",
+    "&anc 1",
+    "=",
+    "<<",
+]
+KEYS = ["lr", "epochs", "batch_size", "a.b", "a/b", "x-y", "_private", "yes", "no", "on", "true", "null", "1", "k"]
+
+
+def _yaml_doc(rng: Any, depth: int = 0, indent: int = 0, width: int = 2) -> str:
+    lines = []
+    for key in rng.sample(KEYS, rng.randint(1, 5)):
+        pad = " " * indent
+        if rng.random() < 0.1:
+            lines.append(f"{pad}# a comment")
+        if depth < 3 and rng.random() < 0.3:
+            lines.append(f"{pad}{key}:")
+            lines.append(_yaml_doc(rng, depth + 1, indent + width, width))
+        elif rng.random() < 0.05:
+            lines.append(f"{pad}{key}:")  # an empty value: null
+        else:
+            lines.append(f"{pad}{key}: {rng.choice(SCALARS)}")
+    return "\n".join(lines)
+
+
+def test_simple_yaml_reads_what_yaml_1_2_reads() -> None:
+    """On generated documents, the fast reader either declines or gives exactly ruamel's YAML 1.2 values."""
+    import random
+
+    from ruamel.yaml import YAML
+
+    from mlci_tui.capture import parse_yaml12
+    from mlci_tui.errors import InputError
+    from mlci_tui.importers import simple_yaml
+
+    rng = random.Random(5)
+    simple = 0
+    for i in range(3000):
+        text = _yaml_doc(rng, width=rng.choice([2, 4])) + ("\n" if i % 2 else "")
+        got = simple_yaml.load(text)
+        if got is simple_yaml.NOT_SIMPLE:
+            continue
+        simple += 1
+        try:
+            expected = parse_yaml12("p.yaml", text)
+        except InputError as exc:
+            raise AssertionError(f"fast reader accepted what YAML 1.2 refuses: {text!r}: {exc}") from None
+        assert got == expected and repr(got) == repr(expected), text
+    assert simple > 300  # the generator reaches the fast path often enough to mean something
+    # the shape of a typical params.yaml is read by the fast path
+    typical = "train:\n  lr: 0.001\n  epochs: 20\n  optimizer: adam\n  layers: [64, 32]\nmodel:\n  dropout: 0.2\n"
+    assert simple_yaml.load(typical) == YAML(typ="safe", pure=True).load(typical)
+
+
+def test_long_history_through_batches_and_caches(tmp_path: Path) -> None:
+    """300 commits (two prefetch windows), params.yaml changing at some commits and shared by
+    others: every run holds exactly the values of its own commit's files."""
+    import random
+
+    from mlci_tui.capture import parse_yaml12
+    from mlci_tui.gitio import Repo
+    from mlci_tui.importers import dvc as dvc_import
+
+    root = tmp_path / "hist"
+    env = {**os.environ, **IDENTITY, "GIT_CONFIG_NOSYSTEM": "1"}
+    _git(root.parent, "init", "-q", "-b", "main", str(root), env=env)
+    rng = random.Random(3)
+    expected: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
+    chunks = []
+    params = ""
+    for i in range(300):
+        if i % 3 == 0:  # params change at every third commit; metrics at every commit
+            params = f"train:\n  lr: {rng.choice(['1e-3', '0.01', '5e-4'])}\n  seed: {i}\n  opt: {rng.choice(['adam', 'NO'])}\n"
+        metrics = json.dumps({"acc": round(rng.random(), 6), "val": {"loss": round(rng.random(), 6)}})
+        files = {"params.yaml": params, "metrics.json": metrics}
+        if i == 0:
+            files["dvc.yaml"] = "params:\n- params.yaml\nmetrics:\n- metrics.json\n"
+        chunks.append(
+            f"commit refs/heads/main\nmark :{i + 1}\ncommitter t <t@localhost> {1_700_000_000 + i} +0000\ndata 4\nc{i:03d}\n"
+            + "".join(f"M 100644 inline {n}\ndata {len(t.encode())}\n{t}\n" for n, t in files.items())
+            + "\n"
+        )
+        expected[f":{i + 1}"] = (parse_yaml12("params.yaml", params), json.loads(metrics))
+    subprocess.run(
+        ["git", "fast-import", "--quiet", "--export-marks=marks"],
+        cwd=root,
+        input="".join(chunks).encode(),
+        check=True,
+        env=env,
+    )
+    marks = dict(line.split() for line in (root / "marks").read_text().splitlines())
+    report = dvc_import.import_history(Repo.find(root), ["main"], dry_run=True)
+    assert len(report.added) == 300 and not report.warnings
+    by_commit = {r["commit"]: r for r in report.added}
+    for mark, (p, m) in expected.items():
+        record = by_commit[marks[mark]]
+        assert record["params"]["params.yaml"] == {f"train.{k}": v for k, v in p["train"].items()}
+        assert record["metrics"]["metrics.json"] == {"acc": m["acc"], "val.loss": m["val"]["loss"]}

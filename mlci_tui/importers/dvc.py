@@ -3,34 +3,54 @@
 Every commit is read from git objects, never checked out: experiment commits can name data
 that is not present, and the user's working tree is never touched. What a commit's DVC files
 declare decides what is read; values go through the same readers as a commit capture
-(`runs.read_values`), so names, limits and warnings are those of capture. A file that cannot
-be read at some commit is recorded as unparseable with its reason and the import goes on.
+(`capture.read_params`, `read_metrics`, `read_table_metrics`, in the order `runs.read_values`
+uses them), so names, limits and warnings are those of capture. A file that cannot be read at
+some commit is recorded as unparseable with its reason and the import goes on.
+
+Speed: each distinct blob is parsed once per import (most commits share most files), plain
+params YAML goes through `simple_yaml` (the full YAML 1.2 parser otherwise), and the files
+the previous commit read are fetched ahead for the next commits in batched `cat-file` runs.
 """
 
 from __future__ import annotations
 
 import posixpath
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from mlci_tui import config as config_mod
-from mlci_tui.capture import Limits, MetricsRead, decode, parse_yaml12, read_table_metrics
+from mlci_tui.capture import (
+    Limits,
+    MetricsRead,
+    Step,
+    as_number,
+    decode,
+    flatten,
+    parse_yaml12,
+    read_metrics,
+    read_params,
+    read_table_metrics,
+)
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
+from mlci_tui.importers import simple_yaml
 from mlci_tui.importers.common import ImportReport, append_new
-from mlci_tui.importers.dvc_files import Declared, DvcReader
+from mlci_tui.importers.dvc_files import DEFAULT_PARAMS, Declared, DvcReader
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
-from mlci_tui.runs import Values, base_record, finish_record, read_values
+from mlci_tui.runs import Values, base_record, finish_record
 from mlci_tui.sources import literal_prefix, matches
 
 KNOWN_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 EXPS_PREFIX = "refs/exps/"
 _SEP = "\x1f"
 _END = "\x1e"
-NONE = "\x00none"
+WINDOW = 256  # commits whose objects are fetched ahead in one batch
+PREFETCH_BYTES = 32 * 1024 * 1024  # at most this much blob data fetched ahead at once
+DEFAULT_HOT = {"dvc.yaml": 0, "params.yaml": 0, "metrics.json": 0, "dvclive/metrics.json": 0}
 
 
 @dataclass(frozen=True)
@@ -172,12 +192,59 @@ class DvcImporter:
         self.limits = limits or Limits.from_config(config_mod.validate({}, "mlci.yaml")["limits"])
         self.dvc = DvcReader(self.objects, self.limits)
         self._datasets = _dataset_reader()
+        self._reads: dict[tuple[str, ...], Any] = {}
+        self._hot: dict[str, int] = dict(DEFAULT_HOT)  # path -> size of the files the last commit read
+
+    def prefetch(self, roots: list[str]) -> None:
+        """Fetch ahead, in a few batched git processes, the files the last commit read, at each of `roots`.
+
+        A history mostly reads the same paths at every commit; fetching them per commit
+        would cost one round trip to `git cat-file` per object.
+        """
+        # as many roots as fit the byte budget and the blob cache (what is fetched must stay until read)
+        room = min(
+            PREFETCH_BYTES // max(sum(self._hot.values()), 1), self.objects.blob_capacity // max(len(self._hot), 1)
+        )
+        roots = roots[: max(1, room)]
+        self.objects.prefetch_paths(roots, sorted(self._hot))
 
     def close(self) -> None:
         self.objects.close()
 
+    # ------------------------------------------------------------ per-object reads
+    def _memo(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:
+        """One parse per (reader, path, blob id): most commits share most files."""
+        if key not in self._reads:
+            try:
+                self._reads[key] = make()
+            except InputError as exc:
+                self._reads[key] = exc
+        found = self._reads[key]
+        if isinstance(found, InputError):
+            raise InputError(str(found))
+        return found
+
+    def _params(self, path: str, oid: str, data: bytes) -> dict[str, Any]:
+        def make() -> dict[str, Any]:
+            if path.endswith((".yaml", ".yml")):
+                tree = simple_yaml.load(decode(path, data, self.limits))
+                if tree is not simple_yaml.NOT_SIMPLE:
+                    return flatten(path, tree, self.limits)
+            return read_params(path, data, self.limits)
+
+        return dict(self._memo(("params", path, oid), make))
+
+    def _metrics(self, path: str, oid: str, data: bytes, series: str | None = None) -> MetricsRead:
+        if series is not None:
+            read = self._memo(
+                ("series", path, oid, series), lambda: read_table_metrics(path, data, self.limits, series_name=series)
+            )
+        else:
+            read = self._memo(("metrics", path, oid), lambda: read_metrics(path, data, self.limits))
+        return _copy(read)
+
     def values(self, root: str) -> tuple[Values, dict[str, Any], Declared]:
-        """Params, metrics and step series of one commit, and what the import noticed."""
+        """Params, metrics and step series of one commit (root tree id), and what the import noticed."""
         declared = self.dvc.declared(root)
         source = ObjectSource(self.objects, root)
         absent: list[str] = []
@@ -202,18 +269,9 @@ class DvcImporter:
                 if self.objects.lookup(root, path) is not None:
                     metric_files.append(path)
         for path in declared.params:
-            if path not in params_files and path != "params.yaml":
+            if path not in params_files and path != DEFAULT_PARAMS:
                 absent.append(path)
-        config = config_mod.Config(
-            self.repo.root,
-            None,
-            config_mod.validate(
-                # no metrics file: a pattern that matches nothing (an empty list means the defaults)
-                {"params": {"files": params_files or ["params.yaml"]}, "metrics": {"files": metric_files or [NONE]}},
-                "dvc.yaml",
-            ),
-        )
-        values = read_values(config, source, strict=False)
+        values = self._read_values(source, params_files or [DEFAULT_PARAMS], metric_files)
         values.warnings[:0] = declared.warnings
         for path in odd_files:
             self._read_odd(source, path, values)
@@ -224,7 +282,54 @@ class DvcImporter:
         for path in absent:
             values.warnings.append(f"{path}: declared but not committed (a DVC output kept in its cache); absent")
         extra = {"tool": "dvc", "absent": sorted(set(absent)), "unparseable": unparseable}
+        self._hot = {p: len(self.objects.blob(o) or b"") for p, o in source._oids.items()}
+        self._hot.update((p, len(self.objects.blob(e.oid) or b"")) for p, e in self.dvc.stage_files(root))
         return values, extra, declared
+
+    def _read_values(self, source: ObjectSource, params: list[str], metrics: list[str]) -> Values:
+        """What `runs.read_values` reads (params, metrics, dvclive series beside metrics.json),
+        through the same capture readers, each blob parsed once for the whole import."""
+        values = Values()
+        refused: list[str] = []
+        params_files = source.find(params, refused)
+        metrics_files = source.find(metrics, refused)
+        series: dict[str, str] = {}
+        for mfile in metrics_files:
+            if mfile.endswith("metrics.json"):
+                base = mfile.rsplit("/", 1)[0] + "/" if "/" in mfile else ""
+                for path in source.find([f"{base}plots/metrics/**/*.tsv"], refused):
+                    series[path] = path[len(f"{base}plots/metrics/") : -len(".tsv")]
+        values.warnings.extend(refused)
+        data = source.read_many(sorted(set(params_files) | set(metrics_files) | set(series)))
+        for path in params_files:
+            if path in data:
+                try:
+                    values.params[path] = self._params(path, source._oids[path], data[path])
+                except InputError as exc:
+                    values.warnings.append(str(exc))
+        for path in metrics_files:
+            if path in data:
+                try:
+                    read = self._metrics(path, source._oids[path], data[path])
+                except InputError as exc:
+                    values.warnings.append(str(exc))
+                    continue
+                values.metrics[path] = read.values
+                values.steps.extend(read.steps)
+                values.warnings.extend(read.warnings)
+        for path, name in series.items():
+            if path in data:
+                try:
+                    read = self._metrics(path, source._oids[path], data[path], series=name.rsplit("/", 1)[-1])
+                except InputError as exc:
+                    values.warnings.append(str(exc))
+                    continue
+                # dvclive writes train/loss.tsv for the value {"train": {"loss": ...}}: one dotted name
+                for step in read.steps:
+                    step.name = name.replace("/", ".")
+                values.steps.extend(read.steps)
+                values.warnings.extend(read.warnings)
+        return values
 
     def _read_odd(self, source: ObjectSource, path: str, values: Values) -> None:
         """A metrics file without a known suffix: DVC reads it as YAML, so `0.93` is one number."""
@@ -232,26 +337,23 @@ class DvcImporter:
         if path not in data:
             return
         try:
-            tree = parse_yaml12(path, decode(path, data[path], self.limits))
+            got = self._memo(("odd", path, source._oids[path]), lambda: self._odd(path, data[path]))
         except InputError as exc:
             values.warnings.append(str(exc))
             return
-        if isinstance(tree, (int, float)) and not isinstance(tree, bool):
-            stem = posixpath.splitext(posixpath.basename(path))[0]
-            values.metrics[path] = {stem: float(tree)}
-            return
-        if isinstance(tree, dict):
-            from mlci_tui.capture import as_number, flatten
+        if got is None:
+            values.warnings.append(f"{path}: neither a number nor a mapping; not recorded")
+        else:
+            values.metrics[path] = dict(got)
 
-            try:
-                flat = flatten(path, tree, self.limits)
-            except InputError as exc:
-                values.warnings.append(str(exc))
-                return
-            numbers = {k: n for k, v in flat.items() if (n := as_number(v)) is not None}
-            values.metrics[path] = numbers
-            return
-        values.warnings.append(f"{path}: neither a number nor a mapping; not recorded")
+    def _odd(self, path: str, data: bytes) -> dict[str, float] | None:
+        tree = parse_yaml12(path, decode(path, data, self.limits))
+        if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+            return {posixpath.splitext(posixpath.basename(path))[0]: float(tree)}
+        if isinstance(tree, dict):
+            flat = flatten(path, tree, self.limits)
+            return {k: n for k, v in flat.items() if (n := as_number(v)) is not None}
+        return None
 
     def _read_plots(self, root: str, source: ObjectSource, path: str, seen: set[str], values: Values) -> None:
         """Declared plot files that hold series (CSV/TSV rows, a JSON list of records) become steps."""
@@ -265,7 +367,9 @@ class DvcImporter:
             if file not in data:
                 continue
             try:
-                read = _read_plot(file, data[file], self.limits)
+                read = _copy(
+                    self._memo(("plot", file, source._oids[file]), partial(_read_plot, file, data[file], self.limits))
+                )
             except InputError as exc:
                 values.warnings.append(str(exc))
                 continue
@@ -312,7 +416,7 @@ class DvcImporter:
         parent: str | None = None,
         patch: str | None = None,
     ) -> tuple[dict[str, Any] | None, list[str]]:
-        values, extra, declared = self.values(commit.sha)
+        values, extra, declared = self.values(commit.tree)
         if values.empty:
             return None, values.warnings
         record = base_record(kind, values)
@@ -330,7 +434,7 @@ class DvcImporter:
             message=commit.message,
             source="import:dvc",
             parent=parent,
-            datasets=self.datasets(commit.sha, declared),
+            datasets=self.datasets(commit.tree, declared),
         )
         record["import"] = extra
         # the event time is the commit's: two clones importing one history write the same bytes
@@ -358,6 +462,13 @@ def _read_plot(path: str, data: bytes, limits: Limits) -> MetricsRead:
             step.file = path
         return read
     return read_table_metrics(path, data, limits)
+
+
+def _copy(read: MetricsRead) -> MetricsRead:
+    """A cached read's values as a new object: callers rename steps and extend lists."""
+    return MetricsRead(
+        dict(read.values), [Step(s.file, s.name, s.step, s.value) for s in read.steps], list(read.warnings)
+    )
 
 
 def _conflict_line(data: bytes) -> int | None:
@@ -400,14 +511,18 @@ def import_history(
     importer = DvcImporter(repo)
 
     def produce() -> Iterator[dict[str, Any]]:
-        for commit in todo:
+        for i, commit in enumerate(todo):
+            if i % WINDOW == 0:
+                importer.prefetch([c.tree for c in todo[i : i + WINDOW]])
             record, warnings = importer.record(commit, patch=patches.get(commit.sha))
             report.warnings.extend(f"{commit.sha[:12]}: {w}" for w in warnings)
             if record is None:
                 report.skipped += 1
             else:
                 yield record
-        for exp in exps_todo:
+        for i, exp in enumerate(exps_todo):
+            if i % WINDOW == 0:
+                importer.prefetch([c.tree for e in exps_todo[i : i + WINDOW] if (c := exp_commits.get(e.sha))])
             exp_commit = exp_commits.get(exp.sha)
             if exp_commit is None:
                 report.warnings.append(f"{exp.ref}: points at no commit; skipped")

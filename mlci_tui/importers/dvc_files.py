@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlci_tui.capture import Limits, parse_tree
+from mlci_tui.capture import Limits, decode, parse_tree
 from mlci_tui.errors import InputError
+from mlci_tui.importers import simple_yaml
 from mlci_tui.importers.objects import Entry, ObjectReader
 
 DVC_YAML = "dvc.yaml"
@@ -77,7 +78,10 @@ class DvcReader:
                 if data is None:
                     raise InputError(f"{path}: object {oid[:12]} is missing from this clone")
                 name = path if path.endswith((".yaml", ".yml", ".json", ".toml")) else f"{path}.yaml"
-                self._parsed[key] = parse_tree(name, data, self.limits)
+                tree = simple_yaml.NOT_SIMPLE
+                if name.endswith((".yaml", ".yml")):
+                    tree = simple_yaml.load(decode(name, data, self.limits))
+                self._parsed[key] = parse_tree(name, data, self.limits) if tree is simple_yaml.NOT_SIMPLE else tree
             except InputError as exc:
                 self._parsed[key] = exc
         value = self._parsed[key]
@@ -103,7 +107,9 @@ class DvcReader:
                 continue
             wdir = posixpath.dirname(path)
             if name == DVC_YAML:
-                self._dvc_yaml(root, path, wdir, doc, out)
+                # `${...}` needs params.yaml and the vars files; without it they are not read
+                templated = b"${" in (self.objects.blob(entry.oid) or b"")
+                self._dvc_yaml(root, path, wdir, doc, out, templated)
             else:
                 self._single_stage(path, wdir, doc, out)
         return out
@@ -137,8 +143,8 @@ class DvcReader:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _dvc_yaml(self, root: str, path: str, wdir: str, doc: dict[str, Any], out: Declared) -> None:
-        context = self._context(root, path, wdir, doc, out)
+    def _dvc_yaml(self, root: str, path: str, wdir: str, doc: dict[str, Any], out: Declared, templated: bool) -> None:
+        context = self._context(root, path, wdir, doc, out) if templated else {}
         where = path
         for kind in ("params", "metrics", "plots"):
             for item in _as_list(doc.get(kind)):

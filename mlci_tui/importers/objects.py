@@ -45,6 +45,10 @@ class ObjectReader:
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
         self._blob_cache = blob_cache
 
+    @property
+    def blob_capacity(self) -> int:
+        return self._blob_cache
+
     def __enter__(self) -> ObjectReader:
         return self
 
@@ -90,10 +94,13 @@ class ObjectReader:
         got = self._read(oid)
         if got is None or got[0] != "blob":
             return None
-        self._blobs[oid] = got[1]
+        self._remember(oid, got[1])
+        return got[1]
+
+    def _remember(self, oid: str, data: bytes) -> None:
+        self._blobs[oid] = data
         if len(self._blobs) > self._blob_cache:
             self._blobs.popitem(last=False)
-        return got[1]
 
     def tree(self, oid: str) -> dict[str, Entry]:
         """Name → entry of one tree object (not recursive); a commit id gives its root tree."""
@@ -115,6 +122,36 @@ class ObjectReader:
         entries = parse_tree(data)
         self._trees[oid] = entries
         return entries
+
+    def prefetch_paths(self, roots: list[str], paths: list[str]) -> None:
+        """Read the trees and blobs at `paths` under every root tree, one batch per tree depth.
+
+        One `git cat-file --batch --buffer` process per level instead of one round trip per
+        object: a history's commits mostly differ in the same few files.
+        """
+        pending = [(root, path.split("/")) for root in roots for path in paths]
+        blobs: list[str] = []
+        while pending:
+            missing = list(dict.fromkeys(tree for tree, _ in pending if tree not in self._trees))
+            if missing:
+                found = self.repo.cat_blobs(missing)
+                for oid in missing:
+                    data = found.get(oid)
+                    self._trees[oid] = parse_tree(data) if data is not None else {}
+            following = []
+            for tree, parts in pending:
+                entry = self._trees[tree].get(parts[0])
+                if entry is None:
+                    continue
+                if len(parts) == 1:
+                    if entry.is_blob and entry.oid not in self._blobs:
+                        blobs.append(entry.oid)
+                elif entry.is_tree:
+                    following.append((entry.oid, parts[1:]))
+            pending = following
+        blobs = list(dict.fromkeys(blobs))[: self._blob_cache]
+        for oid, data in self.repo.cat_blobs(blobs).items():
+            self._remember(oid, data)
 
     def lookup(self, root: str, path: str) -> Entry | None:
         """The entry at `path` (slash-separated) under tree or commit `root`."""

@@ -19,16 +19,21 @@ def _q(text: str) -> str:
     return json.dumps(text)
 
 
-def _script(job: str) -> list[str]:
+def _script(job: str, *, keep_on_failure: bool = False) -> list[str]:
+    """The job's steps as `script:` lines, each under its comment.
+
+    With `keep_on_failure`, the `always` steps (ledger-push) are repeated in `after_script`,
+    which GitLab runs also when the script failed. They stay in `script` as well: a failure in
+    `after_script` does not fail the job, and a push that fails must. On success the second
+    push finds nothing to do.
+    """
     lines = ["  script:"]
     for name in JOBS[job]:
-        if STEPS[name].always:
-            continue
         lines.append(f"    # {STEPS[name].summary}")
         lines.append(f"    - mlci ci run {name}")
     always = [n for n in JOBS[job] if STEPS[n].always]
-    if always:
-        lines.append("  # runs also when a step above failed, so the job's runs reach the shared ledger")
+    if always and keep_on_failure:
+        lines.append("  # also when a step above failed, so the job's runs (a failed retrain too) reach the ledger")
         lines.append("  after_script:")
         lines += [f"    - mlci ci run {n}" for n in always]
     return lines
@@ -89,7 +94,7 @@ def pipeline(*, python: str, install: str, schedule: str | None, sweeps: bool, r
             "mlci-schedule:",
             "  rules:",
             '    - if: $CI_PIPELINE_SOURCE == "schedule" && $MLCI_SWEEP == null',
-            *_script("schedule"),
+            *_script("schedule", keep_on_failure=True),
         ]
     if sweeps:
         lines += [

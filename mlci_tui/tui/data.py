@@ -440,7 +440,7 @@ class RunDetail:
     datasets: dict[str, Any]
     deps: dict[str, Any]
     warnings: list[str]
-    validations: list[dict[str, Any]]
+    validations: list[Validation]
 
     def value_at(self, name: str, step: int) -> float | None:
         for s, v in self.series.get(name, []):
@@ -501,13 +501,8 @@ def load_detail(repo: Repo, run_id: str) -> RunDetail | None:
         stages = [
             r[0] for r in con.execute("SELECT stage FROM stages WHERE run_id = ? ORDER BY stage", [run_id]).fetchall()
         ]
-        validations: list[dict[str, Any]] = []
-        has_validations = _one(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'validations'")
-        if has_validations and has_validations[0]:
-            try:
-                validations = _rows(con.execute("SELECT * FROM validations WHERE run_id = ?", [run_id]))
-            except Exception:  # a newer cache schema: shown when it has run_id
-                validations = []
+        datasets = _json_obj(run.get("datasets"))
+        validations = _validations(con, datasets, run.get("commit"))
     return RunDetail(
         run=run,
         params=params,
@@ -516,11 +511,76 @@ def load_detail(repo: Repo, run_id: str) -> RunDetail | None:
         tags=list(run.get("tags") or []),
         notes=notes,
         stages=stages,
-        datasets=_json_obj(run.get("datasets")),
+        datasets=datasets,
         deps=_json_obj(run.get("deps")),
         warnings=[str(w) for w in _json_list(run.get("warnings"))],
         validations=validations,
     )
+
+
+@dataclass
+class Validation:
+    """One `validation` event (mlci data validate, the hooks): what a dataset's content passed."""
+
+    id: str
+    time: Any
+    dataset: str
+    path: str
+    content_hash: str
+    rev: str
+    status: str  # pass, warn, fail, error, unavailable
+    rows: int | None
+    error: str | None
+    checks: list[dict[str, Any]]  # check, column, status, severity, failures, rows, params, message
+    warnings: list[str]
+
+    @property
+    def problems(self) -> list[dict[str, Any]]:
+        """The checks that did not pass (nor were skipped)."""
+        return [c for c in self.checks if c.get("status") in ("fail", "warn")]
+
+
+VALIDATION_COLUMNS = "id, time, dataset, path, content_hash, rev, status, rows, error, checks, warnings"
+
+
+def _validations(con: duckdb.DuckDBPyConnection, datasets: dict[str, Any], commit: str | None) -> list[Validation]:
+    """Validations of the run's datasets (by content hash, wherever they ran) and those made
+    at the run's commit, newest first. Over the `validations` view, or straight over the
+    validation events in a cache that predates it."""
+    hashes = sorted({h for h in datasets.values() if isinstance(h, str) and h})
+    if not hashes and not commit:
+        return []
+    where = "list_contains(?, content_hash) OR (? IS NOT NULL AND rev = ?)"
+    binds: list[Any] = [hashes, commit, commit]
+    has_view = _one(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = 'validations'")
+    if has_view and has_view[0]:
+        sql = f"SELECT {VALIDATION_COLUMNS} FROM validations WHERE {where} ORDER BY time DESC, id"
+    else:
+        sql = f"""SELECT {VALIDATION_COLUMNS} FROM (
+                SELECT id, time, body->>'dataset' AS dataset, body->>'path' AS path,
+                       body->>'content_hash' AS content_hash, body->>'rev' AS rev, body->>'status' AS status,
+                       TRY_CAST(body->>'rows' AS BIGINT) AS rows, body->>'error' AS error,
+                       body->'checks' AS checks, body->'warnings' AS warnings
+                FROM events WHERE type = 'validation') WHERE {where} ORDER BY time DESC, id"""
+    out = []
+    for r in con.execute(sql, binds).fetchall():
+        row = dict(zip(VALIDATION_COLUMNS.split(", "), r))
+        out.append(
+            Validation(
+                id=str(row["id"]),
+                time=row["time"],
+                dataset=str(row["dataset"] or ""),
+                path=str(row["path"] or ""),
+                content_hash=str(row["content_hash"] or ""),
+                rev=str(row["rev"] or ""),
+                status=str(row["status"] or ""),
+                rows=row["rows"],
+                error=row["error"],
+                checks=[c for c in _json_list(row["checks"]) if isinstance(c, dict)],
+                warnings=[str(w) for w in _json_list(row["warnings"])],
+            )
+        )
+    return out
 
 
 def _json_obj(text: Any) -> dict[str, Any]:

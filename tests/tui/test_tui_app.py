@@ -342,6 +342,111 @@ def test_open_a_run_and_add_a_note_and_a_tag(lab: Path) -> None:
     run_app(lab, scenario)
 
 
+def validation_event(path: str, content_hash: str, rev: str, status: str, checks: list[dict[str, Any]], time: str):
+    """A `validation` event built as mlci_tui/validate/run.py builds it."""
+    from mlci_tui import __version__
+    from mlci_tui.ledger.records import derived_id, envelope
+
+    body = {
+        "dataset": Path(path).stem,
+        "path": path,
+        "content_hash": content_hash,
+        "rev": rev,
+        "schema_hash": "sha256:" + "0" * 64,
+        "status": status,
+        "rows": 1200,
+        "base_hash": None,
+        "error": None,
+        "warnings": [],
+        "checks": checks,
+        "mlci_version": __version__,
+    }
+    return envelope("validation", body, event_id=derived_id("validation", path, rev, time), time=time)
+
+
+def check(name: str, column: str | None, status: str, failures: int = 0, message: str = "") -> dict[str, Any]:
+    return {
+        "check": name,
+        "column": column,
+        "status": status,
+        "severity": "error",
+        "failures": failures,
+        "rows": 1200,
+        "params": {},
+        "message": message,
+        "top_values": [],
+    }
+
+
+def test_run_detail_data_tab_shows_datasets_and_their_validation_results(lab: Path) -> None:
+    """A run's datasets (path -> content hash), each with the latest validation of that
+    content: status, failing checks (text from data shown literally), and older ones counted."""
+    from tui_helpers import add_events
+
+    train, test = "md5:" + "1" * 32, "md5:" + "2" * 32
+    commit = "c" * 40
+    append_runs(
+        lab,
+        [
+            dict(
+                event_id=rid("g"),
+                name="with-data",
+                commit=commit,
+                time="2025-03-09T09:00:00.000000Z",
+                datasets={"data/train.csv": train, "data/test.csv": test, "data/[b]raw[/b].csv": "md5:" + "3" * 32},
+            )
+        ],
+    )
+    add_events(
+        lab,
+        validation_event(
+            "data/train.csv", train, "a" * 40, "pass", [check("unique", "id", "pass")], "2025-03-08T09:00:00Z"
+        ),
+        validation_event(
+            "data/train.csv",
+            train,
+            commit,
+            "fail",
+            [check("unique", "id", "fail", 3, "3 duplicate ids [red]x[/red]"), check("min", "age", "pass")],
+            "2025-03-09T10:00:00Z",
+        ),
+        validation_event(
+            "data/test.csv",
+            test,
+            commit,
+            "warn",
+            [check("row_count", None, "warn", 0, "fewer rows")],
+            "2025-03-09T10:00:00Z",
+        ),
+        validation_event("data/other.csv", "md5:" + "4" * 32, commit, "pass", [], "2025-03-09T10:00:00Z"),
+        validation_event("data/unrelated.csv", "md5:" + "5" * 32, "b" * 40, "fail", [], "2025-03-09T10:00:00Z"),
+    )
+
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        app.open_run(rid("g"))
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.detail is not None
+        assert sorted(v.path for v in screen.detail.validations) == sorted(
+            ["data/train.csv", "data/train.csv", "data/test.csv", "data/other.csv"]
+        )
+        screen.query_one("#run-tabs").active = "tab-data"  # type: ignore[attr-defined]
+        await pilot.pause()
+        text = screen_text(app)
+        lines = [line.strip() for line in text.splitlines()]
+        train_at = lines.index("data/train.csv  md5:111111111111")
+        assert lines[train_at + 1].startswith("✗ fail  train · 1,200 rows · validated 2025-03-09 10:00 at cccccccccccc")
+        assert lines[train_at + 1].endswith(" · 1 earlier validation of this content")
+        assert lines[train_at + 2] == "✗ unique(id): 3 rows — 3 duplicate ids [red]x[/red]"  # literally
+        test_at = lines.index("data/test.csv  md5:222222222222")
+        assert lines[test_at + 1].startswith("! warn") and lines[test_at + 2] == "! row_count — fewer rows"
+        assert "data/[b]raw[/b].csv  md5:333333333333" in lines and "not validated" in lines
+        assert "other validations at this commit" in lines and "data/other.csv  md5:444444444444" in lines
+        assert "unrelated" not in text
+
+    run_app(lab, scenario, size=(120, 60))
+
+
 def test_plot_steps_commits_and_scatter(lab: Path) -> None:
     async def scenario(app: MlciApp, pilot: Any) -> None:
         t = table(app)

@@ -231,19 +231,33 @@ class RunScreen(Screen[None]):
 
     def _show_data(self, d: data.RunDetail) -> None:
         text = Text()
-        text.append("datasets\n", style="bold")
-        for path, digest in sorted(d.datasets.items()) or [("—", "")]:
-            text.append(f"  {display(path)}  ", style="")
-            text.append(display(digest if isinstance(digest, str) else json.dumps(digest)) + "\n", style="dim")
+        text.append("datasets", style="bold")
+        text.append("  path, content hash, and the latest validation of that content\n", style="dim")
+        by_hash: dict[str, list[data.Validation]] = {}
+        for v in d.validations:
+            by_hash.setdefault(v.content_hash, []).append(v)
+        if not d.datasets:
+            text.append("  none recorded for this run (datasets are tracked with mlci data add)\n", style="dim")
+        for path, digest in sorted(d.datasets.items()):
+            digest_text = digest if isinstance(digest, str) else json.dumps(digest)
+            text.append(f"  {display(path)}  ")
+            text.append(display(_short_hash(digest_text)) + "\n", style="dim")
+            found = by_hash.pop(digest_text, []) if isinstance(digest, str) else []
+            if not found:
+                text.append("      not validated\n", style="dim")
+            else:
+                _validation_lines(text, found[0], older=len(found) - 1)
+        others = [v for vs in by_hash.values() for v in vs]
+        if others:
+            text.append("\nother validations at this commit\n", style="bold")
+            for v in others:
+                text.append(f"  {display(v.path or v.dataset)}  ")
+                text.append(display(_short_hash(v.content_hash)) + "\n", style="dim")
+                _validation_lines(text, v)
         text.append("\ndeps (what produced the metrics)\n", style="bold")
         for path, digest in sorted(d.deps.items()) or [("—", "")]:
             text.append(f"  {display(path)}  ")
             text.append(display(digest if isinstance(digest, str) else json.dumps(digest)) + "\n", style="dim")
-        text.append("\nvalidation results\n", style="bold")
-        if not d.validations:
-            text.append("  none recorded for this run\n", style="dim")
-        for v in d.validations:
-            text.append("  " + display(json.dumps(v, default=str, sort_keys=True)) + "\n")
         if d.warnings:
             text.append("\nwarnings at capture\n", style="bold")
             for w in d.warnings:
@@ -334,3 +348,43 @@ class RunScreen(Screen[None]):
             self.post_message(Failed("written", 0, display(str(exc))))
             return
         self.post_message(Loaded("written", 0, f"{done} ({self.run_id[:8]})"))
+
+
+STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold red", "unavailable": "red"}
+STATUS_MARK = {"pass": "✓", "warn": "!", "fail": "✗", "error": "✗", "unavailable": "?"}
+
+
+def _short_hash(digest: str) -> str:
+    """`md5:0123…` and bare digests alike, to 12 characters of the digest."""
+    kind, sep, rest = digest.partition(":")
+    return f"{kind}:{rest[:12]}" if sep and len(kind) <= 8 else digest[:16]
+
+
+def _validation_lines(text: Text, v: data.Validation, *, older: int = 0) -> None:
+    """One validation: its status and where it ran, then each check that did not pass."""
+    status = v.status or "?"
+    text.append(f"      {STATUS_MARK.get(status, '·')} {display(status)}", style=STATUS_STYLE.get(status, ""))
+    details = [display(v.dataset)] if v.dataset else []
+    if v.rows is not None:
+        details.append(f"{v.rows:,} rows")
+    details.append(f"validated {cells.when(v.time)}" + (f" at {display(v.rev[:12])}" if v.rev else ""))
+    if older:
+        details.append(f"{older} earlier validation{'s' if older > 1 else ''} of this content")
+    text.append("  " + " · ".join(details) + "\n", style="dim")
+    if v.error:
+        text.append(f"        {display(v.error)}\n", style="red")
+    for c in v.problems:
+        where = (
+            f"{display(str(c.get('check', '')))}({display(str(c['column']))})"
+            if c.get("column")
+            else display(str(c.get("check", "")))
+        )
+        failures = c.get("failures") or 0
+        line = f"        {'✗' if c.get('status') == 'fail' else '!'} {where}"
+        if failures:
+            line += f": {failures:,} rows"
+        if c.get("message"):
+            line += f" — {display(str(c['message']))}"
+        text.append(line + "\n", style="red" if c.get("status") == "fail" else "yellow")
+    for w in v.warnings:
+        text.append(f"        ! {display(w)}\n", style="yellow")

@@ -352,7 +352,7 @@ def test_pull_request_with_a_regression_fails_the_gate_after_reporting(
     job = run_job("pull-request", clone, github_env(tmp_path, host, "pull_request", pr_payload(base, head), head))
     assert job.failed_step == "gate", job.results
     assert job.ran == JOBS["pull-request"]
-    assert "no dataset changed" in job.output("validate")
+    assert "no declared dataset changed" in job.output("validate")
     assert "acc" in job.output("gate") and "FAIL" in job.output("gate").upper()
     posts = [r for r in host.requests if r["method"] == "POST" and r["path"].endswith("/issues/7/comments")]
     assert len(posts) == 1 and "<!-- mlci-report -->" in posts[0]["body"]["body"]

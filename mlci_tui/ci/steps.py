@@ -196,38 +196,45 @@ def declared_datasets(ctx: StepContext) -> list[str]:
     return [str(spec["path"]) for spec in section.values() if isinstance(spec, dict) and spec.get("path")]
 
 
-def changed_datasets(ctx: StepContext, base: str) -> list[str]:
-    """Datasets whose content or schema differ between `base` and HEAD (both read from git objects)."""
+def changed_paths(ctx: StepContext, base: str) -> set[str]:
+    """Dataset paths whose pointer or file differs between `base` and HEAD (both read from git objects)."""
     out = ctx.git("diff", "--no-renames", "--name-only", "-z", base, "HEAD").stdout
     changed = {p for p in out.split("\0") if p}
-    declared = declared_datasets(ctx)
-    if config_mod.CONFIG_FILE in changed:  # a schema may have changed: check every declared dataset
-        picked = set(declared)
-    else:
-        picked = {d for d in declared if d in changed or d + POINTER_SUFFIX in changed}
+    picked = set(changed)
     picked |= {p.removesuffix(POINTER_SUFFIX) for p in changed if p.endswith(POINTER_SUFFIX)}
     picked |= {p.removesuffix(".dvc") for p in changed if p.endswith(".dvc")}
-    return sorted(picked)
+    return picked
 
 
 def validate(ctx: StepContext) -> int:
-    """Validate the datasets this change touches (all of them when there is no base to compare with)."""
-    has_data = bool(declared_datasets(ctx) or pointer_files(ctx))
-    if not has_data:
-        ctx.say("no datasets declared in mlci.yaml and none tracked: nothing to validate")
+    """Validate the declared datasets this change touches (all of them without a base, or when mlci.yaml changed)."""
+    declared = declared_datasets(ctx)
+    if not declared:
+        ctx.say("no datasets declared in mlci.yaml (datasets:): nothing to validate")
         return 0
     if not _has_data_command("validate"):
         raise InputError("this mlci has no `mlci data validate`: install a version with data validation")
     base = ctx.ci.base_sha
     if base and _ensure_commit(ctx, base):
-        paths = changed_datasets(ctx, base)
+        changed = changed_paths(ctx, base)
+        if config_mod.CONFIG_FILE in changed:
+            ctx.say(f"mlci.yaml changed since {base[:12]}: validating every declared dataset")
+            return _result(ctx.mlci("data", "validate", "--base", base))
+        paths = sorted(d for d in declared if d in changed)
+        undeclared = sorted(
+            p.removesuffix(POINTER_SUFFIX)
+            for p in changed
+            if p.endswith(POINTER_SUFFIX) and p[: -len(POINTER_SUFFIX)] not in declared
+        )
+        if undeclared:
+            ctx.say(f"changed but not declared under datasets: (no schema to check): {', '.join(undeclared)}")
         if not paths:
-            ctx.say(f"no dataset changed since {base[:12]}: nothing to validate")
+            ctx.say(f"no declared dataset changed since {base[:12]}: nothing to validate")
             return 0
         ctx.say(f"{len(paths)} dataset(s) changed since {base[:12]}: {', '.join(paths)}")
         return _result(ctx.mlci("data", "validate", *paths, "--base", base))
     if base:
-        ctx.say(f"base commit {base[:12]} is not on the remote: validating every dataset")
+        ctx.say(f"base commit {base[:12]} is not on the remote: validating every declared dataset")
     return _result(ctx.mlci("data", "validate"))
 
 

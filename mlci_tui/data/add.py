@@ -21,6 +21,8 @@ from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, dump_pointer, format_
 from mlci_tui.data.workspace import atomic_write, ensure_ignored, repo_relpath, walk_folder
 from mlci_tui.errors import InputError
 
+LINKED = ("hardlink", "symlink")  # link modes in which the working file is the cached object
+
 
 def data_settings(root: Path) -> dict[str, Any]:
     """The `data:` config section of the working tree's mlci.yaml (defaults without one)."""
@@ -135,11 +137,18 @@ def _take_fetched(root: Path, rel: str, tmp: Path) -> None:
             os.replace(staged, dest)
 
 
-def _hash_and_cache(path: str, rel: str, st: os.stat_result, cache: DataCache, stat_cache: StatCache, algo: str) -> str:
+def _hash_and_cache(
+    path: str, rel: str, st: os.stat_result, cache: DataCache, stat_cache: StatCache, algo: str, move: bool = False
+) -> str:
     """The file's hash, its content stored in the cache (one read for small files; copy and
-    hash in parallel for big ones)."""
+    hash in parallel for big ones; with `move`, hashed then renamed into the cache)."""
     digest = stat_cache.get(rel, st, algo)
     if digest is not None and cache.has(digest):
+        return digest
+    if move:
+        digest = digest or hash_file(path, algo, st.st_size)
+        if not cache.has(digest):
+            cache.add_file(path, digest, move=True, size=st.st_size)
         return digest
     if digest is None and st.st_size >= BIG_FILE:
         digest = _hash_while_copying(path, cache, algo, st.st_size)
@@ -179,7 +188,7 @@ def _link_back(
     root: Path, rel: str, cache: DataCache, digest: str, link: str, stat_cache: StatCache, algo: str
 ) -> None:
     """hardlink/symlink modes: the working file becomes a link to the (read-only) cached object."""
-    if link not in ("hardlink", "symlink"):
+    if link not in LINKED:
         return
     dest = root / rel
     place(cache, digest, dest, link)
@@ -190,7 +199,7 @@ def _link_back(
 def _add_file(root: Path, rel: str, cache: DataCache, stat_cache: StatCache, algo: str, link: str) -> Pointer:
     path = root / rel
     st = os.stat(path)
-    digest = _hash_and_cache(os.fspath(path), rel, st, cache, stat_cache, algo)
+    digest = _hash_and_cache(os.fspath(path), rel, st, cache, stat_cache, algo, link in LINKED)
     _link_back(root, rel, cache, digest, link, stat_cache, algo)
     return Pointer(path=rel, algo=algo, hash=digest, size=st.st_size, format=format_of(rel))
 
@@ -203,7 +212,8 @@ def _add_folder(
 
     def one(item: tuple[str, os.stat_result]) -> tuple[str, str, int]:
         name, st = item
-        digest = _hash_and_cache(f"{base}/{name}", f"{rel}/{name}", st, cache, stat_cache, algo)
+        digest = _hash_and_cache(f"{base}/{name}", f"{rel}/{name}", st, cache, stat_cache, algo, link in LINKED)
+        _link_back(root, f"{rel}/{name}", cache, digest, link, stat_cache, algo)  # at once: a moved file is back
         return name, digest, st.st_size
 
     big_files = sum(st.st_size for _n, st in files) >= SMALL_FILE * max(1, len(files))
@@ -212,8 +222,6 @@ def _add_folder(
             entries = list(pool.map(one, files, chunksize=64))
     else:
         entries = [one(f) for f in files]
-    for name, digest, _size in entries:
-        _link_back(root, f"{rel}/{name}", cache, digest, link, stat_cache, algo)
     digest = cache.add_manifest(entries)
     formats = {format_of(name) for name, _h, _s in entries}
     fmt = formats.pop() if len(formats) == 1 else None

@@ -115,3 +115,21 @@ def test_no_dataset_staged_imports_no_validation(repo: Path) -> None:
     git(repo, "add", "train.py")
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=False)
     assert proc.stdout.strip() == "0 []", proc.stdout + proc.stderr
+
+
+def test_demo_step_shows_a_blocked_data_commit(repo: Path) -> None:
+    """The step `mlci demo` calls: schema committed, bad data refused with its message, data restored."""
+    from mlci_tui.data.demo_step import customers_csv
+    from mlci_tui.validate.demo_step import run_validation_demo
+
+    assert run_mlci(repo, "install").returncode == 0
+    write(repo, {"data/customers.csv": customers_csv(), "mlci.yaml": "# demo\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "data")
+    before = (repo / "data" / "customers.csv").read_text()
+    text = run_validation_demo(repo)
+    assert "validated, passed" in text
+    assert "refused by the pre-commit hook" in text and 'country="XX"' in text and "commit blocked" in text
+    assert git(repo, "log", "-1", "--format=%s").strip() == "Declare the customers dataset's schema"
+    assert (repo / "data" / "customers.csv").read_text() == before
+    assert git(repo, "status", "--porcelain").strip() == ""

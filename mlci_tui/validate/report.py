@@ -34,8 +34,6 @@ def check_lines(check: CheckResult) -> list[str]:
     elif check.failures and check.rows:
         pct = 100.0 * check.failures / check.rows
         head += f": {check.failures:,} of {check.rows:,} rows ({pct:.2f}%) fail"
-    if check.status in ("fail", "warn") and check.failures and check.rows and not check.message:
-        pass
     lines.append(head)
     if check.status in ("fail", "warn"):
         if check.top_values:

@@ -197,3 +197,62 @@ def test_bad_input(repo: Path, server: DataServer) -> None:
     res = run_mlci(repo, "data", "update")
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert (repo / "data/a.csv.mlci").read_text() == before and (repo / "data/a.csv").read_text() == CSV_V1
+
+
+def test_a_folder_source_is_versioned_by_its_content(repo: Path, tmp_path: Path) -> None:
+    _start(repo)
+    src = tmp_path / "export"
+    (src / "part").mkdir(parents=True)
+    (src / "a.csv").write_text(CSV_V1)
+    (src / "part" / "b.csv").write_text(CSV_V1)
+    res = run_mlci(repo, "data", "import-url", src.as_uri(), "data/export")
+    assert res.returncode == 0, res.stderr
+    first = _pointer(repo, "data/export")
+    assert first.nfiles == 2 and first.source_version.startswith("hash:")
+    assert (repo / "data/export/part/b.csv").read_text() == CSV_V1
+    res = run_mlci(repo, "data", "update", "--json")
+    assert [c["status"] for c in json.loads(res.stdout)] == ["unchanged"]
+    (src / "c.csv").write_text(CSV_V2)
+    res = run_mlci(repo, "data", "update", "--json")
+    assert [c["status"] for c in json.loads(res.stdout)] == ["updated"]
+    assert _pointer(repo, "data/export").nfiles == 3 and (repo / "data/export/c.csv").read_text() == CSV_V2
+
+
+def test_an_s3_source_on_a_loopback_server_is_versioned_by_its_etag(repo: Path) -> None:
+    import socket
+
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="mlci-source")
+        s3.put_object(Bucket="mlci-source", Key="exports/train.csv", Body=CSV_V1.encode())
+        env = {**creds, "AWS_ENDPOINT_URL": endpoint}
+        _start(repo)
+        res = run_mlci(repo, "data", "import-url", "s3://mlci-source/exports/train.csv", "data/train.csv", env=env)
+        assert res.returncode == 0, res.stderr
+        first = _pointer(repo, "data/train.csv")
+        assert first.source_version.startswith("etag:")
+        res = run_mlci(repo, "data", "update", "--json", env=env)
+        assert [c["status"] for c in json.loads(res.stdout)] == ["unchanged"]
+        s3.put_object(Bucket="mlci-source", Key="exports/train.csv", Body=CSV_V2.encode())
+        res = run_mlci(repo, "data", "update", "--json", env=env)
+        (change,) = json.loads(res.stdout)
+        assert change["status"] == "updated" and change["new_version"] != first.source_version
+        assert (repo / "data/train.csv").read_text() == CSV_V2
+    finally:
+        server.stop()

@@ -5,7 +5,8 @@ and metrics maps and its step series nested, so one file carries everything. CSV
 nest: it writes four flat tables beside each other (`FILE.runs.csv`, `.params.csv`,
 `.metrics.csv`, `.steps.csv`). `--table` writes one flat table to FILE in any format.
 Every file is written to a temporary name and renamed into place: an interrupted export
-leaves no half-written file.
+leaves no half-written file. JSON is strict JSON: NaN and infinities become the strings
+`mlci ... --json` writes ("NaN", "Infinity", "-Infinity"), not DuckDB's bare tokens.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
@@ -104,6 +106,8 @@ def export(
         for path, sql in jobs:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
+                if fmt in ("json", "jsonl"):
+                    sql = strict_json_sql(con, sql)
                 con.execute(f"COPY ({sql}) TO '{_quote(str(tmp))}' {_copy_options(fmt)}")
                 os.replace(tmp, path)
             except duckdb.Error as exc:
@@ -114,6 +118,57 @@ def export(
                     tmp.unlink()
             written.append(path)
     return written
+
+
+# NaN and infinities as the strings `mlci ... --json` writes (output.json_value): DuckDB's
+# own JSON writer emits bare NaN/Infinity tokens, which strict JSON parsers refuse.
+_NON_FINITE = (
+    "CASE WHEN isnan({x}) THEN '\"NaN\"'::JSON WHEN isinf({x}) AND {x} > 0 THEN '\"Infinity\"'::JSON "
+    "WHEN isinf({x}) THEN '\"-Infinity\"'::JSON ELSE to_json({x}) END"
+)
+
+
+def strict_json_sql(con: Any, sql: str) -> str:
+    """`sql` with every float, at any depth (maps, lists, structs), made strict-JSON safe."""
+    relation = con.sql(sql)
+    columns = []
+    for name, dtype in zip(relation.columns, relation.types):
+        quoted = _ident(name)
+        fixed = _json_safe(f"q.{quoted}", dtype, 0)
+        columns.append(f"{fixed} AS {quoted}" if fixed else f"q.{quoted}")
+    return f"SELECT {', '.join(columns)} FROM ({sql}) q"
+
+
+def _json_safe(expr: str, dtype: Any, depth: int) -> str | None:
+    """An expression writing `expr` with non-finite floats as strings; None when it holds no float."""
+    kind = dtype.id
+    if kind in ("double", "float"):
+        return _NON_FINITE.format(x=expr)
+    if kind == "map":
+        children = dict(dtype.children)
+        value = _json_safe(f"e{depth}.value", children["value"], depth + 1)
+        if value is None:
+            return None
+        entry = f"struct_pack(key := e{depth}.key, value := {value})"
+        return f"map_from_entries(list_transform(map_entries({expr}), lambda e{depth}: {entry}))"
+    if kind == "list":
+        item = _json_safe(f"x{depth}", dtype.children[0][1], depth + 1)
+        return None if item is None else f"list_transform({expr}, lambda x{depth}: {item})"
+    if kind == "struct":
+        fields = []
+        changed = False
+        for field, sub in dtype.children:
+            ident = _ident(field)
+            ref = f"{expr}.{ident}"
+            fixed = _json_safe(ref, sub, depth + 1)
+            changed = changed or fixed is not None
+            fields.append(f"{ident} := {fixed or ref}")
+        return f"struct_pack({', '.join(fields)})" if changed else None
+    return None
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _quote(text: str) -> str:

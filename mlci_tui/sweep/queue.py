@@ -59,9 +59,33 @@ class QueueState:
         self.store = LedgerStore(repo)
         self.tip, self.events = load_events(repo)
         self.sweeps = fold(self.events)
+        common = repo.common_dir
+        self._ref_files = [common / self.store.ref, common / "packed-refs", common / "reftable" / "tables.list"]
+        self._signature = self._stat()
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[object, ...]:
+        out: list[object] = []
+        for path in self._ref_files:
+            try:
+                st = path.stat()
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
 
     def refresh(self) -> bool:
-        """Re-fold when the ledger moved; True when it did."""
+        """Re-fold when the ledger moved; True when it did.
+
+        A coordinator calls this every few tens of milliseconds: the ref files are stat'ed
+        and git is asked for the tip only when they changed (or every 2 s, for ref stores
+        a stat cannot see).
+        """
+        signature = self._stat()
+        now = time.monotonic()
+        if signature == self._signature and now - self._checked < 2.0:
+            return False
+        self._signature, self._checked = signature, now
         tip = self.store.tip() or ""
         if tip == self.tip:
             return False

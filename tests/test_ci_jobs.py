@@ -374,6 +374,13 @@ def test_pull_request_with_a_clean_change_passes_and_produces_a_report(
     # the retrain was recorded as a ci run of the PR's head commit (local to the job: a PR job pushes nothing)
     shown = json.loads(_ok(run_mlci(clone, "show", head, "--json")).stdout)
     assert "ci" in json.dumps(shown) and "0.85" in json.dumps(shown)
+    # the whole job in one local process (`mlci ci run --job`), as a user debugging it would: same outcome
+    env = github_env(tmp_path, host, "pull_request", pr_payload(base, head), head)
+    local = run_mlci(clone, "ci", "run", "--job", "pull-request", env=env)
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert [line.removeprefix("::: mlci ci run ") for line in local.stdout.splitlines() if line.startswith(":::")] == (
+        JOBS["pull-request"]
+    )
 
 
 # ------------------------------------------------------------------ push job

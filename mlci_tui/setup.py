@@ -200,6 +200,8 @@ def framework_hooks() -> list[dict[str, object]]:
         }
         if stage == "pre-push":
             entry["verbose"] = False
+        if stage == "pre-commit":
+            entry["verbose"] = True  # a passing hook's warnings (dataset checks at severity warn) are shown
         entries.append(entry)
     return entries
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from conftest import commit, git, metrics_json, run_mlci, write
 
-from mlci_tui.hooks import CANDIDATE_SUFFIXES, STAGES
+from mlci_tui.hooks import CANDIDATE_SUFFIXES, DATASET_SUFFIXES, STAGES
 from mlci_tui.setup import FRAMEWORK_CONFIG, framework_hooks
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -121,8 +121,9 @@ def test_manifest_matches_what_mlci_init_writes() -> None:
     # mlci-pre-commit is started only when a file the hook could care about is staged
     pre = published["mlci-pre-commit"]
     files = re.compile(pre["files"])
-    for suffix in CANDIDATE_SUFFIXES:
+    for suffix in CANDIDATE_SUFFIXES + DATASET_SUFFIXES:
         assert files.search(f"dir/metrics{suffix}"), suffix
+    assert pre["verbose"] is True and local["mlci-pre-commit"]["verbose"] is True, "warnings of a passing hook show"
     for name in ("train.py", "README.md", "model.pt", "metrics.json.bak"):
         assert not files.search(name), name
     assert "symlink" in pre["types_or"], "a staged symlink must reach the hook, which refuses it"

@@ -194,10 +194,21 @@ async def actions(root: Path) -> dict[str, list[float]]:
 
 
 def actions_in_child(root: Path, package_dir: str | None) -> dict[str, Any]:
-    """One round of filters and sorts in a fresh process (with `package_dir` first on the path)."""
+    """One round of filters and sorts in a fresh process (with `package_dir` first on the path).
+
+    The other package gets its own copy of the repository: two cache schemas over one file
+    would rebuild the cache in every round."""
     env = dict(os.environ)
     if package_dir:
         env["PYTHONPATH"] = package_dir + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        copy = root.parent / f"{root.name}-against"
+        if not copy.exists():
+            shutil.copytree(root, copy, symlinks=True)
+        root = copy
+    # bring the cache up to date (and to this package's schema) before the timed, measured process
+    warm = "import sys; from mlci_tui.gitio import Repo; from mlci_tui.ledger.cache import LedgerCache; "
+    warm += "LedgerCache(Repo.find(sys.argv[1])).refresh()"
+    subprocess.run([sys.executable, "-c", warm, str(root)], env=env, check=True)
     proc = subprocess.run(
         [sys.executable, __file__, "--child-actions", str(root)], capture_output=True, text=True, env=env, check=False
     )

@@ -342,46 +342,10 @@ def test_open_a_run_and_add_a_note_and_a_tag(lab: Path) -> None:
     run_app(lab, scenario)
 
 
-def validation_event(path: str, content_hash: str, rev: str, status: str, checks: list[dict[str, Any]], time: str):
-    """A `validation` event built as mlci_tui/validate/run.py builds it."""
-    from mlci_tui import __version__
-    from mlci_tui.ledger.records import derived_id, envelope
-
-    body = {
-        "dataset": Path(path).stem,
-        "path": path,
-        "content_hash": content_hash,
-        "rev": rev,
-        "schema_hash": "sha256:" + "0" * 64,
-        "status": status,
-        "rows": 1200,
-        "base_hash": None,
-        "error": None,
-        "warnings": [],
-        "checks": checks,
-        "mlci_version": __version__,
-    }
-    return envelope("validation", body, event_id=derived_id("validation", path, rev, time), time=time)
-
-
-def check(name: str, column: str | None, status: str, failures: int = 0, message: str = "") -> dict[str, Any]:
-    return {
-        "check": name,
-        "column": column,
-        "status": status,
-        "severity": "error",
-        "failures": failures,
-        "rows": 1200,
-        "params": {},
-        "message": message,
-        "top_values": [],
-    }
-
-
 def test_run_detail_data_tab_shows_datasets_and_their_validation_results(lab: Path) -> None:
     """A run's datasets (path -> content hash), each with the latest validation of that
     content: status, failing checks (text from data shown literally), and older ones counted."""
-    from tui_helpers import add_events
+    from tui_helpers import add_events, check, validation_event
 
     train, test = "md5:" + "1" * 32, "md5:" + "2" * 32
     commit = "c" * 40
@@ -579,6 +543,100 @@ def test_help_screen_and_command_palette(lab: Path) -> None:
         from mlci_tui.tui.screens.modals import ColumnsScreen
 
         await wait_until(pilot, lambda: isinstance(app.screen, ColumnsScreen), what="columns from the palette")
+
+    run_app(lab, scenario)
+
+
+def test_every_other_binding_and_every_screen_in_the_palette(lab: Path) -> None:
+    """The bindings the other tests do not press: vim keys and paging, u, f1, b/space/T/p on a
+    run, p on compare, 1/x/m on a plot, q; and each screen's actions in the command palette."""
+    from mlci_tui.tui.actions import actions_for
+
+    def in_palette(scope: str) -> None:
+        titles = [c.title for c in app_ref[0].get_system_commands(app_ref[0].screen)]
+        for action in actions_for(scope):
+            assert any(title.startswith(action.description + " (") for title in titles), (scope, action)
+
+    app_ref: list[MlciApp] = []
+
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        app_ref.append(app)
+        t = table(app)
+        await pilot.press("j", "j", "k")
+        assert t.cursor_row == 1
+        await pilot.press("G")
+        assert t.cursor_row == 5
+        await pilot.press("g")
+        assert t.cursor_row == 0
+        await pilot.press("pagedown")
+        assert t.cursor_row == 5
+        await pilot.press("pageup")
+        assert t.cursor_row == 0
+        col = t.cursor_col
+        await pilot.press("l", "l", "h")
+        assert t.cursor_col == col + 1
+        await pilot.press("space", "space")
+        assert len(app.marked) == 2
+        await pilot.press("u")
+        assert not app.marked and "marked" not in screen_text(app)
+        await pilot.press("f1")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        # one run: b pins it, space marks it, t then T tags and untags, p plots it
+        await pilot.press("g", "j", "enter")
+        await settle(pilot)
+        run = app.screen
+        assert isinstance(run, RunScreen) and run.run_id == rid("e")
+        in_palette("run")
+        await pilot.press("b")
+        await settle(pilot)
+        assert app.runs_screen.wanted.baseline == rid("e")
+        await pilot.press("space")
+        assert app.marked == {rid("e")}
+        await pilot.press("t")
+        await settle(pilot)
+        await pilot.press(*"keep", "enter")
+        await wait_until(pilot, lambda: run.detail is not None and run.detail.tags == ["keep"], what="the tag")
+        await pilot.press("T")
+        await settle(pilot)
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press("enter")  # the latest tag is proposed
+        await wait_until(pilot, lambda: run.detail is not None and run.detail.tags == [], what="the tag removed")
+        assert query(lab, "SELECT count(*) FROM tags")[0][0] == 0
+        await pilot.press("p")
+        await settle(pilot)
+        assert isinstance(app.screen, PlotScreen) and app.screen.run_ids == [rid("e")]
+        await pilot.press("escape", "escape")
+        # compare: p plots the compared runs
+        await pilot.press("g", "space", "c")
+        await settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        in_palette("compare")
+        await pilot.press("p")
+        await settle(pilot)
+        plot = app.screen
+        assert isinstance(plot, PlotScreen) and sorted(plot.run_ids) == sorted([rid("e"), rid("f")])
+        in_palette("plot")
+        # plot: 3 then x (next param), 1 back to steps, m (next metric)
+        await pilot.press("3")
+        await settle(pilot)
+        before = plot.param
+        await pilot.press("x")
+        await settle(pilot)
+        assert plot.mode == "scatter" and plot.param != before and plot.param is not None
+        await pilot.press("1")
+        await settle(pilot)
+        assert plot.mode == "steps"
+        metric = plot.metric
+        await pilot.press("m")
+        await settle(pilot)
+        assert plot.metric != metric and plot.metric is not None
+        await pilot.press("escape", "escape")
+        await settle(pilot)
+        assert app.screen is app.runs_screen
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, what="quit")
 
     run_app(lab, scenario)
 

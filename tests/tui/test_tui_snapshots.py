@@ -73,3 +73,65 @@ def test_snapshots_compare_plot_and_help(lab: Path) -> None:
         assert_snapshot(app, "help")
 
     run_app(lab, scenario)
+
+
+def test_snapshots_dialogs_and_the_data_tab(lab: Path) -> None:
+    """The column picker, the export dialog, the note prompt, and a run's Data tab."""
+    from tui_helpers import add_events, append_runs, check, fixed, validation_event
+
+    from mlci_tui.tui.screens.modals import ColumnsScreen, ExportScreen, PromptScreen
+
+    train, test = "md5:" + "1" * 32, "md5:" + "2" * 32
+    append_runs(
+        lab,
+        [
+            dict(
+                event_id=rid("g"),
+                name="with-data",
+                commit="c" * 40,
+                time="2025-03-09T09:00:00.000000Z",
+                metrics={"acc": 0.9},
+                datasets={"data/train.csv": train, "data/test.csv": test},
+            )
+        ],
+    )
+    failing = [check("unique", "id", "fail", 3, "3 duplicate values"), check("min", "age", "pass")]
+    add_events(
+        lab,
+        fixed(validation_event("data/train.csv", train, "c" * 40, "fail", failing, ""), "v", "2025-03-09T10:00:00Z"),
+        fixed(validation_event("data/test.csv", test, "c" * 40, "pass", [], ""), "w", "2025-03-09T10:00:00Z"),
+    )
+
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        await pilot.press("o")
+        await settle(pilot)
+        assert isinstance(app.screen, ColumnsScreen)
+        assert_snapshot(app, "columns")
+        await pilot.press("escape")
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportScreen)
+        path = app.screen.query_one("#export-path")
+        path.value = "/tmp/mlci-runs.csv"  # type: ignore[attr-defined]  # (temp paths are normalised anyway)
+        app.screen.query_one("#export-format").focus()  # no blinking cursor in the picture
+        await pilot.pause()
+        assert_snapshot(app, "export")
+        await pilot.press("escape")
+        await pilot.press("enter")  # the newest run: the one with datasets
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        await wait_until(pilot, lambda: screen.detail is not None)
+        screen.query_one("#run-tabs").active = "tab-data"  # type: ignore[attr-defined]
+        await pilot.wait_for_scheduled_animations()  # the tab underline slides over
+        await pilot.pause()
+        assert_snapshot(app, "run-data")
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, PromptScreen)
+        app.screen.query_one("#prompt-text").cursor_blink = False  # type: ignore[attr-defined]  # a steady cursor
+        await pilot.wait_for_scheduled_animations()  # the dimmed screen behind fades in
+        await pilot.pause()
+        assert_snapshot(app, "note-prompt")
+
+    run_app(lab, scenario)

@@ -247,3 +247,41 @@ def commit_files(root: Path, files: dict[str, str], message: str) -> str:
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", message)
     return git(root, "rev-parse", "HEAD").strip()
+
+
+def validation_event(
+    path: str, content_hash: str, rev: str, status: str, checks: list[dict[str, Any]], time: str
+) -> dict[str, Any]:
+    """A `validation` event built as mlci_tui/validate/run.py builds it."""
+    from mlci_tui import __version__
+    from mlci_tui.ledger.records import derived_id, envelope
+
+    body = {
+        "dataset": Path(path).stem,
+        "path": path,
+        "content_hash": content_hash,
+        "rev": rev,
+        "schema_hash": "sha256:" + "0" * 64,
+        "status": status,
+        "rows": 1200,
+        "base_hash": None,
+        "error": None,
+        "warnings": [],
+        "checks": checks,
+        "mlci_version": __version__,
+    }
+    return envelope("validation", body, event_id=derived_id("validation", path, rev, time), time=time)
+
+
+def check(name: str, column: str | None, status: str, failures: int = 0, message: str = "") -> dict[str, Any]:
+    return {
+        "check": name,
+        "column": column,
+        "status": status,
+        "severity": "error",
+        "failures": failures,
+        "rows": 1200,
+        "params": {},
+        "message": message,
+        "top_values": [],
+    }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import subprocess
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -48,6 +49,7 @@ KNOWN_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 EXPS_PREFIX = "refs/exps/"
 _SEP = "\x1f"
 _END = "\x1e"
+MEMO_SIZE = 4096  # parsed files kept (least recently used dropped first)
 WINDOW = 256  # commits whose objects are fetched ahead in one batch
 PREFETCH_BYTES = 32 * 1024 * 1024  # at most this much blob data fetched ahead at once
 DEFAULT_HOT = {"dvc.yaml": 0, "params.yaml": 0, "metrics.json": 0, "dvclive/metrics.json": 0}
@@ -192,7 +194,7 @@ class DvcImporter:
         self.limits = limits or Limits.from_config(config_mod.validate({}, "mlci.yaml")["limits"])
         self.dvc = DvcReader(self.objects, self.limits)
         self._datasets = _dataset_reader()
-        self._reads: dict[tuple[str, ...], Any] = {}
+        self._reads: OrderedDict[tuple[str, ...], Any] = OrderedDict()  # most recently used last
         self._hot: dict[str, int] = dict(DEFAULT_HOT)  # path -> size of the files the last commit read
 
     def prefetch(self, roots: list[str]) -> None:
@@ -214,11 +216,15 @@ class DvcImporter:
     # ------------------------------------------------------------ per-object reads
     def _memo(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:
         """One parse per (reader, path, blob id): most commits share most files."""
-        if key not in self._reads:
+        if key in self._reads:
+            self._reads.move_to_end(key)
+        else:
             try:
                 self._reads[key] = make()
             except InputError as exc:
                 self._reads[key] = exc
+            if len(self._reads) > MEMO_SIZE:
+                self._reads.popitem(last=False)
         found = self._reads[key]
         if isinstance(found, InputError):
             raise InputError(str(found))

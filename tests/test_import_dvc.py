@@ -395,6 +395,9 @@ def test_simple_yaml_reads_what_yaml_1_2_reads() -> None:
             raise AssertionError(f"fast reader accepted what YAML 1.2 refuses: {text!r}: {exc}") from None
         assert got == expected and repr(got) == repr(expected), text
     assert simple > 300  # the generator reaches the fast path often enough to mean something
+    # line breaks YAML knows beyond \n (here hidden in a comment) and control characters: declined
+    for text in ("# note\u2028lr: 1\nx: 2\n", "# note\x85lr: 1\nx: 2\n", "a: 1\n# \x0c\n"):
+        assert simple_yaml.load(text) is simple_yaml.NOT_SIMPLE, text
     # the shape of a typical params.yaml is read by the fast path
     typical = "train:\n  lr: 0.001\n  epochs: 20\n  optimizer: adam\n  layers: [64, 32]\nmodel:\n  dropout: 0.2\n"
     assert simple_yaml.load(typical) == YAML(typ="safe", pure=True).load(typical)

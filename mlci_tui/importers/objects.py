@@ -3,7 +3,14 @@
 Walking a 1,000-commit history with one `ls-tree` and one `cat-file` process per commit
 costs two process starts per commit. Here one process serves every tree and blob, and
 subtrees are cached by object id: most commits share nearly all of their trees, so only
-the trees a commit changed are read again.
+the trees a commit changed are read again. `prefetch_paths` fills the caches ahead through
+`gitio.Repo.cat_blobs` (one batched process per tree depth).
+
+Why this is not in gitio.py: gitio reads known object ids in one-shot batches (`cat_blobs`),
+which is what every other module needs and what the prefetch here uses. The interactive
+process, the raw tree parser and the per-id tree cache serve only a walk over many commits'
+trees; gitio is imported on the hook path and shared by every module, so the importer keeps
+them.
 """
 
 from __future__ import annotations

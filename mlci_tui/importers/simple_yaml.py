@@ -36,6 +36,8 @@ def load(text: str) -> Any:
     stack: list[tuple[int, dict[str, Any]]] = [(0, root)]
     open_key: tuple[dict[str, Any], str] | None = None  # a `key:` with nothing after it yet
     for line in text.split("\n"):
+        if not line.isprintable():
+            return NOT_SIMPLE  # U+2028, NEL and the like end lines in YAML; control characters are refused
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue

@@ -11,10 +11,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 BIG_FILE = 16 << 20  # above this, BLAKE3 hashes with all cores (mmap)
 CHUNK = 1 << 20
 STAT_CACHE = "data-stat.json"
+DIR_SIGS = "data-dirsig.json"
 
 
 def hash_bytes(data: bytes, algo: str) -> str:
@@ -48,14 +50,32 @@ class StatCache:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / STAT_CACHE
-        self.entries: dict[str, list[object]] = {}
+        self._entries: dict[str, list[object]] | None = None  # read on first use
         self.dirty = False
-        try:
-            loaded = json.loads(self.path.read_bytes())
-            if isinstance(loaded, dict):
-                self.entries = loaded
-        except (OSError, ValueError):
-            pass
+        self.dir_path = state_dir / DIR_SIGS
+        self._dirs: dict[str, list[str]] | None = None
+        self._dirs_dirty = False
+
+    @property
+    def entries(self) -> dict[str, list[object]]:
+        if self._entries is None:
+            self._entries = _load_json(self.path)
+        return self._entries
+
+    # A folder's signature: a hash of every file's (name, inode, mtime, size). When it and the
+    # pointer's hash are what they were when the folder last matched its pointer, the folder is
+    # unchanged without a look at any per-file entry or the manifest.
+    def folder_matches(self, rel: str, algo: str, digest: str, signature: str) -> bool:
+        if self._dirs is None:
+            self._dirs = _load_json(self.dir_path)
+        return self._dirs.get(rel) == [algo, digest, signature]
+
+    def folder_matched(self, rel: str, algo: str, digest: str, signature: str) -> None:
+        if self._dirs is None:
+            self._dirs = _load_json(self.dir_path)
+        if self._dirs.get(rel) != [algo, digest, signature]:
+            self._dirs[rel] = [algo, digest, signature]
+            self._dirs_dirty = True
 
     def get(self, rel: str, st: os.stat_result, algo: str) -> str | None:
         entry = self.entries.get(rel)
@@ -85,13 +105,37 @@ class StatCache:
         return digest
 
     def save(self) -> None:
-        if not self.dirty:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.entries, separators=(",", ":")))
-            os.replace(tmp, self.path)
-            self.dirty = False
-        except OSError:
-            pass  # a cache: failing to save costs a re-hash later, nothing else
+        if self.dirty:
+            self.dirty = not _save_json(self.path, self.entries)
+        if self._dirs_dirty and self._dirs is not None:
+            self._dirs_dirty = not _save_json(self.dir_path, self._dirs)
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _save_json(path: Path, doc: dict[str, Any]) -> bool:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, separators=(",", ":")))
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        return False  # a cache: failing to save costs a re-hash later, nothing else
+
+
+def signature(entries: list[tuple[str, os.stat_result]]) -> str:
+    """What a folder's files look like on disk (names, inodes, mtimes, sizes), as one short hash."""
+    from array import array
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update("\0".join([n for n, _st in entries]).encode("utf-8", "surrogateescape"))
+    numbers = array("q", [v for _n, st in entries for v in (st.st_ino, st.st_mtime_ns, st.st_size)])
+    h.update(numbers.tobytes())
+    return h.hexdigest()

@@ -11,7 +11,7 @@ from typing import Any
 
 from mlci_tui.data.cache import DataCache
 from mlci_tui.data.dvc import dvc_manifest, read_dvc_pointers
-from mlci_tui.data.hashing import StatCache
+from mlci_tui.data.hashing import StatCache, signature
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer
 from mlci_tui.data.workspace import list_pointer_files, read_pointer_file, walk_folder
 from mlci_tui.errors import InputError
@@ -92,13 +92,20 @@ def cache_link_target(path: Path, cache: DataCache, rel: str) -> str:
     return "".join(inner.parts)
 
 
-def folder_hashes(root: Path, rel: str, algo: str, stat_cache: StatCache, cache: DataCache) -> dict[str, str] | None:
+def folder_hashes(
+    root: Path,
+    rel: str,
+    algo: str,
+    stat_cache: StatCache,
+    cache: DataCache,
+    files: list[tuple[str, os.stat_result]] | None = None,
+) -> dict[str, str] | None:
     base = root / rel
     if not base.is_dir():
         return None
     out: dict[str, str] = {}
     base_s = os.fspath(base)
-    for name, st in walk_folder(root, rel, allow_links=True):
+    for name, st in files if files is not None else walk_folder(root, rel, allow_links=True):
         full = f"{rel}/{name}"
         if stat_mod.S_ISLNK(st.st_mode):
             out[name] = cache_link_target(Path(f"{base_s}/{name}"), cache, full)
@@ -126,11 +133,17 @@ def dataset_status(root: Path, pointer_file: str, p: Pointer, cache: DataCache, 
         elif current != p.hash:
             out.status = "modified"
         return out
-    manifest = manifest_for(root, p, cache)
     if (root / p.path).exists() and not (root / p.path).is_dir():
         out.status = "modified"
         return out
-    present = folder_hashes(root, p.path, p.algo, stat_cache, cache)
+    files = walk_folder(root, p.path, allow_links=True) if (root / p.path).is_dir() else None
+    sig = signature(files) if files is not None else None
+    if sig is not None and stat_cache.folder_matches(p.path, p.algo, p.hash, sig):
+        if p.origin == "mlci":
+            out.in_cache = cache.folder_complete(p.hash)
+        return out  # unchanged since it last matched: no per-file lookups, no manifest read
+    present = folder_hashes(root, p.path, p.algo, stat_cache, cache, files)
+    manifest = manifest_for(root, p, cache)
     if manifest is None:
         out.in_cache = False if p.origin == "mlci" else None
         out.status = "missing" if present is None else "unknown"
@@ -142,6 +155,8 @@ def dataset_status(root: Path, pointer_file: str, p: Pointer, cache: DataCache, 
         return out
     wanted = {n: h for n, h, _s in manifest}
     if wanted == present:
+        if sig is not None and not any(stat_mod.S_ISLNK(st.st_mode) for _n, st in files or []):
+            stat_cache.folder_matched(p.path, p.algo, p.hash, sig)
         return out
     for name in sorted(set(wanted) | set(present)):
         if name not in present:

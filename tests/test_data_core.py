@@ -195,3 +195,29 @@ def test_demo_step_tracks_and_commits_the_customers_dataset(repo: Path) -> None:
     assert {line.split(",")[1] for line in lines[1:]} <= {"US", "GB", "NO"}
     bad = customers_csv(120, bad=True)
     assert ",XX,-120.5," in bad
+
+
+def test_status_never_rehashes_unchanged_files(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlci_tui.data import hashing
+    from mlci_tui.data.status import status
+
+    write(repo, {f"d/{i}.txt": f"file {i}\n" for i in range(50)})
+    write(repo, {"one.csv": "a\n1\n"})
+    add_paths(repo, ["d", "one.csv"], cwd=repo)
+    state = Repo.find(repo).state_dir
+    calls: list[str] = []
+    real = hashing.hash_file
+
+    def counting(path: object, algo: str, size: int | None = None) -> str:
+        calls.append(str(path))
+        return real(path, algo, size)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hashing, "hash_file", counting)
+    assert {s.path: s.status for s in status(repo, state)} == {"d": "unchanged", "one.csv": "unchanged"}
+    assert calls == []  # everything answered from the stat cache written by add
+    assert [s.status for s in status(repo, state)] == ["unchanged", "unchanged"]
+    assert calls == []
+    (repo / "d/7.txt").write_text("changed!\n")
+    st = {s.path: s for s in status(repo, state)}
+    assert st["d"].status == "modified" and st["d"].changes == [("7.txt", "modified")]
+    assert len(calls) == 1 and calls[0].endswith("d/7.txt")

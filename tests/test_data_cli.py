@@ -291,3 +291,10 @@ def test_captured_runs_record_dataset_hashes(repo: Path) -> None:
         "data/d2": pointers["data/d2"],
         "legacy.csv": "0123456789abcdef0123456789abcdef",
     }
+
+
+def test_init_ignores_the_cache_and_the_local_credentials(repo: Path) -> None:
+    ok(repo, "init", "--no-hooks")
+    write(repo, {".mlci/config.local.yaml": "remotes: {}\n", ".mlci/cache/ab/cdef": "x"})
+    ignored = git(repo, "check-ignore", ".mlci/config.local.yaml", ".mlci/cache/ab/cdef").split()
+    assert ignored == [".mlci/config.local.yaml", ".mlci/cache/ab/cdef"]

@@ -11,7 +11,9 @@ every round (copying is untimed):
     every experiment ref exists (polled with `git for-each-ref`, 0.2 s), then the worker is
     stopped (untimed).
 
-Per-trial overhead = (tool's wall time − N × command time) / N. Rounds are interleaved.
+Per-trial overhead = (tool's wall time − N × command time) / N. mlci also runs 4N trials,
+which splits its cost into a fixed part (create + start: interpreter, DuckDB cache) and a
+marginal part per trial. Rounds are interleaved.
 
 Usage: python benchmarks/bench_sweep.py [--quick] [--trials N] [--rounds R]
 """
@@ -38,11 +40,13 @@ def template(trials: int, dvc: str | None) -> tuple[Path, Path | None]:
     base = common.fresh_dir("sweep")
     mlci_t = common.git_init(base / "mlci-template")
     values = ", ".join(str(v) for v in range(1, trials + 1))
+    many = ", ".join(str(v) for v in range(1, 4 * trials + 1))
     (mlci_t / "train.py").write_text(TRAIN)
     (mlci_t / "params.yaml").write_text("lr: 0  # learning rate\n")
     (mlci_t / ".gitignore").write_text("metrics.json\n")
     (mlci_t / "mlci.yaml").write_text(
         f"train:\n  command: python train.py\nsweeps:\n  s:\n    params:\n      lr: [{values}]\n    metric: acc\n"
+        f"  s4:\n    params:\n      lr: [{many}]\n    metric: acc\n"
     )
     common.run(["git", "add", "-A"], mlci_t)
     common.run(["git", "commit", "-q", "-m", "init"], mlci_t)
@@ -86,17 +90,21 @@ class Rounds:
             subprocess.run([common.PYTHON, "train.py"], cwd=work, env=common.env(), check=True)
         return time.perf_counter() - t0
 
-    def mlci(self) -> float:
+    def mlci(self, name: str = "s", count: int | None = None) -> float:
+        count = count or self.trials
         work = copy(self.mlci_t, "mlci")
         t0 = time.perf_counter()
-        common.run([common.MLCI, "sweep", "create", "s"], work)
-        common.run([common.MLCI, "sweep", "start", "s", "-j", "1"], work)
+        common.run([common.MLCI, "sweep", "create", name], work)
+        common.run([common.MLCI, "sweep", "start", name, "-j", "1"], work)
         elapsed = time.perf_counter() - t0
-        out = common.run([common.MLCI, "sweep", "status", "s", "--csv"], work)
+        out = common.run([common.MLCI, "sweep", "status", name, "--csv"], work)
         done = out.count(",done,")
-        if done != self.trials:
-            raise RuntimeError(f"mlci: {done} of {self.trials} trials done:\n{out}")
+        if done != count:
+            raise RuntimeError(f"mlci: {done} of {count} trials done:\n{out}")
         return elapsed
+
+    def mlci_many(self) -> float:
+        return self.mlci("s4", 4 * self.trials)
 
     def dvc_queue(self) -> float:
         assert self.dvc and self.dvc_t
@@ -130,7 +138,7 @@ def main() -> int:
     dvc = common.peer_tool("dvc")
     mlci_t, dvc_t = template(trials, dvc)
     r = Rounds(mlci_t, dvc_t, dvc, trials)
-    variants = {"command alone": r.command, "mlci sweep": r.mlci}
+    variants = {"command alone": r.command, "mlci sweep": r.mlci, f"mlci sweep, {4 * trials} trials": r.mlci_many}
     if dvc:
         variants["dvc exp run --queue + queue start"] = r.dvc_queue
     samples = common.interleave(variants, rounds, warmup=1 if not args.quick else 0)
@@ -139,9 +147,18 @@ def main() -> int:
     cmd = stats["command alone"]["median"]
     overhead: dict[str, Any] = {}
     for name, s in stats.items():
-        if name != "command alone" and s.get("n"):
+        if name in ("mlci sweep", "dvc exp run --queue + queue start") and s.get("n"):
             overhead[name] = (s["median"] - cmd) / trials
-    print("\n## per-trial overhead (median total − command alone) / trials")
+    many = stats.get(f"mlci sweep, {4 * trials} trials", {})
+    if many.get("n") and stats["mlci sweep"].get("n"):
+        # what one more trial costs once the sweep runs: create and start paid once
+        overhead["mlci sweep, marginal trial"] = (many["median"] - stats["mlci sweep"]["median"]) / (
+            3 * trials
+        ) - cmd / trials
+        overhead["mlci sweep, fixed (create + start)"] = stats["mlci sweep"]["median"] - trials * (
+            cmd / trials + overhead["mlci sweep, marginal trial"]
+        )
+    print(f"\n## per-trial overhead at {trials} trials: (median total − command alone) / trials")
     for name, value in overhead.items():
         print(f"  {name:<36} {common.fmt_s(value)}")
     mlci_o = overhead.get("mlci sweep")

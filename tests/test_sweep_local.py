@@ -45,6 +45,11 @@ def test_twenty_trials_on_two_workers_end_with_twenty_done_runs(repo: Path) -> N
     assert after == before and git(repo, "rev-parse", "HEAD").strip() == head
     assert worktrees(repo) == [f"worktree {repo}"]
     assert not leases(repo)
+    # the SQL view folds the events the same way
+    by_state = json.loads(
+        ok(run_mlci(repo, "sql", "SELECT state, count(*) AS n FROM trials GROUP BY state", "--json")).stdout
+    )
+    assert by_state == [{"state": "done", "n": 20}]
     # the full log of a trial stays here
     log = ok(run_mlci(repo, "sweep", "logs", "lr-search-3"))
     assert "== mlci trial lr-search-3 attempt 1" in log.stdout
@@ -106,17 +111,21 @@ def test_a_failing_command_records_a_failed_trial_with_its_stderr(repo: Path) ->
 
 
 def test_cancel_stops_pending_trials(repo: Path) -> None:
-    sweep_repo(repo, "  c:\n    params:\n      lr: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]\n      sleep: [0.4]\n")
+    sweep_repo(repo, "  c:\n    params:\n      lr: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]\n      sleep: [1.5]\n")
     ok(run_mlci(repo, "sweep", "create", "c"))
     coordinator = start_background(repo, "c", "-j", "1")
-    wait_for(lambda: any(r["state"] == "done" for r in status_json(repo, "c")), what="a first trial done")
+    wait_for(lambda: any(lease.get("child_pid") for lease in leases(repo)), what="a trial running")
     cancelled = ok(run_mlci(repo, "sweep", "cancel", "c"))
     assert "queued trial(s) cancelled" in cancelled.stdout
     coordinator.communicate(timeout=60)
-    states = [r["state"] for r in status_json(repo, "c")]
+    rows = status_json(repo, "c")
+    states = [r["state"] for r in rows]
     assert "queued" not in states and "running" not in states
-    assert states.count("cancelled") >= 3 and states.count("done") >= 1
+    assert states.count("cancelled") >= 5 and states.count("done") <= 1
     assert len(trial_runs(repo)) == states.count("done")
+    # the trial that was running when the sweep was cancelled was stopped, not left to finish
+    if states.count("cancelled") == 6:
+        assert "cancelled while running" in [r["reason"] for r in rows]
     # nothing more runs after a cancel
     ok(run_mlci(repo, "sweep", "start", "c"), 0)
     assert [r["state"] for r in status_json(repo, "c")] == states
@@ -145,3 +154,24 @@ def test_datasets_are_placed_from_the_data_cache(repo: Path) -> None:
     ok(run_mlci(repo, "sweep", "start", "data"))
     (row,) = status_json(repo, "data")
     assert (row["state"], row["acc"]) == ("done", 42)
+
+
+def test_tpe_queues_as_results_arrive_and_timeouts_fail_a_trial(repo: Path) -> None:
+    sweep_repo(
+        repo,
+        "  t:\n    params:\n      lr: {uniform: [0.1, 1.0]}\n      epochs: {int: [1, 3]}\n"
+        "    method: tpe\n    max_trials: 4\n    parallel: 2\n    seed: 3\n    metric: acc\n"
+        "  slow:\n    params:\n      sleep: [30]\n      lr: [0.1]\n    timeout: 1\n    retries: 0\n",
+    )
+    created = ok(run_mlci(repo, "sweep", "create", "t"))
+    assert "2 trial(s) queued, method tpe, seed 3" in created.stdout  # `parallel` at a time
+    ok(run_mlci(repo, "sweep", "start", "t", "-j", "2"))
+    rows = status_json(repo, "t")
+    assert len(rows) == 4 and {r["state"] for r in rows} == {"done"}
+    assert all(0.1 <= r["lr"] <= 1.0 and r["epochs"] in (1, 2, 3) for r in rows)
+
+    ok(run_mlci(repo, "sweep", "create", "slow"))
+    ok(run_mlci(repo, "sweep", "start", "slow"), 1)
+    (row,) = status_json(repo, "slow")
+    assert (row["state"], row["reason"]) == ("failed", "timed out after 1 s")
+    assert worktrees(repo) == [f"worktree {repo}"]

@@ -124,11 +124,11 @@ def start(args: argparse.Namespace) -> int:
     if executor == "dask":
         from mlci_tui.sweep.dask_executor import run as run_dask
 
-        final = run_dask(repo, sweep.sweep_id, jobs, args.scheduler or sweep.spec.get("scheduler"), _say)
+        final = run_dask(repo, sweep.sweep_id, jobs, args.scheduler or sweep.spec.get("scheduler"), _say, state)
     else:
         from mlci_tui.sweep.local import run as run_local
 
-        final = run_local(repo, sweep.sweep_id, jobs, _say)
+        final = run_local(repo, sweep.sweep_id, jobs, _say, state)
     return _summary(final, time.monotonic() - began)
 
 

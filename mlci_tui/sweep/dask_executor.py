@@ -53,10 +53,17 @@ def _client(scheduler: str | None, jobs: int) -> tuple[Any, Any]:
         return Client(cluster), cluster
 
 
-def run(repo: Repo, sweep_ref: str, jobs: int, scheduler: str | None, say: Callable[[str], None]) -> Sweep:
+def run(
+    repo: Repo,
+    sweep_ref: str,
+    jobs: int,
+    scheduler: str | None,
+    say: Callable[[str], None],
+    state: queue.QueueState | None = None,
+) -> Sweep:
     from distributed import KilledWorker
 
-    coord = Coordinator(repo, sweep_ref, jobs, say)
+    coord = Coordinator(repo, sweep_ref, jobs, say, state)
     (queue.queue_dir(repo, coord.sweep_id) / "cancel").unlink(missing_ok=True)
     client, cluster = _client(scheduler, jobs)
     say(f"dask: {'scheduler ' + scheduler if scheduler else f'LocalCluster with {jobs} worker(s)'}")

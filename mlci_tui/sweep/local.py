@@ -13,7 +13,6 @@ import queue as queue_mod
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,18 @@ from mlci_tui.sweep import events, policy, queue
 from mlci_tui.sweep.events import Sweep
 from mlci_tui.sweep.runner import TrialJob
 
-POLL = 0.05
+POLL = 0.05  # the Dask executor polls its futures
+IDLE_WAIT = 0.25  # the local executor wakes at once when a worker finishes; else this often
 
 
 class Coordinator:
     """The loop shared by the executors: leases, losses, retries, tpe; `launch` is the engine's part."""
 
-    def __init__(self, repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None], state: queue.QueueState | None = None
+    ) -> None:
         self.repo = repo
-        self.state = queue.QueueState(repo)
+        self.state = state or queue.QueueState(repo)
         self.sweep_id = self.state.find(sweep_ref).sweep_id
         self.jobs = max(1, jobs)
         self.say = say
@@ -107,7 +109,8 @@ class Coordinator:
 class PoolWorker:
     """One long-lived worker process, fed one lease at a time on its stdin."""
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: Repo, wake: threading.Event) -> None:
+        self.wake = wake
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlci_tui.sweep.worker", "--serve", str(repo.root)],
             stdin=subprocess.PIPE,
@@ -123,6 +126,8 @@ class PoolWorker:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.finished.put(line.split()[0] if line.strip() else "")
+            self.wake.set()
+        self.wake.set()  # end of output: the worker exited (or was killed)
 
     def assign(self, trial_id: str, lease: Path) -> None:
         assert self.proc.stdin is not None
@@ -146,11 +151,14 @@ class PoolWorker:
         self.proc.wait()
 
 
-def run(repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None]) -> Sweep:
+def run(
+    repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None], state: queue.QueueState | None = None
+) -> Sweep:
     """Run every queued trial of the sweep with `jobs` local workers; returns the final state."""
-    coord = Coordinator(repo, sweep_ref, jobs, say)
+    coord = Coordinator(repo, sweep_ref, jobs, say, state)
     (queue.queue_dir(repo, coord.sweep_id) / "cancel").unlink(missing_ok=True)
     pool: list[PoolWorker] = []
+    wake = threading.Event()  # set by a worker that finished a trial or died: no polling delay
     worker = events.worker_name("local")
     try:
         while True:
@@ -165,7 +173,7 @@ def run(repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None]) -> Sw
             if room > 0:
                 for job, lease in coord.claim(room, worker):
                     if not idle:
-                        pool.append(PoolWorker(repo))
+                        pool.append(PoolWorker(repo, wake))
                         idle.append(pool[-1])
                     member = idle.pop()
                     queue.update(lease, pid=member.proc.pid)  # its death is visible at once
@@ -174,7 +182,8 @@ def run(repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None]) -> Sw
                     say(f"trial {job.sweep_name}-{job.number} started (attempt {job.attempt}) {_fmt(job.params)}")
             if coord.finished(active):
                 break
-            time.sleep(POLL)
+            wake.wait(IDLE_WAIT)
+            wake.clear()
     finally:
         for member in pool:
             member.close()

@@ -93,15 +93,14 @@ def make_worktree(repo: Repo, job: TrialJob) -> Path:
     return path
 
 
-def link_datasets(repo: Repo, worktree: Path) -> list[str]:
+def link_datasets(repo: Repo, worktree: Path, base: str) -> list[str]:
     """Place the datasets the worktree's pointer files name, from this clone's data cache.
 
     The files come from the main checkout's cache (`.mlci/cache`), placed with the data
     section's link mode (reflink, else copy; cache files are read-only). Returns the datasets
     whose content is not in the cache (the trial then fails and says so).
     """
-    listed = _git(repo, "-C", str(worktree), "ls-files", "-z", "--", "*.mlci", check=False).stdout
-    if not listed.strip(b"\0"):
+    if not base_info(repo, base).has_pointers:
         return []
     try:
         from mlci_tui.data.add import data_settings
@@ -211,7 +210,7 @@ def run_command(
         stopped: str | None = None
         while True:
             try:
-                proc.wait(timeout=0.05)
+                proc.wait(timeout=0.02)
                 break
             except subprocess.TimeoutExpired:
                 pass
@@ -251,29 +250,82 @@ def metric_value(record: dict[str, Any], metric: str | None) -> tuple[float | No
     return (float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None), None
 
 
-def capture(worktree: Path, job: TrialJob, started: str) -> dict[str, Any]:
-    """The trial's run record, read from the worktree the command wrote into."""
-    from mlci_tui import config as config_mod
-    from mlci_tui.runs import capture_workspace
+@dataclass
+class BaseInfo:
+    """What every trial of one base commit shares: read once per worker process, not per trial."""
 
-    tree_repo = Repo.find(worktree)
-    cfg = config_mod.load(worktree)
-    record = capture_workspace(tree_repo, cfg, commit_rev=job.base, name=f"{job.sweep_name}-{job.number}")
+    commit: Any  # runs.CommitInfo
+    patch_id: str | None
+    config: Any  # config.Config, as the base commit holds it
+    has_pointers: bool
+    datasets: dict[str, str]  # dataset path -> content hash, from the base commit's pointers
+    warnings: list[str]
+
+
+_BASES: dict[str, BaseInfo] = {}
+
+
+def base_info(repo: Repo, base: str) -> BaseInfo:
+    info = _BASES.get(base)
+    if info is None:
+        from mlci_tui import config as config_mod
+        from mlci_tui.runs import commit_info, patch_id
+
+        commit = commit_info(repo, base)
+        listed = repo.run("ls-tree", "-r", "--name-only", "-z", base, check=False).stdout
+        pointers = any(p.endswith(b".mlci") for p in listed.split(b"\0"))
+        warnings: list[str] = []
+        datasets: dict[str, str] = {}
+        if pointers or b"dvc" in listed:
+            try:
+                from mlci_tui.data.tree import dataset_hashes
+
+                datasets = dataset_hashes(repo, base, warnings)
+            except ImportError:  # an mlci without data support
+                pass
+        cfg = config_mod.load_from_git(repo, base)
+        info = BaseInfo(commit, patch_id(repo, commit), cfg, pointers, datasets, warnings)
+        _BASES[base] = info
+    return info
+
+
+def capture(repo: Repo, worktree: Path, job: TrialJob, started: str) -> dict[str, Any]:
+    """The trial's run record, read from the worktree the command wrote into.
+
+    Built like `mlci record`'s workspace run (runs.read_values and the same record fields),
+    linked to its sweep, trial and base commit; a trial's run id is derived from its trial id.
+    """
+    from mlci_tui import runs
+    from mlci_tui.sources import WorkdirSource
+
+    info = base_info(repo, job.base)
+    values = runs.read_values(info.config, WorkdirSource(worktree), strict=True)
+    if values.empty:
+        files = ", ".join(info.config.params_files + info.config.metrics_files)
+        raise MlciError(f"no params or metrics files found in the trial's worktree (looked for {files})")
+    record = runs.base_record("trial", values)
     run_id = events.trial_run_id(job.trial_id)
+    tree_repo = Repo(root=worktree, git_dir=repo.common_dir, common_dir=repo.common_dir)
     record.update(
-        id=run_id,
         run_id=run_id,
-        kind="trial",
+        name=f"{job.sweep_name}-{job.number}",
+        started=started,
+        ended=records.now_iso(),
+        commit=info.commit.sha,
+        tree=info.commit.tree,
+        patch_id=info.patch_id,
+        branch=None,
+        author=info.commit.author,
+        message=f"sweep {job.sweep_name} trial {job.number}",
         source="sweep",
         parent=job.base,
         sweep_id=job.sweep_id,
         trial_id=job.trial_id,
-        started=started,
-        ended=records.now_iso(),
-        branch=None,
-        message=f"sweep {job.sweep_name} trial {job.number}",
+        deps=runs._workdir_deps(tree_repo, info.config),
+        datasets=dict(info.datasets),
     )
-    return record
+    record["warnings"] = [*record["warnings"], *info.warnings]
+    return runs.finish_record(record, run_id, records.now_iso())
 
 
 def run_trial(
@@ -298,7 +350,7 @@ def run_trial(
     try:
         try:
             apply_params(worktree, job.params, job.spec["params_file"])
-            missing = link_datasets(repo, worktree)
+            missing = link_datasets(repo, worktree, job.base)
         except MlciError as exc:
             return _failed(job, base_fields, None, "", f"could not prepare the trial: {exc}")
         if missing:
@@ -317,7 +369,7 @@ def run_trial(
         if code != 0:
             return _failed(job, base_fields, code, err_tail, f"exit code {code}")
         try:
-            run = capture(worktree, job, started)
+            run = capture(repo, worktree, job, started)
         except MlciError as exc:
             return _failed(job, base_fields, 0, err_tail, f"no metrics captured: {exc}")
         value, why = metric_value(run, job.spec.get("metric"))

@@ -94,3 +94,25 @@ def test_steps_with_nothing_to_do_and_bad_input(repo: Path, tmp_path: Path, monk
     assert "acc" in (repo / "mlci-report.md").read_text()
     # the gate step of the same job passes (no baseline yet) and the job run locally does too
     assert run_mlci(repo, "ci", "run", "gate").returncode == 0
+
+
+def test_gitlab_push_token_reaches_git_through_the_environment_only(repo: Path) -> None:
+    """MLCI_GITLAB_PUSH_TOKEN becomes an http.extraHeader that git sees, never a line in .git/config."""
+    import base64
+    import subprocess
+
+    from mlci_tui.ci.steps import StepContext
+    from mlci_tui.gitio import Repo
+
+    token = "glpat-" + "PushTokenForGitOnly" + "k" * 5
+    env = {"GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "push", "MLCI_GITLAB_PUSH_TOKEN": token}
+    ctx = StepContext(Repo.find(repo), detect(env), env)
+    child = ctx.child_env()
+    seen = subprocess.run(
+        ["git", "config", "--get", "http.extraHeader"], cwd=repo, env=child, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert seen == "Authorization: Basic " + base64.b64encode(f"oauth2:{token}".encode()).decode()
+    assert token not in (repo / ".git" / "config").read_text()
+    # on GitHub the variable means nothing: no header is added
+    github = StepContext(Repo.find(repo), detect({"GITHUB_ACTIONS": "true"}), {"MLCI_GITLAB_PUSH_TOKEN": token})
+    assert "GIT_CONFIG_COUNT" not in github.child_env()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import duckdb
 
 MEMORY_LIMIT = os.environ.get("MLCI_DUCKDB_MEMORY_LIMIT", "1GB")
-THREADS = int(os.environ.get("MLCI_DUCKDB_THREADS", "0") or 0) or min(4, os.cpu_count() or 1)
+THREADS = int(os.environ.get("MLCI_DUCKDB_THREADS", "0") or 0) or (os.cpu_count() or 1)  # every core, as DuckDB does
 MAX_PROFILE_COLUMNS = 200
 QUANTILE_LEVELS = [i / 20 for i in range(21)]
 SAMPLE_ROWS = 5
@@ -174,6 +174,25 @@ def relation_sql(
     return f"read_csv({path}, {', '.join(parts)})"
 
 
+def pin_csv(con: duckdb.DuckDBPyConnection, rel: str, local: Path) -> str:
+    """A CSV relation with the sniffed dialect and column types written out (`auto_detect = false`).
+
+    DuckDB sniffs a CSV each time a query binds `read_csv` (view, DESCRIBE, the aggregate, the
+    sample query: ~0.1 s each on a large file); sniffing once and pinning the result reads the
+    same way. Any other relation, or a prompt that does not name this file as expected, is
+    returned unchanged."""
+    if not rel.startswith("read_csv("):
+        return rel
+    row = con.execute(f"SELECT Prompt FROM sniff_csv{rel[len('read_csv') :]}").fetchone()
+    prompt = str(row[0]).strip() if row else ""
+    # DuckDB 2.0 writes a CRLF file's new_line as an escaped CR LF that it then reads as 0 rows:
+    # leave new_line out (the reader takes LF and CR LF line ends without it)
+    newline = re.findall(r", new_line='[^']*'", prompt)
+    if prompt.startswith(f"FROM read_csv({lit(str(local))}, ") and prompt.endswith(");") and len(newline) == 1:
+        return prompt[len("FROM ") : -1].replace(newline[0], "")
+    return rel
+
+
 def describe(con: duckdb.DuckDBPyConnection, rel: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
 
@@ -263,7 +282,8 @@ class Planned:
     result: CheckResult
     tolerance: Tolerance
     predicate: str | None = None  # a row predicate: count_if(...) and the sample query
-    aggregate: str | None = None  # a failure count that is not a row predicate (unique, pk)
+    aggregate: str | None = None  # a count that is not a row predicate (unique, pk): failures = it - distinct
+    distinct: str | None = None  # exact count(DISTINCT ...) subtracted from `aggregate` (unique, pk)
     column: Column | None = None
     sql: str | None = None  # raw SQL check
 
@@ -337,13 +357,17 @@ def plan(
     if spec.primary_key and not any(k in missing for k in spec.primary_key):
         keys = [columns[k].value for k in spec.primary_key]
         nulls = " OR ".join(f"{k} IS NULL" for k in keys)
-        tup = keys[0] if len(keys) == 1 else f"({', '.join(keys)})"
-        agg = f"(count_if({nulls}) + count(*) FILTER (WHERE NOT ({nulls})) - count(DISTINCT {tup}))"
+        # failures: rows with a null key part, plus repeats of a complete key beyond its first
+        if len(keys) == 1:
+            distinct = f"count(DISTINCT {keys[0]})"  # nulls are not counted
+        else:
+            distinct = f"count(DISTINCT ({', '.join(keys)})) FILTER (WHERE NOT ({nulls}))"
         out.checks.append(
             Planned(
                 CheckResult("primary_key", None, {"primary_key": spec.primary_key}, spec.severity),
                 Tolerance(spec.severity),
-                aggregate=agg,
+                aggregate="count(*)",
+                distinct=distinct,
             )
         )
     for name, cspec in spec.columns.items():
@@ -353,8 +377,15 @@ def plan(
         for check in cspec.checks:
             result = CheckResult(check.kind, name, _params(check), check.tolerance.severity)
             if check.kind == "unique":
-                agg = f"(count({col.value}) - count(DISTINCT {col.value}))"
-                out.checks.append(Planned(result, check.tolerance, aggregate=agg, column=col))
+                out.checks.append(
+                    Planned(
+                        result,
+                        check.tolerance,
+                        aggregate=f"count({col.value})",
+                        distinct=f"count(DISTINCT {col.value})",
+                        column=col,
+                    )
+                )
                 continue
             pred = _predicate(check.kind, check.value, col, refs)
             if check.kind == "type" and pred is None:
@@ -426,22 +457,45 @@ def cell(value: Any) -> Any:
 
 
 def run_plan(
-    con: duckdb.DuckDBPyConnection, rel: str, plan_: Plan, spec: DatasetSpec, histograms: set[str] | None
+    con: duckdb.DuckDBPyConnection,
+    rel: str,
+    plan_: Plan,
+    spec: DatasetSpec,
+    histograms: set[str] | None,
+    *,
+    profile: bool = True,
+    columnar: bool = False,
 ) -> tuple[int, dict[str, Any], list[CheckResult]]:
-    """The one aggregate pass, then targeted queries for the checks that failed."""
+    """The aggregate pass, then targeted queries for the checks that failed.
+
+    Every aggregate is computed once (a unique column that is also the primary key shares
+    its exact distinct count). In Parquet the exact distinct counts run as a second, narrow
+    query: it reads only the key columns, and a DISTINCT aggregate inside the wide query
+    slows every other aggregate of it (measured ~2x); a text file is parsed once instead.
+    Without `profile` only what the checks need is computed (the version's profile is stored)."""
     import duckdb
 
-    aggs: list[tuple[str, str]] = [("rows", "count(*)")]
+    aggs: dict[str, str] = {"count(*)": "rows"}  # expression -> key, each computed once
+    distincts: dict[str, str] = {}
+
+    def key(expr: str) -> str:
+        return aggs.setdefault(expr, f"a{len(aggs)}")
+
+    check_keys: dict[int, tuple[str, str | None]] = {}
     for n, p in enumerate(plan_.checks):
         if p.predicate:
-            aggs.append((f"c{n}", f"count_if({p.predicate})"))
+            check_keys[n] = (key(f"count_if({p.predicate})"), None)
         elif p.aggregate:
-            aggs.append((f"c{n}", p.aggregate))
-    aggs += profile_aggregates(plan_, histograms)
-    sql = "SELECT " + ", ".join(f"{expr} AS {key}" for key, expr in aggs) + f" FROM {rel}"
-    row = con.execute(sql).fetchone()
-    assert row is not None
-    values = dict(zip([k for k, _ in aggs], row))
+            d = distincts.setdefault(p.distinct, f"d{len(distincts)}") if p.distinct else None
+            check_keys[n] = (key(p.aggregate), d)
+    if profile:
+        for pkey, expr in profile_aggregates(plan_, histograms):
+            aggs.setdefault(expr, pkey)
+    values = _aggregate(con, rel, aggs, distincts, separate=columnar)
+    for pkey, expr in profile_aggregates(plan_, histograms) if profile else []:
+        values[pkey] = values[aggs[expr]]
+    for n, (agg_key, d_key) in check_keys.items():
+        values[f"c{n}"] = int(values[agg_key] or 0) - (int(values[d_key] or 0) if d_key else 0)
     rows = int(values["rows"])
     results = []
     for n, p in enumerate(plan_.checks):
@@ -482,6 +536,24 @@ def run_plan(
             r.message = f"{r.failures:,} failing row(s) within tolerance"
         results.append(r)
     return rows, values, results
+
+
+def _aggregate(
+    con: duckdb.DuckDBPyConnection, rel: str, aggs: dict[str, str], distincts: dict[str, str], *, separate: bool
+) -> dict[str, Any]:
+    """Run the aggregates (expression -> key); exact distinct counts in their own narrow query if `separate`."""
+    wide = [(k, e) for e, k in aggs.items()]
+    narrow = [(k, e) for e, k in distincts.items()]
+    queries = [wide, narrow] if separate and narrow else [wide + narrow]
+    values: dict[str, Any] = {}
+    for part in queries:
+        if not part:
+            continue
+        sql = "SELECT " + ", ".join(f"{expr} AS {k}" for k, expr in part) + f" FROM {rel}"
+        row = con.execute(sql).fetchone()
+        assert row is not None
+        values.update(zip([k for k, _ in part], row))
+    return values
 
 
 def _verdict(tolerance: Tolerance) -> str:

@@ -172,6 +172,7 @@ class Validator:
                         if check.kind == "references" and str(check.value).startswith(name + "."):
                             ref_views[str(check.value)] = (view, str(check.value).split(".", 1)[1])
             categorical = self._categorical(spec)
+            stored = self._stored_profile(content.content_hash, categorical)
             for all_varchar in (False, True):
                 rel = engine.relation_sql(
                     content.local,
@@ -181,13 +182,22 @@ class Validator:
                     text_columns=_text_columns(spec, header),
                 )
                 try:
+                    rel = engine.pin_csv(con, rel, content.local)
                     con.execute(f"CREATE OR REPLACE VIEW raw_data AS SELECT * FROM {rel}")
                     schema = engine.describe(con, "raw_data")
                     plan = engine.plan(spec, schema, spec.format, ref_views)
                     # raw SQL checks see `data`: the declared columns as their declared types
                     typed = ", ".join(f"{c.value} AS {engine.q(n)}" for n, c in plan.columns.items())
                     con.execute(f"CREATE OR REPLACE VIEW data AS SELECT {typed} FROM raw_data")
-                    rows, values, checks = engine.run_plan(con, "raw_data", plan, spec, categorical)
+                    rows, values, checks = engine.run_plan(
+                        con,
+                        "raw_data",
+                        plan,
+                        spec,
+                        categorical,
+                        profile=stored is None,
+                        columnar=spec.format == "parquet",
+                    )
                     break
                 except duckdb.ConversionException as exc:
                     if all_varchar or spec.format not in ("csv", "tsv"):
@@ -201,9 +211,20 @@ class Validator:
             con.close()
         result.rows = rows
         result.checks = checks
+        if stored is not None:
+            self._record_profile(spec, content.content_hash, stored)
+            return stored
         profile = engine.build_profile(plan, values, rows, len(schema))
         self._store_profile(spec, content.content_hash, profile)
         return profile
+
+    def _stored_profile(self, content_hash: str, categorical: set[str]) -> dict[str, Any] | None:
+        """The profile already stored for this content (with the histograms needed), so that a
+        version is profiled once: re-validating it (another schema, --no-cache, CI) runs only the checks."""
+        old = self.profile_of(content_hash)
+        if old is None or not _has_histograms(old, categorical) or "columns" not in old:
+            return None
+        return old
 
     def _categorical(self, spec: DatasetSpec) -> set[str]:
         """Columns whose profile carries a histogram: drift columns, allowed-value and bool columns."""
@@ -282,12 +303,15 @@ class Validator:
                         all_varchar=all_varchar,
                         text_columns=_text_columns(spec, header),
                     )
+                    rel = engine.pin_csv(con, rel, content.local)
                     con.execute(f"CREATE OR REPLACE VIEW data AS SELECT * FROM {rel}")
                     schema = engine.describe(con, "data")
                     plan = engine.plan(bare, schema, spec.format)
                     plan.checks = [p for p in plan.checks if p.result.check not in ("columns",)]
                     wanted = None if full else self._categorical(spec)
-                    rows, values, _ = engine.run_plan(con, "data", plan, bare, wanted)
+                    rows, values, _ = engine.run_plan(
+                        con, "data", plan, bare, wanted, columnar=spec.format == "parquet"
+                    )
                     break
                 except duckdb.ConversionException as exc:
                     if all_varchar:
@@ -317,6 +341,10 @@ class Validator:
     def _store_profile(self, spec: DatasetSpec, content_hash: str, profile: dict[str, Any]) -> None:
         self._profiles[content_hash] = profile
         _atomic_json(self.state / "profiles" / f"{_safe(content_hash)}.json", profile)
+        self._record_profile(spec, content_hash, profile)
+
+    def _record_profile(self, spec: DatasetSpec, content_hash: str, profile: dict[str, Any]) -> None:
+        """A profile event (its id derives from the content, so a profile already in the ledger adds nothing)."""
         if self.record:
             from mlci_tui.ledger.records import derived_id, envelope
 

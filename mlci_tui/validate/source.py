@@ -100,6 +100,43 @@ def worktree_path(repo: Repo, path: str) -> Path:
     return full
 
 
+# Below this size a blob is copied / a file hashed outright: the checks that avoid it cost a few git processes.
+LARGE = 8 * 2**20
+
+
+def _index_oid_if_clean(repo: Repo, path: str) -> str | None:
+    """The index's blob id of `path` when the working-tree file is known to hold exactly it.
+
+    `git diff-files` compares the file's stat data with the index entry (and the content when
+    the entry is racily clean), so a large unchanged file is not read to learn its id."""
+    entries = _entries(repo, INDEX, [path])
+    if path not in entries or entries[path][0] not in ("100644", "100755"):
+        return None
+    if repo.run("diff-files", "--quiet", "--", path, check=False).returncode != 0:
+        return None
+    return entries[path][1]
+
+
+def _worktree_copy_of(repo: Repo, path: str, oid: str) -> Path | None:
+    """The working-tree file, when it holds the same bytes as blob `oid` (so DuckDB reads it in
+    place instead of a temp copy of the blob): it is unchanged against the index entry, which
+    names `oid`, its size is the blob's, and no clean/smudge filter or line-end conversion
+    applies to it. Only for large blobs; None otherwise."""
+    size = repo.run("cat-file", "-s", oid, check=False)
+    if size.returncode != 0 or int(size.stdout or 0) < LARGE:
+        return None
+    try:
+        full = worktree_path(repo, path)
+    except InputError:
+        return None
+    if not full.is_file() or full.stat().st_size != int(size.stdout) or _index_oid_if_clean(repo, path) != oid:
+        return None
+    attrs = repo.text("check-attr", "filter", "text", "eol", "--", path, check=False)
+    if any(not line.endswith((": unspecified", ": unset")) for line in attrs.splitlines()):
+        return None
+    return full
+
+
 def resolve(repo: Repo, path: str, where: str, scratch: Path) -> Content:
     """The version of dataset `path` at `where` (WORKTREE, INDEX or a commit id)."""
     pointer_path = path + POINTER_SUFFIX
@@ -112,8 +149,11 @@ def resolve(repo: Repo, path: str, where: str, scratch: Path) -> Content:
             raise InputError(f"{path}: no such file in the working tree (nor a pointer {pointer_path})")
         if not full.is_file():
             raise InputError(f"{path}: not a file; validation reads single files (csv, parquet, jsonl)")
-        oid = repo.text("hash-object", "--", path).strip()
-        return Content(path, full, f"git:{oid}", where, full.stat().st_size, "file")
+        size = full.stat().st_size
+        oid = (_index_oid_if_clean(repo, path) if size >= LARGE else None) or repo.text(
+            "hash-object", "--", path
+        ).strip()
+        return Content(path, full, f"git:{oid}", where, size, "file")
     entries = _entries(repo, where, [path, pointer_path])
     label = where if where == INDEX else where[:12]
     for name in (pointer_path, path):
@@ -126,6 +166,9 @@ def resolve(repo: Repo, path: str, where: str, scratch: Path) -> Content:
             raise InputError(f"{name}: is a submodule, not a dataset")
         if name == pointer_path:
             return _pointer(repo, repo.cat_blobs([oid]).get(oid, b""), pointer_path, path, where)
+        in_place = _worktree_copy_of(repo, path, oid)
+        if in_place is not None:
+            return Content(path, in_place, f"git:{oid}", where, in_place.stat().st_size, "file")
         suffix = Path(path).suffix
         target = scratch / f"{oid}{suffix}"
         size = target.stat().st_size if target.exists() else _blob_to_file(repo, oid, target)

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 SETTINGS_FILE = "tui.json"
 PAGE_ROWS = 128  # rows read from DuckDB at a time
 # Up to this many runs in the ledger, a view reads every matching row's values in one query
-# (and a sort reorders them in memory); above it, the ordered ids and the pages in sight.
+# (and a sort reorders them in memory); above it, the ordered ids and the pages in sight,
+# and the rest of the values once the user has looked at the view for COMPLETE_AFTER seconds.
 FULL_VIEW_RUNS = 20_000
+COMPLETE_AFTER = 0.4
 DEFAULT_METRIC_COLUMNS = 8
 DEFAULT_PARAM_COLUMNS = 8
 BASELINE_STAGE = "deployed"
@@ -280,6 +282,7 @@ def load_view(
     *,
     known: LedgerInfo | None = None,
     keep: str | None = None,
+    complete: bool | None = None,
 ) -> ViewResult:
     """The runs table for `spec`: the ordered ids of every matching run, and the values of
     the first page and of the pages around run `keep` (where the cursor will stay).
@@ -296,7 +299,8 @@ def load_view(
         select, binds = _select_list(columns)
         where = f"WHERE {compiled.sql}" if compiled.sql else ""
         order, order_binds = order_clause(spec.sort_key, spec.descending)
-        complete = info.total <= FULL_VIEW_RUNS
+        if complete is None:
+            complete = info.total <= FULL_VIEW_RUNS
         shown, shown_binds = _select_list(columns, numbers=True) if complete else ("run_id", [])
         sql = f"SELECT {shown} FROM {compiled.source()} {where} {order}"
         try:
@@ -358,6 +362,17 @@ def sort_view(result: ViewResult, key: str, descending: bool) -> ViewResult | No
         time.perf_counter() - started,
         table=table,
     )
+
+
+def complete_view(repo: Repo, result: ViewResult, directions: Callable[[str], str | None]) -> pyarrow.Table | None:
+    """Every row's values for a paged view (read while the user looks at it, so that a sort
+    then reorders them in memory); None when the ledger moved meanwhile."""
+    import pyarrow.compute as pc
+
+    full = load_view(repo, result.spec, directions, known=result.info, complete=True)
+    if full.table is None or full.count != result.count or not pc.all(pc.equal(full.ids, result.ids)).as_py():
+        return None
+    return full.table
 
 
 def read_pages(con: duckdb.DuckDBPyConnection, result: ViewResult, numbers: Iterable[int]) -> dict[int, list[Row]]:

@@ -120,6 +120,7 @@ def test_rows_are_read_page_by_page_as_they_scroll_into_sight(lab: Path, monkeyp
 
     monkeypatch.setattr(data, "PAGE_ROWS", 4)
     monkeypatch.setattr(data, "FULL_VIEW_RUNS", 10)  # a large ledger, as far as the view knows
+    monkeypatch.setattr(data, "COMPLETE_AFTER", 3600.0)  # (the rest of the values: at the end)
     monkeypatch.setattr(run_table, "PAGE", 4)
     append_runs(
         lab,
@@ -154,6 +155,17 @@ def test_rows_are_read_page_by_page_as_they_scroll_into_sight(lab: Path, monkeyp
         subjects = [t._cells(i)[4][0] for i in range(8)]  # pages 0 and 1: read with the view
         assert subjects[:3] == ["Baseline: logistic regression", "Raise learning rate", "Switch to a small CNN"]
         assert subjects == sorted(subjects) and t.current_run_id == rid_old_00  # the cursor kept its run
+        # once the user pauses on a paged view, the rest of its values are read: a sort is then in memory
+        monkeypatch.setattr(data, "COMPLETE_AFTER", 0.05)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.runs_screen.result and app.runs_screen.result.table is not None)
+        await goto_column(pilot, app, "m:acc")
+        await pilot.press("s")
+        await settle(pilot)
+        result = app.runs_screen.result
+        assert result is not None and result.table is not None and result.spec.sort_key == "m:acc"
+        by_sql = data.load_view(Repo.find(lab), result.spec, app.config.direction, complete=False)
+        assert result.ids.to_pylist() == by_sql.ids.to_pylist() and t.current_run_id == rid_old_00
 
     run_app(lab, scenario, size=(120, 20))
 
@@ -758,11 +770,10 @@ def test_markup_and_escapes_from_the_data_are_shown_literally(tmp_path: Path) ->
         await wait_until(pilot, lambda: screen.detail is not None and screen.detail.tags == ["[/]x"], what="tag")
         assert app.is_running and "tag [/]x added" in screen_text(app)  # the toast, literally
         screen.query_one("#run-tabs").active = "tab-notes"  # type: ignore[attr-defined]
-        await pilot.pause()
-        assert "[red]note[/red]" in screen_text(app) and "[/]x" in screen_text(app)
+        await wait_until(pilot, lambda: "[red]note[/red]" in screen_text(app), what="the notes tab")
+        assert "[/]x" in screen_text(app)
         screen.query_one("#run-tabs").active = "tab-metrics"  # type: ignore[attr-defined]
-        await pilot.pause()
-        assert "\\x1b[2Jx" in screen_text(app)
+        await wait_until(pilot, lambda: "\\x1b[2Jx" in screen_text(app), what="the metrics tab")
         await pilot.press("p")
         await settle(pilot)
         plot = app.screen

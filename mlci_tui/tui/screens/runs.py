@@ -21,6 +21,9 @@ from mlci_tui.tui.query import FilterError
 from mlci_tui.tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
+    import pyarrow
+    from textual.timer import Timer
+
     from mlci_tui.tui.app import MlciApp
 
 FILTER_HINT = 'filter: acc > 0.9 and lr in (0.1, 0.01) · model ~ "cnn.*" · min(loss) < 0.2 · sql: <predicate>'
@@ -61,6 +64,7 @@ class RunsScreen(Screen[None]):
         self.error: str | None = None
         self.busy = False
         self.note: str | None = None  # what a slow load is doing
+        self._completion: Timer | None = None  # reads the rest of a paged view, once the user pauses
 
     @property
     def mlci(self) -> MlciApp:
@@ -100,6 +104,7 @@ class RunsScreen(Screen[None]):
         not undone by a refresh that overtakes it."""
         if spec is not None:
             self.wanted = spec
+        self._cancel_completion()
         self.generation += 1
         self.busy = True
         self._load(self.generation, self.wanted, self.info, self.table.current_run_id)
@@ -141,10 +146,36 @@ class RunsScreen(Screen[None]):
         self.spec = result.spec
         self.info = result.info
         self.table.set_result(result, keep=keep)
+        self._cancel_completion()
+        if result.table is None:  # a paged view: read the rest once the user pauses on it
+            self._completion = self.set_timer(data.COMPLETE_AFTER, lambda: self._start_completion(result))
         if result.spec.filter_text == self.query_one("#filter", Input).value:
             self._set_error(None)  # (a live refresh under a bad filter being typed keeps its error)
         self._update_status()
         self.mlci.view_painted(result)
+
+    def _cancel_completion(self) -> None:
+        if self._completion is not None:
+            self._completion.stop()
+            self._completion = None
+
+    def _start_completion(self, result: data.ViewResult) -> None:
+        self._completion = None
+        if result is self.result and not self.busy:
+            self._complete(result)
+
+    @work(thread=True, group="complete", exclusive=True, exit_on_error=False)
+    def _complete(self, result: data.ViewResult) -> None:
+        try:
+            table = data.complete_view(self.mlci.repo, result, self.mlci.config.direction)
+        except Exception:  # only an optimisation: a sort then queries
+            return
+        if table is not None:
+            self.app.call_from_thread(self._completed, result, table)
+
+    def _completed(self, result: data.ViewResult, table: pyarrow.Table) -> None:
+        if result is self.result:
+            result.table = table
 
     def on_failed(self, message: Failed) -> None:
         if message.what != "view" or message.generation < self.shown_generation:

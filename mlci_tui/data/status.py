@@ -136,7 +136,7 @@ def dataset_status(root: Path, pointer_file: str, p: Pointer, cache: DataCache, 
     if (root / p.path).exists() and not (root / p.path).is_dir():
         out.status = "modified"
         return out
-    files = walk_folder(root, p.path, allow_links=True) if (root / p.path).is_dir() else None
+    files = walk_folder(root, p.path, allow_links=True, sort=False) if (root / p.path).is_dir() else None
     sig = signature(files) if files is not None else None
     if sig is not None and stat_cache.folder_matches(p.path, p.algo, p.hash, sig):
         if p.origin == "mlci":

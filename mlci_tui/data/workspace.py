@@ -88,8 +88,11 @@ def list_pointer_files(root: Path) -> list[str]:
     )
 
 
-def walk_folder(root: Path, rel: str, *, allow_links: bool = False) -> list[tuple[str, os.stat_result]]:
-    """Every regular file under a dataset folder: (relpath inside the folder, stat).
+def walk_folder(
+    root: Path, rel: str, *, allow_links: bool = False, sort: bool = True
+) -> list[tuple[str, os.stat_result]]:
+    """Every regular file under a dataset folder: (relpath inside the folder, stat), sorted by
+    name unless `sort` is false (then in directory order, stable while the folder is unchanged).
 
     Symlinks are refused, except with `allow_links` (files checked out in symlink mode; the
     caller checks they point into the cache)."""
@@ -110,5 +113,6 @@ def walk_folder(root: Path, rel: str, *, allow_links: bool = False) -> list[tupl
                         out.append((name, entry.stat(follow_symlinks=False)))
                         continue
                     raise InputError(f"{rel}/{name}: is a symlink; mlci tracks no data through a link")
-    out.sort(key=lambda x: x[0])
+    if sort:
+        out.sort(key=lambda x: x[0])
     return out

@@ -145,3 +145,19 @@ def test_yaml_11_no_is_refused_for_a_string_column() -> None:
     datasets = validate_config(raw, "mlci.yaml")["datasets"]
     with pytest.raises(ConfigError, match=r"allowed_values\[1\]: False for a string column.*quote it"):
         Validator(Repo.find("."), datasets, record=False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_composite_primary_key_counts_null_parts_and_repeats(root: Path, fmt: str) -> None:
+    """A key with a null part fails; a complete key repeated fails beyond its first row (the
+    exact distinct count runs as its own query in Parquet, inside the one pass in CSV)."""
+    rows = clean_rows()
+    rows[3]["age"] = None  # (customer_id, age) with a null part
+    rows[5].update(customer_id=rows[4]["customer_id"], age=rows[4]["age"])  # a repeated complete key
+    schema = SCHEMA.replace("primary_key: [customer_id]", "primary_key: [customer_id, age]").replace(
+        "customer_id: {type: int64, nullable: false, unique: true}", "customer_id: {type: int64}"
+    )
+    result = run(root, fmt, rows, schema)
+    pk = check_of(result, "primary_key", None)
+    assert (pk.status, pk.failures) == ("fail", 2), pk
+    assert {s["row"] for s in pk.samples} == {3, 4, 5}

@@ -185,3 +185,48 @@ def test_profile_in_the_ledger_stands_in_for_missing_data(tmp_path: Path) -> Non
     columns = json.loads(profiles[0][2])
     assert set(columns["income"]) >= {"nulls", "min", "max", "mean", "std", "distinct", "histogram"}
     assert len(columns["income"]["histogram"]["edges"]) == 21
+
+
+def test_a_version_is_profiled_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-validating the same content (no result cache) runs only the checks: the stored profile
+    stands, from the local copy, or from the ledger for a large file; one lacking a needed
+    histogram is computed again. The checks themselves still run on the data."""
+    import mlci_tui.validate.run as run_mod
+
+    repo = init_repo(tmp_path / "p")
+    write_csv(repo / "data" / "customers.csv", base_rows())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "v1")
+    profiles = repo / ".git" / "mlci" / "validate" / "profiles"
+    mine = profiles / f"git-{git(repo, 'hash-object', 'data/customers.csv').strip()}.json"
+
+    def validate(rows: list[dict[str, Any]] | None = None) -> DatasetResult:
+        write_csv(repo / "data" / "customers.csv", rows or base_rows())
+        v = Validator(Repo.find(repo), datasets(), record=True, use_cache=False)
+        return v.validate_all(v.select(["customers"]))[0]
+
+    assert validate().status == "pass"
+    first = json.loads(mine.read_text())
+    first["columns"]["age"]["mean"] = -1.0
+    mine.write_text(json.dumps(first))
+    assert validate().status == "pass"
+    assert json.loads(mine.read_text())["columns"]["age"]["mean"] == -1.0  # reused, not recomputed
+    # a failing check is still found on the data of a known version
+    rows = base_rows()
+    rows[7]["income"] = -5.0
+    assert failing(validate(rows)) == {("min", "income")}
+    assert failing(validate(rows)) == {("min", "income")}
+    # a stored profile lacking a needed histogram is recomputed
+    del first["columns"]["income"]["histogram"]
+    mine.write_text(json.dumps(first))
+    assert validate().status == "pass"
+    again = json.loads(mine.read_text())
+    assert again["columns"]["income"]["histogram"] and again["columns"]["age"]["mean"] != -1.0
+    # from the ledger, for a file large enough: the local copy gone, nothing is recomputed
+    monkeypatch.setattr(run_mod, "LEDGER_PROFILE_LOOKUP", 0)
+    mine.unlink()
+    assert validate().status == "pass"
+    assert not mine.exists()  # the ledger's profile was used: no local copy was written
+    monkeypatch.setattr(run_mod, "LEDGER_PROFILE_LOOKUP", 2**40)
+    assert validate().status == "pass"
+    assert mine.exists()  # a small file: profiled again rather than a ledger read

@@ -26,6 +26,7 @@ from mlci_tui.validate.results import CheckResult, DatasetResult
 from mlci_tui.validate.spec import DatasetSpec, load_specs
 
 STATE = "validate"
+LEDGER_PROFILE_LOOKUP = 64 * 2**20  # bytes: from here on a stored profile is looked up in the ledger too
 
 
 def _atomic_json(path: Path, data: Any) -> None:
@@ -172,7 +173,7 @@ class Validator:
                         if check.kind == "references" and str(check.value).startswith(name + "."):
                             ref_views[str(check.value)] = (view, str(check.value).split(".", 1)[1])
             categorical = self._categorical(spec)
-            stored = self._stored_profile(content.content_hash, categorical)
+            stored = self._stored_profile(content, categorical)
             for all_varchar in (False, True):
                 rel = engine.relation_sql(
                     content.local,
@@ -218,10 +219,20 @@ class Validator:
         self._store_profile(spec, content.content_hash, profile)
         return profile
 
-    def _stored_profile(self, content_hash: str, categorical: set[str]) -> dict[str, Any] | None:
+    def _stored_profile(self, content: source.Content, categorical: set[str]) -> dict[str, Any] | None:
         """The profile already stored for this content (with the histograms needed), so that a
-        version is profiled once: re-validating it (another schema, --no-cache, CI) runs only the checks."""
-        old = self.profile_of(content_hash)
+        version is profiled once: re-validating it (another schema, --no-cache, CI) runs only the checks.
+
+        The local copy is always looked up; the ledger (a cache refresh, ~0.1-2 s) only for a
+        file large enough that profiling it costs more (the hook's small files skip it)."""
+        if content.size < LEDGER_PROFILE_LOOKUP and content.content_hash not in self._profiles:
+            local = self.state / "profiles" / f"{_safe(content.content_hash)}.json"
+            try:
+                old: dict[str, Any] | None = json.loads(local.read_text()) if local.is_file() else None
+            except ValueError:
+                old = None
+        else:
+            old = self.profile_of(content.content_hash)
         if old is None or not _has_histograms(old, categorical) or "columns" not in old:
             return None
         return old

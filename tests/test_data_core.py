@@ -221,3 +221,20 @@ def test_status_never_rehashes_unchanged_files(repo: Path, monkeypatch: pytest.M
     st = {s.path: s for s in status(repo, state)}
     assert st["d"].status == "modified" and st["d"].changes == [("7.txt", "modified")]
     assert len(calls) == 1 and calls[0].endswith("d/7.txt")
+
+
+def test_an_interrupted_object_write_counts_as_absent_and_is_replaced(tmp_path: Path) -> None:
+    cache = DataCache(tmp_path / "cache")
+    data = b"complete content\n"
+    digest = cache.add_bytes(data)
+    obj = cache.object_path(digest)
+    os.chmod(obj, 0o644)
+    obj.unlink()
+    obj.write_bytes(b"compl")  # what a killed writer leaves: a prefix, mode 0200
+    os.chmod(obj, 0o200)
+    assert not cache.has(digest)
+    src = tmp_path / "again.txt"
+    src.write_bytes(data)
+    assert cache.add_file(src) == (digest, len(data))
+    assert cache.has(digest) and obj.read_bytes() == data
+    assert os.stat(obj).st_mode & 0o777 == 0o444

@@ -65,9 +65,14 @@ class DataCache:
         return Path(f"{self._root_s}/{digest[:2]}/{digest[2:]}")
 
     def has(self, digest: str) -> bool:
+        """A complete object: present and readable-marked (an object still being written, or
+        left by an interrupted write, has mode 0200 and counts as absent)."""
         if self._known is not None and digest in self._known:
             return True
-        return os.path.exists(f"{self._root_s}/{digest[:2]}/{digest[2:]}")
+        try:
+            return os.stat(f"{self._root_s}/{digest[:2]}/{digest[2:]}").st_mode & 0o444 == 0o444
+        except OSError:
+            return False
 
     def has_all(self, digests: list[str]) -> bool:
         """Whether every object is cached; many at once are answered from one listing."""
@@ -115,7 +120,7 @@ class DataCache:
         """Rename a finished temp file into place, read-only. An existing object wins."""
         os.chmod(tmp, 0o444)
         dest = self.object_path(digest)
-        if dest.exists():
+        if self.has(digest):
             tmp.unlink()
             return dest
         self._prefix_dir(digest)
@@ -123,23 +128,29 @@ class DataCache:
         return dest
 
     def add_bytes(self, data: bytes, digest: str | None = None) -> str:
-        """Store `data`: written read-only beside its final name, then renamed (never half-written)."""
+        """Store `data` under its final name, created write-only (mode 0200) and marked
+        read-only (0444) only once whole: a half-written object never counts as present, and
+        small files cost one directory entry each (no temp file and rename)."""
         digest = digest or hash_bytes(data, self.algo)
         if self.has(digest):
             return digest
         final = f"{self._prefix_dir(digest)}/{digest[2:]}"
-        tmp = f"{final}.{uuid.uuid4().hex[:12]}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(final, flags, 0o200)
+        except FileExistsError:  # left by an interrupted write (has() said it is incomplete)
+            os.unlink(final)
+            fd = os.open(final, flags, 0o200)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            os.fchmod(fd, 0o444)
         except BaseException:
             os.close(fd)
-            os.unlink(tmp)
+            os.unlink(final)
             raise
         os.close(fd)
-        os.replace(tmp, final)
         return digest
 
     def add_file(

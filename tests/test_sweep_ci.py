@@ -46,6 +46,9 @@ def test_matrix_then_work_in_fresh_clones_fills_the_upstream_ledger(
     # the developer's clone sees them after a pull
     ok(run_mlci(dev, "ledger", "pull"))
     assert [r["state"] for r in status_json(dev, "ci-search")] == ["done"] * 3
+    # the full log stayed on the CI machine; here, where it ran is said
+    logs = ok(run_mlci(dev, "sweep", "logs", "ci-search-1"))
+    assert "is on the machine that ran it" in logs.stderr
 
 
 def test_start_with_the_ci_executor_needs_the_ci_dispatcher(repo: Path) -> None:

@@ -53,6 +53,8 @@ def test_twenty_trials_on_two_workers_end_with_twenty_done_runs(repo: Path) -> N
     # the full log of a trial stays here
     log = ok(run_mlci(repo, "sweep", "logs", "lr-search-3"))
     assert "== mlci trial lr-search-3 attempt 1" in log.stdout
+    followed = ok(run_mlci(repo, "sweep", "logs", "lr-search-3", "-f", timeout=30))  # ends: the trial is done
+    assert followed.stdout == log.stdout
 
 
 def test_a_worker_killed_mid_trial_is_rerun_and_recorded_once(repo: Path) -> None:

@@ -32,9 +32,10 @@ SETTINGS_FILE = "tui.json"
 PAGE_ROWS = 128  # rows read from DuckDB at a time
 # Up to this many runs in the ledger, a view reads every matching row's values in one query
 # (and a sort reorders them in memory); above it, the ordered ids and the pages in sight,
-# and the rest of the values once the user has looked at the view for COMPLETE_AFTER seconds.
+# then the rest of the values in the background, COMPLETE_AFTER seconds after the view is
+# shown (interrupted by the next action), so that a sort is in memory again.
 FULL_VIEW_RUNS = 20_000
-COMPLETE_AFTER = 0.4
+COMPLETE_AFTER = 0.1
 DEFAULT_METRIC_COLUMNS = 8
 DEFAULT_PARAM_COLUMNS = 8
 BASELINE_STAGE = "deployed"
@@ -283,6 +284,7 @@ def load_view(
     known: LedgerInfo | None = None,
     keep: str | None = None,
     complete: bool | None = None,
+    opened: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> ViewResult:
     """The runs table for `spec`: the ordered ids of every matching run, and the values of
     the first page and of the pages around run `keep` (where the cursor will stay).
@@ -291,6 +293,8 @@ def load_view(
 
     started = time.perf_counter()
     with open_cache(repo) as con:
+        if opened is not None:  # (who may interrupt the query)
+            opened(con)
         tip = _tip(con)
         info = known if known is not None and known.tip == tip else read_info(con, tip)
         compiled: Compiled = compile_filter(spec.filter_text, info.names)
@@ -364,12 +368,17 @@ def sort_view(result: ViewResult, key: str, descending: bool) -> ViewResult | No
     )
 
 
-def complete_view(repo: Repo, result: ViewResult, directions: Callable[[str], str | None]) -> pyarrow.Table | None:
+def complete_view(
+    repo: Repo,
+    result: ViewResult,
+    directions: Callable[[str], str | None],
+    opened: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> pyarrow.Table | None:
     """Every row's values for a paged view (read while the user looks at it, so that a sort
     then reorders them in memory); None when the ledger moved meanwhile."""
     import pyarrow.compute as pc
 
-    full = load_view(repo, result.spec, directions, known=result.info, complete=True)
+    full = load_view(repo, result.spec, directions, known=result.info, complete=True, opened=opened)
     if full.table is None or full.count != result.count or not pc.all(pc.equal(full.ids, result.ids)).as_py():
         return None
     return full.table
@@ -555,6 +564,12 @@ class Validation:
         return [c for c in self.checks if c.get("status") in ("fail", "warn")]
 
 
+def digest_of(content_hash: str) -> str:
+    """`blake3:ab12…` and `ab12…` name the same content."""
+    head, sep, rest = content_hash.partition(":")
+    return rest if sep and head and all(c.isalnum() or c in "_-" for c in head) else content_hash
+
+
 VALIDATION_COLUMNS = "id, time, dataset, path, content_hash, rev, status, rows, error, checks, warnings"
 
 
@@ -562,10 +577,11 @@ def _validations(con: duckdb.DuckDBPyConnection, datasets: dict[str, Any], commi
     """Validations of the run's datasets (by content hash, wherever they ran) and those made
     at the run's commit, newest first. Over the `validations` view, or straight over the
     validation events in a cache that predates it."""
-    hashes = sorted({h for h in datasets.values() if isinstance(h, str) and h})
+    hashes = sorted({digest_of(h) for h in datasets.values() if isinstance(h, str) and h})
     if not hashes and not commit:
         return []
-    where = "list_contains(?, content_hash) OR (? IS NOT NULL AND rev = ?)"
+    # runs record a bare digest, validations `algo:digest`: compare the digests
+    where = "list_contains(?, regexp_replace(content_hash, '^[A-Za-z0-9_-]+:', '')) OR (? IS NOT NULL AND rev = ?)"
     binds: list[Any] = [hashes, commit, commit]
     has_view = _one(con, "SELECT count(*) FROM duckdb_views() WHERE view_name = 'validations'")
     if has_view and has_view[0]:

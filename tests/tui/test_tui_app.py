@@ -359,7 +359,7 @@ def test_run_detail_data_tab_shows_datasets_and_their_validation_results(lab: Pa
     content: status, failing checks (text from data shown literally), and older ones counted."""
     from tui_helpers import add_events, check, validation_event
 
-    train, test = "md5:" + "1" * 32, "md5:" + "2" * 32
+    train, test = "md5:" + "1" * 32, "2" * 32  # (runs record a bare digest; validations `algo:digest`)
     commit = "c" * 40
     append_runs(
         lab,
@@ -388,7 +388,7 @@ def test_run_detail_data_tab_shows_datasets_and_their_validation_results(lab: Pa
         ),
         validation_event(
             "data/test.csv",
-            test,
+            "blake3:" + test,
             commit,
             "warn",
             [check("row_count", None, "warn", 0, "fewer rows")],
@@ -414,7 +414,7 @@ def test_run_detail_data_tab_shows_datasets_and_their_validation_results(lab: Pa
         assert lines[train_at + 1].startswith("✗ fail  train · 1,200 rows · validated 2025-03-09 10:00 at cccccccccccc")
         assert lines[train_at + 1].endswith(" · 1 earlier validation of this content")
         assert lines[train_at + 2] == "✗ unique(id): 3 rows — 3 duplicate ids [red]x[/red]"  # literally
-        test_at = lines.index("data/test.csv  md5:222222222222")
+        test_at = lines.index("data/test.csv  2222222222222222")
         assert lines[test_at + 1].startswith("! warn") and lines[test_at + 2] == "! row_count — fewer rows"
         assert "data/[b]raw[/b].csv  md5:333333333333" in lines and "not validated" in lines
         assert "other validations at this commit" in lines and "data/other.csv  md5:444444444444" in lines

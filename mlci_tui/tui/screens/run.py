@@ -235,14 +235,14 @@ class RunScreen(Screen[None]):
         text.append("  path, content hash, and the latest validation of that content\n", style="dim")
         by_hash: dict[str, list[data.Validation]] = {}
         for v in d.validations:
-            by_hash.setdefault(v.content_hash, []).append(v)
+            by_hash.setdefault(data.digest_of(v.content_hash), []).append(v)
         if not d.datasets:
             text.append("  none recorded for this run (datasets are tracked with mlci data add)\n", style="dim")
         for path, digest in sorted(d.datasets.items()):
             digest_text = digest if isinstance(digest, str) else json.dumps(digest)
             text.append(f"  {display(path)}  ")
             text.append(display(_short_hash(digest_text)) + "\n", style="dim")
-            found = by_hash.pop(digest_text, []) if isinstance(digest, str) else []
+            found = by_hash.pop(data.digest_of(digest_text), []) if isinstance(digest, str) else []
             if not found:
                 text.append("      not validated\n", style="dim")
             else:
@@ -367,7 +367,10 @@ def _validation_lines(text: Text, v: data.Validation, *, older: int = 0) -> None
     details = [display(v.dataset)] if v.dataset else []
     if v.rows is not None:
         details.append(f"{v.rows:,} rows")
-    details.append(f"validated {cells.when(v.time)}" + (f" at {display(v.rev[:12])}" if v.rev else ""))
+    where = {"index": " in the index (staged)", "working tree": " in the working tree"}.get(v.rev)
+    if where is None:
+        where = f" at {display(v.rev[:12])}" if v.rev else ""
+    details.append(f"validated {cells.when(v.time)}{where}")
     if older:
         details.append(f"{older} earlier validation{'s' if older > 1 else ''} of this content")
     text.append("  " + " · ".join(details) + "\n", style="dim")

@@ -21,6 +21,7 @@ from mlci_tui.tui.query import FilterError
 from mlci_tui.tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow
     from textual.timer import Timer
 
@@ -65,6 +66,7 @@ class RunsScreen(Screen[None]):
         self.busy = False
         self.note: str | None = None  # what a slow load is doing
         self._completion: Timer | None = None  # reads the rest of a paged view, once the user pauses
+        self._completing: duckdb.DuckDBPyConnection | None = None  # the connection reading it
 
     @property
     def mlci(self) -> MlciApp:
@@ -155,9 +157,16 @@ class RunsScreen(Screen[None]):
         self.mlci.view_painted(result)
 
     def _cancel_completion(self) -> None:
+        """A new action goes first: stop reading the rest of the last view."""
         if self._completion is not None:
             self._completion.stop()
             self._completion = None
+        con, self._completing = self._completing, None
+        if con is not None:
+            try:
+                con.interrupt()
+            except Exception:  # already closed
+                pass
 
     def _start_completion(self, result: data.ViewResult) -> None:
         self._completion = None
@@ -166,10 +175,19 @@ class RunsScreen(Screen[None]):
 
     @work(thread=True, group="complete", exclusive=True, exit_on_error=False)
     def _complete(self, result: data.ViewResult) -> None:
+        mine: list[duckdb.DuckDBPyConnection] = []
+
+        def opened(con: duckdb.DuckDBPyConnection) -> None:
+            mine.append(con)
+            self._completing = con
+
         try:
-            table = data.complete_view(self.mlci.repo, result, self.mlci.config.direction)
-        except Exception:  # only an optimisation: a sort then queries
+            table = data.complete_view(self.mlci.repo, result, self.mlci.config.direction, opened)
+        except Exception:  # interrupted, or the ledger moved: only an optimisation (a sort then queries)
             return
+        finally:
+            if mine and self._completing is mine[0]:
+                self._completing = None
         if table is not None:
             self.app.call_from_thread(self._completed, result, table)
 

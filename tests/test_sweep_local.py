@@ -110,6 +110,9 @@ def test_a_failing_command_records_a_failed_trial_with_its_stderr(repo: Path) ->
     # retry queues it again (a fresh budget)
     ok(run_mlci(repo, "sweep", "retry", "f"))
     assert status_json(repo, "f")[0]["state"] == "queued"
+    # a sweep with queued trials is not silently replaced by a new one of the same name
+    again = run_mlci(repo, "sweep", "create", "f")
+    assert again.returncode == 2 and "still has queued or running trials" in again.stderr
 
 
 def test_cancel_stops_pending_trials(repo: Path) -> None:

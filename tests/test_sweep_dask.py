@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_mlci
+from conftest import git, run_mlci
 from sweep_helpers import ok, start_background, status_json, sweep_repo, trial_runs, wait_for, worktrees
 
 distributed = pytest.importorskip("distributed")
@@ -58,3 +59,30 @@ def test_a_dask_worker_killed_mid_trial_is_requeued_and_recorded_once(repo: Path
     runs = trial_runs(repo)
     assert sorted(r[1] for r in runs) == sorted(r["trial_id"] for r in rows.values())
     assert worktrees(repo) == [f"worktree {repo}"]
+
+
+def test_a_worker_on_another_machine_runs_from_a_clone_of_the_remote(
+    upstream: Path, clone_of: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Dask worker does when it cannot see the submitting repository: clone the remote,
+    fetch the base commit, run there, and return the records (the coordinator appends them)."""
+    from mlci_tui.gitio import Repo
+    from mlci_tui.sweep.dask_task import run_trial_task
+    from mlci_tui.sweep.queue import QueueState
+    from mlci_tui.sweep.runner import TrialJob
+
+    dev = clone_of("dev")
+    sweep_repo(dev, "  r:\n    params:\n      lr: [0.4]\n    metric: acc\n")
+    git(dev, "push", "-q", "origin", "main")
+    ok(run_mlci(dev, "sweep", "create", "r"))
+    sweep = QueueState(Repo.find(dev)).find("r")
+    job = TrialJob.of(sweep, sweep.ordered()[0])
+    monkeypatch.setenv("MLCI_DASK_WORKDIR", str(tmp_path / "worker-cache"))
+    result = run_trial_task(job.to_json(), {"repo": str(tmp_path / "not-here"), "remote_url": str(upstream)})
+    assert result["state"] == "done", result
+    run, done = result["records"]
+    assert (run["kind"], run["trial_id"], run["metrics"]) == ("trial", job.trial_id, {"metrics.json": {"acc": 0.81}})
+    assert done["state"] == "done" and done["value"] == 0.81
+    clones = list((tmp_path / "worker-cache").iterdir())
+    assert any((c / ".git").is_dir() for c in clones)
+    assert not git(dev, "status", "--porcelain").strip()

@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("directory", nargs="?", help="where to build it (default: a new temporary folder)")
     p.add_argument("--commits", type=int, default=4, help="how many training commits to make (default 4)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the hyperparameter sweep at the end")
 
     p = add_command(
         sub,

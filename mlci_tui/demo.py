@@ -116,6 +116,8 @@ def build(target: Path, commits: int) -> None:
     origin = target / ".git" / "demo-origin.git"
     _git(target, "init", "-q", "--bare", str(origin))
     _git(target, "remote", "add", "origin", str(origin))
+    _data_steps(target)
+    print("\nTraining commits, each captured by the post-commit hook:")
     for number, (lr, epochs, l2, message) in enumerate(EXPERIMENTS[: max(1, commits)], start=1):
         (target / "params.yaml").write_text(PARAMS.format(lr=lr, epochs=epochs, l2=l2))
         result = _run(target, [sys.executable, "train.py"]).strip()
@@ -132,6 +134,24 @@ def build(target: Path, commits: int) -> None:
             _push(target, expect_refusal=False)
         elif number > PROMOTE_AFTER:
             _push(target, expect_refusal=None)
+
+
+def _data_steps(target: Path) -> None:
+    """A dataset versioned beside git with a schema; a bad version of it is refused at commit."""
+    from mlci_tui.data.demo_step import DATASET, add_demo_dataset
+    from mlci_tui.validate.demo_step import run_validation_demo
+
+    pointer = add_demo_dataset(target)
+    print(f"  tracked: {DATASET} with `mlci data add` (content in .mlci/cache/, {pointer.pointer_path} in git)")
+    print(run_validation_demo(target))
+
+
+def _sweep_step(target: Path) -> None:
+    from mlci_tui.sweep.demo_step import run_demo_sweep
+
+    print("\nA hyperparameter sweep, queued in the ledger and run in git worktrees:")
+    for line in run_demo_sweep(target):
+        print(f"  {line}")
 
 
 def _push(target: Path, *, expect_refusal: bool | None) -> None:
@@ -159,7 +179,9 @@ def main(args: argparse.Namespace) -> int:
     target = target.resolve()
     print(f"Building a demo ML project in {display(str(target))}")
     build(target, args.commits)
-    print("\nEach commit went through mlci's post-commit hook and was captured into the ledger:\n")
+    if not args.no_sweep:
+        _sweep_step(target)
+    print("\nEvery training commit (post-commit hook) and every sweep trial is a run in the ledger:\n")
     sys.stdout.flush()
     subprocess.run([sys.executable, "-m", "mlci_tui", "runs"], cwd=target, check=False)
     for fmt in ("html", "md"):
@@ -179,6 +201,9 @@ Try next (in {display(str(target))}):
   mlci gate                                 HEAD against the deployed model (exit 1 if it regressed)
   mlci diff deployed HEAD                   what changed: params and metrics
   mlci sql "SELECT name, step, value FROM steps WHERE name = 'loss' ORDER BY run_id, step LIMIT 10"
+  mlci data status                          datasets against their pointers
+  mlci data validate                        check every dataset against its schema in mlci.yaml
+  mlci sweep status                         the sweep's trials and the best one
   echo '{{"acc": oops' > dvclive/metrics.json && git commit -am broken   # the pre-commit hook blocks it
   git log --oneline refs/mlci/ledger         the ledger is a git ref"""
     )

@@ -13,8 +13,14 @@ def test_demo_builds_a_project_and_captures_every_commit(tmp_path: Path) -> None
     proc = run_mlci(tmp_path, "demo", str(target), "--commits", "4")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    log = git(target, "log", "--format=%H", "main").split()
-    assert len(log) == 4
+    # two data commits (the dataset's pointer, its schema), then four training commits
+    all_commits = git(target, "log", "--format=%H", "main").split()
+    assert len(all_commits) == 6
+    log = all_commits[:4]
+    # the dataset is versioned beside git and a bad version of it was refused at commit
+    assert (target / "data" / "customers.csv.mlci").is_file()
+    assert "refused by the pre-commit hook" in proc.stdout and "allowed_values" in proc.stdout
+    assert json.loads(run_mlci(target, "data", "validate", "--format", "json").stdout)
     # the third run is promoted and pushed; the fourth regresses and its push is refused
     assert "push refused by the gate" in proc.stdout and "fail: dropped by" in proc.stdout
     stages = json.loads(run_mlci(target, "stages", "--json").stdout)
@@ -23,9 +29,17 @@ def test_demo_builds_a_project_and_captures_every_commit(tmp_path: Path) -> None
     assert git(origin, "rev-parse", "main").strip() == log[1]
     assert git(origin, "rev-parse", "refs/mlci/ledger").strip()
     assert run_mlci(target, "gate").returncode == 1
-    runs = json.loads(run_mlci(target, "runs", "--json").stdout)
+    everything = json.loads(run_mlci(target, "runs", "--json").stdout)
+    # the sweep: six grid trials over the demo's train.py, at the last commit
+    trials = [r for r in everything if r["kind"] == "trial"]
+    assert len(trials) == 6 and {r["parent"] for r in trials} == {log[0]}
+    assert {r["commit"] for r in trials} == {None}, "a trial is not its base commit's run"
+    assert "best: lr-search-" in proc.stdout
+    runs = [r for r in everything if r["kind"] != "trial"]
     assert sorted(r["commit"] for r in runs) == sorted(log)
     assert all(r["kind"] == "commit" and r["branch"] == "main" for r in runs)
+    datasets = json.loads(run_mlci(target, "sql", "SELECT datasets FROM runs WHERE kind = 'commit'", "--json").stdout)
+    assert len(datasets) == 4 and all("data/customers.csv" in json.loads(d["datasets"]) for d in datasets)
     assert all(set(r["metrics"]) == {"acc", "loss"} for r in runs)
     assert {r["params"]["train.lr"] for r in runs} == {"0.0005", "0.005", "0.01", "2.0"}
     # per-epoch curves from the dvclive layout are step series

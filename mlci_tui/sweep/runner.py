@@ -311,9 +311,11 @@ def capture(repo: Repo, worktree: Path, job: TrialJob, started: str) -> dict[str
         name=f"{job.sweep_name}-{job.number}",
         started=started,
         ended=records.now_iso(),
-        commit=info.commit.sha,
-        tree=info.commit.tree,
-        patch_id=info.patch_id,
+        # a trial is not its base commit's state (its params differ): it names the base as
+        # `parent` only, so `mlci gate HEAD` or `show HEAD` never pick a trial for the commit
+        commit=None,
+        tree=None,
+        patch_id=None,
         branch=None,
         author=info.commit.author,
         message=f"sweep {job.sweep_name} trial {job.number}",

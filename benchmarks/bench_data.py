@@ -139,6 +139,7 @@ def main() -> int:
     parser = common.base_args(__doc__ or "")
     parser.add_argument("--size-mib", type=int, default=None, help="big file size (default 1024; 256 with --quick)")
     parser.add_argument("--files", type=int, default=10_000, help="small files in the folder (default 10,000)")
+    parser.add_argument("--only", choices=("big", "tree", "status"), action="append", help="only these parts")
     args = parser.parse_args()
     size_mib = args.size_mib or (256 if args.quick else 1024)
     repeats = 2 if args.quick else 5
@@ -149,26 +150,32 @@ def main() -> int:
     scratch = common.fresh_dir("data")
     big = scratch / "big.src"
     with open(big, "wb") as f:
-        for _ in range(size_mib):
+        for _ in range(size_mib if "big" in (args.only or ["big"]) else 0):
             f.write(os.urandom(1 << 20))
 
     def big_file(root: Path) -> None:
         shutil.copyfile(big, root / "big.bin")
 
+    parts = args.only or ["big", "tree", "status"]
     results: dict[str, Any] = {"size_mib": size_mib, "files": args.files}
-    results["add_big"] = bench_add(scratch, dvc, "big", "big.bin", big_file, ["copy", "hardlink"], repeats, deadline)
-    common.print_table(f"add one {size_mib} MiB file (ratio to mlci, copy mode)", results["add_big"])
+    if "big" in parts:
+        results["add_big"] = bench_add(
+            scratch, dvc, "big", "big.bin", big_file, ["copy", "hardlink"], repeats, deadline
+        )
+        common.print_table(f"add one {size_mib} MiB file (ratio to mlci, copy mode)", results["add_big"])
     _rm(big)
     tree = lambda root: _make_tree(root / "tree", args.files, 10 * 1024)  # noqa: E731
-    results["add_tree"] = bench_add(scratch, dvc, "tree", "tree", tree, ["copy"], repeats, deadline)
-    common.print_table(f"add a folder of {args.files:,} files of 10 KiB (ratio to mlci)", results["add_tree"])
-    results["status"] = bench_status(scratch, dvc, args.files, repeats * 2, deadline)
-    common.print_table(
-        f"status, nothing changed, {args.files:,} files (ratio to mlci; target < {STATUS_TARGET_S} s)",
-        results["status"],
-    )
+    if "tree" in parts:
+        results["add_tree"] = bench_add(scratch, dvc, "tree", "tree", tree, ["copy"], repeats, deadline)
+        common.print_table(f"add a folder of {args.files:,} files of 10 KiB (ratio to mlci)", results["add_tree"])
+    if "status" in parts:
+        results["status"] = bench_status(scratch, dvc, args.files, repeats * 2, deadline)
+        common.print_table(
+            f"status, nothing changed, {args.files:,} files (ratio to mlci; target < {STATUS_TARGET_S} s)",
+            results["status"],
+        )
     common.write_results(
-        "data",
+        "data" if not args.only else "data-" + "-".join(parts),
         {
             "quick": args.quick,
             "machine": common.machine(),

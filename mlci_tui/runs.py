@@ -281,7 +281,7 @@ def _workdir_datasets(repo: Repo, warnings: list[str]) -> dict[str, str]:
     from mlci_tui.errors import MlciError
 
     try:
-        return {p.path: p.hash for _f, p in workspace_pointers(repo.root)}
+        return {p.path: p.content_id for _f, p in workspace_pointers(repo.root)}
     except MlciError as exc:
         warnings.append(str(exc))
         return {}

@@ -287,9 +287,9 @@ def test_captured_runs_record_dataset_hashes(repo: Path) -> None:
     datasets = row["datasets"] if isinstance(row["datasets"], dict) else json.loads(row["datasets"])
     pointers = {r["path"]: r["hash"] for r in json.loads(ok(repo, "data", "status", "--json"))}
     assert datasets == {
-        "data/d.csv": pointers["data/d.csv"],
-        "data/d2": pointers["data/d2"],
-        "legacy.csv": "0123456789abcdef0123456789abcdef",
+        "data/d.csv": "blake3:" + pointers["data/d.csv"],
+        "data/d2": "blake3:" + pointers["data/d2"],
+        "legacy.csv": "md5:0123456789abcdef0123456789abcdef",
     }
 
 

@@ -180,7 +180,7 @@ def test_first_commit_values_nested_slash_and_templated(project: dict[str, Any])
     # an output declared in dvc.yaml and never committed: absent, not invented
     assert not any(f == "results/never.json" for f, _ in m)
     assert any("results/never.json" in w and "absent" in w for w in run["warnings"])
-    assert run["datasets"] == {"data.csv": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
+    assert run["datasets"] == {"data.csv": "md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
 
 
 def test_conflict_markers_recorded_as_unparseable_and_import_goes_on(project: dict[str, Any]) -> None:
@@ -199,7 +199,7 @@ def test_infinity_bare_numbers_and_old_stage_files(project: dict[str, Any]) -> N
     assert m[("results/metrics.json", "worst")] == -math.inf
     assert m[("scores.json", "scores")] == 0.75  # a bare number is named after its file
     assert m[("auc.metric", "auc")] == 0.81  # declared `metric: true` in an old single-stage file
-    assert run["datasets"]["model.pkl"] == "0123456789abcdef0123456789abcdef"
+    assert run["datasets"]["model.pkl"] == "md5:0123456789abcdef0123456789abcdef"
 
 
 def test_metrics_deleted_later_are_absent_there_and_kept_before(project: dict[str, Any]) -> None:

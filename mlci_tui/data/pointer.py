@@ -46,6 +46,11 @@ class Pointer:
     def pointer_path(self) -> str:
         return self.path + POINTER_SUFFIX
 
+    @property
+    def content_id(self) -> str:
+        """`algo:hash`: how runs, validations and promotions name a version (md5 and BLAKE3 never mix)."""
+        return f"{self.algo}:{self.hash}"
+
 
 def format_of(path: str) -> str | None:
     """csv, parquet or jsonl from the file name; None for anything else (and for folders)."""

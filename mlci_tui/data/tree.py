@@ -70,4 +70,4 @@ def iter_pointers(repo: Repo, treeish: str, *, strict: bool = True, warnings: li
 
 def dataset_hashes(repo: Repo, treeish: str, warnings: list[str] | None = None) -> dict[str, str]:
     """path -> content hash for the run record's `datasets` field (never raises on a bad pointer)."""
-    return {p.path: p.hash for p in iter_pointers(repo, treeish, strict=False, warnings=warnings)}
+    return {p.path: p.content_id for p in iter_pointers(repo, treeish, strict=False, warnings=warnings)}

@@ -35,5 +35,5 @@ def read(importer: Any, root: str, declared: Any) -> dict[str, str]:
             pointers = read_dvc_pointers(data.decode("utf-8", "replace"), path)
         except MlciError:
             continue  # a bad pointer file is the data commands' concern; the run keeps its values
-        found.update((p.path, p.hash) for p in pointers)
+        found.update((p.path, p.content_id) for p in pointers)
     return dict(sorted(found.items()))

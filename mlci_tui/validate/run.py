@@ -454,7 +454,7 @@ def _pointer_hash(repo: Repo, path: str, rev: str) -> str | None:
         p = parse_pointer(blob.decode("utf-8", "replace"), name)
     except InputError:
         return None
-    return f"{p.algo}:{p.hash}"
+    return p.content_id
 
 
 def _ledger_profiles(repo: Repo) -> dict[str, dict[str, Any]]:

@@ -67,7 +67,7 @@ def _pointer(repo: Repo, text: bytes, pointer_path: str, path: str, rev: str) ->
     if pointer.is_dir:
         raise InputError(f"{pointer_path}: names a folder; validation reads single files (csv, parquet, jsonl)")
     cache = DataCache.for_repo(repo.root)
-    content_hash = f"{pointer.algo}:{pointer.hash}"
+    content_hash = pointer.content_id
     if not cache.has(pointer.hash):
         raise Unavailable(
             f"{path}: content {content_hash[:20]} ({rev}) is not in the local data cache; run `mlci data pull`"

@@ -122,14 +122,14 @@ def _worktree_copy_of(repo: Repo, path: str, oid: str) -> Path | None:
     place instead of a temp copy of the blob): it is unchanged against the index entry, which
     names `oid`, its size is the blob's, and no clean/smudge filter or line-end conversion
     applies to it. Only for large blobs; None otherwise."""
-    size = repo.run("cat-file", "-s", oid, check=False)
-    if size.returncode != 0 or int(size.stdout or 0) < LARGE:
-        return None
     try:
         full = worktree_path(repo, path)
-    except InputError:
+        if not full.is_file() or full.stat().st_size < LARGE:
+            return None  # a small file (the hook's usual case) costs no git process here
+    except (InputError, OSError):
         return None
-    if not full.is_file() or full.stat().st_size != int(size.stdout) or _index_oid_if_clean(repo, path) != oid:
+    size = repo.run("cat-file", "-s", oid, check=False)
+    if size.returncode != 0 or full.stat().st_size != int(size.stdout or -1) or _index_oid_if_clean(repo, path) != oid:
         return None
     attrs = repo.text("check-attr", "filter", "text", "eol", "--", path, check=False)
     if any(not line.endswith((": unspecified", ": unset")) for line in attrs.splitlines()):

@@ -207,3 +207,30 @@ def test_pointers_bad_and_missing(repo: Path) -> None:
     proc = run_mlci(repo, "data", "validate")
     assert proc.returncode == 1 and "mlci data pull" in proc.stdout, proc.stdout + proc.stderr
     no_traceback(proc)
+
+
+def test_a_pointer_dataset_edited_in_the_working_tree_is_validated_as_edited(repo: Path) -> None:
+    """Before `mlci data add`, `mlci data validate` checks the file the user edited, not the
+    version the pointer still names; `--rev HEAD` still checks the committed version."""
+    write(repo, {"mlci.yaml": CONFIG})
+    write_csv(repo / "data" / "customers.csv", clean_rows())
+    assert run_mlci(repo, "data", "add", "data/customers.csv").returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", "data")
+    tracked = run_mlci(repo, "data", "validate", "--format", "json")
+    assert tracked.returncode == 0, tracked.stdout + tracked.stderr
+    [clean] = json.loads(tracked.stdout)["datasets"]
+    assert clean["content_hash"].startswith("blake3:")
+
+    path = repo / "data" / "customers.csv"
+    path.chmod(0o644)
+    path.unlink()  # the checkout may be a read-only copy of the cache object
+    write_csv(path, planted(clean_rows(), "allowed_values"))
+    edited = run_mlci(repo, "data", "validate", "--format", "json")
+    assert edited.returncode == 1, edited.stdout + edited.stderr
+    [bad] = json.loads(edited.stdout)["datasets"]
+    assert bad["status"] == "fail" and bad["content_hash"].startswith("blake3:")
+    assert bad["content_hash"] != clean["content_hash"]
+    committed = run_mlci(repo, "data", "validate", "--rev", "HEAD")
+    assert committed.returncode == 0, committed.stdout + committed.stderr
+    no_traceback(edited)

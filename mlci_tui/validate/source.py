@@ -55,7 +55,43 @@ def _entries(repo: Repo, where: str, paths: list[str]) -> dict[str, tuple[str, s
     return {p: v for p, v in out.items() if p in paths}
 
 
-def _pointer(repo: Repo, text: bytes, pointer_path: str, path: str, rev: str) -> Content:
+def _edited_worktree_data(repo: Repo, path: str, tracked: Content) -> Content | None:
+    """The working-tree file of a pointer dataset when it differs from what the pointer names.
+
+    What a user validates before `mlci data add` is the file they edited, not the version the
+    pointer still names. Unchanged files are recognised by the data stat cache (no re-hash).
+    """
+    from mlci_tui.data.cache import DataCache
+    from mlci_tui.data.hashing import StatCache
+    from mlci_tui.data.status import file_hash
+
+    full = worktree_path(repo, path)
+    if not full.is_file():
+        return None
+    algo, _, digest = tracked.content_hash.partition(":")
+    stat_cache = StatCache(repo.state_dir)
+    try:
+        current = file_hash(repo.root, path, algo, stat_cache, DataCache.for_repo(repo.root))
+    finally:
+        stat_cache.save()
+    if current is None or current == digest:
+        return None
+    return Content(path, full, f"{algo}:{current}", WORKTREE, full.stat().st_size, "file")
+
+
+def _require_cached(repo: Repo, content: Content) -> Content:
+    from mlci_tui.data.cache import DataCache
+
+    digest = content.content_hash.partition(":")[2]
+    if not DataCache.for_repo(repo.root).has(digest):
+        raise Unavailable(
+            f"{content.path}: content {content.content_hash[:20]} ({content.rev}) is not in the local data cache;"
+            " run `mlci data pull`"
+        )
+    return content
+
+
+def _pointer(repo: Repo, text: bytes, pointer_path: str, path: str, rev: str, *, need_cache: bool = True) -> Content:
     from mlci_tui.data.cache import DataCache
     from mlci_tui.data.pointer import parse_pointer
 
@@ -68,12 +104,8 @@ def _pointer(repo: Repo, text: bytes, pointer_path: str, path: str, rev: str) ->
         raise InputError(f"{pointer_path}: names a folder; validation reads single files (csv, parquet, jsonl)")
     cache = DataCache.for_repo(repo.root)
     content_hash = pointer.content_id
-    if not cache.has(pointer.hash):
-        raise Unavailable(
-            f"{path}: content {content_hash[:20]} ({rev}) is not in the local data cache; run `mlci data pull`"
-        )
-    local = cache.object_path(pointer.hash)
-    return Content(path, local, content_hash, rev, local.stat().st_size, "pointer")
+    content = Content(path, cache.object_path(pointer.hash), content_hash, rev, pointer.size, "pointer")
+    return _require_cached(repo, content) if need_cache else content
 
 
 def _blob_to_file(repo: Repo, oid: str, target: Path) -> int:
@@ -143,7 +175,9 @@ def resolve(repo: Repo, path: str, where: str, scratch: Path) -> Content:
     if where == WORKTREE:
         ptr = worktree_path(repo, pointer_path)
         if ptr.is_file():
-            return _pointer(repo, ptr.read_bytes(), pointer_path, path, where)
+            content = _pointer(repo, ptr.read_bytes(), pointer_path, path, where, need_cache=False)
+            edited = _edited_worktree_data(repo, path, content)
+            return edited or _require_cached(repo, content)
         full = worktree_path(repo, path)
         if not full.exists():
             raise InputError(f"{path}: no such file in the working tree (nor a pointer {pointer_path})")

@@ -63,8 +63,8 @@ def resolve(root: Path, section: dict[str, Any], name: str | None) -> Remote:
             name = next(iter(remotes))
         elif not remotes:
             raise ConfigError(
-                "no data remote: declare one in mlci.yaml, e.g.\n"
-                "data:\n  remote: storage\n  remotes:\n    storage: {url: s3://bucket/path}"
+                "no data remote: declare one in mlci.yaml under data.remotes, e.g. "
+                "`data: {remote: storage, remotes: {storage: {url: s3://bucket/path}}}`"
             )
         else:
             raise ConfigError(f"several data remotes ({', '.join(sorted(remotes))}): pick one with -r or data.remote")

@@ -2,7 +2,8 @@
 
 The app owns what every screen shares (the repository, its config, the marked runs) and
 one worker that watches the ledger ref; screens own their widgets and query in workers
-that post messages back (see `messages.py`). Nothing here holds a DuckDB connection.
+that post messages back (see `messages.py`). The app holds one read-only connection to the
+query cache while it runs (`data.hold_cache`); workers query through cursors of it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class MlciApp(App[None]):
         self.painted = threading.Event()
         self._stop = threading.Event()
         self._watching = False
+        self.query_cache = data.hold_cache(repo)  # opened by the first query, closed on unmount
 
     def get_default_screen(self) -> Screen[Any]:
         return RunsScreen()
@@ -105,6 +107,7 @@ class MlciApp(App[None]):
                 self.post_message(LedgerChanged(moved))
 
     def on_ledger_changed(self, message: LedgerChanged) -> None:
+        self.query_cache.moved(message.tip)  # the next query reopens the cache at the new tip
         for screen in self.screen_stack:
             handler = getattr(screen, "ledger_moved", None)
             if handler is not None:
@@ -112,6 +115,7 @@ class MlciApp(App[None]):
 
     def on_unmount(self) -> None:
         self._stop.set()
+        data.release_cache(self.query_cache)
 
     # ------------------------------------------------------------------ navigation
     def open_run(self, run_id: str) -> None:

@@ -1,8 +1,14 @@
 """What the TUI reads from and writes to the ledger. No Textual here: workers call these.
 
-Every query opens the DuckDB cache read-only for its own duration (`LedgerCache.connect`,
-which first brings the cache up to the ledger tip) and closes it; nothing holds a
-connection between queries. A view of the runs table is the ordered list of the matching
+While the app runs it holds ONE read-only connection to the DuckDB cache (`HeldCache`,
+registered by the app with `hold_cache`), kept while the ledger tip is unchanged; each query
+takes its own cursor of it (a DuckDB connection is not safe to share between threads). When
+the ledger ref moves, the next query closes it and reopens (`LedgerCache.connect`, which
+first brings the cache up to the new tip). The cache is refreshed by writing a new file and
+renaming it over the old one, so the held connection never blocks a writer: it reads the old
+snapshot until reopened. Without a held cache (outside the app) every query opens and closes
+its own connection. (docs/architecture.md: a deviation from DESIGN.md's "readers open
+read-only per query", with the reason and the measured gain.) A view of the runs table is the ordered list of the matching
 run ids (one narrow column, sorted by DuckDB) plus the values of the pages of rows around
 the cursor; the table widget reads further pages by run id when they scroll into sight
 (`load_pages`), so filtering or sorting 100,000 runs never moves 100,000 rows of values.
@@ -12,15 +18,16 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.cache import LedgerCache
+from mlci_tui.ledger.cache import LedgerCache, cache_is_current
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.tui.query import Compiled, FilterError, Names, compile_filter
 
@@ -144,9 +151,143 @@ class ViewResult:
         return [str(r) for r in self.ids.slice(number * PAGE_ROWS, PAGE_ROWS).to_pylist()]
 
 
+class HeldCache:
+    """One read-only connection to the query cache, kept open while the ledger tip is unchanged.
+
+    Opening the cache costs ~47 ms of CPU at 100,000 runs, and checking that it is current
+    two `git rev-parse` processes: a filter or a sort over a held connection pays neither.
+    Each query gets its own cursor (DuckDB connections are not thread-safe; cursors of one
+    connection may run in different threads). Before each cursor the ledger's ref files are
+    stat-ed (microseconds); only when they changed is git asked for the tip. A moved tip (or
+    `moved()`, from the app's watcher) makes the next cursor wait for the cursors in use to
+    close, close the connection and reopen it, refreshing the cache first. The connection
+    must be closed before reopening: DuckDB hands a second connect to the same path in one
+    process the database already open, which would still be the old file.
+    """
+
+    WAIT_FOR_USERS = 5.0  # seconds a reopen waits for cursors on the old snapshot to close
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+        self.watcher = TipWatcher(repo, recheck=float("inf"))  # stat only; the app's watcher rechecks
+        self._cond = threading.Condition()
+        self._stack: ExitStack | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self.tip: str | None = None  # the tip the open connection's cache was built from
+        self._stale = False
+        self._told: str | None = None  # a tip the app's watcher saw
+        self._users = 0
+        self.opens = 0  # how many times the file was opened (tests, benchmarks)
+
+    def _check(self) -> None:
+        """Mark the connection stale when the ledger ref moved away from its tip (under the lock)."""
+        told, self._told = self._told, None
+        moved = self.watcher.poll()  # a stat of the ref files; git only when they changed
+        for tip in (told, moved):
+            if tip is not None and self.tip is not None and tip != self.tip:
+                self._stale = True
+
+    def moved(self, tip: str) -> None:
+        """The ledger tip is now `tip` (the app's watcher saw it): reopen before the next query.
+        No lock (the UI thread calls this; a reopen may hold the lock through a cache refresh)."""
+        self._told = tip
+
+    def looks_current(self) -> bool:
+        """True when a connection is open on the tip the ref files still show (no git process)."""
+        with self._cond:
+            if self._con is None:
+                return False
+            self._check()
+            return not self._stale
+
+    def _close_locked(self) -> None:
+        stack, self._stack, self._con, self.tip = self._stack, None, None, None
+        if stack is not None:
+            stack.close()
+
+    def _open_locked(self) -> duckdb.DuckDBPyConnection:
+        if self._con is not None:
+            self._check()
+        if self._con is not None and self._stale:
+            deadline = time.monotonic() + self.WAIT_FOR_USERS
+            while self._users and time.monotonic() < deadline:  # a reload interrupts the long reads
+                self._cond.wait(0.05)
+            self._close_locked()
+        if self._con is None:
+            self.watcher.poll()  # the ref files' state before the cache's tip is checked
+            stack = ExitStack()
+            con = stack.enter_context(LedgerCache(self.repo).connect())
+            self._stack, self._con, self._stale = stack, con, False
+            self.tip = _tip(con)
+            self.watcher.tip = self.tip  # a ref moved since the poll above is seen next time
+            self.opens += 1
+        return self._con
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the held connection, for one query (or a few) in one thread."""
+        with self._cond:
+            cur = self._open_locked().cursor()
+            self._users += 1
+        try:
+            cur.execute("SET enable_progress_bar = false")  # it would write over the screen
+            yield cur
+        finally:
+            try:
+                cur.close()
+            finally:
+                with self._cond:
+                    self._users -= 1
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._close_locked()
+
+
+_HELD: dict[Path, HeldCache] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def hold_cache(repo: Repo) -> HeldCache:
+    """Keep one connection to `repo`'s cache for the queries that follow (the app, while it
+    runs; the connection opens with the first query)."""
+    held = HeldCache(repo)
+    with _HELD_LOCK:
+        _HELD[repo.root] = held
+    return held
+
+
+def release_cache(held: HeldCache) -> None:
+    """Close the held connection (the app, when it exits)."""
+    with _HELD_LOCK:
+        if _HELD.get(held.repo.root) is held:
+            del _HELD[held.repo.root]
+    held.close()
+
+
+def held_cache(repo: Repo) -> HeldCache | None:
+    return _HELD.get(repo.root)
+
+
+def cache_looks_current(repo: Repo) -> bool:
+    """Whether a query can start at once, without reading new records into the cache first.
+    With a held connection: a stat of the ref files; else a `git rev-parse` and the tip hint."""
+    held = held_cache(repo)
+    if held is not None and held.looks_current():
+        return True
+    return cache_is_current(repo)
+
+
 @contextmanager
 def open_cache(repo: Repo) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection for one query (or a few), closed at once."""
+    """A read-only connection for one query (or a few): a cursor of the held connection while
+    the app holds one, else a connection of its own, closed at once."""
+    held = held_cache(repo)
+    if held is not None:
+        with held.cursor() as cur:
+            yield cur
+        return
     with LedgerCache(repo).connect() as con:
         con.execute("SET enable_progress_bar = false")  # it would write over the screen
         yield con

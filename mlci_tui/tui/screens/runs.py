@@ -13,7 +13,6 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from mlci_tui.ledger.cache import cache_is_current
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, data
 from mlci_tui.tui.messages import Failed, Loaded
@@ -118,7 +117,7 @@ class RunsScreen(Screen[None]):
         """`keep`: the run under the cursor, whose rows the query reads along with the first."""
         app = self.mlci
         try:
-            if not cache_is_current(app.repo):  # a stat and a rev-parse: tell the user why it takes a while
+            if not data.cache_looks_current(app.repo):  # tell the user why it takes a while
                 self.post_message(Loaded("status", generation, "reading new ledger records into the query cache…"))
             result = data.load_view(app.repo, spec, app.config.direction, known=known, keep=keep)
         except FilterError as exc:

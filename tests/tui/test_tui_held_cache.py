@@ -137,3 +137,24 @@ def test_the_app_holds_one_connection_across_filters_and_sorts(lab: Path) -> Non
 
     app = run_app(lab, scenario)
     assert data.held_cache(repo) is None and app.query_cache.tip is None  # closed on exit
+
+
+def test_other_readers_in_the_process_see_the_new_tip_while_the_old_is_held(lab: Path) -> None:
+    """DuckDB shares one database per path in a process: the held connection is opened through
+    a link of its own, so `LedgerCache.connect` (the sweeps screen's reads) is not handed the
+    held, older file, and nothing is left behind in the state directory."""
+    repo = Repo.find(lab)
+    held = data.HeldCache(repo)
+    try:
+        assert count(held) == 6
+        append_runs(lab, [dict(name="late", metrics={"acc": 0.5}, time="2025-03-09T09:00:00.000000Z")])
+        with LedgerCache(repo).connect() as con:
+            assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 7
+        with LedgerCache(repo).connect() as con:  # current now: no second rebuild
+            assert con.execute("SELECT value FROM meta WHERE key = 'tip'").fetchall()[0][0] == (
+                data.LedgerStore(repo).tip() or ""
+            )
+        assert count(held) == 7 and held.opens == 2
+        assert not [p.name for p in repo.state_dir.iterdir() if ".tui-" in p.name]
+    finally:
+        held.close()

@@ -196,6 +196,10 @@ class HeldCache:
         No lock (the UI thread calls this; a reopen may hold the lock through a cache refresh)."""
         self._told = tip
 
+    def recheck(self) -> None:
+        """Ask git for the tip before the next query, whatever the ref files' stat says (`r`)."""
+        self.watcher._signature = None
+
     def looks_current(self) -> bool:
         """True when a connection is open on the tip the ref files still show (no git process)."""
         with self._cond:

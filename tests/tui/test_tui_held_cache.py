@@ -56,6 +56,12 @@ def test_one_connection_while_the_tip_is_unchanged_reopened_when_it_moves(lab: P
         assert count(held) == 7 and held.opens == 2
         held.moved("0" * 40)
         assert count(held) == 7 and held.opens == 3
+        # a move the stat cannot see (a ref store that is not a file): `r` asks git
+        append_runs(lab, [dict(name="later", metrics={"acc": 0.4}, time="2025-03-10T09:00:00.000000Z")])
+        held.watcher._signature = held.watcher._stat()
+        assert count(held) == 7 and held.opens == 3  # the old snapshot, until...
+        held.recheck()
+        assert count(held) == 8 and held.opens == 4
     finally:
         held.close()
 

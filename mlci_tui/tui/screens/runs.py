@@ -354,6 +354,7 @@ class RunsScreen(Screen[None]):
         self.reload(self.want(baseline=run_id))
 
     def action_refresh(self) -> None:
+        self.mlci.query_cache.recheck()  # the ledger tip from git, not only the ref files' stat
         self.reload()
 
     # ------------------------------------------------------------------ columns

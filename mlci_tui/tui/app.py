@@ -36,7 +36,6 @@ class MlciApp(App[None]):
     TITLE = "mlci"
     # not priority bindings: a `q` typed in the filter bar or a note is text, not quit
     BINDINGS = [Binding(a.keys, a.action, a.description, show=a.show) for a in actions.actions_for("app")]
-    BINDINGS.append(Binding("w", "sweeps", "Sweeps", show=False))  # the sweeps screen (tui/screens/sweeps.py)
 
     def __init__(
         self,

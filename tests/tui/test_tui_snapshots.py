@@ -123,6 +123,7 @@ def test_snapshots_dialogs_and_the_data_tab(lab: Path) -> None:
         assert isinstance(screen, RunScreen)
         await wait_until(pilot, lambda: screen.detail is not None)
         screen.query_one("#run-tabs").active = "tab-data"  # type: ignore[attr-defined]
+        await settle(pilot)  # under load the tab's content may still be on its way
         await pilot.wait_for_scheduled_animations()  # the tab underline slides over
         await pilot.pause()
         assert_snapshot(app, "run-data")
@@ -130,6 +131,7 @@ def test_snapshots_dialogs_and_the_data_tab(lab: Path) -> None:
         await settle(pilot)
         assert isinstance(app.screen, PromptScreen)
         app.screen.query_one("#prompt-text").cursor_blink = False  # type: ignore[attr-defined]  # a steady cursor
+        await settle(pilot)
         await pilot.wait_for_scheduled_animations()  # the dimmed screen behind fades in
         await pilot.pause()
         assert_snapshot(app, "note-prompt")

@@ -28,7 +28,9 @@ ACTIONS: list[Action] = [
     # app-wide
     Action("app", "question_mark,f1", "help", "Help", "Show every key binding and the filter language"),
     Action("app", "q", "quit", "Quit", "Leave mlci tui"),
-    Action("app", "w", "sweeps", "Sweeps", "Sweeps: progress, trials, logs; start, cancel, retry; create one", show=False),
+    Action(
+        "app", "w", "sweeps", "Sweeps", "Sweeps: progress, trials, logs; start, cancel, retry; create one", show=False
+    ),
     # the runs table
     Action(
         "runs",

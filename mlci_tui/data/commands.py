@@ -115,32 +115,31 @@ def _report(verb: str, result: object, remote: str) -> None:
         print(f"mlci: failed: {display(item)}", file=sys.stderr)
 
 
-def push(args: argparse.Namespace) -> int:
+def _transfer(verb: str, args: argparse.Namespace) -> int:
+    """push or fetch: the objects the pointers name that the other side lacks."""
+    from mlci_tui.data import transfer
     from mlci_tui.data.cache import DataCache
-    from mlci_tui.data.transfer import push as do_push
 
     repo = _repo()
     pointers = _pointers(repo, args.paths)
     fs, base, name = _remote(repo, args.remote)
-    result = do_push(DataCache.for_repo(repo.root), pointers, fs, base, _jobs(repo, args.jobs))
-    _report("push", result, name)
+    move = transfer.push if verb == "push" else transfer.fetch
+    result = move(DataCache.for_repo(repo.root), pointers, fs, base, _jobs(repo, args.jobs))
+    _report(verb, result, name)
     if result.failed or result.missing:
-        raise CheckFailed(f"push to {name} incomplete: {len(result.failed)} failed, {len(result.missing)} not cached")
+        direction, absent = ("to", "not cached") if verb == "push" else ("from", "missing")
+        raise CheckFailed(
+            f"{verb} {direction} {name} incomplete: {len(result.failed)} failed, {len(result.missing)} {absent}"
+        )
     return 0
+
+
+def push(args: argparse.Namespace) -> int:
+    return _transfer("push", args)
 
 
 def fetch(args: argparse.Namespace) -> int:
-    from mlci_tui.data.cache import DataCache
-    from mlci_tui.data.transfer import fetch as do_fetch
-
-    repo = _repo()
-    pointers = _pointers(repo, args.paths)
-    fs, base, name = _remote(repo, args.remote)
-    result = do_fetch(DataCache.for_repo(repo.root), pointers, fs, base, _jobs(repo, args.jobs))
-    _report("fetch", result, name)
-    if result.failed or result.missing:
-        raise CheckFailed(f"fetch from {name} incomplete: {len(result.failed)} failed, {len(result.missing)} missing")
-    return 0
+    return _transfer("fetch", args)
 
 
 def _checkout_report(result: object) -> None:

@@ -68,8 +68,23 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         group,
         "gc",
         "data.commands:gc",
-        "delete cached objects that no branch, tag, the index or the working tree names",
-        "mlci data gc --dry-run",
+        "delete cached (or, with --remote, remote) objects that no branch, tag, the index or the working tree names",
+        "mlci data gc --remote storage --dry-run",
     )
     p.add_argument("--all-commits", action="store_true", help="also keep what any commit of a branch or tag names")
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument(
+        "-r",
+        "--remote",
+        nargs="?",
+        const="",
+        metavar="NAME",
+        help="collect this remote instead of the local cache (no NAME: data.remote); also keeps remote-tracking branches",
+    )
+    p.add_argument("-y", "--yes", action="store_true", help="delete from the remote without asking")
+    p.add_argument(
+        "--min-age", type=float, default=1.0, metavar="HOURS", help="never delete younger objects (default 1)"
+    )
+    p.add_argument("--no-fetch", dest="fetch", action="store_false", help="do not `git fetch --all --tags` first")
+    p.add_argument("-j", "--jobs", type=int, help="parallel deletions (default data.jobs, else 4 x cores)")
+    p.add_argument("--json", action="store_true", help="the counts (and, with --remote, the objects) as JSON")

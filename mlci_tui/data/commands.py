@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mlci_tui.data.pointer import Pointer
-from mlci_tui.errors import CheckFailed
+from mlci_tui.errors import CheckFailed, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
 
@@ -176,9 +176,68 @@ def pull(args: argparse.Namespace) -> int:
 
 
 def gc(args: argparse.Namespace) -> int:
-    from mlci_tui.data.gc import gc as do_gc
+    """Local cache by default; with --remote the shared remote (asks before deleting, see data.md)."""
+    import json
 
-    result = do_gc(_repo(), all_commits=args.all_commits, dry_run=args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
-    print(f"gc: {verb} {result.removed} objects ({_size(result.freed)}); {result.kept} referenced objects kept")
+    from mlci_tui.data import gc as data_gc
+
+    repo = _repo()
+    if args.remote is None:
+        result = data_gc.gc(repo, all_commits=args.all_commits, dry_run=args.dry_run)
+        if args.json:
+            print(json.dumps({"dry_run": args.dry_run, "removed": result.removed, "freed": result.freed}))
+            return 0
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"gc: {verb} {result.removed} objects ({_size(result.freed)}); {result.kept} referenced objects kept")
+        return 0
+    ask = not args.dry_run and not args.yes
+    if ask and not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise InputError("gc --remote deletes from a remote every clone shares: add --yes (or --dry-run to see first)")
+    if args.min_age < 0:
+        raise InputError(f"--min-age {args.min_age}: hours must be 0 or more")
+    fs, base, name = _remote(repo, args.remote or None)
+    if args.fetch:
+        data_gc.fetch_git_refs(repo)
+    jobs = _jobs(repo, args.jobs)
+    plan = data_gc.plan_remote(repo, fs, base, all_commits=args.all_commits, min_age_hours=args.min_age, jobs=jobs)
+    for warning in plan.warnings[:5]:
+        print(f"mlci: skipped unreadable pointer: {display(warning)}", file=sys.stderr)
+    report = {
+        "remote": name,
+        "dry_run": args.dry_run,
+        "listed": plan.listed,
+        "kept": plan.kept,
+        "recent": len(plan.recent),
+        "recent_bytes": sum(plan.recent.values()),
+        "min_age_hours": args.min_age,
+        "to_delete": len(plan.delete),
+        "to_delete_bytes": plan.delete_bytes,
+        "deleted": 0,
+        "freed": 0,
+        "failed": [],
+        "objects": [{"hash": h, "size": s} for h, s in sorted(plan.delete.items())],
+    }
+    recent = f"; {len(plan.recent)} unreferenced objects younger than {args.min_age:g} h kept" if plan.recent else ""
+    what = f"{len(plan.delete)} of {plan.listed} objects ({_size(plan.delete_bytes)}) from remote {display(name)}"
+    if args.dry_run or not plan.delete:
+        if args.json:
+            print(json.dumps(report))
+        else:
+            print(f"gc: {'would remove' if args.dry_run else 'removed'} {what}{recent}")
+        return 0
+    if ask:
+        print(f"delete {what}? [y/N] ", end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("gc: nothing deleted")
+            return 0
+    done = data_gc.delete_remote(fs, base, plan.delete, jobs)
+    report.update(deleted=done.deleted, freed=done.freed, failed=done.failed)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"gc: removed {done.deleted} objects ({_size(done.freed)}) from remote {display(name)}{recent}")
+    for item in done.failed[:20]:
+        print(f"mlci: failed to delete: {display(item)}", file=sys.stderr)
+    if done.failed:
+        raise CheckFailed(f"gc of remote {name} incomplete: {len(done.failed)} objects could not be deleted")
     return 0

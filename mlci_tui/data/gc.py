@@ -1,21 +1,37 @@
-"""`mlci data gc`: delete cached objects no version worth keeping names.
+"""`mlci data gc`: delete objects no version worth keeping names, from the local cache or a remote.
 
 Kept: what the working tree, the index, and the tip of every local branch and tag name
 (with `all_commits`, every commit reachable from them), plus the files those folder
 manifests list. Pointers are read from git objects, not checked out.
+
+A remote (`--remote`) is shared by every clone, so there the remote-tracking branches
+(`refs/remotes/*`, fetched first by the command) count too: a teammate's pushed branch keeps
+its data. A kept folder whose manifest is neither in the local cache nor on the remote
+stops the collection (its files are unknown), objects younger than `min_age` hours are
+never deleted (a push may be uploading the objects of a commit no ref names yet), and a
+failed deletion is reported while the others go on.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from mlci_tui.data.cache import DataCache
+from mlci_tui.data.cache import DataCache, algo_of, parse_manifest
+from mlci_tui.data.hashing import hash_bytes
 from mlci_tui.data.pointer import Pointer
 from mlci_tui.data.status import workspace_pointers
 from mlci_tui.data.tree import iter_pointers
+from mlci_tui.errors import CheckFailed, InputError, MlciError
 from mlci_tui.gitio import Repo
+
+LOCAL_REFS = ("refs/heads", "refs/tags")
+REMOTE_REFS = ("refs/heads", "refs/tags", "refs/remotes")
 
 
 @dataclass
@@ -25,16 +41,31 @@ class GcResult:
     freed: int
 
 
-def referenced(repo: Repo, *, all_commits: bool = False) -> list[Pointer]:
-    pointers = [p for _f, p in workspace_pointers(repo.root)]
-    pointers += iter_pointers(repo, ":", strict=False)
+def referenced_where(
+    repo: Repo, refs: tuple[str, ...], *, all_commits: bool = False, warnings: list[str] | None = None
+) -> list[tuple[Pointer, str]]:
+    """(mlci pointer, where it was found) for the working tree, the index and the refs under
+    `refs` (their tips; with `all_commits` every commit reachable from them). Each tree is
+    read once, however many refs or commits share it."""
+    found = [(p, "the working tree") for _f, p in workspace_pointers(repo.root)]
+    found += [(p, "the index") for p in iter_pointers(repo, ":", strict=False, warnings=warnings)]
+    trees: dict[str, str] = {}  # tree (or tip) id -> the first ref or commit naming it
+    for line in repo.text("for-each-ref", "--format=%(objectname) %(refname)", *refs).splitlines():
+        oid, _, name = line.partition(" ")
+        trees.setdefault(oid, name)
     if all_commits:
-        revs = repo.text("rev-list", "--all", "--exclude=refs/mlci*", "--branches", "--tags").split()
-    else:
-        revs = repo.text("for-each-ref", "--format=%(objectname)", "refs/heads", "refs/tags").split()
-    for rev in dict.fromkeys(revs):
-        pointers += iter_pointers(repo, rev, strict=False)
-    return [p for p in pointers if p.origin == "mlci"]
+        flags = {"refs/heads": "--branches", "refs/tags": "--tags", "refs/remotes": "--remotes"}
+        log = repo.text("log", "--format=%T %H", *(flags[r] for r in refs)) if trees else ""
+        for line in log.splitlines():
+            tree, _, commit = line.partition(" ")
+            trees.setdefault(tree, f"commit {commit[:12]}")
+    for treeish, where in trees.items():
+        found += [(p, where) for p in iter_pointers(repo, treeish, strict=False, warnings=warnings)]
+    return [(p, w) for p, w in found if p.origin == "mlci"]
+
+
+def referenced(repo: Repo, *, all_commits: bool = False) -> list[Pointer]:
+    return [p for p, _w in referenced_where(repo, LOCAL_REFS, all_commits=all_commits)]
 
 
 def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False) -> GcResult:
@@ -61,3 +92,161 @@ def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False) -> GcRes
 
 def cache_of(root: Path) -> DataCache:
     return DataCache.for_repo(root)
+
+
+# ---------------------------------------------------------------------------- remotes
+@dataclass
+class RemotePlan:
+    """What a remote holds, split into what stays and what goes."""
+
+    listed: int
+    kept: int  # objects on the remote that something kept names
+    delete: dict[str, int]  # digest -> size: unreferenced and older than min_age
+    recent: dict[str, int]  # unreferenced but too young (or of unknown age): kept this time
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def delete_bytes(self) -> int:
+        return sum(self.delete.values())
+
+
+@dataclass
+class RemoteDeletion:
+    deleted: int = 0
+    freed: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def fetch_git_refs(repo: Repo) -> None:
+    """Bring every git remote's branches and tags into this clone, so that what teammates
+    pushed is kept. A failure stops gc: deciding with stale refs could delete their data."""
+    proc = repo.run("fetch", "--all", "--tags", "--quiet", check=False)
+    if proc.returncode != 0:
+        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise MlciError(
+            f"gc --remote: `git fetch --all --tags` failed ({why[-1] if why else proc.returncode}); gc must see "
+            "every pushed branch and tag: fix the fetch, or pass --no-fetch to trust the refs this clone has"
+        )
+
+
+def _mtime(info: dict[str, Any]) -> float | None:
+    """Modification time (epoch seconds) from an fsspec listing entry, whatever the backend calls it."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "modified", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and value:
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
+
+
+def _remote_manifests(fs: Any, base: str, wanted: dict[str, str], jobs: int) -> dict[str, list[str]]:
+    """digest -> the files a folder manifest on the remote lists, each read and verified."""
+    from mlci_tui.data.transfer import _run_parallel, remote_path
+
+    out: dict[str, list[str]] = {}
+    lock = threading.Lock()
+
+    def read(digest: str) -> None:
+        raw = fs.cat_file(remote_path(base, digest))
+        if hash_bytes(raw, algo_of(digest)) != digest:
+            raise CheckFailed(f"{wanted[digest]}: folder manifest {digest[:12]} on the remote is corrupt; gc stopped")
+        files = [h for _n, h, _s in parse_manifest(raw, wanted[digest])]
+        with lock:
+            out[digest] = files
+
+    errors = _run_parallel(list(wanted), read, jobs)
+    if errors:
+        raise MlciError(f"cannot read a kept folder's manifest from the remote, gc stopped: {errors[0]}")
+    return out
+
+
+def plan_remote(
+    repo: Repo,
+    fs: Any,
+    base: str,
+    *,
+    all_commits: bool = False,
+    min_age_hours: float = 1.0,
+    jobs: int = 8,
+    now: float | None = None,
+) -> RemotePlan:
+    """List the remote once and decide; deletes nothing. Raises when a kept folder's files cannot be known."""
+    from mlci_tui.data.transfer import _listable, remote_object_infos
+
+    if not _listable(fs):
+        raise MlciError("http(s) remotes cannot be listed or written: gc them on the server that serves them")
+    if all_commits and repo.is_shallow():
+        raise MlciError(
+            "gc --remote --all-commits needs the whole history; this clone is shallow (git fetch --unshallow)"
+        )
+    if repo.text("config", "--get", "extensions.partialClone", check=False).strip():
+        raise MlciError("gc --remote needs every pointer file; this clone is partial (blobs may be missing)")
+    warnings: list[str] = []
+    named = referenced_where(repo, REMOTE_REFS, all_commits=all_commits, warnings=warnings)
+    infos = remote_object_infos(fs, base)
+    cache = DataCache.for_repo(repo.root)
+    keep: set[str] = set()
+    remote_folders: dict[str, str] = {}
+    folders_seen: set[str] = set()
+    for p, where in named:
+        keep.add(p.hash)
+        if not p.is_dir or p.hash in folders_seen:
+            continue
+        folders_seen.add(p.hash)
+        if cache.has(p.hash):
+            keep.update(h for _n, h, _s in cache.manifest(p.hash))
+        elif p.hash in infos:
+            remote_folders.setdefault(p.hash, p.pointer_path)
+        else:
+            raise InputError(
+                f"{p.pointer_path} (in {where}): folder manifest {p.hash[:12]} is neither in the local cache nor on "
+                "the remote, so its files are unknown; gc stopped (push it from a clone that has it)"
+            )
+    for files in _remote_manifests(fs, base, remote_folders, jobs).values():
+        keep.update(files)
+    cutoff = (time.time() if now is None else now) - min_age_hours * 3600
+    delete: dict[str, int] = {}
+    recent: dict[str, int] = {}
+    for digest, info in infos.items():
+        if digest in keep:
+            continue
+        size = int(info.get("size") or 0)
+        modified = _mtime(info)
+        if modified is None or modified > cutoff:
+            recent[digest] = size
+        else:
+            delete[digest] = size
+    return RemotePlan(
+        listed=len(infos), kept=len(infos) - len(delete) - len(recent), delete=delete, recent=recent, warnings=warnings
+    )
+
+
+def delete_remote(fs: Any, base: str, objects: dict[str, int], jobs: int) -> RemoteDeletion:
+    """Delete `objects` (digest -> size), `jobs` at a time; one failure does not stop the rest.
+    Prefix folders stay: a push in flight may be about to write into one."""
+    from mlci_tui.data.transfer import Progress, _run_parallel, remote_path
+
+    result = RemoteDeletion()
+    lock = threading.Lock()
+    progress = Progress("gc", len(objects))
+
+    def remove(digest: str) -> None:
+        try:
+            fs.rm_file(remote_path(base, digest))
+        except FileNotFoundError:  # gone already (another gc): nothing freed by this one
+            progress.step(0)
+            return
+        with lock:
+            result.deleted += 1
+            result.freed += objects[digest]
+        progress.step(objects[digest])
+
+    result.failed = _run_parallel(sorted(objects), remove, jobs)
+    progress.close()
+    return result

@@ -72,6 +72,21 @@ def remote_objects(fs: Any, base: str) -> set[str]:
     return out
 
 
+def remote_object_infos(fs: Any, base: str) -> dict[str, dict[str, Any]]:
+    """Every object the remote holds, as `remote_objects` names them, with its listing entry
+    (size, modification time): still one listing. gc needs the sizes and ages."""
+    try:
+        infos = fs.find(base, detail=True)
+    except (FileNotFoundError, OSError):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for path, info in infos.items():
+        parts = str(path).rstrip("/").rsplit("/", 2)
+        if len(parts) == 3 and len(parts[1]) == 2 and "." not in parts[2] and info.get("type", "file") == "file":
+            out[parts[1] + parts[2]] = info
+    return out
+
+
 def _protocol(fs: Any) -> str:
     return str(fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0])
 

@@ -20,6 +20,7 @@ from typing import Any
 from mlci_tui import __version__
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
+from mlci_tui.sanitize import display
 from mlci_tui.validate import engine, source
 from mlci_tui.validate.drift import compare
 from mlci_tui.validate.results import CheckResult, DatasetResult
@@ -99,7 +100,7 @@ class Validator:
     def validate(self, spec: DatasetSpec) -> DatasetResult:
         result = DatasetResult(spec.name, spec.path, _label(self.where))
         try:
-            content = source.resolve(self.repo, spec.path, self.where, self.scratch)
+            content = source.resolve(self.repo, spec.path, self.where, self.scratch, spec.format or None)
         except source.Unavailable as exc:
             result.status, result.error = "unavailable", str(exc)
             return result
@@ -127,7 +128,8 @@ class Validator:
         try:
             profile = self._check(spec, content, refs, result)
         except engine.DataError as exc:
-            result.status, result.error = "error", f"cannot read {spec.path} as {spec.format}: {exc}"
+            fmt = content.format or spec.format or "csv, parquet or jsonl"
+            result.status, result.error = "error", f"cannot read {spec.path} as {fmt}: {exc}"
             self._record_validation(result, spec, key)
             return result
         if spec.compare and profile is not None:
@@ -145,7 +147,9 @@ class Validator:
                     other = self.specs[str(check.value).split(".", 1)[0]]
                     if other.name not in refs:
                         try:
-                            refs[other.name] = source.resolve(self.repo, other.path, self.where, self.scratch)
+                            refs[other.name] = source.resolve(
+                                self.repo, other.path, self.where, self.scratch, other.format or None
+                            )
                         except source.Unavailable as exc:
                             raise InputError(f"datasets.{spec.name}: referenced dataset {other.name}: {exc}") from None
         return refs
@@ -155,10 +159,11 @@ class Validator:
     ) -> dict[str, Any] | None:
         import duckdb
 
-        header = engine.precheck(content.local, spec.format, spec.csv)
+        fmt = _format(spec, content)
+        header = _precheck(content, fmt, spec.csv)
         for other in refs.values():
             other_spec = next(s for s in self.specs.values() if s.path == other.path)
-            engine.precheck(other.local, other_spec.format, other_spec.csv)
+            _precheck(other, _format(other_spec, other), other_spec.csv)
         con = engine.connect(self.scratch / "spill")
         try:
             ref_views: dict[str, tuple[str, str]] = {}
@@ -166,7 +171,8 @@ class Validator:
                 other_spec = self.specs[name]
                 view = f"ref_{n}"
                 con.execute(
-                    f"CREATE VIEW {view} AS SELECT * FROM {engine.relation_sql(other.local, other_spec.format, other_spec.csv)}"
+                    f"CREATE VIEW {view} AS SELECT * FROM "
+                    f"{engine.relation_sql(other.read, _format(other_spec, other), other_spec.csv)}"
                 )
                 for col in spec.columns.values():
                     for check in col.checks:
@@ -176,17 +182,17 @@ class Validator:
             stored = self._stored_profile(content, categorical)
             for all_varchar in (False, True):
                 rel = engine.relation_sql(
-                    content.local,
-                    spec.format,
+                    content.read,
+                    fmt,
                     spec.csv,
                     all_varchar=all_varchar,
                     text_columns=_text_columns(spec, header),
                 )
                 try:
-                    rel = engine.pin_csv(con, rel, content.local)
+                    rel = engine.pin_csv(con, rel, content.read)
                     con.execute(f"CREATE OR REPLACE VIEW raw_data AS SELECT * FROM {rel}")
                     schema = engine.describe(con, "raw_data")
-                    plan = engine.plan(spec, schema, spec.format, ref_views)
+                    plan = engine.plan(spec, schema, fmt, ref_views)
                     # raw SQL checks see `data`: the declared columns as their declared types
                     typed = ", ".join(f"{c.value} AS {engine.q(n)}" for n, c in plan.columns.items())
                     con.execute(f"CREATE OR REPLACE VIEW data AS SELECT {typed} FROM raw_data")
@@ -197,17 +203,18 @@ class Validator:
                         spec,
                         categorical,
                         profile=stored is None,
-                        columnar=spec.format == "parquet",
+                        columnar=fmt == "parquet",
                     )
+                    _locate_samples(con, rel, content, checks, schema)
                     break
                 except duckdb.ConversionException as exc:
-                    if all_varchar or spec.format not in ("csv", "tsv"):
-                        raise engine.DataError(engine.clean_error(exc)) from None
+                    if all_varchar or fmt not in ("csv", "tsv"):
+                        raise engine.DataError(_clean_error(exc, content)) from None
                     continue  # the sniffer guessed a type a later row breaks: read as text, cast per column
                 except duckdb.BinderException as exc:
-                    raise engine.DataError(engine.clean_error(exc)) from None
+                    raise engine.DataError(_clean_error(exc, content)) from None
                 except (duckdb.InvalidInputException, duckdb.IOException, duckdb.OutOfMemoryException) as exc:
-                    raise engine.DataError(engine.clean_error(exc)) from None
+                    raise engine.DataError(_clean_error(exc, content)) from None
         finally:
             con.close()
         result.rows = rows
@@ -295,9 +302,12 @@ class Validator:
     def _profile_only(self, spec: DatasetSpec, content: source.Content, *, full: bool = False) -> dict[str, Any]:
         import duckdb
 
-        if not content.local.is_file():
+        if not all(
+            f.is_file() for f in ([content.local] if content.files is None else [s.local for s in content.files])
+        ):
             raise engine.DataError("its data is not available")
-        header = engine.precheck(content.local, spec.format, spec.csv)
+        fmt = _format(spec, content)
+        header = _precheck(content, fmt, spec.csv)
         bare = DatasetSpec(
             **{**spec.__dict__, "columns": {}, "checks": [], "row_count": None, "primary_key": [], "strict": False}
         )
@@ -308,27 +318,25 @@ class Validator:
             for all_varchar in (False, True):
                 try:
                     rel = engine.relation_sql(
-                        content.local,
-                        spec.format,
+                        content.read,
+                        fmt,
                         spec.csv,
                         all_varchar=all_varchar,
                         text_columns=_text_columns(spec, header),
                     )
-                    rel = engine.pin_csv(con, rel, content.local)
+                    rel = engine.pin_csv(con, rel, content.read)
                     con.execute(f"CREATE OR REPLACE VIEW data AS SELECT * FROM {rel}")
                     schema = engine.describe(con, "data")
-                    plan = engine.plan(bare, schema, spec.format)
+                    plan = engine.plan(bare, schema, fmt)
                     plan.checks = [p for p in plan.checks if p.result.check not in ("columns",)]
                     wanted = None if full else self._categorical(spec)
-                    rows, values, _ = engine.run_plan(
-                        con, "data", plan, bare, wanted, columnar=spec.format == "parquet"
-                    )
+                    rows, values, _ = engine.run_plan(con, "data", plan, bare, wanted, columnar=fmt == "parquet")
                     break
                 except duckdb.ConversionException as exc:
                     if all_varchar:
-                        raise engine.DataError(engine.clean_error(exc)) from None
+                        raise engine.DataError(_clean_error(exc, content)) from None
                 except duckdb.Error as exc:
-                    raise engine.DataError(engine.clean_error(exc)) from None
+                    raise engine.DataError(_clean_error(exc, content)) from None
         finally:
             con.close()
         profile = engine.build_profile(plan, values, rows, len(schema))
@@ -402,6 +410,70 @@ class Validator:
         if new:
             store.append(new, message=f"mlci: {len(new)} validation/profile event(s)")
         self.events = []
+
+
+def _format(spec: DatasetSpec, content: source.Content) -> str:
+    """The format a version is read as: a folder's data files' (declared or found), else the spec's."""
+    return content.format or spec.format
+
+
+def _precheck(content: source.Content, fmt: str, csv_opts: dict[str, Any]) -> list[str] | None:
+    """engine.precheck of the file, or of every shard of a folder (a bad shard is named); the
+    header of the (first) file. A folder without data files fails like an empty file."""
+    if content.files is None:
+        return engine.precheck(content.local, fmt, csv_opts)
+    if not content.files:
+        raise engine.DataError(f"empty folder: no {fmt or 'csv, parquet or jsonl'} data files in it")
+    header: list[str] | None = None
+    for n, shard in enumerate(content.files):
+        try:
+            found = engine.precheck(shard.local, fmt, csv_opts)
+        except engine.DataError as exc:
+            raise engine.DataError(f"{display(shard.path)}: {exc}") from None
+        if n == 0:
+            header = found
+    return header
+
+
+def _clean_error(exc: BaseException, content: source.Content) -> str:
+    """engine.clean_error, with a folder's shards named by their repository path (DuckDB names
+    the file it read: a cache object or a temp copy of a blob)."""
+    text = str(exc)
+    for shard in content.files or []:
+        text = text.replace(str(shard.local), shard.path)
+    return engine.clean_error(Exception(text))
+
+
+def _locate_samples(
+    con: Any, rel: str, content: source.Content, checks: list[CheckResult], schema: list[tuple[str, str]]
+) -> None:
+    """Failure samples of a folder name the shard and the 0-based row within it (`row`: "N of
+    FILE"; `file`, `file_row` and the global `index` for programs). DuckDB reads the shards in
+    the listed order, so a global row index falls in the shard whose row counts it passes; the
+    counts come from DuckDB's `filename` virtual column. A data column named `filename` hides
+    it: the global index stays."""
+    import bisect
+
+    import duckdb
+
+    samples = [s for c in checks for s in c.samples if isinstance(s.get("row"), int)]
+    if not content.files or not samples or any(name == "filename" for name, _t in schema):
+        return
+    try:
+        counts = dict(con.execute(f"SELECT filename, count(*) FROM {rel} GROUP BY ALL").fetchall())
+    except duckdb.Error:
+        return
+    starts, total = [], 0
+    for shard in content.files:
+        starts.append(total)
+        total += int(counts.get(str(shard.local), 0))
+    for sample in samples:
+        index = int(sample["row"])
+        if not 0 <= index < total:
+            continue
+        n = bisect.bisect_right(starts, index) - 1
+        shard, row = content.files[n], index - starts[n]
+        sample.update({"row": f"{row} of {display(shard.path)}", "file": shard.path, "file_row": row, "index": index})
 
 
 def _text_columns(spec: DatasetSpec, header: list[str] | None) -> list[str]:

@@ -35,6 +35,8 @@ MAX_CELL = 60
 CATEGORIES = 50
 INT_SQL = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 FLOAT_SQL = {"FLOAT", "DOUBLE", "REAL"}
+BITMAP_SQL = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
+BITMAP_BITS = 1 << 29  # exact distinct bitmaps: 64 MiB in all, split between DuckDB's threads
 HINTS = {
     "type": "fix the values, or change the column's declared type",
     "nullable": "fill the missing values, or set nullable: true",
@@ -146,14 +148,25 @@ CSV_TYPES = "['BIGINT', 'DOUBLE', 'TIME', 'DATE', 'TIMESTAMP', 'VARCHAR']"
 
 
 def relation_sql(
-    local: Path, fmt: str, csv_opts: dict[str, Any], *, all_varchar: bool = False, text_columns: list[str] | None = None
+    local: Path | list[Path],
+    fmt: str,
+    csv_opts: dict[str, Any],
+    *,
+    all_varchar: bool = False,
+    text_columns: list[str] | None = None,
 ) -> str:
-    """The table function reading the file; declared string columns stay text (zip codes keep their zeros)."""
-    path = lit(str(local))
+    """The table function reading the file; declared string columns stay text (zip codes keep their zeros).
+
+    A list of files (a folder dataset's shards) is one table: columns matched by name, not
+    position (a shard with its columns in another order still lines up), and no hive
+    partition columns from the path (the cache's objects have none: both read alike)."""
+    many = isinstance(local, list)
+    path = "[" + ", ".join(lit(str(f)) for f in local) + "]" if isinstance(local, list) else lit(str(local))
+    union = ", union_by_name = true, hive_partitioning = false" if many else ""
     if fmt == "parquet":
-        return f"read_parquet({path})"
+        return f"read_parquet({path}{union})"
     if fmt == "jsonl":
-        return f"read_json({path}, format = 'newline_delimited', maximum_object_size = 16777216)"
+        return f"read_json({path}, format = 'newline_delimited', maximum_object_size = 16777216{union})"
     opts = csv_opts or {}
     parts = [
         f"header = {lit(bool(opts.get('header', True)))}",
@@ -161,6 +174,8 @@ def relation_sql(
         "skip = 0",
         "strict_mode = true",
     ]
+    if many:
+        parts += ["union_by_name = true", "hive_partitioning = false"]
     if opts.get("quote"):
         parts.append(f"quote = {lit(opts['quote'])}")
     if opts.get("encoding") and opts["encoding"] != "utf-8":
@@ -174,14 +189,14 @@ def relation_sql(
     return f"read_csv({path}, {', '.join(parts)})"
 
 
-def pin_csv(con: duckdb.DuckDBPyConnection, rel: str, local: Path) -> str:
+def pin_csv(con: duckdb.DuckDBPyConnection, rel: str, local: Path | list[Path]) -> str:
     """A CSV relation with the sniffed dialect and column types written out (`auto_detect = false`).
 
     DuckDB sniffs a CSV each time a query binds `read_csv` (view, DESCRIBE, the aggregate, the
     sample query: ~0.1 s each on a large file); sniffing once and pinning the result reads the
     same way. Any other relation, or a prompt that does not name this file as expected, is
-    returned unchanged."""
-    if not rel.startswith("read_csv("):
+    returned unchanged, and so is a list of files (sniff_csv reads one file; each shard is sniffed)."""
+    if not rel.startswith("read_csv(") or isinstance(local, list):
         return rel
     row = con.execute(f"SELECT Prompt FROM sniff_csv{rel[len('read_csv') :]}").fetchone()
     prompt = str(row[0]).strip() if row else ""
@@ -409,10 +424,15 @@ def _orderable(t: str) -> bool:
     return not any(t.startswith(p) for p in ("STRUCT", "MAP", "UNION", "JSON")) and not t.endswith("]")
 
 
-def profile_aggregates(plan_: Plan, histograms: set[str] | None) -> list[tuple[str, str]]:
+def profile_aggregates(
+    plan_: Plan, histograms: set[str] | None, known: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
     """Statistics of every profiled column; histograms (a quantile sketch for numeric columns,
     value counts for others) only for `histograms` (drift and allowed-value columns: the sketch
-    is the costliest aggregate), or for every numeric column when None."""
+    is the costliest aggregate), or for every numeric column when None. `known` maps an
+    expression computed anyway to its key: a column whose exact distinct count a unique check
+    computes takes that count instead of an estimate."""
+    known = known or {}
     aggs: list[tuple[str, str]] = []
     for i, col in enumerate(plan_.profile_columns):
         v = col.value
@@ -421,7 +441,8 @@ def profile_aggregates(plan_: Plan, histograms: set[str] | None) -> list[tuple[s
             continue
         aggs.append((f"p{i}_min", f"min({v})"))
         aggs.append((f"p{i}_max", f"max({v})"))
-        aggs.append((f"p{i}_d", f"approx_count_distinct({v})"))
+        exact = f"count(DISTINCT {v})"
+        aggs.append((f"p{i}_d", exact if exact in known else f"approx_count_distinct({v})"))
         if col.numeric:
             d = f"CAST({v} AS DOUBLE)"
             aggs.append((f"p{i}_mean", f"avg({d})"))
@@ -431,6 +452,84 @@ def profile_aggregates(plan_: Plan, histograms: set[str] | None) -> list[tuple[s
         elif histograms is not None and col.name in histograms:
             aggs.append((f"p{i}_h", f"histogram(CAST({v} AS VARCHAR))"))
     return aggs
+
+
+def _metadata_answers(con: duckdb.DuckDBPyConnection, sql: str) -> bool:
+    """Whether DuckDB answers `sql` from the file's metadata (Parquet row-group statistics):
+    its plan then reads no rows. A file written without statistics would be scanned instead,
+    so the caller keeps those aggregates in its one pass."""
+    text = "\n".join(str(r[-1]) for r in con.execute(f"EXPLAIN {sql}").fetchall())
+    return re.search(r"(?i)parquet|table.scan|seq.scan|read.json|read.csv", text) is None
+
+
+def statistics_pass(
+    con: duckdb.DuckDBPyConnection, rel: str, plan_: Plan, profile: bool
+) -> tuple[dict[str, Any], dict[int, int], set[str]]:
+    """Count, min and max of plain columns, and the verdict of null and range checks, from the
+    file's statistics: (values by aggregate expression, failures of the settled checks by
+    index, expressions answered). In Parquet these cost milliseconds instead of a share of the
+    scan (10M rows: the one pass 2.2 s -> 1.8 s); a range check whose bounds the statistics
+    do not prove is left to the pass, and so is every column of a type whose statistics DuckDB
+    does not trust in this file (a float column that may hold NaN) or that has none."""
+    plain = {
+        c.name: c
+        for c in [*(plan_.profile_columns if profile else []), *(p.column for p in plan_.checks if p.column)]
+        if c.value == q(c.name) and _orderable(c.value_type)
+    }
+    by_type: dict[str, list[Column]] = {}
+    for plain_col in plain.values():
+        by_type.setdefault(plain_col.value_type, []).append(plain_col)
+    # by type, and counts apart (DuckDB answers count(col) from statistics only without nulls);
+    # all groups in one EXPLAIN first, each group on its own only when that fails
+    groups: list[tuple[list[str], dict[int, str]]] = []
+    for cols in by_type.values():
+        groups.append(
+            ([f"{a}({c.value})" for c in cols for a in ("min", "max")], _range_tests(plan_, {c.name for c in cols}))
+        )
+        groups.append(([f"count({c.value})" for c in cols], {}))
+
+    def select(chosen: list[tuple[list[str], dict[int, str]]]) -> str:
+        cols = [f"{e} AS s{i}" for i, e in enumerate(e for g, _t in chosen for e in g)]
+        return "SELECT " + ", ".join([*cols, *(f"{t} AS f{n}" for _g, ts in chosen for n, t in ts.items())])
+
+    if groups and not _metadata_answers(con, f"{select(groups)} FROM {rel}"):
+        groups = [g for g in groups if _metadata_answers(con, f"{select([g])} FROM {rel}")]
+    exprs: dict[str, str] = {"count(*)": "rows"}
+    tests: dict[int, str] = {}  # check index -> "could fail" per the column's bounds
+    for group, group_tests in groups:
+        exprs.update({e: f"s{len(exprs) + i}" for i, e in enumerate(group)})
+        tests.update(group_tests)
+    if len(exprs) == 1:
+        return {}, {}, set()
+    answers = [f"{e} AS {k}" for e, k in exprs.items()] + [f"{t} AS f{n}" for n, t in tests.items()]
+    row = con.execute(f"SELECT {', '.join(answers)} FROM {rel}").fetchone()
+    assert row is not None
+    got = dict(zip([*exprs, *(f"f{n}" for n in tests)], row))
+    settled: dict[int, int] = {}
+    for n, p in enumerate(plan_.checks):
+        col = p.column
+        if col is None or p.predicate is None:
+            continue
+        if p.result.check == "nullable" and f"count({col.value})" in exprs:
+            settled[n] = int(got["count(*)"]) - int(got[f"count({col.value})"] or 0)  # exact
+        elif n in tests and not got[f"f{n}"]:  # false, or null: no value at all
+            settled[n] = 0
+    values = {e: got[e] for e in exprs}
+    return values, settled, set(exprs)
+
+
+def _range_tests(plan_: Plan, names: set[str]) -> dict[int, str]:
+    """min/max checks on `names` as tests of the column's bounds: `min(col) < min` may fail."""
+    out: dict[int, str] = {}
+    for n, p in enumerate(plan_.checks):
+        col, kind = p.column, p.result.check
+        if p.predicate is None or col is None or col.name not in names or kind not in ("min", "max"):
+            continue
+        bound = Column(col.name, col.actual, col.spec, f"{kind}({col.value})")
+        test = _predicate(kind, p.result.params[kind], bound, {})
+        if test:
+            out[n] = test
+    return out
 
 
 # ------------------------------------------------------------------------------------ running
@@ -469,13 +568,17 @@ def run_plan(
     """The aggregate pass, then targeted queries for the checks that failed.
 
     Every aggregate is computed once (a unique column that is also the primary key shares
-    its exact distinct count). In Parquet the exact distinct counts and the histograms
-    (value counts, quantile sketches) run as narrow queries of their own: each reads only its columns, while
-    inside the wide query either slows every other aggregate of it (measured 2-3x); a text
-    file is parsed once instead. Without `profile` only what the checks need is computed
-    (the version's profile is stored)."""
+    its exact distinct count). In Parquet, counts, minima and maxima come from the file's
+    statistics where it has them, and null and range checks they prove are settled without
+    a scan; the exact distinct counts and the histograms (value counts, quantile sketches)
+    run as narrow queries of their own: each reads only its columns, while inside the wide
+    query either slows every other aggregate of it (measured 2-3x). A text file is parsed
+    once, except that an integer key's exact distinct count runs after it as a bitmap over
+    the key's range (see `exact_distincts`). Without `profile` only what the checks need is
+    computed (the version's profile is stored)."""
     import duckdb
 
+    known, settled, answered = statistics_pass(con, rel, plan_, profile) if columnar else ({}, {}, set())
     aggs: dict[str, str] = {"count(*)": "rows"}  # expression -> key, each computed once
     distincts: dict[str, str] = {}
 
@@ -484,25 +587,43 @@ def run_plan(
 
     check_keys: dict[int, tuple[str, str | None]] = {}
     for n, p in enumerate(plan_.checks):
+        if n in settled:
+            continue
         if p.predicate:
             check_keys[n] = (key(f"count_if({p.predicate})"), None)
         elif p.aggregate:
             d = distincts.setdefault(p.distinct, f"d{len(distincts)}") if p.distinct else None
             check_keys[n] = (key(p.aggregate), d)
     sketches: dict[str, str] = {}  # value counts and quantile sketches
-    if profile:
-        for pkey, expr in profile_aggregates(plan_, histograms):
-            (sketches if pkey.endswith(("_h", "_q")) else aggs).setdefault(expr, pkey)
+    wanted = profile_aggregates(plan_, histograms, distincts) if profile else []
+    for pkey, expr in wanted:
+        if expr in distincts or expr in answered:
+            continue
+        (sketches if pkey.endswith(("_h", "_q")) else aggs).setdefault(expr, pkey)
+    # integer keys: counted after the pass, once their range is known (statistics, or the pass)
+    integer_keys = {f"count(DISTINCT {c.value})": c.value for c in plan_.columns.values() if c.value_type in BITMAP_SQL}
+    later = {
+        e: k
+        for e, k in distincts.items()
+        if e in integer_keys and (not columnar or f"min({integer_keys[e]})" in answered)
+    }
+    for expr in later if not columnar else ():
+        key(f"min({integer_keys[expr]})")
+        key(f"max({integer_keys[expr]})")
     wide = [(k, e) for e, k in aggs.items()]
-    narrow = [[(k, e) for e, k in d.items()] for d in (distincts, sketches)]
+    narrow = [[(k, e) for e, k in d.items() if e not in later] for d in (distincts, sketches)]
     # Parquet: exact distincts and sketches each in a narrow query of their own columns (inside
     # the wide query they slow every other aggregate: 19M rows, profile 11.7 s -> 2.9 s CPU)
     values = _aggregate(con, rel, [wide, *narrow] if columnar else [wide + narrow[0] + narrow[1]])
-    computed = {**aggs, **sketches}
-    for pkey, expr in profile_aggregates(plan_, histograms) if profile else []:
-        values[pkey] = values[computed[expr]]
+    bounds = {**known, **{e: values[k] for e, k in aggs.items()}}
+    values.update(exact_distincts(con, rel, {k: (integer_keys[e], bounds) for e, k in later.items()}))
+    computed = {**aggs, **sketches, **distincts}
+    for pkey, expr in wanted:
+        values[pkey] = known[expr] if expr in answered else values[computed[expr]]
     for n, (agg_key, d_key) in check_keys.items():
         values[f"c{n}"] = int(values[agg_key] or 0) - (int(values[d_key] or 0) if d_key else 0)
+    for n, failures in settled.items():
+        values[f"c{n}"] = failures
     rows = int(values["rows"])
     results = []
     for n, p in enumerate(plan_.checks):
@@ -543,6 +664,33 @@ def run_plan(
             r.message = f"{r.failures:,} failing row(s) within tolerance"
         results.append(r)
     return rows, values, results
+
+
+def exact_distincts(
+    con: duckdb.DuckDBPyConnection, rel: str, keys: dict[str, tuple[str, dict[str, Any]]]
+) -> dict[str, int]:
+    """Exact distinct counts of integer columns whose minimum and maximum are known, by key.
+
+    A bitmap over the range (`bitstring_agg`, one bit per possible value) counts exactly, ~10x
+    faster than `count(DISTINCT)`'s hash table (10M keys: 0.16 s vs 1.5 s); beyond
+    BITMAP_BITS per thread, or if DuckDB refuses the bitmap, it is `count(DISTINCT)`."""
+    import duckdb
+
+    exprs: list[tuple[str, str]] = []
+    out: dict[str, int] = {}
+    for k, (v, bounds) in keys.items():
+        lo, hi = bounds.get(f"min({v})"), bounds.get(f"max({v})")
+        if lo is None or hi is None:
+            out[k] = 0  # no value at all
+        elif int(hi) - int(lo) < BITMAP_BITS // THREADS:
+            exprs.append((k, f"bit_count(bitstring_agg({v}, {int(lo)}, {int(hi)}))"))
+        else:
+            exprs.append((k, f"count(DISTINCT {v})"))
+    try:
+        counts = _aggregate(con, rel, [exprs])
+    except duckdb.Error:
+        counts = _aggregate(con, rel, [[(k, f"count(DISTINCT {keys[k][0]})") for k, _e in exprs]])
+    return {**out, **{k: int(v or 0) for k, v in counts.items()}}
 
 
 def _aggregate(con: duckdb.DuckDBPyConnection, rel: str, queries: list[list[tuple[str, str]]]) -> dict[str, Any]:

@@ -74,7 +74,20 @@ def remote_objects(fs: Any, base: str) -> set[str]:
 
 def remote_object_infos(fs: Any, base: str) -> dict[str, dict[str, Any]]:
     """Every object the remote holds, as `remote_objects` names them, with its listing entry
-    (size, modification time): still one listing. gc needs the sizes and ages."""
+    (size, modification time): still one listing. gc needs the sizes and ages. A local folder
+    is read with scandir (fsspec's find costs ~40 us per file there, scandir ~4)."""
+    if _is_local(fs):
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            prefixes = [e for e in os.scandir(base) if len(e.name) == 2 and e.is_dir()]
+        except OSError:
+            return {}
+        for prefix in prefixes:
+            for e in os.scandir(prefix.path):
+                if "." not in e.name and e.is_file(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    found[prefix.name + e.name] = {"size": st.st_size, "mtime": st.st_mtime, "type": "file"}
+        return found
     try:
         infos = fs.find(base, detail=True)
     except (FileNotFoundError, OSError):

@@ -219,6 +219,13 @@ def test_a_failed_deletion_is_reported_and_the_rest_go_on(tmp_path: Path) -> Non
     assert "removed 2 objects" in proc.stdout
     assert f"failed to delete: {stuck[:12]}" in proc.stderr and "1 objects could not be deleted" in proc.stderr
     assert on_store(store) == {stuck, h(b"v3\n")}
+    # the local cache is not collected by --remote; its own gc counts the same three as JSON
+    assert json.loads(ok(repo, "data", "gc", "--dry-run", "--json")) == {
+        "dry_run": True,
+        "kept": 1,
+        "removed": 3,
+        "freed": 9,
+    }
 
 
 def test_interactive_confirmation(tmp_path: Path) -> None:

@@ -185,7 +185,7 @@ def gc(args: argparse.Namespace) -> int:
     if args.remote is None:
         result = data_gc.gc(repo, all_commits=args.all_commits, dry_run=args.dry_run)
         if args.json:
-            print(json.dumps({"dry_run": args.dry_run, "removed": result.removed, "freed": result.freed}))
+            print(json.dumps({"dry_run": args.dry_run, **vars(result)}))
             return 0
         verb = "would remove" if args.dry_run else "removed"
         print(f"gc: {verb} {result.removed} objects ({_size(result.freed)}); {result.kept} referenced objects kept")

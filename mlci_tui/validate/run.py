@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci_tui import __version__
-from mlci_tui.errors import InputError
+from mlci_tui.errors import ConfigError, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
 from mlci_tui.validate import engine, source
@@ -159,11 +159,11 @@ class Validator:
     ) -> dict[str, Any] | None:
         import duckdb
 
-        fmt = _format(spec, content)
-        header = _precheck(content, fmt, spec.csv)
+        fmt = read_format(spec, content)
+        header = precheck_content(content, fmt, spec.csv)
         for other in refs.values():
             other_spec = next(s for s in self.specs.values() if s.path == other.path)
-            _precheck(other, _format(other_spec, other), other_spec.csv)
+            precheck_content(other, read_format(other_spec, other), other_spec.csv)
         con = engine.connect(self.scratch / "spill")
         try:
             ref_views: dict[str, tuple[str, str]] = {}
@@ -172,7 +172,7 @@ class Validator:
                 view = f"ref_{n}"
                 con.execute(
                     f"CREATE VIEW {view} AS SELECT * FROM "
-                    f"{engine.relation_sql(other.read, _format(other_spec, other), other_spec.csv)}"
+                    f"{engine.relation_sql(other.read, read_format(other_spec, other), other_spec.csv)}"
                 )
                 for col in spec.columns.values():
                     for check in col.checks:
@@ -306,8 +306,8 @@ class Validator:
             f.is_file() for f in ([content.local] if content.files is None else [s.local for s in content.files])
         ):
             raise engine.DataError("its data is not available")
-        fmt = _format(spec, content)
-        header = _precheck(content, fmt, spec.csv)
+        fmt = read_format(spec, content)
+        header = precheck_content(content, fmt, spec.csv)
         bare = DatasetSpec(
             **{**spec.__dict__, "columns": {}, "checks": [], "row_count": None, "primary_key": [], "strict": False}
         )
@@ -412,12 +412,17 @@ class Validator:
         self.events = []
 
 
-def _format(spec: DatasetSpec, content: source.Content) -> str:
+def read_format(spec: DatasetSpec, content: source.Content) -> str:
     """The format a version is read as: a folder's data files' (declared or found), else the spec's."""
-    return content.format or spec.format
+    fmt = content.format or spec.format
+    if not fmt and not content.is_folder:
+        raise ConfigError(
+            f"mlci.yaml: datasets.{spec.name}.format: {spec.path} is a file without an extension; set csv, parquet or jsonl"
+        )
+    return fmt
 
 
-def _precheck(content: source.Content, fmt: str, csv_opts: dict[str, Any]) -> list[str] | None:
+def precheck_content(content: source.Content, fmt: str, csv_opts: dict[str, Any]) -> list[str] | None:
     """engine.precheck of the file, or of every shard of a folder (a bad shard is named); the
     header of the (first) file. A folder without data files fails like an empty file."""
     if content.files is None:

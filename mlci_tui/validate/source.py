@@ -561,7 +561,12 @@ def staged_dataset_paths(repo: Repo, paths: list[str]) -> list[str]:
 
 
 def clean_scratch(scratch: Path) -> None:
+    import shutil
+
     for child in scratch.glob("*"):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)  # a folder's blobs (tree-<id>/)
+            continue
         try:
             os.unlink(child)
         except OSError:

@@ -17,11 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from conftest import commit, git, run_mlci, write
-
-from mlci_tui.validate.hook import affected
-from mlci_tui.validate.spec import load_specs
 
 ROWS = 100  # per shard
 
@@ -36,32 +32,6 @@ datasets:
       score: {type: float64, min: 0, max: 1}
       label: {type: string, allowed_values: ["a", "b"]}
 """
-
-
-def _hook_reads_folders() -> bool:
-    """Whether validate/hook.py matches a staged file under a dataset folder (the lead's patch)."""
-    return affected({"e": {"path": "data/e", "format": "csv"}}, ["data/e/part-0.csv"]) == ["e"]
-
-
-def _format_from_files() -> bool:
-    """Whether spec.py lets a folder without `format:` take its files' format (the lead's patch)."""
-    try:
-        load_specs({"e": {"path": "data/e"}})
-    except Exception:
-        return False
-    return True
-
-
-needs_hook_patch = pytest.mark.xfail(
-    not _hook_reads_folders(),
-    reason="validate/hook.py must match staged files under a folder (/tmp/mlci-folders-hook-spec-infer.patch)",
-    strict=True,
-)
-needs_spec_patch = pytest.mark.xfail(
-    not _format_from_files(),
-    reason="validate/spec.py must allow a folder path without `format:` (/tmp/mlci-folders-hook-spec-infer.patch)",
-    strict=True,
-)
 
 
 def rows(shard: int, n: int = ROWS, *, shift: float = 0.0, seed: int = 1) -> list[dict[str, Any]]:
@@ -271,7 +241,6 @@ def test_dvc_folder_outputs_are_read_from_dvcs_cache(repo: Path, tmp_path: Path)
     assert code == 1 and "not in the local cache; run `dvc pull`" in out, out
 
 
-@needs_hook_patch
 def test_git_tracked_folder_through_the_pre_commit_hook(repo: Path) -> None:
     assert run_mlci(repo, "install").returncode == 0
     folder = repo / "data" / "events"
@@ -386,10 +355,18 @@ def test_bad_folders_fail_cleanly_and_change_nothing(repo: Path, tmp_path: Path)
     assert not (repo / ".mlci").exists()
 
 
-@needs_spec_patch
 def test_format_comes_from_the_files_when_not_declared(repo: Path) -> None:
     write_folder(repo / "data" / "events", "jsonl", bad=1)
     write(repo, {"mlci.yaml": (CONFIG % {"fmt": "x"}).replace("    format: x\n", "")})
     code, out, doc = validate(repo, "--json")
     assert code == 1 and doc is not None, out
     assert sample_of(doc)["row"] == "7 of data/events/part-0001.jsonl"
+
+
+def test_infer_reads_a_folders_shards(repo: Path) -> None:
+    write_folder(repo / "data" / "events", "parquet")
+    write(repo, {"mlci.yaml": (CONFIG % {"fmt": "parquet"})})
+    proc = run_mlci(repo, "data", "infer", "data/events")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "id:" in proc.stdout and "score:" in proc.stdout and "label:" in proc.stdout, proc.stdout

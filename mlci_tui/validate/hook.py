@@ -10,14 +10,13 @@ from mlci_tui.validate import source
 
 
 def affected(datasets: dict[str, Any], staged: list[str]) -> list[str]:
-    """Names of the datasets a commit touches (their file or pointer); all when mlci.yaml is staged."""
+    """Names of the datasets a commit touches (file, pointer, or a file in their folder); all when mlci.yaml is staged."""
     from mlci_tui.validate.spec import load_specs
 
     specs = load_specs(datasets)
     if "mlci.yaml" in staged:
         return list(specs)
-    touched = set(staged)
-    return [n for n, s in specs.items() if s.path in touched or s.path + source.POINTER_SUFFIX in touched]
+    return [n for n, s in specs.items() if source.touches(s.path, staged)]
 
 
 def validate_staged(repo: Repo, datasets: dict[str, Any], staged: list[str]) -> int:
@@ -30,8 +29,8 @@ def validate_staged(repo: Repo, datasets: dict[str, Any], staged: list[str]) -> 
     v = Validator(repo, datasets, source.INDEX)
     specs = [v.specs[n] for n in names]
     # a dataset removed from the index (deleted, or only in the working tree) has nothing to check
-    present = {p for p in _index_paths(repo, [s.path for s in specs])}
-    specs = [s for s in specs if s.path in present or s.path + source.POINTER_SUFFIX in present]
+    present = source.in_index(repo, [s.path for s in specs])
+    specs = [s for s in specs if s.path in present]
     results = v.validate_all(specs)
     for r in results:
         if r.status != "pass":
@@ -45,11 +44,3 @@ def validate_staged(repo: Repo, datasets: dict[str, Any], staged: list[str]) -> 
         )
         return 1
     return 0
-
-
-def _index_paths(repo: Repo, paths: list[str]) -> list[str]:
-    wanted = []
-    for p in paths:
-        wanted += [p, p + source.POINTER_SUFFIX]
-    proc = repo.run("ls-files", "-z", "--", *wanted, check=False)
-    return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]

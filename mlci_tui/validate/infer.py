@@ -51,12 +51,15 @@ def infer_schema(repo: Repo, spec: DatasetSpec, name: str) -> str:
     import duckdb
 
     scratch = repo.state_dir / "validate" / "infer"
-    content = source.resolve(repo, spec.path, source.WORKTREE, scratch)
+    from mlci_tui.validate.run import precheck_content, read_format
+
+    content = source.resolve(repo, spec.path, source.WORKTREE, scratch, spec.format or None)
     try:
-        engine.precheck(content.local, spec.format, spec.csv)
+        fmt = read_format(spec, content)
+        precheck_content(content, fmt, spec.csv)
         con = engine.connect(scratch / "spill")
         try:
-            rel = engine.relation_sql(content.local, spec.format, spec.csv)
+            rel = engine.relation_sql(content.read, fmt, spec.csv)
             cols = engine.describe(con, rel)
             aggs = ["count(*)"]
             for col, _t in cols:

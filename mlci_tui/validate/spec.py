@@ -120,11 +120,15 @@ def check_path(path: str, where: str) -> str:
 
 
 def format_of(path: str, declared: str | None, where: str) -> str:
+    """The declared format, else the one the extension names; "" for a path without an
+    extension (a folder dataset: its data files' extension decides, see validate/source.py)."""
     if declared:
         return declared
     suffix = PurePosixPath(path).suffix.lower()
     if suffix in FORMATS:
         return FORMATS[suffix]
+    if not suffix:
+        return ""
     raise ConfigError(
         f"{where}.format: cannot tell the format of {path!r} from its extension; set csv, parquet or jsonl"
     )

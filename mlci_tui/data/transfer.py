@@ -75,7 +75,7 @@ def remote_objects(fs: Any, base: str) -> set[str]:
 def remote_object_infos(fs: Any, base: str) -> dict[str, dict[str, Any]]:
     """Every object the remote holds, as `remote_objects` names them, with its listing entry
     (size, modification time): still one listing. gc needs the sizes and ages. A local folder
-    is read with scandir (fsspec's find costs ~40 us per file there, scandir ~4)."""
+    is read with scandir (10,000 objects: 0.2 s here, against 0.5 s through fsspec's find)."""
     if _is_local(fs):
         found: dict[str, dict[str, Any]] = {}
         try:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 STAGES = ("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge")
 CANDIDATE_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 # staged files that may be a dataset or its pointer (validated when `datasets:` names them)
-DATASET_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".mlci")
+DATASET_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".mlci", ".dvc", "dvc.lock")
 ZERO = "0" * 40
 BACKFILL_LIMIT = 200
 

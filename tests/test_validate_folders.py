@@ -370,3 +370,40 @@ def test_infer_reads_a_folders_shards(repo: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "id:" in proc.stdout and "score:" in proc.stdout and "label:" in proc.stdout, proc.stdout
+
+
+def test_the_hook_validates_dvc_tracked_folders_when_their_dvc_file_or_lock_is_staged(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A staged `.dvc` file or `dvc.lock` is what changes when DVC tracks a new version."""
+    assert run_mlci(repo, "install").returncode == 0
+    made = tmp_path / "made"
+    write_folder(made / "good", "parquet")
+    write_folder(made / "bad", "parquet", bad=2)
+    good = _dvc_cache(repo, {p.name: p.read_bytes() for p in (made / "good").iterdir()})
+    bad = _dvc_cache(repo, {p.name: p.read_bytes() for p in (made / "bad").iterdir()})
+    config = (CONFIG % {"fmt": "parquet"}) + (CONFIG % {"fmt": "parquet"}).replace("datasets:\n", "").replace(
+        "events:", "logs:"
+    ).replace("data/events", "data/logs")
+    dvc_file = "outs:\n- md5: {}.dir\n  path: events\n  nfiles: 4\n"
+    lock = "schema: '2.0'\nstages:\n  make:\n    cmd: make\n    outs:\n    - path: logs\n      md5: {}.dir\n"
+    write(repo, {"mlci.yaml": config, ".gitignore": "/.dvc/cache\n/data/events\n/data/logs\n"})
+    write(repo, {"data/events.dvc": dvc_file.format(good), "data/dvc.lock": lock.format(good)})
+    git(repo, "add", "-A")
+    code, out = run_git_commit(repo, "dvc-tracked v1")
+    assert code == 0, out
+    first = git(repo, "rev-parse", "HEAD").strip()
+
+    write(repo, {"data/events.dvc": dvc_file.format(bad)})  # only the .dvc file changes
+    git(repo, "add", "data/events.dvc")
+    code, out = run_git_commit(repo, "events v2")
+    assert code != 0 and git(repo, "rev-parse", "HEAD").strip() == first, out
+    assert "FAIL events" in out and "row 7 of data/events/part-0002.parquet" in out, out
+
+    git(repo, "reset", "-q")
+    git(repo, "checkout", "--", ".")
+    write(repo, {"data/dvc.lock": lock.format(bad)})  # a pipeline's new output, recorded in dvc.lock
+    git(repo, "add", "data/dvc.lock")
+    code, out = run_git_commit(repo, "logs v2")
+    assert code != 0 and git(repo, "rev-parse", "HEAD").strip() == first, out
+    assert "FAIL logs" in out and "events" not in out.split("FAIL logs")[0], out

@@ -14,6 +14,7 @@ a `.dvc` file or a `dvc.lock` output), or for a folder tracked in git directly i
 from __future__ import annotations
 
 import os
+import posixpath
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -535,16 +536,25 @@ def _worktree_pointer_folder(repo: Repo, pointer: Pointer, fmt: str | None) -> C
 
 
 def touches(path: str, staged: list[str]) -> bool:
-    """Whether a staged change concerns dataset `path`: its file, its pointer, or (a folder) a file under it."""
+    """Whether a staged change concerns dataset `path`: its file, its pointer (`.mlci` or
+    `.dvc`), a `dvc.lock` in a folder above it (it may name the path as an output), or (a
+    folder) a file under it."""
     prefix = path + "/"
-    return any(p == path or p == path + POINTER_SUFFIX or p.startswith(prefix) for p in staged)
+    pointers = {path, path + POINTER_SUFFIX, path + ".dvc", *_dvc_locks(path)}
+    return any(p in pointers or p.startswith(prefix) for p in staged)
+
+
+def _dvc_locks(path: str) -> list[str]:
+    """The `dvc.lock` files that could name `path` as a stage output: one in each folder above it."""
+    parts = path.split("/")[:-1]
+    return [posixpath.join(*parts[:i], "dvc.lock") for i in range(len(parts) + 1)]
 
 
 def in_index(repo: Repo, paths: list[str]) -> set[str]:
-    """Which datasets `paths` the index holds: as a file, a pointer, or a folder with files in it."""
+    """Which datasets `paths` the index holds: as a file, a pointer, a DVC record, or a folder with files in it."""
     wanted = []
     for p in paths:
-        wanted += [p, p + POINTER_SUFFIX]
+        wanted += [p, p + POINTER_SUFFIX, p + ".dvc", *_dvc_locks(p)]
     proc = repo.run("ls-files", "-z", "--", *wanted, check=False)
     names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
     return {p for p in paths if touches(p, names)}

@@ -60,16 +60,7 @@ def remote_path(base: str, digest: str) -> str:
 
 def remote_objects(fs: Any, base: str) -> set[str]:
     """Every object the remote holds (one listing)."""
-    try:
-        paths = fs.find(base)
-    except (FileNotFoundError, OSError):
-        return set()
-    out = set()
-    for path in paths:
-        parts = str(path).rstrip("/").rsplit("/", 2)
-        if len(parts) == 3 and len(parts[1]) == 2 and "." not in parts[2]:
-            out.add(parts[1] + parts[2])
-    return out
+    return set(remote_object_infos(fs, base))
 
 
 def remote_object_infos(fs: Any, base: str) -> dict[str, dict[str, Any]]:

@@ -138,10 +138,13 @@ def test_every_input_gives_the_same_profile(root: Path) -> None:
         profile = v.profile_of(result.content_hash)
         assert profile is not None and profile["rows"] == ROWS
         profiles[kind] = {
-            name: {k: col.get(k) for k in ("nulls", "min", "max", "distinct")}
+            name: {k: col.get(k) for k in ("nulls", "min", "max", "distinct", "histogram")}
             for name, col in profile["columns"].items()
         }
     assert profiles["parquet"] == profiles["parquet-no-statistics"]
+    # a CSV counts an allowed-value column's values one by one, Parquet with histogram(): alike
+    label = {"kind": "categories", "values": {"a": ROWS - ROWS // 3, "b": ROWS // 3}, "other": 0}
+    assert profiles["parquet"]["label"]["histogram"] == profiles["csv"]["label"]["histogram"] == label
     for kind in KINDS:
         assert profiles[kind]["id"]["distinct"] == ROWS - REPEATS, kind  # exact, from the unique check
         assert profiles[kind]["score"]["nulls"] == NULL_SCORES, kind
@@ -199,3 +202,18 @@ def test_exact_distincts_bitmap_fallback_and_empty(con: Any, tmp_path: Path, mon
     assert engine.exact_distincts(con, "k", {"a": ("v", bounds)}) == {"a": 997}
     wrong = {"min(v)": 0, "max(v)": 10}  # bounds that lie: DuckDB refuses the bitmap, counted anyway
     assert engine.exact_distincts(con, "k", {"a": ("v", wrong)}) == {"a": 997}
+
+
+def test_a_csv_counts_values_outside_the_allowed_list_as_other(root: Path) -> None:
+    data = table(planted=False)
+    labels = data.column("label").to_pylist()
+    labels[5:8] = ["zz", "zz", None]
+    write(root / "data" / "t.csv", data.set_column(3, "label", pa.array(labels)), "csv")
+    datasets = validate_config(yaml.safe_load(SCHEMA % {"ext": "csv"}), "mlci.yaml")["datasets"]
+    v = Validator(Repo.find(root), datasets, record=False, use_cache=False)
+    [result] = v.validate_all(v.select(["t"]))
+    assert failures(result)[("allowed_values", "label")] == 2
+    profile = v.profile_of(result.content_hash)
+    assert profile is not None
+    histogram = profile["columns"]["label"]["histogram"]
+    assert histogram["other"] == 2 and sum(histogram["values"].values()) == ROWS - 3

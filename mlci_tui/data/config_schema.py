@@ -19,6 +19,8 @@ SECRET_KEY = re.compile(
     r"(^|[_-])(key|keys|secret|token|password|passwd|pwd|credential|credentials|sas|signature|auth)($|[_-])",
     re.IGNORECASE,
 )
+# a credential in a value whatever its key: Azure connection strings carry the account key or a SAS
+SECRET_VALUE = re.compile(r"(^|;)\s*(AccountKey|SharedAccessSignature|SharedAccessKey)\s*=", re.IGNORECASE)
 SIGNED_QUERY = re.compile(r"[?&](x-amz-signature|x-amz-credential|x-goog-signature|sig|token|access_token)=", re.I)
 SECRET_HINT = (
     "credentials do not belong in committed config; set them in the environment "
@@ -39,12 +41,13 @@ def secret_in_url(url: str) -> str | None:
 
 
 def secret_keys(options: Any, path: str = "") -> list[str]:
-    """Key paths in `options` (nested mappings) whose names say they hold a credential."""
+    """Key paths in `options` (nested mappings) whose names, or string values, say they hold a credential."""
     found: list[str] = []
     if isinstance(options, dict):
         for key, value in options.items():
             where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and SECRET_KEY.search(key) and value not in (None, "", False):
+            named = isinstance(key, str) and SECRET_KEY.search(key) and value not in (None, "", False)
+            if named or (isinstance(value, str) and SECRET_VALUE.search(value)):
                 found.append(where)
             found.extend(secret_keys(value, where))
     return found

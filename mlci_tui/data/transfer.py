@@ -181,6 +181,9 @@ def push(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: in
     return result
 
 
+DOWNLOAD_ATTEMPTS = 2  # an object whose bytes do not hash to its name is fetched once more, then refused
+
+
 def fetch(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: int) -> TransferResult:
     """Download what the local cache lacks: folder manifests first, then the files they list."""
     result = TransferResult()
@@ -204,14 +207,19 @@ def fetch(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: i
         def download(digest: str) -> None:
             tmp = cache._tmp()
             try:
-                try:
-                    fs.get_file(remote_path(base, digest), str(tmp))
-                except FileNotFoundError:
-                    with lock:
-                        result.missing.append(f"{wanted[digest]} ({digest[:12]})")
-                    return
-                if hash_file(tmp, algo_of(digest)) != digest:
-                    raise CheckFailed(f"{wanted[digest]}: object {digest[:12]} on the remote is corrupt (hash differs)")
+                for attempt in range(DOWNLOAD_ATTEMPTS):  # a transfer garbled in flight is fetched again
+                    try:
+                        fs.get_file(remote_path(base, digest), str(tmp))
+                    except FileNotFoundError:
+                        with lock:
+                            result.missing.append(f"{wanted[digest]} ({digest[:12]})")
+                        return
+                    if hash_file(tmp, algo_of(digest)) == digest:
+                        break
+                    if attempt == DOWNLOAD_ATTEMPTS - 1:
+                        raise CheckFailed(
+                            f"{wanted[digest]}: object {digest[:12]} on the remote is corrupt (hash differs)"
+                        )
                 size = tmp.stat().st_size
                 cache._install(tmp, digest)
             finally:

@@ -76,7 +76,14 @@ def _add_feature_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         module.add_commands(sub)
 
 
+def _no_translation(message: str) -> str:
+    return message
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # argparse passes each of its ~170 strings through gettext, which looks for catalogues on
+    # disk every time (25 ms of every command here); mlci's own text is English only
+    argparse._ = _no_translation  # type: ignore[attr-defined]
     parser = argparse.ArgumentParser(
         prog="mlci",
         description="Continuous integration and delivery for machine learning, in git hooks and the terminal.",

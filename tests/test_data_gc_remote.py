@@ -12,11 +12,9 @@ import json
 import os
 import select
 import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -312,21 +310,6 @@ def test_gc_on_fsspec_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert h(b"v0\n") not in left and h(b"v1\n") in left and h(b"a" * 10) in left and len(left) == 3
     finally:
         mem.rm("/mlci-gc", recursive=True)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def test_gc_on_s3_over_loopback(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,21 +98,6 @@ def test_round_trip_through_fsspec_memory(tmp_path: Path, monkeypatch: pytest.Mo
     round_trip(tmp_path, "data:\n  remotes:\n    mem: {url: 'memory://mlci-test/cache'}\n", ok=in_process)
     assert len(fsspec.filesystem("memory").find("/mlci-test/cache")) == 14
     fsspec.filesystem("memory").rm("/mlci-test", recursive=True)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def test_round_trip_through_s3_on_loopback(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

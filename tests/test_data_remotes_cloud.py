@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git, run_mlci, write
+from conftest import free_port, git, run_mlci, write
 from npm_tools import npm_package
 from test_data_remotes import make_project, moved, ok, round_trip
 
@@ -37,12 +37,6 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 BUCKET = "mlci-data"
 HNS = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 CLOSED = free_port()  # nothing listens there: connections are refused at once
@@ -224,19 +218,6 @@ def test_corrupt_remote_object_never_reaches_the_working_tree(tmp_path: Path, ba
     assert proc.returncode == 1 and "data/table.csv: not in the local cache" in proc.stderr, proc.stderr
     assert all((b / p).read_bytes() == (a / p).read_bytes() for p in (f"data/imgs/{i:02}.bin" for i in range(10)))
     assert not (b / "data/table.csv").exists()
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def test_missing_credentials_and_unreachable_endpoints_are_one_line(

@@ -218,41 +218,29 @@ def test_a_folder_source_is_versioned_by_its_content(repo: Path, tmp_path: Path)
     assert _pointer(repo, "data/export").nfiles == 3 and (repo / "data/export/c.csv").read_text() == CSV_V2
 
 
-def test_an_s3_source_on_a_loopback_server_is_versioned_by_its_etag(repo: Path) -> None:
-    import socket
-
+def test_an_s3_source_on_a_loopback_server_is_versioned_by_its_etag(repo: Path, s3_endpoint: str) -> None:
     boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket="mlci-source")
-        s3.put_object(Bucket="mlci-source", Key="exports/train.csv", Body=CSV_V1.encode())
-        env = {**creds, "AWS_ENDPOINT_URL": endpoint}
-        _start(repo)
-        res = run_mlci(repo, "data", "import-url", "s3://mlci-source/exports/train.csv", "data/train.csv", env=env)
-        assert res.returncode == 0, res.stderr
-        first = _pointer(repo, "data/train.csv")
-        assert first.source_version.startswith("etag:")
-        res = run_mlci(repo, "data", "update", "--json", env=env)
-        assert [c["status"] for c in json.loads(res.stdout)] == ["unchanged"]
-        s3.put_object(Bucket="mlci-source", Key="exports/train.csv", Body=CSV_V2.encode())
-        res = run_mlci(repo, "data", "update", "--json", env=env)
-        (change,) = json.loads(res.stdout)
-        assert change["status"] == "updated" and change["new_version"] != first.source_version
-        assert (repo / "data/train.csv").read_text() == CSV_V2
-    finally:
-        server.stop()
+    endpoint = s3_endpoint
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    s3.create_bucket(Bucket="mlci-source")
+    s3.put_object(Bucket="mlci-source", Key="exports/train.csv", Body=CSV_V1.encode())
+    env = {**creds, "AWS_ENDPOINT_URL": endpoint}
+    _start(repo)
+    res = run_mlci(repo, "data", "import-url", "s3://mlci-source/exports/train.csv", "data/train.csv", env=env)
+    assert res.returncode == 0, res.stderr
+    first = _pointer(repo, "data/train.csv")
+    assert first.source_version.startswith("etag:")
+    res = run_mlci(repo, "data", "update", "--json", env=env)
+    assert [c["status"] for c in json.loads(res.stdout)] == ["unchanged"]
+    s3.put_object(Bucket="mlci-source", Key="exports/train.csv", Body=CSV_V2.encode())
+    res = run_mlci(repo, "data", "update", "--json", env=env)
+    (change,) = json.loads(res.stdout)
+    assert change["status"] == "updated" and change["new_version"] != first.source_version
+    assert (repo / "data/train.csv").read_text() == CSV_V2

@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from mlci_tui.data.hashing import hash_bytes, hash_file
@@ -114,7 +113,7 @@ class DataCache:
         self._ensure_root()
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(exist_ok=True)
-        return tmp_dir / uuid.uuid4().hex
+        return tmp_dir / os.urandom(16).hex()  # as random as uuid4, without importing uuid
 
     def _install(self, tmp: Path, digest: str) -> Path:
         """Rename a finished temp file into place, read-only. An existing object wins."""

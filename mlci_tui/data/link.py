@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from mlci_tui.data.cache import DataCache, reflink
@@ -16,7 +15,7 @@ def place(cache: DataCache, digest: str, dest: Path, mode: str) -> None:
     """Make `dest` hold object `digest`: written beside it, then renamed over it (never half-written)."""
     src = cache.object_path(digest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.mlci-tmp")
+    tmp = dest.with_name(f".{dest.name}.{os.urandom(4).hex()}.mlci-tmp")
     try:
         if mode == "hardlink":
             try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -166,7 +165,7 @@ def push(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: in
                 if parent not in dirs_made:
                     fs.makedirs(parent, exist_ok=True)
                     dirs_made.add(parent)
-            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+            tmp = f"{target}.tmp-{os.urandom(4).hex()}"
             fs.put_file(str(cache.object_path(digest)), tmp)
             fs.mv(tmp, target)
         else:

@@ -4,7 +4,6 @@ and atomic writes (temp file + rename) so nothing is ever half-written."""
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, check_relpath, parse_pointer
@@ -41,7 +40,7 @@ def repo_relpath(root: Path, user_path: str, cwd: Path | None = None) -> str:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -136,3 +136,19 @@ def s3_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+def mlci_in_process(monkeypatch: pytest.MonkeyPatch, repo: Path, *args: str) -> str:
+    """`mlci ARGS` run in this process (for fsspec's memory filesystem, which lives in one
+    process): its stdout; a non-zero exit fails the test with both outputs."""
+    import contextlib
+    import io
+
+    from mlci_tui.cli import main
+
+    monkeypatch.chdir(repo)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    assert code == 0, (args, out.getvalue(), err.getvalue())
+    return out.getvalue()

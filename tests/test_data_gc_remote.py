@@ -7,7 +7,6 @@ filesystem (in-process) and an S3 server on loopback (moto)."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import select
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, run_mlci, write
+from conftest import git, mlci_in_process, run_mlci, write
 
 from mlci_tui.data.hashing import hash_bytes
 
@@ -190,17 +189,23 @@ def test_gc_keeps_every_referenced_version_and_deletes_the_rest(tmp_path: Path) 
     assert on_store(store) == fresh
 
 
-def test_a_failed_deletion_is_reported_and_the_rest_go_on(tmp_path: Path) -> None:
+def pushed_versions(tmp_path: Path, versions: int) -> tuple[Path, Path]:
+    """(repo, store): `t.csv` added and pushed in `versions` versions, the last one committed."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     store = tmp_path / "store"
     write(repo, {"mlci.yaml": config(str(store))})
-    for n in range(4):
+    for n in range(versions):
         add(repo, {"t.csv": f"v{n}\n"}, "t.csv")
         ok(repo, "data", "push")
     git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "v3")
+    git(repo, "commit", "-qm", f"v{versions - 1}")
+    return repo, store
+
+
+def test_a_failed_deletion_is_reported_and_the_rest_go_on(tmp_path: Path) -> None:
+    repo, store = pushed_versions(tmp_path, 4)
     stuck = h(b"v1\n")
     victim = store / stuck[:2] / stuck[2:]
     if os.geteuid() == 0:
@@ -227,16 +232,7 @@ def test_a_failed_deletion_is_reported_and_the_rest_go_on(tmp_path: Path) -> Non
 
 
 def test_interactive_confirmation(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    store = tmp_path / "store"
-    write(repo, {"mlci.yaml": config(str(store))})
-    for n in range(2):
-        add(repo, {"t.csv": f"v{n}\n"}, "t.csv")
-        ok(repo, "data", "push")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "v1")
+    repo, store = pushed_versions(tmp_path, 2)
 
     def answer(reply: bytes) -> str:
         master, slave = os.openpty()
@@ -278,15 +274,8 @@ def test_gc_on_fsspec_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     """The memory filesystem lives in one process: the commands run in-process here."""
     import fsspec
 
-    from mlci_tui.cli import main
-
     def mlci(*args: str) -> str:
-        monkeypatch.chdir(repo)
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-        assert code == 0, (args, out.getvalue(), err.getvalue())
-        return out.getvalue()
+        return mlci_in_process(monkeypatch, repo, *args)
 
     repo = tmp_path / "repo"
     repo.mkdir()

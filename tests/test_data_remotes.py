@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import git, run_mlci, write
+from conftest import git, mlci_in_process, run_mlci, write
 
 from mlci_tui.data.cache import DataCache
 
@@ -80,20 +80,10 @@ def test_round_trip_through_a_local_folder(tmp_path: Path) -> None:
 
 def test_round_trip_through_fsspec_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The memory filesystem lives in one process: the same commands run in-process here."""
-    import contextlib
-    import io
-
     import fsspec
 
-    from mlci_tui.cli import main
-
     def in_process(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
-        monkeypatch.chdir(repo)
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-        assert code == 0, (args, out.getvalue(), err.getvalue())
-        return out.getvalue()
+        return mlci_in_process(monkeypatch, repo, *args)
 
     round_trip(tmp_path, "data:\n  remotes:\n    mem: {url: 'memory://mlci-test/cache'}\n", ok=in_process)
     assert len(fsspec.filesystem("memory").find("/mlci-test/cache")) == 14

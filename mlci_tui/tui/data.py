@@ -180,7 +180,7 @@ class HeldCache:
         self.tip: str | None = None  # the tip the open connection's cache was built from
         self._stale = False
         self._told: str | None = None  # a tip the app's watcher saw
-        self._users = 0
+        self._cursors: set[duckdb.DuckDBPyConnection] = set()
         self.opens = 0  # how many times the file was opened (tests, benchmarks)
 
     def _check(self) -> None:
@@ -208,20 +208,32 @@ class HeldCache:
             self._check()
             return not self._stale
 
+    def _wait_for_cursors_locked(self, *, interrupt: bool) -> None:
+        """Give the cursors in use up to WAIT_FOR_USERS to close (interrupted first when the app leaves)."""
+        if interrupt:
+            for cur in self._cursors:
+                cur.interrupt()
+        deadline = time.monotonic() + self.WAIT_FOR_USERS
+        while self._cursors and time.monotonic() < deadline:
+            self._cond.wait(0.05)
+
     def _close_locked(self) -> None:
+        import duckdb
+
         con, stack, self._stack, self._con, self.tip = self._con, self._stack, None, None, None
-        if stack is not None:
-            stack.close()
-        elif con is not None:
-            con.close()
+        try:
+            if stack is not None:
+                stack.close()
+            elif con is not None:
+                con.close()
+        except duckdb.Error:  # a cursor still runs in a worker ("connection is busy"): it closes with it
+            pass
 
     def _open_locked(self) -> duckdb.DuckDBPyConnection:
         if self._con is not None:
             self._check()
         if self._con is not None and self._stale:
-            deadline = time.monotonic() + self.WAIT_FOR_USERS
-            while self._users and time.monotonic() < deadline:  # a reload interrupts the long reads
-                self._cond.wait(0.05)
+            self._wait_for_cursors_locked(interrupt=False)  # a reload interrupts the long reads
             self._close_locked()
         if self._con is None:
             self.watcher.poll()  # the ref files' state before the cache's tip is checked
@@ -272,7 +284,7 @@ class HeldCache:
         """A cursor of the held connection, for one query (or a few) in one thread."""
         with self._cond:
             cur = self._open_locked().cursor()
-            self._users += 1
+            self._cursors.add(cur)
         try:
             cur.execute("SET enable_progress_bar = false")  # it would write over the screen
             yield cur
@@ -281,11 +293,13 @@ class HeldCache:
                 cur.close()
             finally:
                 with self._cond:
-                    self._users -= 1
+                    self._cursors.discard(cur)
                     self._cond.notify_all()
 
     def close(self) -> None:
+        """Close for good (the app exits): a query still running in a worker is interrupted."""
         with self._cond:
+            self._wait_for_cursors_locked(interrupt=True)
             self._close_locked()
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,38 @@ def test_cursors_in_threads_and_a_reopen_waits_for_the_old_snapshot_readers(lab:
         assert seen == [6, 6] and got == [7] and held.opens == 2
     finally:
         held.close()
+
+
+def test_closing_interrupts_a_query_still_running_in_a_worker(lab: Path) -> None:
+    """The app quitting while a worker's query runs: the query is interrupted and the close
+    does not raise (DuckDB refuses to close a connection a cursor is busy on)."""
+    import duckdb
+
+    held = data.HeldCache(Repo.find(lab))
+    started = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def long_query() -> None:
+        try:
+            with held.cursor() as cur:
+                started.set()
+                cur.execute("SELECT count(*) FROM range(1000000000000) a, range(1000) b WHERE a.range % 7 = b.range")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=long_query, daemon=True)
+    worker.start()
+    assert started.wait(10)
+    time.sleep(0.2)  # the query is under way
+    begun = time.monotonic()
+    held.close()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], duckdb.InterruptException), outcome
+    assert time.monotonic() - begun < held.WAIT_FOR_USERS
+    assert count(held) == 6  # a later query (none is expected) would reopen
+    held.close()
 
 
 def test_the_app_holds_one_connection_across_filters_and_sorts(lab: Path) -> None:

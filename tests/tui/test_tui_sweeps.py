@@ -8,6 +8,7 @@ from typing import Any
 
 from conftest import git, run_mlci
 from sweep_helpers import ok, sweep_repo
+from textual.widgets import DataTable
 from tui_helpers import assert_snapshot, run_app, screen_text, settle, wait_until
 
 from mlci_tui.gitio import Repo
@@ -154,3 +155,27 @@ def test_snapshot_of_the_sweeps_screen(tmp_path: Path) -> None:
         assert_snapshot(app, "sweeps")
 
     run_app(root, scenario, watch=False)
+
+
+def test_refilled_trials_have_their_widths_before_the_first_paint(tmp_path: Path) -> None:
+    """Textual measures auto-width columns on a later idle, and a repaint in between keeps the
+    cells cut at the header's width (CI once showed `queued` as `queue`): widths are set with
+    the rows, before anything can paint."""
+    root = _repo(tmp_path)
+    ok(run_mlci(root, "sweep", "create", "lr"))
+
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        screen = await _open(app, pilot)
+        sweep = screen.sweeps[screen.current or ""]
+        for trial in sweep.trials.values():
+            trial.state, trial.reason = "cancelled", "retry after a long wait"
+        screen._show_trials()
+        table = screen.query_one("#trials-table", DataTable)
+        pad = 2 * table.cell_padding
+        widths = {c.label.plain: c.get_render_width(table) - pad for c in table.ordered_columns}  # nothing idled
+        assert widths["state"] == len("cancelled") and widths["note"] == len("retry after a long wait")
+        await pilot.pause()
+        text = screen_text(app)
+        assert text.count("cancelled ") == 3 and text.count("retry after a long wait") == 3, text
+
+    run_app(root, scenario)

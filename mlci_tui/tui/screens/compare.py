@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells, data
 from mlci_tui.tui.messages import Failed, Loaded
+from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
     from mlci_tui.tui.app import MlciApp
@@ -89,18 +90,15 @@ class CompareScreen(Screen[None]):
             return
         table = self.query_one(DataTable)
         cursor = table.cursor_row
-        table.clear(columns=True)
-        table.add_column(Text(""), key="section")
-        table.add_column(Text("name"), key="name")
-        for n, run in enumerate(result.runs):
+        labels = [Text(""), Text("name")]
+        for run in result.runs:
             label = Text(f"{run['run_id'][:8]} ", style="bold")
             label.append(display(run["label"])[:24])
-            table.add_column(label, key=f"run{n}")
-        shown = 0
+            labels.append(label)
+        rows: list[list[Text]] = []
         for row in result.rows:
             if self.differences_only and not row.differs:
                 continue
-            shown += 1
             best = best_index(row.values, row.direction)
             values = []
             for i, v in enumerate(row.values):
@@ -110,7 +108,10 @@ class CompareScreen(Screen[None]):
                 elif row.differs and row.section != "run":
                     text.stylize("bold")
                 values.append(text)
-            table.add_row(Text(row.section, style="dim"), cells.safe(row.name), *values)
+            rows.append([Text(row.section, style="dim"), cells.safe(row.name), *values])
+        keys = ["section", "name", *(f"run{n}" for n in range(len(result.runs)))]
+        refill(table, labels, rows, column_keys=keys)
+        shown = len(rows)
         if shown:
             table.move_cursor(row=min(cursor, shown - 1))
         title = Text()

@@ -20,6 +20,7 @@ from mlci_tui.errors import MlciError
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells, data
 from mlci_tui.tui.messages import Failed, Loaded
+from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
     from mlci_tui.tui.app import MlciApp
@@ -41,11 +42,9 @@ def sparkline(values: list[float], width: int = 24) -> str:
 
 def _table(table: DataTable[Any], columns: list[str], rows: list[list[Any]]) -> None:
     """Fill a DataTable with Text only: labels and cells are never parsed as markup."""
-    table.clear(columns=True)
-    for c in columns:
-        table.add_column(Text(c))
-    for row in rows:
-        table.add_row(*[v if isinstance(v, Text) else cells.safe(v) for v in row])
+    refill(
+        table, [Text(c) for c in columns], [[v if isinstance(v, Text) else cells.safe(v) for v in row] for row in rows]
+    )
 
 
 class RunScreen(Screen[None]):

@@ -24,6 +24,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 from mlci_tui.output import cell_text
 from mlci_tui.sanitize import display
 from mlci_tui.tui.messages import Failed, Loaded
+from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
     from mlci_tui.sweep.events import Sweep, Trial
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 BAR = 12
 SPARK = "▁▂▃▄▅▆▇█"
+SWEEP_COLUMNS = ("sweep", "method", "progress", "queued", "running", "failed", "metric", "best", "created")
 STATE_STYLE = {"done": "green", "failed": "red", "running": "yellow", "queued": "", "cancelled": "dim"}
 
 
@@ -196,9 +198,7 @@ class SweepsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#sweeps-table", DataTable)
-        table.add_columns("sweep", "method", "progress", "queued", "running", "failed", "metric", "best", "created")
-        table.focus()
+        self.query_one("#sweeps-table", DataTable).focus()
         self.reload()
 
     # ------------------------------------------------------------------ loading
@@ -235,24 +235,26 @@ class SweepsScreen(Screen[None]):
     def _show_sweeps(self) -> None:
         table = self.query_one("#sweeps-table", DataTable)
         row = table.cursor_row
-        table.clear()
         self.order = [s.sweep_id for s in sorted(self.sweeps.values(), key=lambda s: s.created, reverse=True)]
+        rows: list[list[Text]] = []
         for sid in self.order:
             s = self.sweeps[sid]
             counts = s.counts()
             top = s.best()
-            table.add_row(
-                Text(display(s.name)),
-                Text(display(s.spec.get("method", ""))),
-                Text(progress_bar(counts["done"], len(s.trials)), style="green" if counts["done"] else ""),
-                str(counts["queued"]),
-                str(counts["running"]),
-                Text(str(counts["failed"]), style="red" if counts["failed"] else ""),
-                Text(display(s.spec.get("metric") or "")),
-                Text(cell_text(top.value) if top else ""),
-                Text(s.created[:19].replace("T", " ")),
-                key=sid,
+            rows.append(
+                [
+                    Text(display(s.name)),
+                    Text(display(s.spec.get("method", ""))),
+                    Text(progress_bar(counts["done"], len(s.trials)), style="green" if counts["done"] else ""),
+                    Text(str(counts["queued"])),
+                    Text(str(counts["running"])),
+                    Text(str(counts["failed"]), style="red" if counts["failed"] else ""),
+                    Text(display(s.spec.get("metric") or "")),
+                    Text(cell_text(top.value) if top else ""),
+                    Text(s.created[:19].replace("T", " ")),
+                ]
             )
+        refill(table, [Text(c) for c in SWEEP_COLUMNS], rows, row_keys=self.order)
         title = self.query_one("#sweeps-title", Static)
         title.update(Text(f" sweeps  {len(self.order)} · n new · S start · x cancel · R retry · l log · esc back"))
         if self.order:
@@ -274,25 +276,26 @@ class SweepsScreen(Screen[None]):
         sweep = self.sweeps.get(self.current or "")
         table = self.query_one("#trials-table", DataTable)
         row = table.cursor_row
-        table.clear(columns=True)
         if sweep is None:
+            table.clear(columns=True)
             return
         metric = sweep.spec.get("metric") or "value"
         names = list(sweep.spec.get("params", {}))
-        table.add_columns(
-            "trial", "state", "attempts", "retries", *[display(n) for n in names], display(metric), "note"
-        )
-        for t in sweep.ordered():
-            table.add_row(
+        labels = [Text(display(c)) for c in ("trial", "state", "attempts", "retries", *names, metric, "note")]
+        trials = sweep.ordered()
+        rows = [
+            [
                 Text(display(f"{sweep.name}-{t.number}")),
                 Text(t.state, style=STATE_STYLE.get(t.state, "")),
-                str(t.attempts),
-                str(t.requeues),
+                Text(str(t.attempts)),
+                Text(str(t.requeues)),
                 *[Text(display(cell_text(t.params.get(n)))) for n in names],
                 Text(cell_text(t.value)),
                 Text(display((t.reason or "")[:40])),
-                key=t.trial_id,
-            )
+            ]
+            for t in trials
+        ]
+        refill(table, labels, rows, row_keys=[t.trial_id for t in trials])
         if sweep.trials:
             table.move_cursor(row=min(max(row, 0), len(sweep.trials) - 1))
         series = best_so_far(sweep)

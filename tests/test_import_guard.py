@@ -125,3 +125,50 @@ def test_positive_control_a_branch_checkout_that_rebuilds_the_cache(project: Pat
     rc, modules, err = probe(project, "post-checkout", head, head, "1")
     assert rc == 0, err
     assert "duckdb" in heavy_in(modules)
+
+
+def _ledger_runs(root: Path) -> int:
+    proc = run_mlci(root, "runs", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return len(json.loads(proc.stdout))
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"README.md": "# project\n"},
+        {"README.md": "# project\n", "pyproject.toml": "[project]\nname = 'x'\n"},
+    ],
+    ids=["no-config", "pyproject-without-mlci"],
+)
+def test_post_commit_with_nothing_to_capture_imports_no_capture_machinery(repo: Path, files: dict[str, str]) -> None:
+    """No mlci config and none of the default files at HEAD: one git call, no run."""
+    commit(repo, files, "docs")
+    rc, modules, err = probe(repo, "post-commit")
+    assert rc == 0 and err == "", err
+    ours = sorted(m for m in modules if m.startswith("mlci_tui."))
+    assert ours == ["mlci_tui.capture_defaults", "mlci_tui.errors", "mlci_tui.hooks"], ours
+    assert heavy_in(modules) == []
+    assert _ledger_runs(repo) == 0
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"metrics.json": metrics_json(acc=0.5)},
+        {"dvclive/metrics.json": metrics_json(acc=0.5)},
+        {"mlci.yaml": "metrics:\n  files: [out/scores.json]\n", "out/scores.json": metrics_json(acc=0.5)},
+        {
+            "pyproject.toml": "[tool.mlci.metrics]\nfiles = ['out/scores.json']\n",
+            "out/scores.json": metrics_json(acc=0.5),
+        },
+    ],
+    ids=["metrics.json", "dvclive", "mlci.yaml", "pyproject-tool-mlci"],
+)
+def test_post_commit_captures_whatever_the_pre_check_cannot_rule_out(repo: Path, files: dict[str, str]) -> None:
+    """The positive control of the test above: each of these commits holds a run."""
+    commit(repo, files, "a run")
+    rc, modules, err = probe(repo, "post-commit")
+    assert rc == 0, err
+    assert "mlci_tui.capture_ops" in modules
+    assert _ledger_runs(repo) == 1

@@ -1,0 +1,9 @@
+"""Where a commit's params and metrics come from when nothing says otherwise.
+
+Its own module, importing nothing, so that the post-commit hook can tell that a commit
+has nothing to capture without importing the config machinery (`mlci_tui.config`).
+"""
+
+CONFIG_FILE = "mlci.yaml"
+DEFAULT_PARAMS_FILES = ("params.yaml",)
+DEFAULT_METRICS_FILES = ("metrics.json", "dvclive/metrics.json")

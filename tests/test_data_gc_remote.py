@@ -338,3 +338,41 @@ def test_gc_on_s3_over_loopback(tmp_path: Path, s3_endpoint: str, monkeypatch: p
     doc = gc_json(repo, "--yes", "--min-age", "0", env=CREDS)
     assert doc["deleted"] == 2 and doc["failed"] == []
     assert h(b"b" * 10) not in keys() and {h(b"a" * 10), h(b"c" * 10)} <= keys() and len(keys()) == 3
+
+
+def test_s3_deletes_go_a_thousand_per_request(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,001 objects on S3: two DeleteObjects requests, each key's outcome counted; a request
+    that fails as a whole (no such bucket) reports its objects and nothing is counted."""
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    import boto3
+    import s3fs
+
+    from mlci_tui.data import gc as data_gc
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="mlci-batch")
+    objects = {hash_bytes(str(n).encode(), "blake3"): n + 1 for n in range(1001)}
+    kept = hash_bytes(b"kept", "blake3")
+    for digest in [*objects, kept]:
+        s3.put_object(Bucket="mlci-batch", Key=f"cache/{digest[:2]}/{digest[2:]}", Body=b"x")
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}, skip_instance_cache=True)
+    calls: list[int] = []
+    real = fs.call_s3
+
+    def counted(method: str, *args: object, **kwargs: object) -> object:
+        if method == "delete_objects":
+            calls.append(len(kwargs["Delete"]["Objects"]))  # type: ignore[index]
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "call_s3", counted)
+    result = data_gc.delete_remote(fs, "mlci-batch/cache", objects, jobs=2)
+    assert sorted(calls) == [1, 1000]
+    assert result.deleted == 1001 and result.freed == sum(objects.values()) and result.failed == []
+    left = s3.list_objects_v2(Bucket="mlci-batch", Prefix="cache/")["Contents"]
+    assert [o["Key"] for o in left] == [f"cache/{kept[:2]}/{kept[2:]}"]
+
+    gone = data_gc.delete_remote(fs, "no-such-bucket/cache", {kept: 1}, jobs=1)
+    assert gone.deleted == 0 and gone.freed == 0
+    assert len(gone.failed) == 1 and gone.failed[0].startswith(f"1 objects from {kept[:12]}: ")
+    assert "NoSuchBucket" in gone.failed[0] or "does not exist" in gone.failed[0]

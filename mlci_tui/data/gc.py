@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -227,14 +228,24 @@ def plan_remote(
     )
 
 
+S3_DELETE_BATCH = 1000  # the most keys one S3 DeleteObjects request takes
+
+
 def delete_remote(fs: Any, base: str, objects: dict[str, int], jobs: int) -> RemoteDeletion:
     """Delete `objects` (digest -> size), `jobs` at a time; one failure does not stop the rest.
-    Prefix folders stay: a push in flight may be about to write into one."""
+    Prefix folders stay: a push in flight may be about to write into one. On S3, up to 1,000
+    objects go in one request (see `_delete_s3_batch`)."""
     from mlci_tui.data.transfer import Progress, _run_parallel, remote_path
 
     result = RemoteDeletion()
     lock = threading.Lock()
     progress = Progress("gc", len(objects))
+
+    def deleted(digest: str) -> None:
+        with lock:
+            result.deleted += 1
+            result.freed += objects[digest]
+        progress.step(objects[digest])
 
     def remove(digest: str) -> None:
         try:
@@ -242,11 +253,53 @@ def delete_remote(fs: Any, base: str, objects: dict[str, int], jobs: int) -> Rem
         except FileNotFoundError:  # gone already (another gc): nothing freed by this one
             progress.step(0)
             return
-        with lock:
-            result.deleted += 1
-            result.freed += objects[digest]
-        progress.step(objects[digest])
+        deleted(digest)
 
-    result.failed = _run_parallel(sorted(objects), remove, jobs)
+    digests = sorted(objects)
+    if _is_s3(fs):
+        failures: list[str] = []
+        batches = [digests[i : i + S3_DELETE_BATCH] for i in range(0, len(digests), S3_DELETE_BATCH)]
+        result.failed = _run_parallel(
+            batches, lambda batch: failures.extend(_delete_s3_batch(fs, base, batch, deleted)), jobs
+        )
+        result.failed += failures
+    else:
+        result.failed = _run_parallel(digests, remove, jobs)
     progress.close()
     return result
+
+
+def _is_s3(fs: Any) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return "s3" in protocols and hasattr(fs, "call_s3") and hasattr(fs, "split_path")
+
+
+def _delete_s3_batch(fs: Any, base: str, digests: list[str], deleted: Callable[[str], None]) -> list[str]:
+    """One DeleteObjects request for up to 1,000 objects: 10,000 objects are 10 requests,
+    not 10,000. Quiet mode is off, so S3 answers for every key and each outcome is counted
+    (S3 also reports a key that was already gone as deleted). A request that fails as a
+    whole fails each of its objects, reported as one line."""
+    from mlci_tui.data.transfer import remote_path
+
+    by_key: dict[str, str] = {}
+    bucket = ""
+    for digest in digests:
+        bucket, key, _version = fs.split_path(remote_path(base, digest))
+        by_key[key] = digest
+    try:
+        answer = fs.call_s3(
+            "delete_objects", Bucket=bucket, Delete={"Objects": [{"Key": k} for k in by_key], "Quiet": False}
+        )
+    except Exception as exc:
+        why = str(exc).splitlines()[0] if str(exc) else ""
+        return [f"{len(digests)} objects from {digests[0][:12]}: {type(exc).__name__}: {why}"]
+    finally:
+        fs.invalidate_cache(base)
+    for item in answer.get("Deleted", []):
+        if item.get("Key") in by_key:
+            deleted(by_key[item["Key"]])
+    return [
+        f"{by_key.get(item.get('Key', ''), item.get('Key', ''))[:12]}: {item.get('Code', 'error')}: "
+        f"{item.get('Message', '')}"
+        for item in answer.get("Errors", [])
+    ]

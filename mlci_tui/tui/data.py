@@ -209,12 +209,13 @@ class HeldCache:
             return not self._stale
 
     def _wait_for_cursors_locked(self, *, interrupt: bool) -> None:
-        """Give the cursors in use up to WAIT_FOR_USERS to close (interrupted first when the app leaves)."""
-        if interrupt:
-            for cur in self._cursors:
-                cur.interrupt()
+        """Give the cursors in use up to WAIT_FOR_USERS to close. When the app leaves they are
+        interrupted, again at every tick: an interrupt that lands before a query starts is lost."""
         deadline = time.monotonic() + self.WAIT_FOR_USERS
         while self._cursors and time.monotonic() < deadline:
+            if interrupt:
+                for cur in self._cursors:
+                    cur.interrupt()
             self._cond.wait(0.05)
 
     def _close_locked(self) -> None:

@@ -376,3 +376,38 @@ def test_s3_deletes_go_a_thousand_per_request(s3_endpoint: str, monkeypatch: pyt
     assert gone.deleted == 0 and gone.freed == 0
     assert len(gone.failed) == 1 and gone.failed[0].startswith(f"1 objects from {kept[:12]}: ")
     assert "NoSuchBucket" in gone.failed[0] or "does not exist" in gone.failed[0]
+
+
+def test_other_worktrees_keep_their_head_index_and_working_tree(tmp_path: Path) -> None:
+    """A second worktree of the clone, detached at an old commit, with another version staged:
+    remote gc keeps both; once the worktree is removed, the same gc deletes them."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    store = tmp_path / "store"
+    write(repo, {"mlci.yaml": config(str(store))})
+    pointers = {}
+    for n in range(4):
+        add(repo, {"t.csv": f"v{n}\n"}, "t.csv")
+        ok(repo, "data", "push")
+        pointers[n] = (repo / "t.csv.mlci").read_text()
+        if n in (0, 2):
+            git(repo, "add", "-A")
+            git(repo, "commit", "-qm", f"v{n}")
+    (repo / "t.csv.mlci").write_text(pointers[2])  # v3 was pushed, then dropped: nothing names it
+    wt = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "--detach", str(wt), "HEAD~1")  # HEAD names v0
+    (wt / "t.csv.mlci").write_text(pointers[1])
+    git(wt, "add", "t.csv.mlci")  # its index names v1
+    (wt / "t.csv.mlci").write_text(pointers[0])  # its working tree names v0 again
+    versions = {n: h(f"v{n}\n".encode()) for n in range(4)}
+    assert set(versions.values()) <= on_store(store)
+
+    doc = gc_json(repo, "--yes", "--min-age", "0")
+    assert doc["deleted"] == 1 and planned(doc) == {versions[3]}
+    assert {versions[0], versions[1], versions[2]} <= on_store(store) and versions[3] not in on_store(store)
+
+    git(repo, "worktree", "remove", "--force", str(wt))
+    doc = gc_json(repo, "--yes", "--min-age", "0")
+    assert planned(doc) == {versions[0], versions[1]}
+    assert on_store(store) == {versions[2]}

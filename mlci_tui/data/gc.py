@@ -6,7 +6,7 @@ manifests list. Pointers are read from git objects, not checked out.
 
 A remote (`--remote`) is shared by every clone, so there the remote-tracking branches
 (`refs/remotes/*`, fetched first by the command) count too: a teammate's pushed branch keeps
-its data. A kept folder whose manifest is neither in the local cache nor on the remote
+its data; so do the other worktrees of this clone (their working trees, indexes and HEADs). A kept folder whose manifest is neither in the local cache nor on the remote
 stops the collection (its files are unknown), objects younger than `min_age` hours are
 never deleted (a push may be uploading the objects of a commit no ref names yet), and a
 failed deletion is reported while the others go on.
@@ -42,21 +42,49 @@ class GcResult:
     freed: int
 
 
+def other_worktrees(repo: Repo) -> list[tuple[Path, str | None]]:
+    """(path, HEAD commit) of every other worktree of this clone that exists on disk."""
+    here = repo.root.resolve()
+    out: list[tuple[Path, str | None]] = []
+    for block in repo.text("worktree", "list", "--porcelain").split("\n\n"):
+        fields = dict(line.partition(" ")[::2] for line in block.splitlines() if line)
+        path = Path(fields.get("worktree", ""))
+        if not fields.get("worktree") or "bare" in fields or not path.is_dir() or path.resolve() == here:
+            continue
+        out.append((path, fields.get("HEAD") or None))
+    return out
+
+
 def referenced_where(
-    repo: Repo, refs: tuple[str, ...], *, all_commits: bool = False, warnings: list[str] | None = None
+    repo: Repo,
+    refs: tuple[str, ...],
+    *,
+    all_commits: bool = False,
+    warnings: list[str] | None = None,
+    worktrees: bool = False,
 ) -> list[tuple[Pointer, str]]:
     """(mlci pointer, where it was found) for the working tree, the index and the refs under
-    `refs` (their tips; with `all_commits` every commit reachable from them). Each tree is
-    read once, however many refs or commits share it."""
+    `refs` (their tips; with `all_commits` every commit reachable from them). With
+    `worktrees`, the working tree, index and HEAD (detached or not) of every other worktree
+    of the clone count too: they share a remote, not a data cache. Each tree is read once,
+    however many refs or commits share it."""
     found = [(p, "the working tree") for _f, p in workspace_pointers(repo.root)]
     found += [(p, "the index") for p in iter_pointers(repo, ":", strict=False, warnings=warnings)]
     trees: dict[str, str] = {}  # tree (or tip) id -> the first ref or commit naming it
     for line in repo.text("for-each-ref", "--format=%(objectname) %(refname)", *refs).splitlines():
         oid, _, name = line.partition(" ")
         trees.setdefault(oid, name)
+    heads: list[str] = []
+    for path, head in other_worktrees(repo) if worktrees else ():
+        found += [(p, f"the worktree {path}") for _f, p in workspace_pointers(path)]
+        other = Repo.find(path)
+        found += [(p, f"the index of {path}") for p in iter_pointers(other, ":", strict=False, warnings=warnings)]
+        if head:
+            trees.setdefault(head, f"the HEAD of {path}")
+            heads.append(head)
     if all_commits:
         flags = {"refs/heads": "--branches", "refs/tags": "--tags", "refs/remotes": "--remotes"}
-        log = repo.text("log", "--format=%T %H", *(flags[r] for r in refs)) if trees else ""
+        log = repo.text("log", "--format=%T %H", *(flags[r] for r in refs), *heads) if trees else ""
         for line in log.splitlines():
             tree, _, commit = line.partition(" ")
             trees.setdefault(tree, f"commit {commit[:12]}")
@@ -189,7 +217,7 @@ def plan_remote(
     if repo.text("config", "--get", "extensions.partialClone", check=False).strip():
         raise MlciError("gc --remote needs every pointer file; this clone is partial (blobs may be missing)")
     warnings: list[str] = []
-    named = referenced_where(repo, REMOTE_REFS, all_commits=all_commits, warnings=warnings)
+    named = referenced_where(repo, REMOTE_REFS, all_commits=all_commits, warnings=warnings, worktrees=True)
     infos = remote_object_infos(fs, base)
     cache = DataCache.for_repo(repo.root)
     keep: set[str] = set()

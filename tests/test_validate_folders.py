@@ -407,3 +407,38 @@ def test_the_hook_validates_dvc_tracked_folders_when_their_dvc_file_or_lock_is_s
     code, out = run_git_commit(repo, "logs v2")
     assert code != 0 and git(repo, "rev-parse", "HEAD").strip() == first, out
     assert "FAIL logs" in out and "events" not in out.split("FAIL logs")[0], out
+
+
+def test_a_staged_dvc_lock_touches_only_the_datasets_whose_record_changed(repo: Path) -> None:
+    """DVC rewrites dvc.lock for any stage change (a command, a dependency, another output):
+    only a changed record of a dataset's output sends it to validation; an unreadable lock
+    sends every dataset it may name."""
+    from mlci_tui import config as config_mod
+    from mlci_tui.gitio import Repo
+    from mlci_tui.validate.hook import affected
+
+    config = (CONFIG % {"fmt": "parquet"}) + (CONFIG % {"fmt": "parquet"}).replace("datasets:\n", "").replace(
+        "events:", "logs:"
+    ).replace("data/events", "data/logs")
+    lock = (
+        "schema: '2.0'\nstages:\n  make:\n    cmd: {cmd}\n    outs:\n"
+        "    - path: logs\n      md5: {logs}.dir\n    - path: model.pkl\n      md5: {model}\n"
+    )
+    md5 = {n: hashlib.md5(n.encode()).hexdigest() for n in ("a", "b", "m1", "m2")}
+    commit(repo, {"mlci.yaml": config, "data/dvc.lock": lock.format(cmd="make", logs=md5["a"], model=md5["m1"])}, "v1")
+    git_repo = Repo.find(repo)
+    datasets = config_mod.load(repo).data["datasets"]
+
+    def staged_lock(text: str) -> list[str]:
+        write(repo, {"data/dvc.lock": text})
+        git(repo, "add", "data/dvc.lock")
+        return affected(datasets, ["data/dvc.lock"], git_repo)
+
+    assert staged_lock(lock.format(cmd="make -j4", logs=md5["a"], model=md5["m1"])) == []  # the command only
+    assert staged_lock(lock.format(cmd="make", logs=md5["a"], model=md5["m2"])) == []  # another output
+    assert staged_lock(lock.format(cmd="make", logs=md5["b"], model=md5["m1"])) == ["logs"]
+    assert staged_lock("stages: [unclosed\n") == ["events", "logs"]  # unreadable: both may be named
+    assert affected(datasets, ["data/dvc.lock"]) == ["events", "logs"]  # no repo to read the locks from
+    assert affected(datasets, ["data/dvc.lock", "data/events.dvc"], git_repo) == ["events", "logs"]
+    git(repo, "rm", "-q", "--cached", "data/dvc.lock")
+    assert affected(datasets, ["data/dvc.lock"], git_repo) == ["logs"]  # removed: its outputs' records changed

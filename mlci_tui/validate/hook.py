@@ -9,21 +9,60 @@ from mlci_tui.gitio import Repo
 from mlci_tui.validate import source
 
 
-def affected(datasets: dict[str, Any], staged: list[str]) -> list[str]:
-    """Names of the datasets a commit touches (file, pointer, or a file in their folder); all when mlci.yaml is staged."""
+def affected(datasets: dict[str, Any], staged: list[str], repo: Repo | None = None) -> list[str]:
+    """Names of the datasets a commit touches (file, pointer, or a file in their folder); all
+    when mlci.yaml is staged. A dataset reached only through a staged `dvc.lock` counts when
+    that lock's record of it changed (with `repo`; without it, or when a lock cannot be read,
+    it counts)."""
     from mlci_tui.validate.spec import load_specs
 
     specs = load_specs(datasets)
     if "mlci.yaml" in staged:
         return list(specs)
-    return [n for n, s in specs.items() if source.touches(s.path, staged)]
+    locks = [p for p in staged if p.split("/")[-1] == "dvc.lock"]
+    others = [p for p in staged if p not in locks]
+    names = []
+    changed: set[str] | None = None
+    for name, spec in specs.items():
+        if source.touches(spec.path, others):
+            names.append(name)
+        elif locks and source.touches(spec.path, locks):
+            if changed is None:
+                changed = _lock_changes(repo, locks) if repo is not None else {""}
+            if "" in changed or any(_overlaps(spec.path, out) for out in changed):
+                names.append(name)
+    return names
+
+
+def _overlaps(path: str, out: str) -> bool:
+    return path == out or path.startswith(out + "/") or out.startswith(path + "/")
+
+
+def _lock_changes(repo: Repo, locks: list[str]) -> set[str]:
+    """The outputs whose record differs between HEAD's and the index's `dvc.lock`s; {""}
+    (everything) when a lock cannot be read."""
+    from mlci_tui.data.dvc import read_dvc_lock
+    from mlci_tui.errors import MlciError
+
+    changed: set[str] = set()
+    for lock in locks:
+        records = []
+        for spec in (f"HEAD:{lock}", f":{lock}"):
+            proc = repo.run("cat-file", "blob", spec, check=False)
+            try:
+                text = proc.stdout.decode("utf-8") if proc.returncode == 0 else ""
+                records.append({(p.path, p.hash, p.is_dir) for p in read_dvc_lock(text, lock)} if text else set())
+            except (MlciError, UnicodeDecodeError):
+                return {""}
+        changed |= {path for path, _h, _d in records[0] ^ records[1]}
+    return changed
 
 
 def validate_staged(repo: Repo, datasets: dict[str, Any], staged: list[str]) -> int:
     from mlci_tui.validate.report import dataset_lines
     from mlci_tui.validate.run import Validator
 
-    names = affected(datasets, staged)
+    names = affected(datasets, staged, repo)
     if not names:
         return 0
     v = Validator(repo, datasets, source.INDEX)

@@ -34,6 +34,12 @@ datasets:
 """
 
 
+def events_and_logs(events_fmt: str, logs_fmt: str) -> str:
+    """An mlci.yaml declaring two folder datasets, `events` (data/events) and `logs` (data/logs)."""
+    logs = (CONFIG % {"fmt": logs_fmt}).replace("datasets:\n", "").replace("events:", "logs:")
+    return (CONFIG % {"fmt": events_fmt}) + logs.replace("data/events", "data/logs")
+
+
 def rows(shard: int, n: int = ROWS, *, shift: float = 0.0, seed: int = 1) -> list[dict[str, Any]]:
     rng = random.Random(seed * 1000 + shard)
     return [
@@ -120,9 +126,7 @@ def test_parquet_shards_pass_and_a_planted_failure_names_the_shard_and_row(repo:
 
 
 def test_csv_and_jsonl_shards_name_the_failing_shard(repo: Path) -> None:
-    config = (CONFIG % {"fmt": "csv"}) + (CONFIG % {"fmt": "jsonl"}).replace("datasets:\n", "").replace(
-        "events:", "logs:"
-    ).replace("data/events", "data/logs")
+    config = events_and_logs("csv", "jsonl")
     write(repo, {"mlci.yaml": config})
     write_folder(repo / "data" / "events", "csv", shards=4, bad=2)
     write_folder(repo / "data" / "logs", "jsonl", shards=3, bad=1)
@@ -209,9 +213,7 @@ def test_dvc_folder_outputs_are_read_from_dvcs_cache(repo: Path, tmp_path: Path)
     write_folder(made / "logs", "parquet", bad=2)
     ev = _dvc_cache(repo, {p.name: p.read_bytes() for p in (made / "events").iterdir()})
     lg = _dvc_cache(repo, {p.name: p.read_bytes() for p in (made / "logs").iterdir()})
-    config = (CONFIG % {"fmt": "parquet"}) + (CONFIG % {"fmt": "parquet"}).replace("datasets:\n", "").replace(
-        "events:", "logs:"
-    ).replace("data/events", "data/logs")
+    config = events_and_logs("parquet", "parquet")
     commit(
         repo,
         {
@@ -382,9 +384,7 @@ def test_the_hook_validates_dvc_tracked_folders_when_their_dvc_file_or_lock_is_s
     write_folder(made / "bad", "parquet", bad=2)
     good = _dvc_cache(repo, {p.name: p.read_bytes() for p in (made / "good").iterdir()})
     bad = _dvc_cache(repo, {p.name: p.read_bytes() for p in (made / "bad").iterdir()})
-    config = (CONFIG % {"fmt": "parquet"}) + (CONFIG % {"fmt": "parquet"}).replace("datasets:\n", "").replace(
-        "events:", "logs:"
-    ).replace("data/events", "data/logs")
+    config = events_and_logs("parquet", "parquet")
     dvc_file = "outs:\n- md5: {}.dir\n  path: events\n  nfiles: 4\n"
     lock = "schema: '2.0'\nstages:\n  make:\n    cmd: make\n    outs:\n    - path: logs\n      md5: {}.dir\n"
     write(repo, {"mlci.yaml": config, ".gitignore": "/.dvc/cache\n/data/events\n/data/logs\n"})
@@ -417,9 +417,7 @@ def test_a_staged_dvc_lock_touches_only_the_datasets_whose_record_changed(repo: 
     from mlci_tui.gitio import Repo
     from mlci_tui.validate.hook import affected
 
-    config = (CONFIG % {"fmt": "parquet"}) + (CONFIG % {"fmt": "parquet"}).replace("datasets:\n", "").replace(
-        "events:", "logs:"
-    ).replace("data/events", "data/logs")
+    config = events_and_logs("parquet", "parquet")
     lock = (
         "schema: '2.0'\nstages:\n  make:\n    cmd: {cmd}\n    outs:\n"
         "    - path: logs\n      md5: {logs}.dir\n    - path: model.pkl\n      md5: {model}\n"

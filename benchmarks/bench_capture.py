@@ -79,7 +79,7 @@ class Committer:
         return self._in_process()
 
     def _in_process(self) -> float:
-        from mlci_tui.capture_ops import capture_revs
+        from mlci_tui.capture.write import capture_revs
         from mlci_tui.gitio import Repo
 
         repo = Repo.find(self.path)

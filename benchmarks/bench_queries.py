@@ -58,7 +58,7 @@ def chdir(path: Path) -> Any:
 
 def runs_handler(path: Path) -> float:
     """The `mlci runs` command's own handler, in this process (table output discarded)."""
-    from mlci_tui.cli import _run_handler, build_parser
+    from mlci_tui.cli.main import _run_handler, build_parser
 
     args = build_parser().parse_args([a if a != "-acc" else "--sort=-acc" for a in RUNS_ARGS if a != "--sort"])
     with chdir(path), contextlib.redirect_stdout(io.StringIO()):

@@ -1,5 +1,5 @@
 import sys
 
-from mlci_tui.cli import main
+from mlci_tui.cli.main import main
 
 sys.exit(main())

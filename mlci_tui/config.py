@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci_tui.capture_defaults import CONFIG_FILE as CONFIG_FILE  # re-exported: config_mod.CONFIG_FILE
-from mlci_tui.capture_defaults import DEFAULT_METRICS_FILES, DEFAULT_PARAMS_FILES
+from mlci_tui.constants import CONFIG_FILE as CONFIG_FILE  # re-exported: config_mod.CONFIG_FILE
+from mlci_tui.constants import DEFAULT_METRICS_FILES, DEFAULT_PARAMS_FILES
 from mlci_tui.errors import ConfigError
 
 

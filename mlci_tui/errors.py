@@ -34,3 +34,12 @@ class CheckFailed(MlciError):
 
 class GitError(MlciError):
     """A git command failed in a way the user must see."""
+
+
+def first_line(exc: BaseException, *, with_type: bool = False, limit: int = 200) -> str:
+    """A library's error in the one line mlci prints: its first line, cut at `limit` characters."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0][:limit] if lines else ""
+    if with_type:
+        return f"{type(exc).__name__}: {text}".rstrip(": ")
+    return text or type(exc).__name__

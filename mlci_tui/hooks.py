@@ -105,7 +105,7 @@ def pre_commit(argv: list[str]) -> int:
     if not relevant and not data_paths:
         return 0
     from mlci_tui import config as config_mod
-    from mlci_tui.runs import read_values
+    from mlci_tui.capture.build import read_values
     from mlci_tui.sources import IndexSource, matches
 
     repo = _repo()
@@ -139,7 +139,7 @@ def _nothing_to_capture() -> bool:
 
     One `git ls-tree` before the capture machinery is imported (~95 ms of CPU), so a commit
     in a repository that records nothing costs about what the pre-commit hook does."""
-    from mlci_tui.capture_defaults import CONFIG_FILE, DEFAULT_METRICS_FILES, DEFAULT_PARAMS_FILES
+    from mlci_tui.constants import CONFIG_FILE, DEFAULT_METRICS_FILES, DEFAULT_PARAMS_FILES
 
     wanted = [CONFIG_FILE, "pyproject.toml", *DEFAULT_PARAMS_FILES, *DEFAULT_METRICS_FILES]
     code, out = _git_output(["ls-tree", "--name-only", "-z", "HEAD", "--", *wanted])
@@ -156,7 +156,7 @@ def post_commit(argv: list[str]) -> int:
     """Capture HEAD into the ledger."""
     if _nothing_to_capture():
         return 0
-    from mlci_tui.capture_ops import capture_revs
+    from mlci_tui.capture.write import capture_revs
 
     repo = _repo()
     capture_revs(repo, ["HEAD"], branch_of_head=True, quiet=True)
@@ -212,7 +212,7 @@ def pre_push(argv: list[str]) -> int:
     heads = [p[1] for p in pushes if p[1] not in (ZERO, p[3]) and not p[0].startswith("refs/tags/")]
     gate_heads = [sha for sha in heads if _config_mentions(sha, b"on_push")]
     if candidates and not _all_captured(candidates):
-        from mlci_tui.capture_ops import backfill
+        from mlci_tui.capture.write import backfill
 
         backfill(_repo(), local_shas, remote, remote_shas, limit=BACKFILL_LIMIT)
     if gate_heads and _gate_on_push(_repo(), gate_heads):
@@ -266,7 +266,7 @@ def _gate_on_push(repo: Repo, shas: list[str]) -> bool:
         cfg = config_mod.load_from_git(repo, sha)
         if not cfg.section("gate")["on_push"]:
             continue
-        from mlci_tui.commands_gate import print_gate, run_gate
+        from mlci_tui.cli.gate import print_gate, run_gate
 
         try:
             result = run_gate(repo, cfg, None, sha)

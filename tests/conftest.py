@@ -144,7 +144,7 @@ def mlci_in_process(monkeypatch: pytest.MonkeyPatch, repo: Path, *args: str) -> 
     import contextlib
     import io
 
-    from mlci_tui.cli import main
+    from mlci_tui.cli.main import main
 
     monkeypatch.chdir(repo)
     out, err = io.StringIO(), io.StringIO()

@@ -14,10 +14,10 @@ import pytest
 from conftest import git, run_mlci, write
 
 from mlci_tui import config as config_mod
-from mlci_tui.capture import Limits, flatten, read_metrics, read_params, read_table_metrics
+from mlci_tui.capture.build import read_values
+from mlci_tui.capture.readers import Limits, flatten, read_metrics, read_params, read_table_metrics
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
-from mlci_tui.runs import read_values
 from mlci_tui.sources import TreeSource, WorkdirSource
 
 LIMITS = Limits()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import commit, git, metrics_json, run_mlci
 
-from mlci_tui.cli import build_parser
+from mlci_tui.cli.main import build_parser
 
 
 def _subcommands() -> list[str]:

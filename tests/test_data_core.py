@@ -185,7 +185,7 @@ def test_md5_add_matches_dvc_hash(repo: Path) -> None:
 
 
 def test_demo_step_tracks_and_commits_the_customers_dataset(repo: Path) -> None:
-    from mlci_tui.data.demo_step import add_demo_dataset, customers_csv
+    from mlci_tui.demo.data_step import add_demo_dataset, customers_csv
 
     p = add_demo_dataset(repo, rows=120)
     assert git(repo, "ls-files").split() == [".gitignore", "data/customers.csv.mlci"]

@@ -377,7 +377,7 @@ def test_simple_yaml_reads_what_yaml_1_2_reads() -> None:
 
     from ruamel.yaml import YAML
 
-    from mlci_tui.capture import parse_yaml12
+    from mlci_tui.capture.readers import parse_yaml12
     from mlci_tui.errors import InputError
     from mlci_tui.importers import simple_yaml
 
@@ -408,7 +408,7 @@ def test_long_history_through_batches_and_caches(tmp_path: Path) -> None:
     others: every run holds exactly the values of its own commit's files."""
     import random
 
-    from mlci_tui.capture import parse_yaml12
+    from mlci_tui.capture.readers import parse_yaml12
     from mlci_tui.gitio import Repo
     from mlci_tui.importers import dvc as dvc_import
 

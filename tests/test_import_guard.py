@@ -147,7 +147,7 @@ def test_post_commit_with_nothing_to_capture_imports_no_capture_machinery(repo: 
     rc, modules, err = probe(repo, "post-commit")
     assert rc == 0 and err == "", err
     ours = sorted(m for m in modules if m.startswith("mlci_tui."))
-    assert ours == ["mlci_tui.capture_defaults", "mlci_tui.errors", "mlci_tui.hooks"], ours
+    assert ours == ["mlci_tui.constants", "mlci_tui.errors", "mlci_tui.hooks"], ours
     assert heavy_in(modules) == []
     assert _ledger_runs(repo) == 0
 
@@ -170,5 +170,5 @@ def test_post_commit_captures_whatever_the_pre_check_cannot_rule_out(repo: Path,
     commit(repo, files, "a run")
     rc, modules, err = probe(repo, "post-commit")
     assert rc == 0, err
-    assert "mlci_tui.capture_ops" in modules
+    assert "mlci_tui.capture.write" in modules
     assert _ledger_runs(repo) == 1

@@ -26,7 +26,7 @@ from ledger_helpers import (
     start_writer,
 )
 
-from mlci_tui.capture_ops import capture_revs
+from mlci_tui.capture.write import capture_revs
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger import events, records
 from mlci_tui.ledger.compact import compact

@@ -354,7 +354,7 @@ def test_report_reads_only_the_ledger_and_leaves_the_repository_alone(repo: Path
 
 def test_markdown_html_json_and_posting_never_import_plotext_or_textual() -> None:
     code = (
-        "import sys, mlci_tui.report.command, mlci_tui.report.build, mlci_tui.report.markdown, "
+        "import sys, mlci_tui.cli.report, mlci_tui.report.build, mlci_tui.report.markdown, "
         "mlci_tui.report.html, mlci_tui.report.post; "
         "print(sorted(m for m in ('plotext', 'textual') if m in sys.modules))"
     )
@@ -367,7 +367,7 @@ import json, sys
 from mlci_tui import config
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.store import LedgerStore
-from mlci_tui.runs import capture_commit
+from mlci_tui.capture.build import capture_commit
 
 repo = Repo.find()
 cfg = config.load(repo.root)

@@ -119,8 +119,8 @@ def test_no_dataset_staged_imports_no_validation(repo: Path) -> None:
 
 def test_demo_step_shows_a_blocked_data_commit(repo: Path) -> None:
     """The step `mlci demo` calls: schema committed, bad data refused with its message, data restored."""
-    from mlci_tui.data.demo_step import customers_csv
-    from mlci_tui.validate.demo_step import run_validation_demo
+    from mlci_tui.demo.data_step import customers_csv
+    from mlci_tui.demo.validate_step import run_validation_demo
 
     assert run_mlci(repo, "install").returncode == 0
     write(repo, {"data/customers.csv": customers_csv(), "mlci.yaml": "# demo\n"})

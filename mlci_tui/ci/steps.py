@@ -78,7 +78,7 @@ class StepContext:
         import contextlib
         import io
 
-        from mlci_tui.cli import main
+        from mlci_tui.cli.main import main
 
         print(f"$ mlci {display(shlex.join(args))}", flush=True)
         buffer = io.StringIO()
@@ -151,7 +151,7 @@ def pointer_files(ctx: StepContext) -> list[str]:
 
 
 def _has_data_command(action: str) -> bool:
-    from mlci_tui.cli import build_parser
+    from mlci_tui.cli.main import build_parser
 
     parser = build_parser()
     for act in parser._actions:

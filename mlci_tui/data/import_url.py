@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer
-from mlci_tui.errors import CheckFailed, InputError
+from mlci_tui.errors import CheckFailed, InputError, first_line
 from mlci_tui.sanitize import display
 
 VERSION_KEYS = (("ETag", "etag"), ("etag", "etag"), ("VersionId", "version"), ("generation", "generation"))
@@ -100,13 +100,8 @@ def _info(fs: Any, path: str, url: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckFailed(f"{display(url)}: not found at the source") from None
     except Exception as exc:  # noqa: BLE001 - every filesystem raises its own errors
-        raise CheckFailed(f"{display(url)}: cannot read the source: {display(_first_line(exc))}") from None
+        raise CheckFailed(f"{display(url)}: cannot read the source: {display(first_line(exc))}") from None
     return dict(info) if isinstance(info, dict) else {}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _download(fs: Any, path: str, url: str, tmp_dir: Path, is_dir: bool) -> Path:
@@ -117,7 +112,7 @@ def _download(fs: Any, path: str, url: str, tmp_dir: Path, is_dir: bool) -> Path
         else:
             fs.get_file(path, str(target))
     except Exception as exc:  # noqa: BLE001
-        raise CheckFailed(f"{display(url)}: download failed: {display(_first_line(exc))}") from None
+        raise CheckFailed(f"{display(url)}: download failed: {display(first_line(exc))}") from None
     if not target.exists():
         raise CheckFailed(f"{display(url)}: download produced nothing")
     return target

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci_tui.data.config_schema import LOCAL_CONFIG
-from mlci_tui.errors import CheckFailed, ConfigError, MlciError
+from mlci_tui.errors import CheckFailed, ConfigError, MlciError, first_line
 
 # exception classes (by name, so that no SDK is imported to recognise its errors)
 AUTH_ERRORS = {
@@ -59,7 +59,7 @@ class Remote:
             raise
         except Exception as exc:
             raise translate(exc, self) or ConfigError(
-                f"data.remotes.{self.name}: cannot open {self.where}: {_first_line(exc)}"
+                f"data.remotes.{self.name}: cannot open {self.where}: {first_line(exc, with_type=True)}"
             ) from None
         if _protocol(fs) not in ("file", "local", "memory"):
             fs = Guarded(fs, self)
@@ -80,11 +80,6 @@ def _protocol(fs: Any) -> str:
     return str(fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0])
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
-
-
 def translate(exc: BaseException, remote: Remote) -> MlciError | None:
     """The mlci error a credential or connection failure stands for (its cause chain included), or None."""
     seen: BaseException | None = exc
@@ -94,11 +89,13 @@ def translate(exc: BaseException, remote: Remote) -> MlciError | None:
         names = {cls.__name__ for cls in type(seen).__mro__}
         if names & AUTH_ERRORS:
             return ConfigError(
-                f"data remote {remote.name} ({remote.where}): no usable credentials: {_first_line(seen)}; "
+                f"data remote {remote.name} ({remote.where}): no usable credentials: {first_line(seen, with_type=True)}; "
                 f"set them in the environment or under remotes.{remote.name}.options in {LOCAL_CONFIG}"
             )
         if names & CONNECT_ERRORS:
-            return CheckFailed(f"data remote {remote.name} ({remote.where}) cannot be reached: {_first_line(seen)}")
+            return CheckFailed(
+                f"data remote {remote.name} ({remote.where}) cannot be reached: {first_line(seen, with_type=True)}"
+            )
         seen = seen.__cause__ or seen.__context__
     return None
 

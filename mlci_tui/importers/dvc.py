@@ -23,7 +23,8 @@ from functools import partial
 from typing import Any
 
 from mlci_tui import config as config_mod
-from mlci_tui.capture import (
+from mlci_tui.capture.build import CommitInfo, Values, base_record, finish_record
+from mlci_tui.capture.readers import (
     Limits,
     MetricsRead,
     Step,
@@ -42,7 +43,6 @@ from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.dvc_files import DEFAULT_PARAMS, Declared, DvcReader
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
-from mlci_tui.runs import CommitInfo, Values, base_record, finish_record
 from mlci_tui.sources import literal_prefix, matches
 
 KNOWN_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlci_tui.capture import Limits, decode, parse_tree
+from mlci_tui.capture.readers import Limits, decode, parse_tree
 from mlci_tui.errors import InputError
 from mlci_tui.importers import simple_yaml
 from mlci_tui.importers.objects import Entry, ObjectReader

@@ -13,11 +13,11 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+from mlci_tui.capture.build import CommitInfo, Values, base_record, commit_info, finish_record
 from mlci_tui.gitio import Repo
 from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.mlflow_store import MlflowRun, ModelVersion, Store, latest, open_store
 from mlci_tui.ledger import events, records
-from mlci_tui.runs import CommitInfo, Values, base_record, commit_info, finish_record
 
 FILE = "mlflow"  # the `file` of every MLflow param and metric (names keep their `/`)
 GIT_COMMIT_TAG = "mlflow.source.git.commit"

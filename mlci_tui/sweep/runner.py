@@ -269,7 +269,7 @@ def base_info(repo: Repo, base: str) -> BaseInfo:
     info = _BASES.get(base)
     if info is None:
         from mlci_tui import config as config_mod
-        from mlci_tui.runs import commit_info, patch_id
+        from mlci_tui.capture.build import commit_info, patch_id
 
         commit = commit_info(repo, base)
         listed = repo.run("ls-tree", "-r", "--name-only", "-z", base, check=False).stdout

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlci_tui.errors import first_line
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.cache import CACHE_SCHEMA, LedgerCache, cache_is_current
 from mlci_tui.ledger.store import LedgerStore
@@ -471,11 +472,6 @@ def order_clause(sort_key: str | None, descending: bool) -> tuple[str, list[Any]
     return f"ORDER BY {tail}", []
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def load_view(
     repo: Repo,
     spec: ViewSpec,
@@ -512,7 +508,7 @@ def load_view(
             table = con.sql(sql, params=binds_all).to_arrow_table()
         except duckdb.Error as exc:
             prefix = "SQL" if compiled.raw else "filter"
-            raise FilterError(f"{prefix}: {_first_line(exc)}") from None
+            raise FilterError(f"{prefix}: {first_line(exc)}") from None
         result = ViewResult(
             spec, info, columns, table.column(0), {}, select, binds, baseline, table=table if complete else None
         )

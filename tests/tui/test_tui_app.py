@@ -837,15 +837,15 @@ def test_mlci_tui_runs_in_a_real_terminal(lab: Path) -> None:
 def test_cli_and_hooks_never_import_textual(repo: Path) -> None:
     probe = (
         "import sys, json\n"
-        "import mlci_tui.cli, mlci_tui.hooks, mlci_tui.commands\n"
-        "mlci_tui.cli.build_parser()\n"
+        "import mlci_tui.cli.main, mlci_tui.hooks, mlci_tui.cli.runs\n"
+        "mlci_tui.cli.main.build_parser()\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'plotext', 'rich'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=repo)
     assert json.loads(out.stdout) == []
     # the control: the tui package does pull textual in
     out = subprocess.run(
-        [sys.executable, "-c", probe.replace("mlci_tui.commands\n", "mlci_tui.commands, mlci_tui.tui.app\n")],
+        [sys.executable, "-c", probe.replace("mlci_tui.cli.runs\n", "mlci_tui.cli.runs, mlci_tui.tui.app\n")],
         capture_output=True,
         text=True,
         check=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlci_tui.cli import add_command, add_format_options, command_group
+from mlci_tui.cli.options import add_command, add_format_options, command_group
 
 LINK_MODES = ("auto", "reflink", "copy", "hardlink", "symlink")
 

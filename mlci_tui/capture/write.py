@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci_tui import config as config_mod
+from mlci_tui.capture.build import capture_commit, current_branch
 from mlci_tui.errors import ConfigError, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
-from mlci_tui.runs import capture_commit, current_branch
 from mlci_tui.sanitize import display
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from mlci_tui import config as config_mod
 from mlci_tui import output
-from mlci_tui.commands import _notice, _open, _say
+from mlci_tui.cli.console import notice, open_ledger, say
+from mlci_tui.cli.options import SubParsers, add_command, add_format_options
 from mlci_tui.compare import RunData, diff_maps, load_run, resolve_baseline
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
@@ -20,12 +21,12 @@ from mlci_tui.sanitize import display
 def _resolve(repo: Repo, con: Any, ref: str) -> Resolved:
     resolved = resolve_run(repo, con, ref)
     if resolved.notice:
-        _notice(resolved.notice)
+        notice(resolved.notice)
     return resolved
 
 
 def _workspace_run(repo: Repo, cfg: config_mod.Config) -> RunData:
-    from mlci_tui.runs import read_values
+    from mlci_tui.capture.build import read_values
     from mlci_tui.sources import WorkdirSource
 
     values = read_values(cfg, WorkdirSource(repo.root), strict=True)
@@ -58,7 +59,7 @@ def _text(value: Any) -> str:
 def diff(args: argparse.Namespace) -> int:
     repo = Repo.find()
     cfg = config_mod.load(repo.root)
-    with _open(repo) as con:
+    with open_ledger(repo) as con:
         refs = list(args.revs)
         if len(refs) > 2:
             raise InputError("diff takes at most two runs or commits")
@@ -90,7 +91,7 @@ def diff(args: argparse.Namespace) -> int:
         print(json.dumps(output.json_value(doc), indent=2, ensure_ascii=True))
         return 0
     fmt = "md" if args.format == "md" else "table"
-    _say(f"{base.label} -> {head.label}")
+    say(f"{base.label} -> {head.label}")
     print()
     metric_rows = [
         {"metric": c.name, "base": c.base, "head": c.head, "change": _change_text(c.delta, c.pct)} for c in metrics
@@ -192,20 +193,20 @@ def promote(args: argparse.Namespace) -> int:
     repo = Repo.find()
     cfg = config_mod.load(repo.root)
     events.check_label("stage", args.stage)
-    with _open(repo) as con:
+    with open_ledger(repo) as con:
         resolved = _resolve(repo, con, args.run)
         run = load_run(con, resolved)
         count = con.execute("SELECT count(*) FROM promotions WHERE stage = ?", [args.stage]).fetchone()[0]
     commit = run.fields.get("commit")
     model_hash = _model_hash(repo, cfg.model, commit) if cfg.model else None
     if cfg.model and model_hash is None:
-        _notice(f"warning: model {cfg.model} not found in the run's commit or the working tree; no hash recorded")
+        notice(f"warning: model {cfg.model} not found in the run's commit or the working tree; no hash recorded")
     author = repo.text("var", "GIT_AUTHOR_IDENT", check=False).rsplit(">", 1)[0] + ">"
     event = events.promote(
         run.run_id, args.stage, model=cfg.model, model_hash=model_hash, by=author if author != ">" else None
     )
     LedgerStore(repo).append([event])
-    _say(f"promoted {run.label} to {args.stage}" + (f" (model {model_hash[:19]}…)" if model_hash else ""))
+    say(f"promoted {run.label} to {args.stage}" + (f" (model {model_hash[:19]}…)" if model_hash else ""))
     if args.tag:
         if not commit:
             raise InputError(f"--tag: run {run.run_id[:8]} has no commit to tag")
@@ -213,13 +214,13 @@ def promote(args: argparse.Namespace) -> int:
         proc = repo.run("tag", name, commit, check=False)
         if proc.returncode != 0:
             raise InputError(f"--tag: git tag {name} failed: {proc.stderr.decode().strip()}")
-        _say(f"tagged {commit[:12]} as {name}")
+        say(f"tagged {commit[:12]} as {name}")
     return 0
 
 
 def stages(args: argparse.Namespace) -> int:
     repo = Repo.find()
-    with _open(repo) as con:
+    with open_ledger(repo) as con:
         view = "promotions" if args.history else "stages"
         rows = con.execute(
             f"""SELECT p.stage, p.run_id, r.commit, p.time, p.model_hash, p."by" FROM {view} p
@@ -233,3 +234,40 @@ def stages(args: argparse.Namespace) -> int:
     if not rows and args.format == "table":
         print("nothing promoted yet: `mlci promote RUN --stage deployed`")
     return 0
+
+
+def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    p = add_command(
+        sub,
+        "diff",
+        diff,
+        "params, metrics and data between two runs or commits",
+        "mlci diff deployed HEAD --md",
+    )
+    p.add_argument("revs", nargs="*", metavar="RUN", help="base and head (default: the baseline and HEAD)")
+    p.add_argument("--workspace", action="store_true", help="compare with the working tree instead of HEAD")
+    p.add_argument("--all", action="store_true", help="list unchanged params and datasets too")
+    add_format_options(p)
+    p = add_command(
+        sub,
+        "gate",
+        gate,
+        "check a candidate against the baseline with gate.rules; exit 1 on failure",
+        "mlci gate --base deployed --head HEAD",
+    )
+    p.add_argument("--base", help="baseline run, stage or commit (default gate.baseline, else stage deployed)")
+    p.add_argument("--head", default="HEAD", help="candidate run, stage or commit (default HEAD)")
+    add_format_options(p)
+    p = add_command(
+        sub,
+        "promote",
+        promote,
+        "record that a run's model is promoted to a stage",
+        "mlci promote HEAD --stage deployed --tag",
+    )
+    p.add_argument("run", help="run id or prefix, stage, or commit-ish")
+    p.add_argument("--stage", default="deployed", help="stage name (default deployed)")
+    p.add_argument("--tag", action="store_true", help="also tag the run's commit as STAGE/N")
+    p = add_command(sub, "stages", stages, "what is promoted where", "mlci stages --history")
+    p.add_argument("--history", action="store_true", help="every promotion, not only the current one per stage")
+    add_format_options(p)

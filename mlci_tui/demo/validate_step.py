@@ -60,7 +60,7 @@ def _stage_data(root: Path, text: str, pointer: bool) -> list[str]:
 
 def run_validation_demo(root: Path) -> str:
     """Returns the lines to print. Leaves the repository as it found it, plus the schema commit."""
-    from mlci_tui.data.demo_step import customers_csv
+    from mlci_tui.demo.data_step import customers_csv
 
     root = Path(root)
     pointer = (root / (DATASET + ".mlci")).is_file()

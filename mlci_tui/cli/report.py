@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from mlci_tui import config as config_mod
+from mlci_tui.cli.options import SubParsers, add_command
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
@@ -68,7 +69,6 @@ def _width() -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlci_tui.commands import _notice
     from mlci_tui.report.build import build_report
 
     for flag in ("dry_run", "repo", "pr", "api_url", "artifact"):
@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     notices: list[str] = []
     report = build_report(repo, cfg, args.base, args.head, notices=notices)
     for notice in notices:
-        _notice(notice)
+        notice(notice)
     code = 0
     if args.output or not args.post:
         text = render(report, fmt, colour=_colour(args.output) and fmt == "term", width=_width())
@@ -100,3 +100,32 @@ def main(args: argparse.Namespace) -> int:
     if args.fail_on_gate and not report.gate.passed:
         return 1
     return code
+
+
+def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    p = add_command(
+        sub,
+        "report",
+        main,
+        "report the candidate against the baseline: verdict, metrics, params, data, charts; post it on the PR",
+        "mlci report -o report.html    |    mlci report --post github",
+    )
+    p.add_argument("--base", help="baseline run, stage or commit (default gate.baseline, else stage deployed)")
+    p.add_argument("--head", default="HEAD", help="candidate run, stage or commit (default HEAD)")
+    p.add_argument(
+        "--format",
+        choices=("md", "term", "html", "json"),
+        help="default: from -o's suffix, else term on a terminal and md otherwise",
+    )
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout (also with --post)"
+    )
+    p.add_argument("--fail-on-gate", action="store_true", help="exit 1 when the gate fails (default: report only)")
+    p.add_argument("--post", choices=("github", "gitlab"), help="create or update the report comment on the PR/MR")
+    p.add_argument("--dry-run", action="store_true", help="with --post: print the requests instead of sending them")
+    p.add_argument("--repo", help="with --post: owner/name (GitHub) or project id or path (GitLab); default from CI")
+    p.add_argument("--pr", help="with --post: pull/merge request number (default from CI)")
+    p.add_argument("--api-url", help="with --post: API root (default GITHUB_API_URL or CI_API_V4_URL)")
+    p.add_argument(
+        "--artifact", metavar="FILE", help="with --post: where the full report goes when cut (default mlci-report.md)"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlci_tui.cli import add_command, command_group
+from mlci_tui.cli.options import add_command, command_group
 
 STEP_NAMES = (
     "ledger-pull",

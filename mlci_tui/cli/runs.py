@@ -7,14 +7,14 @@ import io
 import os
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
 from mlci_tui import config as config_mod
 from mlci_tui import output
-from mlci_tui.errors import CheckFailed, InputError
+from mlci_tui.cli.console import notice, open_ledger, say
+from mlci_tui.cli.options import SubParsers, add_command, add_format_options
+from mlci_tui.errors import InputError, first_line
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sanitize import display
@@ -45,52 +45,32 @@ RUN_FIELDS = [
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _say(message: str) -> None:
-    print(display(message, multiline=True))
-
-
-def _notice(message: str) -> None:
-    print(f"mlci: {display(message)}", file=sys.stderr)
-
-
-@contextmanager
-def _open(repo: Repo) -> Iterator[Any]:
-    from mlci_tui.ledger.cache import LedgerCache
-
-    cache = LedgerCache(repo)
-    with cache.connect() as con:
-        # notices (unknown event types) exist only once connect() has refreshed the cache
-        for notice in cache.notices:
-            _notice(notice)
-        yield con
-
-
 def record(args: argparse.Namespace) -> int:
-    from mlci_tui.runs import capture_workspace
+    from mlci_tui.capture.build import capture_workspace
 
     repo = Repo.find()
     cfg = config_mod.load(repo.root)
     rec = capture_workspace(repo, cfg, message=args.message, commit_rev=args.commit, name=args.name)
     LedgerStore(repo).append([rec])
     for warning in rec.get("warnings", []):
-        _notice(f"warning: {warning}")
-    _say(f"recorded {rec['kind']} run {rec['run_id'][:8]} ({rec['run_id']})")
+        notice(f"warning: {warning}")
+    say(f"recorded {rec['kind']} run {rec['run_id'][:8]} ({rec['run_id']})")
     return 0
 
 
 def capture(args: argparse.Namespace) -> int:
-    from mlci_tui.capture_ops import capture_revs
+    from mlci_tui.capture.write import capture_revs
 
     repo = Repo.find()
     config_mod.load(repo.root)  # a broken working-tree config is reported before any work
     revs = args.revs or ([] if args.range_spec else ["HEAD"])
     report = capture_revs(repo, revs, range_spec=args.range_spec)
     for rec in report.added:
-        _say(f"captured {rec['commit'][:12]} as run {rec['run_id'][:8]}")
+        say(f"captured {rec['commit'][:12]} as run {rec['run_id'][:8]}")
     if report.present:
-        _say(f"{len(report.present)} commit(s) already in the ledger")
+        say(f"{len(report.present)} commit(s) already in the ledger")
     if report.empty:
-        _say(f"{len(report.empty)} commit(s) hold no params or metrics files: no run")
+        say(f"{len(report.empty)} commit(s) hold no params or metrics files: no run")
     return 0
 
 
@@ -171,7 +151,7 @@ def runs(args: argparse.Namespace) -> int:
 def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
     import duckdb
 
-    with _open(repo) as con:
+    with open_ledger(repo) as con:
         metric_keys = _keys(con, "metric")
         param_keys = _keys(con, "param")
         order, binds = _sort_clause(args.sort, param_keys, metric_keys)
@@ -184,7 +164,7 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
             rows = [dict(zip(names, r)) for r in cur.fetchall()]
             total = con.execute(f"SELECT count(*) FROM runs {where}").fetchone()[0]
         except duckdb.Error as exc:
-            raise InputError(f"--where: {_first_line(exc)}") from None
+            raise InputError(f"--where: {first_line(exc)}") from None
     if args.format in ("json", "csv"):
         listing = [{k: r.get(k) for k in RUN_FIELDS} | {"time": r.get("time")} for r in rows]
         output.write(listing, RUN_FIELDS[:1] + ["time"] + RUN_FIELDS[1:], args.format, out)
@@ -230,16 +210,11 @@ def _differs(rows: list[dict[str, Any]], key: str) -> bool:
     return len({(r["params"] or {}).get(key) for r in rows}) > 1
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def sql(args: argparse.Namespace) -> int:
     import duckdb
 
     repo = Repo.find()
-    with _open(repo) as con:
+    with open_ledger(repo) as con:
         try:
             cur = con.execute(args.query)
             if cur.description is None:
@@ -247,7 +222,7 @@ def sql(args: argparse.Namespace) -> int:
             names = [d[0] for d in cur.description]
             rows = [dict(zip(names, r)) for r in cur.fetchall()]
         except duckdb.Error as exc:
-            raise InputError(f"sql: {_first_line(exc)}") from None
+            raise InputError(f"sql: {first_line(exc)}") from None
     output.write(rows, names, args.format, sys.stdout)
     return 0
 
@@ -257,13 +232,13 @@ def _resolve(repo: Repo, con: Any, ref: str) -> str:
 
     resolved = resolve_run(repo, con, ref)
     if resolved.notice:
-        _notice(resolved.notice)
+        notice(resolved.notice)
     return resolved.run_id
 
 
 def show(args: argparse.Namespace) -> int:
     repo = Repo.find()
-    with _open(repo) as con:
+    with open_ledger(repo) as con:
         run_id = _resolve(repo, con, args.run)
         cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
         names = [d[0] for d in cur.description]
@@ -346,7 +321,7 @@ def show(args: argparse.Namespace) -> int:
 
 def _append_about(args: argparse.Namespace, build: Any) -> int:
     repo = Repo.find()
-    with _open(repo) as con:
+    with open_ledger(repo) as con:
         run_id = _resolve(repo, con, args.run)
     event = build(run_id)
     LedgerStore(repo).append([event])
@@ -357,7 +332,7 @@ def tag(args: argparse.Namespace) -> int:
     from mlci_tui.ledger import events
 
     run_id = _append_about(args, lambda rid: events.tag(rid, args.name, remove=args.remove))
-    _say(f"{'untagged' if args.remove else 'tagged'} {str(run_id)[:8]} {args.name}")
+    say(f"{'untagged' if args.remove else 'tagged'} {str(run_id)[:8]} {args.name}")
     return 0
 
 
@@ -365,86 +340,52 @@ def note(args: argparse.Namespace) -> int:
     from mlci_tui.ledger import events
 
     run_id = _append_about(args, lambda rid: events.note(rid, args.text))
-    _say(f"noted on {str(run_id)[:8]}")
+    say(f"noted on {str(run_id)[:8]}")
     return 0
 
 
-def _remote(args: argparse.Namespace, repo: Repo) -> str:
-    return args.remote_opt or args.remote or config_mod.load(repo.root).remote
-
-
-def ledger_push(args: argparse.Namespace) -> int:
-    from mlci_tui.ledger import sync
-
-    repo = Repo.find()
-    remote = _remote(args, repo)
-    result = sync.push(repo, remote, force_merge=args.force_merge)
-    for n in result.notices:
-        _notice(n)
-    _say(f"ledger pushed to {remote}" if result.pushed else f"ledger on {remote} is up to date")
-    return 0
-
-
-def ledger_pull(args: argparse.Namespace) -> int:
-    from mlci_tui.ledger import sync
-
-    repo = Repo.find()
-    remote = _remote(args, repo)
-    result = sync.pull(repo, remote, force_merge=args.force_merge)
-    for n in result.notices:
-        _notice(n)
-    if result.fetched is None:
-        _say(f"{remote} has no ledger yet")
-    else:
-        _say(f"ledger merged from {remote}: tip {(result.local_tip or '')[:12]}")
-    return 0
-
-
-def ledger_compact(args: argparse.Namespace) -> int:
-    from mlci_tui.ledger.compact import compact
-
-    repo = Repo.find()
-    count = compact(LedgerStore(repo))
-    _say(f"compacted {count} records into one Parquet segment")
-    return 0
-
-
-def ledger_redact(args: argparse.Namespace) -> int:
-    from mlci_tui.ledger import events
-
-    repo = Repo.find()
-    event = events.redact(args.id, args.reason)
-    store = LedgerStore(repo)
-    if args.id not in store.has_ids([args.id]):
-        raise InputError(f"redact: no record {args.id} in the ledger")
-    store.append([event])
-    _say(f"redacted {args.id}: hidden from every view; `mlci ledger compact` drops it")
-    return 0
-
-
-def ledger_fsck(args: argparse.Namespace) -> int:
-    from mlci_tui.ledger.store import fsck
-
-    problems = fsck(LedgerStore(Repo.find()))
-    for p in problems:
-        print(display(p))
-    if problems:
-        raise CheckFailed(f"{len(problems)} problem(s) in the ledger")
-    _say("ledger ok")
-    return 0
-
-
-def ledger_status(args: argparse.Namespace) -> int:
-    repo = Repo.find()
-    store = LedgerStore(repo)
-    tip = store.tip()
-    entries = store.entries(tip) if tip else []
-    _say(f"ledger tip: {tip or '(empty)'}")
-    _say(
-        f"records: {sum(1 for e in entries if e.path.startswith('events/'))} event files, "
-        f"{sum(1 for e in entries if e.path.endswith('.parquet'))} segments"
+def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    p = add_command(
+        sub,
+        "record",
+        record,
+        "record the working tree's params and metrics as a run (workspace, or ci with --commit)",
+        "mlci record -m 'try lr 0.01' --name lr-0.01",
     )
-    for line in repo.text("for-each-ref", "--format=%(refname) %(objectname)", "refs/mlci-remote/").splitlines():
-        if line.endswith("/ledger") or "/ledger " in line:
-            _say(f"seen: {line}")
-    return 0
+    p.add_argument("-m", "--message", help="what this run is about")
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--commit", metavar="REV", help="record a `ci` run linked to this commit")
+    p = add_command(
+        sub,
+        "capture",
+        capture,
+        "capture commits from their committed files (no checkout)",
+        "mlci capture --range origin/main..HEAD",
+    )
+    p.add_argument("revs", nargs="*", metavar="REV", help="commits to capture (default HEAD)")
+    p.add_argument("--range", dest="range_spec", metavar="A..B", help="every commit in A..B")
+    p = add_command(sub, "runs", runs, "list runs", "mlci runs --where \"kind = 'commit'\" --sort -acc --limit 5")
+    p.add_argument("--where", help="SQL predicate over the runs view, e.g. \"metrics['acc'] > 0.9\"")
+    p.add_argument("--sort", help="column, metric or param name; prefix - for descending (default -time)")
+    p.add_argument("--limit", type=int, help="at most N runs (default 50 in a table, all otherwise; 0 = all)")
+    p.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
+    add_format_options(p)
+    p = add_command(sub, "show", show, "show one run: fields, params, metrics, steps, tags, notes", "mlci show HEAD~1")
+    p.add_argument("run", help="run id or prefix, promoted stage, or commit-ish")
+    add_format_options(p)
+    p = add_command(
+        sub,
+        "sql",
+        sql,
+        "run a read-only SQL query over the ledger views",
+        "mlci sql \"SELECT run_id, metrics['acc'] FROM runs\"",
+    )
+    p.add_argument("query")
+    add_format_options(p)
+    p = add_command(sub, "tag", tag, "tag a run (or remove a tag)", "mlci tag HEAD baseline")
+    p.add_argument("run")
+    p.add_argument("name")
+    p.add_argument("--remove", action="store_true", help="remove the tag instead")
+    p = add_command(sub, "note", note, "attach a note to a run", "mlci note HEAD 'lr too high, diverged'")
+    p.add_argument("run")
+    p.add_argument("text")

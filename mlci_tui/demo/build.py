@@ -105,7 +105,7 @@ def build(target: Path, commits: int) -> None:
             _git(target, "config", key, value)
     (target / "data").mkdir()
     (target / "data" / "points.csv").write_text(make_dataset())
-    (target / "train.py").write_text(resources.files("mlci_tui.demo_project").joinpath("train.py").read_text())
+    (target / "train.py").write_text(resources.files("mlci_tui.demo.project").joinpath("train.py").read_text())
     (target / "mlci.yaml").write_text(MLCI_YAML)
     (target / "README.md").write_text("# mlci demo project\n\nRun `python train.py`, commit, and `mlci runs`.\n")
     ensure_gitignore(target)
@@ -138,8 +138,8 @@ def build(target: Path, commits: int) -> None:
 
 def _data_steps(target: Path) -> None:
     """A dataset versioned beside git with a schema; a bad version of it is refused at commit."""
-    from mlci_tui.data.demo_step import DATASET, add_demo_dataset
-    from mlci_tui.validate.demo_step import run_validation_demo
+    from mlci_tui.demo.data_step import DATASET, add_demo_dataset
+    from mlci_tui.demo.validate_step import run_validation_demo
 
     pointer = add_demo_dataset(target)
     print(f"  tracked: {DATASET} with `mlci data add` (content in .mlci/cache/, {pointer.pointer_path} in git)")
@@ -147,7 +147,7 @@ def _data_steps(target: Path) -> None:
 
 
 def _sweep_step(target: Path) -> None:
-    from mlci_tui.sweep.demo_step import run_demo_sweep
+    from mlci_tui.demo.sweep_step import run_demo_sweep
 
     print("\nA hyperparameter sweep, queued in the ledger and run in git worktrees:")
     for line in run_demo_sweep(target):

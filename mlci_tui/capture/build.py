@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci_tui import __version__
-from mlci_tui.capture import Limits, Step, check_size, read_metrics, read_params, read_table_metrics
+from mlci_tui.capture.readers import Limits, Step, check_size, read_metrics, read_params, read_table_metrics
 from mlci_tui.config import Config
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo

@@ -1,0 +1,20 @@
+"""`mlci demo`: build a small real ML project and walk it through mlci."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlci_tui.cli.options import SubParsers, add_command
+
+
+def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    p = add_command(
+        sub,
+        "demo",
+        "demo.build:main",
+        "build a small real ML project, commit through the hooks, show the runs",
+        "mlci demo /tmp/mlci-demo",
+    )
+    p.add_argument("directory", nargs="?", help="where to build it (default: a new temporary folder)")
+    p.add_argument("--commits", type=int, default=4, help="how many training commits to make (default 4)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the hyperparameter sweep at the end")

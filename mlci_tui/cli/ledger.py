@@ -1,0 +1,118 @@
+"""`mlci ledger push/pull/compact/redact/fsck/status`: share and look after the ledger ref."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlci_tui import config as config_mod
+from mlci_tui.cli.console import notice, say
+from mlci_tui.cli.options import SubParsers, add_command, command_group
+from mlci_tui.errors import CheckFailed, InputError
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.sanitize import display
+
+
+def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    lsub = command_group(sub, "ledger", "share, compact, redact and check the ledger")
+    for name, handler, help_text in (
+        ("push", ledger_push, "pull, union-merge and push the ledger"),
+        ("pull", ledger_pull, "fetch and union-merge the remote ledger"),
+    ):
+        p = add_command(lsub, name, handler, help_text, f"mlci ledger {name} origin")
+        p.add_argument("remote", nargs="?", help="remote name (default ledger.remote, else origin)")
+        p.add_argument("-r", "--remote", dest="remote_opt", help="remote name")
+        p.add_argument("--force-merge", action="store_true", help="merge even a rewritten remote ledger")
+    add_command(lsub, "compact", ledger_compact, "pack records into a Parquet segment", "mlci ledger compact")
+    p = add_command(
+        lsub,
+        "redact",
+        ledger_redact,
+        "hide a record for good (a tombstone event)",
+        "mlci ledger redact 3kq2v5xw...",
+    )
+    p.add_argument("id", help="the full id of the record (a run id, or a note's id)")
+    p.add_argument("--reason", help="why, kept with the tombstone")
+    add_command(lsub, "fsck", ledger_fsck, "check every record in the ledger", "mlci ledger fsck")
+    add_command(lsub, "status", ledger_status, "ledger tip, record count, remotes seen", "mlci ledger status")
+
+
+def _remote(args: argparse.Namespace, repo: Repo) -> str:
+    return args.remote_opt or args.remote or config_mod.load(repo.root).remote
+
+
+def ledger_push(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger import sync
+
+    repo = Repo.find()
+    remote = _remote(args, repo)
+    result = sync.push(repo, remote, force_merge=args.force_merge)
+    for n in result.notices:
+        notice(n)
+    say(f"ledger pushed to {remote}" if result.pushed else f"ledger on {remote} is up to date")
+    return 0
+
+
+def ledger_pull(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger import sync
+
+    repo = Repo.find()
+    remote = _remote(args, repo)
+    result = sync.pull(repo, remote, force_merge=args.force_merge)
+    for n in result.notices:
+        notice(n)
+    if result.fetched is None:
+        say(f"{remote} has no ledger yet")
+    else:
+        say(f"ledger merged from {remote}: tip {(result.local_tip or '')[:12]}")
+    return 0
+
+
+def ledger_compact(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger.compact import compact
+
+    repo = Repo.find()
+    count = compact(LedgerStore(repo))
+    say(f"compacted {count} records into one Parquet segment")
+    return 0
+
+
+def ledger_redact(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger import events
+
+    repo = Repo.find()
+    event = events.redact(args.id, args.reason)
+    store = LedgerStore(repo)
+    if args.id not in store.has_ids([args.id]):
+        raise InputError(f"redact: no record {args.id} in the ledger")
+    store.append([event])
+    say(f"redacted {args.id}: hidden from every view; `mlci ledger compact` drops it")
+    return 0
+
+
+def ledger_fsck(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger.store import fsck
+
+    problems = fsck(LedgerStore(Repo.find()))
+    for p in problems:
+        print(display(p))
+    if problems:
+        raise CheckFailed(f"{len(problems)} problem(s) in the ledger")
+    say("ledger ok")
+    return 0
+
+
+def ledger_status(args: argparse.Namespace) -> int:
+    repo = Repo.find()
+    store = LedgerStore(repo)
+    tip = store.tip()
+    entries = store.entries(tip) if tip else []
+    say(f"ledger tip: {tip or '(empty)'}")
+    say(
+        f"records: {sum(1 for e in entries if e.path.startswith('events/'))} event files, "
+        f"{sum(1 for e in entries if e.path.endswith('.parquet'))} segments"
+    )
+    for line in repo.text("for-each-ref", "--format=%(refname) %(objectname)", "refs/mlci-remote/").splitlines():
+        if line.endswith("/ledger") or "/ledger " in line:
+            say(f"seen: {line}")
+    return 0

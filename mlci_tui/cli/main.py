@@ -1,0 +1,128 @@
+"""The `mlci` command line: the parser built from an explicit list of command modules, and dispatch.
+
+Each module in `COMMAND_MODULES` declares its commands (`add_commands(sub)`) beside their
+handlers; a handler imports the core it needs when it runs, so building the parser loads
+no DuckDB, pyarrow or Textual.
+
+`mlci hook STAGE` takes a fast path that never builds the argument parser, so a hook with
+nothing to do stays within its budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from mlci_tui import __version__
+from mlci_tui.cli import ci, data, data_import, demo, gate, imports, ledger, report, runs, setup, sweep, tui, validate
+from mlci_tui.cli.options import Handler
+
+EPILOG = """\
+examples:
+  mlci demo                       build a demo project and show its runs
+  mlci init                       set up mlci in this repository
+  mlci runs --where "metrics['acc'] > 0.9" --sort -acc
+  mlci show HEAD                  the run of a commit (or a run id, or a stage)
+  mlci sql "SELECT name, avg(value) FROM metrics GROUP BY name"
+  mlci ledger push                share the ledger with origin
+"""
+
+
+# the order of `mlci --help`
+COMMAND_MODULES = (demo, setup, runs, gate, report, tui, ledger, ci, data, data_import, imports, sweep, validate)
+
+
+def _no_translation(message: str) -> str:
+    return message
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # argparse passes each of its ~170 strings through gettext, which looks for catalogues on
+    # disk every time (25 ms of every command here); mlci's own text is English only
+    argparse._ = _no_translation  # type: ignore[attr-defined]
+    parser = argparse.ArgumentParser(
+        prog="mlci",
+        description="Continuous integration and delivery for machine learning, in git hooks and the terminal.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mlci {__version__}")
+    parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    for module in COMMAND_MODULES:
+        module.add_commands(sub)
+    return parser
+
+
+def _run_handler(handler: Handler | str, args: argparse.Namespace) -> int:
+    if isinstance(handler, str):  # "module:function", for handlers not yet moved into cli/
+        import importlib
+
+        module_name, func_name = handler.split(":")
+        handler = getattr(importlib.import_module(f"mlci_tui.{module_name}"), func_name)
+    assert callable(handler)
+    return int(handler(args) or 0)
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--sort -acc` means descending acc, not an option named -acc: join it as `--sort=-acc`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--sort" and i + 1 < len(argv) and argv[i + 1].startswith("-") and argv[i + 1] != "--":
+            out.append(f"--sort={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if len(args_list) >= 2 and args_list[0] == "hook" and not args_list[1].startswith("-"):
+        from mlci_tui.hooks import run
+
+        return run(args_list[1], args_list[2:])
+    from mlci_tui.errors import MlciError
+    from mlci_tui.sanitize import display
+
+    parser = build_parser()
+    args = parser.parse_args(_join_negative_values(args_list))
+    if args.directory and getattr(args, "command", None) != "demo":
+        try:
+            os.chdir(args.directory)
+        except OSError as exc:
+            print(f"mlci: -C {display(args.directory)}: {exc.strerror}", file=sys.stderr)
+            return 2
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        group_parser = getattr(args, "group_parser", None)
+        (group_parser or parser).print_help()
+        return 2
+    try:
+        return _run_handler(handler, args)
+    except MlciError as exc:
+        print(f"mlci: {display(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mlci: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("MLCI_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"mlci: internal error: {type(exc).__name__}: {display(first)} (set MLCI_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

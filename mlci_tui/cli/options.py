@@ -1,0 +1,48 @@
+"""What every command module shares to declare its parser: formats, a command, a group."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+Handler = Callable[[argparse.Namespace], int]
+SubParsers = argparse._SubParsersAction  # argparse's type for `add_subparsers()`; it has no public name
+
+
+def add_format_options(parser: argparse.ArgumentParser, default: str = "table") -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--format", choices=("table", "json", "csv", "md"), default=default, help=f"output format (default {default})"
+    )
+    group.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    group.add_argument("--csv", dest="format", action="store_const", const="csv", help="same as --format csv")
+    group.add_argument("--md", dest="format", action="store_const", const="md", help="same as --format md")
+
+
+def add_command(
+    sub: SubParsers[argparse.ArgumentParser], name: str, handler: Handler | str, help: str, example: str
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def command_group(
+    sub: SubParsers[argparse.ArgumentParser], name: str, help: str
+) -> SubParsers[argparse.ArgumentParser]:
+    """The sub-commands of `mlci NAME ...`, made on first use: several modules may add to one group."""
+    existing = sub.choices.get(name)
+    if existing is None:
+        existing = sub.add_parser(name, help=help, description=help)
+        existing.set_defaults(group_parser=existing)
+        existing.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+    for action in existing._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise AssertionError(f"command group {name} has no sub-commands")

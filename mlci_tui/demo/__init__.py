@@ -1,0 +1,1 @@
+"""`mlci demo`: a small real ML project built, committed through the hooks, validated and swept."""

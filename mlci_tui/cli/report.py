@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from mlci_tui import config as config_mod
+from mlci_tui.cli.console import notice
 from mlci_tui.cli.options import SubParsers, add_command
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
@@ -79,8 +80,8 @@ def main(args: argparse.Namespace) -> int:
     cfg = config_mod.load(repo.root)
     notices: list[str] = []
     report = build_report(repo, cfg, args.base, args.head, notices=notices)
-    for notice in notices:
-        notice(notice)
+    for text in notices:
+        notice(text)
     code = 0
     if args.output or not args.post:
         text = render(report, fmt, colour=_colour(args.output) and fmt == "term", width=_width())

@@ -295,7 +295,7 @@ def capture(repo: Repo, worktree: Path, job: TrialJob, started: str) -> dict[str
     Built like `mlci record`'s workspace run (runs.read_values and the same record fields),
     linked to its sweep, trial and base commit; a trial's run id is derived from its trial id.
     """
-    from mlci_tui import runs
+    from mlci_tui.capture import build as runs
     from mlci_tui.sources import WorkdirSource
 
     info = base_info(repo, job.base)

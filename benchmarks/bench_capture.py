@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-MLFLOW_TARGET_S = 0.040  # PEERS.md: MLflow start_run + 10 params + 10 metrics, ~40 ms
+MLFLOW_TARGET_S = 0.040  # the target: MLflow start_run + 10 params + 10 metrics, ~40 ms (docs/benchmarks.md figure 2)
 ML_BATCHED = "MLflow start_run + log_params + log_metrics (10 + 10)"
 ML_SINGLE = "MLflow start_run + 20 single log_param/log_metric calls"
 

@@ -1,6 +1,6 @@
 """Where params and metrics files are read from: a commit, the index, or the working tree.
 
-Hooks read what git holds (DESIGN decision 2): a commit capture reads the commit's own
+Hooks read what git holds (docs/contracts.md: decision 2): a commit capture reads the commit's own
 blobs, the pre-commit check reads the staged blobs. Only `mlci record` reads the working
 tree. Symlinks and paths that leave the repository are refused everywhere.
 """

@@ -1,4 +1,4 @@
-"""A hook with nothing relevant to do imports nothing heavy (DESIGN.md decision 5).
+"""A hook with nothing relevant to do imports nothing heavy (docs/contracts.md: decision 5).
 
 Each case runs `mlci_tui.hooks.run(STAGE, ARGS)` in a fresh interpreter inside a real
 repository and reports `sys.modules`; duckdb, pyarrow, textual, plotext and GitPython must

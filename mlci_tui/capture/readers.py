@@ -1,7 +1,7 @@
 """Readers for params and metrics files: JSON, YAML 1.2, TOML, CSV/TSV and dvclive layouts.
 
 Everything here parses bytes (from git objects or the working tree) into flat dotted names.
-Bad input raises `InputError` with file, line and reason; limits from the Contracts (size,
+Bad input raises `InputError` with file, line and reason; limits from docs/contracts.md (size,
 nesting depth, key count) are enforced before and during parsing so a hostile file cannot
 exhaust memory.
 """
@@ -106,7 +106,7 @@ def parse_tree(name: str, data: bytes, limits: Limits) -> Any:
 
 
 def parse_yaml12(name: str, text: str) -> Any:
-    """YAML 1.2 (`1e-5` is a float, `NO` a string), as the Contracts require everywhere."""
+    """YAML 1.2 (`1e-5` is a float, `NO` a string), everywhere (docs/contracts.md: names and values)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 

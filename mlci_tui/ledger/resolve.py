@@ -1,4 +1,4 @@
-"""Resolve a run reference as the Contracts say: id or prefix, stage, then commit-ish."""
+"""Resolve a run reference: id or prefix, stage, then commit-ish (docs/contracts.md: run references)."""
 
 from __future__ import annotations
 

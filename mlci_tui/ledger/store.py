@@ -282,7 +282,7 @@ def _fast_import_merge_script(
 
 
 def _backoff(attempt: int) -> None:
-    """Jittered, growing sleep: immediate retries starve one writer (see PEERS.md)."""
+    """Jittered, growing sleep: immediate retries starve one writer (docs/architecture.md: deviation (a))."""
     time.sleep(random.uniform(0.001, 0.004) * min(2 ** min(attempt, 6), 40))
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mlci_tui.ci.api import repo_from_remote_url
 from mlci_tui.ci.env import detect
 from mlci_tui.ci.steps import trial_ids
+from mlci_tui.codehost import repo_from_remote_url
 from mlci_tui.errors import InputError
 
 A, B = "a" * 40, "b" * 40

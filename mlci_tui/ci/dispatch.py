@@ -11,14 +11,15 @@ the trials this clone queued.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mlci_tui import config as config_mod
-from mlci_tui.ci import api
-from mlci_tui.errors import InputError
+from mlci_tui.codehost import Host, host_for
+from mlci_tui.errors import CheckFailed, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
 
@@ -98,15 +99,15 @@ def dispatch(
     ref = ref or _current_ref(repo, env)
     remote_url = _origin_url(repo, cfg.remote)
     if kind == "github":
-        target = api.host_for(kind, env, repo=repository, api_url=api_url, remote_url=remote_url)
+        target = host_for(kind, env, repo=repository, api_url=api_url, remote_url=remote_url)
         if not target.token:
             raise InputError("dispatching the sweep workflow needs a token: set GITHUB_TOKEN (actions: write)")
     else:
-        target = api.host_for(
+        target = host_for(
             kind, env, repo=repository, api_url=api_url, remote_url=remote_url, token_vars=GITLAB_TRIGGER_VARS
         )
         if not target.token:
-            target = api.host_for(kind, env, repo=repository, api_url=api_url, remote_url=remote_url)
+            target = host_for(kind, env, repo=repository, api_url=api_url, remote_url=remote_url)
         if not target.token:
             raise InputError(
                 "dispatching the sweep pipeline needs a token: set GITLAB_TRIGGER_TOKEN (a pipeline trigger token) "
@@ -126,8 +127,7 @@ def dispatch(
     if target.token_env in GITLAB_TRIGGER_VARS:
         # the trigger token travels in the body, as the trigger API wants; it is never printed
         body: dict[str, Any] = {"token": target.token, "ref": ref, "variables": variables}
-        trigger = api.Host(target.kind, target.api, target.repo, None, target.token_env)
-        trigger.token = None  # no PRIVATE-TOKEN header: the trigger token authenticates
+        trigger = dataclasses.replace(target, token=None)  # no PRIVATE-TOKEN header: the trigger token authenticates
         answer = _redacting_request(trigger, target.token, f"{target.project_url()}/trigger/pipeline", body)
     else:
         body = {"ref": ref, "variables": [{"key": k, "value": v} for k, v in variables.items()]}
@@ -137,9 +137,8 @@ def dispatch(
     return f"started a pipeline on {display(target.repo)}@{display(ref)} for sweep {display(sweep_name)}{where}"
 
 
-def _redacting_request(host: api.Host, secret: str | None, url: str, body: dict[str, Any]) -> Any:
-    from mlci_tui.errors import CheckFailed
-
+def _redacting_request(host: Host, secret: str | None, url: str, body: dict[str, Any]) -> Any:
+    """POST with the secret in the body, not a header: `host` cannot redact it, so this does."""
     try:
         return host.request("POST", url, body, what="triggering the sweep pipeline")
     except CheckFailed as exc:

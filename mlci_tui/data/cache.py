@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from mlci_tui.data.hashing import hash_bytes, hash_file
+from mlci_tui.data.workspace import read_small
 from mlci_tui.errors import InputError
 
 CACHE_DIR = ".mlci/cache"
@@ -210,17 +211,6 @@ class DataCache:
             if len(sub.name) == 2 and sub.is_dir():
                 out.extend(sub.name + e.name for e in os.scandir(sub.path) if "." not in e.name)
         return out
-
-
-def read_small(path: str | os.PathLike[str]) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = []
-        while chunk := os.read(fd, SMALL_FILE):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def manifest_bytes(entries: Manifest) -> bytes:

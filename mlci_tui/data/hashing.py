@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlci_tui.data.workspace import atomic_write, read_small
+
 BIG_FILE = 16 << 20  # above this, BLAKE3 hashes with all cores (mmap)
-CHUNK = 1 << 20
 STAT_CACHE = "data-stat.json"
 DIR_SIGS = "data-dirsig.json"
 
@@ -40,8 +41,6 @@ def hash_file(path: str | os.PathLike[str], algo: str, size: int | None = None) 
         h = blake3(max_threads=blake3.AUTO)
         h.update_mmap(os.fspath(path))
         return h.hexdigest()
-    from mlci_tui.data.cache import read_small
-
     return blake3(read_small(path)).hexdigest()
 
 
@@ -122,9 +121,7 @@ def _load_json(path: Path) -> dict[str, Any]:
 def _save_json(path: Path, doc: dict[str, Any]) -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc, separators=(",", ":")))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(doc, separators=(",", ":")).encode())
         return True
     except OSError:
         return False  # a cache: failing to save costs a re-hash later, nothing else

@@ -1,5 +1,8 @@
 """The working tree side: user paths checked to stay in the repo, pointer files, .gitignore,
-and atomic writes (temp file + rename) so nothing is ever half-written."""
+and the file helpers the data modules share: atomic writes (temp file + rename) so nothing
+is ever half-written, and whole-file reads through a raw descriptor.
+
+It imports neither the cache nor hashing, so both can import it at module level."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from mlci_tui.errors import InputError
 
 DVC_SUFFIX = ".dvc"
 DVC_LOCK = "dvc.lock"
+READ_CHUNK = 1 << 20
 
 
 def repo_relpath(root: Path, user_path: str, cwd: Path | None = None) -> str:
@@ -39,7 +43,20 @@ def repo_relpath(root: Path, user_path: str, cwd: Path | None = None) -> str:
     return rel
 
 
+def read_small(path: str | os.PathLike[str]) -> bytes:
+    """A whole (small) file's bytes: a raw descriptor costs less than a buffered open on hot paths."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, READ_CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to a temp file beside `path` and rename it in: readers see old or new, never half."""
     tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     try:
         with open(tmp, "wb") as f:

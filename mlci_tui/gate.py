@@ -11,11 +11,13 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlci_tui.compare import RunData, data_mismatch, load_run, metric_value, resolve_baseline
 from mlci_tui.config import Config
 from mlci_tui.gitio import Repo
+from mlci_tui.ledger.query.baseline import resolve_baseline
+from mlci_tui.ledger.query.compare import data_mismatch
+from mlci_tui.ledger.query.run import Run, load_run
 from mlci_tui.ledger.resolve import resolve_run
-from mlci_tui.output import fmt_number
+from mlci_tui.numbers import MAX_DIGITS, compared_change, digits_to_tell_apart, number_text
 
 if TYPE_CHECKING:
     import duckdb
@@ -34,13 +36,7 @@ class RuleResult:
 
     @property
     def change(self) -> str:
-        if self.base is None or self.head is None or not (math.isfinite(self.base) and math.isfinite(self.head)):
-            return ""
-        delta = self.head - self.base
-        text = ("+" if delta > 0 else "") + fmt_number(round(delta, 12))
-        if self.base:
-            text += f" ({'+' if delta > 0 else ''}{fmt_number(round(delta / abs(self.base) * 100, 2))}%)"
-        return text
+        return compared_change(self.base, self.head)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -55,8 +51,8 @@ class RuleResult:
 
 @dataclass
 class GateResult:
-    base: RunData | None
-    head: RunData
+    base: Run | None
+    head: Run
     rules: list[RuleResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # reasons outside the rules (stale, no baseline)
@@ -76,22 +72,27 @@ class GateResult:
         return 0 if self.passed else 1
 
 
+def _limit(value: float) -> str:
+    """A limit from mlci.yaml, as the user wrote it (all its digits)."""
+    return number_text(float(value), MAX_DIGITS)
+
+
 def _limit_text(rule: dict[str, Any], direction: str | None) -> str:
     parts = []
     if rule.get("min") is not None:
-        parts.append(f">= {fmt_number(rule['min'])}")
+        parts.append(f">= {_limit(rule['min'])}")
     if rule.get("max") is not None:
-        parts.append(f"<= {fmt_number(rule['max'])}")
+        parts.append(f"<= {_limit(rule['max'])}")
     if direction == "max":
         if rule.get("max_drop") is not None:
-            parts.append(f"drop <= {fmt_number(rule['max_drop'])}")
+            parts.append(f"drop <= {_limit(rule['max_drop'])}")
         if rule.get("max_drop_pct") is not None:
-            parts.append(f"drop <= {fmt_number(rule['max_drop_pct'])}%")
+            parts.append(f"drop <= {_limit(rule['max_drop_pct'])}%")
     if direction == "min":
         if rule.get("max_rise") is not None:
-            parts.append(f"rise <= {fmt_number(rule['max_rise'])}")
+            parts.append(f"rise <= {_limit(rule['max_rise'])}")
         if rule.get("max_rise_pct") is not None:
-            parts.append(f"rise <= {fmt_number(rule['max_rise_pct'])}%")
+            parts.append(f"rise <= {_limit(rule['max_rise_pct'])}%")
     if direction and _relative(rule) and not any(p.startswith(("drop", "rise")) for p in parts):
         parts.append("no drop" if direction == "max" else "no rise")
     if rule.get("required"):
@@ -105,14 +106,14 @@ def _relative(rule: dict[str, Any]) -> bool:
     return any(rule.get(k) is not None for k in keys)
 
 
-def check_rule(name: str, rule: dict[str, Any], cfg: Config, base: RunData | None, head: RunData) -> RuleResult:
+def check_rule(name: str, rule: dict[str, Any], cfg: Config, base: Run | None, head: Run) -> RuleResult:
     direction = rule.get("direction") or cfg.direction(name)
     if direction is None and (rule.get("max_drop") is not None or rule.get("max_drop_pct") is not None):
         direction = "max"
     if direction is None and (rule.get("max_rise") is not None or rule.get("max_rise_pct") is not None):
         direction = "min"
-    c = metric_value(head, name)
-    b = metric_value(base, name) if base else None
+    c = head.metric(name)
+    b = base.metric(name) if base else None
     limit = _limit_text(rule, direction)
     result = RuleResult(name, b, c, limit, PASS)
     if c is None:
@@ -122,10 +123,10 @@ def check_rule(name: str, rule: dict[str, Any], cfg: Config, base: RunData | Non
         result.verdict, result.reason = FAIL, "NaN"
         return result
     if rule.get("min") is not None and c < rule["min"]:
-        result.verdict, result.reason = FAIL, f"below {fmt_number(rule['min'])}"
+        result.verdict, result.reason = FAIL, f"below {_limit(rule['min'])}"
         return result
     if rule.get("max") is not None and c > rule["max"]:
-        result.verdict, result.reason = FAIL, f"above {fmt_number(rule['max'])}"
+        result.verdict, result.reason = FAIL, f"above {_limit(rule['max'])}"
         return result
     if not (_relative(rule) and direction):
         return result
@@ -145,11 +146,11 @@ def check_rule(name: str, rule: dict[str, Any], cfg: Config, base: RunData | Non
     allowed = min(allowances) if allowances else 0.0
     if worse > allowed and not math.isclose(worse, allowed, rel_tol=1e-9, abs_tol=1e-12):
         word = "dropped" if direction == "max" else "rose"
-        result.verdict, result.reason = FAIL, f"{word} by {fmt_number(round(abs(worse), 12))}"
+        result.verdict, result.reason = FAIL, f"{word} by {number_text(abs(worse), digits_to_tell_apart([b, c]))}"
     return result
 
 
-def evaluate(cfg: Config, base: RunData | None, head: RunData) -> GateResult:
+def evaluate(cfg: Config, base: Run | None, head: Run) -> GateResult:
     gate_cfg = cfg.section("gate")
     result = GateResult(base, head)
     for name, rule in sorted(gate_cfg["rules"].items()):
@@ -158,7 +159,7 @@ def evaluate(cfg: Config, base: RunData | None, head: RunData) -> GateResult:
         result.warnings.append("no gate.rules in mlci.yaml: nothing to check")
     if base is None and gate_cfg["require_baseline"]:
         result.failures.append("no baseline, and gate.require_baseline is true")
-    if head.fields.get("stale"):
+    if head.stale:
         message = "the candidate is stale: its train.deps changed but its metrics did not (retrain?)"
         (result.failures if gate_cfg["stale"] == "fail" else result.warnings).append(message)
     if base is not None:
@@ -184,3 +185,11 @@ def gate_refs(
     result = evaluate(cfg, base, head)
     result.warnings[:0] = notices
     return result
+
+
+def run_gate(repo: Repo, cfg: Config, base_ref: str | None, head_ref: str) -> GateResult:
+    """`gate_refs` in a connection of its own: `mlci gate` and the pre-push gate."""
+    from mlci_tui.ledger.held import open_cache
+
+    with open_cache(repo) as con:
+        return gate_refs(repo, con, cfg, base_ref, head_ref)

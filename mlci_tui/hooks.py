@@ -266,7 +266,8 @@ def _gate_on_push(repo: Repo, shas: list[str]) -> bool:
         cfg = config_mod.load_from_git(repo, sha)
         if not cfg.section("gate")["on_push"]:
             continue
-        from mlci_tui.cli.gate import print_gate, run_gate
+        from mlci_tui.gate import run_gate
+        from mlci_tui.report.verdict import write_gate
 
         try:
             result = run_gate(repo, cfg, None, sha)
@@ -274,7 +275,7 @@ def _gate_on_push(repo: Repo, shas: list[str]) -> bool:
             _err(f"warning: gate skipped for {sha[:12]}: {exc}")
             continue
         if not result.passed:
-            print_gate(result, "table", sys.stderr)
+            write_gate(result, "table", sys.stderr)
             _err(
                 f"push refused by the mlci gate for {sha[:12]} (gate.on_push); "
                 "`git push --no-verify` skips it, CI's `mlci gate` still decides"

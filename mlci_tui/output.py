@@ -1,7 +1,9 @@
 """Listings in the four formats every command shares: table, json, csv, md.
 
 Every cell passes through the display sanitiser (table, csv, md) or is JSON-escaped (json),
-so names, messages and values from the data print inertly in every format.
+so names, messages and values from the data print inertly in every format. Numbers are
+written by `numbers`: five significant digits in a table or Markdown, widened per column
+until its values print differently; twelve in CSV.
 """
 
 from __future__ import annotations
@@ -13,30 +15,21 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from mlci_tui.numbers import HUMAN_DIGITS, MAX_DIGITS, NAN, NEG_INF, POS_INF, digits_to_tell_apart, number_text
 from mlci_tui.sanitize import display, markdown_cell
 
 FORMATS = ("table", "json", "csv", "md")
 MAX_CELL = 48
 
 
-def fmt_number(value: float) -> str:
-    """Floats without binary noise: 0.1 + 0.2 prints as 0.3; 12 significant digits."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.12g}"
-
-
-def cell_text(value: Any) -> str:
+def cell_text(value: Any, digits: int = HUMAN_DIGITS) -> str:
+    """One value as the text of a cell (a float in `digits` significant digits)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return fmt_number(value)
+        return number_text(value, digits)
     if _is_datetime(value):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, (dict, list)):
@@ -53,7 +46,7 @@ def _is_datetime(value: Any) -> bool:
 def json_value(value: Any) -> Any:
     """JSON-safe: NaN and infinities as strings, times as ISO 8601 UTC."""
     if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return NAN if math.isnan(value) else (POS_INF if value > 0 else NEG_INF)
     if _is_datetime(value):
         return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if isinstance(value, dict):
@@ -68,8 +61,16 @@ def _truncate(text: str, width: int = MAX_CELL) -> str:
 
 
 def write(
-    rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, out: TextIO, *, truncate: bool = True
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    out: TextIO,
+    *,
+    truncate: bool = True,
+    compared: tuple[str, str] | None = None,
 ) -> None:
+    """`rows` in `fmt`. `compared` names two columns holding a baseline and its candidate: in
+    each row those two print in the digits that tell them apart."""
     if fmt == "json":
         # one object per line: json.dumps(indent=...) falls back to the pure-Python encoder,
         # which cost 40% of `mlci runs --json` over 1,000 runs (benchmarks/bench_peers.py)
@@ -81,16 +82,19 @@ def write(
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([display(c) for c in columns])
         for r in rows:
-            writer.writerow([display(cell_text(r.get(c))) for c in columns])
+            writer.writerow([display(cell_text(r.get(c), MAX_DIGITS)) for c in columns])
     elif fmt == "md":
+        digits = column_digits(rows, columns)
         out.write("| " + " | ".join(markdown_cell(c) for c in columns) + " |\n")
         out.write("|" + "|".join("---" for _ in columns) + "|\n")
         for r in rows:
-            out.write("| " + " | ".join(markdown_cell(cell_text(r.get(c))) for c in columns) + " |\n")
+            texts = _row_texts(r, columns, digits, compared)
+            out.write("| " + " | ".join(markdown_cell(t) for t in texts) + " |\n")
     else:
+        digits = column_digits(rows, columns)
         table = [[display(c) for c in columns]]
         for r in rows:
-            cells = [display(cell_text(r.get(c))) for c in columns]
+            cells = [display(t) for t in _row_texts(r, columns, digits, compared)]
             table.append([_truncate(c) if truncate else c for c in cells])
         widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
         numeric = [all(_looks_numeric(r.get(c)) for r in rows) and rows for c in columns]
@@ -99,6 +103,20 @@ def write(
             out.write("  ".join(parts).rstrip() + "\n")
             if n == 0:
                 out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def _row_texts(
+    row: dict[str, Any], columns: Sequence[str], digits: list[int], compared: tuple[str, str] | None
+) -> list[str]:
+    if compared is not None:
+        pair = digits_to_tell_apart([row.get(compared[0]), row.get(compared[1])])
+        digits = [max(d, pair) if c in compared else d for c, d in zip(columns, digits)]
+    return [cell_text(row.get(c), d) for c, d in zip(columns, digits)]
+
+
+def column_digits(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[int]:
+    """For each column, the digits at which its numbers print differently (`numbers.digits_to_tell_apart`)."""
+    return [digits_to_tell_apart(r.get(c) for r in rows) for c in columns]
 
 
 def _looks_numeric(value: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Handlers of `mlci diff`, `mlci gate`, `mlci promote` and `mlci stages`."""
+"""`mlci diff`, `mlci gate`, `mlci promote` and `mlci stages`: a candidate against its baseline."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from mlci_tui import config as config_mod
 from mlci_tui import output
 from mlci_tui.cli.console import notice, open_ledger, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options
-from mlci_tui.compare import RunData, diff_maps, load_run, resolve_baseline
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
+from mlci_tui.ledger.query.baseline import resolve_baseline
+from mlci_tui.ledger.query.compare import diff_maps
+from mlci_tui.ledger.query.names import map_keys
+from mlci_tui.ledger.query.rows import first_row
+from mlci_tui.ledger.query.run import Run, load_run, param_text
 from mlci_tui.ledger.resolve import Resolved, resolve_run
-from mlci_tui.sanitize import display
+from mlci_tui.numbers import compared_change
 
 
 def _resolve(repo: Repo, con: Any, ref: str) -> Resolved:
@@ -25,35 +29,14 @@ def _resolve(repo: Repo, con: Any, ref: str) -> Resolved:
     return resolved
 
 
-def _workspace_run(repo: Repo, cfg: config_mod.Config) -> RunData:
+def _workspace_run(repo: Repo, cfg: config_mod.Config) -> Run:
     from mlci_tui.capture.build import read_values
     from mlci_tui.sources import WorkdirSource
 
     values = read_values(cfg, WorkdirSource(repo.root), strict=True)
-    params = {key: _text(value) for key, value in _map_keys(values.params).items()}
-    metrics = {key: float(value) for key, value in _map_keys(values.metrics).items()}
-    return RunData("workspace", {"kind": "workspace", "commit": None}, params, metrics, how="workspace")
-
-
-def _map_keys(per_file: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Names as the `runs` view keys them: plain when unique, `file:name` when in two files."""
-    seen: dict[str, int] = {}
-    for values_of_file in per_file.values():
-        for name in values_of_file:
-            seen[name] = seen.get(name, 0) + 1
-    return {
-        (name if seen[name] == 1 else f"{file}:{name}"): value
-        for file, values_of_file in per_file.items()
-        for name, value in values_of_file.items()
-    }
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value) if isinstance(value, (list, dict)) or value is None else repr(value)
+    params = {key: param_text(value) for key, value in map_keys(values.params).items()}
+    metrics = {key: float(value) for key, value in map_keys(values.metrics).items()}
+    return Run("workspace", kind="workspace", params=params, metrics=metrics, how="workspace")
 
 
 def diff(args: argparse.Namespace) -> int:
@@ -79,8 +62,8 @@ def diff(args: argparse.Namespace) -> int:
     data = diff_maps(base.datasets, head.datasets, changed_only=not args.all)
     if args.format == "json":
         doc = {
-            "base": {"run_id": base.run_id, "commit": base.fields.get("commit")},
-            "head": {"run_id": head.run_id, "commit": head.fields.get("commit")},
+            "base": {"run_id": base.run_id, "commit": base.commit},
+            "head": {"run_id": head.run_id, "commit": head.commit},
             "params": [{"name": c.name, "base": c.base, "head": c.head} for c in params],
             "metrics": [
                 {"name": c.name, "base": c.base, "head": c.head, "change": c.delta, "change_pct": c.pct}
@@ -94,9 +77,9 @@ def diff(args: argparse.Namespace) -> int:
     say(f"{base.label} -> {head.label}")
     print()
     metric_rows = [
-        {"metric": c.name, "base": c.base, "head": c.head, "change": _change_text(c.delta, c.pct)} for c in metrics
+        {"metric": c.name, "base": c.base, "head": c.head, "change": compared_change(c.base, c.head)} for c in metrics
     ]
-    output.write(metric_rows, ["metric", "base", "head", "change"], fmt, sys.stdout)
+    output.write(metric_rows, ["metric", "base", "head", "change"], fmt, sys.stdout, compared=("base", "head"))
     print()
     if params:
         output.write(
@@ -118,58 +101,14 @@ def diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _change_text(delta: float | None, pct: float | None) -> str:
-    if delta is None:
-        return ""
-    text = ("+" if delta > 0 else "") + output.fmt_number(round(delta, 12))
-    if pct is not None:
-        text += f" ({'+' if pct > 0 else ''}{output.fmt_number(round(pct, 2))}%)"
-    return text
-
-
-def run_gate(repo: Repo, cfg: config_mod.Config, base_ref: str | None, head_ref: str) -> Any:
-    from mlci_tui.gate import gate_refs
-    from mlci_tui.ledger.cache import LedgerCache
-
-    with LedgerCache(repo).connect() as con:
-        return gate_refs(repo, con, cfg, base_ref, head_ref)
-
-
-def print_gate(result: Any, fmt: str, out: Any = None) -> None:
-    out = out or sys.stdout
-    if fmt == "json":
-        doc = {
-            "verdict": result.verdict,
-            "base": result.base.run_id if result.base else None,
-            "head": result.head.run_id,
-            "rules": [r.row() | {"verdict": r.verdict, "reason": r.reason} for r in result.rules],
-            "warnings": result.warnings,
-            "failures": result.failures,
-        }
-        out.write(json.dumps(output.json_value(doc), indent=2, ensure_ascii=True) + "\n")
-        return
-    base = result.base.label if result.base else "none"
-    out.write(display(f"gate: candidate {result.head.label} against baseline {base}") + "\n")
-    if result.rules:
-        out.write("\n")
-        output.write(
-            [r.row() for r in result.rules],
-            ["metric", "baseline", "candidate", "change", "limit", "verdict"],
-            "md" if fmt == "md" else "table",
-            out,
-        )
-    for warning in result.warnings:
-        out.write(display(f"warning: {warning}") + "\n")
-    for failure in result.failures:
-        out.write(display(f"fail: {failure}") + "\n")
-    out.write(f"\nverdict: {result.verdict.upper()}\n")
-
-
 def gate(args: argparse.Namespace) -> int:
+    from mlci_tui.gate import run_gate
+    from mlci_tui.report.verdict import write_gate
+
     repo = Repo.find()
     cfg = config_mod.load(repo.root)
     result = run_gate(repo, cfg, args.base, args.head)
-    print_gate(result, args.format)
+    write_gate(result, args.format, sys.stdout)
     return int(result.exit_code)
 
 
@@ -196,8 +135,8 @@ def promote(args: argparse.Namespace) -> int:
     with open_ledger(repo) as con:
         resolved = _resolve(repo, con, args.run)
         run = load_run(con, resolved)
-        count = con.execute("SELECT count(*) FROM promotions WHERE stage = ?", [args.stage]).fetchone()[0]
-    commit = run.fields.get("commit")
+        count = first_row(con, "SELECT count(*) FROM promotions WHERE stage = ?", [args.stage])[0]
+    commit = run.commit
     model_hash = _model_hash(repo, cfg.model, commit) if cfg.model else None
     if cfg.model and model_hash is None:
         notice(f"warning: model {cfg.model} not found in the run's commit or the working tree; no hash recorded")

@@ -1,4 +1,4 @@
-"""Handlers of the query and ledger subcommands: thin wrappers over the core."""
+"""`mlci record`, `capture`, `runs`, `show`, `sql`, `tag`, `note`: runs into the ledger, and read back."""
 
 from __future__ import annotations
 
@@ -16,33 +16,12 @@ from mlci_tui.cli.console import notice, open_ledger, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options
 from mlci_tui.errors import InputError, first_line
 from mlci_tui.gitio import Repo
+from mlci_tui.ledger.annotate import add_note, add_tag
+from mlci_tui.ledger.query.run import LISTED_FIELDS, Run
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sanitize import display
 
 RUN_TABLE_COLUMNS = ["run", "time", "kind", "branch", "commit", "message"]
-RUN_FIELDS = [
-    "run_id",
-    "kind",
-    "name",
-    "status",
-    "started",
-    "ended",
-    "commit",
-    "tree",
-    "patch_id",
-    "branch",
-    "author",
-    "message",
-    "source",
-    "parent",
-    "sweep_id",
-    "trial_id",
-    "stale",
-    "tags",
-    "params",
-    "metrics",
-]
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def record(args: argparse.Namespace) -> int:
@@ -72,37 +51,6 @@ def capture(args: argparse.Namespace) -> int:
     if report.empty:
         say(f"{len(report.empty)} commit(s) hold no params or metrics files: no run")
     return 0
-
-
-def _sort_clause(sort: str | None, params: list[str], metrics: list[str]) -> tuple[str, list[Any]]:
-    if not sort:
-        return "ORDER BY started DESC NULLS LAST, time DESC, run_id", []
-    desc = sort.startswith("-")
-    key = sort.lstrip("-+")
-    direction = "DESC" if desc else "ASC"
-    columns = {n for n in RUN_FIELDS if n not in ("params", "metrics", "tags")} | {"time", "started", "ended"}
-    if key in columns:
-        return f'ORDER BY "{key}" {direction} NULLS LAST, run_id', []
-    if key in metrics:
-        # NaN sorts above every number in DuckDB: a diverged run must not list as the best
-        return f"ORDER BY nullif(metrics[?], 'NaN'::DOUBLE) {direction} NULLS LAST, run_id", [key]
-    if key in params:
-        return (
-            f"ORDER BY coalesce(TRY_CAST(params[?] AS DOUBLE), NULL) {direction} NULLS LAST, params[?] {direction}, run_id",
-            [key, key],
-        )
-    qualified = [k for k in metrics + params if k.endswith(f":{key}")]
-    if qualified:
-        raise InputError(
-            f"--sort {display(key)!r} is ambiguous: it comes from several files; name one of "
-            + ", ".join(display(k) for k in qualified[:5])
-        )
-    raise InputError(f"--sort {display(key)!r}: no such column, metric or param")
-
-
-def _keys(con: Any, kind: str) -> list[str]:
-    """Every metric or param map key in the ledger (kept by the cache; no scan of the runs)."""
-    return [r[0] for r in con.execute("SELECT name FROM names WHERE kind = ? ORDER BY name", [kind]).fetchall()]
 
 
 def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str] | None:
@@ -149,49 +97,38 @@ def runs(args: argparse.Namespace) -> int:
 
 
 def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
-    import duckdb
+    from mlci_tui.ledger.query.listing import list_runs
 
+    limit = args.limit if args.limit is not None else (50 if args.format in ("table", "md") else 0)
     with open_ledger(repo) as con:
-        metric_keys = _keys(con, "metric")
-        param_keys = _keys(con, "param")
-        order, binds = _sort_clause(args.sort, param_keys, metric_keys)
-        limit = args.limit if args.limit is not None else (50 if args.format in ("table", "md") else 0)
-        where = f"WHERE ({args.where})" if args.where else ""
-        sql = f"SELECT * FROM runs {where} {order}" + (f" LIMIT {int(limit)}" if limit and limit > 0 else "")
-        try:
-            cur = con.execute(sql, binds)
-            names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, r)) for r in cur.fetchall()]
-            total = con.execute(f"SELECT count(*) FROM runs {where}").fetchone()[0]
-        except duckdb.Error as exc:
-            raise InputError(f"--where: {first_line(exc)}") from None
+        listing = list_runs(con, where=args.where, sort=args.sort, limit=limit)
+    runs = listing.runs
     if args.format in ("json", "csv"):
-        listing = [{k: r.get(k) for k in RUN_FIELDS} | {"time": r.get("time")} for r in rows]
-        output.write(listing, RUN_FIELDS[:1] + ["time"] + RUN_FIELDS[1:], args.format, out)
+        output.write([r.listed() for r in runs], LISTED_FIELDS, args.format, out)
         return 0
-    shown_metrics = [k for k in metric_keys if any(k in (r["metrics"] or {}) for r in rows)][:8]
-    shown_params = [k for k in param_keys if args.all_params or _differs(rows, k)][:6]
+    shown_metrics = [k for k in listing.metric_keys if any(k in r.metrics for r in runs)][:8]
+    shown_params = [k for k in listing.param_keys if args.all_params or _differs(runs, k)][:6]
     table = []
-    for r in rows:
-        row = {
-            "run": r["run_id"][:8],
-            "time": r["started"],
-            "kind": r["kind"] + (" (stale)" if r.get("stale") else ""),
-            "branch": r["branch"],
-            "commit": (r["commit"] or "")[:8],
-            "message": (r["name"] or (r["message"] or "").split("\n", 1)[0])[:40],
+    for r in runs:
+        row: dict[str, Any] = {
+            "run": r.run_id[:8],
+            "time": r.started,
+            "kind": (r.kind or "") + (" (stale)" if r.stale else ""),
+            "branch": r.branch,
+            "commit": (r.commit or "")[:8],
+            "message": r.subject[:40],
         }
         for k in shown_metrics:
-            row[k] = (r["metrics"] or {}).get(k)
+            row[k] = r.metrics.get(k)
         for k in shown_params:
-            row[f"{k}"] = _param_cell((r["params"] or {}).get(k))
+            row[k] = _param_cell(r.params.get(k))
         table.append(row)
     output.write(table, RUN_TABLE_COLUMNS + shown_metrics + shown_params, args.format, out)
     if args.format != "table":
         return 0
-    if total > len(rows):
-        print(f"({len(rows)} of {total} runs; --limit 0 shows all)", file=out)
-    elif not rows:
+    if listing.total > len(runs):
+        print(f"({len(runs)} of {listing.total} runs; --limit 0 shows all)", file=out)
+    elif not runs:
         print("no runs yet: commit params/metrics files with the hooks installed, or run `mlci capture`", file=out)
     return 0
 
@@ -206,8 +143,8 @@ def _param_cell(value: str | None) -> Any:
     return number if re.fullmatch(r"[-+0-9.eE]+", value) else value
 
 
-def _differs(rows: list[dict[str, Any]], key: str) -> bool:
-    return len({(r["params"] or {}).get(key) for r in rows}) > 1
+def _differs(runs: list[Run], key: str) -> bool:
+    return len({r.params.get(key) for r in runs}) > 1
 
 
 def sql(args: argparse.Namespace) -> int:
@@ -237,48 +174,44 @@ def _resolve(repo: Repo, con: Any, ref: str) -> str:
 
 
 def show(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger.query.detail import read_detail
+
     repo = Repo.find()
     with open_ledger(repo) as con:
         run_id = _resolve(repo, con, args.run)
-        cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        names = [d[0] for d in cur.description]
-        run = dict(zip(names, cur.fetchone()))
-        params = con.execute(
-            "SELECT file, name, value FROM params WHERE run_id = ? ORDER BY file, name", [run_id]
-        ).fetchall()
-        metrics = con.execute(
-            """SELECT m.file, m.name, m.value, s.n, s.lo, s.hi, s.last_step FROM metrics m LEFT JOIN (
-                   SELECT name, count(*) n, min(value) lo, max(value) hi, max(step) last_step
-                   FROM steps WHERE run_id = ? GROUP BY name) s USING (name)
-               WHERE m.run_id = ? ORDER BY m.file, m.name""",
-            [run_id, run_id],
-        ).fetchall()
-        series = con.execute(
-            """SELECT file, name, count(*), min(value), max(value), arg_max(value, step), max(step) FROM steps
-               WHERE run_id = ? GROUP BY file, name ORDER BY file, name""",
-            [run_id],
-        ).fetchall()
-        notes = con.execute("SELECT time, text FROM notes WHERE run_id = ? ORDER BY time", [run_id]).fetchall()
-        stages = [r[0] for r in con.execute("SELECT stage FROM stages WHERE run_id = ?", [run_id]).fetchall()]
-        warnings = con.execute("SELECT warnings FROM run_rows WHERE run_id = ?", [run_id]).fetchone()[0]
+        detail = read_detail(con, run_id)
+    if detail is None:
+        raise InputError(f"run {run_id} is not in the ledger")
+    run = detail.run
+    params = sorted(detail.params)  # by file, then name: the files as they are on disk
+    metrics = sorted((m.file, m.name, m.value) for m in detail.metrics)
+    series = detail.series_stats
     if args.format == "json":
         import json
 
-        doc = {k: run.get(k) for k in RUN_FIELDS}
-        doc["time"] = run.get("started")
+        doc = run.listed()
+        doc["time"] = run.started
         doc["params_by_file"] = [{"file": f, "name": n, "value": v} for f, n, v in params]
-        doc["metrics_by_file"] = [{"file": f, "name": n, "value": v} for f, n, v, *_ in metrics]
+        doc["metrics_by_file"] = [{"file": f, "name": n, "value": v} for f, n, v in metrics]
         doc["steps"] = [
-            {"file": f, "name": n, "count": c, "min": lo, "max": hi, "last": last, "last_step": ls}
-            for f, n, c, lo, hi, last, ls in series
+            {
+                "file": s.file,
+                "name": s.name,
+                "count": s.count,
+                "min": s.low,
+                "max": s.high,
+                "last": s.last,
+                "last_step": s.last_step,
+            }
+            for s in series
         ]
-        doc["notes"] = [{"time": t, "text": x} for t, x in notes]
-        doc["stages"] = stages
-        doc["warnings"] = json.loads(warnings or "[]")
+        doc["notes"] = [{"time": t, "text": x} for _id, t, x in detail.notes]
+        doc["stages"] = detail.stages
+        doc["warnings"] = run.warnings
         print(json.dumps(output.json_value(doc), indent=2, ensure_ascii=True))
         return 0
-    fields = [{"field": k, "value": run.get(k)} for k in RUN_FIELDS if k not in ("params", "metrics")]
-    fields += [{"field": "stages", "value": ", ".join(stages) or None}]
+    fields = [{"field": k, "value": getattr(run, k)} for k in LISTED_FIELDS if k not in ("time", "params", "metrics")]
+    fields += [{"field": "stages", "value": ", ".join(detail.stages) or None}]
     output.write(fields, ["field", "value"], args.format, sys.stdout, truncate=False)
     print()
     output.write(
@@ -286,7 +219,7 @@ def show(args: argparse.Namespace) -> int:
     )
     print()
     output.write(
-        [{"file": f, "metric": n, "value": v} for f, n, v, *_ in metrics],
+        [{"file": f, "metric": n, "value": v} for f, n, v in metrics],
         ["file", "metric", "value"],
         args.format,
         sys.stdout,
@@ -295,15 +228,21 @@ def show(args: argparse.Namespace) -> int:
         print()
         output.write(
             [
-                {"file": f, "series": n, "steps": c, "min": lo, "max": hi, "last": last, "last step": ls}
-                for f, n, c, lo, hi, last, ls in series
+                {
+                    "file": s.file,
+                    "series": s.name,
+                    "steps": s.count,
+                    "min": s.low,
+                    "max": s.high,
+                    "last": s.last,
+                    "last step": s.last_step,
+                }
+                for s in series
             ],
             ["file", "series", "steps", "min", "max", "last", "last step"],
             args.format,
             sys.stdout,
         )
-    import json
-
     from mlci_tui.sanitize import markdown_cell
 
     def shown(text: str) -> str:
@@ -312,35 +251,30 @@ def show(args: argparse.Namespace) -> int:
             return "\n".join(markdown_cell(line) for line in text.split("\n"))
         return display(text, multiline=True)
 
-    for when, text in notes:
+    for _id, when, text in detail.notes:
         print(f"\nnote ({output.cell_text(when)}):\n{shown(text)}")
-    for warning in json.loads(warnings or "[]"):
+    for warning in run.warnings:
         print(f"warning: {shown(warning)}")
     return 0
 
 
-def _append_about(args: argparse.Namespace, build: Any) -> int:
+def _run_of(args: argparse.Namespace) -> tuple[Repo, str]:
     repo = Repo.find()
     with open_ledger(repo) as con:
-        run_id = _resolve(repo, con, args.run)
-    event = build(run_id)
-    LedgerStore(repo).append([event])
-    return run_id  # type: ignore[return-value]
+        return repo, _resolve(repo, con, args.run)
 
 
 def tag(args: argparse.Namespace) -> int:
-    from mlci_tui.ledger import events
-
-    run_id = _append_about(args, lambda rid: events.tag(rid, args.name, remove=args.remove))
-    say(f"{'untagged' if args.remove else 'tagged'} {str(run_id)[:8]} {args.name}")
+    repo, run_id = _run_of(args)
+    add_tag(repo, run_id, args.name, remove=args.remove)
+    say(f"{'untagged' if args.remove else 'tagged'} {run_id[:8]} {args.name}")
     return 0
 
 
 def note(args: argparse.Namespace) -> int:
-    from mlci_tui.ledger import events
-
-    run_id = _append_about(args, lambda rid: events.note(rid, args.text))
-    say(f"noted on {str(run_id)[:8]}")
+    repo, run_id = _run_of(args)
+    add_note(repo, run_id, args.text)
+    say(f"noted on {run_id[:8]}")
     return 0
 
 

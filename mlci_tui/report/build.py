@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlci_tui import __version__
-from mlci_tui.compare import Change, RunData, diff_maps
 from mlci_tui.config import Config
 from mlci_tui.gate import FAIL, PASS, SKIP, WARN, GateResult, RuleResult, gate_refs
 from mlci_tui.gitio import Repo
-from mlci_tui.output import fmt_number, json_value
+from mlci_tui.ledger.query.compare import Change, diff_maps
+from mlci_tui.ledger.query.names import candidates, map_keys
+from mlci_tui.ledger.query.run import Run
+from mlci_tui.ledger.query.series import commit_runs, first_parent_commits, step_rows
+from mlci_tui.numbers import compared_change, difference
+from mlci_tui.output import json_value
 
 if TYPE_CHECKING:
     import duckdb
@@ -40,28 +44,18 @@ class MetricRow:
 
     @property
     def delta(self) -> float | None:
-        b, h = self.base, self.head
-        if b is None or h is None or not (math.isfinite(b) and math.isfinite(h)):
-            return None
-        return round(h - b, 12)
+        """For JSON: the change, rounded past float noise."""
+        d = difference(self.base, self.head)[0]
+        return None if d is None else round(d, 12)
 
     @property
     def pct(self) -> float | None:
-        d = self.delta
-        if d is None or not self.base:
-            return None
-        return round(d / abs(self.base) * 100, 2)
+        p = difference(self.base, self.head)[1]
+        return None if p is None else round(p, 2)
 
     @property
     def change(self) -> str:
-        d = self.delta
-        if d is None:
-            return ""
-        text = ("+" if d > 0 else "") + fmt_number(d)
-        pct = self.pct
-        if pct is not None:
-            text += f" ({'+' if pct > 0 else ''}{fmt_number(pct)}%)"
-        return text
+        return compared_change(self.base, self.head)
 
     @property
     def better(self) -> bool | None:
@@ -140,11 +134,11 @@ class Report:
     version: str = __version__
 
     @property
-    def base(self) -> RunData | None:
+    def base(self) -> Run | None:
         return self.gate.base
 
     @property
-    def head(self) -> RunData:
+    def head(self) -> Run:
         return self.gate.head
 
     @property
@@ -181,15 +175,15 @@ class Report:
         return out
 
 
-def run_label(run: RunData | None) -> dict[str, Any]:
+def run_label(run: Run | None) -> dict[str, Any]:
     if run is None:
         return {}
-    message = (run.fields.get("message") or "").strip().splitlines()
+    message = (run.message or "").strip().splitlines()
     return {
         "run_id": run.run_id,
-        "commit": run.fields.get("commit"),
-        "branch": run.fields.get("branch"),
-        "kind": run.fields.get("kind"),
+        "commit": run.commit,
+        "branch": run.branch,
+        "kind": run.kind,
         "message": message[0] if message else "",
         "resolved_by": run.how,
     }
@@ -211,7 +205,7 @@ def _config_direction(cfg: Config, name: str) -> str | None:
     return direction
 
 
-def _status(base_run: RunData | None, base: float | None, head: float | None) -> str:
+def _status(base_run: Run | None, base: float | None, head: float | None) -> str:
     if base_run is None:
         return "only"
     if base is None and head is None:
@@ -230,14 +224,12 @@ def _status(base_run: RunData | None, base: float | None, head: float | None) ->
     return "same"
 
 
-def _key_of(run: RunData | None, name: str) -> str | None:
+def _key_of(run: Run | None, name: str) -> str | None:
     """The map key a plain metric name stands for in a run (itself, or its one `file:name`)."""
     if run is None:
         return None
-    if name in run.metrics:
-        return name
-    qualified = [k for k in run.metrics if k.endswith(f":{name}")]
-    return qualified[0] if len(qualified) == 1 else None
+    found = candidates(run.metrics, name)
+    return found[0] if len(found) == 1 else None
 
 
 def metric_rows(cfg: Config, gate: GateResult) -> tuple[list[MetricRow], list[MetricRow]]:
@@ -272,21 +264,14 @@ def metric_rows(cfg: Config, gate: GateResult) -> tuple[list[MetricRow], list[Me
 
 
 def _history(
-    repo: Repo, con: duckdb.DuckDBPyConnection, head: RunData, base: RunData | None, names: list[str], limit: int
+    repo: Repo, con: duckdb.DuckDBPyConnection, head: Run, base: Run | None, names: list[str], limit: int
 ) -> list[HistoryPoint]:
-    start = head.fields.get("commit") or "HEAD"
-    proc = repo.run("rev-list", "--first-parent", "-n", str(limit), start, "--", check=False)
-    commits = proc.stdout.decode().split() if proc.returncode == 0 else []
+    commits = first_parent_commits(repo, head.commit or "HEAD", limit)
     if not commits or not names:
         return []
-    rows = con.execute(
-        """SELECT commit, run_id, metrics FROM runs WHERE commit IN (SELECT unnest(?::VARCHAR[]))
-           QUALIFY row_number() OVER (PARTITION BY commit ORDER BY time DESC, run_id) = 1""",
-        [commits],
-    ).fetchall()
-    by_commit = {c: (rid, dict(m or {})) for c, rid, m in rows}
-    if head.fields.get("commit") in by_commit:
-        by_commit[head.fields["commit"]] = (head.run_id, head.metrics)
+    by_commit = commit_runs(con, commits)
+    if head.commit in by_commit:
+        by_commit[head.commit] = (head.run_id, head.metrics)
     points = []
     for sha in reversed(commits):
         if sha not in by_commit:
@@ -310,23 +295,13 @@ def _thin(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
     return [finite[i] for i in picks]
 
 
-def _steps(
-    con: duckdb.DuckDBPyConnection, head: RunData, base: RunData | None, key_names: list[str]
-) -> list[StepSeries]:
+def _steps(con: duckdb.DuckDBPyConnection, head: Run, base: Run | None, key_names: list[str]) -> list[StepSeries]:
     ids = [head.run_id] + ([base.run_id] if base else [])
-    rows = con.execute(
-        "SELECT run_id, file, name, step, value FROM steps WHERE run_id IN (SELECT unnest(?::VARCHAR[])) "
-        "ORDER BY file, name, step",
-        [ids],
-    ).fetchall()
-    series: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = {}
-    for run_id, file, name, step, value in rows:
+    per_file: dict[str, dict[str, dict[str, list[tuple[int, float]]]]] = {}
+    for run_id, file, name, step, value in step_rows(con, ids):
         side = "head" if run_id == head.run_id else "base"
-        series.setdefault((file, name), {"head": [], "base": []})[side].append((int(step), float(value)))
-    name_count: dict[str, int] = {}
-    for _file, name in series:
-        name_count[name] = name_count.get(name, 0) + 1
-    labelled = {(name if name_count[name] == 1 else f"{file}:{name}"): sides for (file, name), sides in series.items()}
+        per_file.setdefault(file, {}).setdefault(name, {"head": [], "base": []})[side].append((step, value))
+    labelled: dict[str, dict[str, list[tuple[int, float]]]] = map_keys(per_file)
     keys = set(key_names)
     chosen = [n for n in labelled if n in keys or n.rsplit(":", 1)[-1] in keys]
     if not chosen:

@@ -3,7 +3,7 @@
 The app owns what every screen shares (the repository, its config, the marked runs) and
 one worker that watches the ledger ref; screens own their widgets and query in workers
 that post messages back (see `messages.py`). The app holds one read-only connection to the
-query cache while it runs (`data.hold_cache`); workers query through cursors of it.
+query cache while it runs (`hold_cache`); workers query through cursors of it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from textual.worker import get_current_worker
 
 from mlci_tui import config as config_mod
 from mlci_tui.gitio import Repo
-from mlci_tui.tui import actions, data
+from mlci_tui.ledger.held import hold_cache, release_cache
+from mlci_tui.ledger.query.runs_view import ViewResult
+from mlci_tui.ledger.tip_watch import TipWatcher
+from mlci_tui.tui import actions
 from mlci_tui.tui.messages import LedgerChanged
 from mlci_tui.tui.screens.runs import RunsScreen
 
@@ -58,7 +61,7 @@ class MlciApp(App[None]):
         self.painted = threading.Event()
         self._stop = threading.Event()
         self._watching = False
-        self.query_cache = data.hold_cache(repo)  # opened by the first query, closed on unmount
+        self.query_cache = hold_cache(repo)  # opened by the first query, closed on unmount
 
     def get_default_screen(self) -> Screen[Any]:
         return RunsScreen()
@@ -71,7 +74,7 @@ class MlciApp(App[None]):
         raise LookupError("no runs screen")
 
     # ------------------------------------------------------------------ first paint, live refresh
-    def view_painted(self, result: data.ViewResult) -> None:
+    def view_painted(self, result: ViewResult) -> None:
         self.call_after_refresh(self._painted)
         if self.watch_ledger and not self._watching:
             self._watching = True
@@ -90,7 +93,7 @@ class MlciApp(App[None]):
     @work(thread=True, group="watch", exit_on_error=False)
     def _watch(self, tip: str) -> None:
         """Poll the ledger ref (a stat, and `git rev-parse` only when a ref file changed)."""
-        watcher = data.TipWatcher(self.repo)
+        watcher = TipWatcher(self.repo)
         known = watcher.poll() or tip
         if known != tip:
             self.post_message(LedgerChanged(known))
@@ -114,7 +117,7 @@ class MlciApp(App[None]):
 
     def on_unmount(self) -> None:
         self._stop.set()
-        data.release_cache(self.query_cache)
+        release_cache(self.query_cache)
 
     # ------------------------------------------------------------------ navigation
     def open_run(self, run_id: str) -> None:

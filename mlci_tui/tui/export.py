@@ -10,7 +10,8 @@ from typing import Any
 
 from mlci_tui import output
 from mlci_tui.gitio import Repo
-from mlci_tui.tui.data import CompareResult, Row, ViewResult, load_rows
+from mlci_tui.ledger.query.compare import CompareResult
+from mlci_tui.ledger.query.runs_view import Row, ViewResult, load_rows
 
 
 def view_rows(result: ViewResult, table: list[Row]) -> tuple[list[str], list[dict[str, Any]]]:

@@ -115,12 +115,13 @@ def test_rows_are_read_page_by_page_as_they_scroll_into_sight(lab: Path, monkeyp
     """The view reads the ordered ids and the first page of values; a page that scrolls into
     sight is read by a worker (its rows show their id meanwhile), and a refresh keeps the
     cursor's page read with the view."""
-    from mlci_tui.tui import data
+    from mlci_tui.ledger.query import runs_view
+    from mlci_tui.ledger.query.runs_view import load_view
     from mlci_tui.tui.widgets import run_table
 
-    monkeypatch.setattr(data, "PAGE_ROWS", 4)
-    monkeypatch.setattr(data, "FULL_VIEW_RUNS", 10)  # a large ledger, as far as the view knows
-    monkeypatch.setattr(data, "COMPLETE_AFTER", 3600.0)  # (the rest of the values: at the end)
+    monkeypatch.setattr(runs_view, "PAGE_ROWS", 4)
+    monkeypatch.setattr(runs_view, "FULL_VIEW_RUNS", 10)  # a large ledger, as far as the view knows
+    monkeypatch.setattr(runs_view, "COMPLETE_AFTER", 3600.0)  # (the rest of the values: at the end)
     monkeypatch.setattr(run_table, "PAGE", 4)
     append_runs(
         lab,
@@ -156,7 +157,7 @@ def test_rows_are_read_page_by_page_as_they_scroll_into_sight(lab: Path, monkeyp
         assert subjects[:3] == ["Baseline: logistic regression", "Raise learning rate", "Switch to a small CNN"]
         assert subjects == sorted(subjects) and t.current_run_id == rid_old_00  # the cursor kept its run
         # once the user pauses on a paged view, the rest of its values are read: a sort is then in memory
-        monkeypatch.setattr(data, "COMPLETE_AFTER", 0.05)
+        monkeypatch.setattr(runs_view, "COMPLETE_AFTER", 0.05)
         await pilot.press("r")
         await wait_until(pilot, lambda: app.runs_screen.result and app.runs_screen.result.table is not None)
         await goto_column(pilot, app, "m:acc")
@@ -164,7 +165,7 @@ def test_rows_are_read_page_by_page_as_they_scroll_into_sight(lab: Path, monkeyp
         await settle(pilot)
         result = app.runs_screen.result
         assert result is not None and result.table is not None and result.spec.sort_key == "m:acc"
-        by_sql = data.load_view(Repo.find(lab), result.spec, app.config.direction, complete=False)
+        by_sql = load_view(Repo.find(lab), result.spec, app.config, complete=False)
         assert result.ids.to_pylist() == by_sql.ids.to_pylist() and t.current_run_id == rid_old_00
 
     run_app(lab, scenario, size=(120, 20))

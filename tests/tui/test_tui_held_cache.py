@@ -1,5 +1,5 @@
 """The one read-only cache connection the app holds while the ledger tip is unchanged
-(`data.HeldCache`): reused across queries and threads, reopened when the ledger moves."""
+(`ledger.held.HeldCache`): reused across queries and threads, reopened when the ledger moves."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from conftest import git
 from tui_helpers import append_runs, copy_repo, make_lab, run_app, settle, wait_until
 
 from mlci_tui.gitio import Repo
+from mlci_tui.ledger import held as data
 from mlci_tui.ledger.cache import LedgerCache
-from mlci_tui.tui import data
+from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.tui.app import MlciApp
 
 
@@ -46,7 +47,7 @@ def test_one_connection_while_the_tip_is_unchanged_reopened_when_it_moves(lab: P
         assert [count(held) for _ in range(5)] == [6] * 5
         assert held.opens == 1
         tip = held.tip
-        assert tip and tip == (data.LedgerStore(repo).tip() or "")
+        assert tip and tip == (LedgerStore(repo).tip() or "")
         # another writer appends: the ref file changes, so the next query reopens at the new tip
         append_runs(lab, [dict(name="late", metrics={"acc": 0.5}, time="2025-03-09T09:00:00.000000Z")])
         assert count(held) == 7
@@ -190,7 +191,7 @@ def test_other_readers_in_the_process_see_the_new_tip_while_the_old_is_held(lab:
             assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 7
         with LedgerCache(repo).connect() as con:  # current now: no second rebuild
             assert con.execute("SELECT value FROM meta WHERE key = 'tip'").fetchall()[0][0] == (
-                data.LedgerStore(repo).tip() or ""
+                LedgerStore(repo).tip() or ""
             )
         assert count(held) == 7 and held.opens == 2
         assert not [p.name for p in repo.state_dir.iterdir() if ".tui-" in p.name]

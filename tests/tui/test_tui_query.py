@@ -9,11 +9,13 @@ from tui_helpers import make_lab, rid
 
 from mlci_tui import config as config_mod
 from mlci_tui.gitio import Repo
-from mlci_tui.tui import data
-from mlci_tui.tui.query import FilterError, Names, compile_filter
+from mlci_tui.ledger.query.filter import FilterError, Names, compile_filter
+from mlci_tui.ledger.query import runs_view
+from mlci_tui.ledger.query.runs_view import ViewSpec, load_pages, load_rows, load_view, sort_view
 
 NAMES = Names(metrics={"acc", "loss", "status"}, params={"lr", "model", "train.seed"}, steps={"loss"})
 AMBIGUOUS = Names(metrics={"acc"}, params={"acc"}, steps=set())
+NO_CONFIG = config_mod.load_text(Path("."), "")  # no directions, no gate.baseline
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def matching(root: Path, text: str) -> list[str]:
     """Short ids of the runs the filter keeps, oldest first."""
     repo = Repo.find(root)
-    result = data.load_view(repo, data.ViewSpec(filter_text=text, sort_key="time", descending=False), lambda m: None)
+    result = load_view(repo, ViewSpec(filter_text=text, sort_key="time", descending=False), NO_CONFIG)
     return [r[0] for r in result.ids.to_pylist()]
 
 
@@ -128,7 +130,7 @@ def test_a_filter_that_fails_in_duckdb_is_a_filter_error(lab: Path) -> None:
 def test_directions_come_from_the_config(lab: Path) -> None:
     repo = Repo.find(lab)
     cfg = config_mod.load(lab)
-    result = data.load_view(repo, data.ViewSpec(baseline=rid("a")), cfg.direction)
+    result = load_view(repo, ViewSpec(baseline=rid("a")), cfg)
     by_key = {c.key: c for c in result.columns}
     assert by_key["m:acc"].direction == "max" and by_key["d:loss"].direction == "min"
     assert [c.name for c in result.columns if c.kind == "param"] == ["epochs", "lr", "model"]
@@ -149,16 +151,16 @@ def test_sorting_in_memory_orders_like_sql(lab_plus: Path) -> None:
     """A complete view (a small ledger) is sorted in memory with pyarrow (key `s` or a header
     click); a view of a large ledger, and a live refresh, sort with ORDER BY. Same order."""
     repo = Repo.find(lab_plus)
-    base = data.load_view(repo, data.ViewSpec(baseline=rid("b")), lambda m: None)
+    base = load_view(repo, ViewSpec(baseline=rid("b")), NO_CONFIG)
     assert base.table is not None
     for column in base.columns:
         for descending in (False, True):
-            spec = data.ViewSpec(baseline=rid("b"), sort_key=column.key, descending=descending)
-            by_sql = data.load_view(repo, spec, lambda m: None).ids.to_pylist()
-            in_memory = data.sort_view(base, column.key, descending)
+            spec = ViewSpec(baseline=rid("b"), sort_key=column.key, descending=descending)
+            by_sql = load_view(repo, spec, NO_CONFIG).ids.to_pylist()
+            in_memory = sort_view(base, column.key, descending)
             assert in_memory is not None
             assert in_memory.ids.to_pylist() == by_sql, (column.key, descending)
-    assert data.sort_view(base, "m:no-such-metric", True) is None
+    assert sort_view(base, "m:no-such-metric", True) is None
 
 
 def test_sorting_orders_numbers_then_nan_then_missing_and_pages_follow_the_order(
@@ -166,15 +168,15 @@ def test_sorting_orders_numbers_then_nan_then_missing_and_pages_follow_the_order
 ) -> None:
     """Over a large ledger a view is the ordered run ids and pages of values read by id; the
     pages (and the rows export reads) follow the ORDER BY row by row."""
-    monkeypatch.setattr(data, "FULL_VIEW_RUNS", 0)
+    monkeypatch.setattr(runs_view, "FULL_VIEW_RUNS", 0)
     repo = Repo.find(lab_plus)
-    for column in data.load_view(repo, data.ViewSpec(baseline=rid("b")), lambda m: None).columns:
+    for column in load_view(repo, ViewSpec(baseline=rid("b")), NO_CONFIG).columns:
         for descending in (False, True):
-            spec = data.ViewSpec(baseline=rid("b"), sort_key=column.key, descending=descending)
-            result = data.load_view(repo, spec, lambda m: None)
+            spec = ViewSpec(baseline=rid("b"), sort_key=column.key, descending=descending)
+            result = load_view(repo, spec, NO_CONFIG)
             assert result.table is None
             ids = result.ids.to_pylist()
-            assert [r[0] for r in result.pages[0]] == ids == [r[0] for r in data.load_rows(repo, result)]
+            assert [r[0] for r in result.pages[0]] == ids == [r[0] for r in load_rows(repo, result)]
             if column.kind != "metric":
                 continue
             values = [r[column.source] for r in result.pages[0]]
@@ -182,7 +184,7 @@ def test_sorting_orders_numbers_then_nan_then_missing_and_pages_follow_the_order
             assert values[: len(numbers)] == sorted(numbers, reverse=descending), (column.key, values)
             rest = values[len(numbers) :]
             assert rest == sorted(rest, key=lambda v: v is None), (column.key, values)  # NaN, then none
-    by_lr = data.load_view(repo, data.ViewSpec(sort_key="p:lr", descending=False), lambda m: None)
+    by_lr = load_view(repo, ViewSpec(sort_key="p:lr", descending=False), NO_CONFIG)
     lr = next(c for c in by_lr.columns if c.key == "p:lr")
     lrs = [r[lr.source] for r in by_lr.pages[0]]
     numbers = [float(v) for v in lrs[:-1]]
@@ -190,11 +192,11 @@ def test_sorting_orders_numbers_then_nan_then_missing_and_pages_follow_the_order
 
 
 def test_pages_around_the_kept_run_are_read_with_the_view(lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "PAGE_ROWS", 2)
-    monkeypatch.setattr(data, "FULL_VIEW_RUNS", 0)
+    monkeypatch.setattr(runs_view, "PAGE_ROWS", 2)
+    monkeypatch.setattr(runs_view, "FULL_VIEW_RUNS", 0)
     repo = Repo.find(lab)
-    ids = data.load_view(repo, data.ViewSpec(), lambda m: None).ids.to_pylist()
-    result = data.load_view(repo, data.ViewSpec(), lambda m: None, keep=ids[5])
+    ids = load_view(repo, ViewSpec(), NO_CONFIG).ids.to_pylist()
+    result = load_view(repo, ViewSpec(), NO_CONFIG, keep=ids[5])
     assert sorted(result.pages) == [0, 1, 2]  # page 0 and pages 1-3 around row 5 (there is no page 3)
     assert [r[0] for n in sorted(result.pages) for r in result.pages[n]] == ids
-    assert data.load_pages(repo, result, [2, 7]) == {2: result.pages[2]}
+    assert load_pages(repo, result, [2, 7]) == {2: result.pages[2]}

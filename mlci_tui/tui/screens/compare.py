@@ -16,8 +16,9 @@ from textual.binding import BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from mlci_tui.ledger.query.compare import CompareResult, load_compare
 from mlci_tui.sanitize import display
-from mlci_tui.tui import actions, cells, data
+from mlci_tui.tui import actions, cells
 from mlci_tui.tui.messages import Failed, Loaded
 from mlci_tui.tui.widgets.tables import refill
 
@@ -39,7 +40,7 @@ class CompareScreen(Screen[None]):
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
         self.run_ids = run_ids
-        self.result: data.CompareResult | None = None
+        self.result: CompareResult | None = None
         self.differences_only = False
         self.generation = 0
 
@@ -66,7 +67,7 @@ class CompareScreen(Screen[None]):
     @work(thread=True, group="compare", exit_on_error=False)
     def _load(self, generation: int) -> None:
         try:
-            result = data.load_compare(self.mlci.repo, self.run_ids, self.mlci.config.direction)
+            result = load_compare(self.mlci.repo, self.run_ids, self.mlci.config.direction)
         except Exception as exc:
             self.post_message(Failed("compare", generation, display(f"{type(exc).__name__}: {exc}")))
             return
@@ -151,7 +152,7 @@ class CompareScreen(Screen[None]):
         )
 
     @work(thread=True, group="export", exit_on_error=False)
-    def _export(self, result: data.CompareResult, only: bool, fmt: str, path: Path) -> None:
+    def _export(self, result: CompareResult, only: bool, fmt: str, path: Path) -> None:
         from mlci_tui.tui import export
 
         try:

@@ -14,8 +14,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Select, Static
 
+from mlci_tui.ledger.query.runs_view import LedgerInfo
+from mlci_tui.ledger.query.series import load_commit_series, load_scatter, load_step_series, series_coverage
 from mlci_tui.sanitize import display
-from mlci_tui.tui import actions, data
+from mlci_tui.tui import actions
 from mlci_tui.tui.messages import Failed, Loaded
 from mlci_tui.tui.widgets.plot import Chart, PlotView
 
@@ -29,10 +31,10 @@ class PlotScreen(Screen[None]):
     SCOPE = "plot"
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings("plot")  # type: ignore[assignment]
 
-    def __init__(self, run_ids: list[str], info: data.LedgerInfo | None, filter_text: str) -> None:
+    def __init__(self, run_ids: list[str], info: LedgerInfo | None, filter_text: str) -> None:
         super().__init__()
         self.run_ids = run_ids
-        self.info = info or data.LedgerInfo(tip="")
+        self.info = info or LedgerInfo(tip="")
         self.filter_text = filter_text
         self.mode = "steps" if self.info.steps else "commits"
         self.metric: str | None = None
@@ -106,7 +108,7 @@ class PlotScreen(Screen[None]):
         repo = self.mlci.repo
         try:
             if metric is None and mode == "steps" and self.metric_choices():
-                coverage = data.series_coverage(repo, self.run_ids)
+                coverage = series_coverage(repo, self.run_ids)
                 choices = self.metric_choices()
                 metric = max(
                     choices,
@@ -115,7 +117,7 @@ class PlotScreen(Screen[None]):
             if metric is None:
                 chart = Chart("line", "", "", "", empty="no metrics to plot: the ledger has none of this kind yet")
             elif mode == "steps":
-                series = data.load_step_series(repo, self.run_ids, metric)
+                series = load_step_series(repo, self.run_ids, metric)
                 chart = Chart(
                     "line",
                     f"{metric} by step",
@@ -125,7 +127,7 @@ class PlotScreen(Screen[None]):
                     empty=f"no step series {metric!r} for these runs (mark runs with steps, or press 2)",
                 )
             elif mode == "commits":
-                one = data.load_commit_series(repo, metric)
+                one = load_commit_series(repo, metric)
                 chart = Chart(
                     "line",
                     f"{metric} along the history of HEAD",
@@ -138,7 +140,7 @@ class PlotScreen(Screen[None]):
                 if param is None:
                     chart = Chart("scatter", "", "", "", empty="no params to plot against")
                 else:
-                    one = data.load_scatter(repo, param, metric, self.filter_text, self.info)
+                    one = load_scatter(repo, param, metric, self.filter_text, self.info)
                     one.label = f"{len(one.x)} runs"
                     chart = Chart(
                         "scatter",

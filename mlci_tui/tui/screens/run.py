@@ -17,8 +17,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static, TabbedContent, TabPane
 
 from mlci_tui.errors import MlciError
+from mlci_tui.ledger.annotate import add_note, add_tag
+from mlci_tui.ledger.query.detail import RunDetail, Validation, digest_of, load_detail
 from mlci_tui.sanitize import display
-from mlci_tui.tui import actions, cells, data
+from mlci_tui.tui import actions, cells
 from mlci_tui.tui.messages import Failed, Loaded
 from mlci_tui.tui.widgets.tables import refill
 
@@ -54,7 +56,7 @@ class RunScreen(Screen[None]):
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self.detail: data.RunDetail | None = None
+        self.detail: RunDetail | None = None
         self.generation = 0
         self.at_step: int | None = None
 
@@ -94,7 +96,7 @@ class RunScreen(Screen[None]):
     @work(thread=True, group="detail", exit_on_error=False)
     def _load(self, generation: int) -> None:
         try:
-            detail = data.load_detail(self.mlci.repo, self.run_id)
+            detail = load_detail(self.mlci.repo, self.run_id)
         except Exception as exc:
             self.post_message(Failed("detail", generation, display(f"{type(exc).__name__}: {exc}")))
             return
@@ -125,9 +127,9 @@ class RunScreen(Screen[None]):
         self.notify(message.error, title="Error", severity="error", markup=False)
 
     # ------------------------------------------------------------------ painting
-    def _show(self, d: data.RunDetail) -> None:
+    def _show(self, d: RunDetail) -> None:
         run = d.run
-        subject = run.get("name") or (run.get("message") or "").split("\n", 1)[0]
+        subject = run.subject
         title = Text()
         title.append(f" run {self.run_id[:8]} ", style="bold reverse")
         title.append(" " + display(subject), style="bold")
@@ -137,19 +139,19 @@ class RunScreen(Screen[None]):
 
         header = Text()
         fields = [
-            ("kind", run.get("kind")),
-            ("status", run.get("status")),
-            ("branch", run.get("branch")),
-            ("commit", (run.get("commit") or "")[:12] or None),
-            ("time", cells.when(run.get("started") or run.get("time"))),
-            ("author", run.get("author")),
+            ("kind", run.kind),
+            ("status", run.status),
+            ("branch", run.branch),
+            ("commit", (run.commit or "")[:12] or None),
+            ("time", cells.when(run.started or run.time)),
+            ("author", run.author),
         ]
         for n, (k, v) in enumerate(fields):
             if v in (None, ""):
                 continue
             header.append(("" if n == 0 else "   ") + f"{k} ", style="dim")
             header.append(display(v))
-        if run.get("stale"):
+        if run.stale:
             header.append("   stale", style="bold yellow")
         header.append("\n")
         header.append("stages ", style="dim")
@@ -182,11 +184,11 @@ class RunScreen(Screen[None]):
         self._show_data(d)
         commit = Text()
         for k in ("commit", "tree", "patch_id", "parent", "branch", "author", "source", "sweep_id", "trial_id"):
-            if run.get(k):
+            if getattr(run, k):
                 commit.append(f"{k:<10}", style="dim")
-                commit.append(display(run[k]) + "\n")
+                commit.append(display(getattr(run, k)) + "\n")
         commit.append("\n")
-        commit.append(display(run.get("message") or "", multiline=True))
+        commit.append(display(run.message or "", multiline=True))
         self.query_one("#commit", Static).update(commit)
 
     def _show_metrics(self) -> None:
@@ -215,7 +217,7 @@ class RunScreen(Screen[None]):
             rows.append(row)
         _table(self.query_one("#metrics", DataTable), columns, rows)
 
-    def _show_notes(self, d: data.RunDetail) -> None:
+    def _show_notes(self, d: RunDetail) -> None:
         text = Text()
         text.append("tags: ", style="bold")
         text.append(" ".join(display(t) for t in d.tags) or "none")
@@ -228,20 +230,20 @@ class RunScreen(Screen[None]):
             text.append(display(body, multiline=True) + "\n\n")
         self.query_one("#notes", Static).update(text)
 
-    def _show_data(self, d: data.RunDetail) -> None:
+    def _show_data(self, d: RunDetail) -> None:
         text = Text()
         text.append("datasets", style="bold")
         text.append("  path, content hash, and the latest validation of that content\n", style="dim")
-        by_hash: dict[str, list[data.Validation]] = {}
+        by_hash: dict[str, list[Validation]] = {}
         for v in d.validations:
-            by_hash.setdefault(data.digest_of(v.content_hash), []).append(v)
+            by_hash.setdefault(digest_of(v.content_hash), []).append(v)
         if not d.datasets:
             text.append("  none recorded for this run (datasets are tracked with mlci data add)\n", style="dim")
         for path, digest in sorted(d.datasets.items()):
             digest_text = digest if isinstance(digest, str) else json.dumps(digest)
             text.append(f"  {display(path)}  ")
             text.append(display(_short_hash(digest_text)) + "\n", style="dim")
-            found = by_hash.pop(data.digest_of(digest_text), []) if isinstance(digest, str) else []
+            found = by_hash.pop(digest_of(digest_text), []) if isinstance(digest, str) else []
             if not found:
                 text.append("      not validated\n", style="dim")
             else:
@@ -338,10 +340,10 @@ class RunScreen(Screen[None]):
         repo = self.mlci.repo
         try:
             if kind == "note":
-                data.add_note(repo, self.run_id, text, replaces=replaces)
+                add_note(repo, self.run_id, text, replaces=replaces)
                 done = "note edited" if replaces else "note added"
             else:
-                data.add_tag(repo, self.run_id, text, remove=kind == "untag")
+                add_tag(repo, self.run_id, text, remove=kind == "untag")
                 done = f"tag {display(text)} {'removed' if kind == 'untag' else 'added'}"
         except MlciError as exc:
             self.post_message(Failed("written", 0, display(str(exc))))
@@ -359,7 +361,7 @@ def _short_hash(digest: str) -> str:
     return f"{kind}:{rest[:12]}" if sep and len(kind) <= 8 else digest[:16]
 
 
-def _validation_lines(text: Text, v: data.Validation, *, older: int = 0) -> None:
+def _validation_lines(text: Text, v: Validation, *, older: int = 0) -> None:
     """One validation: its status and where it ran, then each check that did not pass."""
     status = v.status or "?"
     text.append(f"      {STATUS_MARK.get(status, '·')} {display(status)}", style=STATUS_STYLE.get(status, ""))

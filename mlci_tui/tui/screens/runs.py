@@ -13,10 +13,22 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from mlci_tui.ledger.held import cache_looks_current
+from mlci_tui.ledger.query import runs_view
+from mlci_tui.ledger.query.baseline import DEFAULT_STAGE
+from mlci_tui.ledger.query.filter import FilterError
+from mlci_tui.ledger.query.runs_view import (
+    LedgerInfo,
+    ViewResult,
+    ViewSpec,
+    complete_view,
+    load_view,
+    sort_view,
+)
 from mlci_tui.sanitize import display
-from mlci_tui.tui import actions, data
+from mlci_tui.tui import actions
 from mlci_tui.tui.messages import Failed, Loaded
-from mlci_tui.tui.query import FilterError
+from mlci_tui.tui.settings import load_settings, save_settings
 from mlci_tui.tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
@@ -55,10 +67,10 @@ class RunsScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.spec = data.ViewSpec()  # what the table shows
+        self.spec = ViewSpec()  # what the table shows
         self.wanted = self.spec  # what the user asked for last (a query may still be running)
-        self.info: data.LedgerInfo | None = None
-        self.result: data.ViewResult | None = None
+        self.info: LedgerInfo | None = None
+        self.result: ViewResult | None = None
         self.generation = 0
         self.shown_generation = 0
         self.error: str | None = None
@@ -83,7 +95,7 @@ class RunsScreen(Screen[None]):
         return self.query_one(RunTable)
 
     def on_mount(self) -> None:
-        settings = data.load_settings(self.mlci.repo)
+        settings = load_settings(self.mlci.repo)
         if isinstance(settings.get("metrics"), list):
             self.wanted.metrics = [str(m) for m in settings["metrics"]]
         if isinstance(settings.get("params"), list):
@@ -94,11 +106,11 @@ class RunsScreen(Screen[None]):
         self._update_status()
 
     # ------------------------------------------------------------------ loading
-    def want(self, **changes: object) -> data.ViewSpec:
+    def want(self, **changes: object) -> ViewSpec:
         """The spec the user asked for last, with some changes."""
-        return data.ViewSpec(**{**self.wanted.__dict__, **changes})
+        return ViewSpec(**{**self.wanted.__dict__, **changes})
 
-    def reload(self, spec: data.ViewSpec | None = None) -> None:
+    def reload(self, spec: ViewSpec | None = None) -> None:
         """Query again (in a worker); the answer arrives as a Loaded or Failed message.
 
         Without a spec (a live refresh), the last one asked for: a filter still running is
@@ -111,15 +123,13 @@ class RunsScreen(Screen[None]):
         self._load(self.generation, self.wanted, self.info, self.table.current_run_id)
 
     @work(thread=True, group="view", exit_on_error=False)
-    def _load(
-        self, generation: int, spec: data.ViewSpec, known: data.LedgerInfo | None, keep: str | None = None
-    ) -> None:
+    def _load(self, generation: int, spec: ViewSpec, known: LedgerInfo | None, keep: str | None = None) -> None:
         """`keep`: the run under the cursor, whose rows the query reads along with the first."""
         app = self.mlci
         try:
-            if not data.cache_looks_current(app.repo):  # tell the user why it takes a while
+            if not cache_looks_current(app.repo):  # tell the user why it takes a while
                 self.post_message(Loaded("status", generation, "reading new ledger records into the query cache…"))
-            result = data.load_view(app.repo, spec, app.config.direction, known=known, keep=keep)
+            result = load_view(app.repo, spec, app.config, known=known, keep=keep)
         except FilterError as exc:
             self.post_message(Failed("view", generation, display(str(exc))))
             return
@@ -141,7 +151,7 @@ class RunsScreen(Screen[None]):
         message.stop()
         self.shown_generation = message.generation
         self.busy = message.generation != self.generation
-        result: data.ViewResult = message.result
+        result: ViewResult = message.result
         keep = self.table.current_run_id
         self.result = result
         self.spec = result.spec
@@ -149,7 +159,7 @@ class RunsScreen(Screen[None]):
         self.table.set_result(result, keep=keep)
         self._cancel_completion()
         if result.table is None:  # a paged view: read the rest once the user pauses on it
-            self._completion = self.set_timer(data.COMPLETE_AFTER, lambda: self._start_completion(result))
+            self._completion = self.set_timer(runs_view.COMPLETE_AFTER, lambda: self._start_completion(result))
         if result.spec.filter_text == self.query_one("#filter", Input).value:
             self._set_error(None)  # (a live refresh under a bad filter being typed keeps its error)
         self._update_status()
@@ -167,13 +177,13 @@ class RunsScreen(Screen[None]):
             except Exception:  # already closed
                 pass
 
-    def _start_completion(self, result: data.ViewResult) -> None:
+    def _start_completion(self, result: ViewResult) -> None:
         self._completion = None
         if result is self.result and not self.busy:
             self._complete(result)
 
     @work(thread=True, group="complete", exclusive=True, exit_on_error=False)
-    def _complete(self, result: data.ViewResult) -> None:
+    def _complete(self, result: ViewResult) -> None:
         mine: list[duckdb.DuckDBPyConnection] = []
 
         def opened(con: duckdb.DuckDBPyConnection) -> None:
@@ -181,7 +191,7 @@ class RunsScreen(Screen[None]):
             self._completing = con
 
         try:
-            table = data.complete_view(self.mlci.repo, result, self.mlci.config.direction, opened)
+            table = complete_view(self.mlci.repo, result, self.mlci.config, opened)
         except Exception:  # interrupted, or the ledger moved: only an optimisation (a sort then queries)
             return
         finally:
@@ -190,7 +200,7 @@ class RunsScreen(Screen[None]):
         if table is not None:
             self.app.call_from_thread(self._completed, result, table)
 
-    def _completed(self, result: data.ViewResult, table: pyarrow.Table) -> None:
+    def _completed(self, result: ViewResult, table: pyarrow.Table) -> None:
         if result is self.result:
             result.table = table
 
@@ -294,15 +304,15 @@ class RunsScreen(Screen[None]):
             self.reload(self.want(sort_key=key, descending=descending))
 
     @work(thread=True, group="view", exit_on_error=False)
-    def _sort(self, generation: int, result: data.ViewResult, key: str, descending: bool) -> None:
+    def _sort(self, generation: int, result: ViewResult, key: str, descending: bool) -> None:
         """Sort a complete view in memory; a query when it is not complete or lacks the column."""
         try:
-            sorted_result = data.sort_view(result, key, descending)
+            sorted_result = sort_view(result, key, descending)
         except Exception as exc:
             self.post_message(Failed("view", generation, display(f"{type(exc).__name__}: {exc}")))
             return
         if sorted_result is None:
-            spec = data.ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
+            spec = ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
             self.app.call_from_thread(self._load, generation, spec, self.info, self.table.current_run_id)
             return
         self.post_message(Loaded("view", generation, sorted_result))
@@ -343,9 +353,9 @@ class RunsScreen(Screen[None]):
 
     def pin_baseline(self, run_id: str | None) -> None:
         if run_id is None:
-            deployed = self.info.stages.get(data.BASELINE_STAGE) if self.info else None
+            deployed = self.info.stages.get(DEFAULT_STAGE) if self.info else None
             self.notify(
-                f"Baseline: the {data.BASELINE_STAGE} run" if deployed else "Baseline cleared",
+                f"Baseline: the {DEFAULT_STAGE} run" if deployed else "Baseline cleared",
                 title="Baseline",
                 markup=False,
             )
@@ -370,10 +380,10 @@ class RunsScreen(Screen[None]):
             if answer is None:
                 return
             metrics, params = answer
-            settings = data.load_settings(self.mlci.repo)
+            settings = load_settings(self.mlci.repo)
             settings.update({"metrics": metrics, "params": params})
             try:
-                data.save_settings(self.mlci.repo, settings)
+                save_settings(self.mlci.repo, settings)
             except OSError as exc:
                 self.notify(display(f"could not save the columns: {exc}"), severity="error", markup=False)
             self.reload(self.want(metrics=metrics, params=params))
@@ -396,7 +406,7 @@ class RunsScreen(Screen[None]):
         self.app.push_screen(ExportScreen(self.mlci.repo.root, stem, f"{result.count:,} runs"), chosen)
 
     @work(thread=True, group="export", exit_on_error=False)
-    def _export(self, result: data.ViewResult, fmt: str, path: Path) -> None:
+    def _export(self, result: ViewResult, fmt: str, path: Path) -> None:
         from mlci_tui.tui import export
 
         try:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from rich.text import Text
 from textual.widget import Widget
 
+from mlci_tui.ledger.query.series import Series
 from mlci_tui.sanitize import display
-from mlci_tui.tui.data import Series
 
 PALETTE = [12, 10, 9, 14, 13, 11, 3, 5, 6, 4, 2, 1]
 MAX_LABEL = 28

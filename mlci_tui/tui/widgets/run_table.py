@@ -23,8 +23,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from mlci_tui.ledger.query.runs_view import PAGE_ROWS, Column, Row, ViewResult, load_pages
 from mlci_tui.tui import cells
-from mlci_tui.tui.data import PAGE_ROWS, Column, Row, ViewResult
 
 if TYPE_CHECKING:
     from mlci_tui.tui.app import MlciApp
@@ -182,11 +182,9 @@ class RunTable(ScrollView, can_focus=True):
 
     @work(thread=True, group="pages", exit_on_error=False)
     def _read_pages(self, result: ViewResult, numbers: set[int]) -> None:
-        from mlci_tui.tui import data
-
         app: MlciApp = self.app  # type: ignore[assignment]
         try:
-            pages = data.load_pages(app.repo, result, numbers)
+            pages = load_pages(app.repo, result, numbers)
         except Exception:  # the cache is being rebuilt: the next paint asks again
             app.call_from_thread(self._pages_read, result, numbers, {})
             return

@@ -1,0 +1,44 @@
+"""A listing of runs: a SQL predicate over the `runs` view, the one sort order, a limit (`mlci runs`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlci_tui.errors import InputError, first_line
+from mlci_tui.ledger.query.rows import dict_rows, first_row
+from mlci_tui.ledger.query.run import Run
+from mlci_tui.ledger.query.sort import order_by, parse_sort
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+@dataclass
+class Listing:
+    runs: list[Run]  # in the listing's order
+    total: int  # how many runs the predicate matches (beyond the limit)
+    metric_keys: list[str]  # every metric map key in the ledger, by name
+    param_keys: list[str]
+
+
+def map_keys_of(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
+    """Every metric or param map key in the ledger (kept by the cache: no scan of the runs)."""
+    return [r[0] for r in con.execute("SELECT name FROM names WHERE kind = ? ORDER BY name", [kind]).fetchall()]
+
+
+def list_runs(con: duckdb.DuckDBPyConnection, *, where: str | None, sort: str | None, limit: int) -> Listing:
+    """The runs `where` matches, sorted by `sort` (`-acc`: a field, metric or param), at most `limit` (0: all)."""
+    import duckdb
+
+    metric_keys = map_keys_of(con, "metric")
+    param_keys = map_keys_of(con, "param")
+    order, binds = order_by(parse_sort(sort, metric_keys, param_keys) if sort else None)
+    predicate = f"WHERE ({where})" if where else ""
+    sql = f"SELECT * FROM runs {predicate} {order}" + (f" LIMIT {int(limit)}" if limit > 0 else "")
+    try:
+        runs = [Run.from_row(r) for r in dict_rows(con.execute(sql, binds))]
+        total = first_row(con, f"SELECT count(*) FROM runs {predicate}")[0]
+    except duckdb.Error as exc:
+        raise InputError(f"--where: {first_line(exc)}") from None
+    return Listing(runs, int(total), metric_keys, param_keys)

@@ -1,0 +1,53 @@
+"""Notice that the ledger ref moved, cheaply enough to ask every second (the TUI's live refresh)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.store import LedgerStore
+
+
+class TipWatcher:
+    """Notices a moved ledger ref cheaply: stat the ref files, ask git only when they change.
+
+    A full `rev-parse` also runs every `recheck` seconds, for ref stores we cannot stat.
+    """
+
+    def __init__(self, repo: Repo, recheck: float = 10.0) -> None:
+        self.store = LedgerStore(repo)
+        common = repo.common_dir
+        self.paths = [
+            common / self.store.ref,
+            common / "packed-refs",
+            common / "reftable" / "tables.list",
+        ]
+        self.recheck = recheck
+        self._signature: tuple[Any, ...] | None = None
+        self._checked = 0.0
+        self.tip: str | None = None
+
+    def _stat(self) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for p in self.paths:
+            try:
+                st = p.stat()
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def poll(self) -> str | None:
+        """The tip when it changed since the last poll (the first poll reads it), else None."""
+        sig = self._stat()
+        now = time.monotonic()
+        if sig == self._signature and now - self._checked < self.recheck:
+            return None
+        self._signature = sig
+        self._checked = now
+        tip = self.store.tip() or ""
+        if tip != self.tip:
+            self.tip = tip
+            return tip
+        return None

@@ -7,38 +7,33 @@ ever receives inert text (wrapped in `rich.text.Text`, or painted as plain segme
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
 
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
+from mlci_tui.numbers import HUMAN_DIGITS, difference, digits_to_tell_apart, number_text, signed_text
 from mlci_tui.sanitize import display
 
 
-def number(value: float | int | None, digits: int = 6) -> str:
+def number(value: float | int | None, digits: int = HUMAN_DIGITS) -> str:
+    """A number as every human-facing output writes it (`mlci_tui.numbers`)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    v = float(value)
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    if v == int(v) and abs(v) < 1e12:
-        return str(int(v))
-    return f"{v:.{digits}g}"
+    return number_text(float(value), digits)
 
 
 def delta(value: float | None, base: float | None) -> tuple[str, float | None]:
-    """`value - base` as signed text, and the raw difference (None when either is missing)."""
-    if value is None or base is None or not (math.isfinite(value) and math.isfinite(base)):
+    """`value - base` as signed text in the digits that tell the two apart, and the raw
+    difference (None when either is missing)."""
+    diff = difference(base, value)[0]
+    if diff is None:
         return "", None
-    diff = value - base
     if diff == 0:
         return "=", 0.0
-    return f"{diff:+.4g}", diff
+    return signed_text(diff, digits_to_tell_apart([value, base])), diff
 
 
 def verdict(diff: float | None, direction: str | None) -> str | None:
@@ -55,12 +50,12 @@ def when(value: Any) -> str:
     return "" if value is None else display(value)
 
 
-def plain(value: Any) -> str:
+def plain(value: Any, digits: int = HUMAN_DIGITS) -> str:
     """Any value as one safe line of text."""
     if value is None:
         return ""
     if isinstance(value, (float, int)) and not isinstance(value, bool):
-        return number(value)
+        return number(value, digits)
     if isinstance(value, dt.datetime):
         return when(value)
     return display(value)

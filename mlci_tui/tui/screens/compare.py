@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from mlci_tui.ledger.query.compare import CompareResult, load_compare
+from mlci_tui.numbers import digits_to_tell_apart
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells
 from mlci_tui.tui.messages import Failed, Loaded
@@ -102,8 +103,9 @@ class CompareScreen(Screen[None]):
                 continue
             best = best_index(row.values, row.direction)
             values = []
+            digits = digits_to_tell_apart(row.values)
             for i, v in enumerate(row.values):
-                text = Text(cells.plain(v))
+                text = Text(cells.plain(v, digits))
                 if i == best:
                     text.stylize("bold green")
                 elif row.differs and row.section != "run":

@@ -24,6 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from mlci_tui.ledger.query.runs_view import PAGE_ROWS, Column, Row, ViewResult, load_pages
+from mlci_tui.numbers import HUMAN_DIGITS, digits_to_tell_apart
 from mlci_tui.tui import cells
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class RunTable(ScrollView, can_focus=True):
         self.result: ViewResult | None = None
         self.columns: list[Column] = []
         self.widths: list[int] = []
+        self.digits: dict[int, int] = {}  # a number column's source -> the digits its sampled values need
         self.offsets: list[int] = []
         self.cursor_row = 0
         self.cursor_col = 1
@@ -215,6 +217,7 @@ class RunTable(ScrollView, can_focus=True):
         self.columns = [Column(FLAGS, "", "flags"), *result.columns]
         self.sort_key = result.spec.sort_key
         self.descending = result.spec.descending
+        self.digits = self._digits()
         widths = self._measure()
         if [c.key for c in self.columns] == self._measured_keys:
             # same columns (a sort, a refresh): never narrower, so nothing jumps sideways
@@ -242,6 +245,17 @@ class RunTable(ScrollView, can_focus=True):
         if row is not None:
             self.scroll_to(y=max(0, self.cursor_row - old_screen_row), animate=False, immediate=True)
         self._scroll_cursor_into_view()
+
+    def _digits(self) -> dict[int, int]:
+        """Per metric column, the digits at which the rows read with the view print differently."""
+        if self.result is None:
+            return {}
+        rows = [r for n in range(min(self.row_count, WIDTH_SAMPLE) // PAGE + 1) for r in (self.result.page(n) or [])]
+        return {
+            col.source: digits_to_tell_apart(r[col.source] for r in rows[:WIDTH_SAMPLE])
+            for col in self.columns
+            if col.kind == "metric"
+        }
 
     def _measure(self) -> list[int]:
         widths = []
@@ -297,7 +311,7 @@ class RunTable(ScrollView, can_focus=True):
             elif col.key == "time":
                 out.append((cells.when(value), None, False))
             elif col.kind == "metric":
-                out.append((cells.number(value), None, True))
+                out.append((cells.number(value, self.digits.get(col.source, HUMAN_DIGITS)), None, True))
             elif col.kind == "delta":
                 text, diff = cells.delta(value, base.metrics.get(col.name) if base else None)
                 kind = cells.verdict(diff, col.direction)

@@ -107,6 +107,13 @@ class Repo:
     def is_shallow(self) -> bool:
         return (self.common_dir / "shallow").exists()
 
+    def shallow_commits(self) -> set[str]:
+        """The commits whose parents a shallow clone cut off (git shows them with none)."""
+        try:
+            return set((self.common_dir / "shallow").read_text().split())
+        except OSError:
+            return set()
+
     def is_ancestor(self, older: str, newer: str) -> bool:
         return git(["merge-base", "--is-ancestor", older, newer], self.root, check=False).returncode == 0
 
@@ -171,6 +178,48 @@ class Repo:
             if len(parts) == 3:
                 sizes[parts[0]] = int(parts[2])
         return sizes
+
+
+# ------------------------------------------------------------------ commits
+# What a run records about its commit. Here, in the git plumbing, because capture, the
+# importers, the sweep runner and the ledger's run resolution all need it.
+COMMIT_FIELDS = ("%H", "%T", "%P", "%an <%ae>", "%at", "%ct", "%B")
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    tree: str
+    parents: tuple[str, ...]
+    author: str
+    author_time: int
+    commit_time: int
+    message: str
+
+
+def parse_commit(text: str, sep: str) -> CommitInfo:
+    """A CommitInfo from git output formatted with COMMIT_FIELDS joined by `sep`."""
+    sha, tree, parents, author, at, ct, message = text.split(sep, len(COMMIT_FIELDS) - 1)
+    return CommitInfo(sha, tree, tuple(parents.split()), author, int(at), int(ct), message.strip())
+
+
+def commit_info(repo: Repo, rev: str) -> CommitInfo:
+    fmt = "%x00".join(COMMIT_FIELDS)
+    raw = repo.run("show", "-s", "--no-show-signature", f"--format={fmt}", rev, "--").stdout
+    return parse_commit(raw.decode("utf-8", "replace"), "\x00")
+
+
+def patch_id(repo: Repo, info: CommitInfo) -> str | None:
+    """`git patch-id --stable` of the commit's change: survives rebase and amend."""
+    if not info.parents and info.sha in repo.shallow_commits():
+        return None  # its parent was cut off by a shallow clone: a whole-tree diff would be wrong
+    args = ["diff-tree", "-p", "--no-color", "--full-index"]
+    args += [info.parents[0], info.sha] if info.parents else ["--root", info.sha]
+    diff = repo.run(*args).stdout
+    if not diff.strip():
+        return None
+    out = git(["patch-id", "--stable"], repo.root, input=diff, check=False).stdout.decode().split()
+    return out[0] if out else None
 
 
 def parse_ls_tree(raw: bytes) -> list[TreeEntry]:

@@ -7,7 +7,6 @@ that capture the same commit write the same record name and a union merge keeps 
 from __future__ import annotations
 
 import platform
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,7 @@ from mlci_tui import __version__
 from mlci_tui.capture.readers import Limits, Step, check_size, read_metrics, read_params, read_table_metrics
 from mlci_tui.config import Config
 from mlci_tui.errors import InputError
-from mlci_tui.gitio import Repo
+from mlci_tui.gitio import CommitInfo, Repo, commit_info, patch_id
 from mlci_tui.ledger import records
 from mlci_tui.scrub import scrub
 from mlci_tui.sources import FileSource, TreeSource, WorkdirSource, matches
@@ -35,47 +34,6 @@ class Values:
     @property
     def empty(self) -> bool:
         return not self.params and not self.metrics and not self.steps
-
-
-@dataclass(frozen=True)
-class CommitInfo:
-    sha: str
-    tree: str
-    parents: tuple[str, ...]
-    author: str
-    author_time: int
-    commit_time: int
-    message: str
-
-
-def commit_info(repo: Repo, rev: str) -> CommitInfo:
-    raw = repo.run(
-        "show", "-s", "--no-show-signature", "--format=%H%x00%T%x00%P%x00%an <%ae>%x00%at%x00%ct%x00%B", rev, "--"
-    ).stdout
-    sha, tree, parents, author, at, ct, message = raw.decode("utf-8", "replace").split("\x00", 6)
-    return CommitInfo(sha, tree, tuple(parents.split()), author, int(at), int(ct), message.strip())
-
-
-def patch_id(repo: Repo, info: CommitInfo) -> str | None:
-    """`git patch-id --stable` of the commit's change: survives rebase and amend."""
-    if not info.parents and _shallow_boundary(repo, info.sha):
-        return None  # its parent was cut off by a shallow clone: a whole-tree diff would be wrong
-    args = ["diff-tree", "-p", "--no-color", "--full-index"]
-    args += [info.parents[0], info.sha] if info.parents else ["--root", info.sha]
-    diff = repo.run(*args).stdout
-    if not diff.strip():
-        return None
-    proc = subprocess.run(["git", "patch-id", "--stable"], cwd=repo.root, input=diff, capture_output=True, check=False)
-    out = proc.stdout.decode().split()
-    return out[0] if out else None
-
-
-def _shallow_boundary(repo: Repo, sha: str) -> bool:
-    """A commit whose parents a shallow clone does not have (git shows it with none)."""
-    try:
-        return sha in (repo.common_dir / "shallow").read_text().split()
-    except OSError:
-        return False
 
 
 def current_branch(repo: Repo) -> str | None:

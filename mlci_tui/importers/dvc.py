@@ -15,7 +15,6 @@ the previous commit read are fetched ahead for the next commits in batched `cat-
 from __future__ import annotations
 
 import posixpath
-import subprocess
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from functools import partial
 from typing import Any
 
 from mlci_tui import config as config_mod
-from mlci_tui.capture.build import CommitInfo, Values, base_record, finish_record
+from mlci_tui.capture.build import Values, base_record, finish_record
 from mlci_tui.capture.readers import (
     Limits,
     MetricsRead,
@@ -37,7 +36,7 @@ from mlci_tui.capture.readers import (
     read_table_metrics,
 )
 from mlci_tui.errors import InputError
-from mlci_tui.gitio import Repo
+from mlci_tui.gitio import COMMIT_FIELDS, CommitInfo, Repo, parse_commit
 from mlci_tui.importers import simple_yaml
 from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.dvc_files import DEFAULT_PARAMS, Declared, DvcReader
@@ -114,7 +113,7 @@ class ObjectSource:
 # ----------------------------------------------------------------------- history
 def list_commits(repo: Repo, rev_args: list[str]) -> list[CommitInfo]:
     """Commits of `git rev-list ARGS`, oldest first, with what a run records about each."""
-    fmt = _SEP.join(["%H", "%T", "%P", "%an <%ae>", "%at", "%ct", "%B"]) + _END
+    fmt = _SEP.join(COMMIT_FIELDS) + _END
     proc = repo.run("log", "--reverse", "--topo-order", f"--format={fmt}", *rev_args, "--", check=False)
     if proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -124,8 +123,7 @@ def list_commits(repo: Repo, rev_args: list[str]) -> list[CommitInfo]:
         chunk = chunk.lstrip("\n")
         if not chunk:
             continue
-        sha, tree, parents, author, at, ct, message = chunk.split(_SEP, 6)
-        out.append(CommitInfo(sha, tree, tuple(parents.split()), author, int(at), int(ct), message.strip()))
+        out.append(parse_commit(chunk, _SEP))
     return out
 
 
@@ -133,18 +131,11 @@ def patch_ids(repo: Repo, commits: list[CommitInfo]) -> dict[str, str]:
     """`git patch-id --stable` of many commits in two processes (first-parent diffs, as capture)."""
     if not commits:
         return {}
-    shallow = set()
-    if repo.is_shallow():
-        shallow = set((repo.common_dir / "shallow").read_text().split())
+    shallow = repo.shallow_commits()
     lines = [f"{c.sha} {c.parents[0]}" if c.parents else c.sha for c in commits if c.sha not in shallow]
-    diff = subprocess.run(
-        ["git", "diff-tree", "--stdin", "-p", "--root", "--no-color", "--full-index"],
-        cwd=repo.root,
-        input=("\n".join(lines) + "\n").encode(),
-        capture_output=True,
-        check=False,
-    ).stdout
-    proc = subprocess.run(["git", "patch-id", "--stable"], cwd=repo.root, input=diff, capture_output=True, check=False)
+    diff_args = ("diff-tree", "--stdin", "-p", "--root", "--no-color", "--full-index")
+    diff = repo.run(*diff_args, input=("\n".join(lines) + "\n").encode(), check=False).stdout
+    proc = repo.run("patch-id", "--stable", input=diff, check=False)
     result = {}
     for line in proc.stdout.decode().splitlines():
         parts = line.split()

@@ -13,8 +13,8 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
-from mlci_tui.capture.build import CommitInfo, Values, base_record, commit_info, finish_record
-from mlci_tui.gitio import Repo
+from mlci_tui.capture.build import Values, base_record, finish_record
+from mlci_tui.gitio import CommitInfo, Repo, commit_info
 from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.mlflow_store import MlflowRun, ModelVersion, Store, latest, open_store
 from mlci_tui.ledger import events, records

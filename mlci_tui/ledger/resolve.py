@@ -52,7 +52,7 @@ def newest_run_for_commit(con: duckdb.DuckDBPyConnection, sha: str) -> str | Non
 
 
 def resolve_commit(repo: Repo, con: duckdb.DuckDBPyConnection, sha: str, ref: str | None = None) -> Resolved:
-    from mlci_tui.capture.build import commit_info, patch_id
+    from mlci_tui.gitio import commit_info, patch_id
 
     label = display(ref or sha[:12])
     run = newest_run_for_commit(con, sha)

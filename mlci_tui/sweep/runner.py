@@ -254,7 +254,7 @@ def metric_value(record: dict[str, Any], metric: str | None) -> tuple[float | No
 class BaseInfo:
     """What every trial of one base commit shares: read once per worker process, not per trial."""
 
-    commit: Any  # runs.CommitInfo
+    commit: Any  # gitio.CommitInfo
     patch_id: str | None
     config: Any  # config.Config, as the base commit holds it
     has_pointers: bool
@@ -269,7 +269,7 @@ def base_info(repo: Repo, base: str) -> BaseInfo:
     info = _BASES.get(base)
     if info is None:
         from mlci_tui import config as config_mod
-        from mlci_tui.capture.build import commit_info, patch_id
+        from mlci_tui.gitio import commit_info, patch_id
 
         commit = commit_info(repo, base)
         listed = repo.run("ls-tree", "-r", "--name-only", "-z", base, check=False).stdout

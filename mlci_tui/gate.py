@@ -173,7 +173,7 @@ def evaluate(cfg: Config, base: Run | None, head: Run) -> GateResult:
 def gate_refs(
     repo: Repo, con: duckdb.DuckDBPyConnection, cfg: Config, base_ref: str | None, head_ref: str
 ) -> GateResult:
-    """Resolve the candidate and the baseline (Contracts order), load both, evaluate; how each
+    """Resolve the candidate and the baseline (docs/contracts.md: gate baselines), load both, evaluate; how each
     reference was resolved (an ancestor's run, a rewritten commit's) comes first in warnings."""
     head_res = resolve_run(repo, con, head_ref)
     notices = [head_res.notice] if head_res.notice else []

@@ -14,8 +14,6 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing alone costs more t
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from mlci_tui.gitio import Repo
-
 STAGES = ("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge")
 CANDIDATE_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 # staged files that may be a dataset or its pointer (validated when `datasets:` names them)
@@ -90,12 +88,6 @@ def run(stage: str, argv: Sequence[str] = ()) -> int:
         return 1 if blocking else 0
 
 
-def _repo() -> Repo:
-    from mlci_tui.gitio import Repo
-
-    return Repo.find()
-
-
 def pre_commit(argv: list[str]) -> int:
     """Staged params and metrics files must parse; a bad one blocks the commit."""
     _code, out = _git_output(["diff", "--cached", "--name-only", "-z", "--diff-filter=ACMRT", "--no-renames"])
@@ -106,9 +98,10 @@ def pre_commit(argv: list[str]) -> int:
         return 0
     from mlci_tui import config as config_mod
     from mlci_tui.capture.build import read_values
+    from mlci_tui.gitio import Repo
     from mlci_tui.sources import IndexSource, matches
 
-    repo = _repo()
+    repo = Repo.find()
     cfg = config_mod.load_from_git(repo, ":")  # a staged, invalid mlci.yaml blocks here
     code = 0
     if data_paths and cfg.data.get("datasets"):
@@ -157,9 +150,9 @@ def post_commit(argv: list[str]) -> int:
     if _nothing_to_capture():
         return 0
     from mlci_tui.capture.write import capture_revs
+    from mlci_tui.gitio import Repo
 
-    repo = _repo()
-    capture_revs(repo, ["HEAD"], branch_of_head=True, quiet=True)
+    capture_revs(Repo.find(), ["HEAD"], branch_of_head=True, quiet=True)
     return 0
 
 
@@ -213,9 +206,10 @@ def pre_push(argv: list[str]) -> int:
     gate_heads = [sha for sha in heads if _config_mentions(sha, b"on_push")]
     if candidates and not _all_captured(candidates):
         from mlci_tui.capture.write import backfill
+        from mlci_tui.gitio import Repo
 
-        backfill(_repo(), local_shas, remote, remote_shas, limit=BACKFILL_LIMIT)
-    if gate_heads and _gate_on_push(_repo(), gate_heads):
+        backfill(Repo.find(), local_shas, remote, remote_shas, limit=BACKFILL_LIMIT)
+    if gate_heads and _gate_on_push(gate_heads):
         return 1
     from mlci_tui.ledger.refs import LEDGER_REF, remote_ref
 
@@ -224,11 +218,11 @@ def pre_push(argv: list[str]) -> int:
     tip = tips.get(LEDGER_REF)
     if not tip or tip == tips.get(remote_ref(remote)):
         return 0
-    repo = _repo()
+    from mlci_tui.gitio import Repo
     from mlci_tui.ledger import sync
 
     try:
-        result = sync.push(repo, remote)
+        result = sync.push(Repo.find(), remote)
     except Exception as exc:  # a failed ledger push warns and does not block the user's push
         _err(f"warning: the ledger was not pushed to {remote}: {exc}; retry with `mlci ledger push {remote}`")
         return 0
@@ -256,11 +250,13 @@ def _config_mentions(sha: str, word: bytes) -> bool:
     return False
 
 
-def _gate_on_push(repo: Repo, shas: list[str]) -> bool:
+def _gate_on_push(shas: list[str]) -> bool:
     """Run the gate on each pushed head whose config says `gate.on_push`; True refuses the push."""
     from mlci_tui import config as config_mod
     from mlci_tui.errors import MlciError
+    from mlci_tui.gitio import Repo
 
+    repo = Repo.find()
     refused = False
     for sha in dict.fromkeys(shas):
         cfg = config_mod.load_from_git(repo, sha)
@@ -286,8 +282,9 @@ def _gate_on_push(repo: Repo, shas: list[str]) -> bool:
 
 def _local_refresh() -> None:
     from mlci_tui import config as config_mod
+    from mlci_tui.gitio import Repo
 
-    repo = _repo()
+    repo = Repo.find()
     cfg = config_mod.load(repo.root)
     if cfg.section("ledger")["auto_pull"]:
         from mlci_tui.ledger import sync

@@ -74,7 +74,7 @@ class HeldCache:
 
     def recheck(self) -> None:
         """Ask git for the tip before the next query, whatever the ref files' stat says (`r`)."""
-        self.watcher._signature = None
+        self.watcher.forget()
 
     def looks_current(self) -> bool:
         """True when a connection is open on the tip the ref files still show (no git process)."""

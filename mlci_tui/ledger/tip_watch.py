@@ -38,6 +38,10 @@ class TipWatcher:
                 out.append(None)
         return tuple(out)
 
+    def forget(self) -> None:
+        """Ask git at the next poll, whatever the ref files' stat says."""
+        self._signature = None
+
     def poll(self) -> str | None:
         """The tip when it changed since the last poll (the first poll reads it), else None."""
         sig = self._stat()

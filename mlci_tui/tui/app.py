@@ -153,9 +153,7 @@ class MlciApp(App[None]):
             self.marked.discard(run_id)
         else:
             self.marked.add(run_id)
-        runs = self.runs_screen
-        runs.table._invalidate()
-        runs._update_status()
+        self.runs_screen.marks_changed()
         return run_id in self.marked
 
     # ------------------------------------------------------------------ command palette

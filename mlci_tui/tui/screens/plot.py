@@ -18,7 +18,7 @@ from mlci_tui.ledger.query.runs_view import LedgerInfo
 from mlci_tui.ledger.query.series import load_commit_series, load_scatter, load_step_series, series_coverage
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions
-from mlci_tui.tui.messages import Failed, Loaded
+from mlci_tui.tui.messages import PlotFailed, PlotLoaded
 from mlci_tui.tui.widgets.plot import Chart, PlotView
 
 if TYPE_CHECKING:
@@ -151,25 +151,24 @@ class PlotScreen(Screen[None]):
                         empty=f"no run has both a numeric {param!r} and {metric!r}",
                     )
         except Exception as exc:
-            self.post_message(Failed("plot", generation, display(f"{type(exc).__name__}: {exc}")))
+            self.post_message(PlotFailed(generation, display(f"{type(exc).__name__}: {exc}")))
             return
-        self.post_message(Loaded("plot", generation, (metric, chart)))
+        self.post_message(PlotLoaded(generation, metric, chart))
 
-    def on_loaded(self, message: Loaded) -> None:
-        if message.what != "plot" or message.generation != self.generation:
-            return
+    def on_plot_loaded(self, message: PlotLoaded) -> None:
         message.stop()
-        metric, self.chart = message.result
+        if message.generation != self.generation:
+            return
+        metric, self.chart = message.metric, message.chart
         if metric is not None and metric != self.metric:
             self.metric = metric
             with self.prevent(Select.Changed):
                 self.query_one("#plot-metric", Select).value = metric
         self.query_one(PlotView).show(self.chart)
 
-    def on_failed(self, message: Failed) -> None:
-        if message.what == "plot":
-            message.stop()
-            self.query_one(PlotView).show(Chart("line", "", "", "", empty=message.error))
+    def on_plot_failed(self, message: PlotFailed) -> None:
+        message.stop()
+        self.query_one(PlotView).show(Chart("line", "", "", "", empty=message.error))
 
     def ledger_moved(self, tip: str) -> None:
         self.reload()

@@ -27,7 +27,7 @@ from mlci_tui.ledger.query.runs_view import (
 )
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions
-from mlci_tui.tui.messages import Failed, Loaded
+from mlci_tui.tui.messages import RunsFailed, RunsLoaded, RunsProgress
 from mlci_tui.tui.settings import load_settings, save_settings
 from mlci_tui.tui.widgets.run_table import RunTable
 
@@ -103,7 +103,7 @@ class RunsScreen(Screen[None]):
         self.table.marked = self.mlci.marked
         self.table.focus()
         self.reload()
-        self._update_status()
+        self.update_status()
 
     # ------------------------------------------------------------------ loading
     def want(self, **changes: object) -> ViewSpec:
@@ -111,7 +111,7 @@ class RunsScreen(Screen[None]):
         return ViewSpec(**{**self.wanted.__dict__, **changes})
 
     def reload(self, spec: ViewSpec | None = None) -> None:
-        """Query again (in a worker); the answer arrives as a Loaded or Failed message.
+        """Query again (in a worker); the answer arrives as a RunsLoaded or RunsFailed message.
 
         Without a spec (a live refresh), the last one asked for: a filter still running is
         not undone by a refresh that overtakes it."""
@@ -128,27 +128,27 @@ class RunsScreen(Screen[None]):
         app = self.mlci
         try:
             if not cache_looks_current(app.repo):  # tell the user why it takes a while
-                self.post_message(Loaded("status", generation, "reading new ledger records into the query cache…"))
+                self.post_message(RunsProgress(generation, "reading new ledger records into the query cache…"))
             result = load_view(app.repo, spec, app.config, known=known, keep=keep)
         except FilterError as exc:
-            self.post_message(Failed("view", generation, display(str(exc))))
+            self.post_message(RunsFailed(generation, display(str(exc))))
             return
         except Exception as exc:
-            self.post_message(Failed("view", generation, display(f"{type(exc).__name__}: {exc}")))
+            self.post_message(RunsFailed(generation, display(f"{type(exc).__name__}: {exc}")))
             return
-        self.post_message(Loaded("view", generation, result))
+        self.post_message(RunsLoaded(generation, result))
 
-    def on_loaded(self, message: Loaded) -> None:
-        if message.what == "status":
-            message.stop()
-            if message.generation == self.generation:
-                self.note = message.result
-                self._update_status()
-            return
-        if message.what != "view" or message.generation < self.shown_generation:
+    def on_runs_progress(self, message: RunsProgress) -> None:
+        message.stop()
+        if message.generation == self.generation:
+            self.note = message.note
+            self.update_status()
+
+    def on_runs_loaded(self, message: RunsLoaded) -> None:
+        message.stop()
+        if message.generation < self.shown_generation:
             return
         self.note = None
-        message.stop()
         self.shown_generation = message.generation
         self.busy = message.generation != self.generation
         result: ViewResult = message.result
@@ -162,7 +162,7 @@ class RunsScreen(Screen[None]):
             self._completion = self.set_timer(runs_view.COMPLETE_AFTER, lambda: self._start_completion(result))
         if result.spec.filter_text == self.query_one("#filter", Input).value:
             self._set_error(None)  # (a live refresh under a bad filter being typed keeps its error)
-        self._update_status()
+        self.update_status()
         self.mlci.view_painted(result)
 
     def _cancel_completion(self) -> None:
@@ -204,17 +204,17 @@ class RunsScreen(Screen[None]):
         if result is self.result:
             result.table = table
 
-    def on_failed(self, message: Failed) -> None:
-        if message.what != "view" or message.generation < self.shown_generation:
-            return
+    def on_runs_failed(self, message: RunsFailed) -> None:
         message.stop()
+        if message.generation < self.shown_generation:
+            return
         self.shown_generation = message.generation
         self.busy = message.generation != self.generation
         if not self.busy:
             self.wanted = self.spec  # later refreshes use the last spec that worked
         self.note = None
         self._set_error(message.error)
-        self._update_status()
+        self.update_status()
         if self.result is None:
             self.table.empty_text = "could not read the ledger"
             self.table.refresh()
@@ -230,7 +230,12 @@ class RunsScreen(Screen[None]):
         box.update(Text(f"✗ {error}  (the table still shows the previous result)") if error else Text(""))
         box.set_class(bool(error), "-visible")
 
-    def _update_status(self) -> None:
+    def marks_changed(self) -> None:
+        """The app's set of marked runs changed: repaint the flags and the count."""
+        self.table.repaint()
+        self.update_status()
+
+    def update_status(self) -> None:
         status = Text()
         status.append(" mlci ", style="bold reverse")
         status.append(f" {display(self.mlci.repo.root.name)} ", style="bold")
@@ -309,22 +314,22 @@ class RunsScreen(Screen[None]):
         try:
             sorted_result = sort_view(result, key, descending)
         except Exception as exc:
-            self.post_message(Failed("view", generation, display(f"{type(exc).__name__}: {exc}")))
+            self.post_message(RunsFailed(generation, display(f"{type(exc).__name__}: {exc}")))
             return
         if sorted_result is None:
             spec = ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
             self.app.call_from_thread(self._load, generation, spec, self.info, self.table.current_run_id)
             return
-        self.post_message(Loaded("view", generation, sorted_result))
+        self.post_message(RunsLoaded(generation, sorted_result))
 
     def action_mark(self) -> None:
         if self.table.toggle_mark():
             self.table.action_cursor_down()
-        self._update_status()
+        self.update_status()
 
     def action_clear_marks(self) -> None:
         self.table.clear_marks()
-        self._update_status()
+        self.update_status()
 
     def marked_in_order(self) -> list[str]:
         """The marked runs in table order (marked runs the filter hides come last)."""

@@ -197,11 +197,11 @@ class RunTable(ScrollView, can_focus=True):
         if result is not self.result:
             return
         if not pages:
-            self.set_timer(0.5, self._invalidate)
+            self.set_timer(0.5, self.repaint)
             return
         for n, rows in pages.items():
             self._pages[n] = rows
-        self._invalidate()
+        self.repaint()
 
     def set_result(self, result: ViewResult, *, keep: str | None = None) -> None:
         """Show a new result; the cursor stays on run `keep` (at the same height on screen)."""
@@ -241,7 +241,7 @@ class RunTable(ScrollView, can_focus=True):
             "or run `mlci capture`"
         )
         self.virtual_size = Size(x, self.row_count + 1)
-        self._invalidate()
+        self.repaint()
         if row is not None:
             self.scroll_to(y=max(0, self.cursor_row - old_screen_row), animate=False, immediate=True)
         self._scroll_cursor_into_view()
@@ -324,7 +324,8 @@ class RunTable(ScrollView, can_focus=True):
         return out
 
     # ------------------------------------------------------------------ painting
-    def _invalidate(self) -> None:
+    def repaint(self) -> None:
+        """Forget every painted line (marks, baseline or data changed) and paint again."""
         self._generation += 1
         self._lines.clear()
         self._row_cells.clear()
@@ -499,12 +500,12 @@ class RunTable(ScrollView, can_focus=True):
             self.marked.discard(run_id)
         else:
             self.marked.add(run_id)
-        self._invalidate()
+        self.repaint()
         return run_id in self.marked
 
     def clear_marks(self) -> None:
         self.marked.clear()
-        self._invalidate()
+        self.repaint()
 
     # ------------------------------------------------------------------ mouse
     def _column_at(self, x: int) -> int | None:

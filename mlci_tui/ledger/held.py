@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.cache import CACHE_SCHEMA, LedgerCache, cache_is_current
@@ -26,6 +26,12 @@ from mlci_tui.ledger.tip_watch import TipWatcher
 
 if TYPE_CHECKING:
     import duckdb
+
+
+class Interruptible(Protocol):
+    """What a caller may do with a connection a query of theirs runs on: stop it (the TUI, when the user moves on)."""
+
+    def interrupt(self) -> None: ...
 
 
 _LINKS = itertools.count(1)  # names of the hard links the held databases are opened through

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mlci_tui.config import Config
 from mlci_tui.errors import MlciError, first_line
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.held import open_cache
+from mlci_tui.ledger.held import Interruptible, open_cache
 from mlci_tui.ledger.query.baseline import DEFAULT_STAGE, resolve_baseline
 from mlci_tui.ledger.query.filter import Compiled, FilterError, Names, compile_filter
 from mlci_tui.ledger.query.names import plain_name
@@ -229,7 +229,7 @@ def load_view(
     known: LedgerInfo | None = None,
     keep: str | None = None,
     complete: bool | None = None,
-    opened: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    opened: Callable[[Interruptible], None] | None = None,
 ) -> ViewResult:
     """The runs table for `spec`: the ordered ids of every matching run, and the values of
     the first page and of the pages around run `keep` (where the cursor will stay).
@@ -321,7 +321,7 @@ def complete_view(
     repo: Repo,
     result: ViewResult,
     cfg: Config,
-    opened: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    opened: Callable[[Interruptible], None] | None = None,
 ) -> pyarrow.Table | None:
     """Every row's values for a paged view (read while the user looks at it, so that a sort
     then reorders them in memory); None when the ledger moved meanwhile."""

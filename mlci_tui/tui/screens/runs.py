@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from mlci_tui.ledger.held import cache_looks_current
+from mlci_tui.ledger.held import Interruptible, cache_looks_current
 from mlci_tui.ledger.query import runs_view
 from mlci_tui.ledger.query.baseline import DEFAULT_STAGE
 from mlci_tui.ledger.query.filter import FilterError
@@ -32,7 +32,6 @@ from mlci_tui.tui.settings import load_settings, save_settings
 from mlci_tui.tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
-    import duckdb
     import pyarrow
     from textual.timer import Timer
 
@@ -77,7 +76,7 @@ class RunsScreen(Screen[None]):
         self.busy = False
         self.note: str | None = None  # what a slow load is doing
         self._completion: Timer | None = None  # reads the rest of a paged view, once the user pauses
-        self._completing: duckdb.DuckDBPyConnection | None = None  # the connection reading it
+        self._completing: Interruptible | None = None  # the connection reading it
 
     @property
     def mlci(self) -> MlciApp:
@@ -184,9 +183,9 @@ class RunsScreen(Screen[None]):
 
     @work(thread=True, group="complete", exclusive=True, exit_on_error=False)
     def _complete(self, result: ViewResult) -> None:
-        mine: list[duckdb.DuckDBPyConnection] = []
+        mine: list[Interruptible] = []
 
-        def opened(con: duckdb.DuckDBPyConnection) -> None:
+        def opened(con: Interruptible) -> None:
             mine.append(con)
             self._completing = con
 

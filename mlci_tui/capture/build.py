@@ -19,8 +19,6 @@ from mlci_tui.ledger import records
 from mlci_tui.scrub import scrub
 from mlci_tui.sources import FileSource, TreeSource, WorkdirSource, matches
 
-RUN_KINDS = ("commit", "workspace", "ci", "experiment", "trial", "import")
-RUN_STATUSES = ("running", "done", "failed")
 MAX_RUN_NAME = 256
 
 

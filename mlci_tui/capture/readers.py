@@ -17,8 +17,6 @@ from typing import Any
 
 from mlci_tui.errors import InputError
 
-PARAM_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
-METRIC_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 MAX_NAME_LENGTH = 1024
 
 
@@ -327,12 +325,3 @@ def _cell_number(cell: str) -> float | None:
         return float(text)
     except ValueError:
         return None
-
-
-def dvclive_series(metrics_file: str, tree_paths: list[str]) -> Iterator[tuple[str, str]]:
-    """(tsv path, series name) pairs of a dvclive `plots/metrics/**/*.tsv` beside `metrics_file`."""
-    base = metrics_file.rsplit("/", 1)[0] + "/" if "/" in metrics_file else ""
-    prefix = f"{base}plots/metrics/"
-    for path in tree_paths:
-        if path.startswith(prefix) and path.endswith(".tsv"):
-            yield path, path[len(prefix) : -len(".tsv")]

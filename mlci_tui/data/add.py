@@ -7,7 +7,6 @@ Usable from Python (`add_paths`), also for content already fetched to a temp pat
 from __future__ import annotations
 
 import os
-import posixpath
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -233,11 +232,3 @@ def _add_folder(
         nfiles=len(entries),
         format=fmt,
     )
-
-
-def pointer_rel(dataset_rel: str) -> str:
-    return dataset_rel + POINTER_SUFFIX
-
-
-def folder_of(rel: str) -> str:
-    return posixpath.dirname(rel)

@@ -199,10 +199,6 @@ class DataCache:
                 f"folder manifest {digest[:12]} is not in the local cache (run `mlci data fetch`)"
             ) from None
 
-    def verify(self, digest: str) -> bool:
-        path = self.object_path(digest)
-        return path.exists() and hash_file(path, algo_of(digest)) == digest
-
     def iter_objects(self) -> list[str]:
         out: list[str] = []
         if not self.root.is_dir():

@@ -119,10 +119,6 @@ def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False) -> GcRes
     return GcResult(kept=len(keep), removed=removed, freed=freed)
 
 
-def cache_of(root: Path) -> DataCache:
-    return DataCache.for_repo(root)
-
-
 # ---------------------------------------------------------------------------- remotes
 @dataclass
 class RemotePlan:

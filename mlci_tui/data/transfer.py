@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mlci_tui.data.cache import DataCache, algo_of, parse_manifest
@@ -242,14 +241,3 @@ def fetch(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: i
                 files.setdefault(h, f"{path}/{name}")
     download_all(files, "fetch")
     return result
-
-
-def remove_tmp(cache: DataCache) -> None:
-    tmp = cache.root / "tmp"
-    if tmp.is_dir():
-        for entry in tmp.iterdir():
-            entry.unlink(missing_ok=True)
-
-
-def cache_root(root: Path) -> DataCache:
-    return DataCache.for_repo(root)

@@ -560,16 +560,6 @@ def in_index(repo: Repo, paths: list[str]) -> set[str]:
     return {p for p in paths if touches(p, names)}
 
 
-def staged_dataset_paths(repo: Repo, paths: list[str]) -> list[str]:
-    """Which of the datasets `paths` have staged content that differs from HEAD."""
-    wanted = []
-    for p in paths:
-        wanted += [p, p + POINTER_SUFFIX]
-    proc = repo.run("diff", "--cached", "--name-only", "-z", "--no-renames", "--", *wanted, check=False)
-    changed = {p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
-    return [p for p in paths if p in changed or p + POINTER_SUFFIX in changed]
-
-
 def clean_scratch(scratch: Path) -> None:
     import shutil
 

@@ -247,6 +247,27 @@ def test_run_reference_by_commit_takes_the_newest_run_then_the_nearest_ancestor(
         _resolve(repo, lonely)
 
 
+def test_a_commit_stands_for_its_newest_run_with_metrics_else_its_newest_run(repo: Path) -> None:
+    """docs/contracts.md: a `ci` run that recorded only params must not shadow the run with metrics."""
+    sha = commit(repo, {"params.yaml": "lr: 0.1\n"}, "first")
+    measured = make_run(commit=sha, kind="commit", metrics={"acc": 0.9}, time="2024-01-01T00:00:00.000000Z")
+    params_only = make_run(commit=sha, kind="ci", params={"lr": 0.1}, time="2024-01-02T00:00:00.000000Z")
+    _store(repo).append([measured, params_only])
+    assert _resolve(repo, sha) == Resolved(measured["id"], "commit")
+    proc = run_mlci(repo, "report", "--base", sha, "--format", "json")
+    assert_clean_exit(proc)
+    assert json.loads(proc.stdout)["base"]["run_id"] == measured["id"]
+    # with no run that has metrics, the newest run it is
+    other = commit(repo, {"params.yaml": "lr: 0.2\n"}, "second")
+    _store(repo).append(
+        [
+            make_run(commit=other, kind="commit", params={"lr": 0.2}, time="2024-01-03T00:00:00.000000Z"),
+            newest := make_run(commit=other, kind="ci", params={"lr": 0.2}, time="2024-01-04T00:00:00.000000Z"),
+        ]
+    )
+    assert _resolve(repo, other) == Resolved(newest["id"], "commit")
+
+
 def test_amended_commit_is_matched_to_its_run_by_tree(repo: Path) -> None:
     original = commit(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.8)}, "train")
     proc = run_mlci(repo, "capture")

@@ -46,8 +46,13 @@ def resolve_run(repo: Repo, con: duckdb.DuckDBPyConnection, ref: str) -> Resolve
     return resolve_commit(repo, con, sha, ref)
 
 
+# The run that stands for a commit (a tree, a patch-id): its newest run with metrics, else its
+# newest run (docs/contracts.md: run references). Reports' history and the TUI's commit plot use it too.
+COMMIT_RUN_ORDER = "cardinality(metrics) = 0, time DESC, run_id"
+
+
 def newest_run_for_commit(con: duckdb.DuckDBPyConnection, sha: str) -> str | None:
-    row = con.execute("SELECT run_id FROM runs WHERE commit = ? ORDER BY time DESC, run_id LIMIT 1", [sha]).fetchone()
+    row = con.execute(f"SELECT run_id FROM runs WHERE commit = ? ORDER BY {COMMIT_RUN_ORDER} LIMIT 1", [sha]).fetchone()
     return row[0] if row else None
 
 
@@ -60,14 +65,14 @@ def resolve_commit(repo: Repo, con: duckdb.DuckDBPyConnection, sha: str, ref: st
         return Resolved(run, "commit")
     info = commit_info(repo, sha)
     row = con.execute(
-        "SELECT run_id, commit FROM runs WHERE tree = ? ORDER BY time DESC LIMIT 1", [info.tree]
+        f"SELECT run_id, commit FROM runs WHERE tree = ? ORDER BY {COMMIT_RUN_ORDER} LIMIT 1", [info.tree]
     ).fetchone()
     if row:
         return Resolved(row[0], "tree", f"no run for {label}; using the run of {row[1][:12]}, which has the same tree")
     pid = patch_id(repo, info)
     if pid:
         row = con.execute(
-            "SELECT run_id, commit FROM runs WHERE patch_id = ? ORDER BY time DESC LIMIT 1", [pid]
+            f"SELECT run_id, commit FROM runs WHERE patch_id = ? ORDER BY {COMMIT_RUN_ORDER} LIMIT 1", [pid]
         ).fetchone()
         if row:
             return Resolved(
@@ -79,7 +84,7 @@ def resolve_commit(repo: Repo, con: duckdb.DuckDBPyConnection, sha: str, ref: st
         con.executemany("INSERT INTO _anc VALUES (?, ?)", [(a, i) for i, a in enumerate(ancestors[1:], 1)])
         row = con.execute(
             "SELECT r.run_id, a.sha, a.pos FROM runs r JOIN _anc a ON r.commit = a.sha "
-            "ORDER BY a.pos, r.time DESC LIMIT 1"
+            f"ORDER BY a.pos, {COMMIT_RUN_ORDER} LIMIT 1"
         ).fetchone()
         if row:
             return Resolved(

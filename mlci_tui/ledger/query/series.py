@@ -14,12 +14,10 @@ from mlci_tui.gitio import Repo
 from mlci_tui.ledger.held import open_cache
 from mlci_tui.ledger.query.filter import compile_filter
 from mlci_tui.ledger.query.runs_view import LedgerInfo
+from mlci_tui.ledger.resolve import COMMIT_RUN_ORDER
 
 if TYPE_CHECKING:
     import duckdb
-
-# The run that stands for a commit: its newest run with metrics, else its newest run (docs/contracts.md).
-COMMIT_RUN_ORDER = "cardinality(metrics) = 0, time DESC, run_id"
 
 
 def first_parent_commits(repo: Repo, start: str, limit: int) -> list[str]:

@@ -1,13 +1,187 @@
-"""`mlci sweep ...`: hyperparameter sweeps queued in the ledger (handlers in sweep/commands.py)."""
+"""`mlci sweep ...`: hyperparameter sweeps queued in the ledger; the work is in sweep/operations.py."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
+from typing import TYPE_CHECKING
 
-from mlci_tui.cli.options import add_command, add_format_options, command_group
+from mlci_tui import output
+from mlci_tui.cli.console import notice, say
+from mlci_tui.cli.options import SubParsers, add_command, add_format_options, command_group
+from mlci_tui.gitio import Repo
+from mlci_tui.sanitize import display
+
+if TYPE_CHECKING:
+    from mlci_tui.sweep.events import Sweep
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _progress(text: str) -> None:
+    """What a running sweep or trial says as it goes: stderr, unprefixed, at once."""
+    print(display(text), file=sys.stderr, flush=True)
+
+
+def create(args: argparse.Namespace) -> int:
+    from mlci_tui.sweep.operations import create_sweep
+
+    sweep, count = create_sweep(Repo.find(), args.name, file=args.file, workspace=args.workspace)
+    spec = sweep.spec
+    say(
+        f"sweep {display(sweep.name)} ({sweep.sweep_id[:8]}): {count} trial(s) queued, method {spec['method']}"
+        f"{'' if spec['method'] == 'grid' else f', seed {sweep.seed}'}, base {sweep.base[:10]}"
+        f"{' (workspace snapshot)' if sweep.base_kind == 'workspace' else ''}"
+    )
+    say(f"run them with: mlci sweep start {display(sweep.name)}")
+    return 0
+
+
+def start(args: argparse.Namespace) -> int:
+    from mlci_tui.sweep import operations, queue
+
+    repo = Repo.find()
+    state = queue.QueueState(repo)
+    sweep = state.find(args.name)
+    executor = operations.executor_of(sweep, args.executor)
+    jobs = operations.jobs_of(sweep, args.jobs)
+    if executor == "ci":
+        from mlci_tui.ci.dispatch import dispatch_sweep
+
+        return dispatch_sweep(repo.root, sweep.name, jobs=args.jobs)
+    began = time.monotonic()
+    final = operations.run_sweep(
+        repo, state, sweep, executor=executor, jobs=jobs, scheduler=args.scheduler, progress=_progress
+    )
+    return _summary(final, time.monotonic() - began)
+
+
+def _summary(sweep: Sweep, seconds: float) -> int:
+    from mlci_tui.sweep.operations import params_text
+
+    counts = sweep.counts()
+    line = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    say(f"sweep {display(sweep.name)}: {line} in {seconds:.1f} s")
+    best = sweep.best()
+    metric = sweep.spec.get("metric")
+    if best is not None and metric:
+        say(
+            f"best: {display(sweep.name)}-{best.number} {display(metric)}={output.cell_text(best.value)} "
+            f"{display(params_text(best.params))} (run {best.run_id[:8] if best.run_id else '-'})"
+        )
+    return 1 if counts.get("failed") else 0
+
+
+def status(args: argparse.Namespace) -> int:
+    from mlci_tui.sweep import operations, queue
+
+    state = queue.QueueState(Repo.find())
+    if not args.name:
+        rows = operations.sweep_rows(state.sweeps)
+        if args.format == "table":
+            cols = ["name", "method", "progress", "queued", "running", "failed", "metric", "best", "created"]
+            if not rows:
+                say("no sweeps yet: define one under sweeps: in mlci.yaml and run `mlci sweep create NAME`")
+                return 0
+        else:
+            cols = list(rows[0]) if rows else ["name"]
+        output.write(rows, cols, args.format, sys.stdout)
+        return 0
+    sweep = state.find(args.name)
+    rows = operations.trial_rows(sweep)
+    metric = sweep.spec.get("metric") or "value"
+    cols = ["trial", "state", "attempts", "retries", *sweep.spec["params"], metric]
+    if args.format != "table":
+        cols += ["trial_id", "run_id", "exit_code", "reason"]
+    else:
+        cols.append("reason")
+    if args.format == "table":
+        counts = sweep.counts()
+        say(
+            f"sweep {display(sweep.name)} ({sweep.sweep_id[:8]}) base {sweep.base[:10]}: "
+            + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        )
+    output.write(rows, cols, args.format, sys.stdout)
+    return 0
+
+
+def best(args: argparse.Namespace) -> int:
+    from mlci_tui.sweep import operations, queue
+
+    row = operations.best_row(queue.QueueState(Repo.find()).find(args.name))
+    if args.format == "table":
+        for key, value in row.items():
+            say(f"{display(key)}: {display(output.cell_text(value))}")
+        return 0
+    output.write([row], list(row), args.format, sys.stdout)
+    return 0
+
+
+def logs(args: argparse.Namespace) -> int:
+    from mlci_tui.sweep import operations, queue
+
+    repo = Repo.find()
+    state = queue.QueueState(repo)
+    sweep, trial = queue.find_trial(state.sweeps, args.trial)
+    path = operations.local_log(repo, trial)
+    if path is None:
+        notice(
+            f"the full log of {sweep.name}-{trial.number} is on the machine that ran it "
+            f"({trial.worker or 'not started'}); last stderr recorded in the ledger:"
+        )
+        say(trial.stderr_tail or "")
+        return 0
+    for text in operations.log_chunks(repo, state, sweep, trial, path, follow=args.follow):
+        sys.stdout.write(display(text, multiline=True))
+        sys.stdout.flush()
+    return 0
+
+
+def cancel(args: argparse.Namespace) -> int:
+    from mlci_tui.sweep.operations import cancel_sweep
+
+    sweep, count = cancel_sweep(Repo.find(), args.name)
+    running = sweep.counts()["running"]
+    say(
+        f"sweep {display(sweep.name)}: {count} queued trial(s) cancelled"
+        + (f"; {running} running trial(s) told to stop" if running else "")
+    )
+    return 0
+
+
+def retry(args: argparse.Namespace) -> int:
+    from mlci_tui.sweep.operations import retry_sweep
+
+    sweep, count = retry_sweep(Repo.find(), args.name, running=args.running)
+    say(f"sweep {display(sweep.name)}: {count} trial(s) queued again; run `mlci sweep start {display(sweep.name)}`")
+    return 0
+
+
+def matrix(args: argparse.Namespace) -> int:
+    from mlci_tui.sweep.operations import queued_matrix
+
+    include = queued_matrix(Repo.find(), args.name, limit=args.limit)
+    print(json.dumps({"include": include}, ensure_ascii=True, separators=(",", ":")))
+    return 0
+
+
+def work(args: argparse.Namespace) -> int:
+    from mlci_tui import config as config_mod
+    from mlci_tui.sweep.operations import work_trial
+
+    repo = Repo.find()
+    remote = args.remote or config_mod.load(repo.root).remote
+    result = work_trial(repo, args.trial, remote=None if args.no_push else remote, progress=_progress)
+    if result.ran:
+        return 0 if result.state == "done" else 1
+    if result.state == "done":
+        say(f"trial {display(result.label)} is already done (run {result.trial.run_id}); nothing to do")
+    else:
+        say(f"trial {display(result.label)} was cancelled; nothing to do")
+    return 0
+
+
+def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     group = command_group(
         sub, "sweep", "hyperparameter sweeps: queue trials in the ledger, run them here, on Dask or CI"
     )
@@ -15,7 +189,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(
         group,
         "create",
-        "sweep.commands:create",
+        create,
         "queue the trials of sweeps.NAME (mlci.yaml, or --file) against HEAD",
         "mlci sweep create lr-search",
     )
@@ -28,7 +202,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(
         group,
         "start",
-        "sweep.commands:start",
+        start,
         "run the queued trials of a sweep until none is left",
         "mlci sweep start lr-search -j 4    |    mlci sweep start lr-search --executor dask --scheduler tcp://h:8786",
     )
@@ -40,7 +214,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(
         group,
         "status",
-        "sweep.commands:status",
+        status,
         "sweeps and their progress, or the trials of one sweep",
         "mlci sweep status lr-search",
     )
@@ -50,22 +224,20 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(
         group,
         "logs",
-        "sweep.commands:logs",
+        logs,
         "the log of a trial (its full log where it ran, else the stderr tail in the ledger)",
         "mlci sweep logs lr-search-3 -f",
     )
     p.add_argument("trial", help="trial id prefix, or SWEEP-NUMBER")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing while the trial runs")
 
-    p = add_command(
-        group, "cancel", "sweep.commands:cancel", "cancel the queued trials of a sweep", "mlci sweep cancel lr-search"
-    )
+    p = add_command(group, "cancel", cancel, "cancel the queued trials of a sweep", "mlci sweep cancel lr-search")
     p.add_argument("name", help="sweep name or id prefix")
 
     p = add_command(
         group,
         "retry",
-        "sweep.commands:retry",
+        retry,
         "queue the failed and cancelled trials of a sweep again",
         "mlci sweep retry lr-search",
     )
@@ -74,16 +246,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--running", action="store_true", help="also trials recorded running with no local worker (lost CI jobs)"
     )
 
-    p = add_command(
-        group, "best", "sweep.commands:best", "the best trial of a sweep by its metric", "mlci sweep best lr-search"
-    )
+    p = add_command(group, "best", best, "the best trial of a sweep by its metric", "mlci sweep best lr-search")
     p.add_argument("name", help="sweep name or id prefix")
     add_format_options(p)
 
     p = add_command(
         group,
         "matrix",
-        "sweep.commands:matrix",
+        matrix,
         "print the queued trials as a CI matrix (JSON: {include: [{trial, name}]})",
         "mlci sweep matrix lr-search",
     )
@@ -93,7 +263,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(
         group,
         "work",
-        "sweep.commands:work",
+        work,
         "run one trial here (a CI job) and push its result to the ledger remote",
         "mlci sweep work --trial 3kq2v5xw",
     )

@@ -31,8 +31,8 @@ sweeps:
 
 def run_demo_sweep(root: Path) -> list[str]:
     """Define, queue and run the demo sweep in the repository at `root`; lines to print."""
-    from mlci_tui.sweep.commands import create_sweep
     from mlci_tui.sweep.local import run
+    from mlci_tui.sweep.operations import create_sweep
 
     config_file = root / "mlci.yaml"
     text = config_file.read_text()

@@ -380,14 +380,14 @@ class SweepsScreen(Screen[None]):
 
     @work(thread=True, group="sweep-write", exit_on_error=False)
     def _do_write(self, what: str, sweep_id: str) -> None:
-        from mlci_tui.sweep import commands
+        from mlci_tui.sweep import operations
 
         try:
             if what == "cancel":
-                sweep, count = commands.cancel_sweep(self.mlci.repo, sweep_id)
+                sweep, count = operations.cancel_sweep(self.mlci.repo, sweep_id)
                 text = f"sweep {sweep.name}: {count} queued trial(s) cancelled"
             else:
-                sweep, count = commands.retry_sweep(self.mlci.repo, sweep_id)
+                sweep, count = operations.retry_sweep(self.mlci.repo, sweep_id)
                 text = f"sweep {sweep.name}: {count} trial(s) queued again"
         except Exception as exc:
             self.app.call_from_thread(self.notify, display(str(exc)), severity="error", markup=False)
@@ -404,10 +404,10 @@ class SweepsScreen(Screen[None]):
 
     @work(thread=True, group="sweep-write", exit_on_error=False)
     def _create(self, name: str, data: dict[str, Any]) -> None:
-        from mlci_tui.sweep import commands
+        from mlci_tui.sweep import operations
 
         try:
-            sweep, count = commands.create_sweep(self.mlci.repo, name, data=data)
+            sweep, count = operations.create_sweep(self.mlci.repo, name, data=data)
         except Exception as exc:
             self.app.call_from_thread(self.notify, display(str(exc)), severity="error", markup=False)
             return

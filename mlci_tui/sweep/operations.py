@@ -1,42 +1,43 @@
-"""`mlci sweep ...` handlers: thin wrappers over spec, strategies, queue and the executors."""
+"""What can be done to a sweep: queue it, run it, read it, cancel, retry, hand its trials to CI.
+
+The typed core behind `mlci sweep ...`, the TUI's sweeps screen, the demo and the CI steps:
+plain arguments in, sweeps, trials and rows out. Nothing here prints; an operation that has
+something to say while it works takes a `progress` callback.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import random
-import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci_tui import output
 from mlci_tui.errors import CheckFailed, InputError, MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
-from mlci_tui.sanitize import display
 from mlci_tui.sweep import events, policy, queue, strategies
 from mlci_tui.sweep import spec as spec_mod
 from mlci_tui.sweep.events import Sweep, Trial
 
 SNAPSHOT_PREFIX = "refs/mlci/snapshots/"
+FOLLOW_POLL = 0.2  # seconds between two reads of a followed log
+FOLLOW_SETTLE = 0.6  # a log this long quiet, with no lease, may belong to a finished trial
 
-
-def _repo() -> Repo:
-    return Repo.find()
-
-
-def _say(text: str) -> None:
-    print(display(text), file=sys.stderr, flush=True)
+Progress = Callable[[str], None]
 
 
 # ------------------------------------------------------------------ create
 def create_sweep(
     repo: Repo, name: str, *, file: str | None = None, workspace: bool = False, data: dict[str, Any] | None = None
 ) -> tuple[Sweep, int]:
-    """Queue a sweep's trials against HEAD (or a snapshot of the working tree); returns (sweep, queued)."""
+    """Queue a sweep's trials against HEAD (or a snapshot of the working tree); returns (sweep, queued).
+
+    `data` is a sweep definition given directly (the TUI's form) instead of mlci.yaml's `sweeps.NAME`.
+    """
     from mlci_tui import config as config_mod
 
     if data is not None:
@@ -98,75 +99,46 @@ def snapshot(repo: Repo, head: str, sweep_id: str) -> str:
     return sha
 
 
-def create(args: argparse.Namespace) -> int:
-    repo = _repo()
-    sweep, count = create_sweep(repo, args.name, file=args.file, workspace=args.workspace)
-    spec = sweep.spec
-    print(
-        f"sweep {display(sweep.name)} ({sweep.sweep_id[:8]}): {count} trial(s) queued, method {spec['method']}"
-        f"{'' if spec['method'] == 'grid' else f', seed {sweep.seed}'}, base {sweep.base[:10]}"
-        f"{' (workspace snapshot)' if sweep.base_kind == 'workspace' else ''}"
-    )
-    print(f"run them with: mlci sweep start {display(sweep.name)}")
-    return 0
-
-
 # ------------------------------------------------------------------ start
-def start(args: argparse.Namespace) -> int:
-    repo = _repo()
-    state = queue.QueueState(repo)
-    sweep = state.find(args.name)
-    executor = args.executor or sweep.spec.get("executor") or "local"
-    jobs = args.jobs or int(sweep.spec.get("parallel") or 1)
-    if executor == "ci":
-        return _dispatch_ci(repo, sweep, args)
-    began = time.monotonic()
+def executor_of(sweep: Sweep, requested: str | None) -> str:
+    """The executor asked for, else the sweep's own (`executor:` in its definition), else local."""
+    return requested or sweep.spec.get("executor") or "local"
+
+
+def jobs_of(sweep: Sweep, requested: int | None) -> int:
+    """Trials at a time: as asked, else the sweep's `parallel`, else one."""
+    return requested or int(sweep.spec.get("parallel") or 1)
+
+
+def run_sweep(
+    repo: Repo,
+    state: queue.QueueState,
+    sweep: Sweep,
+    *,
+    executor: str,
+    jobs: int,
+    scheduler: str | None,
+    progress: Progress,
+) -> Sweep:
+    """Run the queued trials of a sweep here (`local`) or on a Dask cluster until none is left; the final state.
+
+    CI is not an executor run from here: its trials are CI jobs, started through the code
+    host's API by the front end (`mlci sweep start --executor ci`).
+    """
     if executor == "dask":
         from mlci_tui.sweep.dask_executor import run as run_dask
 
-        final = run_dask(repo, sweep.sweep_id, jobs, args.scheduler or sweep.spec.get("scheduler"), _say, state)
-    else:
-        from mlci_tui.sweep.local import run as run_local
+        return run_dask(repo, sweep.sweep_id, jobs, scheduler or sweep.spec.get("scheduler"), progress, state)
+    if executor != "local":
+        raise InputError(f"sweep {sweep.name}: executor {executor} does not run trials here")
+    from mlci_tui.sweep.local import run as run_local
 
-        final = run_local(repo, sweep.sweep_id, jobs, _say, state)
-    return _summary(final, time.monotonic() - began)
-
-
-def _dispatch_ci(repo: Repo, sweep: Sweep, args: argparse.Namespace) -> int:
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("mlci_tui.ci") is None or importlib.util.find_spec("mlci_tui.ci.dispatch") is None:
-        print(
-            "mlci: sweep start --executor ci: dispatching CI jobs needs the sweep workflow; "
-            "set it up with `mlci ci init --sweeps` (or run `mlci sweep matrix` + `mlci sweep work` in your own CI)",
-            file=sys.stderr,
-        )
-        return 2
-    dispatch = importlib.import_module("mlci_tui.ci.dispatch")
-    return int(dispatch.dispatch_sweep(repo.root, sweep.name, jobs=args.jobs) or 0)
-
-
-def _summary(sweep: Sweep, seconds: float) -> int:
-    counts = sweep.counts()
-    line = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    print(f"sweep {display(sweep.name)}: {line} in {seconds:.1f} s")
-    best = sweep.best()
-    metric = sweep.spec.get("metric")
-    if best is not None and metric:
-        print(
-            f"best: {display(sweep.name)}-{best.number} {display(metric)}={output.cell_text(best.value)} "
-            f"{display(_params_text(best.params))} (run {best.run_id[:8] if best.run_id else '-'})"
-        )
-    return 1 if counts.get("failed") else 0
-
-
-def _params_text(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={output.cell_text(v)}" for k, v in params.items())
+    return run_local(repo, sweep.sweep_id, jobs, progress, state)
 
 
 # ------------------------------------------------------------------ status
 def sweep_rows(sweeps: dict[str, Sweep]) -> list[dict[str, Any]]:
+    """One row per sweep, newest first: progress, counts per state, best value."""
     rows = []
     for sweep in sorted(sweeps.values(), key=lambda s: s.created, reverse=True):
         counts = sweep.counts()
@@ -194,6 +166,7 @@ def sweep_rows(sweeps: dict[str, Sweep]) -> list[dict[str, Any]]:
 
 
 def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
+    """One row per trial in number order: state, params, the metric's value, why it ended."""
     rows = []
     for t in sweep.ordered():
         row: dict[str, Any] = {
@@ -213,48 +186,15 @@ def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
     return rows
 
 
-def status(args: argparse.Namespace) -> int:
-    repo = _repo()
-    state = queue.QueueState(repo)
-    if not args.name:
-        rows = sweep_rows(state.sweeps)
-        if args.format == "table":
-            cols = ["name", "method", "progress", "queued", "running", "failed", "metric", "best", "created"]
-            if not rows:
-                print("no sweeps yet: define one under sweeps: in mlci.yaml and run `mlci sweep create NAME`")
-                return 0
-        else:
-            cols = list(rows[0]) if rows else ["name"]
-        output.write(rows, cols, args.format, sys.stdout)
-        return 0
-    sweep = state.find(args.name)
-    rows = trial_rows(sweep)
-    metric = sweep.spec.get("metric") or "value"
-    cols = ["trial", "state", "attempts", "retries", *sweep.spec["params"], metric]
-    if args.format != "table":
-        cols += ["trial_id", "run_id", "exit_code", "reason"]
-    else:
-        cols.append("reason")
-    if args.format == "table":
-        counts = sweep.counts()
-        print(
-            f"sweep {display(sweep.name)} ({sweep.sweep_id[:8]}) base {sweep.base[:10]}: "
-            + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        )
-    output.write(rows, cols, args.format, sys.stdout)
-    return 0
-
-
-def best(args: argparse.Namespace) -> int:
-    repo = _repo()
-    sweep = queue.QueueState(repo).find(args.name)
+def best_row(sweep: Sweep) -> dict[str, Any]:
+    """The best trial by the sweep's metric, with its params as `params.NAME`; an error when there is none yet."""
     metric = sweep.spec.get("metric")
     if not metric:
         raise InputError(f"sweep {sweep.name} has no metric: set sweeps.{sweep.name}.metric to rank its trials")
     top = sweep.best()
     if top is None:
         raise CheckFailed(f"sweep {sweep.name}: no trial is done with a value for {metric} yet")
-    row = {
+    return {
         "trial": f"{sweep.name}-{top.number}",
         "trial_id": top.trial_id,
         "run_id": top.run_id,
@@ -263,59 +203,55 @@ def best(args: argparse.Namespace) -> int:
         "direction": sweep.spec.get("direction"),
         **{f"params.{k}": v for k, v in top.params.items()},
     }
-    if args.format == "table":
-        for key, value in row.items():
-            print(f"{display(key)}: {display(output.cell_text(value))}")
-        return 0
-    output.write([row], list(row), args.format, sys.stdout)
-    return 0
 
 
 # ------------------------------------------------------------------ logs
-def logs(args: argparse.Namespace) -> int:
+def local_log(repo: Repo, trial: Trial) -> Path | None:
+    """The trial's full log, when it ran on this machine (else only its stderr tail is in the ledger)."""
     from mlci_tui.sweep.runner import log_path
 
-    repo = _repo()
-    state = queue.QueueState(repo)
-    sweep, trial = queue.find_trial(state.sweeps, args.trial)
     path = log_path(repo, trial.trial_id)
-    if not path.exists():
-        print(
-            f"mlci: the full log of {display(sweep.name)}-{trial.number} is on the machine that ran it "
-            f"({display(trial.worker or 'not started')}); last stderr recorded in the ledger:",
-            file=sys.stderr,
-        )
-        sys.stdout.write(display(trial.stderr_tail or "", multiline=True) + "\n")
-        return 0
-    offset = _print_from(path, 0)
-    if not args.follow:
-        return 0
+    return path if path.exists() else None
+
+
+def log_chunks(
+    repo: Repo, state: queue.QueueState, sweep: Sweep, trial: Trial, path: Path, *, follow: bool
+) -> Iterator[str]:
+    """The log's text as it grows: all of it, then with `follow` what is added until the trial stops running.
+
+    A trial has stopped when its lease is gone, the log has been quiet a moment and the
+    ledger no longer says `running`.
+    """
+    text, offset = _read_from(path, 0)
+    if text:
+        yield text
+    if not follow:
+        return
     lease = queue.lease_path(repo, sweep.sweep_id, trial.trial_id)
     idle = 0.0
     while True:
-        time.sleep(0.2)
-        new = _print_from(path, offset)
-        idle = 0.0 if new != offset else idle + 0.2
+        time.sleep(FOLLOW_POLL)
+        text, new = _read_from(path, offset)
+        if text:
+            yield text
+        idle = 0.0 if new != offset else idle + FOLLOW_POLL
         offset = new
-        if not lease.exists() and idle >= 0.6:
+        if not lease.exists() and idle >= FOLLOW_SETTLE:
             state.refresh()
-            trial = state.sweeps[sweep.sweep_id].trials[trial.trial_id]
-            if trial.state != "running":
-                return 0
+            if state.sweeps[sweep.sweep_id].trials[trial.trial_id].state != "running":
+                return
 
 
-def _print_from(path: Path, offset: int) -> int:
+def _read_from(path: Path, offset: int) -> tuple[str, int]:
     with open(path, "rb") as fh:
         fh.seek(offset)
         data = fh.read()
-    if data:
-        sys.stdout.write(display(data.decode("utf-8", "replace"), multiline=True))
-        sys.stdout.flush()
-    return offset + len(data)
+    return data.decode("utf-8", "replace"), offset + len(data)
 
 
 # ------------------------------------------------------------------ cancel / retry
 def cancel_sweep(repo: Repo, sweep_ref: str) -> tuple[Sweep, int]:
+    """Cancel the queued trials and tell running local trials to stop; returns (sweep, trials cancelled)."""
     state = queue.QueueState(repo)
     sweep = state.find(sweep_ref)
     flag = queue.queue_dir(repo, sweep.sweep_id) / "cancel"
@@ -328,17 +264,8 @@ def cancel_sweep(repo: Repo, sweep_ref: str) -> tuple[Sweep, int]:
     return sweep, len(recs)
 
 
-def cancel(args: argparse.Namespace) -> int:
-    sweep, count = cancel_sweep(_repo(), args.name)
-    running = sweep.counts()["running"]
-    print(
-        f"sweep {display(sweep.name)}: {count} queued trial(s) cancelled"
-        + (f"; {running} running trial(s) told to stop" if running else "")
-    )
-    return 0
-
-
 def retry_sweep(repo: Repo, sweep_ref: str, *, running: bool = False) -> tuple[Sweep, int]:
+    """Queue the failed and cancelled trials again (with `running`, also those no local lease holds)."""
     state = queue.QueueState(repo)
     sweep = state.find(sweep_ref)
     held = {lease.trial_id for lease in queue.leases(repo, sweep.sweep_id)}
@@ -354,60 +281,63 @@ def retry_sweep(repo: Repo, sweep_ref: str, *, running: bool = False) -> tuple[S
     return sweep, len(recs)
 
 
-def retry(args: argparse.Namespace) -> int:
-    sweep, count = retry_sweep(_repo(), args.name, running=args.running)
-    print(f"sweep {display(sweep.name)}: {count} trial(s) queued again; run `mlci sweep start {display(sweep.name)}`")
-    return 0
-
-
 # ------------------------------------------------------------------ CI: matrix and work
-def matrix(args: argparse.Namespace) -> int:
-    repo = _repo()
-    sweep = queue.QueueState(repo).find(args.name)
+def queued_matrix(repo: Repo, sweep_ref: str, *, limit: int | None = None) -> list[dict[str, str]]:
+    """The queued trials as CI matrix entries `{trial: id, name: SWEEP-NUMBER}`, at most `limit` of them."""
+    sweep = queue.QueueState(repo).find(sweep_ref)
     pending = [t for t in sweep.ordered() if t.state == "queued"]
-    if args.limit:
-        pending = pending[: args.limit]
-    include = [{"trial": t.trial_id, "name": f"{sweep.name}-{t.number}"} for t in pending]
-    print(json.dumps({"include": include}, ensure_ascii=True, separators=(",", ":")))
-    return 0
+    if limit:
+        pending = pending[:limit]
+    return [{"trial": t.trial_id, "name": f"{sweep.name}-{t.number}"} for t in pending]
 
 
-def work(args: argparse.Namespace) -> int:
-    """Run one trial here (a CI job) and push its result to the ledger remote."""
-    from mlci_tui import config as config_mod
+@dataclass(frozen=True)
+class TrialWork:
+    """What `work_trial` did: `ran` False when the trial was already done or cancelled."""
+
+    sweep: Sweep
+    trial: Trial
+    ran: bool
+    state: str  # the trial's state at the end: done, failed, cancelled
+
+    @property
+    def label(self) -> str:
+        return f"{self.sweep.name}-{self.trial.number}"
+
+
+def work_trial(repo: Repo, trial_ref: str, *, remote: str | None, progress: Progress) -> TrialWork:
+    """Run one trial here (a CI job) and record its outcome.
+
+    With a `remote`, the ledger is pulled from it first and pushed to it after, and a base
+    commit missing from the clone is fetched from it; without, only the local ledger changes.
+    """
     from mlci_tui.ledger import sync
     from mlci_tui.sweep.runner import TrialJob, append_outcome, run_trial
 
-    repo = _repo()
-    remote = args.remote or config_mod.load(repo.root).remote
-    push = not args.no_push
-    if push:
+    if remote is not None:
         sync.pull(repo, remote)
     state = queue.QueueState(repo)
-    sweep, trial = queue.find_trial(state.sweeps, args.trial)
-    if trial.state == "done":
-        print(f"trial {display(sweep.name)}-{trial.number} is already done (run {trial.run_id}); nothing to do")
-        return 0
-    if trial.state == "cancelled":
-        print(f"trial {display(sweep.name)}-{trial.number} was cancelled; nothing to do")
-        return 0
-    _ensure_base(repo, sweep, remote if push else None)
+    sweep, trial = queue.find_trial(state.sweeps, trial_ref)
+    if trial.state in ("done", "cancelled"):
+        return TrialWork(sweep, trial, ran=False, state=trial.state)
+    ensure_base(repo, sweep, remote)
     job = TrialJob.of(sweep, trial)
     worker = events.worker_name(os.environ.get("GITHUB_RUN_ID") or os.environ.get("CI_JOB_ID") or os.getpid())
-    store = LedgerStore(repo)
-    store.append([events.trial_event(sweep.sweep_id, trial.trial_id, "started", attempt=job.attempt, worker=worker)])
-    _say(f"trial {sweep.name}-{trial.number} started: {_params_text(job.params)}")
+    LedgerStore(repo).append(
+        [events.trial_event(sweep.sweep_id, trial.trial_id, "started", attempt=job.attempt, worker=worker)]
+    )
+    progress(f"trial {sweep.name}-{trial.number} started: {params_text(job.params)}")
     outcome = run_trial(repo, job, worker=worker)
     append_outcome(repo, outcome)
-    _say(f"trial {sweep.name}-{trial.number}: {outcome.message}")
-    if push:
-        result = sync.push(repo, remote)
-        for notice in result.notices:
-            _say(notice)
-    return 0 if outcome.state == "done" else 1
+    progress(f"trial {sweep.name}-{trial.number}: {outcome.message}")
+    if remote is not None:
+        for text in sync.push(repo, remote).notices:
+            progress(text)
+    return TrialWork(sweep, trial, ran=True, state=outcome.state)
 
 
-def _ensure_base(repo: Repo, sweep: Sweep, remote: str | None) -> None:
+def ensure_base(repo: Repo, sweep: Sweep, remote: str | None) -> None:
+    """Make the sweep's base commit readable here: fetch it (or its snapshot ref) from `remote` if missing."""
     if repo.commit_of(sweep.base):
         return
     if remote is None:
@@ -419,3 +349,10 @@ def _ensure_base(repo: Repo, sweep: Sweep, remote: str | None) -> None:
             f"base commit {sweep.base[:10]} of sweep {sweep.name} is not in this clone and could not be fetched "
             f"from {remote}" + (f" (push {sweep.snapshot_ref} there)" if sweep.snapshot_ref else "")
         )
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """`name=value ...` as the progress lines and summaries write a trial's params."""
+    from mlci_tui import output
+
+    return " ".join(f"{k}={output.cell_text(v)}" for k, v in params.items())

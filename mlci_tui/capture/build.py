@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci_tui import __version__
-from mlci_tui.capture.readers import Limits, Step, check_size, read_metrics, read_params, read_table_metrics
+from mlci_tui.capture.readers import (
+    Limits,
+    MetricsRead,
+    Step,
+    check_size,
+    read_metrics,
+    read_params,
+    read_table_metrics,
+)
 from mlci_tui.config import Config
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import CommitInfo, Repo, commit_info, patch_id
@@ -39,68 +47,91 @@ def current_branch(repo: Repo) -> str | None:
     return proc.stdout.decode().strip() or None
 
 
+class FileReaders:
+    """How `collect_values` parses what it finds: capture's readers under the config's limits,
+    files over the size limit refused first. The DVC importer subclasses it to parse each
+    blob once per import."""
+
+    def __init__(self, limits: Limits, *, strict: bool) -> None:
+        self.limits = limits
+        self.strict = strict
+
+    def fail(self, values: Values, exc: InputError) -> None:
+        """With `strict`, the first bad file raises; otherwise it becomes a warning and reading goes on."""
+        if self.strict:
+            raise exc
+        values.warnings.append(str(exc))
+
+    def readable(self, source: FileSource, paths: list[str], values: Values) -> list[str]:
+        """`paths` within the size limit (read nothing too big to parse)."""
+        sizes = source.sizes(paths)
+        out = []
+        for path in paths:
+            try:
+                check_size(path, sizes.get(path, 0), self.limits)
+            except InputError as exc:
+                self.fail(values, exc)
+            else:
+                out.append(path)
+        return out
+
+    def params(self, path: str, data: bytes) -> dict[str, Any]:
+        return read_params(path, data, self.limits)
+
+    def metrics(self, path: str, data: bytes, series: str | None = None) -> MetricsRead:
+        if series is None:
+            return read_metrics(path, data, self.limits)
+        return read_table_metrics(path, data, self.limits, series_name=series)
+
+
 def read_values(config: Config, source: FileSource, *, strict: bool) -> Values:
     """Params and metrics from `source`. With `strict`, the first bad file raises InputError;
     otherwise it becomes a warning and capture goes on with the other files."""
-    limits = Limits.from_config(config.limits)
+    readers = FileReaders(Limits.from_config(config.limits), strict=strict)
+    return collect_values(source, config.params_files, config.metrics_files, readers)
+
+
+def collect_values(source: FileSource, params: list[str], metrics: list[str], readers: FileReaders) -> Values:
+    """The params files, metrics files and the dvclive series beside each `metrics.json`
+    (`plots/metrics/**/*.tsv`) that the patterns find in `source`, parsed by `readers`."""
     values = Values()
-    refused: list[str] | None = None if strict else []  # symlinks: an error, or warnings
-    params_files = source.find(config.params_files, refused)
-    metrics_files = source.find(config.metrics_files, refused)
-    series: dict[str, tuple[str, str]] = {}
+    refused: list[str] | None = None if readers.strict else []  # symlinks: an error, or warnings
+    params_files = source.find(params, refused)
+    metrics_files = source.find(metrics, refused)
+    series: dict[str, str] = {}
     for mfile in metrics_files:
         if mfile.endswith("metrics.json"):
             base = mfile.rsplit("/", 1)[0] + "/" if "/" in mfile else ""
             for path in source.find([f"{base}plots/metrics/**/*.tsv"], refused):
-                series[path] = (mfile, path[len(f"{base}plots/metrics/") : -len(".tsv")])
+                series[path] = path[len(f"{base}plots/metrics/") : -len(".tsv")]
     values.warnings.extend(refused or [])
     wanted = sorted(set(params_files) | set(metrics_files) | set(series))
-    sizes = source.sizes(wanted)
-    readable = []
-    for path in wanted:
-        try:
-            check_size(path, sizes.get(path, 0), limits)
-        except InputError as exc:
-            _fail_or_warn(values, strict, exc)
-        else:
-            readable.append(path)
-    data = source.read_many(readable)
+    data = source.read_many(readers.readable(source, wanted, values))
     for path in params_files:
         if path in data:
             try:
-                values.params[path] = read_params(path, data[path], limits)
+                values.params[path] = readers.params(path, data[path])
             except InputError as exc:
-                _fail_or_warn(values, strict, exc)
-    for path in metrics_files:
-        if path in data:
-            try:
-                read = read_metrics(path, data[path], limits)
-            except InputError as exc:
-                _fail_or_warn(values, strict, exc)
-                continue
+                readers.fail(values, exc)
+    metrics_and_series: list[tuple[str, str | None]] = [(p, None) for p in metrics_files]
+    for path, name in metrics_and_series + list(series.items()):
+        if path not in data:
+            continue
+        try:
+            read = readers.metrics(path, data[path], name and name.rsplit("/", 1)[-1])
+        except InputError as exc:
+            readers.fail(values, exc)
+            continue
+        if name is None:
             values.metrics[path] = read.values
-            values.steps.extend(read.steps)
-            values.warnings.extend(read.warnings)
-    for path, (_mfile, name) in series.items():
-        if path in data:
-            try:
-                read = read_table_metrics(path, data[path], limits, series_name=name.rsplit("/", 1)[-1])
-            except InputError as exc:
-                _fail_or_warn(values, strict, exc)
-                continue
+        else:
             # dvclive writes train/loss.tsv for the value it writes as {"train": {"loss": ...}}:
             # the series takes the dotted name, so final value and curve share one name
             for step in read.steps:
                 step.name = name.replace("/", ".")
-            values.steps.extend(read.steps)
-            values.warnings.extend(read.warnings)
+        values.steps.extend(read.steps)
+        values.warnings.extend(read.warnings)
     return values
-
-
-def _fail_or_warn(values: Values, strict: bool, exc: InputError) -> None:
-    if strict:
-        raise exc
-    values.warnings.append(str(exc))
 
 
 def base_record(kind: str, values: Values) -> dict[str, Any]:

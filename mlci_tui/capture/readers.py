@@ -80,27 +80,27 @@ def parse_tree(name: str, data: bytes, limits: Limits) -> Any:
     """Parse a JSON, YAML 1.2 or TOML document into Python values."""
     text = decode(name, data, limits)
     suffix = _suffix(name)
-    if suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-        except RecursionError:
-            raise InputError(f"{name}: nested deeper than {limits.max_depth} levels") from None
     if suffix in (".yaml", ".yml"):
         return parse_yaml12(name, text)
-    if suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{name}: invalid TOML: {exc}") from None
-        except RecursionError:
-            raise InputError(f"{name}: nested deeper than {limits.max_depth} levels") from None
-    raise InputError(f"{name}: unsupported file type (use .json, .yaml, .yml, .toml, .csv or .tsv)")
+    if suffix not in (".json", ".toml"):
+        raise InputError(f"{name}: unsupported file type (use .json, .yaml, .yml, .toml, .csv or .tsv)")
+    try:
+        return json.loads(text) if suffix == ".json" else _tomllib().loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError, or an integer too long to convert
+        raise InputError(f"{name}: invalid {suffix[1:].upper()}: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{name}: nested deeper than {limits.max_depth} levels") from None
+
+
+def _tomllib() -> Any:
+    """tomllib, imported when a TOML file is read (tomli before Python 3.11)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    return tomllib
 
 
 def parse_yaml12(name: str, text: str) -> Any:

@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any
 
 from mlci_tui import config as config_mod
-from mlci_tui.capture.build import Values, base_record, finish_record
+from mlci_tui.capture.build import FileReaders, Values, base_record, collect_values, finish_record
 from mlci_tui.capture.readers import (
     Limits,
     MetricsRead,
@@ -42,7 +42,7 @@ from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.dvc_files import DEFAULT_PARAMS, Declared, DvcReader
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
-from mlci_tui.sources import literal_prefix, matches
+from mlci_tui.sources import FileSource, literal_prefix, matches
 
 KNOWN_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 EXPS_PREFIX = "refs/exps/"
@@ -164,6 +164,25 @@ def list_experiments(repo: Repo) -> list[Experiment]:
     return out
 
 
+class _BlobReaders(FileReaders):
+    """What `capture.build.read_values` reads, through the same capture readers, each blob
+    parsed once for the whole import (DvcImporter's memo); never strict, and no size check."""
+
+    def __init__(self, importer: DvcImporter, source: ObjectSource) -> None:
+        super().__init__(importer.limits, strict=False)
+        self.importer = importer
+        self.oids = source._oids
+
+    def readable(self, source: FileSource, paths: list[str], values: Values) -> list[str]:
+        return paths
+
+    def params(self, path: str, data: bytes) -> dict[str, Any]:
+        return self.importer._params(path, self.oids[path], data)
+
+    def metrics(self, path: str, data: bytes, series: str | None = None) -> MetricsRead:
+        return self.importer._metrics(path, self.oids[path], data, series)
+
+
 # ----------------------------------------------------------------------- reading
 class DvcImporter:
     """Turns commits into run records. One per import: it caches parsed objects across commits."""
@@ -257,7 +276,7 @@ class DvcImporter:
         for path in declared.params:
             if path not in params_files and path != DEFAULT_PARAMS:
                 absent.append(path)
-        values = self._read_values(source, params_files or [DEFAULT_PARAMS], metric_files)
+        values = collect_values(source, params_files or [DEFAULT_PARAMS], metric_files, _BlobReaders(self, source))
         values.warnings[:0] = declared.warnings
         for path in odd_files:
             self._read_odd(source, path, values)
@@ -271,51 +290,6 @@ class DvcImporter:
         self._hot = {p: len(self.objects.blob(o) or b"") for p, o in source._oids.items()}
         self._hot.update((p, len(self.objects.blob(e.oid) or b"")) for p, e in self.dvc.stage_files(root))
         return values, extra, declared
-
-    def _read_values(self, source: ObjectSource, params: list[str], metrics: list[str]) -> Values:
-        """What `runs.read_values` reads (params, metrics, dvclive series beside metrics.json),
-        through the same capture readers, each blob parsed once for the whole import."""
-        values = Values()
-        refused: list[str] = []
-        params_files = source.find(params, refused)
-        metrics_files = source.find(metrics, refused)
-        series: dict[str, str] = {}
-        for mfile in metrics_files:
-            if mfile.endswith("metrics.json"):
-                base = mfile.rsplit("/", 1)[0] + "/" if "/" in mfile else ""
-                for path in source.find([f"{base}plots/metrics/**/*.tsv"], refused):
-                    series[path] = path[len(f"{base}plots/metrics/") : -len(".tsv")]
-        values.warnings.extend(refused)
-        data = source.read_many(sorted(set(params_files) | set(metrics_files) | set(series)))
-        for path in params_files:
-            if path in data:
-                try:
-                    values.params[path] = self._params(path, source._oids[path], data[path])
-                except InputError as exc:
-                    values.warnings.append(str(exc))
-        for path in metrics_files:
-            if path in data:
-                try:
-                    read = self._metrics(path, source._oids[path], data[path])
-                except InputError as exc:
-                    values.warnings.append(str(exc))
-                    continue
-                values.metrics[path] = read.values
-                values.steps.extend(read.steps)
-                values.warnings.extend(read.warnings)
-        for path, name in series.items():
-            if path in data:
-                try:
-                    read = self._metrics(path, source._oids[path], data[path], series=name.rsplit("/", 1)[-1])
-                except InputError as exc:
-                    values.warnings.append(str(exc))
-                    continue
-                # dvclive writes train/loss.tsv for the value {"train": {"loss": ...}}: one dotted name
-                for step in read.steps:
-                    step.name = name.replace("/", ".")
-                values.steps.extend(read.steps)
-                values.warnings.extend(read.warnings)
-        return values
 
     def _read_odd(self, source: ObjectSource, path: str, values: Values) -> None:
         """A metrics file without a known suffix: DVC reads it as YAML, so `0.93` is one number."""

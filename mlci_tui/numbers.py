@@ -9,10 +9,14 @@ full precision; CSV, read by programs, gets twelve digits.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+
+TYPE_CHECKING = False  # `typing` costs more than the hook path can spend (ledger.records imports this)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 HUMAN_DIGITS = 5
 MAX_DIGITS = 12  # 0.1 + 0.2 prints as 0.3: digits past this are binary noise
+# the names of the non-finite floats, also in the ledger's {"$float": NAME} wrapper and in JSON output
 NAN, POS_INF, NEG_INF = "NaN", "Infinity", "-Infinity"
 
 

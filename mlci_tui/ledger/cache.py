@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger.events import KNOWN_TYPES
+from mlci_tui.ledger.records import FLOAT_KEY
 from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
 
 if TYPE_CHECKING:
@@ -176,14 +177,14 @@ def _ts(expr: str) -> str:
 
 
 def _float(expr: str) -> str:
-    """A JSON number, or a `{"$float": "NaN"}` wrapper, as DOUBLE."""
-    return f"""CASE WHEN json_type({expr}) = 'OBJECT' THEN TRY_CAST({expr}->>'$."$float"' AS DOUBLE)
+    """A JSON number, or a `{"$float": "NaN"}` wrapper (records.FLOAT_KEY; DuckDB casts its names), as DOUBLE."""
+    return f"""CASE WHEN json_type({expr}) = 'OBJECT' THEN TRY_CAST({expr}->>'$."{FLOAT_KEY}"' AS DOUBLE)
         WHEN json_type({expr}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN TRY_CAST({expr}::VARCHAR AS DOUBLE) END"""
 
 
 def _param_text(expr: str) -> str:
     return f"""CASE json_type({expr}) WHEN 'VARCHAR' THEN {expr}->>'$' WHEN 'NULL' THEN 'null'
-        WHEN 'OBJECT' THEN coalesce({expr}->>'$."$float"', {expr}::VARCHAR) ELSE {expr}::VARCHAR END"""
+        WHEN 'OBJECT' THEN coalesce({expr}->>'$."{FLOAT_KEY}"', {expr}::VARCHAR) ELSE {expr}::VARCHAR END"""
 
 
 # The typed shape DuckDB parses each record into, once. Unknown fields are ignored.

@@ -11,6 +11,8 @@ import hashlib
 import math
 import os
 
+from mlci_tui.numbers import NAN, NEG_INF, POS_INF
+
 TYPE_CHECKING = False  # `typing` costs more than the hook path can spend; mypy treats this as true
 if TYPE_CHECKING:
     from datetime import datetime
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 B32_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 _B32 = frozenset(B32_ALPHABET)
-_FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+FLOAT_KEY = "$float"  # {"$float": "NaN"}: JSON has no NaN or infinities (the cache reads it in SQL too)
+_FLOAT_NAMES = {NAN: math.nan, POS_INF: math.inf, NEG_INF: -math.inf}
 
 
 def _b32(data: bytes) -> str:
@@ -75,9 +78,9 @@ def epoch_iso(seconds: int | float) -> str:
 def _wrap_floats(value: Any) -> Any:
     if isinstance(value, float):
         if math.isnan(value):
-            return {"$float": "NaN"}
+            return {FLOAT_KEY: NAN}
         if math.isinf(value):
-            return {"$float": "Infinity" if value > 0 else "-Infinity"}
+            return {FLOAT_KEY: POS_INF if value > 0 else NEG_INF}
         return value
     if isinstance(value, dict):
         return {k: _wrap_floats(v) for k, v in value.items()}
@@ -87,8 +90,8 @@ def _wrap_floats(value: Any) -> Any:
 
 
 def _unwrap_float(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and "$float" in obj and obj["$float"] in _FLOAT_NAMES:
-        return _FLOAT_NAMES[obj["$float"]]
+    if len(obj) == 1 and FLOAT_KEY in obj and obj[FLOAT_KEY] in _FLOAT_NAMES:
+        return _FLOAT_NAMES[obj[FLOAT_KEY]]
     return obj
 
 

@@ -2,7 +2,7 @@
 (status, attempts, params, key metric), a best-so-far line, a trial's log, and start,
 cancel, retry and a form that creates and queues a sweep.
 
-Reads go through `mlci_tui.sweep.queue` in thread workers that post `Loaded`; writes are
+Reads go through `mlci_tui.sweep.queue` in thread workers that post `SweepsLoaded`; writes are
 the same core functions the `mlci sweep` commands call. Every string from the ledger
 reaches a widget as `rich.text.Text` after `sanitize.display`.
 """
@@ -23,7 +23,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 
 from mlci_tui.output import cell_text
 from mlci_tui.sanitize import display
-from mlci_tui.tui.messages import Failed, Loaded
+from mlci_tui.tui.messages import SweepsFailed, SweepsLoaded
 from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
@@ -216,20 +216,19 @@ class SweepsScreen(Screen[None]):
 
             sweeps = QueueState(self.mlci.repo).sweeps
         except Exception as exc:
-            self.post_message(Failed("sweeps", generation, display(f"{type(exc).__name__}: {exc}")))
+            self.post_message(SweepsFailed(generation, display(f"{type(exc).__name__}: {exc}")))
             return
-        self.post_message(Loaded("sweeps", generation, sweeps))
+        self.post_message(SweepsLoaded(generation, sweeps))
 
-    def on_failed(self, message: Failed) -> None:
-        if message.what.startswith("sweep"):
-            message.stop()
-            self.notify(message.error, severity="error", markup=False)
-
-    def on_loaded(self, message: Loaded) -> None:
-        if message.what != "sweeps" or message.generation != self.generation:
-            return
+    def on_sweeps_failed(self, message: SweepsFailed) -> None:
         message.stop()
-        self.sweeps = message.result
+        self.notify(message.error, severity="error", markup=False)
+
+    def on_sweeps_loaded(self, message: SweepsLoaded) -> None:
+        message.stop()
+        if message.generation != self.generation:
+            return
+        self.sweeps = message.sweeps
         self._show_sweeps()
 
     def _show_sweeps(self) -> None:

@@ -16,8 +16,8 @@ from mlci_tui.gitio import Repo
 from mlci_tui.ledger.query.baseline import resolve_baseline
 from mlci_tui.ledger.query.compare import diff_maps
 from mlci_tui.ledger.query.names import map_keys
-from mlci_tui.ledger.query.rows import first_row
 from mlci_tui.ledger.query.run import Run, load_run, param_text
+from mlci_tui.ledger.query.stages import promotion_count, promotions
 from mlci_tui.ledger.resolve import Resolved, resolve_run
 from mlci_tui.numbers import compared_change
 
@@ -135,7 +135,7 @@ def promote(args: argparse.Namespace) -> int:
     with open_ledger(repo) as con:
         resolved = _resolve(repo, con, args.run)
         run = load_run(con, resolved)
-        count = first_row(con, "SELECT count(*) FROM promotions WHERE stage = ?", [args.stage])[0]
+        count = promotion_count(con, args.stage)
     commit = run.commit
     model_hash = _model_hash(repo, cfg.model, commit) if cfg.model else None
     if cfg.model and model_hash is None:
@@ -160,14 +160,17 @@ def promote(args: argparse.Namespace) -> int:
 def stages(args: argparse.Namespace) -> int:
     repo = Repo.find()
     with open_ledger(repo) as con:
-        view = "promotions" if args.history else "stages"
-        rows = con.execute(
-            f"""SELECT p.stage, p.run_id, r.commit, p.time, p.model_hash, p."by" FROM {view} p
-                LEFT JOIN runs r USING (run_id) ORDER BY p.stage, p.time DESC"""
-        ).fetchall()
+        rows = promotions(con, history=args.history)
     table = [
-        {"stage": s, "run": (rid or "")[:8], "commit": (c or "")[:8], "time": t, "model": h, "by": b}
-        for s, rid, c, t, h, b in rows
+        {
+            "stage": p.stage,
+            "run": (p.run_id or "")[:8],
+            "commit": (p.commit or "")[:8],
+            "time": p.time,
+            "model": p.model_hash,
+            "by": p.by,
+        }
+        for p in rows
     ]
     output.write(table, ["stage", "run", "commit", "time", "model", "by"], args.format, sys.stdout)
     if not rows and args.format == "table":

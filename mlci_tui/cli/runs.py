@@ -14,7 +14,7 @@ from mlci_tui import config as config_mod
 from mlci_tui import output
 from mlci_tui.cli.console import notice, open_ledger, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options
-from mlci_tui.errors import InputError, first_line
+from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.annotate import add_note, add_tag
 from mlci_tui.ledger.query.run import LISTED_FIELDS, Run
@@ -148,19 +148,13 @@ def _differs(runs: list[Run], key: str) -> bool:
 
 
 def sql(args: argparse.Namespace) -> int:
-    import duckdb
+    from mlci_tui.ledger.query.sql import run_sql
 
     repo = Repo.find()
     with open_ledger(repo) as con:
-        try:
-            cur = con.execute(args.query)
-            if cur.description is None:
-                return 0
-            names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, r)) for r in cur.fetchall()]
-        except duckdb.Error as exc:
-            raise InputError(f"sql: {first_line(exc)}") from None
-    output.write(rows, names, args.format, sys.stdout)
+        names, rows = run_sql(con, args.query)
+    if names:
+        output.write(rows, names, args.format, sys.stdout)
     return 0
 
 

@@ -1,0 +1,24 @@
+"""A user's own SQL over the ledger's views (`mlci sql`, the TUI's `sql:` filters read the same views)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mlci_tui.errors import InputError, first_line
+from mlci_tui.ledger.query.rows import dict_rows
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, text: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of a query on a read-only connection; a statement with no result gives no columns."""
+    import duckdb
+
+    try:
+        cur = con.execute(text)
+        if cur.description is None:
+            return [], []
+        return [d[0] for d in cur.description], dict_rows(cur)
+    except duckdb.Error as exc:
+        raise InputError(f"sql: {first_line(exc)}") from None

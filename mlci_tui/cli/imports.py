@@ -3,16 +3,65 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from mlci_tui.cli.options import add_command, command_group
+from mlci_tui.cli.console import notice, say
+from mlci_tui.cli.options import SubParsers, add_command, command_group
+from mlci_tui.gitio import Repo
+
+if TYPE_CHECKING:
+    from mlci_tui.importers.common import ImportReport
+
+MAX_WARNINGS_SHOWN = 20
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def import_dvc(args: argparse.Namespace) -> int:
+    from mlci_tui.importers.dvc import import_history
+
+    repo = Repo.find()
+    if args.all_branches:
+        rev_args = ["--branches"]
+    elif args.range_spec:
+        rev_args = [args.range_spec]
+    else:
+        rev_args = [args.rev or "HEAD"]
+    if rev_args == ["HEAD"] and repo.rev_parse("HEAD") is None:
+        rev_args = []  # an empty repository: nothing but experiments, if any
+    report = import_history(repo, rev_args, experiments=args.exps, dry_run=args.dry_run)
+    _print(report, "commit", args.dry_run)
+    return 0
+
+
+def import_mlflow(args: argparse.Namespace) -> int:
+    from mlci_tui.importers.mlflow import import_store
+
+    report = import_store(Repo.find(), args.path, dry_run=args.dry_run)
+    _print(report, "run", args.dry_run)
+    return 0
+
+
+def _print(report: ImportReport, unit: str, dry_run: bool) -> None:
+    """The first warnings (a long history can have thousands), then what was imported and what was not."""
+    for message in report.warnings[:MAX_WARNINGS_SHOWN]:
+        notice(f"warning: {message}")
+    if len(report.warnings) > MAX_WARNINGS_SHOWN:
+        notice(f"... and {len(report.warnings) - MAX_WARNINGS_SHOWN} more warning(s)")
+    verb = "would import" if dry_run else "imported"
+    others = len(report.added) - report.runs
+    extra = f" and {others} promotion(s)" if others else ""
+    say(f"{verb} {report.runs} run(s){extra} in {report.ledger_commits} ledger commit(s)")
+    if report.present:
+        say(f"{report.present} already in the ledger (nothing added for them)")
+    if report.skipped:
+        say(f"{report.skipped} {unit}(s) with no params or metrics: no run")
+
+
+def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     group = command_group(sub, "import", "bring a DVC project's history or an MLflow store into the ledger")
     p = add_command(
         group,
         "dvc",
-        "importers.commands:import_dvc",
+        import_dvc,
         "import a DVC project's git history (one run per commit with params or metrics), read from git objects",
         "mlci import dvc --all-branches --exps",
     )
@@ -26,7 +75,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(
         group,
         "mlflow",
-        "importers.commands:import_mlflow",
+        import_mlflow,
         "import an MLflow store (an mlruns/ folder or a SQLite mlflow.db, opened read-only)",
         "mlci import mlflow mlruns/",
     )

@@ -18,7 +18,7 @@ import yaml
 from conftest import commit, git, metrics_json, run_mlci, write
 
 from mlci_tui.hooks import CANDIDATE_SUFFIXES, DATASET_SUFFIXES, STAGES
-from mlci_tui.setup import FRAMEWORK_CONFIG, framework_hooks
+from mlci_tui.install import FRAMEWORK_CONFIG, framework_hooks
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 MANIFEST = CHECKOUT / ".pre-commit-hooks.yaml"

@@ -21,8 +21,8 @@ from conftest import commit, git, metrics_json, run_mlci, write
 
 from mlci_tui.gitio import Repo
 from mlci_tui.hooks import STAGES
+from mlci_tui.install import MARKER, SAVED_SUFFIX, generic_script
 from mlci_tui.ledger.cache import cache_is_current
-from mlci_tui.setup import MARKER, SAVED_SUFFIX, generic_script
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 ZERO = "0" * 40

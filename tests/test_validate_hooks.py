@@ -13,7 +13,7 @@ from pathlib import Path
 from conftest import git, run_mlci, write
 from validate_helpers import clean_rows, planted, write_csv
 
-from mlci_tui.setup import FRAMEWORK_CONFIG
+from mlci_tui.install import FRAMEWORK_CONFIG
 
 CONFIG = """\
 datasets:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from mlci_tui import __version__
-from mlci_tui.cli import ci, data, data_import, demo, gate, imports, ledger, report, runs, setup, sweep, tui, validate
+from mlci_tui.cli import ci, data, demo, gate, imports, ledger, report, runs, setup, sweep, tui
 from mlci_tui.cli.options import Handler
 
 EPILOG = """\
@@ -31,7 +31,7 @@ examples:
 
 
 # the order of `mlci --help`
-COMMAND_MODULES = (demo, setup, runs, gate, report, tui, ledger, ci, data, data_import, imports, sweep, validate)
+COMMAND_MODULES = (demo, setup, runs, gate, report, tui, ledger, ci, data, imports, sweep)
 
 
 def _no_translation(message: str) -> str:

@@ -34,6 +34,11 @@ def default_jobs() -> int:
     return min(32, 4 * (os.cpu_count() or 1))
 
 
+def parallel_jobs(root: Path, jobs: int | None) -> int:
+    """How many transfers run at once: `-j`, else data.jobs, else `default_jobs()`."""
+    return jobs or data_settings(root)["jobs"] or default_jobs()
+
+
 def add_paths(
     root: Path,
     paths: list[str],

@@ -252,6 +252,45 @@ def plan_remote(
     )
 
 
+@dataclass
+class RemoteGc:
+    """A remote's plan with what carrying it out needs: the open remote and the parallelism."""
+
+    name: str
+    fs: Any
+    base: str
+    jobs: int
+    plan: RemotePlan
+
+    def delete(self) -> RemoteDeletion:
+        return delete_remote(self.fs, self.base, self.plan.delete, self.jobs)
+
+
+def plan_remote_gc(
+    repo: Repo,
+    remote: str | None,
+    *,
+    all_commits: bool = False,
+    min_age_hours: float = 1.0,
+    jobs: int | None = None,
+    fetch_refs: bool = True,
+) -> RemoteGc:
+    """`mlci data gc --remote`'s decision, deleting nothing: the remote `remote` (None:
+    data.remote) opened, every git remote's refs fetched first (unless `fetch_refs` is false,
+    see `fetch_git_refs`), then listed and planned."""
+    from mlci_tui.data.add import parallel_jobs
+    from mlci_tui.data.remotes import open_remote
+
+    if min_age_hours < 0:
+        raise InputError(f"--min-age {min_age_hours}: hours must be 0 or more")
+    fs, base, name = open_remote(repo.root, remote)
+    if fetch_refs:
+        fetch_git_refs(repo)
+    n_jobs = parallel_jobs(repo.root, jobs)
+    plan = plan_remote(repo, fs, base, all_commits=all_commits, min_age_hours=min_age_hours, jobs=n_jobs)
+    return RemoteGc(name, fs, base, n_jobs, plan)
+
+
 S3_DELETE_BATCH = 1000  # the most keys one S3 DeleteObjects request takes
 
 

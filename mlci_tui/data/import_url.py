@@ -190,54 +190,29 @@ def imported_pointers(root: Path, targets: list[str] | None) -> list[Pointer]:
     return [p for _f, p in chosen if p.source_url]
 
 
-def _print(changes: list[Change], fmt: str) -> None:
-    import json
-
-    if fmt == "json":
-        print(json.dumps([c.to_json() for c in changes], indent=2, ensure_ascii=True))
-        return
-    for change in changes:
-        print(display(change.line()))
-
-
-def cmd_import_url(args: Any) -> int:
+def import_dataset(root: Path, url: str, user_path: str, *, state_dir: Path, cwd: Path, force: bool = False) -> Change:
+    """`mlci data import-url`: a new dataset from `url` at the path the user typed. An existing
+    pointer or file there is refused without `force`: `update` is what refreshes an import."""
     from mlci_tui.data.workspace import repo_relpath
-    from mlci_tui.gitio import Repo
 
-    repo = Repo.find()
-    dest = repo_relpath(repo.root, args.path, Path.cwd())
-    pointer_file = repo.root / (dest + POINTER_SUFFIX)
-    if pointer_file.exists() and not args.force:
+    dest = repo_relpath(root, user_path, cwd)
+    pointer_file = root / (dest + POINTER_SUFFIX)
+    if pointer_file.exists() and not force:
         raise InputError(f"{dest}{POINTER_SUFFIX} exists: `mlci data update {dest}` refreshes it (or pass --force)")
-    if (repo.root / dest).exists() and not args.force:
+    if (root / dest).exists() and not force:
         raise InputError(f"{dest}: exists; pass --force to replace it with the imported content")
-    change = import_one(repo.root, args.url, dest, state_dir=repo.state_dir)
-    _print([change], args.format)
-    if args.format != "json":
-        print(f"track it in git: git add {display(dest + POINTER_SUFFIX)} .gitignore")
-    return 0
+    return import_one(root, url, dest, state_dir=state_dir)
 
 
-def cmd_update(args: Any) -> int:
+def update_imports(root: Path, user_paths: list[str], *, state_dir: Path, cwd: Path) -> list[Change]:
+    """`mlci data update`: re-import the datasets `user_paths` name (none: every imported one)
+    whose source changed; one change each, in pointer order."""
     from mlci_tui.data.workspace import read_pointer_file, repo_relpath
-    from mlci_tui.gitio import Repo
 
-    repo = Repo.find()
-    targets = [repo_relpath(repo.root, t, Path.cwd()) for t in args.paths] if args.paths else None
-    pointers = imported_pointers(repo.root, targets)
-    if not pointers:
-        if args.format == "json":
-            print("[]")
-        else:
-            print("no imported datasets (`mlci data import-url URL PATH` makes one)")
-        return 0
+    targets = [repo_relpath(root, t, cwd) for t in user_paths] if user_paths else None
     changes = []
-    for pointer in pointers:
+    for pointer in imported_pointers(root, targets):
         assert pointer.source_url is not None
-        old = read_pointer_file(repo.root, pointer.pointer_path)
-        changes.append(import_one(repo.root, pointer.source_url, pointer.path, state_dir=repo.state_dir, old=old))
-    _print(changes, args.format)
-    if args.format != "json":
-        changed = sum(c.status == "updated" for c in changes)
-        print(f"{changed} of {len(changes)} imported dataset(s) changed")
-    return 0
+        old = read_pointer_file(root, pointer.pointer_path)
+        changes.append(import_one(root, pointer.source_url, pointer.path, state_dir=state_dir, old=old))
+    return changes

@@ -178,3 +178,12 @@ def resolve(root: Path, section: dict[str, Any], name: str | None) -> Remote:
     if "://" not in url:  # a plain folder: relative to the repository root
         url = "file://" + str((root / url).resolve())
     return Remote(name, url, options)
+
+
+def open_remote(root: Path, name: str | None) -> tuple[Any, str, str]:
+    """The data remote `name` (default: data.remote) opened: (fsspec filesystem, base path, its name)."""
+    from mlci_tui.data.add import data_settings
+
+    remote = resolve(root, data_settings(root), name)
+    fs, base = remote.open()
+    return fs, base, remote.name

@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from mlci_tui.data.cache import DataCache, algo_of, parse_manifest
 from mlci_tui.data.hashing import hash_file
@@ -241,3 +242,19 @@ def fetch(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: i
                 files.setdefault(h, f"{path}/{name}")
     download_all(files, "fetch")
     return result
+
+
+def sync(
+    root: Path, verb: Literal["push", "fetch"], targets: list[str] | None, remote: str | None, jobs: int | None
+) -> tuple[TransferResult, str]:
+    """`mlci data push|fetch`: move the objects that the mlci pointers `targets` name (None: all)
+    to or from the remote `remote` (None: data.remote); returns the result and the remote's name.
+    DVC-tracked datasets are left to DVC."""
+    from mlci_tui.data.add import parallel_jobs
+    from mlci_tui.data.remotes import open_remote
+    from mlci_tui.data.status import select, workspace_pointers
+
+    pointers = [p for _f, p in select(workspace_pointers(root), targets) if p.origin == "mlci"]
+    fs, base, name = open_remote(root, remote)
+    move = push if verb == "push" else fetch
+    return move(DataCache.for_repo(root), pointers, fs, base, parallel_jobs(root, jobs)), name

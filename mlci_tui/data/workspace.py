@@ -55,6 +55,23 @@ def read_small(path: str | os.PathLike[str]) -> bytes:
         os.close(fd)
 
 
+def dataset_targets(root: Path, paths: list[str] | None, cwd: Path) -> list[str] | None:
+    """The datasets PATH arguments name, repo-relative; None for every dataset (no PATH, or `.`
+    at the repository root). A pointer file names its dataset, so `x.mlci` and `x` agree."""
+    if not paths:
+        return None
+    out = []
+    for p in paths:
+        if p.rstrip("/") in ("", "."):
+            rel = cwd.resolve().relative_to(root.resolve()).as_posix()
+            if rel in ("", "."):
+                return None
+            out.append(rel)
+        else:
+            out.append(repo_relpath(root, p.removesuffix(POINTER_SUFFIX), cwd))
+    return out
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to a temp file beside `path` and rename it in: readers see old or new, never half."""
     tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")

@@ -93,7 +93,7 @@ def _run(cwd: Path, args: list[str]) -> str:
 
 def build(target: Path, commits: int) -> None:
     from mlci_tui.gitio import Repo
-    from mlci_tui.setup import ensure_gitignore, install_hooks
+    from mlci_tui.install import ensure_gitignore, install_hooks
 
     target.mkdir(parents=True, exist_ok=True)
     if any(target.iterdir()):

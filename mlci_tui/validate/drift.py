@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from dataclasses import dataclass
 from typing import Any
 
 from mlci_tui.validate.results import CheckResult
@@ -93,6 +94,54 @@ def column_drift(old: dict[str, Any], new: dict[str, Any], method: str) -> tuple
     if method == "psi":
         return "psi", psi(so, sn)
     return "chi2", cramers_v(so, sn, n_old or 1, n_new or 1)
+
+
+@dataclass
+class ProfileDiff:
+    """Two profiles of a dataset compared (`mlci data diff`): schema changes, drift per shared column."""
+
+    added: list[str]
+    removed: list[str]
+    retyped: dict[str, list[Any]]  # column -> [old type, new type]
+    drift: list[dict[str, Any]]  # per column in both: nulls and mean [old, new], method, statistic, drifted
+    threshold: float
+
+    def schema(self) -> dict[str, Any]:
+        return {"added": self.added, "removed": self.removed, "retyped": self.retyped}
+
+
+def diff_profiles(old: dict[str, Any], new: dict[str, Any], method: str) -> ProfileDiff:
+    """Compare two profiles column by column; a column drifts when `method`'s statistic passes
+    its default threshold (`DEFAULT_THRESHOLD`)."""
+    cols_a, cols_b = old["columns"], new["columns"]
+    threshold = DEFAULT_THRESHOLD[method]
+    drift: list[dict[str, Any]] = []
+    for name in cols_b:
+        if name not in cols_a:
+            continue
+        a, b = cols_a[name], cols_b[name]
+        stat = column_drift({**a, "rows": old["rows"]}, {**b, "rows": new["rows"]}, method)
+        drift.append(
+            {
+                "column": name,
+                "nulls": [a.get("nulls"), b.get("nulls")],
+                "mean": [a.get("mean"), b.get("mean")],
+                "method": stat[0] if stat else None,
+                "statistic": round(stat[1], 6) if stat else None,
+                "drifted": bool(stat and stat[1] > threshold),
+            }
+        )
+    return ProfileDiff(
+        added=[c for c in cols_b if c not in cols_a],
+        removed=[c for c in cols_a if c not in cols_b],
+        retyped={
+            c: [cols_a[c]["type"], cols_b[c]["type"]]
+            for c in cols_b
+            if c in cols_a and cols_a[c]["type"] != cols_b[c]["type"]
+        },
+        drift=drift,
+        threshold=threshold,
+    )
 
 
 def compare(old: dict[str, Any], new: dict[str, Any], config: dict[str, Any], base_label: str) -> list[CheckResult]:

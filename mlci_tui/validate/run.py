@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from mlci_tui import __version__
-from mlci_tui.errors import ConfigError, InputError
+from mlci_tui.errors import EXIT_FAILED, ConfigError, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
 from mlci_tui.validate import engine, source
 from mlci_tui.validate.drift import compare
 from mlci_tui.validate.results import CheckResult, DatasetResult
-from mlci_tui.validate.spec import DatasetSpec, load_specs
+from mlci_tui.validate.spec import DatasetSpec, build, check_path, format_of, load_specs
 
 STATE = "validate"
 LEDGER_PROFILE_LOOKUP = 64 * 2**20  # bytes: from here on a stored profile is looked up in the ledger too
@@ -410,6 +410,62 @@ class Validator:
         if new:
             store.append(new, message=f"mlci: {len(new)} validation/profile event(s)")
         self.events = []
+
+
+def declared_datasets(repo: Repo) -> dict[str, Any] | None:
+    """The `datasets:` section of the working tree's config."""
+    from mlci_tui import config
+
+    return config.load(repo.root).data.get("datasets")
+
+
+def validate_datasets(
+    repo: Repo, paths: list[str], where: str, *, base: str | None = None, record: bool = True, use_cache: bool = True
+) -> list[DatasetResult]:
+    """`mlci data validate`: the declared datasets `paths` name (none: all) checked at `where`."""
+    datasets = declared_datasets(repo)
+    if not datasets:
+        raise InputError(
+            "mlci.yaml declares no datasets (add a `datasets:` section; `mlci data infer PATH` starts one)"
+        )
+    v = Validator(repo, datasets, where, base=base, record=record, use_cache=use_cache)
+    return v.validate_all(v.select(paths))
+
+
+def dataset_at(repo: Repo, user_path: str) -> tuple[dict[str, Any] | None, DatasetSpec]:
+    """The declared dataset at PATH (or named PATH), else a bare spec for an undeclared file,
+    so that `profile`, `diff` and `infer` work before any schema exists; with the datasets
+    section that holds it."""
+    rel = _repo_rel(repo, user_path).removesuffix(source.POINTER_SUFFIX)
+    datasets = declared_datasets(repo)
+    for spec in load_specs(datasets).values():
+        if spec.path == rel or spec.name == user_path:
+            return datasets, spec
+    check_path(rel, user_path)
+    format_of(rel, None, user_path)
+    name = Path(rel).stem
+    return {**(datasets or {}), name: {"path": rel}}, build(name, {"path": rel})
+
+
+def profile_at(repo: Repo, user_path: str, where: str) -> tuple[DatasetSpec, source.Content, dict[str, Any]]:
+    """The full profile (histograms included) of the dataset at PATH as `where` holds it:
+    the stored one when it is complete, else computed and stored."""
+    datasets, spec = dataset_at(repo, user_path)
+    v = Validator(repo, datasets, where)
+    try:
+        content = source.resolve(repo, spec.path, where, v.scratch)
+        profile = v.profile_of(content.content_hash)
+        columns = (profile or {}).get("columns", {})
+        wanted = [n for n, c in columns.items() if "mean" in c or n in v._categorical(spec)]
+        if profile is None or not all(columns[n].get("histogram") for n in wanted):
+            try:
+                profile = v._profile_only(spec, content, full=True)
+            except engine.DataError as exc:
+                raise InputError(f"cannot read {spec.path} as {spec.format}: {exc}", exit_code=EXIT_FAILED) from None
+        v.flush()
+    finally:
+        v.close()
+    return spec, content, profile
 
 
 def read_format(spec: DatasetSpec, content: source.Content) -> str:

@@ -201,6 +201,16 @@ def _worktree_copy_of(repo: Repo, path: str, oid: str) -> Path | None:
     return full
 
 
+def version_at(repo: Repo, rev: str | None) -> str:
+    """Where `--rev REV` reads a dataset: that commit's id, or WORKTREE without a REV."""
+    if rev is None:
+        return WORKTREE
+    commit = repo.commit_of(rev)
+    if commit is None:
+        raise InputError(f"--rev {rev}: not a commit in this repository")
+    return commit
+
+
 def resolve(repo: Repo, path: str, where: str, scratch: Path, fmt: str | None = None) -> Content:
     """The version of dataset `path` at `where` (WORKTREE, INDEX or a commit id).
 

@@ -1,4 +1,4 @@
-"""`mlci init`, `mlci install`, `mlci uninstall`: put mlci into a repository, and take it out.
+"""What `mlci init`, `mlci install` and `mlci uninstall` do: put mlci into a repository, and take it out.
 
 Plain hooks chain to whatever hook was there (kept as `<stage>.pre-mlci`, restored by
 uninstall). In a repository that uses the pre-commit framework, mlci's hooks go into
@@ -8,12 +8,12 @@ Running any of these twice changes nothing.
 
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 from mlci_tui.errors import MlciError
 from mlci_tui.gitio import Repo
@@ -173,6 +173,20 @@ def starter_config(root: Path) -> str:
     return STARTER.format(params="[" + ", ".join(params) + "]", metrics="[" + ", ".join(metrics) + "]")
 
 
+def write_starter_config(root: Path) -> Literal["pyproject", "written", "kept"]:
+    """Give the repository a config unless it has one: `pyproject` when `[tool.mlci]` is
+    used (an mlci.yaml would take precedence over it), `written` for a new mlci.yaml, `kept`
+    for the existing one. An invalid existing config raises now, before anything is written."""
+    from mlci_tui import config
+
+    if config.load(root).source == "pyproject.toml":
+        return "pyproject"
+    if (root / "mlci.yaml").exists():
+        return "kept"
+    (root / "mlci.yaml").write_text(starter_config(root))
+    return "written"
+
+
 def ensure_gitignore(root: Path) -> bool:
     path = root / ".gitignore"
     text = path.read_text() if path.exists() else ""
@@ -229,6 +243,11 @@ def add_to_framework_config(root: Path) -> bool:
     return True
 
 
+def uses_framework(root: Path) -> bool:
+    """Whether the repository runs its hooks through the pre-commit framework (mlci's go there too)."""
+    return (root / FRAMEWORK_CONFIG).exists()
+
+
 def install_through_framework(repo: Repo) -> None:
     args = [sys.executable, "-m", "pre_commit", "install"]
     for stage in STAGES:
@@ -237,48 +256,3 @@ def install_through_framework(repo: Repo) -> None:
     if proc.returncode != 0:
         detail = (proc.stdout + proc.stderr).strip().splitlines()
         raise MlciError(f"pre-commit install failed: {detail[-1] if detail else proc.returncode}")
-
-
-def init(args: argparse.Namespace) -> int:
-    repo = Repo.find()
-    root = repo.root
-    from mlci_tui import config
-
-    existing = config.load(root)  # say so now if an existing config is invalid
-    if existing.source == "pyproject.toml":
-        print("using [tool.mlci] in pyproject.toml (no mlci.yaml written: it would take precedence)")
-    elif not (root / "mlci.yaml").exists():
-        (root / "mlci.yaml").write_text(starter_config(root))
-        print("wrote mlci.yaml")
-    if ensure_gitignore(root):
-        print("added mlci's local files to .gitignore")
-    if args.no_hooks:
-        return 0
-    if (root / FRAMEWORK_CONFIG).exists():
-        if add_to_framework_config(root):
-            print(f"added mlci's hooks to {FRAMEWORK_CONFIG}")
-        install_through_framework(repo)
-        print("hooks installed through the pre-commit framework")
-    else:
-        changed = install_hooks(repo)
-        if changed:
-            print(f"installed hooks: {', '.join(changed)}")
-    return 0
-
-
-def install(args: argparse.Namespace) -> int:
-    repo = Repo.find()
-    stages = tuple(args.stages) if args.stages else STAGES
-    changed = install_hooks(repo, stages)
-    print(
-        f"installed hooks in {display(str(hooks_dir(repo)))}: {', '.join(changed)}"
-        if changed
-        else "hooks already installed"
-    )
-    return 0
-
-
-def uninstall(args: argparse.Namespace) -> int:
-    removed = uninstall_hooks(Repo.find())
-    print(f"removed hooks: {', '.join(removed)}" if removed else "no mlci hooks installed")
-    return 0

@@ -1,20 +1,27 @@
 """Messages that workers post and screens handle: one class per answer, so no handler switches on strings.
 
-Workers never touch widgets. Every answer to a query carries the `generation` of the request,
-so a handler can drop an answer that a newer request overtook.
+Workers never touch widgets: they compute in a thread and `post_answer`. Every answer to a
+query carries the `generation` of its request, so a handler can drop one that a newer
+request overtook; its `value` is typed by its class (`RunsLoaded.value` is a `ViewResult`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from textual.message import Message
 
+from mlci_tui.ledger.query.compare import CompareResult
+from mlci_tui.ledger.query.detail import RunDetail
+from mlci_tui.ledger.query.runs_view import ViewResult
+from mlci_tui.sanitize import display
+from mlci_tui.tui.widgets.plot import Chart
+
 if TYPE_CHECKING:
-    from mlci_tui.ledger.query.compare import CompareResult
-    from mlci_tui.ledger.query.detail import RunDetail
-    from mlci_tui.ledger.query.runs_view import ViewResult
-    from mlci_tui.tui.widgets.plot import Chart
+    from textual.message_pump import MessagePump
+
+T = TypeVar("T")
 
 
 class LedgerChanged(Message):
@@ -25,92 +32,87 @@ class LedgerChanged(Message):
         self.tip = tip
 
 
-class Answer(Message):
-    """An answer to the request numbered `generation`."""
+class Answer(Message, Generic[T]):
+    """The answer to the request numbered `generation`."""
 
-    def __init__(self, generation: int) -> None:
+    def __init__(self, generation: int, value: T) -> None:
         super().__init__()
         self.generation = generation
+        self.value = value
 
 
-class QueryFailed(Answer):
-    """A query failed; `error` is a message for the user (already sanitised). Each screen has its own kind."""
-
-    def __init__(self, generation: int, error: str) -> None:
-        super().__init__(generation)
-        self.error = error
+class QueryFailed(Answer[str]):
+    """A query failed; the value is a message for the user (already sanitised)."""
 
 
-class RunsLoaded(Answer):
-    def __init__(self, generation: int, result: ViewResult) -> None:
-        super().__init__(generation)
-        self.result = result
+class RunsLoaded(Answer[ViewResult]):
+    """The runs view the runs screen asked for."""
 
 
 class RunsFailed(QueryFailed):
     pass
 
 
-class RunsProgress(Answer):
+class RunsProgress(Answer[str]):
     """What a slow runs query is doing (reading new records into the cache)."""
 
-    def __init__(self, generation: int, note: str) -> None:
-        super().__init__(generation)
-        self.note = note
 
-
-class DetailLoaded(Answer):
+class DetailLoaded(Answer[RunDetail | None]):
     """One run in full; None when it is no longer in the ledger (redacted)."""
-
-    def __init__(self, generation: int, detail: RunDetail | None) -> None:
-        super().__init__(generation)
-        self.detail = detail
 
 
 class DetailFailed(QueryFailed):
     pass
 
 
-class NoteOrTagWritten(Message):
-    """A note or tag reached the ledger; `text` says what was done."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+class NoteOrTagWritten(Answer[str]):
+    """A note or tag reached the ledger; the value says what was done."""
 
 
-class WriteFailed(Message):
-    def __init__(self, error: str) -> None:
-        super().__init__()
-        self.error = error
+class WriteFailed(QueryFailed):
+    pass
 
 
-class CompareLoaded(Answer):
-    def __init__(self, generation: int, result: CompareResult) -> None:
-        super().__init__(generation)
-        self.result = result
+class CompareLoaded(Answer[CompareResult]):
+    pass
 
 
 class CompareFailed(QueryFailed):
     pass
 
 
-class PlotLoaded(Answer):
-    def __init__(self, generation: int, metric: str | None, chart: Chart) -> None:
-        super().__init__(generation)
-        self.metric = metric
-        self.chart = chart
+class PlotLoaded(Answer[tuple[str | None, Chart]]):
+    """The metric plotted (the one chosen when none was asked for) and its chart."""
 
 
 class PlotFailed(QueryFailed):
     pass
 
 
-class SweepsLoaded(Answer):
-    def __init__(self, generation: int, sweeps: Any) -> None:
-        super().__init__(generation)
-        self.sweeps = sweeps
+class SweepsLoaded(Answer[Any]):
+    """Every sweep, folded from the ledger (`sweep.queue.QueueState.sweeps`)."""
 
 
 class SweepsFailed(QueryFailed):
     pass
+
+
+def post_answer(
+    target: MessagePump,
+    generation: int,
+    loaded: Callable[[int, T], Answer[T]],
+    failed: Callable[[int, str], QueryFailed],
+    load: Callable[[], T],
+    expected: tuple[type[Exception], ...] = (),
+) -> None:
+    """Run `load` (in the calling worker) and post its value as `loaded`, or its error as `failed`
+    (an `expected` error by its message alone, any other with its type)."""
+    try:
+        value = load()
+    except expected as exc:
+        target.post_message(failed(generation, display(str(exc))))
+        return
+    except Exception as exc:
+        target.post_message(failed(generation, display(f"{type(exc).__name__}: {exc}")))
+        return
+    target.post_message(loaded(generation, value))

@@ -20,7 +20,7 @@ from mlci_tui.ledger.query.compare import CompareResult, load_compare
 from mlci_tui.numbers import digits_to_tell_apart
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells
-from mlci_tui.tui.messages import CompareFailed, CompareLoaded
+from mlci_tui.tui.messages import CompareFailed, CompareLoaded, post_answer
 from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
@@ -67,23 +67,24 @@ class CompareScreen(Screen[None]):
 
     @work(thread=True, group="compare", exit_on_error=False)
     def _load(self, generation: int) -> None:
-        try:
-            result = load_compare(self.mlci.repo, self.run_ids, self.mlci.config.direction)
-        except Exception as exc:
-            self.post_message(CompareFailed(generation, display(f"{type(exc).__name__}: {exc}")))
-            return
-        self.post_message(CompareLoaded(generation, result))
+        post_answer(
+            self,
+            generation,
+            CompareLoaded,
+            CompareFailed,
+            lambda: load_compare(self.mlci.repo, self.run_ids, self.mlci.config.direction),
+        )
 
     def on_compare_loaded(self, message: CompareLoaded) -> None:
         message.stop()
         if message.generation != self.generation:
             return
-        self.result = message.result
+        self.result = message.value
         self._show()
 
     def on_compare_failed(self, message: CompareFailed) -> None:
         message.stop()
-        self.notify(message.error, title="Error", severity="error", markup=False)
+        self.notify(message.value, title="Error", severity="error", markup=False)
 
     def _show(self) -> None:
         result = self.result

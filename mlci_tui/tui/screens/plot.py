@@ -150,16 +150,16 @@ class PlotScreen(Screen[None]):
                         [one],
                         empty=f"no run has both a numeric {param!r} and {metric!r}",
                     )
-        except Exception as exc:
+        except Exception as exc:  # (the chart is built in steps: not post_answer's one call)
             self.post_message(PlotFailed(generation, display(f"{type(exc).__name__}: {exc}")))
             return
-        self.post_message(PlotLoaded(generation, metric, chart))
+        self.post_message(PlotLoaded(generation, (metric, chart)))
 
     def on_plot_loaded(self, message: PlotLoaded) -> None:
         message.stop()
         if message.generation != self.generation:
             return
-        metric, self.chart = message.metric, message.chart
+        metric, self.chart = message.value
         if metric is not None and metric != self.metric:
             self.metric = metric
             with self.prevent(Select.Changed):
@@ -168,7 +168,7 @@ class PlotScreen(Screen[None]):
 
     def on_plot_failed(self, message: PlotFailed) -> None:
         message.stop()
-        self.query_one(PlotView).show(Chart("line", "", "", "", empty=message.error))
+        self.query_one(PlotView).show(Chart("line", "", "", "", empty=message.value))
 
     def ledger_moved(self, tip: str) -> None:
         self.reload()

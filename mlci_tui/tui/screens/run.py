@@ -21,7 +21,7 @@ from mlci_tui.ledger.annotate import add_note, add_tag
 from mlci_tui.ledger.query.detail import RunDetail, Validation, digest_of, load_detail
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells
-from mlci_tui.tui.messages import DetailFailed, DetailLoaded, NoteOrTagWritten, WriteFailed
+from mlci_tui.tui.messages import DetailFailed, DetailLoaded, NoteOrTagWritten, WriteFailed, post_answer
 from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
@@ -95,38 +95,33 @@ class RunScreen(Screen[None]):
 
     @work(thread=True, group="detail", exit_on_error=False)
     def _load(self, generation: int) -> None:
-        try:
-            detail = load_detail(self.mlci.repo, self.run_id)
-        except Exception as exc:
-            self.post_message(DetailFailed(generation, display(f"{type(exc).__name__}: {exc}")))
-            return
-        self.post_message(DetailLoaded(generation, detail))
+        post_answer(self, generation, DetailLoaded, DetailFailed, lambda: load_detail(self.mlci.repo, self.run_id))
 
     def ledger_moved(self, tip: str) -> None:
         self.reload()
 
     def on_note_or_tag_written(self, message: NoteOrTagWritten) -> None:
         message.stop()
-        self.notify(message.text, title="Ledger", markup=False)
+        self.notify(message.value, title="Ledger", markup=False)
         self.reload()
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         message.stop()
         if message.generation != self.generation:
             return
-        if message.detail is None:
+        if message.value is None:
             self.query_one("#run-title", Static).update(Text(f" run {self.run_id[:8]}: not in the ledger (redacted?)"))
             return
-        self.detail = message.detail
-        self._show(message.detail)
+        self.detail = message.value
+        self._show(message.value)
 
     def on_detail_failed(self, message: DetailFailed) -> None:
         message.stop()
-        self.notify(message.error, title="Error", severity="error", markup=False)
+        self.notify(message.value, title="Error", severity="error", markup=False)
 
     def on_write_failed(self, message: WriteFailed) -> None:
         message.stop()
-        self.notify(message.error, title="Error", severity="error", markup=False)
+        self.notify(message.value, title="Error", severity="error", markup=False)
 
     # ------------------------------------------------------------------ painting
     def _show(self, d: RunDetail) -> None:
@@ -348,9 +343,9 @@ class RunScreen(Screen[None]):
                 add_tag(repo, self.run_id, text, remove=kind == "untag")
                 done = f"tag {display(text)} {'removed' if kind == 'untag' else 'added'}"
         except MlciError as exc:
-            self.post_message(WriteFailed(display(str(exc))))
+            self.post_message(WriteFailed(0, display(str(exc))))
             return
-        self.post_message(NoteOrTagWritten(f"{done} ({self.run_id[:8]})"))
+        self.post_message(NoteOrTagWritten(0, f"{done} ({self.run_id[:8]})"))
 
 
 STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold red", "unavailable": "red"}

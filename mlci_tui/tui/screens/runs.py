@@ -27,7 +27,7 @@ from mlci_tui.ledger.query.runs_view import (
 )
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions
-from mlci_tui.tui.messages import RunsFailed, RunsLoaded, RunsProgress
+from mlci_tui.tui.messages import RunsFailed, RunsLoaded, RunsProgress, post_answer
 from mlci_tui.tui.settings import load_settings, save_settings
 from mlci_tui.tui.widgets.run_table import RunTable
 
@@ -125,22 +125,21 @@ class RunsScreen(Screen[None]):
     def _load(self, generation: int, spec: ViewSpec, known: LedgerInfo | None, keep: str | None = None) -> None:
         """`keep`: the run under the cursor, whose rows the query reads along with the first."""
         app = self.mlci
-        try:
-            if not cache_looks_current(app.repo):  # tell the user why it takes a while
-                self.post_message(RunsProgress(generation, "reading new ledger records into the query cache…"))
-            result = load_view(app.repo, spec, app.config, known=known, keep=keep)
-        except FilterError as exc:
-            self.post_message(RunsFailed(generation, display(str(exc))))
-            return
-        except Exception as exc:
-            self.post_message(RunsFailed(generation, display(f"{type(exc).__name__}: {exc}")))
-            return
-        self.post_message(RunsLoaded(generation, result))
+        if not cache_looks_current(app.repo):  # tell the user why it takes a while
+            self.post_message(RunsProgress(generation, "reading new ledger records into the query cache…"))
+        post_answer(
+            self,
+            generation,
+            RunsLoaded,
+            RunsFailed,
+            lambda: load_view(app.repo, spec, app.config, known=known, keep=keep),
+            expected=(FilterError,),
+        )
 
     def on_runs_progress(self, message: RunsProgress) -> None:
         message.stop()
         if message.generation == self.generation:
-            self.note = message.note
+            self.note = message.value
             self.update_status()
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
@@ -150,7 +149,7 @@ class RunsScreen(Screen[None]):
         self.note = None
         self.shown_generation = message.generation
         self.busy = message.generation != self.generation
-        result: ViewResult = message.result
+        result: ViewResult = message.value
         keep = self.table.current_run_id
         self.result = result
         self.spec = result.spec
@@ -212,7 +211,7 @@ class RunsScreen(Screen[None]):
         if not self.busy:
             self.wanted = self.spec  # later refreshes use the last spec that worked
         self.note = None
-        self._set_error(message.error)
+        self._set_error(message.value)
         self.update_status()
         if self.result is None:
             self.table.empty_text = "could not read the ledger"
@@ -312,7 +311,7 @@ class RunsScreen(Screen[None]):
         """Sort a complete view in memory; a query when it is not complete or lacks the column."""
         try:
             sorted_result = sort_view(result, key, descending)
-        except Exception as exc:
+        except Exception as exc:  # (a None result asks for a query instead: not post_answer's shape)
             self.post_message(RunsFailed(generation, display(f"{type(exc).__name__}: {exc}")))
             return
         if sorted_result is None:

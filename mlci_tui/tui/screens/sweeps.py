@@ -23,7 +23,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 
 from mlci_tui.output import cell_text
 from mlci_tui.sanitize import display
-from mlci_tui.tui.messages import SweepsFailed, SweepsLoaded
+from mlci_tui.tui.messages import SweepsFailed, SweepsLoaded, post_answer
 from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
@@ -211,24 +211,19 @@ class SweepsScreen(Screen[None]):
 
     @work(thread=True, group="sweeps", exit_on_error=False)
     def _load(self, generation: int) -> None:
-        try:
-            from mlci_tui.sweep.queue import QueueState
+        from mlci_tui.sweep.queue import QueueState
 
-            sweeps = QueueState(self.mlci.repo).sweeps
-        except Exception as exc:
-            self.post_message(SweepsFailed(generation, display(f"{type(exc).__name__}: {exc}")))
-            return
-        self.post_message(SweepsLoaded(generation, sweeps))
+        post_answer(self, generation, SweepsLoaded, SweepsFailed, lambda: QueueState(self.mlci.repo).sweeps)
 
     def on_sweeps_failed(self, message: SweepsFailed) -> None:
         message.stop()
-        self.notify(message.error, severity="error", markup=False)
+        self.notify(message.value, severity="error", markup=False)
 
     def on_sweeps_loaded(self, message: SweepsLoaded) -> None:
         message.stop()
         if message.generation != self.generation:
             return
-        self.sweeps = message.sweeps
+        self.sweeps = message.value
         self._show_sweeps()
 
     def _show_sweeps(self) -> None:

@@ -225,10 +225,6 @@ class Config:
     def metrics_files(self) -> list[str]:
         return self.data["metrics"]["files"] or list(DEFAULT_METRICS_FILES)
 
-    @property
-    def explicit_files(self) -> bool:
-        return bool(self.data["params"]["files"] or self.data["metrics"]["files"])
-
     def direction(self, metric: str) -> str | None:
         spec = self.data["metrics"]["fields"].get(metric)
         return spec["direction"] if spec else None

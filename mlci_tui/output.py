@@ -8,7 +8,6 @@ until its values print differently; twelve in CSV.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
@@ -121,9 +120,3 @@ def column_digits(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> lis
 
 def _looks_numeric(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-
-
-def to_string(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> str:
-    buf = io.StringIO()
-    write(rows, columns, fmt, buf)
-    return buf.getvalue()

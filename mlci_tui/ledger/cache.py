@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger.events import KNOWN_TYPES
+from mlci_tui.ledger.query.names import SQL_MAP_KEY
 from mlci_tui.ledger.records import FLOAT_KEY
 from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
 
@@ -154,19 +155,19 @@ VIEWS = {
         FROM ev WHERE trial_id IS NOT NULL GROUP BY sweep_id, trial_id""",
 }
 
-BULK_MAP_SQL = """
+BULK_MAP_SQL = f"""
     INSERT INTO run_maps
     SELECT n.run_id, p.params, m.metrics FROM new_runs n
     LEFT JOIN (
         SELECT run_id, map_from_entries(list(struct_pack(k := key, v := value))) AS params FROM (
             SELECT run_id, value,
-                   CASE WHEN count(*) OVER (PARTITION BY run_id, name) > 1 THEN file || ':' || name ELSE name END AS key
+                   {SQL_MAP_KEY} AS key
             FROM param_rows WHERE run_id IN (SELECT run_id FROM new_runs)) GROUP BY run_id
     ) p USING (run_id)
     LEFT JOIN (
         SELECT run_id, map_from_entries(list(struct_pack(k := key, v := value))) AS metrics FROM (
             SELECT run_id, value,
-                   CASE WHEN count(*) OVER (PARTITION BY run_id, name) > 1 THEN file || ':' || name ELSE name END AS key
+                   {SQL_MAP_KEY} AS key
             FROM metric_rows WHERE run_id IN (SELECT run_id FROM new_runs)) GROUP BY run_id
     ) m USING (run_id)
 """

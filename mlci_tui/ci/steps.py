@@ -41,6 +41,15 @@ class StepContext:
     env: dict[str, str]
     _cfg: config_mod.Config | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_environment(cls, repo: Repo, *, event: str | None = None, base: str | None = None) -> StepContext:
+        """The context of `mlci ci run`: this process's environment, the CI it names, `event` and `base` if given."""
+        from mlci_tui.ci import env as env_mod
+
+        environ = dict(os.environ)
+        base_sha = (repo.commit_of(base) or base) if base else None
+        return cls(repo, env_mod.detect(environ, event=event, base=base_sha), environ)
+
     @property
     def cfg(self) -> config_mod.Config:
         if self._cfg is None:

@@ -1,10 +1,18 @@
-"""`mlci ci ...`: generate CI workflows, run their steps locally, dispatch the sweep workflow."""
+"""`mlci ci ...`: generate CI workflows, run their steps locally, dispatch the sweep workflow.
+
+The handlers call `ci.generate`, `ci.steps` and `ci.dispatch` when they run; the parser
+names the steps and jobs itself so that building it imports none of them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from mlci_tui.cli.options import add_command, command_group
+from mlci_tui.cli.console import say
+from mlci_tui.cli.options import SubParsers, add_command, command_group
+from mlci_tui.errors import InputError
+from mlci_tui.gitio import Repo
 
 STEP_NAMES = (
     "ledger-pull",
@@ -23,12 +31,59 @@ STEP_NAMES = (
 JOB_NAMES = ("pull-request", "push", "schedule", "sweep-matrix", "sweep-trial")
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def init(args: argparse.Namespace) -> int:
+    from mlci_tui.ci.generate import generate, write_files
+
+    repo = Repo.find()
+    files = generate(repo.root, args.host, schedule=args.schedule, sweeps=args.sweeps, branch=args.branch)
+    write_files(repo.root, files, force=args.force, wrote=lambda rel: say(f"wrote {rel}"))
+    if args.host == "github":
+        say("tokens: the workflow uses the job's GITHUB_TOKEN with the permissions declared per job; nothing to set")
+        if args.sweeps:
+            say("sweeps: `mlci sweep start NAME --executor ci` needs GITHUB_TOKEN (actions: write) in your shell")
+    else:
+        say("tokens: add masked CI/CD variables GITLAB_TOKEN (api) and MLCI_GITLAB_PUSH_TOKEN (write_repository)")
+        if args.schedule:
+            say(f"schedule: create a pipeline schedule with cron {args.schedule!r} (Build > Pipeline schedules)")
+    say("commit the file(s); see docs/ci.md for what each step does and how to run it locally")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlci_tui.ci import steps
+
+    if bool(args.step) == bool(args.job):
+        raise InputError("name one STEP, or a whole job with --job JOB")
+    ctx = steps.StepContext.from_environment(Repo.find(), event=args.event, base=args.base)
+    if args.job:
+        return steps.run_job(args.job, ctx)
+    code = steps.run_step(args.step, ctx)
+    sys.stdout.flush()
+    return code
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from mlci_tui.ci.dispatch import dispatch as dispatch_workflow
+
+    message = dispatch_workflow(
+        Repo.find().root,
+        args.sweep,
+        host=args.host,
+        ref=args.ref,
+        api_url=args.api_url,
+        repository=args.repo,
+        push_ledger=not args.no_push,
+    )
+    say(message)
+    return 0
+
+
+def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     ci = command_group(sub, "ci", "generate CI workflows and run their steps")
     p = add_command(
         ci,
         "init",
-        "ci.commands:init",
+        init,
         "write GitHub Actions or GitLab CI workflows whose every step is `mlci ci run STEP`",
         "mlci ci init github --schedule '0 3 * * 1' --sweeps",
     )
@@ -41,7 +96,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(
         ci,
         "run",
-        "ci.commands:run",
+        run,
         "run one step of the generated CI jobs (or a whole job) here, with the CI's environment variables",
         "GITHUB_ACTIONS=true GITHUB_EVENT_NAME=pull_request mlci ci run validate --base origin/main",
     )
@@ -57,7 +112,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = add_command(
         ci,
         "dispatch",
-        "ci.commands:dispatch",
+        dispatch,
         "start the sweep workflow on GitHub or GitLab through its API (token from the environment)",
         "GITHUB_TOKEN=... mlci ci dispatch lr-search",
     )

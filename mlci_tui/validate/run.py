@@ -20,6 +20,7 @@ from typing import Any
 from mlci_tui import __version__
 from mlci_tui.errors import EXIT_FAILED, ConfigError, InputError
 from mlci_tui.gitio import Repo
+from mlci_tui.ledger.query.profiles import stored_profiles
 from mlci_tui.sanitize import display
 from mlci_tui.validate import engine, source
 from mlci_tui.validate.drift import compare
@@ -354,7 +355,7 @@ class Validator:
             except ValueError:
                 pass
         if self._ledger_profiles is None:
-            self._ledger_profiles = _ledger_profiles(self.repo)
+            self._ledger_profiles = stored_profiles(self.repo)
         return self._ledger_profiles.get(content_hash)
 
     def _store_profile(self, spec: DatasetSpec, content_hash: str, profile: dict[str, Any]) -> None:
@@ -588,24 +589,6 @@ def _pointer_hash(repo: Repo, path: str, rev: str) -> str | None:
     except InputError:
         return None
     return p.content_id
-
-
-def _ledger_profiles(repo: Repo) -> dict[str, dict[str, Any]]:
-    """Every stored profile by content hash (the newest wins), from the ledger's `profiles` view."""
-    from mlci_tui.ledger.store import LedgerStore
-
-    if LedgerStore(repo).tip() is None:
-        return {}
-    from mlci_tui.ledger.cache import LedgerCache
-
-    out: dict[str, dict[str, Any]] = {}
-    try:
-        with LedgerCache(repo).connect() as con:
-            for content_hash, body in con.execute("SELECT content_hash, body FROM profiles ORDER BY time").fetchall():
-                out[content_hash] = json.loads(body)
-    except Exception:  # an older cache without the view: no stored profiles, compute instead
-        return {}
-    return out
 
 
 def _repo_rel(repo: Repo, user_path: str) -> str:

@@ -1,11 +1,11 @@
 """The steps of the generated CI jobs: each is `mlci ci run STEP`, here, and the same on a laptop.
 
 A step is a small function over a `StepContext` (repository, config, CI context from the
-environment). Most steps call other mlci commands as subprocesses of this interpreter, the
-way a user would type them, and print each command line first so the CI log reads like a
-shell session. `JOBS` lists the steps of each generated job in order: the workflow
-generators and `mlci ci run --job` both read it, so the workflow and the local run cannot
-drift apart.
+environment). Most steps are made of mlci commands: each is echoed first (`$ mlci ...`) so
+the CI log reads like a shell session, then run in this process through the core
+(`ci.actions`), never through the argument parser. `JOBS` lists the steps of each
+generated job in order: the workflow generators and `mlci ci run --job` both read it, so
+the workflow and the local run cannot drift apart.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlci_tui import config as config_mod
+from mlci_tui.ci import actions
 from mlci_tui.ci.env import CIContext
 from mlci_tui.errors import CheckFailed, InputError, MlciError
 from mlci_tui.gitio import Repo
@@ -78,33 +80,49 @@ class StepContext:
             env["GIT_CONFIG_COUNT"] = str(n + 1)
         return env
 
-    def mlci(self, *args: str, capture: bool = False) -> Result:
-        """`mlci ARGS`, echoed first: what a user would type, with its exit code and output.
-
-        Run in this process (one interpreter start per CI step, not two), with the step's
-        environment in place for its duration; `capture` collects its stdout instead of printing it.
+    def mlci(self, command: tuple[str, ...], action: Callable[[], int]) -> int:
+        """`mlci COMMAND` as a user would type it: echoed, then `action` (the command, as a call into the
+        core) run in the step's environment; its exit code, its failure printed as `mlci` prints one.
         """
-        import contextlib
-        import io
+        print(f"$ mlci {display(shlex.join(command))}", flush=True)
+        try:
+            with self.environment():
+                return action()
+        except MlciError as exc:
+            print(f"mlci: {display(str(exc))}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("mlci: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            return 0
+        except Exception as exc:
+            if os.environ.get("MLCI_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            print(
+                f"mlci: internal error: {type(exc).__name__}: {display(first)} (set MLCI_DEBUG=1 for a traceback)",
+                file=sys.stderr,
+            )
+            return 70
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
 
-        from mlci_tui.cli.main import main
+    @contextmanager
+    def environment(self) -> Iterator[None]:
+        """The step's environment (`child_env`) in place of this process's while a command runs.
 
-        print(f"$ mlci {display(shlex.join(args))}", flush=True)
-        buffer = io.StringIO()
+        The core starts git itself and reads credentials from `os.environ`: the GitLab push
+        token's header and MLCI_NO_HOOKS must reach those git processes too.
+        """
         saved = dict(os.environ)
         os.environ.update(self.child_env())
         try:
-            with contextlib.redirect_stdout(buffer) if capture else contextlib.nullcontext():
-                try:
-                    code = main(list(args))
-                except SystemExit as exc:  # argparse refusing the arguments
-                    code = exc.code if isinstance(exc.code, int) else 2
+            yield
         finally:
             os.environ.clear()
             os.environ.update(saved)
-            sys.stdout.flush()
-            sys.stderr.flush()
-        return Result(int(code or 0), buffer.getvalue())
 
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
@@ -117,12 +135,6 @@ class StepContext:
 
 
 @dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-
-
-@dataclass(frozen=True)
 class Step:
     name: str
     summary: str  # one line: the comment above the step in the generated workflow
@@ -131,20 +143,16 @@ class Step:
     env: tuple[str, ...] = ()  # variables the workflow passes to this step (tokens, inputs)
 
 
-def _result(proc: Result) -> int:
-    return proc.returncode
-
-
 # ---------------------------------------------------------------- ledger
 
 
 def ledger_pull(ctx: StepContext) -> int:
     """A CI checkout never has refs/mlci/ledger (actions/checkout fetches branches and tags only)."""
-    return _result(ctx.mlci("ledger", "pull"))
+    return ctx.mlci(("ledger", "pull"), lambda: actions.ledger_pull(ctx.repo))
 
 
 def ledger_push(ctx: StepContext) -> int:
-    return _result(ctx.mlci("ledger", "push"))
+    return ctx.mlci(("ledger", "push"), lambda: actions.ledger_push(ctx.repo))
 
 
 # ---------------------------------------------------------------- data
@@ -159,33 +167,18 @@ def pointer_files(ctx: StepContext) -> list[str]:
     return _ls_files(ctx, f"*{POINTER_SUFFIX}")
 
 
-def _has_data_command(action: str) -> bool:
-    from mlci_tui.cli.main import build_parser
-
-    parser = build_parser()
-    for act in parser._actions:
-        if hasattr(act, "choices") and isinstance(act.choices, dict) and "data" in act.choices:
-            data = act.choices["data"]
-            for sub in data._actions:
-                if hasattr(sub, "choices") and isinstance(sub.choices, dict) and action in sub.choices:
-                    return True
-    return False
-
-
 def data_pull(ctx: StepContext) -> int:
     if not pointer_files(ctx):
         ctx.say("no tracked datasets (no *.mlci pointer files): nothing to pull")
         return 0
-    if not _has_data_command("pull"):
-        raise InputError("this mlci has no `mlci data pull`: install a version with data as code")
-    return _result(ctx.mlci("data", "pull"))
+    return ctx.mlci(("data", "pull"), lambda: actions.data_pull(ctx.repo))
 
 
 def data_update(ctx: StepContext) -> int:
     if not pointer_files(ctx):
         ctx.say("no tracked datasets: nothing to update")
         return 0
-    return _result(ctx.mlci("data", "update"))
+    return ctx.mlci(("data", "update"), lambda: actions.data_update(ctx.repo))
 
 
 def _ensure_commit(ctx: StepContext, sha: str) -> bool:
@@ -221,14 +214,12 @@ def validate(ctx: StepContext) -> int:
     if not declared:
         ctx.say("no datasets declared in mlci.yaml (datasets:): nothing to validate")
         return 0
-    if not _has_data_command("validate"):
-        raise InputError("this mlci has no `mlci data validate`: install a version with data validation")
     base = ctx.ci.base_sha
     if base and _ensure_commit(ctx, base):
         changed = changed_paths(ctx, base)
         if config_mod.CONFIG_FILE in changed:
             ctx.say(f"mlci.yaml changed since {base[:12]}: validating every declared dataset")
-            return _result(ctx.mlci("data", "validate", "--base", base))
+            return _validate(ctx, [], base)
         paths = sorted(d for d in declared if d in changed)
         undeclared = sorted(
             p.removesuffix(POINTER_SUFFIX)
@@ -241,10 +232,15 @@ def validate(ctx: StepContext) -> int:
             ctx.say(f"no declared dataset changed since {base[:12]}: nothing to validate")
             return 0
         ctx.say(f"{len(paths)} dataset(s) changed since {base[:12]}: {', '.join(paths)}")
-        return _result(ctx.mlci("data", "validate", *paths, "--base", base))
+        return _validate(ctx, paths, base)
     if base:
         ctx.say(f"base commit {base[:12]} is not on the remote: validating every declared dataset")
-    return _result(ctx.mlci("data", "validate"))
+    return _validate(ctx, [], None)
+
+
+def _validate(ctx: StepContext, paths: list[str], base: str | None) -> int:
+    command = ("data", "validate", *paths, *(("--base", base) if base else ()))
+    return ctx.mlci(command, lambda: actions.data_validate(ctx.repo, paths, base=base))
 
 
 # ---------------------------------------------------------------- runs
@@ -255,26 +251,37 @@ def train(ctx: StepContext) -> int:
     command = ctx.cfg.data["train"].get("command")
     if not command:
         ctx.say("no train.command in mlci.yaml: capturing the committed params and metrics of HEAD")
-        return _result(ctx.mlci("capture", "HEAD"))
+        return _capture_head(ctx)
     print(f"$ {display(command)}", flush=True)
     proc = subprocess.run(command, shell=True, cwd=ctx.repo.root, env=ctx.child_env(), check=False)  # noqa: S602
     if proc.returncode != 0:
         raise CheckFailed(f"train.command failed with exit code {proc.returncode}: {display(command)}")
-    return _result(ctx.mlci("record", "--commit", "HEAD", "-m", f"ci: {ctx.ci.event} retrain"))
+    message = f"ci: {ctx.ci.event} retrain"
+    return ctx.mlci(
+        ("record", "--commit", "HEAD", "-m", message),
+        lambda: actions.record(ctx.repo, commit="HEAD", message=message),
+    )
 
 
 def capture(ctx: StepContext) -> int:
     """Capture the pushed commits (the whole push when history allows, else HEAD)."""
     base = ctx.ci.base_sha
     if base and ctx.repo.commit_of(base) and not ctx.repo.is_shallow() and ctx.repo.is_ancestor(base, "HEAD"):
-        return _result(ctx.mlci("capture", "--range", f"{base}..HEAD"))
+        range_spec = f"{base}..HEAD"
+        return ctx.mlci(
+            ("capture", "--range", range_spec), lambda: actions.capture(ctx.repo, [], range_spec=range_spec)
+        )
     if base:
         ctx.say("the history of this push is not in the clone (fetch-depth 0 gets it): capturing HEAD only")
-    return _result(ctx.mlci("capture", "HEAD"))
+    return _capture_head(ctx)
+
+
+def _capture_head(ctx: StepContext) -> int:
+    return ctx.mlci(("capture", "HEAD"), lambda: actions.capture(ctx.repo, ["HEAD"]))
 
 
 def gate(ctx: StepContext) -> int:
-    return _result(ctx.mlci("gate"))
+    return ctx.mlci(("gate",), lambda: actions.gate(ctx.repo))
 
 
 POST_TOKENS = {"github": ("GITHUB_TOKEN", "GH_TOKEN"), "gitlab": ("GITLAB_TOKEN",)}
@@ -287,14 +294,15 @@ def report(ctx: StepContext) -> int:
     post is a warning (a GitHub annotation in Actions), and the job goes on to the gate.
     """
     out = str(ctx.ci_cfg.get("report_file") or "mlci-report.md")
-    args = ["report", "--format", "md", "-o", out]
+    command: tuple[str, ...] = ("report", "--format", "md", "-o", out)
     post = ctx.ci.event == "pull_request" and ctx.ci.host in POST_TOKENS
     if post and not any(ctx.env.get(k) for k in POST_TOKENS[ctx.ci.host]):
         _warn(ctx, f"no {' or '.join(POST_TOKENS[ctx.ci.host])} in this step's environment: report not posted")
         post = False
-    if post:
-        args += ["--post", ctx.ci.host]
-    code = _result(ctx.mlci(*args))
+    host = ctx.ci.host if post else None
+    if host:
+        command += ("--post", host)
+    code = ctx.mlci(command, lambda: actions.report(ctx.repo, out, post_to=host, env=ctx.child_env()))
     if code and post and (ctx.repo.root / out).is_file():
         _warn(ctx, f"posting the report failed (above); it is in {out}; the gate still decides")
         code = 0
@@ -372,17 +380,17 @@ def promote(ctx: StepContext) -> int:
     )
     if any(p.endswith(POINTER_SUFFIX) for p in paths):
         # the refreshed data must be on the data remote before a commit naming it is published
-        code = _result(ctx.mlci("data", "push"))
+        code = ctx.mlci(("data", "push"), lambda: actions.data_push(ctx.repo))
         if code:
             return code
     base_branch = _default_branch(ctx)
     branch = base_branch if mode == "push" else f"{schedule.get('branch', 'mlci/retrain')}-{stamp}"
     ctx.git("push", "--no-verify", "--quiet", ctx.cfg.remote, f"HEAD:refs/heads/{branch}")
     ctx.say(f"pushed the retrained commit to {branch}")
-    code = _result(ctx.mlci("capture", "HEAD"))
+    code = _capture_head(ctx)
     if code:
         return code
-    code = _result(ctx.mlci("promote", "HEAD", "--stage", stage))
+    code = ctx.mlci(("promote", "HEAD", "--stage", stage), lambda: actions.promote(ctx.repo, "HEAD", stage=stage))
     if code:
         return code
     if mode == "pr" and ctx.ci.host in ("github", "gitlab"):
@@ -415,7 +423,7 @@ def _sweep_name(ctx: StepContext) -> str:
 
 
 def trial_ids(doc: Any) -> list[str]:
-    """Trial ids from `mlci sweep matrix` output (a list of ids, of objects, or `{"include": [...]}`)."""
+    """Trial ids from a sweep matrix: a list of ids, of objects, or `{"include": [...]}` as `mlci sweep matrix` prints it."""
     if isinstance(doc, dict):
         doc = doc.get("include", doc.get("trials", []))
     if not isinstance(doc, list):
@@ -457,14 +465,19 @@ def child_pipeline(trials: list[str], *, image: str, install: str) -> str:
 
 def sweep_matrix(ctx: StepContext) -> int:
     """The pending trials, handed to the trial jobs: GITHUB_OUTPUT `trials`, or a GitLab child pipeline."""
+    from mlci_tui.sweep.operations import queued_matrix
+
     name = _sweep_name(ctx)
-    proc = ctx.mlci("sweep", "matrix", name, capture=True)
-    if proc.returncode != 0:
-        return proc.returncode
-    try:
-        trials = trial_ids(json.loads(proc.stdout or "[]"))
-    except ValueError:
-        raise InputError("`mlci sweep matrix` did not print JSON") from None
+    matrix: list[dict[str, str]] = []
+
+    def read() -> int:
+        matrix.extend(queued_matrix(ctx.repo, name))
+        return 0
+
+    code = ctx.mlci(("sweep", "matrix", name), read)
+    if code:
+        return code
+    trials = trial_ids(matrix)
     ctx.say(f"sweep {name}: {len(trials)} pending trial(s)")
     if ctx.ci.output_file:
         with open(ctx.ci.output_file, "a", encoding="utf-8") as fh:
@@ -484,7 +497,7 @@ def sweep_trial(ctx: StepContext) -> int:
     trial = ctx.env.get("MLCI_TRIAL", "").strip()
     if not trial:
         raise InputError("MLCI_TRIAL is not set: the id of the trial to run (from the sweep matrix)")
-    return _result(ctx.mlci("sweep", "work", "--trial", trial))
+    return ctx.mlci(("sweep", "work", "--trial", trial), lambda: actions.sweep_work(ctx.repo, trial))
 
 
 def install_command(root: Path, ci_cfg: Mapping[str, Any]) -> str:

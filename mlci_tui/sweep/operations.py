@@ -24,6 +24,7 @@ from mlci_tui.sweep import spec as spec_mod
 from mlci_tui.sweep.events import Sweep, Trial
 
 SNAPSHOT_PREFIX = "refs/mlci/snapshots/"
+MATRIX_LIMIT = 256  # GitHub's limit of jobs per matrix; `mlci sweep matrix --limit` says the same
 FOLLOW_POLL = 0.2  # seconds between two reads of a followed log
 FOLLOW_SETTLE = 0.6  # a log this long quiet, with no lease, may belong to a finished trial
 
@@ -282,8 +283,8 @@ def retry_sweep(repo: Repo, sweep_ref: str, *, running: bool = False) -> tuple[S
 
 
 # ------------------------------------------------------------------ CI: matrix and work
-def queued_matrix(repo: Repo, sweep_ref: str, *, limit: int | None = None) -> list[dict[str, str]]:
-    """The queued trials as CI matrix entries `{trial: id, name: SWEEP-NUMBER}`, at most `limit` of them."""
+def queued_matrix(repo: Repo, sweep_ref: str, *, limit: int | None = MATRIX_LIMIT) -> list[dict[str, str]]:
+    """The queued trials as CI matrix entries `{trial: id, name: SWEEP-NUMBER}`, at most `limit` (0 or None: all)."""
     sweep = queue.QueueState(repo).find(sweep_ref)
     pending = [t for t in sweep.ordered() if t.state == "queued"]
     if limit:

@@ -1,4 +1,4 @@
-"""Commands that bring history in and take it out: `mlci import dvc|mlflow`, `mlci export`."""
+"""`mlci import dvc|mlflow`: bring a DVC project's history or an MLflow store into the ledger."""
 
 from __future__ import annotations
 
@@ -81,21 +81,3 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("path", help="the store: an mlruns/ folder, a .db file, or sqlite:///path/to/mlflow.db")
     p.add_argument("--dry-run", action="store_true", help="read and report, write nothing")
-
-    p = add_command(
-        sub,
-        "export",
-        "export:main",
-        "export runs, params, metrics and steps to Parquet, CSV or JSON (chosen by the file's extension)",
-        "mlci export runs.parquet",
-    )
-    p.add_argument(
-        "file",
-        help="FILE.parquet or FILE.json (one row per run, params/metrics/steps nested), "
-        "or FILE.csv (flat: FILE.runs.csv, FILE.params.csv, FILE.metrics.csv, FILE.steps.csv)",
-    )
-    p.add_argument(
-        "--table", choices=("runs", "params", "metrics", "steps"), help="write only this flat table, to FILE itself"
-    )
-    p.add_argument("--where", help="only runs matching this SQL predicate over the runs view")
-    p.add_argument("--force", action="store_true", help="replace existing files")

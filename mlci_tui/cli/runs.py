@@ -1,4 +1,4 @@
-"""`mlci record`, `capture`, `runs`, `show`, `sql`, `tag`, `note`: runs into the ledger, and read back."""
+"""`mlci record`, `capture`, `runs`, `show`, `sql`, `tag`, `note`, `export`: runs into the ledger, and read back."""
 
 from __future__ import annotations
 
@@ -272,6 +272,15 @@ def note(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    from mlci_tui.ledger.query.export import export as write_export
+
+    written = write_export(Repo.find(), Path(args.file), table=args.table, where=args.where, force=args.force)
+    for path in written:
+        say(f"wrote {path}")
+    return 0
+
+
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(
         sub,
@@ -317,3 +326,21 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(sub, "note", note, "attach a note to a run", "mlci note HEAD 'lr too high, diverged'")
     p.add_argument("run")
     p.add_argument("text")
+
+    p = add_command(
+        sub,
+        "export",
+        export,
+        "export runs, params, metrics and steps to Parquet, CSV or JSON (chosen by the file's extension)",
+        "mlci export runs.parquet",
+    )
+    p.add_argument(
+        "file",
+        help="FILE.parquet or FILE.json (one row per run, params/metrics/steps nested), "
+        "or FILE.csv (flat: FILE.runs.csv, FILE.params.csv, FILE.metrics.csv, FILE.steps.csv)",
+    )
+    p.add_argument(
+        "--table", choices=("runs", "params", "metrics", "steps"), help="write only this flat table, to FILE itself"
+    )
+    p.add_argument("--where", help="only runs matching this SQL predicate over the runs view")
+    p.add_argument("--force", action="store_true", help="replace existing files")

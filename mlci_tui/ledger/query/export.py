@@ -1,4 +1,4 @@
-"""`mlci export FILE`: runs, params, metrics and steps out of the ledger, written by DuckDB.
+"""Export: runs, params, metrics and steps out of the ledger, written by DuckDB.
 
 The format follows the extension. Parquet and JSON hold one row per run with its params
 and metrics maps and its step series nested, so one file carries everything. CSV cannot
@@ -11,14 +11,15 @@ leaves no half-written file. JSON is strict JSON: NaN and infinities become the 
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
 
-from mlci_tui.errors import InputError
+from mlci_tui.errors import InputError, first_line
 from mlci_tui.gitio import Repo
-from mlci_tui.sanitize import display
+from mlci_tui.ledger.held import open_cache
+from mlci_tui.ledger.query.run import LISTED_FIELDS
+from mlci_tui.numbers import NAN, NEG_INF, POS_INF
 
 FORMATS = {
     ".parquet": "parquet",
@@ -28,10 +29,8 @@ FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
-RUN_FIELDS = (
-    'run_id, kind, name, status, started, ended, "commit", tree, patch_id, branch, author, message, source, '
-    "parent, sweep_id, trial_id, stale, tags"
-)
+# a run's fields as columns (the maps and steps are written beside them, or nested)
+RUN_FIELDS = ", ".join(f'"{f}"' for f in LISTED_FIELDS if f not in ("time", "params", "metrics"))
 TABLES = ("runs", "params", "metrics", "steps")
 
 
@@ -57,7 +56,7 @@ def _flat_sql(table: str, where: str, fmt: str) -> str:
     if table == "runs":
         fields = RUN_FIELDS
         if fmt == "csv":  # CSV has no lists: tags joined by commas
-            fields = fields.replace("tags", "array_to_string(tags, ',') AS tags")
+            fields = fields.replace('"tags"', "array_to_string(tags, ',') AS tags")
         else:
             fields += ", params, metrics"
         return f"SELECT {fields}, datasets, deps, warnings FROM runs WHERE {where} ORDER BY started NULLS LAST, run_id"
@@ -85,8 +84,6 @@ def export(
     """Write the export; returns the files written."""
     import duckdb
 
-    from mlci_tui.ledger.cache import LedgerCache
-
     fmt = format_of(target)
     predicate = where or "true"
     if table:
@@ -102,7 +99,7 @@ def export(
         if not path.parent.is_dir():
             raise InputError(f"{path.parent}: no such folder")
     written = []
-    with LedgerCache(repo).connect() as con:
+    with open_cache(repo) as con:
         for path, sql in jobs:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
@@ -111,8 +108,7 @@ def export(
                 con.execute(f"COPY ({sql}) TO '{_quote(str(tmp))}' {_copy_options(fmt)}")
                 os.replace(tmp, path)
             except duckdb.Error as exc:
-                message = str(exc).splitlines()[0]
-                raise InputError(f"export: {message}" + (" (check --where)" if where else "")) from None
+                raise InputError(f"export: {first_line(exc)}" + (" (check --where)" if where else "")) from None
             finally:
                 if tmp.exists():
                     tmp.unlink()
@@ -123,8 +119,8 @@ def export(
 # NaN and infinities as the strings `mlci ... --json` writes (output.json_value): DuckDB's
 # own JSON writer emits bare NaN/Infinity tokens, which strict JSON parsers refuse.
 _NON_FINITE = (
-    "CASE WHEN isnan({x}) THEN '\"NaN\"'::JSON WHEN isinf({x}) AND {x} > 0 THEN '\"Infinity\"'::JSON "
-    "WHEN isinf({x}) THEN '\"-Infinity\"'::JSON ELSE to_json({x}) END"
+    f"CASE WHEN isnan({{x}}) THEN '\"{NAN}\"'::JSON WHEN isinf({{x}}) AND {{x}} > 0 THEN '\"{POS_INF}\"'::JSON "
+    f"WHEN isinf({{x}}) THEN '\"{NEG_INF}\"'::JSON ELSE to_json({{x}}) END"
 )
 
 
@@ -173,12 +169,3 @@ def _ident(name: str) -> str:
 
 def _quote(text: str) -> str:
     return text.replace("'", "''")
-
-
-def main(args: argparse.Namespace) -> int:
-    repo = Repo.find()
-    target = Path(args.file)
-    written = export(repo, target, table=args.table, where=args.where, force=args.force)
-    for path in written:
-        print(f"wrote {display(str(path))}")
-    return 0

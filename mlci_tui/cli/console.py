@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
     import duckdb
+
+    from mlci_tui.gitio import Repo
 
 
 def say(message: str) -> None:

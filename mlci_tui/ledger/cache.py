@@ -155,21 +155,19 @@ VIEWS = {
         FROM ev WHERE trial_id IS NOT NULL GROUP BY sweep_id, trial_id""",
 }
 
+
+def _map_of(kind: str) -> str:
+    """Each new run's `params` or `metrics` map, keyed by the file:name rule."""
+    return f"""SELECT run_id, map_from_entries(list(struct_pack(k := key, v := value))) AS {kind} FROM (
+            SELECT run_id, value, {SQL_MAP_KEY} AS key
+            FROM {kind[:-1]}_rows WHERE run_id IN (SELECT run_id FROM new_runs)) GROUP BY run_id"""
+
+
 BULK_MAP_SQL = f"""
     INSERT INTO run_maps
     SELECT n.run_id, p.params, m.metrics FROM new_runs n
-    LEFT JOIN (
-        SELECT run_id, map_from_entries(list(struct_pack(k := key, v := value))) AS params FROM (
-            SELECT run_id, value,
-                   {SQL_MAP_KEY} AS key
-            FROM param_rows WHERE run_id IN (SELECT run_id FROM new_runs)) GROUP BY run_id
-    ) p USING (run_id)
-    LEFT JOIN (
-        SELECT run_id, map_from_entries(list(struct_pack(k := key, v := value))) AS metrics FROM (
-            SELECT run_id, value,
-                   {SQL_MAP_KEY} AS key
-            FROM metric_rows WHERE run_id IN (SELECT run_id FROM new_runs)) GROUP BY run_id
-    ) m USING (run_id)
+    LEFT JOIN ({_map_of("params")}) p USING (run_id)
+    LEFT JOIN ({_map_of("metrics")}) m USING (run_id)
 """
 
 

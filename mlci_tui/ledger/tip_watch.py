@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.store import LedgerStore
+
+
+def ledger_ref_files(repo: Repo, store: LedgerStore) -> list[Path]:
+    """The files whose change may mean the ledger ref moved (loose ref, packed refs, reftable)."""
+    common = repo.common_dir
+    return [common / store.ref, common / "packed-refs", common / "reftable" / "tables.list"]
+
+
+def stat_signature(paths: list[Path]) -> tuple[Any, ...]:
+    """What a `stat` of each file says (None where it is absent): equal signatures, unmoved refs."""
+    out: list[Any] = []
+    for path in paths:
+        try:
+            st = path.stat()
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 class TipWatcher:
@@ -17,26 +36,14 @@ class TipWatcher:
 
     def __init__(self, repo: Repo, recheck: float = 10.0) -> None:
         self.store = LedgerStore(repo)
-        common = repo.common_dir
-        self.paths = [
-            common / self.store.ref,
-            common / "packed-refs",
-            common / "reftable" / "tables.list",
-        ]
+        self.paths = ledger_ref_files(repo, self.store)
         self.recheck = recheck
         self._signature: tuple[Any, ...] | None = None
         self._checked = 0.0
         self.tip: str | None = None
 
     def _stat(self) -> tuple[Any, ...]:
-        out: list[Any] = []
-        for p in self.paths:
-            try:
-                st = p.stat()
-                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-            except OSError:
-                out.append(None)
-        return tuple(out)
+        return stat_signature(self.paths)
 
     def forget(self) -> None:
         """Ask git at the next poll, whatever the ref files' stat says."""

@@ -22,6 +22,7 @@ from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.ledger.tip_watch import ledger_ref_files, stat_signature
 from mlci_tui.sweep.events import Sweep, Trial, fold
 
 DEFAULT_LEASE_SECONDS = 60.0
@@ -59,20 +60,12 @@ class QueueState:
         self.store = LedgerStore(repo)
         self.tip, self.events = load_events(repo)
         self.sweeps = fold(self.events)
-        common = repo.common_dir
-        self._ref_files = [common / self.store.ref, common / "packed-refs", common / "reftable" / "tables.list"]
+        self._ref_files = ledger_ref_files(repo, self.store)
         self._signature = self._stat()
         self._checked = time.monotonic()
 
     def _stat(self) -> tuple[object, ...]:
-        out: list[object] = []
-        for path in self._ref_files:
-            try:
-                st = path.stat()
-                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-            except OSError:
-                out.append(None)
-        return tuple(out)
+        return stat_signature(self._ref_files)
 
     def refresh(self) -> bool:
         """Re-fold when the ledger moved; True when it did.

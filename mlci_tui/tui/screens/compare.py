@@ -13,7 +13,6 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from mlci_tui.ledger.query.compare import CompareResult, load_compare
@@ -21,10 +20,11 @@ from mlci_tui.numbers import digits_to_tell_apart
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells
 from mlci_tui.tui.messages import CompareFailed, CompareLoaded, post_answer
+from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
-    from mlci_tui.tui.app import MlciApp
+    pass
 
 
 def best_index(values: list[Any], direction: str | None) -> int | None:
@@ -34,7 +34,7 @@ def best_index(values: list[Any], direction: str | None) -> int | None:
     return (max(numbers) if direction == "max" else min(numbers))[1]
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(LedgerScreen):
     SCOPE = "compare"
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings("compare")  # type: ignore[assignment]
 
@@ -43,11 +43,6 @@ class CompareScreen(Screen[None]):
         self.run_ids = run_ids
         self.result: CompareResult | None = None
         self.differences_only = False
-        self.generation = 0
-
-    @property
-    def mlci(self) -> MlciApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f" compare {len(self.run_ids)} runs  loading…"), id="compare-title")
@@ -58,15 +53,8 @@ class CompareScreen(Screen[None]):
         self.reload()
         self.query_one(DataTable).focus()
 
-    def reload(self) -> None:
-        self.generation += 1
-        self._load(self.generation)
-
-    def ledger_moved(self, tip: str) -> None:
-        self.reload()
-
     @work(thread=True, group="compare", exit_on_error=False)
-    def _load(self, generation: int) -> None:
+    def request(self, generation: int) -> None:
         post_answer(
             self,
             generation,

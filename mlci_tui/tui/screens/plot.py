@@ -11,7 +11,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Label, Select, Static
 
 from mlci_tui.ledger.query.runs_view import LedgerInfo
@@ -19,15 +18,16 @@ from mlci_tui.ledger.query.series import load_commit_series, load_scatter, load_
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions
 from mlci_tui.tui.messages import PlotFailed, PlotLoaded
+from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.widgets.plot import Chart, PlotView
 
 if TYPE_CHECKING:
-    from mlci_tui.tui.app import MlciApp
+    pass
 
 MODES = {"steps": "metric by step", "commits": "metric along commits", "scatter": "param against metric"}
 
 
-class PlotScreen(Screen[None]):
+class PlotScreen(LedgerScreen):
     SCOPE = "plot"
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings("plot")  # type: ignore[assignment]
 
@@ -40,12 +40,7 @@ class PlotScreen(Screen[None]):
         self.metric: str | None = None
         self.metric_chosen = False  # by the user; until then the steps plot picks the best-covered series
         self.param: str | None = None
-        self.generation = 0
         self.chart: Chart | None = None
-
-    @property
-    def mlci(self) -> MlciApp:
-        return self.app  # type: ignore[return-value]
 
     def metric_choices(self) -> list[str]:
         return list(self.info.steps if self.mode == "steps" else self.info.metrics)
@@ -169,9 +164,6 @@ class PlotScreen(Screen[None]):
     def on_plot_failed(self, message: PlotFailed) -> None:
         message.stop()
         self.query_one(PlotView).show(Chart("line", "", "", "", empty=message.value))
-
-    def ledger_moved(self, tip: str) -> None:
-        self.reload()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()

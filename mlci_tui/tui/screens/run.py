@@ -13,7 +13,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Static, TabbedContent, TabPane
 
 from mlci_tui.errors import MlciError
@@ -22,10 +21,11 @@ from mlci_tui.ledger.query.detail import RunDetail, Validation, digest_of, load_
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells
 from mlci_tui.tui.messages import DetailFailed, DetailLoaded, NoteOrTagWritten, WriteFailed, post_answer
+from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
-    from mlci_tui.tui.app import MlciApp
+    pass
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -49,7 +49,7 @@ def _table(table: DataTable[Any], columns: list[str], rows: list[list[Any]]) -> 
     )
 
 
-class RunScreen(Screen[None]):
+class RunScreen(LedgerScreen):
     SCOPE = "run"
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings("run")  # type: ignore[assignment]
 
@@ -57,12 +57,7 @@ class RunScreen(Screen[None]):
         super().__init__()
         self.run_id = run_id
         self.detail: RunDetail | None = None
-        self.generation = 0
         self.at_step: int | None = None
-
-    @property
-    def mlci(self) -> MlciApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f" run {self.run_id[:8]}  loading…"), id="run-title")
@@ -89,16 +84,9 @@ class RunScreen(Screen[None]):
         self.reload()
 
     # ------------------------------------------------------------------ loading
-    def reload(self) -> None:
-        self.generation += 1
-        self._load(self.generation)
-
     @work(thread=True, group="detail", exit_on_error=False)
-    def _load(self, generation: int) -> None:
+    def request(self, generation: int) -> None:
         post_answer(self, generation, DetailLoaded, DetailFailed, lambda: load_detail(self.mlci.repo, self.run_id))
-
-    def ledger_moved(self, tip: str) -> None:
-        self.reload()
 
     def on_note_or_tag_written(self, message: NoteOrTagWritten) -> None:
         message.stop()

@@ -10,7 +10,6 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from mlci_tui.ledger.held import Interruptible, cache_looks_current
@@ -28,6 +27,7 @@ from mlci_tui.ledger.query.runs_view import (
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions
 from mlci_tui.tui.messages import RunsFailed, RunsLoaded, RunsProgress, post_answer
+from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.settings import load_settings, save_settings
 from mlci_tui.tui.widgets.run_table import RunTable
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     import pyarrow
     from textual.timer import Timer
 
-    from mlci_tui.tui.app import MlciApp
 
 FILTER_HINT = 'filter: acc > 0.9 and lr in (0.1, 0.01) · model ~ "cnn.*" · min(loss) < 0.2 · sql: <predicate>'
 
@@ -60,7 +59,7 @@ class FilterInput(Input):
         getattr(self.screen.query_one(RunTable), f"action_{action}")()
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(LedgerScreen):
     SCOPE = "runs"
     BINDINGS: ClassVar[list[BindingType]] = actions.bindings("runs")  # type: ignore[assignment]
 
@@ -70,17 +69,12 @@ class RunsScreen(Screen[None]):
         self.wanted = self.spec  # what the user asked for last (a query may still be running)
         self.info: LedgerInfo | None = None
         self.result: ViewResult | None = None
-        self.generation = 0
         self.shown_generation = 0
         self.error: str | None = None
         self.busy = False
         self.note: str | None = None  # what a slow load is doing
         self._completion: Timer | None = None  # reads the rest of a paged view, once the user pauses
         self._completing: Interruptible | None = None  # the connection reading it
-
-    @property
-    def mlci(self) -> MlciApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -216,9 +210,6 @@ class RunsScreen(Screen[None]):
         if self.result is None:
             self.table.empty_text = "could not read the ledger"
             self.table.refresh()
-
-    def ledger_moved(self, tip: str) -> None:
-        self.reload()
 
     def _set_error(self, error: str | None) -> None:
         if error == self.error:

@@ -18,17 +18,17 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static, TextArea
 
 from mlci_tui.output import cell_text
 from mlci_tui.sanitize import display
 from mlci_tui.tui.messages import SweepsFailed, SweepsLoaded, post_answer
+from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
     from mlci_tui.sweep.events import Sweep, Trial
-    from mlci_tui.tui.app import MlciApp
 
 BAR = 12
 SPARK = "▁▂▃▄▅▆▇█"
@@ -157,7 +157,7 @@ class SweepFormScreen(ModalScreen[dict[str, Any] | None]):
         self.dismiss(None)
 
 
-class SweepsScreen(Screen[None]):
+class SweepsScreen(LedgerScreen):
     SCOPE = "sweeps"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
@@ -178,16 +178,11 @@ class SweepsScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.generation = 0
         self.sweeps: dict[str, Sweep] = {}
         self.order: list[str] = []
         self.current: str | None = None
         self.log_trial: str | None = None
         self.started: list[subprocess.Popen[bytes]] = []
-
-    @property
-    def mlci(self) -> MlciApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(Text(" sweeps  loading…"), id="sweeps-title")
@@ -202,15 +197,8 @@ class SweepsScreen(Screen[None]):
         self.reload()
 
     # ------------------------------------------------------------------ loading
-    def reload(self) -> None:
-        self.generation += 1
-        self._load(self.generation)
-
-    def ledger_moved(self, tip: str) -> None:
-        self.reload()
-
     @work(thread=True, group="sweeps", exit_on_error=False)
-    def _load(self, generation: int) -> None:
+    def request(self, generation: int) -> None:
         from mlci_tui.sweep.queue import QueueState
 
         post_answer(self, generation, SweepsLoaded, SweepsFailed, lambda: QueueState(self.mlci.repo).sweeps)

@@ -33,15 +33,14 @@ def number_text(value: float, digits: int = HUMAN_DIGITS) -> str:
 
 def digits_to_tell_apart(values: Iterable[object], start: int = HUMAN_DIGITS) -> int:
     """The fewest digits (from `start`, at most MAX_DIGITS) at which distinct numbers print distinctly."""
-    finite = {
-        float(f"{v:.{MAX_DIGITS}g}")
-        for v in values
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    }
-    if len(finite) < 2:
+    distinct = {v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    if len(distinct) < 2 or len({f"{v:.{start}g}" for v in distinct}) == len(distinct):
+        return start  # the common case: one format of each value
+    distinct = {float(f"{v:.{MAX_DIGITS}g}") for v in distinct}  # differences past MAX_DIGITS are noise
+    if len(distinct) < 2:
         return start
-    for digits in range(start, MAX_DIGITS):
-        if len({f"{v:.{digits}g}" for v in finite}) == len(finite):
+    for digits in range(start + 1, MAX_DIGITS):
+        if len({f"{v:.{digits}g}" for v in distinct}) == len(distinct):
             return digits
     return MAX_DIGITS
 

@@ -193,3 +193,45 @@ def run_gate(repo: Repo, cfg: Config, base_ref: str | None, head_ref: str) -> Ga
 
     with open_cache(repo) as con:
         return gate_refs(repo, con, cfg, base_ref, head_ref)
+
+
+# ---------------------------------------------------------------- promotion: what passed the gate moves on
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A promote event ready to append, and the model hash it records (None: no model file found)."""
+
+    event: dict[str, Any]
+    model_hash: str | None
+
+
+def model_hash(repo: Repo, model: str, commit: str | None) -> str | None:
+    """The model file's BLAKE3: from the run's commit, else the working tree (a regular file, not a link).
+
+    A promotion names the model it deploys by content, not only by a path that later commits
+    may change.
+    """
+    import blake3
+
+    data: bytes | None = None
+    if commit:
+        proc = repo.run("cat-file", "blob", f"{commit}:{model}", check=False)
+        if proc.returncode == 0:
+            data = proc.stdout
+    if data is None and (repo.root / model).is_file() and not (repo.root / model).is_symlink():
+        data = (repo.root / model).read_bytes()
+    return f"blake3:{blake3.blake3(data).hexdigest()}" if data is not None else None
+
+
+def promotion(repo: Repo, cfg: Config, run: Run, stage: str) -> Promotion:
+    """The event promoting `run` to `stage`: `cfg.model` and its hash, and who promotes (git's author ident).
+
+    One place for what `mlci promote` and the scheduled CI promotion record, so the two agree.
+    """
+    from mlci_tui.ledger import events
+
+    hashed = model_hash(repo, cfg.model, run.commit) if cfg.model else None
+    author = repo.text("var", "GIT_AUTHOR_IDENT", check=False).rsplit(">", 1)[0] + ">"
+    event = events.promote(run.run_id, stage, model=cfg.model, model_hash=hashed, by=author if author != ">" else None)
+    return Promotion(event, hashed)

@@ -2,8 +2,9 @@
 
 A step is a small function over a `StepContext` (repository, config, CI context from the
 environment). Most steps are made of mlci commands: each is echoed first (`$ mlci ...`) so
-the CI log reads like a shell session, then run in this process through the core
-(`ci.actions`), never through the argument parser. `JOBS` lists the steps of each
+the CI log reads like a shell session, then run in this process by the command's typed
+function in `cli/` (the one its argparse handler calls, so it prints the same lines, from
+one place), never through the argument parser. `JOBS` lists the steps of each
 generated job in order: the workflow generators and `mlci ci run --job` both read it, so
 the workflow and the local run cannot drift apart.
 """
@@ -24,8 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from mlci_tui import config as config_mod
-from mlci_tui.ci import actions
 from mlci_tui.ci.env import CIContext
+from mlci_tui.cli import data as data_cli
+from mlci_tui.cli import gate as gate_cli
+from mlci_tui.cli import ledger as ledger_cli
+from mlci_tui.cli import report as report_cli
+from mlci_tui.cli import runs as runs_cli
+from mlci_tui.cli import sweep as sweep_cli
+from mlci_tui.cli import validate as validate_cli
 from mlci_tui.errors import CheckFailed, InputError, MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
@@ -81,8 +88,8 @@ class StepContext:
         return env
 
     def mlci(self, command: tuple[str, ...], action: Callable[[], int]) -> int:
-        """`mlci COMMAND` as a user would type it: echoed, then `action` (the command, as a call into the
-        core) run in the step's environment; its exit code, its failure printed as `mlci` prints one.
+        """`mlci COMMAND` as a user would type it: echoed, then `action` (the command's typed function
+        in `cli/`) run in the step's environment; its exit code, its failure printed as `mlci` prints one.
         """
         print(f"$ mlci {display(shlex.join(command))}", flush=True)
         try:
@@ -148,11 +155,11 @@ class Step:
 
 def ledger_pull(ctx: StepContext) -> int:
     """A CI checkout never has refs/mlci/ledger (actions/checkout fetches branches and tags only)."""
-    return ctx.mlci(("ledger", "pull"), lambda: actions.ledger_pull(ctx.repo))
+    return ctx.mlci(("ledger", "pull"), lambda: ledger_cli.pull(ctx.repo))
 
 
 def ledger_push(ctx: StepContext) -> int:
-    return ctx.mlci(("ledger", "push"), lambda: actions.ledger_push(ctx.repo))
+    return ctx.mlci(("ledger", "push"), lambda: ledger_cli.push(ctx.repo))
 
 
 # ---------------------------------------------------------------- data
@@ -171,14 +178,14 @@ def data_pull(ctx: StepContext) -> int:
     if not pointer_files(ctx):
         ctx.say("no tracked datasets (no *.mlci pointer files): nothing to pull")
         return 0
-    return ctx.mlci(("data", "pull"), lambda: actions.data_pull(ctx.repo))
+    return ctx.mlci(("data", "pull"), lambda: data_cli.pull(ctx.repo))
 
 
 def data_update(ctx: StepContext) -> int:
     if not pointer_files(ctx):
         ctx.say("no tracked datasets: nothing to update")
         return 0
-    return ctx.mlci(("data", "update"), lambda: actions.data_update(ctx.repo))
+    return ctx.mlci(("data", "update"), lambda: data_cli.update(ctx.repo))
 
 
 def _ensure_commit(ctx: StepContext, sha: str) -> bool:
@@ -240,7 +247,7 @@ def validate(ctx: StepContext) -> int:
 
 def _validate(ctx: StepContext, paths: list[str], base: str | None) -> int:
     command = ("data", "validate", *paths, *(("--base", base) if base else ()))
-    return ctx.mlci(command, lambda: actions.data_validate(ctx.repo, paths, base=base))
+    return ctx.mlci(command, lambda: validate_cli.validate(ctx.repo, paths, base=base))
 
 
 # ---------------------------------------------------------------- runs
@@ -259,7 +266,7 @@ def train(ctx: StepContext) -> int:
     message = f"ci: {ctx.ci.event} retrain"
     return ctx.mlci(
         ("record", "--commit", "HEAD", "-m", message),
-        lambda: actions.record(ctx.repo, commit="HEAD", message=message),
+        lambda: runs_cli.record(ctx.repo, commit="HEAD", message=message),
     )
 
 
@@ -268,20 +275,18 @@ def capture(ctx: StepContext) -> int:
     base = ctx.ci.base_sha
     if base and ctx.repo.commit_of(base) and not ctx.repo.is_shallow() and ctx.repo.is_ancestor(base, "HEAD"):
         range_spec = f"{base}..HEAD"
-        return ctx.mlci(
-            ("capture", "--range", range_spec), lambda: actions.capture(ctx.repo, [], range_spec=range_spec)
-        )
+        return ctx.mlci(("capture", "--range", range_spec), lambda: runs_cli.capture(ctx.repo, range_spec=range_spec))
     if base:
         ctx.say("the history of this push is not in the clone (fetch-depth 0 gets it): capturing HEAD only")
     return _capture_head(ctx)
 
 
 def _capture_head(ctx: StepContext) -> int:
-    return ctx.mlci(("capture", "HEAD"), lambda: actions.capture(ctx.repo, ["HEAD"]))
+    return ctx.mlci(("capture", "HEAD"), lambda: runs_cli.capture(ctx.repo, ["HEAD"]))
 
 
 def gate(ctx: StepContext) -> int:
-    return ctx.mlci(("gate",), lambda: actions.gate(ctx.repo))
+    return ctx.mlci(("gate",), lambda: gate_cli.gate(ctx.repo))
 
 
 POST_TOKENS = {"github": ("GITHUB_TOKEN", "GH_TOKEN"), "gitlab": ("GITLAB_TOKEN",)}
@@ -299,10 +304,15 @@ def report(ctx: StepContext) -> int:
     if post and not any(ctx.env.get(k) for k in POST_TOKENS[ctx.ci.host]):
         _warn(ctx, f"no {' or '.join(POST_TOKENS[ctx.ci.host])} in this step's environment: report not posted")
         post = False
-    host = ctx.ci.host if post else None
-    if host:
-        command += ("--post", host)
-    code = ctx.mlci(command, lambda: actions.report(ctx.repo, out, post_to=host, env=ctx.child_env()))
+    posting = None
+    if post:
+        from mlci_tui.report.post import PostOptions
+
+        posting = PostOptions(ctx.ci.host)  # the request and the token: from the step's environment
+        command += ("--post", ctx.ci.host)
+    code = ctx.mlci(
+        command, lambda: report_cli.report(ctx.repo, fmt="md", output=out, posting=posting, env=ctx.child_env())
+    )
     if code and post and (ctx.repo.root / out).is_file():
         _warn(ctx, f"posting the report failed (above); it is in {out}; the gate still decides")
         code = 0
@@ -380,7 +390,7 @@ def promote(ctx: StepContext) -> int:
     )
     if any(p.endswith(POINTER_SUFFIX) for p in paths):
         # the refreshed data must be on the data remote before a commit naming it is published
-        code = ctx.mlci(("data", "push"), lambda: actions.data_push(ctx.repo))
+        code = ctx.mlci(("data", "push"), lambda: data_cli.push(ctx.repo))
         if code:
             return code
     base_branch = _default_branch(ctx)
@@ -390,7 +400,7 @@ def promote(ctx: StepContext) -> int:
     code = _capture_head(ctx)
     if code:
         return code
-    code = ctx.mlci(("promote", "HEAD", "--stage", stage), lambda: actions.promote(ctx.repo, "HEAD", stage=stage))
+    code = ctx.mlci(("promote", "HEAD", "--stage", stage), lambda: gate_cli.promote(ctx.repo, "HEAD", stage=stage))
     if code:
         return code
     if mode == "pr" and ctx.ci.host in ("github", "gitlab"):
@@ -497,7 +507,7 @@ def sweep_trial(ctx: StepContext) -> int:
     trial = ctx.env.get("MLCI_TRIAL", "").strip()
     if not trial:
         raise InputError("MLCI_TRIAL is not set: the id of the trial to run (from the sweep matrix)")
-    return ctx.mlci(("sweep", "work", "--trial", trial), lambda: actions.sweep_work(ctx.repo, trial))
+    return ctx.mlci(("sweep", "work", "--trial", trial), lambda: sweep_cli.work(ctx.repo, trial))
 
 
 def install_command(root: Path, ci_cfg: Mapping[str, Any]) -> str:

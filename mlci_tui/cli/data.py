@@ -2,7 +2,9 @@
 import-url, update), and validated (`cli.validate` adds validate, profile, diff, infer).
 
 The handlers parse arguments, call the core in `mlci_tui.data` and print; the core is
-imported when a handler runs, so building the parser loads none of it.
+imported when a handler runs, so building the parser loads none of it. The commands a CI
+step runs (`push`, `pull`, `update`) are typed functions their handlers (`*_handler`) call,
+and so does `mlci ci run` (ci/steps.py): what they print is written once.
 """
 
 from __future__ import annotations
@@ -52,11 +54,15 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="only these datasets")
     add_format_options(p)
 
-    p = add_command(group, "push", push, "upload the objects the remote lacks", "mlci data push -r storage -j 8")
+    p = add_command(
+        group, "push", push_handler, "upload the objects the remote lacks", "mlci data push -r storage -j 8"
+    )
     _remote_options(p)
     p = add_command(group, "fetch", fetch, "download the objects the local cache lacks", "mlci data fetch")
     _remote_options(p)
-    p = add_command(group, "pull", pull, "fetch, then check out what the pointers name", "mlci data pull -r storage")
+    p = add_command(
+        group, "pull", pull_handler, "fetch, then check out what the pointers name", "mlci data pull -r storage"
+    )
     _remote_options(p)
 
     p = add_command(
@@ -110,7 +116,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(
         group,
         "update",
-        update,
+        update_handler,
         "re-fetch imported datasets whose source changed (ETag, mtime or content hash) and say what changed",
         "mlci data update data/train.csv",
     )
@@ -186,27 +192,38 @@ def status(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- push, fetch, pull, checkout
-def push(args: argparse.Namespace) -> int:
-    return _transfer("push", args.paths, args.remote, args.jobs)
+def push_handler(args: argparse.Namespace) -> int:
+    return push(Repo.find(), args.paths, remote=args.remote, jobs=args.jobs)
 
 
 def fetch(args: argparse.Namespace) -> int:
-    return _transfer("fetch", args.paths, args.remote, args.jobs)
+    return _transfer(Repo.find(), "fetch", args.paths, args.remote, args.jobs)
 
 
-def pull(args: argparse.Namespace) -> int:
-    _transfer("fetch", args.paths, args.remote, args.jobs)  # an incomplete fetch raises: nothing is checked out
-    return _checkout(args.paths, force=False, link=None)
+def pull_handler(args: argparse.Namespace) -> int:
+    return pull(Repo.find(), args.paths, remote=args.remote, jobs=args.jobs)
 
 
 def checkout(args: argparse.Namespace) -> int:
-    return _checkout(args.paths, force=args.force, link=args.link)
+    return _checkout(Repo.find(), args.paths, force=args.force, link=args.link)
 
 
-def _transfer(verb: Literal["push", "fetch"], paths: list[str], remote: str | None, jobs: int | None) -> int:
+def push(repo: Repo, paths: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None) -> int:
+    """`mlci data push`: upload what the remote (None: data.remote) lacks; raises when incomplete."""
+    return _transfer(repo, "push", paths, remote, jobs)
+
+
+def pull(repo: Repo, paths: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None) -> int:
+    """`mlci data pull`: fetch, then check out; 1 when a dataset was left as it was (see `_checkout`)."""
+    _transfer(repo, "fetch", paths, remote, jobs)  # an incomplete fetch raises: nothing is checked out
+    return _checkout(repo, paths, force=False, link=None)
+
+
+def _transfer(
+    repo: Repo, verb: Literal["push", "fetch"], paths: list[str] | None, remote: str | None, jobs: int | None
+) -> int:
     from mlci_tui.data.transfer import sync
 
-    repo = Repo.find()
     result, name = sync(repo.root, verb, _targets(repo, paths), remote, jobs)
     _report(verb, result, name)
     if result.failed or result.missing:
@@ -229,11 +246,10 @@ def _report(verb: str, result: TransferResult, remote: str) -> None:
         notice(f"failed: {item}")
 
 
-def _checkout(paths: list[str], *, force: bool, link: str | None) -> int:
+def _checkout(repo: Repo, paths: list[str] | None, *, force: bool, link: str | None) -> int:
     """Exit 1 when a dataset was left as it was: an unsaved change kept, or its objects not cached."""
     from mlci_tui.data.checkout import checkout as data_checkout
 
-    repo = Repo.find()
     result = data_checkout(repo.root, repo.state_dir, _targets(repo, paths), force=force, link=link)
     if result.written or result.removed:
         say(f"checkout: {len(result.written)} files written, {len(result.removed)} removed")
@@ -333,16 +349,20 @@ def import_url(args: argparse.Namespace) -> int:
     return 0
 
 
-def update(args: argparse.Namespace) -> int:
+def update_handler(args: argparse.Namespace) -> int:
+    return update(Repo.find(), args.paths, fmt=args.format)
+
+
+def update(repo: Repo, paths: list[str] | None = None, *, fmt: str = "text") -> int:
+    """`mlci data update`: re-fetch the imported datasets `paths` name (None: all) whose source changed."""
     from mlci_tui.data.import_url import update_imports
 
-    repo = Repo.find()
-    changes = update_imports(repo.root, args.paths, state_dir=repo.state_dir, cwd=Path.cwd())
+    changes = update_imports(repo.root, paths or [], state_dir=repo.state_dir, cwd=Path.cwd())
     if not changes:
-        say("[]" if args.format == "json" else "no imported datasets (`mlci data import-url URL PATH` makes one)")
+        say("[]" if fmt == "json" else "no imported datasets (`mlci data import-url URL PATH` makes one)")
         return 0
-    _print_changes(changes, args.format)
-    if args.format != "json":
+    _print_changes(changes, fmt)
+    if fmt != "json":
         changed = sum(c.status == "updated" for c in changes)
         say(f"{changed} of {len(changes)} imported dataset(s) changed")
     return 0

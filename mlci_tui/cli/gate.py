@@ -1,4 +1,9 @@
-"""`mlci diff`, `mlci gate`, `mlci promote` and `mlci stages`: a candidate against its baseline."""
+"""`mlci diff`, `mlci gate`, `mlci promote` and `mlci stages`: a candidate against its baseline.
+
+`gate` and `promote` are typed command functions: their handlers (`*_handler`) only read the
+arguments, and the CI steps (ci/steps.py) call them directly. What a promotion records
+(model hash, author) is the core's `mlci_tui.gate.promotion`.
+"""
 
 from __future__ import annotations
 
@@ -101,55 +106,49 @@ def diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def gate(args: argparse.Namespace) -> int:
+def gate_handler(args: argparse.Namespace) -> int:
+    return gate(Repo.find(), base=args.base, head=args.head, fmt=args.format)
+
+
+def gate(repo: Repo, *, base: str | None = None, head: str = "HEAD", fmt: str = "table") -> int:
+    """`mlci gate`: `head` against `base` (None: the configured baseline) with gate.rules; 1 on failure."""
     from mlci_tui.gate import run_gate
     from mlci_tui.report.verdict import write_gate
 
-    repo = Repo.find()
     cfg = config_mod.load(repo.root)
-    result = run_gate(repo, cfg, args.base, args.head)
-    write_gate(result, args.format, sys.stdout)
+    result = run_gate(repo, cfg, base, head)
+    write_gate(result, fmt, sys.stdout)
     return int(result.exit_code)
 
 
-def _model_hash(repo: Repo, model: str, commit: str | None) -> str | None:
-    import blake3
-
-    data: bytes | None = None
-    if commit:
-        proc = repo.run("cat-file", "blob", f"{commit}:{model}", check=False)
-        if proc.returncode == 0:
-            data = proc.stdout
-    if data is None and (repo.root / model).is_file() and not (repo.root / model).is_symlink():
-        data = (repo.root / model).read_bytes()
-    return f"blake3:{blake3.blake3(data).hexdigest()}" if data is not None else None
+def promote_handler(args: argparse.Namespace) -> int:
+    return promote(Repo.find(), args.run, stage=args.stage, tag=args.tag)
 
 
-def promote(args: argparse.Namespace) -> int:
+def promote(repo: Repo, ref: str, *, stage: str = "deployed", tag: bool = False) -> int:
+    """`mlci promote REF --stage STAGE [--tag]`: record the promotion (model and hash from the core's
+    `promotion`), and with `tag` tag the run's commit STAGE/N."""
+    from mlci_tui.gate import promotion
     from mlci_tui.ledger import events
     from mlci_tui.ledger.store import LedgerStore
 
-    repo = Repo.find()
     cfg = config_mod.load(repo.root)
-    events.check_label("stage", args.stage)
+    events.check_label("stage", stage)
     with open_ledger(repo) as con:
-        resolved = _resolve(repo, con, args.run)
+        resolved = _resolve(repo, con, ref)
         run = load_run(con, resolved)
-        count = promotion_count(con, args.stage)
-    commit = run.commit
-    model_hash = _model_hash(repo, cfg.model, commit) if cfg.model else None
-    if cfg.model and model_hash is None:
+        count = promotion_count(con, stage)
+    promoted = promotion(repo, cfg, run, stage)
+    if cfg.model and promoted.model_hash is None:
         notice(f"warning: model {cfg.model} not found in the run's commit or the working tree; no hash recorded")
-    author = repo.text("var", "GIT_AUTHOR_IDENT", check=False).rsplit(">", 1)[0] + ">"
-    event = events.promote(
-        run.run_id, args.stage, model=cfg.model, model_hash=model_hash, by=author if author != ">" else None
-    )
-    LedgerStore(repo).append([event])
-    say(f"promoted {run.label} to {args.stage}" + (f" (model {model_hash[:19]}…)" if model_hash else ""))
-    if args.tag:
+    LedgerStore(repo).append([promoted.event])
+    model_hash = promoted.model_hash
+    say(f"promoted {run.label} to {stage}" + (f" (model {model_hash[:19]}…)" if model_hash else ""))
+    if tag:
+        commit = run.commit
         if not commit:
             raise InputError(f"--tag: run {run.run_id[:8]} has no commit to tag")
-        name = f"{args.stage}/{count + 1}"
+        name = f"{stage}/{count + 1}"
         proc = repo.run("tag", name, commit, check=False)
         if proc.returncode != 0:
             raise InputError(f"--tag: git tag {name} failed: {proc.stderr.decode().strip()}")
@@ -193,7 +192,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(
         sub,
         "gate",
-        gate,
+        gate_handler,
         "check a candidate against the baseline with gate.rules; exit 1 on failure",
         "mlci gate --base deployed --head HEAD",
     )
@@ -203,7 +202,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(
         sub,
         "promote",
-        promote,
+        promote_handler,
         "record that a run's model is promoted to a stage",
         "mlci promote HEAD --stage deployed --tag",
     )

@@ -1,4 +1,8 @@
-"""`mlci ledger push/pull/compact/redact/fsck/status`: share and look after the ledger ref."""
+"""`mlci ledger push/pull/compact/redact/fsck/status`: share and look after the ledger ref.
+
+`push` and `pull` are typed command functions: their handlers only read the arguments, and
+`mlci ci run` (ci/steps.py) calls them directly, so each prints what it prints in one place.
+"""
 
 from __future__ import annotations
 
@@ -37,28 +41,32 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     add_command(lsub, "status", ledger_status, "ledger tip, record count, remotes seen", "mlci ledger status")
 
 
-def _remote(args: argparse.Namespace, repo: Repo) -> str:
-    return args.remote_opt or args.remote or config_mod.load(repo.root).remote
-
-
 def ledger_push(args: argparse.Namespace) -> int:
+    return push(Repo.find(), args.remote_opt or args.remote, force_merge=args.force_merge)
+
+
+def ledger_pull(args: argparse.Namespace) -> int:
+    return pull(Repo.find(), args.remote_opt or args.remote, force_merge=args.force_merge)
+
+
+def push(repo: Repo, remote: str | None = None, *, force_merge: bool = False) -> int:
+    """`mlci ledger push`, for its handler and the CI step alike (remote None: ledger.remote, else origin)."""
     from mlci_tui.ledger import sync
 
-    repo = Repo.find()
-    remote = _remote(args, repo)
-    result = sync.push(repo, remote, force_merge=args.force_merge)
+    remote = remote or config_mod.load(repo.root).remote
+    result = sync.push(repo, remote, force_merge=force_merge)
     for n in result.notices:
         notice(n)
     say(f"ledger pushed to {remote}" if result.pushed else f"ledger on {remote} is up to date")
     return 0
 
 
-def ledger_pull(args: argparse.Namespace) -> int:
+def pull(repo: Repo, remote: str | None = None, *, force_merge: bool = False) -> int:
+    """`mlci ledger pull`, for its handler and the CI step alike (remote None: ledger.remote, else origin)."""
     from mlci_tui.ledger import sync
 
-    repo = Repo.find()
-    remote = _remote(args, repo)
-    result = sync.pull(repo, remote, force_merge=args.force_merge)
+    remote = remote or config_mod.load(repo.root).remote
+    result = sync.pull(repo, remote, force_merge=force_merge)
     for n in result.notices:
         notice(n)
     if result.fetched is None:

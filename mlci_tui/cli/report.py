@@ -2,6 +2,8 @@
 
 Exit codes: 0 whatever the gate says (the report reports; `mlci gate` decides) unless
 `--fail-on-gate`; 1 when posting fails other than by a read-only token; 2 on bad input.
+`report` is the typed command function: the handler `main` only reads the arguments, and
+the CI report step (ci/steps.py) calls `report` directly.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlci_tui import config as config_mod
 from mlci_tui.cli.console import notice
@@ -18,6 +22,9 @@ from mlci_tui.cli.options import SubParsers, add_command
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
+
+if TYPE_CHECKING:
+    from mlci_tui.report.post import PostOptions
 
 FORMATS = ("md", "term", "html", "json")
 _SUFFIX_FORMAT = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".json": "json", ".txt": "term"}
@@ -70,35 +77,69 @@ def _width() -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlci_tui.report.build import build_report
-
+    """The handler: flags checked and the format chosen (both before any work), then `report`."""
     for flag in ("dry_run", "repo", "pr", "api_url", "artifact"):
         if getattr(args, flag) not in (None, False) and not args.post:
             raise InputError(f"--{flag.replace('_', '-')} goes with --post")
     fmt = choose_format(args.format, args.output, bool(args.post))
-    repo = Repo.find()
+    posting = None
+    if args.post:
+        from mlci_tui.report.post import PostOptions
+
+        posting = PostOptions(
+            args.post, repo=args.repo, pr=args.pr, api_url=args.api_url, artifact=args.artifact, dry_run=args.dry_run
+        )
+    return report(
+        Repo.find(),
+        base=args.base,
+        head=args.head,
+        fmt=fmt,
+        output=args.output,
+        fail_on_gate=args.fail_on_gate,
+        posting=posting,
+    )
+
+
+def report(
+    repo: Repo,
+    *,
+    base: str | None = None,
+    head: str = "HEAD",
+    fmt: str = "md",
+    output: str | None = None,
+    fail_on_gate: bool = False,
+    posting: PostOptions | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """`mlci report`: the report in `fmt` to `output` (None: stdout, unless posting), and posted as
+    `posting` says; `env` (default this process's) is where posting finds its target and token.
+
+    0 whatever the gate says unless `fail_on_gate`; a failed post's code otherwise.
+    """
+    from mlci_tui.report.build import build_report
+
     cfg = config_mod.load(repo.root)
     notices: list[str] = []
-    report = build_report(repo, cfg, args.base, args.head, notices=notices)
+    built = build_report(repo, cfg, base, head, notices=notices)
     for text in notices:
         notice(text)
     code = 0
-    if args.output or not args.post:
-        text = render(report, fmt, colour=_colour(args.output) and fmt == "term", width=_width())
-        if args.output:
-            path = Path(args.output)
+    if output or posting is None:
+        text = render(built, fmt, colour=_colour(output) and fmt == "term", width=_width())
+        if output:
+            path = Path(output)
             try:
                 path.write_text(text, encoding="utf-8")
             except OSError as exc:
-                raise InputError(f"-o {display(args.output)}: {exc.strerror}") from None
-            print(f"report ({fmt}, verdict {report.verdict}) written to {display(str(path))}")
+                raise InputError(f"-o {display(output)}: {exc.strerror}") from None
+            print(f"report ({fmt}, verdict {built.verdict}) written to {display(str(path))}")
         else:
             sys.stdout.write(text)
-    if args.post:
+    if posting is not None:
         from mlci_tui.report.post import post
 
-        code = post(report, args)
-    if args.fail_on_gate and not report.gate.passed:
+        code = post(built, posting, env)
+    if fail_on_gate and not built.gate.passed:
         return 1
     return code
 

@@ -1,4 +1,8 @@
-"""`mlci record`, `capture`, `runs`, `show`, `sql`, `tag`, `note`, `export`: runs into the ledger, and read back."""
+"""`mlci record`, `capture`, `runs`, `show`, `sql`, `tag`, `note`, `export`: runs into the ledger, and read back.
+
+`record` and `capture` are typed command functions: their handlers (`*_handler`) only read
+the arguments, and the CI steps (ci/steps.py) call them directly.
+"""
 
 from __future__ import annotations
 
@@ -24,12 +28,16 @@ from mlci_tui.sanitize import display
 RUN_TABLE_COLUMNS = ["run", "time", "kind", "branch", "commit", "message"]
 
 
-def record(args: argparse.Namespace) -> int:
+def record_handler(args: argparse.Namespace) -> int:
+    return record(Repo.find(), message=args.message, commit=args.commit, name=args.name)
+
+
+def record(repo: Repo, *, message: str | None = None, commit: str | None = None, name: str | None = None) -> int:
+    """`mlci record`: the working tree's params and metrics as a run (a `ci` run of `commit` if given)."""
     from mlci_tui.capture.build import capture_workspace
 
-    repo = Repo.find()
     cfg = config_mod.load(repo.root)
-    rec = capture_workspace(repo, cfg, message=args.message, commit_rev=args.commit, name=args.name)
+    rec = capture_workspace(repo, cfg, message=message, commit_rev=commit, name=name)
     LedgerStore(repo).append([rec])
     for warning in rec.get("warnings", []):
         notice(f"warning: {warning}")
@@ -37,13 +45,17 @@ def record(args: argparse.Namespace) -> int:
     return 0
 
 
-def capture(args: argparse.Namespace) -> int:
+def capture_handler(args: argparse.Namespace) -> int:
+    return capture(Repo.find(), args.revs, range_spec=args.range_spec)
+
+
+def capture(repo: Repo, revs: list[str] | None = None, *, range_spec: str | None = None) -> int:
+    """`mlci capture [REV...] [--range A..B]`: runs from the committed files (no REV and no range: HEAD)."""
     from mlci_tui.capture.write import capture_revs
 
-    repo = Repo.find()
     config_mod.load(repo.root)  # a broken working-tree config is reported before any work
-    revs = args.revs or ([] if args.range_spec else ["HEAD"])
-    report = capture_revs(repo, revs, range_spec=args.range_spec)
+    revs = revs or ([] if range_spec else ["HEAD"])
+    report = capture_revs(repo, revs, range_spec=range_spec)
     for rec in report.added:
         say(f"captured {rec['commit'][:12]} as run {rec['run_id'][:8]}")
     if report.present:
@@ -285,7 +297,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(
         sub,
         "record",
-        record,
+        record_handler,
         "record the working tree's params and metrics as a run (workspace, or ci with --commit)",
         "mlci record -m 'try lr 0.01' --name lr-0.01",
     )
@@ -295,7 +307,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(
         sub,
         "capture",
-        capture,
+        capture_handler,
         "capture commits from their committed files (no checkout)",
         "mlci capture --range origin/main..HEAD",
     )

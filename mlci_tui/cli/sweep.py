@@ -1,4 +1,8 @@
-"""`mlci sweep ...`: hyperparameter sweeps queued in the ledger; the work is in sweep/operations.py."""
+"""`mlci sweep ...`: hyperparameter sweeps queued in the ledger; the work is in sweep/operations.py.
+
+`work` is a typed command function: its handler only reads the arguments, and the CI
+sweep-trial step (ci/steps.py) calls it directly.
+"""
 
 from __future__ import annotations
 
@@ -165,13 +169,18 @@ def matrix(args: argparse.Namespace) -> int:
     return 0
 
 
-def work(args: argparse.Namespace) -> int:
+def work_handler(args: argparse.Namespace) -> int:
+    return work(Repo.find(), args.trial, remote=args.remote, push=not args.no_push)
+
+
+def work(repo: Repo, trial: str, *, remote: str | None = None, push: bool = True) -> int:
+    """`mlci sweep work --trial TRIAL`: run one trial here and, with `push`, share its result through
+    `remote` (None: ledger.remote); 1 when the trial ran and did not finish done."""
     from mlci_tui import config as config_mod
     from mlci_tui.sweep.operations import work_trial
 
-    repo = Repo.find()
-    remote = args.remote or config_mod.load(repo.root).remote
-    result = work_trial(repo, args.trial, remote=None if args.no_push else remote, progress=_progress)
+    remote = remote or config_mod.load(repo.root).remote
+    result = work_trial(repo, trial, remote=remote if push else None, progress=_progress)
     if result.ran:
         return 0 if result.state == "done" else 1
     if result.state == "done":
@@ -263,7 +272,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(
         group,
         "work",
-        work,
+        work_handler,
         "run one trial here (a CI job) and push its result to the ledger remote",
         "mlci sweep work --trial 3kq2v5xw",
     )

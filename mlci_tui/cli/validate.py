@@ -2,7 +2,8 @@
 
 `cli.data` owns the group and calls `add_data_commands` with it. The handlers parse
 arguments, call the core in `mlci_tui.validate` (imported when a handler runs: it is what
-reads data) and print.
+reads data) and print. `validate` is a typed command function that its handler and the CI
+step (ci/steps.py) both call, so its output is written once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def add_data_commands(data: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(
         data,
         "validate",
-        validate,
+        validate_handler,
         "check datasets against their schema in mlci.yaml and their previous version (exit 1 on failure)",
         "mlci data validate data/customers.csv --rev HEAD",
     )
@@ -91,20 +92,44 @@ def _cell(value: Any) -> str:
     return display(str(value))[:24]
 
 
-def validate(args: argparse.Namespace) -> int:
+def validate_handler(args: argparse.Namespace) -> int:
+    return validate(
+        Repo.find(),
+        args.paths,
+        rev=args.rev,
+        staged=args.staged,
+        base=args.base,
+        record=not args.no_record,
+        use_cache=not args.no_cache,
+        fmt=args.format,
+        verbose=args.verbose,
+    )
+
+
+def validate(
+    repo: Repo,
+    paths: list[str] | None = None,
+    *,
+    rev: str | None = None,
+    staged: bool = False,
+    base: str | None = None,
+    record: bool = True,
+    use_cache: bool = True,
+    fmt: str = "text",
+    verbose: bool = False,
+) -> int:
+    """`mlci data validate`: the datasets `paths` name (None: every declared one) at the working tree,
+    `rev` or the index (`staged`); EXIT_FAILED when any check fails."""
     from mlci_tui.validate import source
     from mlci_tui.validate.report import print_json, print_text
     from mlci_tui.validate.run import validate_datasets
 
-    repo = Repo.find()
-    where = source.INDEX if args.staged else source.version_at(repo, args.rev)
-    results = validate_datasets(
-        repo, args.paths, where, base=args.base, record=not args.no_record, use_cache=not args.no_cache
-    )
-    if args.format == "json":
+    where = source.INDEX if staged else source.version_at(repo, rev)
+    results = validate_datasets(repo, paths or [], where, base=base, record=record, use_cache=use_cache)
+    if fmt == "json":
         print_json(results, sys.stdout)
     else:
-        print_text(results, sys.stdout, verbose=args.verbose)
+        print_text(results, sys.stdout, verbose=verbose)
     return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK
 
 

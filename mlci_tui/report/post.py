@@ -11,11 +11,11 @@ sends the report to the job summary with a warning instead of failing. urllib on
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,21 @@ DEFAULT_ARTIFACT = "mlci-report.md"
 WHAT = "posting the report"
 
 _PLAIN_URL = re.compile(r"^https?://[^\s()<>\[\]@\"'`\\]+$")
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """Where and how to post, as `mlci report --post HOST` takes it; None: from the CI environment.
+
+    A plain value, so `mlci report` and the CI report step hand the same thing to `post`.
+    """
+
+    host: str  # "github" or "gitlab"
+    repo: str | None = None  # owner/name (GitHub), project id or path (GitLab)
+    pr: str | None = None  # the pull/merge request number
+    api_url: str | None = None
+    artifact: str | None = None  # where the full report goes when the comment is cut
+    dry_run: bool = False  # print the requests instead of sending them
 
 
 @dataclass
@@ -84,11 +99,12 @@ def _event_number(path: str | None) -> str | None:
     return str(event["number"]) if event.get("number") is not None else None
 
 
-def target_from(kind: str, args: argparse.Namespace, env: dict[str, str]) -> Target:
+def target_from(options: PostOptions, env: dict[str, str]) -> Target:
     """Repository, request number, API root and token: flags first, then the CI environment."""
+    kind = options.host
     if kind == "github":
-        repo = args.repo or env.get("GITHUB_REPOSITORY")
-        number = args.pr or _event_number(env.get("GITHUB_EVENT_PATH"))
+        repo = options.repo or env.get("GITHUB_REPOSITORY")
+        number = options.pr or _event_number(env.get("GITHUB_EVENT_PATH"))
         if not repo:
             raise InputError("--post github: no repository: pass --repo OWNER/NAME or set GITHUB_REPOSITORY")
         if not number:
@@ -96,15 +112,15 @@ def target_from(kind: str, args: argparse.Namespace, env: dict[str, str]) -> Tar
                 "--post github: no pull request number: pass --pr N, or run on a pull_request event (GITHUB_EVENT_PATH)"
             )
     else:
-        repo = args.repo or env.get("CI_PROJECT_ID")
-        number = args.pr or env.get("CI_MERGE_REQUEST_IID")
+        repo = options.repo or env.get("CI_PROJECT_ID")
+        number = options.pr or env.get("CI_MERGE_REQUEST_IID")
         if not repo:
             raise InputError("--post gitlab: no project: pass --repo ID or set CI_PROJECT_ID")
         if not number:
             raise InputError("--post gitlab: no merge request: pass --pr IID, or run in a merge request pipeline")
     if not str(number).isdigit() or int(number) <= 0:
         raise InputError(f"--pr {display(str(number))!r}: expected a positive number")
-    return Target(host_for(kind, env, repo=repo, api_url=args.api_url, agent="mlci-report"), int(number))
+    return Target(host_for(kind, env, repo=repo, api_url=options.api_url, agent="mlci-report"), int(number))
 
 
 def job_url(host: str, env: dict[str, str]) -> str | None:
@@ -191,21 +207,25 @@ def _write(path: Path, text: str) -> None:
         raise InputError(f"--artifact {display(str(path))}: {exc.strerror}") from None
 
 
-def post(report: Report, args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
+def post(report: Report, options: PostOptions, env: Mapping[str, str] | None = None) -> int:
+    """Create or update the report comment `options` names; 0 also when a read-only token sends it elsewhere.
+
+    `env` (default this process's) is where the target, the token and the job link come from.
+    """
     env = dict(os.environ if env is None else env)
-    host = args.post
-    target = target_from(host, args, env)
+    host = options.host
+    target = target_from(options, env)
     limit = LIMITS[host]
-    artifact = Path(args.artifact or DEFAULT_ARTIFACT)
+    artifact = Path(options.artifact or DEFAULT_ARTIFACT)
     full = render_md(report, marker=True)
     body = fit(full, limit, pointer_text(len(full), limit, str(artifact), job_url(host, env)))
     cut = body != full
-    if args.dry_run:
+    if options.dry_run:
         return _dry_run(target, body, cut, artifact)
     if not target.host.token:
         names = "GITHUB_TOKEN" if host == "github" else "GITLAB_TOKEN or CI_JOB_TOKEN"
         raise InputError(f"--post {host}: no token in the environment: set {names}")
-    if cut or args.artifact:
+    if cut or options.artifact:
         _write(artifact, full)
     try:
         existing = _find(target)

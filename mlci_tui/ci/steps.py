@@ -33,6 +33,7 @@ from mlci_tui.cli import report as report_cli
 from mlci_tui.cli import runs as runs_cli
 from mlci_tui.cli import sweep as sweep_cli
 from mlci_tui.cli import validate as validate_cli
+from mlci_tui.cli.console import run_reporting_failures
 from mlci_tui.errors import CheckFailed, InputError, MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
@@ -94,24 +95,7 @@ class StepContext:
         print(f"$ mlci {display(shlex.join(command))}", flush=True)
         try:
             with self.environment():
-                return action()
-        except MlciError as exc:
-            print(f"mlci: {display(str(exc))}", file=sys.stderr)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            print("mlci: interrupted", file=sys.stderr)
-            return 130
-        except BrokenPipeError:
-            return 0
-        except Exception as exc:
-            if os.environ.get("MLCI_DEBUG"):
-                raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            print(
-                f"mlci: internal error: {type(exc).__name__}: {display(first)} (set MLCI_DEBUG=1 for a traceback)",
-                file=sys.stderr,
-            )
-            return 70
+                return run_reporting_failures(action)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

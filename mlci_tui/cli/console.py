@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -34,3 +35,29 @@ def open_ledger(repo: Repo) -> Iterator[duckdb.DuckDBPyConnection]:
         for text in cache.notices:
             notice(text)
         yield con
+
+
+def run_reporting_failures(command: Callable[[], int]) -> int:
+    """Run a command as `mlci` does: an expected failure as `mlci: MESSAGE` and its exit code,
+    an interrupt as 130, anything else as one line and 70 (the traceback with MLCI_DEBUG=1)."""
+    from mlci_tui.errors import MlciError, first_line
+
+    try:
+        return int(command() or 0)
+    except MlciError as exc:
+        print(f"mlci: {display(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mlci: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("MLCI_DEBUG"):
+            raise
+        text = first_line(exc) if str(exc).strip() else ""
+        print(
+            f"mlci: internal error: {type(exc).__name__}: {display(text)} (set MLCI_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 70

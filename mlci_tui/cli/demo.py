@@ -7,11 +7,17 @@ import argparse
 from mlci_tui.cli.options import SubParsers, add_command
 
 
+def demo(args: argparse.Namespace) -> int:
+    from mlci_tui.demo.build import run_demo
+
+    return run_demo(args.directory, args.commits, sweep=not args.no_sweep)
+
+
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(
         sub,
         "demo",
-        "demo.build:main",
+        demo,
         "build a small real ML project, commit through the hooks, show the runs",
         "mlci demo /tmp/mlci-demo",
     )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from mlci_tui import __version__
 from mlci_tui.cli import ci, data, demo, gate, imports, ledger, report, runs, setup, sweep, tui
-from mlci_tui.cli.options import Handler
+from mlci_tui.cli.console import run_reporting_failures
 
 EPILOG = """\
 examples:
@@ -57,16 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_handler(handler: Handler | str, args: argparse.Namespace) -> int:
-    if isinstance(handler, str):  # "module:function", for handlers not yet moved into cli/
-        import importlib
-
-        module_name, func_name = handler.split(":")
-        handler = getattr(importlib.import_module(f"mlci_tui.{module_name}"), func_name)
-    assert callable(handler)
-    return int(handler(args) or 0)
-
-
 def _join_negative_values(argv: list[str]) -> list[str]:
     """`--sort -acc` means descending acc, not an option named -acc: join it as `--sort=-acc`."""
     out: list[str] = []
@@ -87,7 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mlci_tui.hooks import run
 
         return run(args_list[1], args_list[2:])
-    from mlci_tui.errors import MlciError
     from mlci_tui.sanitize import display
 
     parser = build_parser()
@@ -103,25 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         group_parser = getattr(args, "group_parser", None)
         (group_parser or parser).print_help()
         return 2
-    try:
-        return _run_handler(handler, args)
-    except MlciError as exc:
-        print(f"mlci: {display(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("mlci: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:
-        if os.environ.get("MLCI_DEBUG"):
-            raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(
-            f"mlci: internal error: {type(exc).__name__}: {display(first)} (set MLCI_DEBUG=1 for a traceback)",
-            file=sys.stderr,
-        )
-        return 70
+    return run_reporting_failures(lambda: handler(args))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def add_format_options(parser: argparse.ArgumentParser, default: str = "table") 
 
 
 def add_command(
-    sub: SubParsers[argparse.ArgumentParser], name: str, handler: Handler | str, help: str, example: str
+    sub: SubParsers[argparse.ArgumentParser], name: str, handler: Handler, help: str, example: str
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         name,

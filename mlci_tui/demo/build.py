@@ -7,7 +7,6 @@ different params; the post-commit hook captures each commit into the ledger.
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import subprocess
@@ -172,14 +171,15 @@ def _push(target: Path, *, expect_refusal: bool | None) -> None:
             print(f"    {line}")
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.commits < 1 or args.commits > len(EXPERIMENTS):
+def run_demo(directory: str | None, commits: int = 4, *, sweep: bool = True) -> int:
+    """`mlci demo`: build the project in `directory` (a new temporary folder if None) and walk it through mlci."""
+    if commits < 1 or commits > len(EXPERIMENTS):
         raise MlciError(f"--commits: between 1 and {len(EXPERIMENTS)}")
-    target = Path(args.directory) if args.directory else Path(tempfile.mkdtemp(prefix="mlci-demo-"))
+    target = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="mlci-demo-"))
     target = target.resolve()
     print(f"Building a demo ML project in {display(str(target))}")
-    build(target, args.commits)
-    if not args.no_sweep:
+    build(target, commits)
+    if sweep:
         _sweep_step(target)
     print("\nEvery training commit (post-commit hook) and every sweep trial is a run in the ledger:\n")
     sys.stdout.flush()

@@ -9,8 +9,8 @@ from tui_helpers import make_lab, rid
 
 from mlci_tui import config as config_mod
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.query.filter import FilterError, Names, compile_filter
 from mlci_tui.ledger.query import runs_view
+from mlci_tui.ledger.query.filter import FilterError, Names, compile_filter
 from mlci_tui.ledger.query.runs_view import ViewSpec, load_pages, load_rows, load_view, sort_view
 
 NAMES = Names(metrics={"acc", "loss", "status"}, params={"lr", "model", "train.seed"}, steps={"loss"})

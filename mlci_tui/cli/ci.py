@@ -32,6 +32,10 @@ JOB_NAMES = ("pull-request", "push", "schedule", "sweep-matrix", "sweep-trial")
 
 
 def init(args: argparse.Namespace) -> int:
+    """write GitHub Actions or GitLab CI workflows whose every step is `mlci ci run STEP`
+
+    Example: mlci ci init github --schedule '0 3 * * 1' --sweeps
+    """
     from mlci_tui.ci.generate import generate, write_files
 
     repo = Repo.find()
@@ -50,6 +54,10 @@ def init(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """run one step of the generated CI jobs (or a whole job) here, with the CI's environment variables
+
+    Example: GITHUB_ACTIONS=true GITHUB_EVENT_NAME=pull_request mlci ci run validate --base origin/main
+    """
     from mlci_tui.ci import steps
 
     if bool(args.step) == bool(args.job):
@@ -63,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    """start the sweep workflow on GitHub or GitLab through its API (token from the environment)
+
+    Example: GITHUB_TOKEN=... mlci ci dispatch lr-search
+    """
     from mlci_tui.ci.dispatch import dispatch as dispatch_workflow
 
     message = dispatch_workflow(
@@ -80,26 +92,14 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     ci = command_group(sub, "ci", "generate CI workflows and run their steps")
-    p = add_command(
-        ci,
-        "init",
-        init,
-        "write GitHub Actions or GitLab CI workflows whose every step is `mlci ci run STEP`",
-        "mlci ci init github --schedule '0 3 * * 1' --sweeps",
-    )
+    p = add_command(ci, "init", init)
     p.add_argument("host", choices=("github", "gitlab"))
     p.add_argument("--schedule", metavar="CRON", help="add the scheduled job: refresh data, retrain, gate, promote")
     p.add_argument("--sweeps", action="store_true", help="add the dispatched sweep workflow (a matrix of trials)")
     p.add_argument("--branch", help="the default branch the push job runs on (default: origin's HEAD, else current)")
     p.add_argument("--force", action="store_true", help="overwrite existing workflow files")
 
-    p = add_command(
-        ci,
-        "run",
-        run,
-        "run one step of the generated CI jobs (or a whole job) here, with the CI's environment variables",
-        "GITHUB_ACTIONS=true GITHUB_EVENT_NAME=pull_request mlci ci run validate --base origin/main",
-    )
+    p = add_command(ci, "run", run)
     p.add_argument("step", nargs="?", choices=STEP_NAMES, metavar="STEP", help=", ".join(STEP_NAMES))
     p.add_argument("--job", choices=JOB_NAMES, help="run every step of this job in order, as CI does")
     p.add_argument(
@@ -109,13 +109,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--base", metavar="REV", help="the base commit (default: from the CI variables)")
 
-    p = add_command(
-        ci,
-        "dispatch",
-        dispatch,
-        "start the sweep workflow on GitHub or GitLab through its API (token from the environment)",
-        "GITHUB_TOKEN=... mlci ci dispatch lr-search",
-    )
+    p = add_command(ci, "dispatch", dispatch)
     p.add_argument("sweep", help="name of the sweep (a key under sweeps: in mlci.yaml)")
     p.add_argument("--host", choices=("github", "gitlab"), help="default: from the CI, the workflow files or origin")
     p.add_argument("--ref", help="the branch to run the workflow on (default: the current branch)")

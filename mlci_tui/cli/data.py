@@ -32,57 +32,29 @@ LINK_MODES = ("auto", "reflink", "copy", "hardlink", "symlink")
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     group = command_group(sub, "data", "version datasets beside git, validate them")
 
-    p = add_command(
-        group,
-        "add",
-        add,
-        "track files or folders by content hash: PATH.mlci pointer in git, data in .mlci/cache",
-        "mlci data add data/customers.csv data/images",
-    )
+    p = add_command(group, "add", add)
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--link", choices=LINK_MODES, help="how the working copy relates to the cache (default data.link)")
     p.add_argument("--hash", choices=("blake3", "md5"), help="hash algorithm (default data.hash, blake3)")
     p.add_argument("-j", "--jobs", type=int, help="threads hashing a folder")
 
-    p = add_command(
-        group,
-        "status",
-        status,
-        "datasets changed against their pointers (.mlci, .dvc, dvc.lock), and whether they are cached",
-        "mlci data status --json",
-    )
+    p = add_command(group, "status", status)
     p.add_argument("paths", nargs="*", metavar="PATH", help="only these datasets")
     add_format_options(p)
 
-    p = add_command(
-        group, "push", push_handler, "upload the objects the remote lacks", "mlci data push -r storage -j 8"
-    )
+    p = add_command(group, "push", push_handler)
     _remote_options(p)
-    p = add_command(group, "fetch", fetch, "download the objects the local cache lacks", "mlci data fetch")
+    p = add_command(group, "fetch", fetch)
     _remote_options(p)
-    p = add_command(
-        group, "pull", pull_handler, "fetch, then check out what the pointers name", "mlci data pull -r storage"
-    )
+    p = add_command(group, "pull", pull_handler)
     _remote_options(p)
 
-    p = add_command(
-        group,
-        "checkout",
-        checkout,
-        "make the working tree hold the versions the pointers name (from the local cache)",
-        "mlci data checkout --force data/customers.csv",
-    )
+    p = add_command(group, "checkout", checkout)
     p.add_argument("paths", nargs="*", metavar="PATH", help="only these datasets")
     p.add_argument("--force", action="store_true", help="overwrite unsaved local changes")
     p.add_argument("--link", choices=LINK_MODES, help="link mode (default data.link)")
 
-    p = add_command(
-        group,
-        "gc",
-        gc,
-        "delete cached (or, with --remote, remote) objects that no branch, tag, the index or the working tree names",
-        "mlci data gc --remote storage --dry-run",
-    )
+    p = add_command(group, "gc", gc)
     p.add_argument("--all-commits", action="store_true", help="also keep what any commit of a branch or tag names")
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument(
@@ -101,25 +73,13 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("-j", "--jobs", type=int, help="parallel deletions (default data.jobs, else 4 x cores)")
     p.add_argument("--json", action="store_true", help="the counts (and, with --remote, the objects) as JSON")
 
-    p = add_command(
-        group,
-        "import-url",
-        import_url,
-        "fetch a dataset from a URL (http(s), s3, gs, az, local) and track it, recording its source and version",
-        "mlci data import-url https://example.com/data/train.csv data/train.csv",
-    )
+    p = add_command(group, "import-url", import_url)
     p.add_argument("url", help="where the data comes from (no credentials in it: they come from the environment)")
     p.add_argument("path", help="where it goes in the repository (a pointer PATH.mlci is written beside it)")
     p.add_argument("--force", action="store_true", help="replace an existing file or pointer at PATH")
     _text_or_json(p)
 
-    p = add_command(
-        group,
-        "update",
-        update_handler,
-        "re-fetch imported datasets whose source changed (ETag, mtime or content hash) and say what changed",
-        "mlci data update data/train.csv",
-    )
+    p = add_command(group, "update", update_handler)
     p.add_argument("paths", nargs="*", metavar="PATH", help="datasets to update (default: every imported one)")
     _text_or_json(p)
 
@@ -154,6 +114,10 @@ def _size(n: float) -> str:
 
 # ---------------------------------------------------------------------------- add, status
 def add(args: argparse.Namespace) -> int:
+    """track files or folders by content hash: PATH.mlci pointer in git, data in .mlci/cache
+
+    Example: mlci data add data/customers.csv data/images
+    """
     from mlci_tui.data.add import add_paths
 
     repo = Repo.find()
@@ -169,6 +133,10 @@ def add(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    """datasets changed against their pointers (.mlci, .dvc, dvc.lock), and whether they are cached
+
+    Example: mlci data status --json
+    """
     from mlci_tui import output
     from mlci_tui.data.status import status as data_status
 
@@ -193,18 +161,34 @@ def status(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- push, fetch, pull, checkout
 def push_handler(args: argparse.Namespace) -> int:
+    """upload the objects the remote lacks
+
+    Example: mlci data push -r storage -j 8
+    """
     return push(Repo.find(), args.paths, remote=args.remote, jobs=args.jobs)
 
 
 def fetch(args: argparse.Namespace) -> int:
+    """download the objects the local cache lacks
+
+    Example: mlci data fetch
+    """
     return _transfer(Repo.find(), "fetch", args.paths, args.remote, args.jobs)
 
 
 def pull_handler(args: argparse.Namespace) -> int:
+    """fetch, then check out what the pointers name
+
+    Example: mlci data pull -r storage
+    """
     return pull(Repo.find(), args.paths, remote=args.remote, jobs=args.jobs)
 
 
 def checkout(args: argparse.Namespace) -> int:
+    """make the working tree hold the versions the pointers name (from the local cache)
+
+    Example: mlci data checkout --force data/customers.csv
+    """
     return _checkout(Repo.find(), args.paths, force=args.force, link=args.link)
 
 
@@ -262,7 +246,12 @@ def _checkout(repo: Repo, paths: list[str] | None, *, force: bool, link: str | N
 
 # ---------------------------------------------------------------------------- gc
 def gc(args: argparse.Namespace) -> int:
-    """Local cache by default; with --remote the shared remote (asks before deleting, see data.md)."""
+    """delete cached (or, with --remote, remote) objects that no branch, tag, the index or the working tree names
+
+    Example: mlci data gc --remote storage --dry-run
+
+    Local cache by default; with --remote the shared remote (asks before deleting, see data.md).
+    """
     repo = Repo.find()
     if args.remote is None:
         return _gc_cache(repo, args)
@@ -338,6 +327,10 @@ def _gc_remote(repo: Repo, args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- import-url, update
 def import_url(args: argparse.Namespace) -> int:
+    """fetch a dataset from a URL (http(s), s3, gs, az, local) and track it, recording its source and version
+
+    Example: mlci data import-url https://example.com/data/train.csv data/train.csv
+    """
     from mlci_tui.data.import_url import import_dataset
     from mlci_tui.data.pointer import POINTER_SUFFIX
 
@@ -350,6 +343,10 @@ def import_url(args: argparse.Namespace) -> int:
 
 
 def update_handler(args: argparse.Namespace) -> int:
+    """re-fetch imported datasets whose source changed (ETag, mtime or content hash) and say what changed
+
+    Example: mlci data update data/train.csv
+    """
     return update(Repo.find(), args.paths, fmt=args.format)
 
 

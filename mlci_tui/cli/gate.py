@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlci_tui import config as config_mod
 from mlci_tui import output
@@ -18,16 +18,15 @@ from mlci_tui.cli.console import notice, open_ledger, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.query.baseline import resolve_baseline
-from mlci_tui.ledger.query.compare import diff_maps
-from mlci_tui.ledger.query.names import map_keys
-from mlci_tui.ledger.query.run import Run, load_run, param_text
-from mlci_tui.ledger.query.stages import promotion_count, promotions
-from mlci_tui.ledger.resolve import Resolved, resolve_run
-from mlci_tui.numbers import compared_change
+
+if TYPE_CHECKING:
+    from mlci_tui.ledger.query.run import Run
+    from mlci_tui.ledger.resolve import Resolved
 
 
 def _resolve(repo: Repo, con: Any, ref: str) -> Resolved:
+    from mlci_tui.ledger.resolve import resolve_run
+
     resolved = resolve_run(repo, con, ref)
     if resolved.notice:
         notice(resolved.notice)
@@ -36,6 +35,8 @@ def _resolve(repo: Repo, con: Any, ref: str) -> Resolved:
 
 def _workspace_run(repo: Repo, cfg: config_mod.Config) -> Run:
     from mlci_tui.capture.build import read_values
+    from mlci_tui.ledger.query.names import map_keys
+    from mlci_tui.ledger.query.run import Run, param_text
     from mlci_tui.sources import WorkdirSource
 
     values = read_values(cfg, WorkdirSource(repo.root), strict=True)
@@ -45,6 +46,15 @@ def _workspace_run(repo: Repo, cfg: config_mod.Config) -> Run:
 
 
 def diff(args: argparse.Namespace) -> int:
+    """params, metrics and data between two runs or commits
+
+    Example: mlci diff deployed HEAD --md
+    """
+    from mlci_tui.ledger.query.baseline import resolve_baseline
+    from mlci_tui.ledger.query.compare import diff_maps
+    from mlci_tui.ledger.query.run import load_run
+    from mlci_tui.numbers import compared_change
+
     repo = Repo.find()
     cfg = config_mod.load(repo.root)
     with open_ledger(repo) as con:
@@ -107,6 +117,10 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def gate_handler(args: argparse.Namespace) -> int:
+    """check a candidate against the baseline with gate.rules; exit 1 on failure
+
+    Example: mlci gate --base deployed --head HEAD
+    """
     return gate(Repo.find(), base=args.base, head=args.head, fmt=args.format)
 
 
@@ -122,6 +136,10 @@ def gate(repo: Repo, *, base: str | None = None, head: str = "HEAD", fmt: str = 
 
 
 def promote_handler(args: argparse.Namespace) -> int:
+    """record that a run's model is promoted to a stage
+
+    Example: mlci promote HEAD --stage deployed --tag
+    """
     return promote(Repo.find(), args.run, stage=args.stage, tag=args.tag)
 
 
@@ -130,6 +148,8 @@ def promote(repo: Repo, ref: str, *, stage: str = "deployed", tag: bool = False)
     `promotion`), and with `tag` tag the run's commit STAGE/N."""
     from mlci_tui.gate import promotion
     from mlci_tui.ledger import events
+    from mlci_tui.ledger.query.run import load_run
+    from mlci_tui.ledger.query.stages import promotion_count
     from mlci_tui.ledger.store import LedgerStore
 
     cfg = config_mod.load(repo.root)
@@ -157,6 +177,12 @@ def promote(repo: Repo, ref: str, *, stage: str = "deployed", tag: bool = False)
 
 
 def stages(args: argparse.Namespace) -> int:
+    """what is promoted where
+
+    Example: mlci stages --history
+    """
+    from mlci_tui.ledger.query.stages import promotions
+
     repo = Repo.find()
     with open_ledger(repo) as con:
         rows = promotions(con, history=args.history)
@@ -178,37 +204,19 @@ def stages(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    p = add_command(
-        sub,
-        "diff",
-        diff,
-        "params, metrics and data between two runs or commits",
-        "mlci diff deployed HEAD --md",
-    )
+    p = add_command(sub, "diff", diff)
     p.add_argument("revs", nargs="*", metavar="RUN", help="base and head (default: the baseline and HEAD)")
     p.add_argument("--workspace", action="store_true", help="compare with the working tree instead of HEAD")
     p.add_argument("--all", action="store_true", help="list unchanged params and datasets too")
     add_format_options(p)
-    p = add_command(
-        sub,
-        "gate",
-        gate_handler,
-        "check a candidate against the baseline with gate.rules; exit 1 on failure",
-        "mlci gate --base deployed --head HEAD",
-    )
+    p = add_command(sub, "gate", gate_handler)
     p.add_argument("--base", help="baseline run, stage or commit (default gate.baseline, else stage deployed)")
     p.add_argument("--head", default="HEAD", help="candidate run, stage or commit (default HEAD)")
     add_format_options(p)
-    p = add_command(
-        sub,
-        "promote",
-        promote_handler,
-        "record that a run's model is promoted to a stage",
-        "mlci promote HEAD --stage deployed --tag",
-    )
+    p = add_command(sub, "promote", promote_handler)
     p.add_argument("run", help="run id or prefix, stage, or commit-ish")
     p.add_argument("--stage", default="deployed", help="stage name (default deployed)")
     p.add_argument("--tag", action="store_true", help="also tag the run's commit as STAGE/N")
-    p = add_command(sub, "stages", stages, "what is promoted where", "mlci stages --history")
+    p = add_command(sub, "stages", stages)
     p.add_argument("--history", action="store_true", help="every promotion, not only the current one per stage")
     add_format_options(p)

@@ -16,6 +16,10 @@ MAX_WARNINGS_SHOWN = 20
 
 
 def import_dvc(args: argparse.Namespace) -> int:
+    """import a DVC project's git history (one run per commit with params or metrics), read from git objects
+
+    Example: mlci import dvc --all-branches --exps
+    """
     from mlci_tui.importers.dvc import import_history
 
     repo = Repo.find()
@@ -33,6 +37,10 @@ def import_dvc(args: argparse.Namespace) -> int:
 
 
 def import_mlflow(args: argparse.Namespace) -> int:
+    """import an MLflow store (an mlruns/ folder or a SQLite mlflow.db, opened read-only)
+
+    Example: mlci import mlflow mlruns/
+    """
     from mlci_tui.importers.mlflow import import_store
 
     report = import_store(Repo.find(), args.path, dry_run=args.dry_run)
@@ -58,13 +66,7 @@ def _print(report: ImportReport, unit: str, dry_run: bool) -> None:
 
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     group = command_group(sub, "import", "bring a DVC project's history or an MLflow store into the ledger")
-    p = add_command(
-        group,
-        "dvc",
-        import_dvc,
-        "import a DVC project's git history (one run per commit with params or metrics), read from git objects",
-        "mlci import dvc --all-branches --exps",
-    )
+    p = add_command(group, "dvc", import_dvc)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--rev", metavar="REV", help="history reachable from REV, or a range A..B (default HEAD)")
     where.add_argument("--range", dest="range_spec", metavar="A..B", help="only the commits of this range")
@@ -72,12 +74,6 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--exps", action="store_true", help="also DVC experiments (refs/exps/*) as `experiment` runs")
     p.add_argument("--dry-run", action="store_true", help="read and report, write nothing")
 
-    p = add_command(
-        group,
-        "mlflow",
-        import_mlflow,
-        "import an MLflow store (an mlruns/ folder or a SQLite mlflow.db, opened read-only)",
-        "mlci import mlflow mlruns/",
-    )
+    p = add_command(group, "mlflow", import_mlflow)
     p.add_argument("path", help="the store: an mlruns/ folder, a .db file, or sqlite:///path/to/mlflow.db")
     p.add_argument("--dry-run", action="store_true", help="read and report, write nothing")

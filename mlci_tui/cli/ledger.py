@@ -27,18 +27,12 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
         p.add_argument("remote", nargs="?", help="remote name (default ledger.remote, else origin)")
         p.add_argument("-r", "--remote", dest="remote_opt", help="remote name")
         p.add_argument("--force-merge", action="store_true", help="merge even a rewritten remote ledger")
-    add_command(lsub, "compact", ledger_compact, "pack records into a Parquet segment", "mlci ledger compact")
-    p = add_command(
-        lsub,
-        "redact",
-        ledger_redact,
-        "hide a record for good (a tombstone event)",
-        "mlci ledger redact 3kq2v5xw...",
-    )
+    add_command(lsub, "compact", ledger_compact)
+    p = add_command(lsub, "redact", ledger_redact)
     p.add_argument("id", help="the full id of the record (a run id, or a note's id)")
     p.add_argument("--reason", help="why, kept with the tombstone")
-    add_command(lsub, "fsck", ledger_fsck, "check every record in the ledger", "mlci ledger fsck")
-    add_command(lsub, "status", ledger_status, "ledger tip, record count, remotes seen", "mlci ledger status")
+    add_command(lsub, "fsck", ledger_fsck)
+    add_command(lsub, "status", ledger_status)
 
 
 def ledger_push(args: argparse.Namespace) -> int:
@@ -77,6 +71,10 @@ def pull(repo: Repo, remote: str | None = None, *, force_merge: bool = False) ->
 
 
 def ledger_compact(args: argparse.Namespace) -> int:
+    """pack records into a Parquet segment
+
+    Example: mlci ledger compact
+    """
     from mlci_tui.ledger.compact import compact
 
     repo = Repo.find()
@@ -86,6 +84,10 @@ def ledger_compact(args: argparse.Namespace) -> int:
 
 
 def ledger_redact(args: argparse.Namespace) -> int:
+    """hide a record for good (a tombstone event)
+
+    Example: mlci ledger redact 3kq2v5xw...
+    """
     from mlci_tui.ledger import events
 
     repo = Repo.find()
@@ -99,6 +101,10 @@ def ledger_redact(args: argparse.Namespace) -> int:
 
 
 def ledger_fsck(args: argparse.Namespace) -> int:
+    """check every record in the ledger
+
+    Example: mlci ledger fsck
+    """
     from mlci_tui.ledger.store import fsck
 
     problems = fsck(LedgerStore(Repo.find()))
@@ -111,6 +117,10 @@ def ledger_fsck(args: argparse.Namespace) -> int:
 
 
 def ledger_status(args: argparse.Namespace) -> int:
+    """ledger tip, record count, remotes seen
+
+    Example: mlci ledger status
+    """
     repo = Repo.find()
     store = LedgerStore(repo)
     tip = store.tip()

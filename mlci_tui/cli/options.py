@@ -20,8 +20,17 @@ def add_format_options(parser: argparse.ArgumentParser, default: str = "table") 
 
 
 def add_command(
-    sub: SubParsers[argparse.ArgumentParser], name: str, handler: Handler, help: str, example: str
+    sub: SubParsers[argparse.ArgumentParser],
+    name: str,
+    handler: Handler,
+    help: str | None = None,
+    example: str | None = None,
 ) -> argparse.ArgumentParser:
+    """Declare `mlci ... NAME`. Its help and example are the handler's docstring unless given:
+    the first paragraph is the help, the line `Example: ...` the example (one text, in one place)."""
+    if help is None or example is None:
+        doc_help, doc_example = help_of(handler)
+        help, example = help or doc_help, example or doc_example
     parser = sub.add_parser(
         name,
         help=help,
@@ -46,3 +55,13 @@ def command_group(
         if isinstance(action, argparse._SubParsersAction):
             return action
     raise AssertionError(f"command group {name} has no sub-commands")
+
+
+def help_of(handler: Handler) -> tuple[str, str]:
+    """A handler's docstring as (help, example): read on every command, so without `inspect`."""
+    lines = [line.strip() for line in (handler.__doc__ or "").splitlines()]
+    first = lines[: lines.index("")] if "" in lines else lines
+    examples = [line.removeprefix("Example: ") for line in lines if line.startswith("Example: ")]
+    if not first or not examples:
+        raise AssertionError(f"{handler.__qualname__}: a command handler's docstring gives its help and `Example: `")
+    return " ".join(" ".join(first).split()), examples[0]

@@ -77,7 +77,12 @@ def _width() -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    """The handler: flags checked and the format chosen (both before any work), then `report`."""
+    """report the candidate against the baseline: verdict, metrics, params, data, charts; post it on the PR
+
+    Example: mlci report -o report.html    |    mlci report --post github
+
+    The handler: flags checked and the format chosen (both before any work), then `report`.
+    """
     for flag in ("dry_run", "repo", "pr", "api_url", "artifact"):
         if getattr(args, flag) not in (None, False) and not args.post:
             raise InputError(f"--{flag.replace('_', '-')} goes with --post")
@@ -145,13 +150,7 @@ def report(
 
 
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    p = add_command(
-        sub,
-        "report",
-        main,
-        "report the candidate against the baseline: verdict, metrics, params, data, charts; post it on the PR",
-        "mlci report -o report.html    |    mlci report --post github",
-    )
+    p = add_command(sub, "report", main)
     p.add_argument("--base", help="baseline run, stage or commit (default gate.baseline, else stage deployed)")
     p.add_argument("--head", default="HEAD", help="candidate run, stage or commit (default HEAD)")
     p.add_argument(

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mlci_tui import config as config_mod
 from mlci_tui import output
@@ -20,15 +20,20 @@ from mlci_tui.cli.console import notice, open_ledger, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.annotate import add_note, add_tag
-from mlci_tui.ledger.query.run import LISTED_FIELDS, Run
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sanitize import display
+
+if TYPE_CHECKING:
+    from mlci_tui.ledger.query.run import Run
 
 RUN_TABLE_COLUMNS = ["run", "time", "kind", "branch", "commit", "message"]
 
 
 def record_handler(args: argparse.Namespace) -> int:
+    """record the working tree's params and metrics as a run (workspace, or ci with --commit)
+
+    Example: mlci record -m 'try lr 0.01' --name lr-0.01
+    """
     return record(Repo.find(), message=args.message, commit=args.commit, name=args.name)
 
 
@@ -46,6 +51,10 @@ def record(repo: Repo, *, message: str | None = None, commit: str | None = None,
 
 
 def capture_handler(args: argparse.Namespace) -> int:
+    """capture commits from their committed files (no checkout)
+
+    Example: mlci capture --range origin/main..HEAD
+    """
     return capture(Repo.find(), args.revs, range_spec=args.range_spec)
 
 
@@ -82,6 +91,10 @@ def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str] | No
 
 
 def runs(args: argparse.Namespace) -> int:
+    """list runs
+
+    Example: mlci runs --where "kind = 'commit'" --sort -acc --limit 5
+    """
     repo = Repo.find()
     memo = _listing_memo(repo, args)
     if memo is not None:
@@ -110,6 +123,7 @@ def runs(args: argparse.Namespace) -> int:
 
 def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
     from mlci_tui.ledger.query.listing import list_runs
+    from mlci_tui.ledger.query.run import LISTED_FIELDS
 
     limit = args.limit if args.limit is not None else (50 if args.format in ("table", "md") else 0)
     with open_ledger(repo) as con:
@@ -160,6 +174,10 @@ def _differs(runs: list[Run], key: str) -> bool:
 
 
 def sql(args: argparse.Namespace) -> int:
+    """run a read-only SQL query over the ledger views
+
+    Example: mlci sql "SELECT run_id, metrics['acc'] FROM runs"
+    """
     from mlci_tui.ledger.query.sql import run_sql
 
     repo = Repo.find()
@@ -180,7 +198,12 @@ def _resolve(repo: Repo, con: Any, ref: str) -> str:
 
 
 def show(args: argparse.Namespace) -> int:
+    """show one run: fields, params, metrics, steps, tags, notes
+
+    Example: mlci show HEAD~1
+    """
     from mlci_tui.ledger.query.detail import read_detail
+    from mlci_tui.ledger.query.run import LISTED_FIELDS
 
     repo = Repo.find()
     with open_ledger(repo) as con:
@@ -271,6 +294,12 @@ def _run_of(args: argparse.Namespace) -> tuple[Repo, str]:
 
 
 def tag(args: argparse.Namespace) -> int:
+    """tag a run (or remove a tag)
+
+    Example: mlci tag HEAD baseline
+    """
+    from mlci_tui.ledger.annotate import add_tag
+
     repo, run_id = _run_of(args)
     add_tag(repo, run_id, args.name, remove=args.remove)
     say(f"{'untagged' if args.remove else 'tagged'} {run_id[:8]} {args.name}")
@@ -278,6 +307,12 @@ def tag(args: argparse.Namespace) -> int:
 
 
 def note(args: argparse.Namespace) -> int:
+    """attach a note to a run
+
+    Example: mlci note HEAD 'lr too high, diverged'
+    """
+    from mlci_tui.ledger.annotate import add_note
+
     repo, run_id = _run_of(args)
     add_note(repo, run_id, args.text)
     say(f"noted on {run_id[:8]}")
@@ -285,6 +320,10 @@ def note(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
+    """export runs, params, metrics and steps to Parquet, CSV or JSON (chosen by the file's extension)
+
+    Example: mlci export runs.parquet
+    """
     from mlci_tui.ledger.query.export import export as write_export
 
     written = write_export(Repo.find(), Path(args.file), table=args.table, where=args.where, force=args.force)
@@ -294,58 +333,34 @@ def export(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    p = add_command(
-        sub,
-        "record",
-        record_handler,
-        "record the working tree's params and metrics as a run (workspace, or ci with --commit)",
-        "mlci record -m 'try lr 0.01' --name lr-0.01",
-    )
+    p = add_command(sub, "record", record_handler)
     p.add_argument("-m", "--message", help="what this run is about")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--commit", metavar="REV", help="record a `ci` run linked to this commit")
-    p = add_command(
-        sub,
-        "capture",
-        capture_handler,
-        "capture commits from their committed files (no checkout)",
-        "mlci capture --range origin/main..HEAD",
-    )
+    p = add_command(sub, "capture", capture_handler)
     p.add_argument("revs", nargs="*", metavar="REV", help="commits to capture (default HEAD)")
     p.add_argument("--range", dest="range_spec", metavar="A..B", help="every commit in A..B")
-    p = add_command(sub, "runs", runs, "list runs", "mlci runs --where \"kind = 'commit'\" --sort -acc --limit 5")
+    p = add_command(sub, "runs", runs)
     p.add_argument("--where", help="SQL predicate over the runs view, e.g. \"metrics['acc'] > 0.9\"")
     p.add_argument("--sort", help="column, metric or param name; prefix - for descending (default -time)")
     p.add_argument("--limit", type=int, help="at most N runs (default 50 in a table, all otherwise; 0 = all)")
     p.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
     add_format_options(p)
-    p = add_command(sub, "show", show, "show one run: fields, params, metrics, steps, tags, notes", "mlci show HEAD~1")
+    p = add_command(sub, "show", show)
     p.add_argument("run", help="run id or prefix, promoted stage, or commit-ish")
     add_format_options(p)
-    p = add_command(
-        sub,
-        "sql",
-        sql,
-        "run a read-only SQL query over the ledger views",
-        "mlci sql \"SELECT run_id, metrics['acc'] FROM runs\"",
-    )
+    p = add_command(sub, "sql", sql)
     p.add_argument("query")
     add_format_options(p)
-    p = add_command(sub, "tag", tag, "tag a run (or remove a tag)", "mlci tag HEAD baseline")
+    p = add_command(sub, "tag", tag)
     p.add_argument("run")
     p.add_argument("name")
     p.add_argument("--remove", action="store_true", help="remove the tag instead")
-    p = add_command(sub, "note", note, "attach a note to a run", "mlci note HEAD 'lr too high, diverged'")
+    p = add_command(sub, "note", note)
     p.add_argument("run")
     p.add_argument("text")
 
-    p = add_command(
-        sub,
-        "export",
-        export,
-        "export runs, params, metrics and steps to Parquet, CSV or JSON (chosen by the file's extension)",
-        "mlci export runs.parquet",
-    )
+    p = add_command(sub, "export", export)
     p.add_argument(
         "file",
         help="FILE.parquet or FILE.json (one row per run, params/metrics/steps nested), "

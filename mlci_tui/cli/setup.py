@@ -15,6 +15,10 @@ from mlci_tui.sanitize import display
 
 
 def init(args: argparse.Namespace) -> int:
+    """write a starter mlci.yaml, ignore mlci's local files, install the hooks
+
+    Example: mlci init
+    """
     from mlci_tui.install import (
         FRAMEWORK_CONFIG,
         add_to_framework_config,
@@ -48,6 +52,10 @@ def init(args: argparse.Namespace) -> int:
 
 
 def install(args: argparse.Namespace) -> int:
+    """install mlci's plain git hooks (chaining to existing ones)
+
+    Example: mlci install
+    """
     from mlci_tui.hooks import STAGES
     from mlci_tui.install import hooks_dir, install_hooks
 
@@ -62,6 +70,10 @@ def install(args: argparse.Namespace) -> int:
 
 
 def uninstall(args: argparse.Namespace) -> int:
+    """remove mlci's git hooks and restore what was there
+
+    Example: mlci uninstall
+    """
     from mlci_tui.install import uninstall_hooks
 
     removed = uninstall_hooks(Repo.find())
@@ -70,26 +82,23 @@ def uninstall(args: argparse.Namespace) -> int:
 
 
 def hook(args: argparse.Namespace) -> int:
-    """`mlci hook STAGE` reached through the parser (for `--help`); `cli.main` runs hooks without it."""
+    """run one hook stage (what the installed hooks call)
+
+    Example: mlci hook pre-commit
+
+    `mlci hook STAGE` reached through the parser (for `--help`); `cli.main` runs hooks without it.
+    """
     from mlci_tui.hooks import run
 
     return run(args.stage, args.args)
 
 
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    p = add_command(
-        sub,
-        "init",
-        init,
-        "write a starter mlci.yaml, ignore mlci's local files, install the hooks",
-        "mlci init",
-    )
+    p = add_command(sub, "init", init)
     p.add_argument("--no-hooks", action="store_true", help="do not install hooks")
-    p = add_command(
-        sub, "install", install, "install mlci's plain git hooks (chaining to existing ones)", "mlci install"
-    )
+    p = add_command(sub, "install", install)
     p.add_argument("--stage", action="append", dest="stages", help="only this stage (repeatable)")
-    add_command(sub, "uninstall", uninstall, "remove mlci's git hooks and restore what was there", "mlci uninstall")
-    p = add_command(sub, "hook", hook, "run one hook stage (what the installed hooks call)", "mlci hook pre-commit")
+    add_command(sub, "uninstall", uninstall)
+    p = add_command(sub, "hook", hook)
     p.add_argument("stage", choices=("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge"))
     p.add_argument("args", nargs=argparse.REMAINDER, help="the arguments git passes to the hook")

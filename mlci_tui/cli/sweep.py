@@ -28,6 +28,10 @@ def _progress(text: str) -> None:
 
 
 def create(args: argparse.Namespace) -> int:
+    """queue the trials of sweeps.NAME (mlci.yaml, or --file) against HEAD
+
+    Example: mlci sweep create lr-search
+    """
     from mlci_tui.sweep.operations import create_sweep
 
     sweep, count = create_sweep(Repo.find(), args.name, file=args.file, workspace=args.workspace)
@@ -42,6 +46,10 @@ def create(args: argparse.Namespace) -> int:
 
 
 def start(args: argparse.Namespace) -> int:
+    """run the queued trials of a sweep until none is left
+
+    Example: mlci sweep start lr-search -j 4    |    mlci sweep start lr-search --executor dask --scheduler tcp://h:8786
+    """
     from mlci_tui.sweep import operations, queue
 
     repo = Repo.find()
@@ -77,6 +85,10 @@ def _summary(sweep: Sweep, seconds: float) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
+    """sweeps and their progress, or the trials of one sweep
+
+    Example: mlci sweep status lr-search
+    """
     from mlci_tui.sweep import operations, queue
 
     state = queue.QueueState(Repo.find())
@@ -110,6 +122,10 @@ def status(args: argparse.Namespace) -> int:
 
 
 def best(args: argparse.Namespace) -> int:
+    """the best trial of a sweep by its metric
+
+    Example: mlci sweep best lr-search
+    """
     from mlci_tui.sweep import operations, queue
 
     row = operations.best_row(queue.QueueState(Repo.find()).find(args.name))
@@ -122,6 +138,10 @@ def best(args: argparse.Namespace) -> int:
 
 
 def logs(args: argparse.Namespace) -> int:
+    """the log of a trial (its full log where it ran, else the stderr tail in the ledger)
+
+    Example: mlci sweep logs lr-search-3 -f
+    """
     from mlci_tui.sweep import operations, queue
 
     repo = Repo.find()
@@ -142,6 +162,10 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
+    """cancel the queued trials of a sweep
+
+    Example: mlci sweep cancel lr-search
+    """
     from mlci_tui.sweep.operations import cancel_sweep
 
     sweep, count = cancel_sweep(Repo.find(), args.name)
@@ -154,6 +178,10 @@ def cancel(args: argparse.Namespace) -> int:
 
 
 def retry(args: argparse.Namespace) -> int:
+    """queue the failed and cancelled trials of a sweep again
+
+    Example: mlci sweep retry lr-search
+    """
     from mlci_tui.sweep.operations import retry_sweep
 
     sweep, count = retry_sweep(Repo.find(), args.name, running=args.running)
@@ -162,6 +190,10 @@ def retry(args: argparse.Namespace) -> int:
 
 
 def matrix(args: argparse.Namespace) -> int:
+    """print the queued trials as a CI matrix (JSON: {include: [{trial, name}]})
+
+    Example: mlci sweep matrix lr-search
+    """
     from mlci_tui.sweep.operations import queued_matrix
 
     include = queued_matrix(Repo.find(), args.name, limit=args.limit)
@@ -170,6 +202,10 @@ def matrix(args: argparse.Namespace) -> int:
 
 
 def work_handler(args: argparse.Namespace) -> int:
+    """run one trial here (a CI job) and push its result to the ledger remote
+
+    Example: mlci sweep work --trial 3kq2v5xw
+    """
     return work(Repo.find(), args.trial, remote=args.remote, push=not args.no_push)
 
 
@@ -195,87 +231,45 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
         sub, "sweep", "hyperparameter sweeps: queue trials in the ledger, run them here, on Dask or CI"
     )
 
-    p = add_command(
-        group,
-        "create",
-        create,
-        "queue the trials of sweeps.NAME (mlci.yaml, or --file) against HEAD",
-        "mlci sweep create lr-search",
-    )
+    p = add_command(group, "create", create)
     p.add_argument("name", help="the sweep's name (a key under sweeps: in mlci.yaml)")
     p.add_argument("--file", help="read the sweep from this YAML file instead of mlci.yaml")
     p.add_argument(
         "--workspace", action="store_true", help="run against the working tree (stored as a snapshot commit)"
     )
 
-    p = add_command(
-        group,
-        "start",
-        start,
-        "run the queued trials of a sweep until none is left",
-        "mlci sweep start lr-search -j 4    |    mlci sweep start lr-search --executor dask --scheduler tcp://h:8786",
-    )
+    p = add_command(group, "start", start)
     p.add_argument("name", help="sweep name or id prefix")
     p.add_argument("--executor", choices=("local", "dask", "ci"), help="default: the sweep's executor (local)")
     p.add_argument("-j", "--jobs", type=int, help="trials at a time (default: the sweep's parallel)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler (default: a LocalCluster started here)")
 
-    p = add_command(
-        group,
-        "status",
-        status,
-        "sweeps and their progress, or the trials of one sweep",
-        "mlci sweep status lr-search",
-    )
+    p = add_command(group, "status", status)
     p.add_argument("name", nargs="?", help="sweep name or id prefix (default: list every sweep)")
     add_format_options(p)
 
-    p = add_command(
-        group,
-        "logs",
-        logs,
-        "the log of a trial (its full log where it ran, else the stderr tail in the ledger)",
-        "mlci sweep logs lr-search-3 -f",
-    )
+    p = add_command(group, "logs", logs)
     p.add_argument("trial", help="trial id prefix, or SWEEP-NUMBER")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing while the trial runs")
 
-    p = add_command(group, "cancel", cancel, "cancel the queued trials of a sweep", "mlci sweep cancel lr-search")
+    p = add_command(group, "cancel", cancel)
     p.add_argument("name", help="sweep name or id prefix")
 
-    p = add_command(
-        group,
-        "retry",
-        retry,
-        "queue the failed and cancelled trials of a sweep again",
-        "mlci sweep retry lr-search",
-    )
+    p = add_command(group, "retry", retry)
     p.add_argument("name", help="sweep name or id prefix")
     p.add_argument(
         "--running", action="store_true", help="also trials recorded running with no local worker (lost CI jobs)"
     )
 
-    p = add_command(group, "best", best, "the best trial of a sweep by its metric", "mlci sweep best lr-search")
+    p = add_command(group, "best", best)
     p.add_argument("name", help="sweep name or id prefix")
     add_format_options(p)
 
-    p = add_command(
-        group,
-        "matrix",
-        matrix,
-        "print the queued trials as a CI matrix (JSON: {include: [{trial, name}]})",
-        "mlci sweep matrix lr-search",
-    )
+    p = add_command(group, "matrix", matrix)
     p.add_argument("name", help="sweep name or id prefix")
     p.add_argument("--limit", type=int, default=256, help="at most N trials (default 256, GitHub's matrix limit)")
 
-    p = add_command(
-        group,
-        "work",
-        work_handler,
-        "run one trial here (a CI job) and push its result to the ledger remote",
-        "mlci sweep work --trial 3kq2v5xw",
-    )
+    p = add_command(group, "work", work_handler)
     p.add_argument("--trial", required=True, help="trial id (or prefix, or SWEEP-NUMBER)")
     p.add_argument("-r", "--remote", help="ledger remote to pull from and push to (default ledger.remote)")
     p.add_argument("--no-push", action="store_true", help="record in the local ledger only")

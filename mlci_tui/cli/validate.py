@@ -24,13 +24,7 @@ FORMATS = ("text", "json")
 
 def add_data_commands(data: SubParsers[argparse.ArgumentParser]) -> None:
     """Declare validate, profile, diff and infer in the `data` group `data`."""
-    p = add_command(
-        data,
-        "validate",
-        validate_handler,
-        "check datasets against their schema in mlci.yaml and their previous version (exit 1 on failure)",
-        "mlci data validate data/customers.csv --rev HEAD",
-    )
+    p = add_command(data, "validate", validate_handler)
     p.add_argument("paths", nargs="*", metavar="PATH", help="dataset paths or names (default: every declared dataset)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--rev", help="validate the version a commit holds (default: the working tree)")
@@ -43,37 +37,19 @@ def add_data_commands(data: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-record", action="store_true", help="do not record validation/profile events in the ledger")
     p.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
 
-    p = add_command(
-        data,
-        "profile",
-        profile,
-        "profile a dataset version: rows, nulls, min, max, mean, std, distinct, histogram",
-        "mlci data profile data/customers.csv",
-    )
+    p = add_command(data, "profile", profile)
     p.add_argument("path", metavar="PATH")
     p.add_argument("--rev", help="the version a commit holds (default: the working tree)")
     _format_options(p)
 
-    p = add_command(
-        data,
-        "diff",
-        diff,
-        "compare two versions of a dataset: rows, schema, drift per column (from their profiles)",
-        "mlci data diff data/customers.csv HEAD~1 HEAD",
-    )
+    p = add_command(data, "diff", diff)
     p.add_argument("path", metavar="PATH")
     p.add_argument("a", nargs="?", default="HEAD", help="the old version (default HEAD)")
     p.add_argument("b", nargs="?", default=None, help="the new version (default: the working tree)")
     p.add_argument("--method", choices=("psi", "ks", "chi2"), default="psi", help="drift statistic (default psi)")
     _format_options(p)
 
-    p = add_command(
-        data,
-        "infer",
-        infer,
-        "print a starter `datasets:` schema inferred from the data (strings quoted)",
-        "mlci data infer data/customers.csv --name customers >> schema.yaml",
-    )
+    p = add_command(data, "infer", infer)
     p.add_argument("path", metavar="PATH")
     p.add_argument("--name", help="the dataset's name (default: the file's stem)")
     p.add_argument("--write", action="store_true", help="add it to mlci.yaml (refused if the name exists)")
@@ -93,6 +69,10 @@ def _cell(value: Any) -> str:
 
 
 def validate_handler(args: argparse.Namespace) -> int:
+    """check datasets against their schema in mlci.yaml and their previous version (exit 1 on failure)
+
+    Example: mlci data validate data/customers.csv --rev HEAD
+    """
     return validate(
         Repo.find(),
         args.paths,
@@ -134,6 +114,10 @@ def validate(
 
 
 def profile(args: argparse.Namespace) -> int:
+    """profile a dataset version: rows, nulls, min, max, mean, std, distinct, histogram
+
+    Example: mlci data profile data/customers.csv
+    """
     from mlci_tui.output import write
     from mlci_tui.validate import source
     from mlci_tui.validate.run import profile_at
@@ -170,6 +154,10 @@ def profile(args: argparse.Namespace) -> int:
 
 
 def diff(args: argparse.Namespace) -> int:
+    """compare two versions of a dataset: rows, schema, drift per column (from their profiles)
+
+    Example: mlci data diff data/customers.csv HEAD~1 HEAD
+    """
     from mlci_tui.output import write
     from mlci_tui.validate import source
     from mlci_tui.validate.drift import diff_profiles
@@ -220,6 +208,10 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def infer(args: argparse.Namespace) -> int:
+    """print a starter `datasets:` schema inferred from the data (strings quoted)
+
+    Example: mlci data infer data/customers.csv --name customers >> schema.yaml
+    """
     from mlci_tui.validate.infer import infer_schema, write_into_config
     from mlci_tui.validate.run import dataset_at
 

@@ -13,7 +13,6 @@ from mlci_tui.cli.console import notice, say
 from mlci_tui.cli.options import SubParsers, add_command, command_group
 from mlci_tui.errors import CheckFailed, InputError
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sanitize import display
 
 
@@ -76,6 +75,7 @@ def ledger_compact(args: argparse.Namespace) -> int:
     Example: mlci ledger compact
     """
     from mlci_tui.ledger.compact import compact
+    from mlci_tui.ledger.store import LedgerStore
 
     repo = Repo.find()
     count = compact(LedgerStore(repo))
@@ -89,6 +89,7 @@ def ledger_redact(args: argparse.Namespace) -> int:
     Example: mlci ledger redact 3kq2v5xw...
     """
     from mlci_tui.ledger import events
+    from mlci_tui.ledger.store import LedgerStore
 
     repo = Repo.find()
     event = events.redact(args.id, args.reason)
@@ -105,7 +106,7 @@ def ledger_fsck(args: argparse.Namespace) -> int:
 
     Example: mlci ledger fsck
     """
-    from mlci_tui.ledger.store import fsck
+    from mlci_tui.ledger.store import LedgerStore, fsck
 
     problems = fsck(LedgerStore(Repo.find()))
     for p in problems:
@@ -121,6 +122,8 @@ def ledger_status(args: argparse.Namespace) -> int:
 
     Example: mlci ledger status
     """
+    from mlci_tui.ledger.store import LedgerStore
+
     repo = Repo.find()
     store = LedgerStore(repo)
     tip = store.tip()

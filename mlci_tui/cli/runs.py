@@ -20,7 +20,6 @@ from mlci_tui.cli.console import notice, open_ledger, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
@@ -40,6 +39,7 @@ def record_handler(args: argparse.Namespace) -> int:
 def record(repo: Repo, *, message: str | None = None, commit: str | None = None, name: str | None = None) -> int:
     """`mlci record`: the working tree's params and metrics as a run (a `ci` run of `commit` if given)."""
     from mlci_tui.capture.build import capture_workspace
+    from mlci_tui.ledger.store import LedgerStore
 
     cfg = config_mod.load(repo.root)
     rec = capture_workspace(repo, cfg, message=message, commit_rev=commit, name=name)
@@ -81,6 +81,8 @@ def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str] | No
     ledger tip (plus cache schema and mlci version) it is served without importing DuckDB,
     byte for byte what the query would print.
     """
+    from mlci_tui.ledger.store import LedgerStore
+
     if args.format not in ("json", "csv") or args.where or args.sort or args.limit is not None:
         return None
     from mlci_tui import __version__

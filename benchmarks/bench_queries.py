@@ -58,11 +58,11 @@ def chdir(path: Path) -> Any:
 
 def runs_handler(path: Path) -> float:
     """The `mlci runs` command's own handler, in this process (table output discarded)."""
-    from mlci_tui.cli.main import _run_handler, build_parser
+    from mlci_tui.cli.main import build_parser
 
-    args = build_parser().parse_args([a if a != "-acc" else "--sort=-acc" for a in RUNS_ARGS if a != "--sort"])
+    args = build_parser("runs").parse_args([a if a != "-acc" else "--sort=-acc" for a in RUNS_ARGS if a != "--sort"])
     with chdir(path), contextlib.redirect_stdout(io.StringIO()):
-        return common.time_call(lambda: _run_handler(args.handler, args))
+        return common.time_call(lambda: args.handler(args))
 
 
 def connect_query(path: Path, sql: str) -> tuple[float, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -35,6 +36,23 @@ def test_every_subcommand_is_documented_with_an_example(tmp_path: Path) -> None:
     assert top.returncode == 0 and "examples:" in top.stdout
     version = run_mlci(tmp_path, "--version")
     assert version.stdout.startswith("mlci ")
+
+
+def test_the_registry_names_the_module_of_every_command() -> None:
+    """`mlci COMMAND` builds only its module's parser: a command missing from COMMANDS would
+    cost every module's import, and one in the wrong module would not parse at all."""
+    from mlci_tui.cli.main import COMMANDS, command_modules
+
+    declared = {}
+    for module in command_modules():
+        parser = argparse.ArgumentParser()
+        module.add_commands(parser.add_subparsers())
+        declared.update(dict.fromkeys(parser._subparsers._group_actions[0].choices, module.__name__.rsplit(".", 1)[1]))  # type: ignore[union-attr]
+    assert declared == COMMANDS
+    assert list(declared) == list(COMMANDS)  # the order of `mlci --help`
+    for command, module in COMMANDS.items():
+        only = build_parser(command)._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        assert command in only and {COMMANDS[c] for c in only} == {module}, command
 
 
 def _project(repo: Path, **config: str) -> None:

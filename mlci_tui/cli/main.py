@@ -1,8 +1,10 @@
-"""The `mlci` command line: the parser built from an explicit list of command modules, and dispatch.
+"""The `mlci` command line: the parser built from an explicit registry of command modules, and dispatch.
 
-Each module in `COMMAND_MODULES` declares its commands (`add_commands(sub)`) beside their
-handlers; a handler imports the core it needs when it runs, so building the parser loads
-no DuckDB, pyarrow or Textual.
+Each module of `cli/` declares its commands (`add_commands(sub)`) beside their handlers.
+`COMMANDS` names the module of every command, so a command builds the parser of its own
+module only (`mlci runs` never imports the data or sweep handlers); `mlci --help`, or a
+name that is no command, builds them all. A handler imports the core it needs when it
+runs, so building the parser loads no DuckDB, pyarrow or Textual.
 
 `mlci hook STAGE` takes a fast path that never builds the argument parser, so a hook with
 nothing to do stays within its budget.
@@ -11,12 +13,13 @@ nothing to do stays within its budget.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from mlci_tui import __version__
-from mlci_tui.cli import ci, data, demo, gate, imports, ledger, report, runs, setup, sweep, tui
 from mlci_tui.cli.console import run_reporting_failures
 
 EPILOG = """\
@@ -30,15 +33,45 @@ examples:
 """
 
 
-# the order of `mlci --help`
-COMMAND_MODULES = (demo, setup, runs, gate, report, tui, ledger, ci, data, imports, sweep)
+# every command -> the module of mlci_tui/cli/ that declares it, in the order of `mlci --help`
+COMMANDS: dict[str, str] = {
+    "demo": "demo",
+    **dict.fromkeys(("init", "install", "uninstall", "hook"), "setup"),
+    **dict.fromkeys(("record", "capture", "runs", "show", "sql", "tag", "note", "export"), "runs"),
+    **dict.fromkeys(("diff", "gate", "promote", "stages"), "gate"),
+    "report": "report",
+    "tui": "tui",
+    "ledger": "ledger",
+    "ci": "ci",
+    "data": "data",
+    "import": "imports",
+    "sweep": "sweep",
+}
+
+
+def command_modules(command: str | None = None) -> list[ModuleType]:
+    """The modules that declare `command` (all of them, in help order, for None or an unknown name)."""
+    names = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    return [importlib.import_module(f"mlci_tui.cli.{name}") for name in names]
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command named on a command line: the first word that is no option (nor -C's folder)."""
+    words = iter(argv)
+    for word in words:
+        if word == "-C":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def _no_translation(message: str) -> str:
     return message
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of the module that declares `command`."""
     # argparse passes each of its ~170 strings through gettext, which looks for catalogues on
     # disk every time (25 ms of every command here); mlci's own text is English only
     argparse._ = _no_translation  # type: ignore[attr-defined]
@@ -52,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for module in COMMAND_MODULES:
+    for module in command_modules(command):
         module.add_commands(sub)
     return parser
 
@@ -79,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args_list[1], args_list[2:])
     from mlci_tui.sanitize import display
 
-    parser = build_parser()
+    parser = build_parser(_command_in(args_list))
     args = parser.parse_args(_join_negative_values(args_list))
     if args.directory and getattr(args, "command", None) != "demo":
         try:

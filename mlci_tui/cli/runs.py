@@ -210,7 +210,7 @@ def show(args: argparse.Namespace) -> int:
     repo = Repo.find()
     with open_ledger(repo) as con:
         run_id = _resolve(repo, con, args.run)
-        detail = read_detail(con, run_id)
+        detail = read_detail(con, run_id, points=False, validations=False)
     if detail is None:
         raise InputError(f"run {run_id} is not in the ledger")
     run = detail.run

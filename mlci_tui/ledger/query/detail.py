@@ -82,8 +82,11 @@ def load_detail(repo: Repo, run_id: str) -> RunDetail | None:
         return read_detail(con, run_id)
 
 
-def read_detail(con: duckdb.DuckDBPyConnection, run_id: str) -> RunDetail | None:
-    """Everything about one run, or None when it is not in the ledger (redacted)."""
+def read_detail(
+    con: duckdb.DuckDBPyConnection, run_id: str, *, points: bool = True, validations: bool = True
+) -> RunDetail | None:
+    """Everything about one run, or None when it is not in the ledger (redacted). Without
+    `points` the series hold no values (their statistics stay), without `validations` none are read."""
     found = dict_rows(con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]))
     if not found:
         return None
@@ -113,9 +116,12 @@ def read_detail(con: duckdb.DuckDBPyConnection, run_id: str) -> RunDetail | None
             row.steps, row.low, row.low_step, row.high, row.high_step, row.last_step, _last = st
         metrics.append(row)
     series: dict[str, list[tuple[int, float]]] = {}
-    for n, step, v in con.execute(
-        "SELECT name, step, value FROM steps WHERE run_id = ? ORDER BY name, step", [run_id]
-    ).fetchall():
+    rows = (
+        con.execute("SELECT name, step, value FROM steps WHERE run_id = ? ORDER BY name, step", [run_id])
+        if points
+        else None
+    )
+    for n, step, v in rows.fetchall() if rows is not None else []:
         series.setdefault(n, []).append((step, v))
     notes = [
         (i, t, x)
@@ -134,7 +140,7 @@ def read_detail(con: duckdb.DuckDBPyConnection, run_id: str) -> RunDetail | None
         series_stats=[SeriesStats(f, n, c, lo, hi, last, ls) for f, n, c, lo, _los, hi, _his, ls, last in stats],
         notes=notes,
         stages=stages,
-        validations=_validations(con, run.datasets, run.commit),
+        validations=_validations(con, run.datasets, run.commit) if validations else [],
     )
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlci_tui.gitio import Repo, TreeEntry
-from mlci_tui.ledger.events import KNOWN_TYPES
+from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_RANK, TRIAL_STATE_OF
 from mlci_tui.ledger.query.names import SQL_MAP_KEY
 from mlci_tui.ledger.records import FLOAT_KEY
 from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
@@ -26,7 +26,7 @@ from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
 if TYPE_CHECKING:
     import duckdb
 
-CACHE_SCHEMA = "10"
+CACHE_SCHEMA = "11"
 CACHE_NAME = "cache.duckdb"
 TIP_HINT = "cache.tip"
 
@@ -86,6 +86,15 @@ TABLES = {
 _HIDDEN = "(SELECT target FROM redaction_rows)"
 _RUN_FIELDS = ", ".join(f'r."{n}"' for n, _ in RUN_COLUMNS)
 
+
+def _case(expr: str, mapping: Mapping[str, object]) -> str:
+    """`mapping` applied to `expr` in SQL, from the Python dict that is the rule."""
+    whens = " ".join(
+        f"WHEN '{k}' THEN {v!r}" if isinstance(v, int) else f"WHEN '{k}' THEN '{v}'" for k, v in mapping.items()
+    )
+    return f"CASE {expr} {whens} END"
+
+
 VIEWS = {
     "tags": f"""
         SELECT run_id, name, time FROM (
@@ -130,17 +139,18 @@ VIEWS = {
             TRY_CAST(body->'spec'->>'max_trials' AS INTEGER) AS max_trials, TRY_CAST(body->>'seed' AS BIGINT) AS seed,
             body->'spec' AS spec
         FROM event_rows WHERE type = 'sweep' AND id NOT IN {_HIDDEN}""",
-    "trials": f"""WITH ev AS (
+    "trials": f"""WITH all_ev AS (
             SELECT id, time, body->>'sweep_id' AS sweep_id, body->>'trial_id' AS trial_id, body->>'state' AS state,
-                   body, CASE body->>'state' WHEN 'queued' THEN 0 WHEN 'started' THEN 1 WHEN 'failed' THEN 2
-                   WHEN 'cancelled' THEN 2 WHEN 'requeued' THEN 3 WHEN 'done' THEN 4 END AS rank
+                   body, {_case("body->>'state'", TRIAL_RANK)} AS rank
             FROM event_rows WHERE type = 'trial' AND id NOT IN {_HIDDEN}
-                AND body->>'sweep_id' NOT IN {_HIDDEN})
+                AND body->>'sweep_id' NOT IN {_HIDDEN}),
+        ev AS (  -- done is final: what came after a trial's done changes nothing
+            SELECT * FROM (SELECT *, min((time, rank)) FILTER (WHERE state = 'done')
+                OVER (PARTITION BY sweep_id, trial_id) AS done_at FROM all_ev)
+            WHERE done_at IS NULL OR (time, rank) <= done_at)
         SELECT sweep_id, trial_id,
             max(TRY_CAST(body->>'number' AS INTEGER)) FILTER (WHERE state = 'queued') AS number,
-            CASE WHEN bool_or(state = 'done') THEN 'done' ELSE CASE arg_max(state, (time, rank))
-                WHEN 'started' THEN 'running' WHEN 'requeued' THEN 'queued' ELSE arg_max(state, (time, rank)) END
-            END AS state,
+            {_case("arg_max(state, (time, rank))", TRIAL_STATE_OF)} AS state,
             count(*) FILTER (WHERE state = 'started') AS attempts,
             count(*) FILTER (WHERE state = 'requeued') AS retries,
             any_value(body->'params') FILTER (WHERE state = 'queued') AS params,
@@ -151,7 +161,10 @@ VIEWS = {
             arg_max(body->>'worker', time) FILTER (WHERE state = 'started') AS worker,
             min(time) FILTER (WHERE state = 'queued') AS queued,
             max(time) FILTER (WHERE state = 'started') AS started,
-            max(time) FILTER (WHERE state IN ('done', 'failed', 'cancelled')) AS ended
+            -- a start after the last end (a retry running) leaves no end
+            CASE WHEN arg_max(state, (time, rank)) FILTER (WHERE state IN ('started', 'done', 'failed', 'cancelled'))
+                      <> 'started'
+                 THEN max(time) FILTER (WHERE state IN ('done', 'failed', 'cancelled')) END AS ended
         FROM ev WHERE trial_id IS NOT NULL GROUP BY sweep_id, trial_id""",
 }
 

@@ -16,6 +16,18 @@ from mlci_tui.scrub import scrub
 # every type this version reads; the cache skips others with a notice (a newer mlci wrote them).
 # validation/profile: data checks (mlci_tui/validate); sweep/trial: sweep queue (mlci_tui/sweep)
 KNOWN_TYPES = ("run", "tag", "note", "promote", "redact", "validation", "profile", "sweep", "trial")
+# Sweep trials (mlci_tui/sweep/events.py folds them; the `trials` view reads them in SQL):
+# the state each transition leaves a trial in, and the order of transitions written in one
+# instant (a failure and its automatic requeue). `done` is final.
+TRIAL_STATE_OF = {
+    "queued": "queued",
+    "requeued": "queued",
+    "started": "running",
+    "done": "done",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+TRIAL_RANK = {"queued": 0, "started": 1, "failed": 2, "cancelled": 2, "requeued": 3, "done": 4}
 _LABEL = re.compile(r"^[^\s\x00-\x1f\x7f]{1,128}$")
 MAX_NOTE = 64 * 1024
 

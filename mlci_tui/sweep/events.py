@@ -13,18 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci_tui.ledger import records
+from mlci_tui.ledger.events import TRIAL_RANK, TRIAL_STATE_OF
 
 TRANSITIONS = ("queued", "started", "done", "failed", "requeued", "cancelled")
-STATE_OF = {
-    "queued": "queued",
-    "requeued": "queued",
-    "started": "running",
-    "done": "done",
-    "failed": "failed",
-    "cancelled": "cancelled",
-}
-# order of events written in one instant (a failure and its automatic requeue)
-_RANK = {"queued": 0, "started": 1, "failed": 2, "cancelled": 2, "requeued": 3, "done": 4}
+STATE_OF = TRIAL_STATE_OF  # the rule is the ledger's: the `trials` view folds the same way
+_RANK = TRIAL_RANK
 TAIL_BYTES = 4096
 
 

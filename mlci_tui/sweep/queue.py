@@ -20,7 +20,7 @@ from typing import Any
 
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger import records
+from mlci_tui.ledger.query.sweeps import sweep_events
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.ledger.tip_watch import ledger_ref_files, stat_signature
 from mlci_tui.sweep.events import Sweep, Trial, fold
@@ -36,20 +36,8 @@ def lease_seconds() -> float:
 
 
 def load_events(repo: Repo) -> tuple[str, list[dict[str, Any]]]:
-    """(ledger tip, every sweep and trial event), through the cache."""
-    from mlci_tui.ledger.cache import LedgerCache
-
-    cache = LedgerCache(repo)
-    with cache.connect() as con:
-        tip = con.execute("SELECT value FROM meta WHERE key = 'tip'").fetchone()
-        rows = con.execute("SELECT body FROM events WHERE type IN ('sweep', 'trial') ORDER BY time, id").fetchall()
-    out = []
-    for (body,) in rows:
-        try:
-            out.append(records.loads(body))
-        except ValueError:
-            continue
-    return (tip[0] if tip else ""), out
+    """(ledger tip, every sweep and trial event), through the read core."""
+    return sweep_events(repo)
 
 
 class QueueState:

@@ -19,12 +19,23 @@ if TYPE_CHECKING:
 DEFAULT_STAGE = "deployed"
 
 
-def resolve_baseline(repo: Repo, con: duckdb.DuckDBPyConnection, cfg: Config, base: str | None) -> Resolved | None:
-    """The baseline run, or None when there is none; `how` says which rule chose it."""
+def resolve_baseline(
+    repo: Repo,
+    con: duckdb.DuckDBPyConnection,
+    cfg: Config,
+    base: str | None,
+    *,
+    stages: dict[str, str] | None = None,
+) -> Resolved | None:
+    """The baseline run, or None when there is none; `how` says which rule chose it.
+    `stages` (stage -> run id), when the caller has read them already, saves a query."""
     if base:
         return resolve_run(repo, con, base)
     configured = cfg.section("gate")["baseline"]
     if configured:
         return resolve_run(repo, con, configured)
+    if stages is not None:
+        promoted = stages.get(DEFAULT_STAGE)
+        return Resolved(promoted, "stage") if promoted else None
     row = first_row(con, "SELECT run_id FROM stages WHERE stage = ?", [DEFAULT_STAGE])
     return Resolved(row[0], "stage") if row else None

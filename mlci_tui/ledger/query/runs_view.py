@@ -243,7 +243,7 @@ def load_view(
         tip = cache_tip(con)
         info = known if known is not None and known.tip == tip else read_info(con, tip)
         compiled: Compiled = compile_filter(spec.filter_text, info.names)
-        baseline = _baseline(repo, con, cfg, spec)
+        baseline = _baseline(repo, con, cfg, spec, info)
         columns = build_columns(info, spec, cfg.direction, with_deltas=baseline is not None)
         select, binds = _select_list(columns)
         where = f"WHERE {compiled.sql}" if compiled.sql else ""
@@ -373,13 +373,15 @@ def load_rows(repo: Repo, result: ViewResult) -> list[Row]:
             con.unregister("_view_ids")
 
 
-def _baseline(repo: Repo, con: duckdb.DuckDBPyConnection, cfg: Config, spec: ViewSpec) -> Baseline | None:
+def _baseline(
+    repo: Repo, con: duckdb.DuckDBPyConnection, cfg: Config, spec: ViewSpec, info: LedgerInfo
+) -> Baseline | None:
     """A pinned run, else the baseline `mlci gate` would use (`baseline.resolve_baseline`): Δ columns and the gate agree."""
     if spec.baseline:
         run_id, how = spec.baseline, "pinned"
     else:
         try:
-            resolved = resolve_baseline(repo, con, cfg, None)
+            resolved = resolve_baseline(repo, con, cfg, None, stages=info.stages)
         except MlciError:  # a gate.baseline that names nothing: no Δ columns, as with no baseline
             return None
         if resolved is None:

@@ -36,11 +36,8 @@ PAGE_ROWS = 128  # rows read from DuckDB at a time
 # then the rest of the values in the background, COMPLETE_AFTER seconds after the view is
 # shown (interrupted by the next action), so that a sort is in memory again.
 FULL_VIEW_RUNS = 20_000
-
 COMPLETE_AFTER = 0.1
-
 DEFAULT_METRIC_COLUMNS = 8
-
 DEFAULT_PARAM_COLUMNS = 8
 
 
@@ -79,7 +76,7 @@ class LedgerInfo:
 @dataclass
 class Baseline:
     run_id: str
-    how: str  # "pinned" or the stage name
+    how: str  # "pinned", "gate.baseline" or the stage name (`baseline.resolve_baseline` chose it)
     label: str
     metrics: dict[str, float]
 
@@ -89,7 +86,7 @@ class ViewSpec:
     filter_text: str = ""
     sort_key: str | None = None  # a Column key; None = newest first
     descending: bool = True
-    baseline: str | None = None  # a pinned run id; None = the promoted `deployed` run, if any
+    baseline: str | None = None  # a pinned run id; None = the gate's baseline (gate.baseline, else `deployed`)
     metrics: list[str] | None = None  # chosen metric columns; None = the default pick
     params: list[str] | None = None  # chosen param columns; None = those that differ
 
@@ -109,7 +106,8 @@ class ViewResult:
     baseline: Baseline | None
     seconds: float = 0.0
     # every row's values (a view of a small ledger): its columns are c0 (the run id), one per
-    # `Column.source`, then n<source> (each param as a number, for sorting in memory)
+    # `Column.source`, then `recorded` and n<source> (the record time and each param as a
+    # number: what sorting in memory needs to order rows as `sort.order_by` does)
     table: pyarrow.Table | None = None
 
     @property

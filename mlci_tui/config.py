@@ -7,6 +7,7 @@ wrong types) and error messages naming file, key path and expected type for free
 
 from __future__ import annotations
 
+import importlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 from mlci_tui.constants import CONFIG_FILE as CONFIG_FILE  # re-exported: config_mod.CONFIG_FILE
 from mlci_tui.constants import DEFAULT_METRICS_FILES, DEFAULT_PARAMS_FILES
 from mlci_tui.errors import ConfigError
+from mlci_tui.gitio import parse_cat_file_batch_ordered
 
 
 def _type_name(value: Any) -> str:
@@ -198,8 +200,6 @@ def load_plugin_sections() -> None:
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
-    import importlib
-
     package_dir = Path(__file__).parent
     for child in sorted(package_dir.iterdir()):
         if (child / "config_schema.py").is_file():
@@ -337,8 +337,6 @@ def load_from_git(repo: Any, treeish: str) -> Config:
     """The config as a commit (or the index, treeish ':') holds it: hooks read what git holds."""
     spec = (lambda name: f":{name}") if treeish in (":", ":index") else (lambda name: f"{treeish}:{name}")
     proc = repo.run("cat-file", "--batch", input=f"{spec(CONFIG_FILE)}\n{spec('pyproject.toml')}\n".encode())
-    from mlci_tui.gitio import parse_cat_file_batch_ordered
-
     blobs = parse_cat_file_batch_ordered(proc.stdout)
     yaml_blob, pyproject_blob = blobs[0], blobs[1]
     if yaml_blob is not None:

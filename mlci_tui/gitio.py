@@ -151,7 +151,7 @@ class Repo:
 
     def _cat_batch(self, oids: list[str]) -> bytes:
         # stdin from a file, not a pipe: a single read of stdout, no select() loop per chunk
-        import tempfile
+        import tempfile  # lazy: gitio is on `mlci --help`'s and every hook's path; only batch reads need it
 
         with tempfile.TemporaryFile() as request:
             request.write(("\n".join(oids) + "\n").encode())

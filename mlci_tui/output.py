@@ -76,7 +76,7 @@ def write(
         items = [json.dumps({c: json_value(r.get(c)) for c in columns}, ensure_ascii=True) for r in rows]
         out.write("[\n  " + ",\n  ".join(items) + "\n]\n" if items else "[]\n")
     elif fmt == "csv":
-        import csv
+        import csv  # lazy: output is on the memoised `runs --json` path; only --format csv pays for csv
 
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([display(c) for c in columns])

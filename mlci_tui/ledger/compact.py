@@ -9,14 +9,14 @@ from __future__ import annotations
 import io
 import time
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import MAX_ATTEMPTS, LedgerConflict, LedgerStore
 
 
 def compact(store: LedgerStore) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     for _attempt in range(MAX_ATTEMPTS):
         tip = store.tip()
         if tip is None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from mlci_tui.errors import InputError
 from mlci_tui.ledger import records
-from mlci_tui.scrub import scrub
+from mlci_tui.scrub import has_secret, scrub
 
 # every type this version reads; the cache skips others with a notice (a newer mlci wrote them).
 # validation/profile: data checks (mlci_tui/validate); sweep/trial: sweep queue (mlci_tui/sweep)
@@ -33,8 +33,6 @@ MAX_NOTE = 64 * 1024
 
 
 def check_label(kind: str, value: str) -> str:
-    from mlci_tui.scrub import has_secret
-
     if not _LABEL.match(value):
         raise InputError(f"{kind} {value!r}: must be 1 to 128 characters with no spaces or control characters")
     if has_secret(value):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlci_tui.errors import InputError
-from mlci_tui.gitio import Repo
+from mlci_tui.gitio import Repo, commit_info, patch_id
 from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
@@ -57,8 +57,6 @@ def newest_run_for_commit(con: duckdb.DuckDBPyConnection, sha: str) -> str | Non
 
 
 def resolve_commit(repo: Repo, con: duckdb.DuckDBPyConnection, sha: str, ref: str | None = None) -> Resolved:
-    from mlci_tui.gitio import commit_info, patch_id
-
     label = display(ref or sha[:12])
     run = newest_run_for_commit(con, sha)
     if run:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from mlci_tui.errors import GitError, MlciError
-from mlci_tui.gitio import Repo, TreeEntry
+from mlci_tui.gitio import ZERO_OID, Repo, TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.refs import LEDGER_REF, REMOTE_REF_PREFIX, remote_ref  # noqa: F401 - re-exported
 
@@ -216,8 +216,6 @@ class LedgerStore:
         raise GitError(f"git fast-import failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
 
     def _cas(self, new: str, old: str | None) -> bool:
-        from mlci_tui.gitio import ZERO_OID
-
         proc = self.repo.run("update-ref", self.ref, new, old or ZERO_OID, check=False)
         if proc.returncode != 0:
             self._clear_stale_lock()

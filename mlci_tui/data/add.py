@@ -7,26 +7,27 @@ Usable from Python (`add_paths`), also for content already fetched to a temp pat
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mlci_tui import config
 from mlci_tui.data.cache import SMALL_FILE, DataCache
 from mlci_tui.data.hashing import BIG_FILE, StatCache, hash_file
 from mlci_tui.data.link import place
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, dump_pointer, format_of
 from mlci_tui.data.workspace import atomic_write, ensure_ignored, repo_relpath, walk_folder
 from mlci_tui.errors import InputError
+from mlci_tui.gitio import Repo, git
 
 LINKED = ("hardlink", "symlink")  # link modes in which the working file is the cached object
 
 
 def data_settings(root: Path) -> dict[str, Any]:
     """The `data:` config section of the working tree's mlci.yaml (defaults without one)."""
-    from mlci_tui import config
-
     return dict(config.load(root).data["data"])
 
 
@@ -69,8 +70,6 @@ def add_paths(
         raise InputError("the same path is given twice")
     _refuse_tracked(root, rels)
     if state_dir is None:
-        from mlci_tui.gitio import Repo
-
         state_dir = Repo.find(root).state_dir
     stat_cache = StatCache(state_dir)
     cache = DataCache.for_repo(root, algo)
@@ -104,8 +103,6 @@ def _checked(root: Path, user_path: str, cwd: Path | None, fetched: Mapping[str,
 
 
 def _refuse_tracked(root: Path, rels: list[str]) -> None:
-    from mlci_tui.gitio import git
-
     proc = git(["ls-files", "-z", "--", *rels], root)
     tracked = [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
     if tracked:
@@ -121,8 +118,6 @@ def _take_fetched(root: Path, rel: str, tmp: Path) -> None:
         raise InputError(f"{rel}: is a symlink; mlci tracks no data through a link")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if tmp.is_dir():
-        import shutil
-
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old")
             os.replace(dest, old)
@@ -134,8 +129,6 @@ def _take_fetched(root: Path, rel: str, tmp: Path) -> None:
         try:
             os.replace(tmp, dest)
         except OSError:
-            import shutil
-
             staged = dest.with_name(f".{dest.name}.fetched")
             shutil.copyfile(tmp, staged)
             os.replace(staged, dest)
@@ -163,8 +156,6 @@ def _hash_and_cache(
 
 
 def _hash_while_copying(path: str, cache: DataCache, algo: str, size: int) -> str:
-    import shutil
-
     tmp = cache._tmp()
     copy_error: list[BaseException] = []
 

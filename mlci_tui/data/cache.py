@@ -30,7 +30,7 @@ def algo_of(digest: str) -> str:
 def reflink(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> bool:
     """Copy-on-write clone (btrfs, xfs); False where the filesystem cannot."""
     try:
-        import fcntl
+        import fcntl  # lazy: POSIX only; without it (ImportError) there is no reflink, as on OSError
 
         with open(src, "rb") as s, open(dst, "wb") as d:
             fcntl.ioctl(d.fileno(), FICLONE, s.fileno())

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlci_tui.data.add import data_settings
 from mlci_tui.data.cache import DataCache
 from mlci_tui.data.hashing import StatCache
 from mlci_tui.data.link import place
@@ -121,8 +122,6 @@ def checkout(
     force: bool = False,
     link: str | None = None,
 ) -> CheckoutResult:
-    from mlci_tui.data.add import data_settings
-
     link = link or data_settings(root)["link"]
     pointers = [(f, p) for f, p in select(workspace_pointers(root), targets) if p.origin == "mlci"]
     cache = DataCache.for_repo(root)

@@ -23,10 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mlci_tui.data.add import parallel_jobs
 from mlci_tui.data.cache import DataCache, algo_of, parse_manifest
 from mlci_tui.data.hashing import hash_bytes
 from mlci_tui.data.pointer import Pointer
+from mlci_tui.data.remotes import open_remote
 from mlci_tui.data.status import workspace_pointers
+from mlci_tui.data.transfer import Progress, _listable, _run_parallel, remote_object_infos, remote_path
 from mlci_tui.data.tree import iter_pointers
 from mlci_tui.errors import CheckFailed, InputError, MlciError
 from mlci_tui.gitio import Repo
@@ -172,8 +175,6 @@ def _mtime(info: dict[str, Any]) -> float | None:
 
 def _remote_manifests(fs: Any, base: str, wanted: dict[str, str], jobs: int) -> dict[str, list[str]]:
     """digest -> the files a folder manifest on the remote lists, each read and verified."""
-    from mlci_tui.data.transfer import _run_parallel, remote_path
-
     out: dict[str, list[str]] = {}
     lock = threading.Lock()
 
@@ -202,8 +203,6 @@ def plan_remote(
     now: float | None = None,
 ) -> RemotePlan:
     """List the remote once and decide; deletes nothing. Raises when a kept folder's files cannot be known."""
-    from mlci_tui.data.transfer import _listable, remote_object_infos
-
     if not _listable(fs):
         raise MlciError("http(s) remotes cannot be listed or written: gc them on the server that serves them")
     if all_commits and repo.is_shallow():
@@ -278,9 +277,6 @@ def plan_remote_gc(
     """`mlci data gc --remote`'s decision, deleting nothing: the remote `remote` (None:
     data.remote) opened, every git remote's refs fetched first (unless `fetch_refs` is false,
     see `fetch_git_refs`), then listed and planned."""
-    from mlci_tui.data.add import parallel_jobs
-    from mlci_tui.data.remotes import open_remote
-
     if min_age_hours < 0:
         raise InputError(f"--min-age {min_age_hours}: hours must be 0 or more")
     fs, base, name = open_remote(repo.root, remote)
@@ -298,8 +294,6 @@ def delete_remote(fs: Any, base: str, objects: dict[str, int], jobs: int) -> Rem
     """Delete `objects` (digest -> size), `jobs` at a time; one failure does not stop the rest.
     Prefix folders stay: a push in flight may be about to write into one. On S3, up to 1,000
     objects go in one request (see `_delete_s3_batch`)."""
-    from mlci_tui.data.transfer import Progress, _run_parallel, remote_path
-
     result = RemoteDeletion()
     lock = threading.Lock()
     progress = Progress("gc", len(objects))
@@ -342,8 +336,6 @@ def _delete_s3_batch(fs: Any, base: str, digests: list[str], deleted: Callable[[
     not 10,000. Quiet mode is off, so S3 answers for every key and each outcome is counted
     (S3 also reports a key that was already gone as deleted). A request that fails as a
     whole fails each of its objects, reported as one line."""
-    from mlci_tui.data.transfer import remote_path
-
     by_key: dict[str, str] = {}
     bucket = ""
     for digest in digests:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,6 @@ def _save_json(path: Path, doc: dict[str, Any]) -> bool:
 
 def signature(entries: list[tuple[str, os.stat_result]]) -> str:
     """What a folder's files look like on disk (names, inodes, mtimes, sizes), as one short hash."""
-    from array import array
-
     h = hashlib.blake2b(digest_size=16)
     h.update("\0".join([n for n, _st in entries]).encode("utf-8", "surrogateescape"))
     numbers = array("q", [v for _n, st in entries for v in (st.st_ino, st.st_mtime_ns, st.st_size)])

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import sys
 
+from mlci_tui.data.checkout import checkout
+from mlci_tui.errors import MlciError
+from mlci_tui.gitio import Repo
+from mlci_tui.sanitize import display
+
 
 def checkout_cached() -> None:
-    from mlci_tui.data.checkout import checkout
-    from mlci_tui.errors import MlciError
-    from mlci_tui.gitio import Repo
-    from mlci_tui.sanitize import display
-
     try:
         repo = Repo.find()
         result = checkout(repo.root, repo.state_dir)

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlci_tui.data.add import add_paths, data_settings
+from mlci_tui.data.config_schema import secret_in_url
+from mlci_tui.data.hashing import hash_bytes, hash_file
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer
+from mlci_tui.data.status import select, workspace_pointers
+from mlci_tui.data.workspace import read_pointer_file, repo_relpath
 from mlci_tui.errors import CheckFailed, InputError, first_line
 from mlci_tui.sanitize import display
 
@@ -58,8 +63,6 @@ class Change:
 
 def check_url(url: str) -> str:
     """A URL whose text may be committed: no user info, no signed query, a scheme fsspec knows."""
-    from mlci_tui.data.config_schema import secret_in_url
-
     why = secret_in_url(url)
     if why:
         raise InputError(
@@ -119,8 +122,6 @@ def _download(fs: Any, path: str, url: str, tmp_dir: Path, is_dir: bool) -> Path
 
 
 def _content_hash(path: Path, algo: str) -> str:
-    from mlci_tui.data.hashing import hash_file
-
     return hash_file(path, algo, path.stat().st_size)
 
 
@@ -128,8 +129,6 @@ def import_one(
     root: Path, url: str, dest: str, *, state_dir: Path, old: Pointer | None = None, force: bool = False
 ) -> Change:
     """Fetch `url` to `dest` (repo-relative) and track it; with `old`, only when the source changed."""
-    from mlci_tui.data.add import add_paths, data_settings
-
     check_url(url)
     fs, path = _fs(url)
     info = _info(fs, path, url)
@@ -167,8 +166,6 @@ def import_one(
 
 def _tree_hash(folder: Path, algo: str) -> str:
     """A version for a folder source without one: the hash of its sorted (name, content hash) list."""
-    from mlci_tui.data.hashing import hash_bytes
-
     lines = []
     for dirpath, _dirs, files in os.walk(folder):
         for name in files:
@@ -179,8 +176,6 @@ def _tree_hash(folder: Path, algo: str) -> str:
 
 def imported_pointers(root: Path, targets: list[str] | None) -> list[Pointer]:
     """Pointers in the working tree that record a source URL (only those `targets` name, when given)."""
-    from mlci_tui.data.status import select, workspace_pointers
-
     pointers = [(f, p) for f, p in workspace_pointers(root) if f.endswith(POINTER_SUFFIX)]
     chosen = select(pointers, targets or None)
     if targets:
@@ -193,8 +188,6 @@ def imported_pointers(root: Path, targets: list[str] | None) -> list[Pointer]:
 def import_dataset(root: Path, url: str, user_path: str, *, state_dir: Path, cwd: Path, force: bool = False) -> Change:
     """`mlci data import-url`: a new dataset from `url` at the path the user typed. An existing
     pointer or file there is refused without `force`: `update` is what refreshes an import."""
-    from mlci_tui.data.workspace import repo_relpath
-
     dest = repo_relpath(root, user_path, cwd)
     pointer_file = root / (dest + POINTER_SUFFIX)
     if pointer_file.exists() and not force:
@@ -207,8 +200,6 @@ def import_dataset(root: Path, url: str, user_path: str, *, state_dir: Path, cwd
 def update_imports(root: Path, user_paths: list[str], *, state_dir: Path, cwd: Path) -> list[Change]:
     """`mlci data update`: re-import the datasets `user_paths` name (none: every imported one)
     whose source changed; one change each, in pointer order."""
-    from mlci_tui.data.workspace import read_pointer_file, repo_relpath
-
     targets = [repo_relpath(root, t, cwd) for t in user_paths] if user_paths else None
     changes = []
     for pointer in imported_pointers(root, targets):

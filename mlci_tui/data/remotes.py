@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlci_tui.config import parse_yaml_no_aliases
+from mlci_tui.data.add import data_settings
 from mlci_tui.data.config_schema import LOCAL_CONFIG
 from mlci_tui.errors import CheckFailed, ConfigError, MlciError, first_line
+from mlci_tui.gitio import git
 
 # exception classes (by name, so that no SDK is imported to recognise its errors)
 AUTH_ERRORS = {
@@ -131,9 +134,6 @@ def load_local(root: Path) -> dict[str, Any]:
     path = root / LOCAL_CONFIG
     if not path.is_file():
         return {}
-    from mlci_tui.config import parse_yaml_no_aliases
-    from mlci_tui.gitio import git
-
     tracked = git(["ls-files", "--error-unmatch", "--", LOCAL_CONFIG], root, check=False)
     if tracked.returncode == 0:
         raise ConfigError(f"{LOCAL_CONFIG} is tracked by git; it holds credentials: `git rm --cached {LOCAL_CONFIG}`")
@@ -182,8 +182,6 @@ def resolve(root: Path, section: dict[str, Any], name: str | None) -> Remote:
 
 def open_remote(root: Path, name: str | None) -> tuple[Any, str, str]:
     """The data remote `name` (default: data.remote) opened: (fsspec filesystem, base path, its name)."""
-    from mlci_tui.data.add import data_settings
-
     remote = resolve(root, data_settings(root), name)
     fs, base = remote.open()
     return fs, base, remote.name

@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mlci_tui.data.add import parallel_jobs
 from mlci_tui.data.cache import DataCache, algo_of, parse_manifest
 from mlci_tui.data.hashing import hash_file
 from mlci_tui.data.pointer import Pointer
+from mlci_tui.data.remotes import open_remote
+from mlci_tui.data.status import select, workspace_pointers
 from mlci_tui.errors import CheckFailed, MlciError
 
 
@@ -250,10 +253,6 @@ def sync(
     """`mlci data push|fetch`: move the objects that the mlci pointers `targets` name (None: all)
     to or from the remote `remote` (None: data.remote); returns the result and the remote's name.
     DVC-tracked datasets are left to DVC."""
-    from mlci_tui.data.add import parallel_jobs
-    from mlci_tui.data.remotes import open_remote
-    from mlci_tui.data.status import select, workspace_pointers
-
     pointers = [p for _f, p in select(workspace_pointers(root), targets) if p.origin == "mlci"]
     fs, base, name = open_remote(root, remote)
     move = push if verb == "push" else fetch

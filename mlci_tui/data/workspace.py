@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, check_relpath, parse_pointer
 from mlci_tui.errors import InputError
+from mlci_tui.gitio import git
 
 DVC_SUFFIX = ".dvc"
 DVC_LOCK = "dvc.lock"
@@ -109,8 +110,6 @@ def read_pointer_file(root: Path, rel: str) -> Pointer:
 
 def list_pointer_files(root: Path) -> list[str]:
     """Pointer files (.mlci), `.dvc` files and dvc.lock in the working tree, tracked or not (not ignored)."""
-    from mlci_tui.gitio import git
-
     proc = git(
         ["ls-files", "-z", "-c", "-o", "--exclude-standard", "--", f"*{POINTER_SUFFIX}", f"*{DVC_SUFFIX}", "*dvc.lock"],
         root,

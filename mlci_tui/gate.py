@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlci_tui.config import Config
 from mlci_tui.gitio import Repo
+from mlci_tui.ledger import events
+from mlci_tui.ledger.held import open_cache
 from mlci_tui.ledger.query.baseline import resolve_baseline
 from mlci_tui.ledger.query.compare import data_mismatch
 from mlci_tui.ledger.query.run import Run, load_run
@@ -189,8 +191,6 @@ def gate_refs(
 
 def run_gate(repo: Repo, cfg: Config, base_ref: str | None, head_ref: str) -> GateResult:
     """`gate_refs` in a connection of its own: `mlci gate` and the pre-push gate."""
-    from mlci_tui.ledger.held import open_cache
-
     with open_cache(repo) as con:
         return gate_refs(repo, con, cfg, base_ref, head_ref)
 
@@ -212,7 +212,7 @@ def model_hash(repo: Repo, model: str, commit: str | None) -> str | None:
     A promotion names the model it deploys by content, not only by a path that later commits
     may change.
     """
-    import blake3
+    import blake3  # lazy: only a promotion hashes; the gate (also on the pre-push hook) does not
 
     data: bytes | None = None
     if commit:
@@ -229,8 +229,6 @@ def promotion(repo: Repo, cfg: Config, run: Run, stage: str) -> Promotion:
 
     One place for what `mlci promote` and the scheduled CI promotion record, so the two agree.
     """
-    from mlci_tui.ledger import events
-
     hashed = model_hash(repo, cfg.model, run.commit) if cfg.model else None
     author = repo.text("var", "GIT_AUTHOR_IDENT", check=False).rsplit(">", 1)[0] + ">"
     event = events.promote(run.run_id, stage, model=cfg.model, model_hash=hashed, by=author if author != ">" else None)

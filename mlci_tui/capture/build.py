@@ -21,7 +21,7 @@ from mlci_tui.capture.readers import (
     read_table_metrics,
 )
 from mlci_tui.config import Config
-from mlci_tui.errors import InputError
+from mlci_tui.errors import InputError, MlciError
 from mlci_tui.gitio import CommitInfo, Repo, commit_info, patch_id
 from mlci_tui.ledger import records
 from mlci_tui.scrub import scrub
@@ -257,15 +257,15 @@ def _workdir_deps(repo: Repo, config: Config) -> dict[str, str]:
 
 def _tree_datasets(repo: Repo, treeish: str, warnings: list[str]) -> dict[str, str]:
     """Dataset path -> content hash for every pointer (.mlci, .dvc, dvc.lock output) in the tree."""
-    from mlci_tui.data.tree import dataset_hashes
+    from mlci_tui.data.tree import dataset_hashes  # lazy: see _workdir_datasets
 
     return dataset_hashes(repo, treeish, warnings)
 
 
 def _workdir_datasets(repo: Repo, warnings: list[str]) -> dict[str, str]:
     """The same for the working tree's pointer files (a bad one becomes a warning)."""
+    # lazy: the data layer (~10 ms) is for a capture; the pre-commit hook reads values through this module
     from mlci_tui.data.status import workspace_pointers
-    from mlci_tui.errors import MlciError
 
     try:
         return {p.path: p.content_id for _f, p in workspace_pointers(repo.root)}

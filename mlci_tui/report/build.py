@@ -15,6 +15,7 @@ from mlci_tui import __version__
 from mlci_tui.config import Config
 from mlci_tui.gate import FAIL, PASS, SKIP, WARN, GateResult, RuleResult, gate_refs
 from mlci_tui.gitio import Repo
+from mlci_tui.ledger.cache import LedgerCache
 from mlci_tui.ledger.query.compare import Change, diff_maps
 from mlci_tui.ledger.query.names import candidates, map_keys
 from mlci_tui.ledger.query.run import Run
@@ -323,8 +324,6 @@ def build_report(
     notices: list[str] | None = None,
 ) -> Report:
     """Everything a report shows, read in one connection to the ledger cache."""
-    from mlci_tui.ledger.cache import LedgerCache
-
     cache = LedgerCache(repo)
     with cache.connect() as con:
         if notices is not None:

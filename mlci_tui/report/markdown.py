@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 
 from mlci_tui.output import cell_text
 from mlci_tui.report.build import MetricRow, Report, run_label
@@ -71,8 +72,6 @@ def mermaid_text(value: object, width: int = 60) -> str:
 
 def mermaid_number(value: float) -> str:
     """Plain decimal (Mermaid reads no exponents), 6 significant digits, no binary noise."""
-    from decimal import Decimal
-
     text = format(Decimal(repr(float(f"{value:.6g}"))), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")

@@ -8,8 +8,10 @@ explicit memory limit, thread count and spill directory. No pandas.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
+import io
 import math
 import os
 import re
@@ -121,9 +123,6 @@ def precheck(local: Path, fmt: str, csv_opts: dict[str, Any]) -> list[str] | Non
 
 def _check_ragged(text: str, delim: str) -> list[str] | None:
     """The header's fields; DataError when a row in the first 64 KiB has another width."""
-    import csv
-    import io
-
     lines = text.splitlines()
     if len(lines) > 1:
         lines = lines[:-1]  # the last line of a chunk may be cut short

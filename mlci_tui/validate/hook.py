@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from mlci_tui.errors import MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.validate import source
+from mlci_tui.validate.spec import load_specs
 
 
 def affected(datasets: dict[str, Any], staged: list[str], repo: Repo | None = None) -> list[str]:
@@ -14,8 +16,6 @@ def affected(datasets: dict[str, Any], staged: list[str], repo: Repo | None = No
     when mlci.yaml is staged. A dataset reached only through a staged `dvc.lock` counts when
     that lock's record of it changed (with `repo`; without it, or when a lock cannot be read,
     it counts)."""
-    from mlci_tui.validate.spec import load_specs
-
     specs = load_specs(datasets)
     if "mlci.yaml" in staged:
         return list(specs)
@@ -42,7 +42,6 @@ def _lock_changes(repo: Repo, locks: list[str]) -> set[str]:
     """The outputs whose record differs between HEAD's and the index's `dvc.lock`s; {""}
     (everything) when a lock cannot be read."""
     from mlci_tui.data.dvc import read_dvc_lock
-    from mlci_tui.errors import MlciError
 
     changed: set[str] = set()
     for lock in locks:
@@ -59,12 +58,13 @@ def _lock_changes(repo: Repo, locks: list[str]) -> set[str]:
 
 
 def validate_staged(repo: Repo, datasets: dict[str, Any], staged: list[str]) -> int:
-    from mlci_tui.validate.report import dataset_lines
-    from mlci_tui.validate.run import Validator
-
     names = affected(datasets, staged, repo)
     if not names:
         return 0
+    # lazy: the engine and the ledger's read layer (~30 ms), once a staged file touches a dataset
+    from mlci_tui.validate.report import dataset_lines
+    from mlci_tui.validate.run import Validator
+
     v = Validator(repo, datasets, source.INDEX)
     specs = [v.specs[n] for n in names]
     # a dataset removed from the index (deleted, or only in the working tree) has nothing to check

@@ -6,13 +6,19 @@ when the config is read back.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from mlci_tui.errors import EXIT_FAILED, ConfigError, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.validate import engine, source
+from mlci_tui.validate.run import precheck_content, read_format
 from mlci_tui.validate.spec import DatasetSpec
 
 TYPE_NAMES = {
@@ -48,11 +54,7 @@ def _key(name: str) -> str:
 
 
 def infer_schema(repo: Repo, spec: DatasetSpec, name: str) -> str:
-    import duckdb
-
     scratch = repo.state_dir / "validate" / "infer"
-    from mlci_tui.validate.run import precheck_content, read_format
-
     content = source.resolve(repo, spec.path, source.WORKTREE, scratch, spec.format or None)
     try:
         fmt = read_format(spec, content)
@@ -103,10 +105,6 @@ def infer_schema(repo: Repo, spec: DatasetSpec, name: str) -> str:
 
 def write_into_config(root: Path, name: str, entry: str) -> None:
     """Add the entry under `datasets:` in mlci.yaml, keeping comments (ruamel round trip)."""
-    import io
-    import os
-    import tempfile
-
     from ruamel.yaml import YAML
 
     path = root / "mlci.yaml"

@@ -8,6 +8,7 @@ datasets), so an unchanged dataset is not read twice.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -17,10 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci_tui import __version__
+from mlci_tui import __version__, config
+from mlci_tui.data.pointer import parse_pointer
 from mlci_tui.errors import EXIT_FAILED, ConfigError, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.query.profiles import stored_profiles
+from mlci_tui.ledger.records import derived_id, envelope
+from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sanitize import display
 from mlci_tui.validate import engine, source
 from mlci_tui.validate.drift import compare
@@ -366,8 +370,6 @@ class Validator:
     def _record_profile(self, spec: DatasetSpec, content_hash: str, profile: dict[str, Any]) -> None:
         """A profile event (its id derives from the content, so a profile already in the ledger adds nothing)."""
         if self.record:
-            from mlci_tui.ledger.records import derived_id, envelope
-
             body = {"dataset": spec.name, "path": spec.path, "content_hash": content_hash, **profile}
             self.events.append(
                 envelope("profile", body, event_id=derived_id("profile", content_hash, json.dumps(_hist_keys(profile))))
@@ -377,8 +379,6 @@ class Validator:
     def _record_validation(self, result: DatasetResult, spec: DatasetSpec, key: str) -> None:
         if not self.record:
             return
-        from mlci_tui.ledger.records import derived_id, envelope
-
         rev = (
             result.rev
             if result.rev in (source.WORKTREE, source.INDEX)
@@ -403,8 +403,6 @@ class Validator:
     def flush(self) -> None:
         if not self.record or not self.events:
             return
-        from mlci_tui.ledger.store import LedgerStore
-
         store = LedgerStore(self.repo)
         present = store.has_ids([e["id"] for e in self.events])
         new = [e for e in {e["id"]: e for e in self.events}.values() if e["id"] not in present]
@@ -415,8 +413,6 @@ class Validator:
 
 def declared_datasets(repo: Repo) -> dict[str, Any] | None:
     """The `datasets:` section of the working tree's config."""
-    from mlci_tui import config
-
     return config.load(repo.root).data.get("datasets")
 
 
@@ -514,8 +510,6 @@ def _locate_samples(
     the listed order, so a global row index falls in the shard whose row counts it passes; the
     counts come from DuckDB's `filename` virtual column. A data column named `filename` hides
     it: the global index stays."""
-    import bisect
-
     import duckdb
 
     samples = [s for c in checks for s in c.samples if isinstance(s.get("row"), int)]
@@ -577,8 +571,6 @@ def _bad_rev(rev: str) -> str:
 
 
 def _pointer_hash(repo: Repo, path: str, rev: str) -> str | None:
-    from mlci_tui.data.pointer import parse_pointer
-
     name = path + source.POINTER_SUFFIX
     entries = repo.ls_tree(rev, [name])
     if not entries:

@@ -13,6 +13,7 @@ a `.dvc` file or a `dvc.lock` output), or for a folder tracked in git directly i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import subprocess
@@ -344,8 +345,6 @@ def tree_id(entries: dict[str, tuple[str, str]]) -> str:
     """The id git gives the tree holding `entries` (name -> (mode, oid), names with `/` in
     subfolders), computed without writing any object: the same folder content gets the same
     id in the working tree, the index and a commit."""
-    import hashlib
-
     root: dict[str, object] = {}
     for name, value in entries.items():
         node = root

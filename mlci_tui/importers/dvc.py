@@ -14,6 +14,7 @@ the previous commit read are fetched ahead for the next commits in batched `cat-
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -37,11 +38,12 @@ from mlci_tui.capture.readers import (
 )
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import COMMIT_FIELDS, CommitInfo, Repo, parse_commit
-from mlci_tui.importers import simple_yaml
+from mlci_tui.importers import dvc_datasets, simple_yaml
 from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.dvc_files import DEFAULT_PARAMS, Declared, DvcReader
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
+from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sources import FileSource, literal_prefix, matches
 
 KNOWN_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
@@ -192,7 +194,6 @@ class DvcImporter:
         self.objects = ObjectReader(repo)
         self.limits = limits or Limits.from_config(config_mod.validate({}, "mlci.yaml")["limits"])
         self.dvc = DvcReader(self.objects, self.limits)
-        self._datasets = _dataset_reader()
         self._reads: OrderedDict[tuple[str, ...], Any] = OrderedDict()  # most recently used last
         self._hot: dict[str, int] = dict(DEFAULT_HOT)  # path -> size of the files the last commit read
 
@@ -360,10 +361,8 @@ class DvcImporter:
         return unparseable
 
     def datasets(self, root: str, declared: Declared) -> dict[str, str]:
-        if self._datasets is None:
-            return {}
         try:
-            return self._datasets(self, root, declared)
+            return dvc_datasets.read(self, root, declared)
         except InputError:
             return {}
 
@@ -403,8 +402,6 @@ class DvcImporter:
 
 def _read_plot(path: str, data: bytes, limits: Limits) -> MetricsRead:
     if path.endswith(".json"):
-        import json
-
         try:
             rows = json.loads(decode(path, data, limits))
         except json.JSONDecodeError as exc:
@@ -438,15 +435,6 @@ def _conflict_line(data: bytes) -> int | None:
     return None
 
 
-def _dataset_reader() -> Any:
-    """The readers of `.dvc` files and `dvc.lock` outputs (mlci_tui.data.dvc), when present."""
-    try:
-        from mlci_tui.importers import dvc_datasets
-    except ImportError:
-        return None
-    return dvc_datasets.read if dvc_datasets.available() else None
-
-
 # ----------------------------------------------------------------------- import
 def import_history(
     repo: Repo, rev_args: list[str], *, experiments: bool = False, dry_run: bool = False
@@ -457,8 +445,6 @@ def import_history(
     exps = list_experiments(repo) if experiments else []
     ids = {c.sha: records.derived_id("import", c.sha) for c in commits}
     exp_ids = {e.sha: records.derived_id("experiment", e.sha) for e in exps}
-    from mlci_tui.ledger.store import LedgerStore
-
     present = LedgerStore(repo).has_ids([*ids.values(), *exp_ids.values()])
     todo = [c for c in commits if ids[c.sha] not in present]
     report.present += len(commits) - len(todo)

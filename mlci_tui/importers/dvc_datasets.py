@@ -9,20 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlci_tui.data.dvc import read_dvc_pointers
 from mlci_tui.errors import MlciError
 
 
-def available() -> bool:
-    try:
-        import mlci_tui.data.dvc  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def read(importer: Any, root: str, declared: Any) -> dict[str, str]:
-    from mlci_tui.data.dvc import read_dvc_pointers
-
     found: dict[str, str] = {}
     for path in declared.stage_files:
         if not (path.endswith(".dvc") or path.rsplit("/", 1)[-1] == "dvc.lock"):

@@ -96,7 +96,7 @@ def open_store(path: str) -> Store:
 def _yaml(path: Path) -> dict[str, Any] | None:
     """MLflow writes meta.yaml with PyYAML (YAML 1.1): read it with the same rules, so a
     value such as `1234e5678` stays the string MLflow meant."""
-    import yaml
+    import yaml  # lazy: only the file store's meta.yaml files need PyYAML (not the SQLite store)
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

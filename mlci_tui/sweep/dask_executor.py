@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlci_tui import config as config_mod
 from mlci_tui.errors import MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.sweep import events, policy, queue
@@ -27,8 +28,6 @@ from mlci_tui.sweep.runner import Outcome, append_outcome, remove_worktree
 
 
 def _source(repo: Repo) -> dict[str, Any]:
-    from mlci_tui import config as config_mod
-
     remote = config_mod.load(repo.root).remote
     proc = repo.run("remote", "get-url", remote, check=False)
     url = proc.stdout.decode().strip() if proc.returncode == 0 else None

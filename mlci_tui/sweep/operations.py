@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlci_tui import config as config_mod
+from mlci_tui import output
 from mlci_tui.errors import CheckFailed, InputError, MlciError
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger import records
+from mlci_tui.ledger import records, sync
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sweep import events, policy, queue, strategies
 from mlci_tui.sweep import spec as spec_mod
+from mlci_tui.sweep.config_schema import SWEEP
+from mlci_tui.sweep.dask_executor import run as run_dask
 from mlci_tui.sweep.events import Sweep, Trial
+from mlci_tui.sweep.local import run as run_local
+from mlci_tui.sweep.runner import TrialJob, append_outcome, log_path, run_trial
 
 SNAPSHOT_PREFIX = "refs/mlci/snapshots/"
 MATRIX_LIMIT = 256  # GitHub's limit of jobs per matrix; `mlci sweep matrix --limit` says the same
@@ -39,12 +46,9 @@ def create_sweep(
 
     `data` is a sweep definition given directly (the TUI's form) instead of mlci.yaml's `sweeps.NAME`.
     """
-    from mlci_tui import config as config_mod
-
     if data is not None:
         cfg = config_mod.load(repo.root)
         spec_mod.check_name(name)
-        from mlci_tui.sweep.config_schema import SWEEP
 
         def fail(path: str, why: str) -> MlciError:
             return InputError(f"sweep {name}: {path}: {why}")
@@ -88,8 +92,6 @@ def snapshot(repo: Repo, head: str, sweep_id: str) -> str:
     Built in a private index, so the user's index and files are untouched; kept under
     refs/mlci/snapshots/<sweep id> so it is not garbage-collected and can be pushed.
     """
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="mlci-snap-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index"), "MLCI_NO_HOOKS": "1"}
         repo.run("read-tree", head, env=env)
@@ -127,13 +129,9 @@ def run_sweep(
     host's API by the front end (`mlci sweep start --executor ci`).
     """
     if executor == "dask":
-        from mlci_tui.sweep.dask_executor import run as run_dask
-
         return run_dask(repo, sweep.sweep_id, jobs, scheduler or sweep.spec.get("scheduler"), progress, state)
     if executor != "local":
         raise InputError(f"sweep {sweep.name}: executor {executor} does not run trials here")
-    from mlci_tui.sweep.local import run as run_local
-
     return run_local(repo, sweep.sweep_id, jobs, progress, state)
 
 
@@ -209,8 +207,6 @@ def best_row(sweep: Sweep) -> dict[str, Any]:
 # ------------------------------------------------------------------ logs
 def local_log(repo: Repo, trial: Trial) -> Path | None:
     """The trial's full log, when it ran on this machine (else only its stderr tail is in the ledger)."""
-    from mlci_tui.sweep.runner import log_path
-
     path = log_path(repo, trial.trial_id)
     return path if path.exists() else None
 
@@ -312,9 +308,6 @@ def work_trial(repo: Repo, trial_ref: str, *, remote: str | None, progress: Prog
     With a `remote`, the ledger is pulled from it first and pushed to it after, and a base
     commit missing from the clone is fetched from it; without, only the local ledger changes.
     """
-    from mlci_tui.ledger import sync
-    from mlci_tui.sweep.runner import TrialJob, append_outcome, run_trial
-
     if remote is not None:
         sync.pull(repo, remote)
     state = queue.QueueState(repo)
@@ -354,6 +347,4 @@ def ensure_base(repo: Repo, sweep: Sweep, remote: str | None) -> None:
 
 def params_text(params: dict[str, Any]) -> str:
     """`name=value ...` as the progress lines and summaries write a trial's params."""
-    from mlci_tui import output
-
     return " ".join(f"{k}={output.cell_text(v)}" for k, v in params.items())

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sweep import events, queue, strategies
 from mlci_tui.sweep.events import Sweep, Trial
+from mlci_tui.sweep.runner import remove_worktree
 from mlci_tui.sweep.spec import SweepSpec
 
 
@@ -42,8 +44,6 @@ def after_loss(sweep: Sweep, trial: Trial, why: str) -> list[dict[str, Any]]:
 
 def cleanup_lease(repo: Repo, lease: queue.Lease) -> None:
     """Stop what a lost worker left running (its command's process group) and remove its worktree."""
-    from mlci_tui.sweep.runner import remove_worktree
-
     child = lease.data.get("child_pid")
     if isinstance(child, int) and queue.pid_alive(child):
         try:
@@ -52,8 +52,6 @@ def cleanup_lease(repo: Repo, lease: queue.Lease) -> None:
             pass
     worktree = lease.data.get("worktree")
     if isinstance(worktree, str) and os.path.isdir(worktree):
-        from pathlib import Path
-
         remove_worktree(repo, Path(worktree))
     queue.release(lease.path)
 

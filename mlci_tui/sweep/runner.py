@@ -9,6 +9,7 @@ the ledger event. The caller appends the returned records.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -22,9 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlci_tui import config as config_mod
+from mlci_tui.capture import build as runs
+from mlci_tui.data.add import data_settings
+from mlci_tui.data.cache import DataCache
+from mlci_tui.data.checkout import CheckoutResult, checkout_pointer
+from mlci_tui.data.hashing import StatCache
+from mlci_tui.data.status import workspace_pointers
+from mlci_tui.data.tree import dataset_hashes
 from mlci_tui.errors import MlciError
-from mlci_tui.gitio import Repo
+from mlci_tui.gitio import Repo, commit_info, git, patch_id
 from mlci_tui.ledger import records
+from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.sources import WorkdirSource
 from mlci_tui.sweep import events, queue
 from mlci_tui.sweep.params_io import apply_params
 
@@ -79,8 +90,6 @@ def log_path(repo: Repo, tid: str) -> Path:
 
 
 def _git(repo: Repo, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    from mlci_tui.gitio import git
-
     return git(["-c", "core.hooksPath=/dev/null", *args], repo.root, env=HOOKLESS, check=check)
 
 
@@ -101,14 +110,6 @@ def link_datasets(repo: Repo, worktree: Path, base: str) -> list[str]:
     whose content is not in the cache (the trial then fails and says so).
     """
     if not base_info(repo, base).has_pointers:
-        return []
-    try:
-        from mlci_tui.data.add import data_settings
-        from mlci_tui.data.cache import DataCache
-        from mlci_tui.data.checkout import CheckoutResult, checkout_pointer
-        from mlci_tui.data.hashing import StatCache
-        from mlci_tui.data.status import workspace_pointers
-    except ImportError:  # an mlci without data support: the pointers stay as they are
         return []
     cache = DataCache.for_repo(repo.root)
     result = CheckoutResult()
@@ -132,8 +133,6 @@ def remove_worktree(repo: Repo, path: Path) -> None:
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
     """The command dies with the worker that started it (Linux), even on SIGKILL."""
     try:
-        import ctypes
-
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -268,21 +267,13 @@ _BASES: dict[str, BaseInfo] = {}
 def base_info(repo: Repo, base: str) -> BaseInfo:
     info = _BASES.get(base)
     if info is None:
-        from mlci_tui import config as config_mod
-        from mlci_tui.gitio import commit_info, patch_id
-
         commit = commit_info(repo, base)
         listed = repo.run("ls-tree", "-r", "--name-only", "-z", base, check=False).stdout
         pointers = any(p.endswith(b".mlci") for p in listed.split(b"\0"))
         warnings: list[str] = []
         datasets: dict[str, str] = {}
         if pointers or b"dvc" in listed:
-            try:
-                from mlci_tui.data.tree import dataset_hashes
-
-                datasets = dataset_hashes(repo, base, warnings)
-            except ImportError:  # an mlci without data support
-                pass
+            datasets = dataset_hashes(repo, base, warnings)
         cfg = config_mod.load_from_git(repo, base)
         info = BaseInfo(commit, patch_id(repo, commit), cfg, pointers, datasets, warnings)
         _BASES[base] = info
@@ -295,9 +286,6 @@ def capture(repo: Repo, worktree: Path, job: TrialJob, started: str) -> dict[str
     Built like `mlci record`'s workspace run (runs.read_values and the same record fields),
     linked to its sweep, trial and base commit; a trial's run id is derived from its trial id.
     """
-    from mlci_tui.capture import build as runs
-    from mlci_tui.sources import WorkdirSource
-
     info = base_info(repo, job.base)
     values = runs.read_values(info.config, WorkdirSource(worktree), strict=True)
     if values.empty:
@@ -398,8 +386,6 @@ def _failed(job: TrialJob, fields: dict[str, Any], code: int | None, err_tail: s
 
 def append_outcome(repo: Repo, outcome: Outcome) -> bool:
     """Append an outcome's records; a trial already recorded done is not recorded again."""
-    from mlci_tui.ledger.store import LedgerStore
-
     store = LedgerStore(repo)
     if outcome.state == "done":
         ids = [r["id"] for r in outcome.records]

@@ -8,6 +8,7 @@ given the results so far.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import random
@@ -102,8 +103,6 @@ def initial_trials(spec: SweepSpec, seed: int) -> list[Params]:
 
 
 def tpe_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("optuna") is not None
 
 

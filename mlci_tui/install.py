@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+import mlci_tui
+from mlci_tui import config
 from mlci_tui.errors import MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.hooks import STAGES
@@ -86,8 +88,6 @@ def hook_script(stage: str, *, python: str | None, paths: tuple[str, ...]) -> st
 
 
 def _interpreter_paths() -> tuple[str, ...]:
-    import mlci_tui
-
     package_parent = str(Path(mlci_tui.__file__).resolve().parent.parent)
     paths = [package_parent] + [p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p]
     return tuple(dict.fromkeys(paths))
@@ -177,8 +177,6 @@ def write_starter_config(root: Path) -> Literal["pyproject", "written", "kept"]:
     """Give the repository a config unless it has one: `pyproject` when `[tool.mlci]` is
     used (an mlci.yaml would take precedence over it), `written` for a new mlci.yaml, `kept`
     for the existing one. An invalid existing config raises now, before anything is written."""
-    from mlci_tui import config
-
     if config.load(root).source == "pyproject.toml":
         return "pyproject"
     if (root / "mlci.yaml").exists():

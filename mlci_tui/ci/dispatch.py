@@ -21,6 +21,7 @@ from mlci_tui import config as config_mod
 from mlci_tui.codehost import Host, host_for
 from mlci_tui.errors import CheckFailed, InputError
 from mlci_tui.gitio import Repo
+from mlci_tui.ledger import sync
 from mlci_tui.sanitize import display
 
 GITLAB_TRIGGER_VARS = ("GITLAB_TRIGGER_TOKEN", "CI_JOB_TOKEN")
@@ -114,8 +115,6 @@ def dispatch(
                 "or GITLAB_TOKEN (api scope)"
             )
     if push_ledger:
-        from mlci_tui.ledger import sync
-
         sync.push(repo, cfg.remote)
     if kind == "github":
         url = f"{target.project_url()}/actions/workflows/{workflow}/dispatches"

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlci_tui import config as config_mod
+from mlci_tui.ci import github, gitlab
+from mlci_tui.ci.steps import install_command
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
@@ -36,8 +38,6 @@ def default_branch(repo: Repo, remote: str) -> str:
 
 def generate(root: Path, host: str, *, schedule: str | None, sweeps: bool, branch: str | None = None) -> dict[str, str]:
     """The files `mlci ci init` writes, path (repo-relative) -> text."""
-    from mlci_tui.ci.steps import install_command
-
     repo = Repo.find(root)
     cfg = config_mod.load(repo.root)
     ci_cfg = cfg.data.get("ci") or {}
@@ -47,8 +47,6 @@ def generate(root: Path, host: str, *, schedule: str | None, sweeps: bool, branc
     if schedule is not None and not _CRON.match(schedule.strip()):
         raise InputError(f"--schedule {display(schedule)!r}: expected a cron expression of 5 fields, e.g. '0 3 * * 1'")
     if host == "github":
-        from mlci_tui.ci import github
-
         files = {
             ".github/workflows/mlci.yml": github.main_workflow(
                 branch=branch or default_branch(repo, cfg.remote),
@@ -62,8 +60,6 @@ def generate(root: Path, host: str, *, schedule: str | None, sweeps: bool, branc
             workflow = str(ci_cfg.get("sweep_workflow") or "mlci-sweep.yml")
             files[f".github/workflows/{workflow}"] = github.sweep_workflow(python=python, install=install)
         return files
-    from mlci_tui.ci import gitlab
-
     return {
         ".gitlab-ci.yml": gitlab.pipeline(
             python=python, install=install, schedule=schedule, sweeps=sweeps, report_file=report_file

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from mlci_tui import config as config_mod
+from mlci_tui.ci import api
+from mlci_tui.ci import env as env_mod
 from mlci_tui.ci.env import CIContext
 from mlci_tui.cli import data as data_cli
 from mlci_tui.cli import gate as gate_cli
@@ -36,7 +38,9 @@ from mlci_tui.cli import validate as validate_cli
 from mlci_tui.cli.console import run_reporting_failures
 from mlci_tui.errors import CheckFailed, InputError, MlciError
 from mlci_tui.gitio import Repo
+from mlci_tui.report.post import PostOptions
 from mlci_tui.sanitize import display
+from mlci_tui.sweep.operations import queued_matrix
 
 POINTER_SUFFIX = ".mlci"
 SWEEP_CHILD_PIPELINE = "mlci-sweep-trials.yml"
@@ -54,8 +58,6 @@ class StepContext:
     @classmethod
     def from_environment(cls, repo: Repo, *, event: str | None = None, base: str | None = None) -> StepContext:
         """The context of `mlci ci run`: this process's environment, the CI it names, `event` and `base` if given."""
-        from mlci_tui.ci import env as env_mod
-
         environ = dict(os.environ)
         base_sha = (repo.commit_of(base) or base) if base else None
         return cls(repo, env_mod.detect(environ, event=event, base=base_sha), environ)
@@ -290,8 +292,6 @@ def report(ctx: StepContext) -> int:
         post = False
     posting = None
     if post:
-        from mlci_tui.report.post import PostOptions
-
         posting = PostOptions(ctx.ci.host)  # the request and the token: from the step's environment
         command += ("--post", ctx.ci.host)
     code = ctx.mlci(
@@ -388,8 +388,6 @@ def promote(ctx: StepContext) -> int:
     if code:
         return code
     if mode == "pr" and ctx.ci.host in ("github", "gitlab"):
-        from mlci_tui.ci import api
-
         host = api.host_for(ctx.ci.host, ctx.env)
         url = api.open_pull_request(
             host,
@@ -459,8 +457,6 @@ def child_pipeline(trials: list[str], *, image: str, install: str) -> str:
 
 def sweep_matrix(ctx: StepContext) -> int:
     """The pending trials, handed to the trial jobs: GITHUB_OUTPUT `trials`, or a GitLab child pipeline."""
-    from mlci_tui.sweep.operations import queued_matrix
-
     name = _sweep_name(ctx)
     matrix: list[dict[str, str]] = []
 

@@ -15,7 +15,12 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from mlci_tui.demo.data_step import DATASET, add_demo_dataset
+from mlci_tui.demo.sweep_step import run_demo_sweep
+from mlci_tui.demo.validate_step import run_validation_demo
 from mlci_tui.errors import MlciError
+from mlci_tui.gitio import Repo
+from mlci_tui.install import ensure_gitignore, install_hooks
 from mlci_tui.sanitize import display
 
 MLCI_YAML = """\
@@ -91,9 +96,6 @@ def _run(cwd: Path, args: list[str]) -> str:
 
 
 def build(target: Path, commits: int) -> None:
-    from mlci_tui.gitio import Repo
-    from mlci_tui.install import ensure_gitignore, install_hooks
-
     target.mkdir(parents=True, exist_ok=True)
     if any(target.iterdir()):
         raise MlciError(f"{target}: not empty; give `mlci demo` a new or empty folder")
@@ -137,17 +139,12 @@ def build(target: Path, commits: int) -> None:
 
 def _data_steps(target: Path) -> None:
     """A dataset versioned beside git with a schema; a bad version of it is refused at commit."""
-    from mlci_tui.demo.data_step import DATASET, add_demo_dataset
-    from mlci_tui.demo.validate_step import run_validation_demo
-
     pointer = add_demo_dataset(target)
     print(f"  tracked: {DATASET} with `mlci data add` (content in .mlci/cache/, {pointer.pointer_path} in git)")
     print(run_validation_demo(target))
 
 
 def _sweep_step(target: Path) -> None:
-    from mlci_tui.demo.sweep_step import run_demo_sweep
-
     print("\nA hyperparameter sweep, queued in the ledger and run in git worktrees:")
     for line in run_demo_sweep(target):
         print(f"  {line}")

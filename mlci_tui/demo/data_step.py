@@ -7,6 +7,7 @@ import random
 import subprocess
 from pathlib import Path
 
+from mlci_tui.data.add import add_paths
 from mlci_tui.data.pointer import Pointer
 
 DATASET = "data/customers.csv"
@@ -33,8 +34,6 @@ def customers_csv(rows: int = 300, *, seed: int = 11, bad: bool = False) -> str:
 def add_demo_dataset(root: Path, *, rows: int = 300, commit: bool = True, message: str | None = None) -> Pointer:
     """Write data/customers.csv in the demo repo, `mlci data add` it, and commit its pointer
     (through the repo's hooks, like every demo commit). Returns the pointer."""
-    from mlci_tui.data.add import add_paths
-
     root = Path(root)
     path = root / DATASET
     path.parent.mkdir(parents=True, exist_ok=True)

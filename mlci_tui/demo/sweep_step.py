@@ -13,6 +13,8 @@ from pathlib import Path
 from mlci_tui.gitio import Repo
 from mlci_tui.output import cell_text
 from mlci_tui.sanitize import display
+from mlci_tui.sweep.local import run
+from mlci_tui.sweep.operations import create_sweep
 
 SWEEP_NAME = "lr-search"
 SWEEP_YAML = f"""\
@@ -31,9 +33,6 @@ sweeps:
 
 def run_demo_sweep(root: Path) -> list[str]:
     """Define, queue and run the demo sweep in the repository at `root`; lines to print."""
-    from mlci_tui.sweep.local import run
-    from mlci_tui.sweep.operations import create_sweep
-
     config_file = root / "mlci.yaml"
     text = config_file.read_text()
     if "\nsweeps:" not in "\n" + text:

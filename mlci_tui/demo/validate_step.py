@@ -11,6 +11,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from mlci_tui.data.add import add_paths
+from mlci_tui.demo.data_step import customers_csv
+
 DATASET = "data/customers.csv"
 SCHEMA = """
 # data validation (docs/validation.md): checked by the pre-commit hook and `mlci data validate`
@@ -44,8 +47,6 @@ def _stage_data(root: Path, text: str, pointer: bool) -> list[str]:
     path = root / DATASET
     path.parent.mkdir(parents=True, exist_ok=True)
     if pointer:
-        from mlci_tui.data.add import add_paths
-
         if path.exists():
             path.unlink()  # the checkout may be a read-only link into the cache
         path.write_text(text)
@@ -60,8 +61,6 @@ def _stage_data(root: Path, text: str, pointer: bool) -> list[str]:
 
 def run_validation_demo(root: Path) -> str:
     """Returns the lines to print. Leaves the repository as it found it, plus the schema commit."""
-    from mlci_tui.demo.data_step import customers_csv
-
     root = Path(root)
     pointer = (root / (DATASET + ".mlci")).is_file()
     lines: list[str] = []
@@ -96,8 +95,6 @@ def run_validation_demo(root: Path) -> str:
     _git(root, "reset", "-q", "HEAD", "--", *staged)
     if pointer:
         _git(root, "checkout", "-q", "HEAD", "--", *staged)
-        from mlci_tui.data.add import add_paths
-
         path = root / DATASET
         if path.exists():
             path.unlink()

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Static
 from mlci_tui.ledger.query.compare import CompareResult, load_compare
 from mlci_tui.numbers import digits_to_tell_apart
 from mlci_tui.sanitize import display
-from mlci_tui.tui import actions, cells
+from mlci_tui.tui import actions, cells, export
 from mlci_tui.tui.messages import CompareFailed, CompareLoaded, post_answer
 from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.widgets.tables import refill
@@ -143,8 +143,6 @@ class CompareScreen(LedgerScreen):
 
     @work(thread=True, group="export", exit_on_error=False)
     def _export(self, result: CompareResult, only: bool, fmt: str, path: Path) -> None:
-        from mlci_tui.tui import export
-
         try:
             count = export.write_compare(result, fmt, path, differences_only=only)
         except OSError as exc:

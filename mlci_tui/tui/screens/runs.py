@@ -25,7 +25,7 @@ from mlci_tui.ledger.query.runs_view import (
     sort_view,
 )
 from mlci_tui.sanitize import display
-from mlci_tui.tui import actions
+from mlci_tui.tui import actions, export
 from mlci_tui.tui.messages import RunsFailed, RunsLoaded, RunsProgress, post_answer
 from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.settings import load_settings, save_settings
@@ -401,8 +401,6 @@ class RunsScreen(LedgerScreen):
 
     @work(thread=True, group="export", exit_on_error=False)
     def _export(self, result: ViewResult, fmt: str, path: Path) -> None:
-        from mlci_tui.tui import export
-
         try:
             count = export.write_view(self.mlci.repo, result, fmt, path)
         except Exception as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -23,12 +23,14 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 
 from mlci_tui.output import cell_text
 from mlci_tui.sanitize import display
+from mlci_tui.sweep import operations
+from mlci_tui.sweep.config_schema import as_number
+from mlci_tui.sweep.events import Sweep, Trial
+from mlci_tui.sweep.queue import QueueState
+from mlci_tui.sweep.runner import log_path
 from mlci_tui.tui.messages import SweepsFailed, SweepsLoaded, post_answer
 from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.widgets.tables import refill
-
-if TYPE_CHECKING:
-    from mlci_tui.sweep.events import Sweep, Trial
 
 BAR = 12
 SPARK = "▁▂▃▄▅▆▇█"
@@ -63,8 +65,6 @@ def sparkline(values: list[float]) -> str:
 
 def parse_params(text: str) -> dict[str, dict[str, list[Any]]]:
     """Form lines `name: kind a b c` (kind: values, range, uniform, loguniform, int) → a params space."""
-    from mlci_tui.sweep.config_schema import as_number
-
     space: dict[str, dict[str, list[Any]]] = {}
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -199,8 +199,6 @@ class SweepsScreen(LedgerScreen):
     # ------------------------------------------------------------------ loading
     @work(thread=True, group="sweeps", exit_on_error=False)
     def request(self, generation: int) -> None:
-        from mlci_tui.sweep.queue import QueueState
-
         post_answer(self, generation, SweepsLoaded, SweepsFailed, lambda: QueueState(self.mlci.repo).sweeps)
 
     def on_sweeps_failed(self, message: SweepsFailed) -> None:
@@ -315,8 +313,6 @@ class SweepsScreen(LedgerScreen):
         self._show_log(trial.trial_id)
 
     def _show_log(self, tid: str) -> None:
-        from mlci_tui.sweep.runner import log_path
-
         sweep = self.sweeps.get(self.current or "")
         trial = sweep.trials.get(tid) if sweep else None
         if sweep is None or trial is None:
@@ -362,8 +358,6 @@ class SweepsScreen(LedgerScreen):
 
     @work(thread=True, group="sweep-write", exit_on_error=False)
     def _do_write(self, what: str, sweep_id: str) -> None:
-        from mlci_tui.sweep import operations
-
         try:
             if what == "cancel":
                 sweep, count = operations.cancel_sweep(self.mlci.repo, sweep_id)
@@ -386,8 +380,6 @@ class SweepsScreen(LedgerScreen):
 
     @work(thread=True, group="sweep-write", exit_on_error=False)
     def _create(self, name: str, data: dict[str, Any]) -> None:
-        from mlci_tui.sweep import operations
-
         try:
             sweep, count = operations.create_sweep(self.mlci.repo, name, data=data)
         except Exception as exc:

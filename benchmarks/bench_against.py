@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,15 +69,13 @@ def main() -> int:
         common.run([sys.executable, "-m", "mlci_tui", "runs", "--json"], repo, env=common.env(PYTHONPATH=str(root)))
     deadline = common.Deadline(args.budget)
     results: dict[str, Any] = {"runs": args.runs, "other": str(other), "machine": common.machine(), "rows": {}}
-    for name in commands(HERE, repo, run_id):
-        variants = {
-            f"{tree}": (
-                lambda argv=commands(root, repo, run_id)[name], root=root: common.time_cmd(
-                    argv, repo, env=common.env(PYTHONPATH=str(root))
-                )
-            )
-            for tree, root in trees.items()
-        }
+    argvs = {tree: commands(root, repo, run_id) for tree, root in trees.items()}
+
+    def timer(tree: str, name: str) -> Callable[[], float]:
+        return lambda: common.time_cmd(argvs[tree][name], repo, env=common.env(PYTHONPATH=str(trees[tree])))
+
+    for name in argvs["this"]:
+        variants = {tree: timer(tree, name) for tree in trees}
         stats = common.summarise(common.interleave(variants, args.repeats, deadline, warmup=2), baseline="other")
         common.print_table(name, stats)
         results["rows"][name] = stats

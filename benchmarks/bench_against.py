@@ -13,6 +13,7 @@ memoised `mlci runs --json`, `mlci runs` filtered and sorted, `mlci show`, `mlci
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -65,14 +66,20 @@ def main() -> int:
     first = common.run([sys.executable, "-m", "mlci_tui", "runs", "--json", "--limit", "1"], repo)
     run_id = first.split('"run_id": "', 1)[1][:8]
     trees = {"this": HERE, "other": other}
-    for root in trees.values():  # warm: the cache current, the listing memoised
-        common.run([sys.executable, "-m", "mlci_tui", "runs", "--json"], repo, env=common.env(PYTHONPATH=str(root)))
+    # each tree its own copy: two cache schemas over one cache file would rebuild it every time
+    repos = {"this": repo, "other": repo.with_name(repo.name + "-other")}
+    if not repos["other"].exists():
+        shutil.copytree(repo, repos["other"], symlinks=True)
+    for tree, root in trees.items():  # warm: the cache current, the listing memoised
+        common.run(
+            [sys.executable, "-m", "mlci_tui", "runs", "--json"], repos[tree], env=common.env(PYTHONPATH=str(root))
+        )
     deadline = common.Deadline(args.budget)
     results: dict[str, Any] = {"runs": args.runs, "other": str(other), "machine": common.machine(), "rows": {}}
-    argvs = {tree: commands(root, repo, run_id) for tree, root in trees.items()}
+    argvs = {tree: commands(root, repos[tree], run_id) for tree, root in trees.items()}
 
     def timer(tree: str, name: str) -> Callable[[], float]:
-        return lambda: common.time_cmd(argvs[tree][name], repo, env=common.env(PYTHONPATH=str(trees[tree])))
+        return lambda: common.time_cmd(argvs[tree][name], repos[tree], env=common.env(PYTHONPATH=str(trees[tree])))
 
     for name in argvs["this"]:
         variants = {tree: timer(tree, name) for tree in trees}

@@ -23,6 +23,7 @@ from mlci_tui.gitio import Repo
 from mlci_tui.ledger.cache import CACHE_SCHEMA, LedgerCache, cache_is_current
 from mlci_tui.ledger.query.rows import cache_tip
 from mlci_tui.ledger.tip_watch import TipWatcher
+from mlci_tui.sql_guard import lock_down
 
 if TYPE_CHECKING:
     import duckdb
@@ -156,6 +157,9 @@ class HeldCache:
             except duckdb.Error:
                 meta = {}
             if meta.get("schema") == CACHE_SCHEMA and meta.get("tip") == (cache.store.tip() or ""):
+                # a database of its own (the link): locked down for the app's life, `sql:` filters included
+                con.execute("SET enable_progress_bar = false")
+                lock_down(con)
                 return con
             con.close()
             cache.refresh()
@@ -168,8 +172,7 @@ class HeldCache:
         with self._cond:
             cur = self._open_locked().cursor()
             self._cursors.add(cur)
-        try:
-            cur.execute("SET enable_progress_bar = false")  # it would write over the screen
+        try:  # (a cursor starts with the progress bar off: it would write over the screen)
             yield cur
         finally:
             try:
@@ -231,5 +234,8 @@ def open_cache(repo: Repo) -> Iterator[duckdb.DuckDBPyConnection]:
             yield cur
         return
     with LedgerCache(repo).connect() as con:
-        con.execute("SET enable_progress_bar = false")  # it would write over the screen
-        yield con
+        cur = con.cursor()  # a cursor starts with the progress bar off (it would write over the screen): no SET
+        try:
+            yield cur
+        finally:
+            cur.close()

@@ -26,6 +26,7 @@ from mlci_tui.ledger.query.profiles import stored_profiles
 from mlci_tui.ledger.records import derived_id, envelope
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sanitize import display
+from mlci_tui.sql_guard import lock_down
 from mlci_tui.validate import engine, source
 from mlci_tui.validate.drift import compare
 from mlci_tui.validate.results import CheckResult, DatasetResult
@@ -170,6 +171,12 @@ class Validator:
             other_spec = next(s for s in self.specs.values() if s.path == other.path)
             precheck_content(other, read_format(other_spec, other), other_spec.csv)
         con = engine.connect(self.scratch / "spill")
+        # the checks' SQL comes from the config a pull request controls: it reads these files only
+        lock_down(
+            con,
+            read=[f for c in (content, *refs.values()) for f in _files_of(c)],
+            directories=[self.scratch / "spill"],
+        )
         try:
             ref_views: dict[str, tuple[str, str]] = {}
             for n, (name, other) in enumerate(sorted(refs.items())):
@@ -581,6 +588,12 @@ def _pointer_hash(repo: Repo, path: str, rev: str) -> str | None:
     except InputError:
         return None
     return p.content_id
+
+
+def _files_of(content: source.Content) -> list[Path]:
+    """The files DuckDB reads for a version: one file, or a folder dataset's shards."""
+    read = content.read
+    return list(read) if isinstance(read, list) else [read]
 
 
 def _repo_rel(repo: Repo, user_path: str) -> str:

@@ -9,6 +9,7 @@ from mlci_tui.errors import InputError, first_line
 from mlci_tui.ledger.query.rows import dict_rows, first_row
 from mlci_tui.ledger.query.run import Run
 from mlci_tui.ledger.query.sort import order_by, parse_sort
+from mlci_tui.sql_guard import lock_down, one_select
 
 if TYPE_CHECKING:
     import duckdb
@@ -36,6 +37,10 @@ def list_runs(con: duckdb.DuckDBPyConnection, *, where: str | None, sort: str | 
     order, binds = order_by(parse_sort(sort, metric_keys, param_keys) if sort else None)
     predicate = f"WHERE ({where})" if where else ""
     sql = f"SELECT * FROM runs {predicate} {order}" + (f" LIMIT {int(limit)}" if limit > 0 else "")
+    if where:  # the user's SQL: the whole statement as it runs is one SELECT, on a locked-down connection
+        one_select(con, sql, "--where")
+        one_select(con, f"SELECT count(*) FROM runs {predicate}", "--where")
+        lock_down(con)
     try:
         runs = [Run.from_row(r) for r in dict_rows(con.execute(sql, binds))]
         total = first_row(con, f"SELECT count(*) FROM runs {predicate}")[0]

@@ -24,6 +24,7 @@ from mlci_tui.ledger.query.filter import Compiled, FilterError, Names, compile_f
 from mlci_tui.ledger.query.names import plain_name
 from mlci_tui.ledger.query.rows import cache_tip, first_row
 from mlci_tui.ledger.query.sort import FIELD_SQL, TAGS_SQL, SortKey, order_by
+from mlci_tui.sql_guard import lock_down, one_select
 
 if TYPE_CHECKING:
     import duckdb
@@ -250,6 +251,9 @@ def load_view(
             complete = info.total <= FULL_VIEW_RUNS
         shown, shown_binds = _select_list(columns, numbers=True) if complete else ("run_id", [])
         sql = f"SELECT {shown} FROM {compiled.source()} {where} {order}"
+        if compiled.raw:  # the user's SQL: one SELECT as it runs, on a locked-down connection
+            one_select(con, sql, "SQL")
+            lock_down(con)
         try:
             binds_all = [*shown_binds, *compiled.join_binds, *compiled.binds, *order_binds]
             table = con.sql(sql, params=binds_all).to_arrow_table()

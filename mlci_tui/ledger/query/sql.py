@@ -6,15 +6,19 @@ from typing import TYPE_CHECKING, Any
 
 from mlci_tui.errors import InputError, first_line
 from mlci_tui.ledger.query.rows import dict_rows
+from mlci_tui.sql_guard import lock_down, one_select
 
 if TYPE_CHECKING:
     import duckdb
 
 
 def run_sql(con: duckdb.DuckDBPyConnection, text: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """The columns and rows of a query on a read-only connection; a statement with no result gives no columns."""
+    """The columns and rows of one SELECT over the ledger's views, on a connection locked down
+    first (no file, no extension, no setting: `sql_guard`)."""
     import duckdb
 
+    one_select(con, text, "sql")
+    lock_down(con)
     try:
         cur = con.execute(text)
         if cur.description is None:

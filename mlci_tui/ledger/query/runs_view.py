@@ -252,7 +252,10 @@ def load_view(
         shown, shown_binds = _select_list(columns, numbers=True) if complete else ("run_id", [])
         sql = f"SELECT {shown} FROM {compiled.source()} {where} {order}"
         if compiled.raw:  # the user's SQL: one SELECT as it runs, on a locked-down connection
-            one_select(con, sql, "SQL")
+            try:
+                one_select(con, sql, "SQL")
+            except MlciError as exc:
+                raise FilterError(str(exc)) from None
             lock_down(con)
         try:
             binds_all = [*shown_binds, *compiled.join_binds, *compiled.binds, *order_binds]

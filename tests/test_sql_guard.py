@@ -122,3 +122,12 @@ def test_the_tuis_sql_filter_is_a_query_too(repo: Path) -> None:
             load_view(Repo.find(repo), ViewSpec(filter_text=text), cfg)
     assert not (repo / "pwned.csv").exists()
     assert load_view(Repo.find(repo), ViewSpec(filter_text="sql: metrics['acc'] > 0.4"), cfg).count == 1
+
+
+def test_an_export_where_cannot_close_the_query(repo: Path) -> None:
+    commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    assert run_mlci(repo, "capture").returncode == 0
+    injected = "1=1 ORDER BY 1) TO 'pwned.csv'; COPY (SELECT 1"
+    proc = run_mlci(repo, "export", "out.parquet", "--where", injected)
+    assert proc.returncode == 2 and not (repo / "pwned.csv").exists() and not (repo / "out.parquet").exists()
+    assert run_mlci(repo, "export", "out.parquet", "--where", "metrics['acc'] > 0.4").returncode == 0

@@ -20,6 +20,7 @@ from mlci_tui.gitio import Repo
 from mlci_tui.ledger.held import open_cache
 from mlci_tui.ledger.query.run import LISTED_FIELDS
 from mlci_tui.numbers import NAN, NEG_INF, POS_INF
+from mlci_tui.sql_guard import one_select
 
 FORMATS = {
     ".parquet": "parquet",
@@ -101,6 +102,8 @@ def export(
     written = []
     with open_cache(repo) as con:
         for path, sql in jobs:
+            if where:  # the user's predicate: the query it sits in is one SELECT (not yet a sandbox: see docs)
+                one_select(con, sql, "--where")
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
                 if fmt in ("json", "jsonl"):

@@ -9,7 +9,9 @@ statement is parsed by DuckDB itself, and the limits are its own configuration, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,10 @@ from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
     import duckdb
+
+# How long one query from config or a flag may run, unless MLCI_SQL_SECONDS says otherwise
+# (an environment variable, so a pull request's config cannot raise it).
+QUERY_SECONDS = 300.0
 
 
 def one_select(con: duckdb.DuckDBPyConnection, sql: str, what: str) -> None:
@@ -52,3 +58,22 @@ def lock_down(con: duckdb.DuckDBPyConnection, *, read: Iterable[Path] = (), dire
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
     con.execute("SET lock_configuration = true")
+
+
+@contextmanager
+def time_limit(con: duckdb.DuckDBPyConnection, what: str, seconds: float | None = None) -> Iterator[None]:
+    """Interrupt what `con` runs inside after `seconds` (MLCI_SQL_SECONDS, else QUERY_SECONDS): one line, exit 2."""
+    import threading
+
+    import duckdb
+
+    limit = seconds if seconds is not None else float(os.environ.get("MLCI_SQL_SECONDS") or QUERY_SECONDS)
+    timer = threading.Timer(limit, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except duckdb.InterruptException:
+        raise InputError(f"{what}: stopped after {limit:g} s (MLCI_SQL_SECONDS sets the limit)") from None
+    finally:
+        timer.cancel()

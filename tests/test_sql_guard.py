@@ -131,3 +131,18 @@ def test_an_export_where_cannot_close_the_query(repo: Path) -> None:
     proc = run_mlci(repo, "export", "out.parquet", "--where", injected)
     assert proc.returncode == 2 and not (repo / "pwned.csv").exists() and not (repo / "out.parquet").exists()
     assert run_mlci(repo, "export", "out.parquet", "--where", "metrics['acc'] > 0.4").returncode == 0
+
+
+SLOW = "SELECT * FROM data CROSS JOIN range(1000000000000) AS r WHERE hash(r.range) = 1"
+
+
+def test_a_query_that_runs_too_long_is_stopped_in_one_line(repo: Path) -> None:
+    """MLCI_SQL_SECONDS (an environment variable: a pull request's config cannot raise it)."""
+    _project(repo, SLOW)
+    proc = run_mlci(repo, "data", "validate", env={"MLCI_SQL_SECONDS": "1"}, timeout=60)
+    assert proc.returncode == 2 and "checks attack: stopped after 1 s" in proc.stderr, proc.stderr
+    commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    assert run_mlci(repo, "capture").returncode == 0
+    slow_sql = "SELECT count(*) FROM range(1000000000000) WHERE hash(range) = 1"
+    proc = run_mlci(repo, "sql", slow_sql, env={"MLCI_SQL_SECONDS": "1"}, timeout=60)
+    assert proc.returncode == 2 and "sql: stopped after 1 s" in proc.stderr and "Traceback" not in proc.stderr

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlci_tui.errors import ConfigError
 from mlci_tui.sanitize import display
-from mlci_tui.sql_guard import one_select
+from mlci_tui.sql_guard import one_select, time_limit
 from mlci_tui.validate.results import CheckResult
 from mlci_tui.validate.spec import FLOAT_TYPES, INTEGER_TYPES, ColumnSpec, DatasetSpec, Tolerance
 
@@ -664,9 +664,11 @@ def run_plan(
             continue
         if p.sql is not None:
             counted = f"SELECT count(*) FROM ({p.sql}) AS failing"
-            one_select(con, counted, f"mlci.yaml: datasets.{spec.name}.checks {p.result.params['name']}")
+            what = f"mlci.yaml: datasets.{spec.name}.checks {p.result.params['name']}"
+            one_select(con, counted, what)
             try:
-                count = con.execute(counted).fetchone()
+                with time_limit(con, what):
+                    count = con.execute(counted).fetchone()
             except duckdb.Error as exc:
                 raise ConfigError(
                     f"mlci.yaml: datasets.{spec.name}.checks {p.result.params['name']}: {clean_error(exc)}"
@@ -735,10 +737,12 @@ def _explain(con: duckdb.DuckDBPyConnection, rel: str, p: Planned, spec: Dataset
     numbered = f"(SELECT row_number() OVER () - 1 AS __mlci_row, * FROM {rel})"
     if p.sql is not None:
         sampled = f"SELECT * FROM ({p.sql}) AS failing LIMIT {SAMPLE_ROWS}"
-        one_select(con, sampled, f"mlci.yaml: datasets.{spec.name}.checks {r.params['name']}")
-        rows = con.execute(sampled)
-        names = [d[0] for d in rows.description or []]
-        r.samples = [{"row": None, "values": {n: cell(v) for n, v in zip(names, t)}} for t in rows.fetchall()]
+        what = f"mlci.yaml: datasets.{spec.name}.checks {r.params['name']}"
+        one_select(con, sampled, what)
+        with time_limit(con, what):
+            rows = con.execute(sampled)
+            names = [d[0] for d in rows.description or []]
+            r.samples = [{"row": None, "values": {n: cell(v) for n, v in zip(names, t)}} for t in rows.fetchall()]
         return
     predicate = p.predicate
     shown = list(dict.fromkeys(keys + ([p.column.name] if p.column else [])))

@@ -9,7 +9,7 @@ from mlci_tui.errors import InputError, first_line
 from mlci_tui.ledger.query.rows import dict_rows, first_row
 from mlci_tui.ledger.query.run import Run
 from mlci_tui.ledger.query.sort import order_by, parse_sort
-from mlci_tui.sql_guard import lock_down, one_select
+from mlci_tui.sql_guard import lock_down, one_select, time_limit
 
 if TYPE_CHECKING:
     import duckdb
@@ -42,8 +42,9 @@ def list_runs(con: duckdb.DuckDBPyConnection, *, where: str | None, sort: str | 
         one_select(con, f"SELECT count(*) FROM runs {predicate}", "--where")
         lock_down(con)
     try:
-        runs = [Run.from_row(r) for r in dict_rows(con.execute(sql, binds))]
-        total = first_row(con, f"SELECT count(*) FROM runs {predicate}")[0]
+        with time_limit(con, "--where"):
+            runs = [Run.from_row(r) for r in dict_rows(con.execute(sql, binds))]
+            total = first_row(con, f"SELECT count(*) FROM runs {predicate}")[0]
     except duckdb.Error as exc:
         raise InputError(f"--where: {first_line(exc)}") from None
     return Listing(runs, int(total), metric_keys, param_keys)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlci_tui.errors import InputError, first_line
 from mlci_tui.ledger.query.rows import dict_rows
-from mlci_tui.sql_guard import lock_down, one_select
+from mlci_tui.sql_guard import lock_down, one_select, time_limit
 
 if TYPE_CHECKING:
     import duckdb
@@ -20,9 +20,10 @@ def run_sql(con: duckdb.DuckDBPyConnection, text: str) -> tuple[list[str], list[
     one_select(con, text, "sql")
     lock_down(con)
     try:
-        cur = con.execute(text)
-        if cur.description is None:
-            return [], []
-        return [d[0] for d in cur.description], dict_rows(cur)
+        with time_limit(con, "sql"):
+            cur = con.execute(text)
+            if cur.description is None:
+                return [], []
+            return [d[0] for d in cur.description], dict_rows(cur)
     except duckdb.Error as exc:
         raise InputError(f"sql: {first_line(exc)}") from None

@@ -1,6 +1,9 @@
-"""Secrets never reach the ledger: URL credentials and known token shapes are masked.
+"""Secrets never reach the ledger: URL credentials, known token shapes and the values of
+password-like keys are masked. `LedgerStore.append` scrubs every record of every event type
+(runs, trials' log tails, validations and profiles, notes) before it is written: one place.
 
-Commit ids, content hashes and run ids are hex or base32 and match none of these shapes.
+Commit ids, content hashes and run ids are hex or base32 and match none of these shapes;
+no pattern masks a value for its entropy alone.
 """
 
 from __future__ import annotations
@@ -36,6 +39,19 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}\b"), MASK),
     (re.compile(r"\bglpat-[A-Za-z0-9_\-.]{20,}"), MASK),
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}\b"), MASK),
+    (re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"), MASK),  # OpenAI, Anthropic
+    (re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"), MASK),  # Hugging Face
+    (re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"), MASK),  # Stripe
+    (re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"), MASK),  # JWT
+    # Azure storage connection strings, and any `KEY=value` / `KEY: value` whose key says secret
+    (re.compile(r"(?i)(?P<key>\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)=)[^;\s\"']+"), r"\g<key>***"),
+    (
+        re.compile(
+            r"(?i)(?P<key>\b(?:aws_secret_access_key|password|passwd|secret|secret_key|client_secret|api_key|apikey"
+            r"|access_token|auth_token)[\"']?\s*[:=]\s*[\"']?)(?!\*\*\*)[^\s\"',;]{4,}"
+        ),
+        r"\g<key>***",
+    ),
     (
         re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )?PRIVATE KEY-----|$)"),
         MASK,
@@ -50,12 +66,41 @@ def scrub_text(text: str) -> str:
     return text
 
 
+# the last dotted part of a key whose string value is a secret, whatever it looks like
+SECRET_KEYS = frozenset(
+    [
+        "password",
+        "passwd",
+        "secret",
+        "secret_key",
+        "client_secret",
+        "api_key",
+        "apikey",
+        "access_token",
+        "auth_token",
+        "token",
+        "private_key",
+        "aws_secret_access_key",
+    ]
+)
+
+
+def _secret_key(key: object) -> bool:
+    return isinstance(key, str) and key.rsplit(".", 1)[-1].rsplit(":", 1)[-1].lower() in SECRET_KEYS
+
+
 def scrub(value: Any) -> Any:
-    """A copy of `value` with every string (keys included) scrubbed."""
+    """A copy of `value` with every string (keys included) scrubbed, and the string value of a
+    password-like key (`db.password`, `api_key`) masked whole."""
     if isinstance(value, str):
         return scrub_text(value)
     if isinstance(value, dict):
-        return {scrub_text(k) if isinstance(k, str) else k: scrub(v) for k, v in value.items()}
+        return {
+            scrub_text(k) if isinstance(k, str) else k: (
+                MASK if _secret_key(k) and isinstance(v, str) and v else scrub(v)
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [scrub(v) for v in value]
     return value

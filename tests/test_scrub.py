@@ -67,6 +67,26 @@ SECRETS = {
         ["MIIBOgIBAAJBAKj34"],
         [],
     ),
+    "openai-project-key": ("OPENAI_API_KEY=sk-proj-" + "Ab3dEf6hIj" * 4, ["Ab3dEf6hIj"], ["OPENAI_API_KEY="]),
+    "anthropic-key": ("key sk-ant-" + "x1Y2z3W4v5" * 3, ["x1Y2z3W4v5"], ["key "]),
+    "hugging-face": ("HF_TOKEN hf_" + "AbCdEfGhIj" * 4, ["AbCdEfGhIj"], ["HF_TOKEN "]),
+    "stripe": ("sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", ["4eC39HqLyjWDarjtT1zdp7dc"], []),
+    "jwt": (
+        "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ["eyJzdWIiOiIxMjM0NTY3ODkwIn0", "dozjgNryP4J3jVmNHl0w5N"],
+        ["Bearer "],
+    ),
+    "azure-connection-string": (
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu==;",
+        ["Eby8vdM02xNOcqFl"],
+        ["AccountName=acct"],
+    ),
+    "aws-secret-in-a-config-line": (
+        f"aws_secret_access_key = {AWS_SECRET}",
+        ["wJalrXUtnFEMI"],
+        ["aws_secret_access_key"],
+    ),
+    "password-in-a-log-line": ("connecting with password: hunter22 to db", ["hunter22"], ["to db"]),
     "openssh-private-key": (
         "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----",
         ["b3BlbnNzaC1rZXk"],
@@ -87,6 +107,8 @@ NOT_SECRETS = [
     "ghp_short",
     "lr=0.001, momentum=0.9",
     "email me: ada@example.com",
+    "tokenizer=bert-base-uncased",  # a key that merely holds `token`
+    "sk-learn",
 ]
 
 
@@ -184,3 +206,33 @@ def test_recorded_and_captured_runs_hold_no_secret(repo: Path) -> None:
     assert runs["workspace"]["name"] == f"run {MASK}"
     [note_record] = [r for r in records if r["type"] == "note"]
     assert note_record["target"] == runs["workspace"]["run_id"]
+
+
+def test_every_event_type_is_scrubbed_before_it_is_written(repo: Path) -> None:
+    """Trial log tails, validation and profile values, and password-like params reached the
+    shared ledger raw: `LedgerStore.append` now scrubs every record, whoever built it."""
+    from mlci_tui.gitio import Repo
+    from mlci_tui.ledger import records
+    from mlci_tui.ledger.store import LedgerStore
+
+    git(repo, "commit", "-q", "--allow-empty", "-m", "init")
+    hf = "hf_" + "AbCdEfGhIj" * 4
+    openai = "sk-proj-" + "Ab3dEf6hIj" * 4
+    batch = [
+        records.envelope(
+            "trial",
+            {"sweep_id": "s" * 26, "trial_id": "t" * 26, "state": "failed", "stderr_tail": f"auth {GH_TOKEN} failed"},
+        ),
+        records.envelope(
+            "validation", {"dataset": "d", "checks": [{"message": f"bad value {openai}"}], "status": "fail"}
+        ),
+        records.envelope("profile", {"dataset": "d", "columns": {"key": {"min": hf, "top_values": [[openai, 3]]}}}),
+        records.envelope(
+            "run", {"run_id": "r" * 26, "kind": "workspace", "params": {"params.yaml": {"db.password": "hunter2x"}}}
+        ),
+    ]
+    LedgerStore(Repo.find(repo)).append(batch)
+    text = _ledger_text(repo)
+    for secret in (GH_TOKEN, hf, openai, "hunter2x"):
+        assert secret not in text, secret
+    assert text.count(MASK) >= 5 and "t" * 26 in text  # ids stay

@@ -22,6 +22,7 @@ from mlci_tui.errors import GitError, MlciError
 from mlci_tui.gitio import ZERO_OID, Repo, TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.refs import LEDGER_REF, REMOTE_REF_PREFIX, remote_ref  # noqa: F401 - re-exported
+from mlci_tui.scrub import scrub
 
 EVENTS_DIR = "events/"
 SEGMENTS_DIR = "segments/"
@@ -136,7 +137,8 @@ class LedgerStore:
         files: list[tuple[str, bytes]] = []
         for record in new_records:
             validate_envelope(record)
-            files.append((records.record_path(record["id"]), records.dumps(record)))
+            # every event type, whoever built it (a trial's log tail, a profile's values): one scrubber
+            files.append((records.record_path(record["id"]), records.dumps(scrub(record))))
         message = message or _describe(new_records)
         return self._commit_with_retry(lambda tip: _fast_import_script(self.ref, tip, message, files))
 

@@ -59,7 +59,29 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# A literal (lowercased) that every pattern above needs: most strings (names, numbers, paths)
+# hold none, and plain substring tests rule all of them out ~4x faster than any regex.
+_TRIGGERS = (
+    "://", "?", "&", "akia", "asia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox",
+    "private key", "sk-", "sk_", "rk_", "hf_", "eyj", "accountkey", "sharedaccess", "pass", "secret", "apikey",
+    "api_key", "_token",
+)  # fmt: skip
+
+
+def _may_hold_secret(text: str) -> bool:
+    low = text.lower()
+    for trigger in _TRIGGERS:  # noqa: SIM110 - a loop, not any(genexpr): 2.5x faster here
+        if trigger in low:
+            return True
+    return False
+
+
+SHORTEST_SECRET = 9  # `a://b:c@d`: every shape above is longer, and most names and values are shorter
+
+
 def scrub_text(text: str) -> str:
+    if len(text) < SHORTEST_SECRET or not _may_hold_secret(text):
+        return text
     for pattern, replacement in _PATTERNS:
         if pattern.search(text):
             text = pattern.sub(replacement, text)
@@ -86,7 +108,9 @@ SECRET_KEYS = frozenset(
 
 
 def _secret_key(key: object) -> bool:
-    return isinstance(key, str) and key.rsplit(".", 1)[-1].rsplit(":", 1)[-1].lower() in SECRET_KEYS
+    if not isinstance(key, str) or len(key) < 5:  # `token`, the shortest
+        return False
+    return key.rsplit(".", 1)[-1].rsplit(":", 1)[-1].lower() in SECRET_KEYS
 
 
 def scrub(value: Any) -> Any:

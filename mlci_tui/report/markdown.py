@@ -15,6 +15,7 @@ from decimal import Decimal
 from mlci_tui.output import cell_text
 from mlci_tui.report.build import MetricRow, Report, run_label
 from mlci_tui.sanitize import display, markdown_cell
+from mlci_tui.scrub import scrub_text
 
 MARKER = "<!-- mlci-report -->"
 MAX_VALUE = 80  # longer param values and messages are cut in the tables
@@ -186,7 +187,8 @@ def render(report: Report, *, marker: bool = False) -> str:
     if steps:
         lines += ["### Step curves", ""] + steps
     lines.append(f"<sub>mlci {markdown_cell(report.version)} · `mlci report`</sub>")
-    return "\n".join(lines) + "\n"
+    # the PR comment is public: names and values from an older ledger are scrubbed again here
+    return scrub_text("\n".join(lines) + "\n")
 
 
 def _data_lines(report: Report) -> list[str]:

@@ -133,21 +133,36 @@ class Repo:
             return {}
         return parse_cat_file_batch(self._cat_batch(list(dict.fromkeys(oids))))
 
-    def cat_blobs_to_lines(self, oids: Sequence[str], target: Path) -> None:
-        """Write the objects' contents, one after another, to `target` (NDJSON for records)."""
+    def cat_blobs_to_lines(self, oids: Sequence[str], target: Path) -> list[int]:
+        """Write the objects' contents, one line each, to `target` (NDJSON for records); returns
+        the positions in `oids` of the objects left out: missing, or not one line of UTF-8 (a
+        record from a remote must not break every query, nor pass as two records)."""
         raw = self._cat_batch(list(oids))
+        skipped: list[int] = []
         with open(target, "wb") as out:
-            pos, end = 0, len(raw)
+            pos, end, n = 0, len(raw), -1
             while pos < end:
                 nl = raw.index(b"\n", pos)
                 parts = raw[pos:nl].split()
                 pos = nl + 1
+                n += 1
                 if len(parts) != 3:
+                    skipped.append(n)
                     continue
                 size = int(parts[2])
                 body = raw[pos : pos + size]
-                out.write(body if body.endswith(b"\n") else body + b"\n")
                 pos += size + 1
+                line = body if body.endswith(b"\n") else body + b"\n"
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    skipped.append(n)
+                    continue
+                if line.count(b"\n") != 1:
+                    skipped.append(n)
+                    continue
+                out.write(line)
+        return skipped
 
     def _cat_batch(self, oids: list[str]) -> bytes:
         # stdin from a file, not a pipe: a single read of stdout, no select() loop per chunk

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlci_tui.errors import first_line
 from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_RANK, TRIAL_STATE_OF
 from mlci_tui.ledger.query.names import SQL_MAP_KEY
@@ -455,15 +456,23 @@ class LedgerCache:
         segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
         if not events and not segments:
             return None
+        import duckdb
+
         ndjson = scratch / "records.ndjson"
-        self.repo.cat_blobs_to_lines([e.oid for e in events], ndjson)
+        for n in self.repo.cat_blobs_to_lines([e.oid for e in events], ndjson):
+            self.notices.append(f"{events[n].path}: not one line of UTF-8 JSON; skipped (`mlci ledger fsck`)")
         if segments:
             blobs = self.repo.cat_blobs([e.oid for e in segments])
             with open(ndjson, "ab") as out:
                 for n, entry in enumerate(segments):
                     seg = scratch / f"segment-{n}.parquet"
                     seg.write_bytes(blobs[entry.oid])
-                    for (body,) in con.execute(f"SELECT body FROM read_parquet('{_sql_str(str(seg))}')").fetchall():
+                    try:
+                        rows = con.execute(f"SELECT body FROM read_parquet('{_sql_str(str(seg))}')").fetchall()
+                    except duckdb.Error as exc:
+                        self.notices.append(f"{entry.path}: unreadable segment skipped ({first_line(exc)})")
+                        continue
+                    for (body,) in rows:
                         out.write(body.encode() if body.endswith("\n") else (body + "\n").encode())
         return ndjson
 

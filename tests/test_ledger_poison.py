@@ -1,0 +1,68 @@
+"""A bad blob from a remote must not break every query (issue 18): the cache build skips what
+it cannot read, says which path, and every command keeps working on the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from conftest import commit, git, run_mlci
+
+
+def _plant(repo: Path, files: dict[str, bytes]) -> None:
+    """Commit `files` into the ledger tree as a remote that wrote them would."""
+    tip = git(repo, "rev-parse", "refs/mlci/ledger").strip()
+    env = dict(os.environ, GIT_INDEX_FILE=str(repo / ".git" / "plant-index"))
+    subprocess.run(["git", "read-tree", f"{tip}^{{tree}}"], cwd=repo, env=env, check=True)
+    for path, body in files.items():
+        oid = (
+            subprocess.run(
+                ["git", "hash-object", "-w", "--stdin"], cwd=repo, input=body, capture_output=True, check=True
+            )
+            .stdout.decode()
+            .strip()
+        )
+        subprocess.run(
+            ["git", "update-index", "--add", "--cacheinfo", f"100644,{oid},{path}"], cwd=repo, env=env, check=True
+        )
+    tree = (
+        subprocess.run(["git", "write-tree"], cwd=repo, env=env, capture_output=True, check=True)
+        .stdout.decode()
+        .strip()
+    )
+    planted = git(repo, "commit-tree", tree, "-p", tip, "-m", "from a remote").strip()
+    git(repo, "update-ref", "refs/mlci/ledger", planted)
+
+
+def test_a_non_utf8_record_a_two_line_record_and_a_garbage_segment_are_skipped(repo: Path) -> None:
+    commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    assert run_mlci(repo, "capture").returncode == 0
+    run_id = json.loads(run_mlci(repo, "show", "HEAD", "--json").stdout)["run_id"]
+    promote = {
+        "id": "p" * 26,
+        "type": "promote",
+        "v": 1,
+        "time": "2026-01-01T00:00:00Z",
+        "target": run_id,
+        "stage": "deployed",
+    }
+    _plant(
+        repo,
+        {
+            "events/zz/" + "z" * 26 + ".json": b'{"id": "\xff\xfe", "type": "note"}\n',
+            "events/yy/" + "y" * 26 + ".json": b'{"id": "yyyy"}\n' + json.dumps(promote).encode() + b"\n",
+            "segments/bad.parquet": b"PAR1 not a parquet file",
+        },
+    )
+    (repo / ".git" / "mlci" / "cache.duckdb").unlink(missing_ok=True)
+    listing = run_mlci(repo, "runs")
+    assert listing.returncode == 0 and run_id[:8] in listing.stdout, listing.stderr
+    for path in ("events/zz/", "events/yy/", "segments/bad.parquet"):
+        assert path in listing.stderr, listing.stderr
+    assert "Traceback" not in listing.stderr
+    for command in (["show", "HEAD"], ["gate"], ["report", "--format", "md"], ["stages"]):
+        proc = run_mlci(repo, *command)
+        assert proc.returncode in (0, 1), (command, proc.stderr)
+    assert "nothing promoted yet" in run_mlci(repo, "stages").stdout  # the two-line file moved no stage

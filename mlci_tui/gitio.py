@@ -137,8 +137,11 @@ class Repo:
         """Write the objects' contents, one line each, to `target` (NDJSON for records); returns
         the positions in `oids` of the objects left out: missing, or not one line of UTF-8 (a
         record from a remote must not break every query, nor pass as two records)."""
-        raw = self._cat_batch(list(oids))
         skipped: list[int] = []
+        if not oids:
+            target.write_bytes(b"")
+            return skipped
+        raw = self._cat_batch(list(oids))
         with open(target, "wb") as out:
             pos, end, n = 0, len(raw), -1
             while pos < end:

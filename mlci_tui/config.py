@@ -255,6 +255,13 @@ def validate(raw: Any, source: str) -> dict[str, Any]:
         if key not in SECTIONS:
             raise fail(str(key), f"unknown key (known here: {', '.join(sorted(SECTIONS))})")
     # every section is checked once; absent ones get their defaults
+    try:
+        return _check_sections(raw, fail)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a config") from None
+
+
+def _check_sections(raw: dict[str, Any], fail: Any) -> dict[str, Any]:
     return {
         name: (
             None
@@ -283,6 +290,8 @@ def parse_yaml_no_aliases(text: str, source: str) -> Any:
 
     try:
         return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source

@@ -85,13 +85,23 @@ def parse_tree(name: str, data: bytes, limits: Limits) -> Any:
     if suffix not in (".json", ".toml"):
         raise InputError(f"{name}: unsupported file type (use .json, .yaml, .yml, .toml, .csv or .tsv)")
     try:
-        return json.loads(text) if suffix == ".json" else _tomllib().loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys) if suffix == ".json" else _tomllib().loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     except ValueError as exc:  # tomllib.TOMLDecodeError, or an integer too long to convert
         raise InputError(f"{name}: invalid {suffix[1:].upper()}: {exc}") from None
     except RecursionError:
         raise InputError(f"{name}: nested deeper than {limits.max_depth} levels") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose key repeats is refused, as YAML refuses it (last-wins would hide a value)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {twice!r}")
+    return out
 
 
 def _tomllib() -> Any:
@@ -146,6 +156,7 @@ def flatten(name: str, tree: Any, limits: Limits) -> dict[str, Any]:
                 stack.append((full, value, depth + 1))
             else:
                 check_name(name, full)
+                _check_scalar(name, full, value)
                 if full in out:
                     raise InputError(f"{name}: {full}: named twice (a dotted key and a nested one); rename one")
                 text_size += len(full)
@@ -180,6 +191,8 @@ def _check_list(name: str, key: str, value: list[Any], depth: int, limits: Limit
                 stack.append((item, level + 1))  # type: ignore[arg-type]
             elif isinstance(item, str):
                 size += len(item)
+            else:
+                _check_scalar(name, key, item)
         if isinstance(node, dict):
             size += sum(len(str(k)) for k in node)
         if size > limits.max_bytes:
@@ -188,6 +201,16 @@ def _check_list(name: str, key: str, value: list[Any], depth: int, limits: Limit
                 "(YAML aliases?); refused (limits.max_file_mb in mlci.yaml)"
             )
     return size
+
+
+def _check_scalar(name: str, key: str, value: Any) -> None:
+    """Values a ledger cannot hold as they were meant: a YAML set or binary (stored as Python's
+    repr before), an integer too large for a metric's float."""
+    if isinstance(value, (set, frozenset, bytes, bytearray)):
+        kind = "binary" if isinstance(value, (bytes, bytearray)) else "set"
+        raise InputError(f"{name}: {key}: a YAML {kind} is not a param or metric value (use a list or a string)")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**1023:
+        raise InputError(f"{name}: {key}: integer too large ({len(str(abs(value)))} digits)")
 
 
 def _key_text(key: Any) -> str:
@@ -231,6 +254,7 @@ def read_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
     tree = parse_tree(name, data, limits)
     if isinstance(tree, (int, float)) and not isinstance(tree, bool):
         base = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        _check_scalar(name, base, tree)
         return MetricsRead(values={base: float(tree)})
     result = MetricsRead()
     for key, value in flatten(name, tree, limits).items():

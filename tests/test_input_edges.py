@@ -1,0 +1,44 @@
+"""Inputs that reached the ledger wrongly or ended in exit 70 (issue 18, edges): each is now a
+one-line error naming the file and key, exit 2, with nothing recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import git, run_mlci, write
+
+
+def _runs(repo: Path) -> int:
+    proc = run_mlci(repo, "sql", "SELECT count(*) AS n FROM runs", "--json")
+    return int(proc.stdout.split('"n": ')[1].split("}")[0]) if proc.returncode == 0 else 0
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"metrics.json": '{"acc": ' + "9" * 400 + "}"}, "metrics.json: acc: integer too large (400 digits)"),
+        ({"metrics.json": '{"acc": 0.5, "acc": 0.9}'}, "metrics.json: invalid JSON: duplicate key 'acc'"),
+        ({"params.yaml": "tags: !!set {a, b}\n", "metrics.json": '{"acc": 1}'}, "params.yaml: tags: a YAML set"),
+        (
+            {"params.yaml": "blob: !!binary aGVsbG8=\n", "metrics.json": '{"acc": 1}'},
+            "params.yaml: blob: a YAML binary",
+        ),
+        ({"params.yaml": "lr: [1, !!set {a}]\n", "metrics.json": '{"acc": 1}'}, "params.yaml: lr: a YAML set"),
+    ],
+    ids=["huge-int", "json-duplicate-key", "yaml-set", "yaml-binary", "set-in-a-list"],
+)
+def test_bad_values_are_one_line_errors_and_record_nothing(repo: Path, files: dict[str, str], message: str) -> None:
+    git(repo, "commit", "-q", "--allow-empty", "-m", "init")
+    write(repo, files)
+    proc = run_mlci(repo, "record")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert message in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert _runs(repo) == 0
+
+
+def test_a_config_nested_ten_thousand_levels_is_a_config_error(repo: Path) -> None:
+    write(repo, {"mlci.yaml": "a: " + "{b: " * 10_000 + "1" + "}" * 10_000 + "\n"})
+    proc = run_mlci(repo, "gate")
+    assert proc.returncode == 2 and "mlci.yaml: nested too deeply" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -42,3 +42,24 @@ def test_a_config_nested_ten_thousand_levels_is_a_config_error(repo: Path) -> No
     proc = run_mlci(repo, "gate")
     assert proc.returncode == 2 and "mlci.yaml: nested too deeply" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_gitignore_entries_match_exactly_the_added_file(repo: Path) -> None:
+    """`[abc].csv` used to ignore `a.csv`, a trailing space was dropped, a line break in a name
+    injected a line of its own (`!/secret.txt`)."""
+    git(repo, "commit", "-q", "--allow-empty", "-m", "init")
+    write(repo, {"data/[abc].csv": "x\n1\n", "data/a.csv": "x\n2\n", "data/trail ": "x\n3\n", "data/q?.csv": "x\n4\n"})
+    for name in ("data/[abc].csv", "data/trail ", "data/q?.csv"):
+        proc = run_mlci(repo, "data", "add", name)
+        assert proc.returncode == 0, proc.stderr
+    ignored = git(
+        repo, "check-ignore", "--no-index", "data/[abc].csv", "data/trail ", "data/q?.csv", check=False
+    ).splitlines()
+    assert ignored == ["data/[abc].csv", "data/trail ", "data/q?.csv"]
+    assert git(repo, "check-ignore", "--no-index", "data/a.csv", check=False) == ""
+    (repo / "data" / "x\n!").mkdir()
+    write(repo, {"data/x\n!/secret.txt": "s\n"})
+    proc = run_mlci(repo, "data", "add", "data/x\n!/secret.txt")
+    assert proc.returncode == 2 and "line break" in proc.stderr and "Traceback" not in proc.stderr
+    assert "!/" not in (repo / ".gitignore").read_text()
+    assert not (repo / "data" / "x\n!" / "secret.txt.mlci").exists()  # refused before anything was written

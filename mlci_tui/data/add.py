@@ -19,7 +19,7 @@ from mlci_tui.data.cache import SMALL_FILE, DataCache
 from mlci_tui.data.hashing import BIG_FILE, StatCache, hash_file
 from mlci_tui.data.link import place
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, dump_pointer, format_of
-from mlci_tui.data.workspace import atomic_write, ensure_ignored, repo_relpath, walk_folder
+from mlci_tui.data.workspace import atomic_write, ensure_ignored, ignore_pattern, repo_relpath, walk_folder
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo, git
 
@@ -69,6 +69,8 @@ def add_paths(
     if len(set(rels)) != len(rels):
         raise InputError("the same path is given twice")
     _refuse_tracked(root, rels)
+    for rel in rels:  # a path .gitignore cannot hold is refused before anything is written
+        ignore_pattern(rel)
     if state_dir is None:
         state_dir = Repo.find(root).state_dir
     stat_cache = StatCache(state_dir)

@@ -7,6 +7,7 @@ It imports neither the cache nor hashing, so both can import it at module level.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, check_relpath, parse_pointer
@@ -85,12 +86,23 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def ignore_pattern(rel: str) -> str:
+    """The .gitignore line that matches exactly `rel` (git's rules: `*?[\\` and trailing spaces
+    escaped); a path with a line break cannot be one line, and is refused."""
+    if "\n" in rel or "\r" in rel:
+        raise InputError(f"{rel!r}: a path with a line break cannot be ignored safely; rename it")
+    escaped = re.sub(r"([*?\[\\])", r"\\\1", rel)
+    stripped = escaped.rstrip(" ")
+    return "/" + stripped + "\\ " * (len(escaped) - len(stripped))
+
+
 def ensure_ignored(root: Path, rels: list[str]) -> list[str]:
     """Add `/REL` lines to the root .gitignore for paths not listed yet; returns what was added."""
     path = root / ".gitignore"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    present = {line.strip() for line in text.splitlines()}
-    missing = [f"/{r}" for r in dict.fromkeys(rels) if f"/{r}" not in present and r not in present]
+    present = {line.rstrip("\n") for line in text.splitlines()}
+    patterns = [ignore_pattern(r) for r in dict.fromkeys(rels)]
+    missing = [p for p in patterns if p not in present and p[1:] not in present]
     if missing:
         prefix = "" if not text or text.endswith("\n") else "\n"
         atomic_write(path, (text + prefix + "\n".join(missing) + "\n").encode())

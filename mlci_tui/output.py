@@ -79,9 +79,9 @@ def write(
         import csv  # lazy: output is on the memoised `runs --json` path; only --format csv pays for csv
 
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([display(c) for c in columns])
+        writer.writerow([_inert_in_a_sheet(display(c)) for c in columns])
         for r in rows:
-            writer.writerow([display(cell_text(r.get(c), MAX_DIGITS)) for c in columns])
+            writer.writerow([_inert_in_a_sheet(display(cell_text(r.get(c), MAX_DIGITS))) for c in columns])
     elif fmt == "md":
         digits = column_digits(rows, columns)
         out.write("| " + " | ".join(markdown_cell(c) for c in columns) + " |\n")
@@ -111,6 +111,21 @@ def _row_texts(
         pair = digits_to_tell_apart([row.get(compared[0]), row.get(compared[1])])
         digits = [max(d, pair) if c in compared else d for c, d in zip(columns, digits)]
     return [cell_text(row.get(c), d) for c, d in zip(columns, digits)]
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert_in_a_sheet(text: str) -> str:
+    """A CSV cell a spreadsheet would run as a formula (`=HYPERLINK(...)`, `@SUM`, `+cmd`) gets a
+    leading `'`, as OWASP advises; a number (`-0.5`) stays as it is."""
+    if not text.startswith(_FORMULA_START):
+        return text
+    try:
+        float(text)
+    except ValueError:
+        return "'" + text
+    return text
 
 
 def column_digits(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[int]:

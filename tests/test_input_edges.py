@@ -63,3 +63,14 @@ def test_gitignore_entries_match_exactly_the_added_file(repo: Path) -> None:
     assert proc.returncode == 2 and "line break" in proc.stderr and "Traceback" not in proc.stderr
     assert "!/" not in (repo / ".gitignore").read_text()
     assert not (repo / "data" / "x\n!" / "secret.txt.mlci").exists()  # refused before anything was written
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_made_inert(repo: Path) -> None:
+    git(repo, "commit", "-q", "--allow-empty", "-m", "init")
+    write(repo, {"metrics.json": '{"acc": -0.5}'})
+    assert run_mlci(repo, "record", "--name", '=HYPERLINK("http://evil.example","click")').returncode == 0
+    proc = run_mlci(repo, "runs", "--csv")
+    assert proc.returncode == 0
+    assert "'=HYPERLINK" in proc.stdout and ',"=HYPERLINK' not in proc.stdout
+    sql = run_mlci(repo, "sql", "SELECT name, metrics['acc'] AS acc FROM runs", "--csv").stdout.splitlines()
+    assert sql[1].startswith("\"'=HYPERLINK") and sql[1].endswith(",-0.5")  # a negative number stays a number

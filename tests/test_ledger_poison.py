@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import commit, git, run_mlci
+from conftest import commit, git, run_mlci, write
 
 
 def _plant(repo: Path, files: dict[str, bytes]) -> None:
@@ -66,3 +66,45 @@ def test_a_non_utf8_record_a_two_line_record_and_a_garbage_segment_are_skipped(r
         proc = run_mlci(repo, *command)
         assert proc.returncode in (0, 1), (command, proc.stderr)
     assert "nothing promoted yet" in run_mlci(repo, "stages").stdout  # the two-line file moved no stage
+
+
+def test_fsck_names_every_file_the_cache_would_skip(repo: Path) -> None:
+    commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    assert run_mlci(repo, "capture").returncode == 0
+    assert run_mlci(repo, "ledger", "fsck").returncode == 0
+    _plant(
+        repo,
+        {
+            "events/zz/" + "z" * 26 + ".json": b'{"id": "\xff\xfe", "type": "note"}\n',
+            "events/yy/" + "y" * 26 + ".json": b'{"id": "yyyy"}\n{"id": "zzzz"}\n',
+            "segments/bad.parquet": b"PAR1 not a parquet file",
+        },
+    )
+    proc = run_mlci(repo, "ledger", "fsck")
+    assert proc.returncode == 1 and "3 problem(s)" in proc.stderr, (proc.stdout, proc.stderr)
+    for path in ("events/zz/", "events/yy/", "segments/bad.parquet"):
+        assert path in proc.stdout
+
+
+def test_a_remote_ledger_ref_that_is_not_a_commit_is_refused(repo: Path, upstream: Path) -> None:
+    git(repo, "remote", "add", "origin", str(upstream))
+    commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    assert run_mlci(repo, "capture").returncode == 0
+    tip = git(repo, "rev-parse", "refs/mlci/ledger").strip()
+    blob = (
+        subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"],
+            cwd=upstream,
+            input=b"not a ledger\n",
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    git(upstream, "update-ref", "refs/mlci/ledger", blob)
+    proc = run_mlci(repo, "ledger", "pull")
+    assert proc.returncode == 1 and "is a blob, not a commit; refused" in proc.stderr, proc.stderr
+    assert git(repo, "rev-parse", "refs/mlci/ledger").strip() == tip  # the local ledger is untouched
+    write(repo, {"metrics.json": json.dumps({"acc": 0.6})})
+    assert run_mlci(repo, "record").returncode == 0  # and still writable

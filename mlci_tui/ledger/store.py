@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from mlci_tui.errors import GitError, MlciError
+from mlci_tui.errors import GitError, MlciError, first_line
 from mlci_tui.gitio import ZERO_OID, Repo, TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.refs import LEDGER_REF, REMOTE_REF_PREFIX, remote_ref  # noqa: F401 - re-exported
@@ -300,16 +300,47 @@ def _read_segment(data: bytes) -> Iterator[dict[str, Any]]:
 
 
 def fsck(store: LedgerStore) -> list[str]:
-    """Problems in the ledger tree: unparseable or misnamed records."""
+    """Problems in everything the cache reads: event files that are not one canonical record
+    named by its id, segments that are not readable Parquet or disagree with their `.ids`."""
     problems = []
     entries = store.entries()
     events = [e for e in entries if e.path.startswith(EVENTS_DIR)]
     blobs = store.repo.cat_blobs([e.oid for e in events])
     for entry in events:
+        body = blobs[entry.oid]
+        lines = body.count(b"\n")
+        if lines != 1 or not body.endswith(b"\n"):
+            problems.append(f"{entry.path}: {lines} lines; a record file holds one line (one record)")
+            continue
         try:
-            record = records.loads(blobs[entry.oid])
+            record = records.loads(body)
             if records.record_path(str(record.get("id"))) != entry.path:
                 problems.append(f"{entry.path}: id {record.get('id')!r} does not match its path")
         except (ValueError, KeyError, UnicodeDecodeError) as exc:
-            problems.append(f"{entry.path}: unreadable record ({exc})")
+            problems.append(f"{entry.path}: unreadable record ({first_line(exc)})")
+    problems += _segment_problems(store, [e for e in entries if e.path.startswith(SEGMENTS_DIR)])
+    return problems
+
+
+def _segment_problems(store: LedgerStore, entries: list[TreeEntry]) -> list[str]:
+    """A segment must be Parquet with an `id` and a `body` column, its ids those of its `.ids` file."""
+    if not entries:
+        return []
+    import pyarrow.parquet as pq  # lazy: only a compacted ledger has segments
+
+    blobs = store.repo.cat_blobs([e.oid for e in entries])
+    by_path = {e.path: blobs[e.oid] for e in entries}
+    problems = []
+    for path, data in sorted(by_path.items()):
+        if not path.endswith(".parquet"):
+            continue
+        try:
+            table = pq.read_table(io.BytesIO(data), columns=["id", "body"])
+        except Exception as exc:  # pyarrow raises several types for a broken file
+            problems.append(f"{path}: not a readable segment ({first_line(exc)})")
+            continue
+        listed = by_path.get(path.removesuffix(".parquet") + ".ids")
+        ids = [str(i) for i in table.column("id").to_pylist()]
+        if listed is not None and listed.decode("utf-8", "replace").split() != ids:
+            problems.append(f"{path}: its ids differ from {path.removesuffix('.parquet')}.ids")
     return problems

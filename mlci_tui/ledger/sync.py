@@ -11,7 +11,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-from mlci_tui.errors import MlciError
+from mlci_tui.errors import CheckFailed, MlciError
 from mlci_tui.gitio import Repo, git
 from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref
 
@@ -56,6 +56,10 @@ def fetch(repo: Repo, remote: str) -> str | None:
             return None
         last = err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}"
         raise MlciError(f"ledger fetch from {remote} failed: {last}")
+    kind = repo.text("cat-file", "-t", _incoming_ref(remote), check=False).strip()
+    if kind != "commit":  # a blob or a tree would become this clone's ledger, and every write would fail
+        git(["update-ref", "-d", _incoming_ref(remote)], repo.root, check=False)
+        raise CheckFailed(f"ledger of {remote}: {LEDGER_REF} is a {kind or 'missing object'}, not a commit; refused")
     return repo.rev_parse(_incoming_ref(remote))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from conftest import commit, git, run_mlci, write
@@ -108,3 +109,26 @@ def test_a_remote_ledger_ref_that_is_not_a_commit_is_refused(repo: Path, upstrea
     assert git(repo, "rev-parse", "refs/mlci/ledger").strip() == tip  # the local ledger is untouched
     write(repo, {"metrics.json": json.dumps({"acc": 0.6})})
     assert run_mlci(repo, "record").returncode == 0  # and still writable
+
+
+def test_a_refresh_removes_what_a_killed_one_left_behind(repo: Path) -> None:
+    """A killed cache refresh left its temp database and ingest folder (`.git/mlci` grew to
+    1.5 GB for a 31 MB cache); the next refresh removes those older than an hour, not a
+    concurrent refresh's younger ones."""
+    commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    assert run_mlci(repo, "capture").returncode == 0
+    state = repo / ".git" / "mlci"
+    state.mkdir(parents=True, exist_ok=True)
+    old = [state / "cache-killed.duckdb.tmp", state / "cache-killed.duckdb.tmp.wal", state / "ingest-killed"]
+    old[0].write_bytes(b"x" * 1024)
+    old[1].write_bytes(b"x")
+    old[2].mkdir()
+    (old[2] / "records.ndjson").write_bytes(b"{}\n")
+    young = state / "ingest-running"
+    young.mkdir()
+    for path in old:
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    commit(repo, {"metrics.json": json.dumps({"acc": 0.6})}, "b")
+    assert run_mlci(repo, "capture").returncode == 0
+    assert run_mlci(repo, "runs").returncode == 0  # a refresh
+    assert not any(p.exists() for p in old) and young.exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -322,6 +323,25 @@ def _install_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+LEFTOVER_AGE = 3600.0  # seconds: no refresh runs this long, so an older temp file is a killed one's
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """What a killed or SIGTERMed refresh left: its temp database (and WAL) and ingest folder.
+    Only those older than LEFTOVER_AGE: a younger one may be a concurrent refresh's."""
+    cutoff = time.time() - LEFTOVER_AGE
+    for path in [*folder.glob("cache-*.duckdb.tmp*"), *folder.glob("ingest-*")]:
+        try:
+            if path.lstat().st_mtime >= cutoff:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue
+
+
 def _write_hint(path: Path, tip: str) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}")
     tmp.write_text(tip + "\n")
@@ -364,6 +384,7 @@ class LedgerCache:
             _write_hint(self.repo.state_dir / TIP_HINT, tip)
             return tip
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(self.path.parent)
         fd, tmp_name = tempfile.mkstemp(prefix="cache-", suffix=".duckdb.tmp", dir=self.path.parent)
         os.close(fd)
         tmp = Path(tmp_name)

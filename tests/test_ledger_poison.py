@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import commit, git, run_mlci, write
 
@@ -132,3 +133,21 @@ def test_a_refresh_removes_what_a_killed_one_left_behind(repo: Path) -> None:
     assert run_mlci(repo, "capture").returncode == 0
     assert run_mlci(repo, "runs").returncode == 0  # a refresh
     assert not any(p.exists() for p in old) and young.exists()
+
+
+def test_a_pull_that_would_bring_invalid_files_is_refused_whole(clone_of: Any, upstream: Path) -> None:
+    a = clone_of("a")
+    commit(a, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    git(a, "push", "-q", "origin", "main")
+    assert run_mlci(a, "capture").returncode == 0 and run_mlci(a, "ledger", "push").returncode == 0
+    b = clone_of("b")
+    assert run_mlci(b, "ledger", "pull").returncode == 0
+    b_tip = git(b, "rev-parse", "refs/mlci/ledger").strip()
+    _plant(a, {"events/yy/" + "y" * 26 + ".json": b'{"id": "yyyy"}\n{"id": "zzzz"}\n'})
+    git(a, "push", "-q", "--no-verify", "origin", "refs/mlci/ledger:refs/mlci/ledger")
+    for flags in ([], ["--force-merge"]):
+        proc = run_mlci(b, "ledger", "pull", *flags)
+        assert proc.returncode == 1 and "refused, nothing merged" in proc.stderr, proc.stderr
+        assert "events/yy/" in proc.stderr and "2 lines" in proc.stderr
+        assert git(b, "rev-parse", "refs/mlci/ledger").strip() == b_tip
+    assert run_mlci(b, "runs").returncode == 0

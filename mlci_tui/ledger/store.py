@@ -105,6 +105,16 @@ class LedgerStore:
             return None
         return [TreeEntry(mode, "blob", oid, path) for _status, mode, _old, oid, path in changes]
 
+    def brought_by(self, old: str | None, new: str) -> list[TreeEntry]:
+        """The files `new`'s tree adds or changes against `old`'s (all of them when there is no
+        `old`): what a merge of `new` could bring. A tree diff: unchanged shards are skipped."""
+        changes = self._tree_changes(old, new) if old else None
+        if changes is None:
+            return self.entries(new)
+        return [
+            TreeEntry(mode, "blob", oid, path) for status, mode, _old, oid, path in changes if status in ("A", "M", "T")
+        ]
+
     def has_ids(self, ids: Iterable[str], tip: str | None = None) -> set[str]:
         """Which of `ids` the ledger already holds (as event files or in a segment)."""
         wanted = list(dict.fromkeys(ids))
@@ -302,24 +312,35 @@ def _read_segment(data: bytes) -> Iterator[dict[str, Any]]:
 def fsck(store: LedgerStore) -> list[str]:
     """Problems in everything the cache reads: event files that are not one canonical record
     named by its id, segments that are not readable Parquet or disagree with their `.ids`."""
-    problems = []
-    entries = store.entries()
+    return ledger_problems(store, store.entries())
+
+
+def ledger_problems(store: LedgerStore, entries: list[TreeEntry]) -> list[str]:
+    """What is wrong with these ledger files (`fsck` checks all; `ledger pull` what a remote adds)."""
     events = [e for e in entries if e.path.startswith(EVENTS_DIR)]
     blobs = store.repo.cat_blobs([e.oid for e in events])
-    for entry in events:
-        body = blobs[entry.oid]
-        lines = body.count(b"\n")
-        if lines != 1 or not body.endswith(b"\n"):
-            problems.append(f"{entry.path}: {lines} lines; a record file holds one line (one record)")
-            continue
-        try:
-            record = records.loads(body)
-            if records.record_path(str(record.get("id"))) != entry.path:
-                problems.append(f"{entry.path}: id {record.get('id')!r} does not match its path")
-        except (ValueError, KeyError, UnicodeDecodeError) as exc:
-            problems.append(f"{entry.path}: unreadable record ({first_line(exc)})")
-    problems += _segment_problems(store, [e for e in entries if e.path.startswith(SEGMENTS_DIR)])
-    return problems
+    problems = [p for p in (record_file_problem(e.path, blobs[e.oid]) for e in events) if p]
+    return problems + _segment_problems(store, [e for e in entries if e.path.startswith(SEGMENTS_DIR)])
+
+
+MAX_RECORD_BYTES = 64 * 1024 * 1024  # the params/metrics file limit: no record legitimately holds more
+
+
+def record_file_problem(path: str, body: bytes) -> str | None:
+    """Why an event file is not one record (one line of canonical JSON, named by its id), or None."""
+    if len(body) > MAX_RECORD_BYTES:
+        return f"{path}: {len(body):,} bytes; larger than any record"
+    lines = body.count(b"\n")
+    if lines != 1 or not body.endswith(b"\n"):
+        return f"{path}: {lines} lines; a record file holds one line (one record)"
+    try:
+        record = records.loads(body)
+        validate_envelope(record)
+    except (ValueError, KeyError, UnicodeDecodeError, MlciError) as exc:
+        return f"{path}: unreadable record ({first_line(exc)})"
+    if records.record_path(str(record.get("id"))) != path:
+        return f"{path}: id {record.get('id')!r} does not match its path"
+    return None
 
 
 def _segment_problems(store: LedgerStore, entries: list[TreeEntry]) -> list[str]:

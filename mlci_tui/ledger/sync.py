@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from mlci_tui.errors import CheckFailed, MlciError
 from mlci_tui.gitio import Repo, git
-from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref
+from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, ledger_problems, remote_ref
 
 PUSH_ATTEMPTS = 5
 _NO_ENV = {"GIT_TERMINAL_PROMPT": "0", "MLCI_NO_HOOKS": "1"}
@@ -82,9 +82,19 @@ def pull(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
                 f"{last_seen[:12]}, the last one seen. Nothing was merged; inspect it with "
                 f"`git log {_incoming_ref(remote)}` and rerun with --force-merge to union it anyway"
             )
+    _refuse_invalid(store, fetched, remote)  # whatever --force-merge says
     result.local_tip = store.union_merge(fetched, f"mlci: merge ledger from {remote}")
     repo.run("update-ref", remote_ref(remote), fetched)
     return result
+
+
+def _refuse_invalid(store: LedgerStore, fetched: str, remote: str) -> None:
+    """Every file the remote would add or change is checked as fsck checks it, before the merge:
+    one bad file from a remote would otherwise reach every clone that pulls."""
+    problems = ledger_problems(store, store.brought_by(store.tip(), fetched))
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise CheckFailed(f"ledger of {remote} refused, nothing merged: {len(problems)} invalid file(s): {shown}")
 
 
 def push(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:

@@ -146,3 +146,14 @@ def test_a_query_that_runs_too_long_is_stopped_in_one_line(repo: Path) -> None:
     slow_sql = "SELECT count(*) FROM range(1000000000000) WHERE hash(range) = 1"
     proc = run_mlci(repo, "sql", slow_sql, env={"MLCI_SQL_SECONDS": "1"}, timeout=60)
     assert proc.returncode == 2 and "sql: stopped after 1 s" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_export_where_runs_on_a_locked_down_connection(repo: Path) -> None:
+    commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    assert run_mlci(repo, "capture").returncode == 0
+    reading = "(SELECT count(*) FROM read_text('/etc/passwd')) > 0"
+    proc = run_mlci(repo, "export", "out.csv", "--table", "runs", "--where", reading)
+    assert proc.returncode == 2 and "Permission Error" in proc.stderr, proc.stderr
+    assert not (repo / "out.csv").exists()
+    assert run_mlci(repo, "export", "out.csv", "--table", "runs", "--where", "kind = 'commit'").returncode == 0
+    assert (repo / "out.csv").read_text().count("\n") == 2  # the header and the one run

@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from mlci_tui.errors import MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.cache import CACHE_SCHEMA, LedgerCache, cache_is_current
 from mlci_tui.ledger.query.rows import cache_tip
@@ -239,3 +240,29 @@ def open_cache(repo: Repo) -> Iterator[duckdb.DuckDBPyConnection]:
             yield cur
         finally:
             cur.close()
+
+
+@contextmanager
+def sandboxed_cache(repo: Repo) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to the current cache, locked down (no file, no extension, no
+    setting), on a database of its own: opened through a hard link, so locking it leaves this
+    process's other connections to `cache.duckdb` as they are (`mlci export` writes with COPY)."""
+    import duckdb
+
+    cache = LedgerCache(repo)
+    cache.refresh()
+    link = cache.path.with_name(f"{cache.path.name}.sandbox-{os.getpid()}-{next(_LINKS)}")
+    try:
+        os.link(cache.path, link)
+    except OSError as exc:
+        raise MlciError(f"no private view of the cache here ({exc.strerror}); --where needs one") from None
+    try:
+        con = duckdb.connect(str(link), read_only=True)
+    finally:
+        link.unlink(missing_ok=True)
+    try:
+        con.execute("SET enable_progress_bar = false")
+        lock_down(con)
+        yield con
+    finally:
+        con.close()

@@ -17,10 +17,10 @@ from typing import Any
 
 from mlci_tui.errors import InputError, first_line
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.held import open_cache
+from mlci_tui.ledger.held import open_cache, sandboxed_cache
 from mlci_tui.ledger.query.run import LISTED_FIELDS
 from mlci_tui.numbers import NAN, NEG_INF, POS_INF
-from mlci_tui.sql_guard import one_select
+from mlci_tui.sql_guard import one_select, time_limit
 
 FORMATS = {
     ".parquet": "parquet",
@@ -49,6 +49,20 @@ def _copy_options(fmt: str) -> str:
         "json": "(FORMAT JSON, ARRAY true)",
         "jsonl": "(FORMAT JSON)",
     }[fmt]
+
+
+def _matching_ids(repo: Repo, where: str) -> list[str]:
+    """The runs `--where` selects, run on a locked-down connection of its own (`sql_guard`)."""
+    import duckdb
+
+    sql = f"SELECT run_id FROM runs WHERE ({where})"
+    with sandboxed_cache(repo) as con:
+        one_select(con, sql, "--where")
+        try:
+            with time_limit(con, "--where"):
+                return [str(r[0]) for r in con.execute(sql).fetchall()]
+        except duckdb.Error as exc:
+            raise InputError(f"export: --where: {first_line(exc)}") from None
 
 
 def _flat_sql(table: str, where: str, fmt: str) -> str:
@@ -86,7 +100,8 @@ def export(
     import duckdb
 
     fmt = format_of(target)
-    predicate = where or "true"
+    ids = _matching_ids(repo, where) if where else None
+    predicate = "run_id IN (SELECT run_id FROM _export_ids)" if where else "true"
     if table:
         jobs = [(target, _flat_sql(table, predicate, fmt))]
     elif fmt == "csv":
@@ -101,9 +116,11 @@ def export(
             raise InputError(f"{path.parent}: no such folder")
     written = []
     with open_cache(repo) as con:
+        if ids is not None:  # the user's predicate ran on a locked-down connection: only its answer comes here
+            import pyarrow as pa
+
+            con.register("_export_ids", pa.table({"run_id": pa.array(ids, pa.string())}))
         for path, sql in jobs:
-            if where:  # the user's predicate: the query it sits in is one SELECT (not yet a sandbox: see docs)
-                one_select(con, sql, "--where")
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
                 if fmt in ("json", "jsonl"):

@@ -42,9 +42,20 @@ def one_select(con: duckdb.DuckDBPyConnection, sql: str, what: str) -> None:
         raise InputError(f"{what}: only one SELECT may run here, not {found} (SQL from config or a flag is a query)")
 
 
-def lock_down(con: duckdb.DuckDBPyConnection, *, read: Iterable[Path] = (), directories: Iterable[Path] = ()) -> None:
+# What a query over the ledger's views may hold in memory (validation sets its own limit).
+QUERY_MEMORY = "4GB"
+
+
+def lock_down(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    read: Iterable[Path] = (),
+    directories: Iterable[Path] = (),
+    memory: str | None = QUERY_MEMORY,
+) -> None:
     """From now on `con` opens only the files in `read` and under `directories` (spill space),
-    loads and installs no extension, and accepts no `SET`. Idempotent."""
+    holds at most `memory` (None: keep the connection's own limit), loads and installs no
+    extension, and accepts no `SET`. Idempotent."""
     locked = con.execute("SELECT current_setting('lock_configuration')").fetchall()  # (read to its end)
     if locked and locked[0][0]:
         return
@@ -54,6 +65,8 @@ def lock_down(con: duckdb.DuckDBPyConnection, *, read: Iterable[Path] = (), dire
         con.execute("SET allowed_paths = ?", [files])
     if folders:
         con.execute("SET allowed_directories = ?", [folders])
+    if memory:
+        con.execute(f"SET memory_limit = '{memory}'")
     con.execute("SET enable_external_access = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")

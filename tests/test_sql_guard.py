@@ -157,3 +157,10 @@ def test_an_export_where_runs_on_a_locked_down_connection(repo: Path) -> None:
     assert not (repo / "out.csv").exists()
     assert run_mlci(repo, "export", "out.csv", "--table", "runs", "--where", "kind = 'commit'").returncode == 0
     assert (repo / "out.csv").read_text().count("\n") == 2  # the header and the one run
+
+
+def test_the_locked_connection_holds_its_memory_limit(repo: Path) -> None:
+    commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    assert run_mlci(repo, "capture").returncode == 0
+    shown = run_mlci(repo, "sql", "SELECT current_setting('memory_limit') AS m", "--json").stdout
+    assert "GiB" in shown and float(json.loads(shown)[0]["m"].split()[0]) < 4

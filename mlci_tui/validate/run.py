@@ -176,6 +176,7 @@ class Validator:
             con,
             read=[f for c in (content, *refs.values()) for f in _files_of(c)],
             directories=[self.scratch / "spill"],
+            memory=None,  # engine.connect set validation's own limit
         )
         try:
             ref_views: dict[str, tuple[str, str]] = {}

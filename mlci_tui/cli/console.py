@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from mlci_tui.gitio import Repo
+    from mlci_tui.ledger.resolve import Resolved
 
 
 def say(message: str) -> None:
@@ -35,6 +36,17 @@ def open_ledger(repo: Repo) -> Iterator[duckdb.DuckDBPyConnection]:
         for text in cache.notices:
             notice(text)
         yield con
+
+
+def resolve_ref(repo: Repo, con: duckdb.DuckDBPyConnection, ref: str) -> Resolved:
+    """A run reference resolved as every command resolves it; how it fell back (an ancestor's
+    run, a rewritten commit's) printed as a notice."""
+    from mlci_tui.ledger.resolve import resolve_run
+
+    resolved = resolve_run(repo, con, ref)
+    if resolved.notice:
+        notice(resolved.notice)
+    return resolved
 
 
 def run_reporting_failures(command: Callable[[], int]) -> int:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlci_tui import config as config_mod
 from mlci_tui import output
-from mlci_tui.cli.console import notice, open_ledger, say
+from mlci_tui.cli.console import notice, open_ledger, resolve_ref, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
@@ -22,15 +22,6 @@ from mlci_tui.gitio import Repo
 if TYPE_CHECKING:
     from mlci_tui.ledger.query.run import Run
     from mlci_tui.ledger.resolve import Resolved
-
-
-def _resolve(repo: Repo, con: Any, ref: str) -> Resolved:
-    from mlci_tui.ledger.resolve import resolve_run
-
-    resolved = resolve_run(repo, con, ref)
-    if resolved.notice:
-        notice(resolved.notice)
-    return resolved
 
 
 def _workspace_run(repo: Repo, cfg: config_mod.Config) -> Run:
@@ -62,7 +53,7 @@ def diff(args: argparse.Namespace) -> int:
         if len(refs) > 2:
             raise InputError("diff takes at most two runs or commits")
         if refs:
-            base_res: Resolved | None = _resolve(repo, con, refs[0])
+            base_res: Resolved | None = resolve_ref(repo, con, refs[0])
         else:
             base_res = resolve_baseline(repo, con, cfg, None)
         if base_res is None:
@@ -71,7 +62,7 @@ def diff(args: argparse.Namespace) -> int:
         if args.workspace:
             head = _workspace_run(repo, cfg)
         else:
-            head = load_run(con, _resolve(repo, con, refs[1] if len(refs) == 2 else "HEAD"))
+            head = load_run(con, resolve_ref(repo, con, refs[1] if len(refs) == 2 else "HEAD"))
     params = diff_maps(base.params, head.params, changed_only=not args.all)
     metrics = diff_maps(base.metrics, head.metrics, changed_only=False)
     data = diff_maps(base.datasets, head.datasets, changed_only=not args.all)
@@ -155,7 +146,7 @@ def promote(repo: Repo, ref: str, *, stage: str = "deployed", tag: bool = False)
     cfg = config_mod.load(repo.root)
     events.check_label("stage", stage)
     with open_ledger(repo) as con:
-        resolved = _resolve(repo, con, ref)
+        resolved = resolve_ref(repo, con, ref)
         run = load_run(con, resolved)
         count = promotion_count(con, stage)
     promoted = promotion(repo, cfg, run, stage)

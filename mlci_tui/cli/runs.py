@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from mlci_tui import config as config_mod
 from mlci_tui import output
-from mlci_tui.cli.console import notice, open_ledger, say
+from mlci_tui.cli.console import notice, open_ledger, resolve_ref, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
@@ -190,15 +190,6 @@ def sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve(repo: Repo, con: Any, ref: str) -> str:
-    from mlci_tui.ledger.resolve import resolve_run
-
-    resolved = resolve_run(repo, con, ref)
-    if resolved.notice:
-        notice(resolved.notice)
-    return resolved.run_id
-
-
 def show(args: argparse.Namespace) -> int:
     """show one run: fields, params, metrics, steps, tags, notes
 
@@ -209,7 +200,7 @@ def show(args: argparse.Namespace) -> int:
 
     repo = Repo.find()
     with open_ledger(repo) as con:
-        run_id = _resolve(repo, con, args.run)
+        run_id = resolve_ref(repo, con, args.run).run_id
         detail = read_detail(con, run_id, points=False, validations=False)
     if detail is None:
         raise InputError(f"run {run_id} is not in the ledger")
@@ -292,7 +283,7 @@ def show(args: argparse.Namespace) -> int:
 def _run_of(args: argparse.Namespace) -> tuple[Repo, str]:
     repo = Repo.find()
     with open_ledger(repo) as con:
-        return repo, _resolve(repo, con, args.run)
+        return repo, resolve_ref(repo, con, args.run).run_id
 
 
 def tag(args: argparse.Namespace) -> int:

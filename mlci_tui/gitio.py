@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -133,10 +133,12 @@ class Repo:
             return {}
         return parse_cat_file_batch(self._cat_batch(list(dict.fromkeys(oids))))
 
-    def cat_blobs_to_lines(self, oids: Sequence[str], target: Path) -> list[int]:
+    def cat_blobs_to_lines(
+        self, oids: Sequence[str], target: Path, refuse: Callable[[bytes], object] | None = None
+    ) -> list[int]:
         """Write the objects' contents, one line each, to `target` (NDJSON for records); returns
-        the positions in `oids` of the objects left out: missing, or not one line of UTF-8 (a
-        record from a remote must not break every query, nor pass as two records)."""
+        the positions in `oids` of the objects left out: missing, or what `refuse` says (a truthy
+        reason) of their bytes with the newline added."""
         skipped: list[int] = []
         if not oids:
             target.write_bytes(b"")
@@ -156,12 +158,7 @@ class Repo:
                 body = raw[pos : pos + size]
                 pos += size + 1
                 line = body if body.endswith(b"\n") else body + b"\n"
-                try:
-                    line.decode("utf-8")
-                except UnicodeDecodeError:
-                    skipped.append(n)
-                    continue
-                if line.count(b"\n") != 1:
+                if refuse is not None and refuse(line):
                     skipped.append(n)
                     continue
                 out.write(line)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from mlci_tui.errors import first_line
 from mlci_tui.gitio import Repo, TreeEntry
+from mlci_tui.ledger import records
 from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_RANK, TRIAL_STATE_OF
 from mlci_tui.ledger.query.names import SQL_MAP_KEY
 from mlci_tui.ledger.records import FLOAT_KEY
@@ -480,7 +481,8 @@ class LedgerCache:
         import duckdb
 
         ndjson = scratch / "records.ndjson"
-        for n in self.repo.cat_blobs_to_lines([e.oid for e in events], ndjson):
+        # a file that is not one record (a remote's garbage) is skipped, not fatal to every query
+        for n in self.repo.cat_blobs_to_lines([e.oid for e in events], ndjson, refuse=records.line_problem):
             self.notices.append(f"{events[n].path}: not one line of UTF-8 JSON; skipped (`mlci ledger fsck`)")
         if segments:
             blobs = self.repo.cat_blobs([e.oid for e in segments])

@@ -109,6 +109,19 @@ def dumps(record: dict[str, Any]) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
+def line_problem(body: bytes) -> str | None:
+    """Why a record file's bytes are not one record: canonical JSON is one line of UTF-8 with
+    its newline (a file of two lines would pass as two records). None when they are."""
+    lines = body.count(b"\n")
+    if lines != 1 or not body.endswith(b"\n"):
+        return f"{lines} lines; a record file holds one line (one record)"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    return None
+
+
 def loads(data: bytes | str) -> dict[str, Any]:
     import json
 

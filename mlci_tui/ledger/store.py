@@ -330,9 +330,9 @@ def record_file_problem(path: str, body: bytes) -> str | None:
     """Why an event file is not one record (one line of canonical JSON, named by its id), or None."""
     if len(body) > MAX_RECORD_BYTES:
         return f"{path}: {len(body):,} bytes; larger than any record"
-    lines = body.count(b"\n")
-    if lines != 1 or not body.endswith(b"\n"):
-        return f"{path}: {lines} lines; a record file holds one line (one record)"
+    problem = records.line_problem(body)
+    if problem:
+        return f"{path}: {problem}"
     try:
         record = records.loads(body)
         validate_envelope(record)

@@ -39,6 +39,21 @@ class Interruptible(Protocol):
 _LINKS = itertools.count(1)  # names of the hard links the held databases are opened through
 
 
+def connect_private(cache: LedgerCache, tag: str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the cache file through a hard link of its own, removed at once
+    (the open file stays readable). DuckDB shares one database per path within a process: a
+    database of its own can be held, or locked down, without touching this process's other
+    connections to `cache.duckdb`. Raises FileNotFoundError (no cache yet) or OSError (no links)."""
+    import duckdb
+
+    link = cache.path.with_name(f"{cache.path.name}.{tag}-{os.getpid()}-{next(_LINKS)}")
+    os.link(cache.path, link)
+    try:
+        return duckdb.connect(str(link), read_only=True)
+    finally:
+        link.unlink(missing_ok=True)
+
+
 class HeldCache:
     """One read-only connection to the query cache, kept open while the ledger tip is unchanged.
 
@@ -130,29 +145,20 @@ class HeldCache:
         return self._con
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        """A read-only connection to the current cache, opened through a hard link of its own.
-
-        DuckDB shares one database per path within a process, so a connection held on
-        `cache.duckdb` would make every other connect in this process to that path (the
-        sweeps screen's `LedgerCache.connect`, for one) get the held, possibly old file: each
-        would then find it stale and rebuild the cache in vain. Opened through a link (removed
-        at once: the open file stays readable), the held database has a name of its own."""
+        """A read-only connection to the current cache, on a database of its own (`connect_private`):
+        the held, possibly old file never stands in for `cache.duckdb` in this process's other
+        connects (the sweeps screen's `LedgerCache.connect`), which would rebuild it in vain."""
         import duckdb
 
         cache = LedgerCache(self.repo)
         for _ in range(3):
-            link = cache.path.with_name(f"{cache.path.name}.tui-{os.getpid()}-{next(_LINKS)}")
             try:
-                os.link(cache.path, link)
+                con = connect_private(cache, "tui")
             except FileNotFoundError:
                 cache.refresh()
                 continue
             except OSError:  # no hard links here: the shared name (and its caveat) it is
                 break
-            try:
-                con = duckdb.connect(str(link), read_only=True)
-            finally:
-                link.unlink(missing_ok=True)
             try:
                 meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
             except duckdb.Error:
@@ -247,19 +253,12 @@ def sandboxed_cache(repo: Repo) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection to the current cache, locked down (no file, no extension, no
     setting), on a database of its own: opened through a hard link, so locking it leaves this
     process's other connections to `cache.duckdb` as they are (`mlci export` writes with COPY)."""
-    import duckdb
-
     cache = LedgerCache(repo)
     cache.refresh()
-    link = cache.path.with_name(f"{cache.path.name}.sandbox-{os.getpid()}-{next(_LINKS)}")
     try:
-        os.link(cache.path, link)
+        con = connect_private(cache, "sandbox")
     except OSError as exc:
         raise MlciError(f"no private view of the cache here ({exc.strerror}); --where needs one") from None
-    try:
-        con = duckdb.connect(str(link), read_only=True)
-    finally:
-        link.unlink(missing_ok=True)
     try:
         con.execute("SET enable_progress_bar = false")
         lock_down(con)

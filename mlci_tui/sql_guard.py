@@ -42,6 +42,14 @@ def one_select(con: duckdb.DuckDBPyConnection, sql: str, what: str) -> None:
         raise InputError(f"{what}: only one SELECT may run here, not {found} (SQL from config or a flag is a query)")
 
 
+def guard(con: duckdb.DuckDBPyConnection, *statements: str, what: str) -> None:
+    """Before a user's SQL runs over the ledger's views: each statement as it will run is one
+    SELECT, and the connection is locked down (the views need no file)."""
+    for sql in statements:
+        one_select(con, sql, what)
+    lock_down(con)
+
+
 # What a query over the ledger's views may hold in memory (validation sets its own limit).
 QUERY_MEMORY = "4GB"
 

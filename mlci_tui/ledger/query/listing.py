@@ -9,7 +9,7 @@ from mlci_tui.errors import InputError, first_line
 from mlci_tui.ledger.query.rows import dict_rows, first_row
 from mlci_tui.ledger.query.run import Run
 from mlci_tui.ledger.query.sort import order_by, parse_sort
-from mlci_tui.sql_guard import lock_down, one_select, time_limit
+from mlci_tui.sql_guard import guard, time_limit
 
 if TYPE_CHECKING:
     import duckdb
@@ -38,9 +38,7 @@ def list_runs(con: duckdb.DuckDBPyConnection, *, where: str | None, sort: str | 
     predicate = f"WHERE ({where})" if where else ""
     sql = f"SELECT * FROM runs {predicate} {order}" + (f" LIMIT {int(limit)}" if limit > 0 else "")
     if where:  # the user's SQL: the whole statement as it runs is one SELECT, on a locked-down connection
-        one_select(con, sql, "--where")
-        one_select(con, f"SELECT count(*) FROM runs {predicate}", "--where")
-        lock_down(con)
+        guard(con, sql, f"SELECT count(*) FROM runs {predicate}", what="--where")
     try:
         with time_limit(con, "--where"):
             runs = [Run.from_row(r) for r in dict_rows(con.execute(sql, binds))]

@@ -24,7 +24,7 @@ from mlci_tui.ledger.query.filter import Compiled, FilterError, Names, compile_f
 from mlci_tui.ledger.query.names import plain_name
 from mlci_tui.ledger.query.rows import cache_tip, first_row
 from mlci_tui.ledger.query.sort import FIELD_SQL, TAGS_SQL, SortKey, order_by
-from mlci_tui.sql_guard import lock_down, one_select
+from mlci_tui.sql_guard import guard
 
 if TYPE_CHECKING:
     import duckdb
@@ -253,10 +253,9 @@ def load_view(
         sql = f"SELECT {shown} FROM {compiled.source()} {where} {order}"
         if compiled.raw:  # the user's SQL: one SELECT as it runs, on a locked-down connection
             try:
-                one_select(con, sql, "SQL")
+                guard(con, sql, what="SQL")
             except MlciError as exc:
                 raise FilterError(str(exc)) from None
-            lock_down(con)
         try:
             binds_all = [*shown_binds, *compiled.join_binds, *compiled.binds, *order_binds]
             table = con.sql(sql, params=binds_all).to_arrow_table()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlci_tui.errors import InputError, first_line
 from mlci_tui.ledger.query.rows import dict_rows
-from mlci_tui.sql_guard import lock_down, one_select, time_limit
+from mlci_tui.sql_guard import guard, time_limit
 
 if TYPE_CHECKING:
     import duckdb
@@ -17,8 +17,7 @@ def run_sql(con: duckdb.DuckDBPyConnection, text: str) -> tuple[list[str], list[
     first (no file, no extension, no setting: `sql_guard`)."""
     import duckdb
 
-    one_select(con, text, "sql")
-    lock_down(con)
+    guard(con, text, what="sql")
     try:
         with time_limit(con, "sql"):
             cur = con.execute(text)

@@ -24,7 +24,6 @@ from mlci_tui.config import Config
 from mlci_tui.errors import InputError, MlciError
 from mlci_tui.gitio import CommitInfo, Repo, commit_info, patch_id
 from mlci_tui.ledger import records
-from mlci_tui.scrub import scrub
 from mlci_tui.sources import FileSource, TreeSource, WorkdirSource, matches
 
 MAX_RUN_NAME = 256
@@ -227,8 +226,9 @@ def capture_workspace(
 
 
 def finish_record(record: dict[str, Any], run_id: str, when: str) -> dict[str, Any]:
-    """A run body as a ledger event: secrets scrubbed, wrapped in the envelope (id, time)."""
-    return records.envelope("run", scrub(record), event_id=run_id, time=when)
+    """A run body as a ledger event, wrapped in the envelope (id, time); `LedgerStore.append`
+    scrubs its secrets, as every event's."""
+    return records.envelope("run", record, event_id=run_id, time=when)
 
 
 def validate_run_name(name: str) -> str:

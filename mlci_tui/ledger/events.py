@@ -11,7 +11,7 @@ from typing import Any
 
 from mlci_tui.errors import InputError
 from mlci_tui.ledger import records
-from mlci_tui.scrub import has_secret, scrub
+from mlci_tui.scrub import has_secret
 
 # every type this version reads; the cache skips others with a notice (a newer mlci wrote them).
 # validation/profile: data checks (mlci_tui/validate); sweep/trial: sweep queue (mlci_tui/sweep)
@@ -49,7 +49,7 @@ def note(run_id: str, text: str) -> dict[str, Any]:
         raise InputError("note: empty text")
     if len(text.encode()) > MAX_NOTE or "\x00" in text:
         raise InputError(f"note: at most {MAX_NOTE // 1024} KiB of text without NUL")
-    return records.envelope("note", scrub({"target": run_id, "text": text}))
+    return records.envelope("note", {"target": run_id, "text": text})  # scrubbed at append, as every event
 
 
 def promote(
@@ -64,4 +64,4 @@ def promote(
 def redact(target_id: str, reason: str | None = None) -> dict[str, Any]:
     if not records.is_id(target_id):
         raise InputError(f"redact: {target_id!r} is not a full record id (26 base32 characters)")
-    return records.envelope("redact", scrub({"target": target_id, "reason": reason}))
+    return records.envelope("redact", {"target": target_id, "reason": reason})  # scrubbed at append

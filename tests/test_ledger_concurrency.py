@@ -143,7 +143,7 @@ def test_writer_killed_at_random_moments_leaves_a_valid_ledger(repo: Path, tmp_p
     assert fsck.returncode == 0, f"seed {seed}: {fsck.stdout}{fsck.stderr}"
     # every record parses and sits at its own name; the ledger still takes appends and queries
     store = LedgerStore(Repo.find(repo))
-    from mlci_tui.ledger.store import fsck as ledger_fsck
+    from mlci_tui.ledger.verify import fsck as ledger_fsck
 
     assert ledger_fsck(store) == []
     after = set(append_runs(repo, 2))

@@ -106,7 +106,8 @@ def ledger_fsck(args: argparse.Namespace) -> int:
 
     Example: mlci ledger fsck
     """
-    from mlci_tui.ledger.store import LedgerStore, fsck
+    from mlci_tui.ledger.store import LedgerStore
+    from mlci_tui.ledger.verify import fsck
 
     problems = fsck(LedgerStore(Repo.find()))
     for p in problems:

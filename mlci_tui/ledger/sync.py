@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from mlci_tui.errors import CheckFailed, MlciError
 from mlci_tui.gitio import Repo, git
-from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, ledger_problems, remote_ref
+from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref
+from mlci_tui.ledger.verify import ledger_problems
 
 PUSH_ATTEMPTS = 5
 _NO_ENV = {"GIT_TERMINAL_PROMPT": "0", "MLCI_NO_HOOKS": "1"}

@@ -197,18 +197,32 @@ def push(repo: Repo, paths: list[str] | None = None, *, remote: str | None = Non
     return _transfer(repo, "push", paths, remote, jobs)
 
 
-def pull(repo: Repo, paths: list[str] | None = None, *, remote: str | None = None, jobs: int | None = None) -> int:
-    """`mlci data pull`: fetch, then check out; 1 when a dataset was left as it was (see `_checkout`)."""
-    _transfer(repo, "fetch", paths, remote, jobs)  # an incomplete fetch raises: nothing is checked out
+def pull(
+    repo: Repo,
+    paths: list[str] | None = None,
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    settings: dict[str, Any] | None = None,
+) -> int:
+    """`mlci data pull`: fetch, then check out; 1 when a dataset was left as it was (see `_checkout`).
+
+    `settings`: the `data:` section naming the remote (default the working tree's; CI's PR job: the base's)."""
+    _transfer(repo, "fetch", paths, remote, jobs, settings)  # an incomplete fetch raises: nothing is checked out
     return _checkout(repo, paths, force=False, link=None)
 
 
 def _transfer(
-    repo: Repo, verb: Literal["push", "fetch"], paths: list[str] | None, remote: str | None, jobs: int | None
+    repo: Repo,
+    verb: Literal["push", "fetch"],
+    paths: list[str] | None,
+    remote: str | None,
+    jobs: int | None,
+    settings: dict[str, Any] | None = None,
 ) -> int:
     from mlci_tui.data.transfer import sync
 
-    result, name = sync(repo.root, verb, _targets(repo, paths), remote, jobs)
+    result, name = sync(repo.root, verb, _targets(repo, paths), remote, jobs, settings)
     _report(verb, result, name)
     if result.failed or result.missing:
         direction, absent = ("to", "not cached") if verb == "push" else ("from", "missing")

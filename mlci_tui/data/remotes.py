@@ -180,8 +180,11 @@ def resolve(root: Path, section: dict[str, Any], name: str | None) -> Remote:
     return Remote(name, url, options)
 
 
-def open_remote(root: Path, name: str | None) -> tuple[Any, str, str]:
-    """The data remote `name` (default: data.remote) opened: (fsspec filesystem, base path, its name)."""
-    remote = resolve(root, data_settings(root), name)
+def open_remote(root: Path, name: str | None, settings: dict[str, Any] | None = None) -> tuple[Any, str, str]:
+    """The data remote `name` (default: data.remote) opened: (fsspec filesystem, base path, its name).
+
+    `settings`: the `data:` section to read it from (default the working tree's; a pull request's CI
+    job passes its base branch's, so the PR cannot choose where data comes from)."""
+    remote = resolve(root, settings if settings is not None else data_settings(root), name)
     fs, base = remote.open()
     return fs, base, remote.name

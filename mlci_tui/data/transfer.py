@@ -248,12 +248,17 @@ def fetch(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: i
 
 
 def sync(
-    root: Path, verb: Literal["push", "fetch"], targets: list[str] | None, remote: str | None, jobs: int | None
+    root: Path,
+    verb: Literal["push", "fetch"],
+    targets: list[str] | None,
+    remote: str | None,
+    jobs: int | None,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[TransferResult, str]:
     """`mlci data push|fetch`: move the objects that the mlci pointers `targets` name (None: all)
     to or from the remote `remote` (None: data.remote); returns the result and the remote's name.
     DVC-tracked datasets are left to DVC."""
     pointers = [p for _f, p in select(workspace_pointers(root), targets) if p.origin == "mlci"]
-    fs, base, name = open_remote(root, remote)
+    fs, base, name = open_remote(root, remote, settings)  # settings: see open_remote
     move = push if verb == "push" else fetch
     return move(DataCache.for_repo(root), pointers, fs, base, parallel_jobs(root, jobs)), name

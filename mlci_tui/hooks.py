@@ -185,7 +185,10 @@ def pre_push(argv: list[str]) -> int:
     if pushes and all(p[0].startswith("refs/mlci") or p[2].startswith("refs/mlci") for p in pushes):
         return 0
     _code, out = _git_output(["remote"])
-    if remote not in out.decode("utf-8", "replace").split():
+    named = remote in out.decode("utf-8", "replace").split()
+    if _refuse_pushed_data(pushes, remote if named else None):
+        return 1
+    if not named:
         return 0  # a push to a bare URL: no remote name to keep the ledger's state under
     local_shas = [p[1] for p in pushes if p[1] != ZERO]
     remote_shas = [p[3] for p in pushes if p[3] != ZERO]
@@ -229,6 +232,43 @@ def pre_push(argv: list[str]) -> int:
     for notice in result.notices:
         _err(notice)
     return 0
+
+
+def _pushed_changes(local: str, remote_sha: str, remote: str | None) -> list[tuple[str, list[str]]]:
+    """(commit, paths it changes) for each commit `local` brings that the remote lacks, newest
+    first: one `git log` per pushed ref (merges list no paths: what they merge is listed where
+    it was committed)."""
+    exclude = [remote_sha] if remote_sha != ZERO else []
+    if remote:
+        exclude.append(f"--remotes={remote}")
+    code, out = _git_output(
+        ["log", "--ignore-missing", "--no-renames", "--format=%x01%H", "--name-only", "-z", local, "--not", *exclude]
+    )
+    if code != 0:
+        return []
+    commits = []
+    for chunk in out.decode("utf-8", "surrogateescape").split("\x01")[1:]:
+        sha, _nul, names = chunk.partition("\0")  # "<sha>\0\n<path>\0<path>\0"
+        commits.append((sha, [n for n in names.removeprefix("\n").split("\0") if n]))
+    return commits
+
+
+def _refuse_pushed_data(pushes: list[tuple[str, str, str, str]], remote: str | None) -> bool:
+    """Validate (and upload) the dataset versions a push carries; True refuses the push. A push
+    whose commits touch no dataset-like file costs one `git log` per ref and imports nothing."""
+    ranges = []
+    for local_ref, local_sha, _remote_ref, remote_sha in pushes:
+        if local_sha == ZERO or local_ref.startswith("refs/mlci"):
+            continue
+        commits = _pushed_changes(local_sha, remote_sha, remote)
+        if any(p.endswith(DATASET_SUFFIXES) or p == "mlci.yaml" for _sha, paths in commits for p in paths):
+            ranges.append((local_sha, commits))
+    if not ranges:
+        return False
+    from mlci_tui.gitio import Repo
+    from mlci_tui.validate.push import check_push
+
+    return check_push(Repo.find(), ranges)
 
 
 def _all_captured(shas: list[str]) -> bool:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from mlci_tui.config import Enum, MapOf, Number, Schema, Str, Struct
+from mlci_tui.config import Bool, Enum, MapOf, Number, Schema, Str, Struct
 from mlci_tui.errors import ConfigError
 
 LOCAL_CONFIG = ".mlci/config.local.yaml"
@@ -90,6 +90,10 @@ SECTIONS: dict[str, Schema] = {
             "link": (Enum("auto", "reflink", "copy", "hardlink", "symlink"), "auto"),  # auto: reflink, else copy
             "hash": (Enum("blake3", "md5"), "blake3"),
             "jobs": (Number(integer=True, minimum=1), None),  # parallel transfers (default 4 x cores, max 32)
+            # pre-push: datasets a push carries are validated (default fail when `datasets:` is declared)
+            "on_push": (Enum("fail", "warn", "off"), "fail"),
+            "push_scope": (Enum("tip", "all"), "tip"),  # tip: each dataset as each pushed tip has it
+            "push_with_git": (Bool(), True),  # pre-push uploads the pushed versions the data remote lacks
         }
     )
 }

@@ -68,7 +68,7 @@ def validate_staged(repo: Repo, datasets: dict[str, Any], staged: list[str]) -> 
     v = Validator(repo, datasets, source.INDEX)
     specs = [v.specs[n] for n in names]
     # a dataset removed from the index (deleted, or only in the working tree) has nothing to check
-    present = source.in_index(repo, [s.path for s in specs])
+    present = source.present(repo, source.INDEX, [s.path for s in specs])
     specs = [s for s in specs if s.path in present]
     results = v.validate_all(specs)
     for r in results:

@@ -559,12 +559,16 @@ def _dvc_locks(path: str) -> list[str]:
     return [posixpath.join(*parts[:i], "dvc.lock") for i in range(len(parts) + 1)]
 
 
-def in_index(repo: Repo, paths: list[str]) -> set[str]:
-    """Which datasets `paths` the index holds: as a file, a pointer, a DVC record, or a folder with files in it."""
+def present(repo: Repo, where: str, paths: list[str]) -> set[str]:
+    """Which datasets `paths` the index (INDEX) or a commit holds: as a file, a pointer, a DVC
+    record, or a folder with files in it. (A dataset a commit deletes has nothing to check.)"""
     wanted = []
     for p in paths:
         wanted += [p, p + POINTER_SUFFIX, p + ".dvc", *_dvc_locks(p)]
-    proc = repo.run("ls-files", "-z", "--", *wanted, check=False)
+    if where == INDEX:
+        proc = repo.run("ls-files", "-z", "--", *wanted, check=False)
+    else:
+        proc = repo.run("ls-tree", "-r", "-z", "--name-only", "--full-tree", where, "--", *wanted, check=False)
     names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
     return {p for p in paths if touches(p, names)}
 

@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING
 
 from mlci_tui.errors import first_line
 from mlci_tui.gitio import Repo, TreeEntry
-from mlci_tui.ledger import records
 from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_RANK, TRIAL_STATE_OF
 from mlci_tui.ledger.query.names import SQL_MAP_KEY
 from mlci_tui.ledger.records import FLOAT_KEY
-from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
+from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore, refuse_misnamed
 
 if TYPE_CHECKING:
     import duckdb
@@ -481,9 +480,10 @@ class LedgerCache:
         import duckdb
 
         ndjson = scratch / "records.ndjson"
-        # a file that is not one record (a remote's garbage) is skipped, not fatal to every query
-        for n in self.repo.cat_blobs_to_lines([e.oid for e in events], ndjson, refuse=records.line_problem):
-            self.notices.append(f"{events[n].path}: not one line of UTF-8 JSON; skipped (`mlci ledger fsck`)")
+        # a file that is not one record (a remote's garbage) is skipped, not fatal to every query;
+        # nor is one whose body names another record (it would shadow that record)
+        for n in self.repo.cat_blobs_to_lines([e.oid for e in events], ndjson, refuse=refuse_misnamed(events)):
+            self.notices.append(f"{events[n].path}: not one record named by its id; skipped (`mlci ledger fsck`)")
         if segments:
             blobs = self.repo.cat_blobs([e.oid for e in segments])
             with open(ndjson, "ab") as out:

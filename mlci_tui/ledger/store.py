@@ -15,12 +15,14 @@ from __future__ import annotations
 import io
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mlci_tui.errors import GitError, MlciError
 from mlci_tui.gitio import ZERO_OID, Repo, TreeEntry
 from mlci_tui.ledger import records
+from mlci_tui.ledger.conflicts import CONFLICTS_DIR, blob_id, conflict_path, resolved_path, same_meaning
 from mlci_tui.ledger.refs import LEDGER_REF, REMOTE_REF_PREFIX, remote_ref  # noqa: F401 - re-exported
 from mlci_tui.scrub import scrub
 
@@ -31,6 +33,9 @@ MAX_ATTEMPTS = 60
 # A ref lock is held for well under a millisecond; one older than this was left by a writer
 # killed mid-update (SIGKILL, OOM) and would otherwise block every later append for good.
 STALE_LOCK_SECONDS = 3.0
+# What a commit does to a path: an object already in the repository (its id), inline bytes,
+# or None to delete it. Appends, merges, compaction and `ledger resolve` all write through it.
+Changes = dict[str, str | bytes | None]
 
 
 class LedgerConflict(MlciError):
@@ -74,7 +79,9 @@ class LedgerStore:
             except ValueError:
                 continue  # a corrupt record is skipped, not fatal: `mlci ledger fsck` names it
             rid = record.get("id")
-            if isinstance(rid, str) and rid not in seen:
+            if not isinstance(rid, str) or records.record_path(rid) != entry.path:
+                continue  # a body filed under another record's name never wins: fsck names it
+            if rid not in seen:
                 seen.add(rid)
                 out.append(record)
         for entry in segments:
@@ -155,10 +162,13 @@ class LedgerStore:
     def union_merge(self, other: str, message: str) -> str:
         """Union the tree at `other` into the local ref: a commit with two parents.
 
-        Record names are unique, so a union of tree entries needs no merge base and no
-        conflict resolution; where both sides hold different bytes under one name (two
-        clones captured the same commit with different mlci versions) the smaller blob id
-        wins, so every clone converges on the same tree.
+        Record names are unique, so a union of tree entries needs no merge base. It never
+        replaces a record this clone holds with one that says something else: where both
+        sides hold one id with different bytes, bodies of the same meaning (two clones
+        captured one commit: `conflicts.CAPTURE_FIELDS` differ) converge on the smaller blob
+        id, and any other incoming body is kept at `conflicts/<id>/<blob>.json` in the same
+        commit (docs/ledger.md: merging). Still a tree diff: only paths present on both
+        sides with different blobs are read, in one batch.
         """
 
         def script(tip: str | None) -> bytes | None:
@@ -190,23 +200,114 @@ class LedgerStore:
             _backoff(attempt)
         raise LedgerConflict(f"{self.ref}: gave up merging after {MAX_ATTEMPTS} concurrent updates")
 
-    def replace_tree(self, files: Sequence[tuple[str, bytes]], message: str, expected_tip: str) -> str | None:
-        """Write a commit whose tree is exactly `files` (compaction). None if the tip moved."""
-        lines = [b"deleteall\n"]
-        for path, data in files:
-            lines.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
-        body = _commit_script(self.ref, expected_tip, message, b"".join(lines))
+    def replace_tree(
+        self, files: Sequence[tuple[str, bytes]], message: str, expected_tip: str, keep: Sequence[TreeEntry] = ()
+    ) -> str | None:
+        """Write a commit whose tree is exactly `files` plus the `keep` entries as they are
+        (compaction carries `conflicts/` over). None if the tip moved."""
+        changes: Changes = {e.path: e.oid for e in keep}
+        changes.update(files)
+        body = _commit_script(self.ref, expected_tip, message, b"deleteall\n" + _changes_script(changes))
         return self._run_fast_import(body)
 
-    def _union_changes(self, tip: str, other: str) -> list[tuple[str, str, str]]:
+    def update(self, build: Callable[[str | None], Changes], message: str) -> str:
+        """One commit of the changes `build(tip)` returns for the current tip; rebuilt and retried
+        like an append when another writer moved the ref (`ledger resolve`)."""
+        return self._commit_with_retry(lambda tip: _commit_script(self.ref, tip, message, _changes_script(build(tip))))
+
+    def _union_changes(self, tip: str, other: str) -> Changes:
+        """What `other` adds to `tip`: new files; for a record both hold with different bytes,
+        the smaller blob when they mean the same, else a conflict entry; never a deletion."""
         changes = self._tree_changes(tip, other)
         if changes is None:
             raise GitError(f"git diff-tree {tip[:12]} {other[:12]} failed")
-        return [
-            (mode, new_oid, path)
-            for status, mode, old_oid, new_oid, path in changes
-            if status == "A" or (status == "M" and new_oid < old_oid)
-        ]
+        out: Changes = {}
+        both: dict[str, tuple[str, str]] = {}  # record id -> (our blob, their blob): one path, two bodies
+        added: dict[str, str] = {}  # record id -> their blob, for event files new to this tree
+        segments: list[tuple[str, str]] = []  # (path, blob) of their segments new to this tree
+        for status, _mode, old, new, path in changes:
+            rid = _record_name(path)
+            if status == "M" and rid is not None:
+                both[rid] = (old, new)
+            elif status == "A" and rid is not None:
+                added[rid] = new
+                out[path] = new
+            elif status == "A" and path.endswith(".parquet") and path.startswith(SEGMENTS_DIR):
+                segments.append((path, new))
+            elif status == "A":
+                out[path] = new  # conflicts/ entries and markers, segment id lists, a newer mlci's files
+            # "D": a union never deletes; "M" elsewhere (a segment, a marker): the local file stays
+        pairs: list[_Pair] = []
+        if both:
+            blobs = self.repo.cat_blobs([b for pair in both.values() for b in pair])
+            for rid, (old, new) in both.items():
+                pairs.append(_Pair(rid, blobs.get(old, b""), blobs.get(new, b""), old, new))
+        local_segments = [e for e in self.repo.ls_tree(tip, [SEGMENTS_DIR]) if e.path.endswith(".parquet")]
+        if local_segments and added:
+            # a record this clone compacted comes back as an event file: the segment holds ours
+            compacted = self._segment_ids(tip) & added.keys()
+            if compacted:
+                ours = _segment_bodies(self.repo.cat_blobs([e.oid for e in local_segments]).values(), compacted)
+                blobs = self.repo.cat_blobs([added[rid] for rid in compacted])
+                pairs += [_Pair(rid, ours[rid], blobs.get(added[rid], b""), None, added[rid]) for rid in ours]
+        for path, blob in segments:
+            pairs += self._union_segment(tip, path, blob, out)
+        decided = self._decided(tip, [p.id for p in pairs if not same_meaning(p.ours, p.theirs)])
+        sha256 = len(tip) == 64
+        for pair in pairs:
+            path = records.record_path(pair.id)
+            if same_meaning(pair.ours, pair.theirs):
+                # one meaning, two byte strings: every clone converges on the smaller blob id
+                if pair.our_blob is not None and pair.their_blob is not None and pair.their_blob < pair.our_blob:
+                    out[path] = pair.their_blob
+                continue
+            blob = pair.their_blob or blob_id(pair.theirs, sha256=sha256)
+            if pair.their_blob is not None and out.get(path) == pair.their_blob:
+                del out[path]  # their event file does not come in beside our compacted record
+            out.pop(resolved_path(pair.id, blob), None)  # their decision is not ours: it stays open here
+            if (pair.id, blob) not in decided:
+                out[conflict_path(pair.id, blob)] = pair.their_blob or pair.theirs
+        return out
+
+    def _segment_ids(self, tip: str) -> set[str]:
+        lists = [e for e in self.repo.ls_tree(tip, [SEGMENTS_DIR]) if e.path.endswith(".ids")]
+        return {i for data in self.repo.cat_blobs([e.oid for e in lists]).values() for i in data.decode().split()}
+
+    def _union_segment(self, tip: str, path: str, blob: str, out: Changes) -> list[_Pair]:
+        """Their new segment comes in whole when it holds nothing that differs from ours; otherwise
+        its records come in as event files, and those that differ as conflicts (the pairs returned)."""
+        bodies = _segment_bodies([self.repo.cat_blobs([blob]).get(blob, b"")], None)
+        present = self.has_ids(bodies, tip)
+        ours = self._bodies(tip, present) if present else {}
+        pairs = [_Pair(rid, ours[rid], bodies[rid], None, None) for rid in ours]
+        if all(same_meaning(p.ours, p.theirs) for p in pairs):
+            out[path] = blob
+            return []
+        out.pop(path.removesuffix(".parquet") + ".ids", None)
+        out.update((records.record_path(rid), body) for rid, body in bodies.items() if rid not in present)
+        return pairs
+
+    def _bodies(self, tip: str, ids: set[str]) -> dict[str, bytes]:
+        """This tree's body of each record in `ids`: its event file, else its segment's copy."""
+        files = self.repo.ls_tree(tip, [records.record_path(i) for i in ids])
+        blobs = self.repo.cat_blobs([e.oid for e in files])
+        found = {rid: blobs.get(e.oid, b"") for e in files for rid in [_record_name(e.path)] if rid}
+        rest = ids - found.keys()
+        if rest:
+            segs = [e.oid for e in self.repo.ls_tree(tip, [SEGMENTS_DIR]) if e.path.endswith(".parquet")]
+            found.update(_segment_bodies(self.repo.cat_blobs(segs).values(), rest))
+        return found
+
+    def _decided(self, tip: str, ids: list[str]) -> set[tuple[str, str]]:
+        """(record id, blob) pairs this clone has resolved already (their `.resolved` markers)."""
+        if not ids:
+            return set()
+        entries = self.repo.ls_tree(tip, [f"{CONFLICTS_DIR}{i}/" for i in set(ids)], recursive=True)
+        return {
+            (parts[1], parts[2].removesuffix(".resolved"))
+            for parts in (e.path.split("/") for e in entries)
+            if len(parts) == 3 and parts[2].endswith(".resolved")
+        }
 
     def _commit_with_retry(self, build: Any) -> str:
         for attempt in range(MAX_ATTEMPTS):
@@ -243,6 +344,52 @@ class LedgerStore:
             pass  # no lock, or another writer cleared it first
 
 
+def refuse_misnamed(events: Sequence[TreeEntry]) -> Callable[[bytes], str | None]:
+    """For the cache build (`Repo.cat_blobs_to_lines`, called once per object read, in order):
+    why the next of these event files is not read, or None. It must be one record
+    (`records.line_problem`) whose id is its file name, so that a body filed under another
+    record's name never shadows that record. The id costs a substring search; only a
+    mismatch hashes the bytes, to tell which file they are (an object missing from the
+    repository shifts the order)."""
+    position: dict[str, int] = {}  # blob id -> its position, built at the first mismatch
+    # events/ab/<id>.json -> <id> (26 characters); None for a file not where records.record_path puts one
+    names = [
+        p[10:-5] if len(p) == 41 and p[7:9] == p[10:12] and p.startswith(EVENTS_DIR) and p.endswith(".json") else None
+        for p in (entry.path for entry in events)
+    ]
+    sha256 = bool(events) and len(events[0].oid) == 64
+    following = [0]  # the position of the file the next call reads
+
+    def refuse(line: bytes) -> str | None:
+        n = following[0]
+        rid = _body_id(line)
+        if n >= len(names) or rid != names[n]:
+            if not position:
+                position.update((entry.oid, k) for k, entry in enumerate(events))
+            found = position.get(blob_id(line, sha256=sha256))
+            n = found if found is not None else n
+        following[0] = n + 1
+        problem = records.line_problem(line)
+        if problem:
+            return problem
+        if n >= len(names) or rid is None or rid != names[n]:
+            return "its id does not match its path"
+        return None
+
+    return refuse
+
+
+def _body_id(line: bytes) -> str | None:
+    if line.count(b'"id":"') == 1:
+        start = line.index(b'"id":"') + 6
+        return line[start : line.find(b'"', start)].decode("utf-8", "replace")
+    try:
+        rid = records.loads(line).get("id")
+    except ValueError:
+        return None
+    return rid if isinstance(rid, str) else None
+
+
 def validate_envelope(record: dict[str, Any]) -> None:
     rid = record.get("id")
     if not isinstance(rid, str) or not records.is_id(rid):
@@ -276,19 +423,61 @@ def _commit_script(ref: str, parent: str | None, message: str, changes: bytes, m
 
 
 def _fast_import_script(ref: str, parent: str | None, message: str, files: Sequence[tuple[str, bytes]]) -> bytes:
+    return _commit_script(ref, parent, message, _changes_script(dict(files)))
+
+
+def _fast_import_merge_script(ref: str, parent: str, other: str, message: str, changes: Changes) -> bytes:
+    return _commit_script(ref, parent, message, _changes_script(changes), merge=other)
+
+
+def _changes_script(changes: Changes) -> bytes:
+    """fast-import file commands: an existing object by id, inline bytes, or a deletion."""
     body = io.BytesIO()
-    for path, data in files:
-        body.write(f"M 100644 inline {path}\ndata {len(data)}\n".encode())
-        body.write(data)
-        body.write(b"\n")
-    return _commit_script(ref, parent, message, body.getvalue())
+    for path, what in changes.items():
+        if what is None:
+            body.write(f"D {path}\n".encode())
+        elif isinstance(what, str):
+            body.write(f"M 100644 {what} {path}\n".encode())
+        else:
+            body.write(f"M 100644 inline {path}\ndata {len(what)}\n".encode() + what + b"\n")
+    return body.getvalue()
 
 
-def _fast_import_merge_script(
-    ref: str, parent: str, other: str, message: str, changes: Sequence[tuple[str, str, str]]
-) -> bytes:
-    body = "".join(f"M {mode} {oid} {path}\n" for mode, oid, path in changes).encode()
-    return _commit_script(ref, parent, message, body, merge=other)
+@dataclass(frozen=True)
+class _Pair:
+    """One record id, two bodies: ours and theirs, with their blob ids where they are files."""
+
+    id: str
+    ours: bytes
+    theirs: bytes
+    our_blob: str | None
+    their_blob: str | None
+
+
+def _record_name(path: str) -> str | None:
+    """The record id an `events/` path names, or None for any other path."""
+    if not (path.startswith(EVENTS_DIR) and path.endswith(".json")):
+        return None
+    rid = path.rsplit("/", 1)[-1][: -len(".json")]
+    return rid if records.is_id(rid) and records.record_path(rid) == path else None
+
+
+def _segment_bodies(segments: Iterable[bytes], ids: set[str] | None) -> dict[str, bytes]:
+    """Record id -> canonical body (with its newline) from Parquet segments, for `ids` (None: all)."""
+    found: dict[str, bytes] = {}
+    for data in segments:
+        if not data:
+            continue
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(io.BytesIO(data), columns=["id", "body"])
+        except Exception:  # an unreadable segment: fsck names it; the cache skips it
+            continue
+        for rid, body in zip(table.column("id").to_pylist(), table.column("body").to_pylist()):
+            if isinstance(rid, str) and isinstance(body, str) and (ids is None or rid in ids):
+                found.setdefault(rid, body.encode() if body.endswith("\n") else (body + "\n").encode())
+    return found
 
 
 def _backoff(attempt: int) -> None:

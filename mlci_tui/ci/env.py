@@ -107,20 +107,22 @@ def _gitlab(env: Mapping[str, str]) -> CIContext:
     )
 
 
-def detect(env: Mapping[str, str], *, event: str | None = None, base: str | None = None) -> CIContext:
-    """The context from the environment; `event`/`base` (from `mlci ci run` flags) override it."""
+def detect(
+    env: Mapping[str, str], *, event: str | None = None, base: str | None = None, head: str | None = None
+) -> CIContext:
+    """The context from the environment; `event`/`base`/`head` (from `mlci ci run` flags) override it."""
     if env.get("GITHUB_ACTIONS") == "true":
         ctx = _github(env)
     elif env.get("GITLAB_CI") == "true":
         ctx = _gitlab(env)
     else:
         ctx = CIContext("local", "local", None, None, None, None, None, None)
-    if event is not None or base is not None:
+    if event is not None or base is not None or head is not None:
         ctx = CIContext(
             ctx.host,
             event or ctx.event,
             base or ctx.base_sha,
-            ctx.head_sha,
+            head or ctx.head_sha,
             ctx.default_branch,
             ctx.repository,
             ctx.api_url,

@@ -18,16 +18,16 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mlci_tui import config as config_mod
-from mlci_tui.ci import api
+from mlci_tui.ci import api, trust
 from mlci_tui.ci import env as env_mod
 from mlci_tui.ci.env import CIContext
+from mlci_tui.ci.install import pin
 from mlci_tui.cli import data as data_cli
 from mlci_tui.cli import gate as gate_cli
 from mlci_tui.cli import ledger as ledger_cli
@@ -44,6 +44,7 @@ from mlci_tui.sweep.operations import queued_matrix
 
 POINTER_SUFFIX = ".mlci"
 SWEEP_CHILD_PIPELINE = "mlci-sweep-trials.yml"
+LEDGER_BUNDLE = "mlci-ledger.bundle"  # the pull-request job's new ledger records, for the job that posts
 BOT_NAME = "mlci"
 BOT_EMAIL = "mlci@localhost"
 
@@ -53,20 +54,53 @@ class StepContext:
     repo: Repo
     ci: CIContext
     env: dict[str, str]
+    config_from: str | None = None  # where the trusted keys are read (default: a PR's base commit)
     _cfg: config_mod.Config | None = field(default=None, repr=False)
+    _trusted: config_mod.Config | None = field(default=None, repr=False)
 
     @classmethod
-    def from_environment(cls, repo: Repo, *, event: str | None = None, base: str | None = None) -> StepContext:
-        """The context of `mlci ci run`: this process's environment, the CI it names, `event` and `base` if given."""
+    def from_environment(
+        cls,
+        repo: Repo,
+        *,
+        event: str | None = None,
+        base: str | None = None,
+        head: str | None = None,
+        config_from: str | None = None,
+    ) -> StepContext:
+        """The context of `mlci ci run`: this process's environment, the CI it names, and the flags given."""
         environ = dict(os.environ)
-        base_sha = (repo.commit_of(base) or base) if base else None
-        return cls(repo, env_mod.detect(environ, event=event, base=base_sha), environ)
+        base_sha, head_sha = ((repo.commit_of(r) or r) if r else None for r in (base, head))
+        ci = env_mod.detect(environ, event=event, base=base_sha, head=head_sha)
+        return cls(repo, ci, environ, config_from=config_from)
 
     @property
     def cfg(self) -> config_mod.Config:
+        """The config of the checkout: on a pull request, the PR's own."""
         if self._cfg is None:
             self._cfg = config_mod.load(self.repo.root)
         return self._cfg
+
+    @property
+    def pr_controlled(self) -> bool:
+        """The checkout is a pull request's: its config and code are the contributor's (see ci/trust.py)."""
+        return self.ci.event == "pull_request"
+
+    @property
+    def trusted_cfg(self) -> config_mod.Config:
+        """The config the keys a PR must not choose are read from: `config_from`, else on a pull
+        request its base commit (fetched alone in a shallow clone), else the checkout's."""
+        if self._trusted is None:
+            rev = self.config_from or (self.ci.base_sha if self.pr_controlled else None)
+            if not rev:
+                if self.pr_controlled:
+                    raise InputError("a pull request without a base commit: pass --base REV (or --config-from REV)")
+                self._trusted = self.cfg
+            else:
+                if not _ensure_commit(self, rev):
+                    raise InputError(f"base commit {display(rev)} is not on the remote: cannot read its mlci.yaml")
+                self._trusted = config_mod.load_from_git(self.repo, rev)
+        return self._trusted
 
     @property
     def ci_cfg(self) -> dict[str, Any]:
@@ -79,16 +113,19 @@ class StepContext:
         env = dict(self.env)
         env["MLCI_NO_HOOKS"] = "1"  # a CI checkout has no hooks; a git command here must not run ours either
         env.setdefault("GIT_TERMINAL_PROMPT", "0")
-        token = env.get("MLCI_GITLAB_PUSH_TOKEN")
-        if token and self.ci.host == "gitlab":
-            # GitLab's job token cannot push: authenticate git with a project access token, through the
-            # environment (GIT_CONFIG_*), so it is never written to .git/config or printed
-            basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
-            n = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
-            env[f"GIT_CONFIG_KEY_{n}"] = "http.extraHeader"
-            env[f"GIT_CONFIG_VALUE_{n}"] = f"Authorization: Basic {basic}"
-            env["GIT_CONFIG_COUNT"] = str(n + 1)
+        # git credentials through the environment (GIT_CONFIG_*), never written to .git/config or printed:
+        # GitLab's job token cannot push (a project access token can); the GitHub pull-request job checks
+        # out without persisted credentials, and only its steps before any PR code get the job token
+        if self.ci.host == "gitlab" and env.get("MLCI_GITLAB_PUSH_TOKEN"):
+            _git_header(env, "oauth2", env["MLCI_GITLAB_PUSH_TOKEN"])
+        elif self.ci.host == "github" and env.get("MLCI_GIT_TOKEN"):
+            _git_header(env, "x-access-token", env["MLCI_GIT_TOKEN"])
         return env
+
+    def untrusted_env(self) -> dict[str, str]:
+        """The environment PR-controlled commands run in: on a pull request, no token and no git credentials."""
+        env = self.child_env()
+        return trust.without_secrets(env) if self.pr_controlled else env
 
     def mlci(self, command: tuple[str, ...], action: Callable[[], int]) -> int:
         """`mlci COMMAND` as a user would type it: echoed, then `action` (the command's typed function
@@ -127,6 +164,14 @@ class StepContext:
         return proc
 
 
+def _git_header(env: dict[str, str], user: str, token: str) -> None:
+    basic = base64.b64encode(f"{user}:{token}".encode()).decode()
+    n = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
+    env[f"GIT_CONFIG_KEY_{n}"] = "http.extraHeader"
+    env[f"GIT_CONFIG_VALUE_{n}"] = f"Authorization: Basic {basic}"
+    env["GIT_CONFIG_COUNT"] = str(n + 1)
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -134,6 +179,7 @@ class Step:
     func: Callable[[StepContext], int]
     always: bool = False  # runs even when an earlier step of the job failed (ledger push)
     env: tuple[str, ...] = ()  # variables the workflow passes to this step (tokens, inputs)
+    runs_pr_code: bool = False  # runs what a pull request controls: no token here or in any later step of its job
 
 
 # ---------------------------------------------------------------- ledger
@@ -161,10 +207,33 @@ def pointer_files(ctx: StepContext) -> list[str]:
 
 
 def data_pull(ctx: StepContext) -> int:
+    """`mlci data pull`, from the remote the trusted config names (a PR's base branch: see trusted_cfg)."""
     if not pointer_files(ctx):
         ctx.say("no tracked datasets (no *.mlci pointer files): nothing to pull")
         return 0
-    return ctx.mlci(("data", "pull"), lambda: data_cli.pull(ctx.repo))
+    settings = dict(ctx.trusted_cfg.data["data"])
+    if ctx.pr_controlled:
+        if not settings.get("remotes"):
+            raise InputError(
+                "the base branch's mlci.yaml declares no data remote: a pull request cannot choose where data "
+                "comes from; merge data.remotes first"
+            )
+        ctx.say("data remote: the base branch's data.remote and data.remotes, whatever this pull request says")
+    return ctx.mlci(("data", "pull"), lambda: data_cli.pull(ctx.repo, settings=settings))
+
+
+def base_config(ctx: StepContext) -> int:
+    """On a pull request: fetch the base commit and name the PR-controlled keys this PR changes, and what the job does."""
+    if not ctx.pr_controlled:
+        ctx.say("not a pull request: the checkout's own mlci.yaml is trusted")
+        return 0
+    base = ctx.trusted_cfg  # fetches the base commit in a depth-1 clone
+    changed = trust.changed_keys(ctx.cfg.data, base.data)
+    if not changed:
+        ctx.say("this pull request changes none of train.command, data.remote, data.remotes, ci.install")
+    for item in changed:
+        ctx.say(f"this pull request changes {item.key}, which {item.acts}: {item.fence}")
+    return 0
 
 
 def data_update(ctx: StepContext) -> int:
@@ -239,16 +308,27 @@ def _validate(ctx: StepContext, paths: list[str], base: str | None) -> int:
 # ---------------------------------------------------------------- runs
 
 
+DVC_PIPELINE = "dvc.yaml"
+
+
 def train(ctx: StepContext) -> int:
-    """Run `train.command` and record its metrics as a `ci` run of HEAD; without one, capture HEAD."""
+    """Run `train.command` (in a DVC project: `dvc pull`, then it or `dvc repro`) and record the metrics
+    as a `ci` run of HEAD; without either, capture HEAD. On a pull request these commands are the
+    contributor's: they run with no token in their environment."""
     command = ctx.cfg.data["train"].get("command")
-    if not command:
+    dvc = (ctx.repo.root / DVC_PIPELINE).is_file()
+    if not command and not dvc:
         ctx.say("no train.command in mlci.yaml: capturing the committed params and metrics of HEAD")
         return _capture_head(ctx)
-    print(f"$ {display(command)}", flush=True)
-    proc = subprocess.run(command, shell=True, cwd=ctx.repo.root, env=ctx.child_env(), check=False)  # noqa: S602
-    if proc.returncode != 0:
-        raise CheckFailed(f"train.command failed with exit code {proc.returncode}: {display(command)}")
+    if dvc:
+        # DVC keeps its outputs (metrics too) out of git: they exist only in this working tree once reproduced
+        ctx.say(f"{DVC_PIPELINE} at the root: dvc pull, then {'train.command' if command else 'dvc repro'}")
+    env = ctx.untrusted_env()
+    for line in (["dvc pull"] if dvc else []) + [command or "dvc repro"]:
+        print(f"$ {display(line)}", flush=True)
+        proc = subprocess.run(line, shell=True, cwd=ctx.repo.root, env=env, check=False)  # noqa: S602
+        if proc.returncode != 0:
+            raise CheckFailed(f"{display(line)} failed with exit code {proc.returncode}")
     message = f"ci: {ctx.ci.event} retrain"
     return ctx.mlci(
         ("record", "--commit", "HEAD", "-m", message),
@@ -279,13 +359,32 @@ POST_TOKENS = {"github": ("GITHUB_TOKEN", "GH_TOKEN"), "gitlab": ("GITLAB_TOKEN"
 
 
 def report(ctx: StepContext) -> int:
-    """Write the report; on a pull request also create or update its comment (token from the environment).
+    """Write the report file (and the GitHub job summary). Posting it is `post-report`'s, in a job of its own."""
+    out = _report_file(ctx)
+    code = ctx.mlci(("report", "--format", "md", "-o", out), lambda: report_cli.report(ctx.repo, fmt="md", output=out))
+    summary = ctx.env.get("GITHUB_STEP_SUMMARY")
+    if code == 0 and summary and (ctx.repo.root / out).is_file():
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write((ctx.repo.root / out).read_text(encoding="utf-8") + "\n")
+    return code
+
+
+def _report_file(ctx: StepContext) -> str:
+    return str(ctx.ci_cfg.get("report_file") or "mlci-report.md")
+
+
+def post_report(ctx: StepContext) -> int:
+    """Build the report of the PR's head commit here (the base branch's checkout, config and gate rules,
+    with the runs the pull-request job bundled) and create or update its one comment.
 
     Posting is the reviewer's convenience, the gate is the check: a missing token or a failed
-    post is a warning (a GitHub annotation in Actions), and the job goes on to the gate.
+    post is a warning (a GitHub annotation in Actions), not a failure.
     """
-    out = str(ctx.ci_cfg.get("report_file") or "mlci-report.md")
-    command: tuple[str, ...] = ("report", "--format", "md", "-o", out)
+    head = ctx.ci.head_sha or "HEAD"
+    if head != "HEAD" and not _ensure_commit(ctx, head):
+        raise InputError(f"the pull request's head commit {display(head)} is not on the remote")
+    out = _report_file(ctx)
+    command: tuple[str, ...] = ("report", "--head", head, "--format", "md", "-o", out)
     post = ctx.ci.event == "pull_request" and ctx.ci.host in POST_TOKENS
     if post and not any(ctx.env.get(k) for k in POST_TOKENS[ctx.ci.host]):
         _warn(ctx, f"no {' or '.join(POST_TOKENS[ctx.ci.host])} in this step's environment: report not posted")
@@ -295,16 +394,53 @@ def report(ctx: StepContext) -> int:
         posting = PostOptions(ctx.ci.host)  # the request and the token: from the step's environment
         command += ("--post", ctx.ci.host)
     code = ctx.mlci(
-        command, lambda: report_cli.report(ctx.repo, fmt="md", output=out, posting=posting, env=ctx.child_env())
+        command,
+        lambda: report_cli.report(ctx.repo, head=head, fmt="md", output=out, posting=posting, env=ctx.child_env()),
     )
     if code and post and (ctx.repo.root / out).is_file():
-        _warn(ctx, f"posting the report failed (above); it is in {out}; the gate still decides")
+        _warn(ctx, f"posting the report failed (above); it is in {out}")
         code = 0
-    summary = ctx.env.get("GITHUB_STEP_SUMMARY")
-    if code == 0 and summary and not post and (ctx.repo.root / out).is_file():
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write((ctx.repo.root / out).read_text(encoding="utf-8") + "\n")
     return code
+
+
+def ledger_bundle(ctx: StepContext) -> int:
+    """The ledger records this job wrote, as a git bundle the posting job merges (`ledger-unbundle`)."""
+    from mlci_tui.ledger.store import LEDGER_REF, remote_ref
+
+    if not ctx.repo.rev_parse(LEDGER_REF):
+        ctx.say("no ledger here: nothing to bundle")
+        return 0
+    pulled = remote_ref(ctx.cfg.remote)
+    since = (f"^{pulled}",) if ctx.repo.rev_parse(pulled) else ()
+    if since and ctx.repo.rev_parse(pulled) == ctx.repo.rev_parse(LEDGER_REF):
+        ctx.say("this job wrote no ledger record: nothing to bundle")
+        return 0
+    ctx.git("bundle", "create", "--quiet", LEDGER_BUNDLE, LEDGER_REF, *since)
+    ctx.say(f"wrote {LEDGER_BUNDLE}: the runs of this job, for the job that posts the report")
+    return 0
+
+
+def ledger_unbundle(ctx: StepContext) -> int:
+    """Merge the pull-request job's bundle into this ledger: checked file by file as a pull from a remote is."""
+    if not (ctx.repo.root / LEDGER_BUNDLE).is_file():
+        ctx.say(f"no {LEDGER_BUNDLE} from the pull-request job (it stopped before training?): nothing to merge")
+        return 0
+    return ctx.mlci(("ledger", "pull", "-r", LEDGER_BUNDLE), lambda: ledger_cli.pull(ctx.repo, LEDGER_BUNDLE))
+
+
+def checkout_base(ctx: StepContext) -> int:
+    """Check out a pull request's base commit (untracked files, the downloaded artifacts, stay)."""
+    base = ctx.ci.base_sha
+    if not base:
+        raise InputError("no base commit: this step runs on a pull request (or pass --base REV)")
+    if ctx.repo.commit_of("HEAD") == base:
+        ctx.say(f"HEAD is the base commit {base[:12]}")
+        return 0
+    if not _ensure_commit(ctx, base):
+        raise InputError(f"base commit {display(base)} is not on the remote")
+    ctx.git("checkout", "--quiet", "--detach", base)
+    ctx.say(f"checked out the base commit {base[:12]}: its mlci.yaml and gate rules decide the report")
+    return 0
 
 
 def _warn(ctx: StepContext, text: str) -> None:
@@ -430,31 +566,6 @@ def trial_ids(doc: Any) -> list[str]:
     return out
 
 
-def child_pipeline(trials: list[str], *, image: str, install: str) -> str:
-    """The GitLab child pipeline: one job per pending trial (GitLab matrices cannot be computed at run time)."""
-    lines = [
-        "# Generated by `mlci ci run sweep-matrix`: one job per pending trial of the sweep.",
-        "default:",
-        f"  image: {json.dumps(image)}",
-        "variables:",
-        '  GIT_DEPTH: "1"',
-        '  MLCI_NO_HOOKS: "1"',
-    ]
-    if not trials:
-        lines += ["mlci-no-trials:", "  script:", "    - echo 'no pending trials'"]
-    for tid in trials:
-        lines += [
-            f"mlci-trial-{tid}:",
-            "  variables:",
-            f"    MLCI_TRIAL: {json.dumps(tid)}",
-            "  script:",
-            f"    - {json.dumps(install)}",
-            "    - mlci ci run ledger-pull",
-            "    - mlci ci run sweep-trial",
-        ]
-    return "\n".join(lines) + "\n"
-
-
 def sweep_matrix(ctx: StepContext) -> int:
     """The pending trials, handed to the trial jobs: GITHUB_OUTPUT `trials`, or a GitLab child pipeline."""
     name = _sweep_name(ctx)
@@ -474,9 +585,11 @@ def sweep_matrix(ctx: StepContext) -> int:
             fh.write(f"trials={json.dumps(trials, separators=(',', ':'))}\n")
     if ctx.ci.host != "github":
         image = ctx.env.get("MLCI_IMAGE") or f"python:{ctx.ci_cfg.get('python') or '3.11'}"
-        install = ctx.env.get("MLCI_INSTALL") or install_command(ctx.repo.root, ctx.ci_cfg)
+        install = ctx.env.get("MLCI_INSTALL") or pin(ctx.repo.root, ctx.ci_cfg).line
         target = ctx.repo.root / SWEEP_CHILD_PIPELINE
         tmp = target.with_name(target.name + ".tmp")
+        from mlci_tui.ci.gitlab import child_pipeline  # the generator reads this module: imported when used
+
         tmp.write_text(child_pipeline(trials, image=image, install=install), encoding="utf-8")
         os.replace(tmp, target)
         ctx.say(f"wrote {SWEEP_CHILD_PIPELINE}")
@@ -490,27 +603,44 @@ def sweep_trial(ctx: StepContext) -> int:
     return ctx.mlci(("sweep", "work", "--trial", trial), lambda: sweep_cli.work(ctx.repo, trial))
 
 
-def install_command(root: Path, ci_cfg: Mapping[str, Any]) -> str:
-    """The install line of the generated jobs: `ci.install`, else mlci plus requirements.txt if present."""
-    if ci_cfg.get("install"):
-        return str(ci_cfg["install"])
-    extra = " -r requirements.txt" if (root / "requirements.txt").is_file() else ""
-    return f"python -m pip install mlci-tui{extra}"
-
-
 # ---------------------------------------------------------------- registry
 
 STEPS: dict[str, Step] = {
     s.name: s
     for s in (
-        Step("ledger-pull", "fetch the mlci ledger (refs/mlci/ledger): checkouts never fetch it", ledger_pull),
+        Step(
+            "base-config",
+            "a PR's base commit: data.remote and ci.install come from its mlci.yaml, not the PR's",
+            base_config,
+            env=("MLCI_GIT_TOKEN",),
+        ),
+        Step(
+            "ledger-pull",
+            "fetch the mlci ledger (refs/mlci/ledger): checkouts never fetch it",
+            ledger_pull,
+            env=("MLCI_GIT_TOKEN",),
+        ),
         Step("data-pull", "download the datasets this commit's pointer files name from the data remote", data_pull),
         Step("validate", "validate the datasets this change touches against mlci.yaml's datasets: schema", validate),
-        Step("train", "run train.command and record its metrics as a ci run of HEAD (or capture HEAD)", train),
         Step(
-            "report",
-            "write the report and post it as one comment on the pull request",
-            report,
+            "train",
+            "run train.command (dvc repro) and record its metrics as a ci run of HEAD (or capture HEAD)",
+            train,
+            runs_pr_code=True,
+        ),
+        Step("report", "write the report to a file and the job summary", report),
+        Step(
+            "ledger-bundle",
+            "bundle this job's ledger records for the job that posts the report",
+            ledger_bundle,
+            always=True,
+        ),
+        Step("checkout-base", "check out the pull request's base commit: its config decides the report", checkout_base),
+        Step("ledger-unbundle", "merge the runs the pull-request job bundled into this ledger", ledger_unbundle),
+        Step(
+            "post-report",
+            "build the report of the PR's head and post it as one comment on the pull request",
+            post_report,
             env=("GITHUB_TOKEN",),
         ),
         Step("gate", "compare the candidate with the deployed model using gate.rules: fails on regression", gate),
@@ -529,7 +659,8 @@ STEPS: dict[str, Step] = {
 }
 
 JOBS: dict[str, list[str]] = {
-    "pull-request": ["ledger-pull", "data-pull", "validate", "train", "report", "gate"],
+    "pull-request": ["base-config", "ledger-pull", "data-pull", "validate", "train", "report", "gate", "ledger-bundle"],
+    "pull-request-report": ["checkout-base", "ledger-pull", "ledger-unbundle", "post-report"],
     "push": ["ledger-pull", "capture", "ledger-push"],
     "schedule": ["ledger-pull", "data-pull", "data-update", "train", "gate", "promote", "ledger-push"],
     "sweep-matrix": ["ledger-pull", "sweep-matrix"],

@@ -9,17 +9,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlci_tui.cli.console import say
+from mlci_tui.cli.console import notice, say
 from mlci_tui.cli.options import SubParsers, add_command, command_group
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 
 STEP_NAMES = (
+    "base-config",
     "ledger-pull",
     "data-pull",
     "validate",
     "train",
     "report",
+    "ledger-bundle",
+    "checkout-base",
+    "ledger-unbundle",
+    "post-report",
     "gate",
     "capture",
     "ledger-push",
@@ -28,7 +33,7 @@ STEP_NAMES = (
     "sweep-matrix",
     "sweep-trial",
 )
-JOB_NAMES = ("pull-request", "push", "schedule", "sweep-matrix", "sweep-trial")
+JOB_NAMES = ("pull-request", "pull-request-report", "push", "schedule", "sweep-matrix", "sweep-trial")
 
 
 def init(args: argparse.Namespace) -> int:
@@ -39,14 +44,25 @@ def init(args: argparse.Namespace) -> int:
     from mlci_tui.ci.generate import generate, write_files
 
     repo = Repo.find()
-    files = generate(repo.root, args.host, schedule=args.schedule, sweeps=args.sweeps, branch=args.branch)
-    write_files(repo.root, files, force=args.force, wrote=lambda rel: say(f"wrote {rel}"))
+    plan = generate(
+        repo.root, args.host, schedule=args.schedule, sweeps=args.sweeps, branch=args.branch, include=args.include
+    )
+    write_files(repo.root, plan, force=args.force, wrote=lambda rel: say(f"wrote {rel}"))
+    for note in plan.notes:
+        say(note)
+    say(f"install: {plan.pin.line}")
+    say(f"  pinned to {plan.pin.why}")
+    if plan.pin.warning:
+        notice(f"warning: {plan.pin.warning}")
     if args.host == "github":
         say("tokens: the workflow uses the job's GITHUB_TOKEN with the permissions declared per job; nothing to set")
         if args.sweeps:
             say("sweeps: `mlci sweep start NAME --executor ci` needs GITHUB_TOKEN (actions: write) in your shell")
     else:
-        say("tokens: add masked CI/CD variables GITLAB_TOKEN (api) and MLCI_GITLAB_PUSH_TOKEN (write_repository)")
+        say(
+            "tokens: masked CI/CD variables GITLAB_TOKEN (api; environment scope mlci/*) and "
+            "MLCI_GITLAB_PUSH_TOKEN (write_repository; protected, scope mlci/ledger)"
+        )
         if args.schedule:
             say(f"schedule: create a pipeline schedule with cron {args.schedule!r} (Build > Pipeline schedules)")
     say("commit the file(s); see docs/ci.md for what each step does and how to run it locally")
@@ -62,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.step) == bool(args.job):
         raise InputError("name one STEP, or a whole job with --job JOB")
-    ctx = steps.StepContext.from_environment(Repo.find(), event=args.event, base=args.base)
+    ctx = steps.StepContext.from_environment(
+        Repo.find(), event=args.event, base=args.base, head=args.head, config_from=args.config_from
+    )
     if args.job:
         return steps.run_job(args.job, ctx)
     code = steps.run_step(args.step, ctx)
@@ -97,7 +115,12 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--schedule", metavar="CRON", help="add the scheduled job: refresh data, retrain, gate, promote")
     p.add_argument("--sweeps", action="store_true", help="add the dispatched sweep workflow (a matrix of trials)")
     p.add_argument("--branch", help="the default branch the push job runs on (default: origin's HEAD, else current)")
-    p.add_argument("--force", action="store_true", help="overwrite existing workflow files")
+    p.add_argument("--force", action="store_true", help="overwrite workflow files an earlier `ci init` wrote")
+    p.add_argument(
+        "--include",
+        action="store_true",
+        help="gitlab, beside a .gitlab-ci.yml of the project's own: add the include: line for .gitlab/mlci.yml to it",
+    )
 
     p = add_command(ci, "run", run)
     p.add_argument("step", nargs="?", choices=STEP_NAMES, metavar="STEP", help=", ".join(STEP_NAMES))
@@ -108,6 +131,12 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
         help="the CI event to act as (default: from the CI variables, else local)",
     )
     p.add_argument("--base", metavar="REV", help="the base commit (default: from the CI variables)")
+    p.add_argument("--head", metavar="REV", help="a pull request's head commit (default: from the CI variables)")
+    p.add_argument(
+        "--config-from",
+        metavar="REV",
+        help="read data.remote and data.remotes from this commit's mlci.yaml (default: a pull request's base)",
+    )
 
     p = add_command(ci, "dispatch", dispatch)
     p.add_argument("sweep", help="name of the sweep (a key under sweeps: in mlci.yaml)")

@@ -13,7 +13,7 @@ from typing import Any
 from conftest import commit, git, run_mlci, write
 
 
-def _plant(repo: Path, files: dict[str, bytes]) -> None:
+def plant(repo: Path, files: dict[str, bytes]) -> None:
     """Commit `files` into the ledger tree as a remote that wrote them would."""
     tip = git(repo, "rev-parse", "refs/mlci/ledger").strip()
     env = dict(os.environ, GIT_INDEX_FILE=str(repo / ".git" / "plant-index"))
@@ -50,7 +50,7 @@ def test_a_non_utf8_record_a_two_line_record_and_a_garbage_segment_are_skipped(r
         "target": run_id,
         "stage": "deployed",
     }
-    _plant(
+    plant(
         repo,
         {
             "events/zz/" + "z" * 26 + ".json": b'{"id": "\xff\xfe", "type": "note"}\n',
@@ -74,7 +74,7 @@ def test_fsck_names_every_file_the_cache_would_skip(repo: Path) -> None:
     commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
     assert run_mlci(repo, "capture").returncode == 0
     assert run_mlci(repo, "ledger", "fsck").returncode == 0
-    _plant(
+    plant(
         repo,
         {
             "events/zz/" + "z" * 26 + ".json": b'{"id": "\xff\xfe", "type": "note"}\n',
@@ -143,7 +143,7 @@ def test_a_pull_that_would_bring_invalid_files_is_refused_whole(clone_of: Any, u
     b = clone_of("b")
     assert run_mlci(b, "ledger", "pull").returncode == 0
     b_tip = git(b, "rev-parse", "refs/mlci/ledger").strip()
-    _plant(a, {"events/yy/" + "y" * 26 + ".json": b'{"id": "yyyy"}\n{"id": "zzzz"}\n'})
+    plant(a, {"events/yy/" + "y" * 26 + ".json": b'{"id": "yyyy"}\n{"id": "zzzz"}\n'})
     git(a, "push", "-q", "--no-verify", "origin", "refs/mlci/ledger:refs/mlci/ledger")
     for flags in ([], ["--force-merge"]):
         proc = run_mlci(b, "ledger", "pull", *flags)

@@ -30,7 +30,8 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(lsub, "redact", ledger_redact)
     p.add_argument("id", help="the full id of the record (a run id, or a note's id)")
     p.add_argument("--reason", help="why, kept with the tombstone")
-    add_command(lsub, "fsck", ledger_fsck)
+    p = add_command(lsub, "fsck", ledger_fsck)
+    p.add_argument("--repair", action="store_true", help="move every bad file into quarantine/ (one ledger commit)")
     add_command(lsub, "status", ledger_status)
 
 
@@ -102,18 +103,33 @@ def ledger_redact(args: argparse.Namespace) -> int:
 
 
 def ledger_fsck(args: argparse.Namespace) -> int:
-    """check every record in the ledger
+    """check every file the cache reads: records, segments; --repair moves bad ones aside
 
-    Example: mlci ledger fsck
+    Exit 1 when a file is invalid (each printed as `path: reason`). With --repair, every bad
+    file moves to `quarantine/<its path>` in the ledger tree (one ledger commit, nothing lost,
+    nothing reads it) and the exit is 0.
+
+    Example: mlci ledger fsck --repair
     """
     from mlci_tui.ledger.store import LedgerStore
-    from mlci_tui.ledger.verify import fsck
+    from mlci_tui.ledger.verify import check_files, repair
 
-    problems = fsck(LedgerStore(Repo.find()))
-    for p in problems:
+    store = LedgerStore(Repo.find())
+    tip = store.tip()
+    verdict = check_files(store, store.entries(tip), tip)
+    for w in verdict.warnings:
+        notice(w)
+    for p in verdict.lines():
         print(display(p))
-    if problems:
-        raise CheckFailed(f"{len(problems)} problem(s) in the ledger")
+    if verdict.problems and args.repair and tip:
+        for old, new in repair(store, (tip, verdict)).items():
+            say(f"moved {old} -> {new}")
+        say("ledger repaired: the bad files are in quarantine/ (`git ls-tree -r refs/mlci/ledger quarantine`)")
+        return 0
+    if verdict.problems:
+        raise CheckFailed(
+            f"{len(verdict.problems)} problem(s) in the ledger" + ("" if args.repair else "; --repair quarantines them")
+        )
     say("ledger ok")
     return 0
 

@@ -26,6 +26,8 @@ B32_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 _B32 = frozenset(B32_ALPHABET)
 FLOAT_KEY = "$float"  # {"$float": "NaN"}: JSON has no NaN or infinities (the cache reads it in SQL too)
 _FLOAT_NAMES = {NAN: math.nan, POS_INF: math.inf, NEG_INF: -math.inf}
+# The canonical form: `dumps` writes it, `ledger/verify.py` holds every record to it.
+JSON_OPTIONS: dict[str, Any] = {"sort_keys": True, "ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
 
 
 def _b32(data: bytes) -> str:
@@ -99,13 +101,7 @@ def dumps(record: dict[str, Any]) -> bytes:
     """Canonical bytes of a record."""
     import json
 
-    text = json.dumps(
-        _wrap_floats(record),
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-        allow_nan=False,
-    )
+    text = json.dumps(_wrap_floats(record), **JSON_OPTIONS)
     return (text + "\n").encode("utf-8")
 
 

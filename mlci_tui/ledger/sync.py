@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from mlci_tui.errors import CheckFailed, MlciError
 from mlci_tui.gitio import Repo, git
 from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref
-from mlci_tui.ledger.verify import ledger_problems
+from mlci_tui.ledger.verify import incoming_verdict
 
 PUSH_ATTEMPTS = 5
 _NO_ENV = {"GIT_TERMINAL_PROMPT": "0", "MLCI_NO_HOOKS": "1"}
@@ -91,8 +91,15 @@ def pull(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
 
 def _refuse_invalid(store: LedgerStore, fetched: str, remote: str) -> None:
     """Every file the remote would add or change is checked as fsck checks it, before the merge:
-    one bad file from a remote would otherwise reach every clone that pulls."""
-    problems = ledger_problems(store, store.brought_by(store.tip(), fetched))
+    one bad file from a remote would otherwise reach every clone that pulls. Bad files this
+    clone already holds do not block the pull (`ledger fsck` names them); warnings (records of
+    a newer mlci) are printed and the pull goes on."""
+    from mlci_tui.sanitize import display  # a remote's paths reach the terminal
+
+    verdict = incoming_verdict(store, fetched)
+    for line in verdict.warnings[:5]:
+        warn(display(f"ledger of {remote}: {line}"))
+    problems = verdict.lines()
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise CheckFailed(f"ledger of {remote} refused, nothing merged: {len(problems)} invalid file(s): {shown}")

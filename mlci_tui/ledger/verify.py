@@ -1,69 +1,481 @@
-"""Checking ledger files: what `mlci ledger fsck` checks in the whole tree and `ledger pull`
-in what a remote would bring, with one rule for each kind of file."""
+"""Checking ledger files: what `mlci ledger fsck` checks in the whole tree, what `ledger pull`
+checks in what a remote would bring, and what `fsck --repair` moves aside. One rule for each
+kind of file (docs/ledger.md, "Checking a ledger").
+
+A record, whether an event file or a row of a segment, must be one canonical-JSON object
+(the bytes `records.dumps` writes for it, so it cannot carry a second meaning in whitespace,
+key order or a duplicate key), within the size limits, of a known type whose fields have the
+shape the cache reads, and named by an id that matches its path and, where mlci derives ids
+(a commit's run, an import, a trial), what its body says. A record from a newer mlci (a
+higher `v`) is a warning, checked only as far as this version knows.
+"""
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from mlci_tui.errors import MlciError, first_line
+from mlci_tui.errors import first_line
 from mlci_tui.gitio import TreeEntry
 from mlci_tui.ledger import records
-from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore, validate_envelope
+from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_STATE_OF
+from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
 
-
-def fsck(store: LedgerStore) -> list[str]:
-    """Problems in everything the cache reads: event files that are not one canonical record
-    named by its id, segments that are not readable Parquet or disagree with their `.ids`."""
-    return ledger_problems(store, store.entries())
-
-
-def ledger_problems(store: LedgerStore, entries: list[TreeEntry]) -> list[str]:
-    """What is wrong with these ledger files (`fsck` checks all; `ledger pull` what a remote adds)."""
-    events = [e for e in entries if e.path.startswith(EVENTS_DIR)]
-    blobs = store.repo.cat_blobs([e.oid for e in events])
-    problems = [p for p in (record_file_problem(e.path, blobs[e.oid]) for e in events) if p]
-    return problems + _segment_problems(store, [e for e in entries if e.path.startswith(SEGMENTS_DIR)])
-
-
+QUARANTINE_DIR = "quarantine/"  # where `fsck --repair` moves bad files; nothing reads it
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # the params/metrics file limit: no record legitimately holds more
+# A params file may nest 64 deep (config `limits`); a run record puts it 3 levels down.
+MAX_DEPTH = 96
+MAX_KEYS = 1_000_000  # a run holds several params/metrics files of up to 100,000 keys each
+PARALLEL_ROWS = 20_000  # a segment with more rows is checked on every core
+_SHOWN = 3  # example rows named per bad segment
+
+_encode = json.JSONEncoder(**records.JSON_OPTIONS).encode  # records.dumps without its float walk
+_TYPE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a SHA-1 or SHA-256 git object id
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 
 
-def record_file_problem(path: str, body: bytes) -> str | None:
-    """Why an event file is not one record (one line of canonical JSON, named by its id), or None."""
-    if len(body) > MAX_RECORD_BYTES:
-        return f"{path}: {len(body):,} bytes; larger than any record"
-    problem = records.line_problem(body)
-    if problem:
-        return f"{path}: {problem}"
-    try:
-        record = records.loads(body)
-        validate_envelope(record)
-    except (ValueError, KeyError, UnicodeDecodeError, MlciError) as exc:
-        return f"{path}: unreadable record ({first_line(exc)})"
-    if records.record_path(str(record.get("id"))) != path:
-        return f"{path}: id {record.get('id')!r} does not match its path"
+# ------------------------------------------------------------------ record schema
+# Per type, the fields the cache reads and the shape it needs (an absent field is None).
+Check = Callable[[Any], bool]
+
+
+def _opt(check: Check) -> Check:
+    return lambda v: v is None or check(v)
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _hex(v: Any) -> bool:
+    return isinstance(v, str) and _HEX.fullmatch(v) is not None
+
+
+def _time(v: Any) -> bool:
+    return isinstance(v, str) and _TIME.fullmatch(v) is not None
+
+
+def _number(v: Any) -> bool:
+    """A metric value: a JSON number, or a `{"$float": ...}` wrapper (NaN, infinities)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or (
+        isinstance(v, dict) and len(v) == 1 and records.FLOAT_KEY in v
+    )
+
+
+def _files(leaf: Check) -> Check:
+    """file -> {name -> value}: a run's params and metrics."""
+    return lambda v: (
+        isinstance(v, dict) and all(isinstance(m, dict) and all(leaf(x) for x in m.values()) for m in v.values())
+    )
+
+
+def _step(v: Any) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) == 4
+        and isinstance(v[0], str)
+        and isinstance(v[1], str)
+        and isinstance(v[2], int)
+        and (v[3] is None or _number(v[3]))
+    )
+
+
+_ID: Check = records.is_id
+_TEXT, _OBJECT = _opt(_str), _opt(lambda v: isinstance(v, dict))
+_STRINGS = _opt(lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v))
+_STEPS = _opt(lambda v: isinstance(v, list) and all(_step(s) for s in v))
+_WANT = {_ID: "a record id", _TEXT: "a string or null", _OBJECT: "an object or null"}
+
+SCHEMAS: dict[str, dict[str, tuple[Check, str]]] = {
+    "run": {
+        "run_id": (_ID, "the record's id"),
+        **{f: (_TEXT, _WANT[_TEXT]) for f in ("kind", "name", "status", "source", "branch", "author", "message")},
+        **{f: (_TEXT, _WANT[_TEXT]) for f in ("parent", "sweep_id", "trial_id", "mlci_version", "python_version")},
+        **{f: (_opt(_time), "an ISO 8601 UTC time or null") for f in ("started", "ended")},
+        **{f: (_opt(_hex), "a full git object id or null") for f in ("commit", "tree", "patch_id")},
+        "stale": (_opt(lambda v: isinstance(v, bool)), "true, false or null"),
+        "datasets": (_OBJECT, _WANT[_OBJECT]),
+        "deps": (_OBJECT, _WANT[_OBJECT]),
+        "warnings": (_STRINGS, "a list of strings"),
+        "params": (_opt(_files(lambda v: True)), "an object of objects (file -> name -> value)"),
+        "metrics": (_opt(_files(_number)), "an object of objects of numbers (file -> name -> number)"),
+        "steps": (_STEPS, "a list of [file, name, step, value] rows"),
+    },
+    "tag": {
+        "target": (_ID, "a record id"),
+        "name": (_str, "a string"),
+        "remove": (_opt(lambda v: isinstance(v, bool)), "true, false or null"),
+    },
+    "note": {"target": (_ID, "a record id"), "text": (_str, "a string")},
+    "promote": {
+        "target": (_ID, "a record id"),
+        "stage": (_str, "a string"),
+        **{f: (_TEXT, _WANT[_TEXT]) for f in ("model", "model_hash", "by")},
+    },
+    "redact": {"target": (_ID, "a record id"), "reason": (_TEXT, _WANT[_TEXT])},
+    "validation": {"dataset": (_TEXT, _WANT[_TEXT]), "status": (_TEXT, _WANT[_TEXT])},
+    "profile": {"content_hash": (_TEXT, _WANT[_TEXT]), "columns": (_OBJECT, _WANT[_OBJECT])},
+    "sweep": {"name": (_TEXT, _WANT[_TEXT]), "spec": (_OBJECT, _WANT[_OBJECT])},
+    "trial": {
+        "sweep_id": (_ID, "a record id"),
+        "trial_id": (_ID, "a record id"),
+        "state": (lambda v: v in TRIAL_STATE_OF, "one of " + ", ".join(TRIAL_STATE_OF)),
+    },
+}
+assert set(SCHEMAS) == set(KNOWN_TYPES), "every type this version reads has its schema here"
+
+
+def _derivation(record: dict[str, Any]) -> tuple[str, tuple[str, ...]] | None:
+    """(what the id derives from, the parts `records.derived_id` takes) for records whose id
+    mlci derives from their content; None for random ids."""
+    etype, kind, source = record.get("type"), record.get("kind"), record.get("source")
+    if etype == "run":
+        if kind == "commit":  # capture: one run per commit, whichever clone captured it
+            return "commit", ("commit", str(record.get("commit")))
+        if source == "import:dvc" and kind in ("import", "experiment"):
+            return "commit", (str(kind), str(record.get("commit")))
+        if source == "import:mlflow":
+            imported = record.get("import")
+            return "MLflow run id", (
+                "import",
+                "mlflow",
+                str(imported.get("run_id") if isinstance(imported, dict) else None),
+            )
+        if kind == "trial" and source == "sweep":
+            return "trial_id", ("trial-run", str(record.get("trial_id")))
+    if etype == "trial" and record.get("state") in ("done", "queued"):
+        return "trial_id", (f"trial-{record['state']}", str(record.get("trial_id")))
     return None
 
 
-def _segment_problems(store: LedgerStore, entries: list[TreeEntry]) -> list[str]:
-    """A segment must be Parquet with an `id` and a `body` column, its ids those of its `.ids` file."""
-    if not entries:
-        return []
-    import pyarrow.parquet as pq  # lazy: only a compacted ledger has segments
+# ------------------------------------------------------------------ one record
+@dataclass
+class RecordCheck:
+    """What is wrong with one record (refused), or what to say about it (kept)."""
 
-    blobs = store.repo.cat_blobs([e.oid for e in entries])
-    by_path = {e.path: blobs[e.oid] for e in entries}
-    problems = []
-    for path, data in sorted(by_path.items()):
+    problem: str | None = None
+    warning: str | None = None
+    type: str | None = None  # the record's type, once it parsed
+
+
+def check_record(text: str, *, path: str | None = None, row_id: str | None = None) -> RecordCheck:
+    """One record's text (with its newline), named by an event-file `path` or a segment's id
+    column (`row_id`). Bytes are checked by the caller (`check_record_file`)."""
+    if text.count("\n") != 1 or not text.endswith("\n"):
+        return RecordCheck(f"{text.count(chr(10))} lines; a record is one line")
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return RecordCheck(f"not JSON ({first_line(exc)})")
+    if not isinstance(record, dict):
+        return RecordCheck("not a JSON object")
+    try:
+        canonical = _encode(record) + "\n" == text
+    except (ValueError, RecursionError):  # NaN or Infinity as a bare JSON literal
+        canonical = False
+    if not canonical:
+        return RecordCheck("not canonical JSON (whitespace, key order, a duplicate key or a number's form)")
+    limit = _size_problem(text, record)
+    if limit:
+        return RecordCheck(limit)
+    rid = record.get("id")
+    if not isinstance(rid, str) or not records.is_id(rid):
+        return RecordCheck(f"id {rid!r} is not a record id (26 base32 characters)")
+    if path is not None and records.record_path(rid) != path:
+        return RecordCheck(f"id {rid} does not match its path")
+    if row_id is not None and rid != row_id:
+        return RecordCheck(f"body's id {rid} differs from the id column ({row_id!r})")
+    return _content(record, rid)
+
+
+def _content(record: dict[str, Any], rid: str) -> RecordCheck:
+    found = _envelope_and_fields(record, rid)
+    found.type = record.get("type") if isinstance(record.get("type"), str) else None
+    return found
+
+
+def _envelope_and_fields(record: dict[str, Any], rid: str) -> RecordCheck:
+    etype, v = record.get("type"), record.get("v")
+    if not isinstance(etype, str) or not _TYPE_NAME.fullmatch(etype):
+        return RecordCheck(f"type {etype!r} is not a type name")
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        return RecordCheck(f"v {v!r} is not a schema version")
+    if not _time(record.get("time")):
+        return RecordCheck(f"time {record.get('time')!r} is not an ISO 8601 UTC time")
+    if v > records.SCHEMA_VERSION:
+        return RecordCheck(
+            warning=f"{etype} record {rid} is of schema v{v} (this mlci reads v{records.SCHEMA_VERSION}); "
+            "kept, its fields unchecked: upgrade mlci to read it"
+        )
+    schema = SCHEMAS.get(etype)
+    if schema is None:
+        return RecordCheck(f"unknown type {etype!r} at v{v} (no mlci of this schema writes it)")
+    for name, (check, want) in schema.items():
+        if not check(record.get(name)):
+            return RecordCheck(f"{etype} field {name!r} must be {want}")
+    if etype == "run" and record["run_id"] != rid:
+        return RecordCheck(f"run_id {record['run_id']} differs from its id")
+    derived = _derivation(record)
+    if derived is not None and records.derived_id(*derived[1]) != rid:
+        return RecordCheck(f"id {rid} does not derive from its {derived[0]}")
+    return RecordCheck()
+
+
+def _size_problem(text: str, record: dict[str, Any]) -> str | None:
+    """Nesting depth and key count: the bracket and colon counts bound both, so only a record
+    that could exceed a limit is walked."""
+    might_nest = text.count("{") + text.count("[") > MAX_DEPTH
+    if not might_nest and text.count(":") <= MAX_KEYS:
+        return None
+    keys = 0
+    stack: list[tuple[Any, int]] = [(record, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH}"
+        if isinstance(value, dict):
+            keys += len(value)
+            if keys > MAX_KEYS:
+                return f"more than {MAX_KEYS:,} keys"
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+        else:
+            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
+    return None
+
+
+def check_record_file(path: str, body: bytes) -> RecordCheck:
+    """An event file: one record of UTF-8 under `events/<id[:2]>/<id>.json`."""
+    if len(body) > MAX_RECORD_BYTES:
+        return RecordCheck(f"{len(body):,} bytes; larger than any record")
+    problem = records.line_problem(body)
+    if problem:
+        return RecordCheck(problem)
+    return check_record(body.decode("utf-8"), path=path)
+
+
+def record_file_problem(path: str, body: bytes) -> str | None:
+    """Why an event file is not a valid record ("path: reason"), or None."""
+    problem = check_record_file(path, body).problem
+    return f"{path}: {problem}" if problem else None
+
+
+# ------------------------------------------------------------------ a tree's files
+@dataclass
+class Verdict:
+    """Problems (path, reason) refuse a pull and fail fsck; warnings are said and kept."""
+
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [f"{path}: {reason}" for path, reason in self.problems]
+
+    def bad_paths(self) -> list[str]:
+        return sorted({path for path, _ in self.problems})
+
+
+def check_files(store: LedgerStore, entries: Sequence[TreeEntry], tree: str | None = None) -> Verdict:
+    """Everything wrong with these ledger files: event files, segments (a `.parquet` and its
+    `.ids` together: a partner not among `entries` is read from `tree`). Other paths
+    (`quarantine/`, a newer mlci's folders) are not read by the cache and not checked."""
+    verdict = Verdict()
+    events = [e for e in entries if e.path.startswith(EVENTS_DIR)]
+    blobs = store.repo.cat_blobs([e.oid for e in events])
+    for entry in events:
+        found = check_record_file(entry.path, blobs.get(entry.oid, b""))
+        if found.problem:
+            verdict.problems.append((entry.path, found.problem))
+        if found.warning:
+            verdict.warnings.append(f"{entry.path}: {found.warning}")
+    segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR)]
+    if segments:
+        _check_segments(store, segments, tree, verdict)
+    return verdict
+
+
+def fsck(store: LedgerStore) -> list[str]:
+    """Problems in everything the cache reads (`check_files` over the whole tree), as lines."""
+    return check_files(store, store.entries()).lines()
+
+
+def ledger_problems(store: LedgerStore, entries: list[TreeEntry], tree: str | None = None) -> list[str]:
+    """What is wrong with these ledger files, as "path: reason" lines."""
+    return check_files(store, entries, tree).lines()
+
+
+# ------------------------------------------------------------------ segments
+def _check_segments(store: LedgerStore, entries: list[TreeEntry], tree: str | None, verdict: Verdict) -> None:
+    """A segment is checked as a unit: Parquet with exactly the string columns id, type and
+    body, unique ids equal to its `.ids` list, and every body a valid record of that id and type.
+    A bad segment is reported (and quarantined) with its `.ids`, and an `.ids` with no segment
+    is bad too: capture trusts it to say which commits are captured."""
+    by_path = {e.path: e for e in entries}
+    partners = {_partner(p) for p in by_path} - by_path.keys()
+    if partners and tree:
+        by_path.update((e.path, e) for e in store.repo.ls_tree(tree, sorted(partners)))
+    blobs = store.repo.cat_blobs([e.oid for e in by_path.values()])
+    wanted = {e.path for e in entries}
+    for path in sorted(by_path):
+        base = path.removesuffix(".parquet").removesuffix(".ids")
+        if path.endswith(".ids"):
+            if base + ".parquet" not in by_path and path in wanted:
+                verdict.problems.append((path, "a segment id list with no segment beside it"))
+            continue
         if not path.endswith(".parquet"):
+            if path in wanted:
+                verdict.problems.append((path, "not a segment file (.parquet or .ids)"))
             continue
-        try:
-            table = pq.read_table(io.BytesIO(data), columns=["id", "body"])
-        except Exception as exc:  # pyarrow raises several types for a broken file
-            problems.append(f"{path}: not a readable segment ({first_line(exc)})")
+        listed = blobs.get(by_path[base + ".ids"].oid) if base + ".ids" in by_path else None
+        problem = _segment_problem(blobs.get(by_path[path].oid, b""), listed, verdict.warnings, path)
+        if problem:
+            verdict.problems.append((path, problem))
+            if base + ".ids" in by_path:
+                verdict.problems.append((base + ".ids", f"the id list of the bad segment {path}"))
+
+
+def _partner(path: str) -> str:
+    if path.endswith(".parquet"):
+        return path.removesuffix(".parquet") + ".ids"
+    return path.removesuffix(".ids") + ".parquet"
+
+
+def _segment_problem(data: bytes, listed: bytes | None, warnings: list[str], path: str) -> str | None:
+    import pyarrow as pa  # lazy: only a compacted ledger has segments
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        return f"not a readable segment ({first_line(exc)})"
+    columns = [(f.name, f.type) for f in table.schema]
+    if [n for n, _ in columns] != ["id", "type", "body"] or any(
+        t not in (pa.string(), pa.large_string()) for _, t in columns
+    ):
+        return "not a segment: its columns must be id, type and body, all strings"
+    if listed is None:
+        return "no .ids list beside it"
+    try:
+        ids = table.column("id").to_pylist()
+        types = table.column("type").to_pylist()
+        bodies = table.column("body").to_pylist()
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 ({exc.reason})"
+    if pc.count_distinct(table.column("id")).as_py() != len(ids) or None in ids:
+        return "its id column holds a missing or repeated id"
+    if listed.decode("utf-8", "replace").split() != ids:
+        return f"its ids differ from {path.removesuffix('.parquet')}.ids"
+    bad, said = _check_rows_everywhere(ids, types, bodies)
+    warnings.extend(f"{path}: {w}" for w in said)
+    if bad:
+        shown = "; ".join(f"row {n} (id {ids[n]!r}): {why}" for n, why in bad[:_SHOWN])
+        return f"{len(bad):,} invalid record(s): {shown}" + ("; ..." if len(bad) > _SHOWN else "")
+    return None
+
+
+def _check_rows(
+    first: int, ids: Sequence[str], types: Sequence[str | None], bodies: Sequence[str | None]
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """(row number, problem) of each bad row, and the warnings, for rows from `first` on."""
+    bad: list[tuple[int, str]] = []
+    warnings: list[str] = []
+    for n, (rid, etype, body) in enumerate(zip(ids, types, bodies), first):
+        if body is None:
+            bad.append((n, "no body"))
             continue
-        listed = by_path.get(path.removesuffix(".parquet") + ".ids")
-        ids = [str(i) for i in table.column("id").to_pylist()]
-        if listed is not None and listed.decode("utf-8", "replace").split() != ids:
-            problems.append(f"{path}: its ids differ from {path.removesuffix('.parquet')}.ids")
-    return problems
+        found = check_record(body, row_id=rid)
+        if found.problem is None and etype != found.type:
+            found.problem = f"its type column {etype!r} differs from its body's"
+        if found.problem:
+            bad.append((n, found.problem))
+        if found.warning:
+            warnings.append(found.warning)
+    return bad, warnings
+
+
+def _check_rows_everywhere(
+    ids: list[str], types: list[str | None], bodies: list[str | None]
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """`_check_rows` on every core for a large segment (the check is CPU-bound Python)."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(bodies) < PARALLEL_ROWS or workers < 2:
+        return _check_rows(0, ids, types, bodies)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    step = -(-len(bodies) // (workers * 4))
+    starts = range(0, len(bodies), step)
+    bad: list[tuple[int, str]] = []
+    warnings: list[str] = []
+    # spawn, not fork: pyarrow's and DuckDB's threads make a forked child unsafe
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = pool.map(
+            _check_rows, starts, *zip(*((ids[s : s + step], types[s : s + step], bodies[s : s + step]) for s in starts))
+        )
+        for part_bad, part_warnings in parts:
+            bad += part_bad
+            warnings += part_warnings
+    return bad, warnings
+
+
+# ------------------------------------------------------------------ repair
+def quarantine_moves(verdict: Verdict) -> dict[str, str]:
+    """Each bad file's path -> where `fsck --repair` puts it."""
+    return {path: QUARANTINE_DIR + path for path in verdict.bad_paths()}
+
+
+def repair(store: LedgerStore, checked: tuple[str, Verdict] | None = None) -> dict[str, str]:
+    """Move every bad file of the ledger into `quarantine/<its path>` in one ledger commit, so
+    nothing is lost and nothing reads it; returns the moves made. `checked` is a verdict
+    already computed for a tip: reused while the tip is that one, redone if a writer moved it."""
+    moved: dict[str, str] = {}
+
+    def changes(tip: str | None) -> dict[str, str | bytes | None]:
+        entries = store.entries(tip) if tip else []
+        verdict = checked[1] if checked and checked[0] == tip else check_files(store, entries, tip)
+        oids = {e.path: e.oid for e in entries}
+        moved.clear()
+        moved.update(quarantine_moves(verdict))
+        out: dict[str, str | bytes | None] = {}
+        for old, new in moved.items():
+            out[old] = None
+            out[new] = oids[old]
+        return out
+
+    tip = store.tip()
+    if tip is None or not changes(tip):
+        return {}
+    store.update(changes, f"mlci: quarantine {len(moved)} invalid file(s) (ledger fsck --repair)")
+    return dict(moved)
+
+
+def incoming_verdict(store: LedgerStore, fetched: str) -> Verdict:
+    """What a merge of `fetched` would bring that is bad. Files the local ledger already holds
+    (unchanged paths) are not checked: a pull is not blocked by local bad files, only by new
+    ones. Nothing is brought when `fetched` is already in the local history; a bad file this
+    clone already quarantined (the same blob under `quarantine/`) is not refused again."""
+    tip = store.tip()
+    if tip is not None and store.repo.is_ancestor(fetched, tip):
+        return Verdict()
+    brought = store.brought_by(tip, fetched)
+    verdict = check_files(store, brought, fetched)
+    if verdict.problems and tip is not None:
+        held = _quarantined(store, tip, {e.path: e.oid for e in brought if e.path in verdict.bad_paths()})
+        verdict.problems = [(p, why) for p, why in verdict.problems if p not in held]
+    return verdict
+
+
+def _quarantined(store: LedgerStore, tip: str, files: dict[str, str]) -> set[str]:
+    """Which of `files` (path -> blob) the tree at `tip` holds in quarantine with those bytes."""
+    if not files:
+        return set()
+    held = store.repo.ls_tree(tip, [QUARANTINE_DIR + p for p in files])
+    return {
+        e.path.removeprefix(QUARANTINE_DIR) for e in held if files.get(e.path.removeprefix(QUARANTINE_DIR)) == e.oid
+    }

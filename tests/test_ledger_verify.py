@@ -1,0 +1,205 @@
+"""What a pull accepts and what `ledger fsck --repair` moves aside (issue 18, part 3): every
+record canonical, of a known type and shape, named by an id that matches its path and, where
+mlci derives it, its content; every segment checked as a unit."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import commit, git, run_mlci
+from ledger_helpers import make_run
+from test_ledger_poison import plant
+
+from mlci_tui.errors import CheckFailed
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger import records, sync, verify
+from mlci_tui.ledger.store import LedgerStore
+
+
+def _file(record: dict[str, Any], body: bytes | None = None) -> dict[str, bytes]:
+    return {records.record_path(record["id"]): records.dumps(record) if body is None else body}
+
+
+def _segment(rows: list[tuple[str, str, str]], ids: list[str] | None = None, name: str = "s" * 26) -> dict[str, bytes]:
+    """A segment file pair: (id, type, body) rows, and the `.ids` list (default: the id column)."""
+    table = pa.table({k: pa.array([r[i] for r in rows], pa.string()) for i, k in enumerate(("id", "type", "body"))})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    listed = [r[0] for r in rows] if ids is None else ids
+    return {f"segments/{name}.parquet": buf.getvalue(), f"segments/{name}.ids": ("\n".join(listed) + "\n").encode()}
+
+
+def _row(record: dict[str, Any]) -> tuple[str, str, str]:
+    return record["id"], record["type"], records.dumps(record).decode()
+
+
+def _bad_files(sha: str) -> dict[str, dict[str, bytes]]:
+    """One of each kind of bad file, by name: what a poisoning remote could push."""
+    good = make_run(name="fine", metrics={"acc": 0.1})
+    spaced = make_run(name="spaced")
+    unsorted = make_run(name="unsorted")
+    dup = make_run(name="dup")
+    stringy = make_run(name="stringy")
+    stringy["params"] = "lr=0.1"
+    forged = make_run(kind="commit", commit=sha, metrics={"acc": 0.99})  # a random id for a commit run
+    future = records.envelope("x-future", {"target": good["id"]})  # unknown type at this schema's v
+    other = make_run(name="other")
+    return {
+        "spaces": _file(spaced, json.dumps(spaced, sort_keys=True).encode() + b"\n"),
+        "key order": _file(unsorted, json.dumps(unsorted, separators=(",", ":")).encode() + b"\n"),
+        "duplicate key": _file(dup, records.dumps(dup).replace(b'"name":"dup"', b'"name":"dup","name":"evil"')),
+        "params a string": _file(stringy),
+        "commit run not derived": _file(forged),
+        "unknown type": _file(future),
+        "garbage segment": {"segments/g.parquet": b"PAR1 not a parquet file", "segments/g.ids": b"x\n"},
+        "ids differ": _segment([_row(good)], ids=[other["id"]], name="d" * 26),
+        "body id differs": _segment([(other["id"], "run", records.dumps(good).decode())], name="b" * 26),
+        "ids without segment": {"segments/lonely.ids": (records.derived_id("commit", sha) + "\n").encode()},
+    }
+
+
+@pytest.fixture
+def pair(clone_of: Callable[..., Path]) -> tuple[Path, Path, str]:
+    """Clone `a` with a captured run pushed to the remote, clone `b` that pulled it; the run id."""
+    a = clone_of("a")
+    sha = commit(a, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    git(a, "push", "-q", "origin", "main")
+    assert run_mlci(a, "capture").returncode == 0 and run_mlci(a, "ledger", "push").returncode == 0
+    b = clone_of("b")
+    assert run_mlci(b, "ledger", "pull").returncode == 0
+    return a, b, records.derived_id("commit", sha)
+
+
+def _push_planted(a: Path, files: dict[str, bytes]) -> None:
+    plant(a, files)
+    git(a, "push", "-q", "--no-verify", "origin", "refs/mlci/ledger:refs/mlci/ledger")
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "spaces",
+        "key order",
+        "duplicate key",
+        "params a string",
+        "commit run not derived",
+        "unknown type",
+        "body id differs",
+        "ids differ",
+        "ids without segment",
+    ],
+)
+def test_a_pull_refuses_each_kind_of_bad_file_with_its_path(pair: tuple[Path, Path, str], kind: str) -> None:
+    a, b, run_id = pair
+    sha = git(a, "rev-parse", "HEAD").strip()
+    files = _bad_files(sha)[kind]
+    _push_planted(a, files)
+    before = git(b, "rev-parse", "refs/mlci/ledger").strip()
+    with pytest.raises(CheckFailed, match="refused, nothing merged") as refused:
+        sync.pull(Repo.find(b), "origin", force_merge=True)
+    assert any(path in str(refused.value) for path in files), str(refused.value)
+    assert git(b, "rev-parse", "refs/mlci/ledger").strip() == before
+    listing = run_mlci(b, "runs")
+    assert listing.returncode == 0 and run_id[:8] in listing.stdout
+
+
+def test_a_pull_of_a_garbage_segment_is_refused_and_runs_still_work(pair: tuple[Path, Path, str]) -> None:
+    a, b, run_id = pair
+    _push_planted(a, _bad_files("0" * 40)["garbage segment"])
+    proc = run_mlci(b, "ledger", "pull", "--force-merge")
+    assert proc.returncode == 1 and "segments/g.parquet: not a readable segment" in proc.stderr, proc.stderr
+    listing = run_mlci(b, "runs")
+    assert listing.returncode == 0 and run_id[:8] in listing.stdout and "segments/" not in listing.stderr
+
+
+def test_a_genuine_compacted_remote_is_accepted(pair: tuple[Path, Path, str], clone_of: Callable[..., Path]) -> None:
+    a, b, run_id = pair
+    commit(a, {"metrics.json": json.dumps({"acc": 0.7})}, "b")
+    git(a, "push", "-q", "origin", "main")
+    assert run_mlci(a, "capture").returncode == 0
+    assert run_mlci(a, "ledger", "compact").returncode == 0
+    assert run_mlci(a, "ledger", "push").returncode == 0
+    fresh = clone_of("fresh")
+    for clone in (b, fresh):  # one that holds the event files, one that holds nothing
+        proc = run_mlci(clone, "ledger", "pull")
+        assert proc.returncode == 0, proc.stderr
+        assert run_id[:8] in run_mlci(clone, "runs").stdout
+        assert run_mlci(clone, "ledger", "fsck").returncode == 0
+
+
+def test_local_bad_files_do_not_block_a_pull_and_a_newer_schema_is_a_warning(
+    pair: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b, _run_id = pair
+    plant(b, _bad_files("0" * 40)["spaces"])  # from before the check existed
+    newer = records.envelope("x-future", {"shape": "unknown"})
+    newer["v"] = records.SCHEMA_VERSION + 1
+    _push_planted(a, _file(newer))
+    sync.pull(Repo.find(b), "origin")
+    assert "schema v2" in capsys.readouterr().err
+    assert records.record_path(newer["id"]) in git(b, "ls-tree", "-r", "--name-only", "refs/mlci/ledger")
+
+
+def test_fsck_repair_quarantines_every_bad_file(repo: Path) -> None:
+    sha = commit(repo, {"metrics.json": json.dumps({"acc": 0.5})}, "a")
+    assert run_mlci(repo, "capture").returncode == 0
+    good = make_run(name="kept", metrics={"acc": 0.25})
+    LedgerStore(Repo.find(repo)).append([good])
+    bad: dict[str, bytes] = {}
+    for files in _bad_files(sha).values():
+        bad.update(files)
+    plant(repo, bad)
+    proc = run_mlci(repo, "ledger", "fsck")
+    assert proc.returncode == 1, proc.stderr
+    for path in bad:
+        assert path in proc.stdout, (path, proc.stdout)
+    repaired = run_mlci(repo, "ledger", "fsck", "--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    tree = git(repo, "ls-tree", "-r", "--name-only", "refs/mlci/ledger").split()
+    for path in bad:
+        assert f"moved {path} -> quarantine/{path}" in repaired.stdout
+        assert f"quarantine/{path}" in tree and path not in tree
+    assert run_mlci(repo, "ledger", "fsck").returncode == 0
+    listing = run_mlci(repo, "runs")
+    assert listing.returncode == 0 and "skipped" not in listing.stderr
+    assert records.derived_id("commit", sha)[:8] in listing.stdout and good["id"][:8] in listing.stdout
+
+
+def test_the_canonical_check_is_records_dumps_of_records_loads() -> None:
+    """verify checks canonical form without records' float walk; it must agree with it."""
+    samples = [
+        '{"a":1.0,"b":{"$float":"NaN"},"c":"é\\u0001\\n","d":[1e-05,1e+16,-0.0]}\n',
+        '{"a":1e-5}\n',
+        '{"a":NaN}\n',
+        '{"a":"\\u00e9"}\n',
+        '{"a":"\\/"}\n',
+        '{"b":1,"a":2}\n',
+        '{"a":1,"a":1}\n',
+        '{"a":0.10000000000000001}\n',
+        '{"a":"\\ud800"}\n',
+    ]
+    for text in samples:
+        try:
+            expected = records.dumps(records.loads(text)).decode() == text
+        except (ValueError, UnicodeEncodeError):
+            expected = False
+        got = verify.check_record(text).problem
+        assert (got is None or "canonical" not in got) == expected, (text, got)
+
+
+def test_size_limits_and_shapes() -> None:
+    deep = make_run(params={"x": json.loads("[" * 120 + "]" * 120)})
+    assert "nested deeper" in str(verify.check_record(records.dumps(deep).decode()).problem)
+    tag = records.envelope("tag", {"target": "not-an-id", "name": "t", "remove": False})
+    assert "target" in str(verify.check_record(records.dumps(tag).decode()).problem)
+    metrics = make_run(metrics={"acc": "high"})
+    assert "metrics" in str(verify.check_record(records.dumps(metrics).decode()).problem)
+    fine = make_run(metrics={"acc": float("nan")}, steps=[["m.csv", "loss", 0, 0.5]])
+    assert verify.check_record(records.dumps(fine).decode()) == verify.RecordCheck(type="run")

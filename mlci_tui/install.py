@@ -24,7 +24,7 @@ from mlci_tui.sanitize import display
 
 MARKER = "# mlci-hook v1"
 SAVED_SUFFIX = ".pre-mlci"
-GITIGNORE_LINES = (".mlci/", "mlci.local.yaml")
+GITIGNORE_LINES = (".mlci/", "mlci.local.yaml", "*.mlci-tmp")
 FRAMEWORK_CONFIG = ".pre-commit-config.yaml"
 
 

@@ -2,12 +2,19 @@
 
 Usable from Python (`add_paths`), also for content already fetched to a temp path (what
 `mlci data import-url` does): the content is moved into the cache and placed at PATH.
+
+Crash safety (hardlink and symlink modes): the working file is never moved. Its object is made
+from it (a new hard link, or a copy where none can be made) and installed first; only then is
+the working path replaced, by an atomic rename of a whole link made under a temp name, noted in
+the journal beforehand. Killed at any instant, the content is under the working path or in a
+whole cache object, and the next data command cleans up (`journal.py`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat as stat_mod
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +24,10 @@ from typing import Any
 from mlci_tui import config
 from mlci_tui.data.cache import SMALL_FILE, DataCache
 from mlci_tui.data.hashing import BIG_FILE, StatCache, hash_file
+from mlci_tui.data.journal import active, fault, finish
 from mlci_tui.data.link import place
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, dump_pointer, format_of
+from mlci_tui.data.status import cache_link_target
 from mlci_tui.data.workspace import atomic_write, ensure_ignored, ignore_pattern, repo_relpath, walk_folder
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo, git
@@ -56,16 +65,19 @@ def add_paths(
 
     `fetched` maps a path to a temp file or folder already holding its new content (moved
     into the cache, then placed at the path); `sources` maps a path to (source_url,
-    source_version) written into its pointer.
+    source_version) written into its pointer. Every path's data is cached, then the paths are
+    ignored in git, then the pointers are written: a kill never leaves a pointer whose data
+    `git add -A` would stage.
     """
     root = Path(root)
     settings = data_settings(root)
     link = link or settings["link"]
     algo = algo or settings["hash"]
+    cache = DataCache.for_repo(root, algo)  # before any check: what a killed command left is put back
     jobs = jobs or settings["jobs"] or default_jobs()
     fetched = {repo_relpath(root, k, cwd or root): Path(v) for k, v in (fetched or {}).items()}
     sources = {repo_relpath(root, k, cwd or root): v for k, v in (sources or {}).items()}
-    rels = [_checked(root, p, cwd, fetched) for p in paths]
+    rels = [_checked(root, p, cwd, fetched, cache) for p in paths]
     if len(set(rels)) != len(rels):
         raise InputError("the same path is given twice")
     _refuse_tracked(root, rels)
@@ -74,34 +86,50 @@ def add_paths(
     if state_dir is None:
         state_dir = Repo.find(root).state_dir
     stat_cache = StatCache(state_dir)
-    cache = DataCache.for_repo(root, algo)
     pointers = []
+    done = False
     try:
         for rel in rels:
             if rel in fetched:
-                _take_fetched(root, rel, fetched[rel])
+                _take_fetched(root, rel, fetched[rel], cache)
             src_url, src_version = sources.get(rel, (None, None))
-            if (root / rel).is_dir():
+            if (root / rel).is_dir() and not (root / rel).is_symlink():
                 pointer = _add_folder(root, rel, cache, stat_cache, algo, link, jobs)
             else:
                 pointer = _add_file(root, rel, cache, stat_cache, algo, link)
             if src_url is not None or src_version is not None:
                 pointer = Pointer(**{**pointer.__dict__, "source_url": src_url, "source_version": src_version})
-            atomic_write(root / (rel + POINTER_SUFFIX), dump_pointer(pointer).encode())
             pointers.append(pointer)
+        ensure_ignored(root, rels)
+        fault("before-pointer")
+        for pointer in pointers:
+            atomic_write(root / (pointer.path + POINTER_SUFFIX), dump_pointer(pointer).encode())
+        done = True
     finally:
         stat_cache.save()
-    ensure_ignored(root, rels)
+        finish(cache.root.parent, replay=not done)
     return pointers
 
 
-def _checked(root: Path, user_path: str, cwd: Path | None, fetched: Mapping[str, Path]) -> str:
+def _checked(root: Path, user_path: str, cwd: Path | None, fetched: Mapping[str, Path], cache: DataCache) -> str:
     if user_path.endswith(POINTER_SUFFIX):
         raise InputError(f"{user_path}: is a pointer file; add the data it names instead")
-    rel = repo_relpath(root, user_path, cwd)
-    if rel not in fetched and not (root / rel).exists():
+    rel = repo_relpath(root, user_path, cwd, allow_link=True)
+    path = root / rel
+    if path.is_symlink():  # a file checked out in symlink mode: its object; any other link is refused
+        _link_object(path, rel, cache)
+    elif rel not in fetched and not path.exists():
         raise InputError(f"{user_path}: no such file or folder")
     return rel
+
+
+def _link_object(path: str | Path, rel: str, cache: DataCache) -> str:
+    """The object a symlink into the cache names (symlink mode); a link elsewhere, or to an
+    object the cache lacks, is refused."""
+    digest = cache_link_target(Path(path), cache, rel)
+    if not cache.has(digest):
+        raise InputError(f"{rel}: is a symlink to object {digest[:12]}, which is not in the local cache")
+    return digest
 
 
 def _refuse_tracked(root: Path, rels: list[str]) -> None:
@@ -113,41 +141,40 @@ def _refuse_tracked(root: Path, rels: list[str]) -> None:
         raise InputError(f"{top}: is tracked by git; untrack it first with `git rm -r --cached {top}`")
 
 
-def _take_fetched(root: Path, rel: str, tmp: Path) -> None:
-    """Put fetched content at `rel`: a rename when it is a file on this filesystem."""
+def _take_fetched(root: Path, rel: str, tmp: Path, cache: DataCache) -> None:
+    """Put fetched content at `rel`: a rename when it is on this filesystem, else a copy under
+    a temp name renamed in. An old folder there is set aside (noted in the journal) for the
+    instant between two renames."""
     dest = root / rel
     if dest.is_symlink():
         raise InputError(f"{rel}: is a symlink; mlci tracks no data through a link")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    journal = active(cache.root.parent)
     if tmp.is_dir():
+        staged = journal.temp_for(dest)
+        shutil.move(str(tmp), staged)
         if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
+            old = journal.temp_for(dest)
+            journal.note_aside(rel, old)
             os.replace(dest, old)
-            shutil.move(str(tmp), dest)
+            os.replace(staged, dest)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            shutil.move(str(tmp), dest)
-    else:
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            staged = dest.with_name(f".{dest.name}.fetched")
-            shutil.copyfile(tmp, staged)
             os.replace(staged, dest)
+        return
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        staged = journal.temp_for(dest)
+        shutil.copyfile(tmp, staged)
+        os.replace(staged, dest)
 
 
-def _hash_and_cache(
-    path: str, rel: str, st: os.stat_result, cache: DataCache, stat_cache: StatCache, algo: str, move: bool = False
-) -> str:
-    """The file's hash, its content stored in the cache (one read for small files; copy and
-    hash in parallel for big ones; with `move`, hashed then renamed into the cache)."""
+def _hash_and_cache(path: str, rel: str, st: os.stat_result, cache: DataCache, stat_cache: StatCache, algo: str) -> str:
+    """The file's hash, a copy of its content stored in the cache (one read for small files;
+    copy and hash in parallel for big ones)."""
     digest = stat_cache.get(rel, st, algo)
     if digest is not None and cache.has(digest):
-        return digest
-    if move:
-        digest = digest or hash_file(path, algo, st.st_size)
-        if not cache.has(digest):
-            cache.add_file(path, digest, move=True, size=st.st_size)
         return digest
     if digest is None and st.st_size >= BIG_FILE:
         digest = _hash_while_copying(path, cache, algo, st.st_size)
@@ -181,44 +208,74 @@ def _hash_while_copying(path: str, cache: DataCache, algo: str, size: int) -> st
     return digest
 
 
-def _link_back(
-    root: Path, rel: str, cache: DataCache, digest: str, link: str, stat_cache: StatCache, algo: str
-) -> None:
-    """hardlink/symlink modes: the working file becomes a link to the (read-only) cached object."""
+def _cache_one(
+    root_s: str, rel: str, st: os.stat_result, cache: DataCache, stat_cache: StatCache, algo: str, link: str
+) -> tuple[str, int, bool]:
+    """A working file's (hash, size), its content in the cache, and whether the working file
+    must still be replaced by what `link` makes of the object."""
+    path = f"{root_s}/{rel}"
+    if stat_mod.S_ISLNK(st.st_mode):  # checked out in symlink mode: already the object
+        return _link_object(path, rel, cache), os.stat(path).st_size, link != "symlink"
     if link not in LINKED:
+        return _hash_and_cache(path, rel, st, cache, stat_cache, algo), st.st_size, False
+    digest = stat_cache.get(rel, st, algo) or hash_file(path, algo, st.st_size)
+    stat_cache.put(rel, st, algo, digest)
+    if not cache.has(digest):
+        cache.link_in(path, digest)  # the working file becomes the object (or, on another device, is copied)
+        return digest, st.st_size, link == "symlink"
+    obj = os.stat(cache.object_path(digest))
+    linked = (obj.st_ino, obj.st_dev) == (st.st_ino, st.st_dev) or obj.st_dev != st.st_dev
+    return digest, st.st_size, link == "symlink" or not linked
+
+
+def _relink(
+    root: Path, todo: list[tuple[str, str]], cache: DataCache, stat_cache: StatCache, algo: str, link: str
+) -> None:
+    """Replace working files (repo-relative path, object) by what `link` makes of their objects,
+    each atomically, after the journal notes them (put back if the process dies)."""
+    if not todo:
         return
-    dest = root / rel
-    place(cache, digest, dest, link)
-    if link == "hardlink":
-        stat_cache.put(rel, os.stat(dest), algo, digest)
+    if link == "symlink":
+        cache.sync_objects([d for _r, d in todo])
+    active(cache.root.parent).note_links([(r, d, link) for r, d in todo])
+    fault("after-journal")
+    for rel, digest in todo:
+        dest = root / rel
+        place(cache, digest, dest, link)
+        if link != "symlink":
+            stat_cache.put(rel, os.stat(dest), algo, digest)
 
 
 def _add_file(root: Path, rel: str, cache: DataCache, stat_cache: StatCache, algo: str, link: str) -> Pointer:
-    path = root / rel
-    st = os.stat(path)
-    digest = _hash_and_cache(os.fspath(path), rel, st, cache, stat_cache, algo, link in LINKED)
-    _link_back(root, rel, cache, digest, link, stat_cache, algo)
-    return Pointer(path=rel, algo=algo, hash=digest, size=st.st_size, format=format_of(rel))
+    st = os.lstat(root / rel)
+    digest, size, replace = _cache_one(os.fspath(root), rel, st, cache, stat_cache, algo, link)
+    if replace:
+        _relink(root, [(rel, digest)], cache, stat_cache, algo, link)
+    return Pointer(path=rel, algo=algo, hash=digest, size=size, format=format_of(rel))
 
 
 def _add_folder(
     root: Path, rel: str, cache: DataCache, stat_cache: StatCache, algo: str, link: str, jobs: int
 ) -> Pointer:
-    files = walk_folder(root, rel)
+    files = walk_folder(root, rel, allow_links=True)
     base = os.fspath(root / rel)
+    for name, st in files:  # links into the cache only, checked before anything changes
+        if stat_mod.S_ISLNK(st.st_mode):
+            _link_object(f"{base}/{name}", f"{rel}/{name}", cache)
+    root_s = os.fspath(root)
 
-    def one(item: tuple[str, os.stat_result]) -> tuple[str, str, int]:
+    def one(item: tuple[str, os.stat_result]) -> tuple[str, str, int, bool]:
         name, st = item
-        digest = _hash_and_cache(f"{base}/{name}", f"{rel}/{name}", st, cache, stat_cache, algo, link in LINKED)
-        _link_back(root, f"{rel}/{name}", cache, digest, link, stat_cache, algo)  # at once: a moved file is back
-        return name, digest, st.st_size
+        return (name, *_cache_one(root_s, f"{rel}/{name}", st, cache, stat_cache, algo, link))
 
     big_files = sum(st.st_size for _n, st in files) >= SMALL_FILE * max(1, len(files))
     if len(files) > 1 and jobs > 1 and big_files:  # threads pay off for hashing big files only
         with ThreadPoolExecutor(max_workers=min(jobs, 4)) as pool:
-            entries = list(pool.map(one, files, chunksize=64))
+            results = list(pool.map(one, files, chunksize=64))
     else:
-        entries = [one(f) for f in files]
+        results = [one(f) for f in files]
+    _relink(root, [(f"{rel}/{n}", d) for n, d, _s, replace in results if replace], cache, stat_cache, algo, link)
+    entries = [(n, d, s) for n, d, s, _r in results]
     digest = cache.add_manifest(entries)
     formats = {format_of(name) for name, _h, _s in entries}
     fmt = formats.pop() if len(formats) == 1 else None

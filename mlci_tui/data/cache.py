@@ -2,18 +2,20 @@
 
 Objects are files' contents, or a folder's manifest (canonical JSON listing relpath, hash,
 size per file), whose hash is the folder's hash. Writes go to a temp file in the cache and
-are renamed into place, so an interrupted add never leaves a half-written object.
+are renamed into place, so an interrupted add never leaves a half-written object. Temp files
+belong to the process's journal (`journal.py`), so the next command removes what a killed
+one left.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 from pathlib import Path
 
 from mlci_tui.data.hashing import hash_bytes, hash_file
+from mlci_tui.data.journal import active, ensure_state_dir, fault, recover_once
 from mlci_tui.data.workspace import read_small
 from mlci_tui.errors import InputError
 
@@ -59,6 +61,9 @@ class DataCache:
 
     @classmethod
     def for_repo(cls, repo_root: Path, algo: str = "blake3") -> DataCache:
+        """The repository's cache, after what a killed data command left there is cleaned up
+        (once per process; one `os.listdir` when there is nothing to do)."""
+        recover_once(Path(repo_root))
         return cls(repo_root / CACHE_DIR, algo)
 
     def object_path(self, digest: str) -> Path:
@@ -97,10 +102,8 @@ class DataCache:
 
     def _ensure_root(self) -> None:
         if not self.root.is_dir():
+            ensure_state_dir(self.root.parent)
             self.root.mkdir(parents=True, exist_ok=True)
-            ignore = self.root.parent / ".gitignore"
-            if not ignore.exists():  # `.mlci/` ignores itself, `mlci init` or not
-                ignore.write_text("# mlci's local data cache and credentials: never committed\n*\n")
 
     def _prefix_dir(self, digest: str) -> str:
         folder = f"{self._root_s}/{digest[:2]}"
@@ -111,10 +114,9 @@ class DataCache:
         return folder
 
     def _tmp(self) -> Path:
+        """A fresh temp name in `tmp/`, owned by this process's journal."""
         self._ensure_root()
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(exist_ok=True)
-        return tmp_dir / os.urandom(16).hex()  # as random as uuid4, without importing uuid
+        return active(self.root.parent).cache_temp(self._root_s)
 
     def _install(self, tmp: Path, digest: str) -> Path:
         """Rename a finished temp file into place, read-only. An existing object wins."""
@@ -154,9 +156,9 @@ class DataCache:
         return digest
 
     def add_file(
-        self, path: str | os.PathLike[str], digest: str | None = None, *, move: bool = False, size: int | None = None
+        self, path: str | os.PathLike[str], digest: str | None = None, *, size: int | None = None
     ) -> tuple[str, int]:
-        """Put a file's content in the cache: (hash, size). `move` renames it in (same filesystem)."""
+        """Put a copy of a file's content in the cache: (hash, size)."""
         if size is None:
             size = os.stat(path).st_size
         if digest is None and size < SMALL_FILE:
@@ -167,17 +169,40 @@ class DataCache:
         if self.has(digest):
             return digest, size
         tmp = self._tmp()
-        if move:
-            try:
-                os.replace(path, tmp)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                shutil.copyfile(path, tmp)
-        elif not self._try_reflink(path, tmp):
+        if not self._try_reflink(path, tmp):
             shutil.copyfile(path, tmp)
         self._install(tmp, digest)
         return digest, size
+
+    def link_in(self, path: str, digest: str) -> bool:
+        """Make the working file `path` (hashed as `digest`) the object without moving or copying
+        it: a new hard link in `tmp/`, renamed into place, so the working path is never gone and
+        the file becomes read-only (hardlink mode's promise). Where no hard link can be made
+        (another device), a copy, on disk (fsync) before it counts. True when the working file is
+        the object now."""
+        tmp = self._tmp()
+        try:
+            os.link(path, tmp)
+            linked = True
+        except OSError:
+            if not self._try_reflink(path, tmp):
+                shutil.copyfile(path, tmp)
+            _fsync(tmp)
+            linked = False
+        fault("after-cache-tmp")
+        try:
+            self._install(tmp, digest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fault("after-cache")
+        return linked
+
+    def sync_objects(self, digests: list[str]) -> None:
+        """Make the folders holding these objects durable (fsync), before working files are
+        replaced by links to them: after a power cut a link never points at nothing."""
+        for folder in sorted({f"{self._root_s}/{d[:2]}" for d in digests}):
+            _fsync(folder)
 
     def _try_reflink(self, src: str | os.PathLike[str], dst: Path) -> bool:
         if self._reflink_ok is False:
@@ -207,6 +232,14 @@ class DataCache:
             if len(sub.name) == 2 and sub.is_dir():
                 out.extend(sub.name + e.name for e in os.scandir(sub.path) if "." not in e.name)
         return out
+
+
+def _fsync(path: str | os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def manifest_bytes(entries: Manifest) -> bytes:

@@ -25,7 +25,8 @@ from typing import Any
 
 from mlci_tui.data.add import parallel_jobs
 from mlci_tui.data.cache import DataCache, algo_of, parse_manifest
-from mlci_tui.data.hashing import hash_bytes
+from mlci_tui.data.hashing import hash_bytes, hash_file
+from mlci_tui.data.journal import STALE_SECONDS, recover, remove_stray_temps
 from mlci_tui.data.pointer import Pointer
 from mlci_tui.data.remotes import open_remote
 from mlci_tui.data.status import workspace_pointers
@@ -109,6 +110,7 @@ def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False) -> GcRes
             keep.update(h for _n, h, _s in cache.manifest(p.hash))
     removed = freed = 0
     if not dry_run:
+        clean_temps(repo, cache, keep)
         cache.forget_complete()
     for digest in cache.iter_objects():
         if digest in keep:
@@ -120,6 +122,60 @@ def gc(repo: Repo, *, all_commits: bool = False, dry_run: bool = False) -> GcRes
         removed += 1
         freed += size
     return GcResult(kept=len(keep), removed=removed, freed=freed)
+
+
+def clean_temps(repo: Repo, cache: DataCache, keep: set[str]) -> tuple[int, int]:
+    """Every temp file no running command owns goes: dead commands' journals are replayed,
+    older versions' temps in the cache salvaged or removed, `.*.mlci-tmp` beside working files
+    removed. Returns (salvaged, removed)."""
+    recover(repo.root)
+    salvaged, removed = _legacy_temps(cache, keep)
+    return salvaged, removed + remove_stray_temps(repo.root, *_data_folders(repo.root))
+
+
+def _legacy_temps(cache: DataCache, keep: set[str], now: float | None = None) -> tuple[int, int]:
+    """Temp files of versions before journals (`tmp/<32 hex>`): an add killed between moving a
+    working file there and linking it back left the only copy of that file in one. One whose
+    content a kept version names (blake3 or md5) becomes that object again; the others, older
+    than an hour, are removed. Returns (salvaged, removed)."""
+    folder = cache.root / "tmp"
+    try:
+        names = [n for n in os.listdir(folder) if "." not in n]
+    except OSError:
+        return 0, 0
+    cutoff = (time.time() if now is None else now) - STALE_SECONDS
+    salvaged = removed = 0
+    for name in names:
+        path = folder / name
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        if not path.is_file() or path.is_symlink():
+            continue
+        digest = next((d for d in (hash_file(path, a, st.st_size) for a in ("blake3", "md5")) if d in keep), None)
+        if digest is not None and not cache.has(digest):
+            cache._install(path, digest)
+            salvaged += 1
+        elif digest is not None or st.st_mtime < cutoff:
+            path.unlink()
+            removed += 1
+    return salvaged, removed
+
+
+def _data_folders(root: Path) -> tuple[list[str], list[str]]:
+    """Where a killed command may have left `*.mlci-tmp` beside working files: the folders of the
+    working tree's file datasets, and its folder datasets (with their subfolders)."""
+    files: set[str] = set()
+    folders: set[str] = set()
+    for _f, p in workspace_pointers(root):
+        if p.origin != "mlci":
+            continue
+        if (root / p.path).is_dir():
+            folders.add(p.path)
+        else:
+            files.add(os.path.dirname(p.path) or ".")
+    return sorted(files), sorted(folders)
 
 
 # ---------------------------------------------------------------------------- remotes

@@ -19,8 +19,9 @@ DVC_LOCK = "dvc.lock"
 READ_CHUNK = 1 << 20
 
 
-def repo_relpath(root: Path, user_path: str, cwd: Path | None = None) -> str:
-    """A path the user typed, as a repo-relative posix path; refuses symlinks and escapes."""
+def repo_relpath(root: Path, user_path: str, cwd: Path | None = None, *, allow_link: bool = False) -> str:
+    """A path the user typed, as a repo-relative posix path; refuses escapes, and symlinks unless
+    `allow_link` (the caller checks where they point)."""
     cwd = cwd or Path.cwd()
     raw = Path(user_path)
     full = raw if raw.is_absolute() else cwd / raw
@@ -39,8 +40,7 @@ def repo_relpath(root: Path, user_path: str, cwd: Path | None = None) -> str:
     if rel.startswith("./"):
         rel = rel[2:]
     check_relpath(rel, user_path)
-    path = root / rel
-    if path.is_symlink():
+    if not allow_link and (root / rel).is_symlink():
         raise InputError(f"{user_path}: is a symlink; mlci tracks no data through a link")
     return rel
 

@@ -53,6 +53,7 @@ def add_data_commands(data: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("path", metavar="PATH")
     p.add_argument("--name", help="the dataset's name (default: the file's stem)")
     p.add_argument("--write", action="store_true", help="add it to mlci.yaml (refused if the name exists)")
+    p.add_argument("--replace", action="store_true", help="with --write: replace an existing entry of that name")
 
 
 def _format_options(p: argparse.ArgumentParser) -> None:
@@ -216,12 +217,12 @@ def infer(args: argparse.Namespace) -> int:
     from mlci_tui.validate.run import dataset_at
 
     repo = Repo.find()
-    _datasets, spec = dataset_at(repo, args.path)
+    datasets, spec = dataset_at(repo, args.path, text_as_csv=True)
     name = args.name or spec.name
-    text = infer_schema(repo, spec, name)
+    text = infer_schema(repo, spec, name, sniff=not (datasets or {}).get(spec.name, {}).get("csv"))
     if args.write:
-        write_into_config(repo.root, name, text)
-        say(f"added dataset {display(name)} to mlci.yaml")
+        write_into_config(repo.root, name, text, replace=args.replace)
+        say(f"{'wrote' if args.replace else 'added'} dataset {display(name)} to mlci.yaml")
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -6,6 +6,7 @@ when the config is read back.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -19,7 +20,8 @@ from mlci_tui.errors import EXIT_FAILED, ConfigError, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.validate import engine, source
 from mlci_tui.validate.run import precheck_content, read_format
-from mlci_tui.validate.spec import DatasetSpec
+from mlci_tui.validate.spec import FORMATS, MAX_COLUMN_NAME, DatasetSpec
+from mlci_tui.validate.spec import is_ident as spec_ident
 
 TYPE_NAMES = {
     "TINYINT": "int8",
@@ -38,6 +40,7 @@ TYPE_NAMES = {
     "TIMESTAMP": "timestamp",
 }
 MAX_ALLOWED = 12
+SNIFFED_DELIMITERS = ",\t;| "
 
 
 def _y(value: Any) -> str:
@@ -53,16 +56,67 @@ def _key(name: str) -> str:
     return name if name.replace("_", "").isalnum() and not name[0].isdigit() else json.dumps(name)
 
 
-def infer_schema(repo: Repo, spec: DatasetSpec, name: str) -> str:
+def sniff_csv_options(local: Path, fmt: str) -> dict[str, Any]:
+    """The delimiter and header of delimited text nobody described yet.
+
+    Python's sniffer picks the delimiter among `, tab ; |` and space (DuckDB's sniffer never
+    tries a space, numpy's `savetxt` default); DuckDB's sniffer, told that delimiter, says
+    whether the first row is a header. Line ends (LF, CRLF) need no option: the reader
+    takes either. Only what differs from the format's defaults is returned."""
+    with open(local, "rb") as fh:
+        sample = fh.read(65536).decode("utf-8", "replace")
+    sample = sample[: sample.rfind("\n") + 1] or sample
+    default = "\t" if fmt == "tsv" else ","
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=SNIFFED_DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = default
+    con = duckdb.connect()
+    try:
+        row = con.execute("SELECT HasHeader FROM sniff_csv(?, delim = ?)", [str(local), delimiter]).fetchone()
+    except duckdb.Error:
+        row = None
+    finally:
+        con.close()
+    opts: dict[str, Any] = {}
+    if delimiter != default:
+        opts["delimiter"] = delimiter
+    if row is not None and row[0] is False:
+        opts["header"] = False
+    return opts
+
+
+def _check_names(path: str, cols: list[tuple[str, str]], csv_opts: dict[str, Any]) -> None:
+    """A name mlci would refuse in its own config, refused here with the real reason."""
+    for i, (col, _t) in enumerate(cols, 1):
+        if len(col) > MAX_COLUMN_NAME:
+            hint = "" if csv_opts.get("header") is False else "; is the first row data? (csv: {header: false})"
+            raise InputError(
+                f"{path}: column {i}'s name is {len(col):,} characters; column names are limited to "
+                f"{MAX_COLUMN_NAME}{hint}"
+            )
+        if not spec_ident(col):
+            raise InputError(f"{path}: column {i}'s name {col[:40]!r} holds a quote or a control character")
+
+
+def infer_schema(repo: Repo, spec: DatasetSpec, name: str, *, sniff: bool = True) -> str:
+    """The `datasets:` entry for the data at `spec.path`; `sniff`: the entry has no `csv:` block
+    (delimiter and header are sniffed, and written into the entry)."""
     scratch = repo.state_dir / "validate" / "infer"
     content = source.resolve(repo, spec.path, source.WORKTREE, scratch, spec.format or None)
     try:
         fmt = read_format(spec, content)
-        precheck_content(content, fmt, spec.csv)
+        csv_opts = dict(spec.csv)
+        sniffed: dict[str, Any] = {}
+        if fmt in ("csv", "tsv") and sniff and content.files is None:
+            sniffed = sniff_csv_options(content.local, fmt)
+            csv_opts.update(sniffed)
+        precheck_content(content, fmt, csv_opts)
         con = engine.connect(scratch / "spill")
         try:
-            rel = engine.relation_sql(content.read, fmt, spec.csv)
+            rel = engine.relation_sql(content.read, fmt, csv_opts)
             cols = engine.describe(con, rel)
+            _check_names(spec.path, cols, csv_opts)
             aggs = ["count(*)"]
             for col, _t in cols:
                 c = engine.q(col)
@@ -70,7 +124,12 @@ def infer_schema(repo: Repo, spec: DatasetSpec, name: str) -> str:
             row = con.execute(f"SELECT {', '.join(aggs)} FROM {rel}").fetchone()
             assert row is not None
             total = int(row[0])
-            lines = [f"{_key(name)}:", f"  path: {_y(spec.path)}", "  row_count: {min: 1}", "  columns:"]
+            lines = [f"{_key(name)}:", f"  path: {_y(spec.path)}"]
+            if spec.format and spec.format != format_of(spec.path):
+                lines.append(f"  format: {_y(spec.format)}")
+            if sniffed:
+                lines.append("  csv: {" + ", ".join(f"{k}: {_y(v)}" for k, v in sniffed.items()) + "}")
+            lines += ["  row_count: {min: 1}", "  columns:"]
             for i, (col, ctype) in enumerate(cols):
                 nonnull, distinct = int(row[1 + 2 * i]), int(row[2 + 2 * i])
                 parts = []
@@ -103,8 +162,14 @@ def infer_schema(repo: Repo, spec: DatasetSpec, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_into_config(root: Path, name: str, entry: str) -> None:
-    """Add the entry under `datasets:` in mlci.yaml, keeping comments (ruamel round trip)."""
+def format_of(path: str) -> str | None:
+    """The format the extension names (None: none), as a bare path reads it."""
+    return FORMATS.get(Path(path).suffix.lower())
+
+
+def write_into_config(root: Path, name: str, entry: str, *, replace: bool = False) -> None:
+    """Add the entry under `datasets:` in mlci.yaml (or, with `replace`, put it in place of the
+    existing one), keeping comments (ruamel round trip)."""
     from ruamel.yaml import YAML
 
     path = root / "mlci.yaml"
@@ -116,8 +181,8 @@ def write_into_config(root: Path, name: str, entry: str) -> None:
     datasets = doc.get("datasets")
     if datasets is None:
         doc["datasets"] = datasets = {}
-    if name in datasets:
-        raise ConfigError(f"mlci.yaml: datasets.{name} exists already; pick another --name")
+    if name in datasets and not replace:
+        raise ConfigError(f"mlci.yaml: datasets.{name} exists already; pick another --name, or --replace it")
     datasets[name] = yaml.load(entry)[name]
     buf = io.StringIO()
     yaml.dump(doc, buf)

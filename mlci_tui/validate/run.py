@@ -437,19 +437,26 @@ def validate_datasets(
     return v.validate_all(v.select(paths))
 
 
-def dataset_at(repo: Repo, user_path: str) -> tuple[dict[str, Any] | None, DatasetSpec]:
+def dataset_at(repo: Repo, user_path: str, *, text_as_csv: bool = False) -> tuple[dict[str, Any] | None, DatasetSpec]:
     """The declared dataset at PATH (or named PATH), else a bare spec for an undeclared file,
     so that `profile`, `diff` and `infer` work before any schema exists; with the datasets
-    section that holds it."""
+    section that holds it. `text_as_csv`: a file whose extension names no format (`.txt`,
+    `.dat`: numpy's dumps) is read as delimited text (`infer` sniffs its delimiter)."""
     rel = _repo_rel(repo, user_path).removesuffix(source.POINTER_SUFFIX)
     datasets = declared_datasets(repo)
     for spec in load_specs(datasets).values():
         if spec.path == rel or spec.name == user_path:
             return datasets, spec
     check_path(rel, user_path)
-    format_of(rel, None, user_path)
+    raw: dict[str, Any] = {"path": rel}
+    try:
+        format_of(rel, None, user_path)
+    except ConfigError:
+        if not text_as_csv:
+            raise
+        raw["format"] = "csv"
     name = Path(rel).stem
-    return {**(datasets or {}), name: {"path": rel}}, build(name, {"path": rel})
+    return {**(datasets or {}), name: raw}, build(name, raw)
 
 
 def profile_at(repo: Repo, user_path: str, where: str) -> tuple[DatasetSpec, source.Content, dict[str, Any]]:

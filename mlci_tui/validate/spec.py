@@ -195,7 +195,13 @@ def _tolerance(check: dict[str, Any] | None, column: dict[str, Any], dataset: di
     )
 
 
-_IDENT = re.compile(r"^[^\x00-\x1f\"]{1,255}$")
+MAX_COLUMN_NAME = 255
+_IDENT = re.compile(rf"^[^\x00-\x1f\"]{{1,{MAX_COLUMN_NAME}}}$")
+
+
+def is_ident(name: str) -> bool:
+    """Whether `name` can name a column in mlci.yaml (no quotes or control characters, 1-255 long)."""
+    return bool(_IDENT.match(name))
 
 
 def build(name: str, raw: dict[str, Any]) -> DatasetSpec:
@@ -207,6 +213,8 @@ def build(name: str, raw: dict[str, Any]) -> DatasetSpec:
     columns: dict[str, ColumnSpec] = {}
     for col_name, col in (raw.get("columns") or {}).items():
         cwhere = f"{where}.columns.{col_name}"
+        if len(col_name) > MAX_COLUMN_NAME:
+            raise ConfigError(f"{cwhere[:80]}…: a column name is at most {MAX_COLUMN_NAME} characters")
         if not _IDENT.match(col_name):
             raise ConfigError(f"{cwhere}: column names may not hold quotes or control characters")
         ctype = col.get("type")

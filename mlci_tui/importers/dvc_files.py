@@ -26,11 +26,38 @@ _TEMPLATE = re.compile(r"(?<!\\)\$\{(?P<inner>.*?)\}")
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+
+
+@dataclass(frozen=True)
+class PlotDecl:
+    """One plot as `dvc.yaml` defines it (DVC's `plots:` item, top level or in a stage).
+
+    `x`/`y` map a data file to the column(s) drawn from it (empty: DVC's defaults, `step`
+    or the row index against the last column); `template` is DVC's (`linear`, `simple`,
+    `scatter`, `smooth`, `confusion`, `confusion_normalized`, `bar_horizontal`, ...).
+    A folder or an image file is listed with no columns; `image` says which."""
+
+    id: str
+    files: tuple[str, ...]
+    x: tuple[tuple[str, str], ...] = ()
+    y: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    template: str | None = None
+    title: str | None = None
+    x_label: str | None = None
+    y_label: str | None = None
+
+    @property
+    def image(self) -> bool:
+        return all(f.lower().endswith(IMAGE_SUFFIXES) for f in self.files)
+
+
 @dataclass
 class Declared:
     params: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+    plot_decls: list[PlotDecl] = field(default_factory=list)  # the plots with their properties
     stage_files: list[str] = field(default_factory=list)  # dvc.yaml, dvc.lock, *.dvc found
     warnings: list[str] = field(default_factory=list)
 
@@ -150,6 +177,8 @@ class DvcReader:
             for item in _as_list(doc.get(kind)):
                 for file in _paths(item, kind):
                     self._add(out, kind, wdir, file, context, where)
+        for item in _as_list(doc.get("plots")):
+            self._add_plot(out, wdir, item, context, where)
         stages = doc.get("stages")
         if not isinstance(stages, dict):
             return
@@ -162,6 +191,8 @@ class DvcReader:
                     for item in _as_list(body.get(kind)):
                         for file in _paths(item, kind):
                             self._add(out, kind, stage_wdir, file, scope, f"{path}: stage {stage_name}")
+                for item in _as_list(body.get("plots")):
+                    self._add_plot(out, stage_wdir, item, scope, f"{path}: stage {stage_name}")
 
     def _single_stage(self, path: str, wdir: str, doc: dict[str, Any], out: Declared) -> None:
         """DVC 0.x/1.x stage files: outputs with `metric: true` (or a metric spec)."""
@@ -174,16 +205,59 @@ class DvcReader:
                 out.add("metrics", _join(stage_wdir, file))
 
     def _add(self, out: Declared, kind: str, wdir: str, file: str, context: dict[str, Any], where: str) -> None:
+        joined = self._resolve(out, kind, wdir, file, context, where)
+        if joined is not None:
+            out.add(kind, joined)
+
+    def _resolve(
+        self, out: Declared, kind: str, wdir: str, file: str, context: dict[str, Any], where: str
+    ) -> str | None:
+        """A declared path, templated and joined to its stage's folder; None (with a warning) if it cannot be."""
         try:
             resolved = interpolate(file, context)
         except KeyError as exc:
             out.warnings.append(f"{where}: {kind} path {file!r}: ${{{exc.args[0]}}} is not defined; path not read")
-            return
+            return None
         joined = _join(wdir, resolved)
         if joined.startswith("../") or joined == "..":
             out.warnings.append(f"{where}: {kind} path {file!r} leaves the repository; refused")
+            return None
+        return joined
+
+    def _add_plot(self, out: Declared, wdir: str, item: Any, context: dict[str, Any], where: str) -> None:
+        """One `plots:` item as a PlotDecl: `file`, `file: {x, y, template, title}`, or a plot id
+        with `y: {file: column(s)}` (and `x: column` or `x: {file: column}`)."""
+        if isinstance(item, str):
+            item = {item: None}
+        if not isinstance(item, dict):
             return
-        out.add(kind, joined)
+        for key, props in item.items():
+            props = props if isinstance(props, dict) else {}
+            meta = {k: str(props[k]) for k in ("template", "title", "x_label", "y_label") if props.get(k) is not None}
+            if isinstance(props.get("y"), dict):  # a plot id: the files are in y (and x)
+                ys: list[tuple[str, tuple[str, ...]]] = []
+                for file, cols in props["y"].items():
+                    joined = self._resolve(out, "plots", wdir, str(file), context, where)
+                    if joined is not None:
+                        ys.append((joined, tuple(str(c) for c in _as_list(cols))))
+                xs: list[tuple[str, str]] = []
+                if isinstance(props.get("x"), dict):
+                    for file, col in props["x"].items():
+                        joined = self._resolve(out, "plots", wdir, str(file), context, where)
+                        if joined is not None:
+                            xs.append((joined, str(col)))
+                elif props.get("x") is not None:
+                    xs = [(file, str(props["x"])) for file, _cols in ys]
+                files = tuple(dict.fromkeys([f for f, _c in ys] + [f for f, _c in xs]))
+                if files:
+                    out.plot_decls.append(PlotDecl(str(key), files, tuple(xs), tuple(ys), **meta))
+                continue
+            joined = self._resolve(out, "plots", wdir, str(key), context, where)
+            if joined is None:
+                continue
+            x = ((joined, str(props["x"])),) if props.get("x") is not None else ()
+            y = ((joined, tuple(str(c) for c in _as_list(props["y"]))),) if props.get("y") is not None else ()
+            out.plot_decls.append(PlotDecl(joined, (joined,), x, y, **meta))
 
 
 def _expand_stage(

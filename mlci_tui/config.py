@@ -155,11 +155,21 @@ GATE_RULE = Struct(
     }
 )
 
+TRUST = Struct({"signing_key": (Str(), None), "principal": (Str(), None), "allowed_signers": (Str(), None)})
+
 # One entry per top-level section of mlci.yaml. Later features add theirs here.
 SECTIONS: dict[str, Schema] = {
     "params": Struct({"files": (ListOf(Str()), None)}),
     "metrics": Struct({"files": (ListOf(Str()), None), "fields": (MapOf(METRIC_FIELD), dict)}),
-    "ledger": Struct({"remote": (Str(), "origin"), "auto_pull": (Bool(), False)}),
+    "ledger": Struct(
+        {
+            "remote": (Str(), "origin"),
+            "auto_pull": (Bool(), False),
+            # signed promotions (ledger/signing.py): the key `mlci promote` signs with, the
+            # principal it signs as (default: git's author email), who is trusted
+            "trust": (TRUST, lambda: dict.fromkeys(TRUST.fields)),
+        }
+    ),
     "train": Struct({"command": (Str(), None), "deps": (ListOf(Str()), list)}),
     "limits": Struct(
         {
@@ -175,6 +185,7 @@ SECTIONS: dict[str, Schema] = {
             "baseline": (Str(), None),  # a stage, a branch or a commit-ish; default: the stage `deployed`
             "on_push": (Bool(), False),  # run the gate in the pre-push hook
             "require_baseline": (Bool(), False),  # no baseline at all fails instead of passing
+            "require_signed_promotions": (Bool(), False),  # a stage baseline needs a verified signature
             "stale": (Enum("fail", "warn"), "warn"),  # a stale candidate fails or warns
             "eval_data": (ListOf(Str()), list),  # datasets the metrics were evaluated on
             "rules": (MapOf(GATE_RULE), dict),

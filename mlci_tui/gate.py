@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlci_tui.config import Config
+from mlci_tui.errors import ConfigError, InputError, MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger import events
 from mlci_tui.ledger.held import open_cache
-from mlci_tui.ledger.query.baseline import resolve_baseline
+from mlci_tui.ledger.query.baseline import DEFAULT_STAGE, resolve_baseline
 from mlci_tui.ledger.query.compare import data_mismatch
 from mlci_tui.ledger.query.run import Run, load_run
-from mlci_tui.ledger.resolve import resolve_run
+from mlci_tui.ledger.resolve import Resolved, resolve_run
 from mlci_tui.numbers import MAX_DIGITS, compared_change, digits_to_tell_apart, number_text
 
 if TYPE_CHECKING:
@@ -183,10 +184,43 @@ def gate_refs(
     base_res = resolve_baseline(repo, con, cfg, base_ref)
     if base_res and base_res.notice:
         notices.append(base_res.notice)
+    if base_res is not None and base_res.how == "stage" and cfg.section("gate")["require_signed_promotions"]:
+        stage = base_ref or cfg.section("gate")["baseline"] or DEFAULT_STAGE
+        base_res = signed_stage_run(con, cfg, stage, notices)
     base = load_run(con, base_res) if base_res else None
     result = evaluate(cfg, base, head)
     result.warnings[:0] = notices
     return result
+
+
+def signed_stage_run(con: duckdb.DuckDBPyConnection, cfg: Config, stage: str, notices: list[str]) -> Resolved:
+    """The run of the newest promotion to `stage` whose signature verifies against
+    `ledger.trust.allowed_signers` (gate.require_signed_promotions); each newer one that does
+    not is named in `notices`. None verifies: exit 2, since the config demands what is missing."""
+    from mlci_tui.ledger import records, signing
+
+    allowed = cfg.section("ledger")["trust"]["allowed_signers"]
+    if not allowed:
+        raise ConfigError("gate.require_signed_promotions is true but ledger.trust.allowed_signers is not set")
+    allowed_path = signing.key_path(cfg.root, allowed)
+    rows = con.execute(
+        "SELECT id, body FROM events WHERE type = 'promote' AND json_extract_string(body, '$.stage') = ? "
+        "ORDER BY time DESC, id DESC",
+        [stage],
+    ).fetchall()
+    for event_id, body in rows:
+        promotion = records.loads(body)
+        why = signing.verify(promotion, allowed_path)
+        if why is None:
+            return Resolved(str(promotion.get("target")), "stage")
+        notices.append(
+            f"promotion {event_id[:8]} of run {str(promotion.get('target'))[:8]} to {stage} skipped: {why}"
+            " (gate.require_signed_promotions)"
+        )
+    raise MlciError(
+        f"no promotion to {stage!r} has a signature that verifies against {allowed}; "
+        "gate.require_signed_promotions demands one (`mlci promote RUN --sign`)"
+    )
 
 
 def run_gate(repo: Repo, cfg: Config, base_ref: str | None, head_ref: str) -> GateResult:
@@ -224,12 +258,24 @@ def model_hash(repo: Repo, model: str, commit: str | None) -> str | None:
     return f"blake3:{blake3.blake3(data).hexdigest()}" if data is not None else None
 
 
-def promotion(repo: Repo, cfg: Config, run: Run, stage: str) -> Promotion:
-    """The event promoting `run` to `stage`: `cfg.model` and its hash, and who promotes (git's author ident).
+def promotion(repo: Repo, cfg: Config, run: Run, stage: str, *, sign: bool = False) -> Promotion:
+    """The event promoting `run` to `stage`: `cfg.model` and its hash, and who promotes (git's author ident);
+    signed when `sign` or when `ledger.trust.signing_key` is set.
 
     One place for what `mlci promote` and the scheduled CI promotion record, so the two agree.
     """
     hashed = model_hash(repo, cfg.model, run.commit) if cfg.model else None
     author = repo.text("var", "GIT_AUTHOR_IDENT", check=False).rsplit(">", 1)[0] + ">"
     event = events.promote(run.run_id, stage, model=cfg.model, model_hash=hashed, by=author if author != ">" else None)
+    trust = cfg.section("ledger")["trust"]
+    if sign or trust["signing_key"]:
+        from mlci_tui.ledger import signing
+
+        key = trust["signing_key"] or repo.text("config", "user.signingkey", check=False).strip()
+        if not key:
+            raise InputError("promote --sign: set ledger.trust.signing_key (or git's user.signingkey) to an SSH key")
+        principal = trust["principal"] or author.rsplit("<", 1)[-1].rstrip(">")
+        if not principal:
+            raise InputError("promote --sign: set ledger.trust.principal (or git's user.email)")
+        event = signing.sign(event, signing.key_path(cfg.root, key), principal)
     return Promotion(event, hashed)

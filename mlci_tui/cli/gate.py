@@ -131,12 +131,12 @@ def promote_handler(args: argparse.Namespace) -> int:
 
     Example: mlci promote HEAD --stage deployed --tag
     """
-    return promote(Repo.find(), args.run, stage=args.stage, tag=args.tag)
+    return promote(Repo.find(), args.run, stage=args.stage, tag=args.tag, sign=args.sign)
 
 
-def promote(repo: Repo, ref: str, *, stage: str = "deployed", tag: bool = False) -> int:
-    """`mlci promote REF --stage STAGE [--tag]`: record the promotion (model and hash from the core's
-    `promotion`), and with `tag` tag the run's commit STAGE/N."""
+def promote(repo: Repo, ref: str, *, stage: str = "deployed", tag: bool = False, sign: bool = False) -> int:
+    """`mlci promote REF --stage STAGE [--tag] [--sign]`: record the promotion (model and hash from the core's
+    `promotion`, signed with `sign` or ledger.trust.signing_key), and with `tag` tag the run's commit STAGE/N."""
     from mlci_tui.gate import promotion
     from mlci_tui.ledger import events
     from mlci_tui.ledger.query.run import load_run
@@ -149,12 +149,17 @@ def promote(repo: Repo, ref: str, *, stage: str = "deployed", tag: bool = False)
         resolved = resolve_ref(repo, con, ref)
         run = load_run(con, resolved)
         count = promotion_count(con, stage)
-    promoted = promotion(repo, cfg, run, stage)
+    promoted = promotion(repo, cfg, run, stage, sign=sign)
     if cfg.model and promoted.model_hash is None:
         notice(f"warning: model {cfg.model} not found in the run's commit or the working tree; no hash recorded")
     LedgerStore(repo).append([promoted.event])
     model_hash = promoted.model_hash
-    say(f"promoted {run.label} to {stage}" + (f" (model {model_hash[:19]}…)" if model_hash else ""))
+    signer = promoted.event.get("signer")
+    say(
+        f"promoted {run.label} to {stage}"
+        + (f" (model {model_hash[:19]}…)" if model_hash else "")
+        + (f", signed by {signer}" if signer else "")
+    )
     if tag:
         commit = run.commit
         if not commit:
@@ -208,6 +213,9 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("run", help="run id or prefix, stage, or commit-ish")
     p.add_argument("--stage", default="deployed", help="stage name (default deployed)")
     p.add_argument("--tag", action="store_true", help="also tag the run's commit as STAGE/N")
+    p.add_argument(
+        "--sign", action="store_true", help="sign with ledger.trust.signing_key or git's user.signingkey (ssh-keygen)"
+    )
     p = add_command(sub, "stages", stages)
     p.add_argument("--history", action="store_true", help="every promotion, not only the current one per stage")
     add_format_options(p)

@@ -1,4 +1,4 @@
-"""`mlci ledger push/pull/compact/redact/fsck/status`: share and look after the ledger ref.
+"""`mlci ledger push/pull/compact/redact/fsck/status/resolve`: share and look after the ledger ref.
 
 `push` and `pull` are typed command functions: their handlers only read the arguments, and
 `mlci ci run` (ci/steps.py) calls them directly, so each prints what it prints in one place.
@@ -33,6 +33,10 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(lsub, "fsck", ledger_fsck)
     p.add_argument("--repair", action="store_true", help="move every bad file into quarantine/ (one ledger commit)")
     add_command(lsub, "status", ledger_status)
+    p = add_command(lsub, "resolve", ledger_resolve)
+    p.add_argument("id", nargs="?", help="the record id of an open conflict")
+    p.add_argument("--keep", help="ours (this clone's body), theirs (the incoming one) or a conflict's blob id")
+    p.add_argument("--list", action="store_true", help="list the open conflicts")
 
 
 def ledger_push(args: argparse.Namespace) -> int:
@@ -52,6 +56,7 @@ def push(repo: Repo, remote: str | None = None, *, force_merge: bool = False) ->
     for n in result.notices:
         notice(n)
     say(f"ledger pushed to {remote}" if result.pushed else f"ledger on {remote} is up to date")
+    _notice_conflicts(repo)
     return 0
 
 
@@ -67,7 +72,22 @@ def pull(repo: Repo, remote: str | None = None, *, force_merge: bool = False) ->
         say(f"{remote} has no ledger yet")
     else:
         say(f"ledger merged from {remote}: tip {(result.local_tip or '')[:12]}")
+    _notice_conflicts(repo)
     return 0
+
+
+def _notice_conflicts(repo: Repo) -> None:
+    """Records a merge kept against another body for the same id: said after every pull and push."""
+    from mlci_tui.ledger.conflicts import open_conflicts
+    from mlci_tui.ledger.store import LedgerStore
+
+    found = open_conflicts(LedgerStore(repo))
+    if found:
+        ids = ", ".join(sorted({c.id[:8] for c in found})[:5])
+        notice(
+            f"warning: {len(found)} open ledger conflict(s) ({ids}): this clone kept its own records; "
+            "`mlci ledger resolve --list`"
+        )
 
 
 def ledger_compact(args: argparse.Namespace) -> int:
@@ -111,6 +131,7 @@ def ledger_fsck(args: argparse.Namespace) -> int:
 
     Example: mlci ledger fsck --repair
     """
+    from mlci_tui.ledger.conflicts import conflict_lines
     from mlci_tui.ledger.store import LedgerStore
     from mlci_tui.ledger.verify import check_files, repair
 
@@ -121,6 +142,9 @@ def ledger_fsck(args: argparse.Namespace) -> int:
         notice(w)
     for p in verdict.lines():
         print(display(p))
+    conflicts = conflict_lines(store)  # a record kept against another body: until `ledger resolve`
+    for line in conflicts:
+        print(display(line))
     if verdict.problems and args.repair and tip:
         for old, new in repair(store, (tip, verdict)).items():
             say(f"moved {old} -> {new}")
@@ -130,6 +154,8 @@ def ledger_fsck(args: argparse.Namespace) -> int:
         raise CheckFailed(
             f"{len(verdict.problems)} problem(s) in the ledger" + ("" if args.repair else "; --repair quarantines them")
         )
+    if conflicts:
+        raise CheckFailed(f"{len(conflicts)} open conflict(s) in the ledger (`mlci ledger resolve --list`)")
     say("ledger ok")
     return 0
 
@@ -139,6 +165,7 @@ def ledger_status(args: argparse.Namespace) -> int:
 
     Example: mlci ledger status
     """
+    from mlci_tui.ledger.conflicts import conflict_lines
     from mlci_tui.ledger.store import LedgerStore
 
     repo = Repo.find()
@@ -153,4 +180,33 @@ def ledger_status(args: argparse.Namespace) -> int:
     for line in repo.text("for-each-ref", "--format=%(refname) %(objectname)", "refs/mlci-remote/").splitlines():
         if line.endswith("/ledger") or "/ledger " in line:
             say(f"seen: {line}")
+    for line in conflict_lines(store):
+        say(display(line))
+    return 0
+
+
+def ledger_resolve(args: argparse.Namespace) -> int:
+    """decide an open conflict: keep this clone's record or the incoming one
+
+    A merge never replaces a record with one that says something else: it keeps the
+    incoming body at conflicts/<id>/<blob>.json until you decide. `theirs` puts it in
+    place of this clone's; `ours` keeps this clone's. One ledger commit; push to share.
+
+    Example: mlci ledger resolve 3kq2v5xw... --keep ours
+    """
+    from mlci_tui.ledger import conflicts
+    from mlci_tui.ledger.store import LedgerStore
+
+    store = LedgerStore(Repo.find())
+    if args.list:
+        found = conflicts.open_conflicts(store)
+        for c in found:
+            print(display(f"{c.id} {c.blob} {c.path}"))
+        if not found:
+            say("no open conflicts")
+        return 0
+    if not args.id or not args.keep:
+        raise InputError("resolve: give a record id and --keep ours|theirs|BLOB, or --list")
+    conflicts.resolve(store, args.id, args.keep)
+    say(display(f"resolved {args.id}: kept {args.keep}; `mlci ledger push` shares the decision"))
     return 0

@@ -65,11 +65,21 @@ class LedgerStore:
         return self.load_entries(entries)
 
     def load_entries(self, entries: Sequence[TreeEntry]) -> list[dict[str, Any]]:
+        """The records these files hold, one per id: an event file's before a segment's copy."""
+        seen: set[str] = set()
+        out: list[dict[str, Any]] = []
+        for record, _body in self.versions(entries):
+            if record["id"] not in seen:
+                seen.add(record["id"])
+                out.append(record)
+        return out
+
+    def versions(self, entries: Sequence[TreeEntry]) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """Every readable record in these files with its bytes, duplicate ids included (compaction
+        keeps a second meaning as a conflict): event files first, then segments."""
         events = [e for e in entries if e.path.startswith(EVENTS_DIR) and e.path.endswith(".json")]
         segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
         blobs = self.repo.cat_blobs([e.oid for e in events] + [e.oid for e in segments])
-        seen: set[str] = set()
-        out: list[dict[str, Any]] = []
         for entry in events:
             data = blobs.get(entry.oid)
             if data is None:
@@ -79,18 +89,12 @@ class LedgerStore:
             except ValueError:
                 continue  # a corrupt record is skipped, not fatal: `mlci ledger fsck` names it
             rid = record.get("id")
-            if not isinstance(rid, str) or records.record_path(rid) != entry.path:
-                continue  # a body filed under another record's name never wins: fsck names it
-            if rid not in seen:
-                seen.add(rid)
-                out.append(record)
+            if isinstance(rid, str) and records.record_path(rid) == entry.path:
+                yield record, data  # a body filed under another record's name never wins: fsck names it
         for entry in segments:
-            for record in _read_segment(blobs.get(entry.oid, b"")):
-                rid = record.get("id")
-                if isinstance(rid, str) and rid not in seen:
-                    seen.add(rid)
-                    out.append(record)
-        return out
+            for record, body in _read_segment(blobs.get(entry.oid, b"")):
+                if isinstance(record.get("id"), str):
+                    yield record, body
 
     def _tree_changes(self, old: str, new: str) -> list[tuple[str, str, str, str, str]] | None:
         """(status, new mode, old oid, new oid, path) for each blob that differs; None on error."""
@@ -171,32 +175,24 @@ class LedgerStore:
         sides with different blobs are read, in one batch.
         """
 
-        def script(tip: str | None) -> bytes | None:
-            if tip is None or tip == other:
-                return None
-            if self.repo.is_ancestor(other, tip):
-                return None
-            if self.repo.is_ancestor(tip, other):
-                return b"ff"
-            changes = self._union_changes(tip, other)
-            return _fast_import_merge_script(self.ref, tip, other, message, changes)
-
-        def ff(tip: str | None) -> bool:
-            return tip is None or (tip != other and self.repo.is_ancestor(tip, other))
-
         for attempt in range(MAX_ATTEMPTS):
             tip = self.tip()
-            if ff(tip):
-                if self._cas(other, tip):
-                    return other
+            if tip is not None and (tip == other or self.repo.is_ancestor(other, tip)):
+                return tip
+            if tip is None or self.repo.is_ancestor(tip, other):
+                # a fast-forward, unless it would replace or drop a record this clone holds
+                changes = None if tip is None else self._union_changes(tip, other, fast_forward=True)
+                if changes is None:
+                    if self._cas(other, tip):
+                        return other
+                    _backoff(attempt)
+                    continue
             else:
-                body = script(tip)
-                if body is None:
-                    assert tip is not None
-                    return tip
-                new = self._run_fast_import(body)
-                if new is not None:
-                    return new
+                changes = self._union_changes(tip, other)
+            assert tip is not None and changes is not None
+            new = self._run_fast_import(_fast_import_merge_script(self.ref, tip, other, message, changes))
+            if new is not None:
+                return new
             _backoff(attempt)
         raise LedgerConflict(f"{self.ref}: gave up merging after {MAX_ATTEMPTS} concurrent updates")
 
@@ -215,9 +211,11 @@ class LedgerStore:
         like an append when another writer moved the ref (`ledger resolve`)."""
         return self._commit_with_retry(lambda tip: _commit_script(self.ref, tip, message, _changes_script(build(tip))))
 
-    def _union_changes(self, tip: str, other: str) -> Changes:
+    def _union_changes(self, tip: str, other: str, *, fast_forward: bool = False) -> Changes | None:
         """What `other` adds to `tip`: new files; for a record both hold with different bytes,
-        the smaller blob when they mean the same, else a conflict entry; never a deletion."""
+        the smaller blob when they mean the same, else a conflict entry; never a deletion.
+        With `fast_forward` (`other` descends from `tip`): None when moving the ref to `other`
+        keeps every record of `tip` as it is (the common case), else the merge's changes."""
         changes = self._tree_changes(tip, other)
         if changes is None:
             raise GitError(f"git diff-tree {tip[:12]} {other[:12]} failed")
@@ -225,6 +223,7 @@ class LedgerStore:
         both: dict[str, tuple[str, str]] = {}  # record id -> (our blob, their blob): one path, two bodies
         added: dict[str, str] = {}  # record id -> their blob, for event files new to this tree
         segments: list[tuple[str, str]] = []  # (path, blob) of their segments new to this tree
+        dropped: set[str] = set()  # records whose event file `other` no longer has
         for status, _mode, old, new, path in changes:
             rid = _record_name(path)
             if status == "M" and rid is not None:
@@ -236,6 +235,8 @@ class LedgerStore:
                 segments.append((path, new))
             elif status == "A":
                 out[path] = new  # conflicts/ entries and markers, segment id lists, a newer mlci's files
+            elif status == "D" and rid is not None:
+                dropped.add(rid)
             # "D": a union never deletes; "M" elsewhere (a segment, a marker): the local file stays
         pairs: list[_Pair] = []
         if both:
@@ -252,7 +253,10 @@ class LedgerStore:
                 pairs += [_Pair(rid, ours[rid], blobs.get(added[rid], b""), None, added[rid]) for rid in ours]
         for path, blob in segments:
             pairs += self._union_segment(tip, path, blob, out)
-        decided = self._decided(tip, [p.id for p in pairs if not same_meaning(p.ours, p.theirs)])
+        differ = [p.id for p in pairs if not same_meaning(p.ours, p.theirs)]
+        if fast_forward and not differ and not (dropped - self.has_ids(dropped, other)):
+            return None  # e.g. another clone's compaction: every dropped file is in its segment
+        decided = self._decided(tip, differ)
         sha256 = len(tip) == 64
         for pair in pairs:
             path = records.record_path(pair.id)
@@ -485,7 +489,7 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0.001, 0.004) * min(2 ** min(attempt, 6), 40))
 
 
-def _read_segment(data: bytes) -> Iterator[dict[str, Any]]:
+def _read_segment(data: bytes) -> Iterator[tuple[dict[str, Any], bytes]]:
     if not data:
         return
     import pyarrow.parquet as pq
@@ -493,6 +497,6 @@ def _read_segment(data: bytes) -> Iterator[dict[str, Any]]:
     table = pq.read_table(io.BytesIO(data), columns=["body"])
     for body in table.column("body").to_pylist():
         try:
-            yield records.loads(body)
+            yield records.loads(body), body.encode() if body.endswith("\n") else (body + "\n").encode()
         except ValueError:
             continue

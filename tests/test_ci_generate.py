@@ -193,7 +193,9 @@ def test_pip_cache_and_ledger_concurrency(generated: Path) -> None:
     assert "concurrency" not in sweep["jobs"]["trial"]  # trials run side by side
     gitlab = yaml.safe_load((generated / ".gitlab-ci.yml").read_text())
     template = gitlab[".mlci"]
-    assert template["cache"]["paths"] == [".cache/pip"] and template["variables"]["PIP_CACHE_DIR"].endswith(".cache/pip")
+    assert template["cache"]["paths"] == [".cache/pip"] and template["variables"]["PIP_CACHE_DIR"].endswith(
+        ".cache/pip"
+    )
     assert gitlab["mlci-push"]["resource_group"] == gitlab["mlci-schedule"]["resource_group"] == "mlci-ledger"
     assert all(gitlab[j]["extends"] == ".mlci" for j in gitlab if j.startswith("mlci-") and "trigger" not in gitlab[j])
 

@@ -15,6 +15,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from typing import Any
 import pytest
 from conftest import IDENTITY, git, run_mlci, write
 
-from mlci_tui.ci.steps import JOBS, STEPS
+from mlci_tui.ci.steps import JOBS, LEDGER_BUNDLE, STEPS
 
 TOKEN = "ghp_" + "CiJobTokenNeverPrinted" + "z" * 14
 GITLAB_TOKEN = "glpat-" + "CiJobTokenNeverShown" + "q" * 4
@@ -201,9 +203,6 @@ def _ok(res: Any) -> Any:
 
 
 def _train(root: Path) -> None:
-    import subprocess
-    import sys
-
     subprocess.run([sys.executable, "train.py"], cwd=root, check=True)
 
 
@@ -269,14 +268,20 @@ class JobRun:
         return [s for s, _c, _o in self.results]
 
 
-def run_job(job: str, clone: Path, env: dict[str, str]) -> JobRun:
-    """The job's steps in order, each `mlci ci run STEP`; after a failure only `always` steps run, as in CI."""
+def run_job(job: str, clone: Path, env: dict[str, str], mlci: Path | None = None) -> JobRun:
+    """The job's steps in order, each `mlci ci run STEP` (the checkout's mlci, or the `mlci` executable
+    given); after a failure only `always` steps run, as in CI."""
     results: list[tuple[str, int, str]] = []
     failed = False
     for step in JOBS[job]:
         if failed and not STEPS[step].always:
             continue
-        res = run_mlci(clone, "ci", "run", step, env=env)
+        if mlci is None:
+            res = run_mlci(clone, "ci", "run", step, env=env)
+        else:
+            res = subprocess.run(
+                [str(mlci), "ci", "run", step], cwd=clone, env={**os.environ, **env}, capture_output=True, text=True
+            )
         results.append((step, res.returncode, res.stdout + res.stderr))
         assert "Traceback" not in res.stderr, res.stderr
         failed = failed or res.returncode != 0
@@ -325,6 +330,26 @@ def pr_payload(base: str, head: str) -> dict[str, Any]:
     }
 
 
+def run_pull_request(
+    upstream: Path, tmp: Path, host: Api, name: str, base: str, head: str, mlci: Path | None = None
+) -> tuple[JobRun, JobRun, Path]:
+    """The two jobs of a pull request: `pull-request` in a checkout of the PR's head, then
+    `pull-request-report` in a checkout of the base holding the first job's artifacts."""
+    env = github_env(tmp, host, "pull_request", pr_payload(base, head), head)
+    clone = checkout(upstream, f"{name}-head", head)
+    first = run_job("pull-request", clone, env, mlci)
+    report_clone = checkout(upstream, f"{name}-base", base)
+    for artifact in ("mlci-report.md", LEDGER_BUNDLE):  # what upload/download-artifact carry
+        if (clone / artifact).is_file():
+            shutil.copy(clone / artifact, report_clone / artifact)
+    second = run_job("pull-request-report", report_clone, env, mlci)
+    return first, second, clone
+
+
+def comment_posts(host: Api) -> list[dict[str, Any]]:
+    return [r for r in host.requests if r["method"] == "POST" and r["path"].endswith("/issues/7/comments")]
+
+
 # ------------------------------------------------------------------ pull request job
 
 
@@ -334,7 +359,7 @@ def test_pull_request_with_a_bad_dataset_fails_at_validation(project: Path, tmp_
     clone = checkout(project, "ci-pr-bad", head)
     job = run_job("pull-request", clone, github_env(tmp_path, host, "pull_request", pr_payload(base, head), head))
     assert job.failed_step == "validate"
-    assert job.ran == ["ledger-pull", "data-pull", "validate"]
+    assert job.ran == ["base-config", "ledger-pull", "data-pull", "validate", "ledger-bundle"]
     out = job.output("validate")
     assert "1 dataset(s) changed" in out and "data/train.csv" in out
     assert "x" in out and "max" in out
@@ -348,29 +373,31 @@ def test_pull_request_with_a_regression_fails_the_gate_after_reporting(
     project: Path, tmp_path: Path, host: Api
 ) -> None:
     base, head = open_pull_request(project, tmp_path, "worse", {"params.yaml": "bias: -0.1\n"})
-    clone = checkout(project, "ci-pr-worse", head)
-    job = run_job("pull-request", clone, github_env(tmp_path, host, "pull_request", pr_payload(base, head), head))
+    job, report, _clone = run_pull_request(project, tmp_path, host, "ci-pr-worse", base, head)
     assert job.failed_step == "gate", job.results
     assert job.ran == JOBS["pull-request"]
     assert "no declared dataset changed" in job.output("validate")
     assert "acc" in job.output("gate") and "FAIL" in job.output("gate").upper()
-    posts = [r for r in host.requests if r["method"] == "POST" and r["path"].endswith("/issues/7/comments")]
+    # the job that posts, on the base commit, reports the failing run the first job bundled
+    assert report.failed_step is None, report.results
+    posts = comment_posts(host)
     assert len(posts) == 1 and "<!-- mlci-report -->" in posts[0]["body"]["body"]
+    assert "FAIL" in posts[0]["body"]["body"].upper()
     assert posts[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
-    assert all(TOKEN not in out for _s, _c, out in job.results)
+    assert all(TOKEN not in out for _s, _c, out in job.results + report.results)
 
 
 def test_pull_request_with_a_clean_change_passes_and_produces_a_report(
     project: Path, tmp_path: Path, host: Api
 ) -> None:
     base, head = open_pull_request(project, tmp_path, "better", {"params.yaml": "bias: 0.05\n"})
-    clone = checkout(project, "ci-pr-better", head)
-    job = run_job("pull-request", clone, github_env(tmp_path, host, "pull_request", pr_payload(base, head), head))
-    assert job.failed_step is None, job.results
+    job, posting, clone = run_pull_request(project, tmp_path, host, "ci-pr-better", base, head)
+    assert job.failed_step is None and posting.failed_step is None, job.results + posting.results
     report = (clone / "mlci-report.md").read_text()
     assert "acc" in report and "0.85" in report
-    posts = [r for r in host.requests if r["method"] == "POST" and r["path"].endswith("/issues/7/comments")]
+    posts = comment_posts(host)
     assert len(posts) == 1 and posts[0]["body"]["body"].startswith("<!-- mlci-report -->")
+    assert "0.85" in posts[0]["body"]["body"]
     # the retrain was recorded as a ci run of the PR's head commit (local to the job: a PR job pushes nothing)
     shown = json.loads(_ok(run_mlci(clone, "show", head, "--json")).stdout)
     assert "ci" in json.dumps(shown) and "0.85" in json.dumps(shown)
@@ -487,3 +514,140 @@ def test_scheduled_job_in_pr_mode_pushes_a_branch_and_opens_a_merge_request(
     assert mr["headers"]["private-token"] == GITLAB_TOKEN
     assert "http://h/acme/model/-/mr/3" in job.output("promote")
     assert all(GITLAB_TOKEN not in out for _s, _c, out in job.results)
+
+
+# ------------------------------------------------------------------ trust: what a pull request's config can run
+
+ENV_PROBE = """\
+import json, os
+json.dump(sorted(os.environ), open("env-seen.json", "w"))
+"""
+
+
+@pytest.mark.parametrize("ci_host", ["github", "gitlab"])
+def test_a_pull_request_cannot_choose_the_data_remote_nor_hand_its_code_a_token(
+    project: Path, tmp_path: Path, host: Api, ci_host: str
+) -> None:
+    """The PR points data.remotes.store at a folder of its own and makes train.command dump its
+    environment: the job still pulls from the base branch's remote, and the command sees no token."""
+    evil = tmp_path / "evil-remote"
+    evil.mkdir()
+    dev = dev_clone(project, f"read-{ci_host}")
+    config = (dev / "mlci.yaml").read_text()
+    assert "remote: store" in config
+    changed = re.sub(r"store: \{url: [^}]+\}", "store: {url: " + json.dumps(str(evil)) + "}", config)
+    changed = changed.replace("command: python train.py", "command: python probe.py && python train.py")
+    assert changed != config
+    base, head = open_pull_request(project, tmp_path, f"evil-{ci_host}", {"mlci.yaml": changed, "probe.py": ENV_PROBE})
+    clone = checkout(project, f"ci-evil-{ci_host}", head)
+    secrets = {
+        "GITHUB_TOKEN": TOKEN,
+        "MLCI_GIT_TOKEN": TOKEN,
+        "GITLAB_TOKEN": GITLAB_TOKEN,
+        "MLCI_GITLAB_PUSH_TOKEN": GITLAB_TOKEN,
+        "CI_JOB_TOKEN": "job-token",
+    }
+    if ci_host == "github":
+        env = github_env(tmp_path, host, "pull_request", pr_payload(base, head), head)
+    else:
+        env = {
+            "GITLAB_CI": "true",
+            "CI_PIPELINE_SOURCE": "merge_request_event",
+            "CI_MERGE_REQUEST_DIFF_BASE_SHA": base,
+            "CI_COMMIT_SHA": head,
+            "CI_PROJECT_ID": "42",
+            "CI_API_V4_URL": f"{host.url}/api/v4",
+            "MLCI_NO_HOOKS": "1",
+        }
+    job = run_job("pull-request", clone, {**env, **secrets})
+    assert job.failed_step is None, job.results
+    said = job.output("base-config")
+    assert "changes train.command" in said and "changes data.remotes" in said
+    assert "base branch" in job.output("data-pull")
+    assert (clone / "data/train.csv").read_text() == csv_with_mean(0.8)  # from the base's remote
+    assert list(evil.iterdir()) == []  # the PR's remote was never written, and holds nothing to read
+    seen = set(json.loads((clone / "env-seen.json").read_text()))
+    assert not seen & set(secrets), seen & set(secrets)
+    assert not any(k.startswith("GIT_CONFIG_") for k in seen)
+    # the same PR config trusted (as on the default branch once merged) pulls from the folder it names,
+    # which holds nothing: the job above would have failed had it read the PR's data.remotes
+    fresh = checkout(project, f"ci-evil-{ci_host}-trusted", head)
+    trusted = run_mlci(fresh, "ci", "run", "data-pull", "--event", "push")
+    assert trusted.returncode != 0 and "missing" in trusted.stdout + trusted.stderr
+
+
+# ------------------------------------------------------------------ the install line, from a wheel of this checkout
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A wheel built from this checkout's working tree, and a virtualenv (with the system's site-packages,
+    for mlci's dependencies: no network) where nothing of this checkout is installed yet."""
+    base = tmp_path_factory.mktemp("wheel")
+    src = base / "src"
+    here = Path(__file__).resolve().parents[1]
+    shutil.copytree(here / "mlci_tui", src / "mlci_tui", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(here / name, src / name)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(src), "-w", str(base / "dist")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (base / "dist").glob("mlci_tui-*.whl")
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    return wheel, venv
+
+
+def test_jobs_install_mlci_with_the_generated_line_and_run_it(
+    project: Path, tmp_path: Path, host: Api, wheel_venv: tuple[Path, Path]
+) -> None:
+    """ci.install names a wheel built from this checkout: `ci init` pins it, the install line taken from the
+    generated workflow installs it into a fresh virtualenv, and both pull-request jobs run with that mlci."""
+    wheel, venv = wheel_venv
+    dev = dev_clone(project, "dev-install-wheel")
+    write(dev, {"mlci.yaml": (dev / "mlci.yaml").read_text() + f"ci:\n  install: {json.dumps(str(wheel))}\n"})
+    init = _ok(run_mlci(dev, "ci", "init", "github", "--force"))
+    assert f"install: python -m pip install {wheel}" in init.stdout and "ci.install in mlci.yaml" in init.stdout
+    git(dev, "commit", "-q", "-am", "ci: install mlci from the wheel")
+    git(dev, "push", "-q", "origin", "main")
+    base, head = open_pull_request(project, tmp_path, "wheel", {"params.yaml": "bias: 0.05\n"})
+
+    import yaml
+
+    workflow = yaml.safe_load((dev / ".github/workflows/mlci.yml").read_text())
+    (line,) = [s["run"] for s in workflow["jobs"]["pull-request"]["steps"] if s.get("name") == "install"]
+    path = f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    installed = subprocess.run(
+        ["bash", "-c", line], cwd=dev, env={**os.environ, "PATH": path}, capture_output=True, text=True, timeout=600
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    where = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import mlci_tui; print(mlci_tui.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.startswith(str(venv)), where.stdout  # the wheel's copy, not this checkout
+
+    env_path = {"PATH": path}
+    job, posting, clone = run_pull_request(project, tmp_path, host, "ci-wheel", base, head, mlci=venv / "bin/mlci")
+    assert job.failed_step is None and posting.failed_step is None, job.results + posting.results
+    assert "0.85" in comment_posts(host)[0]["body"]["body"]
+    # that mlci, asked to generate a workflow without ci.install, reads pip's record of where it came from
+    # (PEP 610: a local file) and says no runner can reach it
+    bare = tmp_path / "no-install-config"
+    bare.mkdir()
+    git(bare, "init", "-q")
+    res = subprocess.run(
+        [str(venv / "bin/mlci"), "ci", "init", "gitlab"],
+        cwd=bare,
+        env={**os.environ, **env_path},
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "no CI runner can reach" in res.stderr and str(wheel) in res.stderr

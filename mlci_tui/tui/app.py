@@ -28,7 +28,7 @@ from mlci_tui.ledger.held import hold_cache, release_cache
 from mlci_tui.ledger.query.runs_view import ViewResult
 from mlci_tui.ledger.tip_watch import TipWatcher
 from mlci_tui.tui import actions
-from mlci_tui.tui.messages import LedgerChanged
+from mlci_tui.tui.messages import LedgerChanged, LedgerConflicts
 from mlci_tui.tui.screens.runs import RunsScreen
 
 POLL_SECONDS = 1.0
@@ -56,6 +56,7 @@ class MlciApp(App[None]):
         self.watch_ledger = watch
         self.timings = timings  # query times in the status bar (off for stable screenshots)
         self.marked: set[str] = set()
+        self.conflicts = 0  # records with an unresolved second body (shown in the status bar)
         self.first_paint: float | None = None  # time.perf_counter() when the first view was painted
         self.last_paint = 0.0
         self.painted = threading.Event()
@@ -97,6 +98,7 @@ class MlciApp(App[None]):
         known = watcher.poll() or tip
         if known != tip:
             self.post_message(LedgerChanged(known))
+        self._count_conflicts(known)
         worker = get_current_worker()
         while not worker.is_cancelled and not self._stop.is_set():
             deadline = time.monotonic() + self.poll_seconds
@@ -107,6 +109,28 @@ class MlciApp(App[None]):
             if moved is not None and moved != known:
                 known = moved
                 self.post_message(LedgerChanged(moved))
+                self._count_conflicts(moved)
+
+    def _count_conflicts(self, tip: str) -> None:
+        """One `git ls-tree` of the ledger's `conflicts/` (from the watch worker's thread)."""
+        from mlci_tui.ledger.conflicts import open_conflicts
+        from mlci_tui.ledger.store import LedgerStore
+
+        found = open_conflicts(LedgerStore(self.repo), tip)
+        self.post_message(LedgerConflicts(len(found), found[0].id if found else None))
+
+    def on_ledger_conflicts(self, message: LedgerConflicts) -> None:
+        if message.count > self.conflicts and message.first:
+            self.notify(
+                f"{message.count} ledger record(s) have a second body from a merge, e.g. {message.first[:12]}; "
+                f"the ledger kept this clone's. Inspect and resolve: mlci ledger resolve --list",
+                title="Ledger conflict",
+                severity="warning",
+                timeout=15,
+                markup=False,
+            )
+        self.conflicts = message.count
+        self.runs_screen.update_status()
 
     def on_ledger_changed(self, message: LedgerChanged) -> None:
         self.query_cache.moved(message.tip)  # the next query reopens the cache at the new tip

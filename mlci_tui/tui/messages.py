@@ -32,6 +32,15 @@ class LedgerChanged(Message):
         self.tip = tip
 
 
+class LedgerConflicts(Message):
+    """How many records have an unresolved second body (`conflicts/` in the ledger) at a tip."""
+
+    def __init__(self, count: int, first: str | None) -> None:
+        super().__init__()
+        self.count = count
+        self.first = first
+
+
 class Answer(Message, Generic[T]):
     """The answer to the request numbered `generation`."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -859,3 +860,41 @@ def test_mlci_tui_outside_a_repository_is_a_clean_error(tmp_path: Path) -> None:
     proc = run_mlci(tmp_path, "tui")
     assert proc.returncode != 0 and "not inside a git repository" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------- ledger conflicts
+
+
+def file_conflict(root: Path, record_id: str, body: bytes) -> None:
+    """What a union merge files when a remote sends another body for a record: conflicts/<id>/<blob>.json."""
+    tip = git(root, "rev-parse", "refs/mlci/ledger").strip()
+    oid = git(root, "hash-object", "-w", "--stdin", input=body.decode()).strip()
+    env = dict(os.environ, GIT_INDEX_FILE=str(root / ".git" / "conflict-index"))
+    subprocess.run(["git", "read-tree", tip], cwd=root, env=env, check=True)
+    subprocess.run(
+        ["git", "update-index", "--add", "--cacheinfo", f"100644,{oid},conflicts/{record_id}/{oid}.json"],
+        cwd=root,
+        env=env,
+        check=True,
+    )
+    tree = subprocess.run(["git", "write-tree"], cwd=root, env=env, check=True, capture_output=True, text=True)
+    new = git(root, "commit-tree", tree.stdout.strip(), "-p", tip, "-m", "merge with a conflict").strip()
+    git(root, "update-ref", "refs/mlci/ledger", new, tip)
+
+
+def test_an_open_ledger_conflict_shows_in_the_status_bar(lab: Path) -> None:
+    """A merge that kept this clone's body against another shows until `mlci ledger resolve`."""
+
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        assert "conflict" not in screen_text(app)
+        file_conflict(lab, rid("a"), b'{"id":"forged"}\n')
+        await wait_until(pilot, lambda: app.conflicts == 1, what="the conflict")
+        await pilot.pause()
+        assert "⚠ 1 ledger conflict(s)" in screen_text(app)
+        proc = run_mlci(lab, "ledger", "resolve", rid("a"), "--keep", "ours")
+        assert proc.returncode == 0, proc.stderr
+        await wait_until(pilot, lambda: app.conflicts == 0, what="the resolution")
+        await pilot.pause()
+        assert "conflict" not in screen_text(app)
+
+    run_app(lab, scenario)

@@ -247,6 +247,8 @@ class RunsScreen(LedgerScreen):
                 status.append(f" · {result.seconds * 1000:.0f} ms", style="dim")
         if self.mlci.marked:
             status.append(f" · ● {len(self.mlci.marked)} marked", style="bold")
+        if self.mlci.conflicts:
+            status.append(f" · ⚠ {self.mlci.conflicts} ledger conflict(s)", style="bold yellow")
         if self.note:
             status.append(f" · {self.note}", style="italic")
         elif self.busy and result is not None:

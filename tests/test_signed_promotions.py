@@ -87,7 +87,9 @@ def test_a_signed_promotion_is_the_baseline_and_unsigned_or_tampered_ones_are_sk
 
     # without the setting, the newest promotion (the forged one) is the baseline, as before
     git(root, "config", "--unset", "user.signingkey")
-    (root / "mlci.yaml").write_text(CONFIG.replace("require_signed_promotions: true", "require_signed_promotions: false"))
+    (root / "mlci.yaml").write_text(
+        CONFIG.replace("require_signed_promotions: true", "require_signed_promotions: false")
+    )
     assert _gate(root)["base"] == third
 
 

@@ -1,4 +1,4 @@
-"""The report model: the gate's verdict, metrics, params, data, history and step curves.
+"""The report model: the gate's verdict, metrics, params, data, DVC plots, history and step curves.
 
 One function, `build_report`, reads everything a report shows from the ledger cache in a
 single connection; the renderers (markdown, term, html) and `to_json` only format it. Names
@@ -8,10 +8,13 @@ and values stay raw here: each renderer escapes them for its own medium.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlci_tui import __version__
+from mlci_tui.capture.readers import Limits
 from mlci_tui.config import Config
 from mlci_tui.gate import FAIL, PASS, SKIP, WARN, GateResult, RuleResult, gate_refs
 from mlci_tui.gitio import Repo
@@ -22,6 +25,8 @@ from mlci_tui.ledger.query.run import Run
 from mlci_tui.ledger.query.series import commit_runs, first_parent_commits, step_rows
 from mlci_tui.numbers import compared_change, difference
 from mlci_tui.output import json_value
+from mlci_tui.report import dvc_plots
+from mlci_tui.report.dvc_plots import DvcPlots
 
 if TYPE_CHECKING:
     import duckdb
@@ -29,7 +34,7 @@ if TYPE_CHECKING:
 FOLD_AT = 20  # with more metrics than this, the key metrics are shown and the rest folded
 UNKEYED_SHOWN = 10  # with no key metrics declared, this many (changed first) stay unfolded
 HISTORY_COMMITS = 20  # `git rev-list --first-parent -n 20`
-CHART_LIMIT = 6  # charts per kind (history, step curves)
+CHART_LIMIT = 6  # charts in a report by default: DVC plots first, then history, then step curves
 MAX_POINTS = 100  # points per drawn series (longer step curves are thinned, the last kept)
 
 
@@ -132,6 +137,7 @@ class Report:
     history: list[HistoryPoint] = field(default_factory=list)  # oldest first
     history_names: list[str] = field(default_factory=list)  # metrics charted over the history
     steps: list[StepSeries] = field(default_factory=list)
+    plots: DvcPlots = field(default_factory=DvcPlots)  # what dvc.yaml declares, drawn as DVC defines it
     version: str = __version__
 
     @property
@@ -296,10 +302,16 @@ def _thin(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
     return [finite[i] for i in picks]
 
 
-def _steps(con: duckdb.DuckDBPyConnection, head: Run, base: Run | None, key_names: list[str]) -> list[StepSeries]:
+def _steps(
+    con: duckdb.DuckDBPyConnection, head: Run, base: Run | None, key_names: list[str], plotted: set[str]
+) -> list[StepSeries]:
+    """Step series of the key metrics, baseline against candidate; a DVC plot's file is drawn
+    as its plot, not again by step (a ROC curve is not a series of steps)."""
     ids = [head.run_id] + ([base.run_id] if base else [])
     per_file: dict[str, dict[str, dict[str, list[tuple[int, float]]]]] = {}
     for run_id, file, name, step, value in step_rows(con, ids):
+        if file in plotted:
+            continue
         side = "head" if run_id == head.run_id else "base"
         per_file.setdefault(file, {}).setdefault(name, {"head": [], "base": []})[side].append((step, value))
     labelled: dict[str, dict[str, list[tuple[int, float]]]] = map_keys(per_file)
@@ -322,19 +334,31 @@ def build_report(
     *,
     history: int = HISTORY_COMMITS,
     notices: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Report:
-    """Everything a report shows, read in one connection to the ledger cache."""
+    """Everything a report shows, read in one connection to the ledger cache (DVC plots from
+    git objects at the two commits); `env` (default this process's) names the code host."""
     cache = LedgerCache(repo)
     with cache.connect() as con:
         if notices is not None:
             notices.extend(cache.notices)
         gate = gate_refs(repo, con, cfg, base_ref, head_ref)
         head, base = gate.head, gate.base
+        plots = dvc_plots.read_plots(
+            repo,
+            Limits.from_config(cfg.limits),
+            head.commit,
+            base.commit if base else None,
+            wanted=cfg.data.get("report", {}).get("plots"),
+            rules=[r.metric for r in gate.rules],
+            limit=CHART_LIMIT,
+            env=os.environ if env is None else env,
+        )
         shown, folded = metric_rows(cfg, gate)
         declared = [m.name for m in shown if m.key]
         chart_names = (declared or [m.name for m in shown])[:CHART_LIMIT]
         points = _history(repo, con, head, base, chart_names, history)
-        steps = _steps(con, head, base, declared)
+        steps = _steps(con, head, base, declared, plots.files)
     params = diff_maps(base.params, head.params, changed_only=True) if base else []
     data_changes = diff_maps(base.datasets, head.datasets, changed_only=True) if base else []
     report = Report(
@@ -346,9 +370,11 @@ def build_report(
         datasets=[DataRow(c.name, c.base, c.head) for c in data_changes],
         datasets_total=len(set(head.datasets) | set(base.datasets if base else ())),
         history=points,
-        steps=steps,
+        plots=plots,
     )
-    report.history_names = [n for n in chart_names if len(report.history_series(n)) >= 2]
+    budget = max(0, CHART_LIMIT - len(plots.charts))  # one budget for every chart of the report
+    report.history_names = [n for n in chart_names if len(report.history_series(n)) >= 2][:budget]
+    report.steps = steps[: max(0, budget - len(report.history_names))]
     return report
 
 
@@ -392,6 +418,8 @@ def to_json(report: Report) -> dict[str, Any]:
             {"name": s.name, "baseline": [list(p) for p in s.base], "candidate": [list(p) for p in s.head]}
             for s in report.steps
         ],
+        "plots": [dvc_plots.to_json(c) for c in report.plots.charts],
+        "plot_notes": report.plots.notes,
         "mlci_version": report.version,
     }
     return json_value(doc)

@@ -1,18 +1,22 @@
 """The report as one self-contained HTML file: inline CSS and SVG charts, no scripts, no assets.
 
 Every name and value is `display()`-sanitised and HTML-escaped (attributes included), so a
-metric named `<script>` is text. The file loads nothing from anywhere.
+metric named `<script>` is text. The file loads nothing from anywhere: DVC's image plots are
+embedded as data URIs (the page's policy allows images from `data:` only).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from collections.abc import Sequence
 
 from mlci_tui.output import cell_text
+from mlci_tui.report import axes, dvc_plots
 from mlci_tui.report.build import MetricRow, Report, run_label
-from mlci_tui.report.markdown import mermaid_number
+from mlci_tui.report.dvc_plots import BASE, HEAD, Confusion, Image, XYChart
+from mlci_tui.report.markdown import line_colours, mermaid_number
 from mlci_tui.sanitize import display
 
 BASE_COLOUR, HEAD_COLOUR = "#8a8a8a", "#1f6feb"
@@ -29,6 +33,8 @@ svg{display:block;margin:.5em 0 1em}svg text{font:11px sans-serif;fill:#57606a}
 .verdict{font-size:1.1em;padding:.6em .8em;border-radius:6px;background:#f6f8fa;display:inline-block}
 @media (prefers-color-scheme: dark){body{background:#0d1117;color:#e6edf3}th{background:#161b22}
 th,td{border-color:#30363d}.verdict{background:#161b22}svg text{fill:#8b949e}}
+h3{font-size:1em}.sides{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}figure{margin:0}
+img{max-width:480px;image-rendering:auto}table.confusion caption{text-align:left;color:#656d76}
 """
 
 
@@ -82,52 +88,178 @@ def _run(run: dict[str, object], verb: str) -> str:
 
 
 def svg_chart(
-    title: str, lines: Sequence[tuple[str, Sequence[tuple[float, float]]]], x_labels: dict[float, str] | None = None
+    title: str,
+    lines: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    x_labels: dict[float, str] | None = None,
+    *,
+    x_title: str = "",
+    y_title: str = "",
+    x_domain: tuple[float, float] | None = None,
+    y_domain: tuple[float, float] | None = None,
+    scatter: bool = False,
 ) -> str:
-    """A line chart as inline SVG: lines are (colour, [(x, y)]); finite values only."""
-    w, h, left, right, top, bottom = 640, 220, 64, 40, 28, 34
+    """A chart as inline SVG: lines are (colour, [(x, y)]), drawn exactly (finite values only);
+    round ticks on both axes (`x_labels`: category labels at given x instead), thinned so that
+    no two labels overlap; `scatter` draws points without lines."""
+    w, h, right, top = 640, 240, 24, 28
     pts = [(x, y) for _c, line in lines for x, y in line if math.isfinite(x) and math.isfinite(y)]
     if not pts:
         return ""
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    x0, x1 = min(xs), max(xs)
-    y0, y1 = min(ys), max(ys)
+    y0, y1, y_ticks = axes.nice_ticks(*(y_domain or (min(ys), max(ys))), 5)
+    y_texts = [mermaid_number(t) for t in y_ticks]
+    left = 16 + (14 if y_title else 0) + max(axes.label_px(t) for t in y_texts)
+    bottom = 22 + (16 if x_title else 0)
+    plot_w = w - left - right
+    if x_labels:
+        x0, x1 = min(xs), max(xs)
+        x_ticks = sorted(x_labels)
+    else:
+        whole = all(float(x).is_integer() for x in xs)
+        x0, x1, x_ticks = axes.fitting_ticks(*(x_domain or (min(xs), max(xs))), plot_w, integer=whole)
     if x0 == x1:
         x0, x1 = x0 - 1, x1 + 1
-    if y0 == y1:
-        pad = abs(y0) * 0.05 or 1.0
-        y0, y1 = y0 - pad, y1 + pad
 
     def sx(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * (w - left - right)
+        return left + (x - x0) / (x1 - x0) * plot_w
 
     def sy(y: float) -> float:
         return top + (y1 - y) / (y1 - y0) * (h - top - bottom)
 
+    most = int((w - 20) / axes.CHAR_PX)
     out = [
         f"<svg width='{w}' height='{h}' viewBox='0 0 {w} {h}' role='img' aria-label='{esc(title)}'>",
-        f"<text x='{w / 2:.0f}' y='16' text-anchor='middle'>{esc(title)}</text>",
-        f"<rect x='{left}' y='{top}' width='{w - left - right}' height='{h - top - bottom}' fill='none' "
-        "stroke='#d0d7de'/>",
+        f"<text x='{w / 2:.0f}' y='16' text-anchor='middle'>{esc(title, most)}</text>",
+        f"<rect x='{left:.0f}' y='{top}' width='{plot_w:.0f}' height='{h - top - bottom}' fill='none' stroke='#d0d7de'/>",
     ]
-    for i in range(5):
-        y = y0 + (y1 - y0) * i / 4
-        out.append(f"<text x='{left - 6}' y='{sy(y) + 4:.1f}' text-anchor='end'>{esc(mermaid_number(y))}</text>")
-    ticks = x_labels or {x0: mermaid_number(x0), x1: mermaid_number(x1)}
-    every = max(1, len(ticks) // 8)
-    for n, (x, label) in enumerate(sorted(ticks.items())):
-        if n % every == 0 or n == len(ticks) - 1:
-            out.append(f"<text x='{sx(x):.1f}' y='{h - bottom + 16}' text-anchor='middle'>{esc(label)}</text>")
+    for y, text in zip(y_ticks, y_texts):
+        out.append(f"<text x='{left - 6:.0f}' y='{sy(y) + 4:.1f}' text-anchor='end'>{esc(text)}</text>")
+        out.append(
+            f"<line x1='{left:.0f}' x2='{w - right}' y1='{sy(y):.1f}' y2='{sy(y):.1f}' stroke='#d0d7de' stroke-width='0.5'/>"
+        )
+    if x_labels:
+        texts = [x_labels[x] for x in x_ticks]
+        every = axes.every_nth(texts, plot_w * (x_ticks[-1] - x_ticks[0]) / (x1 - x0) if len(x_ticks) > 1 else plot_w)
+        shown = [i for i in range(0, len(x_ticks), every)]
+        if len(x_ticks) - 1 not in shown and len(x_ticks) - 1 - shown[-1] >= every:
+            shown.append(len(x_ticks) - 1)
+        x_marks = [(x_ticks[i], texts[i]) for i in shown]
+    else:
+        x_marks = [(x, mermaid_number(x)) for x in x_ticks]
+    for x, text in x_marks:
+        out.append(f"<text x='{sx(x):.1f}' y='{h - bottom + 16}' text-anchor='middle'>{esc(text)}</text>")
+    if x_title:
+        out.append(f"<text x='{left + plot_w / 2:.0f}' y='{h - 4}' text-anchor='middle'>{esc(x_title, 80)}</text>")
+    if y_title:
+        mid = top + (h - top - bottom) / 2
+        out.append(
+            f"<text x='12' y='{mid:.0f}' text-anchor='middle' transform='rotate(-90 12 {mid:.0f})'>{esc(y_title, 40)}</text>"
+        )
     for colour, line in lines:
         finite = [(x, y) for x, y in line if math.isfinite(x) and math.isfinite(y)]
         if not finite:
             continue
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in finite)
-        out.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{path}'/>")
-        for x, y in finite if len(finite) <= 30 else []:
+        if not scatter:
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in finite)
+            out.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{path}'/>")
+        for x, y in finite if scatter or len(finite) <= 30 else []:
             out.append(f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='2.5' fill='{colour}'/>")
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _legend(items: Sequence[tuple[str, str]]) -> str:
+    return (
+        "<p class='muted'>"
+        + " ".join(f"<span style='color:{c}'>&#9632; {esc(t, 80)}</span>" for c, t in items)
+        + "</p>"
+    )
+
+
+def _xy_plot(chart: XYChart) -> list[str]:
+    colours = line_colours(chart)
+    lines = [(c, dvc_plots.drawn(chart, ln)) for ln, c in zip(chart.lines, colours)]
+    unit = (0.0, 1.0) if chart.kind in ("roc", "pr") else None
+    svg = svg_chart(
+        chart.title,
+        lines,
+        x_title=chart.x_label,
+        y_title=chart.y_label,
+        x_domain=unit,
+        y_domain=unit,
+        scatter=chart.kind == "scatter",
+    )
+    out = [svg, _legend([(c, f"{ln.side} {ln.name}") for ln, c in zip(chart.lines, colours)])]
+    if chart.kind == "smooth":
+        out.append("<p class='muted'>Smoothed as DVC's smooth template does (a moving average).</p>")
+    return out
+
+
+def _confusion_plot(chart: Confusion) -> list[str]:
+    out = [f"<h3>{esc(chart.title)}</h3>", "<div class='sides'>"]
+    for side in (BASE, HEAD):
+        if side not in chart.counts:
+            continue
+        values = {
+            (r, c): (chart.share(side, r, c) if chart.normalized else chart.count(side, r, c))
+            for r in chart.classes
+            for c in chart.classes
+        }
+        top = max(values.values(), default=0) or 1
+        rows = [
+            f"<table class='confusion'><caption>{side}</caption>",
+            f"<tr><th>{esc(chart.y_label, 40)} &#8595; {esc(chart.x_label, 40)} &#8594;</th>"
+            + "".join(f"<th>{esc(c, 30)}</th>" for c in chart.classes)
+            + "</tr>",
+        ]
+        for r in chart.classes:
+            cells = []
+            for c in chart.classes:
+                value = values[(r, c)]
+                alpha = 0.08 + 0.8 * value / top if value else 0.0
+                ink = "#fff" if alpha > 0.5 else "inherit"
+                text = f"{value * 100:.1f}%" if chart.normalized else str(value)
+                cells.append(f"<td class='num' style='background:rgba(31,111,235,{alpha:.2f});color:{ink}'>{text}</td>")
+            rows.append(f"<tr><th>{esc(r, 30)}</th>" + "".join(cells) + "</tr>")
+        out += rows + ["</table>"]
+    out.append("</div>")
+    return out
+
+
+def _image_plot(chart: Image) -> list[str]:
+    out = [f"<h3>{esc(chart.path)}</h3>", "<div class='sides'>"]
+    for side in (BASE, HEAD):
+        got = chart.sides.get(side)
+        if got is None:
+            continue
+        where = f"{side}: {chart.path} at {got.commit[:7]}"
+        if got.data is None:
+            body = f"<p class='muted'>{esc(where)} ({got.size:,} bytes): not embedded</p>"
+        else:
+            uri = f"data:{got.mime};base64," + base64.b64encode(got.data).decode("ascii")
+            body = f"<img src='{uri}' alt='{esc(where)}'>"
+        out.append(f"<figure>{body}<figcaption>{esc(where)}</figcaption></figure>")
+    out.append("</div>")
+    return out
+
+
+def _plots(report: Report) -> list[str]:
+    plots = report.plots
+    if not plots.charts and not plots.notes:
+        return []
+    body = ["<h2>Plots</h2>"]
+    for chart in plots.charts:
+        if isinstance(chart, XYChart):
+            body += _xy_plot(chart)
+        elif isinstance(chart, Confusion):
+            body += _confusion_plot(chart)
+        else:
+            body += _image_plot(chart)
+    left = plots.declared - len(plots.charts)
+    if left > 0 and not plots.explicit:
+        body.append(f"<p class='muted'>{left} more plots in dvc.yaml not drawn (name them in report.plots).</p>")
+    body += [f"<p class='muted'>note: {esc(n, 400)}</p>" for n in plots.notes]
+    return body
 
 
 def render(report: Report) -> str:
@@ -186,13 +318,16 @@ def render(report: Report) -> str:
             )
         body.append("</table>")
 
+    body += _plots(report)
     if report.history_names:
         body.append("<h2>History</h2><p class='muted'>Commits on this branch (first-parent), oldest first.</p>")
         for name in report.history_names:
             points = report.history_series(name)
             labels = {float(i): c[:7] for i, (c, _v) in enumerate(points)}
             line = [(float(i), v) for i, (_c, v) in enumerate(points)]
-            body.append(svg_chart(f"{name}, last {len(points)} commits with a run", [(HEAD_COLOUR, line)], labels))
+            body.append(
+                svg_chart(f"{name}, last {len(points)} commits with a run", [(HEAD_COLOUR, line)], labels, y_title=name)
+            )
     if report.steps:
         body.append(
             "<h2>Step curves</h2><p class='muted'>"
@@ -204,7 +339,7 @@ def render(report: Report) -> str:
                 (BASE_COLOUR, [(float(k), v) for k, v in s.base]),
                 (HEAD_COLOUR, [(float(k), v) for k, v in s.head]),
             ]
-            body.append(svg_chart(f"{s.name} by step", lines))
+            body.append(svg_chart(f"{s.name} by step", lines, x_title="step", y_title=s.name))
     body.append(f"<p class='muted'>mlci {esc(report.version)} · mlci report</p>")
     title = esc(f"mlci report: {verdict.upper()}")
     return (

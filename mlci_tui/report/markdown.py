@@ -13,13 +13,20 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from mlci_tui.output import cell_text
+from mlci_tui.report import dvc_plots
 from mlci_tui.report.build import MetricRow, Report, run_label
+from mlci_tui.report.dvc_plots import BASE, HEAD, Confusion, Image, XYChart
 from mlci_tui.sanitize import display, markdown_cell
 from mlci_tui.scrub import scrub_text
 
 MARKER = "<!-- mlci-report -->"
 MAX_VALUE = 80  # longer param values and messages are cut in the tables
 BASE_COLOUR, HEAD_COLOUR = "#9e9e9e", "#1f6feb"
+# one shade per y column of a DVC plot: greys for the baseline, blues for the candidate
+SHADES = {
+    "baseline": ("#9e9e9e", "#5c5c5c", "#c8c8c8", "#3d3d3d"),
+    "candidate": ("#1f6feb", "#0a3069", "#79c0ff", "#8250df"),
+}
 
 _MERMAID_UNSAFE = re.compile(r"[\"`<>&#;%{}\[\]\\|]")
 
@@ -79,15 +86,31 @@ def mermaid_number(value: float) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def _xychart(title: str, labels: list[str], lines: list[list[float]], *, x_title: str, y_title: str) -> list[str]:
+def _xychart(
+    title: str,
+    labels: list[str] | tuple[float, float],
+    lines: list[list[float]],
+    *,
+    x_title: str,
+    y_title: str,
+    y_range: tuple[float, float] | None = None,
+    colours: list[str] | None = None,
+) -> list[str]:
+    """One `xychart-beta` block: `labels` are the x axis's categories, or its (min, max) when
+    the lines' values lie evenly over a numeric axis."""
     out = ["```mermaid"]
-    palette = ", ".join([BASE_COLOUR, HEAD_COLOUR] if len(lines) > 1 else [HEAD_COLOUR])
+    palette = ", ".join(colours or ([BASE_COLOUR, HEAD_COLOUR] if len(lines) > 1 else [HEAD_COLOUR]))
     out.append('%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "' + palette + '"}}}}%%')
+    if isinstance(labels, tuple):
+        x_axis = f"{mermaid_number(labels[0])} --> {mermaid_number(labels[1])}"
+    else:
+        x_axis = "[" + ", ".join(f'"{mermaid_text(v, 16)}"' for v in labels) + "]"
+    y_axis = f" {mermaid_number(y_range[0])} --> {mermaid_number(y_range[1])}" if y_range else ""
     out += [
         "xychart-beta",
         f'    title "{mermaid_text(title, 90)}"',
-        f'    x-axis "{mermaid_text(x_title)}" [' + ", ".join(f'"{mermaid_text(v, 16)}"' for v in labels) + "]",
-        f'    y-axis "{mermaid_text(y_title)}"',
+        f'    x-axis "{mermaid_text(x_title)}" {x_axis}',
+        f'    y-axis "{mermaid_text(y_title)}"{y_axis}',
     ]
     for values in lines:
         out.append("    line [" + ", ".join(mermaid_number(v) for v in values) + "]")
@@ -131,6 +154,100 @@ def step_charts(report: Report) -> list[str]:
                     x_title="step",
                     y_title=s.name,
                 )
+        out.append("")
+    return out
+
+
+def line_colours(chart: XYChart) -> list[str]:
+    """A colour per line: the side's shade for the line's y column (the same name, the same shade)."""
+    names = list(dict.fromkeys(ln.name for ln in chart.lines))
+    return [SHADES[ln.side][names.index(ln.name) % len(SHADES[ln.side])] for ln in chart.lines]
+
+
+def _xy_plot(chart: XYChart) -> list[str]:
+    grid, resampled = dvc_plots.mermaid_grid(chart)
+    values = [dvc_plots.resample(dvc_plots.drawn(chart, ln), grid, chart.kind) for ln in chart.lines]
+    colours = line_colours(chart)
+    y_range = (0.0, 1.0) if chart.kind in ("roc", "pr") else None
+    out = _xychart(
+        chart.title,
+        (grid[0], grid[-1]),
+        values,
+        x_title=chart.x_label,
+        y_title=chart.y_label,
+        y_range=y_range,
+        colours=colours,
+    )
+    legend = ", ".join(f"{ln.side} {md(ln.name, 60)} ({c})" for ln, c in zip(chart.lines, colours))
+    caption = f"Lines: {legend}."
+    if chart.kind == "smooth":
+        caption += f" Smoothed as DVC's `smooth` template does: a moving average of {max(dvc_plots.smoothed(ln.points)[1] for ln in chart.lines)} points."
+    if resampled:
+        caption += f" Mermaid draws y over one shared x axis: {resampled}; the HTML report draws the exact points."
+    return out + ["", f"<sub>{caption}</sub>"]
+
+
+def _confusion_plot(chart: Confusion) -> list[str]:
+    sides = [s for s in (HEAD, BASE) if s in chart.counts]
+    head = sides[0]
+    base = BASE if head != BASE and BASE in chart.counts else None
+
+    def cell(row: str, column: str) -> str:
+        if chart.normalized:
+            value = chart.share(head, row, column) * 100
+            text = f"{value:.1f}%"
+            if base is not None:
+                delta = value - chart.share(base, row, column) * 100
+                text += f" ({delta:+.1f})" if round(delta, 1) else ""
+            return text
+        count = chart.count(head, row, column)
+        delta = count - chart.count(base, row, column) if base is not None else 0
+        return f"{count} ({delta:+d})" if delta else str(count)
+
+    what = "share of the row" if chart.normalized else "rows counted"
+    change = ", the change against the baseline in brackets" if base else ""
+    out = [
+        f"**{md(chart.title, 90)}**: confusion matrix, {head} ({what}{change}); "
+        f"rows {md(chart.y_label, 40)}, columns {md(chart.x_label, 40)}",
+        "",
+        "| " + " | ".join([md(f"{chart.y_label} ↓ {chart.x_label} →", 60)] + [md(c, 30) for c in chart.classes]) + " |",
+        "|---|" + "--:|" * len(chart.classes),
+    ]
+    for row in chart.classes:
+        out.append("| " + " | ".join([md(row, 30)] + [cell(row, c) for c in chart.classes]) + " |")
+    return out
+
+
+def _image_plot(chart: Image) -> list[str]:
+    parts = []
+    for side in (BASE, HEAD):
+        got = chart.sides.get(side)
+        if got is None:
+            continue
+        label = f"{side}: {md(chart.path, 100)} at {md(got.commit[:7])}"
+        parts.append(f"[{label}]({got.url})" if got.url else label)
+    changed = " (changed)" if chart.changed else ""
+    return [f"- image{changed}: " + " · ".join(parts) + " (embedded in the HTML report)"]
+
+
+def plot_blocks(report: Report) -> list[str]:
+    """The DVC plots: x/y charts, confusion tables, image links, and what was left out."""
+    plots = report.plots
+    out: list[str] = []
+    for chart in plots.charts:
+        if isinstance(chart, XYChart):
+            out += _xy_plot(chart)
+        elif isinstance(chart, Confusion):
+            out += _confusion_plot(chart)
+        else:
+            out += _image_plot(chart)
+        out.append("")
+    left = plots.declared - len(plots.charts)
+    if left > 0 and not plots.explicit:
+        out += [f"{left} more plot{'s' if left != 1 else ''} in dvc.yaml not drawn (name them in `report.plots`).", ""]
+    for note in plots.notes:
+        out.append(f"- note: {md(note, 300)}")
+    if plots.notes:
         out.append("")
     return out
 
@@ -180,6 +297,9 @@ def render(report: Report, *, marker: bool = False) -> str:
     lines += ["### Data", ""]
     lines += _data_lines(report) + [""]
 
+    plots = plot_blocks(report)
+    if plots:
+        lines += ["### Plots", ""] + plots
     charts = history_charts(report)
     if charts:
         lines += ["### History", ""] + charts

@@ -11,7 +11,9 @@ import math
 from collections.abc import Sequence
 
 from mlci_tui.output import cell_text
+from mlci_tui.report import dvc_plots
 from mlci_tui.report.build import MetricRow, Report, run_label
+from mlci_tui.report.dvc_plots import BASE, HEAD, Confusion, XYChart
 from mlci_tui.sanitize import display
 
 MAX_CELL = 48
@@ -177,14 +179,49 @@ def render(report: Report, *, colour: bool = False, width: int = 100) -> str:
         ]
         lines += table(["dataset", "baseline", "candidate", "status"], rows, paint)
 
+    lines += _plot_tables(report, paint)
     charts = _charts(report, colour=colour, width=min(width, 100))
     if charts:
         lines += [""] + charts
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _plot_tables(report: Report, paint: Painter) -> list[str]:
+    """DVC plots that are not drawn as lines: confusion matrices as tables, images by path."""
+    plots = report.plots
+    if not plots.charts and not plots.notes:
+        return []
+    out = ["", paint("Plots", BOLD) + " (dvc.yaml)"]
+    for chart in plots.charts:
+        if isinstance(chart, Confusion):
+            side = HEAD if HEAD in chart.counts else BASE
+            out.append(
+                f"{_cell(chart.title, 60)}: confusion matrix, {side} (rows {_cell(chart.y_label)}, "
+                f"columns {_cell(chart.x_label)})"
+            )
+            rows = []
+            for r in chart.classes:
+                cells = []
+                for c in chart.classes:
+                    n = chart.count(side, r, c)
+                    text = f"{chart.share(side, r, c) * 100:.1f}%" if chart.normalized else str(n)
+                    if side == HEAD and BASE in chart.counts and not chart.normalized and n != chart.count(BASE, r, c):
+                        text += f" ({n - chart.count(BASE, r, c):+d})"
+                    cells.append((text, None))
+                rows.append([(_cell(r, 20), None), *cells])
+            out += table(
+                ["", *(_cell(c, 20) for c in chart.classes)], rows, paint, numeric=range(1, len(chart.classes) + 1)
+            )
+        elif not isinstance(chart, XYChart):
+            where = ", ".join(f"{side} at {s.commit[:7]}" for side, s in chart.sides.items())
+            out.append(f"image {_cell(chart.path, 80)}: {where} (--format html embeds it)")
+    out += [f"note: {display(n)}" for n in plots.notes]
+    return out
+
+
 def _charts(report: Report, *, colour: bool, width: int) -> list[str]:
-    if not report.history_names and not report.steps:
+    xy = [c for c in report.plots.charts if isinstance(c, XYChart)]
+    if not report.history_names and not report.steps and not xy:
         return []
     import plotext as plt
 
@@ -208,6 +245,23 @@ def _charts(report: Report, *, colour: bool, width: int) -> list[str]:
         if not colour:
             text = plt.uncolorize(text)
         return [line.rstrip() for line in text.splitlines()]
+
+    for chart in xy:
+        start(chart.title, 16)
+        for line in chart.lines:
+            pixel = BASE_PIXEL if line.side == BASE else HEAD_PIXEL
+            pts = dvc_plots.drawn(chart, line)
+            marker = plt.marker(
+                "●" if chart.kind == "scatter" else (BASE_MARK if line.side == BASE else HEAD_MARK), pixel=pixel
+            )
+            signal = fig.signal([p[0] for p in pts], [p[1] for p in pts], marker=marker)
+            if chart.kind != "scatter":
+                signal.lines()
+            signal.label(_cell(f"{line.side} {line.name}", 30))
+            fig.draw(signal)
+        fig.label(_cell(chart.x_label, 40), "x")
+        fig.label(_cell(chart.y_label, 40), "y")
+        out += finish() + [""]
 
     if report.history_names:
         out.append(paint("History", BOLD) + " (commits on this branch, first-parent, oldest first)")

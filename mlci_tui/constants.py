@@ -7,3 +7,5 @@ has nothing to capture without importing the config machinery (`mlci_tui.config`
 CONFIG_FILE = "mlci.yaml"
 DEFAULT_PARAMS_FILES = ("params.yaml",)
 DEFAULT_METRICS_FILES = ("metrics.json", "dvclive/metrics.json")
+# a DVC project at a commit: one of these at the top of its tree (one tree lookup tells)
+DVC_ROOT_FILES = ("dvc.yaml", "dvc.lock", "Dvcfile", ".dvc")

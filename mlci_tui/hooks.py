@@ -128,13 +128,13 @@ def pre_commit(argv: list[str]) -> int:
 
 
 def _nothing_to_capture() -> bool:
-    """HEAD has no mlci config and none of the default params and metrics files: no run.
+    """HEAD has no mlci config, no DVC project and none of the default params and metrics files: no run.
 
     One `git ls-tree` before the capture machinery is imported (~95 ms of CPU), so a commit
     in a repository that records nothing costs about what the pre-commit hook does."""
-    from mlci_tui.constants import CONFIG_FILE, DEFAULT_METRICS_FILES, DEFAULT_PARAMS_FILES
+    from mlci_tui.constants import CONFIG_FILE, DEFAULT_METRICS_FILES, DEFAULT_PARAMS_FILES, DVC_ROOT_FILES
 
-    wanted = [CONFIG_FILE, "pyproject.toml", *DEFAULT_PARAMS_FILES, *DEFAULT_METRICS_FILES]
+    wanted = [CONFIG_FILE, "pyproject.toml", *DEFAULT_PARAMS_FILES, *DEFAULT_METRICS_FILES, *DVC_ROOT_FILES]
     code, out = _git_output(["ls-tree", "--name-only", "-z", "HEAD", "--", *wanted])
     if code != 0:
         return False  # the capture reports what is wrong

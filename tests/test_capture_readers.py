@@ -129,7 +129,8 @@ def test_a_value_that_is_not_a_number_is_reported_not_silently_dropped() -> None
         ("metrics.json", b"[1, 2]", r"^metrics\.json: expected a mapping at the top level, got list$"),
         ("metrics.yaml", b"- 1\n", r"^metrics\.yaml: expected a mapping at the top level, got list$"),
         ("params.yaml", b"a: 1\na: 2\n", r"^params\.yaml:2:1: invalid YAML: found duplicate key"),
-        ("metrics.txt", b"acc 1\n", r"^metrics\.txt: unsupported file type"),
+        ("metrics.txt", b"acc 1\n", r"^metrics\.txt: no `key: value` or `key=value` line"),
+        ("auc.metric", b"acc 1\n", r"^auc\.metric: expected a mapping at the top level, got str"),
     ],
 )
 def test_documents_that_hold_no_mapping_are_input_errors(name: str, doc: bytes, message: str) -> None:

@@ -130,7 +130,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"root": root, "commits": c, "env": env, "home": home, "first": proc, "status": status_before}
 
 
-def _run(root: Path, commit: str, kind: str = "import") -> dict[str, Any]:
+def _run(root: Path, commit: str, kind: str = "commit") -> dict[str, Any]:
     rows = query(
         root,
         'SELECT run_id, kind, name, parent, status, warnings, datasets FROM runs WHERE "commit" = ? AND kind = ?',
@@ -157,7 +157,8 @@ def _run(root: Path, commit: str, kind: str = "import") -> dict[str, Any]:
 
 def test_first_commit_values_nested_slash_and_templated(project: dict[str, Any]) -> None:
     run = _run(project["root"], project["commits"]["first"])
-    assert run["kind"] == "import" and run["status"] == "done"
+    # an imported commit is the run its capture would be: kind `commit`, source import:dvc
+    assert run["kind"] == "commit" and run["status"] == "done"
     m = run["metrics"]
     # ${out_dir}/metrics.json and ${eval.name}.json resolved from params.yaml and vars
     assert m[("results/metrics.json", "acc")] == 0.9
@@ -199,7 +200,9 @@ def test_infinity_bare_numbers_and_old_stage_files(project: dict[str, Any]) -> N
     assert m[("results/metrics.json", "worst")] == -math.inf
     assert m[("scores.json", "scores")] == 0.75  # a bare number is named after its file
     assert m[("auc.metric", "auc")] == 0.81  # declared `metric: true` in an old single-stage file
-    assert run["datasets"]["model.pkl"] == "md5:0123456789abcdef0123456789abcdef"
+    # model.pkl is an output of the old stage file (it has `cmd`), nothing depends on it: not data
+    assert "model.pkl" not in run["datasets"]
+    assert run["datasets"] == {"data.csv": "md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
 
 
 def test_metrics_deleted_later_are_absent_there_and_kept_before(project: dict[str, Any]) -> None:
@@ -219,7 +222,7 @@ def test_experiment_ref_is_an_experiment_run_with_name_and_baseline(project: dic
     assert run["metrics"][("results/metrics.json", "acc")] == 0.99
     # only the experiment ref: DVC's queue refs are not experiments, and the commit is on no branch
     assert query(root, "SELECT count(*) FROM runs WHERE kind = 'experiment'") == [(1,)]
-    assert query(root, "SELECT count(*) FROM runs WHERE kind = 'import' AND \"commit\" = ?", [c["exp"]]) == [(0,)]
+    assert query(root, "SELECT count(*) FROM runs WHERE kind = 'commit' AND \"commit\" = ?", [c["exp"]]) == [(0,)]
 
 
 def test_one_run_per_commit_one_ledger_commit(project: dict[str, Any]) -> None:

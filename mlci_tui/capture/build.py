@@ -1,7 +1,10 @@
 """Build `run` records: a commit's files (capture), or the working tree (record).
 
 A commit capture gets a deterministic id from the commit id and the run kind, so two clones
-that capture the same commit write the same record name and a union merge keeps one.
+that capture the same commit write the same record name and a union merge keeps one. A
+commit of a DVC project is read by `project.reader.ProjectReader`, the reader `mlci import
+dvc` uses, so its capture and its import are one run; any other commit takes the lighter
+path here (a `git ls-tree` of the files the config names), which reads the same values.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from mlci_tui.capture.readers import (
     read_table_metrics,
 )
 from mlci_tui.config import Config
+from mlci_tui.constants import DVC_ROOT_FILES
 from mlci_tui.errors import InputError, MlciError
 from mlci_tui.gitio import CommitInfo, Repo, commit_info, patch_id
 from mlci_tui.ledger import records
@@ -90,9 +94,17 @@ def read_values(config: Config, source: FileSource, *, strict: bool) -> Values:
     return collect_values(source, config.params_files, config.metrics_files, readers)
 
 
-def collect_values(source: FileSource, params: list[str], metrics: list[str], readers: FileReaders) -> Values:
+def collect_values(
+    source: FileSource,
+    params: list[str],
+    metrics: list[str],
+    readers: FileReaders,
+    series_dirs: list[str] | tuple[str, ...] = (),
+) -> Values:
     """The params files, metrics files and the dvclive series beside each `metrics.json`
-    (`plots/metrics/**/*.tsv`) that the patterns find in `source`, parsed by `readers`."""
+    (`plots/metrics/**/*.tsv`) that the patterns find in `source`, parsed by `readers`.
+    `series_dirs` are DVC 2.x `live:` folders: their `**/*.tsv` (under `scalars/` in later
+    dvclive versions) are series named like the summary's values."""
     values = Values()
     refused: list[str] | None = None if readers.strict else []  # symlinks: an error, or warnings
     params_files = source.find(params, refused)
@@ -103,6 +115,9 @@ def collect_values(source: FileSource, params: list[str], metrics: list[str], re
             base = mfile.rsplit("/", 1)[0] + "/" if "/" in mfile else ""
             for path in source.find([f"{base}plots/metrics/**/*.tsv"], refused):
                 series[path] = path[len(f"{base}plots/metrics/") : -len(".tsv")]
+    for folder in series_dirs:
+        for path in source.find([f"{folder}/**/*.tsv"], refused):
+            series.setdefault(path, path[len(folder) + 1 : -len(".tsv")].removeprefix("scalars/"))
     values.warnings.extend(refused or [])
     wanted = sorted(set(params_files) | set(metrics_files) | set(series))
     data = source.read_many(readers.readable(source, wanted, values))
@@ -160,6 +175,8 @@ def capture_commit(
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """A commit's run, read from its own blobs; None when its tree has no params or metrics."""
     info = commit_info(repo, rev)
+    if is_dvc_project(repo, info.sha):
+        return _capture_dvc(repo, config, info, branch=branch, kind=kind, source=source)
     tree = TreeSource(repo, info.sha)
     values = read_values(config, tree, strict=False)
     if values.empty and not values.warnings:
@@ -183,7 +200,7 @@ def capture_commit(
         message=info.message,
         source=source,
         deps=deps,
-        stale=_is_stale(repo, config, info, values) if deps else False,
+        stale=_is_stale(repo, config, info, set(values.metrics) | {s.file for s in values.steps}) if deps else False,
         datasets=_tree_datasets(repo, info.sha, record["warnings"]),
     )
     # the event's time is when it was captured (microseconds): it orders runs of commits
@@ -191,13 +208,43 @@ def capture_commit(
     return finish_record(record, run_id, records.now_iso()), values.warnings
 
 
+def is_dvc_project(repo: Repo, rev: str) -> bool:
+    """DVC's files or folder at the top of the commit's tree: one `git ls-tree`."""
+    proc = repo.run("ls-tree", "--name-only", "-z", rev, "--", *DVC_ROOT_FILES, check=False)
+    return proc.returncode == 0 and bool(proc.stdout.strip(b"\0"))
+
+
+def _capture_dvc(
+    repo: Repo, config: Config, info: CommitInfo, *, branch: str | None, kind: str, source: str
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """A DVC project's commit, read as `mlci import dvc` reads it (the same run)."""
+    from mlci_tui.project.reader import ProjectReader  # lazy: the DVC layer, for DVC projects only
+
+    with ProjectReader(repo) as reader:
+        record, warnings = reader.record(
+            info,
+            config=config,
+            kind=kind,
+            source=source,
+            branch=branch,
+            patch=patch_id(repo, info),
+            time=records.now_iso(),
+        )
+    if record is not None and record["deps"]:
+        files = set(record["metrics"]) | {s[0] for s in record["steps"]}
+        record["stale"] = _is_stale(repo, config, info, files)
+    return record, warnings
+
+
 def capture_workspace(
     repo: Repo, config: Config, *, message: str | None = None, commit_rev: str | None = None, name: str | None = None
 ) -> dict[str, Any]:
     """The working tree as a `workspace` run, or as a `ci` run linked to `commit_rev`."""
-    values = read_values(config, WorkdirSource(repo.root), strict=True)
+    params, metrics, series = _workdir_patterns(repo, config, commit_rev or "HEAD")
+    readers = FileReaders(Limits.from_config(config.limits), strict=True)
+    values = collect_values(WorkdirSource(repo.root), params, metrics, readers, series)
     if values.empty:
-        files = ", ".join(config.params_files + config.metrics_files)
+        files = ", ".join(params + metrics)
         raise InputError(f"no params or metrics files found in the working tree (looked for {files})")
     rev = commit_rev or "HEAD"
     info = commit_info(repo, rev) if repo.commit_of(rev) else None
@@ -223,6 +270,19 @@ def capture_workspace(
         datasets=_workdir_datasets(repo, record["warnings"]),
     )
     return finish_record(record, run_id, when)
+
+
+def _workdir_patterns(repo: Repo, config: Config, rev: str) -> tuple[list[str], list[str], list[str]]:
+    """The files `mlci record` reads: in a DVC project, what the DVC files of `rev` (HEAD, or
+    `--commit`) declare, as a capture of it reads them; else the config's."""
+    sha = repo.commit_of(rev)
+    if sha is None or not is_dvc_project(repo, sha):
+        return config.params_files, config.metrics_files, []
+    from mlci_tui.project.reader import ProjectReader  # lazy: the DVC layer, for DVC projects only
+
+    with ProjectReader(repo) as reader:
+        wanted = reader.patterns(sha, config)
+    return wanted.params, wanted.metrics, wanted.series
 
 
 def finish_record(record: dict[str, Any], run_id: str, when: str) -> dict[str, Any]:
@@ -274,13 +334,12 @@ def _workdir_datasets(repo: Repo, warnings: list[str]) -> dict[str, str]:
         return {}
 
 
-def _is_stale(repo: Repo, config: Config, info: CommitInfo, values: Values) -> bool:
+def _is_stale(repo: Repo, config: Config, info: CommitInfo, metrics_files: set[str]) -> bool:
     """The commit changed what produced the metrics (train.deps) but not the metrics."""
     if not info.parents:
         return False
     changed = repo.text("diff-tree", "-r", "--name-only", "--no-commit-id", info.parents[0], info.sha).split("\n")
     changed = [c for c in changed if c]
     deps_changed = any(matches(p, c) for p in config.section("train")["deps"] for c in changed)
-    metrics_files = set(values.metrics) | {s.file for s in values.steps}
     metrics_changed = any(c in metrics_files for c in changed)
     return deps_changed and not metrics_changed

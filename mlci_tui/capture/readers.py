@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,7 +252,13 @@ def read_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
     suffix = _suffix(name)
     if suffix in (".csv", ".tsv"):
         return read_table_metrics(name, data, limits)
-    tree = parse_tree(name, data, limits)
+    if suffix == ".txt":
+        return read_text_metrics(name, data, limits)
+    # any other suffix (DVC's `.metric` files, no suffix at all) is read as YAML, as DVC does
+    if suffix in TREE_SUFFIXES:
+        tree = parse_tree(name, data, limits)
+    else:
+        tree = parse_yaml12(name, decode(name, data, limits))
     if isinstance(tree, (int, float)) and not isinstance(tree, bool):
         base = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         _check_scalar(name, base, tree)
@@ -263,6 +270,42 @@ def read_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
             result.warnings.append(f"{name}: {key}: not a number ({_short(value)}), not recorded")
         else:
             result.values[key] = number
+    return result
+
+
+TREE_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
+_TEXT_LINE = re.compile(r"\s*(?P<key>[^:=]+?)\s*[:=]\s*(?P<value>.*?)\s*")
+
+
+def read_text_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
+    """`key: value` or `key=value` lines (CML's `metrics.txt`: `Accuracy: 0.86`, `65.6%`).
+
+    Blank lines and `#` comments are skipped; a value that is not a number is left out with a
+    warning; a file holding one bare number is named after the file, as a JSON one is."""
+    text = decode(name, data, limits)
+    lines = [(no, line) for no, line in enumerate(text.splitlines(), 1) if line.strip() and line.strip()[0] != "#"]
+    result = MetricsRead()
+    if len(lines) == 1 and (bare := _cell_number(lines[0][1].strip().removesuffix("%"))) is not None:
+        result.values[name.rsplit("/", 1)[-1].rsplit(".", 1)[0]] = bare
+        return result
+    for no, line in lines:
+        found = _TEXT_LINE.fullmatch(line)
+        if found is None:
+            result.warnings.append(f"{name}:{no}: not a `key: value` line, not recorded")
+            continue
+        key, value = found.group("key"), found.group("value")
+        check_name(name, key)
+        if key in result.values:
+            raise InputError(f"{name}:{no}: {key}: named twice")
+        if len(result.values) >= limits.max_keys:
+            raise InputError(f"{name}: more than {limits.max_keys} keys (limits.max_keys in mlci.yaml)")
+        number = _cell_number(value.removesuffix("%"))
+        if number is None:
+            result.warnings.append(f"{name}:{no}: {key}: not a number ({_short(value)}), not recorded")
+        else:
+            result.values[key] = number
+    if len(result.warnings) == len(lines):
+        raise InputError(f"{name}: no `key: value` or `key=value` line with a number")
     return result
 
 

@@ -49,16 +49,28 @@ def expand_revs(repo: Repo, revs: Sequence[str], range_spec: str | None = None) 
     return list(dict.fromkeys(shas))
 
 
+def run_ids(sha: str) -> tuple[str, str]:
+    """The ids a commit's run may have: its capture's (which `mlci import dvc` writes too),
+    then the one imports wrote before they shared it (`derived_id("import", sha)`)."""
+    return records.derived_id("commit", sha), records.derived_id("import", sha)
+
+
+def captured(store: LedgerStore, shas: Sequence[str]) -> set[str]:
+    """The commits among `shas` that already have their run, captured or imported."""
+    ids = {sha: run_ids(sha) for sha in shas}
+    present = store.has_ids([i for pair in ids.values() for i in pair])
+    return {sha for sha, pair in ids.items() if present.intersection(pair)}
+
+
 def capture_shas(
     repo: Repo, shas: Sequence[str], *, branch: str | None = None, quiet: bool = False, head: str | None = None
 ) -> CaptureReport:
     store = LedgerStore(repo)
     report = CaptureReport()
-    ids = {sha: records.derived_id("commit", sha) for sha in shas}
-    present = store.has_ids(ids.values())
+    present = captured(store, shas)
     new_records = []
     for sha in shas:
-        if ids[sha] in present:
+        if sha in present:
             report.present.append(sha)
             continue
         try:
@@ -112,10 +124,8 @@ def backfill(
     shas = list(reversed(proc.stdout.decode().split()))
     if not shas:
         return CaptureReport()
-    store = LedgerStore(repo)
-    ids = {sha: records.derived_id("commit", sha) for sha in shas}
-    present = store.has_ids(ids.values())
-    missing = [sha for sha in shas if ids[sha] not in present]
+    present = captured(LedgerStore(repo), shas)
+    missing = [sha for sha in shas if sha not in present]
     if not missing:
         return CaptureReport(present=shas)
     return capture_shas(repo, missing, quiet=True)

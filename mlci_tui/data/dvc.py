@@ -3,12 +3,18 @@
 Only what status and validation need: path (repo-relative), md5, size, nfiles. A folder's
 md5 ends in `.dir` in DVC; here the suffix is dropped and `nfiles` marks it as a folder.
 Outputs outside the repository (URLs, `../` escapes) are left out.
+
+A run's `datasets` are data, not what its stages produce (`split_datasets`): a `.dvc` pointer
+(`dvc add`) is a dataset; a stage output (`dvc.lock`, an old `.dvc` stage file with `cmd`) is
+one only when a stage depends on it (prepared data feeding training), else it is an output
+(a model, a plot) listed apart.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +89,61 @@ def read_dvc_lock(text: str, where: str) -> list[Pointer]:
                 if p := _out_pointer(out, base, where, "dvc.lock"):
                     found.append(p)
     return found
+
+
+@dataclass(frozen=True)
+class DvcFile:
+    """What one `.dvc` file or `dvc.lock` tracks, and what its stages depend on."""
+
+    pointers: list[Pointer]
+    deps: list[str]  # repository-relative paths its stages read
+    stage: bool  # its outputs are made by a command (dvc.lock, a `.dvc` file with `cmd`)
+
+
+def _deps(items: Any, base: str) -> list[str]:
+    found = []
+    for dep in items if isinstance(items, list) else []:
+        path = dep.get("path") if isinstance(dep, dict) else dep
+        if isinstance(path, str) and "://" not in path and not path.startswith("/"):
+            found.append(posixpath.normpath(posixpath.join(base, path)) if base else posixpath.normpath(path))
+    return found
+
+
+def read_dvc_layout(text: str, where: str) -> DvcFile:
+    """A `.dvc` file's or a `dvc.lock`'s outputs (as pointers) and its stages' dependencies."""
+    pointers = read_dvc_pointers(text, where)
+    doc = _load_yaml(text, where)  # already checked to be a mapping by read_dvc_pointers
+    base = posixpath.dirname(where)
+    if where.split("/")[-1] == "dvc.lock":
+        stages = doc.get("stages")
+        deps = [
+            d
+            for s in (stages.values() if isinstance(stages, dict) else [])
+            if isinstance(s, dict)
+            for d in _deps(s.get("deps"), base)
+        ]
+        return DvcFile(pointers, deps, True)
+    return DvcFile(pointers, _deps(doc.get("deps"), base), "cmd" in doc)
+
+
+def split_datasets(files: list[DvcFile]) -> tuple[dict[str, str], dict[str, str]]:
+    """(datasets, outputs), path -> content hash: pointers and outputs some stage depends on
+    are datasets; the other stage outputs (models, plots, metrics kept in DVC's cache) are outputs."""
+    deps = {d for f in files for d in f.deps}
+
+    def feeds_a_stage(path: str) -> bool:
+        return any(d == path or d.startswith(path + "/") or path.startswith(d + "/") for d in deps)
+
+    datasets: dict[str, str] = {}
+    outputs: dict[str, str] = {}
+    for f in files:
+        for p in f.pointers:
+            if not f.stage or feeds_a_stage(p.path):
+                datasets[p.path] = p.content_id
+            else:
+                outputs[p.path] = p.content_id
+    outputs = {k: v for k, v in outputs.items() if k not in datasets}
+    return dict(sorted(datasets.items())), dict(sorted(outputs.items()))
 
 
 def read_dvc_pointers(text: str, where: str) -> list[Pointer]:

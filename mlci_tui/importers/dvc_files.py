@@ -1,13 +1,16 @@
 """What a commit's DVC files declare: params, metrics and plots paths, read from git objects.
 
 Understands `dvc.yaml` (top-level `params`/`metrics`/`plots`, stage `params`/`metrics`/
-`plots`, `foreach` stages, `${...}` paths resolved from `params.yaml` and `vars`), and the
-older single-stage files (`*.dvc`, `Dvcfile`) whose outputs carry `metric: true`. Paths are
-repository-relative and normalised; a declared folder is expanded by the caller.
+`plots`, DVC 2.x stage `live:` sections, `foreach` and `matrix` stages, `${...}` paths resolved
+from `params.yaml` and `vars`), and the older single-stage files (`*.dvc`, `Dvcfile`) whose
+outputs carry `metric: true`. Paths are repository-relative and normalised; a declared folder
+is expanded by the caller. `mlci_tui.project.reader` turns these declarations into a run's
+values for capture and import alike.
 """
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -59,6 +62,11 @@ class Declared:
     plots: list[str] = field(default_factory=list)
     plot_decls: list[PlotDecl] = field(default_factory=list)  # the plots with their properties
     stage_files: list[str] = field(default_factory=list)  # dvc.yaml, dvc.lock, *.dvc found
+    pointer_files: list[str] = field(default_factory=list)  # mlci's own .mlci pointers found
+    # DVC 2.x `live:` outputs: (path, summary) for `<path>.json` and the step files under `<path>/`
+    live: list[tuple[str, bool]] = field(default_factory=list)
+    # metrics that are stage outputs DVC caches (no `cache: false`): DVC keeps them out of git
+    cached: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def add(self, kind: str, path: str) -> None:
@@ -67,8 +75,16 @@ class Declared:
             target.append(path)
 
 
+POINTER_SUFFIX = ".mlci"
+
+
 def is_stage_file(name: str) -> bool:
     return name in (DVC_YAML, DVC_LOCK, "Dvcfile") or name.endswith(".dvc")
+
+
+def _wanted(name: str) -> bool:
+    """The files the walk collects: DVC's stage and pointer files, and mlci's pointers."""
+    return is_stage_file(name) or name.endswith(POINTER_SUFFIX)
 
 
 class DvcReader:
@@ -82,7 +98,7 @@ class DvcReader:
 
     # ------------------------------------------------------------------ finding
     def stage_files(self, tree: str) -> list[tuple[str, Entry]]:
-        """Every dvc.yaml, dvc.lock, Dvcfile and *.dvc blob under `tree` (cached per subtree)."""
+        """Every dvc.yaml, dvc.lock, Dvcfile, *.dvc and *.mlci blob under `tree` (cached per subtree)."""
         cached = self._found.get(tree)
         if cached is not None:
             return cached
@@ -91,7 +107,7 @@ class DvcReader:
             if entry.is_tree:
                 if name not in SKIP_DIRS:
                     out.extend((f"{name}/{path}", sub) for path, sub in self.stage_files(entry.oid))
-            elif entry.is_blob and is_stage_file(name):
+            elif entry.is_blob and _wanted(name):
                 out.append((name, entry))
         self._found[tree] = out
         return out
@@ -121,8 +137,11 @@ class DvcReader:
         """Params, metrics and plots paths the commit (root tree or commit id) declares."""
         out = Declared()
         for path, entry in self.stage_files(root):
-            out.stage_files.append(path)
             name = posixpath.basename(path)
+            if not is_stage_file(name):
+                out.pointer_files.append(path)
+                continue
+            out.stage_files.append(path)
             if name == DVC_LOCK:
                 continue
             try:
@@ -187,12 +206,31 @@ class DvcReader:
                 continue
             for scope, body in _expand_stage(str(stage_name), stage, context, path, out):
                 stage_wdir = _join(wdir, str(body.get("wdir") or "."))
+                where = f"{path}: stage {stage_name}"
                 for kind in ("params", "metrics", "plots"):
                     for item in _as_list(body.get(kind)):
                         for file in _paths(item, kind):
-                            self._add(out, kind, stage_wdir, file, scope, f"{path}: stage {stage_name}")
+                            self._add(out, kind, stage_wdir, file, scope, where)
+                for item in _as_list(body.get("metrics")):
+                    for file in _cached_outputs(item):
+                        if (joined := self._resolve(out, "metrics", stage_wdir, file, scope, where)) is not None:
+                            out.add("cached", joined)
                 for item in _as_list(body.get("plots")):
-                    self._add_plot(out, stage_wdir, item, scope, f"{path}: stage {stage_name}")
+                    self._add_plot(out, stage_wdir, item, scope, where)
+                self._add_live(out, stage_wdir, body.get("live"), scope, where)
+
+    def _add_live(self, out: Declared, wdir: str, live: Any, context: dict[str, Any], where: str) -> None:
+        """DVC 2.x `live: {path: {summary: true, html: true}}`: dvclive's summary `<path>.json`
+        (unless `summary: false`) and its step files under `<path>/`."""
+        if not isinstance(live, dict):
+            return
+        for key, props in live.items():
+            joined = self._resolve(out, "live", wdir, str(key), context, where)
+            if joined is None:
+                continue
+            summary = not (isinstance(props, dict) and props.get("summary") is False)
+            if (joined, summary) not in out.live:
+                out.live.append((joined, summary))
 
     def _single_stage(self, path: str, wdir: str, doc: dict[str, Any], out: Declared) -> None:
         """DVC 0.x/1.x stage files: outputs with `metric: true` (or a metric spec)."""
@@ -200,6 +238,8 @@ class DvcReader:
         for item in _as_list(doc.get("outs")):
             if isinstance(item, dict) and item.get("metric") and isinstance(item.get("path"), str):
                 out.add("metrics", _join(stage_wdir, item["path"]))
+                if item.get("cache") is not False:
+                    out.add("cached", _join(stage_wdir, item["path"]))
         for item in _as_list(doc.get("metrics")):
             for file in _paths(item, "metrics"):
                 out.add("metrics", _join(stage_wdir, file))
@@ -263,11 +303,11 @@ class DvcReader:
 def _expand_stage(
     name: str, stage: dict[str, Any], context: dict[str, Any], path: str, out: Declared
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(context, stage body) pairs: one for a plain stage, one per item of a `foreach`."""
+    """(context, stage body) pairs: one for a plain stage, one per item of a `foreach`, one per
+    combination of a `matrix` (`${item.<axis>}`, and `${key}` the values joined by `-`)."""
     if "foreach" not in stage:
         if "matrix" in stage:
-            out.warnings.append(f"{path}: stage {name}: matrix stages are not expanded; their paths are not read")
-            return []
+            return _expand_matrix(name, stage, context, path, out)
         return [(context, stage)]
     items = stage["foreach"]
     if isinstance(items, str):
@@ -286,6 +326,31 @@ def _expand_stage(
         scope["item"] = value
         scope["key"] = key
         result.append((scope, body))
+    return result
+
+
+def _expand_matrix(
+    name: str, stage: dict[str, Any], context: dict[str, Any], path: str, out: Declared
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    matrix = stage["matrix"]
+    if not isinstance(matrix, dict) or not matrix:
+        out.warnings.append(f"{path}: stage {name}: matrix is not a mapping of lists; its paths are not read")
+        return []
+    axes: list[tuple[str, list[Any]]] = []
+    for axis, values in matrix.items():
+        if isinstance(values, str):
+            try:
+                values = lookup(context, _TEMPLATE.fullmatch(values.strip()).group("inner"))  # type: ignore[union-attr]
+            except (KeyError, AttributeError):
+                out.warnings.append(f"{path}: stage {name}: matrix {axis}: {values!r} cannot be resolved")
+                return []
+        axes.append((str(axis), list(values) if isinstance(values, (list, dict)) else [values]))
+    result = []
+    for combination in itertools.product(*(values for _axis, values in axes)):
+        scope = dict(context)
+        scope["item"] = {axis: value for (axis, _values), value in zip(axes, combination)}
+        scope["key"] = "-".join(str(v) for v in combination)
+        result.append((scope, stage))
     return result
 
 
@@ -347,6 +412,16 @@ def _paths(item: Any, kind: str) -> list[str]:
                 continue
         files.append(str(key))
     return files
+
+
+def _cached_outputs(item: Any) -> list[str]:
+    """The files of one stage `metrics:` item that DVC caches: a plain path (DVC's default is
+    `cache: true`), or `{path: {...}}` without `cache: false`."""
+    if isinstance(item, str):
+        return [item]
+    if not isinstance(item, dict):
+        return []
+    return [str(k) for k, spec in item.items() if not (isinstance(spec, dict) and spec.get("cache") is False)]
 
 
 def _looks_like_file(item: str) -> bool:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -209,3 +211,26 @@ def test_kill_9_at_random_instants(repo: Path, mode: str) -> None:
     assert status(repo)["d"]["status"] == "unchanged"
     assert len(DataCache.for_repo(repo).manifest(status(repo)["d"]["hash"])) == 300
     assert contents(repo, list(files)) == files
+
+
+def test_temps_go_beside_the_file_when_mlci_is_on_another_device(repo: Path, tmp_path: Path) -> None:
+    """`.mlci/` on another filesystem (tmpfs): no hard link reaches it, the objects are copies, and
+    a temp link is made beside its working file; a killed add's one goes at the next command."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(repo).st_dev or not os.access(shm, os.W_OK):
+        pytest.skip("needs /dev/shm on another device than the test's tmp folder")
+    state = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        (repo / ".mlci").symlink_to(state)
+        files = make_data(repo, "d")
+        proc = run_mlci(repo, "data", "add", "--link", "symlink", "d", env={"MLCI_FAULT": "after-tmp-link:2"})
+        assert proc.returncode == KILLED
+        beside = [n for n in os.listdir(repo / "d") if n.endswith(".mlci-tmp")]
+        assert len(beside) == 1 and beside[0].startswith(".01.bin.")
+        assert contents(repo, list(files)) == files
+        ok(repo, "data", "add", "--link", "symlink", "d")
+        assert leftovers(repo) == []
+        assert all((repo / n).is_symlink() for n in files)
+        assert contents(repo, list(files)) == files
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

@@ -235,8 +235,7 @@ def _relink(
     each atomically, after the journal notes them (put back if the process dies)."""
     if not todo:
         return
-    if link == "symlink":
-        cache.sync_objects([d for _r, d in todo])
+    cache.sync_copied()
     active(cache.root.parent).note_links([(r, d, link) for r, d in todo])
     fault("after-journal")
     for rel, digest in todo:

@@ -58,6 +58,7 @@ class DataCache:
         self._reflink_ok: bool | None = None
         self._dirs: set[str] = set()
         self._known: set[str] | None = None
+        self._copied: set[str] = set()  # objects copied by `link_in`, their folders not yet synced
 
     @classmethod
     def for_repo(cls, repo_root: Path, algo: str = "blake3") -> DataCache:
@@ -196,13 +197,19 @@ class DataCache:
             tmp.unlink(missing_ok=True)
             raise
         fault("after-cache")
+        if not linked:
+            self._copied.add(digest)
         return linked
 
-    def sync_objects(self, digests: list[str]) -> None:
-        """Make the folders holding these objects durable (fsync), before working files are
-        replaced by links to them: after a power cut a link never points at nothing."""
-        for folder in sorted({f"{self._root_s}/{d[:2]}" for d in digests}):
+    def sync_copied(self) -> None:
+        """Make the folders of the objects `link_in` copied durable (fsync) before working files
+        are replaced by links to them: the cache is then on another filesystem, whose writes
+        are not ordered with the working tree's, so after a power cut a link could otherwise
+        point at nothing. (A hard-linked object shares the working file's blocks, and one
+        filesystem's journal orders its name before the rename that follows.)"""
+        for folder in sorted({f"{self._root_s}/{d[:2]}" for d in self._copied}):
             _fsync(folder)
+        self._copied.clear()
 
     def _try_reflink(self, src: str | os.PathLike[str], dst: Path) -> bool:
         if self._reflink_ok is False:

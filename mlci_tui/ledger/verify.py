@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024  # the params/metrics file limit: no record 
 # A params file may nest 64 deep (config `limits`); a run record puts it 3 levels down.
 MAX_DEPTH = 96
 MAX_KEYS = 1_000_000  # a run holds several params/metrics files of up to 100,000 keys each
-PARALLEL_ROWS = 20_000  # a segment with more rows is checked on every core
 _SHOWN = 3  # example rows named per bad segment
 
 _encode = json.JSONEncoder(**records.JSON_OPTIONS).encode  # records.dumps without its float walk
@@ -396,7 +394,7 @@ def _segment_problem(data: bytes, listed: bytes | None, warnings: list[str], pat
         return "its id column holds a missing or repeated id"
     if listed.decode("utf-8", "replace").split() != ids:
         return f"its ids differ from {path.removesuffix('.parquet')}.ids"
-    bad, said = _check_rows_everywhere(ids, types, bodies)
+    bad, said = _check_rows(0, ids, types, bodies)
     warnings.extend(f"{path}: {w}" for w in said)
     if bad:
         shown = "; ".join(f"row {n} (id {ids[n]!r}): {why}" for n, why in bad[:_SHOWN])
@@ -421,31 +419,6 @@ def _check_rows(
             bad.append((n, found.problem))
         if found.warning:
             warnings.append(found.warning)
-    return bad, warnings
-
-
-def _check_rows_everywhere(
-    ids: list[str], types: list[str | None], bodies: list[str | None]
-) -> tuple[list[tuple[int, str]], list[str]]:
-    """`_check_rows` on every core for a large segment (the check is CPU-bound Python)."""
-    workers = min(os.cpu_count() or 1, 8)
-    if len(bodies) < PARALLEL_ROWS or workers < 2:
-        return _check_rows(0, ids, types, bodies)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    step = -(-len(bodies) // (workers * 4))
-    starts = range(0, len(bodies), step)
-    bad: list[tuple[int, str]] = []
-    warnings: list[str] = []
-    # spawn, not fork: pyarrow's and DuckDB's threads make a forked child unsafe
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = pool.map(
-            _check_rows, starts, *zip(*((ids[s : s + step], types[s : s + step], bodies[s : s + step]) for s in starts))
-        )
-        for part_bad, part_warnings in parts:
-            bad += part_bad
-            warnings += part_warnings
     return bad, warnings
 
 

@@ -211,6 +211,207 @@ def test_unlinked_commit_and_bad_paths(project: dict[str, Any], tmp_path: Path) 
     assert "not an MLflow database" in run_mlci(project["repo"], "import", "mlflow", str(other)).stderr
 
 
+# ------------------------------------------------------------------ every run accounted for (issue 13)
+PARENT, CHILD, NOMETA, TRASHED = "e" * 32, "f" * 32, "0" * 32, "9" * 32
+TRICKY_PARAMS = {  # text as MLflow stored it -> the `num` it gets (None: text only)
+    "lr": ("0.01", 0.01),
+    "decay": ("1e-05", 1e-05),  # str(1e-5): how MLflow writes a logged float; the text stays
+    "steps": ("100000.0", 100000.0),
+    "batch": ("32", 32.0),
+    "written": ("1e5", 100000.0),
+    "flag": ("True", None),
+    "opt": ("adam", None),
+    "pair": ("1,5", None),
+}
+
+
+def _run_meta(run_id: str, exp: str, status: int, stage: str = "active", name: str | None = None) -> str:
+    return (
+        f"artifact_uri: file:///x/{run_id}/artifacts\nend_time: {T0 + 5000}\nentry_point_name: ''\n"
+        f"experiment_id: '{exp}'\nlifecycle_stage: {stage}\nrun_id: {run_id}\nrun_name: {name or 'r-' + run_id[:1]}\n"
+        f"run_uuid: {run_id}\nsource_name: ''\nsource_type: 4\nsource_version: ''\nstart_time: {T0}\n"
+        f"status: {status}\ntags: []\nuser_id: ada\n"
+    )
+
+
+def make_accounting_file_store(root: Path) -> None:
+    """What a store committed to git looks like: no empty folders, so the FAILED run that logged
+    nothing has only meta.yaml and tags/; a deleted run, a nested run, a run folder without
+    meta.yaml (a partial copy), a deleted experiment in .trash/, experiment tags, aliases."""
+    exp = "1"
+    _write(
+        root / exp / "meta.yaml",
+        f"artifact_location: file:///x\nexperiment_id: '{exp}'\nlifecycle_stage: active\nname: exp\n",
+    )
+    _write(root / exp / "tags" / "mlflow.note.content", "experiment notes")  # not a run
+    _write(root / exp / PARENT / "meta.yaml", _run_meta(PARENT, exp, 3, name="parent"))
+    for key, (text, _num) in TRICKY_PARAMS.items():
+        _write(root / exp / PARENT / "params" / key, text)
+    _write(root / exp / PARENT / "metrics" / "acc", f"{T0} 0.9 0\n")
+    _write(root / exp / PARENT / "tags" / "team", "vision")
+    _write(root / exp / FAILED / "meta.yaml", _run_meta(FAILED, exp, 4, name="broken"))
+    _write(root / exp / FAILED / "tags" / "team", "speech")
+    _write(root / exp / FAILED / "tags" / "mlflow.user", "ada")
+    _write(root / exp / CHILD / "meta.yaml", _run_meta(CHILD, exp, 3, name="child"))
+    _write(root / exp / CHILD / "tags" / "mlflow.parentRunId", PARENT)
+    _write(root / exp / CHILD / "metrics" / "acc", f"{T0} 0.7 0\n")
+    _write(root / exp / DELETED / "meta.yaml", _run_meta(DELETED, exp, 3, stage="deleted", name="gone"))
+    (root / exp / NOMETA / "params").mkdir(parents=True)
+    _write(root / exp / NOMETA / "params" / "lr", "0.1")
+    _write(root / ".trash" / "2" / "meta.yaml", "experiment_id: '2'\nlifecycle_stage: deleted\nname: old\n")
+    _write(root / ".trash" / "2" / TRASHED / "meta.yaml", _run_meta(TRASHED, "2", 3, name="old-run"))
+    version = "current_stage: {stage}\nlast_updated_timestamp: {t}\nname: m\nrun_id: {run}\nversion: {v}\n"
+    _write(root / "models" / "m" / "version-1" / "meta.yaml", version.format(stage="Production", t=T0, run=PARENT, v=1))
+    _write(root / "models" / "m" / "version-2" / "meta.yaml", version.format(stage="None", t=T0, run=DELETED, v=2))
+    _write(root / "models" / "m" / "aliases" / "champion", "1")
+    _write(root / "models" / "m" / "aliases" / "challenger", "2")
+
+
+def make_accounting_sqlite_store(path: Path) -> None:
+    """The same store in MLflow's SQL schema (a deleted experiment instead of .trash/)."""
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA)
+    con.execute("INSERT INTO experiments VALUES (1, 'exp', 'file:///x', 'active', 0, 0)")
+    con.execute("INSERT INTO experiments VALUES (2, 'old', 'file:///x', 'deleted', 0, 0)")
+    for run_id, name, status, stage, exp in (
+        (PARENT, "parent", "FINISHED", "active", 1),
+        (FAILED, "broken", "FAILED", "active", 1),
+        (CHILD, "child", "FINISHED", "active", 1),
+        (DELETED, "gone", "FINISHED", "deleted", 1),
+        (TRASHED, "old-run", "FINISHED", "active", 2),
+    ):
+        con.execute(
+            "INSERT INTO runs VALUES (?, ?, 'LOCAL', '', '', 'ada', ?, ?, ?, NULL, '', ?, ?, ?)",
+            [run_id, name, status, T0, T0 + 5000, stage, f"file:///x/{run_id}/artifacts", exp],
+        )
+    con.executemany("INSERT INTO params VALUES (?, ?, ?)", [(k, t, PARENT) for k, (t, _) in TRICKY_PARAMS.items()])
+    tags = [("team", "vision", PARENT), ("team", "speech", FAILED), ("mlflow.parentRunId", PARENT, CHILD)]
+    con.executemany("INSERT INTO tags VALUES (?, ?, ?)", tags)
+    con.executemany(
+        "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", [("acc", 0.9, T0, PARENT, 0, 0), ("acc", 0.7, T0, CHILD, 0, 0)]
+    )
+    for version, stage, run_id in ((1, "Production", PARENT), (2, "None", DELETED)):
+        con.execute(
+            "INSERT INTO model_versions VALUES ('m', ?, ?, ?, '', 'ada', ?, '', ?, 'READY', '', '', '')",
+            [version, T0, T0, stage, run_id],
+        )
+    con.executemany("INSERT INTO registered_model_aliases VALUES (?, ?, 'm')", [("champion", 1), ("challenger", 2)])
+    con.commit()
+    con.close()
+
+
+def _sql(root: Path, statement: str) -> list[dict[str, Any]]:
+    """`mlci sql` as a user runs it."""
+    proc = run_mlci(root, "sql", statement, "--json")
+    assert_clean_exit(proc)
+    rows: list[dict[str, Any]] = json.loads(proc.stdout)
+    return rows
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+def test_every_run_accounted_for(repo: Path, tmp_path: Path, kind: str) -> None:
+    commit(repo, {"train.py": "print(1)\n"}, "training code")
+    if kind == "file":
+        store = tmp_path / "mlruns"
+        make_accounting_file_store(store)
+        no_meta = [f"skipped run {NOMETA} in experiment 1 (exp): no meta.yaml"]
+    else:
+        store = tmp_path / "mlflow.db"
+        make_accounting_sqlite_store(store)
+        no_meta = []
+    total, skipped = 5 + len(no_meta), 2 + len(no_meta)
+    by_reason = "1 deleted, 1 its experiment is deleted" + (", 1 no meta.yaml" if no_meta else "")
+    by_reason = f"skipped {skipped} run(s) ({by_reason}) and 1 promotion(s) (1 its run is not imported)"
+    expected_skips = [
+        by_reason,
+        f"skipped run {DELETED} (gone) in experiment 1 (exp): deleted",
+        f"skipped run {TRASHED} (old-run) in experiment 2 (old): its experiment is deleted",
+        f"skipped model m version 2 (run {DELETED}) to challenger: its run is not imported",
+        *no_meta,
+    ]
+
+    dry = run_mlci(repo, "import", "mlflow", str(store), "--dry-run")
+    assert_clean_exit(dry)
+    assert "would import 3 run(s) and 2 promotion(s)" in dry.stdout
+    assert f"MLflow {kind} store: {total} run(s): 3 to import, 0 already in the ledger, {skipped} skipped" in dry.stdout
+    for line in expected_skips:
+        assert line in dry.stdout
+    assert ledger_tip(repo) is None  # a dry run writes nothing
+
+    proc = run_mlci(repo, "import", "mlflow", str(store))
+    assert_clean_exit(proc)
+    assert "imported 3 run(s) and 2 promotion(s) in 1 ledger commit(s)" in proc.stdout
+    assert f"MLflow {kind} store: {total} run(s): 3 imported, 0 already in the ledger, {skipped} skipped" in proc.stdout
+    for line in expected_skips:
+        assert line in proc.stdout
+    assert "its parent run" not in proc.stderr
+
+    runs = {r["name"]: r for r in _sql(repo, "SELECT run_id, name, status, started, ended, parent FROM runs")}
+    assert set(runs) == {"parent", "broken", "child"}
+    broken = runs["broken"]  # no params, no metrics: still a run, with its status and times
+    assert broken["status"] == "failed" and broken["started"].startswith("2023-11-14T22:13:20")
+    assert broken["ended"].startswith("2023-11-14T22:13:25")
+    assert runs["child"]["parent"] == runs["parent"]["run_id"] and runs["parent"]["parent"] is None
+    stages = {r["stage"]: r["run_id"] for r in _sql(repo, "SELECT stage, run_id FROM stages")}
+    assert stages == {"Production": runs["parent"]["run_id"], "champion": runs["parent"]["run_id"]}
+
+    # tags are queryable, and a param's number is in `num` while its text is MLflow's
+    speech = _sql(
+        repo, "SELECT r.name FROM runs r JOIN mlflow_tags t USING (run_id) WHERE t.name = 'team' AND t.value = 'speech'"
+    )
+    assert speech == [{"name": "broken"}]
+    small = _sql(repo, "SELECT r.name FROM runs r JOIN params p USING (run_id) WHERE p.name = 'lr' AND p.num < 0.05")
+    assert small == [{"name": "parent"}]
+    params = {r["name"]: (r["value"], r["num"]) for r in _sql(repo, "SELECT name, value, num FROM params")}
+    assert params == {key: (text, num) for key, (text, num) in TRICKY_PARAMS.items()}
+
+    tip = ledger_tip(repo)
+    again = run_mlci(repo, "import", "mlflow", str(store))
+    assert_clean_exit(again)
+    assert f"{total} run(s): 0 imported, 3 already in the ledger, {skipped} skipped" in again.stdout
+    assert ledger_tip(repo) == tip
+    assert {r["name"]: r["run_id"] for r in _sql(repo, "SELECT run_id, name FROM runs")} == {
+        name: run["run_id"] for name, run in runs.items()
+    }
+
+
+def test_redacted_run_leaves_mlflow_tags(repo: Path, tmp_path: Path) -> None:
+    store = tmp_path / "mlruns"
+    make_accounting_file_store(store)
+    assert_clean_exit(run_mlci(repo, "import", "mlflow", str(store)))
+    (parent,) = query(repo, "SELECT run_id FROM runs WHERE name = 'parent'")[0]
+    assert query(repo, "SELECT value FROM mlflow_tags WHERE run_id = ? AND name = 'team'", [parent]) == [("vision",)]
+    assert_clean_exit(run_mlci(repo, "ledger", "redact", parent))
+    assert query(repo, "SELECT count(*) FROM mlflow_tags WHERE run_id = ?", [parent]) == [(0,)]
+    assert query(repo, "SELECT count(*) FROM mlflow_tag_rows WHERE run_id = ?", [parent]) == [(0,)]
+    assert query(repo, "SELECT count(*) FROM mlflow_tags") == [(3,)]  # broken's two, child's parent id
+
+
+def test_parent_not_imported_is_said(repo: Path, tmp_path: Path) -> None:
+    store = tmp_path / "mlruns"
+    make_accounting_file_store(store)
+    _write(store / "1" / CHILD / "tags" / "mlflow.parentRunId", DELETED)
+    proc = run_mlci(repo, "import", "mlflow", str(store))
+    assert_clean_exit(proc)
+    assert f"MLflow run {CHILD}: its parent run {DELETED} is not imported; no parent" in proc.stderr
+    assert query(repo, "SELECT parent FROM runs WHERE name = 'child'") == [(None,)]
+
+
+def test_not_a_store_is_exit_2_naming_what_was_expected(repo: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    _write(project / "src" / "meta.yaml", "- not a mapping\n")
+    make_accounting_file_store(project / "mlruns")
+    for target, hint in ((project / "src", None), (project, f"it holds {project / 'mlruns'}: pass that")):
+        proc = run_mlci(repo, "import", "mlflow", str(target))
+        assert_clean_exit(proc, 2)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert "<experiment>/meta.yaml" in lines[0] and "mlflow.db" in lines[0] and str(target) in lines[0]
+        assert hint is None or hint in lines[0]
+    assert ledger_tip(repo) is None
+
+
 PEER_SCRIPT = r"""
 import json, sys, mlflow
 from mlflow.tracking import MlflowClient

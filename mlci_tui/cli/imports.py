@@ -41,10 +41,34 @@ def import_mlflow(args: argparse.Namespace) -> int:
 
     Example: mlci import mlflow mlruns/
     """
+    from collections import Counter
+
     from mlci_tui.importers.mlflow import import_store
 
     report = import_store(Repo.find(), args.path, dry_run=args.dry_run)
     _print(report, "run", args.dry_run)
+    skipped = report.not_imported
+    runs_skipped = sum(1 for s in skipped if s.kind == "run")
+    verb = "to import" if args.dry_run else "imported"
+    say(
+        f"MLflow {report.store_kind} store: {report.store_runs} run(s): {report.runs} {verb}, "
+        f"{report.present_runs} already in the ledger, {runs_skipped} skipped"
+    )
+    reasons: dict[str, Counter[str]] = {}
+    for thing in skipped:
+        reasons.setdefault(thing.kind, Counter())[thing.reason] += 1
+    if reasons:
+        say(
+            "skipped "
+            + " and ".join(
+                f"{counts.total()} {kind}(s) ({', '.join(f'{n} {why}' for why, n in sorted(counts.items()))})"
+                for kind, counts in reasons.items()
+            )
+        )
+    for thing in skipped[:MAX_WARNINGS_SHOWN]:
+        say(f"  skipped {thing.label}: {thing.reason}")
+    if len(skipped) > MAX_WARNINGS_SHOWN:
+        say(f"  ... and {len(skipped) - MAX_WARNINGS_SHOWN} more skipped")
     return 0
 
 

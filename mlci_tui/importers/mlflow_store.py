@@ -8,6 +8,11 @@ Two layouts, as MLflow writes them:
 - the SQLite store (`mlflow.db`): tables `experiments`, `runs`, `params`, `tags`, `metrics`,
   `model_versions`, `registered_model_aliases`. Opened with `mode=ro`: MLflow's own client
   migrates an old database in place on open, and an import must leave the user's files alone.
+
+Every run the store holds is accounted for: read into `Store.runs`, or named in
+`Store.skipped` with the reason (deleted, in a deleted experiment, no readable meta.yaml).
+A run with no params and no metrics is still a run: git keeps no empty folders, so a store
+committed to a repository often has runs with only meta.yaml and tags.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from mlci_tui.errors import InputError
 # RunStatus in MLflow's protos; the file store keeps the number, the SQL store the name
 STATUS_NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 ACTIVE = "active"
-SKIP_EXPERIMENT_DIRS = {".trash", "models"}
+TRASH = ".trash"  # where the file store moves a deleted experiment, its runs with it
+# an experiment's folders that are not runs: its tags, datasets, traces, logged models (MLflow 3)
+EXPERIMENT_PARTS = {"tags", "datasets", "traces", "models"}
+EXPECTED = "expected an MLflow store: an mlruns/ folder holding <experiment>/meta.yaml, or an mlflow.db SQLite file"
 
 
 @dataclass
@@ -61,13 +69,28 @@ class ModelVersion:
     aliases: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Something of the store that is not imported, and why (printed one per line)."""
+
+    kind: str  # "run", "experiment" (one with no runs), "promotion", "folder"
+    label: str  # what it is, for the user: `run <id> (<name>) in experiment <id> (<name>)`
+    reason: str
+
+
 @dataclass
 class Store:
     kind: str  # "file" or "sqlite"
     runs: list[MlflowRun] = field(default_factory=list)
     models: list[ModelVersion] = field(default_factory=list)
-    deleted: int = 0  # runs and experiments MLflow lists as deleted: not imported
+    skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+def run_label(run_id: str, name: object, exp_id: str, exp_name: object) -> str:
+    named = f" ({name})" if name else ""
+    exp = f" ({exp_name})" if exp_name else ""
+    return f"run {run_id}{named} in experiment {exp_id}{exp}"
 
 
 def latest(points: list[Point]) -> Point:
@@ -88,8 +111,8 @@ def open_store(path: str) -> Store:
         with open(target, "rb") as handle:
             if handle.read(16) == b"SQLite format 3\x00":
                 return read_sqlite(target)
-        raise InputError(f"{path}: neither an mlruns/ folder nor a SQLite database")
-    raise InputError(f"{path}: no such file or folder")
+        raise InputError(f"{path}: not a SQLite database; {EXPECTED}")
+    raise InputError(f"{path}: no such file or folder; {EXPECTED}")
 
 
 # --------------------------------------------------------------------------- file store
@@ -120,25 +143,51 @@ def _key_files(folder: Path) -> Iterator[tuple[str, Path]]:
 def read_file_store(root: Path) -> Store:
     store = Store("file")
     if not root.is_dir():
-        raise InputError(f"{root}: not a folder")
-    for exp_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in SKIP_EXPERIMENT_DIRS):
-        meta = _yaml(exp_dir / "meta.yaml")
-        if meta is None:
-            continue
-        if meta.get("lifecycle_stage", ACTIVE) != ACTIVE:
-            store.deleted += 1
-            continue
-        exp_name = meta.get("name")
-        for run_dir in sorted(p for p in exp_dir.iterdir() if p.is_dir()):
-            run_meta = _yaml(run_dir / "meta.yaml")
-            if run_meta is None or not (run_dir / "metrics").is_dir() and not (run_dir / "params").is_dir():
-                continue
-            if run_meta.get("lifecycle_stage", ACTIVE) != ACTIVE:
-                store.deleted += 1
-                continue
-            store.runs.append(_file_run(run_dir, run_meta, exp_dir.name, exp_name, store))
+        raise InputError(f"{root}: not a folder; {EXPECTED}")
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".") and p.name != "models"]
+    trashed = sorted(p for p in (root / TRASH).iterdir() if p.is_dir()) if (root / TRASH).is_dir() else []
+    metas = {folder: _yaml(folder / "meta.yaml") for folder in folders + trashed}
+    if not any(meta is not None and "experiment_id" in meta for meta in metas.values()):
+        raise InputError(f"{root}: no <experiment>/meta.yaml in this folder{_nearby(root)}; {EXPECTED}")
+    for folder, meta in metas.items():
+        if meta is None or "experiment_id" not in meta:
+            why = "meta.yaml without experiment_id" if meta is not None else _unreadable(folder)
+            store.skipped.append(Skipped("folder", str(folder), f"not an MLflow experiment ({why})"))
+        else:
+            _read_experiment(folder, meta, folder in trashed, store)
     store.models = _file_models(root / "models", store)
     return store
+
+
+def _unreadable(folder: Path) -> str:
+    return "meta.yaml is not a YAML mapping" if (folder / "meta.yaml").is_file() else "no meta.yaml"
+
+
+def _nearby(folder: Path) -> str:
+    """A hint when `folder` is the project around the store rather than the store."""
+    found = [folder / name for name in ("mlruns", "mlflow.db") if (folder / name).exists()]
+    return f" (it holds {' and '.join(str(p) for p in found)}: pass that)" if found else ""
+
+
+def _read_experiment(exp_dir: Path, meta: dict[str, Any], trashed: bool, store: Store) -> None:
+    """The experiment's runs into `store.runs`, or each into `store.skipped` with its reason."""
+    exp_name = meta.get("name")
+    deleted = trashed or meta.get("lifecycle_stage", ACTIVE) != ACTIVE
+    run_dirs = sorted(p for p in exp_dir.iterdir() if p.is_dir() and p.name not in EXPERIMENT_PARTS)
+    if deleted and not run_dirs:
+        named = f" ({exp_name})" if exp_name else ""
+        store.skipped.append(Skipped("experiment", f"experiment {exp_dir.name}{named}", "deleted (no runs)"))
+    for run_dir in run_dirs:
+        run_meta = _yaml(run_dir / "meta.yaml")
+        label = run_label(run_dir.name, (run_meta or {}).get("run_name"), exp_dir.name, exp_name)
+        if run_meta is None:
+            store.skipped.append(Skipped("run", label, _unreadable(run_dir)))
+        elif deleted:
+            store.skipped.append(Skipped("run", label, "its experiment is deleted"))
+        elif run_meta.get("lifecycle_stage", ACTIVE) != ACTIVE:
+            store.skipped.append(Skipped("run", label, "deleted"))
+        else:
+            store.runs.append(_file_run(run_dir, run_meta, exp_dir.name, exp_name, store))
 
 
 def _file_run(run_dir: Path, meta: dict[str, Any], exp_id: str, exp_name: Any, store: Store) -> MlflowRun:
@@ -237,7 +286,7 @@ def read_sqlite(path: Path) -> Store:
     try:
         tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"runs", "experiments"} <= tables:
-            raise InputError(f"{path}: not an MLflow database (no runs and experiments tables)")
+            raise InputError(f"{path}: not an MLflow database (no runs and experiments tables); {EXPECTED}")
         experiments = {
             str(eid): (name, stage)
             for eid, name, stage in con.execute("SELECT experiment_id, name, lifecycle_stage FROM experiments")
@@ -249,8 +298,9 @@ def read_sqlite(path: Path) -> Store:
                            artifact_uri FROM runs ORDER BY start_time, run_uuid"""
         for run_uuid, exp_id, name, status, start, end, stage, artifact in con.execute(query):
             exp_name, exp_stage = experiments.get(str(exp_id), (None, ACTIVE))
-            if stage != ACTIVE or exp_stage != ACTIVE:
-                store.deleted += 1
+            if exp_stage != ACTIVE or stage != ACTIVE:
+                reason = "its experiment is deleted" if exp_stage != ACTIVE else "deleted"
+                store.skipped.append(Skipped("run", run_label(run_uuid, name, str(exp_id), exp_name), reason))
                 continue
             runs[run_uuid] = MlflowRun(
                 run_uuid, str(exp_id), exp_name, name or None, str(status), start, end, artifact or None

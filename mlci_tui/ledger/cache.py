@@ -28,7 +28,7 @@ from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore, refuse_
 if TYPE_CHECKING:
     import duckdb
 
-CACHE_SCHEMA = "11"
+CACHE_SCHEMA = "12"
 CACHE_NAME = "cache.duckdb"
 TIP_HINT = "cache.tip"
 
@@ -82,6 +82,7 @@ TABLES = {
     "promotion_rows": "id VARCHAR, run_id VARCHAR, stage VARCHAR, model VARCHAR, model_hash VARCHAR, "
     '"by" VARCHAR, time TIMESTAMP',
     "redaction_rows": "id VARCHAR, target VARCHAR, reason VARCHAR, time TIMESTAMP",
+    "mlflow_tag_rows": "run_id VARCHAR, name VARCHAR, value VARCHAR",  # an MLflow import's run tags
     "names": "kind VARCHAR, name VARCHAR",  # every metric and param map key seen: column pickers
 }
 
@@ -114,6 +115,7 @@ VIEWS = {
     "params": f"SELECT * FROM param_rows WHERE run_id NOT IN {_HIDDEN}",
     "metrics": f"SELECT * FROM metric_rows WHERE run_id NOT IN {_HIDDEN}",
     "steps": f"SELECT * FROM step_rows WHERE run_id NOT IN {_HIDDEN}",
+    "mlflow_tags": f"SELECT * FROM mlflow_tag_rows WHERE run_id NOT IN {_HIDDEN}",
     "notes": f"SELECT id, run_id, text, time FROM note_rows WHERE id NOT IN {_HIDDEN} AND run_id NOT IN {_HIDDEN}",
     "promotions": f"""SELECT id, run_id, stage, model, model_hash, "by", time FROM promotion_rows
         WHERE id NOT IN {_HIDDEN} AND run_id NOT IN {_HIDDEN}""",
@@ -222,6 +224,7 @@ RECORD_COLUMNS: dict[str, str] = {
     "model_hash": "VARCHAR",
     "by": "VARCHAR",
     "reason": "VARCHAR",
+    "import": "JSON",
 }
 RUN_MARKER = '"type":"run","v":'  # in canonical JSON (sorted keys) only a run record holds this, at top level
 
@@ -244,14 +247,20 @@ def _run_column(name: str, ctype: str) -> str:
 INGEST_SQL = [
     f"""INSERT INTO event_rows SELECT i.id, i.type, i.v, {_ts("i.time")}, coalesce(i.target, i.run_id), o.body
         FROM inc i LEFT JOIN raw_other o USING (id)""",
-    f"""INSERT INTO param_rows SELECT id, f.key, e.key, {_param_text("e.value")}, {_float("e.value")}
-        FROM (SELECT id, unnest(map_entries(params)) AS f FROM inc WHERE type = 'run') s,
+    # MLflow keeps every param as text (`str(value)`): its num is that text read as a number
+    f"""INSERT INTO param_rows SELECT id, f.key, e.key, {_param_text("e.value")}, coalesce({_float("e.value")},
+            CASE WHEN source = 'import:mlflow' THEN TRY_CAST(e.value->>'$' AS DOUBLE) END)
+        FROM (SELECT id, source, unnest(map_entries(params)) AS f FROM inc WHERE type = 'run') s,
              unnest(map_entries(s.f.value)) AS t(e)""",
     f"""INSERT INTO metric_rows SELECT id, f.key, e.key, {_float("e.value")}
         FROM (SELECT id, unnest(map_entries(metrics)) AS f FROM inc WHERE type = 'run') s,
              unnest(map_entries(s.f.value)) AS t(e)""",
     f"""INSERT INTO step_rows SELECT id, s->>'$[0]', s->>'$[1]', TRY_CAST(s->>'$[2]' AS BIGINT), {_float("(s->'$[3]')")}
         FROM (SELECT id, unnest(steps) AS s FROM inc WHERE type = 'run' AND len(steps) > 0)""",
+    # json_transform gives NULL (no rows) for tags that are not a map of texts
+    """INSERT INTO mlflow_tag_rows SELECT id, e.key, e.value FROM (SELECT id,
+            unnest(map_entries(json_transform(i."import"->'tags', '"MAP(VARCHAR, VARCHAR)"'))) AS e
+        FROM inc i WHERE type = 'run' AND source = 'import:mlflow')""",
     f"""INSERT INTO tag_rows SELECT id, target, name, coalesce(remove, false), {_ts("time")} FROM inc
         WHERE type = 'tag'""",
     f"""INSERT INTO note_rows SELECT id, target, text, {_ts("time")} FROM inc WHERE type = 'note'""",
@@ -290,6 +299,7 @@ INGEST_SQL = [
             ("param_rows", "run_id"),
             ("metric_rows", "run_id"),
             ("step_rows", "run_id"),
+            ("mlflow_tag_rows", "run_id"),
             ("tag_rows", "run_id"),
             ("tag_rows", "id"),
             ("note_rows", "run_id"),

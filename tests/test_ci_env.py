@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -85,13 +86,17 @@ def test_steps_with_nothing_to_do_and_bad_input(repo: Path, tmp_path: Path, monk
     assert res.returncode == 0 and "no train.command" in res.stdout and "captured" in res.stdout, res.stdout
     # a pull request without a token in the step's environment: the report is written, not posted, and
     # the step passes with a warning (the gate, not the comment, is the check)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     event = tmp_path / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 3, "base": {"sha": A}, "head": {"sha": B}}}))
+    event.write_text(json.dumps({"pull_request": {"number": 3, "base": {"sha": A}, "head": {"sha": head}}}))
     env = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event)}
-    res = run_mlci(repo, "ci", "run", "report", env={**env, "GITHUB_REPOSITORY": "o/n"})
+    res = run_mlci(repo, "ci", "run", "post-report", env={**env, "GITHUB_REPOSITORY": "o/n"})
     assert res.returncode == 0, res.stderr
     assert "::warning title=mlci::no GITHUB_TOKEN or GH_TOKEN" in res.stdout
     assert "acc" in (repo / "mlci-report.md").read_text()
+    # the pull-request job's own report step writes the file and never posts, token or not
+    res = run_mlci(repo, "ci", "run", "report", env={**env, "GITHUB_REPOSITORY": "o/n", "GITHUB_TOKEN": "t"})
+    assert res.returncode == 0 and "--post" not in res.stdout and "warning" not in res.stdout, res.stdout
     # the gate step of the same job passes (no baseline yet) and the job run locally does too
     assert run_mlci(repo, "ci", "run", "gate").returncode == 0
 
@@ -116,3 +121,31 @@ def test_gitlab_push_token_reaches_git_through_the_environment_only(repo: Path) 
     # on GitHub the variable means nothing: no header is added
     github = StepContext(Repo.find(repo), detect({"GITHUB_ACTIONS": "true"}), {"MLCI_GITLAB_PUSH_TOKEN": token})
     assert "GIT_CONFIG_COUNT" not in github.child_env()
+
+
+def test_github_fetch_token_and_the_environment_pull_request_code_gets(repo: Path, tmp_path: Path) -> None:
+    """MLCI_GIT_TOKEN (the PR job checks out without stored credentials) reaches git as a header through
+    the environment; the environment train.command runs in on a pull request holds no token nor that header."""
+    import base64
+    import subprocess
+
+    from mlci_tui.ci.steps import StepContext
+    from mlci_tui.gitio import Repo
+
+    token = "ghs_" + "FetchTokenForGitOnly" + "k" * 16
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 3, "base": {"sha": A}, "head": {"sha": B}}}))
+    variables = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event)}
+    env = {**variables, "MLCI_GIT_TOKEN": token, "GITHUB_TOKEN": token, "GITLAB_TOKEN": "glpat-x", "KEEP": "1"}
+    ctx = StepContext(Repo.find(repo), detect(variables), env)
+    seen = subprocess.run(
+        ["git", "config", "--get", "http.extraHeader"], cwd=repo, env=ctx.child_env(), capture_output=True, text=True
+    ).stdout.strip()
+    assert seen == "Authorization: Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    untrusted = ctx.untrusted_env()
+    assert untrusted["KEEP"] == "1" and untrusted["MLCI_NO_HOOKS"] == "1"
+    assert not {"MLCI_GIT_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN", "GIT_CONFIG_COUNT"} & set(untrusted)
+    assert token not in json.dumps(untrusted)
+    # outside a pull request (the default branch's own code) the environment is the step's
+    push = StepContext(Repo.find(repo), detect({**variables, "GITHUB_EVENT_NAME": "push"}), env)
+    assert push.untrusted_env()["GITHUB_TOKEN"] == token

@@ -17,6 +17,7 @@ from typing import Literal
 
 import mlci_tui
 from mlci_tui import config
+from mlci_tui.constants import DVC_ROOT_FILES
 from mlci_tui.errors import MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.hooks import STAGES
@@ -167,7 +168,33 @@ METRIC_CANDIDATES = (
 )
 
 
+DVC_STARTER = """\
+# mlci.yaml: what mlci captures from each commit. Reference: docs/config.md
+# A DVC project: each commit's params and metrics are what its dvc.yaml declares (metrics:,
+# params:, plots:, live:), read at that commit, as `mlci import dvc` reads history.
+# List files here only to add ones dvc.yaml does not declare (globs; .txt: `key: value` lines):
+# params:
+#   files: [config/*.yaml]
+# metrics:
+#   files: [reports/metrics.txt]
+#   fields:
+#     acc: {direction: max}
+ledger:
+  remote: origin        # where `mlci ledger push/pull` and the pre-push hook share the ledger
+  auto_pull: false      # pull the ledger on branch checkout (uses the network)
+train:
+  command: dvc repro    # used by sweeps and CI (or `dvc exp run`)
+"""
+
+
+def is_dvc_project(root: Path) -> bool:
+    """DVC's files or folder at the top of the working tree (what capture asks of a commit)."""
+    return any((root / name).exists() for name in DVC_ROOT_FILES)
+
+
 def starter_config(root: Path) -> str:
+    if is_dvc_project(root):
+        return DVC_STARTER
     params = [p for p in PARAM_CANDIDATES if (root / p).is_file()] or ["params.yaml"]
     metrics = [m for m in METRIC_CANDIDATES if (root / m).is_file()] or ["metrics.json", "dvclive/metrics.json"]
     return STARTER.format(params="[" + ", ".join(params) + "]", metrics="[" + ", ".join(metrics) + "]")
@@ -183,6 +210,80 @@ def write_starter_config(root: Path) -> Literal["pyproject", "written", "kept"]:
         return "kept"
     (root / "mlci.yaml").write_text(starter_config(root))
     return "written"
+
+
+def init_notes(repo: Repo) -> list[str]:
+    """What `mlci init` tells about where each commit's values will come from: in a DVC
+    project, that it follows dvc.yaml and which declared metrics a commit cannot hold;
+    anywhere, when no metrics file is to be found."""
+    cfg = config.load(repo.root)
+    if is_dvc_project(repo.root):
+        return _dvc_notes(repo, cfg)
+    from mlci_tui.sources import WorkdirSource
+
+    if WorkdirSource(repo.root).find(cfg.metrics_files, []):
+        return []
+    return [
+        f"warning: no metrics file found (looked for {', '.join(cfg.metrics_files)}): "
+        "name yours under metrics.files in mlci.yaml, or commits are captured with params only"
+    ]
+
+
+def _dvc_notes(repo: Repo, cfg: config.Config) -> list[str]:
+    from mlci_tui.project.reader import ProjectReader
+    from mlci_tui.project.worktree import ROOT, WorktreeObjects
+
+    with ProjectReader(repo, WorktreeObjects(repo)) as reader:
+        wanted = reader.patterns(ROOT, cfg)
+        declared = wanted.declared
+        named = list(dict.fromkeys(declared.metrics + [f"{p}.json" for p, summary in declared.live if summary]))
+        listed = {p for p in named if reader.objects.lookup(ROOT, p) is not None}
+    notes = [
+        f"DVC project: mlci follows dvc.yaml ({len(named)} metrics file(s), {len(declared.params)} params file(s), "
+        f"{len(declared.plot_decls)} plot(s)); mlci.yaml lists no files. Proposed train.command: dvc repro"
+    ]
+    notes += [f"warning: {w}" for w in declared.warnings]
+    if not named:
+        found = bool(wanted.metrics and _workdir_find(repo, wanted.metrics))
+        if not found:
+            notes.append(
+                f"warning: dvc.yaml declares no metrics and none of {', '.join(wanted.metrics)} is here: "
+                "commits are captured with params only (declare metrics in dvc.yaml, or list them in mlci.yaml)"
+            )
+        return notes
+    missing = [p for p in named if p not in listed]
+    ignored = _ignored(repo, missing)
+    kept = [p for p in missing if p in declared.cached or p in ignored]
+    if kept:
+        why = ", ".join(f"{p} ({'cache: true' if p in declared.cached else '.gitignore'})" for p in kept)
+        notes.append(
+            f"warning: {why}: DVC outputs kept out of git, so a commit does not hold their values; "
+            "record them in CI after `dvc repro` with `mlci record --commit HEAD` "
+            "(or set `cache: false` on them in dvc.yaml to commit them)"
+        )
+    nowhere = [p for p in missing if p not in kept]
+    if nowhere:
+        notes.append(
+            f"warning: {', '.join(nowhere)}: declared in dvc.yaml but nowhere to be found "
+            "(not produced yet? run `dvc repro` and commit them)"
+        )
+    return notes
+
+
+def _workdir_find(repo: Repo, patterns: list[str]) -> list[str]:
+    from mlci_tui.sources import WorkdirSource
+
+    return WorkdirSource(repo.root).find(patterns, [])
+
+
+def _ignored(repo: Repo, paths: list[str]) -> set[str]:
+    """The paths git ignores (whether or not they exist yet)."""
+    if not paths:
+        return set()
+    proc = repo.run(
+        "check-ignore", "--no-index", "-z", "--stdin", input=("\0".join(paths) + "\0").encode(), check=False
+    )
+    return {p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
 
 
 def ensure_gitignore(root: Path) -> bool:

@@ -23,6 +23,7 @@ def init(args: argparse.Namespace) -> int:
         FRAMEWORK_CONFIG,
         add_to_framework_config,
         ensure_gitignore,
+        init_notes,
         install_hooks,
         install_through_framework,
         uses_framework,
@@ -35,6 +36,8 @@ def init(args: argparse.Namespace) -> int:
         say("using [tool.mlci] in pyproject.toml (no mlci.yaml written: it would take precedence)")
     elif config == "written":
         say("wrote mlci.yaml")
+    for note in init_notes(repo):
+        say(note)
     if ensure_gitignore(repo.root):
         say("added mlci's local files to .gitignore")
     if args.no_hooks:

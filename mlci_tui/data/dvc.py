@@ -6,8 +6,8 @@ Outputs outside the repository (URLs, `../` escapes) are left out.
 
 A run's `datasets` are data, not what its stages produce (`split_datasets`): a `.dvc` pointer
 (`dvc add`) is a dataset; a stage output (`dvc.lock`, an old `.dvc` stage file with `cmd`) is
-one only when a stage depends on it (prepared data feeding training), else it is an output
-(a model, a plot) listed apart.
+one only when a stage depends on it (prepared data feeding training) and it is not a model file
+(`MODEL_SUFFIXES`: evaluation reads `model.pkl`); else it is an output listed apart.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 from mlci_tui.data.pointer import HASH_LEN, Pointer, format_of
 from mlci_tui.errors import InputError
 
+# stage outputs in these formats are models even when a stage reads them (evaluate reads model.pkl)
+MODEL_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".h5", ".keras", ".onnx", ".safetensors")
 DVC_CACHE_DIRS = (".dvc/cache/files/md5", ".dvc/cache")  # DVC 3, then DVC 2
 
 
@@ -132,6 +134,8 @@ def split_datasets(files: list[DvcFile]) -> tuple[dict[str, str], dict[str, str]
     deps = {d for f in files for d in f.deps}
 
     def feeds_a_stage(path: str) -> bool:
+        if path.lower().endswith(MODEL_SUFFIXES):
+            return False  # a model an evaluation stage reads is still a model
         return any(d == path or d.startswith(path + "/") or path.startswith(d + "/") for d in deps)
 
     datasets: dict[str, str] = {}

@@ -151,9 +151,9 @@ class CommitValues:
 class ProjectReader:
     """Reads commits into run records; one per capture or import (it caches parses by object id)."""
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: Repo, objects: ObjectReader | None = None) -> None:
         self.repo = repo
-        self.objects = ObjectReader(repo)
+        self.objects = objects or ObjectReader(repo)
         self.dvc = DvcReader(self.objects, Limits())
         self._reads: OrderedDict[tuple[str, ...], Any] = OrderedDict()  # most recently used last
         self._configs: dict[tuple[str, str], tuple[config_mod.Config, list[str]]] = {}

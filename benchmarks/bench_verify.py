@@ -2,7 +2,7 @@
 
 A segment of N run records (ids derived from their commits, as capture writes them) is
 checked as `ledger pull` checks a new segment (`verify._segment_problem`: read, columns,
-unique ids = `.ids`, every body a valid record, on every core); loose event files are
+unique ids = `.ids`, every body a valid record); loose event files are
 checked one by one (`verify.check_record_file`), against the check before this one
 (commit 257957a, read from git) on the same bytes.
 

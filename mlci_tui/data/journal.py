@@ -13,8 +13,8 @@ is free belongs to a process that died: its noted working paths that are missing
 back from the cache, its folders set aside are moved back, its temp files are removed, then
 the journal. Temp files named by no journal are removed too (their process finished or
 died); the temp files of versions before journals (`.mlci/cache/tmp/<32 hex>`, which may hold
-the only copy of a file a killed add moved) are left to `mlci data gc`, which puts their
-content in the cache instead of deleting it.
+the only copy of a file a killed add moved) are left to `mlci data gc`, which puts one whose
+content a kept version names back in the cache and removes the others older than an hour.
 
 `MLCI_FAULT=POINT[:N]` (internal, for tests) kills the process with SIGKILL the N-th time
 (default 1st) the add path passes POINT; read once, so it costs nothing when unset.
@@ -154,6 +154,7 @@ class Journal:
 
 
 _active: dict[str, Journal] = {}
+_active_lock = threading.Lock()
 
 
 def active(mlci: Path) -> Journal:
@@ -161,22 +162,30 @@ def active(mlci: Path) -> Journal:
     key = os.fspath(mlci)
     journal = _active.get(key)
     if journal is None:
-        if not _active:
-            atexit.register(_close_all)
-        journal = _active[key] = Journal(mlci)
+        with _active_lock:  # an add's hashing threads may ask first, together
+            journal = _active.get(key)
+            if journal is None:
+                if not _active:
+                    atexit.register(_close_all)
+                journal = _active[key] = Journal(mlci)
     return journal
 
 
 def finish(mlci: Path, *, replay: bool = False) -> None:
-    """Close this process's journal for `mlci`, if it has one: its temp files and record go."""
-    journal = _active.pop(os.fspath(mlci), None)
+    """Close this process's journal for `mlci`, if it has one: its temp files and record go.
+    It stays the active one while it closes, so what its replay puts back uses its temp folder."""
+    key = os.fspath(mlci)
+    journal = _active.get(key)
     if journal is not None:
-        journal.close(replay=replay)
+        try:
+            journal.close(replay=replay)
+        finally:
+            _active.pop(key, None)
 
 
 def _close_all() -> None:
     for key in list(_active):
-        _active.pop(key).close(replay=True)
+        finish(Path(key), replay=True)
 
 
 # ---------------------------------------------------------------------------- recovery

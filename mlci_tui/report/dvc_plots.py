@@ -176,7 +176,8 @@ class _Files:
                 self.notes.append(f"{path}: not in commit {commit[:8]}")
                 return None, None
             except (CheckFailed, InputError, OSError) as exc:
-                self.notes.append(f"{path} at {commit[:8]}: {exc}")
+                text = str(exc)
+                self.notes.append(text if text.startswith(path) else f"{path} at {commit[:8]}: {text}")
                 return None, None
         return content.content_hash, self._capped(path, commit, data)
 

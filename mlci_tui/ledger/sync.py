@@ -7,8 +7,10 @@ pre-push hooks do not run again for the ledger ref.
 
 from __future__ import annotations
 
+import random
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 
 from mlci_tui.errors import CheckFailed, MlciError
@@ -16,7 +18,7 @@ from mlci_tui.gitio import Repo, git
 from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref
 from mlci_tui.ledger.verify import incoming_verdict
 
-PUSH_ATTEMPTS = 5
+PUSH_ATTEMPTS = 8  # with the backoff below: about 13 s of waiting at most, on average
 _NO_ENV = {"GIT_TERMINAL_PROMPT": "0", "MLCI_NO_HOOKS": "1"}
 
 
@@ -110,7 +112,7 @@ def push(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
     check_remote_name(remote)
     store = LedgerStore(repo)
     result = SyncResult(remote)
-    for _attempt in range(PUSH_ATTEMPTS):
+    for attempt in range(PUSH_ATTEMPTS):
         pulled = pull(repo, remote, force_merge=force_merge)
         result.notices.extend(pulled.notices)
         tip = store.tip()
@@ -134,10 +136,16 @@ def push(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
             # ref" is a race with another pusher, retried below)
             raise MlciError(f"ledger push to {remote} failed: {refused[0]}")
         if "rejected" in out or "fetch first" in out or "non-fast-forward" in out or "stale info" in out:
+            _backoff(attempt)  # many pushers at once (a CI matrix): spread the retries out
             continue
         last = out.strip().splitlines()[-1] if out.strip() else f"exit {proc.returncode}"
         raise MlciError(f"ledger push to {remote} failed: {last}")
     raise MlciError(f"ledger push to {remote}: still rejected after {PUSH_ATTEMPTS} attempts")
+
+
+def _backoff(attempt: int) -> None:
+    """Jittered, growing sleep between push attempts (0.1-0.3 s, then doubling, at most ~5 s)."""
+    time.sleep(random.uniform(0.1, 0.3) * min(2**attempt, 16))
 
 
 def warn(message: str) -> None:

@@ -13,7 +13,14 @@ Appends (in-process `LedgerStore.append`, run records of 10 params + 10 metrics)
 MLflow (in the peers' interpreter, sqlite store): `start_run` + `log_params` + `log_metrics`
 (10 + 10), and the same with 20 single `log_param`/`log_metric` calls.
 
-Usage: python benchmarks/bench_capture.py [--quick]
+Capture in a DVC project (`--dvc`, only this case): `mlci hook post-commit` as a process
+(PYTHONPATH = the source tree measured) after a commit made with MLCI_NO_HOOKS=1, in a plain
+repository (params.yaml + metrics.json) and in a DVC project (dvc.yaml with three stages,
+dvc.lock, a `.dvc` pointer, metrics and plots declared, 40 source files); with
+`--against SRC` (a checkout of an older mlci, e.g. `git worktree add /tmp/before REV`)
+both trees are timed in interleaved rounds.
+
+Usage: python benchmarks/bench_capture.py [--quick] | --dvc [--against SRC]
 """
 
 from __future__ import annotations
@@ -199,8 +206,118 @@ def appends(quick: bool, deadline: common.Deadline, mlflow: common.MLflowWorker)
     return stats
 
 
+DVC_YAML = """\
+stages:
+  prepare:
+    cmd: python src/prepare.py
+    deps: [src/prepare.py, data/data.xml]
+    params: [prepare]
+    outs: [data/prepared]
+  train:
+    cmd: python src/train.py
+    deps: [src/train.py, data/prepared]
+    params: [train]
+    outs: [model.pkl]
+  evaluate:
+    cmd: python src/evaluate.py
+    deps: [model.pkl, data/prepared]
+    metrics:
+      - eval/metrics.json:
+          cache: false
+    plots:
+      - eval/plots/roc.json:
+          x: fpr
+          y: tpr
+"""
+DVC_LOCK = """\
+schema: '2.0'
+stages:
+  train:
+    cmd: python src/train.py
+    deps:
+    - path: data/prepared
+      md5: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.dir
+    outs:
+    - path: model.pkl
+      md5: cccccccccccccccccccccccccccccccc
+"""
+
+
+def dvc_repo(name: str, *, dvc: bool) -> Path:
+    """A repository whose commits hold params.yaml and metrics (a DVC project's layout with `dvc`)."""
+    path = common.git_init(common.fresh_dir(f"capture-dvc/{name}"))
+    for i in range(40):
+        (path / "src" / f"mod{i // 10}").mkdir(parents=True, exist_ok=True)
+        (path / "src" / f"mod{i // 10}" / f"f{i}.py").write_text(f"X = {i}\n")
+    if dvc:
+        (path / ".dvc").mkdir()
+        (path / ".dvc" / "config").write_text("[core]\n    remote = s\n")
+        (path / "dvc.yaml").write_text(DVC_YAML)
+        (path / "dvc.lock").write_text(DVC_LOCK)
+        (path / "data").mkdir()
+        (path / "data" / "data.xml.dvc").write_text(
+            "outs:\n- md5: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n  path: data.xml\n"
+        )
+    return path
+
+
+def dvc_commit(path: Path, i: int, rng: random.Random, *, dvc: bool) -> None:
+    import yaml
+
+    (path / "params.yaml").write_text(yaml.safe_dump(common.params_doc(i, rng), sort_keys=False))
+    metrics = path / "eval" / "metrics.json" if dvc else path / "metrics.json"
+    metrics.parent.mkdir(exist_ok=True)
+    metrics.write_text(json.dumps(common.metrics_doc(rng), indent=2) + "\n")
+    if dvc:
+        roc = [{"fpr": x / 10, "tpr": min(1.0, x / 8)} for x in range(11)]
+        (path / "eval" / "plots").mkdir(exist_ok=True)
+        (path / "eval" / "plots" / "roc.json").write_text(json.dumps({"roc": roc}))
+    common.run(["git", "add", "-A"], path)
+    common.run(["git", "commit", "-q", "--no-verify", "-m", f"c{i}"], path, env=common.env(MLCI_NO_HOOKS="1"))
+
+
+def dvc_case(rounds: int, against: Path | None) -> dict[str, Any]:
+    """The post-commit hook process in a plain repository and in a DVC project, per source tree."""
+    import subprocess
+
+    trees = {"now": common.ROOT} | ({"before": against} if against else {})
+    repos = {kind: dvc_repo(kind, dvc=kind == "dvc") for kind in ("plain", "dvc")}
+    samples: dict[str, list[float]] = {}
+    rng = random.Random(1)
+    for i in range(rounds):
+        for kind, path in repos.items():
+            for label, src in trees.items():
+                dvc_commit(path, i * 10 + len(samples), rng, dvc=kind == "dvc")
+                env = common.env(PYTHONPATH=str(src))
+                cpu = _children_cpu()
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "mlci_tui", "hook", "post-commit"], cwd=path, env=env, check=True)
+                samples.setdefault(f"{kind}: post-commit hook ({label})", []).append(time.perf_counter() - start)
+                # CPU of the hook and its git processes: steadier than wall time on a loaded machine
+                samples.setdefault(f"{kind}: post-commit hook CPU ({label})", []).append(_children_cpu() - cpu)
+    stats = common.summarise(samples)
+    common.print_table("post-commit hook process, capture of HEAD (plain repository, DVC project)", stats)
+    for kind, path in repos.items():
+        print(f"  {kind}: {count_runs(path)} runs in the ledger")
+    return stats
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
-    args = common.base_args(__doc__ or "").parse_args()
+    parser = common.base_args(__doc__ or "")
+    parser.add_argument("--dvc", action="store_true", help="only the DVC project case")
+    parser.add_argument("--against", type=Path, help="with --dvc: another mlci source tree timed in the same rounds")
+    args = parser.parse_args()
+    if args.dvc:
+        stats = dvc_case(8 if args.quick else 20, args.against)
+        common.write_results("capture_dvc", {"machine": common.machine(), "capture": stats})
+        return 0
     deadline = common.Deadline(args.budget or (240 if args.quick else 900))
     t0 = time.perf_counter()
     mlflow = common.MLflowWorker(common.fresh_dir("capture/mlflow") / "mlflow.db")

@@ -6,9 +6,11 @@ process and the DuckDB views to show how values reach the `metrics` map.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git, run_mlci, write
@@ -236,6 +238,112 @@ def test_string_alias_bomb_is_refused_before_it_reaches_the_ledger() -> None:
     # a few honest aliases are fine
     ok = read_params("params.yaml", b"base: &b 0.1\nlr: *b\n", LIMITS)
     assert ok == {"base": 0.1, "lr": 0.1}
+
+
+# ---- the fast reader first, ruamel.yaml for the rest ----------------------------------------
+# `parse_yaml12` reads plain params YAML with importers/simple_yaml.py (a 50 MB file took
+# minutes through ruamel.yaml); anything it does not read exactly goes to ruamel.yaml.
+
+NUMBER_LISTS = [
+    "[1, 2.5, -3]",
+    "[0.001, -0.0, 1e-5, 1E5, 1.0e+3, -7]",
+    "[1e400, -1e400]",  # out of a float's range: infinities either way
+    "[123456789012345678901234567890]",
+    "[-0]",
+    "[[1, 2], [3.5]]",
+    "[ ]",
+    "[1, 2,]",  # YAML's trailing comma (JSON refuses it)
+    "[+1, .5, 1.]",  # number forms JSON refuses
+    "[017, 0o17, 0x1f]",
+    "[1_000]",
+    "[1 2]",
+    "[1, , 2]",
+    "[1e5e5]",
+    "[1, [2]",
+    "[-]",
+    "[e, E]",
+]
+PLAIN_SCALARS = ["0.1", "-2", "adam", "'q s'", '"dq"', "true", "null", "~", "1e-5", "NO", "2024-01-01", "1:20"]
+
+
+def _params_doc(rng: Any) -> str:
+    lines = []
+    for section in range(rng.randint(1, 3)):
+        lines.append(f"s{section}:")
+        for key in range(rng.randint(1, 4)):
+            value = rng.choice(NUMBER_LISTS) if rng.random() < 0.5 else rng.choice(PLAIN_SCALARS)
+            lines.append(f"  k{key}: {value}" + (" " if rng.random() < 0.2 else ""))
+        if rng.random() < 0.2:
+            lines.append("  # a comment line")
+    return "\n".join(lines) + "\n"
+
+
+def _read(doc: str, *, fast: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from mlci_tui.importers import simple_yaml
+
+    with monkeypatch.context() as patch:
+        if not fast:
+            patch.setattr(simple_yaml, "load", lambda text: simple_yaml.NOT_SIMPLE)
+        try:
+            return read_params("params.yaml", doc.encode(), LIMITS)
+        except InputError as exc:
+            return f"error: {exc}"
+
+
+def test_the_fast_reader_and_ruamel_give_the_same_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generated params files (numeric flow lists read by JSON, the forms JSON refuses, plain
+    scalars): the record is byte for byte the one ruamel.yaml gives, or both refuse alike."""
+    import random
+
+    from mlci_tui.importers import simple_yaml
+    from mlci_tui.ledger.records import dumps
+    from mlci_tui.scrub import scrub
+
+    rng = random.Random(11)
+    fast_path = 0
+    for _ in range(400):
+        doc = _params_doc(rng)
+        fast_path += simple_yaml.load(doc) is not simple_yaml.NOT_SIMPLE
+        ours, theirs = _read(doc, fast=True, monkeypatch=monkeypatch), _read(doc, fast=False, monkeypatch=monkeypatch)
+        assert repr(ours) == repr(theirs), doc
+        if not isinstance(ours, str):
+            assert dumps({"p": scrub(ours)}) == dumps({"p": scrub(theirs)}), doc
+    assert fast_path > 50  # the generator reaches the fast path often enough to mean something
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ("a: 1\nb: [1, 2]\na: 2\n", r"^params\.yaml:3:1: invalid YAML: found duplicate key"),
+        ("s:\n  x: [1, 2]\n  x: [3]\n", r"^params\.yaml:3:3: invalid YAML: found duplicate key"),
+        ("tags: !!set {a, b}\nlr: [1, 2]\n", r"^params\.yaml: tags: a YAML set"),
+        ("blob: !!binary aGVsbG8=\nlr: [1.5]\n", r"^params\.yaml: blob: a YAML binary"),
+        ("lr: [" + "9" * 400 + "]\n", r"^params\.yaml: lr: integer too large \(400 digits\)"),
+    ],
+)
+def test_what_yaml_refuses_is_still_refused_in_one_line(doc: str, message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        read_params("params.yaml", doc.encode(), LIMITS)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_plain_params_file_is_read_without_ruamel(tmp_path: Path) -> None:
+    """Every capture's import time (ruamel.yaml ~77 ms) and a large file's minutes: a plain
+    params.yaml never loads ruamel.yaml; one it cannot read exactly does."""
+    import subprocess
+    import sys
+
+    plain = "train:\n  lr: 0.001\n  layers: [64, 32]\n  opt: adam\nseed: 7\n"
+    probe = (
+        "import sys; from mlci_tui.capture.readers import Limits, read_params; "
+        "print(read_params('params.yaml', sys.stdin.buffer.read(), Limits())); print('ruamel' in sys.modules)"
+    )
+    for doc, ruamel in ((plain, "False"), (plain + "extra: [a, {b: 1}]\n", "True")):
+        out = subprocess.run([sys.executable, "-c", probe], input=doc.encode(), capture_output=True, check=True)
+        values, loaded = out.stdout.decode().splitlines()
+        assert loaded == ruamel, (doc, out.stderr)
+        expected = {"train.lr": 0.001, "train.layers": [64, 32], "train.opt": "adam", "seed": 7}
+        assert ast.literal_eval(values).items() >= expected.items()
 
 
 # ---- sources: the dvclive layout and git objects ----------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlci_tui.errors import InputError
+from mlci_tui.importers import simple_yaml
 
 MAX_NAME_LENGTH = 1024
 
@@ -115,7 +116,13 @@ def _tomllib() -> Any:
 
 
 def parse_yaml12(name: str, text: str) -> Any:
-    """YAML 1.2 (`1e-5` is a float, `NO` a string), everywhere (docs/contracts.md: names and values)."""
+    """YAML 1.2 (`1e-5` is a float, `NO` a string), everywhere (docs/contracts.md: names and values).
+
+    Plain params YAML goes through `simple_yaml`, which reads it exactly or declines; ruamel.yaml
+    (pure Python: 77 ms to import, minutes for a 50 MB file) reads everything else."""
+    tree = simple_yaml.load(text)
+    if tree is not simple_yaml.NOT_SIMPLE:
+        return tree
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -174,6 +181,12 @@ def flatten(name: str, tree: Any, limits: Limits) -> dict[str, Any]:
     return out
 
 
+# item types that hold no text and no value a ledger cannot take (a float is any float; an int
+# may be too large, a str adds to the text size)
+_NOTHING_TO_CHECK = frozenset({float, bool, type(None)})
+_JSON_SCALARS = frozenset({float, int, bool, str, type(None)})
+
+
 def _check_list(name: str, key: str, value: list[Any], depth: int, limits: Limits) -> int:
     """Check depth and item count of a list value; return the characters of text it holds."""
     stack = [(value, depth)]
@@ -184,10 +197,11 @@ def _check_list(name: str, key: str, value: list[Any], depth: int, limits: Limit
         if level > limits.max_depth:
             raise InputError(f"{name}: {key}: nested deeper than {limits.max_depth} levels")
         items = node.values() if isinstance(node, dict) else node
-        for item in items:
-            count += 1
-            if count > limits.max_keys:
-                raise InputError(f"{name}: {key}: more than {limits.max_keys} items")
+        count += len(items)
+        if count > limits.max_keys:
+            raise InputError(f"{name}: {key}: more than {limits.max_keys} items")
+        # a list of floats (most of a large params file) needs no per-item Python loop
+        for item in () if _NOTHING_TO_CHECK.issuperset(map(type, items)) else items:
             if isinstance(item, (list, dict)):
                 stack.append((item, level + 1))  # type: ignore[arg-type]
             elif isinstance(item, str):
@@ -242,6 +256,8 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, list):
+        if _JSON_SCALARS.issuperset(map(type, value)):
+            return value  # already JSON's (exact types: a subclass takes the walk below)
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -13,13 +13,15 @@ tests/test_import_dvc.py compares it with ruamel.yaml on generated documents.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 NOT_SIMPLE: Any = object()
 
 _KEY = r"[A-Za-z_][A-Za-z0-9_.\-/]*"
-_LINE = re.compile(rf"( *)({_KEY}):(?: +(.*?))? *")
+_HEAD = re.compile(rf"( *)({_KEY}):(?: +|$)")  # the value is the rest of the line: no regex runs over it
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F)) + b"\n"
 _INT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)")
 _WORD = re.compile(_KEY)
@@ -35,18 +37,21 @@ def load(text: str) -> Any:
     root: dict[str, Any] = {}
     stack: list[tuple[int, dict[str, Any]]] = [(0, root)]
     open_key: tuple[dict[str, Any], str] | None = None  # a `key:` with nothing after it yet
+    # printable ASCII and line feeds: one C pass over the bytes instead of a check per line
+    printable = text.isascii() and not text.encode("ascii").translate(None, _PRINTABLE_ASCII)
     for line in text.split("\n"):
-        if not line.isprintable():
+        if not printable and not line.isprintable():
             return NOT_SIMPLE  # U+2028, NEL and the like end lines in YAML; control characters are refused
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if "#" in line or stripped.startswith(("---", "...", "%", "-", "?")):
+        match = _HEAD.match(line)
+        if match is None:  # a blank or comment line, else anything else (`- item`, `---`, `? key`)
+            rest = line.lstrip(" ")  # the only white space left: tabs and CRs were declined above
+            if not rest or rest[0] == "#":
+                continue
             return NOT_SIMPLE
-        match = _LINE.fullmatch(line)
-        if match is None:
-            return NOT_SIMPLE
-        indent, key, raw = len(match.group(1)), match.group(2), match.group(3)
+        indent, key, raw = len(match.group(1)), match.group(2), line[match.end() :]
+        if "#" in raw:
+            return NOT_SIMPLE  # a comment after a value, or `#` inside one: the full parser decides
+        raw = raw.rstrip(" ")
         if key.lower() in _RESERVED:
             return NOT_SIMPLE
         if open_key is not None and indent > stack[-1][0]:
@@ -65,7 +70,7 @@ def load(text: str) -> Any:
         target = stack[-1][1]
         if key in target:
             return NOT_SIMPLE  # a duplicate key: the full parser says what is wrong
-        if raw is None or raw == "":
+        if not raw:
             target[key] = None
             open_key = (target, key)
             continue
@@ -98,7 +103,20 @@ def _scalar(raw: str) -> Any:
     return NOT_SIMPLE
 
 
+# characters of a flow list of plain decimal numbers: JSON reads those (in C) to the values YAML
+# 1.2 gives. JSON refuses every other number form (`+1`, `.5`, `1.`, `017`) and a trailing comma,
+# which then go through the item-by-item path below.
+_NUMBER_LIST = re.compile(r"[-+0-9.eE, \[\]]*")
+
+
 def _flow_list(raw: str) -> Any:
+    if _NUMBER_LIST.fullmatch(raw):
+        try:
+            values = json.loads(raw)
+        except ValueError:
+            pass
+        else:
+            return values if isinstance(values, list) else NOT_SIMPLE
     if not raw.endswith("]") or raw.count("[") != 1 or "{" in raw or "'" in raw or '"' in raw:
         return NOT_SIMPLE
     inner = raw[1:-1].strip()

@@ -30,14 +30,18 @@ _FLOAT_NAMES = {NAN: math.nan, POS_INF: math.inf, NEG_INF: -math.inf}
 JSON_OPTIONS: dict[str, Any] = {"sort_keys": True, "ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
 
 
+_PAIRS: list[str] = []  # the 1,024 two-character strings of 10 bits, built on first use
+
+
 def _b32(data: bytes) -> str:
-    """RFC 4648 base32, lowercase, unpadded: 16 bytes give 26 characters."""
+    """RFC 4648 base32, lowercase, unpadded: 16 bytes give 26 characters, 10 bits per lookup
+    (as the standard library's encoder does, without importing `base64`: under `python -S`
+    it pulls in `re`, which the hook path cannot spend)."""
+    if not _PAIRS:
+        _PAIRS.extend(a + b for a in B32_ALPHABET for b in B32_ALPHABET)
     number = int.from_bytes(data, "big") << (5 * 26 - 8 * len(data))
-    chars = []
-    for _ in range(26):
-        chars.append(B32_ALPHABET[number & 31])
-        number >>= 5
-    return "".join(reversed(chars))
+    pairs = _PAIRS
+    return "".join([pairs[(number >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def is_id(value: object) -> bool:
@@ -87,8 +91,15 @@ def _wrap_floats(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _wrap_floats(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        # a list of floats (a large params file's bulk) without a call per item: a finite sum
+        # means no item is NaN or infinite
+        if _FLOATS.issuperset(map(type, value)) and math.isfinite(sum(value)):
+            return list(value)
         return [_wrap_floats(v) for v in value]
     return value
+
+
+_FLOATS = frozenset({float})
 
 
 def _unwrap_float(obj: dict[str, Any]) -> Any:

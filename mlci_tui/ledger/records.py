@@ -33,9 +33,6 @@ JSON_OPTIONS: dict[str, Any] = {"sort_keys": True, "ensure_ascii": False, "separ
 _PAIRS: list[str] = []  # the 1,024 two-character strings of 10 bits, built on first use
 
 
-_PAIRS: list[str] = []  # the 1,024 two-character strings of 10 bits, built on first use
-
-
 def _b32(data: bytes) -> str:
     """RFC 4648 base32, lowercase, unpadded: 16 bytes give 26 characters, 10 bits per lookup
     (as the standard library's encoder does, without importing `base64`: under `python -S`

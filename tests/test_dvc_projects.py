@@ -361,3 +361,15 @@ def test_all_branches_import_keeps_the_branch_walked(tmp_path: Path) -> None:
     # two clones walking the same branches write the same ids; a capture of one adds nothing
     assert_clean_exit(run_mlci(root, "capture", feature))
     assert query(root, "SELECT count(*) FROM runs") == [(4,)]
+    # the branches holding a commit are read from the refs when asked: a merge shows at once
+    assert _shown_branches(root, main[0]) == ["feature", "main", "zeta"]
+    assert _shown_branches(root, feature) == ["feature"]
+    git(root, "merge", "-q", "--ff-only", "feature")
+    shown = json.loads(run_mlci(root, "show", feature, "--json").stdout)
+    assert shown["branches"] == ["feature", "main"] and shown["branch"] == "feature"  # the stored one stays
+
+
+def _shown_branches(root: Path, sha: str) -> list[str]:
+    proc = run_mlci(root, "show", sha, "--json")
+    assert_clean_exit(proc)
+    return list(json.loads(proc.stdout)["branches"])

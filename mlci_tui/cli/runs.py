@@ -205,6 +205,9 @@ def show(args: argparse.Namespace) -> int:
     if detail is None:
         raise InputError(f"run {run_id} is not in the ledger")
     run = detail.run
+    from mlci_tui.ledger.query.branches import commit_branches
+
+    branches = commit_branches(repo, [run.commit or ""]).get(run.commit or "", [])  # now, from the refs
     params = sorted(detail.params)  # by file, then name: the files as they are on disk
     metrics = sorted((m.file, m.name, m.value) for m in detail.metrics)
     series = detail.series_stats
@@ -213,6 +216,7 @@ def show(args: argparse.Namespace) -> int:
 
         doc = run.listed()
         doc["time"] = run.started
+        doc["branches"] = branches
         doc["params_by_file"] = [{"file": f, "name": n, "value": v} for f, n, v in params]
         doc["metrics_by_file"] = [{"file": f, "name": n, "value": v} for f, n, v in metrics]
         doc["steps"] = [
@@ -233,6 +237,7 @@ def show(args: argparse.Namespace) -> int:
         print(json.dumps(output.json_value(doc), indent=2, ensure_ascii=True))
         return 0
     fields = [{"field": k, "value": getattr(run, k)} for k in LISTED_FIELDS if k not in ("time", "params", "metrics")]
+    fields += [{"field": "branches", "value": ", ".join(branches) or None}]
     fields += [{"field": "stages", "value": ", ".join(detail.stages) or None}]
     output.write(fields, ["field", "value"], args.format, sys.stdout, truncate=False)
     print()

@@ -188,12 +188,19 @@ def test_init_ignores_temp_files_beside_data(repo: Path) -> None:
 
 @pytest.mark.parametrize("mode", ["hardlink", "symlink"])
 def test_kill_9_at_random_instants(repo: Path, mode: str) -> None:
-    """A real SIGKILL after a random delay, three times, on a folder of 300 files."""
+    """A real SIGKILL at a random instant of the add's work, three times, on a folder of 300 files
+    (a third of them rewritten before each add, so that each has work to be killed in)."""
     files = {f"d/{i // 100}/{i:03}.bin": os.urandom(2000) for i in range(300)}
     write(repo, files)
     rng = random.Random(7 if mode == "hardlink" else 11)
     env = {**os.environ, "MLCI_FAULT": ""}
-    for _ in range(3):
+    killed = 0
+    for round_ in range(3):
+        changed = {n: os.urandom(2000) for n in list(files)[round_::3]}  # work for every round
+        for name, data in changed.items():
+            (repo / name).unlink()
+            (repo / name).write_bytes(data)
+        files.update(changed)
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlci_tui", "data", "add", "--link", mode, "d"],
             cwd=repo,
@@ -201,12 +208,17 @@ def test_kill_9_at_random_instants(repo: Path, mode: str) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.15, 0.6))
+        journals = repo / ".mlci/journal"
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline and not any(journals.glob("*.json")):
+            time.sleep(0.005)  # the add has started changing things once its journal exists
+        time.sleep(rng.uniform(0, 0.06))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        killed += proc.wait() == KILLED
         assert contents(repo, list(files)) == files
         status(repo)
         assert leftovers(repo) == []
+    assert killed >= 1  # kills land while the add works (not all: a fast add may finish first)
     ok(repo, "data", "add", "--link", mode, "d")
     assert status(repo)["d"]["status"] == "unchanged"
     assert len(DataCache.for_repo(repo).manifest(status(repo)["d"]["hash"])) == 300

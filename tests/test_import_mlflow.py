@@ -260,6 +260,7 @@ def make_accounting_file_store(root: Path) -> None:
     _write(root / exp / NOMETA / "params" / "lr", "0.1")
     _write(root / ".trash" / "2" / "meta.yaml", "experiment_id: '2'\nlifecycle_stage: deleted\nname: old\n")
     _write(root / ".trash" / "2" / TRASHED / "meta.yaml", _run_meta(TRASHED, "2", 3, name="old-run"))
+    _write(root / ".trash" / "3" / "meta.yaml", "experiment_id: '3'\nlifecycle_stage: deleted\nname: empty\n")
     version = "current_stage: {stage}\nlast_updated_timestamp: {t}\nname: m\nrun_id: {run}\nversion: {v}\n"
     _write(root / "models" / "m" / "version-1" / "meta.yaml", version.format(stage="Production", t=T0, run=PARENT, v=1))
     _write(root / "models" / "m" / "version-2" / "meta.yaml", version.format(stage="None", t=T0, run=DELETED, v=2))
@@ -273,6 +274,7 @@ def make_accounting_sqlite_store(path: Path) -> None:
     con.executescript(SCHEMA)
     con.execute("INSERT INTO experiments VALUES (1, 'exp', 'file:///x', 'active', 0, 0)")
     con.execute("INSERT INTO experiments VALUES (2, 'old', 'file:///x', 'deleted', 0, 0)")
+    con.execute("INSERT INTO experiments VALUES (3, 'empty', 'file:///x', 'deleted', 0, 0)")
     for run_id, name, status, stage, exp in (
         (PARENT, "parent", "FINISHED", "active", 1),
         (FAILED, "broken", "FAILED", "active", 1),
@@ -321,12 +323,13 @@ def test_every_run_accounted_for(repo: Path, tmp_path: Path, kind: str) -> None:
         no_meta = []
     total, skipped = 5 + len(no_meta), 2 + len(no_meta)
     by_reason = "1 deleted, 1 its experiment is deleted" + (", 1 no meta.yaml" if no_meta else "")
-    by_reason = f"skipped {skipped} run(s) ({by_reason}) and 1 promotion(s) (1 its run is not imported)"
+    by_reason = f"skipped {skipped} run(s) ({by_reason}) and 1 experiment(s) (1 deleted (no runs)) and 1 promotion(s)"
     expected_skips = [
         by_reason,
         f"skipped run {DELETED} (gone) in experiment 1 (exp): deleted",
         f"skipped run {TRASHED} (old-run) in experiment 2 (old): its experiment is deleted",
         f"skipped model m version 2 (run {DELETED}) to challenger: its run is not imported",
+        "skipped experiment 3 (empty): deleted (no runs)",
         *no_meta,
     ]
 
@@ -370,6 +373,8 @@ def test_every_run_accounted_for(repo: Path, tmp_path: Path, kind: str) -> None:
     assert_clean_exit(again)
     assert f"{total} run(s): 0 imported, 3 already in the ledger, {skipped} skipped" in again.stdout
     assert ledger_tip(repo) == tip
+    dry_again = run_mlci(repo, "import", "mlflow", str(store), "--dry-run")
+    assert f"{total} run(s): 0 to import, 3 already in the ledger, {skipped} skipped" in dry_again.stdout
     assert {r["name"]: r["run_id"] for r in _sql(repo, "SELECT run_id, name FROM runs")} == {
         name: run["run_id"] for name, run in runs.items()
     }

@@ -87,10 +87,13 @@ class Store:
     warnings: list[str] = field(default_factory=list)
 
 
+def _experiment_label(exp_id: str, exp_name: object) -> str:
+    return f"experiment {exp_id}" + (f" ({exp_name})" if exp_name else "")
+
+
 def run_label(run_id: str, name: object, exp_id: str, exp_name: object) -> str:
     named = f" ({name})" if name else ""
-    exp = f" ({exp_name})" if exp_name else ""
-    return f"run {run_id}{named} in experiment {exp_id}{exp}"
+    return f"run {run_id}{named} in {_experiment_label(exp_id, exp_name)}"
 
 
 def latest(points: list[Point]) -> Point:
@@ -175,8 +178,7 @@ def _read_experiment(exp_dir: Path, meta: dict[str, Any], trashed: bool, store: 
     deleted = trashed or meta.get("lifecycle_stage", ACTIVE) != ACTIVE
     run_dirs = sorted(p for p in exp_dir.iterdir() if p.is_dir() and p.name not in EXPERIMENT_PARTS)
     if deleted and not run_dirs:
-        named = f" ({exp_name})" if exp_name else ""
-        store.skipped.append(Skipped("experiment", f"experiment {exp_dir.name}{named}", "deleted (no runs)"))
+        store.skipped.append(Skipped("experiment", _experiment_label(exp_dir.name, exp_name), "deleted (no runs)"))
     for run_dir in run_dirs:
         run_meta = _yaml(run_dir / "meta.yaml")
         label = run_label(run_dir.name, (run_meta or {}).get("run_name"), exp_dir.name, exp_name)
@@ -305,6 +307,10 @@ def read_sqlite(path: Path) -> Store:
             runs[run_uuid] = MlflowRun(
                 run_uuid, str(exp_id), exp_name, name or None, str(status), start, end, artifact or None
             )
+        with_runs = {str(row[0]) for row in con.execute("SELECT DISTINCT experiment_id FROM runs")}
+        for exp_id, (exp_name, exp_stage) in sorted(experiments.items()):
+            if exp_stage != ACTIVE and exp_id not in with_runs:
+                store.skipped.append(Skipped("experiment", _experiment_label(exp_id, exp_name), "deleted (no runs)"))
         for key, value, run_uuid in con.execute("SELECT key, value, run_uuid FROM params"):
             if run_uuid in runs:
                 runs[run_uuid].params[key] = value

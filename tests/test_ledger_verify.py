@@ -203,3 +203,51 @@ def test_size_limits_and_shapes() -> None:
     assert "metrics" in str(verify.check_record(records.dumps(metrics).decode()).problem)
     fine = make_run(metrics={"acc": float("nan")}, steps=[["m.csv", "loss", 0, 0.5]])
     assert verify.check_record(records.dumps(fine).decode()) == verify.RecordCheck(type="run")
+
+
+def test_a_large_segment_is_checked_by_forked_workers_and_finds_a_bad_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past PARALLEL_ROWS the rows go to one forked process per core; a bad row is still named."""
+    monkeypatch.setattr(verify, "PARALLEL_ROWS", 100)
+    monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
+    good = [make_run(name=f"r{i}") for i in range(400)]
+    rows = [_row(r) for r in good]
+    stringy = dict(good[333], params="lr=0.1")
+    rows[333] = (stringy["id"], "run", records.dumps(stringy).decode())
+    seg = _segment(rows)
+    data, listed = seg["segments/" + "s" * 26 + ".parquet"], seg["segments/" + "s" * 26 + ".ids"]
+    warnings: list[str] = []
+    problem = verify._segment_problem(data, listed, warnings, "segments/x.parquet")
+    assert problem is not None and "1 invalid record(s): row 333" in problem, problem
+    monkeypatch.setattr(verify, "PARALLEL_ROWS", 10**9)  # in this process: the same finding
+    assert verify._segment_problem(data, listed, [], "segments/x.parquet") == problem
+
+
+def test_a_pulled_segment_checks_only_the_rows_this_clone_does_not_hold(
+    pair: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote that compacted records this clone holds: those rows are not checked again."""
+    a, b, _rid = pair
+    for i in range(3):
+        commit(a, {"metrics.json": json.dumps({"acc": i / 10})}, f"more {i}")
+        assert run_mlci(a, "capture").returncode == 0
+    assert run_mlci(a, "ledger", "push").returncode == 0
+    assert run_mlci(b, "ledger", "pull").returncode == 0  # b holds all four runs as event files
+    assert run_mlci(a, "ledger", "compact").returncode == 0
+    new = make_run(name="only on the remote")
+    store_a = LedgerStore(Repo.find(a))
+    store_a.append([new])
+    git(a, "push", "-q", "--force", "origin", "refs/mlci/ledger:refs/mlci/ledger")
+    checked: list[str] = []
+    real = verify.check_record
+
+    def counting(text: str, **kw: Any) -> verify.RecordCheck:
+        checked.append(json.loads(text)["id"])
+        return real(text, **kw)
+
+    monkeypatch.setattr(verify, "check_record", counting)
+    store_b = LedgerStore(Repo.find(b))
+    fetched = sync.fetch(store_b.repo, "origin")
+    assert fetched is not None
+    verdict = verify.incoming_verdict(store_b, fetched)
+    assert verdict.problems == []
+    assert checked == [new["id"]]  # the compacted rows b holds byte for byte were skipped

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 from mlci_tui.errors import first_line
 from mlci_tui.gitio import TreeEntry
 from mlci_tui.ledger import records
+from mlci_tui.ledger.conflicts import blob_id
 from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_STATE_OF
 from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
 
@@ -303,12 +305,18 @@ class Verdict:
         return sorted({path for path, _ in self.problems})
 
 
-def check_files(store: LedgerStore, entries: Sequence[TreeEntry], tree: str | None = None) -> Verdict:
+def check_files(
+    store: LedgerStore, entries: Sequence[TreeEntry], tree: str | None = None, known: Known | None = None
+) -> Verdict:
     """Everything wrong with these ledger files: event files, segments (a `.parquet` and its
     `.ids` together: a partner not among `entries` is read from `tree`). Other paths
-    (`quarantine/`, a newer mlci's folders) are not read by the cache and not checked."""
+    (`quarantine/`, a newer mlci's folders) are not read by the cache and not checked.
+    `known`: record bodies the local ledger holds already, byte for byte (not checked again:
+    a merge brings nothing new with them)."""
     verdict = Verdict()
     events = [e for e in entries if e.path.startswith(EVENTS_DIR)]
+    if known is not None:
+        events = [e for e in events if not known.holds_blob(e.oid)]
     blobs = store.repo.cat_blobs([e.oid for e in events])
     for entry in events:
         found = check_record_file(entry.path, blobs.get(entry.oid, b""))
@@ -318,8 +326,44 @@ def check_files(store: LedgerStore, entries: Sequence[TreeEntry], tree: str | No
             verdict.warnings.append(f"{entry.path}: {found.warning}")
     segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR)]
     if segments:
-        _check_segments(store, segments, tree, verdict)
+        _check_segments(store, segments, tree, verdict, known)
     return verdict
+
+
+class Known:
+    """The record bodies a ledger tree holds, as git blob ids: an event file's is its object
+    id (from `ls-tree`, nothing read); a segment row's is computed from its body, and only
+    when a pull brings a segment (a remote's compaction: mostly records this clone has)."""
+
+    def __init__(self, store: LedgerStore, tip: str) -> None:
+        self.store = store
+        self.tip = tip
+        self._events: set[str] | None = None
+        self._segments: set[str] | None = None
+
+    def holds_blob(self, oid: str) -> bool:
+        if self._events is None:
+            self._events = {e.oid for e in self.store.repo.ls_tree(self.tip, [EVENTS_DIR], recursive=True)}
+        return oid in self._events
+
+    def holds_body(self, oid: str) -> bool:
+        if self.holds_blob(oid):
+            return True
+        if self._segments is None:
+            self._segments = set()
+            local = [e for e in self.store.repo.ls_tree(self.tip, [SEGMENTS_DIR]) if e.path.endswith(".parquet")]
+            for data in self.store.repo.cat_blobs([e.oid for e in local]).values():
+                try:
+                    self._segments.update(blob_id(b.encode()) for b in _bodies(data))
+                except Exception:  # noqa: BLE001 - a local segment it cannot read holds nothing it knows
+                    continue
+        return oid in self._segments
+
+
+def _bodies(data: bytes) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return [b for b in pq.read_table(io.BytesIO(data), columns=["body"]).column("body").to_pylist() if b]
 
 
 def fsck(store: LedgerStore) -> list[str]:
@@ -333,7 +377,9 @@ def ledger_problems(store: LedgerStore, entries: list[TreeEntry], tree: str | No
 
 
 # ------------------------------------------------------------------ segments
-def _check_segments(store: LedgerStore, entries: list[TreeEntry], tree: str | None, verdict: Verdict) -> None:
+def _check_segments(
+    store: LedgerStore, entries: list[TreeEntry], tree: str | None, verdict: Verdict, known: Known | None
+) -> None:
     """A segment is checked as a unit: Parquet with exactly the string columns id, type and
     body, unique ids equal to its `.ids` list, and every body a valid record of that id and type.
     A bad segment is reported (and quarantined) with its `.ids`, and an `.ids` with no segment
@@ -355,7 +401,7 @@ def _check_segments(store: LedgerStore, entries: list[TreeEntry], tree: str | No
                 verdict.problems.append((path, "not a segment file (.parquet or .ids)"))
             continue
         listed = blobs.get(by_path[base + ".ids"].oid) if base + ".ids" in by_path else None
-        problem = _segment_problem(blobs.get(by_path[path].oid, b""), listed, verdict.warnings, path)
+        problem = _segment_problem(blobs.get(by_path[path].oid, b""), listed, verdict.warnings, path, known)
         if problem:
             verdict.problems.append((path, problem))
             if base + ".ids" in by_path:
@@ -368,7 +414,9 @@ def _partner(path: str) -> str:
     return path.removesuffix(".ids") + ".parquet"
 
 
-def _segment_problem(data: bytes, listed: bytes | None, warnings: list[str], path: str) -> str | None:
+def _segment_problem(
+    data: bytes, listed: bytes | None, warnings: list[str], path: str, known: Known | None = None
+) -> str | None:
     import pyarrow as pa  # lazy: only a compacted ledger has segments
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -394,7 +442,10 @@ def _segment_problem(data: bytes, listed: bytes | None, warnings: list[str], pat
         return "its id column holds a missing or repeated id"
     if listed.decode("utf-8", "replace").split() != ids:
         return f"its ids differ from {path.removesuffix('.parquet')}.ids"
-    bad, said = _check_rows(0, ids, types, bodies)
+    rows = list(range(len(ids)))
+    if known is not None:  # rows this clone holds byte for byte bring nothing new
+        rows = [n for n in rows if bodies[n] is None or not known.holds_body(blob_id(bodies[n].encode()))]
+    bad, said = _check_rows_split(rows, ids, types, bodies)
     warnings.extend(f"{path}: {w}" for w in said)
     if bad:
         shown = "; ".join(f"row {n} (id {ids[n]!r}): {why}" for n, why in bad[:_SHOWN])
@@ -402,13 +453,47 @@ def _segment_problem(data: bytes, listed: bytes | None, warnings: list[str], pat
     return None
 
 
-def _check_rows(
-    first: int, ids: Sequence[str], types: Sequence[str | None], bodies: Sequence[str | None]
+# A segment of more rows than this is checked by one forked process per core: the rows are
+# pure Python work (a JSON parse and re-encode each), so threads would not help.
+PARALLEL_ROWS = 50_000
+_SHARED: tuple[Sequence[str], Sequence[str | None], Sequence[str | None]] | None = None
+
+
+def _check_rows_split(
+    rows: list[int], ids: Sequence[str], types: Sequence[str | None], bodies: Sequence[str | None]
 ) -> tuple[list[tuple[int, str]], list[str]]:
-    """(row number, problem) of each bad row, and the warnings, for rows from `first` on."""
+    """`_check_rows` over `rows`, split across forked workers for a large segment (they
+    inherit the columns; only row numbers and findings cross the pipe)."""
+    global _SHARED
+    cores = min(os.cpu_count() or 1, 8)
+    if len(rows) < PARALLEL_ROWS or cores < 2 or not hasattr(os, "fork"):
+        return _check_rows(rows, ids, types, bodies)
+    import multiprocessing
+
+    size = -(-len(rows) // cores)
+    parts = [rows[i : i + size] for i in range(0, len(rows), size)]
+    _SHARED = (ids, types, bodies)
+    try:
+        with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
+            found = pool.map(_check_shared_rows, parts)
+    finally:
+        _SHARED = None
+    return [b for part, _w in found for b in part], [w for _b, said in found for w in said]
+
+
+def _check_shared_rows(rows: list[int]) -> tuple[list[tuple[int, str]], list[str]]:
+    assert _SHARED is not None
+    return _check_rows(rows, *_SHARED)
+
+
+def _check_rows(
+    rows: Sequence[int], ids: Sequence[str], types: Sequence[str | None], bodies: Sequence[str | None]
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """(row number, problem) of each bad row among `rows`, and the warnings."""
     bad: list[tuple[int, str]] = []
     warnings: list[str] = []
-    for n, (rid, etype, body) in enumerate(zip(ids, types, bodies), first):
+    for n in rows:
+        rid, etype, body = ids[n], types[n], bodies[n]
         if body is None:
             bad.append((n, "no body"))
             continue
@@ -462,7 +547,7 @@ def incoming_verdict(store: LedgerStore, fetched: str) -> Verdict:
     if tip is not None and store.repo.is_ancestor(fetched, tip):
         return Verdict()
     brought = store.brought_by(tip, fetched)
-    verdict = check_files(store, brought, fetched)
+    verdict = check_files(store, brought, fetched, Known(store, tip) if tip is not None else None)
     if verdict.problems and tip is not None:
         held = _quarantined(store, tip, {e.path: e.oid for e in brought if e.path in verdict.bad_paths()})
         verdict.problems = [(p, why) for p, why in verdict.problems if p not in held]

@@ -251,3 +251,24 @@ def test_a_pulled_segment_checks_only_the_rows_this_clone_does_not_hold(
     verdict = verify.incoming_verdict(store_b, fetched)
     assert verdict.problems == []
     assert checked == [new["id"]]  # the compacted rows b holds byte for byte were skipped
+
+
+def test_a_repaired_clone_does_not_take_the_quarantined_file_back_on_pull(pair: tuple[Path, Path, str]) -> None:
+    """b held a bad file from before the check, repaired it; the remote still has it: a pull
+    is not refused for it, and the merge does not put it back in events/."""
+    a, b, _rid = pair
+    bad = _bad_files(git(a, "rev-parse", "HEAD").strip())["spaces"]
+    _push_planted(a, bad)
+    plant(b, bad)  # as a pull before this check existed would have left it
+    proc = run_mlci(b, "ledger", "fsck", "--repair")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    commit(a, {"metrics.json": json.dumps({"acc": 0.7})}, "later")
+    assert run_mlci(a, "capture").returncode == 0
+    git(a, "push", "-q", "--no-verify", "origin", "refs/mlci/ledger:refs/mlci/ledger")
+    proc = run_mlci(b, "ledger", "pull")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (path,) = bad
+    assert not git(b, "ls-tree", "refs/mlci/ledger", "--", path).strip()
+    assert git(b, "ls-tree", "refs/mlci/ledger", "--", "quarantine/" + path).strip()
+    proc = run_mlci(b, "ledger", "fsck")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -28,6 +28,7 @@ from mlci_tui.scrub import scrub
 
 EVENTS_DIR = "events/"
 SEGMENTS_DIR = "segments/"
+QUARANTINE_DIR = "quarantine/"  # where `ledger fsck --repair` moves bad files; nothing reads it
 COMMITTER = "mlci <mlci@localhost>"
 MAX_ATTEMPTS = 60
 # A ref lock is held for well under a millisecond; one older than this was left by a writer
@@ -271,7 +272,21 @@ class LedgerStore:
             out.pop(resolved_path(pair.id, blob), None)  # their decision is not ours: it stays open here
             if (pair.id, blob) not in decided:
                 out[conflict_path(pair.id, blob)] = pair.their_blob or pair.theirs
+        for path in self._quarantined(tip, out):
+            del out[path]  # `fsck --repair` moved these very bytes aside: a pull does not bring them back
         return out
+
+    def _quarantined(self, tip: str, out: Changes) -> list[str]:
+        """The paths of `out` whose blob the tree at `tip` holds under `quarantine/<path>`."""
+        held = self.repo.ls_tree(tip, [QUARANTINE_DIR], recursive=True)
+        if not held:
+            return []
+        return [
+            path
+            for e in held
+            for path in [e.path.removeprefix(QUARANTINE_DIR)]
+            if isinstance(out.get(path), str) and out[path] == e.oid
+        ]
 
     def _segment_ids(self, tip: str) -> set[str]:
         lists = [e for e in self.repo.ls_tree(tip, [SEGMENTS_DIR]) if e.path.endswith(".ids")]

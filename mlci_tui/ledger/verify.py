@@ -25,9 +25,8 @@ from mlci_tui.gitio import TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.conflicts import blob_id
 from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_STATE_OF
-from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore
+from mlci_tui.ledger.store import EVENTS_DIR, QUARANTINE_DIR, SEGMENTS_DIR, LedgerStore
 
-QUARANTINE_DIR = "quarantine/"  # where `fsck --repair` moves bad files; nothing reads it
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # the params/metrics file limit: no record legitimately holds more
 # A params file may nest 64 deep (config `limits`); a run record puts it 3 levels down.
 MAX_DEPTH = 96

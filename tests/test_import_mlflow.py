@@ -266,6 +266,7 @@ def make_accounting_file_store(root: Path) -> None:
     _write(root / "models" / "m" / "version-2" / "meta.yaml", version.format(stage="None", t=T0, run=DELETED, v=2))
     _write(root / "models" / "m" / "aliases" / "champion", "1")
     _write(root / "models" / "m" / "aliases" / "challenger", "2")
+    _write(root / "models" / "m" / "aliases" / "two words", "1")  # not a stage name mlci accepts
 
 
 def make_accounting_sqlite_store(path: Path) -> None:
@@ -297,7 +298,10 @@ def make_accounting_sqlite_store(path: Path) -> None:
             "INSERT INTO model_versions VALUES ('m', ?, ?, ?, '', 'ada', ?, '', ?, 'READY', '', '', '')",
             [version, T0, T0, stage, run_id],
         )
-    con.executemany("INSERT INTO registered_model_aliases VALUES (?, ?, 'm')", [("champion", 1), ("challenger", 2)])
+    con.executemany(
+        "INSERT INTO registered_model_aliases VALUES (?, ?, 'm')",
+        [("champion", 1), ("challenger", 2), ("two words", 1)],
+    )
     con.commit()
     con.close()
 
@@ -323,13 +327,14 @@ def test_every_run_accounted_for(repo: Path, tmp_path: Path, kind: str) -> None:
         no_meta = []
     total, skipped = 5 + len(no_meta), 2 + len(no_meta)
     by_reason = "1 deleted, 1 its experiment is deleted" + (", 1 no meta.yaml" if no_meta else "")
-    by_reason = f"skipped {skipped} run(s) ({by_reason}) and 1 experiment(s) (1 deleted (no runs)) and 1 promotion(s)"
+    by_reason = f"skipped {skipped} run(s) ({by_reason}) and 1 experiment(s) (1 deleted (no runs)) and 2 promotion(s)"
     expected_skips = [
         by_reason,
         f"skipped run {DELETED} (gone) in experiment 1 (exp): deleted",
         f"skipped run {TRASHED} (old-run) in experiment 2 (old): its experiment is deleted",
         f"skipped model m version 2 (run {DELETED}) to challenger: its run is not imported",
         "skipped experiment 3 (empty): deleted (no runs)",
+        "skipped model m version 1 to 'two words': stage 'two words': must be 1 to 128 characters with no spaces",
         *no_meta,
     ]
 

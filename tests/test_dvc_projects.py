@@ -373,3 +373,18 @@ def _shown_branches(root: Path, sha: str) -> list[str]:
     proc = run_mlci(root, "show", sha, "--json")
     assert_clean_exit(proc)
     return list(json.loads(proc.stdout)["branches"])
+
+
+def test_record_in_ci_reads_the_metrics_dvc_keeps_out_of_git(tmp_path: Path) -> None:
+    """What init tells a project whose metrics DVC caches: `mlci record --commit HEAD` after
+    `dvc repro` records the files dvc.yaml declares, from the working tree."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    shas = build(root, "kept_out")
+    write(root, {"eval/metrics.json": json.dumps({"auc": 0.77})})  # what `dvc repro` wrote; ignored by git
+    assert git(root, "status", "--porcelain").strip() == ""
+    proc = run_mlci(root, "record", "--commit", "HEAD")
+    assert_clean_exit(proc)
+    rows = query(root, 'SELECT r.kind, r."commit", m.file, m.name, m.value FROM runs r JOIN metrics m USING (run_id)')
+    assert ("ci", shas[1], "eval/metrics.json", "auc", 0.77) in rows
+    assert ("ci", shas[1], "reports/metrics.txt", "Accuracy", 0.9) in rows

@@ -236,3 +236,33 @@ def test_every_event_type_is_scrubbed_before_it_is_written(repo: Path) -> None:
     for secret in (GH_TOKEN, hf, openai, "hunter2x"):
         assert secret not in text, secret
     assert text.count(MASK) >= 5 and "t" * 26 in text  # ids stay
+
+
+def test_every_kind_detect_secrets_knows_stays_out_of_the_ledger_and_the_report(repo: Path) -> None:
+    """A params file holding a secret of every kind (tests/test_secrets_detect.py), under plain
+    and secret-like names, a commit message and a note holding some: neither the ledger's
+    history (`git log -p`) nor the Markdown report holds any random part of any of them."""
+    from test_secrets_detect import SECRETS, _parts
+
+    params = {
+        "sources": {f"s{i}": secret for i, secret in enumerate(SECRETS.values())},
+        "auth": {"hf_token": SECRETS["Hugging Face token"], "db_password": "hunter2hunter2"},
+        "train": {"lr": 0.01, "pad_token": "[PAD]"},
+    }
+    write(repo, {"params.yaml": json.dumps(params, indent=2) + "\n", "metrics.json": '{"acc": 0.5}\n'})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"train with {SECRETS['GitHub token']}\n\n{SECRETS['Slack webhook']}")
+    for argv in (["capture"], ["record", "--name", "nightly"], ["note", "HEAD", f"key {SECRETS['OpenAI key']}"]):
+        proc = run_mlci(repo, *argv)
+        assert proc.returncode == 0, (argv, proc.stderr)
+    report = repo / "report.md"
+    proc = run_mlci(repo, "report", "--format", "md", "-o", str(report))
+    assert proc.returncode == 0, proc.stderr
+    history = git(repo, "log", "-p", "refs/mlci/ledger")
+    texts = {"git log -p": history, "report": report.read_text()}
+    assert "train.pad_token" in history and "[PAD]" in history  # what is not a secret stays
+    for kind, secret in SECRETS.items():
+        for part in _parts(secret):
+            for where, text in texts.items():
+                assert part not in text, (kind, part, where)
+    assert "hunter2hunter2" not in history

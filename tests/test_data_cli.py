@@ -302,3 +302,17 @@ def test_init_ignores_the_cache_and_the_local_credentials(repo: Path) -> None:
     write(repo, {".mlci/config.local.yaml": "remotes: {}\n", ".mlci/cache/ab/cdef": "x"})
     ignored = git(repo, "check-ignore", ".mlci/config.local.yaml", ".mlci/cache/ab/cdef").split()
     assert ignored == [".mlci/config.local.yaml", ".mlci/cache/ab/cdef"]
+
+
+def test_a_symlinked_mlci_folder_is_not_taken_for_a_pointer(tmp_path: Path) -> None:
+    """`.mlci` may be a link to a cache on another disk: git lists the link, which names no dataset."""
+    root = tmp_path / "r"
+    root.mkdir()
+    (tmp_path / "state").mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / ".mlci").symlink_to(tmp_path / "state")
+    (root / "x.csv").write_text("a,b\n1,2\n")
+    assert run_mlci(root, "data", "add", "x.csv").returncode == 0
+    proc = run_mlci(root, "data", "status")
+    assert proc.returncode == 0, proc.stderr
+    assert "x.csv" in proc.stdout and "unchanged" in proc.stdout

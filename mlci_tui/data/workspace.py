@@ -127,8 +127,12 @@ def list_pointer_files(root: Path) -> list[str]:
         root,
     )
     names = [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+    # `.mlci` and `.dvc` themselves (the state folders, listed when one is a symlink) name no dataset
     return sorted(
-        n for n in dict.fromkeys(names) if n.endswith((POINTER_SUFFIX, DVC_SUFFIX)) or n.split("/")[-1] == DVC_LOCK
+        n
+        for n in dict.fromkeys(names)
+        if (n.endswith((POINTER_SUFFIX, DVC_SUFFIX)) and n.split("/")[-1] not in (POINTER_SUFFIX, DVC_SUFFIX))
+        or n.split("/")[-1] == DVC_LOCK
     )
 
 

@@ -141,6 +141,72 @@ class Struct(Schema):
         return out
 
 
+class Probability(Schema):
+    """A number strictly between 0 and 1: a confidence level."""
+
+    expected = "a number between 0 and 1 (exclusive)"
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise fail(path, f"expected {self.expected}, got {_type_name(value)} {value!r}")
+        return float(value)
+
+
+class OneOfKeys(Struct):
+    """A Struct that also checks which of its keys go together (`rule(value) -> why or None`)."""
+
+    def __init__(self, fields: dict[str, tuple[Schema, Any]], rule: Callable[[dict[str, Any]], str | None]) -> None:
+        super().__init__(fields)
+        self.rule = rule
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        out = super().check(value, path, fail)
+        why = self.rule(out)
+        if why:
+            raise fail(path, why)
+        return out
+
+
+def _repeats_rule(value: dict[str, Any]) -> str | None:
+    if value["seed_param"] and value["seed_env"]:
+        return "give seed_param or seed_env, not both"
+    if value["count"] > 1 and not (value["seed_param"] or value["seed_env"]):
+        return "count > 1 needs seed_param (a params name) or seed_env (an environment variable) to vary the seed"
+    return None
+
+
+def _per_example_rule(value: dict[str, Any]) -> str | None:
+    if not value["path"] or not value["key"]:
+        return "needs path and key"
+    pair = (value["label"], value["prediction"])
+    if bool(value["score"]) == any(pair) or (any(pair) and not all(pair)):
+        return "give score (a column), or label and prediction (two columns), not both"
+    return None
+
+
+# `train.repeats`: one commit trained `count` times, each with its own seed (`mlci record --repeat`, CI, sweeps)
+REPEATS = OneOfKeys(
+    {
+        "count": (Number(integer=True, minimum=1), 1),
+        "seed_param": (Str(), None),  # a params name set to the repeat's seed (0, 1, ...)
+        "seed_env": (Str(), None),  # or an environment variable
+    },
+    _repeats_rule,
+)
+# `gate.per_example`: the evaluation's per-example results, read at each side's commit (gate.py)
+PER_EXAMPLE = OneOfKeys(
+    {
+        "path": (Str(), None),  # a Parquet, CSV or JSON-lines file in the run's commit (git or a data pointer)
+        "key": (Str(), None),  # the example id column: both sides must hold the same keys
+        "score": (Str(), None),  # a per-example score column (0/1 correct: McNemar too)
+        "label": (Str(), None),  # or a label and a prediction column: score = label == prediction
+        "prediction": (Str(), None),
+        "metric": (Str(), None),  # the gate rule it informs (default: the one rule with a confidence)
+        "test": (Enum("auto", "bootstrap", "normal"), "auto"),  # auto: normal from 10,000 examples, else bootstrap
+    },
+    _per_example_rule,
+)
+
 METRIC_FIELD = Struct({"direction": (Enum("max", "min"), None)})
 GATE_RULE = Struct(
     {
@@ -152,6 +218,8 @@ GATE_RULE = Struct(
         "min": (Number(), None),  # floor, whatever the baseline
         "max": (Number(), None),  # ceiling, whatever the baseline
         "required": (Bool(), False),  # a missing metric fails
+        "confidence": (Probability(), None),  # with repeats or per-example results: a non-inferiority test
+        "test": (Enum("auto", "welch", "bootstrap"), "auto"),  # repeats: Welch's t (auto) or a bootstrap
     }
 )
 
@@ -170,7 +238,13 @@ SECTIONS: dict[str, Schema] = {
             "trust": (TRUST, lambda: dict.fromkeys(TRUST.fields)),
         }
     ),
-    "train": Struct({"command": (Str(), None), "deps": (ListOf(Str()), list)}),
+    "train": Struct(
+        {
+            "command": (Str(), None),
+            "deps": (ListOf(Str()), list),
+            "repeats": (REPEATS, lambda: {"count": 1, "seed_param": None, "seed_env": None}),
+        }
+    ),
     "limits": Struct(
         {
             "max_file_mb": (Number(minimum=0), 64),
@@ -189,6 +263,7 @@ SECTIONS: dict[str, Schema] = {
             "stale": (Enum("fail", "warn"), "warn"),  # a stale candidate fails or warns
             "eval_data": (ListOf(Str()), list),  # datasets the metrics were evaluated on
             "rules": (MapOf(GATE_RULE), dict),
+            "per_example": (PER_EXAMPLE, None),  # absent: no per-example evaluation
         }
     ),
 }

@@ -1,7 +1,8 @@
 """Listings in the four formats every command shares: table, json, csv, md.
 
-Every cell passes through the display sanitiser (table, csv, md) or is JSON-escaped (json),
-so names, messages and values from the data print inertly in every format. Numbers are
+Every cell passes through the display sanitiser (table, md), `csv_cell` (csv: controls
+removed, formulas made inert) or is JSON-escaped (json), so names, messages and values from
+the data print inertly in every format. Numbers are
 written by `numbers`: five significant digits in a table or Markdown, widened per column
 until its values print differently; twelve in CSV.
 """
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from mlci_tui.numbers import HUMAN_DIGITS, MAX_DIGITS, NAN, NEG_INF, POS_INF, digits_to_tell_apart, number_text
-from mlci_tui.sanitize import display, markdown_cell
+from mlci_tui.sanitize import display, markdown_cell, plain
 
 FORMATS = ("table", "json", "csv", "md")
 MAX_CELL = 48
@@ -67,9 +70,11 @@ def write(
     *,
     truncate: bool = True,
     compared: tuple[str, str] | None = None,
+    raw: bool = False,
 ) -> None:
     """`rows` in `fmt`. `compared` names two columns holding a baseline and its candidate: in
-    each row those two print in the digits that tell them apart."""
+    each row those two print in the digits that tell them apart. `raw`: CSV text cells keep a
+    leading `= + - @` (`csv_cell`)."""
     if fmt == "json":
         # one object per line: json.dumps(indent=...) falls back to the pure-Python encoder,
         # which cost 40% of `mlci runs --json` over 1,000 runs (benchmarks/bench_peers.py)
@@ -79,9 +84,9 @@ def write(
         import csv  # lazy: output is on the memoised `runs --json` path; only --format csv pays for csv
 
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([_inert_in_a_sheet(display(c)) for c in columns])
+        writer.writerow([csv_cell(c, raw=raw) for c in columns])
         for r in rows:
-            writer.writerow([_inert_in_a_sheet(display(cell_text(r.get(c), MAX_DIGITS))) for c in columns])
+            writer.writerow([_csv_value(r.get(c), raw) for c in columns])
     elif fmt == "md":
         digits = column_digits(rows, columns)
         out.write("| " + " | ".join(markdown_cell(c) for c in columns) + " |\n")
@@ -113,19 +118,48 @@ def _row_texts(
     return [cell_text(row.get(c), d) for c, d in zip(columns, digits)]
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# what a spreadsheet runs as a formula (OWASP: CSV injection); tabs and line breaks are spaces by then
+_FORMULA_START = ("=", "+", "-", "@")
+# a number as text (DuckDB's CSV spells non-finite values inf/nan, mlci's NaN/Infinity): not a formula
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
 
 
-def _inert_in_a_sheet(text: str) -> str:
-    """A CSV cell a spreadsheet would run as a formula (`=HYPERLINK(...)`, `@SUM`, `+cmd`) gets a
-    leading `'`, as OWASP advises; a number (`-0.5`) stays as it is."""
-    if not text.startswith(_FORMULA_START):
+def csv_cell(text: str, *, raw: bool = False, number: bool = False) -> str:
+    """One CSV cell, inert: control and bidi characters removed, line breaks and tabs made spaces
+    (`sanitize.plain`: a cell is one line of data), and a text cell a spreadsheet would run as a
+    formula (`=HYPERLINK(...)`, `@SUM`, `+cmd`, ` -1+1`) prefixed with `'`, as OWASP advises,
+    unless `raw`. A number (`number`: the cell holds one, `-Infinity` included) or a text that
+    spells one (`-0.25`, `+1`, DuckDB's `-inf`) is never prefixed."""
+    text = plain(text)
+    if raw or not text.lstrip(" ").startswith(_FORMULA_START):
         return text
+    if number or _NUMBER.fullmatch(text.strip(" ")):
+        return text
+    return "'" + text
+
+
+def _csv_value(value: Any, raw: bool) -> str:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return csv_cell(cell_text(value, MAX_DIGITS), raw=raw, number=number)
+
+
+def inert_csv_file(path: str | Path, *, raw: bool = False) -> None:
+    """Rewrite a CSV file another writer made (DuckDB's `COPY`: `mlci export`) with every cell
+    through `csv_cell`, in place (a temporary file renamed over it)."""
+    import csv
+    import os
+
+    source = Path(path)
+    tmp = source.with_name(f".{source.name}.{os.getpid()}.inert")
     try:
-        float(text)
-    except ValueError:
-        return "'" + text
-    return text
+        with source.open(newline="", encoding="utf-8") as src, tmp.open("w", newline="", encoding="utf-8") as dst:
+            writer = csv.writer(dst, lineterminator="\n")
+            for row in csv.reader(src):
+                writer.writerow([csv_cell(cell, raw=raw) for cell in row])
+        os.replace(tmp, source)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def column_digits(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[int]:

@@ -31,6 +31,16 @@ def display(value: object, *, multiline: bool = False) -> str:
     return pattern.sub(_escape, text)
 
 
+_BREAKS = "\t\n\x0b\x0c\r\x85\u2028\u2029"
+
+
+def plain(value: object) -> str:
+    """`value` with every control or bidi character removed and each line break or tab made a
+    space: for a CSV cell, which stays data (no visible escapes added) and one line."""
+    text = value if isinstance(value, str) else str(value)
+    return _UNSAFE_KEEP_NOTHING.sub(lambda m: " " if m.group() in _BREAKS else "", text)
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 
 

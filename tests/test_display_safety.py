@@ -110,7 +110,9 @@ def test_no_raw_control_or_bidi_character_in_any_format(
     assert "Traceback" not in proc.stderr
     _check_inert(proc.stdout)
     _check_inert(proc.stderr)
-    if fmt in ("csv", "md") or (fmt == "table" and command != "sql"):
+    if fmt == "csv":  # CSV is data: the characters are dropped, the text around them kept (output.csv_cell)
+        assert "R [2J]8;;https://evil.exampleL" in proc.stdout, proc.stdout
+    elif fmt == "md" or (fmt == "table" and command != "sql"):
         # the text is shown, made visible, not dropped (sql's table cuts long cells short)
         assert "\\x1b[2J" in proc.stdout.replace("\\\\", "\\").replace("\\[", "["), proc.stdout
         assert "\\u202e" in proc.stdout.replace("\\\\", "\\"), proc.stdout

@@ -74,3 +74,51 @@ def test_csv_cells_a_spreadsheet_would_run_are_made_inert(repo: Path) -> None:
     assert "'=HYPERLINK" in proc.stdout and ',"=HYPERLINK' not in proc.stdout
     sql = run_mlci(repo, "sql", "SELECT name, metrics['acc'] AS acc FROM runs", "--csv").stdout.splitlines()
     assert sql[1].startswith("\"'=HYPERLINK") and sql[1].endswith(",-0.5")  # a negative number stays a number
+
+
+def _csv(text: str) -> list[list[str]]:
+    import csv
+    import io
+
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_every_csv_output_strips_controls_and_neutralises_formulas_unless_raw(repo: Path) -> None:
+    """`runs --csv`, `sql --csv` and `export FILE.csv` share one rule (output.csv_cell): control
+    and bidi characters removed, line breaks and tabs a space, a text cell starting with
+    `= + - @` (after spaces) prefixed with `'`, numbers and numeric text left alone; `--raw`
+    keeps the formula text (never the control characters)."""
+    git(repo, "commit", "-q", "--allow-empty", "-m", "init")
+    write(
+        repo,
+        {
+            "metrics.json": '{"acc": -0.5, "loss": 1e-7}',
+            "params.yaml": 'opt: "@SUM(A1)"\nshift: "-0.25"\nlabel: " -1+cmd|calc"\nplus: "+1"\n',
+        },
+    )
+    name = "\x1b[31mred\x1b[0m \u202eevil\u2066 line\nbreak\x07"
+    assert run_mlci(repo, "record", "--name", name).returncode == 0, "record"
+    query = "SELECT name, params['opt'] AS opt, params['shift'] AS shift, params['label'] AS label, params['plus'] AS plus, metrics['acc'] AS acc FROM runs"
+    expected = ["[31mred[0m evil line break", "'@SUM(A1)", "-0.25", "' -1+cmd|calc", "+1", "-0.5"]
+    rows = _csv(run_mlci(repo, "sql", query, "--csv").stdout)
+    assert rows[1] == expected, rows
+    raw = _csv(run_mlci(repo, "sql", query, "--csv", "--raw").stdout)
+    assert raw[1] == ["[31mred[0m evil line break", "@SUM(A1)", "-0.25", " -1+cmd|calc", "+1", "-0.5"], raw
+
+    listing = run_mlci(repo, "runs", "--csv").stdout
+    assert "\x1b" not in listing and "\u202e" not in listing and "\x07" not in listing
+    assert "[31mred[0m evil line break" in listing
+
+    out = repo / "out.csv"
+    assert run_mlci(repo, "export", str(out)).returncode == 0
+    params = _csv((repo / "out.params.csv").read_text())
+    values = {row[2]: row[3] for row in params[1:]}
+    assert values["opt"] == "'@SUM(A1)" and values["label"] == "' -1+cmd|calc" and values["shift"] == "-0.25"
+    runs = (repo / "out.runs.csv").read_text()
+    assert "\x1b" not in runs and "\u202e" not in runs and "[31mred[0m evil line break" in runs
+    metrics = _csv((repo / "out.metrics.csv").read_text())
+    assert sorted(row[-1] for row in metrics[1:]) == ["-0.5", "1e-07"]  # numbers as DuckDB wrote them
+    assert run_mlci(repo, "export", str(out), "--force", "--raw").returncode == 0
+    values = {row[2]: row[3] for row in _csv((repo / "out.params.csv").read_text())[1:]}
+    assert values["opt"] == "@SUM(A1)" and values["label"] == " -1+cmd|calc"
+    assert not list(repo.glob(".out*"))  # no temporary file left

@@ -7,6 +7,7 @@ the arguments, and the CI steps (ci/steps.py) call them directly.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import re
@@ -89,7 +90,8 @@ def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str] | No
     from mlci_tui.ledger.cache import CACHE_SCHEMA
 
     key = f"mlci-listing {LedgerStore(repo).tip() or '-'} {CACHE_SCHEMA} {__version__}"
-    return repo.state_dir / f"runs-listing.{args.format}", key
+    raw = ".raw" if args.raw and args.format == "csv" else ""  # `--raw` keeps formulas: a listing of its own
+    return repo.state_dir / f"runs-listing.{args.format}{raw}", key
 
 
 def runs(args: argparse.Namespace) -> int:
@@ -132,7 +134,7 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
         listing = list_runs(con, where=args.where, sort=args.sort, limit=limit)
     runs = listing.runs
     if args.format in ("json", "csv"):
-        output.write([r.listed() for r in runs], LISTED_FIELDS, args.format, out)
+        output.write([r.listed() for r in runs], LISTED_FIELDS, args.format, out, raw=args.raw)
         return 0
     shown_metrics = [k for k in listing.metric_keys if any(k in r.metrics for r in runs)][:8]
     shown_params = [k for k in listing.param_keys if args.all_params or _differs(runs, k)][:6]
@@ -186,7 +188,7 @@ def sql(args: argparse.Namespace) -> int:
     with open_ledger(repo) as con:
         names, rows = run_sql(con, args.query)
     if names:
-        output.write(rows, names, args.format, sys.stdout)
+        output.write(rows, names, args.format, sys.stdout, raw=args.raw)
     return 0
 
 
@@ -324,10 +326,19 @@ def export(args: argparse.Namespace) -> int:
     """
     from mlci_tui.ledger.query.export import export as write_export
 
-    written = write_export(Repo.find(), Path(args.file), table=args.table, where=args.where, force=args.force)
+    finish = functools.partial(output.inert_csv_file, raw=args.raw)
+    written = write_export(
+        Repo.find(), Path(args.file), table=args.table, where=args.where, force=args.force, finish_csv=finish
+    )
     for path in written:
         say(f"wrote {path}")
     return 0
+
+
+def _add_raw(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--raw", action="store_true", help="CSV: keep a text cell's leading = + - @ (default: prefixed with ')"
+    )
 
 
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -344,12 +355,14 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=int, help="at most N runs (default 50 in a table, all otherwise; 0 = all)")
     p.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
     add_format_options(p)
+    _add_raw(p)
     p = add_command(sub, "show", show)
     p.add_argument("run", help="run id or prefix, promoted stage, or commit-ish")
     add_format_options(p)
     p = add_command(sub, "sql", sql)
     p.add_argument("query")
     add_format_options(p)
+    _add_raw(p)
     p = add_command(sub, "tag", tag)
     p.add_argument("run")
     p.add_argument("name")
@@ -369,3 +382,4 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--where", help="only runs matching this SQL predicate over the runs view")
     p.add_argument("--force", action="store_true", help="replace existing files")
+    _add_raw(p)

@@ -12,6 +12,7 @@ leaves no half-written file. JSON is strict JSON: NaN and infinities become the 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,16 @@ def _nested_sql(where: str) -> str:
 
 
 def export(
-    repo: Repo, target: Path, *, table: str | None = None, where: str | None = None, force: bool = False
+    repo: Repo,
+    target: Path,
+    *,
+    table: str | None = None,
+    where: str | None = None,
+    force: bool = False,
+    finish_csv: Callable[[Path], None] | None = None,
 ) -> list[Path]:
-    """Write the export; returns the files written."""
+    """Write the export; returns the files written. `finish_csv` rewrites each CSV file before
+    it is renamed into place (`output.inert_csv_file`, which this layer cannot import)."""
     import duckdb
 
     fmt = format_of(target)
@@ -126,6 +134,8 @@ def export(
                 if fmt in ("json", "jsonl"):
                     sql = strict_json_sql(con, sql)
                 con.execute(f"COPY ({sql}) TO '{_quote(str(tmp))}' {_copy_options(fmt)}")
+                if fmt == "csv" and finish_csv is not None:
+                    finish_csv(tmp)
                 os.replace(tmp, path)
             except duckdb.Error as exc:
                 raise InputError(f"export: {first_line(exc)}" + (" (check --where)" if where else "")) from None

@@ -613,3 +613,21 @@ def to_json(chart: Chart) -> dict[str, Any]:
             for side, s in chart.sides.items()
         },
     }
+
+
+def read_run_plots(repo: Repo, limits: Limits, run_ids: Sequence[str], *, limit: int = 50) -> tuple[DvcPlots, str]:
+    """The DVC plots of runs' commits, for the TUI: the first run as the candidate, the second
+    (if any) as the baseline; and a note naming a run without a commit (its plots cannot be read)."""
+    from mlci_tui.ledger.held import open_cache
+
+    wanted = list(run_ids[:2])
+    if not wanted:
+        return DvcPlots(), "no run to read plots for"
+    with open_cache(repo) as con:
+        commits = dict(
+            con.execute("SELECT run_id, commit FROM runs WHERE list_contains(?, run_id)", [wanted]).fetchall()
+        )
+    head, base = commits.get(wanted[0]), commits.get(wanted[1]) if len(wanted) > 1 else None
+    if head is None:
+        return DvcPlots(), f"run {wanted[0][:8]} has no commit: its DVC plots cannot be read"
+    return read_plots(repo, limits, head, base, limit=limit), ""

@@ -68,6 +68,7 @@ ACTIONS: list[Action] = [
     Action("plot", "1", "mode('steps')", "Steps", "A metric against step, one line per run"),
     Action("plot", "2", "mode('commits')", "Commits", "A metric along the commit history of HEAD"),
     Action("plot", "3", "mode('scatter')", "Scatter", "A param against a metric over the filtered runs"),
+    Action("plot", "4", "mode('dvc')", "DVC", "The x/y plots dvc.yaml declares (ROC, PR, ...): run vs baseline"),
     Action("plot", "m", "next_metric", "Metric", "Plot the next metric"),
     Action("plot", "x", "next_param", "Param", "Scatter against the next param", show=False),
 ]

@@ -898,3 +898,44 @@ def test_an_open_ledger_conflict_shows_in_the_status_bar(lab: Path) -> None:
         assert "conflict" not in screen_text(app)
 
     run_app(lab, scenario)
+
+
+def test_plot_mode_4_draws_the_dvc_plots_of_two_runs(repo: Path) -> None:
+    """dvc.yaml's x/y plots (a ROC curve on fpr/tpr) for the marked runs: candidate and baseline overlaid."""
+    import dvc_plot_project as project
+    from conftest import commit
+
+    shas = project.build(repo, commit)
+    assert run_mlci(repo, "capture", "HEAD~1", "HEAD").returncode == 0
+
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        t = table(app)
+        assert len(t.run_ids()) == 2
+        for row in range(2):  # the newest (candidate) first, then the baseline
+            t.move_cursor(row=row)
+            await pilot.press("space")
+        await pilot.press("p")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, PlotScreen)
+        await pilot.press("4")
+        await settle(pilot)
+        await wait_until(pilot, lambda: screen.chart is not None and screen.chart.series, what="the DVC plot")
+        assert screen.dvc_plots == ["loss_and_acc", "eval/roc.json", "eval/prc.json", "logs/loss.csv"]
+        assert screen.metric == "loss_and_acc" and screen.chart is not None and screen.chart.title == "training"
+        await pilot.press("m")  # the next declared plot
+        await settle(pilot)
+        await wait_until(pilot, lambda: screen.metric == "eval/roc.json", what="the ROC plot")
+        chart = screen.chart
+        assert chart is not None and chart.title == "ROC curve" and (chart.xlabel, chart.ylabel) == ("fpr", "tpr")
+        assert sorted(s.label.split()[0] for s in chart.series) == ["baseline", "candidate"]
+        candidate = next(s for s in chart.series if s.label.startswith("candidate"))
+        assert candidate.x == project.ROC_FPR
+        assert "ROC curve" in screen_text(app)
+        await pilot.press("m")
+        await settle(pilot)
+        await wait_until(pilot, lambda: screen.metric == "eval/prc.json", what="the PR plot")
+        assert screen.chart is not None and screen.chart.xlabel == "recall"
+
+    assert shas
+    run_app(repo, scenario)

@@ -14,7 +14,13 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Label, Select, Static
 
 from mlci_tui.ledger.query.runs_view import LedgerInfo
-from mlci_tui.ledger.query.series import load_commit_series, load_scatter, load_step_series, series_coverage
+from mlci_tui.ledger.query.series import (
+    Series,
+    load_commit_series,
+    load_scatter,
+    load_step_series,
+    series_coverage,
+)
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions
 from mlci_tui.tui.messages import PlotFailed, PlotLoaded
@@ -24,7 +30,12 @@ from mlci_tui.tui.widgets.plot import Chart, PlotView
 if TYPE_CHECKING:
     pass
 
-MODES = {"steps": "metric by step", "commits": "metric along commits", "scatter": "param against metric"}
+MODES = {
+    "steps": "metric by step",
+    "commits": "metric along commits",
+    "scatter": "param against metric",
+    "dvc": "DVC plots",
+}
 
 
 class PlotScreen(LedgerScreen):
@@ -41,8 +52,11 @@ class PlotScreen(LedgerScreen):
         self.metric_chosen = False  # by the user; until then the steps plot picks the best-covered series
         self.param: str | None = None
         self.chart: Chart | None = None
+        self.dvc_plots: list[str] | None = None  # the x/y plots dvc.yaml declares, once read
 
     def metric_choices(self) -> list[str]:
+        if self.mode == "dvc":
+            return list(self.dvc_plots or [])
         return list(self.info.steps if self.mode == "steps" else self.info.metrics)
 
     def compose(self) -> ComposeResult:
@@ -109,7 +123,9 @@ class PlotScreen(LedgerScreen):
                     choices,
                     key=lambda m: (coverage.get(m, 0), self.mlci.config.direction(m) is not None, -choices.index(m)),
                 )
-            if metric is None:
+            if mode == "dvc":
+                chart, metric = self._dvc_chart(metric)
+            elif metric is None:
                 chart = Chart("line", "", "", "", empty="no metrics to plot: the ledger has none of this kind yet")
             elif mode == "steps":
                 series = load_step_series(repo, self.run_ids, metric)
@@ -150,11 +166,45 @@ class PlotScreen(LedgerScreen):
             return
         self.post_message(PlotLoaded(generation, (metric, chart)))
 
+    def _dvc_chart(self, plot: str | None) -> tuple[Chart, str | None]:
+        """The x/y plot `plot` (default: the first) of the runs' commits, as dvc.yaml draws it:
+        the first run as candidate, the second as baseline, their lines overlaid."""
+        from mlci_tui.capture.readers import Limits
+        from mlci_tui.report.dvc_plots import XYChart, read_run_plots
+
+        runs = list(self.run_ids)
+        if len(runs) == 1:  # one run: against the runs table's baseline, as the report would
+            shown = self.mlci.runs_screen.result
+            if shown is not None and shown.baseline is not None and shown.baseline.run_id != runs[0]:
+                runs.append(shown.baseline.run_id)
+        plots, why = read_run_plots(self.mlci.repo, Limits.from_config(self.mlci.config.limits), runs)
+        charts = [c for c in plots.charts if isinstance(c, XYChart)]
+        self.dvc_plots = [c.id for c in charts]
+        others = len(plots.charts) - len(charts)
+        chosen = next((c for c in charts if c.id == plot), charts[0] if charts else None)
+        if chosen is None:
+            said = why or "no x/y plot declared in dvc.yaml at this run's commit"
+            if others:
+                said += f" ({others} confusion or image plot(s): `mlci report` draws them)"
+            return Chart("line", "", "", "", empty=said), None
+        series = [
+            Series("", f"{line.side} {line.name}", [x for x, _y in line.points], [y for _x, y in line.points])
+            for line in chosen.lines
+        ]
+        kind = "scatter" if chosen.kind == "scatter" else "line"
+        return Chart(kind, chosen.title or chosen.id, chosen.x_label, chosen.y_label, series), chosen.id
+
     def on_plot_loaded(self, message: PlotLoaded) -> None:
         message.stop()
         if message.generation != self.generation:
             return
         metric, self.chart = message.value
+        if self.mode == "dvc":  # the plot ids are known once dvc.yaml was read
+            with self.prevent(Select.Changed):
+                self.query_one("#plot-metric", Select).set_options(
+                    [(Text(display(m)), m) for m in self.metric_choices()]
+                )
+            self.metric = None
         if metric is not None and metric != self.metric:
             self.metric = metric
             with self.prevent(Select.Changed):

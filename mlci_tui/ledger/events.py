@@ -26,8 +26,9 @@ TRIAL_STATE_OF = {
     "done": "done",
     "failed": "failed",
     "cancelled": "cancelled",
+    "pruned": "pruned",  # stopped by the sweep's pruner: final, like done
 }
-TRIAL_RANK = {"queued": 0, "started": 1, "failed": 2, "cancelled": 2, "requeued": 3, "done": 4}
+TRIAL_RANK = {"queued": 0, "started": 1, "failed": 2, "cancelled": 2, "pruned": 2, "requeued": 3, "done": 4}
 _LABEL = re.compile(r"^[^\s\x00-\x1f\x7f]{1,128}$")
 MAX_NOTE = 64 * 1024
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mlci_tui.config import Enum, MapOf, Number, Schema, Str, Struct
+from mlci_tui.config import Enum, MapOf, Number, Schema, Str, Struct, _type_name
 from mlci_tui.errors import ConfigError
 
 KINDS = ("values", "range", "uniform", "loguniform", "int")
@@ -75,6 +75,52 @@ class ParamSpace(Schema):
         return {kind: nums}
 
 
+class AnyMap(Schema):
+    """A mapping with string keys and any YAML values: keyword arguments handed to a cluster manager."""
+
+    expected = "a mapping"
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise fail(path, f"expected {self.expected} with string keys, got {_type_name(value)} {value!r}")
+        return dict(value)
+
+
+class PushSetting(Schema):
+    """`push:` auto (push when a ledger remote exists), true or false."""
+
+    expected = "auto, true or false"
+
+    def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
+        if value in ("auto", True, False):
+            return value
+        raise fail(path, f"expected {self.expected}, got {_type_name(value)} {value!r}")
+
+
+RESOURCES = Struct(
+    {
+        "gpus": (Number(integer=True, minimum=0), None),  # per trial: CUDA_VISIBLE_DEVICES, Dask resource GPU
+        "gpu_share": (Number(integer=True, minimum=1), None),  # trials per GPU (local); default 1
+        "memory": (Str(r"[0-9.]+\s*[KMGT]i?B?", "a size such as 8GiB or 500MB"), None),  # Dask resource MEMORY
+    }
+)
+BUDGET = Struct(
+    {
+        "max_trials": (Number(integer=True, minimum=1), None),  # trials started, then dispatch stops
+        "max_time": (Number(minimum=0), None),  # seconds since the sweep's first trial started
+        "max_cost": (Number(minimum=0), None),  # trial-hours x price_per_hour
+    }
+)
+CLUSTER = Struct(
+    {
+        "manager": (Str(), None),  # import path: dask_gateway.Gateway (others: see docs/sweeps.md#clusters)
+        "kwargs": (AnyMap(), dict),  # handed to the manager (Gateway(address=..., auth=...))
+        "options": (AnyMap(), dict),  # Gateway cluster options (gateway.new_cluster(**options))
+    }
+)
+
 SWEEP = Struct(
     {
         "command": (Str(), None),  # default: train.command
@@ -90,6 +136,13 @@ SWEEP = Struct(
         "scheduler": (Str(), None),  # dask scheduler address; default: a LocalCluster
         "retries": (Number(integer=True, minimum=0), 1),
         "timeout": (Number(minimum=0), None),  # seconds per trial; none by default
+        "resources": (RESOURCES, None),
+        "pruner": (Enum("median", "hyperband"), None),  # Optuna's pruners, on the metric's dvclive steps
+        "prune_after": (Number(integer=True, minimum=0), None),  # median: finished trials before pruning starts
+        "budget": (BUDGET, None),
+        "price_per_hour": (Number(minimum=0), None),  # per trial-hour, for budget.max_cost
+        "cluster": (CLUSTER, None),  # a Dask cluster mlci creates for the sweep (executor dask)
+        "push": (PushSetting(), "auto"),  # push the ledger as trials finish
     }
 )
 

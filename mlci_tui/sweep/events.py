@@ -8,6 +8,7 @@ once, because the done event and the trial's run have ids derived from the trial
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 from mlci_tui.ledger import records
 from mlci_tui.ledger.events import TRIAL_RANK, TRIAL_STATE_OF
 
-TRANSITIONS = ("queued", "started", "done", "failed", "requeued", "cancelled")
+TRANSITIONS = ("queued", "started", "done", "failed", "requeued", "cancelled", "pruned")
+STATES = ("queued", "running", "done", "failed", "cancelled", "pruned")
 STATE_OF = TRIAL_STATE_OF  # the rule is the ledger's: the `trials` view folds the same way
 _RANK = TRIAL_RANK
 TAIL_BYTES = 4096
@@ -68,6 +70,14 @@ def trial_event(sweep_id: str, tid: str, state: str, **fields: Any) -> dict[str,
     return records.envelope("trial", body, event_id=event_id)
 
 
+def started_event(sweep_id: str, tid: str, *, attempt: int, worker: str, **fields: Any) -> dict[str, Any]:
+    """`started`, with the host and pid of the process that started it: a later coordinator on this
+    host sees that process gone and requeues the trial (policy.stranded)."""
+    return trial_event(
+        sweep_id, tid, "started", attempt=attempt, worker=worker, host=socket.gethostname(), pid=os.getpid(), **fields
+    )
+
+
 def tail(text: bytes | str, limit: int = TAIL_BYTES) -> str:
     """The last `limit` bytes of a log, cut on a character boundary."""
     data = text.encode("utf-8", "replace") if isinstance(text, str) else text
@@ -90,7 +100,11 @@ class Trial:
     stderr_tail: str | None = None
     reason: str | None = None
     worker: str | None = None
+    host: str | None = None  # where the last attempt was started, and the pid that started it
+    pid: int | None = None
+    step: int | None = None  # the last step of a pruned trial
     started: str | None = None
+    first_started: str | None = None
     ended: str | None = None
     queued: str | None = None
 
@@ -111,7 +125,7 @@ class Sweep:
         return sorted(self.trials.values(), key=lambda t: t.number)
 
     def counts(self) -> dict[str, int]:
-        out = {s: 0 for s in ("queued", "running", "done", "failed", "cancelled")}
+        out = {s: 0 for s in STATES}
         for t in self.trials.values():
             out[t.state] = out.get(t.state, 0) + 1
         return out
@@ -166,14 +180,19 @@ def apply(trial: Trial, ev: dict[str, Any]) -> None:
         trial.attempts += 1
         trial.tries += 1
         trial.worker = ev.get("worker")
+        trial.host = ev.get("host")
+        trial.pid = ev.get("pid") if isinstance(ev.get("pid"), int) else None
         trial.started = ev.get("time")
+        trial.first_started = trial.first_started or trial.started
         trial.ended = None
     elif state == "requeued":
         trial.requeues += 1
         trial.reason = ev.get("reason")
         if ev.get("manual"):
             trial.tries = 0
-    elif state in ("done", "failed", "cancelled"):
+        elif ev.get("interrupted"):  # Ctrl-C is not the trial's failure: the attempt does not count
+            trial.tries = max(0, trial.tries - 1)
+    elif state in ("done", "failed", "cancelled", "pruned"):
         trial.ended = ev.get("time")
         trial.reason = ev.get("reason")
         if state == "done":
@@ -183,4 +202,6 @@ def apply(trial: Trial, ev: dict[str, Any]) -> None:
         if state == "failed":
             trial.exit_code = ev.get("exit_code")
             trial.stderr_tail = ev.get("stderr_tail")
+        if state == "pruned":
+            trial.step = ev.get("step")
     trial.state = STATE_OF[state]

@@ -19,9 +19,9 @@ from typing import Any
 
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.store import LedgerStore
-from mlci_tui.sweep import events, policy, queue
+from mlci_tui.sweep import events, gpus, policy, queue, share
 from mlci_tui.sweep.events import Sweep
-from mlci_tui.sweep.runner import TrialJob
+from mlci_tui.sweep.runner import TrialJob, remove_stale_worktrees
 
 POLL = 0.05  # the Dask executor polls its futures
 IDLE_WAIT = 0.25  # the local executor wakes at once when a worker finishes; else this often
@@ -40,6 +40,23 @@ class Coordinator:
         self.say = say
         self.store = LedgerStore(repo)
         self.lease_seconds = queue.lease_seconds()
+        self.budget_note: str | None = None
+        self.gpus: gpus.Packing | None = None
+
+    def recover(self) -> None:
+        """At start: remove worktrees their makers left, requeue what a vanished coordinator left running."""
+        for name in remove_stale_worktrees(self.repo):
+            self.say(f"removed the worktree {name} left by a lost worker")
+        held = {lease.trial_id for lease in queue.leases(self.repo, self.sweep_id)}
+        batch = []
+        for trial, why in policy.stranded(self.sweep, held, self.lease_seconds):
+            self.say(f"trial {self.sweep.name}-{trial.number}: {why}; queued again")
+            batch.append(
+                events.trial_event(self.sweep_id, trial.trial_id, "requeued", reason=f"lost: {why}", interrupted=True)
+            )
+        if batch:
+            self.store.append(batch)
+            self.state.refresh()
 
     @property
     def sweep(self) -> Sweep:
@@ -71,29 +88,54 @@ class Coordinator:
         if batch:
             self.store.append(batch)
             self.state.refresh()
-        if policy.tpe_top_up(self.repo, self.sweep, self.jobs):
+        spent = policy.budget_spent(self.sweep)
+        if spent:
+            cancelled = policy.after_budget(self.sweep, spent)
+            if cancelled or self.budget_note is None:
+                self.say(f"sweep {self.sweep.name}: {spent}; {len(cancelled)} queued trial(s) cancelled")
+            self.budget_note = spent
+            if cancelled:
+                self.store.append(cancelled)
+                self.state.refresh()
+        elif policy.tpe_top_up(self.repo, self.sweep, self.jobs):
             self.state.refresh()
+
+    def interrupt(self, tids: list[str]) -> None:
+        """Ctrl-C: the in-flight trials are recorded queued again (the attempt not counted)."""
+        self.state.refresh()
+        recs = policy.interrupted(self.sweep, tids)
+        if recs:
+            self.store.append(recs, message=f"mlci: sweep {self.sweep.name}: interrupted, {len(recs)} trials requeued")
+            self.say(f"interrupted: {len(recs)} running trial(s) queued again; `mlci sweep start {self.sweep.name}` resumes")
 
     def pending(self) -> list[events.Trial]:
         held = {lease.trial_id for lease in queue.leases(self.repo, self.sweep_id)}
         return [t for t in self.sweep.ordered() if t.state == "queued" and t.trial_id not in held]
 
     def claim(self, room: int, worker: str) -> list[tuple[TrialJob, Path]]:
-        """Lease up to `room` queued trials and record them started (one ledger commit)."""
+        """Lease up to `room` queued trials and record them started (one ledger commit).
+
+        With `resources.gpus`, a trial is claimed only when that many GPUs are free here, and
+        its job names them (CUDA_VISIBLE_DEVICES).
+        """
         claimed: list[tuple[TrialJob, Path]] = []
         for trial in self.pending():
             if len(claimed) >= room:
                 break
             job = TrialJob.of(self.sweep, trial)
+            if self.gpus is not None:
+                devices = self.gpus.take(trial.trial_id)
+                if devices is None:
+                    break
+                job.gpus = devices
             lease = queue.claim(self.repo, self.sweep_id, trial.trial_id, {"job": job.to_json()})
             if lease is not None:
                 claimed.append((job, lease))
+            elif self.gpus is not None:
+                self.gpus.give_back(trial.trial_id)
         if claimed:
             self.store.append(
-                [
-                    events.trial_event(job.sweep_id, job.trial_id, "started", attempt=job.attempt, worker=worker)
-                    for job, _ in claimed
-                ]
+                [events.started_event(job.sweep_id, job.trial_id, attempt=job.attempt, worker=worker) for job, _ in claimed]
             )
         return claimed
 
@@ -119,6 +161,7 @@ class PoolWorker:
             bufsize=1,
         )
         self.trial: str | None = None
+        self.lease: Path | None = None
         self.finished: queue_mod.SimpleQueue[str] = queue_mod.SimpleQueue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -131,7 +174,7 @@ class PoolWorker:
 
     def assign(self, trial_id: str, lease: Path) -> None:
         assert self.proc.stdin is not None
-        self.trial = trial_id
+        self.trial, self.lease = trial_id, lease
         self.proc.stdin.write(f"{lease}\n")
         self.proc.stdin.flush()
 
@@ -139,7 +182,7 @@ class PoolWorker:
         """True while the process lives; frees it when its trial is recorded."""
         while not self.finished.empty():
             self.finished.get()
-            self.trial = None
+            self.trial = self.lease = None
         return self.proc.poll() is None
 
     def close(self) -> None:
@@ -154,9 +197,19 @@ class PoolWorker:
 def run(
     repo: Repo, sweep_ref: str, jobs: int, say: Callable[[str], None], state: queue.QueueState | None = None
 ) -> Sweep:
-    """Run every queued trial of the sweep with `jobs` local workers; returns the final state."""
+    """Run every queued trial of the sweep with `jobs` local workers; returns the final state.
+
+    Ctrl-C stops the running trials (their whole process groups), records them queued again
+    and re-raises: the next `sweep start`, here or in any clone, runs them.
+    """
     coord = Coordinator(repo, sweep_ref, jobs, say, state)
     (queue.queue_dir(repo, coord.sweep_id) / "cancel").unlink(missing_ok=True)
+    coord.gpus = gpus.packing_for(coord.sweep)
+    if coord.gpus is not None:
+        say(f"gpus: {coord.gpus.describe()}")
+        coord.jobs = min(coord.jobs, coord.gpus.capacity())
+    coord.recover()
+    sharing = share.Sharing.of(repo, coord.sweep, say)
     pool: list[PoolWorker] = []
     wake = threading.Event()  # set by a worker that finished a trial or died: no polling delay
     worker = events.worker_name("local")
@@ -167,6 +220,8 @@ def run(
                     pool.remove(member)
                     member.close()
             active = {m.trial for m in pool if m.trial}
+            if coord.gpus is not None:
+                coord.gpus.keep(active)
             coord.housekeeping(active)
             idle = [m for m in pool if m.trial is None]
             room = coord.jobs - len(active)
@@ -179,15 +234,31 @@ def run(
                     queue.update(lease, pid=member.proc.pid)  # its death is visible at once
                     member.assign(job.trial_id, lease)
                     active.add(job.trial_id)
-                    say(f"trial {job.sweep_name}-{job.number} started (attempt {job.attempt}) {_fmt(job.params)}")
+                    gpu = f" on GPU {job.gpus}" if job.gpus is not None else ""
+                    say(f"trial {job.sweep_name}-{job.number} started (attempt {job.attempt}){gpu} {_fmt(job.params)}")
+            sharing.maybe_push()
             if coord.finished(active):
                 break
             wake.wait(IDLE_WAIT)
             wake.clear()
+    except KeyboardInterrupt:
+        busy = [m for m in pool if m.trial]
+        for member in busy:
+            member.proc.kill()  # its command's supervisor sees it go and ends the command's group
+        for member in busy:
+            member.proc.wait()
+            if member.lease is not None:
+                lease = next((x for x in queue.leases(repo, coord.sweep_id) if x.path == member.lease), None)
+                if lease is not None:
+                    policy.cleanup_lease(repo, lease)
+        coord.interrupt([m.trial for m in busy if m.trial])
+        sharing.push(final=True)
+        raise
     finally:
         for member in pool:
             member.close()
     coord.state.refresh()
+    sharing.push(final=True)
     return coord.sweep
 
 

@@ -9,11 +9,11 @@ the ledger event. The caller appends the returned records.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +40,9 @@ from mlci_tui.sweep import events, queue
 from mlci_tui.sweep.params_io import apply_params
 
 HOOKLESS = {"MLCI_NO_HOOKS": "1"}
+SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
+STOP_CHECK = 0.5  # seconds between two calls of a trial's `stop` check (Dask cancel, pruning)
+Stop = Callable[[], "str | None"]  # why to stop the command now ('cancelled', 'pruned at step 3'), or None
 
 
 @dataclass
@@ -55,6 +58,7 @@ class TrialJob:
     base: str
     attempt: int = 1
     snapshot_ref: str | None = None
+    gpus: str | None = None  # CUDA_VISIBLE_DEVICES given to the command (the local executor's packing)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -80,7 +84,7 @@ class TrialJob:
 
 @dataclass
 class Outcome:
-    state: str  # done, failed, cancelled
+    state: str  # done, failed, cancelled, pruned
     records: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
 
@@ -93,13 +97,46 @@ def _git(repo: Repo, *args: str, check: bool = True) -> subprocess.CompletedProc
     return git(["-c", "core.hooksPath=/dev/null", *args], repo.root, env=HOOKLESS, check=check)
 
 
+def checkpoint_dir(repo: Repo, tid: str) -> Path:
+    """MLCI_CHECKPOINT_DIR of a trial: kept across its attempts on this machine, removed when it is done."""
+    return repo.state_dir / "checkpoints" / tid
+
+
 def make_worktree(repo: Repo, job: TrialJob) -> Path:
     path = repo.state_dir / "worktrees" / f"{job.trial_id}-{job.attempt}"
     if path.exists():
         remove_worktree(repo, path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _owner(path).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     _git(repo, "worktree", "add", "--quiet", "--detach", "--force", str(path), job.base)
     return path
+
+
+def _owner(worktree: Path) -> Path:
+    """Who made a trial's worktree: a stale one (its maker gone) is removed by the next run."""
+    return worktree.with_name(worktree.name + ".owner")
+
+
+def remove_stale_worktrees(repo: Repo) -> list[str]:
+    """Remove the trial worktrees whose maker (a worker process on this host) is gone; their names.
+
+    A worker killed mid-trial (a lost Dask worker, kill -9) cannot remove its worktree; the
+    next coordinator or task on this repository does.
+    """
+    folder = repo.state_dir / "worktrees"
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_dir():
+            continue
+        owner = queue.read_lease_data(_owner(path)) or {}
+        pid = owner.get("pid")
+        if owner.get("host") == socket.gethostname() and isinstance(pid, int) and queue.pid_alive(pid):
+            continue
+        remove_worktree(repo, path)
+        removed.append(path.name)
+    return removed
 
 
 def link_datasets(repo: Repo, worktree: Path, base: str) -> list[str]:
@@ -128,14 +165,7 @@ def remove_worktree(repo: Repo, path: Path) -> None:
     if proc.returncode != 0 or path.exists():
         shutil.rmtree(path, ignore_errors=True)
         _git(repo, "worktree", "prune", check=False)
-
-
-def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """The command dies with the worker that started it (Linux), even on SIGKILL."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    _owner(path).unlink(missing_ok=True)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -159,8 +189,14 @@ def run_command(
     lease: Path | None = None,
     cancel_flag: Path | None = None,
     on_start: Callable[[int], None] | None = None,
+    stop: Stop | None = None,
+    checkpoints: Path | None = None,
 ) -> tuple[int | None, str, str | None]:
-    """(exit code or None, stderr tail, why it was stopped: 'timeout' / 'cancelled' / None)."""
+    """(exit code or None, stderr tail, why it was stopped: 'timeout' / 'cancelled' / what `stop` said / None).
+
+    The command runs under `supervise.py`, the leader of its own process group: a timeout,
+    a cancel, a `stop` or the death of this process ends the whole group.
+    """
     env = dict(os.environ)
     env.update(HOOKLESS)
     env.update(
@@ -170,6 +206,13 @@ def run_command(
         MLCI_TRIAL_NUMBER=str(job.number),
         MLCI_TRIAL_PARAMS=json.dumps(job.params, sort_keys=True),
     )
+    if job.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = job.gpus
+    if checkpoints is not None:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        env["MLCI_CHECKPOINT_DIR"] = str(checkpoints)
+    if job.spec.get("seed_env"):  # repeats of one commit (mlci bisect --repeats): the seed is the repeat index
+        env[job.spec["seed_env"]] = str(job.number)
     log.parent.mkdir(parents=True, exist_ok=True)
     timeout = job.spec.get("timeout")
     with open(log, "ab") as out:
@@ -177,15 +220,13 @@ def run_command(
         out.write((header + job.spec["command"] + "\n").encode())
         out.flush()
         proc = subprocess.Popen(
-            job.spec["command"],
-            shell=True,
+            [sys.executable, "-I", "-S", SUPERVISOR, job.spec["command"]],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_child_setup if sys.platform.startswith("linux") else None,  # noqa: PLW1509
         )
         if on_start:
             on_start(proc.pid)
@@ -205,7 +246,7 @@ def run_command(
         reader.start()
         began = time.monotonic()
         beat = max(0.5, queue.lease_seconds() / 4)
-        last_beat = began
+        last_beat = last_check = began
         stopped: str | None = None
         while True:
             try:
@@ -221,6 +262,9 @@ def run_command(
                 stopped = "timeout"
             elif cancel_flag is not None and cancel_flag.exists():
                 stopped = "cancelled"
+            elif stop is not None and now - last_check >= STOP_CHECK:
+                last_check = now
+                stopped = stop()
             if stopped:
                 _kill_group(proc)
                 break
@@ -291,7 +335,8 @@ def capture(repo: Repo, worktree: Path, job: TrialJob, started: str) -> dict[str
     if values.empty:
         files = ", ".join(info.config.params_files + info.config.metrics_files)
         raise MlciError(f"no params or metrics files found in the trial's worktree (looked for {files})")
-    record = runs.base_record("trial", values)
+    kind = job.spec.get("run_kind") or "trial"
+    record = runs.base_record(kind, values)
     run_id = events.trial_run_id(job.trial_id)
     tree_repo = Repo(root=worktree, git_dir=repo.common_dir, common_dir=repo.common_dir)
     record.update(
@@ -314,6 +359,10 @@ def capture(repo: Repo, worktree: Path, job: TrialJob, started: str) -> dict[str
         deps=runs._workdir_deps(tree_repo, info.config),
         datasets=dict(info.datasets),
     )
+    if kind == "bisect":  # a probe of `mlci bisect`: its commit's own state, retrained (docs/bisect.md)
+        run_id = records.derived_id("bisect", job.base, str(job.number))
+        record.update(run_id=run_id, commit=job.base, tree=info.commit.tree, patch_id=info.patch_id, parent=None)
+        record.update(message=info.commit.message, source="bisect")
     record["warnings"] = [*record["warnings"], *info.warnings]
     return runs.finish_record(record, run_id, records.now_iso())
 
@@ -325,8 +374,13 @@ def run_trial(
     lease: Path | None = None,
     worker: str | None = None,
     on_start: Callable[[int], None] | None = None,
+    stop: Stop | None = None,
 ) -> Outcome:
-    """Run the trial and return the records that describe its end (not yet appended)."""
+    """Run the trial and return the records that describe its end (not yet appended).
+
+    `stop` is asked every half second whether to stop the command (a Dask cancel); with a
+    `pruner` in the spec, so is the pruning watcher.
+    """
     started = records.now_iso()
     log = log_path(repo, job.trial_id)
     cancel_flag = queue.queue_dir(repo, job.sweep_id) / "cancel"
@@ -337,6 +391,14 @@ def run_trial(
         return _failed(job, base_fields, None, "", f"could not prepare the worktree: {exc}")
     if lease is not None:
         queue.update(lease, worktree=str(worktree))
+    watcher = None
+    if job.spec.get("pruner") and job.spec.get("metric"):
+        from mlci_tui.sweep.pruning import Watcher
+
+        watcher = Watcher(repo, job.sweep_id, job.trial_id, job.spec, worktree)
+    checks = [c for c in (stop, watcher.check if watcher else None) if c is not None]
+    checkpoints = checkpoint_dir(repo, job.trial_id)
+    outcome: Outcome | None = None
     try:
         try:
             apply_params(worktree, job.params, job.spec["params_file"])
@@ -349,32 +411,74 @@ def run_trial(
                 job, base_fields, None, "", f"datasets not in the data cache: {missing_text} (mlci data pull)"
             )
         code, err_tail, stopped = run_command(
-            job, worktree, log, lease=lease, cancel_flag=cancel_flag, on_start=on_start
+            job,
+            worktree,
+            log,
+            lease=lease,
+            cancel_flag=cancel_flag,
+            on_start=on_start,
+            stop=(lambda: next((why for why in (c() for c in checks) if why), None)) if checks else None,
+            checkpoints=checkpoints,
         )
-        if stopped == "cancelled":
-            event = events.trial_event(job.sweep_id, job.trial_id, "cancelled", reason="cancelled while running")
-            return Outcome("cancelled", [event], "cancelled")
-        if stopped == "timeout":
-            return _failed(job, base_fields, None, err_tail, f"timed out after {job.spec.get('timeout')} s")
-        if code != 0:
-            return _failed(job, base_fields, code, err_tail, f"exit code {code}")
-        try:
-            run = capture(repo, worktree, job, started)
-        except MlciError as exc:
-            return _failed(job, base_fields, 0, err_tail, f"no metrics captured: {exc}")
-        value, why = metric_value(run, job.spec.get("metric"))
-        done = events.trial_event(
-            job.sweep_id,
-            job.trial_id,
-            "done",
-            run_id=run["run_id"],
-            value=value,
-            reason=why,
-            **base_fields,
-        )
-        return Outcome("done", [run, done], "done" + (f" ({why})" if why else ""))
+        outcome = _ended(repo, job, worktree, started, base_fields, code, err_tail, stopped, watcher)
+        return outcome
     finally:
+        if watcher is not None:
+            if outcome is not None and outcome.state == "done":
+                watcher.steps = read_final(watcher)
+            watcher.finish(outcome is not None and outcome.state == "done")
+        if outcome is not None and outcome.state in ("done", "cancelled", "pruned"):
+            shutil.rmtree(checkpoints, ignore_errors=True)  # a failed trial keeps it for its retry
         remove_worktree(repo, worktree)
+
+
+def read_final(watcher: Any) -> dict[int, float]:
+    from mlci_tui.sweep.pruning import read_series
+
+    return read_series(watcher.worktree, str(watcher.spec.get("metric") or "")) or watcher.steps
+
+
+def _ended(
+    repo: Repo,
+    job: TrialJob,
+    worktree: Path,
+    started: str,
+    base_fields: dict[str, Any],
+    code: int | None,
+    err_tail: str,
+    stopped: str | None,
+    watcher: Any,
+) -> Outcome:
+    """The records of a trial whose command has ended (or was stopped)."""
+    if stopped == "cancelled":
+        event = events.trial_event(job.sweep_id, job.trial_id, "cancelled", reason="cancelled while running")
+        return Outcome("cancelled", [event], "cancelled")
+    if stopped == "pruned" and watcher is not None and watcher.last is not None:
+        step, value = watcher.last
+        why = f"pruned at step {step} ({job.spec.get('pruner')} pruner): {job.spec.get('metric')}={value:g}"
+        event = events.trial_event(
+            job.sweep_id, job.trial_id, "pruned", step=step, value=value, reason=why, **base_fields
+        )
+        return Outcome("pruned", [event], why)
+    if stopped == "timeout":
+        return _failed(job, base_fields, None, err_tail, f"timed out after {job.spec.get('timeout')} s")
+    if code != 0:
+        return _failed(job, base_fields, code, err_tail, f"exit code {code}")
+    try:
+        run = capture(repo, worktree, job, started)
+    except MlciError as exc:
+        return _failed(job, base_fields, 0, err_tail, f"no metrics captured: {exc}")
+    value, why = metric_value(run, job.spec.get("metric"))
+    done = events.trial_event(
+        job.sweep_id,
+        job.trial_id,
+        "done",
+        run_id=run["run_id"],
+        value=value,
+        reason=why,
+        **base_fields,
+    )
+    return Outcome("done", [run, done], "done" + (f" ({why})" if why else ""))
 
 
 def _failed(job: TrialJob, fields: dict[str, Any], code: int | None, err_tail: str, why: str) -> Outcome:

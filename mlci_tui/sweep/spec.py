@@ -33,6 +33,13 @@ class SweepSpec:
     scheduler: str | None = None
     retries: int = 1
     timeout: float | None = None
+    resources: dict[str, Any] | None = None
+    pruner: str | None = None
+    prune_after: int | None = None
+    budget: dict[str, Any] | None = None
+    price_per_hour: float | None = None
+    cluster: dict[str, Any] | None = None
+    push: Any = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -100,6 +107,12 @@ def build(cfg: config_mod.Config, name: str, data: dict[str, Any], *, source: st
         max_trials = DEFAULT_RANDOM_TRIALS
     if method == "tpe" and not metric:
         raise ConfigError(f"{source}: metric: tpe needs the metric it optimises")
+    if data.get("pruner") and not metric:
+        raise ConfigError(f"{source}: pruner: pruning needs the metric whose steps it compares (metric:)")
+    if (data.get("budget") or {}).get("max_cost") is not None and data.get("price_per_hour") is None:
+        raise ConfigError(f"{source}: budget.max_cost: needs price_per_hour (the price of one trial-hour)")
+    if data.get("cluster") and not (data["cluster"] or {}).get("manager"):
+        raise ConfigError(f"{source}: cluster.manager: name the Dask cluster manager (e.g. dask_gateway.Gateway)")
     return SweepSpec(
         name=name,
         command=command,
@@ -115,7 +128,20 @@ def build(cfg: config_mod.Config, name: str, data: dict[str, Any], *, source: st
         scheduler=data.get("scheduler"),
         retries=int(data["retries"]) if data.get("retries") is not None else 1,
         timeout=data.get("timeout"),
+        resources=_present(data.get("resources")),
+        pruner=data.get("pruner"),
+        prune_after=data.get("prune_after"),
+        budget=_present(data.get("budget")),
+        price_per_hour=data.get("price_per_hour"),
+        cluster=_present(data.get("cluster")),
+        push=data.get("push", "auto"),
     )
+
+
+def _present(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A sub-mapping without its unset keys; None when nothing in it is set."""
+    kept = {k: v for k, v in (section or {}).items() if v not in (None, {}, [])}
+    return kept or None
 
 
 def _read_file(path: Path) -> Any:

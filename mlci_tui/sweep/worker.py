@@ -11,6 +11,7 @@ a coordinator sees it die) and touches the lease while the trial runs.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def run_one(repo: Repo, lease: Path) -> str | None:
 
 
 def serve(root: str) -> int:
+    # Ctrl-C reaches the whole terminal process group: the coordinator decides (it kills this
+    # worker, whose command's supervisor then ends the command, and requeues the trial)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     repo = Repo.find(root)
     for line in sys.stdin:
         lease = Path(line.strip())

@@ -15,11 +15,13 @@ from typing import Any
 
 from mlci_tui.cli.console import say
 from mlci_tui.cli.options import SubParsers, add_command
-from mlci_tui.errors import EXIT_FAILED, EXIT_OK
+from mlci_tui.errors import EXIT_FAILED, EXIT_OK, InputError
 from mlci_tui.gitio import Repo
-from mlci_tui.sanitize import display
+from mlci_tui.output import json_value
+from mlci_tui.sanitize import display, markdown_cell
 
 FORMATS = ("text", "json")
+DIFF_FORMATS = ("text", "table", "json", "csv", "md")
 
 
 def add_data_commands(data: SubParsers[argparse.ArgumentParser]) -> None:
@@ -43,11 +45,27 @@ def add_data_commands(data: SubParsers[argparse.ArgumentParser]) -> None:
     _format_options(p)
 
     p = add_command(data, "diff", diff)
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("a", nargs="?", default="HEAD", help="the old version (default HEAD)")
-    p.add_argument("b", nargs="?", default=None, help="the new version (default: the working tree)")
+    p.add_argument("path", metavar="DATASET", help="a dataset's path or its name in mlci.yaml")
+    p.add_argument(
+        "a", nargs="?", default="HEAD", metavar="BASE", help="the old version: a rev, stage or run id (default HEAD)"
+    )
+    p.add_argument("b", nargs="?", default=None, metavar="HEAD", help="the new version (default: the working tree)")
+    p.add_argument("--key", help="match rows on these columns (comma-separated; default the schema's primary_key)")
+    p.add_argument(
+        "--abs", type=float, default=None, metavar="A", help="numeric tolerance: a change when |new-old| > A + R*|old|"
+    )
+    p.add_argument("--rel", type=float, default=None, metavar="R", help="relative part of that tolerance")
+    p.add_argument(
+        "--rows", type=int, default=3, metavar="N", help="examples per column and of added/removed rows (default 3)"
+    )
+    p.add_argument(
+        "--output", "-o", metavar="FILE.parquet", help="write the full row-level diff (key, change, column, old, new)"
+    )
     p.add_argument("--method", choices=("psi", "ks", "chi2"), default="psi", help="drift statistic (default psi)")
-    _format_options(p)
+    p.add_argument("--no-drift", action="store_true", help="skip the drift figures (they profile both versions)")
+    p.add_argument("--format", choices=DIFF_FORMATS, default="text", help="output format (default text)")
+    for name in ("json", "csv", "md"):
+        p.add_argument(f"--{name}", dest="format", action="store_const", const=name, help=f"same as --format {name}")
 
     p = add_command(data, "infer", infer)
     p.add_argument("path", metavar="PATH")
@@ -155,57 +173,137 @@ def profile(args: argparse.Namespace) -> int:
 
 
 def diff(args: argparse.Namespace) -> int:
-    """compare two versions of a dataset: rows, schema, drift per column (from their profiles)
+    """compare two versions of a dataset: rows added, removed and changed (by key), per-column changes with examples, schema changes, drift
 
-    Example: mlci data diff data/customers.csv HEAD~1 HEAD
+    Example: mlci data diff customers HEAD~1 --key customer_id --rows 5
     """
-    from mlci_tui.output import write
-    from mlci_tui.validate import source
+    from pathlib import Path
+
+    from mlci_tui.validate import rowdiff
+    from mlci_tui.validate.run import dataset_at
+
+    repo = Repo.find()
+    if args.rows < 0:
+        raise InputError(f"--rows {args.rows}: must be 0 or more")
+    if any(v is not None and not v >= 0 for v in (args.abs, args.rel)):
+        raise InputError("--abs and --rel must be numbers of 0 or more")
+    output = Path(args.output) if args.output else None
+    if output is not None and (output.suffix.lower() != ".parquet" or output.is_dir()):
+        raise InputError(f"--output {args.output}: write the row-level diff to a FILE.parquet")
+    _datasets, spec = dataset_at(repo, args.path)
+    key = [k.strip() for k in args.key.split(",") if k.strip()] if args.key is not None else None
+    tolerance = None
+    if args.abs is not None or args.rel is not None:
+        tolerance = rowdiff.Tolerance(args.abs or 0.0, args.rel or 0.0)
+    base_label, head_label = args.a, args.b or "working tree"
+    where_a, where_b = rowdiff.version_of(repo, args.a), rowdiff.version_of(repo, args.b)
+    result = rowdiff.diff_versions(
+        repo,
+        spec,
+        where_a,
+        where_b,
+        key=key,
+        tolerance=tolerance,
+        examples=args.rows,
+        output=output,
+        labels=(f"base version ({base_label})", f"head version ({head_label})"),
+    )
+    drift = None if args.no_drift else _drift(repo, spec.path, where_a, where_b, args.method)
+    _print_diff(spec.path, (base_label, head_label), result, drift, args.format)
+    return EXIT_OK
+
+
+def _drift(repo: Repo, path: str, where_a: str, where_b: str, method: str) -> Any:
+    """The profiles' comparison (`drift.diff_profiles`): drift per shared column."""
     from mlci_tui.validate.drift import diff_profiles
     from mlci_tui.validate.run import profile_at
 
-    repo = Repo.find()
-    where_a = source.version_at(repo, args.a)
-    where_b = source.version_at(repo, args.b)
-    spec, ca, pa = profile_at(repo, args.path, where_a)
-    _spec, cb, pb = profile_at(repo, args.path, where_b)
-    compared = diff_profiles(pa, pb, args.method)
-    if args.format == "json":
+    _spec, _ca, pa = profile_at(repo, path, where_a)
+    _spec, _cb, pb = profile_at(repo, path, where_b)
+    return diff_profiles(pa, pb, method)
+
+
+def _print_diff(path: str, labels: tuple[str, str], d: Any, drift: Any, fmt: str) -> None:
+    from mlci_tui.output import write
+    from mlci_tui.validate import rowdiff
+
+    if fmt == "json":
         doc = {
-            "path": spec.path,
-            "a": {"rev": args.a, "content_hash": ca.content_hash, "rows": pa["rows"]},
-            "b": {"rev": args.b or source.WORKTREE, "content_hash": cb.content_hash, "rows": pb["rows"]},
-            "schema": compared.schema(),
-            "drift": compared.drift,
-            "threshold": compared.threshold,
+            "path": path,
+            "a": {"rev": labels[0], "content_hash": d.old_hash, "rows": d.rows_old},
+            "b": {"rev": labels[1], "content_hash": d.new_hash, "rows": d.rows_new},
+            **d.to_dict(),
+            "drift": None if drift is None else drift.drift,
+            "threshold": None if drift is None else drift.threshold,
         }
-        say(json.dumps(doc, indent=2, ensure_ascii=True, default=str))
-        return EXIT_OK
+        say(json.dumps(json_value(doc), indent=2, ensure_ascii=True, default=str))
+        return
+    if fmt == "csv":  # the sampled row-level diff; --output FILE.parquet holds all of it
+        names = [*d.key, "change", "column", "old", "new"]
+        rows = [
+            {**e["key"], "change": "changed", "column": c.column, "old": e["old"], "new": e["new"]}
+            for c in d.columns
+            for e in c.examples
+        ]
+        rows += [
+            {**k, "change": kind}
+            for kind, keys in (("added", d.added_examples), ("removed", d.removed_examples))
+            for k in keys
+            if d.key
+        ]
+        write(rows, names, "csv", sys.stdout)
+        return
+    if fmt == "md":
+        from mlci_tui.report.markdown import data_diff_lines
+
+        sys.stdout.write(
+            "\n".join(
+                [
+                    f"#### {markdown_cell(path)}: {markdown_cell(labels[0])} → {markdown_cell(labels[1])}",
+                    "",
+                    *data_diff_lines(d),
+                ]
+            )
+            + "\n"
+        )
+        return
     say(
-        f"{display(spec.path)}: {display(args.a)} ({display(ca.content_hash[:20])}) -> "
-        f"{display(args.b or source.WORKTREE)} ({display(cb.content_hash[:20])})"
+        f"{display(path)}: {display(labels[0])} ({display(d.old_hash[:20])}) -> {display(labels[1])} ({display(d.new_hash[:20])})"
     )
-    change = (pb["rows"] - pa["rows"]) / pa["rows"] * 100 if pa["rows"] else 0.0
-    say(f"rows: {pa['rows']:,} -> {pb['rows']:,} ({change:+.1f}%)")
-    for kind, columns in (("added", compared.added), ("removed", compared.removed)):
-        if columns:
-            say(f"columns {kind}: {', '.join(display(c) for c in columns)}")
-    for c, (t1, t2) in compared.retyped.items():
-        say(f"column {display(c)} retyped: {t1} -> {t2}")
-    names = ["column", "nulls", "mean", "method", "statistic", f"> {compared.threshold}"]
+    say(f"key: {', '.join(display(k) for k in d.key)}" if d.key else f"note: {d.notes[0]}")
+    say(rowdiff.counts_text(d))
+    for line in rowdiff.schema_texts(d.schema):
+        say(line)
+    if d.columns:
+        names = ["column", "changed", "examples"]
+        rows = [
+            {
+                "column": rowdiff.column_name(c),
+                "changed": f"{c.changed:,}",
+                "examples": "; ".join(rowdiff.example_text(e) for e in c.examples),
+            }
+            for c in d.columns
+        ]
+        write(rows, names, "table", sys.stdout, truncate=False)
+    for kind, shown, count in (("added", d.added_examples, d.added), ("removed", d.removed_examples, d.removed)):
+        if shown:
+            say(f"{kind} (first {len(shown)} of {count:,}): " + "; ".join(rowdiff.key_text(k) for k in shown))
+    if drift is None or not drift.drift:
+        return
+    say("")
+    names = ["column", "nulls", "mean", "method", "statistic", f"> {drift.threshold}"]
     rows = [
         [
-            d["column"],
-            f"{_cell(d['nulls'][0])} -> {_cell(d['nulls'][1])}",
-            f"{_cell(d['mean'][0])} -> {_cell(d['mean'][1])}",
-            d["method"] or "",
-            "" if d["statistic"] is None else f"{d['statistic']:.4f}",
-            "DRIFT" if d["drifted"] else "",
+            x["column"],
+            f"{_cell(x['nulls'][0])} -> {_cell(x['nulls'][1])}",
+            f"{_cell(x['mean'][0])} -> {_cell(x['mean'][1])}",
+            x["method"] or "",
+            "" if x["statistic"] is None else f"{x['statistic']:.4f}",
+            "DRIFT" if x["drifted"] else "",
         ]
-        for d in compared.drift
+        for x in drift.drift
     ]
     write([dict(zip(names, r)) for r in rows], names, "table", sys.stdout)
-    return EXIT_OK
 
 
 def infer(args: argparse.Namespace) -> int:

@@ -31,9 +31,12 @@ from mlci_tui.report.dvc_plots import DvcPlots
 if TYPE_CHECKING:
     import duckdb
 
+    from mlci_tui.validate.rowdiff import RowDiff
+
 FOLD_AT = 20  # with more metrics than this, the key metrics are shown and the rest folded
 UNKEYED_SHOWN = 10  # with no key metrics declared, this many (changed first) stay unfolded
 HISTORY_COMMITS = 20  # `git rev-list --first-parent -n 20`
+DATA_DIFFS = 3  # changed datasets diffed row by row in a report (each reads both versions)
 CHART_LIMIT = 6  # charts in a report by default: DVC plots first, then history, then step curves
 MAX_POINTS = 100  # points per drawn series (longer step curves are thinned, the last kept)
 
@@ -99,6 +102,8 @@ class DataRow:
     path: str
     base: str | None
     head: str | None
+    diff: RowDiff | None = None  # rows and columns changed since the baseline run's version
+    diff_note: str | None = None  # why there is no row diff (a version not here, no key, ...)
 
     @property
     def status(self) -> str:
@@ -372,10 +377,43 @@ def build_report(
         history=points,
         plots=plots,
     )
+    if base is not None:
+        _row_diffs(repo, cfg, base, head, report.datasets)
     budget = max(0, CHART_LIMIT - len(plots.charts))  # one budget for every chart of the report
     report.history_names = [n for n in chart_names if len(report.history_series(n)) >= 2][:budget]
     report.steps = steps[: max(0, budget - len(report.history_names))]
     return report
+
+
+def _row_diffs(repo: Repo, cfg: Config, base: Run, head: Run, rows: list[DataRow]) -> None:
+    """The row diff of each changed dataset (the first DATA_DIFFS), the baseline run's commit
+    against the candidate's; a version that cannot be read leaves a note, never an error."""
+    from pathlib import PurePosixPath
+
+    from mlci_tui.errors import MlciError
+    from mlci_tui.validate import rowdiff
+    from mlci_tui.validate.spec import build, load_specs
+
+    changed = [d for d in rows if d.status == "changed"]
+    if not changed:
+        return
+    try:
+        specs = {s.path: s for s in load_specs(cfg.data.get("datasets")).values()}
+    except MlciError as exc:
+        specs, problem = {}, str(exc)
+    else:
+        problem = ""
+    for n, d in enumerate(changed):
+        if n >= DATA_DIFFS:
+            d.diff_note = f"row diff not shown: the report diffs the first {DATA_DIFFS} changed datasets"
+        elif problem or not base.commit or not head.commit:
+            d.diff_note = "row diff skipped: " + (problem or "a run without a commit")
+        else:
+            try:
+                spec = specs.get(d.path) or build(PurePosixPath(d.path).stem, {"path": d.path})
+                d.diff = rowdiff.diff_versions(repo, spec, base.commit, head.commit, labels=("baseline version", "candidate version"))
+            except MlciError as exc:
+                d.diff_note = f"row diff skipped: {exc}"
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -408,7 +446,15 @@ def to_json(report: Report) -> dict[str, Any]:
         "folded_metrics": [metric(m) for m in report.folded],
         "params": [{"name": c.name, "baseline": c.base, "candidate": c.head} for c in report.params],
         "datasets": [
-            {"path": d.path, "baseline": d.base, "candidate": d.head, "status": d.status} for d in report.datasets
+            {
+                "path": d.path,
+                "baseline": d.base,
+                "candidate": d.head,
+                "status": d.status,
+                "diff": None if d.diff is None else d.diff.to_dict(),
+                "diff_note": d.diff_note,
+            }
+            for d in report.datasets
         ],
         "history": [
             {"commit": p.commit, "run_id": p.run_id, "metrics": p.values, "head": p.is_head, "base": p.is_base}

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 from mlci_tui.output import cell_text
 from mlci_tui.report import axes, dvc_plots
-from mlci_tui.report.build import MetricRow, Report, run_label
+from mlci_tui.report.build import DataRow, MetricRow, Report, run_label
 from mlci_tui.report.dvc_plots import BASE, HEAD, Confusion, Image, XYChart
-from mlci_tui.report.markdown import line_colours, mermaid_number
+from mlci_tui.report.markdown import DIFF_COLUMNS, line_colours, mermaid_number
 from mlci_tui.sanitize import display
+from mlci_tui.validate import rowdiff
 
 BASE_COLOUR, HEAD_COLOUR = "#8a8a8a", "#1f6feb"
 
@@ -36,6 +37,36 @@ th,td{border-color:#30363d}.verdict{background:#161b22}svg text{fill:#8b949e}}
 h3{font-size:1em}.sides{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}figure{margin:0}
 img{max-width:480px;image-rendering:auto}table.confusion caption{text-align:left;color:#656d76}
 """
+
+
+def _data_diff(report: Report, d: DataRow) -> list[str]:
+    """A changed dataset's row diff: counts, schema changes, changed columns with examples."""
+    if d.diff is None:
+        return [f"<p class='muted'><code>{esc(d.path)}</code>: {esc(d.diff_note, 300)}</p>"] if d.diff_note else []
+    r = d.diff
+    commit = (report.base.commit or "")[:12] if report.base else ""
+    how = "matched on " + ", ".join(f"<code>{esc(k)}</code>" for k in r.key) if r.key else esc(r.notes[0], 300)
+    out = [
+        f"<h3><code>{esc(d.path)}</code></h3>",
+        f"<p class='muted'>Against the baseline run's version (commit {esc(commit)}).</p>",
+        f"<p><b>{esc(rowdiff.counts_text(r))}</b> ({how})</p>",
+    ]
+    out += [f"<p>{esc(t, 300)}</p>" for t in rowdiff.schema_texts(r.schema)]
+    if r.columns:
+        out += ["<table>", "<tr><th>column</th><th>changed</th><th>examples (key: old → new)</th></tr>"]
+        for c in r.columns[:DIFF_COLUMNS]:
+            shown = "<br>".join(esc(rowdiff.example_text(e).replace(" -> ", " → "), 160) for e in c.examples)
+            out.append(
+                f"<tr><td><code>{esc(rowdiff.column_name(c))}</code></td><td>{c.changed:,}</td><td>{shown}</td></tr>"
+            )
+        out.append("</table>")
+        if len(r.columns) > DIFF_COLUMNS:
+            out.append(f"<p class='muted'>… {len(r.columns) - DIFF_COLUMNS} more columns changed.</p>")
+    for kind, rows, count in (("Added", r.added_examples, r.added), ("Removed", r.removed_examples, r.removed)):
+        if rows:
+            text = "; ".join(esc(rowdiff.key_text(x), 160) for x in rows)
+            out.append(f"<p>{kind} (first {len(rows)} of {count:,}): {text}</p>")
+    return out
 
 
 def esc(value: object, width: int = 200) -> str:
@@ -317,6 +348,7 @@ def render(report: Report) -> str:
                 f"<tr><td><code>{esc(d.path)}</code></td><td>{base}</td><td>{head}</td><td>{d.status}</td></tr>"
             )
         body.append("</table>")
+        body += [line for d in report.datasets for line in _data_diff(report, d)]
 
     body += _plots(report)
     if report.history_names:

@@ -18,6 +18,8 @@ from mlci_tui.report.build import MetricRow, Report, run_label
 from mlci_tui.report.dvc_plots import BASE, HEAD, Confusion, Image, XYChart
 from mlci_tui.sanitize import display, markdown_cell
 from mlci_tui.scrub import scrub_text
+from mlci_tui.validate import rowdiff
+from mlci_tui.validate.rowdiff import RowDiff
 
 MARKER = "<!-- mlci-report -->"
 MAX_VALUE = 80  # longer param values and messages are cut in the tables
@@ -323,4 +325,33 @@ def _data_lines(report: Report) -> list[str]:
         base = "—" if d.base is None else md(d.base[:19])
         head = "—" if d.head is None else md(d.head[:19])
         lines.append(f"| {md(d.path, 120)} | {base} | {head} | {d.status} |")
+    for d in report.datasets:
+        if d.diff is not None:
+            commit = (report.base.commit or "")[:12] if report.base else ""
+            lines += ["", f"#### {md(d.path, 120)}", "", f"Against the baseline run's version (commit {md(commit)})."]
+            lines += [""] + data_diff_lines(d.diff)
+        elif d.diff_note:
+            lines += ["", f"{md(d.path, 120)}: {md(d.diff_note, 300)}"]
+    return lines
+
+
+DIFF_COLUMNS = 10  # per-column rows of a data diff in Markdown and HTML; the rest counted
+
+
+def data_diff_lines(d: RowDiff) -> list[str]:
+    """A dataset's row diff in Markdown: counts, schema changes, changed columns with examples."""
+    how = f"matched on {', '.join(f'`{md(k)}`' for k in d.key)}" if d.key else md(d.notes[0], 300)
+    lines = [f"**{md(rowdiff.counts_text(d).replace(' -> ', ' → '))}** ({how})", ""]
+    lines += [f"- {md(t.replace(' -> ', ' → '), 300)}" for t in rowdiff.schema_texts(d.schema)]
+    if d.columns:
+        lines += ["", "| column | changed | examples (key: old → new) |", "|---|---|---|"]
+        for c in d.columns[:DIFF_COLUMNS]:
+            shown = "<br>".join(md(rowdiff.example_text(e).replace(" -> ", " → "), 160) for e in c.examples)
+            lines.append(f"| {md(rowdiff.column_name(c), 120)} | {c.changed:,} | {shown} |")
+        if len(d.columns) > DIFF_COLUMNS:
+            lines.append(f"| … {len(d.columns) - DIFF_COLUMNS} more columns changed | | |")
+    for kind, shown_rows, count in (("Added", d.added_examples, d.added), ("Removed", d.removed_examples, d.removed)):
+        if shown_rows:
+            rows = "; ".join(md(rowdiff.key_text(r), 160) for r in shown_rows)
+            lines += ["", f"{kind} (first {len(shown_rows)} of {count:,}): {rows}"]
     return lines

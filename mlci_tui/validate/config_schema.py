@@ -114,6 +114,8 @@ COLUMN = Struct(
         "regex": (Check(Str()), None),
         "length": (Check(Length()), None),
         "references": (Check(Str(pattern=r"[^.\s]+\.[^\s]+", hint="write DATASET.COLUMN")), None),
+        # `mlci data diff`: a numeric change within abs + rel * |old| is no change (float noise)
+        "diff": (Struct({"abs": (Number(minimum=0), 0), "rel": (Number(minimum=0), 0)}), None),
         **TOLERANCE,
     }
 )

@@ -77,6 +77,7 @@ class ColumnSpec:
     name: str
     type: str | None
     checks: list[ColumnCheck] = field(default_factory=list)
+    diff: tuple[float, float] | None = None  # (abs, rel): `mlci data diff` ignores numeric changes within it
 
     @property
     def sql_type(self) -> str | None:
@@ -195,6 +196,15 @@ def _tolerance(check: dict[str, Any] | None, column: dict[str, Any], dataset: di
     )
 
 
+def _diff_tolerance(entry: dict[str, Any] | None, ctype: str | None, where: str) -> tuple[float, float] | None:
+    """`diff: {abs, rel}`: numeric noise `mlci data diff` does not count as a change."""
+    if not entry:
+        return None
+    if ctype is not None and ctype not in INTEGER_TYPES and ctype not in FLOAT_TYPES:
+        raise ConfigError(f"{where}.diff: a tolerance needs a numeric column, and this one is {ctype}")
+    return float(entry.get("abs") or 0), float(entry.get("rel") or 0)
+
+
 MAX_COLUMN_NAME = 255
 _IDENT = re.compile(rf"^[^\x00-\x1f\"]{{1,{MAX_COLUMN_NAME}}}$")
 
@@ -240,6 +250,7 @@ def build(name: str, raw: dict[str, Any]) -> DatasetSpec:
             elif kind in ("nullable", "unique") and value is (kind == "nullable"):
                 continue  # only `nullable: false` and `unique: true` check anything
             spec.checks.append(ColumnCheck(kind, value, _tolerance(entry, col, raw)))
+        spec.diff = _diff_tolerance(col.get("diff"), ctype, cwhere)
         columns[col_name] = spec
     checks = []
     for i, item in enumerate(raw.get("checks") or []):

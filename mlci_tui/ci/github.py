@@ -232,8 +232,24 @@ def sweep_workflow(*, name: str, setup: Setup) -> str:
         needs="matrix",
         strategy=strategy,
     )
+    jobs["collect"] = _job(
+        "always() && needs.matrix.outputs.trials != '[]'",
+        [
+            ("contents", "write", "merge the trials' results into the ledger"),
+            ("actions", "write", "tpe: dispatch this workflow again for the next wave"),
+        ],
+        [
+            *_setup(setup, fetch_depth=1),
+            *_mlci_steps("sweep-collect", {"MLCI_SWEEP": "${{ inputs.sweep }}", "GITHUB_TOKEN": TOKEN}),
+        ],
+        needs=["matrix", "trial"],
+    )
     yamldoc.comment_above(
-        jobs, "trial", "No concurrency group: trials run side by side, and each ledger push retries.", 2
+        jobs,
+        "trial",
+        "No concurrency group: trials run side by side. Each pushes its result to a ref of its own\n"
+        "(refs/mlci/incoming/...), then tries the ledger; the collect job merges what did not land.",
+        2,
     )
     doc = yamldoc.mapping(
         ("name", name),

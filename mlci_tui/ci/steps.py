@@ -590,7 +590,7 @@ def sweep_matrix(ctx: StepContext) -> int:
         tmp = target.with_name(target.name + ".tmp")
         from mlci_tui.ci.gitlab import child_pipeline  # the generator reads this module: imported when used
 
-        tmp.write_text(child_pipeline(trials, image=image, install=install), encoding="utf-8")
+        tmp.write_text(child_pipeline(trials, image=image, install=install, sweep=name), encoding="utf-8")
         os.replace(tmp, target)
         ctx.say(f"wrote {SWEEP_CHILD_PIPELINE}")
     return 0
@@ -601,6 +601,29 @@ def sweep_trial(ctx: StepContext) -> int:
     if not trial:
         raise InputError("MLCI_TRIAL is not set: the id of the trial to run (from the sweep matrix)")
     return ctx.mlci(("sweep", "work", "--trial", trial), lambda: sweep_cli.work(ctx.repo, trial))
+
+
+def sweep_collect(ctx: StepContext) -> int:
+    """The sweep's last job: fold the trial jobs' results into the ledger; for tpe, queue the next
+    wave and dispatch the sweep workflow again, until the sweep's budget is spent."""
+    name = _sweep_name(ctx)
+    queued: list[int] = []
+
+    def run() -> int:
+        code, count = sweep_cli.collect_sweep(ctx.repo, name)
+        queued.append(count)
+        return code
+
+    code = ctx.mlci(("sweep", "collect", name), run)
+    if code or not queued or not queued[0]:
+        return code
+    from mlci_tui.ci.dispatch import dispatch
+
+    def next_wave() -> int:
+        ctx.say(dispatch(ctx.repo.root, name, env=ctx.env, push_ledger=False))
+        return 0
+
+    return ctx.mlci(("ci", "dispatch", name, "--no-push"), next_wave)
 
 
 # ---------------------------------------------------------------- registry
@@ -655,6 +678,12 @@ STEPS: dict[str, Step] = {
         ),
         Step("sweep-matrix", "list the sweep's pending trials for the trial jobs", sweep_matrix, env=("MLCI_SWEEP",)),
         Step("sweep-trial", "run one trial and push its result to the ledger", sweep_trial, env=("MLCI_TRIAL",)),
+        Step(
+            "sweep-collect",
+            "fold the trial jobs' results into the ledger; tpe: dispatch the next wave",
+            sweep_collect,
+            env=("MLCI_SWEEP", "GITHUB_TOKEN"),
+        ),
     )
 }
 
@@ -665,6 +694,7 @@ JOBS: dict[str, list[str]] = {
     "schedule": ["ledger-pull", "data-pull", "data-update", "train", "gate", "promote", "ledger-push"],
     "sweep-matrix": ["ledger-pull", "sweep-matrix"],
     "sweep-trial": ["ledger-pull", "sweep-trial"],
+    "sweep-collect": ["ledger-pull", "sweep-collect"],
 }
 
 

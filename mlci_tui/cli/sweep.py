@@ -56,7 +56,7 @@ def start(args: argparse.Namespace) -> int:
     state = queue.QueueState(repo)
     sweep = state.find(args.name)
     executor = operations.executor_of(sweep, args.executor)
-    jobs = operations.jobs_of(sweep, args.jobs)
+    jobs = operations.jobs_of(sweep, args.jobs, "dask" if executor == "dask" and args.scheduler else executor)
     if executor == "ci":
         from mlci_tui.ci.dispatch import dispatch_sweep
 
@@ -104,7 +104,8 @@ def status(args: argparse.Namespace) -> int:
         output.write(rows, cols, args.format, sys.stdout)
         return 0
     sweep = state.find(args.name)
-    rows = operations.trial_rows(sweep)
+    waiting = operations.stalled(state.repo, sweep)
+    rows = operations.trial_rows(sweep, waiting)
     metric = sweep.spec.get("metric") or "value"
     cols = ["trial", "state", "attempts", "retries", *sweep.spec["params"], metric]
     if args.format != "table":
@@ -117,6 +118,11 @@ def status(args: argparse.Namespace) -> int:
             f"sweep {display(sweep.name)} ({sweep.sweep_id[:8]}) base {sweep.base[:10]}: "
             + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         )
+        if waiting.get(""):
+            say(f"dispatch stopped: {display(waiting[''])}")
+        stuck = [r for r in rows if r["state"] == "running" and r["trial_id"] in waiting]
+        for row in stuck:
+            say(f"stalled: {display(row['trial'])} {display(waiting[row['trial_id']])}")
     output.write(rows, cols, args.format, sys.stdout)
     return 0
 
@@ -162,7 +168,7 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
-    """cancel the queued trials of a sweep
+    """cancel the queued trials of a sweep and stop its running ones (local and Dask)
 
     Example: mlci sweep cancel lr-search
     """
@@ -187,6 +193,32 @@ def retry(args: argparse.Namespace) -> int:
     sweep, count = retry_sweep(Repo.find(), args.name, running=args.running)
     say(f"sweep {display(sweep.name)}: {count} trial(s) queued again; run `mlci sweep start {display(sweep.name)}`")
     return 0
+
+
+def collect(args: argparse.Namespace) -> int:
+    """fold the trial jobs' results (refs/mlci/incoming/) into the ledger; tpe: queue the next wave
+
+    Example: mlci sweep collect lr-search
+    """
+    return collect_sweep(Repo.find(), args.name, remote=args.remote, wave=args.wave)[0]
+
+
+def collect_sweep(repo: Repo, name: str, *, remote: str | None = None, wave: int | None = None) -> tuple[int, int]:
+    """`mlci sweep collect NAME`: (exit code, trials queued for the next wave); the CI sweep-collect step calls it."""
+    from mlci_tui import config as config_mod
+    from mlci_tui.sweep.operations import collect_sweep as collect_op
+
+    remote = remote or config_mod.load(repo.root).remote
+    got = collect_op(repo, name, remote=remote, wave=wave)
+    for line in got.refused:
+        notice(f"refused: {line}")
+    counts = got.sweep.counts()
+    say(
+        f"sweep {display(got.sweep.name)}: {got.merged} trial result(s) collected; "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + (f"; next wave: {got.queued} trial(s) queued" if got.queued else "")
+    )
+    return (1 if got.refused else 0), got.queued
 
 
 def matrix(args: argparse.Namespace) -> int:
@@ -241,7 +273,12 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(group, "start", start)
     p.add_argument("name", help="sweep name or id prefix")
     p.add_argument("--executor", choices=("local", "dask", "ci"), help="default: the sweep's executor (local)")
-    p.add_argument("-j", "--jobs", type=int, help="trials at a time (default: the sweep's parallel)")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        help="trials at a time (default: the Dask cluster's workers with --scheduler, else the sweep's parallel)",
+    )
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler (default: a LocalCluster started here)")
 
     p = add_command(group, "status", status)
@@ -264,6 +301,11 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(group, "best", best)
     p.add_argument("name", help="sweep name or id prefix")
     add_format_options(p)
+
+    p = add_command(group, "collect", collect)
+    p.add_argument("name", help="sweep name or id prefix")
+    p.add_argument("-r", "--remote", help="ledger remote (default ledger.remote)")
+    p.add_argument("--wave", type=int, help="tpe: trials in the next wave (default the sweep's parallel)")
 
     p = add_command(group, "matrix", matrix)
     p.add_argument("name", help="sweep name or id prefix")

@@ -21,7 +21,7 @@ from typing import Any
 from mlci_tui.errors import MlciError
 from mlci_tui.gitio import Repo, git
 from mlci_tui.sweep import queue
-from mlci_tui.sweep.runner import TrialJob, run_trial
+from mlci_tui.sweep.runner import Stop, TrialJob, remove_stale_worktrees, run_trial
 
 HOOKLESS = {"MLCI_NO_HOOKS": "1", "GIT_TERMINAL_PROMPT": "0"}
 
@@ -62,16 +62,41 @@ def _clone(source: dict[str, Any], job: TrialJob) -> Repo:
     return repo
 
 
+def _stop_check(sweep_id: str) -> Stop | None:
+    """'cancelled' once the coordinator sets the sweep's stop Event (cancel, Ctrl-C); None outside Dask."""
+    try:
+        from distributed import Event, get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return None
+    event = Event(f"mlci-stop-{sweep_id}")  # dask_executor.stop_event_name
+
+    def check() -> str | None:
+        try:
+            return "cancelled" if event.is_set() else None
+        except Exception:  # the scheduler is unreachable: keep running, the worker's loss is handled elsewhere
+            return None
+
+    return check
+
+
 def run_trial_task(job_data: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
     """Run one trial on this worker; returns {"state", "records", "message", "worker"}."""
     job = TrialJob.from_json(job_data)
     repo = _local_repo(source, job.base) or _clone(source, job)
+    remove_stale_worktrees(repo)  # left by a worker killed here before
     worker = f"dask:{socket.gethostname()}:{os.getpid()}"
     marker = marker_path(repo, job.sweep_id, job.trial_id)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "attempt": job.attempt}))
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "attempt": job.attempt}
+    marker.write_text(json.dumps(info))
+
+    def started(pid: int) -> None:
+        marker.write_text(json.dumps({**info, "child_pid": pid}))
+
     try:
-        outcome = run_trial(repo, job, worker=worker)
+        outcome = run_trial(repo, job, worker=worker, on_start=started, stop=_stop_check(job.sweep_id))
     finally:
         marker.unlink(missing_ok=True)
     return {"state": outcome.state, "records": outcome.records, "message": outcome.message, "worker": worker}

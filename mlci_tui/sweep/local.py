@@ -106,7 +106,9 @@ class Coordinator:
         recs = policy.interrupted(self.sweep, tids)
         if recs:
             self.store.append(recs, message=f"mlci: sweep {self.sweep.name}: interrupted, {len(recs)} trials requeued")
-            self.say(f"interrupted: {len(recs)} running trial(s) queued again; `mlci sweep start {self.sweep.name}` resumes")
+            self.say(
+                f"interrupted: {len(recs)} running trial(s) queued again; `mlci sweep start {self.sweep.name}` resumes"
+            )
 
     def pending(self) -> list[events.Trial]:
         held = {lease.trial_id for lease in queue.leases(self.repo, self.sweep_id)}
@@ -135,7 +137,10 @@ class Coordinator:
                 self.gpus.give_back(trial.trial_id)
         if claimed:
             self.store.append(
-                [events.started_event(job.sweep_id, job.trial_id, attempt=job.attempt, worker=worker) for job, _ in claimed]
+                [
+                    events.started_event(job.sweep_id, job.trial_id, attempt=job.attempt, worker=worker)
+                    for job, _ in claimed
+                ]
             )
         return claimed
 
@@ -248,9 +253,9 @@ def run(
         for member in busy:
             member.proc.wait()
             if member.lease is not None:
-                lease = next((x for x in queue.leases(repo, coord.sweep_id) if x.path == member.lease), None)
-                if lease is not None:
-                    policy.cleanup_lease(repo, lease)
+                held = next((x for x in queue.leases(repo, coord.sweep_id) if x.path == member.lease), None)
+                if held is not None:
+                    policy.cleanup_lease(repo, held)
         coord.interrupt([m.trial for m in busy if m.trial])
         sharing.push(final=True)
         raise

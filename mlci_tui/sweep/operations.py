@@ -26,6 +26,7 @@ from mlci_tui.sweep import events, policy, queue, strategies
 from mlci_tui.sweep import spec as spec_mod
 from mlci_tui.sweep.config_schema import SWEEP
 from mlci_tui.sweep.dask_executor import run as run_dask
+from mlci_tui.sweep.deliver import collect, deliver, incoming_ref
 from mlci_tui.sweep.events import Sweep, Trial
 from mlci_tui.sweep.local import run as run_local
 from mlci_tui.sweep.runner import TrialJob, append_outcome, log_path, run_trial
@@ -108,9 +109,16 @@ def executor_of(sweep: Sweep, requested: str | None) -> str:
     return requested or sweep.spec.get("executor") or "local"
 
 
-def jobs_of(sweep: Sweep, requested: int | None) -> int:
-    """Trials at a time: as asked, else the sweep's `parallel`, else one."""
-    return requested or int(sweep.spec.get("parallel") or 1)
+def jobs_of(sweep: Sweep, requested: int | None, executor: str = "local") -> int | None:
+    """Trials at a time: as asked; else on Dask with a scheduler None (the cluster's worker count,
+    read when connected); else the sweep's `parallel`, else one."""
+    if requested:
+        if requested < 1:
+            raise InputError(f"-j {requested}: trials at a time must be at least 1")
+        return requested
+    if executor == "dask" and sweep.spec.get("scheduler") is not None:
+        return None
+    return int(sweep.spec.get("parallel") or 1)
 
 
 def run_sweep(
@@ -119,7 +127,7 @@ def run_sweep(
     sweep: Sweep,
     *,
     executor: str,
-    jobs: int,
+    jobs: int | None,
     scheduler: str | None,
     progress: Progress,
 ) -> Sweep:
@@ -132,7 +140,9 @@ def run_sweep(
         return run_dask(repo, sweep.sweep_id, jobs, scheduler or sweep.spec.get("scheduler"), progress, state)
     if executor != "local":
         raise InputError(f"sweep {sweep.name}: executor {executor} does not run trials here")
-    return run_local(repo, sweep.sweep_id, jobs, progress, state)
+    if sweep.spec.get("cluster"):
+        raise InputError(f"sweep {sweep.name}: cluster: is for the dask executor (--executor dask)")
+    return run_local(repo, sweep.sweep_id, jobs or int(sweep.spec.get("parallel") or 1), progress, state)
 
 
 # ------------------------------------------------------------------ status
@@ -155,6 +165,7 @@ def sweep_rows(sweeps: dict[str, Sweep]) -> list[dict[str, Any]]:
                 "running": counts["running"],
                 "failed": counts["failed"],
                 "cancelled": counts["cancelled"],
+                "pruned": counts["pruned"],
                 "metric": sweep.spec.get("metric"),
                 "best": best.value if best else None,
                 "base": sweep.base[:10],
@@ -164,9 +175,20 @@ def sweep_rows(sweeps: dict[str, Sweep]) -> list[dict[str, Any]]:
     return rows
 
 
-def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
-    """One row per trial in number order: state, params, the metric's value, why it ended."""
+def stalled(repo: Repo, sweep: Sweep) -> dict[str, str]:
+    """Why each waiting trial waits (trial id -> text), and the budget when it is spent (key '')."""
+    held = {lease.trial_id for lease in queue.leases(repo, sweep.sweep_id)}
+    out = policy.stalled(sweep, held)
+    spent = policy.budget_spent(sweep)
+    if spent:
+        out[""] = spent
+    return out
+
+
+def trial_rows(sweep: Sweep, waiting: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per trial in number order: state, params, the metric's value, why it ended (or waits)."""
     rows = []
+    waiting = waiting or {}
     for t in sweep.ordered():
         row: dict[str, Any] = {
             "trial": f"{sweep.name}-{t.number}",
@@ -180,7 +202,7 @@ def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
         row[sweep.spec.get("metric") or "value"] = t.value
         row["run_id"] = t.run_id
         row["exit_code"] = t.exit_code
-        row["reason"] = t.reason
+        row["reason"] = waiting.get(t.trial_id) or t.reason
         rows.append(row)
     return rows
 
@@ -317,17 +339,50 @@ def work_trial(repo: Repo, trial_ref: str, *, remote: str | None, progress: Prog
     ensure_base(repo, sweep, remote)
     job = TrialJob.of(sweep, trial)
     worker = events.worker_name(os.environ.get("GITHUB_RUN_ID") or os.environ.get("CI_JOB_ID") or os.getpid())
-    LedgerStore(repo).append(
-        [events.trial_event(sweep.sweep_id, trial.trial_id, "started", attempt=job.attempt, worker=worker)]
-    )
+    LedgerStore(repo).append([events.started_event(sweep.sweep_id, trial.trial_id, attempt=job.attempt, worker=worker)])
     progress(f"trial {sweep.name}-{trial.number} started: {params_text(job.params)}")
     outcome = run_trial(repo, job, worker=worker)
     append_outcome(repo, outcome)
     progress(f"trial {sweep.name}-{trial.number}: {outcome.message}")
     if remote is not None:
-        for text in sync.push(repo, remote).notices:
+        for text in deliver(repo, remote, incoming_ref(sweep.sweep_id, trial.trial_id, job.attempt)):
             progress(text)
     return TrialWork(sweep, trial, ran=True, state=outcome.state)
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What `collect_sweep` did: results folded in, refs refused, the next wave queued (tpe)."""
+
+    sweep: Sweep
+    merged: int
+    refused: list[str]
+    queued: int
+
+    @property
+    def finished(self) -> bool:
+        return not any(t.state in ("queued", "running") for t in self.sweep.trials.values())
+
+
+def collect_sweep(repo: Repo, sweep_ref: str, *, remote: str, wave: int | None = None) -> Collection:
+    """The coordinator of a CI sweep: fold the trial jobs' incoming refs into the ledger, then, for
+    tpe, queue the next wave (`wave` trials, default the sweep's `parallel`) within its budget and
+    push it; the caller dispatches the workflow again when `queued` > 0."""
+    got = collect(repo, remote, queue.QueueState(repo).find(sweep_ref).sweep_id)
+    state = queue.QueueState(repo)
+    sweep = state.find(sweep_ref)
+    queued = 0
+    spent = policy.budget_spent(sweep)
+    if spent:
+        cancelled = policy.after_budget(sweep, spent)
+        if cancelled:
+            LedgerStore(repo).append(cancelled)
+    elif not any(t.state == "running" for t in sweep.trials.values()):
+        queued = policy.tpe_top_up(repo, sweep, wave or int(sweep.spec.get("parallel") or 1))
+    if queued or spent:
+        sync.push(repo, remote)
+    state.refresh()
+    return Collection(state.find(sweep_ref), len(got.merged), got.refused, queued)
 
 
 def ensure_base(repo: Repo, sweep: Sweep, remote: str | None) -> None:

@@ -75,7 +75,9 @@ def stranded(sweep: Sweep, held: set[str], lease_seconds: float) -> list[tuple[T
         if trial.host == socket.gethostname() and trial.pid is not None and not queue.pid_alive(trial.pid):
             out.append((trial, f"started by pid {trial.pid} on this host, which is gone"))
         elif timeout and age(trial.started) > float(timeout) + lease_seconds:
-            out.append((trial, f"no result {float(timeout) + lease_seconds:.0f} s after its start (timeout {timeout} s)"))
+            out.append(
+                (trial, f"no result {float(timeout) + lease_seconds:.0f} s after its start (timeout {timeout} s)")
+            )
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mlci_tui.errors import ConfigError, InputError
 from mlci_tui.gitio import Repo
@@ -96,7 +96,9 @@ class Watcher:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        direction = "maximize" if self.spec.get("direction", "max") == "max" else "minimize"
+        direction: Literal["maximize", "minimize"] = (
+            "maximize" if self.spec.get("direction", "max") == "max" else "minimize"
+        )
         study = optuna.create_study(direction=direction, pruner=make_pruner(self.spec), study_name=self.sweep_id)
         for curve in finished_curves(self.repo, self.sweep_id, self.tid):
             if curve:

@@ -455,11 +455,11 @@ def _ended(
         return Outcome("cancelled", [event], "cancelled")
     if stopped == "pruned" and watcher is not None and watcher.last is not None:
         step, value = watcher.last
-        why = f"pruned at step {step} ({job.spec.get('pruner')} pruner): {job.spec.get('metric')}={value:g}"
+        text = f"pruned at step {step} ({job.spec.get('pruner')} pruner): {job.spec.get('metric')}={value:g}"
         event = events.trial_event(
-            job.sweep_id, job.trial_id, "pruned", step=step, value=value, reason=why, **base_fields
+            job.sweep_id, job.trial_id, "pruned", step=step, value=value, reason=text, **base_fields
         )
-        return Outcome("pruned", [event], why)
+        return Outcome("pruned", [event], text)
     if stopped == "timeout":
         return _failed(job, base_fields, None, err_tail, f"timed out after {job.spec.get('timeout')} s")
     if code != 0:

@@ -30,7 +30,9 @@ def remote_for(repo: Repo, setting: object) -> str | None:
     exists = repo.run("remote", "get-url", remote, check=False).returncode == 0
     if setting is True or setting == "true":
         if not exists:
-            raise MlciError(f"push: true, but the ledger remote {remote!r} does not exist (git remote add {remote} URL)")
+            raise MlciError(
+                f"push: true, but the ledger remote {remote!r} does not exist (git remote add {remote} URL)"
+            )
         return remote
     return remote if exists else None
 
@@ -45,7 +47,9 @@ class Sharing:
 
     @classmethod
     def of(cls, repo: Repo, sweep: Sweep, say: Callable[[str], None]) -> Sharing:
-        return cls(repo, remote_for(repo, sweep.spec.get("push", "auto")), say, LedgerStore(repo).tip(), time.monotonic())
+        return cls(
+            repo, remote_for(repo, sweep.spec.get("push", "auto")), say, LedgerStore(repo).tip(), time.monotonic()
+        )
 
     def maybe_push(self) -> None:
         if self.remote and time.monotonic() - self.last >= PUSH_EVERY:

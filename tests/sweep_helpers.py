@@ -88,3 +88,40 @@ def leases(root: Path) -> list[dict[str, Any]]:
 
 def worktrees(root: Path) -> list[str]:
     return [line for line in git(root, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]
+
+
+def processes_with_env(key: str, value: str) -> list[int]:
+    """Pids of live (not zombie) processes whose environment holds KEY=VALUE: what a trial left running."""
+    wanted = f"{key}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if wanted in env and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Live pids whose process group is `pgid` (a trial's supervisor leads its command's group)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry.name))
+    return found
+
+
+def sweep_id_of(root: Path, name: str) -> str:
+    proc = ok(run_mlci(root, "sweep", "status", "--json"))
+    return next(r["sweep_id"] for r in json.loads(proc.stdout) if r["name"] == name)

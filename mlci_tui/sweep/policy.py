@@ -82,7 +82,7 @@ def stranded(sweep: Sweep, held: set[str], lease_seconds: float) -> list[tuple[T
 
 
 def stalled(sweep: Sweep, held: set[str]) -> dict[str, str]:
-    """Why each trial that waits on something is waiting: what `sweep status` shows."""
+    """Why each trial recorded running that no lease here holds is stuck: what `sweep status` shows."""
     out: dict[str, str] = {}
     for trial in sweep.ordered():
         if trial.state == "running" and trial.trial_id not in held:
@@ -92,8 +92,6 @@ def stalled(sweep: Sweep, held: set[str]) -> dict[str, str]:
                 f"`mlci sweep start {sweep.name}` requeues it once its timeout passes, or `mlci sweep retry "
                 f"{sweep.name} --running` now"
             )
-        elif trial.state == "queued" and not held:
-            out[trial.trial_id] = f"queued: no coordinator here holds a lease (`mlci sweep start {sweep.name}`)"
     return out
 
 

@@ -119,7 +119,11 @@ def test_known_edits_every_count_exact(repo: Path, tmp_path: Path) -> None:
         "reordered": False,
     }
     income = doc["columns"][0]
-    assert income["examples"][0] == {"key": {"customer_id": 501}, "old": base_rows()[500]["income"], "new": round(base_rows()[500]["income"] + 10.5, 2)}
+    assert income["examples"][0] == {
+        "key": {"customer_id": 501},
+        "old": base_rows()[500]["income"],
+        "new": round(base_rows()[500]["income"] + 10.5, 2),
+    }
     assert len(income["examples"]) == 3
     assert doc["added_examples"][0] == {"customer_id": 5001} and doc["removed_examples"][0] == {"customer_id": 1}
     assert {"income", "age", "score"} <= {d["column"] for d in doc["drift"]}  # the profiles' drift beside it
@@ -128,7 +132,8 @@ def test_known_edits_every_count_exact(repo: Path, tmp_path: Path) -> None:
     con = duckdb.connect()
     kinds = dict(con.execute(f"SELECT change, count(*) FROM '{out}' GROUP BY 1").fetchall())
     assert kinds == {"added": 1000, "removed": 500, "changed": 400}
-    assert con.execute(f"SELECT column, count(*) FROM '{out}' WHERE change = 'changed' GROUP BY 1 ORDER BY 1").fetchall() == [("age", 100), ("income", 300)]
+    by_column = f"SELECT \"column\", count(*) FROM '{out}' WHERE change = 'changed' GROUP BY 1 ORDER BY 1"
+    assert con.execute(by_column).fetchall() == [("age", 100), ("income", 300)]
     assert not list(tmp_path.glob(".diff.parquet.tmp*"))
 
     # the tolerance is what hides the float noise: a tighter one from the flags counts it
@@ -142,7 +147,11 @@ def test_known_edits_every_count_exact(repo: Path, tmp_path: Path) -> None:
     assert "retyped: tier BIGINT -> DOUBLE" in text.stdout
     md = run_mlci(repo, "data", "diff", "customers", "--md", "--no-drift").stdout
     assert "| income | 300 | customer\\_id=501:" in md
-    rows = list(csv.DictReader(run_mlci(repo, "data", "diff", "customers", "--csv", "--no-drift", "--rows", "2").stdout.splitlines()))
+    rows = list(
+        csv.DictReader(
+            run_mlci(repo, "data", "diff", "customers", "--csv", "--no-drift", "--rows", "2").stdout.splitlines()
+        )
+    )
     assert [(r["change"], r["column"]) for r in rows].count(("changed", "income")) == 2
     assert sum(r["change"] == "added" for r in rows) == 2
 
@@ -174,7 +183,10 @@ def test_csv_and_parquet_of_the_same_data_diff_as_equal(repo: Path) -> None:
             "    columns:\n      zip: {type: string}\n"
         },
     )
-    rows = [{**r, "zip": f"0{r['customer_id'] % 1000:04d}", "day": f"2024-01-{1 + r['customer_id'] % 28:02d}"} for r in base_rows()]
+    rows = [
+        {**r, "zip": f"0{r['customer_id'] % 1000:04d}", "day": f"2024-01-{1 + r['customer_id'] % 28:02d}"}
+        for r in base_rows()
+    ]
     write_csv(repo / "data" / "c" / "part-0.csv", rows)
     commit(repo, {}, "csv", no_verify=True)
     (repo / "data" / "c" / "part-0.csv").unlink()

@@ -292,7 +292,7 @@ def _print_diff(path: str, labels: tuple[str, str], d: Any, drift: Any, fmt: str
         return
     say("")
     names = ["column", "nulls", "mean", "method", "statistic", f"> {drift.threshold}"]
-    rows = [
+    cells = [
         [
             x["column"],
             f"{_cell(x['nulls'][0])} -> {_cell(x['nulls'][1])}",
@@ -303,7 +303,7 @@ def _print_diff(path: str, labels: tuple[str, str], d: Any, drift: Any, fmt: str
         ]
         for x in drift.drift
     ]
-    write([dict(zip(names, r)) for r in rows], names, "table", sys.stdout)
+    write([dict(zip(names, r)) for r in cells], names, "table", sys.stdout)
 
 
 def infer(args: argparse.Namespace) -> int:

@@ -311,10 +311,10 @@ def _keyed(
     joined = f"{old} AS o JOIN {new} AS n ON {on}"
     if candidates:
         tests = ", ".join(f"count_if({a} IS DISTINCT FROM {b})" for a, b in (p.exprs() for p in candidates))
-        got = con.execute(f"SELECT count(*), {tests} FROM {joined}").fetchone()
-        assert got is not None
-        if got[0]:
-            pairs = pairs + _take_renames(schema, [p for p, d in zip(candidates, got[1:]) if d == 0])
+        tested = con.execute(f"SELECT count(*), {tests} FROM {joined}").fetchone()
+        assert tested is not None
+        if tested[0]:
+            pairs = pairs + _take_renames(schema, [p for p, d in zip(candidates, tested[1:]) if d == 0])
     compared = [p for p in pairs if p.old not in key]
     tol_of = {p.new: tolerances.get(p.new) for p in compared}
     first = key_pairs[0].exprs()
@@ -338,14 +338,14 @@ def _keyed(
         ["count_if(__kind = 'added')", "count_if(__kind = 'removed')", "count_if(__kind = 'changed')"]
         + [f"count_if(__c{i} AND __kind = 'changed')" for i in range(len(compared))]
     )
-    row = con.execute(f"SELECT {counts} FROM __mlci_diff").fetchone()
-    assert row is not None
-    added, removed, changed = (int(x or 0) for x in row[:3])
+    counted = con.execute(f"SELECT {counts} FROM __mlci_diff").fetchone()
+    assert counted is not None
+    added, removed, changed = (int(x or 0) for x in counted[:3])
     names = [p.new for p in key_pairs]
     order = ", ".join(q(n) for n in names)
     columns = []
     for i, p in enumerate(compared):
-        n_changed = int(row[3 + i] or 0)
+        n_changed = int(counted[3 + i] or 0)
         if not n_changed:
             continue
         got = con.execute(

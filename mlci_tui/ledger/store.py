@@ -34,6 +34,7 @@ MAX_ATTEMPTS = 60
 # A ref lock is held for well under a millisecond; one older than this was left by a writer
 # killed mid-update (SIGKILL, OOM) and would otherwise block every later append for good.
 STALE_LOCK_SECONDS = 3.0
+LARGE_SCRIPT = 8 * 1024 * 1024  # past this, fast-import compresses at level 1 (x3 faster on a 48 MB record)
 # What a commit does to a path: an object already in the repository (its id), inline bytes,
 # or None to delete it. Appends, merges, compaction and `ledger resolve` all write through it.
 Changes = dict[str, str | bytes | None]
@@ -265,6 +266,8 @@ class LedgerStore:
                 # one meaning, two byte strings: every clone converges on the smaller blob id
                 if pair.our_blob is not None and pair.their_blob is not None and pair.their_blob < pair.our_blob:
                     out[path] = pair.their_blob
+                elif pair.our_blob is None and pair.ours == pair.theirs and out.get(path) == pair.their_blob:
+                    del out[path]  # our segment holds these very bytes: the loose copy adds nothing
                 continue
             blob = pair.their_blob or blob_id(pair.theirs, sha256=sha256)
             if pair.their_blob is not None and out.get(path) == pair.their_blob:
@@ -301,6 +304,10 @@ class LedgerStore:
         pairs = [_Pair(rid, ours[rid], bodies[rid], None, None) for rid in ours]
         if all(same_meaning(p.ours, p.theirs) for p in pairs):
             out[path] = blob
+            # our loose files of records the segment holds byte for byte go: the trees converge
+            loose = self.repo.ls_tree(tip, [records.record_path(p.id) for p in pairs if p.ours == p.theirs])
+            held = {e.path for e in loose}
+            out.update((path, None) for path in held if path not in out)
             return []
         out.pop(path.removesuffix(".parquet") + ".ids", None)
         out.update((records.record_path(rid), body) for rid, body in bodies.items() if rid not in present)
@@ -338,7 +345,9 @@ class LedgerStore:
         raise LedgerConflict(f"{self.ref}: gave up after {MAX_ATTEMPTS} concurrent updates; nothing was written")
 
     def _run_fast_import(self, script: bytes) -> str | None:
-        proc = self.repo.run("fast-import", "--quiet", "--done", input=script, check=False)
+        # a record of tens of MB (a huge params file): zlib's default level costs seconds there
+        fast = ("-c", "core.compression=1") if len(script) > LARGE_SCRIPT else ()
+        proc = self.repo.run(*fast, "fast-import", "--quiet", "--done", input=script, check=False)
         if proc.returncode == 0:
             return proc.stdout.decode().strip().splitlines()[-1]
         err = proc.stderr.decode("utf-8", "replace")
@@ -363,35 +372,23 @@ class LedgerStore:
             pass  # no lock, or another writer cleared it first
 
 
-def refuse_misnamed(events: Sequence[TreeEntry]) -> Callable[[bytes], str | None]:
-    """For the cache build (`Repo.cat_blobs_to_lines`, called once per object read, in order):
-    why the next of these event files is not read, or None. It must be one record
+def refuse_misnamed(events: Sequence[TreeEntry]) -> Callable[[int, bytes], str | None]:
+    """For the cache build (`Repo.cat_blobs_to_lines`, called with the position in `events` of
+    each file it reads): why that event file is not read, or None. It must be one record
     (`records.line_problem`) whose id is its file name, so that a body filed under another
-    record's name never shadows that record. The id costs a substring search; only a
-    mismatch hashes the bytes, to tell which file they are (an object missing from the
-    repository shifts the order)."""
-    position: dict[str, int] = {}  # blob id -> its position, built at the first mismatch
+    record's name never shadows that record. The id costs a substring search."""
     # events/ab/<id>.json -> <id> (26 characters); None for a file not where records.record_path puts one
     names = [
         p[10:-5] if len(p) == 41 and p[7:9] == p[10:12] and p.startswith(EVENTS_DIR) and p.endswith(".json") else None
         for p in (entry.path for entry in events)
     ]
-    sha256 = bool(events) and len(events[0].oid) == 64
-    following = [0]  # the position of the file the next call reads
 
-    def refuse(line: bytes) -> str | None:
-        n = following[0]
-        rid = _body_id(line)
-        if n >= len(names) or rid != names[n]:
-            if not position:
-                position.update((entry.oid, k) for k, entry in enumerate(events))
-            found = position.get(blob_id(line, sha256=sha256))
-            n = found if found is not None else n
-        following[0] = n + 1
+    def refuse(n: int, line: bytes) -> str | None:
         problem = records.line_problem(line)
         if problem:
             return problem
-        if n >= len(names) or rid is None or rid != names[n]:
+        rid = _body_id(line)
+        if rid is None or rid != names[n]:
             return "its id does not match its path"
         return None
 

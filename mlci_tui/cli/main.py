@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "data": "data",
     "import": "imports",
     "sweep": "sweep",
+    "bisect": "bisect",
 }
 
 

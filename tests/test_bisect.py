@@ -1,0 +1,223 @@
+"""`mlci bisect`: change points from the ledger, and the training search over gaps (real git
+repositories, real trainings through the sweep machinery, real processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from conftest import commit, git, run_mlci
+from sweep_helpers import ok, wait_for
+
+CONFIG = (
+    f"train:\n  command: {json.dumps(sys.executable + ' train.py')}\n"
+    "metrics:\n  fields:\n    acc:\n      direction: max\n"
+)
+
+# reads the commit's quality, optionally sleeps, fails where a `flaky` file exists; every
+# training appends `N-start` to COUNT_FILE as it starts and its commit number N as it ends
+TRAIN = """\
+import json, os, sys, time
+n = open('n.txt').read().strip()
+with open(os.environ['COUNT_FILE'], 'a') as out:
+    out.write(n + '-start\\n')
+time.sleep(float(os.environ.get('TRAIN_SLEEP', '0')))
+with open(os.environ['COUNT_FILE'], 'a') as out:
+    out.write(n + ('-failed' if os.path.exists('flaky') else '') + '\\n')
+if os.path.exists('flaky'):
+    sys.exit(3)
+json.dump({'acc': float(open('quality.txt').read())}, open('metrics.json', 'w'))
+"""
+
+
+def ledger_history(root: Path, values: list[float], *, params_at: int | None = None) -> list[str]:
+    """One commit per value, each with its metrics.json; all captured into the ledger."""
+    git(root, "init", "-q", "-b", "main")
+    shas = []
+    for n, value in enumerate(values):
+        files = {"metrics.json": json.dumps({"acc": value}), "n.txt": f"{n}\n"}
+        if n == 0:
+            files["mlci.yaml"] = CONFIG
+        if n == 0 or n == params_at:
+            files["params.yaml"] = f"lr: {0.2 if n == params_at else 0.1}\n"
+        shas.append(commit(root, files, f"commit {n}", no_verify=True))
+    ok(run_mlci(root, "capture", *shas))
+    return shas
+
+
+def noisy(n: int, seed: int, steps: dict[int, float] | None = None, base: float = 0.9) -> list[float]:
+    rng = random.Random(seed)
+    level, out = base, []
+    for i in range(n):
+        level += (steps or {}).get(i, 0.0)
+        out.append(round(level + rng.gauss(0, 0.003), 6))
+    return out
+
+
+def bisect_json(root: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    return json.loads(ok(run_mlci(root, "bisect", *args, "--json", env=env, timeout=300)).stdout)
+
+
+# ------------------------------------------------------------------ from the ledger
+def test_a_step_amid_noise_is_found_at_its_commit_with_what_changed(repo: Path) -> None:
+    shas = ledger_history(repo, noisy(40, 1, {25: -0.04}), params_at=25)
+    rows = bisect_json(repo, "acc")
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert (row["before"], row["after"]) == (shas[24], shas[25])
+    assert row["regression"] is True and row["step"] < -0.03 and row["confidence"] > 0.99
+    assert row["untested"] == 0
+    assert row["params"] == {"lr": ["0.1", "0.2"]}
+    assert any("params.yaml" in line for line in row["files"])
+    table = ok(run_mlci(repo, "bisect", "acc")).stdout
+    assert shas[25][:10] in table and "params lr" in table and "1 change point" in table
+
+
+def test_two_steps_are_both_found_the_larger_first(repo: Path) -> None:
+    shas = ledger_history(repo, noisy(60, 2, {15: 0.02, 40: -0.05}))
+    rows = bisect_json(repo, "acc")
+    assert [r["after"] for r in rows] == [shas[40], shas[15]]
+    assert [r["regression"] for r in rows] == [True, False]
+    assert rows[0]["rank"] == 1 and rows[1]["rank"] == 2
+
+
+def test_pure_noise_reports_no_change_point(repo: Path) -> None:
+    ledger_history(repo, noisy(50, 3))
+    assert bisect_json(repo, "acc") == []
+    assert "0 change point(s)" in ok(run_mlci(repo, "bisect", "acc")).stdout
+
+
+def test_a_range_limits_the_search(repo: Path) -> None:
+    shas = ledger_history(repo, noisy(40, 4, {10: -0.05, 30: -0.05}))
+    rows = bisect_json(repo, "acc", "--range", f"{shas[20]}..{shas[39]}")
+    assert [r["after"] for r in rows] == [shas[30]]
+
+
+# ------------------------------------------------------------------ training the gaps
+def gap_history(root: Path, *, culprit: int = 41, flaky: int | None = 31, n: int = 64) -> list[str]:
+    """`n` commits; quality drops at `culprit`; `flaky` fails to train; runs only at the two ends."""
+    git(root, "init", "-q", "-b", "main")
+    shas = []
+    for i in range(n):
+        files: dict[str, str] = {"n.txt": f"{i}\n", "quality.txt": "0.8\n" if i >= culprit else "0.95\n"}
+        if i == 0:
+            files.update({"mlci.yaml": CONFIG, "train.py": TRAIN, "metrics.json": '{"acc": 0.95}'})
+        if i == n - 1:
+            files["metrics.json"] = '{"acc": 0.8}'
+        if flaky is not None and i == flaky:
+            files["flaky"] = "x\n"
+        shas.append(commit(root, files, f"commit {i}", no_verify=True))
+        if flaky is not None and i == flaky:
+            git(root, "rm", "-q", "flaky")
+    ok(run_mlci(root, "capture", shas[0], shas[-1]))
+    return shas
+
+
+def lines(count_file: Path) -> list[str]:
+    return count_file.read_text().split() if count_file.exists() else []
+
+
+def trainings(count_file: Path) -> list[str]:
+    """The trainings that ran to their end, by commit number."""
+    return [line for line in lines(count_file) if not line.endswith("-start")]
+
+
+def test_gaps_are_trained_only_where_the_search_needs_them(repo: Path, tmp_path: Path) -> None:
+    shas = gap_history(repo)
+    count = tmp_path / "count.txt"
+    env = {"COUNT_FILE": str(count)}
+    result = bisect_json(repo, "acc", "--bad-if", "acc < 0.9", env=env)
+    assert result["culprit"] == shas[41]
+    assert result["good"] == shas[40]
+    assert result["skipped"] == [shas[31]]
+    done = trainings(count)
+    assert len(done) <= 7 and len(done) == result["trainings"], done
+    assert "31-failed" in done and len(set(done)) == len(done)
+    # the trainings are ordinary runs of kind bisect, one per commit, with derived ids
+    proc = ok(
+        run_mlci(repo, "sql", "SELECT commit, kind, metrics['acc'] AS acc FROM runs WHERE kind = 'bisect'", "--json")
+    )
+    runs = json.loads(proc.stdout)
+    assert len(runs) == len(done) - 1 and {r["commit"] for r in runs} <= set(shas)
+    # a second bisect reuses them: no training at all
+    again = bisect_json(repo, "acc", "--bad-if", "acc < 0.9", env=env)
+    assert again["culprit"] == shas[41] and again["trainings"] == 0
+    assert len(trainings(count)) == len(done)
+    # the table names the culprit and the skipped commit
+    text = ok(run_mlci(repo, "bisect", "acc", "--bad-if", "acc < 0.9", env=env)).stdout
+    assert f"first bad commit: {shas[41]}" in text and shas[31][:10] in text
+
+
+def test_trainings_are_not_more_than_git_bisect_first_parent(repo: Path, tmp_path: Path) -> None:
+    shas = gap_history(repo, culprit=23, flaky=None)
+    count = tmp_path / "count.txt"
+    result = bisect_json(repo, "acc", "--good", shas[0], "--bad", shas[-1], env={"COUNT_FILE": str(count)})
+    assert result["culprit"] == shas[23]
+    # git bisect run on the same range, with a script that trains in the working tree
+    script = tmp_path / "judge.sh"
+    git_count = tmp_path / "git-count.txt"
+    script.write_text(
+        f"#!/bin/sh\nCOUNT_FILE={git_count} {sys.executable} train.py || exit 125\n"
+        f"{sys.executable} -c \"import json,sys; sys.exit(json.load(open('metrics.json'))['acc'] < 0.9)\"\n"
+    )
+    script.chmod(0o755)
+    git(repo, "bisect", "start", "--first-parent", shas[-1], shas[0])
+    out = git(repo, "bisect", "run", str(script))
+    git(repo, "bisect", "reset")
+    assert f"{shas[23]} is the first bad commit" in out
+    assert result["trainings"] <= len(trainings(git_count)), (result["trainings"], trainings(git_count))
+
+
+def test_resume_after_sigkill_trains_nothing_twice_and_finds_the_same_commit(repo: Path, tmp_path: Path) -> None:
+    shas = gap_history(repo, culprit=41, flaky=None)
+    count = tmp_path / "count.txt"
+    env = dict(os.environ, COUNT_FILE=str(count), TRAIN_SLEEP="0.6")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlci_tui", "bisect", "acc", "--good", shas[0], "--bad", shas[-1]],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        # two trainings recorded and the third one running (it sleeps): kill everything then
+        wait_for(lambda: sum(x.endswith("-start") for x in lines(count)) >= 3, timeout=120, what="a third training")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the bisect, its pool worker and the training
+        proc.wait()
+    before = lines(count)
+    assert len(trainings(count)) == 2 and before[-1].endswith("-start"), before  # killed mid-training
+    state = json.loads((repo / ".git" / "mlci" / "bisect" / "state.json").read_text())
+    assert state["result"] is None
+    result = bisect_json(repo, "--resume", env={"COUNT_FILE": str(count)})
+    assert result["culprit"] == shas[41]
+    done = trainings(count)
+    assert len(set(done)) == len(done), done  # no commit trained twice to the end
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    gap_history(fresh, culprit=41, flaky=None)
+    fresh_count = tmp_path / "fresh-count.txt"
+    clean = bisect_json(fresh, "acc", "--good", "HEAD~63", "--bad", "HEAD", env={"COUNT_FILE": str(fresh_count)})
+    assert sorted(trainings(fresh_count)) == sorted(done)  # the same probes as a bisect never interrupted
+    assert clean["culprit"] == git(fresh, "rev-parse", "HEAD~22").strip()
+
+
+def test_bad_input_is_one_line_and_exit_2(repo: Path) -> None:
+    ledger_history(repo, noisy(5, 5))
+    for args, text in (
+        (("acc", "--bad-if", "loss < 1"), "not the bisected metric"),
+        (("acc", "--bad-if", "acc about 1"), "expected METRIC"),
+        (("--resume",), "no bisect to resume"),
+        (("acc", "--good", "nope"), "--good nope: not a commit"),
+        ((), "name the metric"),
+    ):
+        proc = run_mlci(repo, "bisect", *args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert text in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

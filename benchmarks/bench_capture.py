@@ -20,7 +20,12 @@ dvc.lock, a `.dvc` pointer, metrics and plots declared, 40 source files); with
 `--against SRC` (a checkout of an older mlci, e.g. `git worktree add /tmp/before REV`)
 both trees are timed in interleaved rounds.
 
-Usage: python benchmarks/bench_capture.py [--quick] | --dvc [--against SRC]
+A commit with a run against an older tree (`--against SRC` without `--dvc`): a bare `git
+commit`, `git commit` through the plain hooks installed from each tree (pre-commit checks the
+staged files, post-commit captures), and each tree's installed post-commit hook alone, in one
+interleaved loop (issue 19's "a commit that captures a run").
+
+Usage: python benchmarks/bench_capture.py [--quick] | --dvc [--against SRC] | --against SRC
 """
 
 from __future__ import annotations
@@ -302,6 +307,40 @@ def dvc_case(rounds: int, against: Path | None) -> dict[str, Any]:
     return stats
 
 
+def commit_case(rounds: int, against: Path) -> dict[str, Any]:
+    """`git commit` through mlci's plain hooks (pre-commit + post-commit capture) installed from
+    this tree and from `against`, a bare `git commit`, and each post-commit hook alone: one
+    interleaved loop, so the machine's load hits every variant alike (issue 19)."""
+    trees = {"now": common.ROOT, "before": against}
+    repos = {"bare": ml_repo("bare", hooks=False)}
+    for label, src in trees.items():
+        path = ml_repo(f"hooks-{label}", hooks=False)
+        common.run([sys.executable, "-m", "mlci_tui", "install"], path, env=common.env(PYTHONPATH=str(src)))
+        repos[label] = path
+        repos[f"alone-{label}"] = ml_repo(f"alone-{label}", hooks=False)
+        common.run(
+            [sys.executable, "-m", "mlci_tui", "install"], repos[f"alone-{label}"], env=common.env(PYTHONPATH=str(src))
+        )
+    variants = {"git commit, no hooks": Committer(repos["bare"], "commit")}
+    for label in trees:
+        variants[f"git commit through mlci's plain hooks ({label})"] = Committer(repos[label], "commit")
+        variants[f".git/hooks/post-commit alone ({label})"] = Committer(
+            repos[f"alone-{label}"], "installed-post-commit"
+        )
+    samples = common.interleave(variants, rounds, warmup=2)
+    stats = common.summarise(samples, baseline="git commit, no hooks")
+    bare = stats["git commit, no hooks"]["median"]
+    for label in trees:
+        row = stats[f"git commit through mlci's plain hooks ({label})"]
+        row["over_bare_ms"] = (row["median"] - bare) * 1000
+    common.print_table("git commit with a run captured, hooks from each tree (ratio to a bare commit)", stats)
+    for label in trees:
+        over = stats[f"git commit through mlci's plain hooks ({label})"]["over_bare_ms"]
+        print(f"  {label}: {over:.0f} ms over a bare commit")
+    print(f"  runs: { {name: count_runs(path) for name, path in repos.items()} }")
+    return stats
+
+
 def _children_cpu() -> float:
     import resource
 
@@ -312,11 +351,17 @@ def _children_cpu() -> float:
 def main() -> int:
     parser = common.base_args(__doc__ or "")
     parser.add_argument("--dvc", action="store_true", help="only the DVC project case")
-    parser.add_argument("--against", type=Path, help="with --dvc: another mlci source tree timed in the same rounds")
+    parser.add_argument(
+        "--against", type=Path, help="another mlci source tree timed in the same rounds (with --dvc: the DVC case)"
+    )
     args = parser.parse_args()
     if args.dvc:
         stats = dvc_case(8 if args.quick else 20, args.against)
         common.write_results("capture_dvc", {"machine": common.machine(), "capture": stats})
+        return 0
+    if args.against:
+        stats = commit_case(8 if args.quick else 20, args.against)
+        common.write_results("capture_against", {"machine": common.machine(), "capture": stats})
         return 0
     deadline = common.Deadline(args.budget or (240 if args.quick else 900))
     t0 = time.perf_counter()

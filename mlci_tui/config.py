@@ -433,13 +433,18 @@ def load_from_git(repo: Any, treeish: str) -> Config:
     spec = (lambda name: f":{name}") if treeish in (":", ":index") else (lambda name: f"{treeish}:{name}")
     proc = repo.run("cat-file", "--batch", input=f"{spec(CONFIG_FILE)}\n{spec('pyproject.toml')}\n".encode())
     blobs = parse_cat_file_batch_ordered(proc.stdout)
-    yaml_blob, pyproject_blob = blobs[0], blobs[1]
+    return load_from_blobs(repo.root, blobs[0], blobs[1])
+
+
+def load_from_blobs(root: Path, yaml_blob: bytes | None, pyproject_blob: bytes | None) -> Config:
+    """The config from a commit's `mlci.yaml` and `pyproject.toml` bytes (None: absent), for a
+    caller that read them already (capture, through its one `git cat-file` process)."""
     if yaml_blob is not None:
         try:
             text = yaml_blob.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{CONFIG_FILE}: not UTF-8 text (offset {exc.start})") from None
-        return load_text(repo.root, text)
+        return load_text(root, text)
     if pyproject_blob is not None and b"mlci" in pyproject_blob:
         import tomllib
 
@@ -448,5 +453,5 @@ def load_from_git(repo: Any, treeish: str) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"pyproject.toml: invalid TOML: {exc}") from None
         if tool is not None:
-            return Config(repo.root, "pyproject.toml", validate(tool, "pyproject.toml [tool.mlci]"))
-    return Config(repo.root, None, validate({}, CONFIG_FILE))
+            return Config(root, "pyproject.toml", validate(tool, "pyproject.toml [tool.mlci]"))
+    return Config(root, None, validate({}, CONFIG_FILE))

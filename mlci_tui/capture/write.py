@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlci_tui import config as config_mod
-from mlci_tui.capture.build import capture_commit, current_branch
-from mlci_tui.errors import ConfigError, InputError
+from mlci_tui.capture.commit import capture_commit, head_branch, load_config, read_commit, resolve_commit
+from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
+from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sanitize import display
@@ -32,10 +32,12 @@ def warn(message: str) -> None:
     print(f"mlci: warning: {display(message)}", file=sys.stderr)
 
 
-def expand_revs(repo: Repo, revs: Sequence[str], range_spec: str | None = None) -> list[str]:
+def expand_revs(
+    repo: Repo, revs: Sequence[str], range_spec: str | None = None, objects: ObjectReader | None = None
+) -> list[str]:
     shas: list[str] = []
     for rev in revs:
-        sha = repo.commit_of(rev)
+        sha = resolve_commit(objects, rev) if objects is not None else repo.commit_of(rev)
         if sha is None:
             raise InputError(f"{display(rev)!r}: not a commit in this repository")
         shas.append(sha)
@@ -55,30 +57,42 @@ def run_ids(sha: str) -> tuple[str, str]:
     return records.derived_id("commit", sha), records.derived_id("import", sha)
 
 
-def captured(store: LedgerStore, shas: Sequence[str]) -> set[str]:
+def captured(store: LedgerStore, shas: Sequence[str], objects: ObjectReader | None = None) -> set[str]:
     """The commits among `shas` that already have their run, captured or imported."""
     ids = {sha: run_ids(sha) for sha in shas}
-    present = store.has_ids([i for pair in ids.values() for i in pair])
+    tip = resolve_commit(objects, store.ref) if objects is not None else store.tip()
+    if tip is None:
+        return set()  # no ledger yet
+    present = store.has_ids([i for pair in ids.values() for i in pair], tip)
     return {sha for sha, pair in ids.items() if present.intersection(pair)}
 
 
 def capture_shas(
-    repo: Repo, shas: Sequence[str], *, branch: str | None = None, quiet: bool = False, head: str | None = None
+    repo: Repo,
+    shas: Sequence[str],
+    *,
+    branch: str | None = None,
+    quiet: bool = False,
+    head: str | None = None,
+    objects: ObjectReader | None = None,
 ) -> CaptureReport:
+    """Capture each of `shas` the ledger lacks, as one append; every read goes through `objects`
+    (one `git cat-file --batch`; opened here when not given)."""
+    if objects is None:
+        with ObjectReader(repo) as own:
+            return capture_shas(repo, shas, branch=branch, quiet=quiet, head=head, objects=own)
     store = LedgerStore(repo)
     report = CaptureReport()
-    present = captured(store, shas)
+    present = captured(store, shas, objects)
     new_records = []
     for sha in shas:
         if sha in present:
             report.present.append(sha)
             continue
-        try:
-            cfg = config_mod.load_from_git(repo, sha)
-        except ConfigError as exc:
-            report.warnings.append(f"{sha[:12]}: {exc}; captured with the default config")
-            cfg = config_mod.Config(repo.root, None, config_mod.validate({}, "mlci.yaml"))
-        record, warnings = capture_commit(repo, cfg, sha, branch=branch if sha == head else None)
+        cfg, config_warnings = load_config(repo, objects, sha)
+        report.warnings.extend(config_warnings)
+        info = read_commit(repo, objects, sha)
+        record, warnings = capture_commit(repo, objects, cfg, info, branch=branch if sha == head else None)
         report.warnings.extend(f"{sha[:12]}: {w}" for w in warnings)
         if record is None:
             report.empty.append(sha)
@@ -96,10 +110,11 @@ def capture_shas(
 def capture_revs(
     repo: Repo, revs: Sequence[str], *, range_spec: str | None = None, branch_of_head: bool = False, quiet: bool = False
 ) -> CaptureReport:
-    shas = expand_revs(repo, revs, range_spec)
-    head = repo.rev_parse("HEAD")
-    branch = current_branch(repo) if head in shas else None
-    return capture_shas(repo, shas, branch=branch, quiet=quiet, head=head)
+    with ObjectReader(repo) as objects:
+        shas = expand_revs(repo, revs, range_spec, objects)
+        head = resolve_commit(objects, "HEAD")
+        branch = head_branch(repo) if head in shas else None
+        return capture_shas(repo, shas, branch=branch, quiet=quiet, head=head, objects=objects)
 
 
 def backfill(

@@ -70,6 +70,15 @@ class ObjectReader:
             self._proc = None
 
     def _read(self, oid: str) -> tuple[str, bytes] | None:
+        got = self.read(oid)
+        return None if got is None else (got[1], got[2])
+
+    def read(self, name: str) -> tuple[str, str, bytes] | None:
+        """(object id, type, bytes) of any name `git cat-file` resolves (`HEAD^{commit}`,
+        `REF:path`, an id); None when it names nothing. Capture resolves its revisions here,
+        in the one process, instead of a `git rev-parse` each."""
+        if "\n" in name:
+            return None
         if self._proc is None:
             self._proc = subprocess.Popen(
                 ["git", "cat-file", "--batch"],
@@ -81,17 +90,17 @@ class ObjectReader:
         stdin: IO[bytes] | None = self._proc.stdin
         stdout: IO[bytes] | None = self._proc.stdout
         assert stdin is not None and stdout is not None
-        stdin.write(oid.encode() + b"\n")
+        stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
         stdin.flush()
         header = stdout.readline()
         if not header:
             raise GitError("git cat-file stopped unexpectedly")
         parts = header.split()
-        if len(parts) != 3:
-            return None  # "<oid> missing" (or ambiguous): the object is not in this clone
+        if len(parts) != 3 or not parts[2].isdigit():
+            return None  # "<name> missing" (or ambiguous; a name may hold spaces): not in this clone
         size = int(parts[2])
         data = stdout.read(size + 1)[:size]
-        return parts[1].decode(), data
+        return parts[0].decode(), parts[1].decode(), data
 
     def blob(self, oid: str) -> bytes | None:
         cached = self._blobs.get(oid)

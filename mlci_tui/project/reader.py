@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from mlci_tui import config as config_mod
 from mlci_tui.capture.build import FileReaders, Values, base_record, collect_values, finish_record
+from mlci_tui.capture.commit import ObjectSource
 from mlci_tui.capture.readers import (
     Limits,
     MetricsRead,
@@ -53,60 +54,11 @@ from mlci_tui.importers import simple_yaml
 from mlci_tui.importers.dvc_files import DEFAULT_PARAMS, Declared, DvcReader
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
-from mlci_tui.sources import literal_prefix, matches
 
 MEMO_SIZE = 4096  # parsed files kept (least recently used dropped first)
 PREFETCH_BYTES = 32 * 1024 * 1024  # at most this much blob data fetched ahead at once
 DEFAULT_HOT = {"dvc.yaml": 0, "params.yaml": 0, "metrics.json": 0, "dvclive/metrics.json": 0}
 PLOT_SUFFIXES = (".csv", ".tsv", ".json")
-
-
-class ObjectSource:
-    """A commit's files through the shared ObjectReader: a `sources.FileSource`."""
-
-    label = "commit"
-
-    def __init__(self, objects: ObjectReader, root: str) -> None:
-        self.objects = objects
-        self.root = root
-        self.oids: dict[str, str] = {}
-
-    def find(self, patterns: Iterable[str], refused: list[str] | None = None) -> list[str]:
-        found: list[str] = []
-        for pattern in patterns:
-            prefix = literal_prefix(pattern)
-            candidates = self.objects.walk(self.root, prefix) if prefix != pattern else []
-            if prefix == pattern:
-                entry = self.objects.lookup(self.root, pattern)
-                if entry is not None and entry.is_tree:
-                    candidates = self.objects.walk(self.root, pattern)
-                elif entry is not None:
-                    candidates = [(pattern, entry)]
-            for path, entry in candidates:
-                if not matches(pattern, path) or path in found:
-                    continue
-                if entry.mode == "120000":
-                    message = f"{path}: is a symlink; mlci reads no file through a link"
-                    if refused is None:
-                        raise InputError(message)
-                    if message not in refused:
-                        refused.append(message)
-                    continue
-                if entry.is_blob:
-                    self.oids[path] = entry.oid
-                    found.append(path)
-        return sorted(found)
-
-    def sizes(self, paths: list[str]) -> dict[str, int]:
-        return {p: len(self.objects.blob(self.oids[p]) or b"") for p in paths}
-
-    def read_many(self, paths: list[str]) -> dict[str, bytes]:
-        out = {}
-        for path in paths:
-            data = self.objects.blob(self.oids[path])
-            if data is not None:
-                out[path] = data
-        return out
 
 
 class _BlobReaders(FileReaders):

@@ -24,10 +24,28 @@ FORMATS = ("table", "json", "csv", "md")
 MAX_CELL = 48
 
 
+class Spread:
+    """A group of repeats as one cell, `mean ± sd (n)`: the mean in the cell's digits, the sample
+    standard deviation in two (`mlci runs --groups`, `diff`, the gate and the report)."""
+
+    __slots__ = ("mean", "sd", "n")
+
+    def __init__(self, mean: float, sd: float, n: int) -> None:
+        self.mean, self.sd, self.n = mean, sd, n
+
+    def text(self, digits: int = HUMAN_DIGITS) -> str:
+        return f"{number_text(self.mean, digits)} ± {number_text(self.sd, 2)} ({self.n})"
+
+    def doc(self) -> dict[str, Any]:
+        return {"mean": self.mean, "sd": self.sd, "n": self.n}
+
+
 def cell_text(value: Any, digits: int = HUMAN_DIGITS) -> str:
     """One value as the text of a cell (a float in `digits` significant digits)."""
     if value is None:
         return ""
+    if isinstance(value, Spread):
+        return value.text(digits)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -51,6 +69,8 @@ def json_value(value: Any) -> Any:
         return NAN if math.isnan(value) else (POS_INF if value > 0 else NEG_INF)
     if _is_datetime(value):
         return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, Spread):
+        return json_value(value.doc())
     if isinstance(value, dict):
         return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

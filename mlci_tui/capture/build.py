@@ -236,10 +236,23 @@ def _capture_dvc(
     return record, warnings
 
 
+def repeat_id(kind: str, commit: str, index: int) -> str:
+    """A repeat run's id, from (kind, commit, repeat index): repeats of one commit (`record --repeat`,
+    bisect's probes) get ids of their own, while the commit's capture keeps its one id."""
+    return records.derived_id(kind, commit, str(index))
+
+
 def capture_workspace(
-    repo: Repo, config: Config, *, message: str | None = None, commit_rev: str | None = None, name: str | None = None
+    repo: Repo,
+    config: Config,
+    *,
+    message: str | None = None,
+    commit_rev: str | None = None,
+    name: str | None = None,
+    repeat: int | None = None,
 ) -> dict[str, Any]:
-    """The working tree as a `workspace` run, or as a `ci` run linked to `commit_rev`."""
+    """The working tree as a `workspace` run, or as a `ci` run linked to `commit_rev`; with `repeat`,
+    that repeat of the commit (a derived id)."""
     params, metrics, series = _workdir_patterns(repo, config, commit_rev or "HEAD")
     readers = FileReaders(Limits.from_config(config.limits), strict=True)
     values = collect_values(WorkdirSource(repo.root), params, metrics, readers, series)
@@ -251,8 +264,10 @@ def capture_workspace(
     if commit_rev and info is None:
         raise InputError(f"--commit {commit_rev}: not a commit in this repository")
     kind = "ci" if commit_rev else "workspace"
+    if repeat is not None and info is None:
+        raise InputError("--repeat: a repeat is of a commit, and HEAD is not one yet (commit first)")
     record = base_record(kind, values)
-    run_id = records.new_id()
+    run_id = repeat_id(kind, info.sha, repeat) if (repeat is not None and info) else records.new_id()
     when = records.now_iso()
     record.update(
         run_id=run_id,

@@ -20,6 +20,7 @@ from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 
 if TYPE_CHECKING:
+    from mlci_tui.ledger.query.groups import Group
     from mlci_tui.ledger.query.run import Run
     from mlci_tui.ledger.resolve import Resolved
 
@@ -43,6 +44,7 @@ def diff(args: argparse.Namespace) -> int:
     """
     from mlci_tui.ledger.query.baseline import resolve_baseline
     from mlci_tui.ledger.query.compare import diff_maps
+    from mlci_tui.ledger.query.groups import Group, group_of
     from mlci_tui.ledger.query.run import load_run
     from mlci_tui.numbers import compared_change
 
@@ -63,8 +65,12 @@ def diff(args: argparse.Namespace) -> int:
             head = _workspace_run(repo, cfg)
         else:
             head = load_run(con, resolve_ref(repo, con, refs[1] if len(refs) == 2 else "HEAD"))
+        seed = cfg.section("train")["repeats"]["seed_param"]
+        base_group = group_of(con, base, seed)
+        head_group = group_of(con, head, seed) if not args.workspace else Group([head])
     params = diff_maps(base.params, head.params, changed_only=not args.all)
-    metrics = diff_maps(base.metrics, head.metrics, changed_only=False)
+    metrics = diff_maps(base_group.means(), head_group.means(), changed_only=False)
+    spreads = {"base": _group_spreads(base_group), "head": _group_spreads(head_group)}
     data = diff_maps(base.datasets, head.datasets, changed_only=not args.all)
     if args.format == "json":
         doc = {
@@ -73,6 +79,7 @@ def diff(args: argparse.Namespace) -> int:
             "params": [{"name": c.name, "base": c.base, "head": c.head} for c in params],
             "metrics": [
                 {"name": c.name, "base": c.base, "head": c.head, "change": c.delta, "change_pct": c.pct}
+                | {f"{side}_group": found.doc() for side in spreads if (found := spreads[side].get(c.name))}
                 for c in metrics
             ],
             "datasets": [{"path": c.name, "base": c.base, "head": c.head} for c in data],
@@ -83,7 +90,13 @@ def diff(args: argparse.Namespace) -> int:
     say(f"{base.label} -> {head.label}")
     print()
     metric_rows = [
-        {"metric": c.name, "base": c.base, "head": c.head, "change": compared_change(c.base, c.head)} for c in metrics
+        {
+            "metric": c.name,
+            "base": spreads["base"].get(c.name, c.base),
+            "head": spreads["head"].get(c.name, c.head),
+            "change": compared_change(c.base, c.head),
+        }
+        for c in metrics
     ]
     output.write(metric_rows, ["metric", "base", "head", "change"], fmt, sys.stdout, compared=("base", "head"))
     print()
@@ -105,6 +118,12 @@ def diff(args: argparse.Namespace) -> int:
             sys.stdout,
         )
     return 0
+
+
+def _group_spreads(group: Group) -> dict[str, output.Spread]:
+    """`mean ± sd (n)` for each metric the group has more than one value of."""
+    found = {name: group.summary(name) for name in group.metric_names()} if group.n > 1 else {}
+    return {name: output.Spread(*summary) for name, summary in found.items() if summary}
 
 
 def gate_handler(args: argparse.Namespace) -> int:

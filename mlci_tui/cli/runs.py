@@ -34,20 +34,41 @@ def record_handler(args: argparse.Namespace) -> int:
 
     Example: mlci record -m 'try lr 0.01' --name lr-0.01
     """
-    return record(Repo.find(), message=args.message, commit=args.commit, name=args.name)
+    return record(Repo.find(), message=args.message, commit=args.commit, name=args.name, repeat=args.repeat)
 
 
-def record(repo: Repo, *, message: str | None = None, commit: str | None = None, name: str | None = None) -> int:
-    """`mlci record`: the working tree's params and metrics as a run (a `ci` run of `commit` if given)."""
-    from mlci_tui.capture.build import capture_workspace
+def record(
+    repo: Repo,
+    *,
+    message: str | None = None,
+    commit: str | None = None,
+    name: str | None = None,
+    repeat: int | None = None,
+) -> int:
+    """`mlci record`: the working tree's params and metrics as a run (a `ci` run of `commit` if given);
+    `repeat` (-1: the next free index) records it as that repeat of the commit, a group's member."""
+    from mlci_tui.capture.build import capture_workspace, repeat_id
     from mlci_tui.ledger.store import LedgerStore
 
     cfg = config_mod.load(repo.root)
-    rec = capture_workspace(repo, cfg, message=message, commit_rev=commit, name=name)
-    LedgerStore(repo).append([rec])
+    store = LedgerStore(repo)
+    index = repeat
+    if repeat is not None and repeat < 0:  # the next index no run of this kind and commit holds
+        sha = repo.commit_of(commit or "HEAD")
+        kind = "ci" if commit else "workspace"
+        index = 0
+        while sha and store.has_ids([repeat_id(kind, sha, index)]):
+            index += 1
+    rec = capture_workspace(repo, cfg, message=message, commit_rev=commit, name=name, repeat=index)
+    if index is not None and store.has_ids([rec["run_id"]]):
+        raise InputError(
+            f"--repeat {index}: that repeat of {rec['commit'][:12]} is recorded already (run {rec['run_id'][:8]})"
+        )
+    store.append([rec])
     for warning in rec.get("warnings", []):
         notice(f"warning: {warning}")
-    say(f"recorded {rec['kind']} run {rec['run_id'][:8]} ({rec['run_id']})")
+    what = f" (repeat {index} of {rec['commit'][:8]})" if index is not None else ""
+    say(f"recorded {rec['kind']} run {rec['run_id'][:8]} ({rec['run_id']}){what}")
     return 0
 
 
@@ -84,7 +105,7 @@ def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str] | No
     """
     from mlci_tui.ledger.store import LedgerStore
 
-    if args.format not in ("json", "csv") or args.where or args.sort or args.limit is not None:
+    if args.format not in ("json", "csv") or args.where or args.sort or args.limit is not None or args.groups:
         return None
     from mlci_tui import __version__
     from mlci_tui.ledger.cache import CACHE_SCHEMA
@@ -133,6 +154,9 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
     with open_ledger(repo) as con:
         listing = list_runs(con, where=args.where, sort=args.sort, limit=limit)
     runs = listing.runs
+    if args.groups:
+        metrics = [k for k in listing.metric_keys if any(k in r.metrics for r in runs)]
+        return _group_table(repo, runs, metrics if args.format in ("json", "csv") else metrics[:8], args.format, out)
     if args.format in ("json", "csv"):
         output.write([r.listed() for r in runs], LISTED_FIELDS, args.format, out, raw=args.raw)
         return 0
@@ -160,6 +184,30 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
         print(f"({len(runs)} of {listing.total} runs; --limit 0 shows all)", file=out)
     elif not runs:
         print("no runs yet: commit params/metrics files with the hooks installed, or run `mlci capture`", file=out)
+    return 0
+
+
+def _group_table(repo: Repo, runs: list[Run], metrics: list[str], fmt: str, out: TextIO) -> int:
+    """`runs --groups`: one row per group of repeats (one commit, params equal but the seed), its
+    metrics as `mean ± sd (n)` (docs/user-guide.md: repeats and groups)."""
+    from mlci_tui.ledger.query.groups import group_runs
+
+    seed = config_mod.load(repo.root).section("train")["repeats"]["seed_param"]
+    table = []
+    for group in group_runs(runs, seed):
+        first = group.runs[0]
+        row: dict[str, Any] = {
+            "run": first.run_id[:8],
+            "runs": group.n,
+            "kind": ", ".join(sorted({r.kind or "" for r in group.runs})),
+            "commit": (first.commit or "")[:8],
+            "message": first.subject[:40],
+        }
+        for k in metrics:
+            summary = group.summary(k)
+            row[k] = output.Spread(*summary) if summary else first.metrics.get(k)
+        table.append(row)
+    output.write(table, ["run", "runs", "kind", "commit", "message", *metrics], fmt, out)
     return 0
 
 
@@ -346,6 +394,14 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("-m", "--message", help="what this run is about")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--commit", metavar="REV", help="record a `ci` run linked to this commit")
+    p.add_argument(
+        "--repeat",
+        nargs="?",
+        type=int,
+        const=-1,
+        metavar="I",
+        help="record repeat I (default: the next) of the commit, e.g. another seed: repeats form a group",
+    )
     p = add_command(sub, "capture", capture_handler)
     p.add_argument("revs", nargs="*", metavar="REV", help="commits to capture (default HEAD)")
     p.add_argument("--range", dest="range_spec", metavar="A..B", help="every commit in A..B")
@@ -354,6 +410,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--sort", help="column, metric or param name; prefix - for descending (default -time)")
     p.add_argument("--limit", type=int, help="at most N runs (default 50 in a table, all otherwise; 0 = all)")
     p.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
+    p.add_argument("--groups", action="store_true", help="one row per group of repeats, its metrics as mean ± sd (n)")
     add_format_options(p)
     _add_raw(p)
     p = add_command(sub, "show", show)

@@ -90,6 +90,13 @@ class MetricRow:
         text = r.verdict + (f": {r.reason}" if r.reason else "")
         if r.limit and r.verdict in (FAIL, WARN):
             text += f" (limit {r.limit})"
+        if r.interval:  # a rule with a confidence: its bound, level, test and n (Holm named), or why it fell back
+            text += f"; {r.interval}"
+        if r.base_spread or r.head_spread:
+            groups = [
+                f"{side} {g.text()}" for side, g in (("baseline", r.base_spread), ("candidate", r.head_spread)) if g
+            ]
+            text += "; " + ", ".join(groups)
         return text
 
     @property
@@ -411,7 +418,9 @@ def _row_diffs(repo: Repo, cfg: Config, base: Run, head: Run, rows: list[DataRow
         else:
             try:
                 spec = specs.get(d.path) or build(PurePosixPath(d.path).stem, {"path": d.path})
-                d.diff = rowdiff.diff_versions(repo, spec, base.commit, head.commit, labels=("baseline version", "candidate version"))
+                d.diff = rowdiff.diff_versions(
+                    repo, spec, base.commit, head.commit, labels=("baseline version", "candidate version")
+                )
             except MlciError as exc:
                 d.diff_note = f"row diff skipped: {exc}"
 
@@ -432,7 +441,16 @@ def to_json(report: Report) -> dict[str, Any]:
             "key": m.key,
             "gate": None
             if m.rule is None
-            else {"verdict": m.rule.verdict, "reason": m.rule.reason, "limit": m.rule.limit},
+            else {
+                "verdict": m.rule.verdict,
+                "reason": m.rule.reason,
+                "limit": m.rule.limit,
+                # as `mlci gate --json` writes them (RuleResult.doc): CI and the report show one thing
+                "test": m.rule.test.doc() if m.rule.test else None,
+                "notice": m.rule.notice or None,
+                "baseline_group": m.rule.base_spread.doc() if m.rule.base_spread else None,
+                "candidate_group": m.rule.head_spread.doc() if m.rule.head_spread else None,
+            },
         }
 
     doc = {

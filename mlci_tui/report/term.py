@@ -89,7 +89,7 @@ def _metric_rows(rows: Sequence[MetricRow], gate_column: bool) -> list[list[tupl
             (m.trend, _trend_code(m)),
         ]
         if gate_column:
-            row.append((_cell(m.gate_text, 60), _gate_code(m)))
+            row.append((_cell(m.gate_text, 160), _gate_code(m)))  # an interval is read whole
         out.append(row)
     return out
 

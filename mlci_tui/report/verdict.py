@@ -1,4 +1,7 @@
-"""The gate's verdict as text: `mlci gate` and the pre-push hook print it (table, Markdown or JSON)."""
+"""The gate's verdict as text: `mlci gate` and the pre-push hook print it (table, Markdown or JSON).
+
+The JSON carries, per rule, the test behind a rule with a confidence (its interval, level,
+n and decision: `RuleResult.doc`), so CI and the report read the same thing."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ def write_gate(result: GateResult, fmt: str, out: TextIO) -> None:
             "verdict": result.verdict,
             "base": result.base.run_id if result.base else None,
             "head": result.head.run_id,
-            "rules": [r.row() | {"verdict": r.verdict, "reason": r.reason} for r in result.rules],
+            "rules": [r.doc() for r in result.rules],
             "warnings": result.warnings,
             "failures": result.failures,
         }
@@ -26,12 +29,16 @@ def write_gate(result: GateResult, fmt: str, out: TextIO) -> None:
     out.write(display(f"gate: candidate {result.head.label} against baseline {base}") + "\n")
     if result.rules:
         out.write("\n")
+        columns = ["metric", "baseline", "candidate", "change", "limit", "verdict"]
+        if any(r.interval for r in result.rules):
+            columns.insert(5, "interval")
         output.write(
             [r.row() for r in result.rules],
-            ["metric", "baseline", "candidate", "change", "limit", "verdict"],
+            columns,
             "md" if fmt == "md" else "table",
             out,
             compared=("baseline", "candidate"),
+            truncate=False,  # an interval is read whole
         )
     for warning in result.warnings:
         out.write(display(f"warning: {warning}") + "\n")

@@ -70,6 +70,7 @@ ACTIONS: list[Action] = [
     Action("plot", "3", "mode('scatter')", "Scatter", "A param against a metric over the filtered runs"),
     Action("plot", "4", "mode('dvc')", "DVC", "The x/y plots dvc.yaml declares (ROC, PR, ...): run vs baseline"),
     Action("plot", "m", "next_metric", "Metric", "Plot the next metric"),
+    Action("plot", "j", "jump_change", "Suspect", "Compare the next change point's commit with the one before it"),
     Action("plot", "x", "next_param", "Param", "Scatter against the next param", show=False),
 ]
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
-from mlci_tui.ledger.query.series import commit_runs
+from mlci_tui.ledger.held import open_cache
+from mlci_tui.ledger.query.series import commit_runs, first_parent_commits
 
 if TYPE_CHECKING:
     import duckdb
@@ -81,6 +82,14 @@ def metric_points(con: duckdb.DuckDBPyConnection, commits: Sequence[str], metric
         if found is not None and value is not None and math.isfinite(value):
             out.append(Point(pos, sha, found[0], float(value)))
     return out
+
+
+def commit_changes(repo: Repo, metric: str, limit: int = 200) -> tuple[list[Point], list[ChangePoint]]:
+    """The metric along HEAD's first-parent history (the TUI's commit plot) and its change points."""
+    commits = first_parent_commits(repo, "HEAD", limit)[::-1]
+    with open_cache(repo) as con:
+        points = metric_points(con, commits, metric)
+    return points, change_points(points)
 
 
 def commit_values(con: duckdb.DuckDBPyConnection, commits: Sequence[str], metric: str) -> dict[str, list[float]]:

@@ -13,6 +13,7 @@ from textual.binding import BindingType
 from textual.containers import Horizontal
 from textual.widgets import Footer, Label, Select, Static
 
+from mlci_tui.ledger.query.changepoints import commit_changes
 from mlci_tui.ledger.query.runs_view import LedgerInfo
 from mlci_tui.ledger.query.series import (
     Series,
@@ -53,6 +54,7 @@ class PlotScreen(LedgerScreen):
         self.param: str | None = None
         self.chart: Chart | None = None
         self.dvc_plots: list[str] | None = None  # the x/y plots dvc.yaml declares, once read
+        self.jumps = 0  # `j` presses: which change point is next
 
     def metric_choices(self) -> list[str]:
         if self.mode == "dvc":
@@ -138,15 +140,7 @@ class PlotScreen(LedgerScreen):
                     empty=f"no step series {metric!r} for these runs (mark runs with steps, or press 2)",
                 )
             elif mode == "commits":
-                one = load_commit_series(repo, metric)
-                chart = Chart(
-                    "line",
-                    f"{metric} along the history of HEAD",
-                    "commit",
-                    metric,
-                    [one] if one else [],
-                    empty=f"no commit of HEAD's history has a run with {metric!r}",
-                )
+                chart = self._commit_chart(metric)
             else:
                 if param is None:
                     chart = Chart("scatter", "", "", "", empty="no params to plot against")
@@ -165,6 +159,33 @@ class PlotScreen(LedgerScreen):
             self.post_message(PlotFailed(generation, display(f"{type(exc).__name__}: {exc}")))
             return
         self.post_message(PlotLoaded(generation, (metric, chart)))
+
+    def _commit_chart(self, metric: str) -> Chart:
+        """The metric along HEAD's history, its change points marked (`j` jumps to their commits)."""
+        points, changes = commit_changes(self.mlci.repo, metric)
+        one = (
+            Series(
+                "",
+                metric,
+                [float(i) for i in range(len(points))],
+                [p.value for p in points],
+                [p.commit[:7] for p in points],
+            )
+            if points
+            else load_commit_series(self.mlci.repo, metric)
+        )
+        where = {p.commit: i for i, p in enumerate(points)}
+        chart = Chart(
+            "line",
+            f"{metric} along the history of HEAD" + (f" · {len(changes)} change point(s): j jumps" if changes else ""),
+            "commit",
+            metric,
+            [one] if one else [],
+            empty=f"no commit of HEAD's history has a run with {metric!r}",
+            markers=[where[c.after.commit] - 0.5 for c in changes],
+            suspects=[(c.before.run_id, c.after.run_id) for c in changes],
+        )
+        return chart
 
     def _dvc_chart(self, plot: str | None) -> tuple[Chart, str | None]:
         """The x/y plot `plot` (default: the first) of the runs' commits, as dvc.yaml draws it:
@@ -246,6 +267,16 @@ class PlotScreen(LedgerScreen):
             with self.prevent(Select.Changed):
                 self.query_one("#plot-metric", Select).value = self.metric
         self.reload()
+
+    def action_jump_change(self) -> None:
+        """The next change point's suspect run against the run of the commit before (largest step first)."""
+        suspects = self.chart.suspects if self.chart is not None and self.mode == "commits" else []
+        if not suspects:
+            self.notify("No change point detected in this plot (2: metric along commits)", markup=False)
+            return
+        before, after = suspects[self.jumps % len(suspects)]
+        self.jumps += 1
+        self.mlci.compare([before, after])
 
     def action_next_param(self) -> None:
         if self.mode != "scatter":

@@ -18,6 +18,7 @@ from mlci_tui.sanitize import display
 
 PALETTE = [12, 10, 9, 14, 13, 11, 3, 5, 6, 4, 2, 1]
 MAX_LABEL = 28
+MARKER = 9  # change points: red
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Chart:
     ylabel: str
     series: list[Series] = field(default_factory=list)
     empty: str = "nothing to plot"
+    markers: list[float] = field(default_factory=list)  # x of detected change points: vertical lines
+    suspects: list[tuple[str, str]] = field(default_factory=list)  # their (run before, run after), largest first
 
 
 def _label(text: str) -> str:
@@ -59,6 +62,8 @@ def build_chart(chart: Chart, width: int, height: int) -> Text:
         if s.label or s.run_id:
             signal.label(_label(f"{s.run_id[:8]} {s.label}".strip()))
         fig.draw(signal)
+    for x in chart.markers:
+        fig.line(x, orientation="vertical", pixel=MARKER)
     ticks = points[0].ticks
     if ticks:
         step = max(1, len(ticks) // max(1, width // 10))

@@ -32,8 +32,17 @@ STEP_NAMES = (
     "promote",
     "sweep-matrix",
     "sweep-trial",
+    "sweep-collect",
 )
-JOB_NAMES = ("pull-request", "pull-request-report", "push", "schedule", "sweep-matrix", "sweep-trial")
+JOB_NAMES = (
+    "pull-request",
+    "pull-request-report",
+    "push",
+    "schedule",
+    "sweep-matrix",
+    "sweep-trial",
+    "sweep-collect",
+)
 
 
 def init(args: argparse.Namespace) -> int:

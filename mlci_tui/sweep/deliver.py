@@ -77,7 +77,8 @@ class Collected:
 
 
 def collect(repo: Repo, remote: str, sweep_id: str | None = None) -> Collected:
-    """Fold the remote's incoming trial refs (of one sweep, or all) into the ledger and push it."""
+    """Fold the remote's incoming trial refs (of one sweep, or all) into the ledger (pulled first by
+    the caller) and push it."""
     sync.check_remote_name(remote)
     pattern = f"{INCOMING}{sweep_id}/*" if sweep_id else f"{INCOMING}*"
     listed = git(["ls-remote", remote, pattern], repo.root, env=_NO_ENV, check=False)
@@ -85,7 +86,6 @@ def collect(repo: Repo, remote: str, sweep_id: str | None = None) -> Collected:
         raise MlciError(f"cannot list {pattern} on {remote}")
     refs = [line.split("\t", 1)[1] for line in listed.stdout.decode().splitlines() if "\t" in line]
     out = Collected()
-    sync.pull(repo, remote)
     if refs:
         specs = [f"+{r}:{_fetched_ref(remote, r)}" for r in refs]
         git(["fetch", "--quiet", "--no-tags", remote, *specs], repo.root, env=_NO_ENV)

@@ -368,6 +368,7 @@ def collect_sweep(repo: Repo, sweep_ref: str, *, remote: str, wave: int | None =
     """The coordinator of a CI sweep: fold the trial jobs' incoming refs into the ledger, then, for
     tpe, queue the next wave (`wave` trials, default the sweep's `parallel`) within its budget and
     push it; the caller dispatches the workflow again when `queued` > 0."""
+    sync.pull(repo, remote)
     got = collect(repo, remote, queue.QueueState(repo).find(sweep_ref).sweep_id)
     state = queue.QueueState(repo)
     sweep = state.find(sweep_ref)

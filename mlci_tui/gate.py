@@ -340,12 +340,7 @@ def decide_tests(results: list[RuleResult]) -> None:
                 continue
             r.verdict = FAIL
             if stopped is None:
-                word = "drop" if r.direction == "max" else "rise"
-                digits = digits_to_tell_apart([test.upper, test.evidence.margin])
-                r.reason = (
-                    f"{word} up to {number_text(test.upper, digits)} at {number_text(level * 100, 4)}%, "
-                    f"allowed {number_text(test.evidence.margin, digits)}"
-                )
+                r.reason = "the bound is above the allowance"  # the bound and level: `interval`
                 stopped = r.metric
             else:
                 r.reason = "Holm's correction stopped at an earlier rule"

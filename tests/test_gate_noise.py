@@ -112,7 +112,8 @@ def test_a_real_drop_fails_a_1pct_margin_and_seed_noise_passes(repo: Path) -> No
     assert rule["test"]["regression"] == pytest.approx(0.02)
     assert rule["test"]["upper"] == pytest.approx(_welch_upper(BASE, DROP, 0.95), abs=1e-9)
     assert rule["test"]["upper"] > 0.01
-    assert "drop up to" in rule["reason"] and "allowed 0.01" in rule["reason"]
+    assert rule["reason"] == "the bound is above the allowance" and rule["limit"] == "drop <= 0.01"
+    assert rule["interval"].startswith("drop <= 0.0") and "at 95% (Welch's t, n 6/6)" in rule["interval"]
 
 
 def test_one_run_a_side_falls_back_to_the_point_rule_and_says_so(repo: Path) -> None:

@@ -95,7 +95,7 @@ def status(args: argparse.Namespace) -> int:
     if not args.name:
         rows = operations.sweep_rows(state.sweeps)
         if args.format == "table":
-            cols = ["name", "method", "progress", "queued", "running", "failed", "metric", "best", "created"]
+            cols = ["name", "method", "progress", "queued", "running", "failed", "pruned", "metric", "best", "created"]
             if not rows:
                 say("no sweeps yet: define one under sweeps: in mlci.yaml and run `mlci sweep create NAME`")
                 return 0

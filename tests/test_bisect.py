@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import commit, git, run_mlci
 from sweep_helpers import ok, wait_for
 
@@ -32,7 +33,8 @@ with open(os.environ['COUNT_FILE'], 'a') as out:
     out.write(n + ('-failed' if os.path.exists('flaky') else '') + '\\n')
 if os.path.exists('flaky'):
     sys.exit(3)
-json.dump({'acc': float(open('quality.txt').read())}, open('metrics.json', 'w'))
+seed = int(os.environ.get('SEED', '0'))
+json.dump({'acc': float(open('quality.txt').read()) + seed / 1000}, open('metrics.json', 'w'))
 """
 
 
@@ -221,3 +223,21 @@ def test_bad_input_is_one_line_and_exit_2(repo: Path) -> None:
         proc = run_mlci(repo, "bisect", *args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert text in proc.stderr and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_repeats_train_each_probe_k_times_with_the_seed_in_the_environment(repo: Path, tmp_path: Path) -> None:
+    from mlci_tui.capture.build import repeat_id
+
+    shas = gap_history(repo, culprit=5, flaky=None, n=8)
+    commit(repo, {"mlci.yaml": CONFIG.replace("train:\n", "train:\n  repeats: {count: 2, seed_env: SEED}\n")}, "seeds")
+    count = tmp_path / "count.txt"
+    result = bisect_json(repo, "acc", "--good", shas[0], "--bad", shas[-1], env={"COUNT_FILE": str(count)})
+    assert result["culprit"] == shas[5]
+    probed = [p["commit"] for p in result["probes"]]
+    for probe in result["probes"]:  # two repeats, SEED 0 and 1
+        assert probe["trained"] == 2 and max(probe["values"]) - min(probe["values"]) == pytest.approx(0.001), probe
+    assert len(trainings(count)) == 2 * len(probed) == result["trainings"]
+    rows = json.loads(
+        ok(run_mlci(repo, "sql", "SELECT run_id, commit FROM runs WHERE kind = 'bisect'", "--json")).stdout
+    )
+    assert {r["run_id"] for r in rows} == {repeat_id("bisect", c, i) for c in probed for i in (0, 1)}

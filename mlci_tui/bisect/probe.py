@@ -39,13 +39,9 @@ class Training:
 
 
 def repeat_settings(cfg: config_mod.Config) -> tuple[int, str | None, str | None]:
-    """`train.repeats: {count, seed_param | seed_env}` (or a bare count) as (count, seed_param, seed_env)."""
-    raw: Any = cfg.data.get("train", {}).get("repeats")
-    if raw is None:
-        return 1, None, None
-    if isinstance(raw, int):
-        return max(1, raw), None, None
-    return max(1, int(raw.get("count") or 1)), raw.get("seed_param"), raw.get("seed_env")
+    """`train.repeats: {count, seed_param | seed_env}` as (count, seed_param, seed_env)."""
+    repeats = cfg.section("train")["repeats"]
+    return int(repeats["count"]), repeats["seed_param"], repeats["seed_env"]
 
 
 def probe_sweep_id(commit: str) -> str:

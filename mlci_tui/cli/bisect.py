@@ -75,10 +75,9 @@ def _options(repo: Repo, args: argparse.Namespace, good: str | None, bad: str | 
     from mlci_tui.bisect.session import Options
 
     count, seed_param, seed_env = repeat_settings(config_mod.load(repo.root))
-    repeats = args.repeats or 1
+    repeats = args.repeats or count
     if repeats > 1 and not (seed_param or seed_env):
         notice("--repeats without train.repeats.seed_param or seed_env: repeats differ only by MLCI_TRIAL_NUMBER")
-    del count  # the config's count is for CI and sweeps; a bisect trains --repeats times
     return Options(
         metric=args.metric,
         rev=args.rev,
@@ -233,7 +232,12 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--train", action="store_true", help="narrow the worst change point by training its untested commits"
     )
-    p.add_argument("--repeats", type=int, metavar="K", help="train each probed commit K times (seeds: train.repeats)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        metavar="K",
+        help="train each probed commit K times (default train.repeats.count; seeds: its seed_param or seed_env)",
+    )
     p.add_argument("--direction", choices=("max", "min"), help="default: the metric's (gate rule, metrics.fields)")
     p.add_argument(
         "--min-confidence", type=float, default=0.99, help="report change points at least this sure (default 0.99)"

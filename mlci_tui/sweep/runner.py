@@ -360,7 +360,7 @@ def capture(repo: Repo, worktree: Path, job: TrialJob, started: str) -> dict[str
         datasets=dict(info.datasets),
     )
     if kind == "bisect":  # a probe of `mlci bisect`: its commit's own state, retrained (docs/bisect.md)
-        run_id = records.derived_id("bisect", job.base, str(job.number))
+        run_id = runs.repeat_id("bisect", job.base, job.number)
         record.update(run_id=run_id, commit=job.base, tree=info.commit.tree, patch_id=info.patch_id, parent=None)
         record.update(message=info.commit.message, source="bisect")
     record["warnings"] = [*record["warnings"], *info.warnings]

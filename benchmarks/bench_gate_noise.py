@@ -75,7 +75,9 @@ def build_repo(n: int) -> Path:
 
 
 def timed_gate(path: Path, variant: tuple[str, str] | None) -> Callable[[], float]:
-    config = CONFIG % (RULE, PER_EXAMPLE % variant) if variant else CONFIG % (RULE.replace(", confidence: 0.95", ""), "")
+    config = (
+        CONFIG % (RULE, PER_EXAMPLE % variant) if variant else CONFIG % (RULE.replace(", confidence: 0.95", ""), "")
+    )
 
     def once() -> float:
         (path / "mlci.yaml").write_text(config)  # untimed: the working tree's config is the one read
@@ -120,9 +122,7 @@ def main() -> int:
     path = build_repo(args.examples)
     results: dict[str, object] = {"machine": common.machine(), "examples": args.examples, "resamples": 2000}
     variants = {name: timed_gate(path, v) for name, v in VARIANTS.items()}
-    rows = common.summarise(
-        common.interleave(variants, repeats, deadline), baseline="gate, point rule (no confidence)"
-    )
+    rows = common.summarise(common.interleave(variants, repeats, deadline), baseline="gate, point rule (no confidence)")
     common.print_table(f"mlci gate --json, {args.examples:,} examples (fresh process)", rows)
     results["gate"] = rows
     results["in_process"] = in_process(path, args.examples)

@@ -116,7 +116,7 @@ def gateway(kwargs: dict[str, Any], options: dict[str, Any], jobs: int, say: Cal
     try:
         created = gw.new_cluster(**options)
     except Exception as exc:  # the gateway's errors are HTTP, auth and option errors of many types
-        gw.close()
+        _quiet(gw)
         raise MlciError(f"the Dask Gateway could not create a cluster: {type(exc).__name__}: {exc}") from None
     say(f"dask gateway: created cluster {created.name}, scaling to {jobs} worker(s)")
 
@@ -124,8 +124,7 @@ def gateway(kwargs: dict[str, Any], options: dict[str, Any], jobs: int, say: Cal
         try:
             client.close()
         finally:
-            created.shutdown()
-            gw.close()
+            _shut(created, gw)
             say(f"dask gateway: cluster {created.name} shut down")
 
     try:
@@ -133,7 +132,25 @@ def gateway(kwargs: dict[str, Any], options: dict[str, Any], jobs: int, say: Cal
         client = created.get_client(set_as_default=False)
         client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
     except BaseException:
-        created.shutdown()
-        gw.close()
+        _shut(created, gw)
         raise
     return Cluster(client, f"gateway cluster {created.name}", close)
+
+
+def _shut(created: Any, gw: Any) -> None:
+    """Shut the gateway cluster down, then close both gateway clients (the cluster holds its own)."""
+    try:
+        created.shutdown()
+    finally:
+        _quiet(created.gateway)
+        _quiet(gw)
+
+
+def _quiet(gw: Any) -> None:
+    """Close a dask_gateway.Gateway once: its __del__ would close it again at exit, on a stopped loop,
+    and print a traceback (dask-gateway 2026.3); without its loop runner, __del__ does nothing."""
+    try:
+        gw.close()
+    except RuntimeError:
+        pass
+    gw.__dict__.pop("_loop_runner", None)

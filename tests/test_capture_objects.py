@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import commit, git, metrics_json, write
 
-from mlci_tui.capture.commit import head_branch, read_commit, resolve_commit
+from mlci_tui.capture.build import current_branch
+from mlci_tui.capture.commit import read_commit, resolve_commit
 from mlci_tui.gitio import Repo, commit_info
 from mlci_tui.importers.objects import ObjectReader
 
@@ -67,13 +68,13 @@ def test_shallow_clone_commit_has_no_parents(tmp_path: Path, repo: Path) -> None
     assert info.parents == () == commit_info(r, head).parents
 
 
-def test_head_branch_matches_symbolic_ref(repo: Path) -> None:
+def test_current_branch_matches_symbolic_ref(repo: Path) -> None:
     commit(repo, {"params.yaml": PARAMS}, "one")
     r = Repo.find(repo)
     git(repo, "checkout", "-q", "-b", "feature/x")
-    assert head_branch(r) == "feature/x" == git(repo, "symbolic-ref", "--short", "HEAD").strip()
+    assert current_branch(r) == "feature/x" == git(repo, "symbolic-ref", "--short", "HEAD").strip()
     git(repo, "checkout", "-q", "--detach")
-    assert head_branch(r) is None
+    assert current_branch(r) is None
 
 
 def _git_processes(trace: Path) -> list[str]:

@@ -1,15 +1,16 @@
 """Build `run` records: a commit's files (capture), or the working tree (record).
 
 A commit capture gets a deterministic id from the commit id and the run kind, so two clones
-that capture the same commit write the same record name and a union merge keeps one. A
-commit of a DVC project is read by `project.reader.ProjectReader`, the reader `mlci import
-dvc` uses, so its capture and its import are one run; any other commit takes the lighter
-path here (a `git ls-tree` of the files the config names), which reads the same values.
+that capture the same commit write the same record name and a union merge keeps one. The
+commit is read by `capture.commit` through one `git cat-file --batch` process: a DVC
+project's by `project.reader.ProjectReader`, the reader `mlci import dvc` uses, so its capture
+and its import are one run; any other commit by the lighter path there, which reads the
+same values. This module holds what every capture shares: the values, the record's fields.
 """
 
 from __future__ import annotations
 
-import platform
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +27,9 @@ from mlci_tui.capture.readers import (
 from mlci_tui.config import Config
 from mlci_tui.constants import DVC_ROOT_FILES
 from mlci_tui.errors import InputError, MlciError
-from mlci_tui.gitio import CommitInfo, Repo, commit_info, patch_id
+from mlci_tui.gitio import Repo, commit_info, patch_id
 from mlci_tui.ledger import records
-from mlci_tui.sources import FileSource, TreeSource, WorkdirSource, matches
+from mlci_tui.sources import FileSource, WorkdirSource
 
 MAX_RUN_NAME = 256
 
@@ -46,6 +47,18 @@ class Values:
 
 
 def current_branch(repo: Repo) -> str | None:
+    """The branch HEAD is on (`git symbolic-ref --short HEAD`; None when detached), from the
+    HEAD file: no process. A HEAD file that is neither a branch nor a commit id (reftable's
+    stub) asks git."""
+    try:
+        text = (repo.git_dir / "HEAD").read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    name = text.removeprefix("ref: refs/heads/")
+    if name != text and name and name != ".invalid":
+        return name
+    if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text):
+        return None
     proc = repo.run("symbolic-ref", "-q", "--short", "HEAD", check=False)
     return proc.stdout.decode().strip() or None
 
@@ -166,74 +179,30 @@ def base_record(kind: str, values: Values) -> dict[str, Any]:
         "sweep_id": None,
         "trial_id": None,
         "mlci_version": __version__,
-        "python_version": platform.python_version(),
+        "python_version": sys.version.split()[0],  # platform.python_version(), without importing platform
     }
 
 
 def capture_commit(
     repo: Repo, config: Config, rev: str, *, branch: str | None = None, kind: str = "commit", source: str = "capture"
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """A commit's run, read from its own blobs; None when its tree has no params or metrics."""
-    info = commit_info(repo, rev)
-    if is_dvc_project(repo, info.sha):
-        return _capture_dvc(repo, config, info, branch=branch, kind=kind, source=source)
-    tree = TreeSource(repo, info.sha)
-    values = read_values(config, tree, strict=False)
-    if values.empty and not values.warnings:
-        return None, []
-    if values.empty:
-        return None, values.warnings
-    record = base_record(kind, values)
-    run_id = records.derived_id(kind, info.sha)
-    started = records.epoch_iso(info.author_time)
-    when = records.epoch_iso(info.commit_time)
-    deps = _tree_deps(tree, config)
-    record.update(
-        run_id=run_id,
-        started=started,
-        ended=when,
-        commit=info.sha,
-        tree=info.tree,
-        patch_id=patch_id(repo, info),
-        branch=branch,
-        author=info.author,
-        message=info.message,
-        source=source,
-        deps=deps,
-        stale=_is_stale(repo, config, info, set(values.metrics) | {s.file for s in values.steps}) if deps else False,
-        datasets=_tree_datasets(repo, info.sha, record["warnings"]),
-    )
-    # the event's time is when it was captured (microseconds): it orders runs of commits
-    # made within one second; started/ended keep the commit's own times
-    return finish_record(record, run_id, records.now_iso()), values.warnings
+    """A commit's run, read from its own blobs; None when its tree has no params or metrics.
+    (`capture.commit` reads it, through one `git cat-file --batch` process.)"""
+    from mlci_tui.capture import commit  # lazy: capture.commit builds on this module
+    from mlci_tui.importers.objects import ObjectReader
+
+    with ObjectReader(repo) as objects:
+        sha = commit.resolve_commit(objects, rev)
+        if sha is None:
+            raise InputError(f"{rev}: not a commit in this repository")
+        info = commit.read_commit(repo, objects, sha)
+        return commit.capture_commit(repo, objects, config, info, branch=branch, kind=kind, source=source)
 
 
 def is_dvc_project(repo: Repo, rev: str) -> bool:
     """DVC's files or folder at the top of the commit's tree: one `git ls-tree`."""
     proc = repo.run("ls-tree", "--name-only", "-z", rev, "--", *DVC_ROOT_FILES, check=False)
     return proc.returncode == 0 and bool(proc.stdout.strip(b"\0"))
-
-
-def _capture_dvc(
-    repo: Repo, config: Config, info: CommitInfo, *, branch: str | None, kind: str, source: str
-) -> tuple[dict[str, Any] | None, list[str]]:
-    """A DVC project's commit, read as `mlci import dvc` reads it (the same run)."""
-    from mlci_tui.project.reader import ProjectReader  # lazy: the DVC layer, for DVC projects only
-
-    with ProjectReader(repo) as reader:
-        record, warnings = reader.record(
-            info,
-            config=config,
-            kind=kind,
-            source=source,
-            branch=branch,
-            patch=patch_id(repo, info),
-            time=records.now_iso(),
-        )
-    if record is not None and record["deps"]:
-        files = set(record["metrics"]) | {s[0] for s in record["steps"]}
-        record["stale"] = _is_stale(repo, config, info, files)
-    return record, warnings
 
 
 def repeat_id(kind: str, commit: str, index: int) -> str:
@@ -312,13 +281,6 @@ def validate_run_name(name: str) -> str:
     return name
 
 
-def _tree_deps(tree: TreeSource, config: Config) -> dict[str, str]:
-    patterns = config.section("train")["deps"]
-    if not patterns:
-        return {}
-    return {p: oid for p in tree.find(patterns) if (oid := tree.oid(p))}
-
-
 def _workdir_deps(repo: Repo, config: Config) -> dict[str, str]:
     patterns = config.section("train")["deps"]
     if not patterns:
@@ -328,13 +290,6 @@ def _workdir_deps(repo: Repo, config: Config) -> dict[str, str]:
         return {}
     proc = repo.run("hash-object", "--stdin-paths", input=("\n".join(paths) + "\n").encode())
     return dict(zip(paths, proc.stdout.decode().split()))
-
-
-def _tree_datasets(repo: Repo, treeish: str, warnings: list[str]) -> dict[str, str]:
-    """Dataset path -> content hash for every pointer (.mlci, .dvc, dvc.lock output) in the tree."""
-    from mlci_tui.data.tree import dataset_hashes  # lazy: see _workdir_datasets
-
-    return dataset_hashes(repo, treeish, warnings)
 
 
 def _workdir_datasets(repo: Repo, warnings: list[str]) -> dict[str, str]:
@@ -347,14 +302,3 @@ def _workdir_datasets(repo: Repo, warnings: list[str]) -> dict[str, str]:
     except MlciError as exc:
         warnings.append(str(exc))
         return {}
-
-
-def _is_stale(repo: Repo, config: Config, info: CommitInfo, metrics_files: set[str]) -> bool:
-    """The commit changed what produced the metrics (train.deps) but not the metrics."""
-    if not info.parents:
-        return False
-    changed = repo.text("diff-tree", "-r", "--name-only", "--no-commit-id", info.parents[0], info.sha).split("\n")
-    changed = [c for c in changed if c]
-    deps_changed = any(matches(p, c) for p in config.section("train")["deps"] for c in changed)
-    metrics_changed = any(c in metrics_files for c in changed)
-    return deps_changed and not metrics_changed

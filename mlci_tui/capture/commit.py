@@ -235,19 +235,3 @@ def is_stale(repo: Repo, config: Config, info: CommitInfo, metrics_files: set[st
     deps_changed = any(matches(p, c) for p in config.section("train")["deps"] for c in changed)
     metrics_changed = any(c in metrics_files for c in changed)
     return deps_changed and not metrics_changed
-
-
-def head_branch(repo: Repo) -> str | None:
-    """The branch HEAD is on (`git symbolic-ref --short HEAD`; None when detached), from the HEAD
-    file: no process. A HEAD file that is neither a branch nor a commit id (reftable's stub) asks git."""
-    try:
-        text = (repo.git_dir / "HEAD").read_text("utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        text = ""
-    name = text.removeprefix("ref: refs/heads/")
-    if name != text and name and name != ".invalid":
-        return name
-    if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text):
-        return None
-    proc = repo.run("symbolic-ref", "-q", "--short", "HEAD", check=False)
-    return proc.stdout.decode().strip() or None

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlci_tui.capture.commit import capture_commit, head_branch, load_config, read_commit, resolve_commit
+from mlci_tui.capture.build import current_branch
+from mlci_tui.capture.commit import capture_commit, load_config, read_commit, resolve_commit
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.importers.objects import ObjectReader
@@ -113,7 +114,7 @@ def capture_revs(
     with ObjectReader(repo) as objects:
         shas = expand_revs(repo, revs, range_spec, objects)
         head = resolve_commit(objects, "HEAD")
-        branch = head_branch(repo) if head in shas else None
+        branch = current_branch(repo) if head in shas else None
         return capture_shas(repo, shas, branch=branch, quiet=quiet, head=head, objects=objects)
 
 

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 FILTER_HINT = 'filter: acc > 0.9 and lr in (0.1, 0.01) · model ~ "cnn.*" · min(loss) < 0.2 · sql: <predicate>'
 
 
+class CompletionCancelled(Exception):
+    """A background completion that a newer action overtook before it started reading."""
+
+
 class FilterInput(Input):
     """The filter bar. Enter applies the filter and keeps the focus here, so the next try is
     one edit away (and the footer is not rebuilt while the query runs); the arrow and page
@@ -75,6 +79,7 @@ class RunsScreen(LedgerScreen):
         self.note: str | None = None  # what a slow load is doing
         self._completion: Timer | None = None  # reads the rest of a paged view, once the user pauses
         self._completing: Interruptible | None = None  # the connection reading it
+        self._complete_token: object | None = None  # the completion allowed to run (None: none)
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -162,6 +167,7 @@ class RunsScreen(LedgerScreen):
         if self._completion is not None:
             self._completion.stop()
             self._completion = None
+        self._complete_token = None  # a completion not yet reading stops when it opens
         con, self._completing = self._completing, None
         if con is not None:
             try:
@@ -172,15 +178,22 @@ class RunsScreen(LedgerScreen):
     def _start_completion(self, result: ViewResult) -> None:
         self._completion = None
         if result is self.result and not self.busy:
-            self._complete(result)
+            token = self._complete_token = object()
+            self._complete(result, token)
 
     @work(thread=True, group="complete", exclusive=True, exit_on_error=False)
-    def _complete(self, result: ViewResult) -> None:
+    def _complete(self, result: ViewResult, token: object) -> None:
+        """Read every row of a paged view, never after the action that cancelled it. A
+        completion cancelled before it had opened its connection (nothing to interrupt yet)
+        used to read the whole view anyway, beside the next query and the next completion:
+        full reads of 100k runs held at once (issue 19's suspect for a 897 MB peak)."""
         mine: list[Interruptible] = []
 
         def opened(con: Interruptible) -> None:
             mine.append(con)
             self._completing = con
+            if self._complete_token is not token:  # cancelled meanwhile (checked after publishing `con`)
+                raise CompletionCancelled
 
         try:
             table = complete_view(self.mlci.repo, result, self.mlci.config, opened)

@@ -152,8 +152,30 @@ def post_commit(argv: list[str]) -> int:
     from mlci_tui.capture.write import capture_revs
     from mlci_tui.gitio import Repo
 
-    capture_revs(Repo.find(), ["HEAD"], branch_of_head=True, quiet=True)
+    report = capture_revs(Repo.find(), ["HEAD"], branch_of_head=True, quiet=True)
+    if report.added:
+        _compact_in_background()
     return 0
+
+
+def _compact_in_background() -> None:
+    """Start `mlci ledger compact --auto` detached (it compacts only past the loose-record
+    threshold): the commit never waits for it, and a failure is its own business. One spawn,
+    no wait; the child has no hooks and no terminal."""
+    import subprocess
+
+    env = dict(os.environ, MLCI_NO_HOOKS="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "mlci_tui", "ledger", "compact", "--auto"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    except OSError:
+        pass  # no compaction this time; the next capture or `ledger push` tries again
 
 
 def _pushes_from_stdin() -> list[tuple[str, str, str, str]]:

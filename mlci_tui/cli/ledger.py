@@ -1,4 +1,4 @@
-"""`mlci ledger push/pull/compact/redact/fsck/status/resolve`: share and look after the ledger ref.
+"""`mlci ledger push/pull/compact/publish/redact/fsck/status/resolve`: share and look after the ledger ref.
 
 `push` and `pull` are typed command functions: their handlers only read the arguments, and
 `mlci ci run` (ci/steps.py) calls them directly, so each prints what it prints in one place.
@@ -26,7 +26,12 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
         p.add_argument("remote", nargs="?", help="remote name (default ledger.remote, else origin)")
         p.add_argument("-r", "--remote", dest="remote_opt", help="remote name")
         p.add_argument("--force-merge", action="store_true", help="merge even a rewritten remote ledger")
-    add_command(lsub, "compact", ledger_compact)
+    p = add_command(lsub, "compact", ledger_compact)
+    p.add_argument(
+        "--auto", action="store_true", help="only past the loose-record threshold, quietly (the post-commit hook)"
+    )
+    p = add_command(lsub, "publish", ledger_publish)
+    p.add_argument("-r", "--remote", help="data remote name (not built yet)")
     p = add_command(lsub, "redact", ledger_redact)
     p.add_argument("id", help="the full id of the record (a run id, or a note's id)")
     p.add_argument("--reason", help="why, kept with the tombstone")
@@ -52,6 +57,7 @@ def push(repo: Repo, remote: str | None = None, *, force_merge: bool = False) ->
     from mlci_tui.ledger import sync
 
     remote = remote or config_mod.load(repo.root).remote
+    compact_ledger(repo, auto=True)  # past the threshold: a remote and its clones get segments, not loose files
     result = sync.push(repo, remote, force_merge=force_merge)
     for n in result.notices:
         notice(n)
@@ -91,17 +97,55 @@ def _notice_conflicts(repo: Repo) -> None:
 
 
 def ledger_compact(args: argparse.Namespace) -> int:
-    """pack records into a Parquet segment
+    """pack loose records into deterministic Parquet segments (one per id bucket) and repack
+
+    With --auto, only when the loose event files pass the threshold (the post-commit hook
+    starts it in the background; `ledger push` compacts the same way before pushing).
 
     Example: mlci ledger compact
     """
-    from mlci_tui.ledger.compact import compact
+    repo = Repo.find()
+    count = compact_ledger(repo, auto=args.auto)
+    if not args.auto or count:
+        say(f"compacted: {count} records in Parquet segments")
+    return 0
+
+
+def compact_ledger(repo: Repo, *, auto: bool = False) -> int:
+    """Compact (with `auto`: only past `compact.AUTO_THRESHOLD` loose files), then repack the
+    repository when anything was written. One compaction at a time per clone (a lock file):
+    a second hook fired meanwhile returns at once."""
+    import fcntl
+
+    from mlci_tui.ledger.compact import AUTO_THRESHOLD, compact, loose_count, repack
     from mlci_tui.ledger.store import LedgerStore
 
-    repo = Repo.find()
-    count = compact(LedgerStore(repo))
-    say(f"compacted {count} records into one Parquet segment")
-    return 0
+    store = LedgerStore(repo)
+    tip = store.tip()
+    if tip is None or (auto and loose_count(repo, tip) < AUTO_THRESHOLD):
+        return 0
+    repo.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(repo.state_dir / "compact.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if auto else 0))
+        except BlockingIOError:
+            return 0
+        count = compact(store, min_loose=AUTO_THRESHOLD if auto else 0)
+        if store.tip() != tip:
+            repack(repo)
+    return count
+
+
+def ledger_publish(args: argparse.Namespace) -> int:
+    """(not built yet) publish compacted segments to the data remote for remote queries
+
+    Planned (issue 19): upload each segment under its content hash to the data remote through
+    fsspec, record the hashes in the ledger, and let `mlci sql --remote` read them with DuckDB
+    without a local rebuild. Until then this command refuses; docs/ledger.md says what is planned.
+
+    Example: mlci ledger publish -r storage
+    """
+    raise InputError("ledger publish is not built yet (docs/ledger.md: publishing segments); nothing was uploaded")
 
 
 def ledger_redact(args: argparse.Namespace) -> int:

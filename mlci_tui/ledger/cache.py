@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     import duckdb
 
 CACHE_SCHEMA = "12"
+BUILD_MEMORY = os.environ.get("MLCI_CACHE_MEMORY", "1GB")  # DuckDB's limit for a cache build (it spills past it)
 CACHE_NAME = "cache.duckdb"
 TIP_HINT = "cache.tip"
 
@@ -313,6 +315,14 @@ INGEST_SQL = [
 ]
 
 
+@dataclass
+class _Staged:
+    """What a cache build reads: event files as one NDJSON file, segments as Parquet files."""
+
+    ndjson: Path | None = None
+    segments: list[Path] = field(default_factory=list)
+
+
 def _sql_str(text: str) -> str:
     return text.replace("'", "''")
 
@@ -427,6 +437,8 @@ class LedgerCache:
         with tempfile.TemporaryDirectory(dir=self.path.parent, prefix="ingest-") as scratch:
             try:
                 con.execute("SET threads TO 2")
+                # bounded: a million-run rebuild spills to the scratch folder instead of growing
+                con.execute(f"SET memory_limit = '{BUILD_MEMORY}'")
                 con.execute("SET enable_progress_bar = false")  # it would draw over the TUI or a hook's output
                 con.execute(f"SET temp_directory = '{_sql_str(scratch)}'")
                 if fresh:
@@ -435,22 +447,39 @@ class LedgerCache:
                         con.execute(f"CREATE TABLE {table} ({columns})")
                     for view, sql in VIEWS.items():
                         con.execute(f"CREATE VIEW {view} AS {sql}")
-                ndjson = self._stage(con, entries, Path(scratch))
-                if ndjson is not None:
-                    self._ingest(con, ndjson, fresh=fresh)
+                staged = self._stage(con, entries, Path(scratch))
+                if staged is not None:
+                    self._ingest(con, staged, fresh=fresh)
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('tip', ?), ('schema', ?)", [tip, CACHE_SCHEMA])
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
 
-    def _ingest(self, con: duckdb.DuckDBPyConnection, ndjson: Path, *, fresh: bool) -> None:
+    def _ingest(self, con: duckdb.DuckDBPyConnection, staged: _Staged, *, fresh: bool) -> None:
         import json
 
-        path = _sql_str(str(ndjson))
         columns = json.dumps(RECORD_COLUMNS)
+        parsed, raw = [], []
+        if staged.ndjson is not None:
+            path = _sql_str(str(staged.ndjson))
+            parsed.append(
+                f"""SELECT * FROM read_json('{path}', format = 'newline_delimited', columns = {columns},
+                    maximum_object_size = 268435456, ignore_errors = true)"""
+            )
+            raw.append(
+                f"""SELECT body FROM read_csv('{path}', columns = {{'body': 'VARCHAR'}}, delim = '\x01', quote = '',
+                    escape = '', header = false, max_line_size = 268435456, ignore_errors = true)"""
+            )
+        if staged.segments:
+            # segments are read by DuckDB where they lie: no record passes through Python
+            files = "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in staged.segments) + "]"
+            segment_bodies = f"SELECT body FROM read_parquet({files}) WHERE json_valid(body)"
+            parsed.append(f"SELECT unnest(json_transform(body, '{_sql_str(columns)}')) FROM ({segment_bodies})")
+            raw.append(segment_bodies)
         con.execute(
-            f"""CREATE TEMP TABLE parsed AS SELECT * FROM read_json('{path}', format = 'newline_delimited',
-                columns = {columns}, maximum_object_size = 268435456, ignore_errors = true) WHERE id IS NOT NULL"""
+            "CREATE TEMP TABLE parsed AS SELECT * FROM ("
+            + " UNION ALL BY NAME ".join(f"({q})" for q in parsed)
+            + ") WHERE id IS NOT NULL"
         )
         row = con.execute("SELECT count(*) - count(DISTINCT id) FROM parsed").fetchone()
         duplicates = row[0] if row else 0
@@ -459,9 +488,7 @@ class LedgerCache:
         con.execute(f"CREATE TEMP TABLE inc AS SELECT * FROM parsed {known} {dedupe}")
         con.execute(
             f"""CREATE TEMP TABLE raw_other AS SELECT DISTINCT ON (id) id, body FROM (
-                    SELECT json_extract_string(body, '$.id') AS id, body FROM read_csv('{path}',
-                        columns = {{'body': 'VARCHAR'}}, delim = '\x01', quote = '', escape = '', header = false,
-                        max_line_size = 268435456, ignore_errors = true)
+                    SELECT json_extract_string(body, '$.id') AS id, body FROM ({" UNION ALL ".join(raw)})
                     WHERE NOT contains(body, '{RUN_MARKER}') AND json_valid(body))"""
         )
         # the maps are staged here, then written into run_rows with the rest of each run
@@ -481,33 +508,34 @@ class LedgerCache:
                 f"skipped {count} event(s) of unknown type {etype!r} (e.g. {example}); a newer mlci wrote them"
             )
 
-    def _stage(self, con: duckdb.DuckDBPyConnection, entries: list[TreeEntry], scratch: Path) -> Path | None:
-        """Write the records named by `entries` as NDJSON where DuckDB reads them."""
+    def _stage(self, con: duckdb.DuckDBPyConnection, entries: list[TreeEntry], scratch: Path) -> _Staged | None:
+        """The records named by `entries` where DuckDB reads them: event files as NDJSON (streamed
+        from git in pack order), each readable segment as a Parquet file of its own."""
         events = [e for e in entries if e.path.startswith(EVENTS_DIR) and e.path.endswith(".json")]
         segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
         if not events and not segments:
             return None
         import duckdb
 
-        ndjson = scratch / "records.ndjson"
-        # a file that is not one record (a remote's garbage) is skipped, not fatal to every query;
-        # nor is one whose body names another record (it would shadow that record)
-        for n in self.repo.cat_blobs_to_lines([e.oid for e in events], ndjson, refuse=refuse_misnamed(events)):
-            self.notices.append(f"{events[n].path}: not one record named by its id; skipped (`mlci ledger fsck`)")
-        if segments:
-            blobs = self.repo.cat_blobs([e.oid for e in segments])
-            with open(ndjson, "ab") as out:
-                for n, entry in enumerate(segments):
-                    seg = scratch / f"segment-{n}.parquet"
-                    seg.write_bytes(blobs[entry.oid])
-                    try:
-                        rows = con.execute(f"SELECT body FROM read_parquet('{_sql_str(str(seg))}')").fetchall()
-                    except duckdb.Error as exc:
-                        self.notices.append(f"{entry.path}: unreadable segment skipped ({first_line(exc)})")
-                        continue
-                    for (body,) in rows:
-                        out.write(body.encode() if body.endswith("\n") else (body + "\n").encode())
-        return ndjson
+        staged = _Staged()
+        if events:
+            staged.ndjson = scratch / "records.ndjson"
+            # a file that is not one record (a remote's garbage) is skipped, not fatal to every query;
+            # nor is one whose body names another record (it would shadow that record)
+            for n in self.repo.cat_blobs_to_lines(
+                [e.oid for e in events], staged.ndjson, refuse=refuse_misnamed(events)
+            ):
+                self.notices.append(f"{events[n].path}: not one record named by its id; skipped (`mlci ledger fsck`)")
+        for n, data in self.repo.stream_blobs([e.oid for e in segments]):
+            seg = scratch / f"segment-{n}.parquet"
+            seg.write_bytes(data or b"")
+            try:
+                con.execute(f"SELECT count(body) FROM read_parquet('{_sql_str(str(seg))}')").fetchall()
+            except duckdb.Error as exc:
+                self.notices.append(f"{segments[n].path}: unreadable segment skipped ({first_line(exc)})")
+                continue
+            staged.segments.append(seg)
+        return staged
 
     @contextmanager
     def connect(self, *, refresh: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:

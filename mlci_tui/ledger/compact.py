@@ -1,82 +1,285 @@
-"""Compaction: the whole ledger into one Parquet segment, redacted records dropped.
+"""Compaction: loose event files into deterministic Parquet segments, redacted records dropped.
 
-Readers de-duplicate by id, so a later union with a clone's uncompacted tree is harmless;
-tombstones are kept, so such a union never resurrects a redacted record. Compaction drops
-neither side of a conflict: `conflicts/` is carried over as it is, and where the tree holds
-two bodies of one id that differ in meaning (a union of trees older mlci versions merged),
-the one an event file holds goes into the segment and the other into `conflicts/`.
+Records go to fixed buckets by the first character of their id (32 buckets), and a bucket's
+segment is named by the hash of its ids and bodies (`segments/<c>-<hash>.parquet`, with its
+`.ids`): two clones that compact the same records write the same segment, so their trees
+agree and a union of them adds nothing. Only the buckets that hold loose records (or more
+than one segment, or a segment of an older mlci) are rewritten; the others are kept as they
+are. A new tombstone rewrites every bucket, since what refers to the record can be anywhere.
+
+Readers de-duplicate by id, so a later union with a clone's uncompacted tree is harmless, and
+such a union drops a loose record a segment holds with the same bytes (store.union_merge).
+Tombstones are kept, so a union never resurrects a redacted record. Compaction drops neither
+side of a conflict: `conflicts/` is carried over, and where the tree holds two bodies of one
+id that differ in meaning, the event file's goes into the segment and the other into
+`conflicts/`. The commit is a compare-and-swap like every write, so a concurrent writer or a
+kill -9 loses nothing: the old tree stays until the new one is complete.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import re
+import tempfile
 import time
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from mlci_tui.gitio import TreeEntry
+from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.conflicts import CONFLICTS_DIR, blob_id, conflict_path, meaning, resolved_path
-from mlci_tui.ledger.store import MAX_ATTEMPTS, LedgerConflict, LedgerStore
+from mlci_tui.ledger.store import EVENTS_DIR, MAX_ATTEMPTS, SEGMENTS_DIR, LedgerConflict, LedgerStore, refuse_misnamed
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+BUCKETS = records.B32_ALPHABET  # a record's bucket: the first character of its id
+# Loose event files past which compaction runs by itself (the post-commit hook starts it in
+# the background; `mlci ledger push` runs it before pushing). Below it, reading the loose files
+# costs the cache build less than rewriting segments costs compaction.
+AUTO_THRESHOLD = int(os.environ.get("MLCI_COMPACT_THRESHOLD", "2000"))
+_NAMED = re.compile(r"segments/([a-z2-7])-([a-z2-7]{26})\.parquet")
 
 
-def compact(store: LedgerStore) -> int:
+@dataclass
+class _Bucket:
+    """What one bucket's new segment is made of: rows by id (first wins) and conflict files."""
+
+    rows: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (type, body with its newline)
+    meanings: dict[str, bytes] = field(default_factory=dict)  # id -> meaning, once a second body comes
+    targets: dict[str, str] = field(default_factory=dict)  # id -> target, for records that refer to one
+
+
+def loose_count(repo: Repo, tip: str) -> int:
+    """How many event files the tree at `tip` holds outside segments (one `git ls-tree`)."""
+    proc = repo.run("ls-tree", "-r", "--name-only", "-z", tip, "--", EVENTS_DIR, check=False)
+    return proc.stdout.count(b"\0") if proc.returncode == 0 else 0
+
+
+def compact(store: LedgerStore, *, min_loose: int = 0) -> int:
+    """Compact the ledger; returns how many records its segments hold afterwards (0: nothing to
+    do, or fewer than `min_loose` loose event files)."""
     for _attempt in range(MAX_ATTEMPTS):
         tip = store.tip()
         if tip is None:
             return 0
         entries = store.entries(tip)
-        kept = [e for e in entries if e.path.startswith(CONFLICTS_DIR)]
-        recs, second = _one_per_id(store, entries, kept, sha256=len(tip) == 64)
-        redacted = {r.get("target") for r in recs if r.get("type") == "redact"}
-        # a redacted record's conflicting bodies go with it
-        kept = [e for e in kept if e.path.split("/")[1] not in redacted]
-        second = [(path, body) for path, body in second if path.split("/")[1] not in redacted]
-        # drop the redacted records and what refers to them (tags, notes); keep the tombstones
-        keep = sorted(
-            (
-                r
-                for r in recs
-                if r.get("id") not in redacted and (r.get("type") == "redact" or r.get("target") not in redacted)
-            ),
-            key=lambda r: str(r.get("id")),
-        )
-        table = pa.table(
-            {
-                "id": pa.array([str(r["id"]) for r in keep], pa.string()),
-                "type": pa.array([str(r.get("type")) for r in keep], pa.string()),
-                "body": pa.array([records.dumps(r).decode() for r in keep], pa.string()),
-            }
-        )
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        seg = records.new_id()
-        ids = ("\n".join(str(r["id"]) for r in keep) + "\n").encode()
-        files = [(f"segments/{seg}.parquet", buf.getvalue()), (f"segments/{seg}.ids", ids), *second]
-        if store.replace_tree(files, f"mlci: compact {len(keep)} records", tip, keep=kept) is not None:
-            return len(keep)
+        loose = [e for e in entries if e.path.startswith(EVENTS_DIR) and e.path.endswith(".json")]
+        if min_loose and len(loose) < min_loose:
+            return 0
+        files, keep, total = _plan(store, entries, loose, sha256=len(tip) == 64)
+        if not files and not loose and len(keep) == len(entries):
+            return total  # every bucket is one segment already: nothing to write
+        if store.replace_tree(files, f"mlci: compact {total} records", tip, keep=keep) is not None:
+            return total
         time.sleep(0.01)
     raise LedgerConflict("compaction kept losing to concurrent writers; try again")
 
 
-def _one_per_id(
-    store: LedgerStore, entries: list[TreeEntry], kept: list[TreeEntry], *, sha256: bool
-) -> tuple[list[dict[str, Any]], list[tuple[str, bytes]]]:
-    """The record of each id (an event file's before a segment's copy), and as conflict files
-    every other body of an id that means something else, unless already kept or decided."""
-    names = {e.path for e in kept}
-    first: dict[str, tuple[dict[str, Any], bytes]] = {}
-    second: dict[str, bytes] = {}
-    for record, body in store.versions(entries):
-        rid = record["id"]
-        if rid not in first:
-            first[rid] = (record, meaning(record))
-            continue
-        if meaning(record) == first[rid][1]:
-            continue
-        blob = blob_id(body, sha256=sha256)
-        if conflict_path(rid, blob) not in names and resolved_path(rid, blob) not in names:
-            second[conflict_path(rid, blob)] = body
-    return [record for record, _meaning in first.values()], list(second.items())
+def _plan(
+    store: LedgerStore, entries: list[TreeEntry], loose: list[TreeEntry], *, sha256: bool
+) -> tuple[list[tuple[str, bytes]], list[TreeEntry], int]:
+    """The new segment files, the entries kept as they are, and how many records the segments
+    hold (no new files and every entry kept: every bucket is compacted already)."""
+    segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
+    id_lists = {e.path: e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".ids")}
+    by_bucket: dict[str, list[TreeEntry]] = {}
+    mixed: list[TreeEntry] = []  # segments not named by the bucket rule (an older mlci's): rewritten
+    for seg in segments:
+        m = _NAMED.fullmatch(seg.path)
+        (by_bucket.setdefault(m.group(1), []) if m else mixed).append(seg)
+    blobs = store.repo.cat_blobs([s.oid for s in segments])  # compressed: small beside the records
+    readable = {oid for oid, data in blobs.items() if _rows_of(data) is not None}
+    kept_conflicts = [e for e in entries if e.path.startswith(CONFLICTS_DIR)]
+    names = {e.path for e in kept_conflicts}
+    files: list[tuple[str, bytes]] = []
+    keep: list[TreeEntry] = []
+    total = 0
+    with tempfile.TemporaryDirectory(prefix="mlci-compact-") as scratch:
+        staged, redacted = _stage_loose(store, loose, Path(scratch))
+        dirty = set(staged) | {b for b, segs in by_bucket.items() if len(segs) > 1}
+        if redacted or mixed:
+            dirty = set(BUCKETS)  # a new tombstone: what refers to its record may be in any bucket
+        for oid in readable:
+            redacted.update(_targets(blobs[oid], "redact"))
+        conflicts: dict[str, bytes] = {}
+        for bucket in sorted(dirty):  # one bucket in memory at a time
+            rows = _Bucket()
+            if bucket in staged:  # event files first: theirs is the body a reader sees
+                with open(staged[bucket], "rb") as lines:
+                    for line in lines:
+                        _add(rows, conflicts, line, sha256)
+            for seg in [*mixed, *by_bucket.get(bucket, [])]:
+                if seg.oid not in readable:
+                    continue  # unreadable: `ledger fsck` names it; it stays in the tree below
+                table = _table(blobs[seg.oid], ["id", "body"])
+                for rid, body in zip(table.column("id").to_pylist(), table.column("body").to_pylist()):
+                    if isinstance(rid, str) and rid[:1] == bucket and isinstance(body, str):
+                        _add(rows, conflicts, _line(body), sha256)
+            kept = [
+                (rid, rtype, body) for rid, (rtype, body) in sorted(rows.rows.items()) if _kept(rows, rid, redacted)
+            ]
+            if kept:
+                files += _segment_files(bucket, kept)
+                total += len(kept)
+    # a redacted record's conflicting bodies go with it
+    keep += [e for e in kept_conflicts if e.path.split("/")[1] not in redacted]
+    files += [
+        (path, body)
+        for path, body in conflicts.items()
+        if path.split("/")[1] not in redacted and path not in names and not _resolved(path, names)
+    ]
+    for bucket, segs in by_bucket.items():
+        if bucket not in dirty:
+            keep += segs
+            total += sum(_rows_of(blobs[s.oid]) or 0 for s in segs if s.oid in readable)
+    keep += [s for s in segments if s.oid not in readable]  # kept as they are: fsck names them
+    keep += [id_lists[p] for s in keep if s.path.endswith(".parquet") for p in [_ids_of(s.path)] if p in id_lists]
+    return files, list(dict.fromkeys(keep)), total
+
+
+def _ids_of(path: str) -> str:
+    return path.removesuffix(".parquet") + ".ids"
+
+
+def _rows_of(data: bytes) -> int | None:
+    """A segment's row count from its footer, or None when it is not a segment this can read."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    except Exception:  # noqa: BLE001 - an unreadable segment stays as it is; fsck names it
+        return None
+    names = set(meta.schema.names)
+    return meta.num_rows if {"id", "type", "body"} <= names else None
+
+
+def _table(data: bytes, columns: list[str]) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(data), columns=columns)
+
+
+def _add(bucket: _Bucket, conflicts: dict[str, bytes], body: bytes, sha256: bool) -> None:
+    """One body (a canonical line) into its bucket: the first seen of an id is kept; a later one
+    that means something else becomes a conflict file (compaction drops neither side)."""
+    try:
+        record = records.loads(body)
+    except ValueError:
+        return  # unreadable: `ledger fsck` names it
+    rid, text = str(record.get("id")), body.decode("utf-8", "surrogateescape")  # with its newline, as a file
+    held = bucket.rows.get(rid)
+    if held is None:
+        bucket.rows[rid] = (str(record.get("type")), text)
+        if record.get("type") not in ("run", "redact"):
+            bucket.targets[rid] = str(record.get("target"))
+        return
+    if held[1] == text:
+        return
+    ours = bucket.meanings.get(rid) or meaning(records.loads(held[1]))
+    bucket.meanings[rid] = ours
+    if ours != meaning(record):
+        conflicts[conflict_path(rid, blob_id(body, sha256=sha256))] = body
+
+
+def _stage_loose(store: LedgerStore, loose: list[TreeEntry], scratch: Path) -> tuple[dict[str, Path], set[str]]:
+    """The loose event files, streamed in pack order into one file of lines per bucket (memory
+    stays flat at a million records), and the targets of the tombstones among them. A file that
+    is not one record named by its id is left out, as the cache build leaves it out."""
+    refuse = refuse_misnamed(loose)
+    staged: dict[str, Path] = {}
+    handles: dict[str, BinaryIO] = {}
+    redacted: set[str] = set()
+    order = store.repo.pack_order([e.oid for e in loose])
+    try:
+        for n, body in store.repo.stream_blobs([loose[k].oid for k in order]):
+            entry = loose[order[n]]
+            line = None if body is None else body if body.endswith(b"\n") else body + b"\n"
+            if line is None or refuse(order[n], line):
+                continue
+            bucket = entry.path[len(EVENTS_DIR)]
+            if bucket not in handles:
+                staged[bucket] = scratch / f"{bucket}.ndjson"
+                handles[bucket] = open(staged[bucket], "wb")  # noqa: SIM115 - closed below
+            handles[bucket].write(line)
+            if b'"redact"' in line:
+                try:
+                    record = records.loads(line)
+                except ValueError:
+                    continue
+                if record.get("type") == "redact":
+                    redacted.add(str(record.get("target")))
+    finally:
+        for handle in handles.values():
+            handle.close()
+    return staged, redacted
+
+
+def _resolved(path: str, names: set[str]) -> bool:
+    _dir, rid, name = path.split("/")
+    return resolved_path(rid, name.removesuffix(".json")) in names
+
+
+def _line(body: str) -> bytes:
+    return (body if body.endswith("\n") else body + "\n").encode()
+
+
+def _kept(bucket: _Bucket, rid: str, redacted: set[str]) -> bool:
+    """Drop the redacted records and what refers to them (tags, notes); keep the tombstones."""
+    return rid not in redacted and bucket.targets.get(rid) not in redacted
+
+
+def _targets(data: bytes, rtype: str) -> set[str]:
+    """The targets of a segment's records of one type (its tombstones), read from those rows only."""
+    import pyarrow.compute as pc
+
+    table = _table(data, ["type", "body"])
+    out = set()
+    for body in table.filter(pc.equal(table.column("type"), rtype)).column("body").to_pylist():
+        if isinstance(body, str):
+            try:
+                out.add(str(records.loads(body).get("target")))
+            except ValueError:
+                continue
+    return out
+
+
+def segment_name(bucket: str, rows: Sequence[tuple[str, str, str]]) -> str:
+    """`segments/<bucket>-<hash>`: the hash of the ids and bodies, so equal contents, equal name."""
+    digest = hashlib.blake2b(digest_size=16)
+    for rid, _rtype, body in rows:
+        digest.update(rid.encode() + b"\0" + body.encode())
+    return f"{SEGMENTS_DIR}{bucket}-{records.content_id(digest.digest())}"
+
+
+def _segment_files(bucket: str, rows: list[tuple[str, str, str]]) -> list[tuple[str, bytes]]:
+    """A bucket's `.parquet` (id, type, body: canonical JSON; sorted by id, zstd) and `.ids`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids, types, bodies = (list(column) for column in zip(*rows))
+    table = pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "type": pa.array(types, pa.string()),
+            "body": pa.array(bodies, pa.string()),
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=SEGMENT_ROW_GROUP)
+    name = segment_name(bucket, rows)
+    return [(f"{name}.parquet", buf.getvalue()), (f"{name}.ids", ("\n".join(ids) + "\n").encode())]
+
+
+SEGMENT_ROW_GROUP = 65536  # rows per Parquet row group: fixed, so equal rows give equal bytes
+
+
+def repack(repo: Repo) -> None:
+    """Put the repository's objects in one pack (`git repack -a -d`): a cold cache build then
+    reads the ledger in one pass, and the many small packs and loose objects of appends and
+    merges are folded together, with deltas between similar records."""
+    repo.run("repack", "-a", "-d", "-q", check=False)

@@ -53,6 +53,11 @@ def new_id() -> str:
     return _b32(os.urandom(16))
 
 
+def content_id(digest: bytes) -> str:
+    """A 16-byte digest in the 26 base32 characters of an id (a compaction segment's name)."""
+    return _b32(digest)
+
+
 def derived_id(*parts: str) -> str:
     """A deterministic id: two clones capturing the same commit write the same record name."""
     return _b32(hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).digest())

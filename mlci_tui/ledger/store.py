@@ -305,9 +305,10 @@ class LedgerStore:
         if all(same_meaning(p.ours, p.theirs) for p in pairs):
             out[path] = blob
             # our loose files of records the segment holds byte for byte go: the trees converge
-            loose = self.repo.ls_tree(tip, [records.record_path(p.id) for p in pairs if p.ours == p.theirs])
-            held = {e.path for e in loose}
-            out.update((path, None) for path in held if path not in out)
+            same = [records.record_path(p.id) for p in pairs if p.ours == p.theirs]
+            loose = self.repo.ls_tree(tip, same) if same else []  # no paths would list the root
+            wanted = set(same)
+            out.update((e.path, None) for e in loose if e.kind == "blob" and e.path in wanted and e.path not in out)
             return []
         out.pop(path.removesuffix(".parquet") + ".ids", None)
         out.update((records.record_path(rid), body) for rid, body in bodies.items() if rid not in present)

@@ -118,7 +118,9 @@ def train_repo(n: int, culprit: int) -> Path:
     def files(i: int) -> dict[str, str]:
         out = {"n.txt": f"{i}\n"}
         if i == 0:
-            out.update({"mlci.yaml": config, "train.py": TRAIN, "quality.txt": "0.95\n", "metrics.json": '{"acc": 0.95}'})
+            out.update(
+                {"mlci.yaml": config, "train.py": TRAIN, "quality.txt": "0.95\n", "metrics.json": '{"acc": 0.95}'}
+            )
         if i == culprit:
             out["quality.txt"] = "0.8\n"
         if i == n - 1:
@@ -160,7 +162,7 @@ def bench_trainings(quick: bool) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         said = common.run(["git", "bisect", "run", str(judge)], path)
         git_s = time.perf_counter() - t0
-        common.run(["git", "bisect", "reset", "-q"], path)
+        common.run(["git", "bisect", "reset"], path)
         row = {
             "commits": n,
             "culprit": culprit,

@@ -1,0 +1,95 @@
+"""Speed at scale, the ledger half (issue 19): the cost curve of a cold cache rebuild, its peak
+memory, the warm query and the ledger's size on disk, at 1k, 10k, 100k (and, asked for, 1M)
+runs, loose and after `mlci ledger compact` (deterministic segments, then one pack).
+
+Ledgers are built with the batch API (`common.build_ledger`, 5,000 records per ledger commit).
+With `--before PATH` (a worktree of an older commit: `git worktree add /tmp/mlci-before HEAD`)
+every cold rebuild is also timed with that code, interleaved, so ratios hold on a loaded machine.
+
+Usage: python benchmarks/bench_scale.py [--sizes 1000,10000,100000,1000000] [--before PATH]
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+COLD = (
+    "import sys, time; sys.path.insert(0, sys.argv[1]); "
+    "from mlci_tui.gitio import Repo; from mlci_tui.ledger.cache import LedgerCache; import duckdb; "
+    "LedgerCache(Repo.find(sys.argv[2])).refresh()"
+)
+WARM_SQL = "SELECT run_id, metrics['acc'] AS acc FROM runs WHERE metrics['acc'] > 0.9 ORDER BY acc DESC LIMIT 20"
+
+
+def compacted(path: Path) -> tuple[Path, float]:
+    """A copy of the ledger at `path` compacted by this code (`mlci ledger compact`: segments, repack)."""
+    target = path.with_name(path.name + "-segments")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(path, target, symlinks=True)
+    common.drop_cache(target)
+    t0 = time.perf_counter()
+    common.run([common.PYTHON, "-m", "mlci_tui", "ledger", "compact"], target)
+    return target, time.perf_counter() - t0
+
+
+def measure(n: int, before: str | None, repeats: int, deadline: common.Deadline) -> dict[str, Any]:
+    path = common.SCRATCH / f"scale-{n}"
+    built = common.build_ledger(path, n)
+    seg, compact_s = compacted(path)
+    code = {"now": str(common.ROOT)}
+    if before:
+        code["before"] = before
+    variants = {}
+    for label, where in code.items():
+        for shape, repo in (("loose", path), ("compacted", seg)):
+
+            def cold(repo: Path = repo, where: str = where) -> float:
+                common.drop_cache(repo)
+                return common.time_cmd([common.PYTHON, "-c", COLD, where, str(repo)], repo, rss=True)
+
+            variants[f"cold rebuild, {shape} ledger, {label} code"] = cold
+    cold_samples = common.interleave(variants, repeats, deadline, warmup=0)
+    common.run([common.PYTHON, "-m", "mlci_tui", "runs", "--limit", "1"], seg)
+    warm = common.interleave(
+        {"warm `mlci sql` filter/sort, compacted": lambda: common.time_cmd([common.MLCI, "sql", WARM_SQL], seg)},
+        repeats,
+        deadline,
+    )
+    git_bytes = common._du(seg / ".git")
+    stats = common.summarise({**cold_samples, **warm})
+    common.print_table(f"{n:,} runs", stats)
+    return {
+        "ledger": built,
+        "compact_seconds": compact_s,
+        "git_dir_bytes_per_run_after_compaction": git_bytes / n,
+        "git_dir_bytes_per_run_loose": common._du(path / ".git") / n,
+        "stats": stats,
+    }
+
+
+def main() -> int:
+    parser = common.base_args(__doc__ or "")
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated run counts")
+    parser.add_argument("--before", help="a worktree of the code to compare with")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    deadline = common.Deadline(args.budget or 3600)
+    results = {str(n): measure(n, args.before, args.repeats, deadline) for n in (int(s) for s in args.sizes.split(","))}
+    common.write_results(
+        "scale",
+        {"machine": common.machine(), "load": common.cpu_pressure(), "sizes": results, "quick": args.quick},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

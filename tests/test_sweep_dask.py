@@ -22,8 +22,9 @@ def test_trials_run_on_an_existing_dask_scheduler(repo: Path) -> None:
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None
     ) as cluster:
-        proc = ok(run_mlci(repo, "sweep", "start", "d", "-j", "2", "--scheduler", cluster.scheduler_address))
+        proc = ok(run_mlci(repo, "sweep", "start", "d", "--scheduler", cluster.scheduler_address))
     assert "scheduler tcp://" in proc.stderr
+    assert "2 trial(s) at a time" in proc.stderr  # -j defaults to the cluster's workers
     rows = status_json(repo, "d")
     assert [r["state"] for r in rows] == ["done"] * 4
     assert all(str(r["acc"]) for r in rows) and sorted(r["acc"] for r in rows) == [0.21, 0.41, 0.61, 0.81]

@@ -56,7 +56,7 @@ def start(args: argparse.Namespace) -> int:
     state = queue.QueueState(repo)
     sweep = state.find(args.name)
     executor = operations.executor_of(sweep, args.executor)
-    jobs = operations.jobs_of(sweep, args.jobs, "dask" if executor == "dask" and args.scheduler else executor)
+    jobs = operations.jobs_of(sweep, args.jobs, executor, args.scheduler)
     if executor == "ci":
         from mlci_tui.ci.dispatch import dispatch_sweep
 

@@ -109,14 +109,14 @@ def executor_of(sweep: Sweep, requested: str | None) -> str:
     return requested or sweep.spec.get("executor") or "local"
 
 
-def jobs_of(sweep: Sweep, requested: int | None, executor: str = "local") -> int | None:
+def jobs_of(sweep: Sweep, requested: int | None, executor: str = "local", scheduler: str | None = None) -> int | None:
     """Trials at a time: as asked; else on Dask with a scheduler None (the cluster's worker count,
     read when connected); else the sweep's `parallel`, else one."""
     if requested:
         if requested < 1:
             raise InputError(f"-j {requested}: trials at a time must be at least 1")
         return requested
-    if executor == "dask" and sweep.spec.get("scheduler") is not None:
+    if executor == "dask" and (scheduler or sweep.spec.get("scheduler")):
         return None
     return int(sweep.spec.get("parallel") or 1)
 

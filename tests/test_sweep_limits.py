@@ -8,6 +8,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import run_mlci
@@ -153,3 +154,14 @@ def test_a_trial_resumes_from_its_checkpoint_after_its_worker_is_killed(repo: Pa
     sql = f"SELECT value FROM metrics WHERE run_id = '{row['run_id']}' AND name = 'resumed_from'"
     assert json.loads(ok(run_mlci(repo, "sql", sql, "--json")).stdout) == [{"value": 5.0}]
     assert not list(checkpoints.glob("*/state.json"))  # a done trial's checkpoint is removed
+
+
+def test_results_reach_the_ledger_remote_without_a_ledger_push(upstream: Path, clone_of: Any) -> None:
+    dev = clone_of("dev")
+    sweep_repo(dev, "  s:\n    params:\n      lr: [0.1, 0.2]\n    metric: acc\n")
+    proc = ok(run_mlci(dev, "sweep", "create", "s"))
+    proc = ok(run_mlci(dev, "sweep", "start", "s"))
+    assert "ledger pushed to origin" in proc.stderr  # push: auto, and origin exists
+    team = clone_of("team")
+    ok(run_mlci(team, "ledger", "pull"))
+    assert [r["state"] for r in status_json(team, "s")] == ["done", "done"]

@@ -39,7 +39,7 @@ class SweepSpec:
     budget: dict[str, Any] | None = None
     price_per_hour: float | None = None
     cluster: dict[str, Any] | None = None
-    push: Any = "auto"
+    push: Any = False  # sweeps from mlci.yaml or a file default to "auto" (build); others (bisect probes) never push
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -16,15 +16,23 @@ which splits its cost into a fixed part (create + start: interpreter, DuckDB cac
 marginal part per trial. Rounds are interleaved.
 
 Usage: python benchmarks/bench_sweep.py [--quick] [--trials N] [--rounds R]
+
+`--scale` measures what issue 20 asks instead: per-trial overhead at -j 2 on the local
+executor and on Dask (a scheduler and two workers as separate processes, started once,
+untimed) against a bare loop running the same commands two at a time; and the time
+until 30 CI-style trial jobs started at once (each a depth-1 clone running `mlci sweep
+work`) plus the collect job have every result in a bare upstream's ledger.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +136,145 @@ class Rounds:
         return elapsed
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dask_cluster(workers: int) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """A scheduler and `workers` single-threaded workers, each its own process (as on real machines)."""
+    dask = str(Path(common.PYTHON).with_name("dask"))
+    port = _free_port()
+    env = common.env(DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    procs = [subprocess.Popen([dask, "scheduler", "--port", str(port), "--no-dashboard"], **quiet)]  # type: ignore[call-overload]
+    address = f"tcp://127.0.0.1:{port}"
+    time.sleep(3)
+    for _ in range(workers):
+        procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard"], **quiet))  # type: ignore[call-overload]
+    time.sleep(4)
+    return address, procs
+
+
+def scale(trials: int, rounds: int) -> int:
+    mlci_t, _ = template(trials, None)
+    address, cluster = dask_cluster(2)
+
+    def bare() -> float:
+        work = copy(mlci_t, "cmd")
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda _i: subprocess.run([common.PYTHON, "train.py"], cwd=work, check=True), range(trials)))
+        return time.perf_counter() - t0
+
+    def sweep(*extra: str) -> float:
+        work = copy(mlci_t, "mlci")
+        t0 = time.perf_counter()
+        common.run([common.MLCI, "sweep", "create", "s"], work)
+        common.run([common.MLCI, "sweep", "start", "s", "-j", "2", *extra], work)
+        elapsed = time.perf_counter() - t0
+        done = common.run([common.MLCI, "sweep", "status", "s", "--csv"], work).count(",done,")
+        if done != trials:
+            raise RuntimeError(f"{done} of {trials} trials done")
+        return elapsed
+
+    try:
+        variants = {
+            "command alone, 2 at a time": bare,
+            "mlci local -j 2": sweep,
+            "mlci dask -j 2 (scheduler + 2 workers)": lambda: sweep("--executor", "dask", "--scheduler", address),
+        }
+        samples = common.interleave(variants, rounds, warmup=1)
+    finally:
+        for proc in reversed(cluster):
+            proc.terminate()
+            proc.wait()
+    stats = common.summarise(samples, baseline="command alone, 2 at a time")
+    common.print_table(f"{trials} trials, 2 at a time, total wall time", stats)
+    cmd = stats["command alone, 2 at a time"]["median"]
+    overhead = {k: (v["median"] - cmd) / trials for k, v in stats.items() if k.startswith("mlci")}
+    print(f"\n## per-trial overhead at {trials} trials, -j 2: (median total - bare loop) / trials")
+    for name, value in overhead.items():
+        print(f"  {name:<42} {common.fmt_s(value)}")
+    contention = ci_contention(30)
+    print(f"\n## 30 concurrent CI trial jobs: every result in the upstream ledger after {contention['seconds']:.1f} s")
+    print(
+        f"  landed by the job's own ledger push: {contention['direct']}, folded by collect: {contention['collected']}"
+    )
+    common.write_results(
+        "sweep_scale",
+        {
+            "machine": common.machine(),
+            "trials": trials,
+            "rounds": rounds,
+            "stats": stats,
+            "per_trial_overhead_s": overhead,
+            "ci_30_jobs": contention,
+        },
+    )
+    return 0
+
+
+def ci_contention(jobs: int) -> dict[str, Any]:
+    """`jobs` trial jobs at once, each a depth-1 clone of a bare upstream (clones untimed), then collect."""
+    base = common.fresh_dir("sweep-ci")
+    upstream = base / "upstream.git"
+    common.run(["git", "init", "-q", "--bare", "-b", "main", str(upstream)], base)
+    dev = base / "dev"
+    common.run(["git", "clone", "-q", str(upstream), str(dev)], base)
+    (dev / "train.py").write_text(TRAIN)
+    (dev / "params.yaml").write_text("lr: 0\n")
+    (dev / ".gitignore").write_text("metrics.json\n")
+    (dev / "mlci.yaml").write_text(
+        f"train:\n  command: python train.py\nsweeps:\n  ci:\n    params:\n      lr: {{range: [1, {jobs + 1}, 1]}}\n    metric: acc\n"
+    )
+    common.run(["git", "add", "-A"], dev)
+    common.run(["git", "commit", "-q", "-m", "init"], dev)
+    common.run(["git", "push", "-q", "origin", "main"], dev)
+    common.run([common.MLCI, "sweep", "create", "ci"], dev)
+    common.run([common.MLCI, "ledger", "push"], dev)
+    import json
+
+    trials = [j["trial"] for j in json.loads(common.run([common.MLCI, "sweep", "matrix", "ci"], dev))["include"]]
+    clones = []
+    for i in range(len(trials)):
+        clone = base / f"job-{i}"
+        common.run(["git", "clone", "-q", "--depth", "1", f"file://{upstream}", str(clone)], base)
+        clones.append(clone)
+    env = common.env(MLCI_NO_HOOKS="1")
+    t0 = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [common.MLCI, "sweep", "work", "--trial", tid],
+            cwd=c,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for c, tid in zip(clones, trials)
+    ]
+    codes = [p.wait() for p in procs]
+    incoming = common.run(["git", "for-each-ref", "--format=%(refname)", "refs/mlci/incoming/"], upstream).split()
+    collector = base / "collect"
+    common.run(["git", "clone", "-q", "--depth", "1", f"file://{upstream}", str(collector)], base)
+    common.run([common.MLCI, "sweep", "collect", "ci"], collector, env=env)
+    seconds = time.perf_counter() - t0
+    common.run([common.MLCI, "ledger", "pull"], dev)
+    done = common.run([common.MLCI, "sweep", "status", "ci", "--csv"], dev).count(",done,")
+    if done != jobs or any(codes):
+        raise RuntimeError(f"{done} of {jobs} done, exit codes {codes}")
+    return {"jobs": jobs, "seconds": seconds, "direct": jobs - len(incoming), "collected": len(incoming)}
+
+
 def main() -> int:
     parser = common.base_args(__doc__ or "")
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--scale", action="store_true", help="issue 20: -j 2 local and Dask, 30 CI jobs")
     args = parser.parse_args()
+    if args.scale:
+        return scale(args.trials or (6 if args.quick else 20), args.rounds or (1 if args.quick else 3))
     trials = args.trials or (3 if args.quick else 5)
     rounds = args.rounds or (1 if args.quick else 3)
     dvc = common.peer_tool("dvc")

@@ -123,7 +123,8 @@ def test_manifest_matches_what_mlci_init_writes() -> None:
     files = re.compile(pre["files"])
     for suffix in CANDIDATE_SUFFIXES + DATASET_SUFFIXES:
         assert files.search(f"dir/metrics{suffix}"), suffix
-    assert pre["verbose"] is True and local["mlci-pre-commit"]["verbose"] is True, "warnings of a passing hook show"
+    assert pre["verbose"] is False and "verbose" not in local["mlci-pre-commit"], "a passing hook is quiet"
+    assert pre["files"] == local["mlci-pre-commit"]["files"], "one filter, published and local"
     for name in ("train.py", "README.md", "model.pt", "metrics.json.bak"):
         assert not files.search(name), name
     assert "symlink" in pre["types_or"], "a staged symlink must reach the hook, which refuses it"

@@ -43,7 +43,7 @@ def init(args: argparse.Namespace) -> int:
     if args.no_hooks:
         return 0
     if uses_framework(repo.root):
-        if add_to_framework_config(repo.root):
+        if add_to_framework_config(repo):
             say(f"added mlci's hooks to {FRAMEWORK_CONFIG}")
         install_through_framework(repo)
         say("hooks installed through the pre-commit framework")

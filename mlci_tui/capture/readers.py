@@ -300,7 +300,7 @@ def read_text_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
     text = decode(name, data, limits)
     lines = [(no, line) for no, line in enumerate(text.splitlines(), 1) if line.strip() and line.strip()[0] != "#"]
     result = MetricsRead()
-    if len(lines) == 1 and (bare := _cell_number(lines[0][1].strip().removesuffix("%"))) is not None:
+    if len(lines) == 1 and (bare := cell_number(lines[0][1].strip().removesuffix("%"))) is not None:
         result.values[name.rsplit("/", 1)[-1].rsplit(".", 1)[0]] = bare
         return result
     for no, line in lines:
@@ -314,7 +314,7 @@ def read_text_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
             raise InputError(f"{name}:{no}: {key}: named twice")
         if len(result.values) >= limits.max_keys:
             raise InputError(f"{name}: more than {limits.max_keys} keys (limits.max_keys in mlci.yaml)")
-        number = _cell_number(value.removesuffix("%"))
+        number = cell_number(value.removesuffix("%"))
         if number is None:
             result.warnings.append(f"{name}:{no}: {key}: not a number ({_short(value)}), not recorded")
         else:
@@ -372,7 +372,7 @@ def read_table_metrics(name: str, data: bytes, limits: Limits, series_name: str 
         if len(row) != len(header):
             raise InputError(f"{name}:{line_no}: expected {len(header)} columns, got {len(row)}")
         if step_col is not None:
-            step_number = as_number(_cell_number(row[step_col]))
+            step_number = as_number(cell_number(row[step_col]))
             if step_number is None or not abs(step_number) < 2**63 or step_number != int(step_number):
                 raise InputError(f"{name}:{line_no}: step {row[step_col]!r} is not an integer")
             step = int(step_number)
@@ -380,7 +380,7 @@ def read_table_metrics(name: str, data: bytes, limits: Limits, series_name: str 
             step = rows - 1
         for i in value_cols:
             metric = series_name if series_name and len(value_cols) == 1 else header[i]
-            number = _cell_number(row[i])
+            number = cell_number(row[i])
             if number is None:
                 result.warnings.append(f"{name}:{line_no}: {header[i]}: not a number ({_short(row[i])})")
                 continue
@@ -403,7 +403,7 @@ def _csv_rows(name: str, reader: Any) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, row
 
 
-def _cell_number(cell: str) -> float | None:
+def cell_number(cell: str) -> float | None:
     text = cell.strip()
     if not text:
         return None

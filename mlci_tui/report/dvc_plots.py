@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlci_tui.capture.readers import Limits, decode, parse_tree
+from mlci_tui.capture.readers import Limits, as_number, cell_number, decode, parse_tree
 from mlci_tui.errors import CheckFailed, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.importers.dvc_files import DvcReader, PlotDecl
@@ -330,16 +330,8 @@ def rows_of(path: str, data: bytes, limits: Limits) -> list[dict[str, Any]]:
 
 
 def number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
+    """A plot cell as a number: JSON numbers and numeric text (CSV cells), as metrics files are read."""
+    return cell_number(value) if isinstance(value, str) else as_number(value)
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -285,3 +285,37 @@ def test_the_pr_report_shows_the_data_change(repo: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "row diff skipped: baseline version of data/customers.parquet:" in proc.stdout
     assert "mlci data pull" in proc.stdout
+
+
+def test_a_version_missing_from_the_cache_is_fetched_from_the_data_remote(repo: Path, tmp_path: Path) -> None:
+    """As `mlci data pull` would: the diff downloads the old version's objects, never checks it out."""
+    store = tmp_path / "store"
+    store.mkdir()
+    write(
+        repo,
+        {
+            "mlci.yaml": f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
+            "datasets:\n  t:\n    path: data/t.csv\n    primary_key: [id]\n",
+            "data/t.csv": "id,v\n1,10\n2,20\n3,30\n",
+        },
+    )
+    assert run_mlci(repo, "data", "add", "data/t.csv").returncode == 0
+    commit(repo, {}, "v1", no_verify=True)
+    assert run_mlci(repo, "data", "push").returncode == 0
+    old = next(
+        line.split(":", 1)[1].strip()
+        for line in (repo / "data/t.csv.mlci").read_text().splitlines()
+        if line.startswith("hash:")
+    )
+    (repo / "data/t.csv").unlink()
+    write(repo, {"data/t.csv": "id,v\n1,10\n2,21\n4,40\n"})
+    assert run_mlci(repo, "data", "add", "data/t.csv").returncode == 0
+    obj = repo / ".mlci" / "cache" / old[:2] / old[2:]
+    obj.parent.chmod(0o755)
+    obj.unlink()
+    proc = run_mlci(repo, "data", "diff", "t", "HEAD", "--json", "--no-drift")
+    no_traceback(proc)
+    assert proc.returncode == 0, proc.stderr
+    diff = json.loads(proc.stdout)
+    assert (diff["added"], diff["removed"], diff["changed"]) == (1, 1, 1), diff
+    assert obj.exists()  # now in the cache, as a pull would have left it

@@ -207,6 +207,7 @@ def diff(args: argparse.Namespace) -> int:
         examples=args.rows,
         output=output,
         labels=(f"base version ({base_label})", f"head version ({head_label})"),
+        fetch=True,
     )
     drift = None if args.no_drift else _drift(repo, spec.path, where_a, where_b, args.method)
     _print_diff(spec.path, (base_label, head_label), result, drift, args.format)

@@ -553,9 +553,12 @@ def diff_versions(
     examples: int = EXAMPLES,
     output: Path | None = None,
     labels: tuple[str, str] = ("old version", "new version"),
+    fetch: bool = False,
 ) -> RowDiff:
     """Diff dataset `spec` as `old_where` holds it against `new_where` (WORKTREE, INDEX or a
     commit), read as validation reads them (the content cache for pointers, never a checkout).
+    With `fetch` (the CLI), a pointer's version missing from the cache is first downloaded
+    from the data remote, as `mlci data pull` would (reports and hooks never use the network).
     VersionError names the version that cannot be read and why."""
     import shutil
     import tempfile
@@ -573,7 +576,12 @@ def diff_versions(
         sides = []
         for label, where in zip(labels, (old_where, new_where)):
             try:
-                content = source.resolve(repo, spec.path, where, scratch, spec.format or None)
+                try:
+                    content = source.resolve(repo, spec.path, where, scratch, spec.format or None)
+                except source.Unavailable as missing:
+                    if not fetch or isinstance(missing, source.Absent) or not fetch_version(repo, spec.path, where):
+                        raise
+                    content = source.resolve(repo, spec.path, where, scratch, spec.format or None)
                 fmt = read_format(spec, content)
                 header = precheck_content(content, fmt, spec.csv)
             except (source.Unavailable, engine.DataError) as exc:
@@ -633,6 +641,36 @@ def diff_versions(
             con.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fetch_version(repo: Repo, path: str, where: str) -> bool:
+    """Download the objects the mlci pointer of `path` at `where` names from the default data
+    remote into the cache; False when there is no such pointer or no remote (the caller's
+    "not in the cache" error then stands)."""
+    from mlci_tui.data.add import parallel_jobs
+    from mlci_tui.data.cache import DataCache
+    from mlci_tui.data.pointer import POINTER_SUFFIX, parse_pointer
+    from mlci_tui.data.remotes import open_remote
+    from mlci_tui.data.transfer import fetch
+    from mlci_tui.errors import ConfigError
+    from mlci_tui.validate import source
+
+    name = path + POINTER_SUFFIX
+    if where == source.WORKTREE:
+        file = repo.root / name
+        text = file.read_text(encoding="utf-8") if file.is_file() else None
+    else:
+        spec = f":{name}" if where == source.INDEX else f"{where}:{name}"
+        proc = repo.run("cat-file", "blob", spec, check=False)
+        text = proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
+    if text is None:
+        return False
+    try:
+        fs, base, _remote = open_remote(repo.root, None)
+    except ConfigError:
+        return False
+    result = fetch(DataCache.for_repo(repo.root), [parse_pointer(text, name)], fs, base, parallel_jobs(repo.root, None))
+    return not (result.failed or result.missing)
 
 
 def _tmp_of(output: Path) -> Path:

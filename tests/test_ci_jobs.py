@@ -564,6 +564,7 @@ def test_a_pull_request_cannot_choose_the_data_remote_nor_hand_its_code_a_token(
     said = job.output("base-config")
     assert "changes train.command" in said and "changes data.remotes" in said
     assert "base branch" in job.output("data-pull")
+    assert f"$ mlci data fetch --rev {base}" in job.output("data-pull")  # the base's versions, for the diff
     assert (clone / "data/train.csv").read_text() == csv_with_mean(0.8)  # from the base's remote
     assert list(evil.iterdir()) == []  # the PR's remote was never written, and holds nothing to read
     seen = set(json.loads((clone / "env-seen.json").read_text()))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +321,28 @@ def test_a_version_missing_from_the_cache_is_fetched_from_the_data_remote(repo: 
     diff = json.loads(proc.stdout)
     assert (diff["added"], diff["removed"], diff["changed"]) == (1, 1, 1), diff
     assert obj.exists()  # now in the cache, as a pull would have left it
+
+
+def test_data_fetch_rev_brings_a_commits_versions_into_the_cache_only(repo: Path, tmp_path: Path) -> None:
+    """What CI's pull-request job runs for the base commit: its versions cached, the working tree untouched."""
+    store = tmp_path / "store"
+    store.mkdir()
+    write(
+        repo,
+        {
+            "mlci.yaml": f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n",
+            "data/t.csv": "id,v\n1,10\n",
+        },
+    )
+    assert run_mlci(repo, "data", "add", "data/t.csv").returncode == 0
+    base = commit(repo, {}, "v1", no_verify=True)
+    assert run_mlci(repo, "data", "push").returncode == 0
+    shutil.rmtree(repo / ".mlci" / "cache", onerror=lambda f, p, e: (os.chmod(Path(p).parent, 0o755), f(p)))
+    (repo / "data/t.csv").unlink()
+    write(repo, {"data/t.csv": "id,v\n2,20\n"})
+    proc = run_mlci(repo, "data", "fetch", "--rev", base)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 objects" in proc.stdout, proc.stdout
+    assert (repo / "data/t.csv").read_text() == "id,v\n2,20\n"
+    proc = run_mlci(repo, "data", "fetch", "--rev", "no-such-rev")
+    assert proc.returncode == 2 and "not a commit" in proc.stderr

@@ -219,7 +219,16 @@ def data_pull(ctx: StepContext) -> int:
                 "comes from; merge data.remotes first"
             )
         ctx.say("data remote: the base branch's data.remote and data.remotes, whatever this pull request says")
-    return ctx.mlci(("data", "pull"), lambda: data_cli.pull(ctx.repo, settings=settings))
+    code = ctx.mlci(("data", "pull"), lambda: data_cli.pull(ctx.repo, settings=settings))
+    base = ctx.ci.base_sha
+    if code == 0 and base and _ensure_commit(ctx, base):
+        # the base commit's versions too, into the cache only: the report diffs the data against them
+        fetched = ctx.mlci(
+            ("data", "fetch", "--rev", base), lambda: data_cli.fetch_at(ctx.repo, base, settings=settings)
+        )
+        if fetched != 0:
+            ctx.say("warning: the base commit's data versions were not all fetched: the report skips their diff")
+    return code
 
 
 def base_config(ctx: StepContext) -> int:

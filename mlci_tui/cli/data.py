@@ -46,6 +46,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     _remote_options(p)
     p = add_command(group, "fetch", fetch)
     _remote_options(p)
+    p.add_argument("--rev", help="the versions the pointers at this commit name (default: the working tree's)")
     p = add_command(group, "pull", pull_handler)
     _remote_options(p)
 
@@ -171,9 +172,53 @@ def push_handler(args: argparse.Namespace) -> int:
 def fetch(args: argparse.Namespace) -> int:
     """download the objects the local cache lacks
 
-    Example: mlci data fetch
+    Example: mlci data fetch --rev origin/main
     """
+    if args.rev:
+        return fetch_at(Repo.find(), args.rev, args.paths, remote=args.remote, jobs=args.jobs)
     return _transfer(Repo.find(), "fetch", args.paths, args.remote, args.jobs)
+
+
+def fetch_at(
+    repo: Repo,
+    rev: str,
+    paths: list[str] | None = None,
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    settings: dict[str, Any] | None = None,
+) -> int:
+    """`mlci data fetch --rev REV`: the objects the mlci pointers at commit `rev` name, into the
+    cache (the working tree is not touched): what a diff or a report against that commit reads."""
+    from mlci_tui.data.add import parallel_jobs
+    from mlci_tui.data.cache import DataCache
+    from mlci_tui.data.pointer import POINTER_SUFFIX, parse_pointer
+    from mlci_tui.data.remotes import open_remote
+    from mlci_tui.data.transfer import fetch as fetch_objects
+
+    sha = repo.commit_of(rev)
+    if sha is None:
+        raise InputError(f"--rev {display(rev)}: not a commit")
+    targets = _targets(repo, paths)
+    entries = [
+        e
+        for e in repo.ls_tree(sha, recursive=True)
+        if e.kind == "blob"
+        and e.path.endswith(POINTER_SUFFIX)
+        and e.path != POINTER_SUFFIX
+        and (targets is None or e.path.removesuffix(POINTER_SUFFIX) in targets or e.path in targets)
+    ]
+    blobs = repo.cat_blobs([e.oid for e in entries])
+    pointers = [parse_pointer(blobs[e.oid].decode("utf-8"), e.path) for e in entries if e.oid in blobs]
+    fs, base, name = open_remote(repo.root, remote, settings)
+    result = fetch_objects(DataCache.for_repo(repo.root), pointers, fs, base, parallel_jobs(repo.root, jobs))
+    _report("fetch", result, name)
+    if result.failed or result.missing:
+        raise CheckFailed(
+            f"fetch of {sha[:12]}'s versions from {name} incomplete: "
+            f"{len(result.failed)} failed, {len(result.missing)} missing"
+        )
+    return 0
 
 
 def pull_handler(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from mlci_tui.ledger.tip_watch import TipWatcher
 from mlci_tui.tui import actions
 from mlci_tui.tui.messages import LedgerChanged, LedgerConflicts
 from mlci_tui.tui.screens.runs import RunsScreen
+from mlci_tui.tui.theme import MLCI_THEME
 
 POLL_SECONDS = 1.0
 
@@ -38,7 +39,7 @@ class MlciApp(App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses (benchmarks) find it too
     TITLE = "mlci"
     # not priority bindings: a `q` typed in the filter bar or a note is text, not quit
-    BINDINGS = [Binding(a.keys, a.action, a.description, show=a.show) for a in actions.actions_for("app")]
+    BINDINGS = [Binding(a.keys, a.action, a.description) for a in actions.actions_for("app")]
 
     def __init__(
         self,
@@ -63,6 +64,8 @@ class MlciApp(App[None]):
         self._stop = threading.Event()
         self._watching = False
         self.query_cache = hold_cache(repo)  # opened by the first query, closed on unmount
+        self.register_theme(MLCI_THEME)
+        self.theme = MLCI_THEME.name
 
     def get_default_screen(self) -> Screen[Any]:
         return RunsScreen()
@@ -191,7 +194,7 @@ class MlciApp(App[None]):
                     action.help,
                     partial(screen.run_action, action.action),
                 )
-            elif action.scope == "app" and action.action != "quit":
+            elif action.scope == "app" and action.action not in ("quit", "command_palette"):
                 yield SystemCommand(
                     f"{action.description} ({action.key_display})", action.help, partial(self.run_action, action.action)
                 )

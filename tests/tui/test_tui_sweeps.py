@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import git, run_mlci
 from sweep_helpers import ok, sweep_repo
 from textual.widgets import DataTable
@@ -142,7 +143,8 @@ def _fixed_ledger(root: Path) -> None:
     LedgerStore(Repo.find(root)).append(recs)
 
 
-def test_snapshot_of_the_sweeps_screen(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_snapshot_of_the_sweeps_screen(tmp_path: Path, size: tuple[int, int]) -> None:
     root = tmp_path / "repo"
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
@@ -152,9 +154,9 @@ def test_snapshot_of_the_sweeps_screen(tmp_path: Path) -> None:
         await _open(app, pilot)
         await pilot.press("tab", "down", "down", "down", "l")
         await pilot.pause()
-        assert_snapshot(app, "sweeps")
+        assert_snapshot(app, "sweeps", size)
 
-    run_app(root, scenario, watch=False)
+    run_app(root, scenario, watch=False, size=size)
 
 
 def test_refilled_trials_have_their_widths_before_the_first_paint(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from mlci_tui.tui.app import MlciApp
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 SIZE = (120, 30)
+AUTHOR = "Ada Lovelace <ada.lovelace@analytical-engines.research.example.org>"  # long: must not set widths
 MLCI_YAML = "metrics:\n  fields:\n    acc: {direction: max}\n    loss: {direction: min}\n"
 
 
@@ -45,6 +46,7 @@ LAB: list[dict[str, Any]] = [
         time="2025-03-01T09:00:00.000000Z",
         kind="commit",
         message="Baseline: logistic regression\n\nfirst try",
+        author=AUTHOR,
         branch="main",
         commit="1" * 40,
         params={"lr": 0.1, "model": "linear", "epochs": 5},
@@ -56,6 +58,7 @@ LAB: list[dict[str, Any]] = [
         time="2025-03-02T09:00:00.000000Z",
         kind="commit",
         message="Raise learning rate",
+        author=AUTHOR,
         branch="main",
         commit="2" * 40,
         params={"lr": 0.01, "model": "linear", "epochs": 5},
@@ -67,6 +70,7 @@ LAB: list[dict[str, Any]] = [
         time="2025-03-03T09:00:00.000000Z",
         kind="commit",
         message="Switch to a small CNN",
+        author=AUTHOR,
         branch="main",
         commit="3" * 40,
         params={"lr": 0.01, "model": "cnn-small", "epochs": 10},
@@ -210,10 +214,11 @@ def screen_text(app: MlciApp) -> str:
     return console.export_text()
 
 
-def assert_snapshot(app: MlciApp, name: str) -> None:
-    """Compare an SVG screenshot with tests/tui/snapshots/NAME.svg (MLCI_UPDATE_SNAPSHOTS=1 rewrites)."""
+def assert_snapshot(app: MlciApp, name: str, size: tuple[int, int] | None = None) -> None:
+    """Compare an SVG screenshot with tests/tui/snapshots/NAME-WxH.svg (MLCI_UPDATE_SNAPSHOTS=1 rewrites)."""
+    assert size is None or tuple(app.size) == size, f"the app runs at {app.size}, not {size}"
     svg = _normalise(app.export_screenshot(title="mlci"))
-    path = SNAPSHOTS / f"{name}.svg"
+    path = SNAPSHOTS / (f"{name}-{size[0]}x{size[1]}.svg" if size else f"{name}.svg")
     if os.environ.get("MLCI_UPDATE_SNAPSHOTS") == "1" or not path.exists():
         if not path.exists() and os.environ.get("MLCI_UPDATE_SNAPSHOTS") != "1":
             raise AssertionError(f"no snapshot {path.name}: run with MLCI_UPDATE_SNAPSHOTS=1 and review it")

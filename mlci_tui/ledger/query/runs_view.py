@@ -160,17 +160,23 @@ def read_info(con: duckdb.DuckDBPyConnection, tip: str) -> LedgerInfo:
     return info
 
 
-def default_metrics(info: LedgerInfo, directions: Callable[[str], str | None]) -> list[str]:
-    """Metrics with a configured direction first, then by name."""
-    ranked = sorted(info.metrics, key=lambda m: (directions(m) is None, info.metrics.index(m)))
+def default_metrics(info: LedgerInfo, directions: Callable[[str], str | None], gated: Sequence[str] = ()) -> list[str]:
+    """The metrics the gate checks first (what a narrow table keeps in sight), then those with
+    a configured direction, then by name."""
+    ranked = sorted(info.metrics, key=lambda m: (m not in gated, directions(m) is None, info.metrics.index(m)))
     return ranked[:DEFAULT_METRIC_COLUMNS]
 
 
 def build_columns(
-    info: LedgerInfo, spec: ViewSpec, directions: Callable[[str], str | None], *, with_deltas: bool
+    info: LedgerInfo,
+    spec: ViewSpec,
+    directions: Callable[[str], str | None],
+    *,
+    with_deltas: bool,
+    gated: Sequence[str] = (),
 ) -> list[Column]:
-    metrics = [m for m in (spec.metrics if spec.metrics is not None else default_metrics(info, directions))]
-    metrics = [m for m in metrics if m in info.metrics]
+    chosen = spec.metrics if spec.metrics is not None else default_metrics(info, directions, gated)
+    metrics = [m for m in chosen if m in info.metrics]
     params = spec.params if spec.params is not None else info.differing[:DEFAULT_PARAM_COLUMNS]
     params = [p for p in params if p in info.params]
     columns: list[Column] = [Column("id", "id", "field", source=0)]
@@ -243,7 +249,8 @@ def load_view(
         info = known if known is not None and known.tip == tip else read_info(con, tip)
         compiled: Compiled = compile_filter(spec.filter_text, info.names)
         baseline = _baseline(repo, con, cfg, spec, info)
-        columns = build_columns(info, spec, cfg.direction, with_deltas=baseline is not None)
+        gated = sorted(cfg.section("gate")["rules"])
+        columns = build_columns(info, spec, cfg.direction, with_deltas=baseline is not None, gated=gated)
         select, binds = _select_list(columns)
         where = f"WHERE {compiled.sql}" if compiled.sql else ""
         order, order_binds = order_by(sort_key_of(spec.sort_key, spec.descending))

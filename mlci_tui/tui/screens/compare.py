@@ -1,6 +1,7 @@
 """Two or more runs side by side, transposed: one column per run, one row per field, param
-and metric; `d` keeps only the rows that differ. The best value of a metric with a known
-direction is highlighted.
+and metric; `d` keeps only the rows that differ. A metric's value is green or red as it is
+better or worse than the baseline's (◆, when compared; else the first run's), by the
+metric's direction; the best value is bold.
 """
 
 from __future__ import annotations
@@ -9,22 +10,41 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
-from mlci_tui.ledger.query.compare import CompareResult, load_compare
+from mlci_tui.ledger.query.compare import CompareResult, CompareRow, load_compare
 from mlci_tui.numbers import digits_to_tell_apart
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells, export
 from mlci_tui.tui.messages import CompareFailed, CompareLoaded, post_answer
 from mlci_tui.tui.screens.base import LedgerScreen
+from mlci_tui.tui.theme import badge, tone
+from mlci_tui.tui.widgets.keybar import KeyBar
 from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
     pass
+
+
+MIN_WIDTH, MAX_WIDTH = 12, 28  # a run's column: never narrower than its header, never wider than this
+
+
+def column_width(result: CompareResult, rows: list[CompareRow]) -> int:
+    """One width for every run's column, from the values compared (params, metrics, short
+    fields), not from long free text such as the author's e-mail or the subject, which are
+    cut to it: three runs fit in 80 columns."""
+    values = [
+        cells.plain(v, digits_to_tell_apart(row.values))
+        for row in rows
+        if row.section != "run" or row.name in ("kind", "status", "commit", "time")
+        for v in row.values
+    ]
+    return max(MIN_WIDTH, min(MAX_WIDTH, max((cell_len(v) for v in values), default=0)))
 
 
 def best_index(values: list[Any], direction: str | None) -> int | None:
@@ -46,8 +66,8 @@ class CompareScreen(LedgerScreen):
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f" compare {len(self.run_ids)} runs  loading…"), id="compare-title")
-        yield DataTable(id="compare", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield DataTable(id="compare", cursor_type="row", zebra_stripes=True, header_height=2)
+        yield KeyBar(self.SCOPE)
 
     def on_mount(self) -> None:
         self.reload()
@@ -80,39 +100,68 @@ class CompareScreen(LedgerScreen):
             return
         table = self.query_one(DataTable)
         cursor = table.cursor_row
-        labels = [Text(""), Text("name")]
-        for run in result.runs:
-            label = Text(f"{run['run_id'][:8]} ", style="bold")
-            label.append(display(run["label"])[:24])
-            labels.append(label)
-        rows: list[list[Text]] = []
-        for row in result.rows:
-            if self.differences_only and not row.differs:
-                continue
-            best = best_index(row.values, row.direction)
-            values = []
-            digits = digits_to_tell_apart(row.values)
-            for i, v in enumerate(row.values):
-                text = Text(cells.plain(v, digits))
-                if i == best:
-                    text.stylize("bold green")
-                elif row.differs and row.section != "run":
-                    text.stylize("bold")
-                values.append(text)
-            rows.append([Text(row.section, style="dim"), cells.safe(row.name), *values])
+        reference = self._reference(result)
+        shown = [row for row in result.rows if not (self.differences_only and not row.differs)]
+        width = column_width(result, shown)
+        rows = [self._row(row, width, reference) for row in shown]
         keys = ["section", "name", *(f"run{n}" for n in range(len(result.runs)))]
-        refill(table, labels, rows, column_keys=keys)
-        shown = len(rows)
-        if shown:
-            table.move_cursor(row=min(cursor, shown - 1))
-        title = Text()
-        title.append(f" compare {len(result.runs)} runs ", style="bold reverse")
-        title.append(f"  {shown} of {len(result.rows)} rows")
+        refill(table, [Text(""), Text("name"), *self._labels(result, width, reference)], rows, column_keys=keys)
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+        title = badge(self.app, f"compare {len(result.runs)} runs")
+        title.append(f"  {len(rows)} of {len(result.rows)} rows")
         title.append("  · differences only" if self.differences_only else "  · all rows (d: differences only)")
+        against = "◆ baseline" if reference[1] else result.runs[0]["run_id"][:8] if result.runs else ""
+        if against:
+            title.append(f"  · colour: vs {against}")
         missing = len(self.run_ids) - len(result.runs)
         if missing:
-            title.append(f"  · {missing} run(s) no longer in the ledger", style="yellow")
+            title.append(f"  · {missing} run(s) no longer in the ledger", style=tone(self.app, "warning"))
         self.query_one("#compare-title", Static).update(title)
+
+    def _reference(self, result: CompareResult) -> tuple[int, bool]:
+        """The column others are coloured against: the baseline when compared (True), else the first run."""
+        shown = self.mlci.runs_screen.result
+        base = shown.baseline.run_id if shown is not None and shown.baseline is not None else None
+        ids = [run["run_id"] for run in result.runs]
+        return (ids.index(base), True) if base in ids else (0, False)
+
+    def _labels(self, result: CompareResult, width: int, reference: tuple[int, bool]) -> list[Text]:
+        """Two header lines a run: its short id (◆ on the baseline), its subject cut to the column."""
+        labels = []
+        for n, run in enumerate(result.runs):
+            label = Text()
+            if reference == (n, True):
+                label.append("◆ ", style=f"bold {tone(self.app, 'baseline')}")
+            label.append(run["run_id"][:8], style="bold")
+            label.append("\n" + cells.fit(display(run["label"]), width).rstrip(), style="")
+            labels.append(label)
+        return labels
+
+    def _row(self, row: CompareRow, width: int, reference: tuple[int, bool]) -> list[Text]:
+        """A row's cells: run fields cut to the column (one line each); a metric's value green or
+        red as it is better or worse than the reference column, the best one bold."""
+        best = best_index(row.values, row.direction)
+        digits = digits_to_tell_apart(row.values)
+        base = row.values[reference[0]]
+        values = []
+        for i, v in enumerate(row.values):
+            text = Text(
+                cells.fit(cells.plain(v, digits), width).rstrip() if row.section == "run" else cells.plain(v, digits)
+            )
+            if (
+                row.section == "metric"
+                and i != reference[0]
+                and isinstance(v, (int, float))
+                and isinstance(base, (int, float))
+            ):
+                kind = cells.verdict(cells.delta(v, base)[1], row.direction)
+                if kind:
+                    text.stylize(tone(self.app, kind))
+            if i == best or row.differs and row.section == "param":
+                text.stylize("bold")
+            values.append(text)
+        return [Text(row.section, style="dim"), cells.safe(row.name), *values]
 
     def action_back(self) -> None:
         self.app.pop_screen()

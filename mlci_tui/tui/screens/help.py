@@ -12,7 +12,14 @@ from textual.widgets import Markdown
 
 from mlci_tui.tui import actions
 
-SCOPES = {"app": "Everywhere", "runs": "Runs table", "run": "One run", "compare": "Compare", "plot": "Plots"}
+SCOPES = {
+    "app": "Everywhere",
+    "runs": "Runs table",
+    "run": "One run",
+    "compare": "Compare",
+    "plot": "Plots",
+    "sweeps": "Sweeps",
+}
 
 FILTER_HELP = """\
 ## The filter (press `/`, type, `enter`)
@@ -55,10 +62,8 @@ def bindings_markdown(first: str = "runs") -> str:
         lines += [f"## {title}", "", "| key | action | |", "|---|---|---|"]
         for a in actions.actions_for(scope):
             lines.append(f"| `{a.key_display}` | {a.description} | {a.help} |")
-        if scope == "runs":
-            lines.append(
-                "| `↑ ↓ ← →` `pgup pgdn home end` | Move | the row and the column cursor; click a header to sort |"
-            )
+        for m in actions.moves_for(scope):
+            lines.append(f"| `{m.key_display}` | {m.description} | {m.help} |")
         lines.append("")
     return "\n".join(lines) + "\n" + FILTER_HELP
 

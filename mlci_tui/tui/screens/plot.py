@@ -11,7 +11,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Label, Select, Static
+from textual.widgets import Label, Select, Static
 
 from mlci_tui.ledger.query.changepoints import commit_changes
 from mlci_tui.ledger.query.runs_view import LedgerInfo
@@ -26,6 +26,8 @@ from mlci_tui.sanitize import display
 from mlci_tui.tui import actions
 from mlci_tui.tui.messages import PlotFailed, PlotLoaded
 from mlci_tui.tui.screens.base import LedgerScreen
+from mlci_tui.tui.theme import badge, tone
+from mlci_tui.tui.widgets.keybar import KeyBar
 from mlci_tui.tui.widgets.plot import Chart, PlotView
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ class PlotScreen(LedgerScreen):
                 [(Text(display(p)), p) for p in self.info.params], id="plot-param", allow_blank=True, prompt="param"
             )
         yield PlotView(id="plot")
-        yield Footer()
+        yield KeyBar(self.SCOPE)
 
     def on_mount(self) -> None:
         numeric = [p for p in self.info.differing if p in self.info.params] or self.info.params
@@ -103,10 +105,11 @@ class PlotScreen(LedgerScreen):
 
     def reload(self) -> None:
         self.generation += 1
-        title = Text()
-        title.append(" plot ", style="bold reverse")
+        title = badge(self.app, "plot")
         for n, (key, label) in enumerate(MODES.items(), 1):
-            title.append(f"  {n} {label}", style="bold underline" if key == self.mode else "dim")
+            chosen = key == self.mode
+            title.append(f"  {n} ", style=f"bold {tone(self.app, 'key')}")
+            title.append(label, style=f"bold underline {tone(self.app, 'foreground')}" if chosen else "")
         if self.mode == "steps":
             title.append(f"   · {len(self.run_ids)} run(s)")
         elif self.mode == "scatter" and self.filter_text.strip():

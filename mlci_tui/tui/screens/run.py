@@ -13,7 +13,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Input, Label, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, Label, Static, TabbedContent, TabPane
 
 from mlci_tui.errors import MlciError
 from mlci_tui.ledger.annotate import add_note, add_tag
@@ -22,6 +22,8 @@ from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells
 from mlci_tui.tui.messages import DetailFailed, DetailLoaded, NoteOrTagWritten, WriteFailed, post_answer
 from mlci_tui.tui.screens.base import LedgerScreen
+from mlci_tui.tui.theme import badge, tone
+from mlci_tui.tui.widgets.keybar import KeyBar
 from mlci_tui.tui.widgets.tables import refill
 
 if TYPE_CHECKING:
@@ -78,7 +80,7 @@ class RunScreen(LedgerScreen):
                 yield VerticalScroll(Static(id="data"), id="data-view")
             with TabPane("Commit", id="tab-commit"):
                 yield VerticalScroll(Static(id="commit"), id="commit-view")
-        yield Footer()
+        yield KeyBar(self.SCOPE)
 
     def on_mount(self) -> None:
         self.reload()
@@ -115,11 +117,10 @@ class RunScreen(LedgerScreen):
     def _show(self, d: RunDetail) -> None:
         run = d.run
         subject = run.subject
-        title = Text()
-        title.append(f" run {self.run_id[:8]} ", style="bold reverse")
-        title.append(" " + display(subject), style="bold")
+        title = badge(self.app, f"run {self.run_id[:8]}")
+        title.append(" " + display(subject), style=f"bold {tone(self.app, 'foreground')}")
         if self.run_id in self.mlci.marked:
-            title.append("  ● marked", style="bold")
+            title.append("  ● marked", style=f"bold {tone(self.app, 'key')}")
         self.query_one("#run-title", Static).update(title)
 
         header = Text()

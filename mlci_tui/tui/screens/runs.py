@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from mlci_tui.ledger.held import Interruptible, cache_looks_current
 from mlci_tui.ledger.query import runs_view
@@ -25,10 +25,12 @@ from mlci_tui.ledger.query.runs_view import (
     sort_view,
 )
 from mlci_tui.sanitize import display
-from mlci_tui.tui import actions, export
+from mlci_tui.tui import actions, cells, export
 from mlci_tui.tui.messages import RunsFailed, RunsLoaded, RunsProgress, post_answer
 from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.settings import load_settings, save_settings
+from mlci_tui.tui.theme import badge, tone
+from mlci_tui.tui.widgets.keybar import KeyBar
 from mlci_tui.tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
@@ -86,7 +88,7 @@ class RunsScreen(LedgerScreen):
         yield FilterInput(placeholder=FILTER_HINT, id="filter")
         yield Static(id="filter-error", classes="error")
         yield RunTable(id="runs")
-        yield Footer()
+        yield KeyBar(self.SCOPE)
 
     @property
     def table(self) -> RunTable:
@@ -238,9 +240,11 @@ class RunsScreen(LedgerScreen):
         self.update_status()
 
     def update_status(self) -> None:
-        status = Text()
-        status.append(" mlci ", style="bold reverse")
-        status.append(f" {display(self.mlci.repo.root.name)} ", style="bold")
+        app = self.app
+        status = badge(app, "mlci")
+        status.append(f" {display(self.mlci.repo.root.name)} ", style=f"bold {tone(app, 'foreground')}")
+        if self.mlci.conflicts:  # first: a narrow terminal cuts the end of the line, never this
+            status.append(f" ⚠ {self.mlci.conflicts} ledger conflict(s) ", style=f"bold {tone(app, 'warning')}")
         result = self.result
         if result is None:
             status.append(" · loading…")
@@ -253,15 +257,15 @@ class RunsScreen(LedgerScreen):
             base = result.baseline
             if base:
                 status.append(" · baseline ")
-                status.append(f"◆ {base.how} {base.run_id[:8]}", style="bold")
-                if base.label:
-                    status.append(f" {display(base.label)[:30]}")
+                status.append(f"◆ {base.how} {base.run_id[:8]}", style=f"bold {tone(app, 'baseline')}")
+                room = self.size.width - status.cell_len - 36  # the label only where it leaves room for the rest
+                if base.label and room >= 8:
+                    status.append(" " + cells.fit(display(base.label), min(30, room)).rstrip())
             if self.mlci.timings:
                 status.append(f" · {result.seconds * 1000:.0f} ms", style="dim")
         if self.mlci.marked:
-            status.append(f" · ● {len(self.mlci.marked)} marked", style="bold")
-        if self.mlci.conflicts:
-            status.append(f" · ⚠ {self.mlci.conflicts} ledger conflict(s)", style="bold yellow")
+            status.append(" · ")
+            status.append(f"● {len(self.mlci.marked)} marked", style=f"bold {tone(app, 'key')}")
         if self.note:
             status.append(f" · {self.note}", style="italic")
         elif self.busy and result is not None:

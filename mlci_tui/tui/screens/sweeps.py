@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, DataTable, Input, Label, Select, Static, TextArea
 
 from mlci_tui.output import cell_text
 from mlci_tui.sanitize import display
@@ -28,8 +28,11 @@ from mlci_tui.sweep.config_schema import as_number
 from mlci_tui.sweep.events import Sweep, Trial
 from mlci_tui.sweep.queue import QueueState
 from mlci_tui.sweep.runner import log_path
+from mlci_tui.tui import actions
 from mlci_tui.tui.messages import SweepsFailed, SweepsLoaded, post_answer
 from mlci_tui.tui.screens.base import LedgerScreen
+from mlci_tui.tui.theme import badge
+from mlci_tui.tui.widgets.keybar import KeyBar
 from mlci_tui.tui.widgets.tables import refill
 
 BAR = 12
@@ -159,21 +162,12 @@ class SweepFormScreen(ModalScreen[dict[str, Any] | None]):
 
 class SweepsScreen(LedgerScreen):
     SCOPE = "sweeps"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back"),
-        Binding("n", "new_sweep", "New"),
-        Binding("S", "start", "Start"),
-        Binding("x", "cancel_sweep", "Cancel"),
-        Binding("R", "retry", "Retry"),
-        Binding("l", "logs", "Logs"),
-        Binding("tab", "switch_table", "Sweeps/trials", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = actions.bindings("sweeps")  # type: ignore[assignment]
     DEFAULT_CSS = """
     SweepsScreen #sweeps-table { height: auto; max-height: 8; }
     SweepsScreen #trials-table { height: 1fr; }
     SweepsScreen #sweep-best { height: 1; padding: 0 1; }
     SweepsScreen #sweep-log { height: 8; border-top: solid $surface-lighten-1; padding: 0 1; }
-    SweepsScreen #sweeps-title { height: 1; background: $panel; padding: 0 1; }
     """
 
     def __init__(self) -> None:
@@ -190,7 +184,7 @@ class SweepsScreen(LedgerScreen):
         yield Static("", id="sweep-best")
         yield DataTable(id="trials-table", cursor_type="row", zebra_stripes=True)
         yield Static(Text("l: the log of the trial under the cursor"), id="sweep-log")
-        yield Footer()
+        yield KeyBar(self.SCOPE)
 
     def on_mount(self) -> None:
         self.query_one("#sweeps-table", DataTable).focus()
@@ -235,8 +229,9 @@ class SweepsScreen(LedgerScreen):
                 ]
             )
         refill(table, [Text(c) for c in SWEEP_COLUMNS], rows, row_keys=self.order)
-        title = self.query_one("#sweeps-title", Static)
-        title.update(Text(f" sweeps  {len(self.order)} · n new · S start · x cancel · R retry · l log · esc back"))
+        title = badge(self.app, "sweeps")
+        title.append(f" {len(self.order)} sweep(s)", style="bold")
+        self.query_one("#sweeps-title", Static).update(title)
         if self.order:
             table.move_cursor(row=min(max(row, 0), len(self.order) - 1))
             self.current = self.order[table.cursor_row]

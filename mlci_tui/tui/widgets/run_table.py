@@ -38,6 +38,31 @@ FLAGS = "flags"
 FIXED_COLUMNS = 2  # flags, id
 
 
+LEAD_METRICS = 2  # metrics (with their Δ) a narrow table still shows beside id and subject
+MIN_SUBJECT = 12
+
+
+def arrange_columns(columns: list[Column], widths: list[int], viewport: int) -> tuple[list[Column], list[int]]:
+    """The view's columns as they fit `viewport` cells.
+
+    When every column fits (or the width is not known yet), the view's order. When not,
+    what answers "which run is best" comes first: flags, id, the subject (cut to leave room),
+    the metrics in the view's order (the gate's, then those with a direction) with their Δ,
+    then the rest (time, branch, kind, status, params, tags), reached by scrolling sideways.
+    """
+    if not viewport or sum(w + 2 for w in widths) <= viewport:
+        return columns, widths
+    pairs = list(zip(columns, widths))
+    lead = [p for p in pairs if p[0].kind in ("flags",) or p[0].key in ("id", "subject")]
+    metrics = [p for p in pairs if p[0].kind in ("metric", "delta")]
+    rest = [p for p in pairs if p not in lead and p not in metrics]
+    names = list(dict.fromkeys(c.name for c, _w in metrics))[:LEAD_METRICS]
+    needed = sum(w + 2 for c, w in lead if c.key != "subject") + sum(w + 2 for c, w in metrics if c.name in names)
+    lead = [(c, max(MIN_SUBJECT, min(w, viewport - needed - 2))) if c.key == "subject" else (c, w) for c, w in lead]
+    arranged = lead + metrics + rest
+    return [c for c, _w in arranged], [w for _c, w in arranged]
+
+
 class RunTable(ScrollView, can_focus=True):
     """Runs: a row cursor, a column cursor (for sorting by key), marks and baseline deltas."""
 
@@ -63,6 +88,8 @@ class RunTable(ScrollView, can_focus=True):
         "runtable--better",
         "runtable--worse",
         "runtable--muted",
+        "runtable--flag-marked",
+        "runtable--flag-baseline",
     }
 
     DEFAULT_CSS = """
@@ -70,8 +97,8 @@ class RunTable(ScrollView, can_focus=True):
         background: $surface;
         color: $foreground;
         height: 1fr;
-        & > .runtable--header { text-style: bold; background: $panel; color: $foreground; }
-        & > .runtable--header-cursor { background: $accent-darken-1; color: $foreground; text-style: bold; }
+        & > .runtable--header { text-style: bold; background: $surface; color: $text-muted; }
+        & > .runtable--header-cursor { background: $surface; color: $primary; text-style: bold underline; }
         & > .runtable--cursor {
             background: $block-cursor-blurred-background;
             color: $block-cursor-blurred-foreground;
@@ -81,8 +108,10 @@ class RunTable(ScrollView, can_focus=True):
             background: $block-cursor-background;
             color: $block-cursor-foreground;
         }
-        & > .runtable--marked { color: $accent; text-style: bold; }
-        & > .runtable--baseline { text-style: italic; }
+        & > .runtable--marked { color: $primary; text-style: bold; }
+        & > .runtable--baseline { color: $accent; text-style: italic; }
+        & > .runtable--flag-marked { color: $primary; text-style: bold; }
+        & > .runtable--flag-baseline { color: $accent; text-style: bold; }
         & > .runtable--better { color: $success; }
         & > .runtable--worse { color: $error; }
         & > .runtable--muted { color: $text-muted; }
@@ -126,6 +155,9 @@ class RunTable(ScrollView, can_focus=True):
         self._measured_keys: list[str] = []
         self._total_width = 0
         self._row_cells: LRUCache[int, list[tuple[str, str | None, bool]]] = LRUCache(1024)
+        self._natural_columns: list[Column] = []  # the view's order, before `arrange_columns`
+        self._natural_widths: list[int] = []
+        self._arranged_for = 0  # the viewport width the columns were arranged for
 
     # ------------------------------------------------------------------ data
     @property
@@ -221,17 +253,11 @@ class RunTable(ScrollView, can_focus=True):
         widths = self._measure()
         if [c.key for c in self.columns] == self._measured_keys:
             # same columns (a sort, a refresh): never narrower, so nothing jumps sideways
-            widths = [max(a, b) for a, b in zip(widths, self.widths)]
+            natural = dict(zip(self._measured_keys, self._natural_widths))
+            widths = [max(w, natural[c.key]) for c, w in zip(self.columns, widths)]
         self._measured_keys = [c.key for c in self.columns]
-        self.widths = widths
-        self.offsets = []
-        x = 0
-        for w in self.widths:
-            self.offsets.append(x)
-            x += w + 2
-        self._total_width = x
-        keys = [c.key for c in self.columns]
-        self.cursor_col = keys.index(old_key) if old_key in keys else min(max(self.cursor_col, 1), len(keys) - 1)
+        self._natural_columns, self._natural_widths = list(self.columns), widths
+        self._arrange(old_key)
         row = self.index_of(keep) if keep else None
         self.cursor_row = row if row is not None else min(self.cursor_row, max(self.row_count - 1, 0))
         self.empty_text = (
@@ -240,11 +266,33 @@ class RunTable(ScrollView, can_focus=True):
             else "no runs in the ledger yet: commit params/metrics files with the hooks installed (mlci init), "
             "or run `mlci capture`"
         )
-        self.virtual_size = Size(x, self.row_count + 1)
         self.repaint()
         if row is not None:
             self.scroll_to(y=max(0, self.cursor_row - old_screen_row), animate=False, immediate=True)
         self._scroll_cursor_into_view()
+
+    def _arrange(self, keep_key: str | None) -> None:
+        """Columns in the order and widths that fit the viewport (`arrange_columns`); the
+        column cursor stays on `keep_key`."""
+        self._arranged_for = self.viewport.width
+        self.columns, self.widths = arrange_columns(self._natural_columns, self._natural_widths, self._arranged_for)
+        self.offsets = []
+        x = 0
+        for w in self.widths:
+            self.offsets.append(x)
+            x += w + 2
+        self._total_width = x
+        keys = [c.key for c in self.columns]
+        self.cursor_col = keys.index(keep_key) if keep_key in keys else min(max(self.cursor_col, 1), len(keys) - 1)
+        self._row_cells.clear()
+        self.virtual_size = Size(x, self.row_count + 1)
+
+    def on_resize(self) -> None:
+        if self.result is not None and self.viewport.width != self._arranged_for:
+            current = self.current_column
+            self._arrange(current.key if current else None)
+            self.repaint()
+            self._scroll_cursor_into_view()
 
     def _digits(self) -> dict[int, int]:
         """Per metric column, the digits at which the rows read with the view print differently."""
@@ -396,6 +444,12 @@ class RunTable(ScrollView, can_focus=True):
         segments: list[Segment] = []
         plain: list[str] = []  # neighbouring cells in the row's own style go out as one segment
         for n, ((text, klass, right), w) in enumerate(zip(values, self.widths)):
+            if n == 0 and self.columns[0].kind == "flags":  # ● in the mark's colour, ◆ in the baseline's
+                segments.append(Segment(" ", row_style))
+                for char, name in zip(cells.fit(text, w), ("flag-marked", "flag-baseline")):
+                    segments.append(Segment(char, row_style + self._style(name) if char != " " else row_style))
+                plain = [" "]
+                continue
             cell = cells.fit(text, w, right=right)
             special = (klass and klass != "marked") or (is_cursor and n == self.cursor_col)
             if not special:

@@ -4,7 +4,11 @@ Every cell passes through the display sanitiser (table, md), `csv_cell` (csv: co
 removed, formulas made inert) or is JSON-escaped (json), so names, messages and values from
 the data print inertly in every format. Numbers are
 written by `numbers`: five significant digits in a table or Markdown, widened per column
-until its values print differently; twelve in CSV.
+until its values print differently (or `precision` digits); twelve in CSV, full in JSON.
+
+A table is rendered by Rich. Given a width (`mlci runs`: `terminal_width`, which is `COLUMNS`,
+else the terminal's width when the output is one; a pipe gets every column), it fits: columns
+are kept by priority, text columns shrink with an ellipsis, and no line is wider.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from mlci_tui.numbers import HUMAN_DIGITS, MAX_DIGITS, NAN, NEG_INF, POS_INF, digits_to_tell_apart, number_text
 from mlci_tui.sanitize import display, markdown_cell, plain
 
 FORMATS = ("table", "json", "csv", "md")
 MAX_CELL = 48
+GAP = 2  # spaces between table columns
+COMFORTABLE_CELL = 24  # a text column keeps this much before a column that is not essential is shown
+SHRUNK_CELL = 12  # ... and is narrowed to no less than this for an essential one
 
 
 class Spread:
@@ -91,10 +98,19 @@ def write(
     truncate: bool = True,
     compared: tuple[str, str] | None = None,
     raw: bool = False,
-) -> None:
+    width: int | None = None,
+    priority: Sequence[str] = (),
+    essential: int = 1,
+    shrink: Sequence[str] | None = None,
+    precision: int | None = None,
+) -> list[str]:
     """`rows` in `fmt`. `compared` names two columns holding a baseline and its candidate: in
     each row those two print in the digits that tell them apart. `raw`: CSV text cells keep a
-    leading `= + - @` (`csv_cell`)."""
+    leading `= + - @` (`csv_cell`). A table is at most `width` wide (None: no limit; a listing
+    that fits the terminal passes `terminal_width(out)`), keeping the columns named in `priority` first (the first `essential` ones before
+    any narrowed column grows), then the others in order, and
+    narrowing the text columns in `shrink` (default: every text column); `precision`: numbers in that many significant digits in a table or Markdown. Returns the
+    columns a table left out."""
     if fmt == "json":
         # one object per line: json.dumps(indent=...) falls back to the pure-Python encoder,
         # which cost 40% of `mlci runs --json` over 1,000 runs (benchmarks/bench_peers.py)
@@ -108,25 +124,105 @@ def write(
         for r in rows:
             writer.writerow([_csv_value(r.get(c), raw) for c in columns])
     elif fmt == "md":
-        digits = column_digits(rows, columns)
+        digits = column_digits(rows, columns, precision)
         out.write("| " + " | ".join(markdown_cell(c) for c in columns) + " |\n")
         out.write("|" + "|".join("---" for _ in columns) + "|\n")
         for r in rows:
             texts = _row_texts(r, columns, digits, compared)
             out.write("| " + " | ".join(markdown_cell(t) for t in texts) + " |\n")
     else:
-        digits = column_digits(rows, columns)
-        table = [[display(c) for c in columns]]
-        for r in rows:
-            cells = [display(t) for t in _row_texts(r, columns, digits, compared)]
-            table.append([_truncate(c) if truncate else c for c in cells])
-        widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
-        numeric = [all(_looks_numeric(r.get(c)) for r in rows) and rows for c in columns]
-        for n, row in enumerate(table):
-            parts = [cell.rjust(widths[i]) if numeric[i] and n else cell.ljust(widths[i]) for i, cell in enumerate(row)]
-            out.write("  ".join(parts).rstrip() + "\n")
-            if n == 0:
-                out.write("  ".join("-" * w for w in widths) + "\n")
+        digits = column_digits(rows, columns, precision)
+        header = [display(c) for c in columns]
+        cells = [[display(t) for t in _row_texts(r, columns, digits, compared)] for r in rows]
+        if truncate:
+            cells = [[_truncate(c) for c in row] for row in cells]
+        numeric = [bool(rows) and all(_looks_numeric(r.get(c)) for r in rows) for c in columns]
+        fixed = [n or (shrink is not None and c not in shrink) for c, n in zip(columns, numeric)]
+        order = [columns.index(c) for c in priority if c in columns]
+        kept, widths = fit_columns(header, cells, fixed, width, order, essential)
+        out.write(_render(header, cells, numeric, kept, widths))
+        return [columns[i] for i in range(len(columns)) if i not in kept]
+    return []
+
+
+def terminal_width(out: TextIO) -> int | None:
+    """How wide a table may be: `COLUMNS`, else the terminal's width when `out` is one, else no limit."""
+    import os
+
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    isatty = getattr(out, "isatty", None)
+    if isatty is not None and isatty():
+        import shutil
+
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def fit_columns(
+    header: list[str],
+    cells: list[list[str]],
+    fixed: list[bool],
+    width: int | None,
+    priority: Sequence[int] = (),
+    essential: int = 1,
+) -> tuple[list[int], list[int]]:
+    """Which columns a table of at most `width` characters shows, and how wide each is.
+
+    Columns are taken in the order of `priority`, then the rest: the first `essential` ones
+    whenever they fit with the columns not `fixed` narrowed to SHRUNK_CELL, the others only while
+    those keep COMFORTABLE_CELL. The columns not `fixed` then share what is left, widest first."""
+    from rich.cells import cell_len  # what a cell takes on the terminal (a CJK character: two)
+
+    natural = [max([cell_len(header[i]), *(cell_len(row[i]) for row in cells)]) for i in range(len(header))]
+    if width is None:
+        return list(range(len(header))), natural
+    order = list(dict.fromkeys([*priority, *range(len(header))]))
+    least = [w if fixed[i] else min(w, SHRUNK_CELL) for i, w in enumerate(natural)]
+    comfortable = [w if fixed[i] else min(w, COMFORTABLE_CELL) for i, w in enumerate(natural)]
+    chosen: list[int] = []
+    for n, i in enumerate(order):
+        sizes = least if n < essential else comfortable
+        if sum(sizes[j] for j in chosen) + sizes[i] + GAP * len(chosen) <= width or not chosen:
+            chosen.append(i)
+    kept = sorted(chosen)
+    widths = {i: least[i] for i in kept}
+    spare = width - sum(widths.values()) - GAP * (len(kept) - 1)
+    while spare > 0:  # the narrowed columns grow back, the narrowest first
+        growing = [i for i in kept if widths[i] < natural[i]]
+        if not growing:
+            break
+        i = min(growing, key=lambda j: widths[j])
+        widths[i] += 1
+        spare -= 1
+    if spare < 0:  # one column wider than the terminal: cut it
+        widths[kept[0]] = max(1, widths[kept[0]] + spare)
+    return kept, [widths[i] for i in kept]
+
+
+def _render(header: list[str], cells: list[list[str]], numeric: list[bool], kept: list[int], widths: list[int]) -> str:
+    """The table as text, through Rich (cells are plain text: nothing is read as markup): a
+    header, a line of dashes under it, columns GAP spaces apart, no frame."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, GAP, 0, 0), expand=False)
+    for i, w in zip(kept, widths):
+        justify: Literal["right", "left"] = "right" if numeric[i] and cells else "left"
+        table.add_column(Text(header[i], justify="left"), justify=justify, width=w, no_wrap=True, overflow="ellipsis")
+    for row in cells:
+        table.add_row(*(Text(row[i]) for i in kept))
+    buffer = io.StringIO()
+    total = sum(widths) + GAP * len(widths)
+    console = Console(file=buffer, width=total, color_system=None, highlight=False, emoji=False, markup=False)
+    console.print(table)
+    lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
+    lines.insert(1, (" " * GAP).join("-" * w for w in widths))
+    return "".join(line + "\n" for line in lines)
 
 
 def _row_texts(
@@ -182,8 +278,11 @@ def inert_csv_file(path: str | Path, *, raw: bool = False) -> None:
             tmp.unlink()
 
 
-def column_digits(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[int]:
-    """For each column, the digits at which its numbers print differently (`numbers.digits_to_tell_apart`)."""
+def column_digits(rows: Sequence[dict[str, Any]], columns: Sequence[str], precision: int | None = None) -> list[int]:
+    """For each column, the digits at which its numbers print differently (`numbers.digits_to_tell_apart`),
+    or `precision` digits when the user chose them (`--precision N`)."""
+    if precision is not None:
+        return [precision] * len(columns)
     return [digits_to_tell_apart(r.get(c) for r in rows) for c in columns]
 
 

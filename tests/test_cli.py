@@ -86,7 +86,7 @@ def test_a_commit_changing_deps_but_not_metrics_is_stale(repo: Path) -> None:
     assert run_mlci(repo, "capture", "--range", "HEAD~2..HEAD", "HEAD~2").returncode == 0
     runs = json.loads(run_mlci(repo, "runs", "--json", "--sort", "time").stdout)
     assert [r["stale"] for r in runs] == [False, True, False]
-    table = run_mlci(repo, "runs").stdout
+    table = run_mlci(repo, "runs", "--wide").stdout
     assert "commit (stale)" in table
 
 

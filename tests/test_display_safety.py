@@ -38,7 +38,7 @@ SQL = (
     "FROM runs r ORDER BY kind"
 )
 COMMANDS = {
-    "runs": ["runs", "--all-params"],
+    "runs": ["runs", "--all-params", "--wide"],  # --wide: the message whole, as the check reads it
     "show": ["show", "HEAD"],
     "sql": ["sql", SQL],
 }

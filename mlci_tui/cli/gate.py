@@ -142,7 +142,22 @@ def gate(repo: Repo, *, base: str | None = None, head: str = "HEAD", fmt: str = 
     cfg = config_mod.load(repo.root)
     result = run_gate(repo, cfg, base, head)
     write_gate(result, fmt, sys.stdout)
+    if result.base is None:
+        notice(no_baseline_hint(cfg.section("gate")["require_baseline"]))
     return int(result.exit_code)
+
+
+def no_baseline_hint(required: bool) -> str:
+    """How to give the gate a baseline (docs/contracts.md: gate baselines), on stderr."""
+    then = (
+        "gate.require_baseline is true, so this fails"
+        if required
+        else "until then the gate passes; gate.require_baseline: true makes it fail"
+    )
+    return (
+        "hint: no baseline to compare with: promote a run (`mlci promote HEAD --stage deployed`), "
+        f"set gate.baseline in mlci.yaml, or pass --base REV; {then}"
+    )
 
 
 def promote_handler(args: argparse.Namespace) -> int:

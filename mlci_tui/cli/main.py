@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from mlci_tui import __version__
 from mlci_tui.cli.console import run_reporting_failures
@@ -71,12 +72,55 @@ def _no_translation(message: str) -> str:
     return message
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with "did you mean" for a mistyped command, action or option
+    (Python 3.14's `suggest_on_error` does the first two; mlci runs on 3.10 too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {_with_suggestion(self, message)}\n")
+
+
+def _with_suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    import difflib
+    import re
+
+    choice = re.fullmatch(r"(argument [^:]+: invalid choice: '(.*?)') \(choose from (.*)\)", message, re.DOTALL)
+    if choice:
+        known = re.findall(r"'([^']*)'", choice.group(3))
+        close = difflib.get_close_matches(choice.group(2), known, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"one of {', '.join(known)}"
+        return f"{choice.group(1)}; {hint}"
+    unknown = re.fullmatch(r"unrecognized arguments: (.*)", message, re.DOTALL)
+    if unknown:
+        options = sorted(_option_strings(parser))
+        hints = []
+        for word in unknown.group(1).split():
+            name = word.split("=", 1)[0]
+            close = difflib.get_close_matches(name, options, n=1, cutoff=0.6) if name.startswith("-") else []
+            if close:
+                hints.append(f"{name}: did you mean {close[0]}?")
+        return message + ("; " + "; ".join(hints) if hints else "")
+    return message
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every long option of `parser` and the parsers under it (what a typo may have meant)."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                found |= _option_strings(sub)
+    return found
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or only of the module that declares `command`."""
     # argparse passes each of its ~170 strings through gettext, which looks for catalogues on
     # disk every time (25 ms of every command here); mlci's own text is English only
     argparse._ = _no_translation  # type: ignore[attr-defined]
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mlci",
         description="Continuous integration and delivery for machine learning, in git hooks and the terminal.",
         epilog=EPILOG,

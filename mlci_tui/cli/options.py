@@ -19,6 +19,27 @@ def add_format_options(parser: argparse.ArgumentParser, default: str = "table") 
     group.add_argument("--md", dest="format", action="store_const", const="md", help="same as --format md")
 
 
+def add_table_options(parser: argparse.ArgumentParser) -> None:
+    """`--wide` and `--precision N` for a table that fits the terminal (output.write)."""
+    parser.add_argument("--wide", action="store_true", help="every column, whatever the terminal's width")
+    parser.add_argument(
+        "--precision",
+        type=_digits,
+        metavar="N",
+        help="significant digits of numbers in a table or Markdown (default 5, more where values would print alike)",
+    )
+
+
+def _digits(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 17:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of digits from 1 to 17")
+    return value
+
+
 def add_command(
     sub: SubParsers[argparse.ArgumentParser],
     name: str,

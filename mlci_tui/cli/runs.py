@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from mlci_tui import config as config_mod
 from mlci_tui import output
 from mlci_tui.cli.console import notice, open_ledger, resolve_ref, say
-from mlci_tui.cli.options import SubParsers, add_command, add_format_options
+from mlci_tui.cli.options import SubParsers, add_command, add_format_options, add_table_options
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
@@ -160,8 +160,13 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
     if args.format in ("json", "csv"):
         output.write([r.listed() for r in runs], LISTED_FIELDS, args.format, out, raw=args.raw)
         return 0
-    shown_metrics = [k for k in listing.metric_keys if any(k in r.metrics for r in runs)][:8]
-    shown_params = [k for k in listing.param_keys if args.all_params or _differs(runs, k)][:6]
+    wide = getattr(args, "wide", False)
+    shown_metrics = [k for k in listing.metric_keys if any(k in r.metrics for r in runs)]
+    gated = [k for k in _gate_metrics(repo) if k in shown_metrics]
+    shown_metrics = [*gated, *(k for k in shown_metrics if k not in gated)]  # the gate's first
+    shown_params = [k for k in listing.param_keys if args.all_params or _differs(runs, k)]
+    if not wide:
+        shown_metrics, shown_params = shown_metrics[:8], shown_params[:6]
     table = []
     for r in runs:
         row: dict[str, Any] = {
@@ -170,16 +175,31 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
             "kind": (r.kind or "") + (" (stale)" if r.stale else ""),
             "branch": r.branch,
             "commit": (r.commit or "")[:8],
-            "message": r.subject[:40],
+            "message": r.subject if wide else r.subject[:40],
         }
         for k in shown_metrics:
             row[k] = r.metrics.get(k)
         for k in shown_params:
             row[k] = _param_cell(r.params.get(k))
         table.append(row)
-    output.write(table, RUN_TABLE_COLUMNS + shown_metrics + shown_params, args.format, out)
+    priority = ["run", "message", *shown_metrics, *shown_params, "commit", "time", "kind", "branch"]
+    hidden = output.write(
+        table,
+        RUN_TABLE_COLUMNS + shown_metrics + shown_params,
+        args.format,
+        out,
+        width=None if wide else output.terminal_width(out),
+        priority=priority,
+        essential=2 + len(gated),  # id, subject, the gate's metrics
+        shrink=["message", "branch"],
+        precision=args.precision,
+        truncate=not wide,
+    )
     if args.format != "table":
         return 0
+    if hidden:
+        note = f"({len(hidden)} more columns: --wide)"
+        print(note[: output.terminal_width(out) or len(note)], file=out)
     if listing.total > len(runs):
         print(f"({len(runs)} of {listing.total} runs; --limit 0 shows all)", file=out)
     elif not runs:
@@ -209,6 +229,14 @@ def _group_table(repo: Repo, runs: list[Run], metrics: list[str], fmt: str, out:
         table.append(row)
     output.write(table, ["run", "runs", "kind", "commit", "message", *metrics], fmt, out)
     return 0
+
+
+def _gate_metrics(repo: Repo) -> list[str]:
+    """The metrics the gate's rules name: the columns a narrow table keeps first."""
+    try:
+        return sorted(config_mod.load(repo.root).section("gate")["rules"])
+    except Exception:  # a broken config is reported by the commands that use it, not by a listing
+        return []
 
 
 def _param_cell(value: str | None) -> Any:
@@ -406,12 +434,17 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("revs", nargs="*", metavar="REV", help="commits to capture (default HEAD)")
     p.add_argument("--range", dest="range_spec", metavar="A..B", help="every commit in A..B")
     p = add_command(sub, "runs", runs)
-    p.add_argument("--where", help="SQL predicate over the runs view, e.g. \"metrics['acc'] > 0.9\"")
+    p.add_argument(
+        "--where",
+        help='filter: the TUI\'s language ("acc > 0.9 and lr in (0.1, 0.01)"), else a SQL predicate over the '
+        "runs view (\"metrics['acc'] > 0.9\"); `sql:` forces SQL",
+    )
     p.add_argument("--sort", help="column, metric or param name; prefix - for descending (default -time)")
     p.add_argument("--limit", type=int, help="at most N runs (default 50 in a table, all otherwise; 0 = all)")
     p.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
     p.add_argument("--groups", action="store_true", help="one row per group of repeats, its metrics as mean ± sd (n)")
     add_format_options(p)
+    add_table_options(p)
     _add_raw(p)
     p = add_command(sub, "show", show)
     p.add_argument("run", help="run id or prefix, promoted stage, or commit-ish")

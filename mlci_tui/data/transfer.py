@@ -8,7 +8,6 @@ to a local folder are renamed into place, so neither side ever holds a half-writ
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,25 +34,44 @@ class TransferResult:
 
 
 class Progress:
-    """`verb: n/total objects, size` on stderr, redrawn in place; only on a terminal."""
+    """Objects and bytes moved, with the rate, as Rich's progress bar on stderr; only on a
+    terminal (`progress.py`). Bytes advance as fsspec reports them (`callback`), so one large
+    upload moves too; an object's rest is counted when it is done."""
 
-    def __init__(self, verb: str, total: int) -> None:
-        self.verb, self.total, self.done, self.bytes = verb, total, 0, 0
-        self.enabled = total > 0 and sys.stderr.isatty()
+    def __init__(self, verb: str, total: int, total_bytes: int | None = None) -> None:
+        from mlci_tui.progress import transfer_bar
+
         self.lock = threading.Lock()
+        self.bar = transfer_bar(verb, total, total_bytes) if total > 0 else None
 
-    def step(self, size: int) -> None:
+    def callback(self) -> Any:
+        """An fsspec callback for one object's transfer (None off a terminal)."""
+        if self.bar is None:
+            return None
+        from fsspec.callbacks import Callback
+
+        bar, lock = self.bar, self.lock
+
+        class _Bytes(Callback):
+            sent = 0
+
+            def relative_update(self, inc: int = 1) -> None:
+                with lock:
+                    self.sent += inc
+                    bar.advance_bytes(inc)
+
+        return _Bytes()
+
+    def step(self, size: int, callback: Any = None) -> None:
+        if self.bar is None:
+            return
         with self.lock:
-            self.done += 1
-            self.bytes += size
-            if self.enabled:
-                mib = self.bytes / (1 << 20)
-                sys.stderr.write(f"\r{self.verb}: {self.done}/{self.total} objects, {mib:.1f} MiB")
-                sys.stderr.flush()
+            self.bar.advance_bytes(max(0, size - (getattr(callback, "sent", 0) or 0)))
+            self.bar.advance_object()
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+        if self.bar is not None:
+            self.bar.close()
 
 
 def remote_path(base: str, digest: str) -> str:
@@ -154,7 +172,7 @@ def push(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: in
     there = remote_objects(fs, base)
     todo = [(d, s) for d, s in need.items() if d not in there]
     result.present = len(need) - len(todo)
-    progress = Progress("push", len(todo))
+    progress = Progress("push", len(todo), sum(size for _, size in todo))
     local = _is_local(fs)
     dirs_made: set[str] = set()
     lock = threading.Lock()
@@ -171,12 +189,14 @@ def push(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: in
             tmp = f"{target}.tmp-{os.urandom(4).hex()}"
             fs.put_file(str(cache.object_path(digest)), tmp)
             fs.mv(tmp, target)
+            callback = None
         else:
-            fs.put_file(str(cache.object_path(digest)), target)
+            callback = progress.callback()
+            fs.put_file(str(cache.object_path(digest)), target, **({"callback": callback} if callback else {}))
         with lock:
             result.transferred += 1
             result.bytes += size
-        progress.step(size)
+        progress.step(size, callback)
 
     result.failed = _run_parallel(todo, upload, jobs)
     progress.close()
@@ -208,10 +228,11 @@ def fetch(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: i
 
         def download(digest: str) -> None:
             tmp = cache._tmp()
+            callback = progress.callback()
             try:
                 for attempt in range(DOWNLOAD_ATTEMPTS):  # a transfer garbled in flight is fetched again
                     try:
-                        fs.get_file(remote_path(base, digest), str(tmp))
+                        fs.get_file(remote_path(base, digest), str(tmp), **({"callback": callback} if callback else {}))
                     except FileNotFoundError:
                         with lock:
                             result.missing.append(f"{wanted[digest]} ({digest[:12]})")
@@ -230,7 +251,7 @@ def fetch(cache: DataCache, pointers: list[Pointer], fs: Any, base: str, jobs: i
             with lock:
                 result.transferred += 1
                 result.bytes += size
-            progress.step(size)
+            progress.step(size, callback)
 
         result.failed.extend(_run_parallel(todo, download, jobs))
         progress.close()

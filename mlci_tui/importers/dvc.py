@@ -29,6 +29,7 @@ from mlci_tui.gitio import COMMIT_FIELDS, CommitInfo, Repo, parse_commit
 from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.progress import count_bar
 from mlci_tui.project.reader import ProjectReader
 
 ALL_BRANCHES = ["--branches"]
@@ -153,9 +154,12 @@ def import_history(
     )
     patches = patch_ids(repo, todo + list(exp_commits.values()))
     reader = ProjectReader(repo)
+    bar = count_bar("import dvc", len(todo) + len(exps_todo)) if not dry_run else None
 
     def produce() -> Iterator[dict[str, Any]]:
         for i, commit in enumerate(todo):
+            if bar is not None:
+                bar.advance_object()
             if i % WINDOW == 0:
                 reader.prefetch([c.tree for c in todo[i : i + WINDOW]])
             record, warnings = reader.record(
@@ -167,6 +171,8 @@ def import_history(
             else:
                 yield record
         for i, exp in enumerate(exps_todo):
+            if bar is not None:
+                bar.advance_object()
             if i % WINDOW == 0:
                 reader.prefetch([c.tree for e in exps_todo[i : i + WINDOW] if (c := exp_commits.get(e.sha))])
             exp_commit = exp_commits.get(exp.sha)
@@ -194,4 +200,6 @@ def import_history(
             append_new(repo, produce(), report)
     finally:
         reader.close()
+        if bar is not None:
+            bar.close()
     return report

@@ -6,6 +6,10 @@
     metric(status) > 1          explicit kinds when a name is ambiguous
     sql: metrics['acc'] > 0.9   raw SQL after the prefix (also `:`)
 
+One parser for every front end: the TUI's filter box compiles with `compile_filter`; the
+command line's `--where` with `compile_where`, which takes what does not parse as the
+language as SQL (as `--where` always did), so `acc > 0.7` and `metrics['acc'] > 0.7` both work.
+
 Every value from the expression is a bound parameter: the compiled SQL holds only
 keywords, operators, column names of the runs view and `?` placeholders. Names are
 looked up in what the ledger holds (run fields, metric keys, param keys, step series);
@@ -110,6 +114,8 @@ class Compiled:
     # subquery per run is several times slower on large ledgers): "LEFT JOIN (...) ON ..."
     joins: str = ""
     join_binds: list[Any] = field(default_factory=list)
+    # raw SQL that `compile_where` fell back to: why the text was not read as the language
+    not_a_filter: str = ""
 
     def source(self) -> str:
         """What to select FROM: the runs view and the step aggregates the filter needs."""
@@ -477,3 +483,15 @@ def compile_filter(text: str, names: Names) -> Compiled:
     sql, binds = parser.parse()
     joins = list(parser.joins.values())
     return Compiled(sql, binds, joins=" ".join(j[1] for j in joins), join_binds=[b for j in joins for b in j[2]])
+
+
+def compile_where(text: str, names: Names) -> Compiled:
+    """`--where TEXT`: the filter language, or, where TEXT does not compile as it, a raw SQL
+    predicate (`raw`, to be guarded like `sql:`), remembering why (`not_a_filter`)."""
+    try:
+        return compile_filter(text, names)
+    except FilterError as exc:
+        stripped = text.strip()
+        if stripped.lower().startswith(RAW_PREFIXES):
+            raise
+        return Compiled(f"({stripped})", [], raw=True, not_a_filter=str(exc))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlci_tui.errors import InputError, first_line
+from mlci_tui.ledger.query.filter import Compiled, FilterError, Names, compile_where
 from mlci_tui.ledger.query.rows import dict_rows, first_row
 from mlci_tui.ledger.query.run import Run
 from mlci_tui.ledger.query.sort import order_by, parse_sort
@@ -29,20 +30,33 @@ def map_keys_of(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
 
 
 def list_runs(con: duckdb.DuckDBPyConnection, *, where: str | None, sort: str | None, limit: int) -> Listing:
-    """The runs `where` matches, sorted by `sort` (`-acc`: a field, metric or param), at most `limit` (0: all)."""
+    """The runs `where` matches (the filter language, else SQL: `filter.compile_where`), sorted by
+    `sort` (`-acc`: a field, metric or param), at most `limit` (0: all)."""
     import duckdb
 
     metric_keys = map_keys_of(con, "metric")
     param_keys = map_keys_of(con, "param")
-    order, binds = order_by(parse_sort(sort, metric_keys, param_keys) if sort else None)
-    predicate = f"WHERE ({where})" if where else ""
-    sql = f"SELECT * FROM runs {predicate} {order}" + (f" LIMIT {int(limit)}" if limit > 0 else "")
-    if where:  # the user's SQL: the whole statement as it runs is one SELECT, on a locked-down connection
-        guard(con, sql, f"SELECT count(*) FROM runs {predicate}", what="--where")
+    order, order_binds = order_by(parse_sort(sort, metric_keys, param_keys) if sort else None)
+    compiled = _compile(con, where, metric_keys, param_keys) if where else Compiled("")
+    predicate = f"WHERE {compiled.sql}" if compiled.sql else ""
+    count = f"SELECT count(*) FROM {compiled.source()} {predicate}"
+    sql = f"SELECT runs.* FROM {compiled.source()} {predicate} {order}" + (f" LIMIT {int(limit)}" if limit > 0 else "")
+    if compiled.raw:  # the user's SQL: the whole statement as it runs is one SELECT, on a locked-down connection
+        guard(con, sql, count, what="--where")
+    binds = [*compiled.join_binds, *compiled.binds]
     try:
         with time_limit(con, "--where"):
-            runs = [Run.from_row(r) for r in dict_rows(con.execute(sql, binds))]
-            total = first_row(con, f"SELECT count(*) FROM runs {predicate}")[0]
+            runs = [Run.from_row(r) for r in dict_rows(con.execute(sql, [*binds, *order_binds]))]
+            total = first_row(con, count, binds)[0]
     except duckdb.Error as exc:
-        raise InputError(f"--where: {first_line(exc)}") from None
+        why = f" (read as SQL; as a filter: {compiled.not_a_filter})" if compiled.not_a_filter else ""
+        raise InputError(f"--where: {first_line(exc)}{why}") from None
     return Listing(runs, int(total), metric_keys, param_keys)
+
+
+def _compile(con: duckdb.DuckDBPyConnection, where: str, metrics: list[str], params: list[str]) -> Compiled:
+    steps = [r[0] for r in con.execute("SELECT DISTINCT name FROM steps").fetchall()]
+    try:
+        return compile_where(where, Names(metrics=set(metrics), params=set(params), steps=set(steps)))
+    except FilterError as exc:
+        raise InputError(f"--where: {exc}") from None

@@ -5,6 +5,7 @@ streaming event files in pack order."""
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,3 +103,110 @@ def test_the_cache_build_streams_event_files_in_pack_order(repo: Path, monkeypat
     misnamed = [*events[:2], TreeEntry("100644", "blob", events[2].oid, records.record_path(other)), *events[3:]]
     assert store.repo.cat_blobs_to_lines([e.oid for e in misnamed], target, refuse=refuse_misnamed(misnamed)) == [2]
     assert len(target.read_bytes().splitlines()) == 29
+
+
+def _blob(root: Path, oid: str) -> bytes:
+    return subprocess.run(["git", "cat-file", "blob", oid], cwd=root, capture_output=True, check=True).stdout
+
+
+def _views(root: Path) -> dict[str, list[str]]:
+    """Every view of the cache, rebuilt from scratch, as sorted text rows (NaN as text)."""
+    import duckdb
+
+    from mlci_tui.ledger.cache import LedgerCache
+
+    (root / ".git" / "mlci" / "cache.duckdb").unlink(missing_ok=True)
+    out = {}
+    with LedgerCache(Repo.find(root)).connect() as con:
+        assert isinstance(con, duckdb.DuckDBPyConnection)
+        for view in ("runs", "params", "metrics", "steps", "tags", "notes", "promotions", "events", "mlflow_tags"):
+            out[view] = sorted(repr(row) for row in con.execute(f"SELECT * FROM {view}").fetchall())
+        out["names"] = sorted(repr(row) for row in con.execute("SELECT * FROM names").fetchall())
+    return out
+
+
+def _varied_ledger(root: Path) -> list[str]:
+    """Runs with what the typed columns must carry: names in two files, NaN and infinities, text,
+    booleans, lists, steps, an MLflow import's tags; a tag, a note, a promotion, a redaction."""
+    store = LedgerStore(Repo.find(root))
+    runs = []
+    for k in range(24):
+        run = make_run(
+            name=f"r{k}",
+            time=f"2025-01-0{1 + k % 9}T10:00:00.{k:06d}Z",
+            params={"lr": 0.1 * k, "opt": "adam", "flag": True, "none": None, "list": [1, 2], "nan": float("nan")},
+            metrics={"acc": k / 24, "loss": float("inf") if k == 3 else 1 - k / 24},
+            steps=[["log.csv", "loss", s, 0.5 * s] for s in range(k % 3)],
+        )
+        if k % 5 == 0:  # `acc` and `lr` in two files: file:name keys
+            run["params"]["other.yaml"] = {"lr": 1, "only": "x"}
+            run["metrics"]["eval.json"] = {"acc": 0.5}
+        if k % 7 == 0:
+            run.update(source="import:mlflow", params={"MLmodel": {"lr": "1e-05", "bs": "32"}})
+            run["import"] = {"tags": {"mlflow.user": "me", "team": "vision"}}
+        runs.append(run)
+    store.append(runs)
+    ids = [r["id"] for r in runs]
+    store.append(
+        [
+            records.envelope("tag", {"target": ids[1], "name": "best", "remove": False}),
+            records.envelope("note", {"target": ids[2], "text": "hi"}),
+            records.envelope(
+                "promote", {"target": ids[3], "stage": "prod", "model": None, "model_hash": None, "by": "x"}
+            ),
+            records.envelope("redact", {"target": ids[4], "reason": None}),
+            records.envelope("note", {"target": ids[4], "text": "gone with its run"}),
+        ]
+    )
+    return ids
+
+
+def test_segments_carry_typed_columns_and_the_cache_reads_the_same_from_them(repo: Path) -> None:
+    """A cold rebuild copies a segment's typed columns instead of parsing its bodies: every view
+    is the same as from the event files."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from mlci_tui.ledger.cache import TYPED_NAMES
+
+    _varied_ledger(repo)
+    loose = _views(repo)
+    assert compact(LedgerStore(Repo.find(repo))) == 27  # the redacted run and its note dropped
+    assert event_files(repo) == []
+    for path, oid in _segments(repo).items():
+        if path.endswith(".parquet"):
+            data = _blob(repo, oid)
+            assert pq.read_schema(io.BytesIO(data)).names == TYPED_NAMES
+    compacted = _views(repo)
+    assert compacted == loose
+    assert any("other.yaml:lr" in row for row in compacted["runs"]) and compacted["mlflow_tags"]
+
+
+def test_a_segment_whose_typed_columns_disagree_with_its_bodies_is_refused(repo: Path) -> None:
+    """Readers trust the typed columns, so fsck (and a pull, through the same rules) checks them."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    append_runs(repo, 6, batch=6)
+    store = LedgerStore(Repo.find(repo))
+    compact(store)
+    assert run_mlci(repo, "ledger", "fsck").returncode == 0  # as compaction wrote them: they agree
+    path, oid = next((p, o) for p, o in _segments(repo).items() if p.endswith(".parquet"))
+    table = pq.read_table(io.BytesIO(_blob(repo, oid)))
+    forged = table.set_column(
+        table.column_names.index("name"), "name", pa.array(["forged"] * table.num_rows, table.schema.field("name").type)
+    )
+    assert pc.all(pc.equal(forged.column("body"), table.column("body"))).as_py()
+    buf = io.BytesIO()
+    pq.write_table(forged, buf)
+    tip = store.tip()
+    assert tip is not None
+    keep = [e for e in store.entries(tip) if e.path != path]
+    assert store.replace_tree([(path, buf.getvalue())], "forge", tip, keep=keep)
+    proc = run_mlci(repo, "ledger", "fsck")
+    assert proc.returncode == 1, proc.stderr
+    assert f"{path}: its name column differs from its bodies" in proc.stdout

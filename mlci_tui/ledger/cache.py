@@ -9,6 +9,7 @@ process holds a long-lived read-write connection.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -175,21 +176,6 @@ VIEWS = {
 }
 
 
-def _map_of(kind: str) -> str:
-    """Each new run's `params` or `metrics` map, keyed by the file:name rule."""
-    return f"""SELECT run_id, map_from_entries(list(struct_pack(k := key, v := value))) AS {kind} FROM (
-            SELECT run_id, value, {SQL_MAP_KEY} AS key
-            FROM {kind[:-1]}_rows WHERE run_id IN (SELECT run_id FROM new_runs)) GROUP BY run_id"""
-
-
-BULK_MAP_SQL = f"""
-    INSERT INTO run_maps
-    SELECT n.run_id, p.params, m.metrics FROM new_runs n
-    LEFT JOIN ({_map_of("params")}) p USING (run_id)
-    LEFT JOIN ({_map_of("metrics")}) m USING (run_id)
-"""
-
-
 def _ts(expr: str) -> str:
     return f"TRY_CAST(rtrim({expr}, 'Z') AS TIMESTAMP)"
 
@@ -205,7 +191,7 @@ def _param_text(expr: str) -> str:
         WHEN 'OBJECT' THEN coalesce({expr}->>'$."{FLOAT_KEY}"', {expr}::VARCHAR) ELSE {expr}::VARCHAR END"""
 
 
-# The typed shape DuckDB parses each record into, once. Unknown fields are ignored.
+# The shape DuckDB parses a record's JSON into, once. Unknown fields are ignored.
 RECORD_COLUMNS: dict[str, str] = {
     "id": "VARCHAR",
     "type": "VARCHAR",
@@ -228,69 +214,152 @@ RECORD_COLUMNS: dict[str, str] = {
     "reason": "VARCHAR",
     "import": "JSON",
 }
-RUN_MARKER = '"type":"run","v":'  # in canonical JSON (sorted keys) only a run record holds this, at top level
+
+# A record as the cache's tables hold it, one row per record: what a compacted segment carries
+# beside its `body` (written at compaction, so a cold rebuild copies instead of parsing JSON),
+# and what the event files of a refresh are parsed into. `params`, `metrics` and `steps` are
+# the per-value rows of the run; `param_map`/`metric_map` the `runs` view's maps (file:name rule).
+TYPED_COLUMNS: list[tuple[str, str]] = [
+    ("id", "VARCHAR"),
+    ("type", "VARCHAR"),
+    ("body", "VARCHAR"),
+    ("v", "INTEGER"),
+    ("time", "TIMESTAMP"),
+    ("target", "VARCHAR"),
+    *[(n, t) for n, t in RUN_COLUMNS if n != "time"],
+    ("remove", "BOOLEAN"),
+    ("text", "VARCHAR"),
+    ("stage", "VARCHAR"),
+    ("model", "VARCHAR"),
+    ("model_hash", "VARCHAR"),
+    ("by", "VARCHAR"),
+    ("reason", "VARCHAR"),
+    ("params", "STRUCT(file VARCHAR, name VARCHAR, value VARCHAR, num DOUBLE)[]"),
+    ("metrics", "STRUCT(file VARCHAR, name VARCHAR, value DOUBLE)[]"),
+    ("steps", "STRUCT(file VARCHAR, name VARCHAR, step BIGINT, value DOUBLE)[]"),
+    ("mlflow_tags", "STRUCT(name VARCHAR, value VARCHAR)[]"),
+    ("param_map", "MAP(VARCHAR, VARCHAR)"),
+    ("metric_map", "MAP(VARCHAR, DOUBLE)"),
+]
+TYPED_NAMES = [n for n, _ in TYPED_COLUMNS]
 
 
-def _run_column(name: str, ctype: str) -> str:
-    """The run_rows value of a column, from the parsed record `i`."""
+def _typed_column(name: str, ctype: str) -> str:
+    """A typed column's value from the parsed record `i` (RECORD_COLUMNS); maps are joined later."""
     if ctype == "TIMESTAMP":
         return _ts(f'i."{name}"')
+    if name == "target":
+        return "coalesce(i.target, i.run_id)"
     if name == "stale":
         return "coalesce(i.stale, false)"
     if name in ("datasets", "deps"):
         return f"coalesce(i.{name}, '{{}}')::VARCHAR"
     if name == "warnings":
         return "coalesce(i.warnings, '[]')::VARCHAR"
+    run = "CASE WHEN i.type = 'run' THEN {} END"
+    if name == "params":  # MLflow keeps every param as text (`str(value)`): its num is that text read as a number
+        value, num = _param_text("e.value"), _float("e.value")
+        mlflow = "CASE WHEN i.source = 'import:mlflow' THEN TRY_CAST(e.value->>'$' AS DOUBLE) END"
+        return run.format(
+            "flatten(list_transform(map_entries(i.params), lambda f: list_transform(map_entries(f.value), "
+            f"lambda e: struct_pack(file := f.key, name := e.key, value := {value}, num := coalesce({num}, {mlflow})))))"
+        )
+    if name == "metrics":
+        return run.format(
+            "flatten(list_transform(map_entries(i.metrics), lambda f: list_transform(map_entries(f.value), "
+            f"lambda e: struct_pack(file := f.key, name := e.key, value := {_float('e.value')}))))"
+        )
+    if name == "steps":
+        value = _float("(s->'$[3]')")
+        return run.format(
+            "list_transform(i.steps, lambda s: struct_pack(file := s->>'$[0]', name := s->>'$[1]', "
+            f"step := TRY_CAST(s->>'$[2]' AS BIGINT), value := {value}))"
+        )
+    if name == "mlflow_tags":  # json_transform gives NULL (no rows) for tags that are not a map of texts
+        return (
+            "CASE WHEN i.type = 'run' AND i.source = 'import:mlflow' THEN list_transform(map_entries("
+            """json_transform(i."import"->'tags', '"MAP(VARCHAR, VARCHAR)"')), """
+            "lambda e: struct_pack(name := e.key, value := e.value)) END"
+        )
     return f'i."{name}"'
 
 
-# Every statement reads the temp table `inc` (RECORD_COLUMNS) of new, de-duplicated records,
-# and `raw_other(id, body)`: the JSON text of the records that are not runs.
+def _maps_sql(kind: str) -> str:
+    """Each parsed run's `params` or `metrics` map (by row number `n`), keyed by the file:name
+    rule: plain names when the run's values come from one file (no window), SQL_MAP_KEY else."""
+    plain = f"""SELECT n, map_from_entries(list_transform({kind}, lambda x: struct_pack(k := x.name, v := x.value))) AS m
+        FROM typed_lists WHERE type = 'run' AND len(list_distinct(list_transform({kind}, lambda x: x.file))) <= 1"""
+    ruled = f"""SELECT run_id AS n, map_from_entries(list(struct_pack(k := key, v := value) ORDER BY file, name)) AS m
+        FROM (SELECT run_id, file, name, value, {SQL_MAP_KEY} AS key FROM (
+            SELECT n AS run_id, unnest({kind}, recursive := true) FROM typed_lists WHERE type = 'run'
+                AND len(list_distinct(list_transform({kind}, lambda x: x.file))) > 1))
+        GROUP BY run_id"""
+    return f"({plain}) UNION ALL ({ruled})"
+
+
+def derive_typed(con: duckdb.DuckDBPyConnection, bodies_sql: str, table: str) -> None:
+    """The temp table `table` (TYPED_COLUMNS) of the records whose canonical JSON `bodies_sql`
+    selects as `body`: the one place a record's JSON becomes the cache's columns, used by a
+    refresh for event files and by compaction for the segment it writes. Rows that are not a
+    JSON object with an id are left out."""
+    shape = _sql_str(json.dumps(RECORD_COLUMNS))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE typed_parsed AS SELECT row_number() OVER () AS n, body,
+            unnest(json_transform(body, '{shape}')) FROM ({bodies_sql}) WHERE json_valid(body)"""
+    )
+    columns = ", ".join(
+        f'NULL::{t} AS "{n}"' if n.endswith("_map") else f'{_typed_column(n, t)} AS "{n}"'
+        for n, t in TYPED_COLUMNS
+        if n != "body"
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE typed_lists AS SELECT i.n, i.body, {columns}
+            FROM typed_parsed i WHERE i.id IS NOT NULL"""
+    )
+    con.execute("DROP TABLE typed_parsed")
+    # a run without params (or metrics) has a NULL map, as `run_rows` holds it: copied as it is
+    select = ", ".join(
+        "CASE WHEN cardinality(pm.m) > 0 THEN pm.m END AS param_map"
+        if n == "param_map"
+        else "CASE WHEN cardinality(mm.m) > 0 THEN mm.m END AS metric_map"
+        if n == "metric_map"
+        else f'l."{n}"'
+        for n, _t in TYPED_COLUMNS
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select} FROM typed_lists l
+            LEFT JOIN ({_maps_sql("params")}) pm ON pm.n = l.n AND l.type = 'run'
+            LEFT JOIN ({_maps_sql("metrics")}) mm ON mm.n = l.n AND l.type = 'run'
+            ORDER BY l.n"""
+    )
+    con.execute("DROP TABLE typed_lists")
+
+
+# Every statement reads the temp table `inc` (TYPED_COLUMNS) of new, de-duplicated records.
 INGEST_SQL = [
-    f"""INSERT INTO event_rows SELECT i.id, i.type, i.v, {_ts("i.time")}, coalesce(i.target, i.run_id), o.body
-        FROM inc i LEFT JOIN raw_other o USING (id)""",
-    # MLflow keeps every param as text (`str(value)`): its num is that text read as a number
-    f"""INSERT INTO param_rows SELECT id, f.key, e.key, {_param_text("e.value")}, coalesce({_float("e.value")},
-            CASE WHEN source = 'import:mlflow' THEN TRY_CAST(e.value->>'$' AS DOUBLE) END)
-        FROM (SELECT id, source, unnest(map_entries(params)) AS f FROM inc WHERE type = 'run') s,
-             unnest(map_entries(s.f.value)) AS t(e)""",
-    f"""INSERT INTO metric_rows SELECT id, f.key, e.key, {_float("e.value")}
-        FROM (SELECT id, unnest(map_entries(metrics)) AS f FROM inc WHERE type = 'run') s,
-             unnest(map_entries(s.f.value)) AS t(e)""",
-    f"""INSERT INTO step_rows SELECT id, s->>'$[0]', s->>'$[1]', TRY_CAST(s->>'$[2]' AS BIGINT), {_float("(s->'$[3]')")}
+    # a segment's body keeps the newline an event file has; the view shows the JSON alone
+    """INSERT INTO event_rows SELECT id, type, v, time, target,
+        CASE WHEN type = 'run' THEN NULL ELSE rtrim(body, chr(10)) END FROM inc""",
+    """INSERT INTO param_rows SELECT id, p.file, p.name, p.value, p.num
+        FROM (SELECT id, unnest(params) AS p FROM inc WHERE type = 'run')""",
+    """INSERT INTO metric_rows SELECT id, m.file, m.name, m.value
+        FROM (SELECT id, unnest(metrics) AS m FROM inc WHERE type = 'run')""",
+    """INSERT INTO step_rows SELECT id, s.file, s.name, s.step, s.value
         FROM (SELECT id, unnest(steps) AS s FROM inc WHERE type = 'run' AND len(steps) > 0)""",
-    # json_transform gives NULL (no rows) for tags that are not a map of texts
-    """INSERT INTO mlflow_tag_rows SELECT id, e.key, e.value FROM (SELECT id,
-            unnest(map_entries(json_transform(i."import"->'tags', '"MAP(VARCHAR, VARCHAR)"'))) AS e
-        FROM inc i WHERE type = 'run' AND source = 'import:mlflow')""",
-    f"""INSERT INTO tag_rows SELECT id, target, name, coalesce(remove, false), {_ts("time")} FROM inc
-        WHERE type = 'tag'""",
-    f"""INSERT INTO note_rows SELECT id, target, text, {_ts("time")} FROM inc WHERE type = 'note'""",
-    f"""INSERT INTO promotion_rows SELECT id, target, stage, model, model_hash, "by", {_ts("time")} FROM inc
+    """INSERT INTO mlflow_tag_rows SELECT id, t.name, t.value
+        FROM (SELECT id, unnest(mlflow_tags) AS t FROM inc WHERE type = 'run' AND len(mlflow_tags) > 0)""",
+    """INSERT INTO tag_rows SELECT id, target, name, coalesce(remove, false), time FROM inc WHERE type = 'tag'""",
+    """INSERT INTO note_rows SELECT id, target, text, time FROM inc WHERE type = 'note'""",
+    """INSERT INTO promotion_rows SELECT id, target, stage, model, model_hash, "by", time FROM inc
         WHERE type = 'promote'""",
-    f"""INSERT INTO redaction_rows SELECT id, target, reason, {_ts("time")} FROM inc WHERE type = 'redact'""",
-    "CREATE OR REPLACE TEMP TABLE new_runs AS SELECT id AS run_id FROM inc WHERE type = 'run'",
-    "DELETE FROM run_maps WHERE run_id IN (SELECT run_id FROM new_runs)",
-    # the common case, every name from one file: map keys are the plain names
-    """CREATE OR REPLACE TEMP TABLE single_runs AS SELECT id AS run_id FROM inc WHERE type = 'run'
-        AND coalesce(cardinality(params), 0) <= 1 AND coalesce(cardinality(metrics), 0) <= 1""",
-    """INSERT INTO run_maps SELECT s.run_id, p.m, q.m FROM single_runs s
-        LEFT JOIN (SELECT run_id, map_from_entries(list(struct_pack(k := name, v := value))) AS m FROM param_rows
-                   WHERE run_id IN (SELECT run_id FROM single_runs) GROUP BY run_id) p USING (run_id)
-        LEFT JOIN (SELECT run_id, map_from_entries(list(struct_pack(k := name, v := value))) AS m FROM metric_rows
-                   WHERE run_id IN (SELECT run_id FROM single_runs) GROUP BY run_id) q USING (run_id)""",
-    # names from several files: plain where unique, file:name where a name is in two files
-    """CREATE OR REPLACE TEMP TABLE new_runs AS SELECT id AS run_id FROM inc WHERE type = 'run'
-        AND (coalesce(cardinality(params), 0) > 1 OR coalesce(cardinality(metrics), 0) > 1)""",
-    BULK_MAP_SQL,
-    "CREATE OR REPLACE TEMP TABLE new_runs AS SELECT id AS run_id FROM inc WHERE type = 'run'",
+    """INSERT INTO redaction_rows SELECT id, target, reason, time FROM inc WHERE type = 'redact'""",
     "INSERT INTO run_rows SELECT "
-    + ", ".join(_run_column(n, t) for n, t in RUN_COLUMNS)
-    + ", m.params, m.metrics FROM inc i LEFT JOIN run_maps m ON m.run_id = i.id WHERE i.type = 'run'",
-    """INSERT INTO names SELECT DISTINCT 'metric', k FROM (SELECT unnest(map_keys(metrics)) AS k FROM run_maps
-        WHERE run_id IN (SELECT run_id FROM new_runs)) WHERE k NOT IN (SELECT name FROM names WHERE kind = 'metric')""",
-    """INSERT INTO names SELECT DISTINCT 'param', k FROM (SELECT unnest(map_keys(params)) AS k FROM run_maps
-        WHERE run_id IN (SELECT run_id FROM new_runs)) WHERE k NOT IN (SELECT name FROM names WHERE kind = 'param')""",
+    + ", ".join(f'"{n}"' for n, _ in RUN_COLUMNS)
+    + ", param_map, metric_map FROM inc WHERE type = 'run'",
+    """INSERT INTO names SELECT DISTINCT 'metric', k FROM (SELECT unnest(map_keys(metric_map)) AS k FROM inc
+        WHERE type = 'run') WHERE k NOT IN (SELECT name FROM names WHERE kind = 'metric')""",
+    """INSERT INTO names SELECT DISTINCT 'param', k FROM (SELECT unnest(map_keys(param_map)) AS k FROM inc
+        WHERE type = 'run') WHERE k NOT IN (SELECT name FROM names WHERE kind = 'param')""",
     # a redacted record (and what refers to it) leaves the cache's tables too, not only the
     # views: `mlci sql` can read the tables. Run on every refresh, so a record a union merge
     # brings back is dropped again. Tombstones stay: they are what keeps it hidden.
@@ -320,7 +389,18 @@ class _Staged:
     """What a cache build reads: event files as one NDJSON file, segments as Parquet files."""
 
     ndjson: Path | None = None
-    segments: list[Path] = field(default_factory=list)
+    segments: list[Path] = field(default_factory=list)  # typed (TYPED_COLUMNS): copied as they are
+    plain: list[Path] = field(default_factory=list)  # bodies only: parsed
+
+
+def typed_schema(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """TYPED_COLUMNS as DuckDB describes them: a segment read with exactly these is copied."""
+    columns = ", ".join(f'NULL::{t} AS "{n}"' for n, t in TYPED_COLUMNS)
+    return [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT {columns}").fetchall()]
+
+
+def _files(paths: list[Path]) -> str:
+    return "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in paths) + "]"
 
 
 def _sql_str(text: str) -> str:
@@ -456,46 +536,29 @@ class LedgerCache:
                 con.close()
 
     def _ingest(self, con: duckdb.DuckDBPyConnection, staged: _Staged, *, fresh: bool) -> None:
-        import json
-
-        columns = json.dumps(RECORD_COLUMNS)
-        parsed, raw = [], []
+        parts = []
         if staged.ndjson is not None:
             path = _sql_str(str(staged.ndjson))
-            parsed.append(
-                f"""SELECT * FROM read_json('{path}', format = 'newline_delimited', columns = {columns},
-                    maximum_object_size = 268435456, ignore_errors = true)"""
+            lines = f"""SELECT body FROM read_csv('{path}', columns = {{'body': 'VARCHAR'}}, delim = '\x01', quote = '',
+                escape = '', header = false, max_line_size = 268435456, ignore_errors = true)"""
+            derive_typed(con, lines, "typed_events")
+            parts.append("SELECT * FROM typed_events")
+        if staged.plain:  # segments of bodies only (an older mlci's): parsed like event files
+            derive_typed(con, f"SELECT body FROM read_parquet({_files(staged.plain)})", "typed_plain")
+            parts.append("SELECT * FROM typed_plain")
+        if staged.segments:  # typed segments: copied, no JSON parsed
+            columns = ", ".join(f'"{n}"' for n in TYPED_NAMES)
+            parts.append(f"SELECT {columns} FROM read_parquet({_files(staged.segments)})")
+        # a view: each statement below reads only the columns it needs from the segments
+        con.execute("CREATE TEMP VIEW inc AS " + " UNION ALL ".join(f"({q})" for q in parts))
+        row = con.execute("SELECT count(*) - count(DISTINCT id) FROM inc").fetchone()
+        if (row and row[0]) or not fresh:  # one id twice (an event file beside its segment's copy): the earlier
+            known = "" if fresh else "WHERE id NOT IN (SELECT id FROM event_rows)"
+            con.execute(
+                f"CREATE TEMP TABLE inc_rows AS SELECT * FROM inc {known} "
+                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY time) = 1"
             )
-            raw.append(
-                f"""SELECT body FROM read_csv('{path}', columns = {{'body': 'VARCHAR'}}, delim = '\x01', quote = '',
-                    escape = '', header = false, max_line_size = 268435456, ignore_errors = true)"""
-            )
-        if staged.segments:
-            # segments are read by DuckDB where they lie: no record passes through Python
-            files = "[" + ", ".join(f"'{_sql_str(str(f))}'" for f in staged.segments) + "]"
-            segment_bodies = f"SELECT body FROM read_parquet({files}) WHERE json_valid(body)"
-            parsed.append(f"SELECT unnest(json_transform(body, '{_sql_str(columns)}')) FROM ({segment_bodies})")
-            raw.append(segment_bodies)
-        con.execute(
-            "CREATE TEMP TABLE parsed AS SELECT * FROM ("
-            + " UNION ALL BY NAME ".join(f"({q})" for q in parsed)
-            + ") WHERE id IS NOT NULL"
-        )
-        row = con.execute("SELECT count(*) - count(DISTINCT id) FROM parsed").fetchone()
-        duplicates = row[0] if row else 0
-        known = "" if fresh else "WHERE id NOT IN (SELECT id FROM event_rows)"
-        dedupe = "QUALIFY row_number() OVER (PARTITION BY id ORDER BY time) = 1" if duplicates else ""
-        con.execute(f"CREATE TEMP TABLE inc AS SELECT * FROM parsed {known} {dedupe}")
-        con.execute(
-            f"""CREATE TEMP TABLE raw_other AS SELECT DISTINCT ON (id) id, body FROM (
-                    SELECT json_extract_string(body, '$.id') AS id, body FROM ({" UNION ALL ".join(raw)})
-                    WHERE NOT contains(body, '{RUN_MARKER}') AND json_valid(body))"""
-        )
-        # the maps are staged here, then written into run_rows with the rest of each run
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE run_maps (run_id VARCHAR, params MAP(VARCHAR, VARCHAR), "
-            "metrics MAP(VARCHAR, DOUBLE))"
-        )
+            con.execute("CREATE OR REPLACE TEMP VIEW inc AS SELECT * FROM inc_rows")
         for statement in INGEST_SQL:
             con.execute(statement)
         unknown = con.execute(
@@ -510,7 +573,8 @@ class LedgerCache:
 
     def _stage(self, con: duckdb.DuckDBPyConnection, entries: list[TreeEntry], scratch: Path) -> _Staged | None:
         """The records named by `entries` where DuckDB reads them: event files as NDJSON (streamed
-        from git in pack order), each readable segment as a Parquet file of its own."""
+        from git in pack order), each readable segment as a Parquet file of its own (typed, or
+        bodies only)."""
         events = [e for e in entries if e.path.startswith(EVENTS_DIR) and e.path.endswith(".json")]
         segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
         if not events and not segments:
@@ -526,15 +590,22 @@ class LedgerCache:
                 [e.oid for e in events], staged.ndjson, refuse=refuse_misnamed(events)
             ):
                 self.notices.append(f"{events[n].path}: not one record named by its id; skipped (`mlci ledger fsck`)")
+        typed = typed_schema(con) if segments else []
         for n, data in self.repo.stream_blobs([e.oid for e in segments]):
             seg = scratch / f"segment-{n}.parquet"
             seg.write_bytes(data or b"")
             try:
-                con.execute(f"SELECT count(body) FROM read_parquet('{_sql_str(str(seg))}')").fetchall()
+                schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sql_str(str(seg))}')").fetchall()
             except duckdb.Error as exc:
                 self.notices.append(f"{segments[n].path}: unreadable segment skipped ({first_line(exc)})")
                 continue
-            staged.segments.append(seg)
+            shape = [(r[0], r[1]) for r in schema]
+            if shape == typed:
+                staged.segments.append(seg)
+            elif ("body", "VARCHAR") in shape:
+                staged.plain.append(seg)
+            else:
+                self.notices.append(f"{segments[n].path}: unreadable segment skipped (no body column)")
         return staged
 
     @contextmanager

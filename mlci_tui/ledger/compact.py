@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from mlci_tui.errors import MlciError, first_line
 from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.conflicts import CONFLICTS_DIR, blob_id, conflict_path, meaning, resolved_path
 from mlci_tui.ledger.store import EVENTS_DIR, MAX_ATTEMPTS, SEGMENTS_DIR, LedgerConflict, LedgerStore, refuse_misnamed
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
 BUCKETS = records.B32_ALPHABET  # a record's bucket: the first character of its id
@@ -101,12 +103,13 @@ def _plan(
     total = 0
     with tempfile.TemporaryDirectory(prefix="mlci-compact-") as scratch:
         staged, redacted = _stage_loose(store, loose, Path(scratch))
-        dirty = set(staged) | {b for b, segs in by_bucket.items() if len(segs) > 1}
+        dirty = set(staged) | {b for b, segs in by_bucket.items() if len(segs) > 1 or not _typed(segs, blobs)}
         if redacted or mixed:
             dirty = set(BUCKETS)  # a new tombstone: what refers to its record may be in any bucket
         for oid in readable:
             redacted.update(_targets(blobs[oid], "redact"))
         conflicts: dict[str, bytes] = {}
+        con = typed_connection() if dirty else None
         for bucket in sorted(dirty):  # one bucket in memory at a time
             rows = _Bucket()
             if bucket in staged:  # event files first: theirs is the body a reader sees
@@ -123,9 +126,11 @@ def _plan(
             kept = [
                 (rid, rtype, body) for rid, (rtype, body) in sorted(rows.rows.items()) if _kept(rows, rid, redacted)
             ]
-            if kept:
-                files += _segment_files(bucket, kept)
+            if kept and con is not None:
+                files += _segment_files(bucket, kept, con)
                 total += len(kept)
+        if con is not None:
+            con.close()
     # a redacted record's conflicting bodies go with it
     keep += [e for e in kept_conflicts if e.path.split("/")[1] not in redacted]
     files += [
@@ -156,6 +161,21 @@ def _rows_of(data: bytes) -> int | None:
         return None
     names = set(meta.schema.names)
     return meta.num_rows if {"id", "type", "body"} <= names else None
+
+
+def _typed(segments: list[TreeEntry], blobs: dict[str, bytes]) -> bool:
+    """Whether these segments carry the typed columns (a bodies-only segment is rewritten)."""
+    import pyarrow.parquet as pq
+
+    from mlci_tui.ledger.cache import TYPED_NAMES
+
+    for seg in segments:
+        try:
+            if pq.ParquetFile(io.BytesIO(blobs[seg.oid])).schema_arrow.names != TYPED_NAMES:
+                return False
+        except Exception:  # noqa: BLE001 - unreadable: kept as it is, fsck names it
+            continue
+    return True
 
 
 def _table(data: bytes, columns: list[str]) -> pa.Table:
@@ -256,23 +276,83 @@ def segment_name(bucket: str, rows: Sequence[tuple[str, str, str]]) -> str:
     return f"{SEGMENTS_DIR}{bucket}-{records.content_id(digest.digest())}"
 
 
-def _segment_files(bucket: str, rows: list[tuple[str, str, str]]) -> list[tuple[str, bytes]]:
-    """A bucket's `.parquet` (id, type, body: canonical JSON; sorted by id, zstd) and `.ids`."""
-    import pyarrow as pa
+def _segment_files(
+    bucket: str, rows: list[tuple[str, str, str]], con: duckdb.DuckDBPyConnection
+) -> list[tuple[str, bytes]]:
+    """A bucket's `.parquet` (id, type, body: canonical JSON, then the typed columns a cold
+    rebuild copies; sorted by id, zstd) and `.ids`."""
     import pyarrow.parquet as pq
 
-    ids, types, bodies = (list(column) for column in zip(*rows))
-    table = pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "type": pa.array(types, pa.string()),
-            "body": pa.array(bodies, pa.string()),
-        }
-    )
+    ids = [rid for rid, _rtype, _body in rows]
+    table = typed_table(con, [body for _rid, _rtype, body in rows])
+    if table.column("id").to_pylist() != ids:
+        raise MlciError(f"compaction: bucket {bucket}: a record's JSON gives no typed row")  # a bug: nothing written
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", row_group_size=SEGMENT_ROW_GROUP)
     name = segment_name(bucket, rows)
     return [(f"{name}.parquet", buf.getvalue()), (f"{name}.ids", ("\n".join(ids) + "\n").encode())]
+
+
+def typed_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for deriving typed segment columns (bounded like a cache build)."""
+    import duckdb
+
+    from mlci_tui.ledger.cache import BUILD_MEMORY
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    con.execute(f"SET memory_limit = '{BUILD_MEMORY}'")
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET produce_arrow_string_view = false")  # plain strings: the id, type and body columns
+    return con
+
+
+def typed_table(con: duckdb.DuckDBPyConnection, bodies: list[str]) -> pa.Table:
+    """The segment's table of these canonical bodies, sorted by id: id, type, body and the typed
+    columns (`cache.TYPED_COLUMNS`, derived by the cache's own SQL: one rule for both)."""
+    import pyarrow as pa
+
+    from mlci_tui.ledger.cache import TYPED_NAMES, derive_typed
+
+    con.register("segment_bodies", pa.table({"body": pa.array(bodies, pa.string())}))
+    try:
+        derive_typed(con, "SELECT body FROM segment_bodies", "segment_rows")
+        columns = ", ".join(f'"{n}"' for n in TYPED_NAMES)
+        table = con.sql(f"SELECT {columns} FROM segment_rows ORDER BY id").to_arrow_table()
+        con.execute("DROP TABLE segment_rows")
+    finally:
+        con.unregister("segment_bodies")
+    return table
+
+
+def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | None:
+    """Which typed column of a segment says something else than its bodies (None: all agree, or
+    the segment has bodies only). A reader trusts the typed columns, so `ledger fsck` and a pull
+    check them against the bodies they were derived from."""
+    from mlci_tui.ledger.cache import TYPED_NAMES
+
+    if segment.column_names == ["id", "type", "body"]:
+        return None
+    if segment.column_names != TYPED_NAMES:
+        return "its columns are neither id, type, body nor the typed segment's"
+    bodies = [b if isinstance(b, str) else "" for b in segment.column("body").to_pylist()]
+    derived = typed_table(con, bodies)
+    con.register("segment_given", segment)
+    con.register("segment_derived", derived)
+    try:
+        for name in TYPED_NAMES[1:]:
+            (count,) = con.execute(
+                f"""SELECT count(*) FROM segment_given g FULL JOIN segment_derived d USING (id)
+                    WHERE g."{name}" IS DISTINCT FROM d."{name}" """
+            ).fetchall()[0]  # fetched to the end: an open result would block unregister
+            if count:
+                return f"its {name} column differs from its bodies in {count:,} row(s)"
+    except Exception as exc:  # noqa: BLE001 - columns of another type: not what its bodies give
+        return f"its typed columns do not match its bodies ({first_line(exc)})"
+    finally:
+        con.unregister("segment_given")
+        con.unregister("segment_derived")
+    return None
 
 
 SEGMENT_ROW_GROUP = 65536  # rows per Parquet row group: fixed, so equal rows give equal bytes

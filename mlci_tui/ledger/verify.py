@@ -424,7 +424,7 @@ def _segment_problem(
         table = pq.read_table(io.BytesIO(data))
     except Exception as exc:  # pyarrow raises several types for a broken file
         return f"not a readable segment ({first_line(exc)})"
-    columns = [(f.name, f.type) for f in table.schema]
+    columns = [(f.name, f.type) for f in table.schema][:3]  # then, written by compaction, the typed columns
     if [n for n, _ in columns] != ["id", "type", "body"] or any(
         t not in (pa.string(), pa.large_string()) for _, t in columns
     ):
@@ -449,7 +449,20 @@ def _segment_problem(
     if bad:
         shown = "; ".join(f"row {n} (id {ids[n]!r}): {why}" for n, why in bad[:_SHOWN])
         return f"{len(bad):,} invalid record(s): {shown}" + ("; ..." if len(bad) > _SHOWN else "")
-    return None
+    return _typed_problem(table)
+
+
+def _typed_problem(table: Any) -> str | None:
+    """A reader copies a segment's typed columns: they must say what its bodies say."""
+    if table.num_columns == 3:
+        return None  # bodies only: nothing else to trust
+    from mlci_tui.ledger.compact import typed_connection, typed_mismatch
+
+    con = typed_connection()
+    try:
+        return typed_mismatch(con, table)
+    finally:
+        con.close()
 
 
 # A segment of more rows than this is checked by one forked process per core: the rows are

@@ -41,9 +41,10 @@ compile or run shows its error under the bar; the table keeps the previous resul
 
 ## Columns and colours
 
-`◆` marks the baseline (pinned with `b`, else the run promoted to `deployed`); `●` a
-marked run. `Δ` columns are differences from the baseline, green when better and red when
+`◆` (amber) marks the baseline (pinned with `b`, else the run promoted to `deployed`); `●`
+a marked run. `Δ` columns are differences from the baseline, green when better and red when
 worse, by the direction of the metric in `mlci.yaml` (`metrics.fields.NAME.direction`).
+When the columns do not fit, id, subject and the metrics come first; `→` scrolls to the rest.
 Params shown are those that differ between runs; `o` picks columns (saved per repository in
 `.git/mlci/tui.json`). The table refreshes by itself when the ledger changes.
 

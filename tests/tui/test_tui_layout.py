@@ -82,11 +82,15 @@ def test_at_80x24_the_runs_table_shows_id_subject_and_the_gates_metric_first(rep
     run_app(repo, scenario, size=SMALL)
 
 
-def test_at_120_columns_every_column_in_the_views_order(repo: Path) -> None:
+def test_when_everything_fits_the_views_order_and_a_resize_rearranges(repo: Path) -> None:
     async def scenario(app: MlciApp, pilot: Any) -> None:
         table = app.runs_screen.table
         keys = [c.key for c in table.columns]
         assert keys[:4] == ["flags", "id", "time", "branch"], keys  # everything fits: nothing moves
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        assert [c.key for c in table.columns][:4] == ["flags", "id", "subject", "m:loss"]
+        assert "loss" in _header(app).split()
 
     run_app(repo, scenario, size=(200, 40))
 

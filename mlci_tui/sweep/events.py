@@ -98,6 +98,7 @@ class Trial:
     value: float | None = None
     exit_code: int | None = None
     stderr_tail: str | None = None
+    log: dict[str, Any] | None = None  # the full log in the data cache/remote: {hash, size}
     reason: str | None = None
     worker: str | None = None
     host: str | None = None  # where the last attempt was started, and the pid that started it
@@ -195,6 +196,9 @@ def apply(trial: Trial, ev: dict[str, Any]) -> None:
     elif state in ("done", "failed", "cancelled", "pruned"):
         trial.ended = ev.get("time")
         trial.reason = ev.get("reason")
+        log = ev.get("log")
+        if isinstance(log, dict) and isinstance(log.get("hash"), str) and isinstance(log.get("size"), int):
+            trial.log = log
         if state == "done":
             trial.run_id = ev.get("run_id")
             value = ev.get("value")

@@ -228,9 +228,16 @@ def best_row(sweep: Sweep) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ logs
 def local_log(repo: Repo, trial: Trial) -> Path | None:
-    """The trial's full log, when it ran on this machine (else only its stderr tail is in the ledger)."""
+    """The trial's full log: the file where it ran on this machine, else the copy its end event
+    links in the data cache or on the data remote (None: only its stderr tail is in the ledger)."""
     path = log_path(repo, trial.trial_id)
-    return path if path.exists() else None
+    if path.exists():
+        return path
+    if trial.log:
+        from mlci_tui.sweep.trial_logs import fetch
+
+        return fetch(repo, trial.log["hash"], trial.log["size"])
+    return None
 
 
 def log_chunks(

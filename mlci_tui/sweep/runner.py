@@ -421,6 +421,10 @@ def run_trial(
             checkpoints=checkpoints,
         )
         outcome = _ended(repo, job, worktree, started, base_fields, code, err_tail, stopped, watcher)
+        if outcome.state in ("done", "failed", "pruned"):
+            from mlci_tui.sweep.trial_logs import publish
+
+            outcome.records[-1].update(publish(repo, log))  # the full log, linked from the end event
         return outcome
     finally:
         if watcher is not None:

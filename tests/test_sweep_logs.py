@@ -1,0 +1,58 @@
+"""A trial's full log travels: stored content-addressed in the data cache, uploaded to the data
+remote, linked from the trial's end event; `mlci sweep logs` in another clone shows it whole."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import git, run_mlci
+from sweep_helpers import ok, sweep_repo
+
+SWEEP = """\
+  noisy:
+    method: grid
+    params:
+      lr: [0.1, 0.2]
+"""
+NOISY = (
+    "import json, sys, yaml\n"
+    "p = yaml.safe_load(open('params.yaml'))\n"
+    "for i in range(3000):\n"
+    "    print(f'epoch {i} lr={p[\"lr\"]} loss={1 / (i + 1):.6f}', file=sys.stderr)\n"
+    "json.dump({'acc': p['lr'] * 2}, open('metrics.json', 'w'))\n"
+)
+
+
+def test_the_full_log_reaches_another_clone_through_the_data_remote(
+    tmp_path: Path, upstream: Path, clone_of: Callable[..., Path]
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    a = clone_of("a")
+    sweep_repo(a, SWEEP, extra={"train.py": NOISY})
+    config = (a / "mlci.yaml").read_text() + f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
+    (a / "mlci.yaml").write_text(config)
+    git(a, "commit", "-qam", "data remote")
+    git(a, "push", "-q", "origin", "main")
+    ok(run_mlci(a, "sweep", "create", "noisy"))
+    ok(run_mlci(a, "sweep", "start", "noisy", "-j", "1"))
+    ok(run_mlci(a, "ledger", "push"))
+    here = ok(run_mlci(a, "sweep", "logs", "noisy-1")).stdout
+    assert "epoch 2999" in here and len(here) > 4096 * 10  # far more than the 4 KB tail the event keeps
+
+    ended = json.loads(
+        ok(
+            run_mlci(a, "sql", "SELECT body FROM events WHERE type = 'trial' AND body->>'state' = 'done'", "--json")
+        ).stdout
+    )
+    links = [json.loads(e["body"]).get("log") for e in ended]
+    assert len(links) == 2 and all(link and link["size"] > 40_000 for link in links), links
+    assert sum(1 for f in store.rglob("*") if f.is_file()) == 2  # both logs uploaded, by content
+
+    b = clone_of("b")
+    ok(run_mlci(b, "ledger", "pull"))
+    there = ok(run_mlci(b, "sweep", "logs", "noisy-1"))
+    assert there.stdout == here
+    assert "on the machine that ran it" not in there.stderr

@@ -56,3 +56,55 @@ def test_the_full_log_reaches_another_clone_through_the_data_remote(
     there = ok(run_mlci(b, "sweep", "logs", "noisy-1"))
     assert there.stdout == here
     assert "on the machine that ran it" not in there.stderr
+
+
+RESUMABLE = (
+    "import json, os, pathlib, yaml\n"
+    "p = yaml.safe_load(open('params.yaml'))\n"
+    "ckpt = pathlib.Path(os.environ['MLCI_CHECKPOINT_DIR']) / 'state' / 'epoch.txt'\n"
+    "if not ckpt.exists():\n"
+    "    ckpt.parent.mkdir(parents=True, exist_ok=True)\n"
+    "    ckpt.write_text('7')\n"
+    "    raise SystemExit('lost after epoch 7')\n"
+    "json.dump({'acc': p['lr'] + int(ckpt.read_text()) / 100}, open('metrics.json', 'w'))\n"
+)
+ONE = """\
+  resume:
+    method: grid
+    metric: acc
+    retries: 0
+    params:
+      lr: [0.5]
+"""
+
+
+def test_a_retry_on_another_clone_resumes_from_the_uploaded_checkpoint(
+    tmp_path: Path, upstream: Path, clone_of: Callable[..., Path]
+) -> None:
+    """The first attempt fails on clone a after writing a checkpoint; the retry runs on clone b
+    (as on a Dask worker that cloned the project) and starts from that checkpoint."""
+    store = tmp_path / "store"
+    store.mkdir()
+    a = clone_of("a")
+    sweep_repo(a, ONE, extra={"train.py": RESUMABLE})
+    (a / "mlci.yaml").write_text(
+        (a / "mlci.yaml").read_text() + f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
+    )
+    git(a, "commit", "-qam", "data remote")
+    git(a, "push", "-q", "origin", "main")
+    ok(run_mlci(a, "sweep", "create", "resume"))
+    run_mlci(a, "sweep", "start", "resume")  # the one trial fails (retries: 0)
+    failed = json.loads(
+        ok(
+            run_mlci(a, "sql", "SELECT body FROM events WHERE type = 'trial' AND body->>'state' = 'failed'", "--json")
+        ).stdout
+    )
+    assert len(failed) == 1 and json.loads(failed[0]["body"])["checkpoint"]["nfiles"] == 1
+    ok(run_mlci(a, "ledger", "push"))
+
+    b = clone_of("b")
+    ok(run_mlci(b, "ledger", "pull"))
+    ok(run_mlci(b, "sweep", "retry", "resume"))
+    ok(run_mlci(b, "sweep", "start", "resume"))
+    best = json.loads(ok(run_mlci(b, "sweep", "best", "resume", "--json")).stdout)[0]
+    assert abs(best["value"] - 0.57) < 1e-9  # lr 0.5 + epoch 7 from the checkpoint a wrote

@@ -99,6 +99,7 @@ class Trial:
     exit_code: int | None = None
     stderr_tail: str | None = None
     log: dict[str, Any] | None = None  # the full log in the data cache/remote: {hash, size}
+    checkpoint: dict[str, Any] | None = None  # a failed attempt's checkpoints there: {hash, size, nfiles}
     reason: str | None = None
     worker: str | None = None
     host: str | None = None  # where the last attempt was started, and the pid that started it
@@ -206,6 +207,9 @@ def apply(trial: Trial, ev: dict[str, Any]) -> None:
         if state == "failed":
             trial.exit_code = ev.get("exit_code")
             trial.stderr_tail = ev.get("stderr_tail")
+            saved = ev.get("checkpoint")
+            if isinstance(saved, dict) and {"hash", "size", "nfiles"} <= saved.keys():
+                trial.checkpoint = saved
         if state == "pruned":
             trial.step = ev.get("step")
     trial.state = STATE_OF[state]

@@ -234,7 +234,7 @@ def local_log(repo: Repo, trial: Trial) -> Path | None:
     if path.exists():
         return path
     if trial.log:
-        from mlci_tui.sweep.trial_logs import fetch
+        from mlci_tui.sweep.trial_files import fetch
 
         return fetch(repo, trial.log["hash"], trial.log["size"])
     return None

@@ -59,6 +59,7 @@ class TrialJob:
     attempt: int = 1
     snapshot_ref: str | None = None
     gpus: str | None = None  # CUDA_VISIBLE_DEVICES given to the command (the local executor's packing)
+    checkpoint: dict[str, Any] | None = None  # the checkpoints a failed attempt uploaded (trial_files)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -79,6 +80,7 @@ class TrialJob:
             base=sweep.base,
             attempt=trial.attempts + 1,
             snapshot_ref=sweep.snapshot_ref,
+            checkpoint=trial.checkpoint,
         )
 
 
@@ -410,6 +412,10 @@ def run_trial(
             return _failed(
                 job, base_fields, None, "", f"datasets not in the data cache: {missing_text} (mlci data pull)"
             )
+        if job.checkpoint:
+            from mlci_tui.sweep.trial_files import restore_checkpoint
+
+            restore_checkpoint(repo, job.checkpoint, checkpoints)  # what a lost attempt elsewhere wrote
         code, err_tail, stopped = run_command(
             job,
             worktree,
@@ -422,9 +428,11 @@ def run_trial(
         )
         outcome = _ended(repo, job, worktree, started, base_fields, code, err_tail, stopped, watcher)
         if outcome.state in ("done", "failed", "pruned"):
-            from mlci_tui.sweep.trial_logs import publish
+            from mlci_tui.sweep.trial_files import publish, publish_checkpoint
 
             outcome.records[-1].update(publish(repo, log))  # the full log, linked from the end event
+            if outcome.state == "failed":  # its retry may run on another machine: it resumes from these
+                outcome.records[-1].update(publish_checkpoint(repo, checkpoints))
         return outcome
     finally:
         if watcher is not None:

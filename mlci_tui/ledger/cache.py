@@ -284,55 +284,50 @@ def _typed_column(name: str, ctype: str) -> str:
     return f'i."{name}"'
 
 
-def _maps_sql(kind: str) -> str:
+def _maps_sql(lists: str, kind: str) -> str:
     """Each parsed run's `params` or `metrics` map (by row number `n`), keyed by the file:name
     rule: plain names when the run's values come from one file (no window), SQL_MAP_KEY else."""
     plain = f"""SELECT n, map_from_entries(list_transform({kind}, lambda x: struct_pack(k := x.name, v := x.value))) AS m
-        FROM typed_lists WHERE type = 'run' AND len(list_distinct(list_transform({kind}, lambda x: x.file))) <= 1"""
+        FROM {lists} WHERE type = 'run' AND len(list_distinct(list_transform({kind}, lambda x: x.file))) <= 1"""
     ruled = f"""SELECT run_id AS n, map_from_entries(list(struct_pack(k := key, v := value) ORDER BY file, name)) AS m
         FROM (SELECT run_id, file, name, value, {SQL_MAP_KEY} AS key FROM (
-            SELECT n AS run_id, unnest({kind}, recursive := true) FROM typed_lists WHERE type = 'run'
+            SELECT n AS run_id, unnest({kind}, recursive := true) FROM {lists} WHERE type = 'run'
                 AND len(list_distinct(list_transform({kind}, lambda x: x.file))) > 1))
         GROUP BY run_id"""
     return f"({plain}) UNION ALL ({ruled})"
 
 
-def derive_typed(con: duckdb.DuckDBPyConnection, bodies_sql: str, table: str) -> None:
-    """The temp table `table` (TYPED_COLUMNS) of the records whose canonical JSON `bodies_sql`
+def derive_typed(con: duckdb.DuckDBPyConnection, bodies_sql: str, table: str, *, run_bodies: bool = False) -> None:
+    """The temp view `table` (TYPED_COLUMNS) of the records whose canonical JSON `bodies_sql`
     selects as `body`: the one place a record's JSON becomes the cache's columns, used by a
     refresh for event files and by compaction for the segment it writes. Rows that are not a
-    JSON object with an id are left out."""
+    JSON object with an id are left out. A run's body is kept only with `run_bodies` (a segment
+    holds every body; the cache none of a run's), so a refresh does not hold them in memory."""
     shape = _sql_str(json.dumps(RECORD_COLUMNS))
+    columns = ", ".join(f'{_typed_column(n, t)} AS "{n}"' for n, t in TYPED_COLUMNS if n not in _DERIVED)
+    body = "i.body" if run_bodies else "CASE WHEN i.type = 'run' THEN NULL ELSE i.body END"
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE typed_parsed AS SELECT row_number() OVER () AS n, body,
-            unnest(json_transform(body, '{shape}')) FROM ({bodies_sql}) WHERE json_valid(body)"""
+        f"""CREATE OR REPLACE TEMP TABLE {table}_lists AS SELECT i.n, {body} AS body, {columns} FROM (
+            SELECT row_number() OVER () AS n, body, unnest(json_transform(body, '{shape}'))
+            FROM ({bodies_sql}) WHERE json_valid(body)) i WHERE i.id IS NOT NULL"""
     )
-    columns = ", ".join(
-        f'NULL::{t} AS "{n}"' if n.endswith("_map") else f'{_typed_column(n, t)} AS "{n}"'
-        for n, t in TYPED_COLUMNS
-        if n != "body"
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE typed_lists AS SELECT i.n, i.body, {columns}
-            FROM typed_parsed i WHERE i.id IS NOT NULL"""
-    )
-    con.execute("DROP TABLE typed_parsed")
     # a run without params (or metrics) has a NULL map, as `run_rows` holds it: copied as it is
-    select = ", ".join(
-        "CASE WHEN cardinality(pm.m) > 0 THEN pm.m END AS param_map"
-        if n == "param_map"
-        else "CASE WHEN cardinality(mm.m) > 0 THEN mm.m END AS metric_map"
-        if n == "metric_map"
-        else f'l."{n}"'
-        for n, _t in TYPED_COLUMNS
-    )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select} FROM typed_lists l
-            LEFT JOIN ({_maps_sql("params")}) pm ON pm.n = l.n AND l.type = 'run'
-            LEFT JOIN ({_maps_sql("metrics")}) mm ON mm.n = l.n AND l.type = 'run'
-            ORDER BY l.n"""
+        f"""CREATE OR REPLACE TEMP TABLE {table}_maps AS SELECT r.n,
+            CASE WHEN cardinality(p.m) > 0 THEN p.m END AS param_map,
+            CASE WHEN cardinality(q.m) > 0 THEN q.m END AS metric_map
+            FROM (SELECT n FROM {table}_lists WHERE type = 'run') r
+            LEFT JOIN ({_maps_sql(f"{table}_lists", "params")}) p USING (n)
+            LEFT JOIN ({_maps_sql(f"{table}_lists", "metrics")}) q USING (n)"""
     )
-    con.execute("DROP TABLE typed_lists")
+    select = ", ".join(f'm."{n}"' if n in _DERIVED else f'l."{n}"' for n in TYPED_NAMES)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW {table} AS SELECT {select}
+            FROM {table}_lists l LEFT JOIN {table}_maps m USING (n)"""
+    )
+
+
+_DERIVED = ("param_map", "metric_map")  # typed columns computed across a run's values, not per field
 
 
 # Every statement reads the temp table `inc` (TYPED_COLUMNS) of new, de-duplicated records.

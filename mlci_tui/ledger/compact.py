@@ -316,10 +316,9 @@ def typed_table(con: duckdb.DuckDBPyConnection, bodies: list[str]) -> pa.Table:
 
     con.register("segment_bodies", pa.table({"body": pa.array(bodies, pa.string())}))
     try:
-        derive_typed(con, "SELECT body FROM segment_bodies", "segment_rows")
+        derive_typed(con, "SELECT body FROM segment_bodies", "segment_rows", run_bodies=True)
         columns = ", ".join(f'"{n}"' for n in TYPED_NAMES)
         table = con.sql(f"SELECT {columns} FROM segment_rows ORDER BY id").to_arrow_table()
-        con.execute("DROP TABLE segment_rows")
     finally:
         con.unregister("segment_bodies")
     return table

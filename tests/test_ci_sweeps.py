@@ -99,10 +99,11 @@ def test_sweep_start_dispatches_then_the_jobs_leave_every_result_in_the_upstream
     }
     job = run_job("sweep-matrix", checkout(upstream, "ci-matrix", "main"), ci)
     assert job.failed_step is None, job.results
-    (line,) = (tmp_path / "matrix-output").read_text().splitlines()
-    assert line.startswith("trials=")
-    trials = json.loads(line.removeprefix("trials="))
+    outputs = dict(line.split("=", 1) for line in (tmp_path / "matrix-output").read_text().splitlines())
+    assert set(outputs) == {"trials", "runner"}
+    trials = json.loads(outputs["trials"])
     assert len(trials) == 2
+    assert json.loads(outputs["runner"]) == "ubuntu-latest"  # no resources.runner: the default runner
 
     # on GitLab the same step writes a child pipeline with one job per trial
     gl_clone = checkout(upstream, "ci-gl-matrix", "main")
@@ -134,7 +135,7 @@ def test_sweep_start_dispatches_then_the_jobs_leave_every_result_in_the_upstream
     (tmp_path / "matrix-output").unlink()
     job = run_job("sweep-matrix", checkout(upstream, "ci-matrix-2", "main"), ci)
     assert job.failed_step is None
-    assert (tmp_path / "matrix-output").read_text().strip() == "trials=[]"
+    assert (tmp_path / "matrix-output").read_text().splitlines()[0] == "trials=[]"
 
 
 def test_gitlab_dispatch_and_failures(project: Path, api: Api) -> None:
@@ -172,3 +173,39 @@ def test_gitlab_dispatch_and_failures(project: Path, api: Api) -> None:
     assert res.returncode == 1 and "dispatching the sweep workflow failed" in res.stderr
     res = run_mlci(project, "ci", "dispatch", "grid", "--host", "gitlab", env={"CI_PROJECT_ID": "42"})
     assert res.returncode == 2 and "GITLAB_TRIGGER_TOKEN" in res.stderr
+
+
+def test_a_sweeps_runner_labels_reach_the_trial_jobs(repo: Path, upstream: Path, tmp_path: Path) -> None:
+    """resources.runner: GitHub's trial jobs run on those labels (the matrix job's output, read by
+    `runs-on: fromJSON(...)`), GitLab's child pipeline jobs carry them as tags."""
+    config = CONFIG + "    resources: {gpus: 1, runner: [self-hosted, gpu]}\n"
+    commit(repo, {"mlci.yaml": config, "train.py": TRAIN_PY, "params.yaml": "bias: 0.0\n"}, "project")
+    assert run_mlci(repo, "ci", "init", "github", "--sweeps").returncode == 0
+    workflow = yaml.safe_load((repo / ".github" / "workflows" / "mlci-sweep.yml").read_text())
+    assert workflow["jobs"]["trial"]["runs-on"] == "${{ fromJSON(needs.matrix.outputs.runner) }}"
+    assert workflow["jobs"]["matrix"]["outputs"]["runner"] == "${{ steps.sweep-matrix.outputs.runner }}"
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "ci workflows")
+    git(repo, "remote", "add", "origin", str(upstream))
+    git(repo, "push", "-q", "origin", "main")
+    assert run_mlci(repo, "sweep", "create", "grid").returncode == 0
+    assert run_mlci(repo, "ledger", "push").returncode == 0
+    ci = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "workflow_dispatch",
+        "GITHUB_REPOSITORY": "acme/model",
+        "GITHUB_OUTPUT": str(tmp_path / "matrix-output"),
+        "MLCI_SWEEP": "grid",
+        "MLCI_NO_HOOKS": "1",
+    }
+    job = run_job("sweep-matrix", checkout(upstream, "ci-matrix", "main"), ci)
+    assert job.failed_step is None, job.results
+    outputs = dict(line.split("=", 1) for line in (tmp_path / "matrix-output").read_text().splitlines())
+    assert json.loads(outputs["runner"]) == ["self-hosted", "gpu"]
+    gl_clone = checkout(upstream, "ci-gl-matrix", "main")
+    gl_env = {"GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "trigger", "MLCI_SWEEP": "grid", "MLCI_NO_HOOKS": "1"}
+    job = run_job("sweep-matrix", gl_clone, {**gl_env, "MLCI_INSTALL": "pip install mlci-tui==1.0"})
+    assert job.failed_step is None, job.results
+    child = yaml.safe_load((gl_clone / "mlci-sweep-trials.yml").read_text())
+    tags = [v.get("tags") for k, v in child.items() if k.startswith("mlci-trial-")]
+    assert tags == [["self-hosted", "gpu"]] * 2

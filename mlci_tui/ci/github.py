@@ -15,7 +15,7 @@ from typing import Any
 
 from mlci_tui.ci import yamldoc
 from mlci_tui.ci.install import Pin
-from mlci_tui.ci.steps import JOBS, LEDGER_BUNDLE, STEPS
+from mlci_tui.ci.steps import DEFAULT_RUNNER, JOBS, LEDGER_BUNDLE, STEPS
 
 CHECKOUT = "actions/checkout@v4"
 SETUP_PYTHON = "actions/setup-python@v5"
@@ -95,7 +95,7 @@ def _job(condition: str | None, permissions: list[tuple[str, str, str]], steps: 
             job["needs"] = value
     if condition:
         job["if"] = condition
-    job["runs-on"] = "ubuntu-latest"
+    job["runs-on"] = DEFAULT_RUNNER
     job["permissions"] = yamldoc.mapping(
         *((scope, level) for scope, level, _ in permissions), comments={s: why for s, _, why in permissions}
     )
@@ -218,7 +218,10 @@ def sweep_workflow(*, name: str, setup: Setup) -> str:
             *_setup(setup, fetch_depth=1),
             *_mlci_steps("sweep-matrix", {"MLCI_SWEEP": "${{ inputs.sweep }}"}, step_ids=True),
         ],
-        outputs=yamldoc.mapping(("trials", "${{ steps.sweep-matrix.outputs.trials }}")),
+        outputs=yamldoc.mapping(
+            ("trials", "${{ steps.sweep-matrix.outputs.trials }}"),
+            ("runner", "${{ steps.sweep-matrix.outputs.runner }}"),
+        ),
     )
     strategy = yamldoc.mapping(
         ("fail-fast", False),
@@ -231,6 +234,7 @@ def sweep_workflow(*, name: str, setup: Setup) -> str:
         [*_setup(setup, fetch_depth=1), *_mlci_steps("sweep-trial", {"MLCI_TRIAL": "${{ matrix.trial }}"})],
         needs="matrix",
         strategy=strategy,
+        runs_on="${{ fromJSON(needs.matrix.outputs.runner) }}",  # the sweep's resources.runner labels
     )
     jobs["collect"] = _job(
         "always() && needs.matrix.outputs.trials != '[]'",

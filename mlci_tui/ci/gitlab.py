@@ -188,8 +188,11 @@ def pipeline(
     return yamldoc.dump(doc, HEADER)
 
 
-def child_pipeline(trials: list[str], *, image: str, install: str, sweep: str | None = None) -> str:
-    """The sweep's child pipeline: one job per pending trial (GitLab matrices cannot be computed at run time)."""
+def child_pipeline(
+    trials: list[str], *, image: str, install: str, sweep: str | None = None, tags: list[str] | None = None
+) -> str:
+    """The sweep's child pipeline: one job per pending trial (GitLab matrices cannot be computed at
+    run time), on runners with `tags` (the sweep's `resources.runner`) when given."""
     doc = yamldoc.mapping(
         ("default", yamldoc.mapping(("image", image))),
         ("variables", yamldoc.mapping(("GIT_DEPTH", "1"), ("MLCI_NO_HOOKS", "1"))),
@@ -197,11 +200,14 @@ def child_pipeline(trials: list[str], *, image: str, install: str, sweep: str | 
     if not trials:
         doc["mlci-no-trials"] = yamldoc.mapping(("script", ["echo 'no pending trials'"]))
     for tid in trials:
-        doc[f"mlci-trial-{tid}"] = yamldoc.mapping(
+        job = yamldoc.mapping(
             ("variables", yamldoc.mapping(("MLCI_TRIAL", tid))),
             ("environment", _environment(LEDGER_ENV)),
             ("script", [install, "mlci ci run ledger-pull", "mlci ci run sweep-trial"]),
         )
+        if tags:
+            job["tags"] = list(tags)
+        doc[f"mlci-trial-{tid}"] = job
     if trials:  # the results that lost the race for the ledger ref, merged; tpe: the next wave dispatched
         doc["mlci-sweep-collect"] = yamldoc.mapping(
             ("stage", ".post"),

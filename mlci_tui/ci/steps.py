@@ -40,13 +40,15 @@ from mlci_tui.errors import CheckFailed, InputError, MlciError
 from mlci_tui.gitio import Repo
 from mlci_tui.report.post import PostOptions
 from mlci_tui.sanitize import display
-from mlci_tui.sweep.operations import queued_matrix
+from mlci_tui.sweep.operations import ci_runner, queued_matrix
 
 POINTER_SUFFIX = ".mlci"
 SWEEP_CHILD_PIPELINE = "mlci-sweep-trials.yml"
 LEDGER_BUNDLE = "mlci-ledger.bundle"  # the pull-request job's new ledger records, for the job that posts
 BOT_NAME = "mlci"
 BOT_EMAIL = "mlci@localhost"
+
+DEFAULT_RUNNER = "ubuntu-latest"  # GitHub jobs' runs-on when nothing asks for another runner
 
 
 @dataclass
@@ -589,9 +591,13 @@ def sweep_matrix(ctx: StepContext) -> int:
         return code
     trials = trial_ids(matrix)
     ctx.say(f"sweep {name}: {len(trials)} pending trial(s)")
+    runner, wants_gpus = ci_runner(ctx.repo, name)
+    if wants_gpus and runner is None:
+        ctx.say("warning: resources.gpus asks for GPUs, but no resources.runner names a runner that has them")
     if ctx.ci.output_file:
         with open(ctx.ci.output_file, "a", encoding="utf-8") as fh:
             fh.write(f"trials={json.dumps(trials, separators=(',', ':'))}\n")
+            fh.write(f"runner={json.dumps(runner or DEFAULT_RUNNER, separators=(',', ':'))}\n")
     if ctx.ci.host != "github":
         image = ctx.env.get("MLCI_IMAGE") or f"python:{ctx.ci_cfg.get('python') or '3.11'}"
         install = ctx.env.get("MLCI_INSTALL") or pin(ctx.repo.root, ctx.ci_cfg).line
@@ -599,7 +605,7 @@ def sweep_matrix(ctx: StepContext) -> int:
         tmp = target.with_name(target.name + ".tmp")
         from mlci_tui.ci.gitlab import child_pipeline  # the generator reads this module: imported when used
 
-        tmp.write_text(child_pipeline(trials, image=image, install=install, sweep=name), encoding="utf-8")
+        tmp.write_text(child_pipeline(trials, image=image, install=install, sweep=name, tags=runner), encoding="utf-8")
         os.replace(tmp, target)
         ctx.say(f"wrote {SWEEP_CHILD_PIPELINE}")
     return 0

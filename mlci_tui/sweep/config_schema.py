@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mlci_tui.config import Enum, MapOf, Number, Schema, Str, Struct, _type_name
+from mlci_tui.config import Enum, ListOf, MapOf, Number, Schema, Str, Struct, _type_name
 from mlci_tui.errors import ConfigError
 
 KINDS = ("values", "range", "uniform", "loguniform", "int")
@@ -104,6 +104,7 @@ RESOURCES = Struct(
         "gpus": (Number(integer=True, minimum=0), None),  # per trial: CUDA_VISIBLE_DEVICES, Dask resource GPU
         "gpu_share": (Number(integer=True, minimum=1), None),  # trials per GPU (local); default 1
         "memory": (Str(r"[0-9.]+\s*[KMGT]i?B?", "a size such as 8GiB or 500MB"), None),  # Dask resource MEMORY
+        "runner": (ListOf(Str()), None),  # CI: the trial jobs' runner labels (GitHub runs-on, GitLab tags)
     }
 )
 BUDGET = Struct(

@@ -317,6 +317,14 @@ def queued_matrix(repo: Repo, sweep_ref: str, *, limit: int | None = MATRIX_LIMI
     return [{"trial": t.trial_id, "name": f"{sweep.name}-{t.number}"} for t in pending]
 
 
+def ci_runner(repo: Repo, sweep_ref: str) -> tuple[list[str] | None, bool]:
+    """The runner labels the sweep's trial jobs ask CI for (`resources.runner`; None: the
+    default runner), and whether its trials want GPUs (`resources.gpus`)."""
+    resources = queue.QueueState(repo).find(sweep_ref).spec.get("resources") or {}
+    runner = resources.get("runner")
+    return (list(runner) if runner else None), bool(resources.get("gpus"))
+
+
 @dataclass(frozen=True)
 class TrialWork:
     """What `work_trial` did: `ran` False when the trial was already done or cancelled."""

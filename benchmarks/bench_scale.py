@@ -6,7 +6,12 @@ Ledgers are built with the batch API (`common.build_ledger`, 5,000 records per l
 With `--before PATH` (a worktree of an older commit: `git worktree add /tmp/mlci-before HEAD`)
 every cold rebuild is also timed with that code, interleaved, so ratios hold on a loaded machine.
 
+With `--after-capture N`: the listing right after a new run (`mlci runs --json` with its memo
+warm before the run was appended, as after a capture) against a warm `dvc exp show --json` over
+N experiments (bench_peers' DVC repository), and against the `--before` code, interleaved.
+
 Usage: python benchmarks/bench_scale.py [--sizes 1000,10000,100000,1000000] [--before PATH]
+       python benchmarks/bench_scale.py --after-capture 1000 [--before PATH]
 """
 
 from __future__ import annotations
@@ -76,13 +81,56 @@ def measure(n: int, before: str | None, repeats: int, deadline: common.Deadline)
     }
 
 
+LISTING = "import sys; sys.path.insert(0, sys.argv[1]); sys.argv[1:2] = []; from mlci_tui.cli.main import main; main()"
+
+
+def after_capture(n: int, before: str | None, repeats: int, deadline: common.Deadline) -> dict[str, Any]:
+    """`mlci runs --json` right after a new run (memo warm before it), against warm `dvc exp show`."""
+    import random
+
+    import bench_peers
+
+    from mlci_tui.gitio import Repo
+    from mlci_tui.ledger.store import LedgerStore
+
+    ledger = common.SCRATCH / f"ledger-{n}"
+    common.build_ledger(ledger, n)
+    bench_peers.build_dvc_repo(n, 10)
+    store = LedgerStore(Repo.find(ledger))
+    rng = random.Random(7)
+    made = {"k": 10**8}  # later than any run of the ledger: what a new capture is
+    tool = common.peer_tool("dvc") or "dvc"
+
+    def listing_after_run(code: str) -> float:
+        common.run([common.PYTHON, "-c", LISTING, code, "runs", "--json"], ledger)  # the memo at the tip
+        made["k"] += 1
+        store.append([common.run_record(made["k"], rng)])  # what a capture appends
+        return common.time_cmd([common.PYTHON, "-c", LISTING, code, "runs", "--json"], ledger)
+
+    variants = {"mlci runs --json right after a new run, now": lambda: listing_after_run(str(common.ROOT))}
+    if before:
+        variants["mlci runs --json right after a new run, before"] = lambda: listing_after_run(before)
+    dvc_repo = common.SCRATCH / f"dvc-{n}"
+    variants["dvc exp show --json, warm"] = lambda: common.time_cmd(
+        [tool, "exp", "show", "--json"], dvc_repo, env=bench_peers.dvc_env()
+    )
+    stats = common.summarise(common.interleave(variants, repeats, deadline, warmup=1))
+    common.print_table(f"listing right after a new run, {n:,} runs", stats)
+    return {"stats": stats}
+
+
 def main() -> int:
     parser = common.base_args(__doc__ or "")
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated run counts")
     parser.add_argument("--before", help="a worktree of the code to compare with")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--after-capture", type=int, help="the listing right after a new run, at this many runs")
     args = parser.parse_args()
     deadline = common.Deadline(args.budget or 3600)
+    if args.after_capture:
+        found = after_capture(args.after_capture, args.before, args.repeats, deadline)
+        common.write_results("scale_after_capture", {"load": common.cpu_pressure(), **found})
+        return 0
     results = {str(n): measure(n, args.before, args.repeats, deadline) for n in (int(s) for s in args.sizes.split(","))}
     common.write_results(
         "scale",

@@ -210,3 +210,40 @@ def test_a_segment_whose_typed_columns_disagree_with_its_bodies_is_refused(repo:
     proc = run_mlci(repo, "ledger", "fsck")
     assert proc.returncode == 1, proc.stderr
     assert f"{path}: its name column differs from its bodies" in proc.stdout
+
+
+@pytest.mark.parametrize("fmt", ["--json", "--csv"])
+def test_the_listing_memo_takes_new_runs_without_a_query(repo: Path, fmt: str) -> None:
+    """Right after a capture the memoised `runs --json/--csv` gets the new runs' rows in front,
+    through the one formatter, without DuckDB (the cache stays at its tip); byte for byte what
+    the query prints. A run whose values the memo cannot render exactly goes to the query."""
+    store = LedgerStore(Repo.find(repo))
+    store.append([make_run(time=f"2025-01-01T10:00:0{k}.000001Z", params={"lr": 0.1 * k}) for k in range(3)])
+    first = run_mlci(repo, "runs", fmt)
+    assert first.returncode == 0
+    hint = repo / ".git" / "mlci" / "cache.tip"
+    cached_tip = hint.read_text()
+    new = [
+        make_run(
+            time="2025-02-01T10:00:00Z",
+            name="multi\nline",
+            params={"lr": 0.5, "opt": "adam", "flag": True, "n": 7, "wd": 1e-05, "big": 1e20, "tiny": 2.5e-300},
+            metrics={"acc": 0.9, "nan": float("nan")},
+        ),
+        make_run(time="2025-02-01T10:00:00Z", params={"lr": 0.25}),  # a tie: the run id decides
+    ]
+    new[1]["params"]["other.yaml"] = {"lr": 1}  # lr in two files: file:name keys
+    store.append(new)
+    spliced = run_mlci(repo, "runs", fmt)
+    assert spliced.returncode == 0
+    assert hint.read_text() == cached_tip  # no query ran: the cache was not refreshed
+    for memo in (repo / ".git" / "mlci").glob("runs-listing.*"):
+        memo.unlink()
+    assert spliced.stdout == run_mlci(repo, "runs", fmt).stdout  # what the query prints
+    store.append([make_run(time="2025-03-01T10:00:00Z", params={"grid": [1, 2]})])  # a list: text DuckDB spells
+    cached_tip = hint.read_text()
+    queried = run_mlci(repo, "runs", fmt)
+    assert hint.read_text() != cached_tip and "grid" in queried.stdout
+    old = make_run(time="2024-01-01T10:00:00Z")  # sorts after the memo's first row: the query places it
+    store.append([old])
+    assert old["id"] in run_mlci(repo, "runs", fmt).stdout

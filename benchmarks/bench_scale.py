@@ -98,7 +98,7 @@ def after_capture(n: int, before: str | None, repeats: int, deadline: common.Dea
     bench_peers.build_dvc_repo(n, 10)
     store = LedgerStore(Repo.find(ledger))
     rng = random.Random(7)
-    made = {"k": 10**8}  # later than any run of the ledger: what a new capture is
+    made = {"k": 10**8 + int(time.time())}  # later than any run of the ledger (earlier benchmarks too): a capture
     tool = common.peer_tool("dvc") or "dvc"
 
     def listing_after_run(code: str) -> float:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from mlci_tui.errors import InputError, first_line
 from mlci_tui.ledger import records
-from mlci_tui.ledger.query.filter import Compiled, FilterError, Names, compile_where
 from mlci_tui.ledger.query.names import map_keys
 from mlci_tui.ledger.query.rows import dict_rows, first_row
 from mlci_tui.ledger.query.run import LISTED_FIELDS, Run, param_text
@@ -21,6 +20,7 @@ from mlci_tui.sql_guard import guard, time_limit
 if TYPE_CHECKING:
     import duckdb
 
+    from mlci_tui.ledger.query.filter import Compiled
     from mlci_tui.ledger.store import LedgerStore
 
 
@@ -44,6 +44,8 @@ def list_runs(con: duckdb.DuckDBPyConnection, *, where: str | None, sort: str | 
 
     metric_keys = map_keys_of(con, "metric")
     param_keys = map_keys_of(con, "param")
+    from mlci_tui.ledger.query.filter import Compiled  # the filter language loads with a listing that queries
+
     order, order_binds = order_by(parse_sort(sort, metric_keys, param_keys) if sort else None)
     compiled = _compile(con, where, metric_keys, param_keys) if where else Compiled("")
     predicate = f"WHERE {compiled.sql}" if compiled.sql else ""
@@ -63,6 +65,8 @@ def list_runs(con: duckdb.DuckDBPyConnection, *, where: str | None, sort: str | 
 
 
 def _compile(con: duckdb.DuckDBPyConnection, where: str, metrics: list[str], params: list[str]) -> Compiled:
+    from mlci_tui.ledger.query.filter import FilterError, Names, compile_where
+
     steps = [r[0] for r in con.execute("SELECT DISTINCT name FROM steps").fetchall()]
     try:
         return compile_where(where, Names(metrics=set(metrics), params=set(params), steps=set(steps)))

@@ -312,13 +312,12 @@ def typed_table(con: duckdb.DuckDBPyConnection, bodies: list[str]) -> pa.Table:
     columns (`cache.TYPED_COLUMNS`, derived by the cache's own SQL: one rule for both)."""
     import pyarrow as pa
 
-    from mlci_tui.ledger.cache import TYPED_NAMES, derive_typed
+    from mlci_tui.ledger.cache import SEGMENT_STORED, derive_typed, segment_columns
 
     con.register("segment_bodies", pa.table({"body": pa.array(bodies, pa.string())}))
     try:
         derive_typed(con, "SELECT body FROM segment_bodies", "segment_rows", run_bodies=True)
-        columns = ", ".join(f'"{n}"' for n in TYPED_NAMES)
-        table = con.sql(f"SELECT {columns} FROM segment_rows ORDER BY id").to_arrow_table()
+        table = con.sql(f"SELECT {segment_columns(SEGMENT_STORED)} FROM segment_rows ORDER BY id").to_arrow_table()
     finally:
         con.unregister("segment_bodies")
     return table

@@ -315,6 +315,10 @@ class Config:
         spec = self.data["metrics"]["fields"].get(metric)
         return spec["direction"] if spec else None
 
+    def gated_metrics(self) -> list[str]:
+        """The metrics the gate's rules name (what a narrow listing keeps in sight first)."""
+        return sorted(self.section("gate")["rules"])
+
     @property
     def model(self) -> str | None:
         return self.data.get("model")

@@ -233,8 +233,11 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
         return 0
     wide = getattr(args, "wide", False)
     shown_metrics = [k for k in listing.metric_keys if any(k in r.metrics for r in runs)]
-    gated = [k for k in _gate_metrics(repo) if k in shown_metrics]
-    shown_metrics = [*gated, *(k for k in shown_metrics if k not in gated)]  # the gate's first
+    from mlci_tui.ledger.query.runs_view import metric_priority
+
+    cfg = _listing_config(repo)
+    gated = [k for k in (cfg.gated_metrics() if cfg else []) if k in shown_metrics]
+    shown_metrics = metric_priority(shown_metrics, cfg.direction if cfg else lambda _m: None, gated)
     shown_params = [k for k in listing.param_keys if args.all_params or _differs(runs, k)]
     if not wide:
         shown_metrics, shown_params = shown_metrics[:8], shown_params[:6]
@@ -302,12 +305,13 @@ def _group_table(repo: Repo, runs: list[Run], metrics: list[str], fmt: str, out:
     return 0
 
 
-def _gate_metrics(repo: Repo) -> list[str]:
-    """The metrics the gate's rules name: the columns a narrow table keeps first."""
+def _listing_config(repo: Repo) -> config_mod.Config | None:
+    """The config whose gate rules and directions order the columns; None when it is broken
+    (reported by the commands that use it, not by a listing)."""
     try:
-        return sorted(config_mod.load(repo.root).section("gate")["rules"])
-    except Exception:  # a broken config is reported by the commands that use it, not by a listing
-        return []
+        return config_mod.load(repo.root)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _param_cell(value: str | None) -> Any:

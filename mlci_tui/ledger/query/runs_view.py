@@ -160,11 +160,18 @@ def read_info(con: duckdb.DuckDBPyConnection, tip: str) -> LedgerInfo:
     return info
 
 
+def metric_priority(
+    metrics: Sequence[str], directions: Callable[[str], str | None], gated: Sequence[str] = ()
+) -> list[str]:
+    """The order listings show metrics in, the TUI and `mlci runs` alike: the metrics the gate
+    checks first (what a narrow table keeps in sight), then those with a configured direction,
+    then as given."""
+    order = {m: n for n, m in enumerate(metrics)}
+    return sorted(metrics, key=lambda m: (m not in gated, directions(m) is None, order[m]))
+
+
 def default_metrics(info: LedgerInfo, directions: Callable[[str], str | None], gated: Sequence[str] = ()) -> list[str]:
-    """The metrics the gate checks first (what a narrow table keeps in sight), then those with
-    a configured direction, then by name."""
-    ranked = sorted(info.metrics, key=lambda m: (m not in gated, directions(m) is None, info.metrics.index(m)))
-    return ranked[:DEFAULT_METRIC_COLUMNS]
+    return metric_priority(info.metrics, directions, gated)[:DEFAULT_METRIC_COLUMNS]
 
 
 def build_columns(
@@ -249,7 +256,7 @@ def load_view(
         info = known if known is not None and known.tip == tip else read_info(con, tip)
         compiled: Compiled = compile_filter(spec.filter_text, info.names)
         baseline = _baseline(repo, con, cfg, spec, info)
-        gated = sorted(cfg.section("gate")["rules"])
+        gated = cfg.gated_metrics()
         columns = build_columns(info, spec, cfg.direction, with_deltas=baseline is not None, gated=gated)
         select, binds = _select_list(columns)
         where = f"WHERE {compiled.sql}" if compiled.sql else ""

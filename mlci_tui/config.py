@@ -315,6 +315,12 @@ class Config:
         spec = self.data["metrics"]["fields"].get(metric)
         return spec["direction"] if spec else None
 
+    def repeat_settings(self) -> tuple[int, str | None, str | None]:
+        """`train.repeats: {count, seed_param | seed_env}` as (count, seed_param, seed_env):
+        how CI's train step, bisect probes and sweeps train one commit several times."""
+        repeats = self.section("train")["repeats"]
+        return int(repeats["count"]), repeats["seed_param"], repeats["seed_env"]
+
     def gated_metrics(self) -> list[str]:
         """The metrics the gate's rules name (what a narrow listing keeps in sight first)."""
         return sorted(self.section("gate")["rules"])

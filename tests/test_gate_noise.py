@@ -377,3 +377,36 @@ def test_bootstrap_of_few_distinct_values_matches_index_resampling() -> None:
     slow = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(4000)])
     assert fast.std() == pytest.approx(slow.std(), rel=0.06)
     assert fast.mean() == pytest.approx(d.mean(), abs=3 * d.std() / math.sqrt(len(d)) / math.sqrt(4000) * 10)
+
+
+@pytest.mark.parametrize("seed", ["seed_env: SEED", "seed_param: seed"])
+def test_ci_train_step_trains_each_repeat_and_records_a_group(repo: Path, seed: str) -> None:
+    """train.repeats in CI: the command runs `count` times with its seed, each recorded as a repeat
+    of HEAD (one group: mean ± sd (n) in `runs --groups`, what the noise-aware gate reads)."""
+    train = (
+        "import json, os, yaml\n"
+        "p = yaml.safe_load(open('params.yaml'))\n"
+        "s = int(os.environ.get('SEED', p.get('seed', 0)))\n"
+        "json.dump({'acc': 0.8 + s / 100}, open('metrics.json', 'w'))\n"
+    )
+    commit(
+        repo,
+        {
+            "mlci.yaml": f"train:\n  command: python train.py\n  repeats: {{count: 3, {seed}}}\n",
+            "train.py": train,
+            "params.yaml": "lr: 0.1\nseed: 0\n",
+            ".gitignore": "metrics.json\n",
+        },
+        "project",
+        no_verify=True,
+    )
+    proc = run_mlci(repo, "ci", "run", "train", "--event", "push")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("$ mlci record --commit HEAD --repeat") == 3
+    rows = json.loads(run_mlci(repo, "runs", "--groups", "--json").stdout)
+    (group,) = [r for r in rows if r.get("runs") == 3]
+    values = json.loads(
+        run_mlci(repo, "sql", "SELECT value FROM metrics WHERE name = 'acc' ORDER BY value", "--json").stdout
+    )
+    assert [round(v["value"], 9) for v in values] == [0.8, 0.81, 0.82]
+    assert group["kind"] == "ci"

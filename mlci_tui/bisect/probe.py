@@ -38,12 +38,6 @@ class Training:
     timeout: float | None = None
 
 
-def repeat_settings(cfg: config_mod.Config) -> tuple[int, str | None, str | None]:
-    """`train.repeats: {count, seed_param | seed_env}` as (count, seed_param, seed_env)."""
-    repeats = cfg.section("train")["repeats"]
-    return int(repeats["count"]), repeats["seed_param"], repeats["seed_env"]
-
-
 def probe_sweep_id(commit: str) -> str:
     return records.derived_id("bisect", "sweep", commit)
 

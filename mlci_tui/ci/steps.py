@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from mlci_tui import config as config_mod
@@ -335,16 +336,38 @@ def train(ctx: StepContext) -> int:
         # DVC keeps its outputs (metrics too) out of git: they exist only in this working tree once reproduced
         ctx.say(f"{DVC_PIPELINE} at the root: dvc pull, then {'train.command' if command else 'dvc repro'}")
     env = ctx.untrusted_env()
-    for line in (["dvc pull"] if dvc else []) + [command or "dvc repro"]:
-        print(f"$ {display(line)}", flush=True)
-        proc = subprocess.run(line, shell=True, cwd=ctx.repo.root, env=env, check=False)  # noqa: S602
-        if proc.returncode != 0:
-            raise CheckFailed(f"{display(line)} failed with exit code {proc.returncode}")
+    if dvc:
+        _run_untrusted("dvc pull", ctx, env)
+    count, seed_param, seed_env = ctx.cfg.repeat_settings()
     message = f"ci: {ctx.ci.event} retrain"
-    return ctx.mlci(
-        ("record", "--commit", "HEAD", "-m", message),
-        lambda: runs_cli.record(ctx.repo, commit="HEAD", message=message),
-    )
+    if count == 1:
+        _run_untrusted(command or "dvc repro", ctx, env)
+        return ctx.mlci(
+            ("record", "--commit", "HEAD", "-m", message),
+            lambda: runs_cli.record(ctx.repo, commit="HEAD", message=message),
+        )
+    ctx.say(f"train.repeats: {count} trainings of HEAD, seed {seed_param or '$' + str(seed_env)} = 0..{count - 1}")
+    for index in range(count):  # each a repeat of HEAD: one group, as the noise-aware gate reads it
+        if seed_param:
+            from mlci_tui.sweep.params_io import apply_params
+
+            apply_params(ctx.repo.root, {seed_param: index}, ctx.cfg.params_files[0])
+        _run_untrusted(command or "dvc repro", ctx, {**env, **({seed_env: str(index)} if seed_env else {})})
+        code = ctx.mlci(
+            ("record", "--commit", "HEAD", "--repeat", str(index), "-m", message),
+            partial(runs_cli.record, ctx.repo, commit="HEAD", message=message, repeat=index),
+        )
+        if code:
+            return code
+    return 0
+
+
+def _run_untrusted(line: str, ctx: StepContext, env: dict[str, str]) -> None:
+    """A shell line of the config (on a pull request, the contributor's): echoed, run without tokens."""
+    print(f"$ {display(line)}", flush=True)
+    proc = subprocess.run(line, shell=True, cwd=ctx.repo.root, env=env, check=False)  # noqa: S602
+    if proc.returncode != 0:
+        raise CheckFailed(f"{display(line)} failed with exit code {proc.returncode}")
 
 
 def capture(ctx: StepContext) -> int:

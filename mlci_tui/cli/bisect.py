@@ -71,10 +71,9 @@ def _direction(repo: Repo, args: argparse.Namespace) -> str | None:
 
 def _options(repo: Repo, args: argparse.Namespace, good: str | None, bad: str | None) -> Options:
     from mlci_tui import config as config_mod
-    from mlci_tui.bisect.probe import repeat_settings
     from mlci_tui.bisect.session import Options
 
-    count, seed_param, seed_env = repeat_settings(config_mod.load(repo.root))
+    count, seed_param, seed_env = config_mod.load(repo.root).repeat_settings()
     repeats = args.repeats or count
     if repeats > 1 and not (seed_param or seed_env):
         notice("--repeats without train.repeats.seed_param or seed_env: repeats differ only by MLCI_TRIAL_NUMBER")

@@ -89,6 +89,13 @@ ACTIONS: list[Action] = [
     Action("run", "b", "baseline", "Baseline", "Pin this run as the baseline of the runs table"),
     Action("run", "space", "mark", "Mark", "Mark or unmark this run"),
     Action("run", "p", "plot", "Plot", "Plot this run's step series"),
+    Action(
+        "run",
+        "D",
+        "data_diff",
+        "Data diff",
+        "Rows added, removed and changed in this run's datasets against the baseline's",
+    ),
     # compare
     Action("compare", "escape", "back", "Back", "Back to the runs table"),
     Action("compare", "d", "toggle_differences", "Differences", "Show only the rows that differ between the runs"),

@@ -41,6 +41,16 @@ class LedgerConflicts(Message):
         self.first = first
 
 
+class DataDiffLoaded(Message):
+    """The run's datasets diffed against the baseline's versions: (title, lines) per dataset."""
+
+    def __init__(self, generation: int, baseline: str, diffs: list[tuple[str, list[str]]]) -> None:
+        super().__init__()
+        self.generation = generation
+        self.baseline = baseline
+        self.diffs = diffs
+
+
 class Answer(Message, Generic[T]):
     """The answer to the request numbered `generation`."""
 

@@ -722,5 +722,18 @@ def schema_texts(s: SchemaDiff) -> list[str]:
     return out
 
 
+def summary_lines(d: RowDiff, *, columns: int = 10) -> list[str]:
+    """A diff in a few plain lines (the TUI's Data tab): counts, schema changes, the columns
+    that changed with an example each, the first added and removed keys."""
+    lines = [counts_text(d), *schema_texts(d.schema)]
+    for c in d.columns[:columns]:
+        example = f": {example_text(c.examples[0])}" if c.examples else ""
+        lines.append(f"{column_name(c)}: {c.changed:,} changed{example}")
+    for kind, shown, count in (("added", d.added_examples, d.added), ("removed", d.removed_examples, d.removed)):
+        if shown and d.key:
+            lines.append(f"{kind} (first {len(shown)} of {count:,}): " + "; ".join(key_text(k) for k in shown))
+    return lines
+
+
 def column_name(c: ColumnDiff) -> str:
     return c.column if c.old_name is None else f"{c.old_name} -> {c.column}"

@@ -941,3 +941,42 @@ def test_plot_mode_4_draws_the_dvc_plots_of_two_runs(repo: Path) -> None:
 
     assert shas
     run_app(repo, scenario)
+
+
+def test_D_in_a_run_diffs_its_datasets_against_the_baseline(repo: Path) -> None:
+    """Rows added, removed and changed in the run's dataset against the baseline run's version."""
+    from conftest import commit, write
+
+    write(
+        repo,
+        {
+            "mlci.yaml": "datasets:\n  t:\n    path: data/t.csv\n    primary_key: [id]\n",
+            "data/t.csv": "id,v\n1,10\n2,20\n3,30\n",
+            "metrics.json": '{"acc": 0.5}\n',
+        },
+    )
+    assert run_mlci(repo, "data", "add", "data/t.csv").returncode == 0
+    commit(repo, {}, "base data", no_verify=True)
+    assert run_mlci(repo, "capture", "HEAD").returncode == 0
+    assert run_mlci(repo, "promote", "HEAD").returncode == 0
+    (repo / "data/t.csv").unlink()
+    write(repo, {"data/t.csv": "id,v\n1,10\n2,21\n4,40\n", "metrics.json": '{"acc": 0.6}\n'})
+    assert run_mlci(repo, "data", "add", "data/t.csv").returncode == 0
+    commit(repo, {}, "new data", no_verify=True)
+    assert run_mlci(repo, "capture", "HEAD").returncode == 0
+
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        t = table(app)
+        t.move_cursor(row=0)  # the newest run: the candidate
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        await wait_until(pilot, lambda: screen.detail is not None, what="the run")
+        await pilot.press("D")
+        await wait_until(pilot, lambda: "against the baseline" in screen.data_text.plain, what="the data diff")
+        text = screen.data_text.plain
+        assert "rows 3 -> 3: 1 added, 1 removed, 1 changed, 1 unchanged" in text, text
+        assert "v: 1 changed: id=2: 20 -> 21" in text, text
+
+    run_app(repo, scenario)

@@ -20,7 +20,14 @@ from mlci_tui.ledger.annotate import add_note, add_tag
 from mlci_tui.ledger.query.detail import RunDetail, Validation, digest_of, load_detail
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells
-from mlci_tui.tui.messages import DetailFailed, DetailLoaded, NoteOrTagWritten, WriteFailed, post_answer
+from mlci_tui.tui.messages import (
+    DataDiffLoaded,
+    DetailFailed,
+    DetailLoaded,
+    NoteOrTagWritten,
+    WriteFailed,
+    post_answer,
+)
 from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.theme import badge, tone
 from mlci_tui.tui.widgets.keybar import KeyBar
@@ -59,6 +66,7 @@ class RunScreen(LedgerScreen):
         super().__init__()
         self.run_id = run_id
         self.detail: RunDetail | None = None
+        self.data_text = Text()  # the Data tab as last painted (a data diff appends to it)
         self.at_step: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -249,6 +257,7 @@ class RunScreen(LedgerScreen):
             text.append("\nwarnings at capture\n", style="bold")
             for w in d.warnings:
                 text.append("  " + display(w) + "\n", style="yellow")
+        self.data_text = text
         self.query_one("#data", Static).update(text)
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -274,6 +283,63 @@ class RunScreen(LedgerScreen):
 
     def action_plot(self) -> None:
         self.mlci.plot([self.run_id])
+
+    def action_data_diff(self) -> None:
+        """The Data tab gains what changed in each dataset against the baseline's version."""
+        shown = self.mlci.runs_screen.result
+        base = shown.baseline.run_id if shown is not None and shown.baseline is not None else None
+        if base is None or base == self.run_id or self.detail is None:
+            self.notify("No other baseline to diff against (pin one with b)", severity="warning", markup=False)
+            return
+        self.query_one(TabbedContent).active = "tab-data"
+        self.notify(f"Diffing the datasets against {base[:8]}…", markup=False)
+        self._data_diff(self.generation, base, dict(self.detail.datasets))
+
+    @work(thread=True, group="data-diff", exclusive=True, exit_on_error=False)
+    def _data_diff(self, generation: int, base: str, datasets: dict[str, Any]) -> None:
+        from mlci_tui.errors import MlciError
+        from mlci_tui.ledger.held import open_cache
+        from mlci_tui.validate import rowdiff
+        from mlci_tui.validate.spec import load_specs
+
+        repo = self.mlci.repo
+        with open_cache(repo) as con:
+            commits = dict(
+                con.execute(
+                    'SELECT run_id, "commit" FROM runs WHERE list_contains(?, run_id)', [[base, self.run_id]]
+                ).fetchall()
+            )
+        diffs: list[tuple[str, list[str]]] = []
+        try:
+            specs = {s.path: s for s in load_specs(self.mlci.config.data.get("datasets")).values()}
+        except MlciError as exc:
+            specs, diffs = {}, [("datasets", [f"cannot read the datasets section: {exc}"])]
+        old, new = commits.get(base), commits.get(self.run_id)
+        for path in sorted(datasets):
+            spec = specs.get(path)
+            if spec is None:
+                diffs.append((path, ["not declared under datasets: in mlci.yaml (no schema, no key)"]))
+            elif not old or not new:
+                diffs.append((path, ["a run without a commit: its version cannot be read"]))
+            else:
+                try:
+                    diffs.append((path, rowdiff.summary_lines(rowdiff.diff_versions(repo, spec, old, new))))
+                except MlciError as exc:
+                    diffs.append((path, [f"not diffed: {exc}"]))
+        self.post_message(DataDiffLoaded(generation, base, diffs))
+
+    def on_data_diff_loaded(self, message: DataDiffLoaded) -> None:
+        message.stop()
+        if message.generation != self.generation or self.detail is None:
+            return
+        self._show_data(self.detail)
+        text = self.data_text
+        text.append(f"\nagainst the baseline {message.baseline[:8]}\n", style="bold")
+        for path, lines in message.diffs or [("—", ["this run records no datasets"])]:
+            text.append(f"  {display(path)}\n")
+            for line in lines:
+                text.append(f"      {display(line)}\n", style="dim" if line.startswith("not ") else "")
+        self.query_one("#data", Static).update(text)
 
     def action_add_note(self) -> None:
         from mlci_tui.tui.screens.modals import PromptScreen

@@ -192,24 +192,19 @@ def fetch_at(
     cache (the working tree is not touched): what a diff or a report against that commit reads."""
     from mlci_tui.data.add import parallel_jobs
     from mlci_tui.data.cache import DataCache
-    from mlci_tui.data.pointer import POINTER_SUFFIX, parse_pointer
+    from mlci_tui.data.pointer import POINTER_SUFFIX
     from mlci_tui.data.remotes import open_remote
     from mlci_tui.data.transfer import fetch as fetch_objects
+    from mlci_tui.data.workspace import pointers_at
 
     sha = repo.commit_of(rev)
     if sha is None:
         raise InputError(f"--rev {display(rev)}: not a commit")
     targets = _targets(repo, paths)
-    entries = [
-        e
-        for e in repo.ls_tree(sha, recursive=True)
-        if e.kind == "blob"
-        and e.path.endswith(POINTER_SUFFIX)
-        and e.path != POINTER_SUFFIX
-        and (targets is None or e.path.removesuffix(POINTER_SUFFIX) in targets or e.path in targets)
-    ]
-    blobs = repo.cat_blobs([e.oid for e in entries])
-    pointers = [parse_pointer(blobs[e.oid].decode("utf-8"), e.path) for e in entries if e.oid in blobs]
+    found, problems = pointers_at(repo, sha)
+    for problem in problems:
+        notice(problem)
+    pointers = [p for p in found if targets is None or p.path in targets or p.path + POINTER_SUFFIX in targets]
     fs, base, name = open_remote(repo.root, remote, settings)
     result = fetch_objects(DataCache.for_repo(repo.root), pointers, fs, base, parallel_jobs(repo.root, jobs))
     _report("fetch", result, name)

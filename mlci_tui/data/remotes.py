@@ -156,7 +156,7 @@ def resolve(root: Path, section: dict[str, Any], name: str | None) -> Remote:
         if len(remotes) == 1:
             name = next(iter(remotes))
         elif not remotes:
-            raise ConfigError(
+            raise NoDataRemote(
                 "no data remote: declare one in mlci.yaml under data.remotes, e.g. "
                 "`data: {remote: storage, remotes: {storage: {url: s3://bucket/path}}}`"
             )
@@ -178,6 +178,19 @@ def resolve(root: Path, section: dict[str, Any], name: str | None) -> Remote:
     if "://" not in url:  # a plain folder: relative to the repository root
         url = "file://" + str((root / url).resolve())
     return Remote(name, url, options)
+
+
+class NoDataRemote(ConfigError):
+    """The config declares no data remote at all (other remote errors stay ConfigError)."""
+
+
+def open_default_remote(root: Path) -> tuple[Any, str, str] | None:
+    """The default data remote opened, or None when none is declared: what the hooks, trial
+    logs and a diff's fetch use quietly (a remote declared wrongly still raises ConfigError)."""
+    try:
+        return open_remote(root, None)
+    except NoDataRemote:
+        return None
 
 
 def open_remote(root: Path, name: str | None, settings: dict[str, Any] | None = None) -> tuple[Any, str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, check_relpath, parse_pointer
 from mlci_tui.errors import InputError
-from mlci_tui.gitio import git
+from mlci_tui.gitio import Repo, git
 
 DVC_SUFFIX = ".dvc"
 DVC_LOCK = "dvc.lock"
@@ -164,3 +164,21 @@ def walk_folder(
     if sort:
         out.sort(key=lambda x: x[0])
     return out
+
+
+def pointers_at(repo: Repo, rev: str, paths: list[str] | None = None) -> tuple[list[Pointer], list[str]]:
+    """The mlci pointers commit `rev` holds (those at `paths`, else every one), read from git
+    objects, never the working tree; and a line for each file that is not a pointer."""
+    if paths is None:
+        entries = [e for e in repo.ls_tree(rev, recursive=True) if e.path.endswith(POINTER_SUFFIX)]
+    else:
+        entries = repo.ls_tree(rev, paths) if paths else []
+    entries = [e for e in entries if e.kind == "blob" and e.path.rsplit("/", 1)[-1] != POINTER_SUFFIX]
+    blobs = repo.cat_blobs([e.oid for e in entries])
+    pointers, problems = [], []
+    for entry in entries:
+        try:
+            pointers.append(parse_pointer(blobs[entry.oid].decode("utf-8"), entry.path))
+        except (InputError, UnicodeDecodeError, KeyError) as exc:
+            problems.append(f"{entry.path} at {rev[:12]}: not a pointer file ({exc})")
+    return pointers, problems

@@ -150,10 +150,10 @@ def _folder(link: dict[str, Any]) -> Any:
 
 
 def _remote(repo: Repo) -> tuple[Any, str, str] | None:
-    from mlci_tui.data.remotes import open_remote
+    from mlci_tui.data.remotes import open_default_remote
     from mlci_tui.errors import ConfigError
 
     try:
-        return open_remote(repo.root, None)
-    except ConfigError:
+        return open_default_remote(repo.root)
+    except ConfigError:  # a remote declared wrongly: the trial is not the place to say so
         return None

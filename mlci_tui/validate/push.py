@@ -130,7 +130,8 @@ def _validate(check: PushCheck, tip: str, commits: Commits, scope: str, on_push:
 def pushed_pointers(check: PushCheck, tip: str, commits: Commits, scope: str) -> list[tuple[str, Pointer]]:
     """(commit, pointer) for each mlci pointer version the push carries: as the tip has it
     (`tip`), or as each commit of the range wrote it (`all`)."""
-    from mlci_tui.data.pointer import POINTER_SUFFIX, parse_pointer
+    from mlci_tui.data.pointer import POINTER_SUFFIX
+    from mlci_tui.data.workspace import pointers_at
 
     if scope == "all":
         places = [(sha, [p for p in paths if p.endswith(POINTER_SUFFIX)]) for sha, paths in commits]
@@ -139,17 +140,14 @@ def pushed_pointers(check: PushCheck, tip: str, commits: Commits, scope: str) ->
         places = [(tip, changed)]
     out: list[tuple[str, Pointer]] = []
     for sha, paths in places:
-        if not paths:
-            continue
-        entries = [e for e in check.repo.ls_tree(sha, paths) if e.kind == "blob"]
-        blobs = check.repo.cat_blobs([e.oid for e in entries])
-        for entry in entries:
-            try:
-                pointer = parse_pointer(blobs[entry.oid].decode("utf-8"), entry.path)
-            except (MlciError, UnicodeDecodeError, KeyError) as exc:
-                check.say(f"warning: {entry.path} at {sha[:12]}: not a pointer file ({exc})")
-                continue
-            introduced = next((c for c, ps in commits if entry.path in ps), sha) if scope != "all" else sha
+        pointers, problems = pointers_at(check.repo, sha, paths)
+        for problem in problems:
+            check.say(f"warning: {problem}")
+        for pointer in pointers:
+            if scope == "all":
+                introduced = sha
+            else:
+                introduced = next((c for c, ps in commits if pointer.pointer_path in ps), sha)
             out.append((introduced, pointer))
     return out
 
@@ -205,14 +203,13 @@ def _make_fetchable(
 
 def _open_data_remote(check: PushCheck) -> tuple[Any, str, str] | None:
     """The working tree's default data remote opened (as `mlci data push` opens it), or None."""
-    from mlci_tui.data.remotes import open_remote
+    from mlci_tui.data.remotes import open_default_remote
     from mlci_tui.errors import ConfigError
 
     try:
-        return open_remote(check.repo.root, None)
+        return open_default_remote(check.repo.root)
     except ConfigError as exc:
-        if "no data remote" not in str(exc):
-            check.say(f"warning: data remote not used: {exc}")
+        check.say(f"warning: data remote not used: {exc}")
         return None
 
 

@@ -650,26 +650,28 @@ def fetch_version(repo: Repo, path: str, where: str) -> bool:
     from mlci_tui.data.add import parallel_jobs
     from mlci_tui.data.cache import DataCache
     from mlci_tui.data.pointer import POINTER_SUFFIX, parse_pointer
-    from mlci_tui.data.remotes import open_remote
+    from mlci_tui.data.remotes import open_default_remote
     from mlci_tui.data.transfer import fetch
+    from mlci_tui.data.workspace import pointers_at, read_pointer_file
     from mlci_tui.errors import ConfigError
     from mlci_tui.validate import source
 
     name = path + POINTER_SUFFIX
     if where == source.WORKTREE:
-        file = repo.root / name
-        text = file.read_text(encoding="utf-8") if file.is_file() else None
+        pointers = [read_pointer_file(repo.root, name)] if (repo.root / name).is_file() else []
+    elif where == source.INDEX:
+        staged = repo.run("cat-file", "blob", f":{name}", check=False)
+        pointers = [parse_pointer(staged.stdout.decode("utf-8"), name)] if staged.returncode == 0 else []
     else:
-        spec = f":{name}" if where == source.INDEX else f"{where}:{name}"
-        proc = repo.run("cat-file", "blob", spec, check=False)
-        text = proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
-    if text is None:
-        return False
+        pointers, _problems = pointers_at(repo, where, [name])
     try:
-        fs, base, _remote = open_remote(repo.root, None)
+        remote = open_default_remote(repo.root)
     except ConfigError:
         return False
-    result = fetch(DataCache.for_repo(repo.root), [parse_pointer(text, name)], fs, base, parallel_jobs(repo.root, None))
+    if not pointers or remote is None:
+        return False
+    fs, base, _name = remote
+    result = fetch(DataCache.for_repo(repo.root), pointers, fs, base, parallel_jobs(repo.root, None))
     return not (result.failed or result.missing)
 
 

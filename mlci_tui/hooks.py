@@ -149,19 +149,21 @@ def post_commit(argv: list[str]) -> int:
     """Capture HEAD into the ledger."""
     if _nothing_to_capture():
         return 0
+    from mlci_tui.capture.compact_due import compaction_due
     from mlci_tui.capture.write import capture_revs
     from mlci_tui.gitio import Repo
 
-    report = capture_revs(Repo.find(), ["HEAD"], branch_of_head=True, quiet=True)
-    if report.added:
+    repo = Repo.find()
+    report = capture_revs(repo, ["HEAD"], branch_of_head=True, quiet=True)
+    if report.added and compaction_due(repo, len(report.added)):
         _compact_in_background()
     return 0
 
 
 def _compact_in_background() -> None:
-    """Start `mlci ledger compact --auto` detached (it compacts only past the loose-record
-    threshold): the commit never waits for it, and a failure is its own business. One spawn,
-    no wait; the child has no hooks and no terminal."""
+    """Start `mlci ledger compact --auto` detached, once the loose records are past the
+    threshold (`capture.compact_due` decides without a process): the commit never waits for
+    it, and a failure is its own business. One spawn, no wait; no hooks, no terminal."""
     import subprocess
 
     env = dict(os.environ, MLCI_NO_HOOKS="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))

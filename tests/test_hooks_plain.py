@@ -441,3 +441,63 @@ def test_no_hooks_env_turns_every_hook_into_a_no_op(repo: Path, upstream: Path) 
     assert run_commits(repo) == set()
     assert rev(repo, "refs/mlci/ledger") is None
     assert not any(ref.startswith("refs/mlci/") for ref in remote_refs(upstream))
+
+
+def test_post_commit_starts_the_background_compaction_only_past_the_threshold(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the threshold a capture spawns no `ledger compact --auto` (it used to start one
+    per commit); records that came another way are counted within RECOUNT_EVERY captures."""
+    from ledger_helpers import append_runs
+
+    from mlci_tui import hooks
+    from mlci_tui.capture import compact_due
+    from mlci_tui.ledger import compact
+
+    monkeypatch.setattr(compact, "AUTO_THRESHOLD", 4)
+    monkeypatch.setattr(compact_due, "RECOUNT_EVERY", 3)
+    spawned: list[str] = []
+    monkeypatch.setattr(hooks, "_compact_in_background", lambda: spawned.append(rev(repo, "HEAD") or ""))
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("MLCI_NO_HOOKS", "1")  # the commits themselves; the hook runs in-process below
+
+    def commit_and_capture(i: int) -> None:
+        commit(repo, {"params.yaml": f"lr: {i}\n", "metrics.json": metrics_json(acc=i / 10)}, f"c{i}")
+        monkeypatch.delenv("MLCI_NO_HOOKS")
+        assert hooks.run("post-commit", []) == 0
+        monkeypatch.setenv("MLCI_NO_HOOKS", "1")
+
+    for i in range(3):
+        commit_and_capture(i)
+    assert spawned == []  # 3 loose records, threshold 4
+    commit_and_capture(3)
+    assert spawned == [rev(repo, "HEAD")]
+    assert (repo / ".git" / "mlci" / "compact-room").read_text().split() == ["0", "0"]
+    # compacted meanwhile: room again; then 5 records from elsewhere, seen at the next recount
+    assert run_mlci(repo, "ledger", "compact").returncode == 0
+    spawned.clear()
+    commit_and_capture(4)
+    assert spawned == [] and (repo / ".git" / "mlci" / "compact-room").read_text().split() == ["3", "0"]
+    append_runs(repo, 5, batch=5)
+    commit_and_capture(5)
+    commit_and_capture(6)
+    assert spawned == []  # not counted yet: 2 captures since the last count, under both limits
+    commit_and_capture(7)  # the third capture since: counted, 8 loose
+    assert spawned == [rev(repo, "HEAD")]
+
+
+def test_plain_hooks_compact_in_the_background_past_the_threshold(repo: Path) -> None:
+    start(repo)
+    env = {"MLCI_COMPACT_THRESHOLD": "3"}
+    for i in range(3):
+        write(repo, {"metrics.json": metrics_json(acc=i / 10)})
+        git(repo, "add", "metrics.json")
+        assert gitp(repo, "commit", "-q", "-m", f"m{i}", env=env).returncode == 0
+    for _ in range(600):  # the detached `mlci ledger compact --auto`: up to a minute on a loaded machine
+        tree = git(repo, "ls-tree", "-r", "--name-only", "refs/mlci/ledger").split()
+        if any(p.startswith("segments/") for p in tree):
+            break
+        import time
+
+        time.sleep(0.1)
+    assert not [p for p in tree if p.startswith("events/")] and len(runs(repo)) == 3

@@ -223,7 +223,7 @@ def test_first_run_has_no_baseline_and_reports_the_candidate(repo: Path) -> None
     assert run_mlci(repo, "capture").returncode == 0
     md = _report(repo, "--format", "md")
     assert md.startswith("## mlci report: NO BASELINE\n")
-    assert "- baseline none" in md and "no baseline to compare with" in md
+    assert "- baseline: none" in md and "no baseline to compare with" in md
     rows = {r[0]: r for r in gfm_rows(md)}
     assert rows["acc"][1:4] == ["—", "0.8", ""]
     assert rows["f1"][5] == "pass"

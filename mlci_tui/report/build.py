@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +184,24 @@ class Report:
             text += "; no baseline to compare with"
         return text
 
+    def params_note(self) -> str | None:
+        """Why the Params section has no table, one sentence every format prints the same way."""
+        if self.base is None:
+            return f"No baseline: the candidate's {self.params_total} params are not compared."
+        if not self.params:
+            return f"No param changed ({self.params_total} compared)."
+        return None
+
+    def datasets_note(self) -> str | None:
+        """Why the Data section has no table, one sentence every format prints the same way."""
+        if self.datasets_total == 0:
+            return "No datasets recorded for these runs."
+        if self.base is None:
+            return f"No baseline: the candidate's {self.datasets_total} datasets are not compared."
+        if not self.datasets:
+            return f"No dataset changed ({self.datasets_total} compared)."
+        return None
+
     def history_series(self, name: str) -> list[tuple[str, float]]:
         """(commit, value) points of one metric along the history, finite values only."""
         out = []
@@ -192,6 +210,23 @@ class Report:
             if v is not None and math.isfinite(v):
                 out.append((p.commit, v))
         return out
+
+
+def run_phrase(
+    run: dict[str, object], verb: str, *, code: Callable[[str], str], message: Callable[[object], str]
+) -> str:
+    """`candidate: run R, commit C, found by stage: subject`, the one wording of every format;
+    `code` quotes ids and `message` escapes and cuts the subject as the format needs."""
+    if not run:
+        return f"{verb}: none"
+    text = f"{verb}: run {code(str(run['run_id'])[:8])}"
+    if run.get("commit"):
+        text += f", commit {code(str(run['commit'])[:8])}"
+    if run.get("resolved_by") not in (None, "id", "commit"):
+        text += f", found by {code(str(run['resolved_by']))}"
+    if run.get("message"):
+        text += f": {message(run['message'])}"
+    return text
 
 
 def run_label(run: Run | None) -> dict[str, Any]:

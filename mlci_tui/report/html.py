@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from mlci_tui.output import cell_text
 from mlci_tui.report import axes, dvc_plots
-from mlci_tui.report.build import DataRow, MetricRow, Report, run_label
+from mlci_tui.report.build import DataRow, MetricRow, Report, run_label, run_phrase
 from mlci_tui.report.dvc_plots import BASE, HEAD, Confusion, Image, XYChart
 from mlci_tui.report.markdown import DIFF_COLUMNS, line_colours, mermaid_number
 from mlci_tui.sanitize import display
@@ -106,16 +106,7 @@ def _metric_table(rows: Sequence[MetricRow], *, gate_column: bool) -> list[str]:
 
 
 def _run(run: dict[str, object], verb: str) -> str:
-    if not run:
-        return f"<li>{verb}: none</li>"
-    text = f"{verb}: run <code>{esc(str(run['run_id'])[:8])}</code>"
-    if run.get("commit"):
-        text += f", commit <code>{esc(str(run['commit'])[:8])}</code>"
-    if run.get("resolved_by") not in (None, "id", "commit"):
-        text += f", found by {esc(run['resolved_by'])}"
-    if run.get("message"):
-        text += f": {esc(run['message'], 100)}"
-    return f"<li>{text}</li>"
+    return run_phrase(run, verb, code=lambda t: f"<code>{esc(t)}</code>", message=lambda m: esc(m, 100))
 
 
 def svg_chart(
@@ -300,8 +291,8 @@ def render(report: Report) -> str:
         f"<h1>mlci report: <span class='{cls}'>{esc(verdict.upper())}</span></h1>",
         f"<p class='verdict'><span class='{cls}'>{esc(verdict.upper())}</span>: {esc(report.summary())}</p>",
         "<ul>",
-        _run(run_label(report.head), "candidate"),
-        _run(run_label(report.base), "baseline"),
+        f"<li>{_run(run_label(report.head), 'candidate')}</li>",
+        f"<li>{_run(run_label(report.base), 'baseline')}</li>",
     ]
     body += [f"<li class='fail'>fail: {esc(f, 400)}</li>" for f in report.gate.failures]
     body += [f"<li class='warn'>warning: {esc(w, 400)}</li>" for w in report.gate.warnings]
@@ -320,10 +311,9 @@ def render(report: Report) -> str:
         body.append("</details>")
 
     body.append("<h2>Params</h2>")
-    if report.base is None:
-        body.append(f"<p>No baseline: the candidate's {report.params_total} params are not compared.</p>")
-    elif not report.params:
-        body.append(f"<p>No param changed ({report.params_total} compared).</p>")
+    note = report.params_note()
+    if note:
+        body.append(f"<p>{note}</p>")
     else:
         body += ["<table>", "<tr><th>param</th><th>baseline</th><th>candidate</th></tr>"]
         for c in report.params:
@@ -333,12 +323,9 @@ def render(report: Report) -> str:
         body.append("</table>")
 
     body.append("<h2>Data</h2>")
-    if report.datasets_total == 0:
-        body.append("<p>No datasets recorded for these runs.</p>")
-    elif report.base is None:
-        body.append(f"<p>No baseline: the candidate's {report.datasets_total} datasets are not compared.</p>")
-    elif not report.datasets:
-        body.append(f"<p>No dataset changed ({report.datasets_total} compared).</p>")
+    note = report.datasets_note()
+    if note:
+        body.append(f"<p>{note}</p>")
     else:
         body += ["<table>", "<tr><th>dataset</th><th>baseline</th><th>candidate</th><th></th></tr>"]
         for d in report.datasets:

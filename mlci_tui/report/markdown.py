@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from mlci_tui.output import cell_text
 from mlci_tui.report import dvc_plots
-from mlci_tui.report.build import MetricRow, Report, run_label
+from mlci_tui.report.build import MetricRow, Report, run_label, run_phrase
 from mlci_tui.report.dvc_plots import BASE, HEAD, Confusion, Image, XYChart
 from mlci_tui.sanitize import display, markdown_cell
 from mlci_tui.scrub import scrub_text
@@ -46,17 +46,7 @@ def _num(value: float | None) -> str:
 
 
 def _run_text(run: dict[str, object], verb: str) -> str:
-    if not run:
-        return f"{verb} none"
-    parts = [f"run {md(str(run['run_id'])[:8])}"]
-    if run.get("commit"):
-        parts.append(f"commit {md(str(run['commit'])[:8])}")
-    if run.get("resolved_by") not in (None, "id", "commit"):
-        parts.append(f"found by {md(run['resolved_by'])}")
-    text = f"{verb} " + ", ".join(parts)
-    if run.get("message"):
-        text += f": {md(run['message'], 72)}"
-    return text
+    return run_phrase(run, verb, code=md, message=lambda m: md(m, 72))
 
 
 def verdict_line(report: Report) -> str:
@@ -281,10 +271,9 @@ def render(report: Report, *, marker: bool = False) -> str:
             lines += ["", "</details>", ""]
 
     lines += ["### Params", ""]
-    if report.base is None:
-        lines.append(f"No baseline: the candidate's {report.params_total} params are not compared.")
-    elif not report.params:
-        lines.append(f"No param changed ({report.params_total} compared).")
+    note = report.params_note()
+    if note:
+        lines.append(note)
     else:
         lines += ["| param | baseline | candidate |", "|---|---|---|"]
         for c in report.params:
@@ -314,12 +303,9 @@ def render(report: Report, *, marker: bool = False) -> str:
 
 
 def _data_lines(report: Report) -> list[str]:
-    if report.datasets_total == 0:
-        return ["No datasets recorded for these runs."]
-    if report.base is None:
-        return [f"No baseline: the candidate's {report.datasets_total} datasets are not compared."]
-    if not report.datasets:
-        return [f"No dataset changed ({report.datasets_total} compared)."]
+    note = report.datasets_note()
+    if note:
+        return [note]
     lines = ["| dataset | baseline | candidate | |", "|---|---|---|---|"]
     for d in report.datasets:
         base = "—" if d.base is None else md(d.base[:19])

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from mlci_tui.output import cell_text
 from mlci_tui.report import dvc_plots
-from mlci_tui.report.build import MetricRow, Report, run_label
+from mlci_tui.report.build import MetricRow, Report, run_label, run_phrase
 from mlci_tui.report.dvc_plots import BASE, HEAD, Confusion, XYChart
 from mlci_tui.sanitize import display
 
@@ -95,16 +95,7 @@ def _metric_rows(rows: Sequence[MetricRow], gate_column: bool) -> list[list[tupl
 
 
 def _run_line(run: dict[str, object], verb: str) -> str:
-    if not run:
-        return f"{verb}: none"
-    text = f"{verb}: run {str(run['run_id'])[:8]}"
-    if run.get("commit"):
-        text += f", commit {str(run['commit'])[:8]}"
-    if run.get("resolved_by") not in (None, "id", "commit"):
-        text += f", found by {run['resolved_by']}"
-    if run.get("message"):
-        text += f": {_cell(run['message'], 72)}"
-    return display(text)
+    return display(run_phrase(run, verb, code=str, message=lambda m: _cell(m, 72)))
 
 
 def render(report: Report, *, colour: bool = False, width: int = 100) -> str:
@@ -145,10 +136,9 @@ def render(report: Report, *, colour: bool = False, width: int = 100) -> str:
                 lines += table(header, _metric_rows(shown, False), paint, numeric=(1, 2, 3))
 
     lines += ["", paint("Params", BOLD)]
-    if report.base is None:
-        lines.append(f"no baseline: the candidate's {report.params_total} params are not compared")
-    elif not report.params:
-        lines.append(f"no param changed ({report.params_total} compared)")
+    note = report.params_note()
+    if note:
+        lines.append(note)
     else:
         rows = [
             [
@@ -161,12 +151,9 @@ def render(report: Report, *, colour: bool = False, width: int = 100) -> str:
         lines += table(["param", "baseline", "candidate"], rows, paint)
 
     lines += ["", paint("Data", BOLD)]
-    if report.datasets_total == 0:
-        lines.append("no datasets recorded for these runs")
-    elif report.base is None:
-        lines.append(f"no baseline: the candidate's {report.datasets_total} datasets are not compared")
-    elif not report.datasets:
-        lines.append(f"no dataset changed ({report.datasets_total} compared)")
+    note = report.datasets_note()
+    if note:
+        lines.append(note)
     else:
         rows = [
             [

@@ -1,6 +1,6 @@
 """Clusters mlci asks for: a sweep with `cluster: {manager: dask_gateway.Gateway}` creates its cluster
 on a real dask-gateway-server (local backend, on loopback), scales it to -j, and shuts it down at the
-end and on Ctrl-C. Cloud managers that cannot be exercised here are refused with exit 2."""
+end and on Ctrl-C. Other managers by import path: tests/test_sweep_clusters.py."""
 
 from __future__ import annotations
 
@@ -122,16 +122,3 @@ def test_a_sweep_creates_scales_and_closes_its_gateway_cluster(repo: Path, gatew
         time.sleep(0.2)
     assert processes_with_env("MLCI_SWEEP_ID", sid) == []
     assert wait_for(lambda: _clusters(gateway) == [], timeout=30, what="no cluster left") is not None
-
-
-def test_cloud_cluster_managers_are_refused_with_a_clear_message(repo: Path) -> None:
-    sweep_repo(
-        repo,
-        "  ec2:\n    params:\n      lr: [0.1]\n    executor: dask\n"
-        "    cluster:\n      manager: dask_cloudprovider.aws.EC2Cluster\n      kwargs: {n_workers: 2}\n",
-    )
-    ok(run_mlci(repo, "sweep", "create", "ec2"))
-    proc = run_mlci(repo, "sweep", "start", "ec2")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "cannot create AWS EC2 clusters yet" in proc.stderr and "docs/sweeps.md#clusters" in proc.stderr
-    assert [r["state"] for r in status_json(repo, "ec2")] == ["queued"]  # nothing was started

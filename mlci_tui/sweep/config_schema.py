@@ -116,9 +116,10 @@ BUDGET = Struct(
 )
 CLUSTER = Struct(
     {
-        "manager": (Str(), None),  # import path: dask_gateway.Gateway (others: see docs/sweeps.md#clusters)
-        "kwargs": (AnyMap(), dict),  # handed to the manager (Gateway(address=..., auth=...))
+        "manager": (Str(), None),  # import path of a Dask cluster manager class (docs/sweeps.md#clusters)
+        "kwargs": (AnyMap(), dict),  # handed to the manager (EC2Cluster(**kwargs), Gateway(address=..., auth=...))
         "options": (AnyMap(), dict),  # Gateway cluster options (gateway.new_cluster(**options))
+        "adapt": (AnyMap(), None),  # adaptive scaling instead of scale(-j): {minimum, maximum} (default 0..-j)
     }
 )
 

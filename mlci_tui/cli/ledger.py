@@ -55,12 +55,16 @@ def ledger_pull(args: argparse.Namespace) -> int:
 def push(repo: Repo, remote: str | None = None, *, force_merge: bool = False) -> int:
     """`mlci ledger push`, for its handler and the CI step alike (remote None: ledger.remote, else origin)."""
     from mlci_tui.ledger import sync
+    from mlci_tui.sweep.deliver import fold, forget
 
     remote = remote or config_mod.load(repo.root).remote
     compact_ledger(repo, auto=True)  # past the threshold: a remote and its clones get segments, not loose files
+    folded = fold(repo, remote)  # trial results a CI job left on its own ref go up with this push
     result = sync.push(repo, remote, force_merge=force_merge)
+    forget(repo, remote, folded.merged)  # the remote's ledger holds them now
     for n in result.notices:
         notice(n)
+    _say_folded(folded.merged, folded.refused, remote)
     say(f"ledger pushed to {remote}" if result.pushed else f"ledger on {remote} is up to date")
     _notice_conflicts(repo)
     return 0
@@ -69,17 +73,29 @@ def push(repo: Repo, remote: str | None = None, *, force_merge: bool = False) ->
 def pull(repo: Repo, remote: str | None = None, *, force_merge: bool = False) -> int:
     """`mlci ledger pull`, for its handler and the CI step alike (remote None: ledger.remote, else origin)."""
     from mlci_tui.ledger import sync
+    from mlci_tui.ledger.store import LedgerStore
+    from mlci_tui.sweep.deliver import fold
 
     remote = remote or config_mod.load(repo.root).remote
     result = sync.pull(repo, remote, force_merge=force_merge)
+    folded = fold(repo, remote)  # the remote keeps the refs until a push lands them in its ledger
     for n in result.notices:
         notice(n)
-    if result.fetched is None:
+    _say_folded(folded.merged, folded.refused, remote)
+    if result.fetched is None and not folded.merged:
         say(f"{remote} has no ledger yet")
     else:
-        say(f"ledger merged from {remote}: tip {(result.local_tip or '')[:12]}")
+        say(f"ledger merged from {remote}: tip {(LedgerStore(repo).tip() or '')[:12]}")
     _notice_conflicts(repo)
     return 0
+
+
+def _say_folded(merged: list[str], refused: list[str], remote: str) -> None:
+    """What a pull or push did with the remote's incoming trial refs (refs/mlci/incoming/*)."""
+    if merged:
+        say(f"folded {len(merged)} incoming trial result(s) from {remote}")
+    for line in refused:
+        notice(display(f"warning: incoming ref on {remote} not merged: {line}"))
 
 
 def _notice_conflicts(repo: Repo) -> None:

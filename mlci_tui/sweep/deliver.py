@@ -79,6 +79,16 @@ class Collected:
 def collect(repo: Repo, remote: str, sweep_id: str | None = None) -> Collected:
     """Fold the remote's incoming trial refs (of one sweep, or all) into the ledger (pulled first by
     the caller) and push it."""
+    out = fold(repo, remote, sweep_id)
+    out.pushed = sync.push(repo, remote).pushed  # fails (and keeps the refs) when the push does
+    forget(repo, remote, out.merged)
+    return out
+
+
+def fold(repo: Repo, remote: str, sweep_id: str | None = None) -> Collected:
+    """Fetch the remote's incoming trial refs (of one sweep, or all), check each as a pull checks a
+    remote's ledger and union-merge the good ones into the local ledger; nothing is pushed or
+    deleted (`ledger pull` stops here; `collect` and `ledger push` push, then `forget`)."""
     sync.check_remote_name(remote)
     pattern = f"{INCOMING}{sweep_id}/*" if sweep_id else f"{INCOMING}*"
     listed = git(["ls-remote", remote, pattern], repo.root, env=_NO_ENV, check=False)
@@ -102,9 +112,13 @@ def collect(repo: Repo, remote: str, sweep_id: str | None = None) -> Collected:
             continue
         store.union_merge(tip, f"mlci: merge {ref} from {remote}")
         out.merged.append(ref)
-    out.pushed = sync.push(repo, remote).pushed  # fails (and keeps the refs) when the push does
-    if out.merged:
-        delete_remote_refs(repo, remote, out.merged)
-        for ref in out.merged:
-            repo.run("update-ref", "-d", _fetched_ref(remote, ref), check=False)
     return out
+
+
+def forget(repo: Repo, remote: str, refs: list[str]) -> None:
+    """Delete folded incoming refs on the remote and their fetched copies here: only once the
+    remote's ledger holds them (after a push that landed)."""
+    if refs:
+        delete_remote_refs(repo, remote, refs)
+        for ref in refs:
+            repo.run("update-ref", "-d", _fetched_ref(remote, ref), check=False)

@@ -398,8 +398,11 @@ def run_trial(
         from mlci_tui.sweep.pruning import Watcher
 
         watcher = Watcher(repo, job.sweep_id, job.trial_id, job.spec, worktree)
-    checks = [c for c in (stop, watcher.check if watcher else None) if c is not None]
     checkpoints = checkpoint_dir(repo, job.trial_id)
+    from mlci_tui.sweep.checkpoint_watch import CheckpointWatch
+
+    snapshots = CheckpointWatch(repo, job.trial_id, checkpoints, job.spec.get("checkpoint_interval"))
+    checks = [c for c in (stop, watcher.check if watcher else None, snapshots.check) if c is not None]
     outcome: Outcome | None = None
     try:
         try:
@@ -412,10 +415,10 @@ def run_trial(
             return _failed(
                 job, base_fields, None, "", f"datasets not in the data cache: {missing_text} (mlci data pull)"
             )
-        if job.checkpoint:
-            from mlci_tui.sweep.trial_files import restore_checkpoint
+        from mlci_tui.sweep.trial_files import restore_checkpoint
 
-            restore_checkpoint(repo, job.checkpoint, checkpoints)  # what a lost attempt elsewhere wrote
+        # what an earlier attempt uploaded (as it ran, or when it failed), when this machine has none
+        restore_checkpoint(repo, job.checkpoint, checkpoints, job.trial_id)
         code, err_tail, stopped = run_command(
             job,
             worktree,
@@ -423,7 +426,7 @@ def run_trial(
             lease=lease,
             cancel_flag=cancel_flag,
             on_start=on_start,
-            stop=(lambda: next((why for why in (c() for c in checks) if why), None)) if checks else None,
+            stop=lambda: next((why for why in (c() for c in checks) if why), None),
             checkpoints=checkpoints,
         )
         outcome = _ended(repo, job, worktree, started, base_fields, code, err_tail, stopped, watcher)
@@ -431,10 +434,12 @@ def run_trial(
             from mlci_tui.sweep.trial_files import publish, publish_checkpoint
 
             outcome.records[-1].update(publish(repo, log))  # the full log, linked from the end event
+            snapshots.close()  # an upload in flight finishes first: the end's link is the newest
             if outcome.state == "failed":  # its retry may run on another machine: it resumes from these
-                outcome.records[-1].update(publish_checkpoint(repo, checkpoints))
+                outcome.records[-1].update(publish_checkpoint(repo, checkpoints, job.trial_id))
         return outcome
     finally:
+        snapshots.close(wait=0)
         if watcher is not None:
             if outcome is not None and outcome.state == "done":
                 watcher.steps = read_final(watcher)

@@ -39,6 +39,7 @@ class SweepSpec:
     budget: dict[str, Any] | None = None
     price_per_hour: float | None = None
     cluster: dict[str, Any] | None = None
+    checkpoint_interval: float | None = None  # seconds between two uploads of a running trial's checkpoints
     push: Any = False  # sweeps from mlci.yaml or a file default to "auto" (build); others (bisect probes) never push
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -134,6 +135,7 @@ def build(cfg: config_mod.Config, name: str, data: dict[str, Any], *, source: st
         budget=_present(data.get("budget")),
         price_per_hour=data.get("price_per_hour"),
         cluster=_present(data.get("cluster")),
+        checkpoint_interval=data.get("checkpoint_interval"),
         push=data.get("push", "auto"),
     )
 

@@ -1,10 +1,12 @@
-"""A trial's files beside the ledger: its full log and, when it fails, its checkpoints.
+"""A trial's files beside the ledger: its full log and its checkpoints.
 
 Both are content-addressed in the data cache, uploaded to the data remote when one is
-configured, and linked from the trial's event (`log: {hash, size}`, `checkpoint: {hash,
-size, nfiles}`), so `mlci sweep logs` shows a log from any clone, and a retry on another
-machine (a Dask worker that cloned the project) resumes from the checkpoints the lost
-attempt wrote. The last 4 KB of stderr stay in the event as before (docs/sweeps.md)."""
+configured, and linked from the trial's event (`log: {hash, size}`, a failed attempt's
+`checkpoint: {hash, size, nfiles}`), so `mlci sweep logs` shows a log from any clone.
+Checkpoints are also uploaded while the trial runs (sweep/checkpoint_watch.py), each upload
+named on the remote as the trial's latest, so a retry on another machine resumes even after
+a worker killed outright (a spot VM gone) uploaded nothing at its end. The last 4 KB of
+stderr stay in the event as before (docs/sweeps.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from mlci_tui.gitio import Repo
 
 MAX_LOG_BYTES = 256 * 1024 * 1024  # a runaway log is not uploaded whole; its tail stays in the event
 MAX_CHECKPOINT_BYTES = 20 * 1024**3  # past this a lost attempt's checkpoints stay where they were written
+LATEST_DIR = "mlci-checkpoints"  # on the data remote: <trial id>.json names the trial's newest checkpoint
 
 
 def publish(repo: Repo, log: Path) -> dict[str, Any]:
@@ -66,21 +69,38 @@ def fetch(repo: Repo, digest: str, size: int) -> Path | None:
     return cache.object_path(digest) if cache.has(digest) else None
 
 
-def publish_checkpoint(repo: Repo, folder: Path) -> dict[str, Any]:
+def publish_checkpoint(repo: Repo, folder: Path, trial_id: str | None = None) -> dict[str, Any]:
     """Store the checkpoint folder a failed attempt leaves (as a folder object: a manifest and
-    its files) and upload it: the `checkpoint` link of the trial's `failed` event. Never raises."""
+    its files) and upload it: the `checkpoint` link of the trial's `failed` event. With
+    `trial_id`, the link is also the trial's latest snapshot on the remote. Never raises."""
+    return store_checkpoint(repo, folder, trial_id)[0]
+
+
+def store_checkpoint(repo: Repo, folder: Path, trial_id: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(the link fields, the objects this call added to the local cache) of a checkpoint folder
+    stored and uploaded: what `publish_checkpoint` and the running trial's snapshots share.
+
+    Uploaded with a `trial_id`, the link is written to the remote as that trial's latest
+    snapshot (`mlci-checkpoints/<trial id>.json`), where a retry on any clone finds it."""
     from mlci_tui.data.workspace import walk_folder
 
     try:
         if not folder.is_dir():
-            return {}
+            return {}, []
         files = walk_folder(folder.parent, folder.name)
         if not files or sum(st.st_size for _n, st in files) > MAX_CHECKPOINT_BYTES:
-            return {}
+            return {}, []
         from mlci_tui.data.cache import DataCache
+        from mlci_tui.data.hashing import hash_file
 
         cache = DataCache.for_repo(repo.root)
-        entries = [(name, *cache.add_file(folder / name)) for name, _st in files]
+        added: list[str] = []
+        entries = []
+        for name, st in files:
+            digest = hash_file(folder / name, cache.algo, st.st_size)
+            if not cache.has(digest):
+                added.append(digest)
+            entries.append((name, *cache.add_file(folder / name, digest, size=st.st_size)))
         manifest = cache.add_manifest(entries)
         link: dict[str, Any] = {
             "checkpoint": {"hash": manifest, "size": sum(s for _n, _h, s in entries), "nfiles": len(entries)}
@@ -94,16 +114,57 @@ def publish_checkpoint(repo: Repo, folder: Path) -> dict[str, Any]:
             result = push(cache, [_folder(link["checkpoint"])], fs, base, parallel_jobs(repo.root, None))
             if result.failed:
                 link["checkpoint_error"] = f"not uploaded to {name}: {result.failed[0]}"
-        return link
+            elif trial_id is not None:
+                _write_latest(fs, base, trial_id, link["checkpoint"])
+        return link, added
     except (MlciError, OSError) as exc:
-        return {"checkpoint_error": first_line(exc)}
+        return {"checkpoint_error": first_line(exc)}, []
 
 
-def restore_checkpoint(repo: Repo, link: dict[str, Any], folder: Path) -> bool:
-    """Put the checkpoints a lost attempt uploaded into `folder` (when it holds none, as on a
-    worker that never ran the trial); False when they are in neither the cache nor the remote."""
+def _latest_path(base: str, trial_id: str) -> str:
+    """Where a trial's newest uploaded checkpoint is named (beside the objects, never one of them:
+    object paths are `xx/yyyy` with no dot)."""
+    return f"{base}/{LATEST_DIR}/{trial_id}.json"
+
+
+def _write_latest(fs: Any, base: str, trial_id: str, link: dict[str, Any]) -> None:
+    import json
+
+    from mlci_tui.ledger.records import now_iso
+
+    target = _latest_path(base, trial_id)
+    fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(target, json.dumps({**link, "time": now_iso()}, sort_keys=True).encode())
+
+
+def latest_checkpoint(repo: Repo, trial_id: str) -> dict[str, Any] | None:
+    """The newest checkpoint any attempt of the trial uploaded (while running or when it failed),
+    as the remote names it; None without a data remote or when there is none."""
+    import json
+
+    remote = _remote(repo)
+    if remote is None:
+        return None
+    fs, base, _name = remote
+    try:
+        found = json.loads(fs.cat_file(_latest_path(base, trial_id)))
+    except (OSError, ValueError):  # FileNotFoundError included: no snapshot yet
+        return None
+    if isinstance(found, dict) and {"hash", "size", "nfiles"} <= found.keys():
+        return {k: found[k] for k in ("hash", "size", "nfiles")}
+    return None
+
+
+def restore_checkpoint(repo: Repo, link: dict[str, Any] | None, folder: Path, trial_id: str | None = None) -> bool:
+    """Put the checkpoints an earlier attempt uploaded into `folder` (when it holds none, as on a
+    worker that never ran the trial): the trial's latest snapshot on the remote (a worker killed
+    outright uploaded it while running), else `link` (a failed attempt's); False when there is
+    none, or it is in neither the cache nor the remote."""
     if folder.is_dir() and any(folder.iterdir()):
         return True  # this machine ran an earlier attempt: its own files are the newest
+    link = (latest_checkpoint(repo, trial_id) if trial_id else None) or link
+    if not link:
+        return False
     from mlci_tui.data.cache import DataCache
 
     cache = DataCache.for_repo(repo.root)

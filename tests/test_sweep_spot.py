@@ -1,0 +1,86 @@
+"""A spot interruption: the trial writes a checkpoint and hangs; the whole machine's processes
+(the coordinator, its pool worker, the trial's supervisor and command) are SIGKILLed at once, so
+nothing is uploaded at the attempt's end. The checkpoint was uploaded while the trial ran; the
+retry in ANOTHER clone restores it through the data remote and resumes from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import git, run_mlci
+from sweep_helpers import ok, processes_with_env, status_json, sweep_id_of, sweep_repo, wait_for
+
+SPOT = (
+    "import json, os, pathlib, time, yaml\n"
+    "p = yaml.safe_load(open('params.yaml'))\n"
+    "ckpt = pathlib.Path(os.environ['MLCI_CHECKPOINT_DIR']) / 'state' / 'epoch.txt'\n"
+    "if not ckpt.exists():\n"
+    "    ckpt.parent.mkdir(parents=True, exist_ok=True)\n"
+    "    ckpt.write_text('7')\n"
+    "    time.sleep(3600)  # the VM vanishes here\n"
+    "json.dump({'acc': p['lr'] + int(ckpt.read_text()) / 100}, open('metrics.json', 'w'))\n"
+)
+SWEEP = """\
+  spot:
+    method: grid
+    metric: acc
+    push: false
+    checkpoint_interval: 1
+    params:
+      lr: [0.5]
+"""
+
+
+def test_a_killed_worker_s_checkpoint_is_resumed_in_another_clone(
+    tmp_path: Path, upstream: Path, clone_of: Callable[..., Path]
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    a = clone_of("a")
+    sweep_repo(a, SWEEP, extra={"train.py": SPOT})
+    (a / "mlci.yaml").write_text(
+        (a / "mlci.yaml").read_text() + f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
+    )
+    git(a, "commit", "-qam", "data remote")
+    git(a, "push", "-q", "origin", "main")
+    ok(run_mlci(a, "sweep", "create", "spot"))
+    ok(run_mlci(a, "ledger", "push"))
+    sid = sweep_id_of(a, "spot")
+    (trial,) = status_json(a, "spot")
+
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "mlci_tui", "sweep", "start", "spot"],
+        cwd=a,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    latest = store / "mlci-checkpoints" / f"{trial['trial_id']}.json"
+    try:
+        wait_for(latest.exists, timeout=120, what="the running trial's checkpoint on the data remote")
+    finally:  # the VM vanishes: every process at once, nothing gets to clean up
+        trial_procs = processes_with_env("MLCI_SWEEP_ID", sid)
+        os.killpg(coordinator.pid, signal.SIGKILL)
+        for pid in trial_procs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        coordinator.wait()
+    assert trial_procs, "the trial was running when the machine went"
+    assert json.loads(latest.read_text())["nfiles"] == 1
+    ended = ok(run_mlci(a, "sql", "SELECT count(*) AS n FROM events WHERE body->>'state' = 'failed'", "--json"))
+    assert json.loads(ended.stdout) == [{"n": 0}]  # no attempt end was recorded: the upload came while it ran
+
+    b = clone_of("b")
+    ok(run_mlci(b, "ledger", "pull"))
+    ok(run_mlci(b, "sweep", "start", "spot"))
+    (row,) = status_json(b, "spot")
+    assert row["state"] == "done"
+    assert abs(row["acc"] - 0.57) < 1e-9  # lr 0.5 + epoch 7 read from the checkpoint clone a uploaded

@@ -1,4 +1,4 @@
-"""Progress of long work (imports, data transfers) on stderr, drawn by Rich's progress bar.
+"""Progress of long work (imports, data transfers, sweeps) on stderr, drawn by Rich's progress bar.
 
 Only on a terminal: a pipe, a CI log or a test reads no bar (and pays no Rich import). The
 bars are Rich's own columns (counts, bytes, rate, time left), not hand-written counters.
@@ -32,6 +32,16 @@ class Bar:
         else:
             self.progress.update(self.task, description=f"{self.verb} {self.done}/{self.objects}")
 
+    def set(self, completed: int, total: int, detail: str) -> None:
+        """Where a task stands now (a sweep: trials finished of all, and by state)."""
+        self.progress.update(self.task, completed=completed, total=total, detail=detail)
+
+    def print(self, text: str) -> None:
+        """A line above the bar, as plain text (no Rich markup: the text may come from the data)."""
+        from rich.text import Text
+
+        self.progress.console.print(Text(text), highlight=False)
+
     def close(self) -> None:
         self.progress.stop()
 
@@ -41,7 +51,7 @@ def _start(columns: list[Any], description: str, total: float | None, verb: str,
     from rich.progress import Progress
 
     progress = Progress(*columns, console=Console(file=sys.stderr), transient=False)
-    task = progress.add_task(description, total=total)
+    task = progress.add_task(description, total=total, detail="")
     progress.start()
     return Bar(progress, task, verb, objects)
 
@@ -65,3 +75,14 @@ def count_bar(verb: str, total: int) -> Bar | None:
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     return _start(columns, verb, total, verb, None)
+
+
+def state_bar(description: str, total: int) -> Bar | None:
+    """`sweep lr-search ━━━━━  3/10  2 done, 1 failed, 2 running  0:01:12`; None off a terminal.
+    The caller `set`s it as things finish and `print`s its lines above it."""
+    if not on_terminal():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}")]
+    return _start([*columns, TimeElapsedColumn()], description, total, description, None)

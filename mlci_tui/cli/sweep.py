@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mlci_tui import output
@@ -19,7 +22,10 @@ from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
+    from mlci_tui.sweep import queue
     from mlci_tui.sweep.events import Sweep
+
+BAR_EVERY = 0.25  # seconds between two updates of a sweep's progress bar
 
 
 def _progress(text: str) -> None:
@@ -62,10 +68,46 @@ def start(args: argparse.Namespace) -> int:
 
         return dispatch_sweep(repo.root, sweep.name, jobs=args.jobs)
     began = time.monotonic()
-    final = operations.run_sweep(
-        repo, state, sweep, executor=executor, jobs=jobs, scheduler=args.scheduler, progress=_progress
-    )
+    with _bar(state, sweep.sweep_id) as lines:
+        final = operations.run_sweep(
+            repo, state, sweep, executor=executor, jobs=jobs, scheduler=args.scheduler, progress=lines
+        )
     return _summary(final, time.monotonic() - began)
+
+
+@contextmanager
+def _bar(state: queue.QueueState, sweep_id: str) -> Iterator[Callable[[str], None]]:
+    """On a terminal, a bar under the sweep's lines: trials finished of all, and how many are done,
+    failed and running, read from the queue state the coordinator keeps current. Yields where the
+    lines go (above the bar; on a pipe, plain lines on stderr and no bar)."""
+    from mlci_tui import progress
+
+    sweep = state.sweeps[sweep_id]
+    bar = progress.state_bar(f"sweep {display(sweep.name)}", len(sweep.trials))
+    if bar is None:
+        yield _progress
+        return
+    stop = threading.Event()
+
+    def show() -> None:
+        counts = state.sweeps[sweep_id].counts()
+        ended = sum(counts[s] for s in ("done", "failed", "cancelled", "pruned"))
+        detail = f"{counts['done']} done, {counts['failed']} failed, {counts['running']} running"
+        bar.set(ended, sum(counts.values()), detail)
+
+    def follow() -> None:
+        while not stop.wait(BAR_EVERY):
+            show()
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    try:
+        yield lambda text: bar.print(display(text))
+    finally:
+        stop.set()
+        watcher.join()
+        show()
+        bar.close()
 
 
 def _summary(sweep: Sweep, seconds: float) -> int:

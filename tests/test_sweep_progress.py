@@ -1,0 +1,59 @@
+"""`mlci sweep start` on a terminal draws a Rich bar under its lines (trials finished of all, and
+how many are done, failed and running) as trials finish; on a pipe it prints its lines and no bar."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from conftest import run_mlci
+from sweep_helpers import ok, status_json, sweep_repo
+
+SWEEPS = """\
+  tty:
+    params:
+      lr: [0.1, 0.2, 0.3]
+      sleep: [0.3]
+    metric: acc
+  piped:
+    params:
+      lr: [0.1, 0.2, 0.3]
+    metric: acc
+"""
+
+
+def _on_a_terminal(cwd: Path, *args: str) -> tuple[int, str]:
+    """(exit code, what `mlci ARGS` wrote) with stdout and stderr on a pseudo-terminal."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(cwd)
+        os.execvp(sys.executable, [sys.executable, "-m", "mlci_tui", *args])
+    out = b""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
+
+
+def test_sweep_progress_is_a_bar_on_a_terminal_and_lines_on_a_pipe(repo: Path) -> None:
+    sweep_repo(repo, SWEEPS)
+    ok(run_mlci(repo, "sweep", "create", "tty"))
+    code, shown = _on_a_terminal(repo, "sweep", "start", "tty", "-j", "2")
+    assert code == 0, shown
+    assert "sweep tty" in shown and "3/3" in shown and "3 done, 0 failed, 0 running" in shown, shown
+    assert "━" in shown and "trial tty-2 started" in shown  # the bar, and the lines above it
+    assert [r["state"] for r in status_json(repo, "tty")] == ["done"] * 3
+
+    ok(run_mlci(repo, "sweep", "create", "piped"))
+    proc = ok(run_mlci(repo, "sweep", "start", "piped", "-j", "2"))
+    assert "trial piped-2 started" in proc.stderr  # the lines, as before
+    assert "━" not in proc.stderr and "0 running" not in proc.stderr and "\x1b[" not in proc.stderr

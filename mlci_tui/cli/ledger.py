@@ -1,4 +1,4 @@
-"""`mlci ledger push/pull/compact/publish/redact/fsck/status/resolve`: share and look after the ledger ref.
+"""`mlci ledger push/pull/compact/publish/query/redact/fsck/status/resolve`: share and look after the ledger ref.
 
 `push` and `pull` are typed command functions: their handlers only read the arguments, and
 `mlci ci run` (ci/steps.py) calls them directly, so each prints what it prints in one place.
@@ -10,7 +10,7 @@ import argparse
 
 from mlci_tui import config as config_mod
 from mlci_tui.cli.console import notice, say
-from mlci_tui.cli.options import SubParsers, add_command, command_group
+from mlci_tui.cli.options import SubParsers, add_command, add_format_options, command_group
 from mlci_tui.errors import CheckFailed, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
@@ -31,7 +31,11 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
         "--auto", action="store_true", help="only past the loose-record threshold, quietly (the post-commit hook)"
     )
     p = add_command(lsub, "publish", ledger_publish)
-    p.add_argument("-r", "--remote", help="data remote name (not built yet)")
+    p.add_argument("-r", "--remote", help="data remote name (default data.remote)")
+    p = add_command(lsub, "query", ledger_query)
+    p.add_argument("query", help="one SELECT over the ledger's views (as `mlci sql`)")
+    p.add_argument("-r", "--remote", help="data remote the segments were published to (default data.remote)")
+    add_format_options(p)
     p = add_command(lsub, "redact", ledger_redact)
     p.add_argument("id", help="the full id of the record (a run id, or a note's id)")
     p.add_argument("--reason", help="why, kept with the tombstone")
@@ -134,6 +138,7 @@ def compact_ledger(repo: Repo, *, auto: bool = False) -> int:
     import fcntl
 
     from mlci_tui.ledger.compact import AUTO_THRESHOLD, compact, loose_count, repack
+    from mlci_tui.ledger.publish import keep_manifest
     from mlci_tui.ledger.store import LedgerStore
 
     store = LedgerStore(repo)
@@ -148,20 +153,70 @@ def compact_ledger(repo: Repo, *, auto: bool = False) -> int:
             return 0
         count = compact(store, min_loose=AUTO_THRESHOLD if auto else 0)
         if store.tip() != tip:
+            keep_manifest(store, tip)  # compaction writes segments alone: the publish manifest goes back
             repack(repo)
     return count
 
 
 def ledger_publish(args: argparse.Namespace) -> int:
-    """(not built yet) publish compacted segments to the data remote for remote queries
+    """upload the compacted segments to the data remote and record them in the ledger
 
-    Planned (issue 19): upload each segment under its content hash to the data remote through
-    fsspec, record the hashes in the ledger, and let `mlci sql --remote` read them with DuckDB
-    without a local rebuild. Until then this command refuses; docs/ledger.md says what is planned.
+    Compacts first, then uploads each segment the remote lacks under the SHA-256 of its bytes
+    (`<remote>/ledger/<sha256>.parquet`) and writes `published/manifest.json` into the ledger
+    (push the ledger to share it). `mlci ledger query` then reads the segments from the remote,
+    checked against the manifest, without building the local cache. Never run by a hook.
 
     Example: mlci ledger publish -r storage
     """
-    raise InputError("ledger publish is not built yet (docs/ledger.md: publishing segments); nothing was uploaded")
+    from mlci_tui.data.remotes import open_remote
+    from mlci_tui.ledger.publish import publish
+    from mlci_tui.ledger.store import LedgerStore
+
+    repo = Repo.find()
+    fs, base, name = open_remote(repo.root, args.remote)
+    compact_ledger(repo)
+    result = publish(LedgerStore(repo), fs, base)
+    say(
+        f"published {result.segments} segments ({result.rows:,} records) to {name}: "
+        f"{result.uploaded} uploaded ({result.bytes_uploaded:,} bytes), the rest there already; "
+        + (
+            "manifest recorded in the ledger (`mlci ledger push` shares it)"
+            if result.manifest_written
+            else "manifest unchanged"
+        )
+    )
+    return 0
+
+
+def ledger_query(args: argparse.Namespace) -> int:
+    """run a read-only SQL query over the published segments, without the local cache
+
+    DuckDB reads the segments `mlci ledger publish` recorded from the data remote through
+    fsspec, each checked against its SHA-256 first (a changed object: exit 2, no answer), and
+    the records published since from the local ledger.
+
+    Example: mlci ledger query "SELECT count(*) FROM runs" -r storage
+    """
+    import sys
+
+    from mlci_tui import output
+    from mlci_tui.data.remotes import open_remote
+    from mlci_tui.ledger.query.sql import run_sql
+    from mlci_tui.ledger.remote_read import open_published
+    from mlci_tui.ledger.store import LedgerStore
+
+    repo = Repo.find()
+    fs, base, _name = open_remote(repo.root, args.remote)
+    with open_published(LedgerStore(repo), fs, base) as (con, read):
+        names, rows = run_sql(con, args.query)
+    if read.local_segments or read.local_records:
+        notice(
+            f"read {read.remote_segments} published segment(s) from the remote and, locally, "
+            f"{read.local_records} record file(s) and {read.local_segments} segment(s) newer than the publish"
+        )
+    if names:
+        output.write(rows, names, args.format, sys.stdout)
+    return 0
 
 
 def ledger_redact(args: argparse.Namespace) -> int:

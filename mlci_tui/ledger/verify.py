@@ -25,6 +25,7 @@ from mlci_tui.gitio import TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.conflicts import blob_id
 from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_STATE_OF
+from mlci_tui.ledger.publish import MANIFEST_PATH, manifest_problem
 from mlci_tui.ledger.store import EVENTS_DIR, QUARANTINE_DIR, SEGMENTS_DIR, LedgerStore
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # the params/metrics file limit: no record legitimately holds more
@@ -308,7 +309,8 @@ def check_files(
     store: LedgerStore, entries: Sequence[TreeEntry], tree: str | None = None, known: Known | None = None
 ) -> Verdict:
     """Everything wrong with these ledger files: event files, segments (a `.parquet` and its
-    `.ids` together: a partner not among `entries` is read from `tree`). Other paths
+    `.ids` together: a partner not among `entries` is read from `tree`), the publish manifest
+    (its entries checked against the segments of `tree`). Other paths
     (`quarantine/`, a newer mlci's folders) are not read by the cache and not checked.
     `known`: record bodies the local ledger holds already, byte for byte (not checked again:
     a merge brings nothing new with them)."""
@@ -326,6 +328,10 @@ def check_files(
     segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR)]
     if segments:
         _check_segments(store, segments, tree, verdict, known)
+    for entry in (e for e in entries if e.path == MANIFEST_PATH):  # what a remote reader trusts
+        problem = manifest_problem(store, store.repo.cat_blobs([entry.oid]).get(entry.oid, b""), tree)
+        if problem:
+            verdict.problems.append((entry.path, problem))
     return verdict
 
 

@@ -1,4 +1,5 @@
-"""A bisect that trains: the verdict rule, the loop of probes, and its state in `.git/mlci/bisect/`.
+"""A bisect that trains: the loop of probes and its state in `.git/mlci/bisect/` (the verdict on a
+commit is `verdict.py`'s).
 
 Everything a bisect knows about a commit is in the ledger (its runs, and its probe sweep's
 trials), so the state file holds only what was asked (`Options`) and the probes so far, for
@@ -17,6 +18,7 @@ from typing import Any
 
 from mlci_tui import config as config_mod
 from mlci_tui.bisect import probe, search
+from mlci_tui.bisect.verdict import DEFAULT_CONFIDENCE, TESTS, Judgement, Rule, midpoint_rule, point_notice
 from mlci_tui.errors import CheckFailed, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger import records
@@ -26,12 +28,6 @@ from mlci_tui.sweep import queue
 from mlci_tui.sweep.events import Sweep
 
 BAD_IF = re.compile(r"\s*(?P<name>\S+?)\s*(?P<op><=|>=|<|>)\s*(?P<value>[-+0-9.eE]+|nan|inf)\s*$")
-OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
 
 Train = Callable[[queue.QueueState, Sweep], None]  # runs a probe sweep's queued trials to the end (an executor)
 Progress = Callable[[str], None]
@@ -52,6 +48,7 @@ class Options:
     seed_env: str | None = None
     executor: str = "local"
     scheduler: str | None = None
+    confidence: float = DEFAULT_CONFIDENCE  # the one-sided level of a verdict on repeats
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Options:
@@ -60,10 +57,13 @@ class Options:
 
 @dataclass
 class Probe:
+    """A commit this bisect trained, or an end it judged: its values and the verdict's test."""
+
     commit: str
     verdict: str
     values: list[float]
     trained: int  # trainings this bisect ran for it
+    test: dict[str, Any] | None = None  # Judgement.doc(): test, n, the move's lower bound, confidence
 
 
 @dataclass
@@ -123,29 +123,6 @@ def parse_bad_if(text: str, metric: str) -> tuple[str, float]:
         raise InputError(f"--bad-if {text!r}: {match['value']!r} is not a number") from None
 
 
-@dataclass(frozen=True)
-class Rule:
-    """bad when `mean(values) OP threshold`."""
-
-    op: str
-    threshold: float
-
-    def judge(self, values: list[float]) -> str:
-        mean = sum(values) / len(values)
-        return search.BAD if OPS[self.op](mean, self.threshold) else search.GOOD
-
-    def text(self, metric: str) -> str:
-        return f"bad if mean {metric} {self.op} {self.threshold:.6g}"
-
-
-def midpoint_rule(good: list[float], bad: list[float]) -> Rule:
-    """Without --bad-if: bad when nearer the bad end's mean than the good end's."""
-    g, b = sum(good) / len(good), sum(bad) / len(bad)
-    if g == b:
-        raise CheckFailed(f"the good and bad ends have the same value ({g:.6g}): nothing to bisect")
-    return Rule("<" if b < g else ">", (g + b) / 2)
-
-
 # ------------------------------------------------------------------ the loop
 class Bisect:
     """One bisect over a path: what the ledger knows, and training what it does not."""
@@ -190,23 +167,42 @@ class Bisect:
         with open_cache(self.repo) as con:
             self.values = commit_values(con, self.path, self.options.metric)
 
-    def verdicts(self) -> dict[str, str]:
+    def enough(self, commit: str) -> bool:
+        """Whether the commit's values are all a verdict gets: one is enough without repeats; with
+        them, two or more, or a probe trained as often as asked (some repeats may have failed)."""
+        values = self.values.get(commit)
+        if not values:
+            return False
+        if self.options.repeats < 2 or len(values) > 1:
+            return True
+        sweep = self.state.sweeps.get(probe.probe_sweep_id(commit))
+        settled = probe.probe_state(sweep) in (probe.DONE, probe.FAILED)
+        return sweep is not None and settled and len(sweep.trials) >= self.options.repeats
+
+    def judge(self, commit: str) -> Judgement:
         assert self.rule is not None
-        out = {c: self.rule.judge(v) for c, v in self.values.items()}
-        for sid_commit in self.path:
-            if sid_commit not in out:
-                sweep = self.state.sweeps.get(probe.probe_sweep_id(sid_commit))
+        return self.rule.judge(self.values[commit])
+
+    def verdicts(self) -> dict[str, str]:
+        """What is known of the path: a verdict where the values are enough, skip where a probe failed."""
+        out: dict[str, str] = {}
+        for commit in self.path:
+            if self.enough(commit):
+                out[commit] = self.judge(commit).verdict
+            elif commit not in self.values:
+                sweep = self.state.sweeps.get(probe.probe_sweep_id(commit))
                 if probe.probe_state(sweep) == probe.FAILED:
-                    out[sid_commit] = search.SKIP
+                    out[commit] = search.SKIP
         return out
 
     def ensure(self, commit: str) -> list[float] | None:
-        """The commit's values, training it first when the ledger has none; None when it failed to train."""
-        if commit in self.values:
+        """The commit's values, training it first when the ledger has too few (none, or one when
+        repeats are asked for); None when it has none and failed to train."""
+        if self.enough(commit):
             return self.values[commit]
         sweep = self.state.sweeps.get(probe.probe_sweep_id(commit))
         if probe.probe_state(sweep) == probe.FAILED:
-            return None
+            return self.values.get(commit)
         sweep = probe.queue_probe(self.repo, self.state, commit, self.training, self.head)
         before = _finished(sweep)
         self.progress(f"bisect: training {commit[:10]} ({self.path.index(commit) + 1} of {len(self.path)})")
@@ -216,10 +212,24 @@ class Bisect:
         self.refresh_values()
         trained = _finished(sweep) - before
         values = self.values.get(commit)
-        verdict = (self.rule.judge(values) if self.rule else "") if values else search.SKIP
-        self.probes.append(Probe(commit, verdict, values or [], trained))
-        self.progress(f"bisect: {commit[:10]} " + (f"{_mean(values):.6g}" if values else "failed to train: skipped"))
+        self.probes.append(Probe(commit, search.SKIP, values or [], trained))
+        said = "failed to train: skipped"
+        if values:
+            said = f"{_mean(values):.6g} (n {len(values)})"
+            if self.rule is not None:
+                judged = self.rule.judge(values)
+                said += f": {judged.verdict} ({TESTS[judged.test]}, {judged.interval()})"
+        self.progress(f"bisect: {commit[:10]} {said}")
         return values
+
+    def judged_probes(self) -> list[Probe]:
+        """Every probe and end, in path order, with its verdict and test under the rule."""
+        for p in self.probes:
+            if p.values and self.rule is not None:
+                judged = self.rule.judge(p.values)
+                p.verdict, p.test = judged.verdict, judged.doc()
+        order = {c: i for i, c in enumerate(self.path)}
+        return sorted(self.probes, key=lambda p: order.get(p.commit, -1))
 
     def run(self) -> Outcome:
         if len(self.path) < 2:
@@ -227,26 +237,32 @@ class Bisect:
         self.refresh_values()
         o = self.options
         hi = len(self.path) - 1
+        lo = 0
         if o.bad_if:
-            self.rule = Rule(*parse_bad_if(o.bad_if, o.metric))
-            lo = 0
+            self.rule = Rule(*parse_bad_if(o.bad_if, o.metric), o.confidence)
             if not o.good and not o.range:  # the newest commit the ledger knows good, else the oldest
                 known = [i for i in range(hi) if self.path[i] in self.values]
-                good = [i for i in known if self.rule.judge(self.values[self.path[i]]) == search.GOOD]
+                good = [i for i in known if self.judge(self.path[i]).verdict == search.GOOD]
                 lo = good[-1] if good else 0
-        else:
-            lo = 0
+        notice = point_notice(o.repeats)
+        if notice:
+            self.progress(notice)
         for end, name in ((lo, "good"), (hi, "bad")):
             if self.ensure(self.path[end]) is None:
                 raise CheckFailed(f"the {name} end {self.path[end][:10]} failed to train: choose another")
         if self.rule is None:
-            self.rule = midpoint_rule(self.values[self.path[lo]], self.values[self.path[hi]])
+            good_values, bad_values = self.values[self.path[lo]], self.values[self.path[hi]]
+            self.rule = midpoint_rule(good_values, bad_values, o.confidence, repeats=o.repeats > 1)
         for end, name in ((lo, search.GOOD), (hi, search.BAD)):
-            got = self.rule.judge(self.values[self.path[end]])
-            if got != name:
+            commit = self.path[end]
+            if commit not in {p.commit for p in self.probes}:
+                self.probes.append(Probe(commit, name, self.values[commit], 0))
+            got = self.judge(commit)
+            if got.verdict != name:
                 raise CheckFailed(
-                    f"the {name} end {self.path[end][:10]} is {got} by the rule "
-                    f"({self.rule.text(o.metric)}; its {o.metric} is {_mean(self.values[self.path[end]]):.6g})"
+                    f"the {name} end {commit[:10]} is {got.verdict} by the rule "
+                    f"({self.rule.text(o.metric)}; its {o.metric} is {_mean(self.values[commit]):.6g}, "
+                    f"n {got.n}, {TESTS[got.test]}: {got.interval()})"
                 )
         while True:
             verdicts = self.verdicts()
@@ -254,9 +270,10 @@ class Bisect:
             nxt = search.next_probe(self.path, verdicts, interval)
             if nxt is None:
                 found = search.result(self.path, verdicts, interval)
-                save_state(self.repo, o, self.probes, found)
-                return Outcome(self.path, found, self.probes, self.rule.text(o.metric))
-            save_state(self.repo, o, self.probes, None)
+                probes = self.judged_probes()
+                save_state(self.repo, o, probes, found)
+                return Outcome(self.path, found, probes, self.rule.text(o.metric))
+            save_state(self.repo, o, self.judged_probes(), None)
             self.ensure(nxt)
 
 

@@ -16,7 +16,7 @@ from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
     from mlci_tui.bisect.changes import Found
-    from mlci_tui.bisect.session import Options, Outcome, Train
+    from mlci_tui.bisect.session import Options, Outcome, Probe, Train
     from mlci_tui.sweep.events import Sweep
     from mlci_tui.sweep.queue import QueueState
 
@@ -73,8 +73,11 @@ def _options(repo: Repo, args: argparse.Namespace, good: str | None, bad: str | 
     from mlci_tui import config as config_mod
     from mlci_tui.bisect.session import Options
 
-    count, seed_param, seed_env = config_mod.load(repo.root).repeat_settings()
+    cfg = config_mod.load(repo.root)
+    count, seed_param, seed_env = cfg.repeat_settings()
     repeats = args.repeats or count
+    if repeats < 1:
+        raise InputError(f"--repeats {repeats}: train each probe once or more")
     if repeats > 1 and not (seed_param or seed_env):
         notice("--repeats without train.repeats.seed_param or seed_env: repeats differ only by MLCI_TRIAL_NUMBER")
     return Options(
@@ -89,7 +92,20 @@ def _options(repo: Repo, args: argparse.Namespace, good: str | None, bad: str | 
         seed_env=seed_env,
         executor=args.executor,
         scheduler=args.scheduler,
+        confidence=_confidence(cfg, args),
     )
+
+
+def _confidence(cfg: Any, args: argparse.Namespace) -> float:
+    """--confidence, else the metric's gate rule's `confidence`, else 0.95."""
+    from mlci_tui.bisect.verdict import DEFAULT_CONFIDENCE
+
+    if args.confidence is not None:
+        if not 0 < args.confidence < 1:
+            raise InputError(f"--confidence {args.confidence}: a level between 0 and 1, e.g. 0.95")
+        return float(args.confidence)
+    rule = cfg.section("gate")["rules"].get(args.metric) or {}
+    return float(rule.get("confidence") or DEFAULT_CONFIDENCE)
 
 
 # ------------------------------------------------------------------ from the ledger
@@ -218,6 +234,25 @@ def _print_outcome(repo: Repo, outcome: Outcome, fmt: str, seconds: float) -> No
         f"{outcome.trainings} training(s) over {len(outcome.path)} commit(s) in {seconds:.1f} s "
         f"({display(outcome.threshold)}){skipped}"
     )
+    rows = [_probe_row(p) for p in outcome.probes]
+    if rows:
+        output.write(rows, ["commit", "verdict", "value", "test", "interval", "trained"], fmt, sys.stdout)
+
+
+def _probe_row(p: Probe) -> dict[str, Any]:
+    """A judged commit as a row: its values as `mean ± sd (n)`, the test and the one-sided interval."""
+    from mlci_tui.ledger.query.groups import spread
+
+    test = p.test or {}
+    value: Any = output.Spread(*spread(p.values)) if len(p.values) > 1 else (p.values[0] if p.values else None)
+    return {
+        "commit": p.commit[:10],
+        "verdict": p.verdict,
+        "value": value,
+        "test": test.get("label", ""),
+        "interval": test.get("interval", ""),
+        "trained": p.trained,
+    }
 
 
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -236,6 +271,12 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
         type=int,
         metavar="K",
         help="train each probed commit K times (default train.repeats.count; seeds: its seed_param or seed_env)",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        metavar="LEVEL",
+        help="one-sided level of a verdict on repeats (default: the metric's gate rule's, else 0.95)",
     )
     p.add_argument("--direction", choices=("max", "min"), help="default: the metric's (gate rule, metrics.fields)")
     p.add_argument(

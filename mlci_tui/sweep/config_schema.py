@@ -144,6 +144,7 @@ SWEEP = Struct(
         "budget": (BUDGET, None),
         "price_per_hour": (Number(minimum=0), None),  # per trial-hour, for budget.max_cost
         "cluster": (CLUSTER, None),  # a Dask cluster mlci creates for the sweep (executor dask)
+        "repeats": (Number(integer=True, minimum=1), None),  # trainings per trial (default train.repeats.count)
         "checkpoint_interval": (Number(minimum=0), None),  # s between uploads of a running trial's checkpoints (60)
         "push": (PushSetting(), "auto"),  # push the ledger as trials finish
     }

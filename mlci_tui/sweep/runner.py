@@ -36,7 +36,7 @@ from mlci_tui.gitio import Repo, commit_info, git, patch_id
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sources import WorkdirSource
-from mlci_tui.sweep import events, queue
+from mlci_tui.sweep import events, queue, repeats
 from mlci_tui.sweep.params_io import apply_params
 
 HOOKLESS = {"MLCI_NO_HOOKS": "1"}
@@ -193,6 +193,7 @@ def run_command(
     on_start: Callable[[int], None] | None = None,
     stop: Stop | None = None,
     checkpoints: Path | None = None,
+    repeat: int | None = None,
 ) -> tuple[int | None, str, str | None]:
     """(exit code or None, stderr tail, why it was stopped: 'timeout' / 'cancelled' / what `stop` said / None).
 
@@ -213,12 +214,14 @@ def run_command(
     if checkpoints is not None:
         checkpoints.mkdir(parents=True, exist_ok=True)
         env["MLCI_CHECKPOINT_DIR"] = str(checkpoints)
-    if job.spec.get("seed_env"):  # repeats of one commit (mlci bisect --repeats): the seed is the repeat index
-        env[job.spec["seed_env"]] = str(job.number)
+    if job.spec.get("seed_env"):  # repeats (a sweep's, bisect's trials): the seed is the repeat index
+        env[job.spec["seed_env"]] = str(job.number if repeat is None else repeat)
     log.parent.mkdir(parents=True, exist_ok=True)
     timeout = job.spec.get("timeout")
     with open(log, "ab") as out:
         header = f"== mlci trial {job.sweep_name}-{job.number} attempt {job.attempt} at {records.now_iso()}: "
+        if repeat is not None:
+            header += f"repeat {repeat}: "
         out.write((header + job.spec["command"] + "\n").encode())
         out.flush()
         proc = subprocess.Popen(
@@ -326,11 +329,15 @@ def base_info(repo: Repo, base: str) -> BaseInfo:
     return info
 
 
-def capture(repo: Repo, worktree: Path, job: TrialJob, started: str) -> dict[str, Any]:
+def capture(
+    repo: Repo, worktree: Path, job: TrialJob, started: str, repeat: tuple[int, str, str] | None = None
+) -> dict[str, Any]:
     """The trial's run record, read from the worktree the command wrote into.
 
     Built like `mlci record`'s workspace run (runs.read_values and the same record fields),
     linked to its sweep, trial and base commit; a trial's run id is derived from its trial id.
+    A repeat (index, the trial's commit, its tree; sweep/repeats.py) is a run of the trial's
+    commit with the id derived from (kind, commit, index), as `record --repeat` gives.
     """
     info = base_info(repo, job.base)
     values = runs.read_values(info.config, WorkdirSource(worktree), strict=True)
@@ -361,6 +368,11 @@ def capture(repo: Repo, worktree: Path, job: TrialJob, started: str) -> dict[str
         deps=runs._workdir_deps(tree_repo, info.config),
         datasets=dict(info.datasets),
     )
+    if repeat is not None:
+        index, commit, tree = repeat
+        run_id = runs.repeat_id(kind, commit, index)
+        record.update(run_id=run_id, commit=commit, tree=tree, source=repeats.SOURCE)
+        record["message"] += f", repeat {index}"
     if kind == "bisect":  # a probe of `mlci bisect`: its commit's own state, retrained (docs/bisect.md)
         run_id = runs.repeat_id("bisect", job.base, job.number)
         record.update(run_id=run_id, commit=job.base, tree=info.commit.tree, patch_id=info.patch_id, parent=None)
@@ -405,8 +417,10 @@ def run_trial(
     checks = [c for c in (stop, watcher.check if watcher else None, snapshots.check) if c is not None]
     outcome: Outcome | None = None
     try:
+        count = repeats.count(job.spec)
         try:
             apply_params(worktree, job.params, job.spec["params_file"])
+            commit = repeats.trial_commit(repo, worktree, job.sweep_id, job.number, job.base) if count > 1 else None
             missing = link_datasets(repo, worktree, job.base)
         except MlciError as exc:
             return _failed(job, base_fields, None, "", f"could not prepare the trial: {exc}")
@@ -419,17 +433,25 @@ def run_trial(
 
         # what an earlier attempt uploaded (as it ran, or when it failed), when this machine has none
         restore_checkpoint(repo, job.checkpoint, checkpoints, job.trial_id)
-        code, err_tail, stopped = run_command(
-            job,
-            worktree,
-            log,
-            lease=lease,
-            cancel_flag=cancel_flag,
-            on_start=on_start,
-            stop=lambda: next((why for why in (c() for c in checks) if why), None),
-            checkpoints=checkpoints,
-        )
-        outcome = _ended(repo, job, worktree, started, base_fields, code, err_tail, stopped, watcher)
+
+        def train(index: int | None) -> tuple[int | None, str, str | None]:
+            return run_command(
+                job,
+                worktree,
+                log,
+                lease=lease,
+                cancel_flag=cancel_flag,
+                on_start=on_start,
+                stop=lambda: next((why for why in (c() for c in checks) if why), None),
+                checkpoints=checkpoints if index is None else checkpoints / f"repeat-{index}",
+                repeat=index,
+            )
+
+        if commit is None:
+            code, err_tail, stopped = train(None)
+            outcome = _ended(repo, job, worktree, started, base_fields, code, err_tail, stopped, watcher)
+        else:
+            outcome = _repeated(repo, job, worktree, base_fields, commit, train)
         if outcome.state in ("done", "failed", "pruned"):
             from mlci_tui.sweep.trial_files import publish, publish_checkpoint
 
@@ -467,20 +489,9 @@ def _ended(
     watcher: Any,
 ) -> Outcome:
     """The records of a trial whose command has ended (or was stopped)."""
-    if stopped == "cancelled":
-        event = events.trial_event(job.sweep_id, job.trial_id, "cancelled", reason="cancelled while running")
-        return Outcome("cancelled", [event], "cancelled")
-    if stopped == "pruned" and watcher is not None and watcher.last is not None:
-        step, value = watcher.last
-        text = f"pruned at step {step} ({job.spec.get('pruner')} pruner): {job.spec.get('metric')}={value:g}"
-        event = events.trial_event(
-            job.sweep_id, job.trial_id, "pruned", step=step, value=value, reason=text, **base_fields
-        )
-        return Outcome("pruned", [event], text)
-    if stopped == "timeout":
-        return _failed(job, base_fields, None, err_tail, f"timed out after {job.spec.get('timeout')} s")
-    if code != 0:
-        return _failed(job, base_fields, code, err_tail, f"exit code {code}")
+    early = _not_done(job, base_fields, code, err_tail, stopped, watcher)
+    if early is not None:
+        return early
     try:
         run = capture(repo, worktree, job, started)
     except MlciError as exc:
@@ -496,6 +507,81 @@ def _ended(
         **base_fields,
     )
     return Outcome("done", [run, done], "done" + (f" ({why})" if why else ""))
+
+
+def _repeated(
+    repo: Repo,
+    job: TrialJob,
+    worktree: Path,
+    base_fields: dict[str, Any],
+    commit: tuple[str, str],
+    train: Callable[[int], tuple[int | None, str, str | None]],
+) -> Outcome:
+    """The trial's params trained `repeats` times, seeds 0..K-1 (sweep/repeats.py): K runs of the
+    trial's commit, one group, and a `done` whose value is their mean (what tpe is told) with
+    `sd`, `repeats` and every `run_ids`. A repeat that fails or is stopped ends the trial so."""
+    count = repeats.count(job.spec)
+    seed_param, metric = job.spec.get("seed_param"), job.spec.get("metric")
+    recorded: list[dict[str, Any]] = []
+    values: list[float] = []
+    why: str | None = None
+    for index in range(count):
+        if index:
+            repeats.clear_outputs(worktree, base_info(repo, job.base).config.metrics_files)
+        if seed_param:
+            apply_params(worktree, {seed_param: index}, job.spec["params_file"])
+        began = records.now_iso()
+        code, err_tail, stopped = train(index)
+        early = _not_done(job, base_fields, code, err_tail, stopped, None)
+        if early is None:
+            try:
+                run = capture(repo, worktree, job, began, (index, *commit))
+            except MlciError as exc:
+                early = _failed(job, base_fields, 0, err_tail, f"no metrics captured: {exc}")
+        if early is not None:
+            early.message = f"repeat {index}: {early.message}"
+            early.records[-1]["reason"] = f"repeat {index} of {count}: {early.records[-1].get('reason')}"
+            return early
+        recorded.append(run)
+        value, why = metric_value(run, metric)
+        if value is not None:
+            values.append(value)
+    mean, sd = repeats.mean_sd(values) if len(values) == count else (None, None)
+    done = events.trial_event(
+        job.sweep_id,
+        job.trial_id,
+        "done",
+        run_id=recorded[0]["run_id"],
+        run_ids=[r["run_id"] for r in recorded],
+        value=mean,
+        sd=sd,
+        repeats=count,
+        reason=why if mean is None else None,
+        **base_fields,
+    )
+    text = f"done, {count} repeats" + (f": mean {mean:.6g} ± {sd:.2g}" if mean is not None and sd is not None else "")
+    return Outcome("done", [*recorded, done], text)
+
+
+def _not_done(
+    job: TrialJob, base_fields: dict[str, Any], code: int | None, err_tail: str, stopped: str | None, watcher: Any
+) -> Outcome | None:
+    """The records of a command that was stopped or failed; None when it exited 0."""
+    if stopped == "cancelled":
+        event = events.trial_event(job.sweep_id, job.trial_id, "cancelled", reason="cancelled while running")
+        return Outcome("cancelled", [event], "cancelled")
+    if stopped == "pruned" and watcher is not None and watcher.last is not None:
+        step, value = watcher.last
+        text = f"pruned at step {step} ({job.spec.get('pruner')} pruner): {job.spec.get('metric')}={value:g}"
+        event = events.trial_event(
+            job.sweep_id, job.trial_id, "pruned", step=step, value=value, reason=text, **base_fields
+        )
+        return Outcome("pruned", [event], text)
+    if stopped == "timeout":
+        return _failed(job, base_fields, None, err_tail, f"timed out after {job.spec.get('timeout')} s")
+    if code != 0:
+        return _failed(job, base_fields, code, err_tail, f"exit code {code}")
+    return None
 
 
 def _failed(job: TrialJob, fields: dict[str, Any], code: int | None, err_tail: str, why: str) -> Outcome:

@@ -9,6 +9,7 @@ from typing import Any
 
 from mlci_tui import config as config_mod
 from mlci_tui.errors import ConfigError, InputError
+from mlci_tui.sweep import repeats
 from mlci_tui.sweep.config_schema import SWEEP
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -40,6 +41,9 @@ class SweepSpec:
     price_per_hour: float | None = None
     cluster: dict[str, Any] | None = None
     checkpoint_interval: float | None = None  # seconds between two uploads of a running trial's checkpoints
+    repeats: int = 1  # trainings per trial, seeds 0..K-1 through seed_param or seed_env (sweep/repeats.py)
+    seed_param: str | None = None
+    seed_env: str | None = None
     push: Any = False  # sweeps from mlci.yaml or a file default to "auto" (build); others (bisect probes) never push
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -137,6 +141,7 @@ def build(cfg: config_mod.Config, name: str, data: dict[str, Any], *, source: st
         cluster=_present(data.get("cluster")),
         checkpoint_interval=data.get("checkpoint_interval"),
         push=data.get("push", "auto"),
+        **repeats.settings(cfg, data, source),
     )
 
 

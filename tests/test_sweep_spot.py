@@ -84,3 +84,70 @@ def test_a_killed_worker_s_checkpoint_is_resumed_in_another_clone(
     (row,) = status_json(b, "spot")
     assert row["state"] == "done"
     assert abs(row["acc"] - 0.57) < 1e-9  # lr 0.5 + epoch 7 read from the checkpoint clone a uploaded
+
+
+TASK = (
+    "import json, sys\n"
+    "from mlci_tui.sweep.dask_task import run_trial_task\n"
+    "print(json.dumps(run_trial_task(json.loads(sys.argv[1]), json.loads(sys.argv[2]))))\n"
+)
+
+
+def test_a_killed_dask_task_on_a_cloned_worker_resumes_on_another_worker(
+    tmp_path: Path, upstream: Path, clone_of: Callable[..., Path]
+) -> None:
+    """The task a Dask worker runs, on workers that cannot see the project (each clones it from
+    the remote and has no checkout, so the data remote comes from the base commit's config):
+    the first worker's process tree is SIGKILLed mid-trial; the second resumes from the upload."""
+    from mlci_tui.gitio import Repo
+    from mlci_tui.sweep.queue import QueueState
+    from mlci_tui.sweep.runner import TrialJob
+
+    store = tmp_path / "store"
+    store.mkdir()
+    dev = clone_of("dev")
+    sweep_repo(dev, SWEEP, extra={"train.py": SPOT})
+    (dev / "mlci.yaml").write_text(
+        (dev / "mlci.yaml").read_text() + f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
+    )
+    git(dev, "commit", "-qam", "data remote")
+    git(dev, "push", "-q", "origin", "main")
+    ok(run_mlci(dev, "sweep", "create", "spot"))
+    sweep = QueueState(Repo.find(dev)).find("spot")
+    job = TrialJob.of(sweep, sweep.ordered()[0])
+    args = [json.dumps(job.to_json()), json.dumps({"repo": str(tmp_path / "not-here"), "remote_url": str(upstream)})]
+
+    def worker(name: str) -> subprocess.Popen[str]:
+        env = {**os.environ, "MLCI_DASK_WORKDIR": str(tmp_path / name)}
+        return subprocess.Popen(
+            [sys.executable, "-c", TASK, *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    first = worker("worker-1")
+    latest = store / "mlci-checkpoints" / f"{job.trial_id}.json"
+    try:
+        wait_for(latest.exists, timeout=120, what="the running trial's checkpoint on the data remote")
+    finally:
+        trial_procs = processes_with_env("MLCI_SWEEP_ID", job.sweep_id)
+        os.killpg(first.pid, signal.SIGKILL)
+        for pid in trial_procs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        first.communicate()
+    assert trial_procs
+
+    second = worker("worker-2")
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    result = json.loads(out.splitlines()[-1])
+    assert result["state"] == "done", result
+    run, _done = result["records"]
+    assert abs(run["metrics"]["metrics.json"]["acc"] - 0.57) < 1e-9  # epoch 7 from the first worker's upload

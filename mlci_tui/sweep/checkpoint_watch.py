@@ -45,8 +45,10 @@ def signature(folder: Path) -> Signature:
 class CheckpointWatch:
     """Uploads a trial's checkpoint folder as it changes (see the module docstring)."""
 
-    def __init__(self, repo: Repo, trial_id: str, folder: Path, interval: float | None) -> None:
-        self.repo, self.trial_id, self.folder = repo, trial_id, folder
+    def __init__(
+        self, repo: Repo, trial_id: str, folder: Path, interval: float | None, settings: dict[str, Any] | None = None
+    ) -> None:
+        self.repo, self.trial_id, self.folder, self.settings = repo, trial_id, folder, settings
         self.interval = float(interval) if interval is not None else DEFAULT_INTERVAL
         self.enabled: bool | None = None  # decided at the first non-empty folder: is there a data remote
         self.seen: Signature = ()
@@ -73,7 +75,7 @@ class CheckpointWatch:
         if self.enabled is None:
             from mlci_tui.sweep.trial_files import _remote
 
-            self.enabled = _remote(self.repo) is not None
+            self.enabled = _remote(self.repo, self.settings) is not None
             if not self.enabled:
                 return
         self.thread = threading.Thread(target=self._upload, args=(current,), daemon=True)
@@ -82,7 +84,7 @@ class CheckpointWatch:
     def _upload(self, current: Signature) -> None:
         from mlci_tui.sweep.trial_files import store_checkpoint
 
-        link, added = store_checkpoint(self.repo, self.folder, self.trial_id)
+        link, added = store_checkpoint(self.repo, self.folder, self.trial_id, self.settings)
         self.last_upload = time.monotonic()
         self.objects.append(added)
         if "checkpoint" in link and "checkpoint_error" not in link:

@@ -162,6 +162,14 @@ def link_datasets(repo: Repo, worktree: Path, base: str) -> list[str]:
     return result.not_cached
 
 
+def data_section(repo: Repo, base: str) -> dict[str, Any] | None:
+    """The `data:` section a trial's log and checkpoints travel by: None (the working tree's
+    config) where there is one, else the base commit's: a Dask worker's clone has no checkout."""
+    if config_mod.load(repo.root).source is not None:
+        return None
+    return dict(base_info(repo, base).config.data["data"])
+
+
 def remove_worktree(repo: Repo, path: Path) -> None:
     proc = _git(repo, "worktree", "remove", "--force", "--force", str(path), check=False)
     if proc.returncode != 0 or path.exists():
@@ -413,7 +421,8 @@ def run_trial(
     checkpoints = checkpoint_dir(repo, job.trial_id)
     from mlci_tui.sweep.checkpoint_watch import CheckpointWatch
 
-    snapshots = CheckpointWatch(repo, job.trial_id, checkpoints, job.spec.get("checkpoint_interval"))
+    data = data_section(repo, job.base)
+    snapshots = CheckpointWatch(repo, job.trial_id, checkpoints, job.spec.get("checkpoint_interval"), data)
     checks = [c for c in (stop, watcher.check if watcher else None, snapshots.check) if c is not None]
     outcome: Outcome | None = None
     try:
@@ -432,7 +441,7 @@ def run_trial(
         from mlci_tui.sweep.trial_files import restore_checkpoint
 
         # what an earlier attempt uploaded (as it ran, or when it failed), when this machine has none
-        restore_checkpoint(repo, job.checkpoint, checkpoints, job.trial_id)
+        restore_checkpoint(repo, job.checkpoint, checkpoints, job.trial_id, data)
 
         def train(index: int | None) -> tuple[int | None, str, str | None]:
             return run_command(
@@ -455,10 +464,10 @@ def run_trial(
         if outcome.state in ("done", "failed", "pruned"):
             from mlci_tui.sweep.trial_files import publish, publish_checkpoint
 
-            outcome.records[-1].update(publish(repo, log))  # the full log, linked from the end event
+            outcome.records[-1].update(publish(repo, log, data))  # the full log, linked from the end event
             snapshots.close()  # an upload in flight finishes first: the end's link is the newest
             if outcome.state == "failed":  # its retry may run on another machine: it resumes from these
-                outcome.records[-1].update(publish_checkpoint(repo, checkpoints, job.trial_id))
+                outcome.records[-1].update(publish_checkpoint(repo, checkpoints, job.trial_id, data))
         return outcome
     finally:
         snapshots.close(wait=0)

@@ -18,10 +18,11 @@ from mlci_tui.gitio import Repo
 
 MAX_LOG_BYTES = 256 * 1024 * 1024  # a runaway log is not uploaded whole; its tail stays in the event
 MAX_CHECKPOINT_BYTES = 20 * 1024**3  # past this a lost attempt's checkpoints stay where they were written
+Settings = dict[str, Any] | None  # a `data:` config section (a Dask worker's clone has no working tree config)
 LATEST_DIR = "mlci-checkpoints"  # on the data remote: <trial id>.json names the trial's newest checkpoint
 
 
-def publish(repo: Repo, log: Path) -> dict[str, Any]:
+def publish(repo: Repo, log: Path, settings: Settings = None) -> dict[str, Any]:
     """Store `log` in the data cache and upload it to the default data remote, if one is
     configured: the fields the trial's end event links it by (`log`, or `log_error`). Never
     raises: a log that cannot be kept must not fail the trial."""
@@ -37,7 +38,7 @@ def publish(repo: Repo, log: Path) -> dict[str, Any]:
         cache = DataCache.for_repo(repo.root)
         digest, size = cache.add_file(log)
         link: dict[str, Any] = {"log": {"hash": digest, "size": size}}
-        remote = _remote(repo)
+        remote = _remote(repo, settings)
         if remote is not None:
             from mlci_tui.data.add import parallel_jobs
             from mlci_tui.data.transfer import push
@@ -69,14 +70,18 @@ def fetch(repo: Repo, digest: str, size: int) -> Path | None:
     return cache.object_path(digest) if cache.has(digest) else None
 
 
-def publish_checkpoint(repo: Repo, folder: Path, trial_id: str | None = None) -> dict[str, Any]:
+def publish_checkpoint(
+    repo: Repo, folder: Path, trial_id: str | None = None, settings: Settings = None
+) -> dict[str, Any]:
     """Store the checkpoint folder a failed attempt leaves (as a folder object: a manifest and
     its files) and upload it: the `checkpoint` link of the trial's `failed` event. With
     `trial_id`, the link is also the trial's latest snapshot on the remote. Never raises."""
-    return store_checkpoint(repo, folder, trial_id)[0]
+    return store_checkpoint(repo, folder, trial_id, settings)[0]
 
 
-def store_checkpoint(repo: Repo, folder: Path, trial_id: str | None = None) -> tuple[dict[str, Any], list[str]]:
+def store_checkpoint(
+    repo: Repo, folder: Path, trial_id: str | None = None, settings: Settings = None
+) -> tuple[dict[str, Any], list[str]]:
     """(the link fields, the objects this call added to the local cache) of a checkpoint folder
     stored and uploaded: what `publish_checkpoint` and the running trial's snapshots share.
 
@@ -105,7 +110,7 @@ def store_checkpoint(repo: Repo, folder: Path, trial_id: str | None = None) -> t
         link: dict[str, Any] = {
             "checkpoint": {"hash": manifest, "size": sum(s for _n, _h, s in entries), "nfiles": len(entries)}
         }
-        remote = _remote(repo)
+        remote = _remote(repo, settings)
         if remote is not None:
             from mlci_tui.data.add import parallel_jobs
             from mlci_tui.data.transfer import push
@@ -137,12 +142,12 @@ def _write_latest(fs: Any, base: str, trial_id: str, link: dict[str, Any]) -> No
     fs.pipe_file(target, json.dumps({**link, "time": now_iso()}, sort_keys=True).encode())
 
 
-def latest_checkpoint(repo: Repo, trial_id: str) -> dict[str, Any] | None:
+def latest_checkpoint(repo: Repo, trial_id: str, settings: Settings = None) -> dict[str, Any] | None:
     """The newest checkpoint any attempt of the trial uploaded (while running or when it failed),
     as the remote names it; None without a data remote or when there is none."""
     import json
 
-    remote = _remote(repo)
+    remote = _remote(repo, settings)
     if remote is None:
         return None
     fs, base, _name = remote
@@ -155,14 +160,16 @@ def latest_checkpoint(repo: Repo, trial_id: str) -> dict[str, Any] | None:
     return None
 
 
-def restore_checkpoint(repo: Repo, link: dict[str, Any] | None, folder: Path, trial_id: str | None = None) -> bool:
+def restore_checkpoint(
+    repo: Repo, link: dict[str, Any] | None, folder: Path, trial_id: str | None = None, settings: Settings = None
+) -> bool:
     """Put the checkpoints an earlier attempt uploaded into `folder` (when it holds none, as on a
     worker that never ran the trial): the trial's latest snapshot on the remote (a worker killed
     outright uploaded it while running), else `link` (a failed attempt's); False when there is
     none, or it is in neither the cache nor the remote."""
     if folder.is_dir() and any(folder.iterdir()):
         return True  # this machine ran an earlier attempt: its own files are the newest
-    link = (latest_checkpoint(repo, trial_id) if trial_id else None) or link
+    link = (latest_checkpoint(repo, trial_id, settings) if trial_id else None) or link
     if not link:
         return False
     from mlci_tui.data.cache import DataCache
@@ -170,7 +177,7 @@ def restore_checkpoint(repo: Repo, link: dict[str, Any] | None, folder: Path, tr
     cache = DataCache.for_repo(repo.root)
     pointer = _folder(link)
     if not cache.folder_complete(pointer.hash):
-        remote = _remote(repo)
+        remote = _remote(repo, settings)
         if remote is None:
             return False
         from mlci_tui.data.add import parallel_jobs
@@ -210,11 +217,15 @@ def _folder(link: dict[str, Any]) -> Any:
     )
 
 
-def _remote(repo: Repo) -> tuple[Any, str, str] | None:
-    from mlci_tui.data.remotes import open_default_remote
+def _remote(repo: Repo, settings: Settings = None) -> tuple[Any, str, str] | None:
+    """The default data remote opened: from `settings` (a `data:` section) when given, else the
+    working tree's config; None when there is none."""
+    from mlci_tui.data.remotes import NoDataRemote, open_remote
     from mlci_tui.errors import ConfigError
 
     try:
-        return open_default_remote(repo.root)
+        return open_remote(repo.root, None, settings)
+    except NoDataRemote:
+        return None
     except ConfigError:  # a remote declared wrongly: the trial is not the place to say so
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,6 +18,9 @@ from mlci_tui.errors import GitError, MlciError
 
 ZERO_OID = "0" * 40
 PACK_ORDER_MIN = 2000  # objects: below this a read in the order asked is as fast as pack order
+# Paths per `git ls-tree` call: one path per record passed past ~2M records would exceed the
+# system's argument limit (ARG_MAX), so longer lists are split (tests lower it).
+PATHS_PER_CALL = 4096
 
 
 def git(
@@ -53,7 +57,7 @@ def git_text(args: Sequence[str], cwd: str | os.PathLike[str] | None = None, **k
     return git(args, cwd, **kw).stdout.decode("utf-8", "surrogateescape")  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million entries of a loose ledger, half the memory
 class TreeEntry:
     mode: str
     kind: str  # blob, tree, commit
@@ -119,14 +123,53 @@ class Repo:
         return git(["merge-base", "--is-ancestor", older, newer], self.root, check=False).returncode == 0
 
     def ls_tree(self, treeish: str, paths: Iterable[str] = (), *, recursive: bool = False) -> list[TreeEntry]:
+        """The entries at `paths` (the root's when none), in calls of at most PATHS_PER_CALL paths;
+        [] when `treeish` is not a tree."""
         args = ["ls-tree", "-z", "--full-tree"]
         if recursive:
             args.append("-r")
-        args += [treeish, "--", *paths]
-        proc = git(args, self.root, check=False)
-        if proc.returncode != 0:
+        wanted = list(paths)
+        out: list[TreeEntry] = []
+        for start in range(0, max(len(wanted), 1), PATHS_PER_CALL):
+            proc = git([*args, treeish, "--", *wanted[start : start + PATHS_PER_CALL]], self.root, check=False)
+            if proc.returncode != 0:
+                return []
+            out += parse_ls_tree(proc.stdout)
+        return out
+
+    def iter_tree(self, treeish: str, paths: Sequence[str] = ()) -> Iterator[TreeEntry]:
+        """The blobs under `paths` of `treeish` (`ls-tree -r`), read as git writes them: a million
+        records' listing is never held whole (compaction of a loose ledger)."""
+        proc = subprocess.Popen(
+            ["git", "ls-tree", "-r", "-z", "--full-tree", treeish, "--", *paths],
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        rest = b""
+        try:
+            while chunk := proc.stdout.read(1 << 16):
+                items = (rest + chunk).split(b"\0")
+                rest = items.pop()
+                yield from (e for e in parse_ls_tree(b"\0".join(items)) if e.kind == "blob")
+        finally:
+            proc.stdout.close()
+            if proc.wait() != 0:
+                raise GitError(f"git ls-tree {treeish[:12]} failed")
+
+    def write_blobs(self, files: Sequence[Path]) -> list[str]:
+        """Store files as blobs in one `git hash-object -w` process (their ids, in order): a
+        large file goes into git from disk, never as bytes in memory. Unreferenced until a commit
+        names them, so a process killed after this leaves only garbage for `git gc`."""
+        if not files:
             return []
-        return parse_ls_tree(proc.stdout)
+        listing = "".join(f"{os.fspath(f)}\n" for f in files).encode("utf-8", "surrogateescape")
+        proc = git(["hash-object", "-w", "--no-filters", "--stdin-paths"], self.root, input=listing)
+        oids = proc.stdout.decode().split()
+        if len(oids) != len(files):
+            raise GitError(f"git hash-object wrote {len(oids)} of {len(files)} objects")
+        return oids
 
     def cat_blobs(self, oids: Sequence[str]) -> dict[str, bytes]:
         """Read many objects in one `git cat-file --batch` process."""
@@ -282,7 +325,8 @@ def parse_ls_tree(raw: bytes) -> list[TreeEntry]:
             continue
         meta, _, path = item.partition(b"\t")
         mode, kind, oid = meta.decode().split()
-        entries.append(TreeEntry(mode, kind, oid, path.decode("utf-8", "surrogateescape")))
+        # one copy of each mode and kind, not one per entry (a million of them in a loose ledger)
+        entries.append(TreeEntry(sys.intern(mode), sys.intern(kind), oid, path.decode("utf-8", "surrogateescape")))
     return entries
 
 

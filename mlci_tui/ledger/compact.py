@@ -19,7 +19,6 @@ kill -9 loses nothing: the old tree stays until the new one is complete.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import tempfile
@@ -33,7 +32,15 @@ from mlci_tui.errors import MlciError, first_line
 from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.conflicts import CONFLICTS_DIR, blob_id, conflict_path, meaning, resolved_path
-from mlci_tui.ledger.store import EVENTS_DIR, MAX_ATTEMPTS, SEGMENTS_DIR, LedgerConflict, LedgerStore, refuse_misnamed
+from mlci_tui.ledger.store import (
+    EVENTS_DIR,
+    MAX_ATTEMPTS,
+    SEGMENTS_DIR,
+    LedgerConflict,
+    LedgerStore,
+    event_name,
+    refuse_by_name,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -64,17 +71,25 @@ def loose_count(repo: Repo, tip: str) -> int:
 
 def compact(store: LedgerStore, *, min_loose: int = 0) -> int:
     """Compact the ledger; returns how many records its segments hold afterwards (0: nothing to
-    do, or fewer than `min_loose` loose event files)."""
+    do, or fewer than `min_loose` loose event files).
+
+    Memory stays bounded at a million records: the tree is listed as git writes it (loose files
+    kept as two flat lists), their bodies streamed to one file per bucket on disk, each segment
+    read from disk, and each bucket's new segment written to a file and into git (`write_blobs`)
+    before the next bucket is read: no body, and no segment's bytes, outlive their bucket."""
     for _attempt in range(MAX_ATTEMPTS):
         tip = store.tip()
         if tip is None:
             return 0
-        entries = store.entries(tip)
-        loose = [e for e in entries if e.path.startswith(EVENTS_DIR) and e.path.endswith(".json")]
-        if min_loose and len(loose) < min_loose:
+        oids, names, others = _read_tree(store.repo, tip)
+        loose = len(oids)
+        if min_loose and loose < min_loose:
             return 0
-        files, keep, total = _plan(store, entries, loose, sha256=len(tip) == 64)
-        if not files and not loose and len(keep) == len(entries):
+        with tempfile.TemporaryDirectory(prefix="mlci-compact-") as scratch:
+            staged, redacted = _stage_loose(store.repo, oids, names, Path(scratch))
+            del oids, names  # the listing of a million files: not needed past staging
+            files, keep, total = _plan(store.repo, others, staged, redacted, Path(scratch), sha256=len(tip) == 64)
+        if not files and not loose and len(keep) == len(others):
             return total  # every bucket is one segment already: nothing to write
         if store.replace_tree(files, f"mlci: compact {total} records", tip, keep=keep) is not None:
             return total
@@ -82,11 +97,43 @@ def compact(store: LedgerStore, *, min_loose: int = 0) -> int:
     raise LedgerConflict("compaction kept losing to concurrent writers; try again")
 
 
+def _read_tree(repo: Repo, tip: str) -> tuple[list[str], list[str | None], list[TreeEntry]]:
+    """The tree at `tip`, streamed: the loose event files' blob ids and the record ids their paths
+    name (`store.event_name`), and every other file as an entry."""
+    oids: list[str] = []
+    names: list[str | None] = []
+    others: list[TreeEntry] = []
+    for entry in repo.iter_tree(tip):
+        if entry.path.startswith(EVENTS_DIR) and entry.path.endswith(".json"):
+            oids.append(entry.oid)
+            names.append(event_name(entry.path))
+        else:
+            others.append(entry)
+    return oids, names, others
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A segment of the tree, its bytes on disk, and what its footer says."""
+
+    path: Path
+    rows: int | None  # None: not a segment this can read (fsck names it; it stays as it is)
+    typed: bool  # it carries the typed columns (or cannot be read at all): not rewritten for that
+
+
 def _plan(
-    store: LedgerStore, entries: list[TreeEntry], loose: list[TreeEntry], *, sha256: bool
-) -> tuple[list[tuple[str, bytes]], list[TreeEntry], int]:
-    """The new segment files, the entries kept as they are, and how many records the segments
-    hold (no new files and every entry kept: every bucket is compacted already)."""
+    repo: Repo,
+    entries: list[TreeEntry],
+    staged: dict[str, Path],
+    redacted: set[str],
+    scratch: Path,
+    *,
+    sha256: bool,
+) -> tuple[list[tuple[str, bytes | str]], list[TreeEntry], int]:
+    """The new files (segments as blob ids already written, conflict files as bytes), the entries
+    kept as they are, and how many records the segments hold (no new files and every entry kept:
+    every bucket is compacted already). `entries` are the tree's files but the loose event files,
+    whose bodies `staged` holds, one file of lines per bucket."""
     segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
     id_lists = {e.path: e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".ids")}
     by_bucket: dict[str, list[TreeEntry]] = {}
@@ -94,43 +141,44 @@ def _plan(
     for seg in segments:
         m = _NAMED.fullmatch(seg.path)
         (by_bucket.setdefault(m.group(1), []) if m else mixed).append(seg)
-    blobs = store.repo.cat_blobs([s.oid for s in segments])  # compressed: small beside the records
-    readable = {oid for oid, data in blobs.items() if _rows_of(data) is not None}
+    held = _stage_segments(repo, segments, scratch)
     kept_conflicts = [e for e in entries if e.path.startswith(CONFLICTS_DIR)]
     names = {e.path for e in kept_conflicts}
-    files: list[tuple[str, bytes]] = []
+    written: list[tuple[str, Path]] = []
     keep: list[TreeEntry] = []
     total = 0
-    with tempfile.TemporaryDirectory(prefix="mlci-compact-") as scratch:
-        staged, redacted = _stage_loose(store, loose, Path(scratch))
-        dirty = set(staged) | {b for b, segs in by_bucket.items() if len(segs) > 1 or not _typed(segs, blobs)}
-        if redacted or mixed:
-            dirty = set(BUCKETS)  # a new tombstone: what refers to its record may be in any bucket
-        for oid in readable:
-            redacted.update(_targets(blobs[oid], "redact"))
-        conflicts: dict[str, bytes] = {}
-        con = typed_connection() if dirty else None
-        for bucket in sorted(dirty):  # one bucket in memory at a time
-            rows = _Bucket()
-            if bucket in staged:  # event files first: theirs is the body a reader sees
-                with open(staged[bucket], "rb") as lines:
-                    for line in lines:
-                        _add(rows, conflicts, line, sha256)
-            for seg in [*mixed, *by_bucket.get(bucket, [])]:
-                if seg.oid not in readable:
-                    continue  # unreadable: `ledger fsck` names it; it stays in the tree below
-                table = _table(blobs[seg.oid], ["id", "body"])
-                for rid, body in zip(table.column("id").to_pylist(), table.column("body").to_pylist()):
-                    if isinstance(rid, str) and rid[:1] == bucket and isinstance(body, str):
-                        _add(rows, conflicts, _line(body), sha256)
-            kept = [
-                (rid, rtype, body) for rid, (rtype, body) in sorted(rows.rows.items()) if _kept(rows, rid, redacted)
-            ]
-            if kept and con is not None:
-                files += _segment_files(bucket, kept, con)
-                total += len(kept)
-        if con is not None:
-            con.close()
+    dirty = set(staged) | {b for b, segs in by_bucket.items() if len(segs) > 1 or not all(held[s].typed for s in segs)}
+    if redacted or mixed:
+        dirty = set(BUCKETS)  # a new tombstone: what refers to its record may be in any bucket
+    for found in held.values():
+        if found.rows is not None:
+            redacted.update(_targets(found.path, "redact"))
+    conflicts: dict[str, bytes] = {}
+    con = typed_connection() if dirty else None
+    for bucket in sorted(dirty):  # one bucket in memory at a time
+        rows = _Bucket()
+        if bucket in staged:  # event files first: theirs is the body a reader sees
+            with open(staged[bucket], "rb") as lines:
+                for line in lines:
+                    _add(rows, conflicts, line, sha256)
+        for seg in [*mixed, *by_bucket.get(bucket, [])]:
+            if held[seg].rows is None:
+                continue  # unreadable: `ledger fsck` names it; it stays in the tree below
+            table = _table(held[seg].path, ["id", "body"])
+            for rid, body in zip(table.column("id").to_pylist(), table.column("body").to_pylist()):
+                if isinstance(rid, str) and rid[:1] == bucket and isinstance(body, str):
+                    _add(rows, conflicts, _line(body), sha256)
+            del table
+        kept = [(rid, rtype, body) for rid, (rtype, body) in sorted(rows.rows.items()) if _kept(rows, rid, redacted)]
+        del rows
+        if kept and con is not None:
+            written += _segment_files(bucket, kept, con, scratch)
+            total += len(kept)
+    if con is not None:
+        con.close()
+    files: list[tuple[str, bytes | str]] = list(
+        zip([p for p, _f in written], repo.write_blobs([f for _p, f in written]))
+    )
     # a redacted record's conflicting bodies go with it
     keep += [e for e in kept_conflicts if e.path.split("/")[1] not in redacted]
     files += [
@@ -141,47 +189,46 @@ def _plan(
     for bucket, segs in by_bucket.items():
         if bucket not in dirty:
             keep += segs
-            total += sum(_rows_of(blobs[s.oid]) or 0 for s in segs if s.oid in readable)
-    keep += [s for s in segments if s.oid not in readable]  # kept as they are: fsck names them
+            total += sum(held[s].rows or 0 for s in segs)
+    keep += [s for s in segments if held[s].rows is None]  # kept as they are: fsck names them
     keep += [id_lists[p] for s in keep if s.path.endswith(".parquet") for p in [_ids_of(s.path)] if p in id_lists]
     return files, list(dict.fromkeys(keep)), total
+
+
+def _stage_segments(repo: Repo, segments: list[TreeEntry], scratch: Path) -> dict[TreeEntry, _Segment]:
+    """Each segment's bytes streamed to a file of its own (one in memory at a time), with its footer read."""
+    held: dict[TreeEntry, _Segment] = {}
+    for n, data in repo.stream_blobs([s.oid for s in segments]):
+        path = scratch / f"held-{n}.parquet"
+        path.write_bytes(data or b"")
+        held[segments[n]] = _Segment(path, *_footer(path))
+    return held
 
 
 def _ids_of(path: str) -> str:
     return path.removesuffix(".parquet") + ".ids"
 
 
-def _rows_of(data: bytes) -> int | None:
-    """A segment's row count from its footer, or None when it is not a segment this can read."""
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.ParquetFile(io.BytesIO(data)).metadata
-    except Exception:  # noqa: BLE001 - an unreadable segment stays as it is; fsck names it
-        return None
-    names = set(meta.schema.names)
-    return meta.num_rows if {"id", "type", "body"} <= names else None
-
-
-def _typed(segments: list[TreeEntry], blobs: dict[str, bytes]) -> bool:
-    """Whether these segments carry the typed columns (a bodies-only segment is rewritten)."""
+def _footer(path: Path) -> tuple[int | None, bool]:
+    """A segment's row count from its footer (None when it is not a segment this can read), and
+    whether it carries the typed columns (a bodies-only segment is rewritten; one that cannot be
+    read at all is kept as it is, so it counts as typed here)."""
     import pyarrow.parquet as pq
 
     from mlci_tui.ledger.cache import TYPED_NAMES
 
-    for seg in segments:
-        try:
-            if pq.ParquetFile(io.BytesIO(blobs[seg.oid])).schema_arrow.names != TYPED_NAMES:
-                return False
-        except Exception:  # noqa: BLE001 - unreadable: kept as it is, fsck names it
-            continue
-    return True
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception:  # noqa: BLE001 - an unreadable segment stays as it is; fsck names it
+        return None, True
+    names = meta.schema.to_arrow_schema().names
+    return (meta.num_rows if {"id", "type", "body"} <= set(names) else None), names == TYPED_NAMES
 
 
-def _table(data: bytes, columns: list[str]) -> pa.Table:
+def _table(path: Path, columns: list[str]) -> pa.Table:
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(data), columns=columns)
+    return pq.read_table(path, columns=columns)
 
 
 def _add(bucket: _Bucket, conflicts: dict[str, bytes], body: bytes, sha256: bool) -> None:
@@ -206,22 +253,24 @@ def _add(bucket: _Bucket, conflicts: dict[str, bytes], body: bytes, sha256: bool
         conflicts[conflict_path(rid, blob_id(body, sha256=sha256))] = body
 
 
-def _stage_loose(store: LedgerStore, loose: list[TreeEntry], scratch: Path) -> tuple[dict[str, Path], set[str]]:
+def _stage_loose(
+    repo: Repo, oids: list[str], names: list[str | None], scratch: Path
+) -> tuple[dict[str, Path], set[str]]:
     """The loose event files, streamed in pack order into one file of lines per bucket (memory
     stays flat at a million records), and the targets of the tombstones among them. A file that
     is not one record named by its id is left out, as the cache build leaves it out."""
-    refuse = refuse_misnamed(loose)
+    refuse = refuse_by_name(names)
     staged: dict[str, Path] = {}
     handles: dict[str, BinaryIO] = {}
     redacted: set[str] = set()
-    order = store.repo.pack_order([e.oid for e in loose])
+    order = repo.pack_order(oids)
     try:
-        for n, body in store.repo.stream_blobs([loose[k].oid for k in order]):
-            entry = loose[order[n]]
+        for n, body in repo.stream_blobs([oids[k] for k in order]):
+            k = order[n]
             line = None if body is None else body if body.endswith(b"\n") else body + b"\n"
-            if line is None or refuse(order[n], line):
+            if line is None or refuse(k, line):
                 continue
-            bucket = entry.path[len(EVENTS_DIR)]
+            bucket = str(names[k])[0]  # the file's name is its id (refused otherwise)
             if bucket not in handles:
                 staged[bucket] = scratch / f"{bucket}.ndjson"
                 handles[bucket] = open(staged[bucket], "wb")  # noqa: SIM115 - closed below
@@ -253,11 +302,11 @@ def _kept(bucket: _Bucket, rid: str, redacted: set[str]) -> bool:
     return rid not in redacted and bucket.targets.get(rid) not in redacted
 
 
-def _targets(data: bytes, rtype: str) -> set[str]:
+def _targets(path: Path, rtype: str) -> set[str]:
     """The targets of a segment's records of one type (its tombstones), read from those rows only."""
     import pyarrow.compute as pc
 
-    table = _table(data, ["type", "body"])
+    table = _table(path, ["type", "body"])
     out = set()
     for body in table.filter(pc.equal(table.column("type"), rtype)).column("body").to_pylist():
         if isinstance(body, str):
@@ -277,20 +326,21 @@ def segment_name(bucket: str, rows: Sequence[tuple[str, str, str]]) -> str:
 
 
 def _segment_files(
-    bucket: str, rows: list[tuple[str, str, str]], con: duckdb.DuckDBPyConnection
-) -> list[tuple[str, bytes]]:
+    bucket: str, rows: list[tuple[str, str, str]], con: duckdb.DuckDBPyConnection, scratch: Path
+) -> list[tuple[str, Path]]:
     """A bucket's `.parquet` (id, type, body: canonical JSON, then the typed columns a cold
-    rebuild copies; sorted by id, zstd) and `.ids`."""
+    rebuild copies; sorted by id, zstd) and `.ids`, written to files in `scratch`."""
     import pyarrow.parquet as pq
 
     ids = [rid for rid, _rtype, _body in rows]
     table = typed_table(con, [body for _rid, _rtype, body in rows])
     if table.column("id").to_pylist() != ids:
         raise MlciError(f"compaction: bucket {bucket}: a record's JSON gives no typed row")  # a bug: nothing written
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", row_group_size=SEGMENT_ROW_GROUP)
     name = segment_name(bucket, rows)
-    return [(f"{name}.parquet", buf.getvalue()), (f"{name}.ids", ("\n".join(ids) + "\n").encode())]
+    segment, id_list = scratch / f"new-{bucket}.parquet", scratch / f"new-{bucket}.ids"
+    pq.write_table(table, segment, compression="zstd", row_group_size=SEGMENT_ROW_GROUP)
+    id_list.write_bytes(("\n".join(ids) + "\n").encode())
+    return [(f"{name}.parquet", segment), (f"{name}.ids", id_list)]
 
 
 def typed_connection() -> duckdb.DuckDBPyConnection:
@@ -356,8 +406,32 @@ def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | N
 SEGMENT_ROW_GROUP = 65536  # rows per Parquet row group: fixed, so equal rows give equal bytes
 
 
-def repack(repo: Repo) -> None:
-    """Put the repository's objects in one pack (`git repack -a -d`): a cold cache build then
-    reads the ledger in one pass, and the many small packs and loose objects of appends and
-    merges are folded together, with deltas between similar records."""
-    repo.run("repack", "-a", "-d", "-q", check=False)
+# git's own bounds on a repack's memory (git-config: pack.*, core.*). Without them a repack of
+# the 4.4 GiB of a million loose records mapped every pack whole (core.packedGitLimit is
+# unlimited on 64-bit) and peaked at 5.4 GB; one thread, as compaction runs in the background.
+REPACK_SETTINGS = (
+    "pack.threads=1",
+    "pack.windowMemory=64m",  # per thread: the delta search's window shrinks past it
+    "pack.deltaCacheSize=32m",
+    "core.packedGitLimit=128m",  # bytes of packs mapped at once
+    "core.packedGitWindowSize=16m",
+    "core.deltaBaseCacheLimit=32m",
+)
+REPACK_MIN_LOOSE = 256  # loose objects below which a repository of one pack is not repacked
+
+
+def repack(repo: Repo) -> bool:
+    """Fold the loose objects and small packs that appends and compaction left into bigger packs
+    (`git repack -d --geometric=2`, within REPACK_SETTINGS): a cold cache build then reads few
+    packs, and trees and records get deltas against each other. Geometric: only the packs a
+    geometric progression needs rolled up are rewritten, so a compaction of 2,000 records does
+    not rewrite the pack of the million before them. Skipped (False) when the repository is one
+    pack and fewer than REPACK_MIN_LOOSE loose objects."""
+    counts = dict(
+        line.split(": ", 1) for line in repo.text("count-objects", "-v", check=False).splitlines() if ": " in line
+    )
+    if int(counts.get("count", 0)) < REPACK_MIN_LOOSE and int(counts.get("packs", 0)) <= 1:
+        return False
+    settings = [arg for setting in REPACK_SETTINGS for arg in ("-c", setting)]
+    repo.run(*settings, "repack", "-d", "-q", "--geometric=2", check=False)
+    return True

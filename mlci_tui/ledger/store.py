@@ -199,10 +199,11 @@ class LedgerStore:
         raise LedgerConflict(f"{self.ref}: gave up merging after {MAX_ATTEMPTS} concurrent updates")
 
     def replace_tree(
-        self, files: Sequence[tuple[str, bytes]], message: str, expected_tip: str, keep: Sequence[TreeEntry] = ()
+        self, files: Sequence[tuple[str, bytes | str]], message: str, expected_tip: str, keep: Sequence[TreeEntry] = ()
     ) -> str | None:
-        """Write a commit whose tree is exactly `files` plus the `keep` entries as they are
-        (compaction carries `conflicts/` over). None if the tip moved."""
+        """Write a commit whose tree is exactly `files` (inline bytes, or the id of a blob already
+        written: compaction's segments) plus the `keep` entries as they are (compaction carries
+        `conflicts/` over). None if the tip moved."""
         changes: Changes = {e.path: e.oid for e in keep}
         changes.update(files)
         body = _commit_script(self.ref, expected_tip, message, b"deleteall\n" + _changes_script(changes))
@@ -378,11 +379,17 @@ def refuse_misnamed(events: Sequence[TreeEntry]) -> Callable[[int, bytes], str |
     each file it reads): why that event file is not read, or None. It must be one record
     (`records.line_problem`) whose id is its file name, so that a body filed under another
     record's name never shadows that record. The id costs a substring search."""
-    # events/ab/<id>.json -> <id> (26 characters); None for a file not where records.record_path puts one
-    names = [
-        p[10:-5] if len(p) == 41 and p[7:9] == p[10:12] and p.startswith(EVENTS_DIR) and p.endswith(".json") else None
-        for p in (entry.path for entry in events)
-    ]
+    return refuse_by_name([event_name(entry.path) for entry in events])
+
+
+def event_name(path: str) -> str | None:
+    """events/ab/<id>.json -> <id> (26 characters); None for a file not where records.record_path puts one."""
+    ok = len(path) == 41 and path[7:9] == path[10:12] and path.startswith(EVENTS_DIR) and path.endswith(".json")
+    return path[10:-5] if ok else None
+
+
+def refuse_by_name(names: Sequence[str | None]) -> Callable[[int, bytes], str | None]:
+    """`refuse_misnamed` from each file's `event_name` alone (compaction keeps no paths)."""
 
     def refuse(n: int, line: bytes) -> str | None:
         problem = records.line_problem(line)

@@ -75,6 +75,14 @@ ACTIONS: list[Action] = [
         "Pin the run under the cursor as baseline (again: back to deployed)",
         "Base",
     ),
+    Action(  # (before Export: at 80 columns the key bar keeps its two lines)
+        "runs",
+        "m",
+        "groups",
+        "Groups",
+        "One row per group of repeats (a commit's runs, params equal but the seed): mean ± sd (n); again: every run",
+        "Group",
+    ),
     Action("runs", "e", "export", "Export", "Export the current view to CSV, JSON or Markdown"),
     Action(
         "runs", "o", "columns", "Columns", "Choose the metric and param columns (saved for this repository)", "Cols"

@@ -14,6 +14,7 @@ from textual.message import Message
 
 from mlci_tui.ledger.query.compare import CompareResult
 from mlci_tui.ledger.query.detail import RunDetail
+from mlci_tui.ledger.query.groups import Group
 from mlci_tui.ledger.query.runs_view import ViewResult
 from mlci_tui.sanitize import display
 from mlci_tui.tui.widgets.plot import Chart
@@ -97,6 +98,14 @@ class CompareLoaded(Answer[CompareResult]):
 
 
 class CompareFailed(QueryFailed):
+    pass
+
+
+class GroupsLoaded(Answer[dict[str, Group]]):
+    """Each shown run's group of repeats (`groups.load_groups`): the run and compare screens."""
+
+
+class GroupsFailed(QueryFailed):
     pass
 
 

@@ -1,22 +1,27 @@
 """Groups of repeats: the done runs of one commit whose params are equal apart from the seed.
 
-One rule for the gate (a baseline or a candidate expands to its group), `mlci diff` and
-`mlci runs --groups`: runs of any kind count (commit capture, `record --repeat`, ci, bisect),
+One rule for the gate (a baseline or a candidate expands to its group), `mlci diff`,
+`mlci runs --groups` and the TUI (the grouped runs table, a run's and a comparison's groups): runs of any kind count (commit capture, `record --repeat`, ci, bisect),
 and `train.repeats.seed_param` is the one param allowed to differ.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mlci_tui.ledger.held import open_cache
 from mlci_tui.ledger.query.rows import dict_rows
 from mlci_tui.ledger.query.run import Run
 
 if TYPE_CHECKING:
     import duckdb
+
+    from mlci_tui.config import Config
+    from mlci_tui.gitio import Repo
+    from mlci_tui.ledger.query.runs_view import ViewResult
 
 
 @dataclass
@@ -98,3 +103,96 @@ def group_runs(runs: Iterable[Run], seed_param: str | None) -> list[Group]:
         else:
             found.runs.append(run)
     return list(groups.values())
+
+
+# ---------------------------------------------------------------- the TUI's shapes
+
+
+@dataclass
+class ViewGroups:
+    """A runs view folded into its groups: the row of each group's first run (in the view's order)
+    stands for the group, and the baseline's group is named (its row, and its means for the Δ columns)."""
+
+    by_row: dict[str, Group]  # the row's run id -> its group
+    baseline_row: str | None = None  # the row whose group holds the baseline (None: filtered out, or none)
+    baseline_means: dict[str, float] | None = None  # the baseline's group's means
+
+    def group(self, run_id: str) -> Group | None:
+        return self.by_row.get(run_id)
+
+    @property
+    def runs(self) -> int:
+        return sum(g.n for g in self.by_row.values())
+
+
+def load_groups(repo: Repo, run_ids: Sequence[str], seed_param: str | None) -> dict[str, Group]:
+    """Each run's group (`group_of`), read in one connection: the TUI's run and compare screens."""
+    with open_cache(repo) as con:
+        rows = dict_rows(con.execute("SELECT * FROM runs WHERE list_contains(?, run_id)", [list(run_ids)]))
+        return {r.run_id: group_of(con, r, seed_param) for r in map(Run.from_row, rows)}
+
+
+def fold_view(repo: Repo, result: ViewResult, cfg: Config) -> ViewResult:
+    """The runs view with one row per group (`group_runs`, like `mlci runs --groups`): the group's
+    first run in the view's order stands for it, its metric columns hold the group's means (so a
+    sort orders groups by their means), and `groups` carries the groups for `mean ± sd (n)`.
+
+    Reads every row's values (a paged view is completed first) and each run's commit, status and
+    maps: the cost of a toggle the user asked for, never of the ungrouped view."""
+    import pyarrow as pa
+
+    from mlci_tui.ledger.query.runs_view import ViewResult, load_view
+
+    seed = cfg.section("train")["repeats"]["seed_param"]
+    table = result.table
+    if table is None:
+        table = load_view(repo, result.spec, cfg, known=result.info, complete=True).table
+    assert table is not None
+    ids = [str(r) for r in table.column(0).to_pylist()]
+    with open_cache(repo) as con:
+        cur = con.execute(
+            "SELECT run_id, commit, status, params, metrics FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [ids],
+        )
+        found = {r.run_id: r for r in map(Run.from_row, dict_rows(cur))}
+        base = None
+        if result.baseline is not None and result.baseline.run_id in found:
+            base = group_of(con, found[result.baseline.run_id], seed)
+        elif result.baseline is not None:
+            rows = dict_rows(con.execute("SELECT * FROM runs WHERE run_id = ?", [result.baseline.run_id]))
+            base = group_of(con, Run.from_row(rows[0]), seed) if rows else None
+    position = {run_id: n for n, run_id in enumerate(ids)}
+    groups = group_runs((found.get(r) or Run(r) for r in ids), seed)
+    keep = [position[g.runs[0].run_id] for g in groups]
+    folded = table.take(pa.array(keep, pa.int64()))
+    for col in result.columns:
+        if col.kind != "metric":
+            continue
+        name = f"c{col.source}"
+        values = folded.column(name).to_pylist()
+        for n, group in enumerate(groups):
+            found_summary = group.summary(col.name) if group.n > 1 else None
+            if found_summary is not None:
+                values[n] = found_summary[0]
+        index = folded.schema.get_field_index(name)
+        folded = folded.set_column(index, name, pa.array(values, folded.schema.field(index).type))
+    base_ids = {r.run_id for r in base.runs} if base is not None else set()
+    by_row = {g.runs[0].run_id: g for g in groups}
+    view = ViewGroups(
+        by_row,
+        next((row for row, g in by_row.items() if base_ids & {r.run_id for r in g.runs}), None),
+        base.means() if base is not None else None,
+    )
+    return ViewResult(
+        result.spec,
+        result.info,
+        result.columns,
+        folded.column(0),
+        {},
+        result.select,
+        result.select_binds,
+        result.baseline,
+        result.seconds,
+        table=folded,
+        groups=view,
+    )

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow
 
+    from mlci_tui.ledger.query.groups import ViewGroups
+
 PAGE_ROWS = 128  # rows read from DuckDB at a time
 
 # Up to this many runs in the ledger, a view reads every matching row's values in one query
@@ -110,6 +112,7 @@ class ViewResult:
     # `Column.source`, then `recorded` and n<source> (the record time and each param as a
     # number: what sorting in memory needs to order rows as `sort.order_by` does)
     table: pyarrow.Table | None = None
+    groups: ViewGroups | None = None  # folded into groups of repeats (`groups.fold_view`): one row a group
 
     @property
     def count(self) -> int:
@@ -332,6 +335,7 @@ def sort_view(result: ViewResult, key: str, descending: bool) -> ViewResult | No
         result.baseline,
         time.perf_counter() - started,
         table=table,
+        groups=result.groups,
     )
 
 

@@ -18,10 +18,12 @@ from textual.binding import BindingType
 from textual.widgets import DataTable, Static
 
 from mlci_tui.ledger.query.compare import CompareResult, CompareRow, load_compare
+from mlci_tui.ledger.query.groups import Group, load_groups
 from mlci_tui.numbers import digits_to_tell_apart
+from mlci_tui.output import Spread
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells, export
-from mlci_tui.tui.messages import CompareFailed, CompareLoaded, post_answer
+from mlci_tui.tui.messages import CompareFailed, CompareLoaded, GroupsFailed, GroupsLoaded, post_answer
 from mlci_tui.tui.screens.base import LedgerScreen
 from mlci_tui.tui.theme import badge, tone
 from mlci_tui.tui.widgets.keybar import KeyBar
@@ -63,6 +65,7 @@ class CompareScreen(LedgerScreen):
         self.run_ids = run_ids
         self.result: CompareResult | None = None
         self.differences_only = False
+        self.groups: dict[str, Group] = {}  # each compared run's group, where it has repeats
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f" compare {len(self.run_ids)} runs  loading…"), id="compare-title")
@@ -89,6 +92,25 @@ class CompareScreen(LedgerScreen):
             return
         self.result = message.value
         self._show()
+        self._load_groups(self.generation)
+
+    @work(thread=True, group="groups", exit_on_error=False)
+    def _load_groups(self, generation: int) -> None:
+        seed = self.mlci.config.section("train")["repeats"]["seed_param"]
+        load = lambda: load_groups(self.mlci.repo, self.run_ids, seed)  # noqa: E731
+        post_answer(self, generation, GroupsLoaded, GroupsFailed, load)
+
+    def on_groups_loaded(self, message: GroupsLoaded) -> None:
+        message.stop()
+        if message.generation != self.generation:
+            return
+        self.groups = {run_id: g for run_id, g in message.value.items() if g.n > 1}
+        if self.groups:
+            self._show()
+
+    def on_groups_failed(self, message: GroupsFailed) -> None:
+        message.stop()
+        self.notify(message.value, title="Error", severity="error", markup=False)
 
     def on_compare_failed(self, message: CompareFailed) -> None:
         message.stop()
@@ -103,13 +125,18 @@ class CompareScreen(LedgerScreen):
         reference = self._reference(result)
         shown = [row for row in result.rows if not (self.differences_only and not row.differs)]
         width = column_width(result, shown)
-        rows = [self._row(row, width, reference) for row in shown]
+        rows = []
+        for row in shown:
+            rows.append(self._row(row, width, reference))
+            spreads = self._spreads(result, row)
+            if spreads:
+                rows.append(self._group_row(row, spreads, reference))
         keys = ["section", "name", *(f"run{n}" for n in range(len(result.runs)))]
         refill(table, [Text(""), Text("name"), *self._labels(result, width, reference)], rows, column_keys=keys)
         if rows:
             table.move_cursor(row=min(cursor, len(rows) - 1))
         title = badge(self.app, f"compare {len(result.runs)} runs")
-        title.append(f"  {len(rows)} of {len(result.rows)} rows")
+        title.append(f"  {len(shown)} of {len(result.rows)} rows")
         title.append("  · differences only" if self.differences_only else "  · all rows (d: differences only)")
         against = "◆ baseline" if reference[1] else result.runs[0]["run_id"][:8] if result.runs else ""
         if against:
@@ -162,6 +189,28 @@ class CompareScreen(LedgerScreen):
                 text.stylize("bold")
             values.append(text)
         return [Text(row.section, style="dim"), cells.safe(row.name), *values]
+
+    def _spreads(self, result: CompareResult, row: CompareRow) -> list[Spread | None]:
+        """A metric row's group summaries, one per run (None: the run has no repeats of it)."""
+        if row.section != "metric" or not self.groups:
+            return []
+        out: list[Spread | None] = []
+        for run in result.runs:
+            group = self.groups.get(run["run_id"])
+            found = group.summary(row.name) if group is not None else None
+            out.append(Spread(*found) if found else None)
+        return out if any(out) else []
+
+    def _group_row(self, row: CompareRow, spreads: list[Spread | None], reference: tuple[int, bool]) -> list[Text]:
+        """Under a metric, each run's group as `mean ± sd (n)`; ◆ on the baseline's group."""
+        digits = digits_to_tell_apart([s.mean for s in spreads if s is not None])
+        cells_: list[Text] = []
+        for i, found in enumerate(spreads):
+            text = Text(found.text(digits) if found else "")
+            if found and reference == (i, True):
+                text = Text.assemble(("◆ ", f"bold {tone(self.app, 'baseline')}"), text)
+            cells_.append(text)
+        return [Text("group", style="dim"), Text(f"  {display(row.name)} mean ± sd (n)", style="dim"), *cells_]
 
     def action_back(self) -> None:
         self.app.pop_screen()

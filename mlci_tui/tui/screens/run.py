@@ -15,15 +15,19 @@ from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Static, TabbedContent, TabPane
 
-from mlci_tui.errors import MlciError
+from mlci_tui.errors import InputError, MlciError
 from mlci_tui.ledger.annotate import add_note, add_tag
-from mlci_tui.ledger.query.detail import RunDetail, Validation, digest_of, load_detail
+from mlci_tui.ledger.query.detail import MetricRow, RunDetail, Validation, digest_of, load_detail
+from mlci_tui.ledger.query.groups import Group, load_groups
+from mlci_tui.output import Spread
 from mlci_tui.sanitize import display
 from mlci_tui.tui import actions, cells
 from mlci_tui.tui.messages import (
     DataDiffLoaded,
     DetailFailed,
     DetailLoaded,
+    GroupsFailed,
+    GroupsLoaded,
     NoteOrTagWritten,
     WriteFailed,
     post_answer,
@@ -68,6 +72,7 @@ class RunScreen(LedgerScreen):
         self.detail: RunDetail | None = None
         self.data_text = Text()  # the Data tab as last painted (a data diff appends to it)
         self.at_step: int | None = None
+        self.group: Group | None = None  # the run's group of repeats, when it has repeats
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f" run {self.run_id[:8]}  loading…"), id="run-title")
@@ -112,6 +117,25 @@ class RunScreen(LedgerScreen):
             return
         self.detail = message.value
         self._show(message.value)
+        self._load_group(self.generation)
+
+    @work(thread=True, group="group", exit_on_error=False)
+    def _load_group(self, generation: int) -> None:
+        seed = self.mlci.config.section("train")["repeats"]["seed_param"]
+        load = lambda: load_groups(self.mlci.repo, [self.run_id], seed)  # noqa: E731
+        post_answer(self, generation, GroupsLoaded, GroupsFailed, load)
+
+    def on_groups_loaded(self, message: GroupsLoaded) -> None:
+        message.stop()
+        group = message.value.get(self.run_id)
+        if message.generation != self.generation or self.detail is None or group is None or group.n < 2:
+            return
+        self.group = group
+        self._show(self.detail)
+
+    def on_groups_failed(self, message: GroupsFailed) -> None:
+        message.stop()
+        self.notify(message.value, title="Error", severity="error", markup=False)
 
     def on_detail_failed(self, message: DetailFailed) -> None:
         message.stop()
@@ -155,6 +179,12 @@ class RunScreen(LedgerScreen):
         header.append("   notes ", style="dim")
         header.append(str(len(d.notes)))
         header.append(f"   id {display(self.run_id)}", style="dim")
+        if self.group is not None:
+            header.append("\n")
+            header.append("group ", style="dim")
+            header.append(f"{self.group.n} runs of this commit, params equal but the seed (the group column)")
+            if self._holds_baseline(self.group):
+                header.append("  ◆ the baseline's group", style=f"bold {tone(self.app, 'baseline')}")
         self.query_one("#run-header", Static).update(header)
         self._show_metrics()
         _table(self.query_one("#params", DataTable), ["param", "value", "file"], [[n, v, f] for f, n, v in d.params])
@@ -192,6 +222,8 @@ class RunScreen(LedgerScreen):
         columns = ["metric", "last", "min", "min step", "max", "max step", "steps", "direction", "file"]
         if self.at_step is not None:
             columns.insert(1, f"@ step {self.at_step}")
+        if self.group is not None:
+            columns.insert(3 if self.at_step is not None else 2, "group: mean ± sd (n)")  # beside `last`
         rows = []
         for m in d.metrics:
             direction = self.mlci.config.direction(m.name)
@@ -206,6 +238,9 @@ class RunScreen(LedgerScreen):
                 direction or "",
                 m.file,
             ]
+            if self.group is not None:
+                found = _summary(self.group, m)
+                row.insert(2, Text(found.text(), style="bold") if found else "")
             if self.at_step is not None:
                 row.insert(1, d.value_at(m.name, self.at_step))
             rows.append(row)
@@ -267,6 +302,11 @@ class RunScreen(LedgerScreen):
         value = event.value.strip()
         self.at_step = int(value) if value.lstrip("-").isdigit() else None
         self._show_metrics()
+
+    def _holds_baseline(self, group: Group) -> bool:
+        shown = self.mlci.runs_screen.result
+        base = shown.baseline.run_id if shown is not None and shown.baseline is not None else None
+        return base is not None and any(r.run_id == base for r in group.runs)
 
     # ------------------------------------------------------------------ actions
     def action_back(self) -> None:
@@ -401,6 +441,15 @@ class RunScreen(LedgerScreen):
             self.post_message(WriteFailed(0, display(str(exc))))
             return
         self.post_message(NoteOrTagWritten(0, f"{done} ({self.run_id[:8]})"))
+
+
+def _summary(group: Group, metric: MetricRow) -> Spread | None:
+    """A metric's `mean ± sd (n)` over the group, by its plain name (its `file:name` where that is ambiguous)."""
+    try:
+        found = group.summary(metric.name)
+    except InputError:
+        found = group.summary(f"{metric.file}:{metric.name}")
+    return Spread(*found) if found else None
 
 
 STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold red", "unavailable": "red"}

@@ -16,6 +16,7 @@ from mlci_tui.ledger.held import Interruptible, cache_looks_current
 from mlci_tui.ledger.query import runs_view
 from mlci_tui.ledger.query.baseline import DEFAULT_STAGE
 from mlci_tui.ledger.query.filter import FilterError
+from mlci_tui.ledger.query.groups import fold_view
 from mlci_tui.ledger.query.runs_view import (
     LedgerInfo,
     ViewResult,
@@ -82,6 +83,7 @@ class RunsScreen(LedgerScreen):
         self._completion: Timer | None = None  # reads the rest of a paged view, once the user pauses
         self._completing: Interruptible | None = None  # the connection reading it
         self._complete_token: object | None = None  # the completion allowed to run (None: none)
+        self.grouped = False  # one row per group of repeats (`m`)
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -120,22 +122,23 @@ class RunsScreen(LedgerScreen):
         self._cancel_completion()
         self.generation += 1
         self.busy = True
-        self._load(self.generation, self.wanted, self.info, self.table.current_run_id)
+        self._load(self.generation, self.wanted, self.info, self.table.current_run_id, self.grouped)
 
     @work(thread=True, group="view", exit_on_error=False)
-    def _load(self, generation: int, spec: ViewSpec, known: LedgerInfo | None, keep: str | None = None) -> None:
-        """`keep`: the run under the cursor, whose rows the query reads along with the first."""
+    def _load(
+        self, generation: int, spec: ViewSpec, known: LedgerInfo | None, keep: str | None = None, grouped: bool = False
+    ) -> None:
+        """`keep`: the run under the cursor, whose rows the query reads along with the first;
+        `grouped`: the view folded into groups of repeats."""
         app = self.mlci
         if not cache_looks_current(app.repo):  # tell the user why it takes a while
             self.post_message(RunsProgress(generation, "reading new ledger records into the query cache…"))
-        post_answer(
-            self,
-            generation,
-            RunsLoaded,
-            RunsFailed,
-            lambda: load_view(app.repo, spec, app.config, known=known, keep=keep),
-            expected=(FilterError,),
-        )
+
+        def load() -> ViewResult:
+            result = load_view(app.repo, spec, app.config, known=known, keep=keep)
+            return fold_view(app.repo, result, app.config) if grouped else result
+
+        post_answer(self, generation, RunsLoaded, RunsFailed, load, expected=(FilterError,))
 
     def on_runs_progress(self, message: RunsProgress) -> None:
         message.stop()
@@ -152,6 +155,8 @@ class RunsScreen(LedgerScreen):
         self.busy = message.generation != self.generation
         result: ViewResult = message.value
         keep = self.table.current_run_id
+        if result.groups is not None and keep is not None and result.groups.group(keep) is None:
+            keep = next((row for row, g in result.groups.by_row.items() if keep in {r.run_id for r in g.runs}), keep)
         self.result = result
         self.spec = result.spec
         self.info = result.info
@@ -250,7 +255,12 @@ class RunsScreen(LedgerScreen):
             status.append(" · loading…")
         else:
             shown, total = result.count, result.info.total
-            status.append(f" · {shown:,} of {total:,} runs" if shown != total else f" · {total:,} runs")
+            if result.groups is not None:  # one row a group
+                runs = result.groups.runs
+                status.append(f" · {runs:,} of {total:,} runs" if runs != total else f" · {total:,} runs")
+                status.append(f" in {shown:,} groups", style=f"bold {tone(app, 'key')}")
+            else:
+                status.append(f" · {shown:,} of {total:,} runs" if shown != total else f" · {total:,} runs")
             if result.spec.sort_key:
                 label = next((c.label for c in result.columns if c.key == result.spec.sort_key), result.spec.sort_key)
                 status.append(f" · sort {display(label)} {'▼' if result.spec.descending else '▲'}")
@@ -326,7 +336,8 @@ class RunsScreen(LedgerScreen):
             return
         if sorted_result is None:
             spec = ViewSpec(**{**result.spec.__dict__, "sort_key": key, "descending": descending})
-            self.app.call_from_thread(self._load, generation, spec, self.info, self.table.current_run_id)
+            keep = self.table.current_run_id
+            self.app.call_from_thread(self._load, generation, spec, self.info, keep, result.groups is not None)
             return
         self.post_message(RunsLoaded(generation, sorted_result))
 
@@ -375,6 +386,15 @@ class RunsScreen(LedgerScreen):
         else:
             self.notify(f"Baseline pinned: {run_id[:8]}", title="Baseline", markup=False)
         self.reload(self.want(baseline=run_id))
+
+    def action_groups(self) -> None:
+        self.grouped = not self.grouped
+        self.notify(
+            "One row per group of repeats: mean ± sd (n)" if self.grouped else "One row per run",
+            title="Groups",
+            markup=False,
+        )
+        self.reload()
 
     def action_refresh(self) -> None:
         self.mlci.query_cache.recheck()  # the ledger tip from git, not only the ref files' stat

@@ -25,6 +25,7 @@ from textual.strip import Strip
 
 from mlci_tui.ledger.query.runs_view import PAGE_ROWS, Column, Row, ViewResult, load_pages
 from mlci_tui.numbers import HUMAN_DIGITS, digits_to_tell_apart
+from mlci_tui.output import Spread
 from mlci_tui.tui import cells
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ PAGE = PAGE_ROWS
 PAGE_CACHE = 64  # pages kept (8,192 rows)
 WIDTH_SAMPLE = 120  # rows measured for column widths (the first ones shown)
 MAX_WIDTH = {"subject": 44, "branch": 18, "param": 18, "tags": 24, "time": 16, "id": 8, "kind": 16, "status": 8}
+GROUP_WIDTH = 24  # a metric column of the grouped view: `0.91233 ± 0.0041 (12)`
 FLAGS = "flags"
 FIXED_COLUMNS = 2  # flags, id
 
@@ -181,6 +183,14 @@ class RunTable(ScrollView, can_focus=True):
             return []
         return [str(r) for r in self.result.ids.to_pylist()]
 
+    def is_baseline(self, run_id: str) -> bool:
+        """The baseline's row; in the grouped view, the row of the baseline's group."""
+        if self.result is None or self.result.baseline is None:
+            return False
+        if self.result.groups is not None:
+            return self.result.groups.baseline_row == run_id
+        return self.result.baseline.run_id == run_id
+
     def _page(self, number: int) -> list[Row] | None:
         """A page of rows, or None while it is being read (a worker is asked to)."""
         page = self._pages.get(number)
@@ -317,6 +327,8 @@ class RunTable(ScrollView, can_focus=True):
             label = cell_len(cells.display(col.label)) + 1  # room for the sort arrow
             widest = max((cell_len(row[n][0]) for row in sample), default=0)
             limit = MAX_WIDTH.get(col.key, MAX_WIDTH.get(col.kind, 14))
+            if col.kind == "metric" and self.result is not None and self.result.groups is not None:
+                limit = GROUP_WIDTH
             widths.append(max(min(max(widest, 1), limit), min(label, 24)))
         return widths
 
@@ -346,11 +358,16 @@ class RunTable(ScrollView, can_focus=True):
             return None
         values = page[row % PAGE]
         base = self.result.baseline
+        groups = self.result.groups
+        group = groups.group(str(values[0])) if groups is not None else None
+        base_means = base.metrics if base else None
+        if groups is not None and groups.baseline_means is not None:
+            base_means = groups.baseline_means  # Δ against the baseline's group, as the gate compares
         run_id = str(values[0])
         out: list[tuple[str, str | None, bool]] = []
         for col in self.columns:
             if col.kind == "flags":
-                flag = ("●" if run_id in self.marked else " ") + ("◆" if base and base.run_id == run_id else " ")
+                flag = ("●" if run_id in self.marked else " ") + ("◆" if self.is_baseline(run_id) else " ")
                 out.append((flag, "marked", False))
                 continue
             value = values[col.source]
@@ -359,9 +376,12 @@ class RunTable(ScrollView, can_focus=True):
             elif col.key == "time":
                 out.append((cells.when(value), None, False))
             elif col.kind == "metric":
-                out.append((cells.number(value, self.digits.get(col.source, HUMAN_DIGITS)), None, True))
+                digits = self.digits.get(col.source, HUMAN_DIGITS)
+                summary = group.summary(col.name) if group is not None and group.n > 1 else None
+                text = Spread(*summary).text(digits) if summary else cells.number(value, digits)
+                out.append((text, None, True))
             elif col.kind == "delta":
-                text, diff = cells.delta(value, base.metrics.get(col.name) if base else None)
+                text, diff = cells.delta(value, base_means.get(col.name) if base_means else None)
                 kind = cells.verdict(diff, col.direction)
                 out.append((text, kind or ("muted" if diff == 0 else None), True))
             elif col.kind == "param":
@@ -437,7 +457,7 @@ class RunTable(ScrollView, can_focus=True):
         row_style = base
         if run_id in self.marked:
             row_style += self._style("marked")
-        if self.result is not None and self.result.baseline and self.result.baseline.run_id == run_id:
+        if self.is_baseline(run_id):
             row_style += self._style("baseline")
         if is_cursor:
             row_style += self._style("cursor")

@@ -1,10 +1,10 @@
 """Query the ledger from its published segments, without building the local cache.
 
 DuckDB reads each published segment's Parquet from the data remote through fsspec (a
-filesystem registered with the connection, never DuckDB's httpfs): `VerifiedSegments` fetches
-an object whole the first time a scan opens it, checks its SHA-256 against the manifest, keeps
-the checked bytes in a scratch folder for the rest of the connection, and refuses the object
-otherwise (the query fails whole: no partial answer). What the manifest does not serve (loose
+filesystem registered with the connection, never DuckDB's httpfs): the first time a scan opens
+one, `VerifiedSegments` downloads them all concurrently (one fsspec `get`), checks each one's
+SHA-256 against the manifest, keeps the checked bytes in a scratch folder for the rest of the
+connection, and refuses a changed object (the query fails whole: no partial answer). What the manifest does not serve (loose
 records newer than the publish, buckets compacted again since) is read from the local ledger
 and unioned, so the answer is the one the local cache would give. The tables the cache fills
 are views here, defined from the cache's own statements (`cache.INGEST_SQL`): one rule.
@@ -71,25 +71,31 @@ def _verified_filesystem(fs: Any, base: str, wanted: dict[str, str], scratch: Pa
             if sha not in wanted:
                 raise FileNotFoundError(path)
             with self.lock:  # DuckDB opens a file from several threads, and several times per query
-                if sha not in self.fetched:
-                    try:
-                        data = fs.cat_file(object_path(base, sha))
-                    except FileNotFoundError:
-                        self.failure = TamperedSegment(f"{wanted[sha]}: not on the data remote (`mlci ledger publish`)")
-                        raise
-                    except MlciError as exc:  # no credentials, unreachable (data.remotes.Guarded)
-                        self.failure = exc
-                        raise
-                    if hashlib.sha256(data).hexdigest() != sha:
-                        self.failure = TamperedSegment(
-                            f"{wanted[sha]}: the published object {sha[:12]} does not hash to the manifest's "
-                            "SHA-256; refused (republish with `mlci ledger publish`)"
-                        )
-                        raise self.failure
-                    local = scratch / sha
-                    local.write_bytes(data)
-                    self.fetched[sha] = local
+                if not self.fetched:
+                    self._fetch_all()
                 return self.fetched[sha]
+
+        def _fetch_all(self) -> None:
+            """Every published segment the read uses, downloaded at once (fsspec fetches a list
+            concurrently) to the scratch folder and checked: a scan of the runs reads them all."""
+            local = {sha: scratch / sha for sha in wanted}
+            try:
+                fs.get([object_path(base, sha) for sha in local], [str(p) for p in local.values()])
+            except FileNotFoundError:
+                missing = next(s for s, p in local.items() if not p.exists())
+                self.failure = TamperedSegment(f"{wanted[missing]}: not on the data remote (`mlci ledger publish`)")
+                raise
+            except MlciError as exc:  # no credentials, unreachable (data.remotes.Guarded)
+                self.failure = exc
+                raise
+            for sha, file in sorted(local.items(), key=lambda item: wanted[item[0]]):
+                if not file.exists() or _sha256(file) != sha:
+                    self.failure = TamperedSegment(
+                        f"{wanted[sha]}: the published object {sha[:12]} does not hash to the manifest's "
+                        "SHA-256; refused (republish with `mlci ledger publish`)"
+                    )
+                    raise self.failure
+            self.fetched.update(local)
 
         def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
             return open(self._local(path), "rb")  # noqa: SIM115 - DuckDB closes it
@@ -105,6 +111,14 @@ def _verified_filesystem(fs: Any, base: str, wanted: dict[str, str], scratch: Pa
             return datetime(2000, 1, 1, tzinfo=timezone.utc)  # content-addressed: never changes
 
     return VerifiedSegments()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def table_views() -> dict[str, str]:

@@ -85,6 +85,15 @@ def test_a_killed_worker_s_checkpoint_is_resumed_in_another_clone(
     assert row["state"] == "done"
     assert abs(row["acc"] - 0.57) < 1e-9  # lr 0.5 + epoch 7 read from the checkpoint clone a uploaded
 
+    # the machine comes back: its coordinator finds the trial lost and the ledger says what it resumes from
+    ok(run_mlci(a, "sweep", "start", "spot"))
+    sql = "SELECT body FROM events WHERE type = 'trial' AND body->>'state' = 'requeued'"
+    (requeued,) = [json.loads(r["body"]) for r in json.loads(ok(run_mlci(a, "sql", sql, "--json")).stdout)]
+    assert (
+        requeued["reason"].startswith("lost:")
+        and requeued["checkpoint"]["hash"] == (json.loads(latest.read_text())["hash"])
+    )
+
 
 TASK = (
     "import json, sys\n"

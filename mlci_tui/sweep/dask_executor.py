@@ -165,7 +165,8 @@ def _finish(repo: Repo, coord: Coordinator, tid: str, future: Any, lease: Path, 
         coord.state.refresh()
         trial = coord.sweep.trials[tid]
         if isinstance(exc, killed) or "Killed" in type(exc).__name__:
-            recs = policy.after_loss(coord.sweep, trial, f"dask worker lost ({type(exc).__name__})")
+            lost = f"dask worker lost ({type(exc).__name__})"
+            recs = policy.after_loss(coord.sweep, trial, lost, policy.lost_checkpoint(repo, trial))
         else:
             recs = [
                 events.trial_event(

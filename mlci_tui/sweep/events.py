@@ -190,6 +190,7 @@ def apply(trial: Trial, ev: dict[str, Any]) -> None:
     elif state == "requeued":
         trial.requeues += 1
         trial.reason = ev.get("reason")
+        trial.checkpoint = _checkpoint(ev) or trial.checkpoint
         if ev.get("manual"):
             trial.tries = 0
         elif ev.get("interrupted"):  # Ctrl-C is not the trial's failure: the attempt does not count
@@ -207,9 +208,13 @@ def apply(trial: Trial, ev: dict[str, Any]) -> None:
         if state == "failed":
             trial.exit_code = ev.get("exit_code")
             trial.stderr_tail = ev.get("stderr_tail")
-            saved = ev.get("checkpoint")
-            if isinstance(saved, dict) and {"hash", "size", "nfiles"} <= saved.keys():
-                trial.checkpoint = saved
+            trial.checkpoint = _checkpoint(ev) or trial.checkpoint
         if state == "pruned":
             trial.step = ev.get("step")
     trial.state = STATE_OF[state]
+
+
+def _checkpoint(ev: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoints an attempt uploaded, as its `failed` (or after a loss, `requeued`) event links them."""
+    saved = ev.get("checkpoint")
+    return saved if isinstance(saved, dict) and {"hash", "size", "nfiles"} <= saved.keys() else None

@@ -51,8 +51,11 @@ class Coordinator:
         batch = []
         for trial, why in policy.stranded(self.sweep, held, self.lease_seconds):
             self.say(f"trial {self.sweep.name}-{trial.number}: {why}; queued again")
+            saved = policy.lost_checkpoint(self.repo, trial)
             batch.append(
-                events.trial_event(self.sweep_id, trial.trial_id, "requeued", reason=f"lost: {why}", interrupted=True)
+                events.trial_event(
+                    self.sweep_id, trial.trial_id, "requeued", reason=f"lost: {why}", interrupted=True, checkpoint=saved
+                )
             )
         if batch:
             self.store.append(batch)
@@ -75,7 +78,7 @@ class Coordinator:
                 continue
             trial = sweep.trials.get(lease.trial_id)
             if trial is not None:
-                lost = policy.after_loss(sweep, trial, why)
+                lost = policy.after_loss(sweep, trial, why, policy.lost_checkpoint(self.repo, trial))
                 if lost:
                     self.say(f"trial {sweep.name}-{trial.number}: {why}; " + str(lost[0]["state"]))
                 batch.extend(lost)

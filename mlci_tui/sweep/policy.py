@@ -34,17 +34,33 @@ def after_failure(sweep: Sweep, trial: Trial) -> list[dict[str, Any]]:
     return []
 
 
-def after_loss(sweep: Sweep, trial: Trial, why: str) -> list[dict[str, Any]]:
-    """A running trial whose worker vanished: queued again within budget, else failed."""
+def after_loss(sweep: Sweep, trial: Trial, why: str, checkpoint: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """A running trial whose worker vanished: queued again within budget, else failed; with the
+    `checkpoint` the lost attempt uploaded while it ran (`lost_checkpoint`), linked as a failure's."""
     if trial.state != "running":
         return []
     if can_retry(sweep, trial):
-        return [events.trial_event(sweep.sweep_id, trial.trial_id, "requeued", reason=f"lost: {why}")]
+        return [
+            events.trial_event(sweep.sweep_id, trial.trial_id, "requeued", reason=f"lost: {why}", checkpoint=checkpoint)
+        ]
     return [
         events.trial_event(
-            sweep.sweep_id, trial.trial_id, "failed", reason=f"lost: {why}; no retries left", attempt=trial.attempts
+            sweep.sweep_id,
+            trial.trial_id,
+            "failed",
+            reason=f"lost: {why}; no retries left",
+            attempt=trial.attempts,
+            checkpoint=checkpoint,
         )
     ]
+
+
+def lost_checkpoint(repo: Repo, trial: Trial) -> dict[str, Any] | None:
+    """The newest checkpoint a lost attempt uploaded while it ran (named on the data remote,
+    sweep/checkpoint_watch.py), so the ledger says what its retry resumes from; None without one."""
+    from mlci_tui.sweep.trial_files import latest_checkpoint
+
+    return latest_checkpoint(repo, trial.trial_id)
 
 
 def interrupted(sweep: Sweep, tids: list[str]) -> list[dict[str, Any]]:

@@ -96,13 +96,13 @@ def pre_commit(argv: list[str]) -> int:
     data_paths = [p for p in staged if p.endswith(DATASET_SUFFIXES) or p == "mlci.yaml"]
     if not relevant and not data_paths:
         return 0
-    from mlci_tui import config as config_mod
     from mlci_tui.capture.build import read_values
+    from mlci_tui.capture.config_memo import load_from_git
     from mlci_tui.gitio import Repo
     from mlci_tui.sources import IndexSource, matches
 
     repo = Repo.find()
-    cfg = config_mod.load_from_git(repo, ":")  # a staged, invalid mlci.yaml blocks here
+    cfg = load_from_git(repo, ":")  # a staged, invalid mlci.yaml blocks here
     code = 0
     if data_paths and cfg.data.get("datasets"):
         # datasets whose staged content changed are validated (mlci_tui/validate imported only now)

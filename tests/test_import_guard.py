@@ -172,3 +172,34 @@ def test_post_commit_captures_whatever_the_pre_check_cannot_rule_out(repo: Path,
     assert rc == 0, err
     assert "mlci_tui.capture.write" in modules
     assert _ledger_runs(repo) == 1
+
+
+def test_commit_hooks_parse_an_unchanged_config_once(repo: Path) -> None:
+    """The validated config is remembered by its bytes (capture/config_memo.py): the hooks of the
+    next commits import no YAML parser nor the plugin sections; an edited mlci.yaml is read
+    again, and an invalid one still blocks the commit."""
+    config = "metrics:\n  files: [out/scores.json]  # where eval writes\nparams:\n  files: [params.yaml]\n"
+    commit(repo, {"mlci.yaml": config, "params.yaml": "lr: 0.1\n", "out/scores.json": metrics_json(acc=0.5)}, "a")
+    rc, modules, err = probe(repo, "post-commit")
+    assert rc == 0, err
+    assert "yaml" in modules  # the first read parses
+    commit(repo, {"out/scores.json": metrics_json(acc=0.6)}, "b")
+    rc, modules, err = probe(repo, "post-commit")
+    assert rc == 0, err
+    assert "yaml" not in modules and "mlci_tui.sweep.config_schema" not in modules
+    (repo / "params.yaml").write_text("lr: 0.2\n")
+    git(repo, "add", "params.yaml")
+    rc, modules, err = probe(repo, "pre-commit")
+    assert rc == 0, err
+    assert "yaml" not in modules and "mlci_tui.capture.readers" in modules
+    assert _ledger_runs(repo) == 2
+    # an edited config is read again: the metrics now come from another file
+    commit(repo, {"mlci.yaml": config.replace("out/scores.json", "eval.json"), "eval.json": metrics_json(f1=1.0)}, "c")
+    rc, modules, err = probe(repo, "post-commit")
+    assert rc == 0 and "yaml" in modules, err
+    runs = json.loads(run_mlci(repo, "runs", "--json").stdout)
+    assert sorted(runs[0]["metrics"]) == ["f1"]
+    (repo / "mlci.yaml").write_text("metrics: [oops\n")
+    git(repo, "add", "mlci.yaml")
+    rc, _modules, err = probe(repo, "pre-commit")
+    assert rc == 2 and "mlci.yaml" in err

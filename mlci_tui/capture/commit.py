@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mlci_tui import config as config_mod
+from mlci_tui.capture import config_memo
 from mlci_tui.capture.build import base_record, finish_record, read_values
 from mlci_tui.config import Config
 from mlci_tui.constants import CONFIG_FILE, DVC_ROOT_FILES
@@ -140,8 +141,8 @@ def load_config(repo: Repo, objects: ObjectReader, sha: str) -> tuple[Config, li
     yaml_blob = objects.read(f"{sha}:{CONFIG_FILE}")
     pyproject = objects.read(f"{sha}:pyproject.toml")
     try:
-        cfg = config_mod.load_from_blobs(
-            repo.root, yaml_blob[2] if yaml_blob is not None else None, pyproject[2] if pyproject is not None else None
+        cfg = config_memo.load_from_blobs(
+            repo, yaml_blob[2] if yaml_blob is not None else None, pyproject[2] if pyproject is not None else None
         )
     except ConfigError as exc:
         default = config_mod.Config(repo.root, None, config_mod.validate({}, CONFIG_FILE))

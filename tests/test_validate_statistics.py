@@ -217,3 +217,47 @@ def test_a_csv_counts_values_outside_the_allowed_list_as_other(root: Path) -> No
     assert profile is not None
     histogram = profile["columns"]["label"]["histogram"]
     assert histogram["other"] == 2 and sum(histogram["values"].values()) == ROWS - 3
+
+
+@pytest.mark.parametrize(("bits", "passes"), [(None, 1), (64, 2)], ids=["window-fits", "outside-the-window"])
+def test_a_csv_key_is_counted_exactly_in_the_one_pass_when_it_fits_the_window(
+    root: Path, monkeypatch: pytest.MonkeyPatch, bits: int | None, passes: int
+) -> None:
+    """A CSV is parsed once for the checks and the profile: the key's bitmap is in the pass
+    (it used to be a second parse); a key with values outside the window guessed from the
+    first row (here: a window of 32 values) gets the second pass over its range, as exact."""
+    if bits is not None:
+        monkeypatch.setattr(engine, "BITMAP_BITS", bits)
+        monkeypatch.setattr(engine, "THREADS", 2)
+    queries: list[list[str]] = []
+    aggregate = engine._aggregate
+
+    def counted(con: Any, rel: str, parts: list[list[tuple[str, str]]]) -> dict[str, Any]:
+        queries.extend([expr for _k, expr in part] for part in parts if part)  # each a parse of the file
+        return aggregate(con, rel, parts)
+
+    monkeypatch.setattr(engine, "_aggregate", counted)
+    result = run(root, "csv", planted=True)
+    got = failures(result)
+    assert got[("unique", "id")] == REPEATS and got[("primary_key", None)] == REPEATS
+    assert len(queries) == passes, queries
+    assert any("bitstring_agg(CASE WHEN" in expr for expr in queries[0])
+    profile = Validator(Repo.find(root), {}, record=False, use_cache=False).profile_of(result.content_hash)
+    assert profile is not None and profile["columns"]["id"]["distinct"] == ROWS - REPEATS
+
+
+def test_key_windows_around_the_first_value_within_the_type(con: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "BITMAP_BITS", 1024)
+    monkeypatch.setattr(engine, "THREADS", 2)  # a window of 512 values, from 128 below the first
+    con.execute("CREATE TABLE w AS SELECT * FROM (VALUES (NULL, 5::UTINYINT, 9::BIGINT), (1, 2, 3)) t(a, b, c)")
+    plan_ = engine.Plan(
+        columns={
+            n: engine.Column(n, t, None, engine.q(n)) for n, t in (("a", "INTEGER"), ("b", "UTINYINT"), ("c", "BIGINT"))
+        },
+        checks=[],
+        profile_columns=[],
+    )
+    got = engine.key_windows(con, "w", {f"d({v})": engine.q(v) for v in "abc"}, plan_)
+    assert sorted(got) == ["d(b)", "d(c)"]  # no first value for a: counted after the pass
+    assert got["d(b)"][0] == 'bit_count(bitstring_agg(CASE WHEN "b" BETWEEN 0 AND 255 THEN "b" END, 0, 255))'
+    assert got["d(c)"][1] == 'count_if(NOT ("c" BETWEEN -119 AND 392))'

@@ -18,7 +18,9 @@ start and imports included on every side), on the same file:
   values, ranges, full-match regex, row count).
 - Peak memory (GNU time) of `mlci data validate` on a large CSV under DuckDB's memory limit.
 
-Sizes are stated with every figure (`--rows`, `--memory-rows`).
+Sizes are stated with every figure (`--rows`, `--memory-rows`). `--against SRC` adds the new
+version's validation by another source tree (and by this one, started the same way) to the
+interleaved rounds.
 """
 
 from __future__ import annotations
@@ -150,12 +152,15 @@ def bench_env(**extra: str) -> dict[str, str]:
     return common.env(MLCI_DUCKDB_THREADS=THREADS, MLCI_DUCKDB_MEMORY_LIMIT=MEMORY_LIMIT, **extra)
 
 
-def mlci_once(repo: Path, *, new_version: bool) -> float:
-    """The `mlci data validate` process; a new version has no stored profile (computed in the pass)."""
+def mlci_once(repo: Path, *, new_version: bool, src: Path | None = None) -> float:
+    """The `mlci data validate` process; a new version has no stored profile (computed in the pass).
+    With `src`, `python -m mlci_tui` from that source tree (`--against`)."""
     if new_version:
         shutil.rmtree(repo / ".git" / "mlci" / "validate" / "profiles", ignore_errors=True)
-    argv = [common.MLCI, "data", "validate", "--no-cache", "--no-record"]
-    return common.time_cmd(argv, repo, env=bench_env())
+    if src is None:
+        return common.time_cmd([common.MLCI, "data", "validate", "--no-cache", "--no-record"], repo, env=bench_env())
+    argv = [common.PYTHON, "-m", "mlci_tui", "data", "validate", "--no-cache", "--no-record"]
+    return common.time_cmd(argv, repo, env=bench_env(PYTHONPATH=str(src)))
 
 
 def bare_once(folder: Path, data: Path, fmt: str) -> float:
@@ -182,6 +187,12 @@ def main() -> None:
     parser.add_argument("--no-pandera", action="store_true", help="skip pandera (e.g. at sizes pandas cannot hold)")
     parser.add_argument("--name", default="validate", help="results/NAME.json (default validate)")
     parser.add_argument("--formats", default="parquet,csv", help="which inputs to time (default parquet,csv)")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another mlci source tree (e.g. `git archive REV | tar -x -C DIR`): both trees' new-version "
+        "validation as `python -m mlci_tui`, in the same interleaved rounds",
+    )
     args = parser.parse_args()
     rows = args.rows or (500_000 if args.quick else 10_000_000)
     repeats = args.repeats or (2 if args.quick else 3)
@@ -223,6 +234,13 @@ def main() -> None:
             "mlci validate, known version": lambda repo=repo: mlci_once(repo, new_version=False),
             "bare DuckDB scan": lambda fmt=fmt: bare_once(scratch, paths[fmt], fmt),
         }
+        if args.against:
+            variants["mlci validate, new version (this tree, python -m)"] = lambda repo=repo: mlci_once(
+                repo, new_version=True, src=common.ROOT
+            )
+            variants["mlci validate, new version (--against, python -m)"] = lambda repo=repo: mlci_once(
+                repo, new_version=True, src=args.against
+            )
         if has_pandera:
             variants["pandera (pandas)"] = lambda fmt=fmt: pandera_once(peer or "", scratch, paths[fmt], fmt)
         samples = common.interleave(variants, repeats, warmup=0)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from mlci_tui.errors import InputError, MlciError, first_line
 from mlci_tui.ledger.publish import Published, object_path, read_manifest
 from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore, refuse_misnamed
+from mlci_tui.sql_guard import lock_down
 
 if TYPE_CHECKING:
     import duckdb
@@ -187,7 +188,8 @@ def open_published(store: LedgerStore, fs: Any, base: str) -> Iterator[tuple[duc
                 con.execute(sql)
             for view, sql in VIEWS.items():
                 con.execute(f"CREATE TEMP VIEW {view} AS {sql}")
-            con.execute("SET allowed_paths = ?", [urls])  # then sql_guard.lock_down: these and nothing else
+            con.execute("SET allowed_paths = ?", [urls])  # these, and nothing else (lock_down, below)
+            lock_down(con, directories=[scratch / "spill"])
             yield con, RemoteRead(manifest.covers, len(served), len(local_segments), len(events))
         except Exception as exc:  # a query of the caller's included: the object's refusal is the answer
             if verified.failure is not None:

@@ -6,9 +6,12 @@ the data print inertly in every format. Numbers are
 written by `numbers`: five significant digits in a table or Markdown, widened per column
 until its values print differently (or `precision` digits); twelve in CSV, full in JSON.
 
-A table is rendered by Rich. Given a width (`mlci runs`: `terminal_width`, which is `COLUMNS`,
-else the terminal's width when the output is one; a pipe gets every column), it fits: columns
-are kept by priority, text columns shrink with an ellipsis, and no line is wider.
+A table is rendered by Rich. Given a width (`terminal_width`: `COLUMNS`, else the terminal's
+width when the output is one; a pipe gets the table whole), no line is wider. How it fits is the
+command's choice, made here for all of them: a listing with many optional columns (`runs`, `sql`,
+`runs --groups`) keeps columns by priority and shortens text with an ellipsis; a table whose
+columns all matter (`fold`: `show`, `diff`, `gate`, `stages`) keeps every column and wraps cell
+text onto more lines, so a gate's reason is read whole. `fit_text` wraps the prose around them.
 """
 
 from __future__ import annotations
@@ -103,13 +106,15 @@ def write(
     essential: int = 1,
     shrink: Sequence[str] | None = None,
     precision: int | None = None,
+    fold: bool = False,
 ) -> list[str]:
     """`rows` in `fmt`. `compared` names two columns holding a baseline and its candidate: in
     each row those two print in the digits that tell them apart. `raw`: CSV text cells keep a
     leading `= + - @` (`csv_cell`). A table is at most `width` wide (None: no limit; a listing
     that fits the terminal passes `terminal_width(out)`), keeping the columns named in `priority` first (the first `essential` ones before
     any narrowed column grows), then the others in order, and
-    narrowing the text columns in `shrink` (default: every text column); `precision`: numbers in that many significant digits in a table or Markdown. Returns the
+    narrowing the text columns in `shrink` (default: every text column); `precision`: numbers in that many significant digits in a table or Markdown.
+    `fold`: every column is kept and cell text wraps onto more lines instead, never cut (`fit_columns`). Returns the
     columns a table left out."""
     if fmt == "json":
         # one object per line: json.dumps(indent=...) falls back to the pure-Python encoder,
@@ -134,13 +139,13 @@ def write(
         digits = column_digits(rows, columns, precision)
         header = [display(c) for c in columns]
         cells = [[display(t) for t in _row_texts(r, columns, digits, compared)] for r in rows]
-        if truncate:
+        if truncate and not fold:
             cells = [[_truncate(c) for c in row] for row in cells]
         numeric = [bool(rows) and all(_looks_numeric(r.get(c)) for r in rows) for c in columns]
         fixed = [n or (shrink is not None and c not in shrink) for c, n in zip(columns, numeric)]
         order = [columns.index(c) for c in priority if c in columns]
-        kept, widths = fit_columns(header, cells, fixed, width, order, essential)
-        out.write(_render(header, cells, numeric, kept, widths))
+        kept, widths = fit_columns(header, cells, fixed, width, order, essential, fold=fold)
+        out.write(_render(header, cells, numeric, kept, widths, fold=fold))
         return [columns[i] for i in range(len(columns)) if i not in kept]
     return []
 
@@ -167,17 +172,22 @@ def fit_columns(
     width: int | None,
     priority: Sequence[int] = (),
     essential: int = 1,
+    *,
+    fold: bool = False,
 ) -> tuple[list[int], list[int]]:
     """Which columns a table of at most `width` characters shows, and how wide each is.
 
     Columns are taken in the order of `priority`, then the rest: the first `essential` ones
     whenever they fit with the columns not `fixed` narrowed to SHRUNK_CELL, the others only while
-    those keep COMFORTABLE_CELL. The columns not `fixed` then share what is left, widest first."""
+    those keep COMFORTABLE_CELL. The columns not `fixed` then share what is left, widest first.
+    With `fold` every column is kept (its text wraps): see `_fold_widths`."""
     from rich.cells import cell_len  # what a cell takes on the terminal (a CJK character: two)
 
     natural = [max([cell_len(header[i]), *(cell_len(row[i]) for row in cells)]) for i in range(len(header))]
     if width is None:
         return list(range(len(header))), natural
+    if fold:
+        return list(range(len(header))), _fold_widths(header, cells, fixed, natural, width)
     order = list(dict.fromkeys([*priority, *range(len(header))]))
     least = [w if fixed[i] else min(w, SHRUNK_CELL) for i, w in enumerate(natural)]
     comfortable = [w if fixed[i] else min(w, COMFORTABLE_CELL) for i, w in enumerate(natural)]
@@ -201,28 +211,91 @@ def fit_columns(
     return kept, [widths[i] for i in kept]
 
 
-def _render(header: list[str], cells: list[list[str]], numeric: list[bool], kept: list[int], widths: list[int]) -> str:
+def _fold_widths(
+    header: list[str], cells: list[list[str]], fixed: list[bool], natural: list[int], width: int
+) -> list[int]:
+    """Every column's width when all are kept within `width`: the widest text column gives up a
+    cell at a time down to its longest word (wrapping then breaks lines between words); while
+    the table is still too wide, the widest column of any kind, numbers too, down to one cell
+    (Rich folds the words)."""
+    from rich.cells import cell_len
+
+    def longest_word(i: int) -> int:
+        texts = [header[i], *(row[i] for row in cells)]
+        return max((cell_len(word) for text in texts for word in text.split()), default=1)
+
+    floor = [natural[i] if fixed[i] else min(natural[i], longest_word(i)) for i in range(len(natural))]
+    widths = list(natural)
+    excess = sum(widths) + GAP * (len(widths) - 1) - width
+    while excess > 0:
+        narrowing = [i for i, w in enumerate(widths) if w > floor[i]] or [i for i, w in enumerate(widths) if w > 1]
+        if not narrowing:
+            break
+        i = max(narrowing, key=lambda j: widths[j])
+        widths[i] -= 1
+        excess -= 1
+    return widths
+
+
+def _render(
+    header: list[str],
+    cells: list[list[str]],
+    numeric: list[bool],
+    kept: list[int],
+    widths: list[int],
+    *,
+    fold: bool = False,
+) -> str:
     """The table as text, through Rich (cells are plain text: nothing is read as markup): a
-    header, a line of dashes under it, columns GAP spaces apart, no frame."""
+    header, a line of dashes under it, columns GAP spaces apart, no frame. A cell wider than its
+    column is cut with an ellipsis, or with `fold` wrapped onto more lines (the header too: it is
+    drawn on its own, so the dashes go under all of its lines)."""
     import io
 
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, GAP, 0, 0), expand=False)
-    for i, w in zip(kept, widths):
-        justify: Literal["right", "left"] = "right" if numeric[i] and cells else "left"
-        table.add_column(Text(header[i], justify="left"), justify=justify, width=w, no_wrap=True, overflow="ellipsis")
-    for row in cells:
-        table.add_row(*(Text(row[i]) for i in kept))
-    buffer = io.StringIO()
-    total = sum(widths) + GAP * len(widths)
-    console = Console(file=buffer, width=total, color_system=None, highlight=False, emoji=False, markup=False)
-    console.print(table)
-    lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
-    lines.insert(1, (" " * GAP).join("-" * w for w in widths))
+    def draw(rows: list[list[str]], show_header: bool) -> list[str]:
+        table = Table(
+            box=None, show_edge=False, pad_edge=False, padding=(0, GAP, 0, 0), expand=False, show_header=show_header
+        )
+        for i, w in zip(kept, widths):
+            justify: Literal["right", "left"] = "right" if numeric[i] and cells else "left"
+            overflow: Literal["fold", "ellipsis"] = "fold" if fold else "ellipsis"
+            table.add_column(
+                Text(header[i], justify="left"), justify=justify, width=w, no_wrap=not fold, overflow=overflow
+            )
+        for row in rows:
+            table.add_row(*(Text(row[i]) for i in kept))
+        buffer = io.StringIO()
+        total = sum(widths) + GAP * len(widths)
+        console = Console(file=buffer, width=total, color_system=None, highlight=False, emoji=False, markup=False)
+        console.print(table)
+        return [line.rstrip() for line in buffer.getvalue().splitlines()]
+
+    lines = [*draw([], True), (" " * GAP).join("-" * w for w in widths)]
+    if cells:
+        lines += draw(cells, False)
     return "".join(line + "\n" for line in lines)
+
+
+def fit_text(text: str, width: int | None) -> str:
+    """Prose printed around a table (a heading, a warning, a note), wrapped between words to at
+    most `width` cells per line (a longer word folded); None: as it is. `text` is display text
+    already (`sanitize.display`): it is not read as markup."""
+    if width is None:
+        return text
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, highlight=False, emoji=False, markup=False)
+    for line in text.split("\n"):
+        console.print(Text(line), overflow="fold", no_wrap=False, crop=False)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
 def _row_texts(

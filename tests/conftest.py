@@ -30,6 +30,8 @@ def _git_isolation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.delenv("MLCI_NO_HOOKS", raising=False)
     monkeypatch.delenv("GIT_DIR", raising=False)
     monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
+    # xdist's workers export COLUMNS=80: a table's width is a test's choice (env={"COLUMNS": ...})
+    monkeypatch.delenv("COLUMNS", raising=False)
     for key, value in IDENTITY.items():
         monkeypatch.setenv(key, value)
     (home / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")

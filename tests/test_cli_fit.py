@@ -112,14 +112,142 @@ def test_gate_without_a_baseline_says_how_to_set_one(runs_repo: Path) -> None:
     assert "hint" not in proc.stderr and git(runs_repo, "rev-parse", "HEAD~1")[:8] in proc.stdout
 
 
-def _on_a_terminal(code: str) -> str:
-    """What `code` writes to stderr when stderr is a terminal (a pseudo-terminal)."""
+NOTE = "the warmup helped early but the plateau after epoch 40 looks like the schedule, not the data " * 2
+
+
+@pytest.fixture
+def promoted_repo(runs_repo: Path) -> Path:
+    """`runs_repo` with HEAD promoted, a repeat of HEAD (another seed: a group of two), a long note,
+    and in the working tree a long param."""
+    head = git(runs_repo, "rev-parse", "HEAD").strip()
+    assert run_mlci(runs_repo, "promote", head).returncode == 0
+    params = (runs_repo / "params.yaml").read_text().replace("seed: 5", "seed: 6")
+    metrics = json.loads((runs_repo / "metrics.json").read_text()) | {"zeta_acc": 0.81}
+    (runs_repo / "params.yaml").write_text(params)
+    (runs_repo / "metrics.json").write_text(json.dumps(metrics))
+    with (runs_repo / "mlci.yaml").open("a") as config:
+        config.write("train:\n  repeats: {seed_param: seed}\n")
+    proc = run_mlci(runs_repo, "record", "--repeat", "--commit", head)
+    assert proc.returncode == 0, proc.stderr
+    assert run_mlci(runs_repo, "note", head, NOTE).returncode == 0
+    # the working tree (`diff --workspace`) gains a long param
+    (runs_repo / "params.yaml").write_text(params + f"a_rather_long_parameter_name_that_explains_itself: {LONG}\n")
+    return runs_repo
+
+
+FITTED = {  # every table command but `mlci runs` (above), with what it must keep whole
+    "show": ["show", "HEAD"],
+    "gate": ["gate", "--head", "HEAD~2"],
+    "diff": ["diff", "HEAD", "--workspace", "--all"],  # the group of HEAD's two runs, the working tree
+    "stages": ["stages"],
+    "sql": ["sql", "SELECT run_id, kind, message, author, params, metrics FROM runs"],
+    "groups": ["runs", "--groups"],
+}
+
+
+def column_text(table: str, name: str) -> str:
+    """The text of the column headed `name` in the first table of `table`, its wrapped lines joined."""
+    lines = table.splitlines()
+    top = next(n for n, line in enumerate(lines) if line.split()[:1] and name in line.split())
+    start = lines[top].index(name)
+    body = []
+    for line in lines[top + 2 :]:
+        if not line.strip():
+            break
+        body.append(line[start:].strip())
+    return " ".join(part for part in body if part)
+
+
+@pytest.mark.parametrize("columns", [60, 80])
+@pytest.mark.parametrize("command", sorted(FITTED))
+def test_every_table_command_fits_the_terminal(promoted_repo: Path, command: str, columns: int) -> None:
+    proc = run_mlci(promoted_repo, *FITTED[command], env={"COLUMNS": str(columns)})
+    assert proc.returncode in (0, 1), proc.stderr  # the gate fails this candidate
+    assert max(widths(proc.stdout)) <= columns, proc.stdout
+    piped = run_mlci(promoted_repo, *FITTED[command])  # a pipe without COLUMNS: the table whole
+    if max(widths(piped.stdout)) <= columns:
+        assert proc.stdout == piped.stdout, "a table that fits is printed as it is"
+        return
+    header = proc.stdout.splitlines()
+    if command in ("gate", "diff", "show", "stages"):  # every column kept: text wraps instead
+        wide = [line.split() for line in piped.stdout.splitlines() if line.startswith(("metric", "field", "stage"))]
+        assert wide, piped.stdout
+        for name in wide[0]:
+            assert any(name in line.split() for line in header), f"{name} dropped:\n{proc.stdout}"
+    else:  # columns by priority, the rest behind --wide
+        assert "more columns: --wide" in proc.stdout
+        assert "more columns" not in run_mlci(promoted_repo, *FITTED[command], "--wide").stdout
+
+
+def test_the_gate_reason_and_a_long_value_wrap_whole(promoted_repo: Path) -> None:
+    verdict = json.loads(run_mlci(promoted_repo, "gate", "--head", "HEAD~2", "--json").stdout)
+    rule = next(r for r in verdict["rules"] if r["metric"] == "zeta_acc")
+    assert rule["verdict"] == "fail" and rule["reason"].startswith("dropped by")
+    narrow = run_mlci(promoted_repo, "gate", "--head", "HEAD~2", env={"COLUMNS": "60"}).stdout
+    assert f"fail: {rule['reason']}" not in narrow, "at 60 columns the reason is wrapped ..."
+    assert column_text(narrow, "verdict") == f"fail: {rule['reason']}", narrow  # ... and whole
+    diff = run_mlci(promoted_repo, *FITTED["diff"], env={"COLUMNS": "60"}).stdout
+    assert "0.805 ± 0.0071 (2)" in diff, "the base is a group of repeats: a spread is not cut"
+    params = next(block for block in diff.split("\n\n") if block.startswith("param"))
+    assert LONG in column_text(params, "head"), "a long value wraps whole"
+    shown = run_mlci(promoted_repo, "show", "HEAD", env={"COLUMNS": "60"}).stdout
+    assert LONG in " ".join(line[len("message   ") :].strip() for line in _rows_of(shown, "message"))
+    assert " ".join(NOTE.split()) in " ".join(shown.split()), "the note, wrapped"
+
+
+def _rows_of(table: str, field: str) -> list[str]:
+    """The lines of `field`'s row in a field/value table: its own, then its continuation lines."""
+    lines = table.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith(field + " "))
+    rows = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.startswith(" "):
+            break
+        rows.append(line)
+    return rows
+
+
+def test_groups_and_sql_keep_columns_by_priority(promoted_repo: Path) -> None:
+    groups = run_mlci(promoted_repo, "runs", "--groups", env={"COLUMNS": "60"}).stdout
+    assert {"run", "message", "zeta_acc"} <= set(groups.splitlines()[0].split()), "id, subject, the gate's metric"
+    assert "(2)" in groups, "the group of two"
+    rows = run_mlci(promoted_repo, "sql", "SELECT run_id, kind, message, author FROM runs", env={"COLUMNS": "40"})
+    assert rows.stdout.splitlines()[0].split()[:2] == ["run_id", "kind"], "the query's columns in its order"
+    assert max(widths(rows.stdout)) <= 40
+    csv = run_mlci(promoted_repo, "sql", "SELECT run_id, message FROM runs", "--csv", env={"COLUMNS": "40"})
+    assert LONG in csv.stdout, "machine formats are never cut"
+
+
+def exported(repo: Path, name: str, *where: str) -> list[dict[str, object]]:
+    proc = run_mlci(repo, "export", name, *where)
+    assert proc.returncode == 0, proc.stderr
+    return sorted(json.loads((repo / name).read_text()), key=lambda r: str(r["run_id"]))
+
+
+def test_export_where_takes_the_filter_language_and_sql(runs_repo: Path) -> None:
+    expression = exported(runs_repo, "a.json", "--where", "zeta_acc > 0.7")
+    assert len(expression) == 3
+    assert expression == exported(runs_repo, "b.json", "--where", "sql: metrics['zeta_acc'] > 0.7")
+    assert expression == exported(runs_repo, "c.json", "--where", "metrics['zeta_acc'] > 0.7"), "SQL as before"
+    assert [r["run_id"] for r in expression] == sorted(ids(runs_repo, "--where", "zeta_acc > 0.7")), "as runs reads it"
+    assert len(exported(runs_repo, "d.json", "--where", "zeta_acc > 0.7 or lr in (0.1, 0.05)")) == 5
+    proc = run_mlci(runs_repo, "export", "e.json", "--where", "zeta_ac > 0.7")  # neither: one line, exit 2
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert "did you mean zeta_acc" in proc.stderr and not (runs_repo / "e.json").exists()
+    proc = run_mlci(runs_repo, "export", "f.json", "--where", "sql: run_id IN (SELECT * FROM read_text('/etc/passwd'))")
+    assert proc.returncode == 2 and not (runs_repo / "f.json").exists(), "the SQL path keeps its sandbox"
+
+
+def _on_a_terminal(code: str, cwd: Path | None = None) -> str:
+    """What `code` writes to stderr (and stdout) when they are a terminal (a pseudo-terminal)."""
     import os
     import pty
     import sys
 
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child
+        if cwd is not None:
+            os.chdir(cwd)
         os.execvp(sys.executable, [sys.executable, "-c", code])
     out = b""
     while True:
@@ -154,3 +282,19 @@ def test_transfer_progress_is_rich_on_a_terminal_and_silent_in_a_pipe() -> None:
     assert "push 2/2" in shown and "3.0/3.0 MB" in shown, shown
     piped = subprocess.run([sys.executable, "-c", TRANSFER], capture_output=True, text=True, check=True)
     assert piped.stderr == ""
+
+
+def test_mlflow_import_shows_progress_on_a_terminal_only(repo: Path, tmp_path: Path) -> None:
+    from test_import_mlflow import make_file_store
+
+    sha = commit(repo, {"train.py": "print(1)\n"}, "training code")
+    make_file_store(tmp_path / "mlruns", sha)  # three runs: two imported, one deleted
+    code = f"import sys; from mlci_tui.cli.main import main; sys.exit(main(['import', 'mlflow', {str(tmp_path / 'mlruns')!r}]))"
+    shown = _on_a_terminal(code, cwd=repo)
+    assert "read mlflow runs" in shown and "3/3" in shown, shown
+    assert "import mlflow" in shown and "2/2" in shown, shown
+    assert "imported 2 run(s)" in shown
+    git(repo, "update-ref", "-d", "refs/mlci/ledger")  # again, into an empty ledger, through a pipe
+    piped = run_mlci(repo, "import", "mlflow", str(tmp_path / "mlruns"))
+    assert piped.returncode == 0 and "imported 2 run(s)" in piped.stdout, piped.stderr
+    assert "mlflow" not in piped.stderr and "━" not in piped.stderr + piped.stdout

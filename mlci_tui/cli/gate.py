@@ -18,6 +18,7 @@ from mlci_tui.cli.console import notice, open_ledger, resolve_ref, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo
+from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
     from mlci_tui.ledger.query.groups import Group
@@ -87,7 +88,8 @@ def diff(args: argparse.Namespace) -> int:
         print(json.dumps(output.json_value(doc), indent=2, ensure_ascii=True))
         return 0
     fmt = "md" if args.format == "md" else "table"
-    say(f"{base.label} -> {head.label}")
+    width = output.terminal_width(sys.stdout) if fmt == "table" else None
+    print(output.fit_text(display(f"{base.label} -> {head.label}"), width))
     print()
     metric_rows = [
         {
@@ -98,7 +100,16 @@ def diff(args: argparse.Namespace) -> int:
         }
         for c in metrics
     ]
-    output.write(metric_rows, ["metric", "base", "head", "change"], fmt, sys.stdout, compared=("base", "head"))
+    # every column kept, long values wrapped (output.py)
+    output.write(
+        metric_rows,
+        ["metric", "base", "head", "change"],
+        fmt,
+        sys.stdout,
+        compared=("base", "head"),
+        width=width,
+        fold=True,
+    )
     print()
     if params:
         output.write(
@@ -106,6 +117,8 @@ def diff(args: argparse.Namespace) -> int:
             ["param", "base", "head"],
             fmt,
             sys.stdout,
+            width=width,
+            fold=True,
         )
     else:
         print("params: no change")
@@ -116,6 +129,8 @@ def diff(args: argparse.Namespace) -> int:
             ["dataset", "base", "head"],
             fmt,
             sys.stdout,
+            width=width,
+            fold=True,
         )
     return 0
 
@@ -227,9 +242,11 @@ def stages(args: argparse.Namespace) -> int:
         }
         for p in rows
     ]
-    output.write(table, ["stage", "run", "commit", "time", "model", "by"], args.format, sys.stdout)
+    width = output.terminal_width(sys.stdout)
+    columns = ["stage", "run", "commit", "time", "model", "by"]
+    output.write(table, columns, args.format, sys.stdout, width=width, fold=True)
     if not rows and args.format == "table":
-        print("nothing promoted yet: `mlci promote RUN --stage deployed`")
+        print(output.fit_text("nothing promoted yet: `mlci promote RUN --stage deployed`", width))
     return 0
 
 

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from mlci_tui.ledger.query.run import Run
 
 RUN_TABLE_COLUMNS = ["run", "time", "kind", "branch", "commit", "message"]
+WHERE_HELP = (
+    'filter: the TUI\'s language ("acc > 0.9 and lr in (0.1, 0.01)"), else a SQL predicate over the '
+    "runs view (\"metrics['acc'] > 0.9\"); `sql:` forces SQL"
+)
 
 
 def record_handler(args: argparse.Namespace) -> int:
@@ -227,7 +231,7 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
     runs = listing.runs
     if args.groups:
         metrics = [k for k in listing.metric_keys if any(k in r.metrics for r in runs)]
-        return _group_table(repo, runs, metrics if args.format in ("json", "csv") else metrics[:8], args.format, out)
+        return _group_table(repo, args, runs, metrics, out)
     if args.format in ("json", "csv"):
         output.write([r.listed() for r in runs], LISTED_FIELDS, args.format, out, raw=args.raw)
         return 0
@@ -271,9 +275,7 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
     )
     if args.format != "table":
         return 0
-    if hidden:
-        note = f"({len(hidden)} more columns: --wide)"
-        print(note[: output.terminal_width(out) or len(note)], file=out)
+    _more_columns(hidden, out)
     if listing.total > len(runs):
         print(f"({len(runs)} of {listing.total} runs; --limit 0 shows all)", file=out)
     elif not runs:
@@ -281,12 +283,27 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _group_table(repo: Repo, runs: list[Run], metrics: list[str], fmt: str, out: TextIO) -> int:
-    """`runs --groups`: one row per group of repeats (one commit, params equal but the seed), its
-    metrics as `mean ± sd (n)` (docs/user-guide.md: repeats and groups)."""
-    from mlci_tui.ledger.query.groups import group_runs
+def _more_columns(hidden: list[str], out: TextIO) -> None:
+    """The line under a table that left columns out (`output.write`'s answer), within the width."""
+    if hidden:
+        print(output.fit_text(f"({len(hidden)} more columns: --wide)", output.terminal_width(out)), file=out)
 
-    seed = config_mod.load(repo.root).section("train")["repeats"]["seed_param"]
+
+def _group_table(repo: Repo, args: argparse.Namespace, runs: list[Run], metrics: list[str], out: TextIO) -> int:
+    """`runs --groups`: one row per group of repeats (one commit, params equal but the seed), its
+    metrics as `mean ± sd (n)` (docs/user-guide.md: repeats and groups). The table fits the
+    terminal as `mlci runs` does: the id, the subject and the gate's metrics first."""
+    from mlci_tui.ledger.query.groups import group_runs
+    from mlci_tui.ledger.query.runs_view import metric_priority
+
+    cfg = config_mod.load(repo.root)
+    seed = cfg.section("train")["repeats"]["seed_param"]
+    wide = args.wide or args.format in ("json", "csv")
+    gated = [k for k in cfg.gated_metrics() if k in metrics]
+    if args.format in ("table", "md"):
+        metrics = metric_priority(metrics, cfg.direction, gated)
+    if not wide:
+        metrics = metrics[:8]
     table = []
     for group in group_runs(runs, seed):
         first = group.runs[0]
@@ -295,13 +312,25 @@ def _group_table(repo: Repo, runs: list[Run], metrics: list[str], fmt: str, out:
             "runs": group.n,
             "kind": ", ".join(sorted({r.kind or "" for r in group.runs})),
             "commit": (first.commit or "")[:8],
-            "message": first.subject[:40],
+            "message": first.subject if wide else first.subject[:40],
         }
         for k in metrics:
             summary = group.summary(k)
             row[k] = output.Spread(*summary) if summary else first.metrics.get(k)
         table.append(row)
-    output.write(table, ["run", "runs", "kind", "commit", "message", *metrics], fmt, out)
+    hidden = output.write(
+        table,
+        ["run", "runs", "kind", "commit", "message", *metrics],
+        args.format,
+        out,
+        width=None if wide else output.terminal_width(out),
+        priority=["run", "message", *metrics, "runs", "commit", "kind"],
+        essential=2 + len(gated),
+        shrink=["message", "kind"],
+        precision=args.precision,
+        truncate=not wide,
+    )
+    _more_columns(hidden, out)
     return 0
 
 
@@ -338,8 +367,18 @@ def sql(args: argparse.Namespace) -> int:
     repo = Repo.find()
     with open_ledger(repo) as con:
         names, rows = run_sql(con, args.query)
-    if names:
-        output.write(rows, names, args.format, sys.stdout, raw=args.raw)
+    if names:  # the columns by their order in the query, as many as fit (`--wide`: all)
+        hidden = output.write(
+            rows,
+            names,
+            args.format,
+            sys.stdout,
+            raw=args.raw,
+            width=None if args.wide else output.terminal_width(sys.stdout),
+            precision=args.precision,
+            truncate=not args.wide,
+        )
+        _more_columns(hidden, sys.stdout)
     return 0
 
 
@@ -392,21 +431,17 @@ def show(args: argparse.Namespace) -> int:
     fields = [{"field": k, "value": getattr(run, k)} for k in LISTED_FIELDS if k not in ("time", "params", "metrics")]
     fields += [{"field": "branches", "value": ", ".join(branches) or None}]
     fields += [{"field": "stages", "value": ", ".join(detail.stages) or None}]
-    output.write(fields, ["field", "value"], args.format, sys.stdout, truncate=False)
+    # every column of these tables matters: long values wrap within the terminal (output.py)
+    width = output.terminal_width(sys.stdout) if args.format == "table" else None
+    write = functools.partial(output.write, fmt=args.format, out=sys.stdout, width=width, fold=True)
+    write(fields, ["field", "value"], truncate=False)
     print()
-    output.write(
-        [{"file": f, "param": n, "value": v} for f, n, v in params], ["file", "param", "value"], args.format, sys.stdout
-    )
+    write([{"file": f, "param": n, "value": v} for f, n, v in params], ["file", "param", "value"])
     print()
-    output.write(
-        [{"file": f, "metric": n, "value": v} for f, n, v in metrics],
-        ["file", "metric", "value"],
-        args.format,
-        sys.stdout,
-    )
+    write([{"file": f, "metric": n, "value": v} for f, n, v in metrics], ["file", "metric", "value"])
     if series:
         print()
-        output.write(
+        write(
             [
                 {
                     "file": s.file,
@@ -420,8 +455,6 @@ def show(args: argparse.Namespace) -> int:
                 for s in series
             ],
             ["file", "series", "steps", "min", "max", "last", "last step"],
-            args.format,
-            sys.stdout,
         )
     from mlci_tui.sanitize import markdown_cell
 
@@ -429,12 +462,12 @@ def show(args: argparse.Namespace) -> int:
         # in Markdown every line is markup: escape it line by line, as a cell is
         if args.format == "md":
             return "\n".join(markdown_cell(line) for line in text.split("\n"))
-        return display(text, multiline=True)
+        return output.fit_text(display(text, multiline=True), width)
 
     for _id, when, text in detail.notes:
         print(f"\nnote ({output.cell_text(when)}):\n{shown(text)}")
     for warning in run.warnings:
-        print(f"warning: {shown(warning)}")
+        print(shown(f"warning: {warning}"))
     return 0
 
 
@@ -509,11 +542,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("revs", nargs="*", metavar="REV", help="commits to capture (default HEAD)")
     p.add_argument("--range", dest="range_spec", metavar="A..B", help="every commit in A..B")
     p = add_command(sub, "runs", runs)
-    p.add_argument(
-        "--where",
-        help='filter: the TUI\'s language ("acc > 0.9 and lr in (0.1, 0.01)"), else a SQL predicate over the '
-        "runs view (\"metrics['acc'] > 0.9\"); `sql:` forces SQL",
-    )
+    p.add_argument("--where", help=WHERE_HELP)
     p.add_argument("--sort", help="column, metric or param name; prefix - for descending (default -time)")
     p.add_argument("--limit", type=int, help="at most N runs (default 50 in a table, all otherwise; 0 = all)")
     p.add_argument("--all-params", action="store_true", help="show every param, not only those that differ")
@@ -527,6 +556,7 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p = add_command(sub, "sql", sql)
     p.add_argument("query")
     add_format_options(p)
+    add_table_options(p)
     _add_raw(p)
     p = add_command(sub, "tag", tag)
     p.add_argument("run")
@@ -545,6 +575,6 @@ def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--table", choices=("runs", "params", "metrics", "steps"), help="write only this flat table, to FILE itself"
     )
-    p.add_argument("--where", help="only runs matching this SQL predicate over the runs view")
+    p.add_argument("--where", help=WHERE_HELP)
     p.add_argument("--force", action="store_true", help="replace existing files")
     _add_raw(p)

@@ -24,6 +24,7 @@ from mlci_tui.importers.common import ImportReport, append_new
 from mlci_tui.importers.mlflow_store import MlflowRun, ModelVersion, Skipped, Store, latest, open_store
 from mlci_tui.ledger import events, records
 from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.progress import count_bar
 
 FILE = "mlflow"  # the `file` of every MLflow param and metric (names keep their `/`)
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
@@ -174,20 +175,27 @@ def import_store(repo: Repo, path: str, *, dry_run: bool = False) -> MlflowRepor
     parents = _parents(store, known, report.warnings)
 
     commits: dict[str, CommitInfo] = {}
+    bar = count_bar("import mlflow", len(store.runs))  # on a terminal only (progress.py)
 
     def produce() -> Iterator[dict[str, Any]]:
         for run in store.runs:
+            if bar is not None:
+                bar.advance_object()
             linked = run.tags.get(GIT_COMMIT_TAG) in found
             yield run_record(repo, run, linked=linked, commits=commits, parent=parents.get(run.run_id))
         for model in store.models:
             yield from promotions(model, known, report.not_imported)
 
-    if dry_run:
-        produced = list(produce())
-        present = LedgerStore(repo).has_ids([r["id"] for r in produced])
-        report.present = len(present)
-        report.added.extend(r for r in produced if r["id"] not in present)
-    else:
-        append_new(repo, produce(), report)
+    try:
+        if dry_run:
+            produced = list(produce())
+            present = LedgerStore(repo).has_ids([r["id"] for r in produced])
+            report.present = len(present)
+            report.added.extend(r for r in produced if r["id"] not in present)
+        else:
+            append_new(repo, produce(), report)
+    finally:
+        if bar is not None:
+            bar.close()
     report.present_runs = len(store.runs) - report.runs
     return report

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mlci_tui.errors import InputError
+from mlci_tui.progress import Bar, count_bar
 
 # RunStatus in MLflow's protos; the file store keeps the number, the SQL store the name
 STATUS_NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
@@ -152,14 +153,26 @@ def read_file_store(root: Path) -> Store:
     metas = {folder: _yaml(folder / "meta.yaml") for folder in folders + trashed}
     if not any(meta is not None and "experiment_id" in meta for meta in metas.values()):
         raise InputError(f"{root}: no <experiment>/meta.yaml in this folder{_nearby(root)}; {EXPECTED}")
-    for folder, meta in metas.items():
-        if meta is None or "experiment_id" not in meta:
-            why = "meta.yaml without experiment_id" if meta is not None else _unreadable(folder)
-            store.skipped.append(Skipped("folder", str(folder), f"not an MLflow experiment ({why})"))
-        else:
-            _read_experiment(folder, meta, folder in trashed, store)
+    run_dirs = {f: _run_dirs(f) for f, meta in metas.items() if meta is not None and "experiment_id" in meta}
+    # a run is a folder of small files (each param, tag and metric one): a large store reads for a while
+    bar = count_bar("read mlflow runs", sum(len(dirs) for dirs in run_dirs.values()))
+    try:
+        for folder, meta in metas.items():
+            if meta is None or folder not in run_dirs:
+                why = "meta.yaml without experiment_id" if meta is not None else _unreadable(folder)
+                store.skipped.append(Skipped("folder", str(folder), f"not an MLflow experiment ({why})"))
+            else:
+                _read_experiment(folder, meta, run_dirs[folder], folder in trashed, store, bar)
+    finally:
+        if bar is not None:
+            bar.close()
     store.models = _file_models(root / "models", store)
     return store
+
+
+def _run_dirs(exp_dir: Path) -> list[Path]:
+    """An experiment's run folders (the other folders are its tags, datasets, traces, models)."""
+    return sorted(p for p in exp_dir.iterdir() if p.is_dir() and p.name not in EXPERIMENT_PARTS)
 
 
 def _unreadable(folder: Path) -> str:
@@ -172,14 +185,17 @@ def _nearby(folder: Path) -> str:
     return f" (it holds {' and '.join(str(p) for p in found)}: pass that)" if found else ""
 
 
-def _read_experiment(exp_dir: Path, meta: dict[str, Any], trashed: bool, store: Store) -> None:
+def _read_experiment(
+    exp_dir: Path, meta: dict[str, Any], run_dirs: list[Path], trashed: bool, store: Store, bar: Bar | None
+) -> None:
     """The experiment's runs into `store.runs`, or each into `store.skipped` with its reason."""
     exp_name = meta.get("name")
     deleted = trashed or meta.get("lifecycle_stage", ACTIVE) != ACTIVE
-    run_dirs = sorted(p for p in exp_dir.iterdir() if p.is_dir() and p.name not in EXPERIMENT_PARTS)
     if deleted and not run_dirs:
         store.skipped.append(Skipped("experiment", _experiment_label(exp_dir.name, exp_name), "deleted (no runs)"))
     for run_dir in run_dirs:
+        if bar is not None:
+            bar.advance_object()
         run_meta = _yaml(run_dir / "meta.yaml")
         label = run_label(run_dir.name, (run_meta or {}).get("run_name"), exp_dir.name, exp_name)
         if run_meta is None:

@@ -26,7 +26,8 @@ def write_gate(result: GateResult, fmt: str, out: TextIO) -> None:
         out.write(json.dumps(output.json_value(doc), indent=2, ensure_ascii=True) + "\n")
         return
     base = result.base.label if result.base else "none"
-    out.write(display(f"gate: candidate {result.head.label} against baseline {base}") + "\n")
+    width = output.terminal_width(out) if fmt != "md" else None  # a table fits the terminal (output.py)
+    out.write(output.fit_text(display(f"gate: candidate {result.head.label} against baseline {base}"), width) + "\n")
     if result.rules:
         out.write("\n")
         columns = ["metric", "baseline", "candidate", "change", "limit", "verdict"]
@@ -39,9 +40,11 @@ def write_gate(result: GateResult, fmt: str, out: TextIO) -> None:
             out,
             compared=("baseline", "candidate"),
             truncate=False,  # an interval is read whole
+            width=width,
+            fold=True,  # every column, the reason wrapped
         )
     for warning in result.warnings:
-        out.write(display(f"warning: {warning}") + "\n")
+        out.write(output.fit_text(display(f"warning: {warning}"), width) + "\n")
     for failure in result.failures:
-        out.write(display(f"fail: {failure}") + "\n")
+        out.write(output.fit_text(display(f"fail: {failure}"), width) + "\n")
     out.write(f"\nverdict: {result.verdict.upper()}\n")

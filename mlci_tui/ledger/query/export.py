@@ -21,7 +21,6 @@ from mlci_tui.gitio import Repo
 from mlci_tui.ledger.held import open_cache, sandboxed_cache
 from mlci_tui.ledger.query.run import LISTED_FIELDS
 from mlci_tui.numbers import NAN, NEG_INF, POS_INF
-from mlci_tui.sql_guard import one_select, time_limit
 
 FORMATS = {
     ".parquet": "parquet",
@@ -53,17 +52,15 @@ def _copy_options(fmt: str) -> str:
 
 
 def _matching_ids(repo: Repo, where: str) -> list[str]:
-    """The runs `--where` selects, run on a locked-down connection of its own (`sql_guard`)."""
-    import duckdb
+    """The runs `--where` selects, as `mlci runs --where` reads it (the filter language, else SQL;
+    `sql:` forces SQL: `listing.matching_ids`), on a locked-down connection of its own (`sql_guard`)."""
+    from mlci_tui.ledger.query.listing import matching_ids
 
-    sql = f"SELECT run_id FROM runs WHERE ({where})"
     with sandboxed_cache(repo) as con:
-        one_select(con, sql, "--where")
         try:
-            with time_limit(con, "--where"):
-                return [str(r[0]) for r in con.execute(sql).fetchall()]
-        except duckdb.Error as exc:
-            raise InputError(f"export: --where: {first_line(exc)}") from None
+            return matching_ids(con, where)
+        except InputError as exc:
+            raise InputError(f"export: {exc}") from None
 
 
 def _flat_sql(table: str, where: str, fmt: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,6 @@ def map_keys_of(con: duckdb.DuckDBPyConnection, kind: str) -> list[str]:
 def list_runs(con: duckdb.DuckDBPyConnection, *, where: str | None, sort: str | None, limit: int) -> Listing:
     """The runs `where` matches (the filter language, else SQL: `filter.compile_where`), sorted by
     `sort` (`-acc`: a field, metric or param), at most `limit` (0: all)."""
-    import duckdb
-
     metric_keys = map_keys_of(con, "metric")
     param_keys = map_keys_of(con, "param")
     from mlci_tui.ledger.query.filter import Compiled  # the filter language loads with a listing that queries
@@ -54,14 +53,34 @@ def list_runs(con: duckdb.DuckDBPyConnection, *, where: str | None, sort: str | 
     if compiled.raw:  # the user's SQL: the whole statement as it runs is one SELECT, on a locked-down connection
         guard(con, sql, count, what="--where")
     binds = [*compiled.join_binds, *compiled.binds]
+    with _answering(con, compiled):
+        runs = [Run.from_row(r) for r in dict_rows(con.execute(sql, [*binds, *order_binds]))]
+        total = first_row(con, count, binds)[0]
+    return Listing(runs, int(total), metric_keys, param_keys)
+
+
+def matching_ids(con: duckdb.DuckDBPyConnection, where: str) -> list[str]:
+    """The ids of the runs `where` matches, read as `list_runs` reads it (`mlci export --where`)."""
+    compiled = _compile(con, where, map_keys_of(con, "metric"), map_keys_of(con, "param"))
+    sql = f"SELECT runs.run_id FROM {compiled.source()} WHERE {compiled.sql}"
+    if compiled.raw:
+        guard(con, sql, what="--where")
+    with _answering(con, compiled):
+        return [str(r[0]) for r in con.execute(sql, [*compiled.join_binds, *compiled.binds]).fetchall()]
+
+
+@contextmanager
+def _answering(con: duckdb.DuckDBPyConnection, compiled: Compiled) -> Iterator[None]:
+    """A `--where` query within the time limit; DuckDB's error as one line (and, for text read
+    as SQL, why it was not a filter)."""
+    import duckdb
+
     try:
         with time_limit(con, "--where"):
-            runs = [Run.from_row(r) for r in dict_rows(con.execute(sql, [*binds, *order_binds]))]
-            total = first_row(con, count, binds)[0]
+            yield
     except duckdb.Error as exc:
         why = f" (read as SQL; as a filter: {compiled.not_a_filter})" if compiled.not_a_filter else ""
         raise InputError(f"--where: {first_line(exc)}{why}") from None
-    return Listing(runs, int(total), metric_keys, param_keys)
 
 
 def _compile(con: duckdb.DuckDBPyConnection, where: str, metrics: list[str], params: list[str]) -> Compiled:

@@ -89,15 +89,18 @@ def run(stage: str, argv: Sequence[str] = ()) -> int:
 
 
 def pre_commit(argv: list[str]) -> int:
-    """Staged params and metrics files must parse; a bad one blocks the commit."""
-    _code, out = _git_output(["diff", "--cached", "--name-only", "-z", "--diff-filter=ACMRT", "--no-renames"])
-    staged = [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+    """Staged params and metrics files must parse; a bad one blocks the commit. One `git diff
+    --cached --raw` lists what is staged, and where there is nothing to check, that is all."""
+    _code, raw = _git_output(["diff", "--cached", "--raw", "--no-abbrev", "-z", "--diff-filter=ACMRT", "--no-renames"])
+    staged = [p for p in raw.decode("utf-8", "surrogateescape").split("\0")[1::2] if p]  # `:modes oids status\0path\0`
     relevant = [p for p in staged if p.endswith(CANDIDATE_SUFFIXES)]
     data_paths = [p for p in staged if p.endswith(DATASET_SUFFIXES) or p == "mlci.yaml"]
     if not relevant and not data_paths:
         return 0
     from mlci_tui.capture.build import read_values
     from mlci_tui.capture.config_memo import load_from_git
+    from mlci_tui.capture.staged import StagedSource, parse_raw_diff
+    from mlci_tui.constants import CONFIG_FILE
     from mlci_tui.gitio import Repo
     from mlci_tui.sources import IndexSource, matches
 
@@ -109,12 +112,15 @@ def pre_commit(argv: list[str]) -> int:
         from mlci_tui.validate.hook import validate_staged
 
         code = validate_staged(repo, cfg.data["datasets"], staged)
+    # the staged files only (the rest passed when committed), unless the config changes what is read
+    config_changed = CONFIG_FILE in staged or ("pyproject.toml" in staged and cfg.source == "pyproject.toml")
     patterns = cfg.params_files + cfg.metrics_files
-    if not any(matches(p, path) for p in patterns for path in relevant) and not any(
-        "plots/metrics/" in path for path in relevant
+    if not config_changed and not any(
+        matches(p, path) or "plots/metrics/" in path for p in patterns for path in relevant
     ):
         return code
-    values = read_values(cfg, IndexSource(repo), strict=False)
+    source = IndexSource(repo) if config_changed else StagedSource(repo, parse_raw_diff(raw))
+    values = read_values(cfg, source, strict=False)
     errors = [w for w in values.warnings if ": not a number" not in w]
     for warning in values.warnings:
         if warning not in errors:

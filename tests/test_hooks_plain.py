@@ -501,3 +501,27 @@ def test_plain_hooks_compact_in_the_background_past_the_threshold(repo: Path) ->
 
         time.sleep(0.1)
     assert not [p for p in tree if p.startswith("events/")] and len(runs(repo)) == 3
+
+
+def test_pre_commit_checks_what_the_commit_changes_from_its_one_diff(repo: Path, tmp_path: Path) -> None:
+    """The staged params and metrics files are found in the hook's own `git diff --cached
+    --raw` (no `git ls-files` per pattern): a bad file committed earlier with --no-verify does
+    not block a commit that leaves it alone; a staged config makes the whole index checked."""
+    start(repo)
+    write(repo, {"metrics.json": BAD_METRICS})
+    git(repo, "add", "metrics.json")
+    assert gitp(repo, "commit", "-qm", "bad, unchecked", "--no-verify").returncode == 0
+    write(repo, {"params.yaml": "train:\n  lr: 0.2\n"})
+    git(repo, "add", "params.yaml")
+    trace = tmp_path / "trace"
+    proc = gitp(repo, "commit", "-qm", "params only", env={"GIT_TRACE": str(trace)})
+    assert proc.returncode == 0, proc.stderr
+    started = [line.split("built-in: ", 1)[1] for line in trace.read_text().splitlines() if "built-in: git" in line]
+    hook = started[1 : next(i for i, c in enumerate(started) if c.startswith("git cat-file --batch --buffer")) + 1]
+    assert not [c for c in hook if c.startswith("git ls-files")], hook
+    assert len(hook) <= 5, hook  # diff, rev-parse, the config's cat-file, the staged blobs' sizes and bytes
+    # the config changes: every params and metrics file of the index is checked again
+    write(repo, {"mlci.yaml": (repo / "mlci.yaml").read_text() + "\n"})
+    git(repo, "add", "mlci.yaml")
+    blocked = gitp(repo, "commit", "-qm", "config")
+    assert blocked.returncode == 1 and "metrics.json:4" in blocked.stderr

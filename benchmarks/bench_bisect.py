@@ -10,12 +10,16 @@
    `git bisect start --first-parent B A` + `git bisect run` on the same range trains at
    each step it visits (counted the same way). Target: equal or fewer.
 
-Usage: python benchmarks/bench_bisect.py [--quick] [--repeats N]
+With `--with-gate`, bench_gate_noise.py's fresh `mlci gate` processes (100,000 examples)
+are timed in the same interleaved rounds, so both goals are read at one load.
+
+Usage: python benchmarks/bench_bisect.py [--quick] [--repeats N] [--with-gate] [--no-trainings]
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -84,22 +88,30 @@ def ledger_repo(quick: bool) -> tuple[Path, list[float]]:
     return path, values
 
 
-def bench_ledger(repeats: int, quick: bool) -> dict[str, Any]:
+def gate_variants() -> dict[str, Any]:
+    """The gate benchmark's fresh-process variants (bench_gate_noise.py), to time in the same rounds."""
+    import bench_gate_noise as gate
+
+    path = gate.build_repo(100_000)
+    return {f"mlci {name} (100,000 examples)": gate.timed_gate(path, v) for name, v in gate.VARIANTS.items()}
+
+
+def bench_ledger(repeats: int, quick: bool, with_gate: bool = False) -> dict[str, Any]:
     from mlci_tui.ledger.query.changepoints import detect
 
     path, values = ledger_repo(quick)
     argv = [common.MLCI, "bisect", "acc", "--json"]
     found = json.loads(subprocess.run(argv, cwd=path, capture_output=True, check=True, text=True).stdout)
     assert found and found[0]["rank"] == 1, found
-    samples = common.interleave(
-        {
-            "mlci bisect acc (10,000 commits, fresh process)": lambda: common.time_cmd(argv, path),
-            "python -c pass": lambda: common.time_cmd([common.PYTHON, "-c", "pass"], path),
-            "detection alone (in process)": lambda: common.time_call(lambda: detect(values)),
-        },
-        repeats,
-    )
-    rows = common.summarise(samples)
+    variants: dict[str, Any] = {
+        "mlci bisect acc (10,000 commits, fresh process)": lambda: common.time_cmd(argv, path),
+        "python -c pass": lambda: common.time_cmd([common.PYTHON, "-c", "pass"], path),
+        "detection alone (in process)": lambda: common.time_call(lambda: detect(values)),
+    }
+    if with_gate:  # one run, the bisect and the gate alternated: the same load for both
+        variants.update(gate_variants())
+    samples = common.interleave(variants, repeats)
+    rows = common.summarise(samples, baseline="python -c pass")
     common.print_table("bisect from the ledger, 10,000 commits", rows)
     after = subprocess.run(["git", "rev-list", "--reverse", "HEAD"], cwd=path, capture_output=True, text=True)
     shas = after.stdout.split()
@@ -182,11 +194,17 @@ def bench_trainings(quick: bool) -> list[dict[str, Any]]:
 def main() -> None:
     parser = common.base_args(__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument(
+        "--with-gate", action="store_true", help="time bench_gate_noise.py's gate variants in the same rounds"
+    )
+    parser.add_argument("--no-trainings", action="store_true", help="the ledger part only")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 7)
-    data = {"machine": common.machine(), "quick": args.quick}
-    data["ledger"] = bench_ledger(repeats, args.quick)
-    data["trainings"] = bench_trainings(args.quick)
+    data: dict[str, Any] = {"machine": common.machine(), "quick": args.quick, "load_before": list(os.getloadavg())}
+    data["ledger"] = bench_ledger(repeats, args.quick, args.with_gate)
+    data["load_after"] = list(os.getloadavg())
+    if not args.no_trainings:
+        data["trainings"] = bench_trainings(args.quick)
     data["cpu_pressure"] = common.cpu_pressure()
     common.write_results("bisect", data)
 

@@ -223,7 +223,8 @@ class Bisect:
         return values
 
     def judged_probes(self) -> list[Probe]:
-        """Every probe and end, in path order, with its verdict and test under the rule."""
+        """Every probe and end (and, at the end, the last good and first bad commit), in path
+        order, with its verdict and test under the rule."""
         for p in self.probes:
             if p.values and self.rule is not None:
                 judged = self.rule.judge(p.values)
@@ -270,6 +271,10 @@ class Bisect:
             nxt = search.next_probe(self.path, verdicts, interval)
             if nxt is None:
                 found = search.result(self.path, verdicts, interval)
+                listed = {p.commit for p in self.probes}
+                for decided in (found.good, found.culprit):  # the verdicts that decided, trained now or not
+                    if decided and decided not in listed and decided in self.values:
+                        self.probes.append(Probe(decided, verdicts.get(decided, ""), self.values[decided], 0))
                 probes = self.judged_probes()
                 save_state(self.repo, o, probes, found)
                 return Outcome(self.path, found, probes, self.rule.text(o.metric))

@@ -186,3 +186,17 @@ def test_a_pull_refuses_a_manifest_that_misstates_a_segment(upstream: Path, clon
     assert_clean_exit(pulled, 1)
     assert "refused, nothing merged" in pulled.stderr and MANIFEST_PATH in pulled.stderr
     assert not git(b, "for-each-ref", LEDGER_REF).strip()
+
+
+def test_a_failed_upload_records_no_manifest(repo: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "ledger").write_text("a file where the segments' folder would go\n")  # root or not: no folder here
+    commit(repo, {"mlci.yaml": f"data:\n  remotes:\n    store: {{url: '{store}'}}\n"}, "remote")
+    append_runs(repo, 20, batch=20)
+    proc = run_mlci(repo, "ledger", "publish")
+    assert_clean_exit(proc, 1)
+    assert "upload failed" in proc.stderr and "no manifest recorded" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not git(repo, "ls-tree", LEDGER_REF, MANIFEST_PATH).strip()
+    assert_clean_exit(run_mlci(repo, "ledger", "query", "SELECT 1"), 2)  # nothing published: said, exit 2

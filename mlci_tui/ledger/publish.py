@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlci_tui.errors import InputError, MlciError, first_line
+from mlci_tui.errors import CheckFailed, InputError, MlciError, first_line
 from mlci_tui.gitio import TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import SEGMENTS_DIR, LedgerStore
@@ -180,7 +180,15 @@ def publish(store: LedgerStore, fs: Any, base: str) -> PublishResult:
             raise MlciError(f"ledger publish: {entry.path}: cannot read its blob")
         sha, size, rows = describe(data)
         if present.get(sha) != size:  # absent, or cut short by an interrupted upload
-            _upload(fs, object_path(base, sha), data)
+            try:
+                _upload(fs, object_path(base, sha), data)
+            except MlciError:
+                raise
+            except Exception as exc:  # a read-only remote, a full disk: the manifest is not written
+                raise CheckFailed(
+                    f"ledger publish: {entry.path}: upload failed ({first_line(exc, with_type=True)}); "
+                    "no manifest recorded"
+                ) from None
             result.uploaded += 1
             result.bytes_uploaded += size
         manifest.segments[entry.path] = Published(entry.oid, sha, size, rows)

@@ -108,6 +108,8 @@ def test_m_folds_the_table_into_groups_with_mean_sd_n_and_back(lab: Path) -> Non
         await settle(pilot)
         assert screen.result is not None and screen.result.groups is None and screen.table.row_count == 9
         assert _cell(app, _rows_by_id(app)[rid("f")], "m:acc") == "0.91"
+        keys = [c.key for c in screen.table.columns]
+        assert screen.table.widths[keys.index("m:acc")] < 8  # the plain values' width again, not the groups'
 
     run_app(lab, scenario, size=(120, 30))
 

@@ -249,6 +249,7 @@ class RunTable(ScrollView, can_focus=True):
         """Show a new result; the cursor stays on run `keep` (at the same height on screen)."""
         old_screen_row = self.cursor_row - int(self.scroll_y)
         old_key = self.columns[self.cursor_col].key if 0 <= self.cursor_col < len(self.columns) else None
+        regrouped = self.result is not None and (self.result.groups is None) != (result.groups is None)
         self.result = result
         self._pages.clear()
         self._pending.clear()
@@ -261,7 +262,7 @@ class RunTable(ScrollView, can_focus=True):
         self.descending = result.spec.descending
         self.digits = self._digits()
         widths = self._measure()
-        if [c.key for c in self.columns] == self._measured_keys:
+        if [c.key for c in self.columns] == self._measured_keys and not regrouped:
             # same columns (a sort, a refresh): never narrower, so nothing jumps sideways
             natural = dict(zip(self._measured_keys, self._natural_widths))
             widths = [max(w, natural[c.key]) for c, w in zip(self.columns, widths)]

@@ -84,7 +84,9 @@ def test_a_missing_manager_package_names_the_extra(repo: Path) -> None:
             for name, (manager, _extra) in managers.items()
         )
         + "  badargs:\n    params:\n      lr: [0.1]\n    executor: dask\n"
-        "    cluster:\n      manager: distributed.NoSuchCluster\n",
+        "    cluster:\n      manager: distributed.NoSuchCluster\n"
+        "  secret:\n    params:\n      lr: [0.1]\n    executor: dask\n"
+        "    cluster:\n      manager: coiled.Cluster\n      kwargs: {n_workers: 2, token: 'abcdefghij0123456789abcdefghij'}\n",
     )
     for name, (manager, extra) in managers.items():
         try:
@@ -103,3 +105,9 @@ def test_a_missing_manager_package_names_the_extra(repo: Path) -> None:
     proc = run_mlci(repo, "sweep", "start", "badargs")
     assert proc.returncode == 2 and "distributed has no cluster manager 'NoSuchCluster'" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+    # credentials come from the environment only: refused before anything reaches the ledger
+    proc = run_mlci(repo, "sweep", "create", "secret")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "sweeps.secret: cluster.kwargs.token: looks like a credential" in proc.stderr, proc.stderr
+    assert "abcdefghij" not in proc.stderr

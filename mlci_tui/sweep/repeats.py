@@ -41,7 +41,9 @@ def settings(cfg: Any, data: dict[str, Any], source: str) -> dict[str, Any]:
     if seed_param and seed_param in (data.get("params") or {}):
         raise ConfigError(f"{source}: params.{seed_param}: is the repeats' seed (train.repeats.seed_param)")
     if data.get("pruner"):
-        raise ConfigError(f"{source}: pruner: not with repeats (a trial is {count} trainings, pruned as none)")
+        raise ConfigError(
+            f"{source}: pruner: not with repeats (each trial is {count} trainings); set repeats: 1 on the sweep to prune"
+        )
     return {"repeats": count, "seed_param": seed_param, "seed_env": seed_env}
 
 

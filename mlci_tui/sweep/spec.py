@@ -118,6 +118,7 @@ def build(cfg: config_mod.Config, name: str, data: dict[str, Any], *, source: st
         raise ConfigError(f"{source}: budget.max_cost: needs price_per_hour (the price of one trial-hour)")
     if data.get("cluster") and not (data["cluster"] or {}).get("manager"):
         raise ConfigError(f"{source}: cluster.manager: name the Dask cluster manager (e.g. dask_gateway.Gateway)")
+    _no_credentials(data.get("cluster") or {}, source)
     return SweepSpec(
         name=name,
         command=command,
@@ -143,6 +144,22 @@ def build(cfg: config_mod.Config, name: str, data: dict[str, Any], *, source: st
         push=data.get("push", "auto"),
         **repeats.settings(cfg, data, source),
     )
+
+
+def _no_credentials(cluster: dict[str, Any], source: str) -> None:
+    """Credentials come from the environment only: a cluster argument the ledger's scrubber would
+    mask (a password, a token, a key) is refused before it reaches the sweep event."""
+    from mlci_tui.scrub import scrub
+
+    for part in ("kwargs", "options", "adapt"):
+        given = cluster.get(part) or {}
+        masked = scrub(given)
+        for key, value in given.items():
+            if masked.get(key, value) != value or key not in masked:
+                raise ConfigError(
+                    f"{source}: cluster.{part}.{key}: looks like a credential; credentials come from the "
+                    "environment only (the cluster manager's own variables or files), never mlci.yaml"
+                )
 
 
 def _present(section: dict[str, Any] | None) -> dict[str, Any] | None:

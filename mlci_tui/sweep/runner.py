@@ -37,6 +37,7 @@ from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sources import WorkdirSource
 from mlci_tui.sweep import events, queue, repeats
+from mlci_tui.sweep.checkpoint_watch import CheckpointWatch
 from mlci_tui.sweep.params_io import apply_params
 
 HOOKLESS = {"MLCI_NO_HOOKS": "1"}
@@ -419,8 +420,6 @@ def run_trial(
 
         watcher = Watcher(repo, job.sweep_id, job.trial_id, job.spec, worktree)
     checkpoints = checkpoint_dir(repo, job.trial_id)
-    from mlci_tui.sweep.checkpoint_watch import CheckpointWatch
-
     data = data_section(repo, job.base)
     snapshots = CheckpointWatch(repo, job.trial_id, checkpoints, job.spec.get("checkpoint_interval"), data)
     checks = [c for c in (stop, watcher.check if watcher else None, snapshots.check) if c is not None]

@@ -9,6 +9,7 @@ from typing import Any
 
 from mlci_tui import config as config_mod
 from mlci_tui.errors import ConfigError, InputError
+from mlci_tui.scrub import scrub
 from mlci_tui.sweep import repeats
 from mlci_tui.sweep.config_schema import SWEEP
 
@@ -149,8 +150,6 @@ def build(cfg: config_mod.Config, name: str, data: dict[str, Any], *, source: st
 def _no_credentials(cluster: dict[str, Any], source: str) -> None:
     """Credentials come from the environment only: a cluster argument the ledger's scrubber would
     mask (a password, a token, a key) is refused before it reaches the sweep event."""
-    from mlci_tui.scrub import scrub
-
     for part in ("kwargs", "options", "adapt"):
         given = cluster.get(part) or {}
         masked = scrub(given)

@@ -218,6 +218,7 @@ def test_bad_input_is_one_line_and_exit_2(repo: Path) -> None:
         (("acc", "--bad-if", "acc about 1"), "expected METRIC"),
         (("--resume",), "no bisect to resume"),
         (("acc", "--good", "nope"), "--good nope: not a commit"),
+        (("acc", "--bad-if", "acc < 0.9", "--confidence", "1.5"), "--confidence 1.5: a level between 0 and 1"),
         ((), "name the metric"),
     ):
         proc = run_mlci(repo, "bisect", *args)

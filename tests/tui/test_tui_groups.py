@@ -128,6 +128,24 @@ def test_a_filter_applies_before_the_fold(lab: Path) -> None:
     run_app(lab, scenario, size=(120, 30))
 
 
+def test_a_paged_view_is_read_whole_then_folded(lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlci_tui.ledger.query import runs_view
+
+    monkeypatch.setattr(runs_view, "FULL_VIEW_RUNS", 4)  # 9 runs: the view reads ids and pages, not every row
+
+    async def scenario(app: MlciApp, pilot: Any) -> None:
+        screen = app.runs_screen
+        assert screen.result is not None and screen.result.groups is None
+        await pilot.press("m")
+        await settle(pilot)
+        assert screen.result is not None and screen.result.groups is not None and screen.result.table is not None
+        rows = _rows_by_id(app)
+        assert list(rows) == [rid("i"), rid("h"), rid("d"), rid("a")]
+        assert _cell(app, rows[rid("h")], "m:acc") == _spread(CNN_ACC, 4)
+
+    run_app(lab, scenario, size=(120, 30))
+
+
 def test_a_run_and_compare_show_the_group_beside_the_value(lab: Path) -> None:
     async def scenario(app: MlciApp, pilot: Any) -> None:
         app.open_run(rid("c"))  # a repeat of the deployed run

@@ -756,9 +756,10 @@ def key_windows(
     width = BITMAP_BITS // THREADS
     out = {}
     for expr, v in keys.items():
-        start, (lowest, highest) = first[v], INT_RANGES.get(types.get(v, ""), (None, None))
-        if start is None or lowest is None:
+        start, bounds = first[v], INT_RANGES.get(types.get(v, ""))
+        if start is None or bounds is None:
             continue
+        lowest, highest = bounds
         lo = max(lowest, int(start) - width // 4)
         hi = min(highest, lo + width - 1)
         inside = f"{v} BETWEEN {lo} AND {hi}"

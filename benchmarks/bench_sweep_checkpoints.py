@@ -6,6 +6,8 @@
 2. Per trial: `mlci sweep start -j 1` of trivial trials in a repository with a data remote,
    this checkout against an older one given by `--old DIR` (a `git archive` of an earlier
    commit's `mlci_tui/`), interleaved; wall and the CPU of the process tree.
+3. Repeats (issue 16): 4 trials x `repeats: 3` against 12 plain trials (the same 12
+   trainings), `-j 1`, interleaved.
 
 Prints JSON. Usage: python benchmarks/bench_sweep_checkpoints.py --old /tmp/old [--mb 256]
 """
@@ -109,23 +111,53 @@ def per_trial(work: Path, old: Path, trials: int, rounds: int) -> dict[str, obje
     return {k: {"wall": [w for w, _ in v], "cpu": [c for _, c in v]} for k, v in out.items()} | {"trials": trials}
 
 
+def repeats_cost(work: Path, rounds: int) -> dict[str, object]:
+    out: dict[str, list[tuple[float, float]]] = {"12 trials": [], "4 trials x 3 repeats": []}
+    for n in range(rounds + 1):
+        for name in out:
+            root = work / f"rep-{n}-{name.split()[0]}"
+            project(root, work / "rep-store", 12 if name == "12 trials" else 4)
+            if name != "12 trials":
+                text = (
+                    (root / "mlci.yaml").read_text().replace("    push: false\n", "    push: false\n    repeats: 3\n")
+                )
+                text = text.replace(
+                    "  command: python train.py\n", "  command: python train.py\n  repeats: {seed_param: seed}\n"
+                )
+                (root / "mlci.yaml").write_text(text)
+                git(root, "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qam", "r", "--no-verify")
+            env = {**os.environ, "MLCI_NO_HOOKS": "1"}
+            mlci = [sys.executable, "-m", "mlci_tui", "sweep"]
+            subprocess.run([*mlci, "create", "s"], cwd=root, env=env, check=True, capture_output=True)
+            wall, cpu = time.perf_counter(), children_cpu()
+            subprocess.run([*mlci, "start", "s", "-j", "1"], cwd=root, env=env, check=True, capture_output=True)
+            if n:
+                out[name].append((time.perf_counter() - wall, children_cpu() - cpu))
+    return {k: {"wall": [w for w, _ in v], "cpu": [c for _, c in v]} for k, v in out.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--old", type=Path, required=True, help="a directory holding an older mlci_tui/")
     parser.add_argument("--mb", type=int, default=256)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("snapshot", "per_trial", "repeats"), help="one part only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mlci-bench-ckpt-") as tmp:
         work = Path(tmp)
-        result = {
-            "load_before": os.getloadavg(),
-            "snapshot": snapshot(work, args.mb, args.rounds),
-            "per_trial": per_trial(work, args.old, args.trials, args.rounds),
-            "load_after": os.getloadavg(),
+        parts = {
+            "snapshot": lambda: snapshot(work, args.mb, args.rounds),
+            "per_trial": lambda: per_trial(work, args.old, args.trials, args.rounds),
+            "repeats": lambda: repeats_cost(work, args.rounds),
         }
-    for part in ("snapshot", "per_trial"):
-        for runs in result[part].values():  # type: ignore[attr-defined]
+        result: dict[str, object] = {"load_before": os.getloadavg()}
+        for part, measure in parts.items():
+            if args.only in (None, part):
+                result[part] = measure()
+        result["load_after"] = os.getloadavg()
+    for part in parts:
+        for runs in result.get(part, {}).values():  # type: ignore[attr-defined]
             if isinstance(runs, dict):
                 runs["median_wall"] = statistics.median(runs["wall"])
                 runs["median_cpu"] = statistics.median(runs["cpu"])

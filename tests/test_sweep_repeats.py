@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import git, run_mlci
 from sweep_helpers import ok, status_json, sweep_repo
 
@@ -89,3 +90,27 @@ def test_each_trial_is_a_group_of_seeded_repeats(repo: Path) -> None:
     ok(run_mlci(repo, "sweep", "start", "twice"))
     (row,) = status_json(repo, "twice")
     assert round(row["acc"], 6) == 0.605 and len(_runs(repo)) == 8
+
+
+def test_tpe_is_told_each_trial_s_group_mean(repo: Path) -> None:
+    """tpe proposes from the trials' values: with repeats each is its group's mean, so the next
+    proposals follow the means (every trial's value is checked against its runs)."""
+    pytest.importorskip("optuna")
+    config = CONFIG.replace(
+        "sweeps:\n",
+        "sweeps:\n  tuned:\n    method: tpe\n    seed: 3\n    max_trials: 4\n    repeats: 2\n"
+        "    params:\n      lr: {uniform: [0.1, 0.5]}\n    metric: acc\n",
+    )
+    sweep_repo(repo, "", extra={"mlci.yaml": config, "train.py": TRAIN})
+    ok(run_mlci(repo, "sweep", "create", "tuned"))
+    ok(run_mlci(repo, "sweep", "start", "tuned"))
+    rows = status_json(repo, "tuned")
+    assert [r["state"] for r in rows] == ["done"] * 4  # tpe asked for more after each group's mean
+    sql = "SELECT trial_id, metrics FROM runs WHERE kind = 'trial'"
+    accs: dict[str, list[float]] = {}
+    for run in json.loads(ok(run_mlci(repo, "sql", sql, "--json")).stdout):
+        metrics = run["metrics"] if isinstance(run["metrics"], dict) else json.loads(run["metrics"])
+        accs.setdefault(run["trial_id"], []).append(metrics["acc"])
+    for row in rows:
+        assert len(accs[row["trial_id"]]) == 2
+        assert abs(row["acc"] - sum(accs[row["trial_id"]]) / 2) < 1e-9  # the value tpe is told

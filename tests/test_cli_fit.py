@@ -284,17 +284,20 @@ def test_transfer_progress_is_rich_on_a_terminal_and_silent_in_a_pipe() -> None:
     assert piped.stderr == ""
 
 
-def test_mlflow_import_shows_progress_on_a_terminal_only(repo: Path, tmp_path: Path) -> None:
-    from test_import_mlflow import make_file_store
+@pytest.mark.parametrize("kind", ["files", "sqlite"])
+def test_mlflow_import_shows_progress_on_a_terminal_only(repo: Path, tmp_path: Path, kind: str) -> None:
+    from test_import_mlflow import make_file_store, make_sqlite_store
 
     sha = commit(repo, {"train.py": "print(1)\n"}, "training code")
-    make_file_store(tmp_path / "mlruns", sha)  # three runs: two imported, one deleted
-    code = f"import sys; from mlci_tui.cli.main import main; sys.exit(main(['import', 'mlflow', {str(tmp_path / 'mlruns')!r}]))"
+    store = tmp_path / ("mlruns" if kind == "files" else "mlflow.db")
+    (make_file_store if kind == "files" else make_sqlite_store)(store, sha)  # three runs: two imported, one deleted
+    code = f"import sys; from mlci_tui.cli.main import main; sys.exit(main(['import', 'mlflow', {str(store)!r}]))"
     shown = _on_a_terminal(code, cwd=repo)
-    assert "read mlflow runs" in shown and "3/3" in shown, shown
+    # the file store's run folders (the deleted one too) as they are read; the database's runs
+    assert "read mlflow runs" in shown and ("3/3" if kind == "files" else "2/2") in shown, shown
     assert "import mlflow" in shown and "2/2" in shown, shown
     assert "imported 2 run(s)" in shown
     git(repo, "update-ref", "-d", "refs/mlci/ledger")  # again, into an empty ledger, through a pipe
-    piped = run_mlci(repo, "import", "mlflow", str(tmp_path / "mlruns"))
+    piped = run_mlci(repo, "import", "mlflow", str(store))
     assert piped.returncode == 0 and "imported 2 run(s)" in piped.stdout, piped.stderr
     assert "mlflow" not in piped.stderr and "━" not in piped.stderr + piped.stdout

@@ -334,13 +334,7 @@ def read_sqlite(path: Path) -> Store:
             for key, value, run_uuid in con.execute("SELECT key, value, run_uuid FROM tags"):
                 if run_uuid in runs:
                     runs[run_uuid].tags[key] = value if value is not None else ""
-        metric_sql = """SELECT run_uuid, key, timestamp, CASE WHEN is_nan THEN NULL ELSE value END, step
-                        FROM metrics ORDER BY run_uuid, key, step, timestamp"""
-        for run_uuid, key, timestamp, value, step in con.execute(metric_sql):
-            run = runs.get(run_uuid)
-            if run is not None:
-                number = math.nan if value is None else float(value)
-                run.metrics.setdefault(key, []).append(Point(int(timestamp or 0), number, int(step or 0)))
+        _read_sql_metrics(con, runs)
         for run in runs.values():
             if run.name is None and run.tags.get("mlflow.runName"):
                 run.name = run.tags["mlflow.runName"]
@@ -351,6 +345,32 @@ def read_sqlite(path: Path) -> Store:
     finally:
         con.close()
     return store
+
+
+def _read_sql_metrics(con: sqlite3.Connection, runs: dict[str, MlflowRun]) -> None:
+    """Every logged value into its run: most of a large store's reading (10,000 runs of 100
+    values: 2.7 s CPU), so a terminal counts the runs as their values arrive, in run order."""
+    sql = """SELECT run_uuid, key, timestamp, CASE WHEN is_nan THEN NULL ELSE value END, step
+             FROM metrics ORDER BY run_uuid, key, step, timestamp"""
+    bar = count_bar("read mlflow runs", len(runs))
+    counted = 0
+    current = None
+    try:
+        for run_uuid, key, timestamp, value, step in con.execute(sql):
+            run = runs.get(run_uuid)
+            if run is None:
+                continue
+            if bar is not None and run_uuid != current:
+                current, counted = run_uuid, counted + 1
+                bar.advance_object()
+            number = math.nan if value is None else float(value)
+            run.metrics.setdefault(key, []).append(Point(int(timestamp or 0), number, int(step or 0)))
+        if bar is not None:
+            for _ in range(len(runs) - counted):  # the runs that logged no metric
+                bar.advance_object()
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _sql_models(con: sqlite3.Connection, tables: set[str]) -> list[ModelVersion]:

@@ -37,6 +37,18 @@ def sweep_repo(
     return root
 
 
+def shared_project(clone: Path, store: Path, sweeps: str, train: str) -> Path:
+    """A sweep project in a clone of the upstream with a `file://` data remote at `store` (made
+    here), committed and pushed: where trial logs and checkpoints travel between clones."""
+    store.mkdir(exist_ok=True)
+    sweep_repo(clone, sweeps, extra={"train.py": train})
+    config = (clone / "mlci.yaml").read_text() + f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
+    (clone / "mlci.yaml").write_text(config)
+    git(clone, "commit", "-qam", "data remote")
+    git(clone, "push", "-q", "origin", "main")
+    return clone
+
+
 def ok(proc: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.CompletedProcess[str]:
     assert proc.returncode == code, f"exit {proc.returncode}, wanted {code}\n{proc.stdout}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr

@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import git, run_mlci
-from sweep_helpers import ok, sweep_repo
+from conftest import run_mlci
+from sweep_helpers import ok, shared_project
 
 SWEEP = """\
   noisy:
@@ -29,13 +29,7 @@ def test_the_full_log_reaches_another_clone_through_the_data_remote(
     tmp_path: Path, upstream: Path, clone_of: Callable[..., Path]
 ) -> None:
     store = tmp_path / "store"
-    store.mkdir()
-    a = clone_of("a")
-    sweep_repo(a, SWEEP, extra={"train.py": NOISY})
-    config = (a / "mlci.yaml").read_text() + f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
-    (a / "mlci.yaml").write_text(config)
-    git(a, "commit", "-qam", "data remote")
-    git(a, "push", "-q", "origin", "main")
+    a = shared_project(clone_of("a"), store, SWEEP, NOISY)
     ok(run_mlci(a, "sweep", "create", "noisy"))
     ok(run_mlci(a, "sweep", "start", "noisy", "-j", "1"))
     ok(run_mlci(a, "ledger", "push"))
@@ -83,15 +77,7 @@ def test_a_retry_on_another_clone_resumes_from_the_uploaded_checkpoint(
 ) -> None:
     """The first attempt fails on clone a after writing a checkpoint; the retry runs on clone b
     (as on a Dask worker that cloned the project) and starts from that checkpoint."""
-    store = tmp_path / "store"
-    store.mkdir()
-    a = clone_of("a")
-    sweep_repo(a, ONE, extra={"train.py": RESUMABLE})
-    (a / "mlci.yaml").write_text(
-        (a / "mlci.yaml").read_text() + f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
-    )
-    git(a, "commit", "-qam", "data remote")
-    git(a, "push", "-q", "origin", "main")
+    a = shared_project(clone_of("a"), tmp_path / "store", ONE, RESUMABLE)
     ok(run_mlci(a, "sweep", "create", "resume"))
     run_mlci(a, "sweep", "start", "resume")  # the one trial fails (retries: 0)
     failed = json.loads(

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import git, run_mlci
-from sweep_helpers import ok, processes_with_env, status_json, sweep_id_of, sweep_repo, wait_for
+from conftest import run_mlci
+from sweep_helpers import ok, processes_with_env, shared_project, status_json, sweep_id_of, wait_for
 
 SPOT = (
     "import json, os, pathlib, time, yaml\n"
@@ -41,14 +41,7 @@ def test_a_killed_worker_s_checkpoint_is_resumed_in_another_clone(
     tmp_path: Path, upstream: Path, clone_of: Callable[..., Path]
 ) -> None:
     store = tmp_path / "store"
-    store.mkdir()
-    a = clone_of("a")
-    sweep_repo(a, SWEEP, extra={"train.py": SPOT})
-    (a / "mlci.yaml").write_text(
-        (a / "mlci.yaml").read_text() + f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
-    )
-    git(a, "commit", "-qam", "data remote")
-    git(a, "push", "-q", "origin", "main")
+    a = shared_project(clone_of("a"), store, SWEEP, SPOT)
     ok(run_mlci(a, "sweep", "create", "spot"))
     ok(run_mlci(a, "ledger", "push"))
     sid = sweep_id_of(a, "spot")
@@ -113,14 +106,7 @@ def test_a_killed_dask_task_on_a_cloned_worker_resumes_on_another_worker(
     from mlci_tui.sweep.runner import TrialJob
 
     store = tmp_path / "store"
-    store.mkdir()
-    dev = clone_of("dev")
-    sweep_repo(dev, SWEEP, extra={"train.py": SPOT})
-    (dev / "mlci.yaml").write_text(
-        (dev / "mlci.yaml").read_text() + f"data:\n  remotes:\n    store: {{url: 'file://{store}'}}\n"
-    )
-    git(dev, "commit", "-qam", "data remote")
-    git(dev, "push", "-q", "origin", "main")
+    dev = shared_project(clone_of("dev"), store, SWEEP, SPOT)
     ok(run_mlci(dev, "sweep", "create", "spot"))
     sweep = QueueState(Repo.find(dev)).find("spot")
     job = TrialJob.of(sweep, sweep.ordered()[0])

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conftest import run_mlci
 from sweep_helpers import ok, processes_with_env, shared_project, status_json, sweep_id_of, wait_for
@@ -37,6 +38,23 @@ SWEEP = """\
 """
 
 
+def _vanish_after_upload(leader: subprocess.Popen[Any], latest: Path, sweep_id: str) -> list[int]:
+    """Once the running trial's checkpoint is on the remote, the machine vanishes: `leader`'s process
+    group and the trial's processes are SIGKILLed at once, nothing gets to clean up. The trial's pids."""
+    try:
+        wait_for(latest.exists, timeout=120, what="the running trial's checkpoint on the data remote")
+    finally:
+        trial_procs = processes_with_env("MLCI_SWEEP_ID", sweep_id)
+        os.killpg(leader.pid, signal.SIGKILL)
+        for pid in trial_procs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        leader.communicate()
+    return trial_procs
+
+
 def test_a_killed_worker_s_checkpoint_is_resumed_in_another_clone(
     tmp_path: Path, upstream: Path, clone_of: Callable[..., Path]
 ) -> None:
@@ -55,18 +73,7 @@ def test_a_killed_worker_s_checkpoint_is_resumed_in_another_clone(
         start_new_session=True,
     )
     latest = store / "mlci-checkpoints" / f"{trial['trial_id']}.json"
-    try:
-        wait_for(latest.exists, timeout=120, what="the running trial's checkpoint on the data remote")
-    finally:  # the VM vanishes: every process at once, nothing gets to clean up
-        trial_procs = processes_with_env("MLCI_SWEEP_ID", sid)
-        os.killpg(coordinator.pid, signal.SIGKILL)
-        for pid in trial_procs:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        coordinator.wait()
-    assert trial_procs, "the trial was running when the machine went"
+    assert _vanish_after_upload(coordinator, latest, sid), "the trial was running when the machine went"
     assert json.loads(latest.read_text())["nfiles"] == 1
     ended = ok(run_mlci(a, "sql", "SELECT count(*) AS n FROM events WHERE body->>'state' = 'failed'", "--json"))
     assert json.loads(ended.stdout) == [{"n": 0}]  # no attempt end was recorded: the upload came while it ran
@@ -126,18 +133,7 @@ def test_a_killed_dask_task_on_a_cloned_worker_resumes_on_another_worker(
 
     first = worker("worker-1")
     latest = store / "mlci-checkpoints" / f"{job.trial_id}.json"
-    try:
-        wait_for(latest.exists, timeout=120, what="the running trial's checkpoint on the data remote")
-    finally:
-        trial_procs = processes_with_env("MLCI_SWEEP_ID", job.sweep_id)
-        os.killpg(first.pid, signal.SIGKILL)
-        for pid in trial_procs:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        first.communicate()
-    assert trial_procs
+    assert _vanish_after_upload(first, latest, job.sweep_id)
 
     second = worker("worker-2")
     out, err = second.communicate(timeout=120)

@@ -43,11 +43,12 @@ def compaction_due(repo: Repo, added: int) -> bool:
 
 def _write(path: str, room: int, since: int) -> None:
     """Replace the file whole (two hooks at once: one count is lost, which only delays a recount)."""
-    tmp = f"{path}.{os.getpid()}.mlci-tmp"
+    from pathlib import Path
+
+    from mlci_tui.data.workspace import atomic_write
+
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(f"{room} {since}\n")
-        os.replace(tmp, path)
+        atomic_write(Path(path), f"{room} {since}\n".encode("ascii"))
     except OSError:
         pass  # a read-only .git: the next capture counts again

@@ -83,11 +83,12 @@ def _read(path: str) -> dict[str, object]:
 
 def _write(path: str, memo: dict[str, object]) -> None:
     """Replaced whole (two hooks at once: the last one's memo stays, which is only a later miss)."""
-    tmp = f"{path}.{os.getpid()}.mlci-tmp"
+    from pathlib import Path
+
+    from mlci_tui.data.workspace import atomic_write
+
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(memo, f, separators=(",", ":"))
-        os.replace(tmp, path)
+        atomic_write(Path(path), json.dumps(memo, separators=(",", ":")).encode("utf-8"))
     except OSError:
         pass  # a read-only .git: the next hook parses again

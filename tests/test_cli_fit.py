@@ -55,6 +55,14 @@ def test_a_table_is_never_wider_than_columns(runs_repo: Path, columns: int) -> N
     assert {"metric_08", "lr", "seed", "time", "branch"} <= set(wide.stdout.splitlines()[0].split())
 
 
+def test_the_lines_under_a_table_wrap_too(repo: Path) -> None:
+    proc = run_mlci(repo, "runs", env={"COLUMNS": "40"})  # no runs yet: the hint says how to get some
+    assert proc.returncode == 0 and "no runs yet" in proc.stdout, proc.stderr
+    assert max(widths(proc.stdout)) <= 40, proc.stdout
+    proc = run_mlci(repo, "stages", env={"COLUMNS": "40"})
+    assert "nothing promoted yet" in proc.stdout and max(widths(proc.stdout)) <= 40, proc.stdout
+
+
 def test_precision_and_machine_formats(runs_repo: Path) -> None:
     default = run_mlci(runs_repo, "runs", "--wide").stdout
     assert "0.12346" in default and "0.123456789" not in default, "five significant digits"

@@ -277,16 +277,21 @@ def _runs(repo: Repo, args: argparse.Namespace, out: TextIO) -> int:
         return 0
     _more_columns(hidden, out)
     if listing.total > len(runs):
-        print(f"({len(runs)} of {listing.total} runs; --limit 0 shows all)", file=out)
+        _below(f"({len(runs)} of {listing.total} runs; --limit 0 shows all)", out)
     elif not runs:
-        print("no runs yet: commit params/metrics files with the hooks installed, or run `mlci capture`", file=out)
+        _below("no runs yet: commit params/metrics files with the hooks installed, or run `mlci capture`", out)
     return 0
 
 
 def _more_columns(hidden: list[str], out: TextIO) -> None:
-    """The line under a table that left columns out (`output.write`'s answer), within the width."""
+    """The line under a table that left columns out (`output.write`'s answer)."""
     if hidden:
-        print(output.fit_text(f"({len(hidden)} more columns: --wide)", output.terminal_width(out)), file=out)
+        _below(f"({len(hidden)} more columns: --wide)", out)
+
+
+def _below(text: str, out: TextIO) -> None:
+    """A line under a table, wrapped within the table's width."""
+    print(output.fit_text(text, output.terminal_width(out)), file=out)
 
 
 def _group_table(repo: Repo, args: argparse.Namespace, runs: list[Run], metrics: list[str], out: TextIO) -> int:

@@ -309,3 +309,20 @@ def test_mlflow_import_shows_progress_on_a_terminal_only(repo: Path, tmp_path: P
     piped = run_mlci(repo, "import", "mlflow", str(store))
     assert piped.returncode == 0 and "imported 2 run(s)" in piped.stdout, piped.stderr
     assert "mlflow" not in piped.stderr and "━" not in piped.stderr + piped.stdout
+
+
+def test_wrapped_cells_stay_inert(tmp_path: Path) -> None:
+    """Markup, escapes and bidi controls in every field, shown at 40 columns: folded, never read."""
+    from test_display_safety import FORBIDDEN, _build
+
+    root = tmp_path / "evil"
+    _build(root)
+    for args in (["show", "HEAD"], ["diff", "HEAD", "--workspace", "--all"], ["runs"], ["sql", "SELECT * FROM runs"]):
+        proc = run_mlci(root, *args, env={"COLUMNS": "40"})
+        assert proc.returncode == 0, proc.stderr
+        assert max(widths(proc.stdout)) <= 40, proc.stdout
+        assert not [c for c in FORBIDDEN if c in proc.stdout], proc.stdout
+    shown = run_mlci(root, "show", "HEAD", env={"COLUMNS": "40"}).stdout
+    tags = "".join(" ".join(_rows_of(shown, "tags")).split())
+    assert "[link=https://evil.example]x[/link]" in tags, "markup printed as text, not read"
+    assert "\\x1b[2J" in "".join(" ".join(_rows_of(shown, "message")).split()), "an escape made visible"

@@ -14,6 +14,10 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing alone costs more t
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from mlci_tui.config import Config
+    from mlci_tui.gitio import Repo
+    from mlci_tui.importers.objects import ObjectReader
+
 STAGES = ("pre-commit", "post-commit", "pre-push", "post-checkout", "post-merge")
 CANDIDATE_SUFFIXES = (".json", ".yaml", ".yml", ".toml", ".csv", ".tsv")
 # staged files that may be a dataset or its pointer (validated when `datasets:` names them)
@@ -97,15 +101,31 @@ def pre_commit(argv: list[str]) -> int:
     data_paths = [p for p in staged if p.endswith(DATASET_SUFFIXES) or p == "mlci.yaml"]
     if not relevant and not data_paths:
         return 0
-    from mlci_tui.capture.build import read_values
     from mlci_tui.capture.config_memo import load_from_git
-    from mlci_tui.capture.staged import StagedSource, parse_raw_diff
-    from mlci_tui.constants import CONFIG_FILE
     from mlci_tui.gitio import Repo
-    from mlci_tui.sources import IndexSource, matches
+    from mlci_tui.importers.objects import ObjectReader
 
     repo = Repo.find()
-    cfg = load_from_git(repo, ":")  # a staged, invalid mlci.yaml blocks here
+    with ObjectReader(repo) as objects:  # one `git cat-file --batch` for the config and the staged files
+        cfg = load_from_git(repo, ":", objects)  # a staged, invalid mlci.yaml blocks here
+        return _check_staged(repo, cfg, objects, raw, staged, relevant, data_paths)
+
+
+def _check_staged(
+    repo: Repo,
+    cfg: Config,
+    objects: ObjectReader,
+    raw: bytes,
+    staged: list[str],
+    relevant: list[str],
+    data_paths: list[str],
+) -> int:
+    """pre-commit's checks once the staged config is read: datasets, then params and metrics."""
+    from mlci_tui.capture.build import read_values
+    from mlci_tui.capture.staged import StagedSource, parse_raw_diff
+    from mlci_tui.constants import CONFIG_FILE
+    from mlci_tui.sources import IndexSource, matches
+
     code = 0
     if data_paths and cfg.data.get("datasets"):
         # datasets whose staged content changed are validated (mlci_tui/validate imported only now)
@@ -119,7 +139,7 @@ def pre_commit(argv: list[str]) -> int:
         matches(p, path) or "plots/metrics/" in path for p in patterns for path in relevant
     ):
         return code
-    source = IndexSource(repo) if config_changed else StagedSource(repo, parse_raw_diff(raw))
+    source = IndexSource(repo) if config_changed else StagedSource(repo, parse_raw_diff(raw), objects)
     values = read_values(cfg, source, strict=False)
     errors = [w for w in values.warnings if ": not a number" not in w]
     for warning in values.warnings:

@@ -20,6 +20,10 @@ from mlci_tui import config as config_mod
 from mlci_tui.constants import CONFIG_FILE
 from mlci_tui.gitio import Repo, parse_cat_file_batch_ordered
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mlci_tui.importers.objects import ObjectReader
+
 MEMO_FILE = "config-memo.json"
 KEEP = 8  # configs remembered (branches with different configs, a file edited back and forth)
 
@@ -42,11 +46,17 @@ def load_from_blobs(repo: Repo, yaml_blob: bytes | None, pyproject_blob: bytes |
     return cfg
 
 
-def load_from_git(repo: Repo, treeish: str) -> config_mod.Config:
-    """`config.load_from_git` (a commit's config, or the index's with ':'), through the memo."""
+def load_from_git(repo: Repo, treeish: str, objects: ObjectReader | None = None) -> config_mod.Config:
+    """`config.load_from_git` (a commit's config, or the index's with ':'), through the memo;
+    with `objects`, read through that `git cat-file --batch` process instead of one of its own."""
     prefix = ":" if treeish in (":", ":index") else f"{treeish}:"
-    proc = repo.run("cat-file", "--batch", input=f"{prefix}{CONFIG_FILE}\n{prefix}pyproject.toml\n".encode())
-    blobs = parse_cat_file_batch_ordered(proc.stdout)
+    names = [f"{prefix}{CONFIG_FILE}", f"{prefix}pyproject.toml"]
+    if objects is not None:
+        got = [objects.read(name) for name in names]
+        blobs = [g[2] if g is not None and g[1] == "blob" else None for g in got]
+    else:
+        proc = repo.run("cat-file", "--batch", input="".join(f"{n}\n" for n in names).encode())
+        blobs = parse_cat_file_batch_ordered(proc.stdout)
     return load_from_blobs(repo, blobs[0], blobs[1])
 
 

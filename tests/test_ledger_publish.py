@@ -84,6 +84,9 @@ def test_a_clone_queries_published_segments_from_s3_without_a_cache(
     assert_clean_exit(run_mlci(b, "ledger", "pull"))  # the pull checks the manifest against the segments
     got = _json(run_mlci(b, "ledger", "query", QUERY, "--json"))
     assert got == expected
+    # MLCI_LEDGER_READ=remote: the commands that open the ledger (runs, show, ...) read them too
+    listed = _json(run_mlci(b, "runs", "--json", env={"MLCI_LEDGER_READ": "remote"}))
+    assert listed == _json(run_mlci(a, "runs", "--json")) and len(listed) == 400
     assert not (b / ".git" / "mlci" / "cache.duckdb").exists()  # no local rebuild
 
     # records newer than the publish are read locally and unioned; a tombstone hides a published run

@@ -30,6 +30,12 @@ def open_ledger(repo: Repo) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection to the ledger's cache, brought up to the tip; its notices (unknown event types) printed."""
     from mlci_tui.ledger.cache import LedgerCache
 
+    if os.environ.get("MLCI_LEDGER_READ") == "remote":  # the published segments (docs/ledger.md)
+        from mlci_tui.cli.ledger import published_ledger
+
+        with published_ledger(repo) as con:
+            yield con
+        return
     cache = LedgerCache(repo)
     with cache.connect() as con:
         # notices exist only once connect() has refreshed the cache

@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from mlci_tui import config as config_mod
 from mlci_tui.cli.console import notice, say
@@ -14,6 +17,9 @@ from mlci_tui.cli.options import SubParsers, add_command, add_format_options, co
 from mlci_tui.errors import CheckFailed, InputError
 from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def add_commands(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -200,23 +206,35 @@ def ledger_query(args: argparse.Namespace) -> int:
     import sys
 
     from mlci_tui import output
-    from mlci_tui.data.remotes import open_remote
     from mlci_tui.ledger.query.sql import run_sql
-    from mlci_tui.ledger.remote_read import open_published
-    from mlci_tui.ledger.store import LedgerStore
 
-    repo = Repo.find()
-    fs, base, _name = open_remote(repo.root, args.remote)
-    with open_published(LedgerStore(repo), fs, base) as (con, read):
+    with published_ledger(Repo.find(), args.remote) as con:
         names, rows = run_sql(con, args.query)
-    if read.local_segments or read.local_records:
-        notice(
-            f"read {read.remote_segments} published segment(s) from the remote and, locally, "
-            f"{read.local_records} record file(s) and {read.local_segments} segment(s) newer than the publish"
-        )
     if names:
         output.write(rows, names, args.format, sys.stdout)
     return 0
+
+
+@contextmanager
+def published_ledger(repo: Repo, remote: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The ledger's views over its published segments (`ledger query`, and every command that
+    opens the ledger through `console.open_ledger` when MLCI_LEDGER_READ=remote): data remote
+    `remote`, else MLCI_LEDGER_REMOTE, else data.remote."""
+    import os
+
+    from mlci_tui.data.remotes import open_remote
+    from mlci_tui.ledger.remote_read import open_published
+    from mlci_tui.ledger.store import LedgerStore
+
+    fs, base, _name = open_remote(repo.root, remote or os.environ.get("MLCI_LEDGER_REMOTE") or None)
+    repo.state_dir.mkdir(parents=True, exist_ok=True)  # what a cache build makes: `runs --json` memoises there
+    with open_published(LedgerStore(repo), fs, base) as (con, read):
+        if read.local_segments or read.local_records:
+            notice(
+                f"read {read.remote_segments} published segment(s) from the remote and, locally, "
+                f"{read.local_records} record file(s) and {read.local_segments} segment(s) newer than the publish"
+            )
+        yield con
 
 
 def ledger_redact(args: argparse.Namespace) -> int:

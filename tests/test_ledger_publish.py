@@ -203,3 +203,39 @@ def test_a_failed_upload_records_no_manifest(repo: Path, tmp_path: Path) -> None
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not git(repo, "ls-tree", LEDGER_REF, MANIFEST_PATH).strip()
     assert_clean_exit(run_mlci(repo, "ledger", "query", "SELECT 1"), 2)  # nothing published: said, exit 2
+
+
+def test_every_table_and_view_matches_the_cache(repo: Path, tmp_path: Path) -> None:
+    """The published read's tables are views made from the cache's own ingest statements: the
+    same columns, types and rows as the cache's, for every table and view (a guard for both)."""
+    import fsspec
+
+    from mlci_tui.ledger.cache import TABLES, VIEWS, LedgerCache
+    from mlci_tui.ledger.publish import publish
+    from mlci_tui.ledger.remote_read import open_published
+
+    ids = append_runs(repo, 40, batch=40)
+    store = LedgerStore(Repo.find(repo))
+    store.append([make_run(steps=[["s.json", "loss", k, 1.0 / (k + 1)] for k in range(3)], metrics={"acc": 1.0})])
+    _compact(repo)
+    publish(store, fsspec.filesystem("file"), str(tmp_path / "store"))
+    store.append([events.tag(ids[0], "best"), events.note(ids[1], "look"), events.promote(ids[2], "prod")])
+    with (
+        LedgerCache(Repo.find(repo)).connect() as local,
+        open_published(store, fsspec.filesystem("file"), str(tmp_path / "store")) as (con, read),
+    ):
+        assert read.remote_segments > 0 and read.local_records == 3
+        for name in [*TABLES, *VIEWS]:
+            shape = f"DESCRIBE SELECT * FROM {name}"
+            assert con.execute(shape).fetchall() == local.execute(shape).fetchall(), name
+            rows = f"SELECT count(*) FROM {name}"
+            assert con.execute(rows).fetchall() == local.execute(rows).fetchall(), name
+        assert con.execute("SELECT count(*) FROM steps").fetchall() == [(3,)]
+        assert con.execute("SELECT stage FROM stages").fetchall() == [("prod",)]
+
+
+def _compact(root: Path) -> None:
+    """Compaction as `mlci ledger compact` does it, without the CLI."""
+    from mlci_tui.ledger.compact import compact
+
+    compact(LedgerStore(Repo.find(root)))

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 CACHE_SCHEMA = "12"
 BUILD_MEMORY = os.environ.get("MLCI_CACHE_MEMORY", "1GB")  # DuckDB's limit for a cache build (it spills past it)
 CACHE_NAME = "cache.duckdb"
+# DuckDB's storage compressions a cache build does not try: FSST's analysis of every string
+# column cost a 100k-run cold rebuild ~0.2 s of CPU (of ~3.8) and saved nothing on its hashes
+# and ids (the file 42.0 vs 42.2 MB); docs/benchmarks.md (the ledger).
+STORAGE_UNUSED = "fsst"
 TIP_HINT = "cache.tip"
 
 
@@ -535,6 +539,7 @@ class LedgerCache:
                 con.execute(f"SET memory_limit = '{BUILD_MEMORY}'")
                 con.execute("SET enable_progress_bar = false")  # it would draw over the TUI or a hook's output
                 con.execute(f"SET temp_directory = '{_sql_str(scratch)}'")
+                con.execute(f"SET disabled_compression_methods = '{STORAGE_UNUSED}'")
                 if fresh:
                     con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
                     for table, columns in TABLES.items():

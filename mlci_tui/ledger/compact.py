@@ -338,7 +338,15 @@ def _segment_files(
         raise MlciError(f"compaction: bucket {bucket}: a record's JSON gives no typed row")  # a bug: nothing written
     name = segment_name(bucket, rows)
     segment, id_list = scratch / f"new-{bucket}.parquet", scratch / f"new-{bucket}.ids"
-    pq.write_table(table, segment, compression="zstd", row_group_size=SEGMENT_ROW_GROUP)
+    plain = [name for name in table.column_names if name not in UNIQUE_COLUMNS]
+    pq.write_table(
+        table,
+        segment,
+        compression="zstd",
+        compression_level=SEGMENT_ZSTD_LEVEL,
+        use_dictionary=plain,
+        row_group_size=SEGMENT_ROW_GROUP,
+    )
     id_list.write_bytes(("\n".join(ids) + "\n").encode())
     return [(f"{name}.parquet", segment), (f"{name}.ids", id_list)]
 
@@ -404,6 +412,12 @@ def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | N
 
 
 SEGMENT_ROW_GROUP = 65536  # rows per Parquet row group: fixed, so equal rows give equal bytes
+# The encoding (docs/benchmarks.md: segment size, measured at 100k runs): zstd level 9 and no
+# dictionary for columns whose values never repeat (a dictionary of them is pure overhead):
+# 535 -> 445 bytes/run, for ~0.7 s more CPU per 100k records compacted. Level 19: 464 bytes/run
+# with the dictionaries, at 18x the CPU.
+SEGMENT_ZSTD_LEVEL = 9
+UNIQUE_COLUMNS = frozenset({"id", "body", "commit", "tree", "patch_id"})
 
 
 # git's own bounds on a repack's memory (git-config: pack.*, core.*). Without them a repack of

@@ -11,7 +11,9 @@ width when the output is one; a pipe gets the table whole), no line is wider. Ho
 command's choice, made here for all of them: a listing with many optional columns (`runs`, `sql`,
 `runs --groups`) keeps columns by priority and shortens text with an ellipsis; a table whose
 columns all matter (`fold`: `show`, `diff`, `gate`, `stages`) keeps every column and wraps cell
-text onto more lines, so a gate's reason is read whole. `fit_text` wraps the prose around them.
+text onto more lines, so a gate's reason is read whole. A table whose command says nothing fits the
+terminal by folding (sweep and bisect tables, `data status`): no table is wider than `COLUMNS`.
+`fit_text` wraps the prose around them.
 """
 
 from __future__ import annotations
@@ -101,20 +103,21 @@ def write(
     truncate: bool = True,
     compared: tuple[str, str] | None = None,
     raw: bool = False,
-    width: int | None = None,
+    width: int | None | Literal["terminal"] = "terminal",
     priority: Sequence[str] = (),
     essential: int = 1,
     shrink: Sequence[str] | None = None,
     precision: int | None = None,
-    fold: bool = False,
+    fold: bool | None = None,
 ) -> list[str]:
     """`rows` in `fmt`. `compared` names two columns holding a baseline and its candidate: in
     each row those two print in the digits that tell them apart. `raw`: CSV text cells keep a
-    leading `= + - @` (`csv_cell`). A table is at most `width` wide (None: no limit; a listing
-    that fits the terminal passes `terminal_width(out)`), keeping the columns named in `priority` first (the first `essential` ones before
+    leading `= + - @` (`csv_cell`). A table is at most `width` wide (None: no limit, as `--wide`
+    asks; by default `terminal_width(out)`), keeping the columns named in `priority` first (the first `essential` ones before
     any narrowed column grows), then the others in order, and
     narrowing the text columns in `shrink` (default: every text column); `precision`: numbers in that many significant digits in a table or Markdown.
-    `fold`: every column is kept and cell text wraps onto more lines instead, never cut (`fit_columns`). Returns the
+    `fold`: every column is kept and cell text wraps onto more lines instead, never cut (`fit_columns`);
+    by default a table fitted to a width without a `priority` folds. Returns the
     columns a table left out."""
     if fmt == "json":
         # one object per line: json.dumps(indent=...) falls back to the pure-Python encoder,
@@ -136,6 +139,10 @@ def write(
             texts = _row_texts(r, columns, digits, compared)
             out.write("| " + " | ".join(markdown_cell(t) for t in texts) + " |\n")
     else:
+        if width == "terminal":
+            width = terminal_width(out)
+        if fold is None:  # fitting a table no command shaped: keep its columns, wrap its cells
+            fold = not priority and width is not None
         digits = column_digits(rows, columns, precision)
         header = [display(c) for c in columns]
         cells = [[display(t) for t in _row_texts(r, columns, digits, compared)] for r in rows]

@@ -326,3 +326,21 @@ def test_wrapped_cells_stay_inert(tmp_path: Path) -> None:
     tags = "".join(" ".join(_rows_of(shown, "tags")).split())
     assert "[link=https://evil.example]x[/link]" in tags, "markup printed as text, not read"
     assert "\\x1b[2J" in "".join(" ".join(_rows_of(shown, "message")).split()), "an escape made visible"
+
+
+def test_a_table_no_command_shaped_fits_by_wrapping(repo: Path) -> None:
+    """`data status` (like the sweep and bisect tables) says nothing about fitting: output.write
+    fits it to `COLUMNS` by default, every column kept and the long path wrapped whole."""
+    path = "data/" + "a_dataset_whose_name_says_what_it_holds_" * 2 + ".csv"
+    (repo / "data").mkdir()
+    (repo / path).write_text("id,v\n1,2\n")
+    assert run_mlci(repo, "data", "add", path).returncode == 0
+    roomy = run_mlci(repo, "data", "status", env={"COLUMNS": "200"})
+    assert roomy.returncode == 0, roomy.stderr
+    assert path in roomy.stdout and max(widths(roomy.stdout)) > 60, "a wide terminal: one line a row"
+    narrow = run_mlci(repo, "data", "status", env={"COLUMNS": "60"})
+    assert max(widths(narrow.stdout)) <= 60, narrow.stdout
+    assert roomy.stdout.split()[:6] == narrow.stdout.split()[:6], "every column is kept"
+    lines = narrow.stdout.splitlines()
+    path_width = len(lines[1].split()[0])  # the dashes under the first column
+    assert "".join(line[:path_width].strip() for line in lines[2:]) == path, "the path wraps whole"

@@ -382,6 +382,7 @@ def sql(args: argparse.Namespace) -> int:
             width=None if args.wide else output.terminal_width(sys.stdout),
             precision=args.precision,
             truncate=not args.wide,
+            fold=False,  # columns from the left, the rest behind --wide
         )
         _more_columns(hidden, sys.stdout)
     return 0

@@ -51,7 +51,7 @@ def compare_rows(result: CompareResult, differences_only: bool) -> tuple[list[st
 def write(header: list[str], rows: list[dict[str, Any]], fmt: str, path: Path) -> int:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as out:
-        output.write(rows, header, fmt, out)
+        output.write(rows, header, fmt, out, width=None)  # a file: never fitted to a terminal
     os.replace(tmp, path)
     return len(rows)
 

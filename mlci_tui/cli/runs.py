@@ -156,6 +156,7 @@ def runs(args: argparse.Namespace) -> int:
 
 def _write_memo(path: Path, key: str, text: str) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)  # a clone that never built a cache has no .git/mlci
     tmp.write_text(key + "\n" + text, encoding="utf-8")
     os.replace(tmp, path)
 

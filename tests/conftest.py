@@ -119,6 +119,29 @@ def mlci() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_mlci
 
 
+def on_a_terminal(argv: list[str], cwd: Path | None = None) -> tuple[int, str]:
+    """(exit code, what `argv` wrote) with its stdout and stderr on a pseudo-terminal: how a
+    test sees what a user at a terminal sees (progress bars draw only there)."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        if cwd is not None:
+            os.chdir(cwd)
+        os.execvp(argv[0], argv)
+    out = b""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

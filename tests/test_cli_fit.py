@@ -6,11 +6,12 @@ repositories and the real `mlci` process."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import commit, git, run_mlci
+from tests.conftest import commit, git, on_a_terminal, run_mlci
 
 LONG = "tune the learning rate schedule and the warmup once more, then evaluate on the held-out split"
 PARAMS = {f"param_{name}": i for i, name in enumerate("abcdefgh")}
@@ -247,27 +248,8 @@ def test_export_where_takes_the_filter_language_and_sql(runs_repo: Path) -> None
 
 
 def _on_a_terminal(code: str, cwd: Path | None = None) -> str:
-    """What `code` writes to stderr (and stdout) when they are a terminal (a pseudo-terminal)."""
-    import os
-    import pty
-    import sys
-
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        if cwd is not None:
-            os.chdir(cwd)
-        os.execvp(sys.executable, [sys.executable, "-c", code])
-    out = b""
-    while True:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    os.waitpid(pid, 0)
-    return out.decode("utf-8", "replace")
+    """What the Python `code` writes when its stderr (and stdout) is a terminal."""
+    return on_a_terminal([sys.executable, "-c", code], cwd)[1]
 
 
 TRANSFER = """

@@ -3,11 +3,10 @@ how many are done, failed and running) as trials finish; on a pipe it prints its
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-from conftest import run_mlci
+from conftest import on_a_terminal, run_mlci
 from sweep_helpers import ok, status_json, sweep_repo
 
 SWEEPS = """\
@@ -25,23 +24,7 @@ SWEEPS = """\
 
 def _on_a_terminal(cwd: Path, *args: str) -> tuple[int, str]:
     """(exit code, what `mlci ARGS` wrote) with stdout and stderr on a pseudo-terminal."""
-    import pty
-
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.chdir(cwd)
-        os.execvp(sys.executable, [sys.executable, "-m", "mlci_tui", *args])
-    out = b""
-    while True:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        out += data
-    _pid, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")
+    return on_a_terminal([sys.executable, "-m", "mlci_tui", *args], cwd)
 
 
 def test_sweep_progress_is_a_bar_on_a_terminal_and_lines_on_a_pipe(repo: Path) -> None:

@@ -174,6 +174,7 @@ def bench_trainings(quick: bool) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         said = common.run(["git", "bisect", "run", str(judge)], path)
         git_s = time.perf_counter() - t0
+        common.run(["git", "checkout", "-q", "--", "."], path)  # the last training's metrics.json (scratch repo)
         common.run(["git", "bisect", "reset"], path)
         row = {
             "commits": n,
@@ -198,10 +199,12 @@ def main() -> None:
         "--with-gate", action="store_true", help="time bench_gate_noise.py's gate variants in the same rounds"
     )
     parser.add_argument("--no-trainings", action="store_true", help="the ledger part only")
+    parser.add_argument("--no-ledger", action="store_true", help="the trainings part only")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 7)
     data: dict[str, Any] = {"machine": common.machine(), "quick": args.quick, "load_before": list(os.getloadavg())}
-    data["ledger"] = bench_ledger(repeats, args.quick, args.with_gate)
+    if not args.no_ledger:
+        data["ledger"] = bench_ledger(repeats, args.quick, args.with_gate)
     data["load_after"] = list(os.getloadavg())
     if not args.no_trainings:
         data["trainings"] = bench_trainings(args.quick)

@@ -21,6 +21,11 @@ PACK_ORDER_MIN = 2000  # objects: below this a read in the order asked is as fas
 # Paths per `git ls-tree` call: one path per record passed past ~2M records would exceed the
 # system's argument limit (ARG_MAX), so longer lists are split (tests lower it).
 PATHS_PER_CALL = 4096
+# How much of the packs one `cat-file --batch` maps at once (git's default on 64-bit is no limit):
+# streaming a million records mapped all 4.5 GiB of their packs, and mapped pages count in the
+# process's RSS (a 4.9 GB `cat-file` in a 1M compaction). A whole 2 GiB pack read in pack order
+# costs ~1.5x the time with these bounds (docs/benchmarks.md: the ledger).
+BATCH_READ_SETTINGS = ("-c", "core.packedGitLimit=256m", "-c", "core.packedGitWindowSize=32m")
 
 
 def git(
@@ -240,7 +245,7 @@ class Repo:
             request.write(("\n".join(oids) + "\n").encode())
             request.seek(0)
             proc = subprocess.Popen(
-                ["git", "cat-file", "--batch", "--buffer"],
+                ["git", *BATCH_READ_SETTINGS, "cat-file", "--batch", "--buffer"],
                 cwd=self.root,
                 stdin=request,
                 stdout=subprocess.PIPE,

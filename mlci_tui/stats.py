@@ -137,6 +137,15 @@ def t_ppf(q: float, df: float) -> float:
 # ---------------------------------------------------------------- tests
 
 
+def one_sample(values: Sequence[float], reference: float, *, sign: float) -> Evidence:
+    """A one-sample t of a group of repeats against a fixed value (bisect's `--bad-if` threshold);
+    `sign` as for `welch`: the estimate is how far the mean is past `reference` on the bad side."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (n - 1))
+    return Evidence("one-sample-t", sign * (reference - mean), 0.0, 0, n, se=sd / math.sqrt(n), df=n - 1)
+
+
 def welch(base: Sequence[float], head: Sequence[float], margin: float, *, sign: float) -> Evidence:
     """Welch's t over two groups of repeats; `sign` is +1 when higher is better (r = base - head), -1 otherwise."""
     nb, nh = len(base), len(head)

@@ -86,22 +86,19 @@ class Rule:
 
     def judge(self, values: Sequence[float]) -> Judgement:
         n, mean = len(values), math.fsum(values) / len(values)
-        strict = self.op in ("<", ">")
-        if self.good and n > 1 and len(self.good) > 1:
-            from mlci_tui.stats import welch
+        if n > 1 and (len(self.good) > 1 or not self.good):
+            from mlci_tui import stats
 
-            evidence = welch(self.good, values, 0.0, sign=self.sign)
-            upper = evidence.upper(self.confidence)
-            lower = 2 * evidence.estimate - upper  # the t interval is symmetric about the estimate
-            bad = lower > 0
-            return Judgement(
-                BAD if bad else GOOD, "welch", n, len(self.good), evidence.estimate, lower, self.confidence
-            )
-        move = self.sign * (self.threshold - mean)
-        if n > 1 and not self.good:
-            lower = move - _t_quantile(self.confidence, n - 1) * _sd(values, mean) / math.sqrt(n)
+            if self.good:
+                evidence = stats.welch(self.good, values, 0.0, sign=self.sign)
+            else:
+                evidence = stats.one_sample(values, self.threshold, sign=self.sign)
+            lower = 2 * evidence.estimate - evidence.upper(self.confidence)  # the t interval is symmetric
+            strict = self.op in ("<", ">") or bool(self.good)
             bad = lower > 0 if strict else lower >= 0
-            return Judgement(BAD if bad else GOOD, "one-sample-t", n, 0, move, lower, self.confidence)
+            test = "welch" if self.good else "one-sample-t"
+            return Judgement(BAD if bad else GOOD, test, n, len(self.good), evidence.estimate, lower, self.confidence)
+        move = self.sign * (self.threshold - mean)
         verdict = BAD if OPS[self.op](mean, self.threshold) else GOOD
         return Judgement(verdict, "point", n, len(self.good), move, None, self.confidence)
 
@@ -122,16 +119,6 @@ def midpoint_rule(good: list[float], bad: list[float], confidence: float, *, rep
     if g == b:
         raise CheckFailed(f"the good and bad ends have the same value ({g:.6g}): nothing to bisect")
     return Rule("<" if b < g else ">", (g + b) / 2, confidence, tuple(good) if repeats else ())
-
-
-def _sd(values: Sequence[float], mean: float) -> float:
-    return math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (len(values) - 1))
-
-
-def _t_quantile(level: float, df: float) -> float:
-    from mlci_tui.stats import t_ppf
-
-    return t_ppf(level, df)
 
 
 def point_notice(repeats: int) -> str:

@@ -3,6 +3,7 @@ how many are done, failed and running) as trials finish; on a pipe it prints its
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -40,3 +41,14 @@ def test_sweep_progress_is_a_bar_on_a_terminal_and_lines_on_a_pipe(repo: Path) -
     proc = ok(run_mlci(repo, "sweep", "start", "piped", "-j", "2"))
     assert "trial piped-2 started" in proc.stderr  # the lines, as before
     assert "━" not in proc.stderr and "0 running" not in proc.stderr and "\x1b[" not in proc.stderr
+
+
+def test_the_sweep_list_prints_times_as_tables_do_and_fits_the_terminal(repo: Path) -> None:
+    sweep_repo(repo, SWEEPS)
+    ok(run_mlci(repo, "sweep", "create", "piped"))
+    listed = ok(run_mlci(repo, "sweep", "status")).stdout
+    created = status_json(repo, "piped")  # the trials exist: the sweep row is there too
+    assert created and re.search(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\n", listed), listed  # not ISO's T...Z
+    narrow = ok(run_mlci(repo, "sweep", "status", env={"COLUMNS": "80"})).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 80, narrow
+    assert "piped" in narrow and "grid" in narrow, "every column kept, the cells wrapped"

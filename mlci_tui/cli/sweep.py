@@ -141,6 +141,10 @@ def status(args: argparse.Namespace) -> int:
             if not rows:
                 say("no sweeps yet: define one under sweeps: in mlci.yaml and run `mlci sweep create NAME`")
                 return 0
+            from datetime import datetime
+
+            for row in rows:  # a time prints in a table as every table prints one (output.cell_text)
+                row["created"] = datetime.fromisoformat(str(row["created"]).replace("Z", "+00:00"))
         else:
             cols = list(rows[0]) if rows else ["name"]
         output.write(rows, cols, args.format, sys.stdout)

@@ -267,11 +267,12 @@ class LedgerStore:
                 # one meaning, two byte strings: every clone converges on the smaller blob id
                 if pair.our_blob is not None and pair.their_blob is not None and pair.their_blob < pair.our_blob:
                     out[path] = pair.their_blob
-                elif pair.our_blob is None and pair.ours == pair.theirs and out.get(path) == pair.their_blob:
+                elif pair.our_blob is None and pair.ours == pair.theirs and _adds(out, path, pair.their_blob):
                     del out[path]  # our segment holds these very bytes: the loose copy adds nothing
+                # (a record of their split segment that we hold as it is: no blob, nothing to change)
                 continue
             blob = pair.their_blob or blob_id(pair.theirs, sha256=sha256)
-            if pair.their_blob is not None and out.get(path) == pair.their_blob:
+            if _adds(out, path, pair.their_blob):
                 del out[path]  # their event file does not come in beside our compacted record
             out.pop(resolved_path(pair.id, blob), None)  # their decision is not ours: it stays open here
             if (pair.id, blob) not in decided:
@@ -476,6 +477,11 @@ class _Pair:
     theirs: bytes
     our_blob: str | None
     their_blob: str | None
+
+
+def _adds(out: Changes, path: str, blob: str | None) -> bool:
+    """Whether the merge's changes add `blob` at `path` (a deletion or no blob is not an addition)."""
+    return blob is not None and out.get(path) == blob
 
 
 def _record_name(path: str) -> str | None:

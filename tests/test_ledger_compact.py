@@ -32,6 +32,7 @@ def _compact_peak(store: LedgerStore) -> tuple[int, int]:
     """(records compacted, peak of Python's allocations while compacting), modules loaded before."""
     import duckdb  # noqa: F401 - their import's allocations are not compaction's
     import pyarrow.compute  # noqa: F401
+    import pyarrow.dataset  # noqa: F401 - DuckDB's Arrow scan loads it (and dateutil) on first use: ~3 MB
     import pyarrow.parquet  # noqa: F401
 
     import mlci_tui.ledger.cache  # noqa: F401

@@ -8,7 +8,6 @@ import errno
 import random
 import string
 import subprocess
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,21 +27,34 @@ def _segment_bytes(root: Path) -> int:
     return sum(int(line.split()[3]) for line in listing if line.endswith(".parquet"))
 
 
+PEAK_PROBE = """
+import json, sys, tracemalloc
+import duckdb, pyarrow.compute, pyarrow.dataset, pyarrow.parquet  # loaded before tracing: not compaction's
+import mlci_tui.ledger.cache
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger.compact import compact
+from mlci_tui.ledger.store import LedgerStore
+
+store = LedgerStore(Repo.find())
+tracemalloc.start()
+count = compact(store)
+print(json.dumps([count, tracemalloc.get_traced_memory()[1]]))
+"""
+
+
 def _compact_peak(store: LedgerStore) -> tuple[int, int]:
-    """(records compacted, peak of Python's allocations while compacting), modules loaded before."""
-    import duckdb  # noqa: F401 - their import's allocations are not compaction's
-    import pyarrow.compute  # noqa: F401
-    import pyarrow.dataset  # noqa: F401 - DuckDB's Arrow scan loads it (and dateutil) on first use: ~3 MB
-    import pyarrow.parquet  # noqa: F401
+    """(records compacted, peak of Python's allocations while compacting), measured in a fresh
+    interpreter: in a test worker, other tests' threads and first imports (DuckDB's Arrow scan
+    loads pyarrow.dataset, ~3 MB) would count too."""
+    import json
+    import sys
 
-    import mlci_tui.ledger.cache  # noqa: F401
-
-    tracemalloc.start()
-    try:
-        count = compact(store)
-        return count, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE], cwd=store.repo.root, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    count, peak = json.loads(proc.stdout)
+    return int(count), int(peak)
 
 
 def _append_wide(store: LedgerStore, count: int) -> None:

@@ -73,6 +73,21 @@ def project(repo: Path, upstream: Path) -> Path:
     return repo
 
 
+def _matrix_job(tmp_path: Path, upstream: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """GitHub's sweep-matrix job run locally in a checkout of `upstream`: (its CI environment, its outputs)."""
+    ci = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "workflow_dispatch",
+        "GITHUB_REPOSITORY": "acme/model",
+        "GITHUB_OUTPUT": str(tmp_path / "matrix-output"),
+        "MLCI_SWEEP": "grid",
+        "MLCI_NO_HOOKS": "1",
+    }
+    job = run_job("sweep-matrix", checkout(upstream, "ci-matrix", "main"), ci)
+    assert job.failed_step is None, job.results
+    return ci, dict(line.split("=", 1) for line in (tmp_path / "matrix-output").read_text().splitlines())
+
+
 def test_sweep_start_dispatches_then_the_jobs_leave_every_result_in_the_upstream_ledger(
     project: Path, upstream: Path, api: Api, tmp_path: Path
 ) -> None:
@@ -89,17 +104,7 @@ def test_sweep_start_dispatches_then_the_jobs_leave_every_result_in_the_upstream
     assert git(upstream, "rev-parse", "--verify", "-q", "refs/mlci/ledger").strip()
 
     # what GitHub then runs: the matrix job ...
-    ci = {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "workflow_dispatch",
-        "GITHUB_REPOSITORY": "acme/model",
-        "GITHUB_OUTPUT": str(tmp_path / "matrix-output"),
-        "MLCI_SWEEP": "grid",
-        "MLCI_NO_HOOKS": "1",
-    }
-    job = run_job("sweep-matrix", checkout(upstream, "ci-matrix", "main"), ci)
-    assert job.failed_step is None, job.results
-    outputs = dict(line.split("=", 1) for line in (tmp_path / "matrix-output").read_text().splitlines())
+    ci, outputs = _matrix_job(tmp_path, upstream)
     assert set(outputs) == {"trials", "runner"}
     trials = json.loads(outputs["trials"])
     assert len(trials) == 2
@@ -190,17 +195,7 @@ def test_a_sweeps_runner_labels_reach_the_trial_jobs(repo: Path, upstream: Path,
     git(repo, "push", "-q", "origin", "main")
     assert run_mlci(repo, "sweep", "create", "grid").returncode == 0
     assert run_mlci(repo, "ledger", "push").returncode == 0
-    ci = {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "workflow_dispatch",
-        "GITHUB_REPOSITORY": "acme/model",
-        "GITHUB_OUTPUT": str(tmp_path / "matrix-output"),
-        "MLCI_SWEEP": "grid",
-        "MLCI_NO_HOOKS": "1",
-    }
-    job = run_job("sweep-matrix", checkout(upstream, "ci-matrix", "main"), ci)
-    assert job.failed_step is None, job.results
-    outputs = dict(line.split("=", 1) for line in (tmp_path / "matrix-output").read_text().splitlines())
+    _ci, outputs = _matrix_job(tmp_path, upstream)
     assert json.loads(outputs["runner"]) == ["self-hosted", "gpu"]
     gl_clone = checkout(upstream, "ci-gl-matrix", "main")
     gl_env = {"GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "trigger", "MLCI_SWEEP": "grid", "MLCI_NO_HOOKS": "1"}

@@ -95,18 +95,24 @@ def test_when_everything_fits_the_views_order_and_a_resize_rearranges(repo: Path
     run_app(repo, scenario, size=(200, 40))
 
 
+async def open_compare(app: MlciApp, pilot: Any, rows: tuple[int, ...]) -> CompareScreen:
+    """Mark the runs table's `rows`, press c, and wait for Compare to show its result."""
+    table = app.runs_screen.table
+    for row in rows:
+        table.move_cursor(row=row)
+        await pilot.press("space")
+    await pilot.press("c")
+    await settle(pilot)
+    screen = app.screen
+    assert isinstance(screen, CompareScreen)
+    await wait_until(pilot, lambda: screen.result is not None)
+    await pilot.pause()
+    return screen
+
+
 def test_compare_sizes_columns_by_values_not_by_the_author(repo: Path) -> None:
     async def scenario(app: MlciApp, pilot: Any) -> None:
-        table = app.runs_screen.table
-        for row in (0, 1, 2):
-            table.move_cursor(row=row)
-            await pilot.press("space")
-        await pilot.press("c")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, CompareScreen)
-        await wait_until(pilot, lambda: screen.result is not None)
-        await pilot.pause()
+        await open_compare(app, pilot, (0, 1, 2))
         text = screen_text(app)
         for letter in "dcb":
             assert rid(letter)[:8] in text, text  # three runs side by side in 80 columns
@@ -118,16 +124,7 @@ def test_compare_sizes_columns_by_values_not_by_the_author(repo: Path) -> None:
 
 def test_compare_marks_the_baseline_and_colours_against_it(repo: Path) -> None:
     async def scenario(app: MlciApp, pilot: Any) -> None:
-        table = app.runs_screen.table
-        for row in (2, 3):  # run b and the baseline, run a
-            table.move_cursor(row=row)
-            await pilot.press("space")
-        await pilot.press("c")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, CompareScreen)
-        await wait_until(pilot, lambda: screen.result is not None)
-        await pilot.pause()
+        screen = await open_compare(app, pilot, (2, 3))  # run b and the baseline, run a
         assert "◆ " + rid("a")[:8] in screen_text(app)
         rows = {str(row[1]): row for row in (screen._row(r, 12, (1, True)) for r in screen.result.rows)}  # type: ignore[union-attr]
         loss, acc = rows["loss"], rows["acc"]

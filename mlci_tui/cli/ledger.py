@@ -144,7 +144,6 @@ def compact_ledger(repo: Repo, *, auto: bool = False) -> int:
     import fcntl
 
     from mlci_tui.ledger.compact import AUTO_THRESHOLD, compact, loose_count, repack
-    from mlci_tui.ledger.publish import keep_manifest
     from mlci_tui.ledger.store import LedgerStore
 
     store = LedgerStore(repo)
@@ -159,7 +158,6 @@ def compact_ledger(repo: Repo, *, auto: bool = False) -> int:
             return 0
         count = compact(store, min_loose=AUTO_THRESHOLD if auto else 0)
         if store.tip() != tip:
-            keep_manifest(store, tip)  # compaction writes segments alone: the publish manifest goes back
             repack(repo)
     return count
 

@@ -10,7 +10,8 @@ are. A new tombstone rewrites every bucket, since what refers to the record can 
 Readers de-duplicate by id, so a later union with a clone's uncompacted tree is harmless, and
 such a union drops a loose record a segment holds with the same bytes (store.union_merge).
 Tombstones are kept, so a union never resurrects a redacted record. Compaction drops neither
-side of a conflict: `conflicts/` is carried over, and where the tree holds two bodies of one
+side of a conflict: `conflicts/` is carried over (so is `published/`, the publish manifest,
+whose entries readers trust only where the tree still holds that segment), and where the tree holds two bodies of one
 id that differ in meaning, the event file's goes into the segment and the other into
 `conflicts/`. The commit is a compare-and-swap like every write, so a concurrent writer or a
 kill -9 loses nothing: the old tree stays until the new one is complete.
@@ -35,6 +36,7 @@ from mlci_tui.ledger.conflicts import CONFLICTS_DIR, blob_id, conflict_path, mea
 from mlci_tui.ledger.store import (
     EVENTS_DIR,
     MAX_ATTEMPTS,
+    PUBLISHED_DIR,
     SEGMENTS_DIR,
     LedgerConflict,
     LedgerStore,
@@ -143,9 +145,9 @@ def _plan(
         (by_bucket.setdefault(m.group(1), []) if m else mixed).append(seg)
     held = _stage_segments(repo, segments, scratch)
     kept_conflicts = [e for e in entries if e.path.startswith(CONFLICTS_DIR)]
+    keep: list[TreeEntry] = [e for e in entries if e.path.startswith(PUBLISHED_DIR)]  # readers check it per segment
     names = {e.path for e in kept_conflicts}
     written: list[tuple[str, Path]] = []
-    keep: list[TreeEntry] = []
     total = 0
     dirty = set(staged) | {b for b, segs in by_bucket.items() if len(segs) > 1 or not all(held[s].typed for s in segs)}
     if redacted or mixed:

@@ -22,9 +22,8 @@ from typing import Any
 from mlci_tui.errors import CheckFailed, InputError, MlciError, first_line
 from mlci_tui.gitio import TreeEntry
 from mlci_tui.ledger import records
-from mlci_tui.ledger.store import SEGMENTS_DIR, LedgerStore
+from mlci_tui.ledger.store import PUBLISHED_DIR, SEGMENTS_DIR, LedgerStore
 
-PUBLISHED_DIR = "published/"
 MANIFEST_PATH = PUBLISHED_DIR + "manifest.json"
 MANIFEST_TYPE = "publish"
 REMOTE_FOLDER = "ledger"  # under the data remote's base; `data gc` lists only `<xx>/<hash>` objects
@@ -226,16 +225,3 @@ def _listing(fs: Any, folder: str) -> dict[str, int]:
         if _SHA256.fullmatch(name):
             out[name] = int(info.get("size") or 0)
     return out
-
-
-def keep_manifest(store: LedgerStore, before: str | None) -> None:
-    """Compaction writes a tree of segments alone: put back the manifest the ledger at `before`
-    held (its entries for buckets compacted again are ignored by readers until a new publish)."""
-    if before is None:
-        return
-    old = store.repo.ls_tree(before, [MANIFEST_PATH])
-    tip = store.tip()
-    if not old or tip is None or store.repo.ls_tree(tip, [MANIFEST_PATH]):
-        return
-    oid = old[0].oid
-    store.update(lambda _tip: {MANIFEST_PATH: oid}, "mlci: keep the publish manifest after compaction")

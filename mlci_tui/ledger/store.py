@@ -29,6 +29,7 @@ from mlci_tui.scrub import scrub
 EVENTS_DIR = "events/"
 SEGMENTS_DIR = "segments/"
 QUARANTINE_DIR = "quarantine/"  # where `ledger fsck --repair` moves bad files; nothing reads it
+PUBLISHED_DIR = "published/"  # `ledger publish`'s manifest (publish.py); compaction carries it over
 COMMITTER = "mlci <mlci@localhost>"
 MAX_ATTEMPTS = 60
 # A ref lock is held for well under a millisecond; one older than this was left by a writer

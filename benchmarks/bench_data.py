@@ -5,6 +5,11 @@
   - `mlci data add` of a folder of 10,000 files of 10 KiB vs `dvc add`;
   - `mlci data status` with nothing changed on those 10,000 files vs `dvc status`, and
     `git status` in a repository holding the same 10,000 files in git.
+The big file's rounds are recorded one by one (`rounds` in the results: each round's wall and
+CPU per variant, DVC / mlci per mode, the load average), since the goal is a ratio in every
+run, not only in the medians. `--against SRC` (an older mlci source tree, e.g. `git archive`
+of a commit unpacked in a temp folder) adds its `data add` to the same rounds, run as
+`python -m mlci_tui` with `PYTHONPATH=SRC`.
 Every add starts cold for the tool: its cache, pointer and hash state are removed (untimed)
 before each repetition; the data itself is in the page cache for both tools. How they are
 removed matters on this machine's ext4 (mounted with `discard`), for both tools alike:
@@ -14,7 +19,8 @@ removed matters on this machine's ext4 (mounted with `discard`), for both tools 
   - the 1 GiB file: moved aside, the next 1 GiB write into fresh blocks costs ~2.5 s of
     kernel time instead of ~0.5 s into the blocks just freed, so it is deleted.
 
-Usage: python benchmarks/bench_data.py [--quick] [--size-mib N] [--files N]
+Usage: python benchmarks/bench_data.py [--quick] [--size-mib N] [--files N] [--rounds N]
+       [--only big|tree|status] [--against SRC]
 """
 
 from __future__ import annotations
@@ -100,13 +106,54 @@ def _reset_dvc(repo: Path, target: str, aside: bool) -> None:
     _rm(repo / f"{target}.dvc", repo / ".gitignore")
 
 
-def _timed_add(cmd: list[str], repo: Path, reset: Callable[[], None]) -> Callable[[], float]:
+Sample = dict[str, float]  # one timing: wall, cpu, load (the 1-minute load average when it started)
+
+
+def _timed_add(
+    cmd: list[str], repo: Path, reset: Callable[[], None], log: list[Sample], env: dict[str, str] | None = None
+) -> Callable[[], float]:
+    """One cold add; every timing (warm-up included) is also appended to `log`."""
+
     def go() -> float:
         reset()
         os.sync()
-        return common.time_cmd(cmd, repo)
+        load = os.getloadavg()[0]
+        wall = common.time_cmd(cmd, repo, env=env)
+        log.append({"wall": wall, "cpu": common._LAST_CPU[0] or 0.0, "load": load})
+        return wall
 
     return go
+
+
+def per_round(logs: dict[str, list[Sample]], modes: list[str], warmup: int) -> list[dict[str, Any]]:
+    """Each timed round (warm-up dropped): every variant's wall and CPU, and DVC / mlci per mode.
+    The variants of a round ran back to back in a shuffled order (`common.interleave`)."""
+    rounds: list[dict[str, Any]] = []
+    count = min(len(log) for log in logs.values()) - warmup
+    for i in range(warmup, warmup + count):
+        row: dict[str, Any] = {name: log[i] for name, log in logs.items()}
+        row["load"] = max(log[i]["load"] for log in logs.values())
+        for link in modes:
+            mlci, dvc = logs.get(f"mlci data add ({link})"), logs.get(f"dvc add ({link})")
+            if mlci and dvc:
+                row[f"ratio ({link})"] = dvc[i]["wall"] / mlci[i]["wall"]
+                row[f"cpu ratio ({link})"] = dvc[i]["cpu"] / max(mlci[i]["cpu"], 1e-9)
+        rounds.append(row)
+    return rounds
+
+
+def print_rounds(rounds: list[dict[str, Any]], modes: list[str]) -> None:
+    for n, row in enumerate(rounds, 1):
+        parts = [f"round {n} (load {row['load']:.1f})"]
+        for link in modes:
+            if f"ratio ({link})" in row:
+                mlci = row[f"mlci data add ({link})"]
+                parts.append(
+                    f"{link}: DVC/mlci x{row[f'ratio ({link})']:.2f} wall (mlci {mlci['wall']:.2f} s), "
+                    f"x{row[f'cpu ratio ({link})']:.2f} CPU (mlci {mlci['cpu']:.2f} s)"
+                )
+        print("  " + "; ".join(parts))
+    sys.stdout.flush()
 
 
 def bench_add(
@@ -119,29 +166,58 @@ def bench_add(
     repeats: int,
     deadline: common.Deadline,
     aside: bool,
+    against: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     variants: dict[str, Callable[[], float]] = {}
+    logs: dict[str, list[Sample]] = {}
     for link in modes:
         m = _mlci_repo(scratch / f"{name}-mlci-{link}", make, link)
-        variants[f"mlci data add ({link})"] = _timed_add(
-            [common.MLCI, "data", "add", target], m, lambda m=m: _reset_mlci(m, target, aside)
+        label = f"mlci data add ({link})"
+        variants[label] = _timed_add(
+            [common.MLCI, "data", "add", target],
+            m,
+            lambda m=m: _reset_mlci(m, target, aside),
+            logs.setdefault(label, []),
         )
+        if against:
+            b = _mlci_repo(scratch / f"{name}-before-{link}", make, link)
+            label = f"mlci data add ({link}, before)"
+            variants[label] = _timed_add(
+                [common.PYTHON, "-m", "mlci_tui", "data", "add", target],
+                b,
+                lambda b=b: _reset_mlci(b, target, aside),
+                logs.setdefault(label, []),
+                common.env(PYTHONPATH=str(against)),
+            )
         if dvc:
             d = _dvc_repo(scratch / f"{name}-dvc-{link}", dvc, make, link)
-            variants[f"dvc add ({link})"] = _timed_add(
-                [dvc, "add", "-q", target], d, lambda d=d: _reset_dvc(d, target, aside)
+            label = f"dvc add ({link})"
+            variants[label] = _timed_add(
+                [dvc, "add", "-q", target], d, lambda d=d: _reset_dvc(d, target, aside), logs.setdefault(label, [])
             )
     samples = common.interleave(variants, repeats, deadline, warmup=1)
-    stats = common.summarise(samples, baseline=f"mlci data add ({modes[0]})")
+    rounds = per_round(logs, modes, warmup=1)
+    print_rounds(rounds, modes)
+    stats: dict[str, Any] = common.summarise(samples, baseline=f"mlci data add ({modes[0]})")
     for link in modes:
         if dvc and stats[f"mlci data add ({link})"].get("n"):
             stats[f"mlci data add ({link})"]["dvc_over_mlci"] = (
                 stats[f"dvc add ({link})"]["median"] / stats[f"mlci data add ({link})"]["median"]
             )
     for link in modes:
-        _rm(scratch / f"{name}-mlci-{link}", scratch / f"{name}-dvc-{link}")
+        worst = [r[f"ratio ({link})"] for r in rounds if f"ratio ({link})" in r]
+        if worst:
+            stats[f"mlci data add ({link})"]["worst_round_ratio"] = min(worst)
+    stats["rounds"] = rounds
+    for link in modes:
+        _rm(scratch / f"{name}-mlci-{link}", scratch / f"{name}-dvc-{link}", scratch / f"{name}-before-{link}")
     _rm(scratch / "trash")
     return stats
+
+
+def _variants(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-variant statistics of `bench_add`'s result (without its `rounds`)."""
+    return {k: v for k, v in stats.items() if k != "rounds"}
 
 
 def bench_status(scratch: Path, dvc: str | None, files: int, repeats: int, deadline: common.Deadline) -> dict[str, Any]:
@@ -170,9 +246,13 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=None, help="big file size (default 1024; 256 with --quick)")
     parser.add_argument("--files", type=int, default=10_000, help="small files in the folder (default 10,000)")
     parser.add_argument("--only", choices=("big", "tree", "status"), action="append", help="only these parts")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5; 2 with --quick)")
+    parser.add_argument(
+        "--against", type=Path, default=None, help="an older mlci source tree, timed in the same rounds"
+    )
     args = parser.parse_args()
     size_mib = args.size_mib or (256 if args.quick else 1024)
-    repeats = 2 if args.quick else 5
+    repeats = args.rounds or (2 if args.quick else 5)
     deadline = common.Deadline(args.budget or (240 if args.quick else 900))
     dvc = common.peer_tool("dvc")
     if not dvc:
@@ -190,14 +270,25 @@ def main() -> int:
     results: dict[str, Any] = {"size_mib": size_mib, "files": args.files}
     if "big" in parts:
         results["add_big"] = bench_add(
-            scratch, dvc, "big", "big.bin", big_file, ["copy", "hardlink"], repeats, deadline, aside=False
+            scratch,
+            dvc,
+            "big",
+            "big.bin",
+            big_file,
+            ["copy", "hardlink"],
+            repeats,
+            deadline,
+            aside=False,
+            against=args.against,
         )
-        common.print_table(f"add one {size_mib} MiB file (ratio to mlci, copy mode)", results["add_big"])
+        common.print_table(f"add one {size_mib} MiB file (ratio to mlci, copy mode)", _variants(results["add_big"]))
     _rm(big)
     tree = lambda root: _make_tree(root / "tree", args.files, 10 * 1024)  # noqa: E731
     if "tree" in parts:
         results["add_tree"] = bench_add(scratch, dvc, "tree", "tree", tree, ["copy"], repeats, deadline, aside=True)
-        common.print_table(f"add a folder of {args.files:,} files of 10 KiB (ratio to mlci)", results["add_tree"])
+        common.print_table(
+            f"add a folder of {args.files:,} files of 10 KiB (ratio to mlci)", _variants(results["add_tree"])
+        )
     if "status" in parts:
         results["status"] = bench_status(scratch, dvc, args.files, repeats * 2, deadline)
         common.print_table(

@@ -100,23 +100,30 @@ def capture(repo: Repo, revs: list[str] | None = None, *, range_spec: str | None
     return 0
 
 
-def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str] | None:
-    """Where the full `runs --json/--csv` listing is memoised, and the key it must carry.
+FROM_RECORDS = " records"  # a memo key's mark: the listing was rendered from the records, not the cache
+
+
+def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str, str | None] | None:
+    """Where the full `runs --json/--csv` listing is memoised, the key it must carry, and the
+    ledger tip it lists.
 
     The unfiltered listing is what scripts and editors ask for again and again; keyed by the
     ledger tip (plus cache schema and mlci version) it is served without importing DuckDB,
-    byte for byte what the query would print.
+    byte for byte what the query would print. Not when the listing is read from the published
+    segments (MLCI_LEDGER_READ=remote): the local tip does not name what that reads.
     """
-    from mlci_tui.ledger.store import LedgerStore
-
     if args.format not in ("json", "csv") or args.where or args.sort or args.limit is not None or args.groups:
+        return None
+    if os.environ.get("MLCI_LEDGER_READ") == "remote":
         return None
     from mlci_tui import __version__
     from mlci_tui.ledger.cache import CACHE_SCHEMA
+    from mlci_tui.ledger.refs import LEDGER_REF
 
-    key = f"mlci-listing {LedgerStore(repo).tip() or '-'} {CACHE_SCHEMA} {__version__}"
+    tip = repo.rev_parse(LEDGER_REF)
+    key = f"mlci-listing {tip or '-'} {CACHE_SCHEMA} {__version__}"
     raw = ".raw" if args.raw and args.format == "csv" else ""  # `--raw` keeps formulas: a listing of its own
-    return repo.state_dir / f"runs-listing.{args.format}{raw}", key
+    return repo.state_dir / f"runs-listing.{args.format}{raw}", key, tip
 
 
 def runs(args: argparse.Namespace) -> int:
@@ -126,32 +133,67 @@ def runs(args: argparse.Namespace) -> int:
     """
     repo = Repo.find()
     memo = _listing_memo(repo, args)
-    if memo is not None:
-        from mlci_tui.ledger.cache import CACHE_NAME
+    if memo is None:
+        return _runs(repo, args, sys.stdout)
+    listing = _memoised_listing(repo, args, memo)
+    if listing is not None:
+        sys.stdout.write(listing)
+        return 0
+    buffer = io.StringIO()
+    code = _runs(repo, args, buffer)
+    sys.stdout.write(buffer.getvalue())
+    if code == 0 and _listing_memo(repo, args) == memo:  # the ledger did not move meanwhile
+        _write_memo(memo[0], memo[1], buffer.getvalue())
+    return code
 
-        path, key = memo
+
+def _memoised_listing(repo: Repo, args: argparse.Namespace, memo: tuple[Path, str, str | None]) -> str | None:
+    """The full listing without a query, when it can be had byte for byte: the memo at this
+    tip; the memo of an earlier tip and the runs added since (`_memo_with_new_runs`); with no
+    cache, rendered from the records (`listing.listed_from_records`: a fresh clone's first
+    listing). A memo written from the cache is trusted while the cache exists (a dropped cache
+    drops it); one rendered from the records carries FROM_RECORDS and is trusted alone.
+    None: the query answers (and rewrites the memo)."""
+    from mlci_tui.ledger.cache import CACHE_NAME
+
+    path, key, tip = memo
+    cached = (repo.state_dir / CACHE_NAME).exists()
+    try:
+        with open(path, encoding="utf-8") as held_file:
+            held, text = held_file.readline().rstrip("\n"), held_file.read()
+    except OSError:
+        held, text = "", ""
+    from_records = held.endswith(FROM_RECORDS)
+    held = held.removesuffix(FROM_RECORDS)
+    mark = FROM_RECORDS if from_records else ""
+    if held == key and (cached or from_records):
+        return text
+    listing = None
+    if held and (cached or from_records):  # right after a capture: the new runs' rows, then the memo
+        listing = _memo_with_new_runs(repo, args, held, key, text)
+    if listing is None and not cached:
+        listing, mark = _listing_from_records(repo, args, tip), FROM_RECORDS
+    if listing is not None:
         try:
-            if not (repo.state_dir / CACHE_NAME).exists():
-                raise FileNotFoundError(CACHE_NAME)  # a dropped cache drops the memo derived from it
-            with open(path, encoding="utf-8") as cached:
-                held = cached.readline().rstrip("\n")
-                if held == key:
-                    sys.stdout.write(cached.read())
-                    return 0
-                spliced = _memo_with_new_runs(repo, args, held, key, cached.read())
-            if spliced is not None:  # right after a capture: the new runs' rows, then the memo
-                sys.stdout.write(spliced)
-                _write_memo(path, key, spliced)
-                return 0
+            _write_memo(path, key + mark, listing)
         except OSError:
-            pass
-        buffer = io.StringIO()
-        code = _runs(repo, args, buffer)
-        sys.stdout.write(buffer.getvalue())
-        if code == 0 and _listing_memo(repo, args) == memo:  # the ledger did not move meanwhile
-            _write_memo(path, key, buffer.getvalue())
-        return code
-    return _runs(repo, args, sys.stdout)
+            pass  # a read-only .git: the listing is printed all the same
+    return listing
+
+
+def _listing_from_records(repo: Repo, args: argparse.Namespace, tip: str | None) -> str | None:
+    """The full listing rendered from the ledger's records through the one formatter, or None
+    when the ledger holds anything `listed_from_records` cannot render exactly."""
+    from mlci_tui.ledger.query.listing import listed_from_records
+    from mlci_tui.ledger.query.run import LISTED_FIELDS
+    from mlci_tui.ledger.store import LedgerStore
+
+    runs = listed_from_records(LedgerStore(repo), tip) if tip else []
+    if runs is None:
+        return None
+    out = io.StringIO()
+    output.write([r.listed() for r in runs], LISTED_FIELDS, args.format, out, raw=args.raw)
+    return out.getvalue()
 
 
 def _write_memo(path: Path, key: str, text: str) -> None:

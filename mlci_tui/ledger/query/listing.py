@@ -97,26 +97,44 @@ _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 _TEXT_FIELDS = [n for n in LISTED_FIELDS if n not in ("time", "started", "ended", "stale", "tags", "params", "metrics")]
 
 
-def runs_added(store: LedgerStore, old: str, new: str) -> list[Run] | None:
+def runs_added(store: LedgerStore, old: str, new: str, *, at_most: int | None = None) -> list[Run] | None:
     """The runs the ledger gained from tip `old` to `new`, as the `runs` view lists them, when
     new run event files are all that changed and each value is one this can render exactly as
     the cache does; else None (the listing is rebuilt by the query). A listing memo is brought
-    up to date with these after a capture instead of being rebuilt (cli/runs.py)."""
+    up to date with these after a capture instead of being rebuilt (cli/runs.py). More than
+    `at_most` files: None before any is read."""
     entries = store.added_between(old, new)
-    if not entries:
+    if not entries or (at_most is not None and len(entries) > at_most):
         return None
-    blobs = store.repo.cat_blobs([e.oid for e in entries])
+    oids = [e.oid for e in entries]
+    order = store.repo.pack_order(oids)  # thousands of blobs: one pass over the pack, as the cache reads them
     out = []
-    for entry in entries:
+    for n, data in store.repo.stream_blobs([oids[k] for k in order]):  # stops reading at the first refusal
         try:
-            record = records.loads(blobs.get(entry.oid, b""))
+            record = records.loads(data or b"")
         except ValueError:
             return None
-        run = _listed_run(record) if records.record_path(str(record.get("id"))) == entry.path else None
+        run = _listed_run(record) if records.record_path(str(record.get("id"))) == entries[order[n]].path else None
         if run is None:
             return None
         out.append(run)
     return out
+
+
+EMPTY_TREE = {  # git's empty tree by object format (SHA-1, SHA-256): every tree diffs against it
+    40: "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+    64: "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321",
+}
+RECORDS_LISTING_MAX = 20_000  # loose records; past this the query builds the cache, which later queries reuse
+
+
+def listed_from_records(store: LedgerStore, tip: str) -> list[Run] | None:
+    """Every run of the ledger at `tip` in the listing's default order, read from its records
+    without the cache (a fresh clone's first `runs --json`: no DuckDB, no cache build), when it
+    holds loose run event files only (no tag, note, redaction or other event, no segment, no
+    conflict) and each renders exactly as the cache would (`runs_added`); else None."""
+    runs = runs_added(store, EMPTY_TREE[len(tip)], tip, at_most=RECORDS_LISTING_MAX)
+    return None if runs is None else newest_first(runs)
 
 
 def _listed_run(record: dict[str, Any]) -> Run | None:
@@ -195,7 +213,12 @@ def newest_first(runs: list[Run]) -> list[Run]:
     """Runs in the listing's default order (`sort.TIE_BREAK`: start or else record time, newest
     first, then record time, then the run id), in Python for runs not yet in the cache."""
     by_id = sorted(runs, key=lambda r: r.run_id)
-    return sorted(by_id, key=lambda r: (r.started or r.time or _EPOCH, r.time or _EPOCH), reverse=True)
+    return sorted(by_id, key=lambda r: (_newest(r.started or r.time), _newest(r.time)), reverse=True)
+
+
+def _newest(value: dt.datetime | None) -> tuple[bool, dt.datetime]:
+    """A time as `DESC NULLS LAST` orders it (reversed): a missing one below every time."""
+    return (value is not None, value or _EPOCH)
 
 
 _EPOCH = dt.datetime(1, 1, 1)

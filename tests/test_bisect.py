@@ -253,6 +253,8 @@ n = int(open('n.txt').read())
 seed = int(os.environ.get('SEED', '0'))
 with open(os.environ['COUNT_FILE'], 'a') as out:
     out.write(f'{n}\\n')
+if os.environ.get('FAIL_SEED') == str(seed):
+    raise SystemExit(3)
 json.dump({'acc': float(open('quality.txt').read()) + NOISE[(seed + n) % 5]}, open('metrics.json', 'w'))
 """
 
@@ -336,6 +338,17 @@ def test_without_a_threshold_repeats_are_judged_by_welch_against_the_good_end(re
     for p in result["probes"]:
         assert p["test"]["test"] == "welch" and p["test"]["n"] == 3 and p["test"]["n_good"] == 3, p
     assert len(count.read_text().split()) == result["trainings"] == 3 * len(result["probes"])
+
+
+def test_a_repeat_that_fails_is_named_beside_the_commits_short_n(repo: Path, tmp_path: Path) -> None:
+    shas = seeded_history(repo, [0.9] * 6 + [0.85] * 4, repeats=3)
+    env = {"COUNT_FILE": str(tmp_path / "count.txt"), "FAIL_SEED": "1"}
+    result = bisect_json(repo, "acc", "--good", shas[0], "--bad", shas[-1], env=env)
+    assert result["culprit"] == shas[6], result
+    for p in result["probes"]:  # every trained commit: seeds 0 and 2 gave values, seed 1 failed
+        assert p["test"]["n"] == 2 and len(p["unused"]) == 1 and p["unused"][0].startswith("trial 1: "), p
+    text = run_mlci(repo, "bisect", "acc", "--good", shas[0], "--bad", shas[-1], env=env)
+    assert "1 repeat(s) gave no value: trial 1: " in ok(text).stderr + text.stdout
 
 
 def test_the_verdicts_bounds_are_scipys() -> None:

@@ -64,6 +64,7 @@ class Probe:
     values: list[float]
     trained: int  # trainings this bisect ran for it
     test: dict[str, Any] | None = None  # Judgement.doc(): test, n, the move's lower bound, confidence
+    unused: list[str] = field(default_factory=list)  # repeats that gave no value, and why (n below K)
 
 
 @dataclass
@@ -212,10 +213,13 @@ class Bisect:
         self.refresh_values()
         trained = _finished(sweep) - before
         values = self.values.get(commit)
+        unused = _unused(sweep)
         self.probes.append(Probe(commit, search.SKIP, values or [], trained))
         said = "failed to train: skipped"
         if values:
             said = f"{_mean(values):.6g} (n {len(values)})"
+            if unused:
+                said += f"; {len(unused)} repeat(s) gave no value: {'; '.join(unused)}"
             if self.rule is not None:
                 judged = self.rule.judge(values)
                 said += f": {judged.verdict} ({TESTS[judged.test]}, {judged.interval()})"
@@ -229,6 +233,8 @@ class Bisect:
             if p.values and self.rule is not None:
                 judged = self.rule.judge(p.values)
                 p.verdict, p.test = judged.verdict, judged.doc()
+            sweep = self.state.sweeps.get(probe.probe_sweep_id(p.commit))
+            p.unused = _unused(sweep) if sweep is not None else []  # trained now or by an earlier bisect
         order = {c: i for i, c in enumerate(self.path)}
         return sorted(self.probes, key=lambda p: order.get(p.commit, -1))
 
@@ -280,6 +286,17 @@ class Bisect:
                 return Outcome(self.path, found, probes, self.rule.text(o.metric))
             save_state(self.repo, o, self.judged_probes(), None)
             self.ensure(nxt)
+
+
+def _unused(sweep: Sweep) -> list[str]:
+    """The probe's finished trials that gave no value, each with its reason: why n is below
+    the repeats asked for (a failed training, a run without the metric)."""
+    out = []
+    for trial in sweep.ordered():
+        if trial.state == "failed" or (trial.state == "done" and trial.value is None):
+            why = trial.reason or (f"exit {trial.exit_code}" if trial.exit_code is not None else trial.state)
+            out.append(f"trial {trial.number}: {why}")
+    return out
 
 
 def _finished(sweep: Sweep) -> int:

@@ -237,6 +237,9 @@ def _print_outcome(repo: Repo, outcome: Outcome, fmt: str, seconds: float) -> No
     rows = [_probe_row(p) for p in outcome.probes]
     if rows:
         output.write(rows, ["commit", "verdict", "value", "test", "interval", "trained"], fmt, sys.stdout)
+    for p in outcome.probes:
+        if p.unused:  # why its n is below the repeats asked for
+            say(f"{p.commit[:10]}: {len(p.unused)} repeat(s) gave no value: {display('; '.join(p.unused))}")
 
 
 def _probe_row(p: Probe) -> dict[str, Any]:

@@ -10,7 +10,6 @@ the one source of truth (a worker needs no write access to the ledger remote).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci_tui.errors import MlciError
+from mlci_tui.file_lock import exclusive
 from mlci_tui.gitio import Repo, git
 from mlci_tui.sweep import queue
 from mlci_tui.sweep.runner import Stop, TrialJob, remove_stale_worktrees, run_trial
@@ -49,8 +49,7 @@ def _clone(source: dict[str, Any], job: TrialJob) -> Repo:
     root = Path(os.environ.get("MLCI_DASK_WORKDIR") or Path.home() / ".cache" / "mlci" / "dask")
     target = root / hashlib.sha256(url.encode()).hexdigest()[:16]
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(root / f"{target.name}.lock"):
         if not (target / ".git").exists():
             git(["clone", "--quiet", "--no-checkout", url, str(target)], root, env=HOOKLESS)
         repo = Repo.find(target)

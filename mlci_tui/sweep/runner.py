@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from mlci_tui.data.hashing import StatCache
 from mlci_tui.data.status import workspace_pointers
 from mlci_tui.data.tree import dataset_hashes
 from mlci_tui.errors import MlciError
+from mlci_tui.file_lock import exclusive
 from mlci_tui.gitio import Repo, commit_info, git, patch_id
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
@@ -111,8 +113,16 @@ def make_worktree(repo: Repo, job: TrialJob) -> Path:
         remove_worktree(repo, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _owner(path).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
-    _git(repo, "worktree", "add", "--quiet", "--detach", "--force", str(path), job.base)
+    with _worktrees_lock(repo):
+        _git(repo, "worktree", "add", "--quiet", "--detach", "--force", str(path), job.base)
     return path
+
+
+def _worktrees_lock(repo: Repo) -> AbstractContextManager[None]:
+    """git's `worktree add`/`remove`/`prune` read every entry of `.git/worktrees/`, and fail on
+    one another's half-made entry ("failed to read .../commondir"): trials starting together
+    (a sweep's -j, bisect's repeats) take turns at them."""
+    return exclusive(repo.state_dir / "worktrees.lock")
 
 
 def _owner(worktree: Path) -> Path:
@@ -172,10 +182,11 @@ def data_section(repo: Repo, base: str) -> dict[str, Any] | None:
 
 
 def remove_worktree(repo: Repo, path: Path) -> None:
-    proc = _git(repo, "worktree", "remove", "--force", "--force", str(path), check=False)
-    if proc.returncode != 0 or path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-        _git(repo, "worktree", "prune", check=False)
+    with _worktrees_lock(repo):
+        proc = _git(repo, "worktree", "remove", "--force", "--force", str(path), check=False)
+        if proc.returncode != 0 or path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            _git(repo, "worktree", "prune", check=False)
     _owner(path).unlink(missing_ok=True)
 
 

@@ -7,18 +7,19 @@ wrong types) and error messages naming file, key path and expected type for free
 
 from __future__ import annotations
 
-import importlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from mlci_tui.constants import CONFIG_FILE as CONFIG_FILE  # re-exported: config_mod.CONFIG_FILE
 from mlci_tui.constants import DEFAULT_METRICS_FILES, DEFAULT_PARAMS_FILES
 from mlci_tui.errors import ConfigError
-from mlci_tui.gitio import parse_cat_file_batch_ordered
+from mlci_tui.gitio import Plain, parse_cat_file_batch_ordered
+
+TYPE_CHECKING = False  # not `from typing import ...`: both commit hooks build a Config
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import Any
 
 
 def _type_name(value: Any) -> str:
@@ -117,11 +118,11 @@ class MapOf(Schema):
         return out
 
 
-@dataclass
 class Struct(Schema):
-    fields: dict[str, tuple[Schema, Any]]
-    expected: str = "a mapping"
-    doc: str = ""
+    def __init__(self, fields: dict[str, tuple[Schema, Any]], expected: str = "a mapping", doc: str = "") -> None:
+        self.fields = fields
+        self.expected = expected
+        self.doc = doc
 
     def check(self, value: Any, path: str, fail: Callable[[str, str], ConfigError]) -> Any:
         if value is None:
@@ -286,6 +287,9 @@ def load_plugin_sections() -> None:
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
+    import importlib
+    from pathlib import Path
+
     package_dir = Path(__file__).parent
     for child in sorted(package_dir.iterdir()):
         if (child / "config_schema.py").is_file():
@@ -294,11 +298,13 @@ def load_plugin_sections() -> None:
                 register_section(name, schema)
 
 
-@dataclass
-class Config:
-    root: Path
-    source: str | None  # "mlci.yaml", "pyproject.toml" or None (defaults)
-    data: dict[str, Any] = field(default_factory=dict)
+class Config(Plain):
+    __slots__ = ("root", "source", "data")
+
+    def __init__(self, root: Path, source: str | None, data: dict[str, Any] | None = None) -> None:
+        self.root = root
+        self.source = source  # "mlci.yaml", "pyproject.toml" or None (defaults)
+        self.data = {} if data is None else data
 
     def section(self, name: str) -> dict[str, Any]:
         return self.data[name]

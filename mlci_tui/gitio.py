@@ -1,20 +1,24 @@
-"""The git plumbing mlci needs, as plain subprocess calls (fast to import, nothing cached).
+"""The git plumbing mlci needs, as plain process calls (fast to import, nothing cached).
 
 GitPython is deliberately not used here: the hook path must stay light, and every call
-below is a single git process whose output we parse ourselves.
+below is a single git process whose output we parse ourselves. Processes start through
+`os.posix_spawnp` and are read with `select.poll`, not `subprocess`: its import (with
+`threading`, `selectors`, `signal`, `locale`, `contextlib`) costs each commit hook ~5 ms.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+import select
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 from mlci_tui.errors import GitError, MlciError
+
+TYPE_CHECKING = False  # not `from typing import ...`: gitio is on every hook's path
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from typing import BinaryIO
 
 ZERO_OID = "0" * 40
 PACK_ORDER_MIN = 2000  # objects: below this a read in the order asked is as fast as pack order
@@ -28,6 +32,39 @@ PATHS_PER_CALL = 4096
 BATCH_READ_SETTINGS = ("-c", "core.packedGitLimit=256m", "-c", "core.packedGitWindowSize=32m")
 
 
+class GitResult:
+    """A finished git process, as `subprocess.CompletedProcess` describes one."""
+
+    __slots__ = ("args", "returncode", "stdout", "stderr")
+
+    def __init__(self, args: list[str], returncode: int, stdout: bytes, stderr: bytes) -> None:
+        self.args = args
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def _spawn(
+    args: Sequence[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None, fds: tuple[int, int, int]
+) -> int:
+    """Start `git ARGS` in `cwd` (as `git -C`: posix_spawn has no working directory) with `fds`
+    as its stdin, stdout and stderr; returns its pid."""
+    argv = ["git", *(("-C", os.fspath(cwd)) if cwd is not None else ()), *args]
+    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
+    try:
+        return os.posix_spawnp("git", argv, os.environ if env is None else env, file_actions=actions)
+    except FileNotFoundError as exc:  # pragma: no cover - git missing entirely
+        raise MlciError("git is not installed or not on PATH") from exc
+
+
+def _full_env(env: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    if not env:
+        return None
+    full = dict(os.environ)
+    full.update(env)
+    return full
+
+
 def git(
     args: Sequence[str],
     cwd: str | os.PathLike[str] | None = None,
@@ -35,22 +72,27 @@ def git(
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
     check: bool = True,
-) -> subprocess.CompletedProcess[bytes]:
-    full_env = None
-    if env:
-        full_env = dict(os.environ)
-        full_env.update(env)
+) -> GitResult:
+    """Run git to the end: its stdout and stderr collected, `input` written to its stdin (else
+    /dev/null). With `check`, a failure raises GitError with git's last line."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe() if input else (os.open(os.devnull, os.O_RDONLY), -1)
     try:
-        proc = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            input=input,
-            env=full_env,
-            capture_output=True,
-            check=False,
-        )
-    except FileNotFoundError as exc:  # pragma: no cover - git missing entirely
-        raise MlciError("git is not installed or not on PATH") from exc
+        pid = _spawn(args, cwd, _full_env(env), (in_r, out_w, err_w))
+    except BaseException:
+        for fd in (out_r, err_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    try:
+        stdout, stderr = _communicate(in_w, out_r, err_r, input or b"")
+    finally:
+        _pid, status = os.waitpid(pid, 0)
+    proc = GitResult(["git", *args], os.waitstatus_to_exitcode(status), stdout, stderr)
     if check and proc.returncode != 0:
         message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         detail = message[-1] if message else f"exit {proc.returncode}"
@@ -58,25 +100,158 @@ def git(
     return proc
 
 
+def _communicate(in_w: int, out_r: int, err_r: int, data: bytes) -> tuple[bytes, bytes]:
+    """Write `data` to `in_w` (-1: none) while reading `out_r` and `err_r` to their ends, as
+    `Popen.communicate` does (a child that fills one pipe while we wait on another never
+    blocks); closes the three."""
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    poller = select.poll()
+    for fd in chunks:
+        poller.register(fd, select.POLLIN)
+    view, offset = memoryview(data), 0
+    if in_w >= 0:
+        os.set_blocking(in_w, False)
+        poller.register(in_w, select.POLLOUT)
+    pending = {fd for fd in (in_w, out_r, err_r) if fd >= 0}
+    try:
+        while pending:
+            for fd, _event in poller.poll():
+                if fd == in_w:
+                    try:
+                        offset += os.write(fd, view[offset : offset + 65536])
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        offset = len(view)  # git stopped reading (it failed): its stderr says why
+                    if offset < len(view):
+                        continue
+                else:
+                    chunk = os.read(fd, 65536)
+                    if chunk:
+                        chunks[fd].append(chunk)
+                        continue
+                poller.unregister(fd)
+                os.close(fd)
+                pending.discard(fd)
+    finally:
+        for fd in pending:
+            os.close(fd)
+    return b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
+PIPE = -1  # `start_git(stdin=PIPE)`: a pipe to the process's stdin
+
+
+class GitChild:
+    """A running git process started by `start_git`: its stdout (and stdin, when piped) as
+    buffered files; `wait()` gives its exit code."""
+
+    def __init__(self, pid: int, stdin: BinaryIO | None, stdout: BinaryIO) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.returncode: int | None = None
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _pid, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def start_git(args: Sequence[str], cwd: str | os.PathLike[str] | None = None, *, stdin: int | None = None) -> GitChild:
+    """Start `git ARGS` to read its output as it writes it (stderr discarded). `stdin`: a file
+    descriptor git reads, PIPE for a pipe to write requests to (`GitChild.stdin`), None for
+    /dev/null."""
+    out_r, out_w = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    in_r, in_w = os.pipe() if stdin == PIPE else (devnull if stdin is None else stdin, -1)
+    try:
+        pid = _spawn(args, cwd, None, (in_r, out_w, devnull))
+    except BaseException:
+        for fd in (out_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    finally:
+        for fd in (out_w, devnull, in_r) if stdin == PIPE else (out_w, devnull):
+            os.close(fd)
+    return GitChild(pid, os.fdopen(in_w, "wb") if in_w >= 0 else None, os.fdopen(out_r, "rb"))
+
+
 def git_text(args: Sequence[str], cwd: str | os.PathLike[str] | None = None, **kw: object) -> str:
     return git(args, cwd, **kw).stdout.decode("utf-8", "surrogateescape")  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, slots=True)  # slots: a million entries of a loose ledger, half the memory
-class TreeEntry:
+class Plain:
+    """A value object by its `__slots__`, as `@dataclass` makes one: the subclass lists its fields
+    in `__slots__` and writes `__init__`; equality and repr go by them (and, as a dataclass with
+    `eq`, it is unhashable). Not a dataclass: `dataclasses` imports `inspect` (with `ast`, `dis`,
+    `tokenize`: ~10 ms), more than a hook's whole import budget for mlci's own modules."""
+
+    __slots__: tuple[str, ...] = ()  # a class with __eq__ and no __hash__ is unhashable, as a dataclass
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{self.__class__.__qualname__}({inner})"
+
+
+class Frozen(Plain):
+    """A `Plain` value that cannot change, as `@dataclass(frozen=True)`: hashable, assignment
+    raises, pickled by its fields (`__init__` takes them in `__slots__` order)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return self.__class__, self._fields()
+
+
+_set = object.__setattr__  # how a Frozen's __init__ fills its slots
+
+
+class TreeEntry(Frozen):
+    __slots__ = ("mode", "kind", "oid", "path")  # slots: a million entries of a loose ledger, half the memory
     mode: str
     kind: str  # blob, tree, commit
     oid: str
     path: str
 
+    def __init__(self, mode: str, kind: str, oid: str, path: str) -> None:
+        _set(self, "mode", mode)
+        _set(self, "kind", kind)
+        _set(self, "oid", oid)
+        _set(self, "path", path)
 
-@dataclass(frozen=True)
-class Repo:
+
+class Repo(Frozen):
     """A git working tree (or bare repo): where commands run and where mlci keeps state."""
 
+    __slots__ = ("root", "git_dir", "common_dir")
     root: Path
     git_dir: Path
     common_dir: Path
+
+    def __init__(self, root: Path, git_dir: Path, common_dir: Path) -> None:
+        _set(self, "root", root)
+        _set(self, "git_dir", git_dir)
+        _set(self, "common_dir", common_dir)
 
     @classmethod
     def find(cls, start: str | os.PathLike[str] | None = None) -> Repo:
@@ -94,12 +269,12 @@ class Repo:
             common = (Path(start or os.getcwd()) / common).resolve()
         return cls(root=root, git_dir=git_dir, common_dir=common)
 
-    @cached_property
+    @property
     def state_dir(self) -> Path:
         """`.git/mlci/`: local, never committed, shared by every worktree of the clone."""
         return self.common_dir / "mlci"
 
-    def run(self, *args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    def run(self, *args: str, **kw: object) -> GitResult:
         return git(args, self.root, **kw)  # type: ignore[arg-type]
 
     def text(self, *args: str, **kw: object) -> str:
@@ -145,13 +320,7 @@ class Repo:
     def iter_tree(self, treeish: str, paths: Sequence[str] = ()) -> Iterator[TreeEntry]:
         """The blobs under `paths` of `treeish` (`ls-tree -r`), read as git writes them: a million
         records' listing is never held whole (compaction of a loose ledger)."""
-        proc = subprocess.Popen(
-            ["git", "ls-tree", "-r", "-z", "--full-tree", treeish, "--", *paths],
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        assert proc.stdout is not None
+        proc = start_git(["ls-tree", "-r", "-z", "--full-tree", treeish, "--", *paths], self.root)
         rest = b""
         try:
             while chunk := proc.stdout.read(1 << 16):
@@ -215,13 +384,7 @@ class Repo:
         if len(oids) < PACK_ORDER_MIN:
             return list(range(len(oids)))
         position = {oid: k for k, oid in enumerate(oids)}
-        proc = subprocess.Popen(
-            ["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"],
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        assert proc.stdout is not None
+        proc = start_git(["cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"], self.root)
         order: list[int] = []
         seen: set[int] = set()
         for line in proc.stdout:
@@ -244,14 +407,9 @@ class Repo:
         with tempfile.TemporaryFile() as request:
             request.write(("\n".join(oids) + "\n").encode())
             request.seek(0)
-            proc = subprocess.Popen(
-                ["git", *BATCH_READ_SETTINGS, "cat-file", "--batch", "--buffer"],
-                cwd=self.root,
-                stdin=request,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+            proc = start_git(
+                [*BATCH_READ_SETTINGS, "cat-file", "--batch", "--buffer"], self.root, stdin=request.fileno()
             )
-        assert proc.stdout is not None
         try:
             out = proc.stdout
             for n in range(len(oids)):
@@ -287,8 +445,8 @@ class Repo:
 COMMIT_FIELDS = ("%H", "%T", "%P", "%an <%ae>", "%at", "%ct", "%B")
 
 
-@dataclass(frozen=True)
-class CommitInfo:
+class CommitInfo(Frozen):
+    __slots__ = ("sha", "tree", "parents", "author", "author_time", "commit_time", "message")
     sha: str
     tree: str
     parents: tuple[str, ...]
@@ -296,6 +454,19 @@ class CommitInfo:
     author_time: int
     commit_time: int
     message: str
+
+    def __init__(
+        self,
+        sha: str,
+        tree: str,
+        parents: tuple[str, ...],
+        author: str,
+        author_time: int,
+        commit_time: int,
+        message: str,
+    ) -> None:
+        for name, value in zip(self.__slots__, (sha, tree, parents, author, author_time, commit_time, message)):
+            _set(self, name, value)
 
 
 def parse_commit(text: str, sep: str) -> CommitInfo:
@@ -333,6 +504,21 @@ def parse_ls_tree(raw: bytes) -> list[TreeEntry]:
         # one copy of each mode and kind, not one per entry (a million of them in a loose ledger)
         entries.append(TreeEntry(sys.intern(mode), sys.intern(kind), oid, path.decode("utf-8", "surrogateescape")))
     return entries
+
+
+def parse_raw_tree(data: bytes) -> Iterator[tuple[str, str, str]]:
+    """A raw tree object (`git cat-file tree`): (mode, name, object id) of each
+    `<mode> <name>\\0<20-byte id>` entry."""
+    pos, end = 0, len(data)
+    while pos < end:
+        space = data.index(b" ", pos)
+        nul = data.index(b"\0", space)
+        yield (
+            data[pos:space].decode(),
+            data[space + 1 : nul].decode("utf-8", "surrogateescape"),
+            data[nul + 1 : nul + 21].hex(),
+        )
+        pos = nul + 21
 
 
 def parse_cat_file_batch(raw: bytes) -> dict[str, bytes]:

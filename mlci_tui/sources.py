@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 from mlci_tui.errors import ConfigError, InputError
 from mlci_tui.gitio import Repo, TreeEntry, parse_ls_tree
+
+TYPE_CHECKING = False  # not `from typing import ...`: the commit hooks match patterns through this module
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+    from typing import Protocol
+else:
+    Protocol = object  # FileSource is a structural type for mypy, a plain base at run time
 
 GLOB_CHARS = "*?["
 
 
 def check_pattern(pattern: str) -> None:
-    if pattern.startswith("/") or os.path.isabs(pattern) or ".." in Path(pattern).parts:
+    if pattern.startswith("/") or os.path.isabs(pattern) or ".." in pattern.split("/"):
         raise ConfigError(f"mlci.yaml: {pattern!r}: paths must stay inside the repository")
 
 
@@ -52,15 +56,13 @@ class FileSource(Protocol):
     def sizes(self, paths: list[str]) -> dict[str, int]: ...
 
 
-@dataclass
 class TreeSource:
     """Files of a commit or tree, read from git objects (no checkout)."""
 
-    repo: Repo
-    treeish: str
-    label: str = "commit"
-
-    def __post_init__(self) -> None:
+    def __init__(self, repo: Repo, treeish: str, label: str = "commit") -> None:
+        self.repo = repo
+        self.treeish = treeish
+        self.label = label
         self._entries: dict[str, TreeEntry] = {}
 
     def _list(self, patterns: list[str]) -> None:
@@ -100,12 +102,11 @@ class TreeSource:
         return entry.oid if entry else None
 
 
-@dataclass
 class IndexSource(TreeSource):
     """The staged version of files: what the commit being made will hold."""
 
-    treeish: str = ":index"
-    label: str = "index"
+    def __init__(self, repo: Repo, treeish: str = ":index", label: str = "index") -> None:
+        super().__init__(repo, treeish, label)
 
     def _list(self, patterns: list[str]) -> None:
         prefixes = sorted({literal_prefix(p) for p in patterns})
@@ -121,12 +122,12 @@ class IndexSource(TreeSource):
             self._entries[entry.path] = entry
 
 
-@dataclass
 class WorkdirSource:
     """The working tree, for `mlci record` (metrics are often untracked there)."""
 
-    root: Path
-    label: str = "working tree"
+    def __init__(self, root: Path, label: str = "working tree") -> None:
+        self.root = root
+        self.label = label
 
     def find(self, patterns: Iterable[str], refused: list[str] | None = None) -> list[str]:
         found: set[str] = set()

@@ -11,8 +11,6 @@ same values. This module holds what every capture shares: the values, the record
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
 from mlci_tui import __version__
 from mlci_tui.capture.readers import (
@@ -27,19 +25,33 @@ from mlci_tui.capture.readers import (
 from mlci_tui.config import Config
 from mlci_tui.constants import DVC_ROOT_FILES
 from mlci_tui.errors import InputError, MlciError
-from mlci_tui.gitio import Repo, commit_info, patch_id
+from mlci_tui.gitio import Plain, Repo, commit_info, patch_id
 from mlci_tui.ledger import records
-from mlci_tui.sources import FileSource, WorkdirSource
+from mlci_tui.sources import WorkdirSource
+
+TYPE_CHECKING = False  # not `from typing import ...`: the commit hooks read values through this module
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mlci_tui.sources import FileSource
 
 MAX_RUN_NAME = 256
 
 
-@dataclass
-class Values:
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    steps: list[Step] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+class Values(Plain):
+    __slots__ = ("params", "metrics", "steps", "warnings")
+
+    def __init__(
+        self,
+        params: dict[str, dict[str, Any]] | None = None,
+        metrics: dict[str, dict[str, float]] | None = None,
+        steps: list[Step] | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.params = {} if params is None else params
+        self.metrics = {} if metrics is None else metrics
+        self.steps = [] if steps is None else steps
+        self.warnings = [] if warnings is None else warnings
 
     @property
     def empty(self) -> bool:

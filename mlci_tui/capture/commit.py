@@ -12,9 +12,6 @@ stays one process however large the tree), the ledger's lookups and its `fast-im
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 from mlci_tui import config as config_mod
 from mlci_tui.capture import config_memo
 from mlci_tui.capture.build import base_record, finish_record, read_values
@@ -25,6 +22,11 @@ from mlci_tui.gitio import CommitInfo, Repo, patch_id
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
 from mlci_tui.sources import literal_prefix, matches
+
+TYPE_CHECKING = False  # not `from typing import ...`: the post-commit hook's path
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 SYMLINK_MODE = "120000"
 

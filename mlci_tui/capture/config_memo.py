@@ -12,13 +12,13 @@ invalid config is never remembered: it raises `ConfigError` each time, as `confi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
 from mlci_tui import config as config_mod
 from mlci_tui.constants import CONFIG_FILE
 from mlci_tui.gitio import Repo, parse_cat_file_batch_ordered
+from mlci_tui.ledger.records import blake2b  # the builtin one, without `hashlib`'s OpenSSL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def load_from_git(repo: Repo, treeish: str, objects: ObjectReader | None = None)
 
 
 def _key(yaml_blob: bytes | None, pyproject_blob: bytes | None) -> str:
-    digest = hashlib.blake2b(digest_size=20)
+    digest = blake2b(digest_size=20)
     for part in (yaml_blob, pyproject_blob):
         digest.update(b"-" if part is None else b"+%d:" % len(part) + part)
     digest.update(_code_stamp().encode())

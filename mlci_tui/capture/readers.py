@@ -11,40 +11,54 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 from mlci_tui.errors import InputError
+from mlci_tui.gitio import Frozen, Plain
 from mlci_tui.importers import simple_yaml
+
+TYPE_CHECKING = False  # not `from typing import ...`: the commit hooks read through this module
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 MAX_NAME_LENGTH = 1024
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_bytes: int = 64 * 1024 * 1024
-    max_depth: int = 64
-    max_keys: int = 100_000
+class Limits(Frozen):
+    __slots__ = ("max_bytes", "max_depth", "max_keys")
+    max_bytes: int
+    max_depth: int
+    max_keys: int
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024, max_depth: int = 64, max_keys: int = 100_000) -> None:
+        object.__setattr__(self, "max_bytes", max_bytes)
+        object.__setattr__(self, "max_depth", max_depth)
+        object.__setattr__(self, "max_keys", max_keys)
 
     @classmethod
     def from_config(cls, limits: dict[str, Any]) -> Limits:
         return cls(int(limits["max_file_mb"] * 1024 * 1024), int(limits["max_depth"]), int(limits["max_keys"]))
 
 
-@dataclass
-class Step:
-    file: str
-    name: str
-    step: int
-    value: float
+class Step(Plain):
+    __slots__ = ("file", "name", "step", "value")
+
+    def __init__(self, file: str, name: str, step: int, value: float) -> None:
+        self.file = file
+        self.name = name
+        self.step = step
+        self.value = value
 
 
-@dataclass
-class MetricsRead:
-    values: dict[str, float] = field(default_factory=dict)
-    steps: list[Step] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+class MetricsRead(Plain):
+    __slots__ = ("values", "steps", "warnings")
+
+    def __init__(
+        self, values: dict[str, float] | None = None, steps: list[Step] | None = None, warnings: list[str] | None = None
+    ) -> None:
+        self.values = {} if values is None else values
+        self.steps = [] if steps is None else steps
+        self.warnings = [] if warnings is None else warnings
 
 
 def check_size(name: str, size: int, limits: Limits) -> None:

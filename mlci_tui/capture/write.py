@@ -7,26 +7,36 @@ and is skipped when the ledger already has it; the new runs go in as one ledger 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from mlci_tui.capture.build import current_branch
 from mlci_tui.capture.commit import capture_commit, load_config, read_commit, resolve_commit
 from mlci_tui.errors import InputError
-from mlci_tui.gitio import Repo
+from mlci_tui.gitio import Plain, Repo
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sanitize import display
 
+TYPE_CHECKING = False  # not `from typing import ...`: the post-commit hook's path
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
-@dataclass
-class CaptureReport:
-    added: list[dict[str, Any]] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)  # commits the ledger already had
-    empty: list[str] = field(default_factory=list)  # commits with no params or metrics
-    warnings: list[str] = field(default_factory=list)
+
+class CaptureReport(Plain):
+    __slots__ = ("added", "present", "empty", "warnings")
+
+    def __init__(
+        self,
+        added: list[dict[str, Any]] | None = None,
+        present: list[str] | None = None,  # commits the ledger already had
+        empty: list[str] | None = None,  # commits with no params or metrics
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.added = [] if added is None else added
+        self.present = [] if present is None else present
+        self.empty = [] if empty is None else empty
+        self.warnings = [] if warnings is None else warnings
 
 
 def warn(message: str) -> None:
@@ -58,13 +68,17 @@ def run_ids(sha: str) -> tuple[str, str]:
     return records.derived_id("commit", sha), records.derived_id("import", sha)
 
 
-def captured(store: LedgerStore, shas: Sequence[str], objects: ObjectReader | None = None) -> set[str]:
-    """The commits among `shas` that already have their run, captured or imported."""
+def captured(
+    store: LedgerStore, shas: Sequence[str], objects: ObjectReader | None = None, tip: str | None = None
+) -> set[str]:
+    """The commits among `shas` that already have their run, captured or imported (looked up
+    through `objects` when given; `tip`: the ledger's, already read)."""
     ids = {sha: run_ids(sha) for sha in shas}
-    tip = resolve_commit(objects, store.ref) if objects is not None else store.tip()
+    if tip is None:
+        tip = resolve_commit(objects, store.ref) if objects is not None else store.tip()
     if tip is None:
         return set()  # no ledger yet
-    present = store.has_ids([i for pair in ids.values() for i in pair], tip)
+    present = store.has_ids([i for pair in ids.values() for i in pair], tip, objects.read if objects else None)
     return {sha for sha, pair in ids.items() if present.intersection(pair)}
 
 
@@ -84,7 +98,8 @@ def capture_shas(
             return capture_shas(repo, shas, branch=branch, quiet=quiet, head=head, objects=own)
     store = LedgerStore(repo)
     report = CaptureReport()
-    present = captured(store, shas, objects)
+    tip = resolve_commit(objects, store.ref)  # one read: the lookups and the append's first attempt build on it
+    present = captured(store, shas, objects, tip)
     new_records = []
     for sha in shas:
         if sha in present:
@@ -100,7 +115,7 @@ def capture_shas(
         else:
             new_records.append(record)
     if new_records:
-        store.append(new_records)
+        store.append(new_records, expected_tip=tip)
         report.added = new_records
     if not quiet or report.warnings:
         for message in report.warnings:

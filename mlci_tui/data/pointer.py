@@ -13,9 +13,9 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from mlci_tui.constants import POINTER_SUFFIX as POINTER_SUFFIX  # re-exported: defined for the hook path
 from mlci_tui.errors import InputError
 
-POINTER_SUFFIX = ".mlci"
 ALGOS = ("blake3", "md5")
 HASH_LEN = {"blake3": 64, "md5": 32}
 FORMATS = ("csv", "parquet", "jsonl")

@@ -3,10 +3,13 @@ read from git objects (what git holds, not the working tree)."""
 
 from __future__ import annotations
 
-from mlci_tui.data.dvc import read_dvc_pointers
-from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, parse_pointer
+from mlci_tui.constants import POINTER_SUFFIX
 from mlci_tui.errors import InputError, MlciError
 from mlci_tui.gitio import Repo, TreeEntry
+
+TYPE_CHECKING = False  # the post-commit capture asks every commit: the parsers load when a pointer is there
+if TYPE_CHECKING:
+    from mlci_tui.data.pointer import Pointer
 
 DVC_LOCK = "dvc.lock"
 
@@ -38,6 +41,8 @@ def iter_pointers(repo: Repo, treeish: str, *, strict: bool = True, warnings: li
     entries = [e for e in _entries(repo, treeish) if is_pointer_name(e.path)]
     if not entries:
         return []
+    from mlci_tui.data.dvc import read_dvc_pointers
+    from mlci_tui.data.pointer import parse_pointer
     found: list[Pointer] = []
     bad: list[str] = []
     good = []

@@ -10,9 +10,13 @@ import os
 import re
 from pathlib import Path
 
-from mlci_tui.data.pointer import POINTER_SUFFIX, Pointer, check_relpath, parse_pointer
+from mlci_tui.constants import POINTER_SUFFIX
 from mlci_tui.errors import InputError
 from mlci_tui.gitio import Repo, git
+
+TYPE_CHECKING = False  # the commit hooks write their state files with atomic_write: the pointer parser loads on use
+if TYPE_CHECKING:
+    from mlci_tui.data.pointer import Pointer
 
 DVC_SUFFIX = ".dvc"
 DVC_LOCK = "dvc.lock"
@@ -39,6 +43,8 @@ def repo_relpath(root: Path, user_path: str, cwd: Path | None = None, *, allow_l
     rel = (rel_parent / full.name).as_posix()
     if rel.startswith("./"):
         rel = rel[2:]
+    from mlci_tui.data.pointer import check_relpath
+
     check_relpath(rel, user_path)
     if not allow_link and (root / rel).is_symlink():
         raise InputError(f"{user_path}: is a symlink; mlci tracks no data through a link")
@@ -117,6 +123,8 @@ def read_pointer_file(root: Path, rel: str) -> Pointer:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{rel}: not UTF-8 text; not a pointer file") from None
+    from mlci_tui.data.pointer import parse_pointer
+
     return parse_pointer(text, rel)
 
 
@@ -169,6 +177,8 @@ def walk_folder(
 def pointers_at(repo: Repo, rev: str, paths: list[str] | None = None) -> tuple[list[Pointer], list[str]]:
     """The mlci pointers commit `rev` holds (those at `paths`, else every one), read from git
     objects, never the working tree; and a line for each file that is not a pointer."""
+    from mlci_tui.data.pointer import parse_pointer
+
     if paths is None:
         entries = [e for e in repo.ls_tree(rev, recursive=True) if e.path.endswith(POINTER_SUFFIX)]
     else:

@@ -15,23 +15,28 @@ them.
 
 from __future__ import annotations
 
-import subprocess
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import IO
 
 from mlci_tui.errors import GitError
-from mlci_tui.gitio import Repo
+from mlci_tui.gitio import PIPE, Frozen, GitChild, Repo, parse_raw_tree, start_git
+
+TYPE_CHECKING = False  # not `from typing import ...`: the commit hooks read through this module
+if TYPE_CHECKING:
+    from typing import IO
 
 TREE_MODE = "40000"
 SYMLINK_MODE = "120000"
 GITLINK_MODE = "160000"
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Frozen):
+    __slots__ = ("mode", "oid")
     mode: str
     oid: str
+
+    def __init__(self, mode: str, oid: str) -> None:
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "oid", oid)
 
     @property
     def is_tree(self) -> bool:
@@ -47,7 +52,7 @@ class ObjectReader:
 
     def __init__(self, repo: Repo, blob_cache: int = 4096) -> None:
         self.repo = repo
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: GitChild | None = None
         self._trees: dict[str, dict[str, Entry]] = {}
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
         self._blob_cache = blob_cache
@@ -67,6 +72,7 @@ class ObjectReader:
             assert self._proc.stdin is not None
             self._proc.stdin.close()
             self._proc.wait()
+            self._proc.stdout.close()
             self._proc = None
 
     def _read(self, oid: str) -> tuple[str, bytes] | None:
@@ -80,13 +86,7 @@ class ObjectReader:
         if "\n" in name:
             return None
         if self._proc is None:
-            self._proc = subprocess.Popen(
-                ["git", "cat-file", "--batch"],
-                cwd=self.repo.root,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-            )
+            self._proc = start_git(["cat-file", "--batch"], self.repo.root, stdin=PIPE)
         stdin: IO[bytes] | None = self._proc.stdin
         stdout: IO[bytes] | None = self._proc.stdout
         assert stdin is not None and stdout is not None
@@ -207,15 +207,5 @@ class ObjectReader:
 
 
 def parse_tree(data: bytes) -> dict[str, Entry]:
-    """A raw tree object: `<mode> <name>\\0<20-byte id>` repeated."""
-    entries: dict[str, Entry] = {}
-    pos, end = 0, len(data)
-    while pos < end:
-        space = data.index(b" ", pos)
-        nul = data.index(b"\0", space)
-        mode = data[pos:space].decode()
-        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
-        oid = data[nul + 1 : nul + 21].hex()
-        entries[name] = Entry(mode, oid)
-        pos = nul + 21
-    return entries
+    """A raw tree object: name → entry."""
+    return {name: Entry(mode, oid) for mode, name, oid in parse_raw_tree(data)}

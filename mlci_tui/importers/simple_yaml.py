@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # not `from typing import ...`: the pre-commit hook reads params through this module
+if TYPE_CHECKING:
+    from typing import Any
 
 NOT_SIMPLE: Any = object()
 

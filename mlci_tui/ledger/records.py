@@ -7,9 +7,14 @@ UTF-8, no spaces, one trailing newline. JSON has no NaN or infinities; they trav
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
+import time
+
+try:  # the builtin BLAKE2 module: `hashlib` loads OpenSSL first (~3 ms on the hook path)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - an interpreter without it
+    from hashlib import blake2b
 
 from mlci_tui.numbers import NAN, NEG_INF, POS_INF
 
@@ -60,7 +65,7 @@ def content_id(digest: bytes) -> str:
 
 def derived_id(*parts: str) -> str:
     """A deterministic id: two clones capturing the same commit write the same record name."""
-    return _b32(hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).digest())
+    return _b32(blake2b("\x00".join(parts).encode(), digest_size=16).digest())
 
 
 def record_path(event_id: str) -> str:
@@ -68,10 +73,13 @@ def record_path(event_id: str) -> str:
     return f"events/{event_id[:2]}/{event_id}.json"
 
 
-def now_iso() -> str:
-    from datetime import datetime, timezone
+ISO_SECONDS = "%Y-%m-%dT%H:%M:%S"  # then `.` and six digits of microseconds, and `Z`
 
-    return iso_time(datetime.now(timezone.utc))
+
+def now_iso() -> str:
+    """UTC now as `iso_time` writes it, through `time` (`datetime` costs ~2 ms to import on the hook path)."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    return f"{time.strftime(ISO_SECONDS, time.gmtime(seconds))}.{nanos // 1000:06d}Z"
 
 
 def iso_time(moment: datetime) -> str:
@@ -81,6 +89,8 @@ def iso_time(moment: datetime) -> str:
 
 
 def epoch_iso(seconds: int | float) -> str:
+    if isinstance(seconds, int):  # a commit's time: whole seconds, no `datetime` needed
+        return f"{time.strftime(ISO_SECONDS, time.gmtime(seconds))}.000000Z"
     from datetime import datetime, timezone
 
     return iso_time(datetime.fromtimestamp(seconds, timezone.utc))

@@ -13,18 +13,21 @@ commit-tree + update-ref (five processes per append instead of two).
 from __future__ import annotations
 
 import io
-import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from mlci_tui.errors import GitError, MlciError
-from mlci_tui.gitio import ZERO_OID, Repo, TreeEntry
+from mlci_tui.gitio import ZERO_OID, Frozen, Repo, TreeEntry, parse_raw_tree
 from mlci_tui.ledger import records
-from mlci_tui.ledger.conflicts import CONFLICTS_DIR, blob_id, conflict_path, resolved_path, same_meaning
 from mlci_tui.ledger.refs import LEDGER_REF, REMOTE_REF_PREFIX, remote_ref  # noqa: F401 - re-exported
 from mlci_tui.scrub import scrub
+
+TYPE_CHECKING = False  # not `from typing import ...`: the post-commit hook appends through this module
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from typing import Any
+
+    # a running `git cat-file --batch`: (object id, type, bytes) of a name, None when it names nothing
+    ReadObject = Callable[[str], tuple[str, str, bytes] | None]
 
 EVENTS_DIR = "events/"
 SEGMENTS_DIR = "segments/"
@@ -129,30 +132,49 @@ class LedgerStore:
             TreeEntry(mode, "blob", oid, path) for status, mode, _old, oid, path in changes if status in ("A", "M", "T")
         ]
 
-    def has_ids(self, ids: Iterable[str], tip: str | None = None) -> set[str]:
-        """Which of `ids` the ledger already holds (as event files or in a segment)."""
+    def has_ids(self, ids: Iterable[str], tip: str | None = None, read: ReadObject | None = None) -> set[str]:
+        """Which of `ids` the ledger already holds (as event files or in a segment). `read` is a
+        running `git cat-file --batch` (`ObjectReader.read`): a capture's few ids are looked up
+        there, by name, with no process of their own; otherwise (many ids: merges, back-fill) two
+        `ls-tree`s list them."""
         wanted = list(dict.fromkeys(ids))
         tip = tip or self.tip()
         if tip is None or not wanted:
             return set()
-        present = {
-            e.path.rsplit("/", 1)[-1][: -len(".json")]
-            for e in self.repo.ls_tree(tip, [records.record_path(i) for i in wanted])
-        }
+        if read is not None:
+            present = {i for i in wanted if read(f"{tip}:{records.record_path(i)}") is not None}
+        else:
+            present = {
+                e.path.rsplit("/", 1)[-1][: -len(".json")]
+                for e in self.repo.ls_tree(tip, [records.record_path(i) for i in wanted])
+            }
         missing = [i for i in wanted if i not in present]
         if missing:
-            seg_lists = [e for e in self.repo.ls_tree(tip, [SEGMENTS_DIR]) if e.path.endswith(".ids")]
-            if seg_lists:
-                blobs = self.repo.cat_blobs([e.oid for e in seg_lists])
-                compacted = set()
-                for data in blobs.values():
-                    compacted.update(data.decode().split())
-                present.update(i for i in missing if i in compacted)
+            compacted = set()
+            for data in self._segment_id_lists(tip, read):
+                compacted.update(data.decode().split())
+            present.update(i for i in missing if i in compacted)
         return present
 
+    def _segment_id_lists(self, tip: str, read: ReadObject | None) -> list[bytes]:
+        """The `.ids` list of every segment at `tip` (the ids each compacted segment holds)."""
+        if read is None:
+            lists = [e for e in self.repo.ls_tree(tip, [SEGMENTS_DIR]) if e.path.endswith(".ids")]
+            return list(self.repo.cat_blobs([e.oid for e in lists]).values()) if lists else []
+        folder = read(f"{tip}:{SEGMENTS_DIR.rstrip('/')}")
+        if folder is None or folder[1] != "tree":
+            return []
+        got = (read(oid) for _mode, name, oid in parse_raw_tree(folder[2]) if name.endswith(".ids"))
+        return [g[2] for g in got if g is not None]
+
     # ----------------------------------------------------------------- writing
-    def append(self, new_records: Sequence[dict[str, Any]], message: str | None = None) -> str:
-        """Write records as one ledger commit; returns the new tip. Safe under concurrency."""
+    def append(
+        self, new_records: Sequence[dict[str, Any]], message: str | None = None, *, expected_tip: str | None = None
+    ) -> str:
+        """Write records as one ledger commit; returns the new tip. Safe under concurrency.
+        `expected_tip`: the tip the caller read (a capture, through its `cat-file`): the first
+        attempt builds on it without a `rev-parse`; had the ref moved, fast-import refuses the
+        update and the next attempt reads the ref."""
         if not new_records:
             tip = self.tip()
             if tip is None:
@@ -164,7 +186,7 @@ class LedgerStore:
             # every event type, whoever built it (a trial's log tail, a profile's values): one scrubber
             files.append((records.record_path(record["id"]), records.dumps(scrub(record))))
         message = message or _describe(new_records)
-        return self._commit_with_retry(lambda tip: _fast_import_script(self.ref, tip, message, files))
+        return self._commit_with_retry(lambda tip: _fast_import_script(self.ref, tip, message, files), expected_tip)
 
     def union_merge(self, other: str, message: str) -> str:
         """Union the tree at `other` into the local ref: a commit with two parents.
@@ -220,6 +242,8 @@ class LedgerStore:
         the smaller blob when they mean the same, else a conflict entry; never a deletion.
         With `fast_forward` (`other` descends from `tip`): None when moving the ref to `other`
         keeps every record of `tip` as it is (the common case), else the merge's changes."""
+        from mlci_tui.ledger.conflicts import blob_id, conflict_path, resolved_path, same_meaning  # merges only
+
         changes = self._tree_changes(tip, other)
         if changes is None:
             raise GitError(f"git diff-tree {tip[:12]} {other[:12]} failed")
@@ -301,6 +325,8 @@ class LedgerStore:
     def _union_segment(self, tip: str, path: str, blob: str, out: Changes) -> list[_Pair]:
         """Their new segment comes in whole when it holds nothing that differs from ours; otherwise
         its records come in as event files, and those that differ as conflicts (the pairs returned)."""
+        from mlci_tui.ledger.conflicts import same_meaning  # merges only: not on the append's path
+
         bodies = _segment_bodies([self.repo.cat_blobs([blob]).get(blob, b"")], None)
         present = self.has_ids(bodies, tip)
         ours = self._bodies(tip, present) if present else {}
@@ -332,6 +358,8 @@ class LedgerStore:
         """(record id, blob) pairs this clone has resolved already (their `.resolved` markers)."""
         if not ids:
             return set()
+        from mlci_tui.ledger.conflicts import CONFLICTS_DIR
+
         entries = self.repo.ls_tree(tip, [f"{CONFLICTS_DIR}{i}/" for i in set(ids)], recursive=True)
         return {
             (parts[1], parts[2].removesuffix(".resolved"))
@@ -339,9 +367,9 @@ class LedgerStore:
             if len(parts) == 3 and parts[2].endswith(".resolved")
         }
 
-    def _commit_with_retry(self, build: Any) -> str:
+    def _commit_with_retry(self, build: Any, expected_tip: str | None = None) -> str:
         for attempt in range(MAX_ATTEMPTS):
-            tip = self.tip()
+            tip = expected_tip if attempt == 0 and expected_tip else self.tip()
             new = self._run_fast_import(build(tip))
             if new is not None:
                 return new
@@ -469,15 +497,19 @@ def _changes_script(changes: Changes) -> bytes:
     return body.getvalue()
 
 
-@dataclass(frozen=True)
-class _Pair:
+class _Pair(Frozen):
     """One record id, two bodies: ours and theirs, with their blob ids where they are files."""
 
+    __slots__ = ("id", "ours", "theirs", "our_blob", "their_blob")
     id: str
     ours: bytes
     theirs: bytes
     our_blob: str | None
     their_blob: str | None
+
+    def __init__(self, id: str, ours: bytes, theirs: bytes, our_blob: str | None, their_blob: str | None) -> None:
+        for name, value in zip(self.__slots__, (id, ours, theirs, our_blob, their_blob)):
+            object.__setattr__(self, name, value)
 
 
 def _adds(out: Changes, path: str, blob: str | None) -> bool:
@@ -513,6 +545,8 @@ def _segment_bodies(segments: Iterable[bytes], ids: set[str] | None) -> dict[str
 
 def _backoff(attempt: int) -> None:
     """Jittered, growing sleep: immediate retries starve one writer (docs/architecture.md: deviation (a))."""
+    import random  # lazy: only a writer that lost a race waits
+
     time.sleep(random.uniform(0.001, 0.004) * min(2 ** min(attempt, 6), 40))
 
 

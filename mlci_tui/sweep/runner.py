@@ -34,7 +34,7 @@ from mlci_tui.data.status import workspace_pointers
 from mlci_tui.data.tree import dataset_hashes
 from mlci_tui.errors import MlciError
 from mlci_tui.file_lock import exclusive
-from mlci_tui.gitio import Repo, commit_info, git, patch_id
+from mlci_tui.gitio import GitResult, Repo, commit_info, git, patch_id
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sources import WorkdirSource
@@ -98,7 +98,7 @@ def log_path(repo: Repo, tid: str) -> Path:
     return repo.state_dir / "logs" / f"{tid}.log"
 
 
-def _git(repo: Repo, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def _git(repo: Repo, *args: str, check: bool = True) -> GitResult:
     return git(["-c", "core.hooksPath=/dev/null", *args], repo.root, env=HOOKLESS, check=check)
 
 

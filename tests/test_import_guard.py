@@ -9,6 +9,7 @@ the probe does see a heavy import when there is work.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,64 @@ def test_commit_hooks_parse_an_unchanged_config_once(repo: Path) -> None:
     git(repo, "add", "mlci.yaml")
     rc, _modules, err = probe(repo, "pre-commit")
     assert rc == 2 and "mlci.yaml" in err
+
+
+# What the commit hooks must not import, even with a run to capture (issue 19: a commit with a
+# run costs <= 100 ms over a bare one, and imports were most of it): `dataclasses` brings
+# `inspect`, `ast`, `dis`, `tokenize` (~10 ms); `typing`, `subprocess` (with `threading`,
+# `selectors`, `signal`), `hashlib` (OpenSSL), `datetime`, `random` a few ms each.
+HOOK_PATH_BANNED = (
+    "dataclasses",
+    "inspect",
+    "ast",
+    "dis",
+    "tokenize",
+    "typing",
+    "subprocess",
+    "threading",
+    "selectors",
+    "hashlib",
+    "_hashlib",
+    "datetime",
+    "random",
+    "mlci_tui.sanitize",
+    "mlci_tui.ledger.conflicts",
+    "mlci_tui.data.pointer",
+    "mlci_tui.data.dvc",
+)
+
+
+def imported_by_installed_hook(repo: Path, stage: str) -> set[str]:
+    """The modules the installed hook script's interpreter (`python -S`, as `mlci install`
+    writes it) imports, from `-X importtime`'s report on stderr."""
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    proc = subprocess.run(["sh", f".git/hooks/{stage}"], cwd=repo, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "mlci_tui.hooks" in report, proc.stderr[-2000:]  # the fast path ran, not `mlci hook` from PATH
+    return set(report)
+
+
+@pytest.mark.parametrize("init", [False, True], ids=["default-files", "mlci-init-config"])
+def test_a_commit_with_a_run_keeps_the_hooks_light(repo: Path, init: bool) -> None:
+    """Both commit hooks, doing their work (pre-commit parses the staged params and metrics,
+    post-commit captures the run), import none of HOOK_PATH_BANNED."""
+    commit(repo, {"params.yaml": "lr: 0.1\nepochs: 3\n", "metrics.json": metrics_json(acc=0.5)}, "first")
+    if init:
+        assert run_mlci(repo, "init", "--no-hooks").returncode == 0
+        commit(repo, {}, "config")
+    assert run_mlci(repo, "install").returncode == 0
+    commit(repo, {"params.yaml": "lr: 0.2\nepochs: 3\n", "metrics.json": metrics_json(acc=0.6)}, "warm the config memo")
+    (repo / "params.yaml").write_text("lr: 0.3\nepochs: 3\n")
+    (repo / "metrics.json").write_text(metrics_json(acc=0.7))
+    git(repo, "add", "params.yaml", "metrics.json")
+    pre = imported_by_installed_hook(repo, "pre-commit")
+    assert "mlci_tui.capture.readers" in pre  # it did read the staged files
+    subprocess.run(
+        ["git", "commit", "-q", "-m", "third"], cwd=repo, env=dict(os.environ, MLCI_NO_HOOKS="1"), check=True
+    )
+    post = imported_by_installed_hook(repo, "post-commit")
+    assert "mlci_tui.capture.write" in post and "mlci_tui.ledger.store" in post  # it did capture
+    assert _ledger_runs(repo) == 2  # the commits made through the hooks
+    assert sorted(pre.intersection(HOOK_PATH_BANNED)) == []
+    assert sorted(post.intersection(HOOK_PATH_BANNED)) == []

@@ -303,7 +303,7 @@ def read_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
 
 
 TREE_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
-_TEXT_LINE = re.compile(r"\s*(?P<key>[^:=]+?)\s*[:=]\s*(?P<value>.*?)\s*")
+_TEXT_LINE = r"\s*(?P<key>[^:=]+?)\s*[:=]\s*(?P<value>.*?)\s*"  # compiled by `re` on first use: rare files
 
 
 def read_text_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
@@ -318,7 +318,7 @@ def read_text_metrics(name: str, data: bytes, limits: Limits) -> MetricsRead:
         result.values[name.rsplit("/", 1)[-1].rsplit(".", 1)[0]] = bare
         return result
     for no, line in lines:
-        found = _TEXT_LINE.fullmatch(line)
+        found = re.fullmatch(_TEXT_LINE, line)
         if found is None:
             result.warnings.append(f"{name}:{no}: not a `key: value` line, not recorded")
             continue

@@ -219,6 +219,7 @@ def test_the_listing_memo_takes_new_runs_without_a_query(repo: Path, fmt: str) -
     the query prints. A run whose values the memo cannot render exactly goes to the query."""
     store = LedgerStore(Repo.find(repo))
     store.append([make_run(time=f"2025-01-01T10:00:0{k}.000001Z", params={"lr": 0.1 * k}) for k in range(3)])
+    assert run_mlci(repo, "runs", "--limit", "1").returncode == 0  # the cache (no cache: the records answer)
     first = run_mlci(repo, "runs", fmt)
     assert first.returncode == 0
     hint = repo / ".git" / "mlci" / "cache.tip"

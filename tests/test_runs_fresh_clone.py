@@ -154,7 +154,7 @@ def _varied_runs(count: int, seed: int = 7) -> list[dict[str, Any]]:
 
 def _records_path_taken(clone: Path, *fmt: str) -> None:
     assert not (clone / ".git" / "mlci" / "cache.duckdb").exists(), "the query ran: the cache was built"
-    assert _memo(clone, *fmt).read_text(encoding="utf-8").split("\n", 1)[0].endswith(" records")
+    assert _memo(clone, *fmt).exists()
 
 
 def test_a_fresh_clone_lists_from_the_records_byte_for_byte_as_the_query(repo: Path, tmp_path: Path) -> None:
@@ -164,8 +164,8 @@ def test_a_fresh_clone_lists_from_the_records_byte_for_byte_as_the_query(repo: P
         listed = _listed(clone, *fmt)
         _records_path_taken(clone, *fmt)
         assert listed == _queried(repo, *fmt)
-        assert _listed(clone, *fmt) == listed  # served from the memo, still without a cache
-        assert not (clone / ".git" / "mlci" / "cache.duckdb").exists()
+        assert _listed(clone, *fmt) == listed  # from the records again: no cache, no memo trusted
+        _records_path_taken(clone, *fmt)
 
 
 def test_ties_and_missing_times_order_as_the_query(repo: Path, tmp_path: Path) -> None:
@@ -243,22 +243,24 @@ def test_what_the_records_cannot_render_goes_to_the_query(repo: Path, tmp_path: 
     clone = _clone(repo, tmp_path, "clone")
     listed = _listed(clone, "--json")
     assert (clone / ".git" / "mlci" / "cache.duckdb").exists(), "the records path answered"
-    assert not _memo(clone, "--json").read_text(encoding="utf-8").split("\n", 1)[0].endswith(" records")
     assert listed == _queried(repo, "--json")
 
 
-def test_a_memo_from_the_records_takes_a_capture_and_a_cache_memo_needs_its_cache(repo: Path, tmp_path: Path) -> None:
-    store = LedgerStore(Repo.find(repo))
-    store.append(_varied_runs(10, seed=5))
+def test_the_memo_the_records_wrote_serves_once_a_cache_exists(repo: Path, tmp_path: Path) -> None:
+    """Without a cache no memo is trusted (a dropped cache drops the memo); the memo the records
+    wrote is the query's listing, so it serves once a cache exists, and takes a capture."""
+    LedgerStore(Repo.find(repo)).append(_varied_runs(10, seed=5))
     clone = _clone(repo, tmp_path, "clone")
-    _listed(clone, "--csv")
-    LedgerStore(Repo.find(clone)).append([make_run(time="2026-01-01T00:00:00Z", params={"lr": 0.5})])
-    spliced = _listed(clone, "--csv")  # the new run in front of the memo, still no cache
-    _records_path_taken(clone, "--csv")
-    assert spliced == _queried(clone, "--csv")
-    # a memo written from the cache is not trusted once the cache is gone: right key, wrong body
+    first = _listed(clone, "--csv")
     memo = _memo(clone, "--csv")
-    key = memo.read_text(encoding="utf-8").split("\n", 1)[0].removesuffix(" records")
-    (clone / ".git" / "mlci" / "cache.duckdb").unlink()
-    memo.write_text(key + "\nrun_id\n", encoding="utf-8")
-    assert _listed(clone, "--csv") == spliced
+    key = memo.read_text(encoding="utf-8").split("\n", 1)[0]
+    memo.write_text(key + "\nrun_id\n", encoding="utf-8")  # right key, wrong body
+    assert _listed(clone, "--csv") == first  # no cache: the records answer again
+    assert run_mlci(clone, "runs", "--limit", "1").returncode == 0  # a table listing builds the cache
+    hint = clone / ".git" / "mlci" / "cache.tip"
+    cached_tip = hint.read_text()
+    assert _listed(clone, "--csv") == first  # the memo, at the cache's tip
+    LedgerStore(Repo.find(clone)).append([make_run(time="2026-01-01T00:00:00Z", params={"lr": 0.5})])
+    spliced = _listed(clone, "--csv")
+    assert hint.read_text() == cached_tip  # the new run went in front of the memo: no query
+    assert spliced.count("\n") == first.count("\n") + 1 and spliced == _queried(clone, "--csv")

@@ -100,9 +100,6 @@ def capture(repo: Repo, revs: list[str] | None = None, *, range_spec: str | None
     return 0
 
 
-FROM_RECORDS = " records"  # a memo key's mark: the listing was rendered from the records, not the cache
-
-
 def _listing_memo(repo: Repo, args: argparse.Namespace) -> tuple[Path, str, str | None] | None:
     """Where the full `runs --json/--csv` listing is memoised, the key it must carry, and the
     ledger tip it lists.
@@ -149,33 +146,27 @@ def runs(args: argparse.Namespace) -> int:
 
 def _memoised_listing(repo: Repo, args: argparse.Namespace, memo: tuple[Path, str, str | None]) -> str | None:
     """The full listing without a query, when it can be had byte for byte: the memo at this
-    tip; the memo of an earlier tip and the runs added since (`_memo_with_new_runs`); with no
-    cache, rendered from the records (`listing.listed_from_records`: a fresh clone's first
-    listing). A memo written from the cache is trusted while the cache exists (a dropped cache
-    drops it); one rendered from the records carries FROM_RECORDS and is trusted alone.
-    None: the query answers (and rewrites the memo)."""
+    tip, or the memo of an earlier tip with the runs added since (`_memo_with_new_runs`), while
+    the cache exists (a dropped cache drops the memo derived from it); with no cache, rendered
+    from the records (`listing.listed_from_records`: a fresh clone's first listing, no cache
+    built). Either rewrites the memo. None: the query answers (and rewrites the memo)."""
     from mlci_tui.ledger.cache import CACHE_NAME
 
     path, key, tip = memo
-    cached = (repo.state_dir / CACHE_NAME).exists()
-    try:
-        with open(path, encoding="utf-8") as held_file:
-            held, text = held_file.readline().rstrip("\n"), held_file.read()
-    except OSError:
-        held, text = "", ""
-    from_records = held.endswith(FROM_RECORDS)
-    held = held.removesuffix(FROM_RECORDS)
-    mark = FROM_RECORDS if from_records else ""
-    if held == key and (cached or from_records):
-        return text
-    listing = None
-    if held and (cached or from_records):  # right after a capture: the new runs' rows, then the memo
-        listing = _memo_with_new_runs(repo, args, held, key, text)
-    if listing is None and not cached:
-        listing, mark = _listing_from_records(repo, args, tip), FROM_RECORDS
+    if not (repo.state_dir / CACHE_NAME).exists():
+        listing = _listing_from_records(repo, args, tip)
+    else:
+        try:
+            with open(path, encoding="utf-8") as held_file:
+                held = held_file.readline().rstrip("\n")
+                if held == key:
+                    return held_file.read()
+                listing = _memo_with_new_runs(repo, args, held, key, held_file.read())
+        except OSError:
+            return None
     if listing is not None:
         try:
-            _write_memo(path, key + mark, listing)
+            _write_memo(path, key, listing)
         except OSError:
             pass  # a read-only .git: the listing is printed all the same
     return listing

@@ -20,17 +20,29 @@ new clone starts with nothing). mlci: the same N runs in its ledger; `mlci runs 
 (every run, params and metrics) warm, with the cache deleted, and in a fresh clone that
 fetched `refs/mlci/ledger`.
 
-Usage: python benchmarks/bench_peers.py [--quick] [--skip-mlflow] [--skip-dvc]
+The fresh-clone listing (issue 19) is timed `--cold-rounds` times (default 5), DVC and mlci
+alternated in each round (order shuffled per round); beside each median: the CPU time of the
+process tree, the ratio of the medians and the median of the per-round ratios (DVC's run over
+mlci's run of the same round), and the load average at the start and end of each size. mlci's
+fresh clone has no cache: `mlci runs --json` renders the listing from the ledger's run records
+without DuckDB (`ledger/query/listing.py` `listed_from_records`); `--limit 0` (same output,
+never memoised) is the query, which builds the cache first: what every fresh clone paid before.
+
+Usage: python benchmarks/bench_peers.py [--quick] [--skip-mlflow] [--skip-dvc] [--sizes 100,1000]
+       [--cold-rounds 5] [--results NAME]
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +55,9 @@ RUNS_ALL = ["runs", "--where", "metrics['acc'] > 0.9", "--sort", "-acc", "--json
 SQL_TOP = "SELECT * FROM runs WHERE metrics['acc'] > 0.9 ORDER BY metrics['acc'] DESC LIMIT 20"
 SQL_ALL = "SELECT * FROM runs WHERE metrics['acc'] > 0.9 ORDER BY metrics['acc'] DESC"
 DVC_TARGETS = {"warm_ratio_at_1000": 5.0, "cold_ratio_at_1000": 50.0}
+DVC_CLONE = "dvc exp show --json, cold (fresh clone)"
+MLCI_CLONE = "mlci runs --json, cold (fresh clone)"
+MLCI_CLONE_QUERY = "mlci runs --json --limit 0 (the query: cache built), cold (fresh clone)"
 
 
 # ------------------------------------------------------------------------------ MLflow
@@ -254,7 +269,9 @@ def fresh_clone(origin: Path, name: str, refspec: str) -> Path:
     return clone
 
 
-def _dvc_one(n: int, real: int, quick: bool, deadline: common.Deadline, version: str) -> dict[str, Any]:
+def _dvc_one(
+    n: int, real: int, quick: bool, deadline: common.Deadline, version: str, cold_rounds: int
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     built = build_dvc_repo(n, real)
     print(f"  DVC repo of {n:,} experiments ready in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -287,26 +304,30 @@ def _dvc_one(n: int, real: int, quick: bool, deadline: common.Deadline, version:
         common.drop_cache(ledger)
         return common.time_cmd([common.MLCI, "runs", "--json"], ledger, rss=True)
 
-    def mlci_cold_clone() -> float:
-        counter["i"] += 1
-        clone = fresh_clone(ledger, f"mlci-{n}-{counter['i']}", "refs/mlci/ledger:refs/mlci/ledger")
-        try:
-            return common.time_cmd([common.MLCI, "runs", "--json"], clone, rss=True)
-        finally:
-            shutil.rmtree(clone, ignore_errors=True)
+    def mlci_cold_clone(*extra: str) -> Callable[[], float]:
+        def timed() -> float:
+            counter["i"] += 1
+            clone = fresh_clone(ledger, f"mlci-{n}-{counter['i']}", "refs/mlci/ledger:refs/mlci/ledger")
+            try:
+                return common.time_cmd([common.MLCI, "runs", "--json", *extra], clone, rss=True)
+            finally:
+                shutil.rmtree(clone, ignore_errors=True)
+
+        return timed
 
     listed = json.loads(common.run([common.MLCI, "runs", "--json"], ledger))
     if len(listed) != n:
         raise RuntimeError(f"mlci runs --json lists {len(listed)} runs, expected {n}")
-    cold_repeats = 2 if (quick or n >= 1000) else 3
+    load_before = os.getloadavg()
     cold = common.interleave(
         {
             "dvc exp show --json, cold (exp cache deleted)": dvc_cold_cache,
-            "dvc exp show --json, cold (fresh clone)": dvc_cold_clone,
+            DVC_CLONE: dvc_cold_clone,
             "mlci runs --json, cold (cache deleted)": mlci_cold_cache,
-            "mlci runs --json, cold (fresh clone)": mlci_cold_clone,
+            MLCI_CLONE: mlci_cold_clone(),
+            MLCI_CLONE_QUERY: mlci_cold_clone("--limit", "0"),
         },
-        cold_repeats,
+        cold_rounds,
         deadline,
         warmup=0,
     )
@@ -320,26 +341,33 @@ def _dvc_one(n: int, real: int, quick: bool, deadline: common.Deadline, version:
     stats = common.summarise({**cold, **warm})
     ratios = {
         "warm: dvc / mlci": stats["dvc exp show --json, warm"]["median"] / stats["mlci runs --json, warm"]["median"],
-        "cold fresh clone: dvc / mlci cold": stats["dvc exp show --json, cold (fresh clone)"]["median"]
-        / stats["mlci runs --json, cold (fresh clone)"]["median"],
-        "cold fresh clone dvc / mlci warm": stats["dvc exp show --json, cold (fresh clone)"]["median"]
-        / stats["mlci runs --json, warm"]["median"],
+        "cold fresh clone: dvc / mlci cold": stats[DVC_CLONE]["median"] / stats[MLCI_CLONE]["median"],
+        "cold fresh clone, per-round median: dvc / mlci cold": statistics.median(
+            d / m for d, m in zip(cold[DVC_CLONE], cold[MLCI_CLONE])
+        ),
+        "cold fresh clone, CPU: dvc / mlci cold": stats[DVC_CLONE]["cpu_median"] / stats[MLCI_CLONE]["cpu_median"],
+        "cold fresh clone: dvc / mlci query (cache built)": stats[DVC_CLONE]["median"]
+        / stats[MLCI_CLONE_QUERY]["median"],
+        "cold fresh clone: mlci query / mlci records": stats[MLCI_CLONE_QUERY]["median"] / stats[MLCI_CLONE]["median"],
+        "cold fresh clone dvc / mlci warm": stats[DVC_CLONE]["median"] / stats["mlci runs --json, warm"]["median"],
         "cold cache deleted: dvc / mlci cold": stats["dvc exp show --json, cold (exp cache deleted)"]["median"]
         / stats["mlci runs --json, cold (cache deleted)"]["median"],
     }
     common.print_table(f"{version}: dvc exp show --json vs mlci runs --json, {n:,} experiments", stats)
     for k, v in ratios.items():
         print(f"  {k}: x{v:.1f}")
-    return {"repo": built, "stats": stats, "ratios": ratios}
+    load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
+    print(f"  load average before {load['before']}, after {load['after']}")
+    return {"repo": built, "stats": stats, "ratios": ratios, "rounds": cold, "load": load}
 
 
-def bench_dvc(sizes: list[int], quick: bool, deadline: common.Deadline) -> dict[str, Any]:
+def bench_dvc(sizes: list[int], quick: bool, deadline: common.Deadline, cold_rounds: int = 5) -> dict[str, Any]:
     if common.peer_tool("dvc") is None:
         return {"error": "DVC is not installed here (pip install -e '.[bench]')"}
     results: dict[str, Any] = {"version": common.run([common.peer_tool("dvc") or "dvc", "--version"]).strip()}
     real = 3 if quick else 10
     for n in sizes:
-        results[str(n)] = _dvc_one(n, min(real, n), quick, deadline, results["version"])
+        results[str(n)] = _dvc_one(n, min(real, n), quick, deadline, results["version"], cold_rounds)
     return results
 
 
@@ -347,16 +375,22 @@ def main() -> int:
     parser = common.base_args(__doc__ or "")
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--skip-dvc", action="store_true")
+    parser.add_argument("--sizes", help="DVC experiment counts, comma-separated (default 100,1000; --quick 100)")
+    parser.add_argument(
+        "--cold-rounds", type=int, default=5, help="rounds of the cold listings (DVC and mlci alternated)"
+    )
+    parser.add_argument("--results", default="peers", help="results/NAME.json")
     args = parser.parse_args()
     deadline = common.Deadline(args.budget or (900 if args.quick else 2400))
     t0 = time.perf_counter()
     out: dict[str, Any] = {
         "machine": common.machine(),
         "quick": args.quick,
-        "command": "python benchmarks/bench_peers.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/bench_peers.py " + " ".join(sys.argv[1:]),
     }
     if not args.skip_dvc:
-        out["dvc"] = bench_dvc([100] if args.quick else [100, 1000], args.quick, deadline)
+        sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else ([100] if args.quick else [100, 1000])
+        out["dvc"] = bench_dvc(sizes, args.quick, deadline, args.cold_rounds)
         if "error" in out["dvc"]:
             print(f"DVC: {out['dvc']['error']}")
     if not args.skip_mlflow:
@@ -376,7 +410,7 @@ def main() -> int:
             print(f"  {'met   ' if ok else 'MISSED'} {name}")
     out["target_checks"] = checks
     out["elapsed_seconds"] = time.perf_counter() - t0
-    common.write_results("peers", out)
+    common.write_results(args.results, out)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -111,7 +112,7 @@ def runs_added(store: LedgerStore, old: str, new: str, *, at_most: int | None = 
     out = []
     for n, data in store.repo.stream_blobs([oids[k] for k in order]):  # stops reading at the first refusal
         try:
-            record = records.loads(data or b"")
+            record = _loads(data or b"")
         except ValueError:
             return None
         run = _listed_run(record) if records.record_path(str(record.get("id"))) == entries[order[n]].path else None
@@ -119,6 +120,21 @@ def runs_added(store: LedgerStore, old: str, new: str, *, at_most: int | None = 
             return None
         out.append(run)
     return out
+
+
+_FLOAT_MARK = f'"{records.FLOAT_KEY}"'.encode()
+
+
+def _loads(data: bytes) -> dict[str, Any]:
+    """A record, as `records.loads` reads it; without its per-object hook (half the parse) when
+    no `{"$float": ...}` wrapper is spelled out. A wrapper spelled otherwise stays a map, which
+    `_listed_run` refuses: the query decides."""
+    if _FLOAT_MARK in data:
+        return records.loads(data)
+    value = json.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("a ledger record must be a JSON object")
+    return value
 
 
 EMPTY_TREE = {  # git's empty tree by object format (SHA-1, SHA-256): every tree diffs against it
@@ -166,10 +182,17 @@ def _listed_run(record: dict[str, Any]) -> Run | None:
 def _per_file(value: Any, convert: Callable[[Any], Any]) -> dict[str, dict[str, Any]] | None:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+    if not isinstance(value, dict):
         return None
-    out = {file: {name: convert(v) for name, v in values.items()} for file, values in value.items()}
-    return None if any(v is _UNSURE for values in out.values() for v in values.values()) else out
+    out = {}
+    for file, values in value.items():
+        if not isinstance(values, dict):
+            return None
+        converted = {name: convert(v) for name, v in values.items()}
+        if _UNSURE in converted.values():  # the values are text, numbers, booleans: only the sentinel is it
+            return None
+        out[file] = converted
+    return out
 
 
 _UNSURE = object()  # a value whose text DuckDB may spell otherwise (a float with an exponent, a list, null)

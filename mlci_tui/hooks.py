@@ -105,7 +105,7 @@ def pre_commit(argv: list[str]) -> int:
     from mlci_tui.gitio import Repo
     from mlci_tui.importers.objects import ObjectReader
 
-    repo = Repo.find()
+    repo = Repo.at_hook()
     with ObjectReader(repo) as objects:  # one `git cat-file --batch` for the config and the staged files
         cfg = load_from_git(repo, ":", objects)  # a staged, invalid mlci.yaml blocks here
         return _check_staged(repo, cfg, objects, raw, staged, relevant, data_paths)
@@ -179,7 +179,7 @@ def post_commit(argv: list[str]) -> int:
     from mlci_tui.capture.write import capture_revs
     from mlci_tui.gitio import Repo
 
-    repo = Repo.find()
+    repo = Repo.at_hook()
     report = capture_revs(repo, ["HEAD"], branch_of_head=True, quiet=True)
     if report.added and compaction_due(repo, len(report.added)):
         _compact_in_background()

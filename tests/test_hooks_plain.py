@@ -180,6 +180,30 @@ def test_commit_is_captured_and_a_malformed_file_blocks(repo: Path) -> None:
     assert first != second
 
 
+def test_hooks_in_a_linked_worktree_and_a_subfolder_find_the_repository(repo: Path, tmp_path: Path) -> None:
+    """The commit hooks take the repository from where git starts them (`gitio.Repo.at_hook`:
+    no `git rev-parse` for a plain clone); a linked worktree (GIT_DIR set, `.git` a file) asks git,
+    and its runs land in the shared ledger, checked, captured and refused as in the main tree."""
+    start(repo)
+    main_commit = commit(repo, {"metrics.json": metrics_json(acc=0.6)}, "in the main tree")
+    other = tmp_path / "other"
+    git(repo, "worktree", "add", "-q", "-b", "side", str(other))
+    side_commit = commit(other, {"metrics.json": metrics_json(acc=0.9)}, "in the worktree")
+    assert run_commits(repo) == {main_commit, side_commit}
+    assert {r["branch"] for r in runs(repo)} == {"main", "side"}
+    write(other, {"metrics.json": BAD_METRICS})
+    git(other, "add", "metrics.json")
+    proc = gitp(other, "commit", "-m", "bad metrics")
+    assert proc.returncode != 0 and "commit blocked" in proc.stderr
+    # committing from a subfolder: git still starts the hooks at the top of the working tree
+    (repo / "src").mkdir()
+    write(repo, {"metrics.json": metrics_json(acc=0.65), "src/train.py": "print(1)\n"})
+    git(repo, "add", "-A")
+    proc = gitp(repo / "src", "commit", "-q", "-m", "from src")
+    assert proc.returncode == 0, proc.stderr
+    assert rev(repo, "HEAD") in run_commits(repo)
+
+
 def test_init_and_install_twice_change_nothing(repo: Path) -> None:
     write(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5), ".gitignore": "*.pt"})
     proc = run_mlci(repo, "init")

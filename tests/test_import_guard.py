@@ -265,3 +265,34 @@ def test_a_commit_with_a_run_keeps_the_hooks_light(repo: Path, init: bool) -> No
     assert _ledger_runs(repo) == 2  # the commits made through the hooks
     assert sorted(pre.intersection(HOOK_PATH_BANNED)) == []
     assert sorted(post.intersection(HOOK_PATH_BANNED)) == []
+
+
+def git_commands_of_installed_hook(repo: Path, stage: str, trace: Path) -> list[str]:
+    """The git commands the installed hook script starts (GIT_TRACE), by subcommand."""
+    env = dict(os.environ, GIT_TRACE=str(trace))
+    proc = subprocess.run(["sh", f".git/hooks/{stage}"], cwd=repo, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = trace.read_text().splitlines()
+    trace.unlink()
+    return sorted(
+        line.split("trace: built-in: git ", 1)[1].split()[0] for line in lines if "trace: built-in: git " in line
+    )
+
+
+def test_a_commit_with_a_run_starts_few_git_processes(repo: Path, tmp_path: Path) -> None:
+    """pre-commit: the staged diff and one `cat-file --batch`; post-commit: the pre-check, one
+    `cat-file --batch` for every read (the ledger's lookups too), the patch id, the dataset
+    pointers and the append. No `rev-parse`: the hooks take the repository from where git starts them."""
+    commit(repo, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "first")
+    assert run_mlci(repo, "install").returncode == 0
+    commit(repo, {"metrics.json": metrics_json(acc=0.6)}, "a ledger exists")
+    (repo / "metrics.json").write_text(metrics_json(acc=0.7))
+    git(repo, "add", "metrics.json")
+    pre = git_commands_of_installed_hook(repo, "pre-commit", tmp_path / "pre.trace")
+    subprocess.run(
+        ["git", "commit", "-q", "-m", "third"], cwd=repo, env=dict(os.environ, MLCI_NO_HOOKS="1"), check=True
+    )
+    post = git_commands_of_installed_hook(repo, "post-commit", tmp_path / "post.trace")
+    assert pre == ["cat-file", "diff"]
+    assert post == ["cat-file", "diff-tree", "fast-import", "ls-tree", "ls-tree", "patch-id", "unpack-objects"]
+    assert _ledger_runs(repo) == 2

@@ -30,8 +30,12 @@ from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore, refuse_
 if TYPE_CHECKING:
     import duckdb
 
-CACHE_SCHEMA = "12"
+CACHE_SCHEMA = "13"
 BUILD_MEMORY = os.environ.get("MLCI_CACHE_MEMORY", "1GB")  # DuckDB's limit for a cache build (it spills past it)
+# One thread: a cold rebuild is Parquet copied into DuckDB's storage, and a second thread cost
+# ~0.5 s more CPU at 100k runs (of ~3.6) on this shared 2-core machine, and wall time too under
+# load (docs/benchmarks.md, the ledger: a cold rebuild in 3 s).
+BUILD_THREADS = 1
 CACHE_NAME = "cache.duckdb"
 # DuckDB's storage compressions a cache build does not try: FSST's analysis of every string
 # column cost a 100k-run cold rebuild ~0.2 s of CPU (of ~3.8) and saved nothing on its hashes
@@ -77,10 +81,12 @@ RUN_COLUMNS = [
 ]
 
 TABLES = {
+    # every record but the runs, whose event row the `events` view takes from `run_rows`
+    # (a run's id is its run_id, its target itself, its body not kept): 0.15 s of a 100k build
     "event_rows": "id VARCHAR, type VARCHAR, v INTEGER, time TIMESTAMP, target VARCHAR, body VARCHAR",
     # the params and metrics maps live in the row: a join per query cost more than the query
     "run_rows": ", ".join(f'"{n}" {t}' for n, t in RUN_COLUMNS)
-    + ", params MAP(VARCHAR, VARCHAR), metrics MAP(VARCHAR, DOUBLE)",
+    + ", params MAP(VARCHAR, VARCHAR), metrics MAP(VARCHAR, DOUBLE), v INTEGER",
     "param_rows": "run_id VARCHAR, file VARCHAR, name VARCHAR, value VARCHAR, num DOUBLE",
     "metric_rows": "run_id VARCHAR, file VARCHAR, name VARCHAR, value DOUBLE",
     "step_rows": "run_id VARCHAR, file VARCHAR, name VARCHAR, step BIGINT, value DOUBLE",
@@ -130,7 +136,9 @@ VIEWS = {
             SELECT *, row_number() OVER (PARTITION BY stage ORDER BY time DESC, id DESC) AS rn FROM promotions
         ) WHERE rn = 1""",
     # events about a redacted record (its tags, notes, promotions) are hidden with it
-    "events": f"""SELECT id, type, v, time, target, body FROM event_rows WHERE id NOT IN {_HIDDEN}
+    "events": f"""SELECT id, type, v, time, target, body FROM (
+            SELECT id, type, v, time, target, body FROM event_rows
+            UNION ALL SELECT run_id, 'run', v, "time", run_id, NULL FROM run_rows) WHERE id NOT IN {_HIDDEN}
         AND (type = 'redact' OR target IS NULL OR target NOT IN {_HIDDEN})""",
     # data validation (mlci_tui/validate/): one row per validation and per dataset profile
     "validations": f"""SELECT id, time, body->>'dataset' AS dataset, body->>'path' AS path,
@@ -353,11 +361,26 @@ def derive_typed(con: duckdb.DuckDBPyConnection, bodies_sql: str, table: str, *,
 _DERIVED = ("param_map", "metric_map")  # typed columns computed across a run's values, not per field
 
 
+NAME_KINDS = ("metric", "param")  # `names.kind`; the maps are `<kind>_map` in `inc`, `<kind>s` in `run_rows`
+
+
+def _names_sql(kind: str, maps: str, source: str) -> str:
+    """The map keys of `source`'s runs not yet in `names` (remote_read strips the last clause)."""
+    return f"""INSERT INTO names SELECT DISTINCT '{kind}', k FROM (SELECT unnest(map_keys({maps})) AS k FROM {source})
+        WHERE k NOT IN (SELECT name FROM names WHERE kind = '{kind}')"""
+
+
+# A fresh build takes the keys from `run_rows` once it is written: DuckDB's own storage reads
+# them ~4x faster than the segments' Parquet maps (100k runs: 0.06 s against 0.22 s of CPU).
+FRESH_NAMES_SQL = {
+    _names_sql(k, f"{k}_map", "inc WHERE type = 'run'"): _names_sql(k, f"{k}s", "run_rows") for k in NAME_KINDS
+}
+
 # Every statement reads the temp table `inc` (TYPED_COLUMNS) of new, de-duplicated records.
 INGEST_SQL = [
     # a segment's body keeps the newline an event file has; the view shows the JSON alone
-    """INSERT INTO event_rows SELECT id, type, v, time, target,
-        CASE WHEN type = 'run' THEN NULL ELSE rtrim(body, chr(10)) END FROM inc""",
+    """INSERT INTO event_rows SELECT id, type, v, time, target, rtrim(body, chr(10)) FROM inc
+        WHERE type IS DISTINCT FROM 'run'""",
     """INSERT INTO param_rows SELECT id, p.file, p.name, p.value, p.num
         FROM (SELECT id, unnest(params) AS p FROM inc WHERE type = 'run')""",
     """INSERT INTO metric_rows SELECT id, m.file, m.name, m.value
@@ -373,11 +396,8 @@ INGEST_SQL = [
     """INSERT INTO redaction_rows SELECT id, target, reason, time FROM inc WHERE type = 'redact'""",
     "INSERT INTO run_rows SELECT "
     + ", ".join(f'"{n}"' for n, _ in RUN_COLUMNS)
-    + ", param_map, metric_map FROM inc WHERE type = 'run'",
-    """INSERT INTO names SELECT DISTINCT 'metric', k FROM (SELECT unnest(map_keys(metric_map)) AS k FROM inc
-        WHERE type = 'run') WHERE k NOT IN (SELECT name FROM names WHERE kind = 'metric')""",
-    """INSERT INTO names SELECT DISTINCT 'param', k FROM (SELECT unnest(map_keys(param_map)) AS k FROM inc
-        WHERE type = 'run') WHERE k NOT IN (SELECT name FROM names WHERE kind = 'param')""",
+    + ", param_map, metric_map, v FROM inc WHERE type = 'run'",
+    *[_names_sql(kind, f"{kind}_map", "inc WHERE type = 'run'") for kind in NAME_KINDS],
     # a redacted record (and what refers to it) leaves the cache's tables too, not only the
     # views: `mlci sql` can read the tables. Run on every refresh, so a record a union merge
     # brings back is dropped again. Tombstones stay: they are what keeps it hidden.
@@ -534,7 +554,7 @@ class LedgerCache:
         con = duckdb.connect(str(path))
         with tempfile.TemporaryDirectory(dir=self.path.parent, prefix="ingest-") as scratch:
             try:
-                con.execute("SET threads TO 2")
+                con.execute(f"SET threads TO {BUILD_THREADS}")
                 # bounded: a million-run rebuild spills to the scratch folder instead of growing
                 con.execute(f"SET memory_limit = '{BUILD_MEMORY}'")
                 con.execute("SET enable_progress_bar = false")  # it would draw over the TUI or a hook's output
@@ -571,14 +591,14 @@ class LedgerCache:
         con.execute("CREATE TEMP VIEW inc AS " + " UNION ALL ".join(f"({q})" for q in parts))
         row = con.execute("SELECT count(*) - count(DISTINCT id) FROM inc").fetchone()
         if (row and row[0]) or not fresh:  # one id twice (an event file beside its segment's copy): the earlier
-            known = "" if fresh else "WHERE id NOT IN (SELECT id FROM event_rows)"
+            known = "" if fresh else "WHERE id NOT IN (SELECT id FROM event_rows UNION ALL SELECT run_id FROM run_rows)"
             con.execute(
                 f"CREATE TEMP TABLE inc_rows AS SELECT * FROM inc {known} "
                 "QUALIFY row_number() OVER (PARTITION BY id ORDER BY time) = 1"
             )
             con.execute("CREATE OR REPLACE TEMP VIEW inc AS SELECT * FROM inc_rows")
         for statement in INGEST_SQL:
-            con.execute(statement)
+            con.execute(FRESH_NAMES_SQL.get(statement, statement) if fresh else statement)
         unknown = con.execute(
             "SELECT type, count(*), min(id) FROM inc WHERE type NOT IN ("
             + ", ".join(f"'{t}'" for t in KNOWN_TYPES)

@@ -123,14 +123,14 @@ def small_arg_max(monkeypatch: pytest.MonkeyPatch) -> None:
     """Processes with more than ARG_LIMIT arguments fail as exec does past ARG_MAX (E2BIG), and
     mlci's paths per `git ls-tree` are lowered to fit: a ledger of a few hundred records then
     stands for one of millions."""
-    real = subprocess.run
+    real = gitio._spawn  # where every git process starts
 
-    def limited(argv: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(argv, list) and len(argv) > ARG_LIMIT:
+    def limited(args: Any, *rest: Any, **kwargs: Any) -> Any:
+        if len(args) + 1 > ARG_LIMIT:  # argv is `git` and args
             raise OSError(errno.E2BIG, "Argument list too long")
-        return real(argv, *args, **kwargs)
+        return real(args, *rest, **kwargs)
 
-    monkeypatch.setattr(gitio.subprocess, "run", limited)
+    monkeypatch.setattr(gitio, "_spawn", limited)
     monkeypatch.setattr(gitio, "PATHS_PER_CALL", 4, raising=False)
 
 

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mlci_tui import config as config_mod
 from mlci_tui import output
 from mlci_tui.cli.console import notice, open_ledger, resolve_ref, say
 from mlci_tui.cli.options import SubParsers, add_command, add_format_options, add_table_options
@@ -24,6 +23,7 @@ from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
+    from mlci_tui import config as config_mod
     from mlci_tui.ledger.query.run import Run
 
 RUN_TABLE_COLUMNS = ["run", "time", "kind", "branch", "commit", "message"]
@@ -51,6 +51,7 @@ def record(
 ) -> int:
     """`mlci record`: the working tree's params and metrics as a run (a `ci` run of `commit` if given);
     `repeat` (-1: the next free index) records it as that repeat of the commit, a group's member."""
+    from mlci_tui import config as config_mod
     from mlci_tui.capture.build import capture_workspace, repeat_id
     from mlci_tui.ledger.store import LedgerStore
 
@@ -86,6 +87,7 @@ def capture_handler(args: argparse.Namespace) -> int:
 
 def capture(repo: Repo, revs: list[str] | None = None, *, range_spec: str | None = None) -> int:
     """`mlci capture [REV...] [--range A..B]`: runs from the committed files (no REV and no range: HEAD)."""
+    from mlci_tui import config as config_mod
     from mlci_tui.capture.write import capture_revs
 
     config_mod.load(repo.root)  # a broken working-tree config is reported before any work
@@ -332,6 +334,7 @@ def _group_table(repo: Repo, args: argparse.Namespace, runs: list[Run], metrics:
     """`runs --groups`: one row per group of repeats (one commit, params equal but the seed), its
     metrics as `mean ± sd (n)` (docs/user-guide.md: repeats and groups). The table fits the
     terminal as `mlci runs` does: the id, the subject and the gate's metrics first."""
+    from mlci_tui import config as config_mod
     from mlci_tui.ledger.query.groups import group_runs
     from mlci_tui.ledger.query.runs_view import metric_priority
 
@@ -375,7 +378,10 @@ def _group_table(repo: Repo, args: argparse.Namespace, runs: list[Run], metrics:
 
 def _listing_config(repo: Repo) -> config_mod.Config | None:
     """The config whose gate rules and directions order the columns; None when it is broken
-    (reported by the commands that use it, not by a listing)."""
+    (reported by the commands that use it, not by a listing). Loaded here: the memoised and
+    fresh-clone `runs --json` never read the config."""
+    from mlci_tui import config as config_mod
+
     try:
         return config_mod.load(repo.root)
     except Exception:  # noqa: BLE001

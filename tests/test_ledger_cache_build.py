@@ -1,0 +1,84 @@
+"""The cache build's shape (issue 19, a cold rebuild in 3 s): a run's event row is not copied
+into `event_rows` (the `events` view takes it from `run_rows`), and a fresh build reads the
+`names` back from `run_rows`; both must answer as an incremental refresh does."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ledger_helpers import make_run, query
+
+from mlci_tui.gitio import Repo
+from mlci_tui.ledger import events
+from mlci_tui.ledger.cache import LedgerCache
+from mlci_tui.ledger.compact import compact
+from mlci_tui.ledger.store import LedgerStore
+
+EVENTS = "SELECT id, type, v, time, target, body IS NULL FROM events ORDER BY id"
+NAMES = "SELECT kind, name FROM names ORDER BY kind, name"
+
+
+def _first_half(store: LedgerStore) -> list[str]:
+    """Runs (one with `lr` in two files: the `file:name` keys), a tag and a note."""
+    runs = [
+        make_run(name="a", params={"lr": 0.1, "depth": 3}, metrics={"acc": 0.5}),
+        make_run(name="b", params={"lr": 0.2}, metrics={"acc": 0.6, "loss": 1.5}),
+        make_run(name="c", metrics={"acc": 0.7}),
+    ]
+    runs[2]["params"] = {"params.yaml": {"lr": 0.3}, "other.yaml": {"lr": 0.4, "seed": 1}}
+    store.append([*runs, events.tag(runs[0]["id"], "best"), events.note(runs[1]["id"], "looks fine")])
+    return [r["id"] for r in runs]
+
+
+def _second_half(store: LedgerStore, ids: list[str]) -> str:
+    late = make_run(name="d", params={"batch": 64}, metrics={"f1": 0.9})
+    store.append([late, events.redact(ids[1], "wrong data")])
+    return str(late["id"])
+
+
+def _fresh(root: Path) -> None:
+    shutil.rmtree(Repo.find(root).state_dir / "cache.duckdb", ignore_errors=True)
+
+
+def test_a_run_is_an_event_without_a_copy_in_event_rows(repo: Path) -> None:
+    """Every run is one `events` row (type run, target itself, no body) from `run_rows`, in a
+    fresh build and after an incremental refresh; a redacted run leaves both."""
+    store = LedgerStore(Repo.find(repo))
+    ids = _first_half(store)
+    rows = query(repo, EVENTS)
+    runs = [r for r in rows if r[1] == "run"]
+    assert [r[0] for r in runs] == sorted(ids)
+    assert all(r[2] == 1 and r[4] == r[0] and r[5] for r in runs)  # v 1, target itself, no body
+    assert {r[1] for r in rows} == {"run", "tag", "note"}
+    assert query(repo, "SELECT count(*) FROM event_rows WHERE type = 'run'") == [(0,)]
+    assert query(repo, "SELECT count(*) FROM events WHERE type = 'tag' AND body IS NOT NULL") == [(1,)]
+
+    late = _second_half(store, ids)  # the cache is refreshed from its tip: only the new records
+    runs = [r[0] for r in query(repo, EVENTS) if r[1] == "run"]
+    assert runs == sorted([ids[0], ids[2], late])  # the new run once, the redacted one gone
+    assert query(repo, "SELECT count(*) FROM event_rows WHERE type = 'run'") == [(0,)]
+    # the redacted run's note goes with it; the tombstone stays
+    assert {r[1] for r in query(repo, EVENTS)} == {"run", "tag", "redact"}
+
+
+def test_a_fresh_build_answers_as_an_incremental_refresh(repo: Path) -> None:
+    """The same ledger built from scratch (names read back from `run_rows`) and built in two
+    refreshes (names from the new records) gives the same names, events and runs; so does a
+    cold rebuild from the compacted segments."""
+    store = LedgerStore(Repo.find(repo))
+    ids = _first_half(store)
+    query(repo, "SELECT 1")
+    _second_half(store, ids)
+    sql = [NAMES, EVENTS, "SELECT run_id, params, metrics FROM runs ORDER BY run_id"]
+    incremental = [query(repo, q) for q in sql]
+    _fresh(repo)
+    assert [query(repo, q) for q in sql] == incremental
+    assert ("param", "other.yaml:lr") in incremental[0] and ("metric", "f1") in incremental[0]
+    assert compact(store) == 5  # the redacted run and its note dropped: 3 runs, a tag, the tombstone
+    _fresh(repo)
+    LedgerCache(Repo.find(repo)).refresh()
+    compacted = [query(repo, q) for q in sql]
+    assert compacted[1:] == incremental[1:]
+    # the redacted run's own key leaves `names` only once compaction drops the run
+    assert compacted[0] == [n for n in incremental[0] if n != ("metric", "loss")]

@@ -10,7 +10,10 @@ With `--after-capture N`: the listing right after a new run (`mlci runs --json` 
 warm before the run was appended, as after a capture) against a warm `dvc exp show --json` over
 N experiments (bench_peers' DVC repository), and against the `--before` code, interleaved.
 
-Usage: python benchmarks/bench_scale.py [--sizes 1000,10000,100000,1000000] [--before PATH]
+With `--before`, the warm queries (`mlci sql`, the `mlci runs` table) are timed with both codes
+too, each on its own copy of the compacted ledger. `--compacted-only` skips the loose rebuilds.
+
+Usage: python benchmarks/bench_scale.py [--sizes 1000,10000,100000,1000000] [--before PATH] [--compacted-only]
        python benchmarks/bench_scale.py --after-capture 1000 [--before PATH]
 """
 
@@ -31,6 +34,7 @@ COLD = (
     "from mlci_tui.gitio import Repo; from mlci_tui.ledger.cache import LedgerCache; import duckdb; "
     "LedgerCache(Repo.find(sys.argv[2])).refresh()"
 )
+WARM_LISTING = ["runs", "--limit", "20", "--sort", "-acc"]  # the table: the query core, not the JSON memo
 WARM_SQL = "SELECT run_id, metrics['acc'] AS acc FROM runs WHERE metrics['acc'] > 0.9 ORDER BY acc DESC LIMIT 20"
 
 
@@ -46,16 +50,19 @@ def compacted(path: Path) -> tuple[Path, float]:
     return target, time.perf_counter() - t0
 
 
-def measure(n: int, before: str | None, repeats: int, deadline: common.Deadline) -> dict[str, Any]:
+def measure(
+    n: int, before: str | None, repeats: int, deadline: common.Deadline, *, loose: bool = True
+) -> dict[str, Any]:
     path = common.SCRATCH / f"scale-{n}"
     built = common.build_ledger(path, n)
     seg, compact_s = compacted(path)
     code = {"now": str(common.ROOT)}
     if before:
         code["before"] = before
+    shapes = (("loose", path), ("compacted", seg)) if loose else (("compacted", seg),)
     variants = {}
     for label, where in code.items():
-        for shape, repo in (("loose", path), ("compacted", seg)):
+        for shape, repo in shapes:
 
             def cold(repo: Path = repo, where: str = where) -> float:
                 common.drop_cache(repo)
@@ -63,12 +70,16 @@ def measure(n: int, before: str | None, repeats: int, deadline: common.Deadline)
 
             variants[f"cold rebuild, {shape} ledger, {label} code"] = cold
     cold_samples = common.interleave(variants, repeats, deadline, warmup=0)
-    common.run([common.PYTHON, "-m", "mlci_tui", "runs", "--limit", "1"], seg)
-    warm = common.interleave(
-        {"warm `mlci sql` filter/sort, compacted": lambda: common.time_cmd([common.MLCI, "sql", WARM_SQL], seg)},
-        repeats,
-        deadline,
-    )
+    warm_variants = {}
+    for label, where in code.items():
+        # each code its own copy: a cache of another schema would be rebuilt by every query
+        repo = seg if label == "now" else _copy(seg, f"-{label}")
+        common.run([common.PYTHON, "-c", LISTING, where, "runs", "--limit", "1"], repo)
+        for what, args in (("`mlci sql` filter/sort", ["sql", WARM_SQL]), ("`mlci runs --limit 20`", WARM_LISTING)):
+            warm_variants[f"warm {what}, compacted, {label} code"] = lambda r=repo, w=where, a=args: common.time_cmd(
+                [common.PYTHON, "-c", LISTING, w, *a], r
+            )
+    warm = common.interleave(warm_variants, repeats, deadline)
     git_bytes = common._du(seg / ".git")
     stats = common.summarise({**cold_samples, **warm})
     common.print_table(f"{n:,} runs", stats)
@@ -79,6 +90,15 @@ def measure(n: int, before: str | None, repeats: int, deadline: common.Deadline)
         "git_dir_bytes_per_run_loose": common._du(path / ".git") / n,
         "stats": stats,
     }
+
+
+def _copy(path: Path, suffix: str) -> Path:
+    target = path.with_name(path.name + suffix)
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(path, target, symlinks=True)
+    common.drop_cache(target)
+    return target
 
 
 LISTING = "import sys; sys.path.insert(0, sys.argv[1]); sys.argv[1:2] = []; from mlci_tui.cli.main import main; main()"
@@ -125,15 +145,17 @@ def main() -> int:
     parser.add_argument("--before", help="a worktree of the code to compare with")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--after-capture", type=int, help="the listing right after a new run, at this many runs")
+    parser.add_argument("--compacted-only", action="store_true", help="time cold rebuilds of the compacted ledger only")
     args = parser.parse_args()
     deadline = common.Deadline(args.budget or 3600)
     if args.after_capture:
         found = after_capture(args.after_capture, args.before, args.repeats, deadline)
         common.write_results("scale_after_capture", {"load": common.cpu_pressure(), **found})
         return 0
-    results = {str(n): measure(n, args.before, args.repeats, deadline) for n in (int(s) for s in args.sizes.split(","))}
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = {str(n): measure(n, args.before, args.repeats, deadline, loose=not args.compacted_only) for n in sizes}
     common.write_results(
-        "scale",
+        "scale_compacted" if args.compacted_only else "scale",
         {"machine": common.machine(), "load": common.cpu_pressure(), "sizes": results, "quick": args.quick},
     )
     return 0

@@ -272,3 +272,108 @@ def test_a_repaired_clone_does_not_take_the_quarantined_file_back_on_pull(pair: 
     assert git(b, "ls-tree", "refs/mlci/ledger", "--", "quarantine/" + path).strip()
     proc = run_mlci(b, "ledger", "fsck")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _canonical_verdict(text: str) -> bool:
+    """What `check_record` says of a text's form alone: a JSON object, written canonically."""
+    problem = verify.check_record(text).problem
+    return problem is None or not (
+        problem.startswith(("not JSON", "not a JSON object", "not canonical")) or "lines;" in problem
+    )
+
+
+def test_the_joint_parse_vouches_only_for_texts_check_record_finds_canonical() -> None:
+    """Segment rows are parsed many at a time as one JSON array; a row is taken from that parse
+    only if it is canonical on its own, whatever its neighbours do to the joint parse."""
+    good = records.dumps(make_run(name="a,b")).decode()
+    cut = good.index("a,b") + 1  # a string's comma: the two halves parse as one value when joined
+    parsable = [
+        good,
+        '{"a":1.0,"b":{"$float":"NaN"},"c":"é\\u0001\\n","d":[1e-05,1e+16,-0.0]}\n',
+        good[:cut] + "\n",
+        good[cut + 1 :],
+        good[:-1] + "," + good,  # two records on one line
+        "[1]\n",
+        '{"a":"\u2028"}\n',
+        '{"b":1,"a":2}\n',
+        '{"a":1,"a":1}\n',
+        '{"a":1e-5}\n',
+        '{"a":-0}\n',
+        '{"a":"\\u00e9"}\n',
+        '{"a":0.10000000000000001}\n',
+        good,
+    ]
+    vouched = verify._canonical_records(parsable)
+    assert [v is not None for v in vouched] == [_canonical_verdict(t) for t in parsable]
+    assert [v is not None for v in vouched] == [True, True] + [False] * 4 + [True] + [False] * 6 + [True]
+    assert vouched[0] == vouched[-1] == records.loads(good)
+    refused_whole = [  # each breaks the joint parse of its batch: every text is left to the check alone
+        '{"a":NaN}\n',
+        '{"a":1e400}\n',
+        '{"a":"\\ud800"}\n',
+        '{"a":' + "9" * 5000 + "}\n",
+        '{"a":' + "[" * 3000 + "]" * 3000 + "}\n",
+        good[:-1] + "," + good[:-1],  # no newline
+        "\n",
+    ]
+    for odd in refused_whole:
+        texts = [good, odd, good]
+        vouched = verify._canonical_records(texts)
+        assert all(v is None or (_canonical_verdict(t) and v == records.loads(t)) for t, v in zip(texts, vouched))
+        assert vouched[1] is None
+
+
+def test_a_large_segment_names_each_bad_row_and_checks_alone_only_rows_the_joint_parse_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Among many good rows: a non-canonical body, a commit run whose id does not derive from
+    its commit, two rows that form one record only when joined, a row of two records. Each is
+    named with what `check_record` says of it alone, in this process and in forked workers."""
+    runs = [make_run(name=f"r{i}") for i in range(300)]
+    rows = [_row(r) for r in runs]
+    rows[17] = (runs[17]["id"], "run", json.dumps(runs[17], sort_keys=True) + "\n")
+    forged = make_run(kind="commit", commit="ab" * 20)
+    rows[101] = (forged["id"], "run", records.dumps(forged).decode())
+    halves = records.dumps(dict(runs[150], name="x,y")).decode()
+    cut = halves.index("x,y") + 1
+    rows[150] = (runs[150]["id"], "run", halves[:cut] + "\n")
+    rows[151] = (runs[151]["id"], "run", halves[cut + 1 :])
+    rows[152] = (runs[152]["id"], "run", records.dumps(runs[152]).decode()[:-1] + "," + rows[153][2])
+    bad = {17, 101, 150, 151, 152}
+    expected = [
+        (n, verify.check_record(body, row_id=rid).problem) for n, (rid, _t, body) in enumerate(rows) if n in bad
+    ]
+    assert all(why for _n, why in expected)
+    assert "does not derive" in str(expected[1][1]) and "canonical" in str(expected[0][1])
+    seg = _segment(rows)
+    data, listed = seg["segments/" + "s" * 26 + ".parquet"], seg["segments/" + "s" * 26 + ".ids"]
+    table = pq.read_table(io.BytesIO(data))
+    alone: list[str] = []
+    real = verify.check_record
+
+    def counting(text: str, **kw: Any) -> verify.RecordCheck:
+        alone.append(kw["row_id"])
+        return real(text, **kw)
+
+    monkeypatch.setattr(verify, "check_record", counting)
+    assert verify._check_table_split(table, None) == (expected, [])
+    assert sorted(alone) == sorted(rows[n][0] for n in bad - {101})  # the forged id's body is canonical
+    problem = verify._segment_problem(data, listed, [], "segments/x.parquet")
+    assert problem is not None and problem.startswith(
+        f"5 invalid record(s): row 17 (id {rows[17][0]!r}): not canonical"
+    )
+    monkeypatch.setattr(verify, "PARALLEL_ROWS", 100)
+    monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
+    assert verify._check_table_split(table, None) == (expected, [])  # forked workers: the same findings
+    assert verify._segment_problem(data, listed, [], "segments/x.parquet") == problem
+
+
+def test_a_segment_whose_body_column_is_not_utf8_is_refused() -> None:
+    """Arrow checks the columns' UTF-8 before any row is read; the reason is Python's decoder's."""
+    good = make_run(name="fine")
+    body = pa.array([records.dumps(good)[:-2] + b"\xff}\n"], pa.binary()).view(pa.string())
+    table = pa.table({"id": pa.array([good["id"]]), "type": pa.array(["run"]), "body": body})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    listed = (good["id"] + "\n").encode()
+    assert verify._segment_problem(buf.getvalue(), listed, [], "segments/x.parquet") == "not UTF-8 (invalid start byte)"

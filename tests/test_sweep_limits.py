@@ -117,6 +117,9 @@ def test_budgets_stop_dispatch(repo: Path) -> None:
     ok(run_mlci(repo, "sweep", "start", "t"))
     states = [r["state"] for r in status_json(repo, "t")]
     assert 1 <= states.count("done") <= 3 and states.count("cancelled") == 6 - states.count("done")
+    listing = ok(run_mlci(repo, "sweep", "status", env={"COLUMNS": "80"})).stdout.splitlines()
+    assert "pruned" not in listing[0] and "queued" in listing[0]  # no pruner: no pruned column
+    assert all(len(line) <= 80 for line in listing) and listing[2].split()[0] in ("n", "t"), listing
 
     refused = run_mlci(repo, "sweep", "create", "c")
     assert refused.returncode == 2 and "budget.max_cost: needs price_per_hour" in refused.stderr

@@ -138,6 +138,8 @@ def status(args: argparse.Namespace) -> int:
         rows = operations.sweep_rows(state.sweeps)
         if args.format == "table":
             cols = ["name", "method", "progress", "queued", "running", "failed", "pruned", "metric", "best", "created"]
+            if not any(row.get("pruned") for row in rows):  # no pruner anywhere: the list fits 80 columns
+                cols.remove("pruned")
             if not rows:
                 say("no sweeps yet: define one under sweeps: in mlci.yaml and run `mlci sweep create NAME`")
                 return 0

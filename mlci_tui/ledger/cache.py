@@ -30,7 +30,7 @@ from mlci_tui.ledger.store import EVENTS_DIR, SEGMENTS_DIR, LedgerStore, refuse_
 if TYPE_CHECKING:
     import duckdb
 
-CACHE_SCHEMA = "13"
+CACHE_SCHEMA = "14"
 BUILD_MEMORY = os.environ.get("MLCI_CACHE_MEMORY", "1GB")  # DuckDB's limit for a cache build (it spills past it)
 # One thread: a cold rebuild is Parquet copied into DuckDB's storage, and a second thread cost
 # ~0.5 s more CPU at 100k runs (of ~3.6) on this shared 2-core machine, and wall time too under
@@ -86,7 +86,8 @@ TABLES = {
     "event_rows": "id VARCHAR, type VARCHAR, v INTEGER, time TIMESTAMP, target VARCHAR, body VARCHAR",
     # the params and metrics maps live in the row: a join per query cost more than the query
     "run_rows": ", ".join(f'"{n}" {t}' for n, t in RUN_COLUMNS)
-    + ", params MAP(VARCHAR, VARCHAR), metrics MAP(VARCHAR, DOUBLE), v INTEGER",
+    + ", params MAP(VARCHAR, VARCHAR), metrics MAP(VARCHAR, DOUBLE), v INTEGER, param_file VARCHAR, metric_file VARCHAR",
+    # the values of the runs whose map does not hold them (FILE_OF): several files, or text params
     "param_rows": "run_id VARCHAR, file VARCHAR, name VARCHAR, value VARCHAR, num DOUBLE",
     "metric_rows": "run_id VARCHAR, file VARCHAR, name VARCHAR, value DOUBLE",
     "step_rows": "run_id VARCHAR, file VARCHAR, name VARCHAR, step BIGINT, value DOUBLE",
@@ -125,8 +126,14 @@ VIEWS = {
         FROM run_rows r
         LEFT JOIN (SELECT run_id, list(name ORDER BY name) AS tags FROM tags GROUP BY run_id) t USING (run_id)
         WHERE r.run_id NOT IN {_HIDDEN}""",
-    "params": f"SELECT * FROM param_rows WHERE run_id NOT IN {_HIDDEN}",
-    "metrics": f"SELECT * FROM metric_rows WHERE run_id NOT IN {_HIDDEN}",
+    "params": f"""SELECT * FROM (
+            SELECT run_id, param_file AS file, e.key AS name, e.value, TRY_CAST(e.value AS DOUBLE) AS num
+            FROM (SELECT run_id, param_file, unnest(map_entries(params)) AS e FROM run_rows WHERE param_file IS NOT NULL)
+            UNION ALL SELECT * FROM param_rows) WHERE run_id NOT IN {_HIDDEN}""",
+    "metrics": f"""SELECT * FROM (
+            SELECT run_id, metric_file AS file, e.key AS name, e.value
+            FROM (SELECT run_id, metric_file, unnest(map_entries(metrics)) AS e FROM run_rows WHERE metric_file IS NOT NULL)
+            UNION ALL SELECT * FROM metric_rows) WHERE run_id NOT IN {_HIDDEN}""",
     "steps": f"SELECT * FROM step_rows WHERE run_id NOT IN {_HIDDEN}",
     "mlflow_tags": f"SELECT * FROM mlflow_tag_rows WHERE run_id NOT IN {_HIDDEN}",
     "notes": f"SELECT id, run_id, text, time FROM note_rows WHERE id NOT IN {_HIDDEN} AND run_id NOT IN {_HIDDEN}",
@@ -252,8 +259,26 @@ TYPED_COLUMNS: list[tuple[str, str]] = [
     ("mlflow_tags", "STRUCT(name VARCHAR, value VARCHAR)[]"),
     ("param_map", "MAP(VARCHAR, VARCHAR)"),
     ("metric_map", "MAP(VARCHAR, DOUBLE)"),
+    ("param_file", "VARCHAR"),
+    ("metric_file", "VARCHAR"),
 ]
 TYPED_NAMES = [n for n, _ in TYPED_COLUMNS]
+
+# A run whose params (or metrics) all come from one file has its per-value rows in its map
+# already: its map keys are the plain names (the file:name rule), its values the list's. For
+# such a run `param_file`/`metric_file` name that file, and the cache keeps no `param_rows`/
+# `metric_rows` of it: the `params`/`metrics` views read them from the map (a 100k cold rebuild
+# copied 1.5M rows less: ~1 s of ~3.3 s CPU). A param's `num` is then its text read as a number,
+# so `param_file` is set only where that is what every `num` of the list says (a quoted "0.5"
+# is text, num NULL: such a run keeps its rows).
+FILE_OF = {
+    "param_file": """CASE WHEN len(list_distinct(list_transform(l.params, lambda x: x.file))) = 1
+        AND list_bool_and(list_transform(l.params, lambda x: x.num IS NOT DISTINCT FROM TRY_CAST(x.value AS DOUBLE)))
+        THEN l.params[1].file END""",
+    "metric_file": "CASE WHEN len(list_distinct(list_transform(l.metrics, lambda x: x.file))) = 1 THEN l.metrics[1].file END",
+}
+# Typed segments written before FILE_OF: read with those columns NULL (every run keeps its rows).
+TYPED_NAMES_BEFORE_FILES = [n for n in TYPED_NAMES if n not in FILE_OF]
 
 # What a segment stores is the typed row less what repeats another column: a run's `run_id`
 # and `target` (its id) are NULL there, and a reader restores them (SEGMENT_READ). Both run on
@@ -273,6 +298,16 @@ SEGMENT_READ = {
 def segment_columns(how: Mapping[str, str]) -> str:
     """The typed columns as a select list, with `how` (SEGMENT_STORED or SEGMENT_READ) applied."""
     return ", ".join(f'{how[n]} AS "{n}"' if n in how else f'"{n}"' for n in TYPED_NAMES)
+
+
+def read_segments(files: str, *, by_name: bool = False) -> str:
+    """A SELECT of the typed columns (SEGMENT_READ) from the typed segments `files` (a SQL list);
+    `by_name` when some may be typed segments written before FILE_OF (those columns NULL there)."""
+    if not by_name:
+        return f"SELECT {segment_columns(SEGMENT_READ)} FROM read_parquet({files})"
+    template = ", ".join(f'NULL::VARCHAR AS "{n}"' for n in FILE_OF)
+    return f"""SELECT {segment_columns(SEGMENT_READ)} FROM (SELECT * FROM read_parquet({files}, union_by_name = true)
+        UNION ALL BY NAME SELECT {template} WHERE false)"""
 
 
 def _typed_column(name: str, ctype: str) -> str:
@@ -335,7 +370,7 @@ def derive_typed(con: duckdb.DuckDBPyConnection, bodies_sql: str, table: str, *,
     JSON object with an id are left out. A run's body is kept only with `run_bodies` (a segment
     holds every body; the cache none of a run's), so a refresh does not hold them in memory."""
     shape = _sql_str(json.dumps(RECORD_COLUMNS))
-    columns = ", ".join(f'{_typed_column(n, t)} AS "{n}"' for n, t in TYPED_COLUMNS if n not in _DERIVED)
+    columns = ", ".join(f'{_typed_column(n, t)} AS "{n}"' for n, t in TYPED_COLUMNS if n not in _DERIVED + _FILES)
     body = "i.body" if run_bodies else "CASE WHEN i.type = 'run' THEN NULL ELSE i.body END"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {table}_lists AS SELECT i.n, {body} AS body, {columns} FROM (
@@ -351,7 +386,9 @@ def derive_typed(con: duckdb.DuckDBPyConnection, bodies_sql: str, table: str, *,
             LEFT JOIN ({_maps_sql(f"{table}_lists", "params")}) p USING (n)
             LEFT JOIN ({_maps_sql(f"{table}_lists", "metrics")}) q USING (n)"""
     )
-    select = ", ".join(f'm."{n}"' if n in _DERIVED else f'l."{n}"' for n in TYPED_NAMES)
+    select = ", ".join(
+        f'm."{n}"' if n in _DERIVED else f'{FILE_OF[n]} AS "{n}"' if n in FILE_OF else f'l."{n}"' for n in TYPED_NAMES
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW {table} AS SELECT {select}
             FROM {table}_lists l LEFT JOIN {table}_maps m USING (n)"""
@@ -359,6 +396,7 @@ def derive_typed(con: duckdb.DuckDBPyConnection, bodies_sql: str, table: str, *,
 
 
 _DERIVED = ("param_map", "metric_map")  # typed columns computed across a run's values, not per field
+_FILES = tuple(FILE_OF)  # computed from the run's lists
 
 
 NAME_KINDS = ("metric", "param")  # `names.kind`; the maps are `<kind>_map` in `inc`, `<kind>s` in `run_rows`
@@ -382,9 +420,9 @@ INGEST_SQL = [
     """INSERT INTO event_rows SELECT id, type, v, time, target, rtrim(body, chr(10)) FROM inc
         WHERE type IS DISTINCT FROM 'run'""",
     """INSERT INTO param_rows SELECT id, p.file, p.name, p.value, p.num
-        FROM (SELECT id, unnest(params) AS p FROM inc WHERE type = 'run')""",
+        FROM (SELECT id, unnest(params) AS p FROM inc WHERE type = 'run' AND param_file IS NULL)""",
     """INSERT INTO metric_rows SELECT id, m.file, m.name, m.value
-        FROM (SELECT id, unnest(metrics) AS m FROM inc WHERE type = 'run')""",
+        FROM (SELECT id, unnest(metrics) AS m FROM inc WHERE type = 'run' AND metric_file IS NULL)""",
     """INSERT INTO step_rows SELECT id, s.file, s.name, s.step, s.value
         FROM (SELECT id, unnest(steps) AS s FROM inc WHERE type = 'run' AND len(steps) > 0)""",
     """INSERT INTO mlflow_tag_rows SELECT id, t.name, t.value
@@ -396,7 +434,7 @@ INGEST_SQL = [
     """INSERT INTO redaction_rows SELECT id, target, reason, time FROM inc WHERE type = 'redact'""",
     "INSERT INTO run_rows SELECT "
     + ", ".join(f'"{n}"' for n, _ in RUN_COLUMNS)
-    + ", param_map, metric_map, v FROM inc WHERE type = 'run'",
+    + ", param_map, metric_map, v, param_file, metric_file FROM inc WHERE type = 'run'",
     *[_names_sql(kind, f"{kind}_map", "inc WHERE type = 'run'") for kind in NAME_KINDS],
     # a redacted record (and what refers to it) leaves the cache's tables too, not only the
     # views: `mlci sql` can read the tables. Run on every refresh, so a record a union merge
@@ -428,6 +466,7 @@ class _Staged:
 
     ndjson: Path | None = None
     segments: list[Path] = field(default_factory=list)  # typed (TYPED_COLUMNS): copied as they are
+    before_files: bool = False  # some of them are typed segments written before FILE_OF
     plain: list[Path] = field(default_factory=list)  # bodies only: parsed
 
 
@@ -586,7 +625,7 @@ class LedgerCache:
             derive_typed(con, f"SELECT body FROM read_parquet({_files(staged.plain)})", "typed_plain")
             parts.append("SELECT * FROM typed_plain")
         if staged.segments:  # typed segments: copied, no JSON parsed
-            parts.append(f"SELECT {segment_columns(SEGMENT_READ)} FROM read_parquet({_files(staged.segments)})")
+            parts.append(read_segments(_files(staged.segments), by_name=staged.before_files))
         # a view: each statement below reads only the columns it needs from the segments
         con.execute("CREATE TEMP VIEW inc AS " + " UNION ALL ".join(f"({q})" for q in parts))
         row = con.execute("SELECT count(*) - count(DISTINCT id) FROM inc").fetchone()
@@ -629,6 +668,7 @@ class LedgerCache:
             ):
                 self.notices.append(f"{events[n].path}: not one record named by its id; skipped (`mlci ledger fsck`)")
         typed = typed_schema(con) if segments else []
+        before_files = [(n, t) for n, t in typed if n not in FILE_OF]
         for n, data in self.repo.stream_blobs([e.oid for e in segments]):
             seg = scratch / f"segment-{n}.parquet"
             seg.write_bytes(data or b"")
@@ -638,8 +678,9 @@ class LedgerCache:
                 self.notices.append(f"{segments[n].path}: unreadable segment skipped ({first_line(exc)})")
                 continue
             shape = [(r[0], r[1]) for r in schema]
-            if shape == typed:
+            if shape in (typed, before_files):
                 staged.segments.append(seg)
+                staged.before_files |= shape == before_files
             elif ("body", "VARCHAR") in shape:
                 staged.plain.append(seg)
             else:

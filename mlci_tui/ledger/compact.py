@@ -387,18 +387,18 @@ def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | N
     """Which typed column of a segment says something else than its bodies (None: all agree, or
     the segment has bodies only). A reader trusts the typed columns, so `ledger fsck` and a pull
     check them against the bodies they were derived from."""
-    from mlci_tui.ledger.cache import TYPED_NAMES
+    from mlci_tui.ledger.cache import TYPED_NAMES, TYPED_NAMES_BEFORE_FILES
 
     if segment.column_names == ["id", "type", "body"]:
         return None
-    if segment.column_names != TYPED_NAMES:
+    if segment.column_names not in (TYPED_NAMES, TYPED_NAMES_BEFORE_FILES):  # the latter: readers take it too
         return "its columns are neither id, type, body nor the typed segment's"
     bodies = [b if isinstance(b, str) else "" for b in segment.column("body").to_pylist()]
     derived = typed_table(con, bodies)
     con.register("segment_given", segment)
     con.register("segment_derived", derived)
     try:
-        for name in TYPED_NAMES[1:]:
+        for name in segment.column_names[1:]:
             (count,) = con.execute(
                 f"""SELECT count(*) FROM segment_given g FULL JOIN segment_derived d USING (id)
                     WHERE g."{name}" IS DISTINCT FROM d."{name}" """

@@ -145,7 +145,7 @@ def open_published(store: LedgerStore, fs: Any, base: str) -> Iterator[tuple[duc
     remote) and the ledger's unpublished records (local), locked down for a user's SQL."""
     import duckdb
 
-    from mlci_tui.ledger.cache import BUILD_MEMORY, SEGMENT_READ, VIEWS, segment_columns
+    from mlci_tui.ledger.cache import BUILD_MEMORY, VIEWS, read_segments
 
     tip = store.tip()
     manifest = read_manifest(store, tip) if tip else None
@@ -169,7 +169,7 @@ def open_published(store: LedgerStore, fs: Any, base: str) -> Iterator[tuple[duc
             local = _local_rows(store, con, local_segments, events)
             urls = [f"{PROTOCOL}://{p.sha256}" for p in served.values()]
             remote = (
-                f"SELECT {segment_columns(SEGMENT_READ)} FROM read_parquet({_list(urls)})"
+                read_segments(_list(urls), by_name=True)  # a segment published before FILE_OF reads too
                 + (" WHERE id NOT IN (SELECT id FROM local_rows)" if local else "")
                 if urls
                 else None

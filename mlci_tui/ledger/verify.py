@@ -577,10 +577,13 @@ def _check_range(table: Any, start: int, stop: int, known: Known | None) -> Find
     warnings: list[str] = []
     for first in range(start, stop, _BATCH):
         count = min(_BATCH, stop - first)
-        ids, types, bodies = (table.column(c).slice(first, count).to_pylist() for c in ("id", "type", "body"))
+        bodies = table.column("body").slice(first, count).to_pylist()
         rows: Sequence[int] = range(count)
         if known is not None:
             rows = [n for n in rows if bodies[n] is None or not known.holds_body(blob_id(bodies[n].encode()))]
+            if not rows:
+                continue
+        ids, types = (table.column(c).slice(first, count).to_pylist() for c in ("id", "type"))
         found, said = _check_rows(rows, ids, types, bodies)
         bad.extend((first + n, why) for n, why in found)
         warnings.extend(said)

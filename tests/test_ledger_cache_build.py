@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from conftest import run_mlci
 from ledger_helpers import make_run, query
 
 from mlci_tui.gitio import Repo
@@ -82,3 +83,90 @@ def test_a_fresh_build_answers_as_an_incremental_refresh(repo: Path) -> None:
     assert compacted[1:] == incremental[1:]
     # the redacted run's own key leaves `names` only once compaction drops the run
     assert compacted[0] == [n for n in incremental[0] if n != ("metric", "loss")]
+
+
+def _per_value_views(root: Path) -> list[list[tuple[object, ...]]]:
+    """The `params` and `metrics` views in full, NaN as its name (NaN equals nothing in Python)."""
+    return [
+        [tuple("NaN" if v != v else v for v in row) for row in query(root, sql)]
+        for sql in (
+            "SELECT run_id, file, name, value, num FROM params ORDER BY ALL",
+            "SELECT run_id, file, name, value FROM metrics ORDER BY ALL",
+        )
+    ]
+
+
+def test_a_run_of_one_file_keeps_its_values_in_its_maps_only(repo: Path) -> None:
+    """`param_rows`/`metric_rows` hold only the runs whose maps cannot give their rows (values
+    from several files; a param whose text reads as another number than it is, as a quoted
+    "0.5"); the `params`/`metrics` views give every value, from the event files and from the
+    segments alike."""
+    store = LedgerStore(Repo.find(repo))
+    plain = make_run(params={"lr": 0.1, "nan": float("nan"), "opt": "adam", "on": True}, metrics={"acc": 0.5})
+    text = make_run(params={"lr": "0.5"}, metrics={"acc": 0.6})  # a string that reads as a number
+    split = make_run(metrics={"acc": 0.7})
+    split["params"] = {"params.yaml": {"lr": 0.3}, "other.yaml": {"seed": 1}}
+    split["metrics"] = {"metrics.json": {"acc": 0.7}, "eval.json": {"acc": 0.8}}
+    store.append([plain, text, split])
+    kept = "SELECT DISTINCT run_id FROM {} ORDER BY run_id"
+    expected_params = sorted([text["id"], split["id"]])
+    assert [r[0] for r in query(repo, kept.format("param_rows"))] == expected_params
+    assert [r[0] for r in query(repo, kept.format("metric_rows"))] == [split["id"]]
+    loose = _per_value_views(repo)
+    assert ("params.yaml", "lr", "0.5", None) in [r[1:] for r in loose[0] if r[0] == text["id"]]
+    assert [r[1:] for r in loose[0] if r[0] == plain["id"]] == [
+        ("params.yaml", "lr", "0.1", 0.1),
+        ("params.yaml", "nan", "NaN", "NaN"),
+        ("params.yaml", "on", "true", None),
+        ("params.yaml", "opt", "adam", None),
+    ]
+    assert len(loose[1]) == 4
+    assert compact(store) == 3
+    _fresh(repo)
+    assert _per_value_views(repo) == loose
+    assert [r[0] for r in query(repo, kept.format("param_rows"))] == expected_params
+
+
+def test_a_typed_segment_of_the_previous_layout_is_read_and_checked(repo: Path) -> None:
+    """A typed segment written before `param_file`/`metric_file` (an older mlci's) is copied by a
+    cold rebuild with every run's rows kept, passes `ledger fsck`, and compaction rewrites it."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from mlci_tui.ledger.cache import TYPED_NAMES, TYPED_NAMES_BEFORE_FILES
+
+    store = LedgerStore(Repo.find(repo))
+    runs = [make_run(params={"lr": i / 10}, metrics={"acc": i / 100}) for i in range(6)]
+    store.append(runs)
+    expected = _per_value_views(repo)
+    assert compact(store) == 6
+    tip = store.tip()
+    assert tip is not None
+    entries = store.entries(tip)
+    older = []
+    for entry in entries:
+        if entry.path.endswith(".parquet"):
+            table = pq.read_table(io.BytesIO(store.repo.cat_blobs([entry.oid])[entry.oid])).select(
+                TYPED_NAMES_BEFORE_FILES
+            )
+            buf = io.BytesIO()
+            pq.write_table(table, buf)
+            older.append((entry.path, buf.getvalue()))
+    assert store.replace_tree(
+        older, "an older mlci's segments", tip, keep=[e for e in entries if e.path not in dict(older)]
+    )
+    _fresh(repo)
+    assert _per_value_views(repo) == expected
+    assert query(repo, "SELECT count(DISTINCT run_id) FROM param_rows") == [(6,)]  # nothing said which file
+    proc = run_mlci(repo, "ledger", "fsck")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert compact(store) == 6  # rewritten in the current layout
+    tip = store.tip()
+    assert tip is not None
+    for entry in store.entries(tip):
+        if entry.path.endswith(".parquet"):
+            assert pq.read_schema(io.BytesIO(store.repo.cat_blobs([entry.oid])[entry.oid])).names == TYPED_NAMES
+    _fresh(repo)
+    assert _per_value_views(repo) == expected
+    assert query(repo, "SELECT count(*) FROM param_rows") == [(0,)]

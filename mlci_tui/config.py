@@ -7,6 +7,7 @@ wrong types) and error messages naming file, key path and expected type for free
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 
@@ -299,12 +300,18 @@ def load_plugin_sections() -> None:
 
 
 class Config(Plain):
-    __slots__ = ("root", "source", "data")
+    __slots__ = ("toplevel", "source", "data")
 
-    def __init__(self, root: Path, source: str | None, data: dict[str, Any] | None = None) -> None:
-        self.root = root
+    def __init__(self, root: str | os.PathLike[str], source: str | None, data: dict[str, Any] | None = None) -> None:
+        self.toplevel = os.fspath(root)  # a string: `root` makes the Path when asked (see gitio.Repo)
         self.source = source  # "mlci.yaml", "pyproject.toml" or None (defaults)
         self.data = {} if data is None else data
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path  # lazy: the commit hooks build a Config and never ask for its root
+
+        return Path(self.toplevel)
 
     def section(self, name: str) -> dict[str, Any]:
         return self.data[name]
@@ -426,7 +433,7 @@ def _tool_mlci(doc: dict[str, Any]) -> Any:
     return tool.get("mlci") if isinstance(tool, dict) else None
 
 
-def load_text(root: Path, text: str, source: str = CONFIG_FILE) -> Config:
+def load_text(root: str | os.PathLike[str], text: str, source: str = CONFIG_FILE) -> Config:
     """Validate config text that is not (yet) on disk: a staged mlci.yaml, say."""
     return Config(root, source, validate(parse_yaml_no_aliases(text, source) or {}, source))
 
@@ -452,7 +459,7 @@ def load_from_git(repo: Any, treeish: str) -> Config:
     return load_from_blobs(repo.root, blobs[0], blobs[1])
 
 
-def load_from_blobs(root: Path, yaml_blob: bytes | None, pyproject_blob: bytes | None) -> Config:
+def load_from_blobs(root: str | os.PathLike[str], yaml_blob: bytes | None, pyproject_blob: bytes | None) -> Config:
     """The config from a commit's `mlci.yaml` and `pyproject.toml` bytes (None: absent), for a
     caller that read them already (capture, through its one `git cat-file` process)."""
     if yaml_blob is not None:

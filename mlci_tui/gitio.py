@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import select
 import sys
-from pathlib import Path
 
 from mlci_tui.errors import GitError, MlciError
 
 TYPE_CHECKING = False  # not `from typing import ...`: gitio is on every hook's path
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from pathlib import Path
     from typing import BinaryIO
 
 ZERO_OID = "0" * 40
@@ -226,6 +226,12 @@ class Frozen(Plain):
 _set = object.__setattr__  # how a Frozen's __init__ fills its slots
 
 
+def _path(text: str) -> Path:
+    from pathlib import Path  # lazy: see Repo
+
+    return Path(text)
+
+
 class TreeEntry(Frozen):
     __slots__ = ("mode", "kind", "oid", "path")  # slots: a million entries of a loose ledger, half the memory
     mode: str
@@ -241,17 +247,46 @@ class TreeEntry(Frozen):
 
 
 class Repo(Frozen):
-    """A git working tree (or bare repo): where commands run and where mlci keeps state."""
+    """A git working tree (or bare repo): where commands run and where mlci keeps state.
 
-    __slots__ = ("root", "git_dir", "common_dir")
-    root: Path
-    git_dir: Path
-    common_dir: Path
+    Held as the strings git gives (`toplevel`, `gitdir`, `commondir`, and `state_path`); `root`,
+    `git_dir`, `common_dir` and `state_dir` are the same as `pathlib.Path`s, made when asked:
+    `pathlib` (with `urllib.parse` and `ipaddress`, ~3.5 ms) is more than a commit hook, which
+    needs none of them, can spend on importing it."""
 
-    def __init__(self, root: Path, git_dir: Path, common_dir: Path) -> None:
-        _set(self, "root", root)
-        _set(self, "git_dir", git_dir)
-        _set(self, "common_dir", common_dir)
+    __slots__ = ("toplevel", "gitdir", "commondir")
+    toplevel: str
+    gitdir: str
+    commondir: str
+
+    def __init__(
+        self, root: str | os.PathLike[str], git_dir: str | os.PathLike[str], common_dir: str | os.PathLike[str]
+    ) -> None:
+        _set(self, "toplevel", os.fspath(root))
+        _set(self, "gitdir", os.fspath(git_dir))
+        _set(self, "commondir", os.fspath(common_dir))
+
+    @property
+    def root(self) -> Path:
+        return _path(self.toplevel)
+
+    @property
+    def git_dir(self) -> Path:
+        return _path(self.gitdir)
+
+    @property
+    def common_dir(self) -> Path:
+        return _path(self.commondir)
+
+    @property
+    def state_path(self) -> str:
+        """`.git/mlci/`: local, never committed, shared by every worktree of the clone."""
+        return os.path.join(self.commondir, "mlci")
+
+    @property
+    def state_dir(self) -> Path:
+        """`state_path` as a Path."""
+        return _path(self.state_path)
 
     @classmethod
     def find(cls, start: str | os.PathLike[str] | None = None) -> Repo:
@@ -263,11 +298,10 @@ class Repo(Frozen):
         if proc.returncode != 0:
             where = os.path.abspath(start or os.getcwd())
             raise MlciError(f"{where}: not inside a git repository (run `git init` first)")
-        lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
-        root, git_dir, common = Path(lines[0]), Path(lines[1]), Path(lines[2])
-        if not common.is_absolute():
-            common = (Path(start or os.getcwd()) / common).resolve()
-        return cls(root=root, git_dir=git_dir, common_dir=common)
+        root, git_dir, common = proc.stdout.decode("utf-8", "surrogateescape").splitlines()[:3]
+        if not os.path.isabs(common):
+            common = os.path.realpath(os.path.join(start or os.getcwd(), common))
+        return cls(root, git_dir, common)
 
     @classmethod
     def at_hook(cls) -> Repo:
@@ -281,21 +315,16 @@ class Repo(Frozen):
         git_dir = os.path.join(top, ".git")
         if not os.path.isfile(os.path.join(git_dir, "HEAD")) or os.path.exists(os.path.join(git_dir, "commondir")):
             return cls.find()
-        return cls(Path(top), Path(git_dir), Path(git_dir))
-
-    @property
-    def state_dir(self) -> Path:
-        """`.git/mlci/`: local, never committed, shared by every worktree of the clone."""
-        return self.common_dir / "mlci"
+        return cls(top, git_dir, git_dir)
 
     def run(self, *args: str, **kw: object) -> GitResult:
-        return git(args, self.root, **kw)  # type: ignore[arg-type]
+        return git(args, self.toplevel, **kw)  # type: ignore[arg-type]
 
     def text(self, *args: str, **kw: object) -> str:
-        return git_text(args, self.root, **kw)
+        return git_text(args, self.toplevel, **kw)
 
     def rev_parse(self, rev: str) -> str | None:
-        proc = git(["rev-parse", "-q", "--verify", "--end-of-options", rev], self.root, check=False)
+        proc = git(["rev-parse", "-q", "--verify", "--end-of-options", rev], self.toplevel, check=False)
         if proc.returncode != 0:
             return None
         return proc.stdout.decode().strip()
@@ -304,17 +333,18 @@ class Repo(Frozen):
         return self.rev_parse(f"{rev}^{{commit}}")
 
     def is_shallow(self) -> bool:
-        return (self.common_dir / "shallow").exists()
+        return os.path.exists(os.path.join(self.commondir, "shallow"))
 
     def shallow_commits(self) -> set[str]:
         """The commits whose parents a shallow clone cut off (git shows them with none)."""
         try:
-            return set((self.common_dir / "shallow").read_text().split())
+            with open(os.path.join(self.commondir, "shallow"), encoding="utf-8") as f:
+                return set(f.read().split())
         except OSError:
             return set()
 
     def is_ancestor(self, older: str, newer: str) -> bool:
-        return git(["merge-base", "--is-ancestor", older, newer], self.root, check=False).returncode == 0
+        return git(["merge-base", "--is-ancestor", older, newer], self.toplevel, check=False).returncode == 0
 
     def ls_tree(self, treeish: str, paths: Iterable[str] = (), *, recursive: bool = False) -> list[TreeEntry]:
         """The entries at `paths` (the root's when none), in calls of at most PATHS_PER_CALL paths;
@@ -325,7 +355,7 @@ class Repo(Frozen):
         wanted = list(paths)
         out: list[TreeEntry] = []
         for start in range(0, max(len(wanted), 1), PATHS_PER_CALL):
-            proc = git([*args, treeish, "--", *wanted[start : start + PATHS_PER_CALL]], self.root, check=False)
+            proc = git([*args, treeish, "--", *wanted[start : start + PATHS_PER_CALL]], self.toplevel, check=False)
             if proc.returncode != 0:
                 return []
             out += parse_ls_tree(proc.stdout)
@@ -334,7 +364,7 @@ class Repo(Frozen):
     def iter_tree(self, treeish: str, paths: Sequence[str] = ()) -> Iterator[TreeEntry]:
         """The blobs under `paths` of `treeish` (`ls-tree -r`), read as git writes them: a million
         records' listing is never held whole (compaction of a loose ledger)."""
-        proc = start_git(["ls-tree", "-r", "-z", "--full-tree", treeish, "--", *paths], self.root)
+        proc = start_git(["ls-tree", "-r", "-z", "--full-tree", treeish, "--", *paths], self.toplevel)
         rest = b""
         try:
             while chunk := proc.stdout.read(1 << 16):
@@ -353,7 +383,7 @@ class Repo(Frozen):
         if not files:
             return []
         listing = "".join(f"{os.fspath(f)}\n" for f in files).encode("utf-8", "surrogateescape")
-        proc = git(["hash-object", "-w", "--no-filters", "--stdin-paths"], self.root, input=listing)
+        proc = git(["hash-object", "-w", "--no-filters", "--stdin-paths"], self.toplevel, input=listing)
         oids = proc.stdout.decode().split()
         if len(oids) != len(files):
             raise GitError(f"git hash-object wrote {len(oids)} of {len(files)} objects")
@@ -398,7 +428,9 @@ class Repo(Frozen):
         if len(oids) < PACK_ORDER_MIN:
             return list(range(len(oids)))
         position = {oid: k for k, oid in enumerate(oids)}
-        proc = start_git(["cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"], self.root)
+        proc = start_git(
+            ["cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"], self.toplevel
+        )
         order: list[int] = []
         seen: set[int] = set()
         for line in proc.stdout:
@@ -422,7 +454,7 @@ class Repo(Frozen):
             request.write(("\n".join(oids) + "\n").encode())
             request.seek(0)
             proc = start_git(
-                [*BATCH_READ_SETTINGS, "cat-file", "--batch", "--buffer"], self.root, stdin=request.fileno()
+                [*BATCH_READ_SETTINGS, "cat-file", "--batch", "--buffer"], self.toplevel, stdin=request.fileno()
             )
         try:
             out = proc.stdout
@@ -444,7 +476,7 @@ class Repo(Frozen):
     def blob_sizes(self, oids: Sequence[str]) -> dict[str, int]:
         if not oids:
             return {}
-        proc = git(["cat-file", "--batch-check"], self.root, input=("\n".join(oids) + "\n").encode())
+        proc = git(["cat-file", "--batch-check"], self.toplevel, input=("\n".join(oids) + "\n").encode())
         sizes: dict[str, int] = {}
         for line in proc.stdout.decode().splitlines():
             parts = line.split()
@@ -504,7 +536,7 @@ def patch_id(repo: Repo, info: CommitInfo) -> str | None:
     diff = repo.run(*args).stdout
     if not diff.strip():
         return None
-    out = git(["patch-id", "--stable"], repo.root, input=diff, check=False).stdout.decode().split()
+    out = git(["patch-id", "--stable"], repo.toplevel, input=diff, check=False).stdout.decode().split()
     return out[0] if out else None
 
 

@@ -209,7 +209,8 @@ def test_commit_hooks_parse_an_unchanged_config_once(repo: Path) -> None:
 # What the commit hooks must not import, even with a run to capture (issue 19: a commit with a
 # run costs <= 100 ms over a bare one, and imports were most of it): `dataclasses` brings
 # `inspect`, `ast`, `dis`, `tokenize` (~10 ms); `typing`, `subprocess` (with `threading`,
-# `selectors`, `signal`), `hashlib` (OpenSSL), `datetime`, `random` a few ms each.
+# `selectors`, `signal`), `hashlib` (OpenSSL), `datetime`, `random`, `pathlib` (with
+# `urllib.parse`, `ipaddress`) a few ms each.
 HOOK_PATH_BANNED = (
     "dataclasses",
     "inspect",
@@ -224,6 +225,8 @@ HOOK_PATH_BANNED = (
     "_hashlib",
     "datetime",
     "random",
+    "pathlib",
+    "ipaddress",
     "mlci_tui.sanitize",
     "mlci_tui.ledger.conflicts",
     "mlci_tui.data.pointer",

@@ -10,6 +10,7 @@ same values. This module holds what every capture shares: the values, the record
 
 from __future__ import annotations
 
+import os
 import sys
 
 from mlci_tui import __version__
@@ -63,7 +64,8 @@ def current_branch(repo: Repo) -> str | None:
     HEAD file: no process. A HEAD file that is neither a branch nor a commit id (reftable's
     stub) asks git."""
     try:
-        text = (repo.git_dir / "HEAD").read_text("utf-8").strip()
+        with open(os.path.join(repo.gitdir, "HEAD"), encoding="utf-8") as f:
+            text = f.read().strip()
     except (OSError, UnicodeDecodeError):
         text = ""
     name = text.removeprefix("ref: refs/heads/")

@@ -147,7 +147,7 @@ def load_config(repo: Repo, objects: ObjectReader, sha: str) -> tuple[Config, li
             repo, yaml_blob[2] if yaml_blob is not None else None, pyproject[2] if pyproject is not None else None
         )
     except ConfigError as exc:
-        default = config_mod.Config(repo.root, None, config_mod.validate({}, CONFIG_FILE))
+        default = config_mod.Config(repo.toplevel, None, config_mod.validate({}, CONFIG_FILE))
         return default, [f"{sha[:12]}: {exc}; captured with the default config"]
     return cfg, []
 

@@ -23,7 +23,7 @@ RECOUNT_EVERY = 64
 
 def compaction_due(repo: Repo, added: int) -> bool:
     """After a capture that added `added` runs: True when the loose records are past the threshold."""
-    path = os.path.join(repo.state_dir, ROOM_FILE)
+    path = os.path.join(repo.state_path, ROOM_FILE)
     try:
         with open(path, encoding="ascii") as f:
             room, since = (int(x) for x in f.read().split())
@@ -42,13 +42,12 @@ def compaction_due(repo: Repo, added: int) -> bool:
 
 
 def _write(path: str, room: int, since: int) -> None:
-    """Replace the file whole (two hooks at once: one count is lost, which only delays a recount)."""
-    from pathlib import Path
-
-    from mlci_tui.data.workspace import atomic_write
-
+    """Rewrite the file in place: one small write, not `data.workspace.atomic_write` (which
+    brings `pathlib` and the data layer into every commit). A reader that meets it torn or
+    empty, or two hooks at once, only count again sooner: what it holds is a hint."""
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        atomic_write(Path(path), f"{room} {since}\n".encode("ascii"))
+        with open(path, "w", encoding="ascii") as f:
+            f.write(f"{room} {since}\n")
     except OSError:
         pass  # a read-only .git: the next capture counts again

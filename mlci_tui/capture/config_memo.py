@@ -33,12 +33,12 @@ def load_from_blobs(repo: Repo, yaml_blob: bytes | None, pyproject_blob: bytes |
     if yaml_blob is not None or (pyproject_blob is not None and b"mlci" not in pyproject_blob):
         pyproject_blob = None  # config's rule: mlci.yaml first; a pyproject.toml without "mlci" is not read
     key = _key(yaml_blob, pyproject_blob)
-    path = os.path.join(repo.state_dir, MEMO_FILE)
+    path = os.path.join(repo.state_path, MEMO_FILE)
     memo = _read(path)
     hit = memo.get(key)
     if isinstance(hit, dict) and isinstance(hit.get("data"), dict):
-        return config_mod.Config(repo.root, hit.get("source"), hit["data"])
-    cfg = config_mod.load_from_blobs(repo.root, yaml_blob, pyproject_blob)
+        return config_mod.Config(repo.toplevel, hit.get("source"), hit["data"])
+    cfg = config_mod.load_from_blobs(repo.toplevel, yaml_blob, pyproject_blob)
     if json.loads(json.dumps(cfg.data)) == cfg.data:  # only what JSON gives back unchanged
         memo.pop(key, None)
         memo[key] = {"source": cfg.source, "data": cfg.data}

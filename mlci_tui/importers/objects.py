@@ -86,7 +86,7 @@ class ObjectReader:
         if "\n" in name:
             return None
         if self._proc is None:
-            self._proc = start_git(["cat-file", "--batch"], self.repo.root, stdin=PIPE)
+            self._proc = start_git(["cat-file", "--batch"], self.repo.toplevel, stdin=PIPE)
         stdin: IO[bytes] | None = self._proc.stdin
         stdout: IO[bytes] | None = self._proc.stdout
         assert stdin is not None and stdout is not None

@@ -38,15 +38,16 @@ WARM_LISTING = ["runs", "--limit", "20", "--sort", "-acc"]  # the table: the que
 WARM_SQL = "SELECT run_id, metrics['acc'] AS acc FROM runs WHERE metrics['acc'] > 0.9 ORDER BY acc DESC LIMIT 20"
 
 
-def compacted(path: Path) -> tuple[Path, float]:
-    """A copy of the ledger at `path` compacted by this code (`mlci ledger compact`: segments, repack)."""
-    target = path.with_name(path.name + "-segments")
+def compacted(path: Path, code: str, suffix: str) -> tuple[Path, float]:
+    """A copy of the ledger at `path` compacted by `code` (`mlci ledger compact`: segments, repack):
+    each code reads segments in its own layout."""
+    target = path.with_name(path.name + suffix)
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(path, target, symlinks=True)
     common.drop_cache(target)
     t0 = time.perf_counter()
-    common.run([common.PYTHON, "-m", "mlci_tui", "ledger", "compact"], target)
+    common.run([common.PYTHON, "-c", LISTING, code, "ledger", "compact"], target)
     return target, time.perf_counter() - t0
 
 
@@ -55,13 +56,17 @@ def measure(
 ) -> dict[str, Any]:
     path = common.SCRATCH / f"scale-{n}"
     built = common.build_ledger(path, n)
-    seg, compact_s = compacted(path)
     code = {"now": str(common.ROOT)}
     if before:
         code["before"] = before
-    shapes = (("loose", path), ("compacted", seg)) if loose else (("compacted", seg),)
+    segs = {
+        label: compacted(path, where, "-segments" + ("" if label == "now" else f"-{label}"))
+        for label, where in code.items()
+    }
+    seg, compact_s = segs["now"]
     variants = {}
     for label, where in code.items():
+        shapes = (("loose", path), ("compacted", segs[label][0])) if loose else (("compacted", segs[label][0]),)
         for shape, repo in shapes:
 
             def cold(repo: Path = repo, where: str = where) -> float:
@@ -72,8 +77,7 @@ def measure(
     cold_samples = common.interleave(variants, repeats, deadline, warmup=0)
     warm_variants = {}
     for label, where in code.items():
-        # each code its own copy: a cache of another schema would be rebuilt by every query
-        repo = seg if label == "now" else _copy(seg, f"-{label}")
+        repo = segs[label][0]  # each code its own copy: a cache of another schema would be rebuilt by every query
         common.run([common.PYTHON, "-c", LISTING, where, "runs", "--limit", "1"], repo)
         for what, args in (("`mlci sql` filter/sort", ["sql", WARM_SQL]), ("`mlci runs --limit 20`", WARM_LISTING)):
             warm_variants[f"warm {what}, compacted, {label} code"] = lambda r=repo, w=where, a=args: common.time_cmd(
@@ -86,19 +90,18 @@ def measure(
     return {
         "ledger": built,
         "compact_seconds": compact_s,
+        "compact_seconds_by_code": {label: s for label, (_p, s) in segs.items()},
+        "segment_bytes_per_run": {label: _segment_bytes(p) / n for label, (p, _s) in segs.items()},
         "git_dir_bytes_per_run_after_compaction": git_bytes / n,
         "git_dir_bytes_per_run_loose": common._du(path / ".git") / n,
         "stats": stats,
     }
 
 
-def _copy(path: Path, suffix: str) -> Path:
-    target = path.with_name(path.name + suffix)
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(path, target, symlinks=True)
-    common.drop_cache(target)
-    return target
+def _segment_bytes(repo: Path) -> int:
+    """The bytes of the Parquet segments in the ledger's tree."""
+    listing = common.run(["git", "ls-tree", "-r", "-l", "refs/mlci/ledger", "segments/"], repo)
+    return sum(int(line.split()[3]) for line in listing.splitlines() if line.endswith(".parquet"))
 
 
 LISTING = "import sys; sys.path.insert(0, sys.argv[1]); sys.argv[1:2] = []; from mlci_tui.cli.main import main; main()"

@@ -27,7 +27,10 @@ staged files, post-commit captures), in a repository without and with the `mlci.
 (issue 19's "a commit that captures a run"). CPU is the commit's process tree: a process a hook
 leaves detached (the background compaction) is not in it.
 
-Usage: python benchmarks/bench_capture.py [--quick] | --dvc [--against SRC] | --against SRC
+The commit hooks' imports (`--importtime [--against SRC]`): `python -S -X importtime` of each
+installed hook through commits with a run, per module the smallest self time over 6 commits.
+
+Usage: python benchmarks/bench_capture.py [--quick] | --dvc [--against SRC] | --against SRC | --importtime [--against SRC]
 """
 
 from __future__ import annotations
@@ -356,6 +359,54 @@ def commit_case(rounds: int, against: Path) -> dict[str, Any]:
     return stats
 
 
+def import_times(rounds: int, against: Path | None) -> dict[str, Any]:
+    """`python -S -X importtime` of each installed commit hook (the scripts `mlci install`
+    writes), params.yaml and metrics.json staged, a run captured: per module the smallest self
+    time over `rounds` commits, summed (the least noisy figure on a loaded machine)."""
+    import subprocess
+
+    trees = {"now": common.ROOT} | ({"before": against} if against else {})
+    out: dict[str, Any] = {}
+    rng = random.Random(11)
+    for label, src in trees.items():
+        path = ml_repo(f"importtime-{label}", hooks=False)
+        common.run([sys.executable, "-m", "mlci_tui", "install"], path, env=common.env(PYTHONPATH=str(src)))
+        best: dict[str, dict[str, int]] = {"pre-commit": {}, "post-commit": {}}
+        counts: dict[str, int] = {}
+        for i in range(rounds + 1):  # the first commit fills the config memo: not counted
+            write_files(path, 1000 + i, rng)
+            common.run(["git", "add", "params.yaml", "metrics.json"], path)
+            for stage in ("pre-commit", "post-commit"):
+                if stage == "post-commit":
+                    common.run(["git", "commit", "-q", "-m", f"t{i}"], path, env=common.env(MLCI_NO_HOOKS="1"))
+                proc = subprocess.run(
+                    [str(path / ".git" / "hooks" / stage)],
+                    cwd=path,
+                    env=common.env(PYTHONPROFILEIMPORTTIME="1"),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                if i == 0:
+                    continue
+                rows = [line[len("import time:") :].split("|") for line in proc.stderr.splitlines()]
+                rows = [r for r in rows if len(r) == 3 and r[0].strip().isdigit()]
+                counts[stage] = len(rows)
+                for self_us, _cumulative, name in rows:
+                    key = name.strip()
+                    best[stage][key] = min(best[stage].get(key, 1 << 30), int(self_us))
+        for stage, times in best.items():
+            top = sorted(times.items(), key=lambda kv: -kv[1])[:20]
+            out[f"{stage} ({label})"] = {
+                "modules": counts[stage],
+                "import_ms": sum(times.values()) / 1000,
+                "largest_ms": {k: v / 1000 for k, v in top},
+            }
+            print(f"{stage} ({label}): {counts[stage]} modules, {sum(times.values()) / 1000:.1f} ms")
+            print("   " + ", ".join(f"{k} {v / 1000:.1f}" for k, v in top))
+    return out
+
+
 def _children_cpu() -> float:
     import resource
 
@@ -367,9 +418,18 @@ def main() -> int:
     parser = common.base_args(__doc__ or "")
     parser.add_argument("--dvc", action="store_true", help="only the DVC project case")
     parser.add_argument(
+        "--importtime",
+        action="store_true",
+        help="only the commit hooks' imports (python -X importtime), with --against too",
+    )
+    parser.add_argument(
         "--against", type=Path, help="another mlci source tree timed in the same rounds (with --dvc: the DVC case)"
     )
     args = parser.parse_args()
+    if args.importtime:
+        found = import_times(3 if args.quick else 6, args.against)
+        common.write_results("capture_importtime", {"machine": common.machine(), "imports": found})
+        return 0
     if args.dvc:
         stats = dvc_case(8 if args.quick else 20, args.against)
         common.write_results("capture_dvc", {"machine": common.machine(), "capture": stats})

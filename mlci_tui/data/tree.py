@@ -43,6 +43,7 @@ def iter_pointers(repo: Repo, treeish: str, *, strict: bool = True, warnings: li
         return []
     from mlci_tui.data.dvc import read_dvc_pointers
     from mlci_tui.data.pointer import parse_pointer
+
     found: list[Pointer] = []
     bad: list[str] = []
     good = []

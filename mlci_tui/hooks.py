@@ -27,34 +27,12 @@ BACKFILL_LIMIT = 200
 
 
 def _git_output(args: list[str]) -> tuple[int, bytes]:
-    """Run git and return (exit code, stdout) with nothing but `os`.
+    """Run git in the hook's folder: (exit code, stdout). `gitio.git` imports nothing heavy
+    (`os.posix_spawnp`, `select`: no `subprocess`), so even a hook with nothing to do uses it."""
+    from mlci_tui.gitio import git
 
-    The no-op path of every hook goes through here: importing `subprocess` (and what
-    `mlci_tui.gitio` brings) costs more than the git call itself. Everything past the
-    no-op check uses `mlci_tui.gitio` like the rest of mlci.
-    """
-    read_fd, write_fd = os.pipe()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        pid = os.posix_spawnp(
-            "git",
-            ["git", *args],
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, devnull, 0),
-                (os.POSIX_SPAWN_DUP2, write_fd, 1),
-                (os.POSIX_SPAWN_DUP2, devnull, 2),
-            ],
-        )
-    finally:
-        os.close(write_fd)
-        os.close(devnull)
-    chunks = []
-    with os.fdopen(read_fd, "rb") as out:
-        while chunk := out.read(65536):
-            chunks.append(chunk)
-    _pid, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), b"".join(chunks)
+    proc = git(args, check=False)
+    return proc.returncode, proc.stdout
 
 
 def _err(message: str) -> None:

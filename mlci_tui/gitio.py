@@ -254,10 +254,11 @@ class Repo(Frozen):
     `pathlib` (with `urllib.parse` and `ipaddress`, ~3.5 ms) is more than a commit hook, which
     needs none of them, can spend on importing it."""
 
-    __slots__ = ("toplevel", "gitdir", "commondir")
+    __slots__ = ("toplevel", "gitdir", "commondir", "_paths")
     toplevel: str
     gitdir: str
     commondir: str
+    _paths: dict[str, Path]
 
     def __init__(
         self, root: str | os.PathLike[str], git_dir: str | os.PathLike[str], common_dir: str | os.PathLike[str]
@@ -265,18 +266,31 @@ class Repo(Frozen):
         _set(self, "toplevel", os.fspath(root))
         _set(self, "gitdir", os.fspath(git_dir))
         _set(self, "commondir", os.fspath(common_dir))
+        _set(self, "_paths", {})  # the Paths made so far, by the string they stand for
+
+    def _fields(self) -> tuple[object, ...]:
+        return self.toplevel, self.gitdir, self.commondir
+
+    def __repr__(self) -> str:
+        return f"Repo(root={self.toplevel!r}, git_dir={self.gitdir!r}, common_dir={self.commondir!r})"
+
+    def _path(self, text: str) -> Path:
+        made = self._paths.get(text)
+        if made is None:
+            made = self._paths[text] = _path(text)
+        return made
 
     @property
     def root(self) -> Path:
-        return _path(self.toplevel)
+        return self._path(self.toplevel)
 
     @property
     def git_dir(self) -> Path:
-        return _path(self.gitdir)
+        return self._path(self.gitdir)
 
     @property
     def common_dir(self) -> Path:
-        return _path(self.commondir)
+        return self._path(self.commondir)
 
     @property
     def state_path(self) -> str:
@@ -286,7 +300,7 @@ class Repo(Frozen):
     @property
     def state_dir(self) -> Path:
         """`state_path` as a Path."""
-        return _path(self.state_path)
+        return self._path(self.state_path)
 
     @classmethod
     def find(cls, start: str | os.PathLike[str] | None = None) -> Repo:

@@ -16,6 +16,7 @@ from conftest import git, run_mlci
 from ledger_helpers import make_run
 
 from mlci_tui.gitio import Repo
+from mlci_tui.ledger import records
 from mlci_tui.ledger.compact import compact
 from mlci_tui.ledger.store import LEDGER_REF, LedgerStore
 
@@ -213,6 +214,23 @@ def _segment(repo: Path, _run_id: str) -> None:
     compact(LedgerStore(Repo.find(repo)))
 
 
+def _planted(body: str) -> Any:
+    """A run record file written by hand (what no mlci writes, a clone may still hold)."""
+
+    def plant(repo: Path, _run_id: str) -> None:
+        store = LedgerStore(Repo.find(repo))
+        tip = store.tip()
+        assert tip is not None
+        rid = records.new_id()
+        text = body.replace("ID", rid)
+        assert store.replace_tree([(records.record_path(rid), text.encode())], "plant", tip, keep=store.entries(tip))
+
+    return plant
+
+
+DEEP = '{"id":"ID","run_id":"ID","type":"run","v":1,"time":"2025-01-01T00:00:00Z","params":{"p.yaml":{"x":'
+
+
 def _value(param: Any) -> Any:
     def add(repo: Path, _run_id: str) -> None:
         LedgerStore(Repo.find(repo)).append([make_run(time="2025-06-01T00:00:00Z", params={"odd": param})])
@@ -233,8 +251,14 @@ def _value(param: Any) -> Any:
         _value(INT_EDGE),
         _value(-INT_EDGE),
         _value(10**30),
+        _planted(DEEP + "[" * 100_000 + "]" * 100_000 + "}}}\n"),
+        _planted('{"id":"ID","run_id":"ID","type":"run","v":1,"time":"not a time"}\n'),
+        _planted("not json\n"),
     ],
-    ids=["tag", "note", "redaction", "segment", "list", "map", "null", "2**63", "-2**63", "10**30"],
+    ids=[
+        *["tag", "note", "redaction", "segment", "list", "map", "null", "2**63", "-2**63", "10**30"],
+        *["nested past Python's parser", "a time DuckDB reads otherwise", "not JSON"],
+    ],
 )
 def test_what_the_records_cannot_render_goes_to_the_query(repo: Path, tmp_path: Path, change: Any) -> None:
     runs = _varied_runs(12, seed=3)

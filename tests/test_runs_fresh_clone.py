@@ -254,10 +254,11 @@ def _value(param: Any) -> Any:
         _planted(DEEP + "[" * 100_000 + "]" * 100_000 + "}}}\n"),
         _planted('{"id":"ID","run_id":"ID","type":"run","v":1,"time":"not a time"}\n'),
         _planted("not json\n"),
+        _planted('{"id":"ID","run_id":"ID","type":"run","v":1,"time":"2025-13-01T00:00:00Z"}\n'),
     ],
     ids=[
         *["tag", "note", "redaction", "segment", "list", "map", "null", "2**63", "-2**63", "10**30"],
-        *["nested past Python's parser", "a time DuckDB reads otherwise", "not JSON"],
+        *["nested past Python's parser", "a time DuckDB reads otherwise", "not JSON", "month 13"],
     ],
 )
 def test_what_the_records_cannot_render_goes_to_the_query(repo: Path, tmp_path: Path, change: Any) -> None:

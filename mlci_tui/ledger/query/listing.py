@@ -113,9 +113,10 @@ def runs_added(store: LedgerStore, old: str, new: str, *, at_most: int | None = 
     for n, data in store.repo.stream_blobs([oids[k] for k in order]):  # stops reading at the first refusal
         try:
             record = _loads(data or b"")
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past Python's parser: the query reads it
+            named = records.record_path(str(record.get("id"))) == entries[order[n]].path
+            run = _listed_run(record) if named else None
+        except (ValueError, RecursionError):  # not JSON or UTF-8, nested past Python's parser, 2025-13-01: the query
             return None
-        run = _listed_run(record) if records.record_path(str(record.get("id"))) == entries[order[n]].path else None
         if run is None:
             return None
         out.append(run)

@@ -255,10 +255,11 @@ def _value(param: Any) -> Any:
         _planted('{"id":"ID","run_id":"ID","type":"run","v":1,"time":"not a time"}\n'),
         _planted("not json\n"),
         _planted('{"id":"ID","run_id":"ID","type":"run","v":1,"time":"2025-13-01T00:00:00Z"}\n'),
+        _planted(r'{"id":"ID","run_id":"ID","type":"run","v":1,"time":"2025-01-01T00:00:00Z","name":"a \ud800"}' "\n"),
     ],
     ids=[
         *["tag", "note", "redaction", "segment", "list", "map", "null", "2**63", "-2**63", "10**30"],
-        *["nested past Python's parser", "a time DuckDB reads otherwise", "not JSON", "month 13"],
+        *["nested past Python's parser", "a time DuckDB reads otherwise", "not JSON", "month 13", "a lone surrogate"],
     ],
 )
 def test_what_the_records_cannot_render_goes_to_the_query(repo: Path, tmp_path: Path, change: Any) -> None:

@@ -124,12 +124,16 @@ def runs_added(store: LedgerStore, old: str, new: str, *, at_most: int | None = 
 
 
 _FLOAT_MARK = f'"{records.FLOAT_KEY}"'.encode()
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # an escaped UTF-16 half: canonical JSON never writes one
 
 
 def _loads(data: bytes) -> dict[str, Any]:
     """A record, as `records.loads` reads it; without its per-object hook (half the parse) when
     no `{"$float": ...}` wrapper is spelled out. A wrapper spelled otherwise stays a map, which
-    `_listed_run` refuses: the query decides."""
+    `_listed_run` refuses: the query decides. So does an escaped surrogate (Python keeps a lone
+    one, which no UTF-8 output can print; the cache does not)."""
+    if _SURROGATE.search(data):
+        raise ValueError("an escaped surrogate")
     if _FLOAT_MARK in data:
         return records.loads(data)
     value = json.loads(data)

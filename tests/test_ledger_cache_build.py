@@ -170,3 +170,33 @@ def test_a_typed_segment_of_the_previous_layout_is_read_and_checked(repo: Path) 
     _fresh(repo)
     assert _per_value_views(repo) == expected
     assert query(repo, "SELECT count(*) FROM param_rows") == [(0,)]
+
+
+def test_a_segment_whose_param_file_says_what_its_bodies_do_not_is_refused(repo: Path) -> None:
+    """A reader takes a run's param values from its map where `param_file` is set: `ledger fsck`
+    derives the column again from the bodies and refuses a segment that sets it where they do not."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = LedgerStore(Repo.find(repo))
+    store.append([make_run(params={"lr": "0.5"}) for _ in range(4)])  # quoted numbers: no param_file
+    assert compact(store) == 4
+    assert run_mlci(repo, "ledger", "fsck").returncode == 0
+    tip = store.tip()
+    assert tip is not None
+    entries = store.entries(tip)
+    entry = next(e for e in entries if e.path.endswith(".parquet"))
+    table = pq.read_table(io.BytesIO(store.repo.cat_blobs([entry.oid])[entry.oid]))
+    assert table.column("param_file").null_count == table.num_rows
+    forged = table.set_column(
+        table.column_names.index("param_file"), "param_file", pa.array(["params.yaml"] * table.num_rows, pa.string())
+    )
+    buf = io.BytesIO()
+    pq.write_table(forged, buf)
+    keep = [e for e in entries if e.path != entry.path]
+    assert store.replace_tree([(entry.path, buf.getvalue())], "forge", tip, keep=keep)
+    proc = run_mlci(repo, "ledger", "fsck")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{entry.path}: its param_file column differs from its bodies" in proc.stdout

@@ -120,9 +120,6 @@ class HeldBodies:
     def holds_body(self, oid: str) -> bool:
         return oid in self.oids
 
-    def load(self) -> None:
-        """Nothing to read: `verify.Known.load`'s place."""
-
 
 def segment_cases(checks: dict[str, types.ModuleType], data: bytes, ids: bytes) -> dict[str, Callable[[], Any]]:
     """Each check of one segment: whole (a new segment), and held (by a clone that has its rows)."""

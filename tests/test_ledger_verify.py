@@ -362,10 +362,24 @@ def test_a_large_segment_names_each_bad_row_and_checks_alone_only_rows_the_joint
     assert problem is not None and problem.startswith(
         f"5 invalid record(s): row 17 (id {rows[17][0]!r}): not canonical"
     )
+    held = _Holds({verify.blob_id(body.encode()) for _rid, _t, body in rows[::2]})  # a clone with the even rows
+    odd = [(n, why) for n, why in expected if n % 2]
+    assert verify._check_table_split(table, held) == (odd, [])  # rows taken by number, in this process
     monkeypatch.setattr(verify, "PARALLEL_ROWS", 100)
     monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
     assert verify._check_table_split(table, None) == (expected, [])  # forked workers: the same findings
+    assert verify._check_table_split(table, held) == (odd, [])
     assert verify._segment_problem(data, listed, [], "segments/x.parquet") == problem
+
+
+class _Holds:
+    """`verify.Known` for a clone that holds these blob ids."""
+
+    def __init__(self, oids: set[str]) -> None:
+        self.oids = oids
+
+    def holds_body(self, oid: str) -> bool:
+        return oid in self.oids
 
 
 def test_a_segment_whose_body_column_is_not_utf8_is_refused() -> None:

@@ -409,10 +409,6 @@ class Known:
                     continue
         return oid in self._segments
 
-    def load(self) -> None:
-        """Read what it holds now (before forked workers ask, so that they share one copy)."""
-        self.holds_body("")
-
 
 def _bodies(data: bytes) -> list[str]:
     import pyarrow.parquet as pq
@@ -536,60 +532,77 @@ def _typed_problem(table: Any) -> str | None:
 # pure Python work (a JSON parse and re-encode each), so threads would not help. Compaction's
 # buckets each hold ~1/32 of a ledger (31,000 rows at a million runs): they are split too.
 PARALLEL_ROWS = 20_000
-_SHARED: tuple[Any, Known | None] | None = None  # the segment and `known`, inherited by forked workers
+_SHARED: Any = None  # the segment's Arrow table, inherited by forked workers
 Findings = tuple[list[tuple[int, str]], list[str]]  # (row number, problem) of each bad row; warnings
 
 
 def _check_table_split(table: Any, known: Known | None) -> Findings:
-    """`_check_range` over the whole segment, split across forked workers for a large one.
-    They inherit the Arrow table and make Python strings of their own rows only (strings made
-    here would be copied page by page into every worker as it touched their reference counts);
-    only row ranges and findings cross the pipe."""
+    """`_check_selected` over the segment's rows that this clone does not hold byte for byte
+    (`known`: held rows bring nothing new), split across forked workers when they are many.
+    Workers inherit the Arrow table and make Python strings of their own rows only (strings
+    made here would be copied page by page into every worker as it touched their reference
+    counts); only row numbers and findings cross the pipe."""
     global _SHARED
-    rows = table.num_rows
+    rows = _unheld_rows(table, known)
     cores = min(os.cpu_count() or 1, 8)
-    if rows < PARALLEL_ROWS or cores < 2 or not hasattr(os, "fork"):
-        return _check_range(table, 0, rows, known)
+    if len(rows) < PARALLEL_ROWS or cores < 2 or not hasattr(os, "fork"):
+        return _check_selected(table, rows)
     import multiprocessing
 
-    if known is not None:
-        known.load()  # once, here: the workers share what it read
-    size = -(-rows // cores)
-    parts = [(i, min(rows, i + size)) for i in range(0, rows, size)]
-    _SHARED = (table, known)
+    size = -(-len(rows) // cores)
+    parts = [rows[i : i + size] for i in range(0, len(rows), size)]
+    _SHARED = table
     try:
         with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
-            found = pool.starmap(_check_shared_range, parts)
+            found = pool.map(_check_shared_rows, parts)
     finally:
         _SHARED = None
     return [b for part, _w in found for b in part], [w for _b, said in found for w in said]
 
 
-def _check_shared_range(start: int, stop: int) -> Findings:
+def _check_shared_rows(rows: Sequence[int]) -> Findings:
     assert _SHARED is not None
-    return _check_range(_SHARED[0], start, stop, _SHARED[1])
+    return _check_selected(_SHARED, rows)
 
 
-def _check_range(table: Any, start: int, stop: int, known: Known | None) -> Findings:
-    """Rows `start` to `stop` of a segment, in batches (`_check_rows`); rows whose bodies this
-    clone holds byte for byte (`known`) bring nothing new and are skipped."""
+def _unheld_rows(table: Any, known: Known | None) -> Sequence[int]:
+    """The rows whose bodies `known` does not hold (every row without it): blob ids hashed from
+    the body column's bytes as Arrow holds them (valid UTF-8, so the encoded text's)."""
+    if known is None:
+        return range(table.num_rows)
+    import pyarrow as pa
+
+    column = table.column("body")
+    raw = column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+    rows: list[int] = []
+    for first in range(0, table.num_rows, _BATCH):
+        for n, body in enumerate(raw.slice(first, _BATCH).to_pylist(), first):
+            if body is None or not known.holds_body(blob_id(body)):
+                rows.append(n)
+    return rows
+
+
+def _check_selected(table: Any, rows: Sequence[int]) -> Findings:
+    """These rows of a segment, `_BATCH` at a time (`_check_rows`): a run of consecutive rows
+    is a slice of the Arrow columns, others are taken by number."""
     bad: list[tuple[int, str]] = []
     warnings: list[str] = []
-    for first in range(start, stop, _BATCH):
-        count = min(_BATCH, stop - first)
-        bodies = table.column("body").slice(first, count).to_pylist()
-        rows: Sequence[int] = range(count)
-        if known is not None:
-            rows = [n for n in rows if bodies[n] is None or not known.holds_body(blob_id(bodies[n].encode()))]
-            if not rows:
-                continue
-        ids, types = (table.column(c).slice(first, count).to_pylist() for c in ("id", "type"))
-        found, said = _check_rows(rows, ids, types, bodies)
-        bad.extend((first + n, why) for n, why in found)
+    for first in range(0, len(rows), _BATCH):
+        batch = rows[first : first + _BATCH]
+        if batch[-1] - batch[0] == len(batch) - 1:
+            ids, types, bodies = (table.column(c).slice(batch[0], len(batch)).to_pylist() for c in _ROW_COLUMNS)
+        else:
+            import pyarrow as pa
+
+            numbers = pa.array(batch, pa.int64())
+            ids, types, bodies = (table.column(c).take(numbers).to_pylist() for c in _ROW_COLUMNS)
+        found, said = _check_rows(range(len(batch)), ids, types, bodies)
+        bad.extend((batch[n], why) for n, why in found)
         warnings.extend(said)
     return bad, warnings
 
 
+_ROW_COLUMNS = ("id", "type", "body")
 _BATCH = 2048  # rows parsed as one JSON array (`_canonical_records`) and converted from Arrow at once
 
 

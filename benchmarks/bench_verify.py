@@ -12,6 +12,7 @@ git). Each figure is wall and CPU time (this process and its forked workers), th
 `--rounds` rounds, with the load average.
 
     python benchmarks/bench_verify.py --rows 100000 1000000 --loose 20000 [--against SRC] [--rounds 3]
+        [--cases whole held]
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def main() -> None:
     parser.add_argument("--loose", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--against", type=Path, default=None, help="an older mlci source tree")
+    parser.add_argument("--cases", nargs="*", choices=("whole", "held"), default=["whole", "held"])
     args = parser.parse_args()
     before = old_check(args.against)
     checks = {"before": before, "now": verify}
@@ -154,7 +156,8 @@ def main() -> None:
     for count in args.rows:
         data, ids = segment(loose * (count // len(loose)) if count <= len(loose) else bodies(count))
         print(f"segment of {count:,} records ({len(data) / 2**20:.0f} MiB):")
-        interleaved(segment_cases(checks, data, ids), args.rounds)
+        cases = segment_cases(checks, data, ids)
+        interleaved({k: v for k, v in cases.items() if k.split(",")[0] in args.cases}, args.rounds)
 
 
 if __name__ == "__main__":

@@ -128,10 +128,8 @@ def _timed_add(
 
 
 def _warm(target: Path) -> None:
-    """Read the data to add (untimed), so that it is in the page cache for every tool alike. The
-    repositories' copies take 6 GiB; unwarmed, the first one made cost 0.2 s more CPU and 0.7 s
-    more wall per add than the same code on a later copy in the same rounds (read back from
-    disk, presumably: 2026-12-07, another engineer's jobs filling memory)."""
+    """Read the data to add (untimed), so that it is in the page cache for every tool alike (the
+    repositories' copies take 6 GiB on a machine shared with other jobs)."""
     files = [target] if target.is_file() else [p for p in sorted(target.rglob("*")) if p.is_file()]
     for path in files:
         with open(path, "rb", buffering=0) as f:

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 B32_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
-_B32 = frozenset(B32_ALPHABET)
 FLOAT_KEY = "$float"  # {"$float": "NaN"}: JSON has no NaN or infinities (the cache reads it in SQL too)
 _FLOAT_NAMES = {NAN: math.nan, POS_INF: math.inf, NEG_INF: -math.inf}
 # The canonical form: `dumps` writes it, `ledger/verify.py` holds every record to it.
@@ -50,7 +49,8 @@ def _b32(data: bytes) -> str:
 
 
 def is_id(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 26 and set(value) <= _B32
+    # strip() empties the text only when every character is in the alphabet (a set is 2x slower)
+    return isinstance(value, str) and len(value) == 26 and not value.strip(B32_ALPHABET)
 
 
 def new_id() -> str:

@@ -34,9 +34,7 @@ def _done_events(root: Path) -> int:
 
 
 def test_sigint_requeues_in_flight_trials_and_start_again_runs_each_once(repo: Path) -> None:
-    # trials of 2.5 s: under load, a 0.8 s trial could end between seeing it run and the signal
-    # arriving, leaving nothing in flight to requeue (the test then failed, mlci did not)
-    sweep_repo(repo, EIGHT.replace("sleep: [0.8]", "sleep: [2.5]"))
+    sweep_repo(repo, EIGHT)
     ok(run_mlci(repo, "sweep", "create", "i"))
     sid = sweep_id_of(repo, "i")
     coordinator = start_background(repo, "i", "-j", "2")

@@ -112,6 +112,9 @@ class Coordinator:
             self.say(
                 f"interrupted: {len(recs)} running trial(s) queued again; `mlci sweep start {self.sweep.name}` resumes"
             )
+        else:  # say so: a Ctrl-C between trials leaves nothing to requeue, and a trial left running is visible
+            states = ", ".join(f"{t.trial_id[:8]} {t.state}" for t in self.sweep.ordered() if t.trial_id in tids)
+            self.say(f"interrupted: no trial was running here ({len(tids)} in flight: {states or 'none'})")
 
     def pending(self) -> list[events.Trial]:
         held = {lease.trial_id for lease in queue.leases(self.repo, self.sweep_id)}

@@ -14,7 +14,8 @@ from abc import ABC, abstractmethod
 from mlci_tui.constants import CONFIG_FILE as CONFIG_FILE  # re-exported: config_mod.CONFIG_FILE
 from mlci_tui.constants import DEFAULT_METRICS_FILES, DEFAULT_PARAMS_FILES
 from mlci_tui.errors import ConfigError
-from mlci_tui.gitio import Plain, parse_cat_file_batch_ordered
+from mlci_tui.gitio import parse_cat_file_batch_ordered
+from mlci_tui.values import Plain
 
 TYPE_CHECKING = False  # not `from typing import ...`: both commit hooks build a Config
 if TYPE_CHECKING:

@@ -13,6 +13,7 @@ import select
 import sys
 
 from mlci_tui.errors import GitError, MlciError
+from mlci_tui.values import Frozen
 
 TYPE_CHECKING = False  # not `from typing import ...`: gitio is on every hook's path
 if TYPE_CHECKING:
@@ -44,6 +45,16 @@ class GitResult:
         self.stderr = stderr
 
 
+# Python ignores SIGPIPE (and SIGXFSZ); an ignored signal stays ignored across exec, so git would
+# get EPIPE errors where it expects to die quietly: reset both, as subprocess's restore_signals does
+try:
+    from _signal import SIGPIPE, SIGXFSZ
+
+    _DEFAULT_IN_CHILD: tuple[int, ...] = (SIGPIPE, SIGXFSZ)
+except ImportError:  # pragma: no cover - a platform without them
+    _DEFAULT_IN_CHILD = ()
+
+
 def _spawn(
     args: Sequence[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None, fds: tuple[int, int, int]
 ) -> int:
@@ -52,7 +63,9 @@ def _spawn(
     argv = ["git", *(("-C", os.fspath(cwd)) if cwd is not None else ()), *args]
     actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
     try:
-        return os.posix_spawnp("git", argv, os.environ if env is None else env, file_actions=actions)
+        return os.posix_spawnp(
+            "git", argv, os.environ if env is None else env, file_actions=actions, setsigdef=_DEFAULT_IN_CHILD
+        )
     except FileNotFoundError as exc:  # pragma: no cover - git missing entirely
         raise MlciError("git is not installed or not on PATH") from exc
 
@@ -181,46 +194,6 @@ def start_git(args: Sequence[str], cwd: str | os.PathLike[str] | None = None, *,
 
 def git_text(args: Sequence[str], cwd: str | os.PathLike[str] | None = None, **kw: object) -> str:
     return git(args, cwd, **kw).stdout.decode("utf-8", "surrogateescape")  # type: ignore[arg-type]
-
-
-class Plain:
-    """A value object by its `__slots__`, as `@dataclass` makes one: the subclass lists its fields
-    in `__slots__` and writes `__init__`; equality and repr go by them (and, as a dataclass with
-    `eq`, it is unhashable). Not a dataclass: `dataclasses` imports `inspect` (with `ast`, `dis`,
-    `tokenize`: ~10 ms), more than a hook's whole import budget for mlci's own modules."""
-
-    __slots__: tuple[str, ...] = ()  # a class with __eq__ and no __hash__ is unhashable, as a dataclass
-
-    def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{self.__class__.__qualname__}({inner})"
-
-
-class Frozen(Plain):
-    """A `Plain` value that cannot change, as `@dataclass(frozen=True)`: hashable, assignment
-    raises, pickled by its fields (`__init__` takes them in `__slots__` order)."""
-
-    __slots__: tuple[str, ...] = ()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r}")
-
-    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
-        return self.__class__, self._fields()
 
 
 _set = object.__setattr__  # how a Frozen's __init__ fills its slots

@@ -148,7 +148,9 @@ def test_post_commit_with_nothing_to_capture_imports_no_capture_machinery(repo: 
     rc, modules, err = probe(repo, "post-commit")
     assert rc == 0 and err == "", err
     ours = sorted(m for m in modules if m.startswith("mlci_tui."))
-    assert ours == ["mlci_tui.constants", "mlci_tui.errors", "mlci_tui.gitio", "mlci_tui.hooks"], ours
+    assert ours == ["mlci_tui.constants", "mlci_tui.errors", "mlci_tui.gitio", "mlci_tui.hooks", "mlci_tui.values"], (
+        ours
+    )
     assert heavy_in(modules) == []
     assert _ledger_runs(repo) == 0
 

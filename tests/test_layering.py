@@ -76,7 +76,18 @@ def test_every_module_is_placed_in_a_layer() -> None:
     assert core | front == modules, f"unclassified: {sorted(modules - core - front)}"
     allowed_below_ledger = {
         f"mlci_tui.{m}"
-        for m in ("errors", "file_lock", "gitio", "sanitize", "scrub", "constants", "config", "numbers", "sql_guard")
+        for m in (
+            "errors",
+            "file_lock",
+            "values",
+            "gitio",
+            "sanitize",
+            "scrub",
+            "constants",
+            "config",
+            "numbers",
+            "sql_guard",
+        )
     }
     assert set(c["ledger-below-core"]["forbidden_modules"]) == modules - allowed_below_ledger - {"mlci_tui.ledger"}
     assert set(c["textual-only-in-tui"]["source_modules"]) == modules - {"mlci_tui.tui"}

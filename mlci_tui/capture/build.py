@@ -26,9 +26,10 @@ from mlci_tui.capture.readers import (
 from mlci_tui.config import Config
 from mlci_tui.constants import DVC_ROOT_FILES
 from mlci_tui.errors import InputError, MlciError
-from mlci_tui.gitio import Plain, Repo, commit_info, patch_id
+from mlci_tui.gitio import Repo, commit_info, patch_id
 from mlci_tui.ledger import records
 from mlci_tui.sources import WorkdirSource
+from mlci_tui.values import Plain
 
 TYPE_CHECKING = False  # not `from typing import ...`: the commit hooks read values through this module
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ import json
 import re
 
 from mlci_tui.errors import InputError
-from mlci_tui.gitio import Frozen, Plain
 from mlci_tui.importers import simple_yaml
+from mlci_tui.values import Frozen, Plain
 
 TYPE_CHECKING = False  # not `from typing import ...`: the commit hooks read through this module
 if TYPE_CHECKING:

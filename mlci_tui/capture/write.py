@@ -11,10 +11,11 @@ import sys
 from mlci_tui.capture.build import current_branch
 from mlci_tui.capture.commit import capture_commit, load_config, read_commit, resolve_commit
 from mlci_tui.errors import InputError
-from mlci_tui.gitio import Plain, Repo
+from mlci_tui.gitio import Repo
 from mlci_tui.importers.objects import ObjectReader
 from mlci_tui.ledger import records
 from mlci_tui.ledger.store import LedgerStore
+from mlci_tui.values import Plain
 
 TYPE_CHECKING = False  # not `from typing import ...`: the post-commit hook's path
 if TYPE_CHECKING:

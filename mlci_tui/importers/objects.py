@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from mlci_tui.errors import GitError
-from mlci_tui.gitio import PIPE, Frozen, GitChild, Repo, parse_raw_tree, start_git
+from mlci_tui.gitio import PIPE, GitChild, Repo, parse_raw_tree, start_git
+from mlci_tui.values import Frozen
 
 TYPE_CHECKING = False  # not `from typing import ...`: the commit hooks read through this module
 if TYPE_CHECKING:

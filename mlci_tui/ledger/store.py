@@ -16,10 +16,11 @@ import io
 import time
 
 from mlci_tui.errors import GitError, MlciError
-from mlci_tui.gitio import ZERO_OID, Frozen, Repo, TreeEntry, parse_raw_tree
+from mlci_tui.gitio import ZERO_OID, Repo, TreeEntry, parse_raw_tree
 from mlci_tui.ledger import records
 from mlci_tui.ledger.refs import LEDGER_REF, REMOTE_REF_PREFIX, remote_ref  # noqa: F401 - re-exported
 from mlci_tui.scrub import scrub
+from mlci_tui.values import Frozen
 
 TYPE_CHECKING = False  # not `from typing import ...`: the post-commit hook appends through this module
 if TYPE_CHECKING:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from conftest import run_mlci
 from sweep_helpers import (
@@ -91,3 +92,38 @@ def test_a_coordinator_killed_with_its_workers_is_recovered_by_the_next_start(re
     assert [r["state"] for r in status_json(repo, "i")] == ["done"] * 8
     assert _done_events(repo) == 8
     assert worktrees(repo) == [f"worktree {repo}"]
+
+
+def test_a_ctrl_c_inside_a_queue_refresh_leaves_it_reading_again(repo: Path, monkeypatch: Any) -> None:
+    """A Ctrl-C that lands while the queue reads the moved ledger (the coordinator polls it in a
+    loop) must not leave the stale fold looking current: the next refresh reads again. It used to
+    record the ref files' signature first, so the interrupt's refresh saw no change and found the
+    running trials still queued (and requeued none)."""
+    from mlci_tui.gitio import Repo
+    from mlci_tui.ledger.store import LedgerStore
+    from mlci_tui.sweep import events
+    from mlci_tui.sweep.queue import QueueState
+
+    sweep_repo(repo, EIGHT)
+    ok(run_mlci(repo, "sweep", "create", "i"))
+    state = QueueState(Repo.find(repo))
+    sweep = state.find("i")
+    first = sweep.ordered()[0]
+    assert first.state == "queued"
+    LedgerStore(Repo.find(repo)).append([events.started_event(sweep.sweep_id, first.trial_id, attempt=1, worker="t")])
+
+    real_tip = state.store.tip
+
+    def interrupted_tip() -> str | None:
+        monkeypatch.setattr(state.store, "tip", real_tip)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(state.store, "tip", interrupted_tip)
+    try:
+        state.refresh()
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the injected interrupt did not fire")
+    assert state.refresh() is True
+    assert state.sweeps[sweep.sweep_id].trials[first.trial_id].state == "running"

@@ -55,9 +55,9 @@ class TipWatcher:
         now = time.monotonic()
         if sig == self._signature and now - self._checked < self.recheck:
             return None
-        self._signature = sig
-        self._checked = now
         tip = self.store.tip() or ""
+        self._signature = sig  # only once the tip is read: an interrupted read is retried
+        self._checked = now
         if tip != self.tip:
             self.tip = tip
             return tip

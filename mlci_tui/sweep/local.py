@@ -105,7 +105,7 @@ class Coordinator:
 
     def interrupt(self, tids: list[str]) -> None:
         """Ctrl-C: the in-flight trials are recorded queued again (the attempt not counted)."""
-        self.state.refresh()
+        self.state.refresh(force=True)
         recs = policy.interrupted(self.sweep, tids)
         if recs:
             self.store.append(recs, message=f"mlci: sweep {self.sweep.name}: interrupted, {len(recs)} trials requeued")

@@ -55,30 +55,32 @@ class QueueState:
     def _stat(self) -> tuple[object, ...]:
         return stat_signature(self._ref_files)
 
-    def refresh(self) -> bool:
+    def refresh(self, force: bool = False) -> bool:
         """Re-fold when the ledger moved; True when it did.
 
         A coordinator calls this every few tens of milliseconds: the ref files are stat'ed
         and git is asked for the tip only when they changed (or every 2 s, for ref stores
-        a stat cannot see).
+        a stat cannot see; or when `force`d). State is replaced only once everything is read:
+        a Ctrl-C that lands mid-read leaves the old signature, so the next call reads again
+        (setting the signature first left a stale fold that looked current).
         """
         signature = self._stat()
         now = time.monotonic()
-        if signature == self._signature and now - self._checked < 2.0:
+        if not force and signature == self._signature and now - self._checked < 2.0:
             return False
-        self._signature, self._checked = signature, now
         tip = self.store.tip() or ""
-        if tip == self.tip:
-            return False
-        added = self.store.added_between(self.tip, tip) if self.tip else None
-        if added is None:
-            self.tip, self.events = load_events(self.repo)
-        else:
-            new = [r for r in self.store.load_entries(added) if r.get("type") in ("sweep", "trial")]
-            self.events.extend(new)
-            self.tip = tip
-        self.sweeps = fold(self.events)
-        return True
+        moved = tip != self.tip
+        if moved:
+            added = self.store.added_between(self.tip, tip) if self.tip else None
+            if added is None:
+                tip, events = load_events(self.repo)
+            else:
+                new = [r for r in self.store.load_entries(added) if r.get("type") in ("sweep", "trial")]
+                events = self.events + new
+            sweeps = fold(events)
+            self.tip, self.events, self.sweeps = tip, events, sweeps
+        self._signature, self._checked = signature, now
+        return moved
 
     def find(self, ref: str) -> Sweep:
         return find_sweep(self.sweeps, ref)

@@ -98,8 +98,10 @@ class LedgerStore:
             rid = record.get("id")
             if isinstance(rid, str) and records.record_path(rid) == entry.path:
                 yield record, data  # a body filed under another record's name never wins: fsck names it
+        from mlci_tui.ledger.segment_read import segment_records  # pyarrow: only where segments are
+
         for entry in segments:
-            for record, body in _read_segment(blobs.get(entry.oid, b"")):
+            for record, body in segment_records(blobs.get(entry.oid, b"")):
                 if isinstance(record.get("id"), str):
                     yield record, body
 
@@ -277,7 +279,9 @@ class LedgerStore:
             # a record this clone compacted comes back as an event file: the segment holds ours
             compacted = self._segment_ids(tip) & added.keys()
             if compacted:
-                ours = _segment_bodies(self.repo.cat_blobs([e.oid for e in local_segments]).values(), compacted)
+                from mlci_tui.ledger.segment_read import segment_bodies
+
+                ours = segment_bodies(self.repo.cat_blobs([e.oid for e in local_segments]).values(), compacted)
                 blobs = self.repo.cat_blobs([added[rid] for rid in compacted])
                 pairs += [_Pair(rid, ours[rid], blobs.get(added[rid], b""), None, added[rid]) for rid in ours]
         for path, blob in segments:
@@ -327,8 +331,9 @@ class LedgerStore:
         """Their new segment comes in whole when it holds nothing that differs from ours; otherwise
         its records come in as event files, and those that differ as conflicts (the pairs returned)."""
         from mlci_tui.ledger.conflicts import same_meaning  # merges only: not on the append's path
+        from mlci_tui.ledger.segment_read import segment_bodies
 
-        bodies = _segment_bodies([self.repo.cat_blobs([blob]).get(blob, b"")], None)
+        bodies = segment_bodies([self.repo.cat_blobs([blob]).get(blob, b"")], None)
         present = self.has_ids(bodies, tip)
         ours = self._bodies(tip, present) if present else {}
         pairs = [_Pair(rid, ours[rid], bodies[rid], None, None) for rid in ours]
@@ -351,8 +356,10 @@ class LedgerStore:
         found = {rid: blobs.get(e.oid, b"") for e in files for rid in [_record_name(e.path)] if rid}
         rest = ids - found.keys()
         if rest:
+            from mlci_tui.ledger.segment_read import segment_bodies
+
             segs = [e.oid for e in self.repo.ls_tree(tip, [SEGMENTS_DIR]) if e.path.endswith(".parquet")]
-            found.update(_segment_bodies(self.repo.cat_blobs(segs).values(), rest))
+            found.update(segment_bodies(self.repo.cat_blobs(segs).values(), rest))
         return found
 
     def _decided(self, tip: str, ids: list[str]) -> set[tuple[str, str]]:
@@ -526,39 +533,8 @@ def _record_name(path: str) -> str | None:
     return rid if records.is_id(rid) and records.record_path(rid) == path else None
 
 
-def _segment_bodies(segments: Iterable[bytes], ids: set[str] | None) -> dict[str, bytes]:
-    """Record id -> canonical body (with its newline) from Parquet segments, for `ids` (None: all)."""
-    found: dict[str, bytes] = {}
-    for data in segments:
-        if not data:
-            continue
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(io.BytesIO(data), columns=["id", "body"])
-        except Exception:  # an unreadable segment: fsck names it; the cache skips it
-            continue
-        for rid, body in zip(table.column("id").to_pylist(), table.column("body").to_pylist()):
-            if isinstance(rid, str) and isinstance(body, str) and (ids is None or rid in ids):
-                found.setdefault(rid, body.encode() if body.endswith("\n") else (body + "\n").encode())
-    return found
-
-
 def _backoff(attempt: int) -> None:
     """Jittered, growing sleep: immediate retries starve one writer (docs/architecture.md: deviation (a))."""
     import random  # lazy: only a writer that lost a race waits
 
     time.sleep(random.uniform(0.001, 0.004) * min(2 ** min(attempt, 6), 40))
-
-
-def _read_segment(data: bytes) -> Iterator[tuple[dict[str, Any], bytes]]:
-    if not data:
-        return
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(io.BytesIO(data), columns=["body"])
-    for body in table.column("body").to_pylist():
-        try:
-            yield records.loads(body), body.encode() if body.endswith("\n") else (body + "\n").encode()
-        except ValueError:
-            continue

@@ -134,7 +134,9 @@ def test_a_typed_segment_of_the_previous_layout_is_read_and_checked(repo: Path) 
 
     import pyarrow.parquet as pq
 
-    from mlci_tui.ledger.cache import TYPED_NAMES, TYPED_NAMES_BEFORE_FILES
+    from mlci_tui.ledger.cache import SEGMENT_STORED_TYPED, TYPED_NAMES, TYPED_NAMES_BEFORE_FILES
+    from mlci_tui.ledger.compact import typed_connection, typed_table
+    from mlci_tui.ledger.segment_read import segment_bodies
 
     store = LedgerStore(Repo.find(repo))
     runs = [make_run(params={"lr": i / 10}, metrics={"acc": i / 100}) for i in range(6)]
@@ -145,14 +147,16 @@ def test_a_typed_segment_of_the_previous_layout_is_read_and_checked(repo: Path) 
     assert tip is not None
     entries = store.entries(tip)
     older = []
+    con = typed_connection()
     for entry in entries:
         if entry.path.endswith(".parquet"):
-            table = pq.read_table(io.BytesIO(store.repo.cat_blobs([entry.oid])[entry.oid])).select(
-                TYPED_NAMES_BEFORE_FILES
-            )
+            bodies = [b.decode() for b in segment_bodies(store.repo.cat_blobs([entry.oid]).values(), None).values()]
+            # full bodies and both lists, as that layout stored them
+            table = typed_table(con, bodies, SEGMENT_STORED_TYPED).select(TYPED_NAMES_BEFORE_FILES)
             buf = io.BytesIO()
             pq.write_table(table, buf)
             older.append((entry.path, buf.getvalue()))
+    con.close()
     assert store.replace_tree(
         older, "an older mlci's segments", tip, keep=[e for e in entries if e.path not in dict(older)]
     )

@@ -58,11 +58,14 @@ def _compact_peak(store: LedgerStore) -> tuple[int, int]:
 
 
 def _append_wide(store: LedgerStore, count: int) -> None:
-    """Runs with a 2 KB param of random text each: segments of several MB (beside which the
-    interpreter's own allocations are small)."""
+    """Runs with a 3 KB param of random text each: segments of several MB (beside which the
+    interpreter's own allocations are small; a segment holds the text once, in the run's map)."""
     rng = random.Random(count)
-    noise = "".join(rng.choice(string.ascii_letters) for _ in range(2048 * count))
-    store.append([make_run(params={"blob": noise[i * 2048 : (i + 1) * 2048]}) for i in range(count)])
+    noise = "".join(rng.choice(string.ascii_letters) for _ in range(WIDE * count))
+    store.append([make_run(params={"blob": noise[i * WIDE : (i + 1) * WIDE]}) for i in range(count)])
+
+
+WIDE = 3072  # characters of random text per run
 
 
 def test_compaction_never_holds_the_segments_bytes_in_memory(repo: Path) -> None:

@@ -23,18 +23,23 @@ def _previous_layout(store: LedgerStore) -> None:
     `param_file`/`metric_file`, as an older mlci compacted it."""
     import pyarrow.parquet as pq
 
-    from mlci_tui.ledger.cache import TYPED_NAMES_BEFORE_FILES
+    from mlci_tui.ledger.cache import SEGMENT_STORED_TYPED, TYPED_NAMES_BEFORE_FILES
+    from mlci_tui.ledger.compact import typed_connection, typed_table
+    from mlci_tui.ledger.segment_read import segment_bodies
 
     tip = store.tip()
     assert tip is not None
     entries = store.entries(tip)
     older = {}
+    con = typed_connection()
     for entry in entries:
         if entry.path.endswith(".parquet"):
             data = store.repo.cat_blobs([entry.oid])[entry.oid]
-            buf = io.BytesIO()
-            pq.write_table(pq.read_table(io.BytesIO(data)).select(TYPED_NAMES_BEFORE_FILES), buf)
+            bodies = [b.decode() for b in segment_bodies([data], None).values()]
+            buf = io.BytesIO()  # full bodies and both lists, as that layout stored them
+            pq.write_table(typed_table(con, bodies, SEGMENT_STORED_TYPED).select(TYPED_NAMES_BEFORE_FILES), buf)
             older[entry.path] = buf.getvalue()
+    con.close()
     assert older
     keep = [e for e in entries if e.path not in older]
     assert store.replace_tree(list(older.items()), "an older mlci's segments", tip, keep=keep)

@@ -281,13 +281,20 @@ FILE_OF = {
 TYPED_NAMES_BEFORE_FILES = [n for n in TYPED_NAMES if n not in FILE_OF]
 
 # What a segment stores is the typed row less what repeats another column: a run's `run_id`
-# and `target` (its id) are NULL there, and a reader restores them (SEGMENT_READ). Both run on
-# the typed columns, so what compaction writes and what `typed_mismatch` derives again agree.
-# (A map whose keys are its list's names could be left out too, 100 bytes a run at 100k runs,
-# but rebuilding it on read cost a cold rebuild ~1.7 s of CPU more: measured, not kept.)
-SEGMENT_STORED = {
+# and `target` (its id) are NULL there, and a reader restores them (SEGMENT_READ); so are the
+# `params`/`metrics` lists of a run whose `param_file`/`metric_file` is set: its map holds the
+# same values, and no reader takes that run's values from the list (the views read its map:
+# FILE_OF), so nothing restores them. All run on the typed columns, so what compaction writes
+# and what `typed_mismatch` derives again agree. (The maps are what stays: leaving a map out
+# and rebuilding it from the list on read cost a cold rebuild ~1.7 s of CPU more at 100k runs.)
+SEGMENT_STORED_TYPED = {  # the typed layout before residual bodies (segment_read): lists kept
     "run_id": "CASE WHEN type = 'run' AND run_id = id THEN NULL ELSE run_id END",
     "target": "CASE WHEN type = 'run' AND target = id THEN NULL ELSE target END",
+}
+SEGMENT_STORED = {
+    **SEGMENT_STORED_TYPED,
+    "params": "CASE WHEN param_file IS NULL THEN params END",
+    "metrics": "CASE WHEN metric_file IS NULL THEN metrics END",
 }
 SEGMENT_READ = {
     "run_id": "CASE WHEN type = 'run' THEN coalesce(run_id, id) ELSE run_id END",

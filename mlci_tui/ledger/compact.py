@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -33,6 +33,7 @@ from mlci_tui.errors import MlciError, first_line
 from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.conflicts import CONFLICTS_DIR, blob_id, conflict_path, meaning, resolved_path
+from mlci_tui.ledger.segment_read import LAYOUT_KEY, RESIDUAL, is_residual_layout, read_bodies, residual, restored
 from mlci_tui.ledger.store import (
     EVENTS_DIR,
     MAX_ATTEMPTS,
@@ -53,7 +54,7 @@ BUCKETS = records.B32_ALPHABET  # a record's bucket: the first character of its 
 # the background; `mlci ledger push` runs it before pushing). Below it, reading the loose files
 # costs the cache build less than rewriting segments costs compaction.
 AUTO_THRESHOLD = int(os.environ.get("MLCI_COMPACT_THRESHOLD", "2000"))
-_NAMED = re.compile(r"segments/([a-z2-7])-([a-z2-7]{26})\.parquet")
+NAMED = re.compile(r"segments/([a-z2-7])-([a-z2-7]{26})\.parquet")  # a segment named by `segment_name`
 
 
 @dataclass
@@ -120,7 +121,7 @@ class _Segment:
 
     path: Path
     rows: int | None  # None: not a segment this can read (fsck names it; it stays as it is)
-    typed: bool  # it carries the typed columns (or cannot be read at all): not rewritten for that
+    typed: bool  # of the current layout (or not readable at all): not rewritten for its layout
 
 
 def _plan(
@@ -141,7 +142,7 @@ def _plan(
     by_bucket: dict[str, list[TreeEntry]] = {}
     mixed: list[TreeEntry] = []  # segments not named by the bucket rule (an older mlci's): rewritten
     for seg in segments:
-        m = _NAMED.fullmatch(seg.path)
+        m = NAMED.fullmatch(seg.path)
         (by_bucket.setdefault(m.group(1), []) if m else mixed).append(seg)
     held = _stage_segments(repo, segments, scratch)
     kept_conflicts = [e for e in entries if e.path.startswith(CONFLICTS_DIR)]
@@ -156,6 +157,7 @@ def _plan(
         if found.rows is not None:
             redacted.update(_targets(found.path, "redact"))
     conflicts: dict[str, bytes] = {}
+    refused: list[TreeEntry] = []
     con = typed_connection() if dirty else None
     for bucket in sorted(dirty):  # one bucket in memory at a time
         rows = _Bucket()
@@ -166,11 +168,14 @@ def _plan(
         for seg in [*mixed, *by_bucket.get(bucket, [])]:
             if held[seg].rows is None:
                 continue  # unreadable: `ledger fsck` names it; it stays in the tree below
-            table = _table(held[seg].path, ["id", "body"])
-            for rid, body in zip(table.column("id").to_pylist(), table.column("body").to_pylist()):
+            rids, _types, bodies = read_bodies(held[seg].path)
+            if None in bodies and seg in by_bucket.get(bucket, []):
+                refused.append(seg)  # a row its columns do not rebuild: fsck names it; kept as it is
+                continue
+            for rid, body in zip(rids, bodies):
                 if isinstance(rid, str) and rid[:1] == bucket and isinstance(body, str):
                     _add(rows, conflicts, _line(body), sha256)
-            del table
+            del rids, bodies
         kept = [(rid, rtype, body) for rid, (rtype, body) in sorted(rows.rows.items()) if _kept(rows, rid, redacted)]
         del rows
         if kept and con is not None:
@@ -192,7 +197,7 @@ def _plan(
         if bucket not in dirty:
             keep += segs
             total += sum(held[s].rows or 0 for s in segs)
-    keep += [s for s in segments if held[s].rows is None]  # kept as they are: fsck names them
+    keep += [s for s in segments if held[s].rows is None] + refused  # kept as they are: fsck names them
     keep += [id_lists[p] for s in keep if s.path.endswith(".parquet") for p in [_ids_of(s.path)] if p in id_lists]
     return files, list(dict.fromkeys(keep)), total
 
@@ -213,18 +218,20 @@ def _ids_of(path: str) -> str:
 
 def _footer(path: Path) -> tuple[int | None, bool]:
     """A segment's row count from its footer (None when it is not a segment this can read), and
-    whether it carries the typed columns (a bodies-only segment is rewritten; one that cannot be
-    read at all is kept as it is, so it counts as typed here)."""
+    whether it is of the current layout: the typed columns and residual bodies (an older layout
+    is rewritten; a segment that cannot be read at all is kept as it is, so it counts as current)."""
     import pyarrow.parquet as pq
 
     from mlci_tui.ledger.cache import TYPED_NAMES
 
     try:
         meta = pq.ParquetFile(path).metadata
+        schema = pq.read_schema(path)
     except Exception:  # noqa: BLE001 - an unreadable segment stays as it is; fsck names it
         return None, True
-    names = meta.schema.to_arrow_schema().names
-    return (meta.num_rows if {"id", "type", "body"} <= set(names) else None), names == TYPED_NAMES
+    names = schema.names
+    current = names == TYPED_NAMES and is_residual_layout(schema)
+    return (meta.num_rows if {"id", "type", "body"} <= set(names) else None), current
 
 
 def _table(path: Path, columns: list[str]) -> pa.Table:
@@ -305,7 +312,8 @@ def _kept(bucket: _Bucket, rid: str, redacted: set[str]) -> bool:
 
 
 def _targets(path: Path, rtype: str) -> set[str]:
-    """The targets of a segment's records of one type (its tombstones), read from those rows only."""
+    """The targets of a segment's records of one type (its tombstones), read from those rows only
+    (a record that is not a run keeps its full body in every layout: no rebuild)."""
     import pyarrow.compute as pc
 
     table = _table(path, ["type", "body"])
@@ -330,14 +338,19 @@ def segment_name(bucket: str, rows: Sequence[tuple[str, str, str]]) -> str:
 def _segment_files(
     bucket: str, rows: list[tuple[str, str, str]], con: duckdb.DuckDBPyConnection, scratch: Path
 ) -> list[tuple[str, Path]]:
-    """A bucket's `.parquet` (id, type, body: canonical JSON, then the typed columns a cold
-    rebuild copies; sorted by id, zstd) and `.ids`, written to files in `scratch`."""
+    """A bucket's `.parquet` (id, type, body: canonical JSON, a run's as its residual
+    (`segment_read.residual`), then the typed columns a cold rebuild copies; sorted by id, zstd)
+    and `.ids`, written to files in `scratch`. The name hashes the bodies themselves."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     ids = [rid for rid, _rtype, _body in rows]
     table = typed_table(con, [body for _rid, _rtype, body in rows])
     if table.column("id").to_pylist() != ids:
         raise MlciError(f"compaction: bucket {bucket}: a record's JSON gives no typed row")  # a bug: nothing written
+    stored = [residual(body, given) for (_rid, _rtype, body), given in zip(rows, restored(table))]
+    table = table.set_column(table.column_names.index("body"), "body", pa.array(stored, pa.string()))
+    table = table.replace_schema_metadata({LAYOUT_KEY: RESIDUAL})
     name = segment_name(bucket, rows)
     segment, id_list = scratch / f"new-{bucket}.parquet", scratch / f"new-{bucket}.ids"
     plain = [name for name in table.column_names if name not in UNIQUE_COLUMNS]
@@ -367,9 +380,10 @@ def typed_connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def typed_table(con: duckdb.DuckDBPyConnection, bodies: list[str]) -> pa.Table:
+def typed_table(con: duckdb.DuckDBPyConnection, bodies: list[str], stored: Mapping[str, str] | None = None) -> pa.Table:
     """The segment's table of these canonical bodies, sorted by id: id, type, body and the typed
-    columns (`cache.TYPED_COLUMNS`, derived by the cache's own SQL: one rule for both)."""
+    columns (`cache.TYPED_COLUMNS`, derived by the cache's own SQL: one rule for both), less
+    what repeats another column (`stored`: cache.SEGMENT_STORED, the current layout's)."""
     import pyarrow as pa
 
     from mlci_tui.ledger.cache import SEGMENT_STORED, derive_typed, segment_columns
@@ -377,7 +391,8 @@ def typed_table(con: duckdb.DuckDBPyConnection, bodies: list[str]) -> pa.Table:
     con.register("segment_bodies", pa.table({"body": pa.array(bodies, pa.string())}))
     try:
         derive_typed(con, "SELECT body FROM segment_bodies", "segment_rows", run_bodies=True)
-        table = con.sql(f"SELECT {segment_columns(SEGMENT_STORED)} FROM segment_rows ORDER BY id").to_arrow_table()
+        columns = segment_columns(SEGMENT_STORED if stored is None else stored)
+        table = con.sql(f"SELECT {columns} FROM segment_rows ORDER BY id").to_arrow_table()
     finally:
         con.unregister("segment_bodies")
     return table
@@ -386,15 +401,19 @@ def typed_table(con: duckdb.DuckDBPyConnection, bodies: list[str]) -> pa.Table:
 def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | None:
     """Which typed column of a segment says something else than its bodies (None: all agree, or
     the segment has bodies only). A reader trusts the typed columns, so `ledger fsck` and a pull
-    check them against the bodies they were derived from."""
-    from mlci_tui.ledger.cache import TYPED_NAMES, TYPED_NAMES_BEFORE_FILES
+    check them against the bodies they were derived from. `segment` holds its rebuilt bodies
+    (`segment_read.table_bodies`) and the schema metadata of its layout."""
+    from mlci_tui.ledger.cache import SEGMENT_STORED_TYPED, TYPED_NAMES, TYPED_NAMES_BEFORE_FILES
 
     if segment.column_names == ["id", "type", "body"]:
         return None
-    if segment.column_names not in (TYPED_NAMES, TYPED_NAMES_BEFORE_FILES):  # the latter: readers take it too
+    residual_layout = is_residual_layout(segment.schema)
+    if segment.column_names not in (TYPED_NAMES, TYPED_NAMES_BEFORE_FILES) or (
+        residual_layout and segment.column_names != TYPED_NAMES
+    ):  # the typed layouts before the residual one: readers take them too
         return "its columns are neither id, type, body nor the typed segment's"
     bodies = [b if isinstance(b, str) else "" for b in segment.column("body").to_pylist()]
-    derived = typed_table(con, bodies)
+    derived = typed_table(con, bodies, None if residual_layout else SEGMENT_STORED_TYPED)
     con.register("segment_given", segment)
     con.register("segment_derived", derived)
     try:

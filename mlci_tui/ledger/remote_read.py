@@ -209,10 +209,10 @@ def _local_rows(store: LedgerStore, con: duckdb.DuckDBPyConnection, segments: li
     """The temp table `local_rows` (typed, as a segment reads) of the records the manifest does
     not serve: loose event files and segments compacted since the publish; False when none."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from mlci_tui.ledger.cache import SEGMENT_READ, segment_columns
     from mlci_tui.ledger.compact import typed_table
+    from mlci_tui.ledger.segment_read import read_bodies
 
     bodies: list[str] = []
     if events:
@@ -223,7 +223,7 @@ def _local_rows(store: LedgerStore, con: duckdb.DuckDBPyConnection, segments: li
                 bodies.append(line.decode("utf-8", "replace"))
     for _n, data in store.repo.stream_blobs([e.oid for e in segments]):
         if data:
-            bodies += [b for b in pq.read_table(io.BytesIO(data), columns=["body"]).column("body").to_pylist() if b]
+            bodies += [b for b in read_bodies(io.BytesIO(data))[2] if b]
     if not bodies:
         return False
     table: pa.Table = typed_table(con, bodies)

@@ -1,13 +1,250 @@
 """A segment's records as their canonical bodies: the one place that turns a Parquet segment's
-rows back into the bytes an event file holds (a union, a rewrite check and `redact` compare them)."""
+rows back into the bytes an event file holds (a union, a rewrite check, `redact`, compaction and
+verification compare or hash them).
+
+A segment written in the residual layout (its footer's `LAYOUT_KEY` says `RESIDUAL`) stores a
+run's body as a **residual**: the canonical JSON of the record less the keys its typed columns
+give back exactly (`restored`), without the newline a full body keeps. `rebuild` puts those keys
+back and gives the body byte for byte; compaction stores a residual only where that holds
+(`residual`), so the format is exact by construction. Any other row, and every row of an older
+segment, holds its full body with its newline.
+"""
 
 from __future__ import annotations
 
 import io
+import json
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from mlci_tui.ledger import records
+from mlci_tui.numbers import NAN, NEG_INF, POS_INF
+
+LAYOUT_KEY = b"mlci.bodies"  # Parquet footer metadata: how the body column holds a run's body
+RESIDUAL = b"residual"  # a run row's body without its newline is a residual (`rebuild`)
+
+# The run keys a residual leaves out, each given back by the typed column of its name: text as it
+# is, times in the form mlci writes them, `params`/`metrics` from the maps of a run of one file.
+_TEXT_KEYS = (
+    "id",
+    "type",
+    "kind",
+    "name",
+    "status",
+    "commit",
+    "tree",
+    "patch_id",
+    "branch",
+    "author",
+    "message",
+    "source",
+    "parent",
+    "sweep_id",
+    "trial_id",
+    "mlci_version",
+    "python_version",
+)
+_TIME_KEYS = ("time", "started", "ended")
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # Arrow's %S carries the microseconds: records.now_iso's form
+# the columns `rebuild` reads (a segment's `body` and what gives the left-out keys back)
+REBUILD_COLUMNS = [
+    *_TEXT_KEYS,
+    "body",
+    "v",
+    "run_id",
+    *_TIME_KEYS,
+    "steps",
+    "param_map",
+    "param_file",
+    "metric_map",
+    "metric_file",
+]
+
+
+def _one_shot(encoder: json.JSONEncoder) -> Any:
+    """`encoder.encode` for a parsed JSON value, with the C encoder made once (as
+    `JSONEncoder.iterencode` makes it, without the circular check: a parse has no cycles)
+    instead of at every call."""
+    from json import encoder as std
+
+    c_make_encoder = getattr(std, "c_make_encoder", None)  # None without the C accelerator
+    if c_make_encoder is None:
+        return encoder.encode
+    make = c_make_encoder(
+        None,
+        encoder.default,
+        std.encode_basestring_ascii if encoder.ensure_ascii else std.encode_basestring,
+        encoder.indent,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+    return lambda value: "".join(make(value, 0))
+
+
+# records.dumps without its float walk, for parsed JSON (the `{"$float": ...}` wrappers kept as
+# objects): the canonical form `ledger/verify.py` holds every record to
+canonical = _one_shot(json.JSONEncoder(**records.JSON_OPTIONS))
+_canonical = canonical
+_WRAPPED = {POS_INF: {records.FLOAT_KEY: POS_INF}, NEG_INF: {records.FLOAT_KEY: NEG_INF}}
+
+
+def is_residual_layout(schema: Any) -> bool:
+    """Whether a segment's Arrow schema (from its footer) is of the residual layout."""
+    return (schema.metadata or {}).get(LAYOUT_KEY) == RESIDUAL
+
+
+def restored(table: Any) -> list[dict[str, Any] | None]:
+    """Per row of a typed segment table: the keys a run's typed columns give back, with the JSON
+    value each gives (None for a row that is not a run). A NULL column gives nothing back."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    types = table.column("type").to_pylist()
+    columns: dict[str, list[Any]] = {k: table.column(k).to_pylist() for k in _TEXT_KEYS}
+    for key in _TIME_KEYS:
+        columns[key] = pc.strftime(table.column(key), format=_TIME_FORMAT).to_pylist()
+    ids = columns["id"]
+    # a run's run_id is stored NULL where it is its id (cache.SEGMENT_STORED)
+    columns["run_id"] = [r if r is not None else i for r, i in zip(table.column("run_id").to_pylist(), ids)]
+    columns["v"] = table.column("v").to_pylist()
+    columns["params"] = _files(table, "param_map", "param_file", _param_values)
+    columns["metrics"] = _files(table, "metric_map", "metric_file", _float_values)
+    columns["steps"] = [
+        None if s is None else [[x["file"], x["name"], x["step"], _float_json(x["value"])] for x in s]
+        for s in table.column("steps").to_pylist()
+    ]
+    keys = list(columns)
+    out: list[dict[str, Any] | None] = []
+    for row in range(n):
+        if types[row] != "run":
+            out.append(None)
+            continue
+        out.append({k: v for k in keys if (v := columns[k][row]) is not None})
+    return out
+
+
+def _files(table: Any, map_name: str, file_name: str, values: Any) -> list[dict[str, Any] | None]:
+    """`{file: {name: value}}` for a run whose values come from one file (its map holds them
+    all, under their plain names: cache.FILE_OF), else None."""
+    files = table.column(file_name).to_pylist()
+    out: list[dict[str, Any] | None] = [None] * len(files)
+    if not any(f is not None for f in files):
+        return out
+    maps = table.column(map_name).to_pylist()
+    for row, (file, pairs) in enumerate(zip(files, maps)):
+        given = None if file is None or pairs is None else values(pairs)
+        if given is not None:
+            out[row] = {file: given}
+    return out
+
+
+def _float_json(value: float | None) -> Any:
+    """A DOUBLE as the record writes it: a finite float, else the `{"$float": ...}` wrapper."""
+    if value is None or math.isfinite(value):
+        return value
+    return {records.FLOAT_KEY: NAN} if math.isnan(value) else _WRAPPED[POS_INF if value > 0 else NEG_INF]
+
+
+def _float_values(pairs: list[tuple[str, float | None]]) -> dict[str, Any]:
+    values = dict(pairs)
+    try:
+        if math.isfinite(sum(values.values())):  # type: ignore[arg-type] # no NaN, infinity or NULL: as they are
+            return values
+    except TypeError:  # a NULL: a value that is no number (the body keeps it)
+        pass
+    return {k: _float_json(v) for k, v in values.items()}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity are not JSON: such a text was a string
+
+
+def _param_values(pairs: list[tuple[str, str | None]]) -> dict[str, Any] | None:
+    """A param's text (cache._param_text) back to its JSON value: the value whose canonical JSON
+    is that text (a number, true, null, an object), else the text as a string. Where that guess
+    is wrong (a string "12"), the rebuilt body differs and compaction keeps the key."""
+    out: dict[str, Any] = {}
+    for name, text in pairs:
+        if text is None:
+            return None  # no text to read back: the body keeps its params
+        try:
+            value = json.loads(text, parse_constant=_refuse_constant)
+            out[name] = value if type(value) is not str and _canonical(value) == text else text
+        except ValueError:
+            out[name] = text
+    return out
+
+
+def rebuild(stored: str, restore: dict[str, Any] | None) -> str | None:
+    """A row's canonical body (with its newline) from what its body column holds and what its
+    typed columns give back (`restored`). A full body (with its newline) is returned as it is.
+    None when the stored text is not what compaction writes: a residual that is not canonical
+    JSON of an object, or that holds a key its columns give back with the same value."""
+    if restore is None or stored.endswith("\n"):
+        return stored
+    try:
+        record = json.loads(stored)
+    except (ValueError, RecursionError):
+        return None
+    if type(record) is not dict or _canonical(record) != stored:
+        return None
+    for key, value in restore.items():
+        if key not in record:
+            record[key] = value
+        elif _canonical(record[key]) == _canonical(value):
+            return None
+    return _canonical(record) + "\n"
+
+
+def residual(body: str, restore: dict[str, Any] | None) -> str:
+    """What the segment stores for a body (with its newline): its residual where `rebuild` gives
+    the body back byte for byte (the keys whose column says something else kept in it), else the
+    body itself."""
+    if restore is None:
+        return body
+    try:
+        record = json.loads(body)
+    except (ValueError, RecursionError):
+        return body
+    if type(record) is not dict:
+        return body
+    stored = _canonical({k: v for k, v in record.items() if k not in restore})
+    if rebuild(stored, restore) == body:
+        return stored
+    kept = {k: v for k, v in record.items() if k not in restore or _canonical(v) != _canonical(restore[k])}
+    stored = _canonical(kept)
+    return stored if rebuild(stored, restore) == body else body
+
+
+def table_bodies(table: Any) -> list[str | None]:
+    """Every row's body (with its newline), from a segment table read with `REBUILD_COLUMNS`
+    where its layout is residual; a row whose stored text `rebuild` refuses gives None."""
+    stored = table.column("body").to_pylist()
+    if not is_residual_layout(table.schema):
+        return [b if b is None or b.endswith("\n") else b + "\n" for b in stored]
+    return [None if s is None else rebuild(s, r) for s, r in zip(stored, restored(table))]
+
+
+def read_bodies(source: Any) -> tuple[list[Any], list[Any], list[str | None]]:
+    """A segment's ids, types and bodies (`table_bodies`), from a path or a file object."""
+    table = read_table(source)
+    return table.column("id").to_pylist(), table.column("type").to_pylist(), table_bodies(table)
+
+
+def read_table(source: Any) -> Any:
+    """The columns of a segment that its bodies are made of: id, type and body, and in the
+    residual layout the typed columns `rebuild` reads."""
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(source)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    columns = REBUILD_COLUMNS if is_residual_layout(schema) else ["id", "type", "body"]
+    return pq.read_table(source, columns=columns)
 
 
 def segment_bodies(segments: Iterable[bytes], ids: set[str] | None) -> dict[str, bytes]:
@@ -16,26 +253,24 @@ def segment_bodies(segments: Iterable[bytes], ids: set[str] | None) -> dict[str,
     for data in segments:
         if not data:
             continue
-        import pyarrow.parquet as pq
-
         try:
-            table = pq.read_table(io.BytesIO(data), columns=["id", "body"])
+            rids, _types, bodies = read_bodies(io.BytesIO(data))
         except Exception:  # an unreadable segment: fsck names it; the cache skips it
             continue
-        for rid, body in zip(table.column("id").to_pylist(), table.column("body").to_pylist()):
+        for rid, body in zip(rids, bodies):
             if isinstance(rid, str) and isinstance(body, str) and (ids is None or rid in ids):
-                found.setdefault(rid, body.encode() if body.endswith("\n") else (body + "\n").encode())
+                found.setdefault(rid, body.encode())
     return found
 
 
 def segment_records(data: bytes) -> Iterator[tuple[dict[str, Any], bytes]]:
     if not data:
         return
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(io.BytesIO(data), columns=["body"])
-    for body in table.column("body").to_pylist():
+    _ids, _types, bodies = read_bodies(io.BytesIO(data))
+    for body in bodies:
+        if body is None:
+            continue
         try:
-            yield records.loads(body), body.encode() if body.endswith("\n") else (body + "\n").encode()
+            yield records.loads(body), body.encode()
         except ValueError:
             continue

@@ -26,6 +26,7 @@ from mlci_tui.ledger import records
 from mlci_tui.ledger.conflicts import blob_id
 from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_STATE_OF
 from mlci_tui.ledger.publish import MANIFEST_PATH, manifest_problem
+from mlci_tui.ledger.segment_read import canonical, is_residual_layout, read_bodies, table_bodies
 from mlci_tui.ledger.store import EVENTS_DIR, QUARANTINE_DIR, SEGMENTS_DIR, LedgerStore
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # the params/metrics file limit: no record legitimately holds more
@@ -34,34 +35,7 @@ MAX_DEPTH = 96
 MAX_KEYS = 1_000_000  # a run holds several params/metrics files of up to 100,000 keys each
 _SHOWN = 3  # example rows named per bad segment
 
-_ENCODER = json.JSONEncoder(**records.JSON_OPTIONS)
-_encode = _ENCODER.encode  # records.dumps without its float walk
-
-
-def _one_shot(encoder: json.JSONEncoder) -> Callable[[Any], str]:
-    """`encoder.encode` for a parsed JSON object, with the C encoder made once (as
-    `JSONEncoder.iterencode` makes it, without the circular check: a parse has no cycles)
-    instead of at every call."""
-    from json import encoder as std
-
-    c_make_encoder = getattr(std, "c_make_encoder", None)  # None without the C accelerator
-    if c_make_encoder is None:
-        return encoder.encode
-    make = c_make_encoder(
-        None,
-        encoder.default,
-        std.encode_basestring_ascii if encoder.ensure_ascii else std.encode_basestring,
-        encoder.indent,
-        encoder.key_separator,
-        encoder.item_separator,
-        encoder.sort_keys,
-        encoder.skipkeys,
-        encoder.allow_nan,
-    )
-    return lambda value: "".join(make(value, 0))
-
-
-_canonical = _one_shot(_ENCODER)
+_encode = _canonical = canonical  # records.dumps without its float walk, the C encoder made once
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _HEX = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a SHA-1 or SHA-256 git object id
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
@@ -411,9 +385,7 @@ class Known:
 
 
 def _bodies(data: bytes) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return [b for b in pq.read_table(io.BytesIO(data), columns=["body"]).column("body").to_pylist() if b]
+    return [b for b in read_bodies(io.BytesIO(data))[2] if b]
 
 
 def fsck(store: LedgerStore) -> list[str]:
@@ -490,12 +462,48 @@ def _segment_problem(
         return "its id column holds a missing or repeated id"
     if listed.decode("utf-8", "replace").split() != ids:
         return f"its ids differ from {path.removesuffix('.parquet')}.ids"
+    if is_residual_layout(table.schema):
+        rebuilt = _rebuilt(table, ids, path)
+        if isinstance(rebuilt, str):
+            return rebuilt
+        table = rebuilt
     bad, said = _check_table_split(table, known)
     warnings.extend(f"{path}: {w}" for w in said)
     if bad:
         shown = "; ".join(f"row {n} (id {ids[n]!r}): {why}" for n, why in bad[:_SHOWN])
         return f"{len(bad):,} invalid record(s): {shown}" + ("; ..." if len(bad) > _SHOWN else "")
     return _typed_problem(table)
+
+
+def _rebuilt(table: Any, ids: list[str], path: str) -> Any:
+    """A segment of the residual layout with its bodies rebuilt (`segment_read.rebuild`), for the
+    checks of every segment; or what is wrong: a row whose stored text is not what compaction
+    writes, or a name that is not the hash of its ids and bodies (compaction names a segment so:
+    a column changed after it changes the bodies, and so the name they need)."""
+    import pyarrow as pa
+
+    from mlci_tui.ledger.cache import TYPED_NAMES
+    from mlci_tui.ledger.compact import NAMED, segment_name
+
+    if table.column_names != TYPED_NAMES:
+        return "its columns are not the typed segment's, which its residual bodies need"
+    try:
+        rebuilt = table_bodies(table)
+    except Exception as exc:  # noqa: BLE001 - typed columns of another type than compaction writes
+        return f"its typed columns do not rebuild its bodies ({first_line(exc)})"
+    bodies = [body for body in rebuilt if body is not None]
+    if len(bodies) != len(rebuilt):
+        refused = [n for n, body in enumerate(rebuilt) if body is None]
+        shown = "; ".join(f"row {n} (id {ids[n]!r})" for n in refused[:_SHOWN])
+        return (
+            f"{len(refused):,} body residual(s) not as compaction writes them (not canonical, or holding "
+            f"a key the typed columns give back): {shown}" + ("; ..." if len(refused) > _SHOWN else "")
+        )
+    named = NAMED.fullmatch(path)
+    types = table.column("type").to_pylist()
+    if named is None or segment_name(named.group(1), list(zip(ids, types, bodies))) != path.removesuffix(".parquet"):
+        return "its name is not the hash of its ids and bodies (the bodies its columns rebuild)"
+    return table.set_column(table.column_names.index("body"), "body", pa.array(bodies, pa.string()))
 
 
 def _utf8_problem(table: Any) -> str | None:

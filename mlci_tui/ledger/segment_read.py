@@ -46,7 +46,6 @@ _TEXT_KEYS = (
     "python_version",
 )
 _TIME_KEYS = ("time", "started", "ended")
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # Arrow's %S carries the microseconds: records.now_iso's form
 # the columns `rebuild` reads (a segment's `body` and what gives the left-out keys back)
 REBUILD_COLUMNS = [
     *_TEXT_KEYS,
@@ -100,45 +99,53 @@ def is_residual_layout(schema: Any) -> bool:
 def restored(table: Any) -> list[dict[str, Any] | None]:
     """Per row of a typed segment table: the keys a run's typed columns give back, with the JSON
     value each gives (None for a row that is not a run). A NULL column gives nothing back."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     n = table.num_rows
-    types = table.column("type").to_pylist()
-    columns: dict[str, list[Any]] = {k: table.column(k).to_pylist() for k in _TEXT_KEYS}
-    for key in _TIME_KEYS:
-        columns[key] = pc.strftime(table.column(key), format=_TIME_FORMAT).to_pylist()
-    ids = columns["id"]
+    columns: dict[str, list[Any]] = {}
+    for key in _TEXT_KEYS:
+        if table.column(key).null_count < n:  # a column of NULLs gives nothing back: not converted
+            columns[key] = table.column(key).to_pylist()
+    for key in _TIME_KEYS:  # as records.now_iso writes a time: `2025-03-03T10:00:00.123456Z`
+        if table.column(key).null_count < n:
+            text = pc.replace_substring(table.column(key).cast(pa.string()), " ", "T")
+            columns[key] = pc.binary_join_element_wise(text, "Z", "").to_pylist()
+    ids = table.column("id").to_pylist()
     # a run's run_id is stored NULL where it is its id (cache.SEGMENT_STORED)
     columns["run_id"] = [r if r is not None else i for r, i in zip(table.column("run_id").to_pylist(), ids)]
     columns["v"] = table.column("v").to_pylist()
     columns["params"] = _files(table, "param_map", "param_file", _param_values)
     columns["metrics"] = _files(table, "metric_map", "metric_file", _float_values)
-    columns["steps"] = [
-        None if s is None else [[x["file"], x["name"], x["step"], _float_json(x["value"])] for x in s]
-        for s in table.column("steps").to_pylist()
-    ]
+    if table.column("steps").null_count < n:
+        columns["steps"] = [
+            None if s is None else [[x["file"], x["name"], x["step"], _float_json(x["value"])] for x in s]
+            for s in table.column("steps").to_pylist()
+        ]
     keys = list(columns)
-    out: list[dict[str, Any] | None] = []
-    for row in range(n):
-        if types[row] != "run":
-            out.append(None)
-            continue
-        out.append({k: v for k in keys if (v := columns[k][row]) is not None})
-    return out
+    types = table.column("type").to_pylist()
+    return [
+        {k: v for k, v in zip(keys, row) if v is not None} if kind == "run" else None
+        for kind, row in zip(types, zip(*columns.values()))
+    ]
 
 
 def _files(table: Any, map_name: str, file_name: str, values: Any) -> list[dict[str, Any] | None]:
     """`{file: {name: value}}` for a run whose values come from one file (its map holds them
-    all, under their plain names: cache.FILE_OF), else None."""
+    all, under their plain names: cache.FILE_OF), else None. The map's keys and values are
+    converted flat, once (a map's own conversion makes a tuple per entry: 2x slower)."""
     files = table.column(file_name).to_pylist()
     out: list[dict[str, Any] | None] = [None] * len(files)
     if not any(f is not None for f in files):
         return out
-    maps = table.column(map_name).to_pylist()
-    for row, (file, pairs) in enumerate(zip(files, maps)):
-        given = None if file is None or pairs is None else values(pairs)
-        if given is not None:
-            out[row] = {file: given}
+    maps = table.column(map_name).combine_chunks()
+    offsets, names, items = maps.offsets.to_pylist(), maps.keys.to_pylist(), maps.items.to_pylist()
+    for row, file in enumerate(files):
+        if file is not None:
+            start, end = offsets[row], offsets[row + 1]
+            given = values(names[start:end], items[start:end])
+            if given is not None:
+                out[row] = {file: given}
     return out
 
 
@@ -149,34 +156,52 @@ def _float_json(value: float | None) -> Any:
     return {records.FLOAT_KEY: NAN} if math.isnan(value) else _WRAPPED[POS_INF if value > 0 else NEG_INF]
 
 
-def _float_values(pairs: list[tuple[str, float | None]]) -> dict[str, Any]:
-    values = dict(pairs)
+def _float_values(names: list[str], values: list[float | None]) -> dict[str, Any]:
     try:
-        if math.isfinite(sum(values.values())):  # type: ignore[arg-type] # no NaN, infinity or NULL: as they are
-            return values
+        if math.isfinite(sum(values)):  # type: ignore[arg-type] # no NaN, infinity or NULL: as they are
+            return dict(zip(names, values))
     except TypeError:  # a NULL: a value that is no number (the body keeps it)
         pass
-    return {k: _float_json(v) for k, v in values.items()}
+    return {k: _float_json(v) for k, v in zip(names, values)}
+
+
+_WORDS = {"true": True, "false": False, "null": None}
+
+
+def _param_value(text: str) -> Any:
+    """A param's text (cache._param_text) back to its JSON value: a number for a text that reads
+    as one (where `param_file` is set, such a text came from a JSON number: FILE_OF), true, false
+    or null, an object or array whose canonical JSON it is, else the text as a string. Where that
+    guess is wrong, the rebuilt body differs and compaction keeps the key. Numbers are read
+    without `json.loads` (a call per value cost more than the rest of a rebuild)."""
+    first = text[:1]
+    if first and first in "-0123456789":
+        if text.isdigit() or (first == "-" and text[1:].isdigit()):
+            return int(text)
+        try:
+            number = float(text)  # DuckDB's spelling of the double: 0.00001 for 1e-05
+        except ValueError:
+            return text
+        return number if math.isfinite(number) else text  # "-inf": a string (a NaN param is {"$float": ...})
+    if text in _WORDS:
+        return _WORDS[text]
+    if first in ("{", "["):
+        try:
+            value = json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            return text
+        return value if _canonical(value) == text else text
+    return text
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(name)  # NaN and Infinity are not JSON: such a text was a string
 
 
-def _param_values(pairs: list[tuple[str, str | None]]) -> dict[str, Any] | None:
-    """A param's text (cache._param_text) back to its JSON value: the value whose canonical JSON
-    is that text (a number, true, null, an object), else the text as a string. Where that guess
-    is wrong (a string "12"), the rebuilt body differs and compaction keeps the key."""
-    out: dict[str, Any] = {}
-    for name, text in pairs:
-        if text is None:
-            return None  # no text to read back: the body keeps its params
-        try:
-            value = json.loads(text, parse_constant=_refuse_constant)
-            out[name] = value if type(value) is not str and _canonical(value) == text else text
-        except ValueError:
-            out[name] = text
-    return out
+def _param_values(names: list[str], texts: list[str | None]) -> dict[str, Any] | None:
+    if None in texts:
+        return None  # no text to read back: the body keeps its params
+    return dict(zip(names, map(_param_value, texts)))  # type: ignore[arg-type]
 
 
 def rebuild(stored: str, restore: dict[str, Any] | None) -> str | None:
@@ -188,10 +213,19 @@ def rebuild(stored: str, restore: dict[str, Any] | None) -> str | None:
         return stored
     try:
         record = json.loads(stored)
-    except (ValueError, RecursionError):
+        if type(record) is not dict or _canonical(record) != stored:
+            return None
+        return _put_back(record, restore)
+    except (ValueError, RecursionError):  # not JSON; NaN as a bare literal (never canonical)
         return None
-    if type(record) is not dict or _canonical(record) != stored:
-        return None
+
+
+def _put_back(record: dict[str, Any], restore: dict[str, Any]) -> str | None:
+    """The body of a parsed residual: each key its columns give back put in (None: the residual
+    holds one with the value the column gives, which compaction never stores)."""
+    if record.keys().isdisjoint(restore):  # the common case: one update
+        record.update(restore)
+        return _canonical(record) + "\n"
     for key, value in restore.items():
         if key not in record:
             record[key] = value
@@ -208,15 +242,16 @@ def residual(body: str, restore: dict[str, Any] | None) -> str:
         return body
     try:
         record = json.loads(body)
-    except (ValueError, RecursionError):
+        if type(record) is not dict:
+            return body
+        kept = {k: v for k, v in record.items() if k not in restore}
+        stored = _canonical(kept)
+        if _put_back(kept, restore) == body:
+            return stored
+        kept = {k: v for k, v in record.items() if k not in restore or _canonical(v) != _canonical(restore[k])}
+        stored = _canonical(kept)
+    except (ValueError, RecursionError):  # not JSON, or NaN as a bare literal: not canonical
         return body
-    if type(record) is not dict:
-        return body
-    stored = _canonical({k: v for k, v in record.items() if k not in restore})
-    if rebuild(stored, restore) == body:
-        return stored
-    kept = {k: v for k, v in record.items() if k not in restore or _canonical(v) != _canonical(restore[k])}
-    stored = _canonical(kept)
     return stored if rebuild(stored, restore) == body else body
 
 

@@ -462,12 +462,13 @@ def _segment_problem(
         return "its id column holds a missing or repeated id"
     if listed.decode("utf-8", "replace").split() != ids:
         return f"its ids differ from {path.removesuffix('.parquet')}.ids"
+    encoded: Sequence[bool] = ()
     if is_residual_layout(table.schema):
         rebuilt = _rebuilt(table, ids, path)
         if isinstance(rebuilt, str):
             return rebuilt
-        table = rebuilt
-    bad, said = _check_table_split(table, known)
+        table, encoded = rebuilt
+    bad, said = _check_table_split(table, known, encoded)
     warnings.extend(f"{path}: {w}" for w in said)
     if bad:
         shown = "; ".join(f"row {n} (id {ids[n]!r}): {why}" for n, why in bad[:_SHOWN])
@@ -475,11 +476,12 @@ def _segment_problem(
     return _typed_problem(table)
 
 
-def _rebuilt(table: Any, ids: list[str], path: str) -> Any:
+def _rebuilt(table: Any, ids: list[str], path: str) -> tuple[Any, list[bool]] | str:
     """A segment of the residual layout with its bodies rebuilt (`segment_read.rebuild`), for the
-    checks of every segment; or what is wrong: a row whose stored text is not what compaction
-    writes, or a name that is not the hash of its ids and bodies (compaction names a segment so:
-    a column changed after it changes the bodies, and so the name they need)."""
+    checks of every segment, and which rows were rebuilt (their bodies are canonical JSON as
+    encoded: not encoded again to check it); or what is wrong: a row whose stored text is not
+    what compaction writes, or a name that is not the hash of its ids and bodies (compaction
+    names a segment so: a column changed after it changes the bodies, and so the name they need)."""
     import pyarrow as pa
 
     from mlci_tui.ledger.cache import TYPED_NAMES
@@ -488,6 +490,7 @@ def _rebuilt(table: Any, ids: list[str], path: str) -> Any:
     if table.column_names != TYPED_NAMES:
         return "its columns are not the typed segment's, which its residual bodies need"
     try:
+        encoded = [b is not None and not b.endswith("\n") for b in table.column("body").to_pylist()]
         rebuilt = table_bodies(table)
     except Exception as exc:  # noqa: BLE001 - typed columns of another type than compaction writes
         return f"its typed columns do not rebuild its bodies ({first_line(exc)})"
@@ -503,7 +506,7 @@ def _rebuilt(table: Any, ids: list[str], path: str) -> Any:
     types = table.column("type").to_pylist()
     if named is None or segment_name(named.group(1), list(zip(ids, types, bodies))) != path.removesuffix(".parquet"):
         return "its name is not the hash of its ids and bodies (the bodies its columns rebuild)"
-    return table.set_column(table.column_names.index("body"), "body", pa.array(bodies, pa.string()))
+    return table.set_column(table.column_names.index("body"), "body", pa.array(bodies, pa.string())), encoded
 
 
 def _utf8_problem(table: Any) -> str | None:
@@ -540,26 +543,27 @@ def _typed_problem(table: Any) -> str | None:
 # pure Python work (a JSON parse and re-encode each), so threads would not help. Compaction's
 # buckets each hold ~1/32 of a ledger (31,000 rows at a million runs): they are split too.
 PARALLEL_ROWS = 20_000
-_SHARED: Any = None  # the segment's Arrow table, inherited by forked workers
+_SHARED: Any = None  # the segment's Arrow table and its rows encoded by a rebuild, inherited by forked workers
 Findings = tuple[list[tuple[int, str]], list[str]]  # (row number, problem) of each bad row; warnings
 
 
-def _check_table_split(table: Any, known: Known | None) -> Findings:
+def _check_table_split(table: Any, known: Known | None, encoded: Sequence[bool] = ()) -> Findings:
     """`_check_selected` over the segment's rows that this clone does not hold byte for byte
     (`known`: held rows bring nothing new), split across forked workers when they are many.
     Workers inherit the Arrow table and make Python strings of their own rows only (strings
     made here would be copied page by page into every worker as it touched their reference
-    counts); only row numbers and findings cross the pipe."""
+    counts); only row numbers and findings cross the pipe. `encoded`: the rows whose bodies a
+    rebuild encoded (canonical by construction), by row number; none when empty."""
     global _SHARED
     rows = _unheld_rows(table, known)
     cores = min(os.cpu_count() or 1, 8)
     if len(rows) < PARALLEL_ROWS or cores < 2 or not hasattr(os, "fork"):
-        return _check_selected(table, rows)
+        return _check_selected(table, rows, encoded)
     import multiprocessing
 
     size = -(-len(rows) // cores)
     parts = [rows[i : i + size] for i in range(0, len(rows), size)]
-    _SHARED = table
+    _SHARED = (table, encoded)
     try:
         with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
             found = pool.map(_check_shared_rows, parts)
@@ -570,7 +574,8 @@ def _check_table_split(table: Any, known: Known | None) -> Findings:
 
 def _check_shared_rows(rows: Sequence[int]) -> Findings:
     assert _SHARED is not None
-    return _check_selected(_SHARED, rows)
+    table, encoded = _SHARED
+    return _check_selected(table, rows, encoded)
 
 
 def _unheld_rows(table: Any, known: Known | None) -> Sequence[int]:
@@ -590,7 +595,7 @@ def _unheld_rows(table: Any, known: Known | None) -> Sequence[int]:
     return rows
 
 
-def _check_selected(table: Any, rows: Sequence[int]) -> Findings:
+def _check_selected(table: Any, rows: Sequence[int], encoded: Sequence[bool] = ()) -> Findings:
     """These rows of a segment, `_BATCH` at a time (`_check_rows`): a run of consecutive rows
     is a slice of the Arrow columns, others are taken by number."""
     bad: list[tuple[int, str]] = []
@@ -604,7 +609,8 @@ def _check_selected(table: Any, rows: Sequence[int]) -> Findings:
 
             numbers = pa.array(batch, pa.int64())
             ids, types, bodies = (table.column(c).take(numbers).to_pylist() for c in _ROW_COLUMNS)
-        found, said = _check_rows(range(len(batch)), ids, types, bodies)
+        rebuilt = [encoded[n] for n in batch] if encoded else ()
+        found, said = _check_rows(range(len(batch)), ids, types, bodies, rebuilt)
         bad.extend((batch[n], why) for n, why in found)
         warnings.extend(said)
     return bad, warnings
@@ -615,20 +621,27 @@ _BATCH = 2048  # rows parsed as one JSON array (`_canonical_records`) and conver
 
 
 def _check_rows(
-    rows: Sequence[int], ids: Sequence[str], types: Sequence[str | None], bodies: Sequence[str | None]
+    rows: Sequence[int],
+    ids: Sequence[str],
+    types: Sequence[str | None],
+    bodies: Sequence[str | None],
+    encoded: Sequence[bool] = (),
 ) -> Findings:
     """(row number, problem) of each bad row among `rows`, and the warnings: each row as
-    `check_record` checks it alone (a row the batch parse does not vouch for is checked so)."""
+    `check_record` checks it alone (a row the batch parse does not vouch for is checked so).
+    `encoded` (by row number, or empty): the bodies a rebuild encoded, canonical by construction."""
     bad: list[tuple[int, str]] = []
     warnings: list[str] = []
     texts = [bodies[n] for n in rows]
-    parsed = _canonical_records([t for t in texts if t is not None])
-    taken = iter(parsed)
+    rebuilt = {n for n in rows if encoded and encoded[n] and bodies[n] is not None}
+    stored = _canonical_records([t for n, t in zip(rows, texts) if t is not None and n not in rebuilt])
+    parsed = _encoded_records([t for n, t in zip(rows, texts) if n in rebuilt and t is not None])
+    taken, made = iter(stored), iter(parsed)
     for n, body in zip(rows, texts):
         if body is None:
             bad.append((n, "no body"))
             continue
-        record = next(taken)
+        record = next(made) if n in rebuilt else next(taken)
         rid = ids[n]
         found = check_record(body, row_id=rid) if record is None else _check_canonical(body, record, None, rid)
         if found.problem is None and types[n] != found.type:
@@ -664,6 +677,25 @@ def _canonical_records(texts: list[str]) -> list[dict[str, Any] | None]:
                         out[n] = value
                 except (ValueError, RecursionError):  # NaN, infinities: never canonical
                     pass
+    return out
+
+
+def _encoded_records(texts: list[str]) -> list[dict[str, Any] | None]:
+    """The records of texts our own encoder wrote (rebuilt bodies: each the canonical JSON of an
+    object and its newline, so a joint parse splits them exactly), parsed `_JOINT` at a time
+    without encoding them again; a part that does not parse to one object per text is left to
+    `_canonical_records`."""
+    out: list[dict[str, Any] | None] = []
+    for first in range(0, len(texts), _JOINT):
+        part = texts[first : first + _JOINT]
+        try:
+            values = json.loads("[" + ",".join([t[:-1] for t in part]) + "]")
+        except (ValueError, RecursionError):
+            values = []
+        if len(values) == len(part) and all(type(v) is dict for v in values):
+            out += values
+        else:
+            out += _canonical_records(part)
     return out
 
 

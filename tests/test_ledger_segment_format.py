@@ -24,7 +24,7 @@ from mlci_tui.errors import CheckFailed
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger import events, records, sync
 from mlci_tui.ledger.compact import compact, typed_connection, typed_table
-from mlci_tui.ledger.segment_read import LAYOUT_KEY, RESIDUAL, segment_bodies
+from mlci_tui.ledger.segment_read import LAYOUT_KEY, RESIDUAL, segment_bodies, table_bodies
 from mlci_tui.ledger.store import LedgerStore
 from mlci_tui.sweep.events import sweep_event, trial_event, trial_id
 
@@ -193,7 +193,7 @@ def test_two_clones_compacting_the_same_records_write_the_same_segments(tmp_path
 def _forged(data: bytes, column: str, change: Callable[[list[Any]], list[Any]]) -> bytes:
     table = pq.read_table(io.BytesIO(data))
     index = table.column_names.index(column)
-    values = change(table.column(column).to_pylist())
+    values = change(table.column(column).to_pylist(), table)
     table = table.set_column(index, column, pa.array(values, table.schema.field(column).type))
     buf = io.BytesIO()
     pq.write_table(table, buf)
@@ -204,19 +204,19 @@ def _first_residual(bodies: list[Any]) -> int:
     return next(n for n, b in enumerate(bodies) if b is not None and not b.endswith("\n"))
 
 
-def _metric_changed(values: list[Any]) -> list[Any]:
+def _metric_changed(values: list[Any], _table: Any) -> list[Any]:
     n = next(n for n, v in enumerate(values) if v)
     values[n] = [(k, v + 1.0) for k, v in values[n]]
     return values
 
 
-def _residual_extended(bodies: list[Any]) -> list[Any]:
+def _residual_extended(bodies: list[Any], _table: Any) -> list[Any]:
     n = _first_residual(bodies)
     bodies[n] = '{"aaa":1,' + bodies[n][1:] if bodies[n] != "{}" else '{"aaa":1}'
     return bodies
 
 
-def _residual_naming_a_column(bodies: list[Any]) -> list[Any]:
+def _residual_naming_a_column(bodies: list[Any], _table: Any) -> list[Any]:
     n = _first_residual(bodies)
     record = json.loads(bodies[n])
     record["type"] = "run"  # what the type column gives back: compaction never stores it
@@ -224,9 +224,15 @@ def _residual_naming_a_column(bodies: list[Any]) -> list[Any]:
     return bodies
 
 
-def _residual_not_canonical(bodies: list[Any]) -> list[Any]:
+def _residual_not_canonical(bodies: list[Any], _table: Any) -> list[Any]:
     n = _first_residual(bodies)
     bodies[n] = bodies[n].replace("{", "{ ", 1)
+    return bodies
+
+
+def _stored_whole(bodies: list[Any], table: Any) -> list[Any]:
+    n = _first_residual(bodies)
+    bodies[n] = table_bodies(table)[n]  # the body itself, which its residual gives back
     return bodies
 
 
@@ -235,6 +241,7 @@ TAMPERED = {
     "a key added to a residual": ("body", _residual_extended, "its name is not the hash of its ids and bodies"),
     "a residual naming a key its columns hold": ("body", _residual_naming_a_column, "not as compaction writes them"),
     "a residual not canonical": ("body", _residual_not_canonical, "not as compaction writes them"),
+    "a run's body stored whole": ("body", _stored_whole, "not as compaction writes them"),
 }
 
 

@@ -207,10 +207,13 @@ def _param_values(names: list[str], texts: list[str | None]) -> dict[str, Any] |
 def rebuild(stored: str, restore: dict[str, Any] | None) -> str | None:
     """A row's canonical body (with its newline) from what its body column holds and what its
     typed columns give back (`restored`). A full body (with its newline) is returned as it is.
-    None when the stored text is not what compaction writes: a residual that is not canonical
-    JSON of an object, or that holds a key its columns give back with the same value."""
-    if restore is None or stored.endswith("\n"):
+    None when the stored text is not what compaction writes (one body, one stored form): a
+    residual that is not canonical JSON of an object, or that holds a key its columns give back
+    with the same value; a run's body stored whole where a residual gives it back."""
+    if restore is None:
         return stored
+    if stored.endswith("\n"):
+        return stored if residual(stored, restore) == stored else None
     try:
         record = json.loads(stored)
         if type(record) is not dict or _canonical(record) != stored:

@@ -402,8 +402,10 @@ def ledger_problems(store: LedgerStore, entries: list[TreeEntry], tree: str | No
 def _check_segments(
     store: LedgerStore, entries: list[TreeEntry], tree: str | None, verdict: Verdict, known: Known | None
 ) -> None:
-    """A segment is checked as a unit: Parquet with exactly the string columns id, type and
-    body, unique ids equal to its `.ids` list, and every body a valid record of that id and type.
+    """A segment is checked as a unit: Parquet whose first columns are the string columns id,
+    type and body, unique ids equal to its `.ids` list, in the residual layout its stored bodies
+    as compaction writes them and its name the hash of the rebuilt ones, every body a valid
+    record of that id and type, and the typed columns what the bodies give.
     A bad segment is reported (and quarantined) with its `.ids`, and an `.ids` with no segment
     is bad too: capture trusts it to say which commits are captured."""
     by_path = {e.path: e for e in entries}
@@ -499,8 +501,9 @@ def _rebuilt(table: Any, ids: list[str], path: str) -> tuple[Any, list[bool]] | 
         refused = [n for n, body in enumerate(rebuilt) if body is None]
         shown = "; ".join(f"row {n} (id {ids[n]!r})" for n in refused[:_SHOWN])
         return (
-            f"{len(refused):,} body residual(s) not as compaction writes them (not canonical, or holding "
-            f"a key the typed columns give back): {shown}" + ("; ..." if len(refused) > _SHOWN else "")
+            f"{len(refused):,} body residual(s) not as compaction writes them (not canonical, holding "
+            f"a key the typed columns give back, or a whole body a residual gives back): {shown}"
+            + ("; ..." if len(refused) > _SHOWN else "")
         )
     named = NAMED.fullmatch(path)
     types = table.column("type").to_pylist()

@@ -7,6 +7,10 @@ agree and a union of them adds nothing. Only the buckets that hold loose records
 than one segment, or a segment of an older mlci) are rewritten; the others are kept as they
 are. A new tombstone rewrites every bucket, since what refers to the record can be anywhere.
 
+A run's body is stored as its residual, less what its typed columns give back exactly
+(`segment_read`: the one place that rebuilds a body, byte for byte), and a segment's name
+hashes the bodies themselves, not what it stores.
+
 Readers de-duplicate by id, so a later union with a clone's uncompacted tree is harmless, and
 such a union drops a loose record a segment holds with the same bytes (store.union_merge).
 Tombstones are kept, so a union never resurrects a redacted record. Compaction drops neither
@@ -225,13 +229,12 @@ def _footer(path: Path) -> tuple[int | None, bool]:
     from mlci_tui.ledger.cache import TYPED_NAMES
 
     try:
-        meta = pq.ParquetFile(path).metadata
-        schema = pq.read_schema(path)
+        footer = pq.ParquetFile(path)
+        rows, schema = footer.metadata.num_rows, footer.schema_arrow
     except Exception:  # noqa: BLE001 - an unreadable segment stays as it is; fsck names it
         return None, True
     names = schema.names
-    current = names == TYPED_NAMES and is_residual_layout(schema)
-    return (meta.num_rows if {"id", "type", "body"} <= set(names) else None), current
+    return (rows if {"id", "type", "body"} <= set(names) else None), names == TYPED_NAMES and is_residual_layout(schema)
 
 
 def _table(path: Path, columns: list[str]) -> pa.Table:

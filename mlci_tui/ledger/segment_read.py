@@ -278,11 +278,9 @@ def read_table(source: Any) -> Any:
     residual layout the typed columns `rebuild` reads."""
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(source)
-    if hasattr(source, "seek"):
-        source.seek(0)
-    columns = REBUILD_COLUMNS if is_residual_layout(schema) else ["id", "type", "body"]
-    return pq.read_table(source, columns=columns)
+    footer = pq.ParquetFile(source)
+    columns = REBUILD_COLUMNS if is_residual_layout(footer.schema_arrow) else ["id", "type", "body"]
+    return footer.read(columns=columns)
 
 
 def segment_bodies(segments: Iterable[bytes], ids: set[str] | None) -> dict[str, bytes]:

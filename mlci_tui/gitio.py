@@ -319,6 +319,9 @@ class Repo(Frozen):
     def commit_of(self, rev: str) -> str | None:
         return self.rev_parse(f"{rev}^{{commit}}")
 
+    def has_object(self, oid: str) -> bool:
+        return git(["cat-file", "-e", oid], self.toplevel, check=False).returncode == 0
+
     def is_shallow(self) -> bool:
         return os.path.exists(os.path.join(self.commondir, "shallow"))
 

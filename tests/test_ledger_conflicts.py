@@ -67,7 +67,7 @@ def _push_forgery(clone_of: Clone, run_id: str) -> tuple[bytes, bytes]:
     genuine = _ledger_file(evil, path)
     forged = _forge(genuine, acc=0.99)
     LedgerStore(Repo.find(evil)).update(lambda _tip: {path: forged}, "mlci: 1 records")
-    git(evil, "push", "-q", "origin", f"{LEDGER_REF}:{LEDGER_REF}")
+    git(evil, "push", "-q", "origin", f"+{LEDGER_REF}:{LEDGER_REF}")  # a compaction is a new root: forced
     return genuine, forged
 
 
@@ -158,7 +158,7 @@ def test_a_remote_segment_with_a_forged_copy_comes_in_as_records_and_a_conflict(
     from mlci_tui.ledger.compact import compact
 
     compact(store)
-    git(evil, "push", "-q", "origin", f"{LEDGER_REF}:{LEDGER_REF}")
+    git(evil, "push", "-q", "origin", f"+{LEDGER_REF}:{LEDGER_REF}")  # a compaction is a new root: forced
     LedgerStore(Repo.find(a)).append([make_run(name="ours", metrics={"acc": 0.3})])  # a merge, not a fast-forward
     pull(a)
     paths = git(a, "ls-tree", "-r", "--name-only", LEDGER_REF).split()

@@ -35,6 +35,13 @@ SEGMENTS_DIR = "segments/"
 QUARANTINE_DIR = "quarantine/"  # where `ledger fsck --repair` moves bad files; nothing reads it
 PUBLISHED_DIR = "published/"  # `ledger publish`'s manifest (publish.py); compaction carries it over
 COMMITTER = "mlci <mlci@localhost>"
+_COMMITTER_ENV = {
+    f"GIT_{who}_{what}": value
+    for who in ("AUTHOR", "COMMITTER")
+    for what, value in (("NAME", "mlci"), ("EMAIL", "mlci@localhost"))
+}
+COMPACTION_SUBJECT = "mlci: compact"  # compact.py's commit: the root of a ledger whose history it dropped
+SCRATCH_REF_PREFIX = "refs/mlci/scratch/"  # a commit written before the ledger ref is moved to it
 MAX_ATTEMPTS = 60
 # A ref lock is held for well under a millisecond; one older than this was left by a writer
 # killed mid-update (SIGKILL, OOM) and would otherwise block every later append for good.
@@ -201,6 +208,10 @@ class LedgerStore:
         id, and any other incoming body is kept at `conflicts/<id>/<blob>.json` in the same
         commit (docs/ledger.md: merging). Still a tree diff: only paths present on both
         sides with different blobs are read, in one batch.
+
+        Two ledgers that share no history because one was compacted (a compaction commit has no
+        parent) merge into a commit with one parent (`_disjoint_base`): the history the
+        compaction dropped is not brought back by the next pull or push (docs/ledger.md: history).
         """
 
         for attempt in range(MAX_ATTEMPTS):
@@ -218,22 +229,102 @@ class LedgerStore:
             else:
                 changes = self._union_changes(tip, other)
             assert tip is not None and changes is not None
-            new = self._run_fast_import(_fast_import_merge_script(self.ref, tip, other, message, changes))
+            base = self._disjoint_base(tip, other)
+            if base is None:
+                new = self._run_fast_import(_fast_import_merge_script(self.ref, tip, other, message, changes))
+            else:
+                new = self._merge_onto(base, tip, message, changes)
             if new is not None:
                 return new
             _backoff(attempt)
         raise LedgerConflict(f"{self.ref}: gave up merging after {MAX_ATTEMPTS} concurrent updates")
+
+    def _disjoint_base(self, tip: str, other: str) -> str | None:
+        """The one parent of a union of two ledgers without common history when one of them was
+        compacted, else None (a merge with both parents). Ours only when ours starts at a
+        compaction and theirs does not (the push then replaces the remote's history); in every
+        other case theirs, so that clones converge on one history and pushes fast-forward."""
+        if self.repo.run("merge-base", tip, other, check=False).returncode == 0:
+            return None
+        ours, theirs = self._starts_at_compaction(tip), self._starts_at_compaction(other)
+        if not (ours or theirs):
+            return None
+        return tip if ours and not theirs else other
+
+    def _without_redacted(self, tip: str, changes: Changes) -> Changes:
+        """`changes` less the incoming event files of records our compaction dropped because a
+        tombstone redacts them (or what they refer to): with no common history, nothing else
+        tells a record we dropped from one we never had."""
+        added = {
+            rid: blob for path, blob in changes.items() for rid in [_record_name(path)] if rid and isinstance(blob, str)
+        }
+        if not added:
+            return changes
+        redacted = self.redacted_ids(tip)
+        blobs = self.repo.cat_blobs(list(added.values()))
+        for blob in added.values():
+            try:
+                record = records.loads(blobs.get(blob, b""))
+            except ValueError:
+                continue  # checked before the merge (sync._refuse_invalid); not ours to judge here
+            if record.get("type") == "redact" and isinstance(record.get("target"), str):
+                redacted.add(record["target"])
+        drop = {rid for rid, blob in added.items() if rid in redacted or target_of(blobs.get(blob, b"")) in redacted}
+        return {path: what for path, what in changes.items() if _record_name(path) not in drop}
+
+    def _starts_at_compaction(self, commit: str) -> bool:
+        roots = self.repo.text("rev-list", "--max-parents=0", "--first-parent", commit).split()
+        if not roots:
+            return False
+        return self.repo.text("log", "-1", "--format=%s", roots[-1]).startswith(COMPACTION_SUBJECT)
+
+    def _merge_onto(self, base: str, tip: str, message: str, changes: Changes) -> str | None:
+        """The union (`tip`'s tree and `changes`) as a commit whose one parent is `base`; None
+        when the ref moved meanwhile."""
+        if base == tip:
+            changes = self._without_redacted(tip, changes)
+            if not changes:
+                return tip  # theirs holds nothing ours lacks (ours compacted it): no commit
+        union = self._commit_detached(tip, message, _changes_script(changes))
+        if base != tip:
+            tree = self.repo.text("rev-parse", f"{union}^{{tree}}").strip()
+            union = self.repo.text("commit-tree", tree, "-p", base, "-m", message, env=_COMMITTER_ENV).strip()
+        return union if self._cas(union, tip) else None
 
     def replace_tree(
         self, files: Sequence[tuple[str, bytes | str]], message: str, expected_tip: str, keep: Sequence[TreeEntry] = ()
     ) -> str | None:
         """Write a commit whose tree is exactly `files` (inline bytes, or the id of a blob already
         written: compaction's segments) plus the `keep` entries as they are (compaction carries
-        `conflicts/` over). None if the tip moved."""
+        `conflicts/` over), and move the ref from `expected_tip` to it. None if the tip moved.
+
+        The commit has no parent: the ledger's history before it is dropped, so a clone fetches
+        the segments and not every event file the ledger ever held (docs/ledger.md: history).
+        What a record-keeping check needs is the records themselves, which the tree holds."""
         changes: Changes = {e.path: e.oid for e in keep}
         changes.update(files)
-        body = _commit_script(self.ref, expected_tip, message, b"deleteall\n" + _changes_script(changes))
-        return self._run_fast_import(body)
+        new = self._commit_detached(None, message, b"deleteall\n" + _changes_script(changes))
+        return new if self._cas(new, expected_tip) else None
+
+    def _commit_detached(self, parent: str | None, message: str, changes: bytes) -> str:
+        """A commit written by fast-import on a scratch ref of this process (so fast-import's own
+        fast-forward rule does not apply), which is deleted again: the caller moves the ledger ref."""
+        import os
+
+        scratch = f"{SCRATCH_REF_PREFIX}{os.getpid()}"
+        proc = self.repo.run(
+            "fast-import",
+            "--quiet",
+            "--done",
+            "--force",
+            input=_commit_script(scratch, parent, message, changes),
+            check=False,
+        )
+        self.repo.run("update-ref", "-d", scratch, check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip()
+            raise GitError(f"git fast-import failed: {err.splitlines()[-1] if err else proc.returncode}")
+        return proc.stdout.decode().strip().splitlines()[-1]
 
     def update(self, build: Callable[[str | None], Changes], message: str) -> str:
         """One commit of the changes `build(tip)` returns for the current tip; rebuilt and retried
@@ -323,6 +414,36 @@ class LedgerStore:
             if isinstance(out.get(path), str) and out[path] == e.oid
         ]
 
+    def record_ids(self, tip: str) -> set[str]:
+        """Every record id the tree at `tip` holds: event files, segments' `.ids` lists, and files
+        `fsck --repair` moved aside (kept, not dropped). Names only: no record is read."""
+        held = {
+            name
+            for e in self.repo.ls_tree(tip, [EVENTS_DIR, QUARANTINE_DIR + EVENTS_DIR], recursive=True)
+            for name in [event_name(e.path.removeprefix(QUARANTINE_DIR))]
+            if name is not None
+        }
+        return held | self._segment_ids(tip)
+
+    def redacted_ids(self, tip: str) -> set[str]:
+        """The targets of the redaction tombstones at `tip` (the records a compaction may drop).
+        Event files are read (few, after a compaction); of a segment only its tombstones' rows."""
+        entries = self.entries(tip)
+        events = [e for e in entries if _record_name(e.path)]
+        segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
+        out: set[str] = set()
+        for data in self.repo.cat_blobs([e.oid for e in events]).values():
+            if b'"redact"' in data:
+                try:
+                    record = records.loads(data)
+                except ValueError:
+                    continue  # a corrupt file: fsck names it
+                if record.get("type") == "redact" and isinstance(record.get("target"), str):
+                    out.add(record["target"])
+        if segments:
+            out |= _segment_redactions(self.repo.cat_blobs([e.oid for e in segments]).values())
+        return out
+
     def _segment_ids(self, tip: str) -> set[str]:
         lists = [e for e in self.repo.ls_tree(tip, [SEGMENTS_DIR]) if e.path.endswith(".ids")]
         return {i for data in self.repo.cat_blobs([e.oid for e in lists]).values() for i in data.decode().split()}
@@ -335,7 +456,7 @@ class LedgerStore:
 
         bodies = segment_bodies([self.repo.cat_blobs([blob]).get(blob, b"")], None)
         present = self.has_ids(bodies, tip)
-        ours = self._bodies(tip, present) if present else {}
+        ours = self.bodies(tip, present) if present else {}
         pairs = [_Pair(rid, ours[rid], bodies[rid], None, None) for rid in ours]
         if all(same_meaning(p.ours, p.theirs) for p in pairs):
             out[path] = blob
@@ -349,7 +470,7 @@ class LedgerStore:
         out.update((records.record_path(rid), body) for rid, body in bodies.items() if rid not in present)
         return pairs
 
-    def _bodies(self, tip: str, ids: set[str]) -> dict[str, bytes]:
+    def bodies(self, tip: str, ids: set[str]) -> dict[str, bytes]:
         """This tree's body of each record in `ids`: its event file, else its segment's copy."""
         files = self.repo.ls_tree(tip, [records.record_path(i) for i in ids])
         blobs = self.repo.cat_blobs([e.oid for e in files])
@@ -531,6 +652,38 @@ def _record_name(path: str) -> str | None:
         return None
     rid = path.rsplit("/", 1)[-1][: -len(".json")]
     return rid if records.is_id(rid) and records.record_path(rid) == path else None
+
+
+def _segment_redactions(segments: Iterable[bytes]) -> set[str]:
+    """The `target` of every `redact` row of these segments: the typed column where the segment
+    has one, else the row's body (a segment of bodies only). Read on one thread and filtered in
+    Python: Arrow's pools, once started, can abort the process at exit (apache/arrow#34314)."""
+    import pyarrow.parquet as pq
+
+    out: set[str] = set()
+    for data in segments:
+        try:
+            parquet = pq.ParquetFile(io.BytesIO(data))
+            column = "target" if "target" in parquet.schema_arrow.names else "body"
+            table = parquet.read(columns=["type", column], use_threads=False)
+        except Exception:  # noqa: BLE001 - an unreadable segment holds no tombstone we can honour; fsck names it
+            continue
+        for rtype, value in zip(table.column("type").to_pylist(), table.column(column).to_pylist()):
+            if rtype != "redact":
+                continue
+            target = value if column == "target" else target_of(str(value or "").encode())
+            if isinstance(target, str):
+                out.add(target)
+    return out
+
+
+def target_of(body: bytes) -> str | None:
+    """The record a record refers to (a tag's, a note's run), or None."""
+    try:
+        target = records.loads(body).get("target")
+    except ValueError:
+        return None
+    return target if isinstance(target, str) else None
 
 
 def _backoff(attempt: int) -> None:

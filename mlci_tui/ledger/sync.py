@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from mlci_tui.errors import CheckFailed, MlciError
 from mlci_tui.gitio import Repo, git
-from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref
+from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref, target_of
 from mlci_tui.ledger.verify import incoming_verdict
 
 PUSH_ATTEMPTS = 8  # with the backoff below: about 13 s of waiting at most, on average
@@ -47,12 +47,23 @@ def check_remote_name(remote: str) -> str:
 
 def fetch(repo: Repo, remote: str) -> str | None:
     """The remote's ledger tip (fetched), or None when the remote has no ledger yet."""
-    proc = git(
-        ["fetch", "--no-tags", "--no-recurse-submodules", "--quiet", remote, f"+{LEDGER_REF}:{_incoming_ref(remote)}"],
-        repo.root,
-        env=_NO_ENV,
-        check=False,
-    )
+    for attempt in range(PUSH_ATTEMPTS):
+        proc = git(
+            [
+                "fetch",
+                "--no-tags",
+                "--no-recurse-submodules",
+                "--quiet",
+                remote,
+                f"+{LEDGER_REF}:{_incoming_ref(remote)}",
+            ],
+            repo.root,
+            env=_NO_ENV,
+            check=False,
+        )
+        if b"cannot lock ref" not in proc.stderr:
+            break
+        _backoff(attempt)  # another push or pull of this clone is fetching into the same ref
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace")
         if "couldn't find remote ref" in err or "could not find remote ref" in err.lower():
@@ -76,19 +87,43 @@ def pull(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
         result.local_tip = store.tip()
         return result
     last_seen = repo.rev_parse(remote_ref(remote))
-    if last_seen and last_seen != fetched:
-        if repo.is_shallow() and not repo.is_ancestor(last_seen, fetched):
-            result.notices.append("shallow history: skipped the check that the remote ledger only grew")
-        elif not repo.is_ancestor(last_seen, fetched) and not force_merge:
-            raise RewrittenLedger(
-                f"the ledger on {remote} was rewritten: {fetched[:12]} does not descend from "
-                f"{last_seen[:12]}, the last one seen. Nothing was merged; inspect it with "
-                f"`git log {_incoming_ref(remote)}` and rerun with --force-merge to union it anyway"
-            )
+    if last_seen and last_seen != fetched and not repo.is_ancestor(last_seen, fetched):
+        _check_only_grew(store, remote, last_seen, fetched, force_merge, result)
     _refuse_invalid(store, fetched, remote)  # whatever --force-merge says
     result.local_tip = store.union_merge(fetched, f"mlci: merge ledger from {remote}")
     repo.run("update-ref", remote_ref(remote), fetched)
     return result
+
+
+def _check_only_grew(
+    store: LedgerStore, remote: str, last_seen: str, fetched: str, force_merge: bool, result: SyncResult
+) -> None:
+    """The remote's ledger no longer descends from the one last seen there: it was compacted (a
+    compaction drops the history) or rewritten. Compacted is fine when every record the last
+    seen ledger held is still there (as an event file, in a segment, or moved aside by
+    `fsck --repair`), or was redacted by a tombstone the new ledger holds; otherwise records
+    were dropped, and nothing is merged unless `--force-merge`."""
+    if not store.repo.has_object(last_seen):  # a shallow or pruned clone: nothing to compare with
+        result.notices.append("the remote ledger's previous tip is not here: skipped the check that it only grew")
+        return
+    lost = store.record_ids(last_seen) - store.record_ids(fetched)
+    if lost:  # a compaction drops a redacted record and what refers to it (its tags, notes)
+        redacted = store.redacted_ids(fetched)
+        lost -= redacted
+        bodies = store.bodies(last_seen, lost) if lost else {}
+        lost -= {rid for rid, body in bodies.items() if target_of(body) in redacted}
+    if not lost:
+        result.notices.append(f"the ledger on {remote} was compacted; every record seen there before is still there")
+        return
+    if force_merge:
+        result.notices.append(f"the ledger on {remote} dropped {len(lost)} record(s); merged anyway (--force-merge)")
+        return
+    example = min(lost)
+    raise RewrittenLedger(
+        f"the ledger on {remote} was rewritten: {len(lost)} record(s) seen there at {last_seen[:12]} are gone "
+        f"from {fetched[:12]} (e.g. {example}) and were not redacted. Nothing was merged; inspect it with "
+        f"`git log {_incoming_ref(remote)}` and rerun with --force-merge to union it anyway"
+    )
 
 
 def _refuse_invalid(store: LedgerStore, fetched: str, remote: str) -> None:
@@ -119,8 +154,15 @@ def push(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
         result.local_tip = tip
         if tip is None or tip == pulled.fetched:
             return result
+        # after a compaction the tip no longer descends from the remote's: replace it, but only
+        # if the remote still holds what was just merged (a lease), never a push seen by no one
+        lease = (
+            []
+            if pulled.fetched is None or repo.is_ancestor(pulled.fetched, tip)
+            else [f"--force-with-lease={LEDGER_REF}:{pulled.fetched}"]
+        )
         proc = git(
-            ["push", "--no-verify", "--porcelain", "--quiet", remote, f"{tip}:{LEDGER_REF}"],
+            ["push", "--no-verify", "--porcelain", "--quiet", *lease, remote, f"{tip}:{LEDGER_REF}"],
             repo.root,
             env=_NO_ENV,
             check=False,

@@ -99,35 +99,48 @@ def is_residual_layout(schema: Any) -> bool:
 def restored(table: Any) -> list[dict[str, Any] | None]:
     """Per row of a typed segment table: the keys a run's typed columns give back, with the JSON
     value each gives (None for a row that is not a run). A NULL column gives nothing back."""
+    types = table.column("type").to_pylist()
+    runs = [n for n, kind in enumerate(types) if kind == "run"]
+    out: list[dict[str, Any] | None] = [None] * len(types)
+    if not runs:
+        return out
+    columns = _given_back(table if len(runs) == len(types) else table.take(runs))
+    dense = [k for k, values in columns.items() if None not in values]  # a dict of them at once
+    sparse = [k for k in columns if k not in dense]
+    for n, row in zip(runs, zip(*[columns[k] for k in dense])):
+        out[n] = dict(zip(dense, row))
+    if sparse:
+        for n, row in zip(runs, zip(*[columns[k] for k in sparse])):
+            out[n].update((k, v) for k, v in zip(sparse, row) if v is not None)  # type: ignore[union-attr]
+    return out
+
+
+def _given_back(runs: Any) -> dict[str, list[Any]]:
+    """Key -> the JSON value each run of `runs` (a table of runs only) gets back from its columns
+    (None: nothing; a column of NULLs is left out)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = table.num_rows
+    n = runs.num_rows
     columns: dict[str, list[Any]] = {}
     for key in _TEXT_KEYS:
-        if table.column(key).null_count < n:  # a column of NULLs gives nothing back: not converted
-            columns[key] = table.column(key).to_pylist()
+        if runs.column(key).null_count < n:
+            columns[key] = runs.column(key).to_pylist()
     for key in _TIME_KEYS:  # as records.now_iso writes a time: `2025-03-03T10:00:00.123456Z`
-        if table.column(key).null_count < n:
-            text = pc.replace_substring(table.column(key).cast(pa.string()), " ", "T")
+        if runs.column(key).null_count < n:
+            text = pc.replace_substring(runs.column(key).cast(pa.string()), " ", "T")
             columns[key] = pc.binary_join_element_wise(text, "Z", "").to_pylist()
-    ids = table.column("id").to_pylist()
     # a run's run_id is stored NULL where it is its id (cache.SEGMENT_STORED)
-    columns["run_id"] = [r if r is not None else i for r, i in zip(table.column("run_id").to_pylist(), ids)]
-    columns["v"] = table.column("v").to_pylist()
-    columns["params"] = _files(table, "param_map", "param_file", _param_values)
-    columns["metrics"] = _files(table, "metric_map", "metric_file", _float_values)
-    if table.column("steps").null_count < n:
+    columns["run_id"] = [r if r is not None else i for r, i in zip(runs.column("run_id").to_pylist(), columns["id"])]
+    columns["v"] = runs.column("v").to_pylist()
+    columns["params"] = _files(runs, "param_map", "param_file", _param_values)
+    columns["metrics"] = _files(runs, "metric_map", "metric_file", _float_values)
+    if runs.column("steps").null_count < n:
         columns["steps"] = [
             None if s is None else [[x["file"], x["name"], x["step"], _float_json(x["value"])] for x in s]
-            for s in table.column("steps").to_pylist()
+            for s in runs.column("steps").to_pylist()
         ]
-    keys = list(columns)
-    types = table.column("type").to_pylist()
-    return [
-        {k: v for k, v in zip(keys, row) if v is not None} if kind == "run" else None
-        for kind, row in zip(types, zip(*columns.values()))
-    ]
+    return columns
 
 
 def _files(table: Any, map_name: str, file_name: str, values: Any) -> list[dict[str, Any] | None]:

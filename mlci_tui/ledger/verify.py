@@ -491,8 +491,10 @@ def _rebuilt(table: Any, ids: list[str], path: str) -> tuple[Any, list[bool]] | 
 
     if table.column_names != TYPED_NAMES:
         return "its columns are not the typed segment's, which its residual bodies need"
+    types = table.column("type").to_pylist()
     try:
-        encoded = [b is not None and not b.endswith("\n") for b in table.column("body").to_pylist()]
+        stored = zip(types, table.column("body").to_pylist())
+        encoded = [t == "run" and b is not None and not b.endswith("\n") for t, b in stored]  # residuals
         rebuilt = table_bodies(table)
     except Exception as exc:  # noqa: BLE001 - typed columns of another type than compaction writes
         return f"its typed columns do not rebuild its bodies ({first_line(exc)})"
@@ -506,7 +508,6 @@ def _rebuilt(table: Any, ids: list[str], path: str) -> tuple[Any, list[bool]] | 
             + ("; ..." if len(refused) > _SHOWN else "")
         )
     named = NAMED.fullmatch(path)
-    types = table.column("type").to_pylist()
     if named is None or segment_name(named.group(1), list(zip(ids, types, bodies))) != path.removesuffix(".parquet"):
         return "its name is not the hash of its ids and bodies (the bodies its columns rebuild)"
     return table.set_column(table.column_names.index("body"), "body", pa.array(bodies, pa.string())), encoded

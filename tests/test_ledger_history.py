@@ -178,3 +178,16 @@ def test_a_lease_keeps_a_concurrent_push_while_a_compacted_clone_replaces_the_hi
     assert len(everything) == 50 and {(i,) for i in ids} <= everything
     assert set(query(b, "SELECT run_id FROM runs")) == everything
     assert ledger_tree(a) == ledger_tree(b)
+
+
+def test_a_scratch_ref_left_by_a_killed_compaction_is_removed_by_the_next(clone_of: Clone) -> None:
+    """The compaction commit is written on `refs/mlci/scratch/<pid>` before the ledger ref moves
+    to it; a writer killed in between leaves that ref (and the objects it holds) behind."""
+    a = clone_of("a")
+    append_runs(a, 3)
+    tip = ledger_tip(a)
+    assert tip is not None
+    git(a, "update-ref", "refs/mlci/scratch/999999999", tip)  # no such process
+    _ok(a, "ledger", "compact")
+    assert git(a, "for-each-ref", "refs/mlci/scratch/").strip() == ""
+    assert _commits(a) == 1

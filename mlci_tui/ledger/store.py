@@ -312,6 +312,9 @@ class LedgerStore:
         import os
 
         scratch = f"{SCRATCH_REF_PREFIX}{os.getpid()}"
+        for ref in self.repo.text("for-each-ref", "--format=%(refname)", SCRATCH_REF_PREFIX).split():
+            if not _process_alive(ref.removeprefix(SCRATCH_REF_PREFIX)):  # its writer was killed mid-way
+                self.repo.run("update-ref", "-d", ref, check=False)
         proc = self.repo.run(
             "fast-import",
             "--quiet",
@@ -675,6 +678,18 @@ def _segment_redactions(segments: Iterable[bytes]) -> set[str]:
             if isinstance(target, str):
                 out.add(target)
     return out
+
+
+def _process_alive(pid: str) -> bool:
+    import os
+
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def target_of(body: bytes) -> str | None:

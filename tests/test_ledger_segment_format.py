@@ -128,11 +128,17 @@ def test_residual_bodies_give_back_every_body_byte_for_byte(repo: Path) -> None:
     segments = _segments(store)
     assert segment_bodies(segments.values(), None) == expected
     stored: dict[str, str] = {}
+    lists: dict[str, tuple[Any, ...]] = {}
     for data in segments.values():
         table = pq.read_table(io.BytesIO(data))
         assert table.schema.metadata[LAYOUT_KEY] == RESIDUAL
         stored.update(zip(table.column("id").to_pylist(), table.column("body").to_pylist()))
+        rows = zip(*(table.column(c).to_pylist() for c in ("id", "params", "metrics", "param_map", "metric_map")))
+        lists.update((row[0], row[1:]) for row in rows)
     by_name = {records.loads(body).get("name"): rid for rid, body in expected.items()}
+    # a run of one params (metrics) file: its map holds the values, its list is not stored
+    assert lists[by_name["plain"]][:2] == (None, None) and None not in lists[by_name["plain"]][2:]
+    assert None not in lists[by_name["two files"]]  # two files: the lists hold the per-file rows
     assert stored[by_name["plain"]] == "{}"  # every key given back by a column
     assert stored[by_name["bulk 3"]] == "{}"
     residual = json.loads(stored[by_name["résumé ✓ Zoë"]])  # what no column holds exactly stays
@@ -190,7 +196,7 @@ def test_two_clones_compacting_the_same_records_write_the_same_segments(tmp_path
     assert trees[0] == trees[1] and ".parquet" in trees[0]
 
 
-def _forged(data: bytes, column: str, change: Callable[[list[Any]], list[Any]]) -> bytes:
+def _forged(data: bytes, column: str, change: Callable[[list[Any], Any], list[Any]]) -> bytes:
     table = pq.read_table(io.BytesIO(data))
     index = table.column_names.index(column)
     values = change(table.column(column).to_pylist(), table)
@@ -236,23 +242,41 @@ def _stored_whole(bodies: list[Any], table: Any) -> list[Any]:
     return bodies
 
 
+def _tag_unterminated(bodies: list[Any], table: Any) -> list[Any]:
+    n = table.column("type").to_pylist().index("tag")
+    bodies[n] = bodies[n].removesuffix("\n")  # a record that is no run is always stored whole
+    return bodies
+
+
+def _applies(data: bytes, column: str, change: Callable[[list[Any], Any], list[Any]]) -> bool:
+    """Whether this segment holds a row the change can be made to."""
+    table = pq.read_table(io.BytesIO(data))
+    try:
+        change(table.column(column).to_pylist(), table)
+    except (StopIteration, ValueError):
+        return False
+    return True
+
+
 TAMPERED = {
     "a metric_map value": ("metric_map", _metric_changed, "its name is not the hash of its ids and bodies"),
     "a key added to a residual": ("body", _residual_extended, "its name is not the hash of its ids and bodies"),
     "a residual naming a key its columns hold": ("body", _residual_naming_a_column, "not as compaction writes them"),
     "a residual not canonical": ("body", _residual_not_canonical, "not as compaction writes them"),
     "a run's body stored whole": ("body", _stored_whole, "not as compaction writes them"),
+    "a tag's body without its newline": ("body", _tag_unterminated, "its name is not the hash"),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(TAMPERED))
 def test_fsck_refuses_a_segment_whose_columns_or_residuals_were_changed(repo: Path, kind: str) -> None:
     store = LedgerStore(Repo.find(repo))
-    store.append([make_run(name=f"r{i}", params={"lr": i / 10}, metrics={"acc": i / 7}) for i in range(40)])
-    assert compact(store) == 40
+    runs = [make_run(name=f"r{i}", params={"lr": i / 10}, metrics={"acc": i / 7}) for i in range(40)]
+    store.append([*runs, *(events.tag(r["id"], "t") for r in runs[:20])])
+    assert compact(store) == 60
     assert run_mlci(repo, "ledger", "fsck").returncode == 0
     column, change, reason = TAMPERED[kind]
-    path, data = next(iter(_segments(store).items()))
+    path, data = next((p, d) for p, d in _segments(store).items() if _applies(d, column, change))
     tip = store.tip()
     assert tip is not None
     entries = store.entries(tip)

@@ -24,41 +24,23 @@ from mlci_tui.numbers import NAN, NEG_INF, POS_INF
 LAYOUT_KEY = b"mlci.bodies"  # Parquet footer metadata: how the body column holds a run's body
 RESIDUAL = b"residual"  # a run row's body without its newline is a residual (`rebuild`)
 
-# The run keys a residual leaves out, each given back by the typed column of its name: text as it
-# is, times in the form mlci writes them, `params`/`metrics` from the maps of a run of one file.
-_TEXT_KEYS = (
-    "id",
-    "type",
-    "kind",
-    "name",
-    "status",
-    "commit",
-    "tree",
-    "patch_id",
-    "branch",
-    "author",
-    "message",
-    "source",
-    "parent",
-    "sweep_id",
-    "trial_id",
-    "mlci_version",
-    "python_version",
-)
-_TIME_KEYS = ("time", "started", "ended")
-# the columns `rebuild` reads (a segment's `body` and what gives the left-out keys back)
-REBUILD_COLUMNS = [
-    *_TEXT_KEYS,
-    "body",
-    "v",
-    "run_id",
-    *_TIME_KEYS,
-    "steps",
-    "param_map",
-    "param_file",
-    "metric_map",
-    "metric_file",
-]
+
+def _text_keys() -> tuple[list[str], list[str]]:
+    """The run keys a residual leaves out that a column of their name gives back as it is (the
+    run's text fields: cache.RUN_COLUMNS, less `run_id`, restored on its own, and the fields
+    the cache keeps as JSON text), and those given back as times in the form mlci writes them."""
+    from mlci_tui.ledger.cache import RUN_COLUMNS
+
+    json_text = ("run_id", "datasets", "deps", "warnings")
+    texts = ["id", "type", *(n for n, t in RUN_COLUMNS if t == "VARCHAR" and n not in json_text)]
+    return texts, [n for n, t in RUN_COLUMNS if t == "TIMESTAMP"]
+
+
+def rebuild_columns() -> list[str]:
+    """The columns `rebuild` reads: a segment's `body` and what gives the left-out keys back
+    (`restored`: the text and time fields, `v`, `run_id`, `steps`, the maps of a run of one file)."""
+    texts, times = _text_keys()
+    return [*texts, "body", "v", "run_id", *times, "steps", "param_map", "param_file", "metric_map", "metric_file"]
 
 
 def _one_shot(encoder: json.JSONEncoder) -> Any:
@@ -122,11 +104,12 @@ def _given_back(runs: Any) -> dict[str, list[Any]]:
     import pyarrow.compute as pc
 
     n = runs.num_rows
+    texts, times = _text_keys()
     columns: dict[str, list[Any]] = {}
-    for key in _TEXT_KEYS:
+    for key in texts:
         if runs.column(key).null_count < n:
             columns[key] = runs.column(key).to_pylist()
-    for key in _TIME_KEYS:  # as records.now_iso writes a time: `2025-03-03T10:00:00.123456Z`
+    for key in times:  # as records.now_iso writes a time: `2025-03-03T10:00:00.123456Z`
         if runs.column(key).null_count < n:
             text = pc.replace_substring(runs.column(key).cast(pa.string()), " ", "T")
             columns[key] = pc.binary_join_element_wise(text, "Z", "").to_pylist()
@@ -272,7 +255,7 @@ def residual(body: str, restore: dict[str, Any] | None) -> str:
 
 
 def table_bodies(table: Any) -> list[str | None]:
-    """Every row's body (with its newline), from a segment table read with `REBUILD_COLUMNS`
+    """Every row's body (with its newline), from a segment table read with `rebuild_columns()`
     where its layout is residual; a row whose stored text `rebuild` refuses gives None."""
     stored = table.column("body").to_pylist()
     if not is_residual_layout(table.schema):
@@ -292,7 +275,7 @@ def read_table(source: Any) -> Any:
     import pyarrow.parquet as pq
 
     footer = pq.ParquetFile(source)
-    columns = REBUILD_COLUMNS if is_residual_layout(footer.schema_arrow) else ["id", "type", "body"]
+    columns = rebuild_columns() if is_residual_layout(footer.schema_arrow) else ["id", "type", "body"]
     return footer.read(columns=columns)
 
 

@@ -166,3 +166,10 @@ def assert_clean_exit(proc: subprocess.CompletedProcess[str], code: int = 0) -> 
         f"exit {proc.returncode}, wanted {code}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     )
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+
+
+def mlci_ok(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`mlci ARGS` as a real process; asserts a clean exit 0 and returns it."""
+    proc = run_mlci(root, *args)
+    assert_clean_exit(proc)
+    return proc

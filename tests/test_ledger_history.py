@@ -18,6 +18,7 @@ from ledger_helpers import (
     ledger_tip,
     ledger_tree,
     make_run,
+    mlci_ok,
     pull,
     push,
     query,
@@ -32,12 +33,6 @@ from mlci_tui.ledger.store import LEDGER_REF, LedgerStore
 Clone = Callable[..., Path]
 
 
-def _ok(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = run_mlci(root, *args)
-    assert_clean_exit(proc)
-    return proc
-
-
 def _commits(root: Path, ref: str = LEDGER_REF) -> int:
     return int(git(root, "rev-list", "--count", ref).strip())
 
@@ -50,7 +45,7 @@ def test_a_compaction_drops_the_history_and_every_clone_keeps_it_dropped(tmp_pat
     mine = set(append_runs(b, 3, prefix="b"))  # b's own, not pushed yet
     assert _commits(a) == 40
 
-    _ok(a, "ledger", "compact")
+    mlci_ok(a, "ledger", "compact")
     assert git(a, "rev-list", "--parents", "-n", "1", LEDGER_REF).split()[1:] == []  # no parent
     assert _commits(a) == 1 and set(run_ids(a)) == old
     assert push(a).pushed  # not a fast-forward: replaced under a lease
@@ -69,7 +64,7 @@ def test_a_compaction_drops_the_history_and_every_clone_keeps_it_dropped(tmp_pat
 
     # a fresh clone fetches the segments and b's three files, not the 40 old event files' history
     fresh = clone_of("fresh")
-    _ok(fresh, "ledger", "pull")
+    mlci_ok(fresh, "ledger", "pull")
     assert set(run_ids(fresh)) == old | mine
     assert _commits(fresh) == 2
     listed = git(fresh, "rev-list", "--objects", LEDGER_REF).splitlines()
@@ -83,10 +78,10 @@ def test_an_uncompacted_clone_pushing_after_a_compaction_does_not_bring_the_hist
     append_runs(a, 30, prefix="old")
     push(a)
     pull(b)
-    _ok(a, "ledger", "compact")
+    mlci_ok(a, "ledger", "compact")
     push(a)
     append_runs(b, 2, prefix="b")
-    _ok(b, "ledger", "push")  # pulls the compacted ledger first: b's 32 commits stay behind
+    mlci_ok(b, "ledger", "push")  # pulls the compacted ledger first: b's 32 commits stay behind
     remote = git(b, "ls-remote", "origin", LEDGER_REF).split()[0]
     assert int(git(b, "rev-list", "--count", remote).strip()) == 2
     assert len(set(run_ids(b))) == 32
@@ -100,7 +95,7 @@ def test_compacting_a_clone_whose_remote_is_not_compacted_replaces_the_remote_hi
     pull(b)
     append_runs(a, 5, prefix="late")  # the remote moves on, uncompacted
     push(a)
-    _ok(b, "ledger", "compact")
+    mlci_ok(b, "ledger", "compact")
     assert push(b).pushed
     remote = git(b, "ls-remote", "origin", LEDGER_REF).split()[0]
     assert int(git(b, "rev-list", "--count", remote).strip()) == 2  # b's compaction and the union with a's 5
@@ -120,8 +115,8 @@ def test_a_remote_that_dropped_records_is_refused_but_one_that_redacted_them_is_
     pull(b)
 
     # a redaction and a compaction drop the record and what refers to it: not a rewrite
-    _ok(a, "ledger", "redact", secret)
-    _ok(a, "ledger", "compact")
+    mlci_ok(a, "ledger", "redact", secret)
+    mlci_ok(a, "ledger", "compact")
     push(a)
     assert secret not in {r["id"] for r in store.read_records()}
     assert_clean_exit(run_mlci(b, "ledger", "pull"))
@@ -143,7 +138,7 @@ def test_a_remote_that_dropped_records_is_refused_but_one_that_redacted_them_is_
     assert "rewritten" in proc.stderr and victim in proc.stderr and "--force-merge" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert ledger_tip(b) == before
-    _ok(b, "ledger", "pull", "--force-merge")
+    mlci_ok(b, "ledger", "pull", "--force-merge")
     assert victim in set(run_ids(b))  # a union never deletes: b keeps it
 
 
@@ -154,7 +149,7 @@ def test_a_lease_keeps_a_concurrent_push_while_a_compacted_clone_replaces_the_hi
     append_runs(a, 20, prefix="base")
     push(a)
     pull(b)
-    _ok(a, "ledger", "compact")
+    mlci_ok(a, "ledger", "compact")
     writers = [start_writer(a, 15, label="a"), start_writer(b, 15, label="b")]
     pushes = []
     for _ in range(3):
@@ -173,7 +168,7 @@ def test_a_lease_keeps_a_concurrent_push_while_a_compacted_clone_replaces_the_hi
         _out, err = p.communicate(timeout=180)
         assert p.returncode == 0, err
     for c in (a, b, a):
-        _ok(c, "ledger", "push")
+        mlci_ok(c, "ledger", "push")
     everything = set(query(a, "SELECT run_id FROM runs"))
     assert len(everything) == 50 and {(i,) for i in ids} <= everything
     assert set(query(b, "SELECT run_id FROM runs")) == everything
@@ -188,6 +183,6 @@ def test_a_scratch_ref_left_by_a_killed_compaction_is_removed_by_the_next(clone_
     tip = ledger_tip(a)
     assert tip is not None
     git(a, "update-ref", "refs/mlci/scratch/999999999", tip)  # no such process
-    _ok(a, "ledger", "compact")
+    mlci_ok(a, "ledger", "compact")
     assert git(a, "for-each-ref", "refs/mlci/scratch/").strip() == ""
     assert _commits(a) == 1

@@ -19,6 +19,7 @@ from ledger_helpers import (
     ledger_tree,
     make_run,
     mlci_json,
+    mlci_ok,
     pull,
     push,
     query,
@@ -33,12 +34,6 @@ from mlci_tui.ledger.compact import compact
 from mlci_tui.ledger.store import LEDGER_REF, LedgerStore
 
 Clone = Callable[..., Path]
-
-
-def _mlci_ok(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = run_mlci(root, *args)
-    assert_clean_exit(proc)
-    return proc
 
 
 def _assert_ledger_holds(root: Path, expected: set[str]) -> None:
@@ -79,9 +74,9 @@ def test_two_clones_with_200_runs_each_converge(clone_of: Clone, order: str, per
             pull(c)
     else:
         first, second = (a, b) if order == "a_then_b" else (b, a)
-        _mlci_ok(first, "ledger", "push")
-        _mlci_ok(second, "ledger", "push")
-        _mlci_ok(first, "ledger", "pull")
+        mlci_ok(first, "ledger", "push")
+        mlci_ok(second, "ledger", "push")
+        mlci_ok(first, "ledger", "pull")
 
     everything = set(ids_a) | set(ids_b)
     for c in (a, b):
@@ -93,7 +88,7 @@ def test_two_clones_with_200_runs_each_converge(clone_of: Clone, order: str, per
     assert ledger_tree(a, "refs/check/upstream") == ledger_tree(a)
     # a second round changes nothing anywhere
     tips = (ledger_tip(a), ledger_tip(b))
-    assert "up to date" in _mlci_ok(b, "ledger", "push").stdout
+    assert "up to date" in mlci_ok(b, "ledger", "push").stdout
     for c in (a, b):
         assert not push(c).pushed
         pull(c)
@@ -105,7 +100,7 @@ def test_depth_1_clone_pull_sees_every_run(tmp_path: Path, upstream: Path, clone
     commit(a, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "first")
     commit(a, {"params.yaml": "lr: 0.2\n", "metrics.json": metrics_json(acc=0.6)}, "second")
     commit(a, {"params.yaml": "lr: 0.3\n", "metrics.json": metrics_json(acc=0.7)}, "third")
-    _mlci_ok(a, "capture", "--range", "HEAD~2..HEAD", "HEAD~2")
+    mlci_ok(a, "capture", "--range", "HEAD~2..HEAD", "HEAD~2")
     ids = set(append_runs(a, 20, batch=5, prefix="a"))
     git(a, "push", "-q", "origin", "main")
     push(a)
@@ -119,7 +114,7 @@ def test_depth_1_clone_pull_sees_every_run(tmp_path: Path, upstream: Path, clone
     git(tmp_path, "clone", "-q", "--depth", "1", f"file://{upstream}", str(shallow))
     assert git(shallow, "rev-parse", "--is-shallow-repository").strip() == "true"
     assert ledger_tip(shallow) is None
-    _mlci_ok(shallow, "ledger", "pull")
+    mlci_ok(shallow, "ledger", "pull")
     _assert_ledger_holds(shallow, ids)
     # the branch history is still shallow; the runs of its missing commits are all there
     assert git(shallow, "rev-list", "--count", "HEAD").strip() == "1"
@@ -156,7 +151,7 @@ def test_depth_1_fetch_of_the_ledger_ref_itself(tmp_path: Path, upstream: Path, 
     ids |= set(append_runs(ci, 2, prefix="ci"))
     ids |= set(append_runs(a, 2, prefix="a-meanwhile"))
     push(a)
-    proc = _mlci_ok(ci, "ledger", "push")  # merges the newer remote tip without a merge base
+    proc = mlci_ok(ci, "ledger", "push")  # merges the newer remote tip without a merge base
     assert "pushed" in proc.stdout
     pull(a)
     _assert_ledger_holds(a, ids)
@@ -188,7 +183,7 @@ def test_rewritten_remote_ledger_is_refused_unless_force_merge(clone_of: Clone) 
     assert git(b, "ls-remote", "origin", LEDGER_REF).split()[0] == rewritten
     assert ledger_tip(b) == before
 
-    _mlci_ok(b, "ledger", "pull", "--force-merge")
+    mlci_ok(b, "ledger", "pull", "--force-merge")
     assert set(run_ids(b)) == old | new
     pull(b)  # the rewritten tip is now the one last seen
     assert push(b).pushed
@@ -201,12 +196,12 @@ def test_same_commit_captured_in_two_clones_gives_one_run(clone_of: Clone) -> No
     first = commit(a, {"params.yaml": "lr: 0.1\n", "metrics.json": metrics_json(acc=0.5)}, "train")
     git(a, "push", "-q", "origin", "main")
     b = clone_of("b")
-    assert "captured" in _mlci_ok(a, "capture").stdout
-    assert "captured" in _mlci_ok(b, "capture").stdout
-    assert "already in the ledger" in _mlci_ok(b, "capture").stdout
+    assert "captured" in mlci_ok(a, "capture").stdout
+    assert "captured" in mlci_ok(b, "capture").stdout
+    assert "already in the ledger" in mlci_ok(b, "capture").stdout
     expected = records.derived_id("commit", first)
     push(a)
-    _mlci_ok(b, "ledger", "push")
+    mlci_ok(b, "ledger", "push")
     pull(a)
     for c in (a, b):
         assert query(c, "SELECT run_id FROM runs WHERE commit = ?", [first]) == [(expected,)]
@@ -227,7 +222,7 @@ def test_same_commit_captured_in_two_clones_gives_one_run(clone_of: Clone) -> No
         git(src.parent, "clone", "-q", "--mirror", str(src), dst)
     git(a, "remote", "add", "peer", str(a.parent / "snap-b"))
     git(b, "remote", "add", "peer", str(a.parent / "snap-a"))
-    _mlci_ok(a, "ledger", "pull", "peer")
+    mlci_ok(a, "ledger", "pull", "peer")
     pull(b, "peer")
     assert ledger_tip(a) != ledger_tip(b)
     assert ledger_tree(a) == ledger_tree(b)
@@ -268,13 +263,13 @@ def test_compaction_and_redaction_survive_a_union_with_an_uncompacted_clone(clon
 
     # redact: the run vanishes from every view
     assert_clean_exit(run_mlci(a, "ledger", "redact", "a" * 26), 2)  # no such record
-    _mlci_ok(a, "ledger", "redact", secret, "--reason", "leaked token")
+    mlci_ok(a, "ledger", "redact", secret, "--reason", "leaked token")
     _assert_hidden(a, secret)
     show = run_mlci(a, "show", secret)
     assert_clean_exit(show, 2)
 
     # compaction: Parquet segments, every other run still queryable, the redacted one gone
-    _mlci_ok(a, "ledger", "compact")
+    mlci_ok(a, "ledger", "compact")
     paths = git(a, "ls-tree", "-r", "--name-only", LEDGER_REF).split()
     assert not [p for p in paths if p.startswith("events/")]
     segments = [p for p in paths if p.endswith(".parquet")]  # one per id bucket (compact.py)
@@ -296,7 +291,7 @@ def test_compaction_and_redaction_survive_a_union_with_an_uncompacted_clone(clon
     _assert_hidden(a, secret)
 
     # a run that lives only in a segment can still be redacted
-    _mlci_ok(a, "ledger", "redact", other)
+    mlci_ok(a, "ledger", "redact", other)
     _assert_hidden(a, other)
     push(a)
 

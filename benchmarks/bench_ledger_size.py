@@ -51,7 +51,28 @@ def tree_bytes(repo: Path, prefix: str) -> int:
     return sum(int(line.split()[3]) for line in out.splitlines())
 
 
-def measure(n: int) -> dict[str, Any]:
+def first_listing(source: Path, scratch: Path) -> dict[str, Any]:
+    """A teammate's first listing: a new clone (no ledger) fetches the compacted ledger and
+    lists the newest 20 runs (a cold cache build included). Wall and CPU of each step, peak
+    memory. A `git fetch` of the ref, not `mlci ledger pull`: the bench ledger's commit runs
+    have random ids, which a pull's verification refuses (`bench_verify.py` times that check)."""
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    _git(source.parent, "clone", "-q", "--no-local", str(source), str(scratch))  # fetched, not hardlinked
+    out: dict[str, Any] = {}
+    for step, argv in (
+        ("fetch", ["git", "fetch", "-q", "origin", f"+{REF}:{REF}"]),
+        ("runs", [common.MLCI, "runs", "--limit", "20", "--json"]),
+    ):
+        out[f"{step}_wall_s"] = round(common.time_cmd(argv, scratch, rss=True), 2)
+        out[f"{step}_cpu_s"] = round(common._LAST_CPU[0] or 0, 2)
+        out[f"{step}_peak_mib"] = round(common._LAST_CPU[1] or 0)
+    out["first_listing_wall_s"] = round(out["fetch_wall_s"] + out["runs_wall_s"], 2)
+    shutil.rmtree(scratch)
+    return out
+
+
+def measure(n: int, baseline: bool = True, listing: bool = False) -> dict[str, Any]:
     source = common.SCRATCH / f"scale-{n}"
     common.build_ledger(source, n)
     work = source.with_name(f"{source.name}-size")
@@ -60,14 +81,17 @@ def measure(n: int) -> dict[str, Any]:
     shutil.copytree(source, work, symlinks=True)
     common.drop_cache(work)
     found: dict[str, Any] = {"runs": n, "load_before": round(os.getloadavg()[0], 1)}
-    before = fetched_bytes(work, work.with_name(f"{work.name}-fetch"))
+    before = fetched_bytes(work, work.with_name(f"{work.name}-fetch")) if baseline else None
     t0, c0 = time.perf_counter(), common._cpu(resource.RUSAGE_CHILDREN)
     common.run([common.MLCI, "ledger", "compact"], work)
     found["compact_wall_s"] = round(time.perf_counter() - t0, 1)
     found["compact_cpu_s"] = round(common._cpu(resource.RUSAGE_CHILDREN) - c0, 1)
     after = fetched_bytes(work, work.with_name(f"{work.name}-fetch"))
+    if listing:
+        found["first_listing"] = first_listing(work, work.with_name(f"{work.name}-clone"))
     common.run(["git", "gc", "-q", "--prune=now"], work)
-    found["uncompacted_fetch_bytes_per_run"] = round(before["object_bytes"] / n)
+    if before is not None:
+        found["uncompacted_fetch_bytes_per_run"] = round(before["object_bytes"] / n)
     found["fetch_bytes_per_run"] = round(after["object_bytes"] / n)
     found["fetch_git_dir_bytes_per_run"] = round(after["git_dir_bytes"] / n)
     found["fetch_commits"] = after["commits"]
@@ -88,14 +112,71 @@ def measure(n: int) -> dict[str, Any]:
     return found
 
 
+MLFLOW_LOG = """
+import json, sys, time
+import mlflow
+from mlflow.entities import Metric, Param
+store, runs = sys.argv[1], json.loads(sys.stdin.read())
+mlflow.set_tracking_uri(f"sqlite:///{store}")
+client = mlflow.MlflowClient()
+exp = client.create_experiment("size")
+now = int(time.time() * 1000)
+for params, metrics in runs:
+    run = client.create_run(exp)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)) for k, v in params.items()],
+    )
+    client.set_terminated(run.info.run_id)
+"""
+
+
+def mlflow_bytes(n: int) -> dict[str, Any] | None:
+    """MLflow's SQLite tracking store holding `n` runs of the same params and metrics as the bench
+    ledger's (the peer: what a team's MLflow server keeps per run, before any artifact)."""
+    import json
+    import random
+    import sqlite3
+
+    python = common.peer_python()
+    if python is None:
+        return None
+    rng = random.Random(0)
+    runs = [(common.flatten(common.params_doc(i, rng)), common.metrics_doc(rng)) for i in range(n)]
+    folder = common.SCRATCH / "size-mlflow"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    db = folder / "mlflow.db"
+    subprocess.run([python, "-c", MLFLOW_LOG, str(db)], input=json.dumps(runs), text=True, check=True, cwd=folder)
+    logged = db.stat().st_size
+    with sqlite3.connect(db) as con:
+        con.execute("VACUUM")
+    out = {"runs": n, "bytes_per_run": round(logged / n), "after_vacuum_bytes_per_run": round(db.stat().st_size / n)}
+    shutil.rmtree(folder)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated run counts")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip fetching the uncompacted ledger (minutes at 1M runs)"
+    )
+    parser.add_argument("--name", default="ledger_size", help="results/NAME.json")
+    parser.add_argument("--first-listing", action="store_true", help="time a new clone's pull and first listing")
+    parser.add_argument("--mlflow", type=int, default=0, help="also log N runs to MLflow's SQLite store (the peer)")
     args = parser.parse_args()
-    rows = [measure(int(n)) for n in args.sizes.split(",")]
+    rows = [
+        measure(int(n), baseline=not args.no_baseline, listing=args.first_listing) for n in args.sizes.split(",") if n
+    ]
     for row in rows:
         print(row)
-    common.write_results("ledger_size", {"machine": common.machine(), "rows": rows})
+    peer = mlflow_bytes(args.mlflow) if args.mlflow else None
+    if peer is not None:
+        print("mlflow sqlite:", peer)
+    common.write_results(args.name, {"machine": common.machine(), "rows": rows, "mlflow_sqlite": peer})
     return 0
 
 

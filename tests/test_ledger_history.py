@@ -186,3 +186,31 @@ def test_a_scratch_ref_left_by_a_killed_compaction_is_removed_by_the_next(clone_
     mlci_ok(a, "ledger", "compact")
     assert git(a, "for-each-ref", "refs/mlci/scratch/").strip() == ""
     assert _commits(a) == 1
+
+
+def _loose_objects(root: Path) -> int:
+    counts = dict(line.split(": ") for line in git(root, "count-objects", "-v").splitlines())
+    return int(counts["count"])
+
+
+def test_a_git_gc_after_a_compaction_does_not_write_the_dropped_history_out_loose(clone_of: Clone) -> None:
+    """Before git 2.40, `git gc` writes every recent unreachable object out as a loose file: a
+    compaction's dropped history (one object per event file and tree) would become thousands of
+    files. The clone that compacted, and the clone that merged onto the compacted ledger, have
+    `gc.cruftPacks` set where the user had not chosen (git's default since 2.40)."""
+    a, b = clone_of("a"), clone_of("b")
+    append_runs(a, 60, prefix="old")
+    push(a)
+    pull(b)
+    git(a, "gc", "-q")
+    git(b, "gc", "-q")
+    mlci_ok(a, "ledger", "compact")
+    push(a)
+    append_runs(b, 1, prefix="b")
+    pull(b)  # onto the compacted ledger: b's own 61 commits are dropped too
+    for clone in (a, b):
+        git(clone, "gc", "-q")
+        assert _loose_objects(clone) == 0, clone.name
+    git(b, "config", "gc.cruftPacks", "false")  # a user's own choice is left alone
+    mlci_ok(b, "ledger", "compact")
+    assert git(b, "config", "gc.cruftPacks").strip() == "false"

@@ -289,7 +289,10 @@ class LedgerStore:
         if base != tip:
             tree = self.repo.text("rev-parse", f"{union}^{{tree}}").strip()
             union = self.repo.text("commit-tree", tree, "-p", base, "-m", message, env=_COMMITTER_ENV).strip()
-        return union if self._cas(union, tip) else None
+        if not self._cas(union, tip):
+            return None
+        self._gc_keeps_dropped_history_packed()
+        return union
 
     def replace_tree(
         self, files: Sequence[tuple[str, bytes | str]], message: str, expected_tip: str, keep: Sequence[TreeEntry] = ()
@@ -304,7 +307,27 @@ class LedgerStore:
         changes: Changes = {e.path: e.oid for e in keep}
         changes.update(files)
         new = self._commit_detached(None, message, b"deleteall\n" + _changes_script(changes))
-        return new if self._cas(new, expected_tip) else None
+        if not self._cas(new, expected_tip):
+            return None
+        self._gc_keeps_dropped_history_packed()
+        return new
+
+    def _gc_keeps_dropped_history_packed(self) -> None:
+        """History a compaction (or a merge onto a compacted ledger) dropped is unreachable, and
+        `git gc` before git 2.40 writes every recent unreachable object out loose: about one file
+        per event file the ledger ever had (12,040 loose objects, 48 MB, for 10k runs, against
+        7 MB packed). Cruft packs keep them in one pack until git's grace period ends, so where
+        the user has not chosen either way, `gc.cruftPacks` is set in this repository (git's
+        own default since 2.40; no effect before 2.37)."""
+        if self.repo.run("config", "--get", "gc.cruftPacks", check=False).returncode == 0:
+            return  # the user's choice stands
+        version = self.repo.text("version").split()[-1].split(".")
+        try:
+            if (int(version[0]), int(version[1])) >= (2, 40):
+                return
+        except (ValueError, IndexError):
+            pass
+        self.repo.run("config", "gc.cruftPacks", "true", check=False)
 
     def _commit_detached(self, parent: str | None, message: str, changes: bytes) -> str:
         """A commit written by fast-import on a scratch ref of this process (so fast-import's own

@@ -419,12 +419,11 @@ def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | N
     derived = typed_table(con, bodies, None if residual_layout else SEGMENT_STORED_TYPED)
     con.register("segment_given", segment)
     con.register("segment_derived", derived)
-    try:
-        for name in segment.column_names[1:]:
-            (count,) = con.execute(
-                f"""SELECT count(*) FROM segment_given g FULL JOIN segment_derived d USING (id)
-                    WHERE g."{name}" IS DISTINCT FROM d."{name}" """
-            ).fetchall()[0]  # fetched to the end: an open result would block unregister
+    names = segment.column_names[1:]
+    counts = ", ".join(f'count(*) FILTER (WHERE g."{n}" IS DISTINCT FROM d."{n}")' for n in names)
+    try:  # one join for every column (a query per column cost a 10k-run pull 2.7 s of 6.2)
+        row = con.execute(f"SELECT {counts} FROM segment_given g FULL JOIN segment_derived d USING (id)").fetchall()[0]
+        for name, count in zip(names, row):  # fetched to the end: an open result would block unregister
             if count:
                 return f"its {name} column differs from its bodies in {count:,} row(s)"
     except Exception as exc:  # noqa: BLE001 - columns of another type: not what its bodies give

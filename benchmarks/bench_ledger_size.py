@@ -51,17 +51,17 @@ def tree_bytes(repo: Path, prefix: str) -> int:
     return sum(int(line.split()[3]) for line in out.splitlines())
 
 
-def first_listing(source: Path, scratch: Path) -> dict[str, Any]:
-    """A teammate's first listing: a new clone (no ledger) fetches the compacted ledger and
-    lists the newest 20 runs (a cold cache build included). Wall and CPU of each step, peak
-    memory. A `git fetch` of the ref, not `mlci ledger pull`: the bench ledger's commit runs
-    have random ids, which a pull's verification refuses (`bench_verify.py` times that check)."""
+def first_listing(source: Path, scratch: Path, pull: bool) -> dict[str, Any]:
+    """A teammate's first listing: a new clone (no ledger) gets the compacted ledger and lists
+    the newest 20 runs (a cold cache build included). Wall and CPU of each step, peak memory.
+    With `pull`, `mlci ledger pull` (its check of every incoming record included: the ledger
+    needs ids derived from commits, `--valid`); else a `git fetch` of the ref."""
     if scratch.exists():
         shutil.rmtree(scratch)
     _git(source.parent, "clone", "-q", "--no-local", str(source), str(scratch))  # fetched, not hardlinked
     out: dict[str, Any] = {}
     for step, argv in (
-        ("fetch", ["git", "fetch", "-q", "origin", f"+{REF}:{REF}"]),
+        ("fetch", [common.MLCI, "ledger", "pull"] if pull else ["git", "fetch", "-q", "origin", f"+{REF}:{REF}"]),
         ("runs", [common.MLCI, "runs", "--limit", "20", "--json"]),
     ):
         out[f"{step}_wall_s"] = round(common.time_cmd(argv, scratch, rss=True), 2)
@@ -72,9 +72,9 @@ def first_listing(source: Path, scratch: Path) -> dict[str, Any]:
     return out
 
 
-def measure(n: int, baseline: bool = True, listing: bool = False) -> dict[str, Any]:
-    source = common.SCRATCH / f"scale-{n}"
-    common.build_ledger(source, n)
+def measure(n: int, baseline: bool = True, listing: bool = False, valid: bool = False) -> dict[str, Any]:
+    source = common.SCRATCH / (f"scale-valid-{n}" if valid else f"scale-{n}")
+    common.build_ledger(source, n, derived_ids=valid)
     work = source.with_name(f"{source.name}-size")
     if work.exists():
         shutil.rmtree(work)
@@ -88,7 +88,7 @@ def measure(n: int, baseline: bool = True, listing: bool = False) -> dict[str, A
     found["compact_cpu_s"] = round(common._cpu(resource.RUSAGE_CHILDREN) - c0, 1)
     after = fetched_bytes(work, work.with_name(f"{work.name}-fetch"))
     if listing:
-        found["first_listing"] = first_listing(work, work.with_name(f"{work.name}-clone"))
+        found["first_listing"] = first_listing(work, work.with_name(f"{work.name}-clone"), pull=valid)
     common.run(["git", "gc", "-q", "--prune=now"], work)
     if before is not None:
         found["uncompacted_fetch_bytes_per_run"] = round(before["object_bytes"] / n)
@@ -166,10 +166,13 @@ def main() -> int:
     )
     parser.add_argument("--name", default="ledger_size", help="results/NAME.json")
     parser.add_argument("--first-listing", action="store_true", help="time a new clone's pull and first listing")
+    parser.add_argument("--valid", action="store_true", help="runs with ids derived from commits: a real `ledger pull`")
     parser.add_argument("--mlflow", type=int, default=0, help="also log N runs to MLflow's SQLite store (the peer)")
     args = parser.parse_args()
     rows = [
-        measure(int(n), baseline=not args.no_baseline, listing=args.first_listing) for n in args.sizes.split(",") if n
+        measure(int(n), baseline=not args.no_baseline, listing=args.first_listing, valid=args.valid)
+        for n in args.sizes.split(",")
+        if n
     ]
     for row in rows:
         print(row)

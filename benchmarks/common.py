@@ -505,17 +505,24 @@ def run_record(i: int, rng: random.Random, *, commit: str | None = None) -> dict
     return records.envelope("run", body, event_id=run_id, time=when)
 
 
-def build_ledger(path: Path, count: int, *, batch: int = 5000, seed: int = 0) -> dict[str, Any]:
+def build_ledger(
+    path: Path, count: int, *, batch: int = 5000, seed: int = 0, derived_ids: bool = False
+) -> dict[str, Any]:
     """A repository whose ledger holds `count` run records, written with the batch API.
 
     Reused when a previous benchmark run built the same one (a marker file says so).
-    Returns how long the appends took (only when it was built now).
+    Returns how long the appends took (only when it was built now). With `derived_ids` each
+    run's id derives from its commit, as capture writes it, so that `ledger pull` and `fsck`
+    accept the ledger (the default's random ids they refuse).
     """
     from mlci_tui.gitio import Repo
+    from mlci_tui.ledger import records
     from mlci_tui.ledger.store import LedgerStore
 
     marker = path / ".mlci-bench-ledger.json"
-    spec = {"count": count, "batch": batch, "seed": seed, "v": 1}
+    spec: dict[str, Any] = {"count": count, "batch": batch, "seed": seed, "v": 1}
+    if derived_ids:
+        spec["derived_ids"] = True
     if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
         return json.loads(marker.read_text())
     if path.exists():
@@ -533,6 +540,9 @@ def build_ledger(path: Path, count: int, *, batch: int = 5000, seed: int = 0) ->
         n = min(batch, count - made)
         t0 = time.perf_counter()
         recs = [run_record(made + k, rng) for k in range(n)]
+        if derived_ids:
+            for rec in recs:
+                rec["id"] = rec["run_id"] = records.derived_id("commit", rec["commit"])
         t1 = time.perf_counter()
         store.append(recs)
         t2 = time.perf_counter()

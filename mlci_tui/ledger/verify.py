@@ -490,6 +490,8 @@ def _segment_problem(
         if isinstance(rebuilt, str):
             return rebuilt
         table, encoded = rebuilt
+    if typed is not None and table.num_rows >= PARALLEL_ROWS:
+        typed.close()  # the rows are checked by forked workers: no DuckDB threads alive across a fork
     bad, said = _check_table_split(table, known, encoded)
     warnings.extend(f"{path}: {w}" for w in said)
     if bad:

@@ -334,9 +334,12 @@ class LedgerStore:
         fast-forward rule does not apply), which is deleted again: the caller moves the ledger ref."""
         import os
 
+        from mlci_tui.file_lock import pid_alive
+
         scratch = f"{SCRATCH_REF_PREFIX}{os.getpid()}"
         for ref in self.repo.text("for-each-ref", "--format=%(refname)", SCRATCH_REF_PREFIX).split():
-            if not _process_alive(ref.removeprefix(SCRATCH_REF_PREFIX)):  # its writer was killed mid-way
+            pid = ref.removeprefix(SCRATCH_REF_PREFIX)
+            if not (pid.isdigit() and pid_alive(int(pid))):  # its writer was killed mid-way
                 self.repo.run("update-ref", "-d", ref, check=False)
         proc = self.repo.run(
             "fast-import",
@@ -701,18 +704,6 @@ def _segment_redactions(segments: Iterable[bytes]) -> set[str]:
             if isinstance(target, str):
                 out.add(target)
     return out
-
-
-def _process_alive(pid: str) -> bool:
-    import os
-
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def target_of(body: bytes) -> str | None:

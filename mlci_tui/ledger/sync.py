@@ -46,47 +46,52 @@ def check_remote_name(remote: str) -> str:
 
 
 def fetch(repo: Repo, remote: str) -> str | None:
-    """The remote's ledger tip (fetched), or None when the remote has no ledger yet."""
-    for attempt in range(PUSH_ATTEMPTS):
-        proc = git(
-            [
-                "fetch",
-                "--no-tags",
-                "--no-recurse-submodules",
-                "--quiet",
-                remote,
-                f"+{LEDGER_REF}:{_incoming_ref(remote)}",
-            ],
-            repo.root,
-            env=_NO_ENV,
-            check=False,
-        )
-        if b"cannot lock ref" not in proc.stderr:
-            break
-        _backoff(attempt)  # another push or pull of this clone is fetching into the same ref
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace")
-        if "couldn't find remote ref" in err or "could not find remote ref" in err.lower():
-            return None
-        last = err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}"
-        raise MlciError(f"ledger fetch from {remote} failed: {last}")
-    kind = repo.text("cat-file", "-t", _incoming_ref(remote), check=False).strip()
-    if kind != "commit":  # a blob or a tree would become this clone's ledger, and every write would fail
-        git(["update-ref", "-d", _incoming_ref(remote)], repo.root, check=False)
-        raise CheckFailed(f"ledger of {remote}: {LEDGER_REF} is a {kind or 'missing object'}, not a commit; refused")
-    return repo.rev_parse(_incoming_ref(remote))
+    """The remote's ledger tip (fetched), or None when the remote has no ledger yet.
+
+    Fetched into a ref of this process's own, then shown at `refs/mlci-remote/<remote>/incoming`:
+    two pulls of one clone at once (a sweep's push and the user's) each read the tip they
+    fetched, never the other's older one (which read as a remote that lost records)."""
+    import os
+
+    own = f"{_incoming_ref(remote)}-{os.getpid()}"
+    proc = git(
+        ["fetch", "--no-tags", "--no-recurse-submodules", "--quiet", remote, f"+{LEDGER_REF}:{own}"],
+        repo.root,
+        env=_NO_ENV,
+        check=False,
+    )
+    try:
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace")
+            if "couldn't find remote ref" in err or "could not find remote ref" in err.lower():
+                return None
+            last = err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}"
+            raise MlciError(f"ledger fetch from {remote} failed: {last}")
+        kind = repo.text("cat-file", "-t", own, check=False).strip()
+        if kind != "commit":  # a blob or a tree would become this clone's ledger, and every write would fail
+            raise CheckFailed(
+                f"ledger of {remote}: {LEDGER_REF} is a {kind or 'missing object'}, not a commit; refused"
+            )
+        tip = repo.rev_parse(own)
+        if tip is not None:  # for `git log` when a pull is refused; another pull may write it too
+            git(["update-ref", _incoming_ref(remote), tip], repo.root, check=False)
+        return tip
+    finally:
+        git(["update-ref", "-d", own], repo.root, check=False)
 
 
 def pull(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
     check_remote_name(remote)
     store = LedgerStore(repo)
     result = SyncResult(remote)
+    # read before fetching: another process of this clone may push meanwhile and record a tip
+    # newer than the one fetched here, which would read as a remote that lost records
+    last_seen = repo.rev_parse(remote_ref(remote))
     fetched = fetch(repo, remote)
     result.fetched = fetched
     if fetched is None:
         result.local_tip = store.tip()
         return result
-    last_seen = repo.rev_parse(remote_ref(remote))
     if last_seen and last_seen != fetched and not repo.is_ancestor(last_seen, fetched):
         _check_only_grew(store, remote, last_seen, fetched, force_merge, result)
     _refuse_invalid(store, fetched, remote)  # whatever --force-merge says

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci_tui.errors import InputError
+from mlci_tui.file_lock import pid_alive  # also the sweep modules' `queue.pid_alive`
 from mlci_tui.gitio import Repo
 from mlci_tui.ledger.query.sweeps import sweep_events
 from mlci_tui.ledger.store import LedgerStore
@@ -197,20 +198,6 @@ def leases(repo: Repo, sweep_id: str) -> list[Lease]:
             continue
         out.append(Lease(path, read_lease_data(path) or {}, now - mtime))
     return out
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) holds its pid but runs nothing
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def expired(lease: Lease, seconds: float) -> str | None:

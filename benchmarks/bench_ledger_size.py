@@ -83,13 +83,13 @@ def measure(n: int, baseline: bool = True, listing: bool = False, valid: bool = 
     found: dict[str, Any] = {"runs": n, "load_before": round(os.getloadavg()[0], 1)}
     before = fetched_bytes(work, work.with_name(f"{work.name}-fetch")) if baseline else None
     t0, c0 = time.perf_counter(), common._cpu(resource.RUSAGE_CHILDREN)
-    common.run([common.MLCI, "ledger", "compact"], work)
+    common.run([common.MLCI, "ledger", "compact"], work, timeout=3600)  # 1M: ~8 min quiet
     found["compact_wall_s"] = round(time.perf_counter() - t0, 1)
     found["compact_cpu_s"] = round(common._cpu(resource.RUSAGE_CHILDREN) - c0, 1)
     after = fetched_bytes(work, work.with_name(f"{work.name}-fetch"))
     if listing:
         found["first_listing"] = first_listing(work, work.with_name(f"{work.name}-clone"), pull=valid)
-    common.run(["git", "gc", "-q", "--prune=now"], work)
+    common.run(["git", "gc", "-q", "--prune=now"], work, timeout=3600)
     if before is not None:
         found["uncompacted_fetch_bytes_per_run"] = round(before["object_bytes"] / n)
     found["fetch_bytes_per_run"] = round(after["object_bytes"] / n)

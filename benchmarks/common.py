@@ -73,9 +73,11 @@ class Deadline:
         return self.left() <= 0
 
 
-def run(argv: Sequence[str], cwd: str | Path | None = None, *, check: bool = True, **kw: Any) -> str:
+def run(
+    argv: Sequence[str], cwd: str | Path | None = None, *, check: bool = True, timeout: float = 600, **kw: Any
+) -> str:
     proc = subprocess.run(
-        list(argv), cwd=cwd, env=kw.pop("env", None) or env(), capture_output=True, text=True, timeout=600, **kw
+        list(argv), cwd=cwd, env=kw.pop("env", None) or env(), capture_output=True, text=True, timeout=timeout, **kw
     )
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, argv))} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")

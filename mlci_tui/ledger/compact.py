@@ -37,7 +37,15 @@ from mlci_tui.errors import MlciError, first_line
 from mlci_tui.gitio import Repo, TreeEntry
 from mlci_tui.ledger import records
 from mlci_tui.ledger.conflicts import CONFLICTS_DIR, blob_id, conflict_path, meaning, resolved_path
-from mlci_tui.ledger.segment_read import LAYOUT_KEY, RESIDUAL, is_residual_layout, read_bodies, residual, restored
+from mlci_tui.ledger.segment_read import (
+    LAYOUT_KEY,
+    RESIDUAL,
+    is_residual_layout,
+    read_bodies,
+    redaction_targets,
+    residual,
+    restored,
+)
 from mlci_tui.ledger.store import (
     EVENTS_DIR,
     MAX_ATTEMPTS,
@@ -159,7 +167,7 @@ def _plan(
         dirty = set(BUCKETS)  # a new tombstone: what refers to its record may be in any bucket
     for found in held.values():
         if found.rows is not None:
-            redacted.update(_targets(found.path, "redact"))
+            redacted.update(redaction_targets(found.path))
     conflicts: dict[str, bytes] = {}
     refused: list[TreeEntry] = []
     con = typed_connection() if dirty else None
@@ -237,12 +245,6 @@ def _footer(path: Path) -> tuple[int | None, bool]:
     return (rows if {"id", "type", "body"} <= set(names) else None), names == TYPED_NAMES and is_residual_layout(schema)
 
 
-def _table(path: Path, columns: list[str]) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=columns)
-
-
 def _add(bucket: _Bucket, conflicts: dict[str, bytes], body: bytes, sha256: bool) -> None:
     """One body (a canonical line) into its bucket: the first seen of an id is kept; a later one
     that means something else becomes a conflict file (compaction drops neither side)."""
@@ -312,22 +314,6 @@ def _line(body: str) -> bytes:
 def _kept(bucket: _Bucket, rid: str, redacted: set[str]) -> bool:
     """Drop the redacted records and what refers to them (tags, notes); keep the tombstones."""
     return rid not in redacted and bucket.targets.get(rid) not in redacted
-
-
-def _targets(path: Path, rtype: str) -> set[str]:
-    """The targets of a segment's records of one type (its tombstones), read from those rows only
-    (a record that is not a run keeps its full body in every layout: no rebuild)."""
-    import pyarrow.compute as pc
-
-    table = _table(path, ["type", "body"])
-    out = set()
-    for body in table.filter(pc.equal(table.column("type"), rtype)).column("body").to_pylist():
-        if isinstance(body, str):
-            try:
-                out.add(str(records.loads(body).get("target")))
-            except ValueError:
-                continue
-    return out
 
 
 def segment_name(bucket: str, rows: Sequence[tuple[str, str, str]]) -> str:

@@ -279,6 +279,27 @@ def read_table(source: Any) -> Any:
     return footer.read(columns=columns)
 
 
+def redaction_targets(source: Any) -> set[str]:
+    """The targets of a segment's tombstones (`redact` rows), from a path or a file object: only
+    the type and body columns are read (a record that is not a run keeps its whole body in every
+    layout: no rebuild), on one thread (Arrow's pool can abort the process at exit once started:
+    apache/arrow#34314)."""
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(source).read(columns=["type", "body"], use_threads=False)
+    out: set[str] = set()
+    for rtype, body in zip(table.column("type").to_pylist(), table.column("body").to_pylist()):
+        if rtype != "redact" or not isinstance(body, str):
+            continue
+        try:
+            target = records.loads(body).get("target")
+        except ValueError:
+            continue  # fsck names it
+        if isinstance(target, str):
+            out.add(target)
+    return out
+
+
 def segment_bodies(segments: Iterable[bytes], ids: set[str] | None) -> dict[str, bytes]:
     """Record id -> canonical body (with its newline) from Parquet segments, for `ids` (None: all)."""
     found: dict[str, bytes] = {}

@@ -34,11 +34,12 @@ EVENTS_DIR = "events/"
 SEGMENTS_DIR = "segments/"
 QUARANTINE_DIR = "quarantine/"  # where `ledger fsck --repair` moves bad files; nothing reads it
 PUBLISHED_DIR = "published/"  # `ledger publish`'s manifest (publish.py); compaction carries it over
-COMMITTER = "mlci <mlci@localhost>"
+_COMMITTER_NAME, _COMMITTER_EMAIL = "mlci", "mlci@localhost"
+COMMITTER = f"{_COMMITTER_NAME} <{_COMMITTER_EMAIL}>"  # fast-import's; commit-tree's below
 _COMMITTER_ENV = {
     f"GIT_{who}_{what}": value
     for who in ("AUTHOR", "COMMITTER")
-    for what, value in (("NAME", "mlci"), ("EMAIL", "mlci@localhost"))
+    for what, value in (("NAME", _COMMITTER_NAME), ("EMAIL", _COMMITTER_EMAIL))
 }
 COMPACTION_SUBJECT = "mlci: compact"  # compact.py's commit: the root of a ledger whose history it dropped
 SCRATCH_REF_PREFIX = "refs/mlci/scratch/"  # a commit written before the ledger ref is moved to it
@@ -470,7 +471,13 @@ class LedgerStore:
                 if record.get("type") == "redact" and isinstance(record.get("target"), str):
                     out.add(record["target"])
         if segments:
-            out |= _segment_redactions(self.repo.cat_blobs([e.oid for e in segments]).values())
+            from mlci_tui.ledger.segment_read import redaction_targets
+
+            for data in self.repo.cat_blobs([e.oid for e in segments]).values():
+                try:
+                    out |= redaction_targets(io.BytesIO(data))
+                except Exception:  # noqa: BLE001 - an unreadable segment holds no tombstone to honour; fsck names it
+                    continue
         return out
 
     def _segment_ids(self, tip: str) -> set[str]:
@@ -681,29 +688,6 @@ def _record_name(path: str) -> str | None:
         return None
     rid = path.rsplit("/", 1)[-1][: -len(".json")]
     return rid if records.is_id(rid) and records.record_path(rid) == path else None
-
-
-def _segment_redactions(segments: Iterable[bytes]) -> set[str]:
-    """The `target` of every `redact` row of these segments: the typed column where the segment
-    has one, else the row's body (a segment of bodies only). Read on one thread and filtered in
-    Python: Arrow's pools, once started, can abort the process at exit (apache/arrow#34314)."""
-    import pyarrow.parquet as pq
-
-    out: set[str] = set()
-    for data in segments:
-        try:
-            parquet = pq.ParquetFile(io.BytesIO(data))
-            column = "target" if "target" in parquet.schema_arrow.names else "body"
-            table = parquet.read(columns=["type", column], use_threads=False)
-        except Exception:  # noqa: BLE001 - an unreadable segment holds no tombstone we can honour; fsck names it
-            continue
-        for rtype, value in zip(table.column("type").to_pylist(), table.column(column).to_pylist()):
-            if rtype != "redact":
-                continue
-            target = value if column == "target" else target_of(str(value or "").encode())
-            if isinstance(target, str):
-                out.add(target)
-    return out
 
 
 def target_of(body: bytes) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -348,3 +349,58 @@ def test_a_typed_segment_of_the_layout_before_residuals_is_read_checked_and_rewr
         assert pq.read_schema(io.BytesIO(data)).metadata[LAYOUT_KEY] == RESIDUAL
     assert segment_bodies(_segments(store).values(), None) == expected
     assert _views(repo) == loose_views
+
+
+def _stale_flipped(values: list[Any], _table: Any) -> list[Any]:
+    n = next(n for n, v in enumerate(values) if v is not None)
+    values[n] = not values[n]  # a column the rebuild does not read: only the typed check sees it
+    return values
+
+
+def test_segments_checked_by_forked_workers_say_what_the_check_in_this_process_says(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past PARALLEL_SEGMENT_BYTES each segment is checked whole by a forked worker (a new
+    clone's pull of a compacted ledger): the same problems and warnings, in the same order,
+    and every segment checked in a worker, its typed columns on the worker's own DuckDB."""
+    from mlci_tui.ledger import verify
+
+    store, _expected, invalid = _compacted(repo)
+    path, data = next(
+        (p, d)
+        for p, d in _segments(store).items()
+        if _applies(d, "stale", _stale_flipped)
+        and not set(invalid) & set(pq.read_table(io.BytesIO(d))["id"].to_pylist())
+    )  # a segment of valid records: its typed columns are checked
+    tip = store.tip()
+    assert tip is not None
+    keep = [e for e in store.entries(tip) if e.path != path]
+    assert store.replace_tree([(path, _forged(data, "stale", _stale_flipped))], "forge", tip, keep=keep)
+    tip = store.tip()
+    assert tip is not None
+    real = verify._segment_problem
+
+    def naming_its_process(*args: Any, **kw: Any) -> str | None:
+        args[2].append(f"checked in {os.getpid()}")  # the warnings
+        return real(*args, **kw)
+
+    monkeypatch.setattr(verify, "_segment_problem", naming_its_process)
+    monkeypatch.setattr(verify, "PARALLEL_SEGMENT_BYTES", 10**12)
+    alone = verify.check_files(store, store.entries(tip), tip)
+    monkeypatch.setattr(verify, "PARALLEL_SEGMENT_BYTES", 0)
+    monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
+    forked = verify.check_files(store, store.entries(tip), tip)
+    segments = len(_segments(store))
+    assert segments >= 2
+    assert [w for w in alone.warnings if "checked in" not in w] == [w for w in forked.warnings if "checked in" not in w]
+    assert [w for w in alone.warnings if "checked in" in w] == [f"checked in {os.getpid()}"] * segments
+    workers = {w for w in forked.warnings if "checked in" in w}
+    assert (
+        len([w for w in forked.warnings if "checked in" in w]) == segments
+        and f"checked in {os.getpid()}" not in workers
+    )
+    assert forked.problems == alone.problems
+    reasons = dict(alone.problems)
+    assert reasons[path] == "its stale column differs from its bodies in 1 row(s)", reasons
+    assert sum("invalid record(s)" in why for why in reasons.values()) >= 1
+    assert sum(why.count("row ") for why in reasons.values() if "invalid record" in why) == len(invalid)

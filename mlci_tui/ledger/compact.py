@@ -28,7 +28,8 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -355,14 +356,14 @@ def _segment_files(
     return [(f"{name}.parquet", segment), (f"{name}.ids", id_list)]
 
 
-def typed_connection() -> duckdb.DuckDBPyConnection:
+def typed_connection(threads: int = 2) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for deriving typed segment columns (bounded like a cache build)."""
     import duckdb
 
     from mlci_tui.ledger.cache import BUILD_MEMORY
 
     con = duckdb.connect()
-    con.execute("SET threads TO 2")
+    con.execute(f"SET threads TO {int(threads)}")
     con.execute(f"SET memory_limit = '{BUILD_MEMORY}'")
     con.execute("SET enable_progress_bar = false")
     con.execute("SET produce_arrow_string_view = false")  # plain strings: the id, type and body columns
@@ -375,16 +376,23 @@ def typed_table(con: duckdb.DuckDBPyConnection, bodies: list[str], stored: Mappi
     what repeats another column (`stored`: cache.SEGMENT_STORED, the current layout's)."""
     import pyarrow as pa
 
+    with _derived(con, pa.array(bodies, pa.string()), stored) as rows:
+        return con.sql(f"{rows} ORDER BY id").to_arrow_table()
+
+
+@contextmanager
+def _derived(con: duckdb.DuckDBPyConnection, bodies: pa.Array, stored: Mapping[str, str] | None) -> Iterator[str]:
+    """A SELECT of `typed_table`'s columns (unsorted) on `con`, while in the block."""
+    import pyarrow as pa
+
     from mlci_tui.ledger.cache import SEGMENT_STORED, derive_typed, segment_columns
 
-    con.register("segment_bodies", pa.table({"body": pa.array(bodies, pa.string())}))
+    con.register("segment_bodies", pa.table({"body": bodies}))
     try:
         derive_typed(con, "SELECT body FROM segment_bodies", "segment_rows", run_bodies=True)
-        columns = segment_columns(SEGMENT_STORED if stored is None else stored)
-        table = con.sql(f"SELECT {columns} FROM segment_rows ORDER BY id").to_arrow_table()
+        yield f"SELECT {segment_columns(SEGMENT_STORED if stored is None else stored)} FROM segment_rows"
     finally:
         con.unregister("segment_bodies")
-    return table
 
 
 def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | None:
@@ -392,6 +400,8 @@ def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | N
     the segment has bodies only). A reader trusts the typed columns, so `ledger fsck` and a pull
     check them against the bodies they were derived from. `segment` holds its rebuilt bodies
     (`segment_read.table_bodies`) and the schema metadata of its layout."""
+    import pyarrow.compute as pc
+
     from mlci_tui.ledger.cache import SEGMENT_STORED_TYPED, TYPED_NAMES, TYPED_NAMES_BEFORE_FILES
 
     if segment.column_names == ["id", "type", "body"]:
@@ -401,14 +411,13 @@ def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | N
         residual_layout and segment.column_names != TYPED_NAMES
     ):  # the typed layouts before the residual one: readers take them too
         return "its columns are neither id, type, body nor the typed segment's"
-    bodies = [b if isinstance(b, str) else "" for b in segment.column("body").to_pylist()]
-    derived = typed_table(con, bodies, None if residual_layout else SEGMENT_STORED_TYPED)
-    con.register("segment_given", segment)
-    con.register("segment_derived", derived)
+    bodies = pc.fill_null(segment.column("body").combine_chunks(), "")
     names = segment.column_names[1:]
     counts = ", ".join(f'count(*) FILTER (WHERE g."{n}" IS DISTINCT FROM d."{n}")' for n in names)
-    try:  # one join for every column (a query per column cost a 10k-run pull 2.7 s of 6.2)
-        row = con.execute(f"SELECT {counts} FROM segment_given g FULL JOIN segment_derived d USING (id)").fetchall()[0]
+    con.register("segment_given", segment)
+    try:  # one join for every column (a query per column cost a 10k-run pull 2.7 s of 6.2), unsorted
+        with _derived(con, bodies, None if residual_layout else SEGMENT_STORED_TYPED) as derived:
+            row = con.execute(f"SELECT {counts} FROM segment_given g FULL JOIN ({derived}) d USING (id)").fetchall()[0]
         for name, count in zip(names, row):  # fetched to the end: an open result would block unregister
             if count:
                 return f"its {name} column differs from its bodies in {count:,} row(s)"
@@ -416,7 +425,6 @@ def typed_mismatch(con: duckdb.DuckDBPyConnection, segment: pa.Table) -> str | N
         return f"its typed columns do not match its bodies ({first_line(exc)})"
     finally:
         con.unregister("segment_given")
-        con.unregister("segment_derived")
     return None
 
 

@@ -206,17 +206,24 @@ def rebuild(stored: str, restore: dict[str, Any] | None) -> str | None:
     None when the stored text is not what compaction writes (one body, one stored form): a
     residual that is not canonical JSON of an object, or that holds a key its columns give back
     with the same value; a run's body stored whole where a residual gives it back."""
+    return rebuild_parsed(stored, restore)[0]
+
+
+def rebuild_parsed(stored: str, restore: dict[str, Any] | None) -> tuple[str | None, dict[str, Any] | None]:
+    """`rebuild`, and the record a residual was parsed and rebuilt into (what parsing the body
+    gives: a checker need not parse it again); None for a body stored whole or refused."""
     if restore is None:
-        return stored
+        return stored, None
     if stored.endswith("\n"):
-        return stored if residual(stored, restore) == stored else None
+        return (stored if residual(stored, restore) == stored else None), None
     try:
         record = json.loads(stored)
         if type(record) is not dict or _canonical(record) != stored:
-            return None
-        return _put_back(record, restore)
+            return None, None
     except (ValueError, RecursionError):  # not JSON; NaN as a bare literal (never canonical)
-        return None
+        return None, None
+    body = _put_back(record, restore)
+    return body, None if body is None else record
 
 
 def _put_back(record: dict[str, Any], restore: dict[str, Any]) -> str | None:
@@ -257,10 +264,16 @@ def residual(body: str, restore: dict[str, Any] | None) -> str:
 def table_bodies(table: Any) -> list[str | None]:
     """Every row's body (with its newline), from a segment table read with `rebuild_columns()`
     where its layout is residual; a row whose stored text `rebuild` refuses gives None."""
+    return table_rebuilt(table)[0]
+
+
+def table_rebuilt(table: Any) -> tuple[list[str | None], list[dict[str, Any] | None]]:
+    """`table_bodies`, and per row the record its residual was rebuilt into (`rebuild_parsed`)."""
     stored = table.column("body").to_pylist()
     if not is_residual_layout(table.schema):
-        return [b if b is None or b.endswith("\n") else b + "\n" for b in stored]
-    return [None if s is None else rebuild(s, r) for s, r in zip(stored, restored(table))]
+        return [b if b is None or b.endswith("\n") else b + "\n" for b in stored], [None] * len(stored)
+    made = [(None, None) if s is None else rebuild_parsed(s, r) for s, r in zip(stored, restored(table))]
+    return [body for body, _r in made], [record for _b, record in made]
 
 
 def read_bodies(source: Any) -> tuple[list[Any], list[Any], list[str | None]]:

@@ -26,7 +26,7 @@ from mlci_tui.ledger import records
 from mlci_tui.ledger.conflicts import blob_id
 from mlci_tui.ledger.events import KNOWN_TYPES, TRIAL_STATE_OF
 from mlci_tui.ledger.publish import MANIFEST_PATH, manifest_problem
-from mlci_tui.ledger.segment_read import canonical, is_residual_layout, read_bodies, table_bodies
+from mlci_tui.ledger.segment_read import canonical, is_residual_layout, read_bodies, table_rebuilt
 from mlci_tui.ledger.store import EVENTS_DIR, QUARANTINE_DIR, SEGMENTS_DIR, LedgerStore
 
 MAX_RECORD_BYTES = 64 * 1024 * 1024  # the params/metrics file limit: no record legitimately holds more
@@ -365,6 +365,10 @@ class Known:
         self._events: set[str] | None = None
         self._segments: set[str] | None = None
 
+    def load(self) -> None:
+        """Read what it holds now (before forking workers that would each read it)."""
+        self.holds_body("")
+
     def holds_blob(self, oid: str) -> bool:
         if self._events is None:
             self._events = {e.oid for e in self.store.repo.ls_tree(self.tip, [EVENTS_DIR], recursive=True)}
@@ -429,6 +433,12 @@ def _check_each_segment(
     known: Known | None,
     typed: _TypedCheck,
 ) -> None:
+    jobs = [
+        (path, blobs.get(by_path[path].oid, b""), _listed(by_path, blobs, path))
+        for path in sorted(by_path)
+        if path.endswith(".parquet")
+    ]
+    found = dict(zip((path for path, _d, _l in jobs), _segment_findings(jobs, known, typed)))
     for path in sorted(by_path):
         base = path.removesuffix(".parquet").removesuffix(".ids")
         if path.endswith(".ids"):
@@ -439,12 +449,70 @@ def _check_each_segment(
             if path in wanted:
                 verdict.problems.append((path, "not a segment file (.parquet or .ids)"))
             continue
-        listed = blobs.get(by_path[base + ".ids"].oid) if base + ".ids" in by_path else None
-        problem = _segment_problem(blobs.get(by_path[path].oid, b""), listed, verdict.warnings, path, known, typed)
+        problem, said = found[path]
+        verdict.warnings.extend(said)
         if problem:
             verdict.problems.append((path, problem))
             if base + ".ids" in by_path:
                 verdict.problems.append((base + ".ids", f"the id list of the bad segment {path}"))
+
+
+def _listed(by_path: dict[str, TreeEntry], blobs: dict[str, bytes], path: str) -> bytes | None:
+    ids = path.removesuffix(".parquet") + ".ids"
+    return blobs.get(by_path[ids].oid) if ids in by_path else None
+
+
+SegmentJob = tuple[str, bytes, "bytes | None"]  # a segment's path, its bytes, its `.ids` list (None: none)
+# Segments whose bytes add up to this or more are checked by one forked process per core, a
+# whole segment each (read, rebuild, rows, typed columns: all but DuckDB's part is Python, so
+# threads would not help): a new clone's pull of a compacted ledger brings ~32 of them.
+PARALLEL_SEGMENT_BYTES = 1 << 20
+_JOBS: Any = None  # the segment jobs and `known`, inherited by forked workers
+_WORKER_TYPED: Any = None  # a forked worker's own DuckDB connection, opened after the fork
+
+
+def _segment_findings(
+    jobs: list[SegmentJob], known: Known | None, typed: _TypedCheck
+) -> list[tuple[str | None, list[str]]]:
+    """(problem or None, warnings) of each segment job, in order: in this process, or past
+    PARALLEL_SEGMENT_BYTES across forked workers (each checks its segment's rows itself)."""
+    global _JOBS
+    cores = min(os.cpu_count() or 1, 8)
+    if (
+        len(jobs) < 2
+        or cores < 2
+        or not hasattr(os, "fork")
+        or sum(len(d) for _p, d, _l in jobs) < PARALLEL_SEGMENT_BYTES
+    ):
+        return [_one_segment(job, known, typed, split=True) for job in jobs]
+    import multiprocessing
+
+    typed.close()  # no DuckDB threads alive across a fork
+    if known is not None:
+        known.load()  # once, here, not once per worker
+    _JOBS = (jobs, known)
+    try:
+        with multiprocessing.get_context("fork").Pool(min(cores, len(jobs))) as pool:
+            return pool.map(_check_inherited_segment, range(len(jobs)), chunksize=1)
+    finally:
+        _JOBS = None
+
+
+def _check_inherited_segment(n: int) -> tuple[str | None, list[str]]:
+    global _WORKER_TYPED
+    assert _JOBS is not None
+    jobs, known = _JOBS
+    if _WORKER_TYPED is None:
+        _WORKER_TYPED = _TypedCheck(threads=1)
+    return _one_segment(jobs[n], known, _WORKER_TYPED, split=False)
+
+
+def _one_segment(
+    job: SegmentJob, known: Known | None, typed: _TypedCheck, *, split: bool
+) -> tuple[str | None, list[str]]:
+    path, data, listed = job
+    said: list[str] = []
+    return _segment_problem(data, listed, said, path, known, typed, split=split), said
 
 
 def _partner(path: str) -> str:
@@ -460,13 +528,17 @@ def _segment_problem(
     path: str,
     known: Known | None = None,
     typed: _TypedCheck | None = None,
+    *,
+    split: bool = True,
 ) -> str | None:
+    """What is wrong with one segment (`_check_segments`), or None; `split`: its rows may go to
+    forked workers (not in a worker already)."""
     import pyarrow as pa  # lazy: only a compacted ledger has segments
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.read_table(io.BytesIO(data), use_threads=False)  # ~one row group: threads gain nothing
     except Exception as exc:  # pyarrow raises several types for a broken file
         return f"not a readable segment ({first_line(exc)})"
     columns = [(f.name, f.type) for f in table.schema][:3]  # then, written by compaction, the typed columns
@@ -484,15 +556,15 @@ def _segment_problem(
         return "its id column holds a missing or repeated id"
     if listed.decode("utf-8", "replace").split() != ids:
         return f"its ids differ from {path.removesuffix('.parquet')}.ids"
-    encoded: Sequence[bool] = ()
+    parsed: Sequence[dict[str, Any] | None] = ()
     if is_residual_layout(table.schema):
         rebuilt = _rebuilt(table, ids, path)
         if isinstance(rebuilt, str):
             return rebuilt
-        table, encoded = rebuilt
-    if typed is not None and table.num_rows >= PARALLEL_ROWS:
+        table, parsed = rebuilt
+    if typed is not None and split and table.num_rows >= PARALLEL_ROWS:
         typed.close()  # the rows are checked by forked workers: no DuckDB threads alive across a fork
-    bad, said = _check_table_split(table, known, encoded)
+    bad, said = _check_table_split(table, known, parsed, split=split)
     warnings.extend(f"{path}: {w}" for w in said)
     if bad:
         shown = "; ".join(f"row {n} (id {ids[n]!r}): {why}" for n, why in bad[:_SHOWN])
@@ -506,10 +578,10 @@ def _segment_problem(
         one.close()
 
 
-def _rebuilt(table: Any, ids: list[str], path: str) -> tuple[Any, list[bool]] | str:
+def _rebuilt(table: Any, ids: list[str], path: str) -> tuple[Any, list[dict[str, Any] | None]] | str:
     """A segment of the residual layout with its bodies rebuilt (`segment_read.rebuild`), for the
-    checks of every segment, and which rows were rebuilt (their bodies are canonical JSON as
-    encoded: not encoded again to check it); or what is wrong: a row whose stored text is not
+    checks of every segment, and per row the record a residual was rebuilt into (its body is its
+    canonical JSON: not parsed or encoded again to check it); or what is wrong: a row whose stored text is not
     what compaction writes, or a name that is not the hash of its ids and bodies (compaction
     names a segment so: a column changed after it changes the bodies, and so the name they need)."""
     import pyarrow as pa
@@ -521,9 +593,7 @@ def _rebuilt(table: Any, ids: list[str], path: str) -> tuple[Any, list[bool]] | 
         return "its columns are not the typed segment's, which its residual bodies need"
     types = table.column("type").to_pylist()
     try:
-        stored = zip(types, table.column("body").to_pylist())
-        encoded = [t == "run" and b is not None and not b.endswith("\n") for t, b in stored]  # residuals
-        rebuilt = table_bodies(table)
+        rebuilt, parsed = table_rebuilt(table)
     except Exception as exc:  # noqa: BLE001 - typed columns of another type than compaction writes
         return f"its typed columns do not rebuild its bodies ({first_line(exc)})"
     bodies = [body for body in rebuilt if body is not None]
@@ -538,7 +608,7 @@ def _rebuilt(table: Any, ids: list[str], path: str) -> tuple[Any, list[bool]] | 
     named = NAMED.fullmatch(path)
     if named is None or segment_name(named.group(1), list(zip(ids, types, bodies))) != path.removesuffix(".parquet"):
         return "its name is not the hash of its ids and bodies (the bodies its columns rebuild)"
-    return table.set_column(table.column_names.index("body"), "body", pa.array(bodies, pa.string())), encoded
+    return table.set_column(table.column_names.index("body"), "body", pa.array(bodies, pa.string())), parsed
 
 
 def _utf8_problem(table: Any) -> str | None:
@@ -563,8 +633,9 @@ class _TypedCheck:
     connection for all the segments of a check (opening one per segment cost a pull of 32
     segments 0.5 s)."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 2) -> None:
         self._con: Any = None
+        self._threads = threads
 
     def problem(self, table: Any) -> str | None:
         if table.num_columns == 3:
@@ -572,7 +643,7 @@ class _TypedCheck:
         from mlci_tui.ledger.compact import typed_connection, typed_mismatch
 
         if self._con is None:
-            self._con = typed_connection()
+            self._con = typed_connection(self._threads)
         return typed_mismatch(self._con, table)
 
     def close(self) -> None:
@@ -585,27 +656,29 @@ class _TypedCheck:
 # pure Python work (a JSON parse and re-encode each), so threads would not help. Compaction's
 # buckets each hold ~1/32 of a ledger (31,000 rows at a million runs): they are split too.
 PARALLEL_ROWS = 20_000
-_SHARED: Any = None  # the segment's Arrow table and its rows encoded by a rebuild, inherited by forked workers
+_SHARED: Any = None  # the segment's Arrow table and the records its rebuild parsed, inherited by forked workers
 Findings = tuple[list[tuple[int, str]], list[str]]  # (row number, problem) of each bad row; warnings
 
 
-def _check_table_split(table: Any, known: Known | None, encoded: Sequence[bool] = ()) -> Findings:
+def _check_table_split(
+    table: Any, known: Known | None, parsed: Sequence[dict[str, Any] | None] = (), *, split: bool = True
+) -> Findings:
     """`_check_selected` over the segment's rows that this clone does not hold byte for byte
     (`known`: held rows bring nothing new), split across forked workers when they are many.
     Workers inherit the Arrow table and make Python strings of their own rows only (strings
     made here would be copied page by page into every worker as it touched their reference
-    counts); only row numbers and findings cross the pipe. `encoded`: the rows whose bodies a
-    rebuild encoded (canonical by construction), by row number; none when empty."""
+    counts); only row numbers and findings cross the pipe. `parsed`: by row number, the record
+    a rebuild made of a row (its body is that record's canonical JSON), or None; none when empty."""
     global _SHARED
     rows = _unheld_rows(table, known)
     cores = min(os.cpu_count() or 1, 8)
-    if len(rows) < PARALLEL_ROWS or cores < 2 or not hasattr(os, "fork"):
-        return _check_selected(table, rows, encoded)
+    if not split or len(rows) < PARALLEL_ROWS or cores < 2 or not hasattr(os, "fork"):
+        return _check_selected(table, rows, parsed)
     import multiprocessing
 
     size = -(-len(rows) // cores)
     parts = [rows[i : i + size] for i in range(0, len(rows), size)]
-    _SHARED = (table, encoded)
+    _SHARED = (table, parsed)
     try:
         with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
             found = pool.map(_check_shared_rows, parts)
@@ -616,8 +689,8 @@ def _check_table_split(table: Any, known: Known | None, encoded: Sequence[bool] 
 
 def _check_shared_rows(rows: Sequence[int]) -> Findings:
     assert _SHARED is not None
-    table, encoded = _SHARED
-    return _check_selected(table, rows, encoded)
+    table, parsed = _SHARED
+    return _check_selected(table, rows, parsed)
 
 
 def _unheld_rows(table: Any, known: Known | None) -> Sequence[int]:
@@ -637,7 +710,7 @@ def _unheld_rows(table: Any, known: Known | None) -> Sequence[int]:
     return rows
 
 
-def _check_selected(table: Any, rows: Sequence[int], encoded: Sequence[bool] = ()) -> Findings:
+def _check_selected(table: Any, rows: Sequence[int], parsed: Sequence[dict[str, Any] | None] = ()) -> Findings:
     """These rows of a segment, `_BATCH` at a time (`_check_rows`): a run of consecutive rows
     is a slice of the Arrow columns, others are taken by number."""
     bad: list[tuple[int, str]] = []
@@ -651,7 +724,7 @@ def _check_selected(table: Any, rows: Sequence[int], encoded: Sequence[bool] = (
 
             numbers = pa.array(batch, pa.int64())
             ids, types, bodies = (table.column(c).take(numbers).to_pylist() for c in _ROW_COLUMNS)
-        rebuilt = [encoded[n] for n in batch] if encoded else ()
+        rebuilt = [parsed[n] for n in batch] if parsed else ()
         found, said = _check_rows(range(len(batch)), ids, types, bodies, rebuilt)
         bad.extend((batch[n], why) for n, why in found)
         warnings.extend(said)
@@ -667,23 +740,23 @@ def _check_rows(
     ids: Sequence[str],
     types: Sequence[str | None],
     bodies: Sequence[str | None],
-    encoded: Sequence[bool] = (),
+    parsed: Sequence[dict[str, Any] | None] = (),
 ) -> Findings:
     """(row number, problem) of each bad row among `rows`, and the warnings: each row as
     `check_record` checks it alone (a row the batch parse does not vouch for is checked so).
-    `encoded` (by row number, or empty): the bodies a rebuild encoded, canonical by construction."""
+    `parsed` (by row number, or empty): the record a rebuild made of a row, whose canonical JSON
+    its body is (not parsed again), or None."""
     bad: list[tuple[int, str]] = []
     warnings: list[str] = []
     texts = [bodies[n] for n in rows]
-    rebuilt = {n for n in rows if encoded and encoded[n] and bodies[n] is not None}
-    stored = _canonical_records([t for n, t in zip(rows, texts) if t is not None and n not in rebuilt])
-    parsed = _encoded_records([t for n, t in zip(rows, texts) if n in rebuilt and t is not None])
-    taken, made = iter(stored), iter(parsed)
-    for n, body in zip(rows, texts):
+    made = [parsed[n] if parsed and bodies[n] is not None else None for n in rows]
+    stored = iter(_canonical_records([t for t, r in zip(texts, made) if t is not None and r is None]))
+    for n, body, record in zip(rows, texts, made):
         if body is None:
             bad.append((n, "no body"))
             continue
-        record = next(made) if n in rebuilt else next(taken)
+        if record is None:
+            record = next(stored)
         rid = ids[n]
         found = check_record(body, row_id=rid) if record is None else _check_canonical(body, record, None, rid)
         if found.problem is None and types[n] != found.type:
@@ -719,25 +792,6 @@ def _canonical_records(texts: list[str]) -> list[dict[str, Any] | None]:
                         out[n] = value
                 except (ValueError, RecursionError):  # NaN, infinities: never canonical
                     pass
-    return out
-
-
-def _encoded_records(texts: list[str]) -> list[dict[str, Any] | None]:
-    """The records of texts our own encoder wrote (rebuilt bodies: each the canonical JSON of an
-    object and its newline, so a joint parse splits them exactly), parsed `_JOINT` at a time
-    without encoding them again; a part that does not parse to one object per text is left to
-    `_canonical_records`."""
-    out: list[dict[str, Any] | None] = []
-    for first in range(0, len(texts), _JOINT):
-        part = texts[first : first + _JOINT]
-        try:
-            values = json.loads("[" + ",".join([t[:-1] for t in part]) + "]")
-        except (ValueError, RecursionError):
-            values = []
-        if len(values) == len(part) and all(type(v) is dict for v in values):
-            out += values
-        else:
-            out += _canonical_records(part)
     return out
 
 

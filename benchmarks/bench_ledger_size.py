@@ -51,14 +51,17 @@ def tree_bytes(repo: Path, prefix: str) -> int:
     return sum(int(line.split()[3]) for line in out.splitlines())
 
 
-def first_listing(source: Path, scratch: Path, pull: bool) -> dict[str, Any]:
+def first_listing(source: Path, scratch: Path, pull: bool, trusting: bool = True) -> dict[str, Any]:
     """A teammate's first listing: a new clone (no ledger) gets the compacted ledger and lists
     the newest 20 runs (a cold cache build included). Wall and CPU of each step, peak memory.
     With `pull`, `mlci ledger pull` (its check of every incoming record included: the ledger
-    needs ids derived from commits, `--valid`); else a `git fetch` of the ref."""
+    needs ids derived from commits, `--valid`); else a `git fetch` of the ref. Not `trusting`:
+    the clone's mlci.yaml loses `ledger.trust` (a signed compaction's segments checked too)."""
     if scratch.exists():
         shutil.rmtree(scratch)
     _git(source.parent, "clone", "-q", "--no-local", str(source), str(scratch))  # fetched, not hardlinked
+    if not trusting and (scratch / "mlci.yaml").exists():
+        (scratch / "mlci.yaml").unlink()
     out: dict[str, Any] = {}
     for step, argv in (
         ("fetch", [common.MLCI, "ledger", "pull"] if pull else ["git", "fetch", "-q", "origin", f"+{REF}:{REF}"]),
@@ -72,7 +75,25 @@ def first_listing(source: Path, scratch: Path, pull: bool) -> dict[str, Any]:
     return out
 
 
-def measure(n: int, baseline: bool = True, listing: bool = False, valid: bool = False) -> dict[str, Any]:
+def sign_compactions(work: Path) -> None:
+    """Commit an mlci.yaml to `work`'s main that signs its compactions with a new ed25519 key and
+    trusts that key (`ledger.trust`): what a team whose CI compacts does; clones get it."""
+    key = work.with_name(f"{work.name}-key")
+    for leftover in (key, key.with_suffix(".pub")):
+        leftover.unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f", str(key)], check=True)
+    kind, blob = key.with_suffix(".pub").read_text().split()[:2]
+    (work / ".mlci-signers").write_text(f'ci@example.com namespaces="mlci-compaction" {kind} {blob}\n')
+    (work / "mlci.yaml").write_text(
+        f"ledger:\n  trust:\n    signing_key: {key}\n    principal: ci@example.com\n    allowed_signers: .mlci-signers\n"
+    )
+    _git(work, "add", "mlci.yaml", ".mlci-signers")
+    _git(work, "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-q", "--no-verify", "-m", "sign compactions")
+
+
+def measure(
+    n: int, baseline: bool = True, listing: bool = False, valid: bool = False, signed: bool = False
+) -> dict[str, Any]:
     source = common.SCRATCH / (f"scale-valid-{n}" if valid else f"scale-{n}")
     common.build_ledger(source, n, derived_ids=valid)
     work = source.with_name(f"{source.name}-size")
@@ -80,7 +101,9 @@ def measure(n: int, baseline: bool = True, listing: bool = False, valid: bool = 
         shutil.rmtree(work)
     shutil.copytree(source, work, symlinks=True)
     common.drop_cache(work)
-    found: dict[str, Any] = {"runs": n, "load_before": round(os.getloadavg()[0], 1)}
+    if signed:
+        sign_compactions(work)
+    found: dict[str, Any] = {"runs": n, "signed": signed, "load_before": round(os.getloadavg()[0], 1)}
     before = fetched_bytes(work, work.with_name(f"{work.name}-fetch")) if baseline else None
     t0, c0 = time.perf_counter(), common._cpu(resource.RUSAGE_CHILDREN)
     common.run([common.MLCI, "ledger", "compact"], work, timeout=3600)  # 1M: ~8 min quiet
@@ -88,7 +111,9 @@ def measure(n: int, baseline: bool = True, listing: bool = False, valid: bool = 
     found["compact_cpu_s"] = round(common._cpu(resource.RUSAGE_CHILDREN) - c0, 1)
     after = fetched_bytes(work, work.with_name(f"{work.name}-fetch"))
     if listing:
-        found["first_listing"] = first_listing(work, work.with_name(f"{work.name}-clone"), pull=valid)
+        found["first_listing"] = first_listing(work, work.with_name(f"{work.name}-clone"), pull=valid, trusting=False)
+        if signed:
+            found["first_listing_signed"] = first_listing(work, work.with_name(f"{work.name}-clone"), pull=valid)
     common.run(["git", "gc", "-q", "--prune=now"], work, timeout=3600)
     if before is not None:
         found["uncompacted_fetch_bytes_per_run"] = round(before["object_bytes"] / n)
@@ -167,10 +192,13 @@ def main() -> int:
     parser.add_argument("--name", default="ledger_size", help="results/NAME.json")
     parser.add_argument("--first-listing", action="store_true", help="time a new clone's pull and first listing")
     parser.add_argument("--valid", action="store_true", help="runs with ids derived from commits: a real `ledger pull`")
+    parser.add_argument(
+        "--signed", action="store_true", help="compact signed; time a first listing that trusts the signature too"
+    )
     parser.add_argument("--mlflow", type=int, default=0, help="also log N runs to MLflow's SQLite store (the peer)")
     args = parser.parse_args()
     rows = [
-        measure(int(n), baseline=not args.no_baseline, listing=args.first_listing, valid=args.valid)
+        measure(int(n), baseline=not args.no_baseline, listing=args.first_listing, valid=args.valid, signed=args.signed)
         for n in args.sizes.split(",")
         if n
     ]

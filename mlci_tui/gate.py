@@ -501,7 +501,7 @@ def promotion(repo: Repo, cfg: Config, run: Run, stage: str, *, sign: bool = Fal
         key = trust["signing_key"] or repo.text("config", "user.signingkey", check=False).strip()
         if not key:
             raise InputError("promote --sign: set ledger.trust.signing_key (or git's user.signingkey) to an SSH key")
-        principal = trust["principal"] or author.rsplit("<", 1)[-1].rstrip(">")
+        principal = signing.principal_of(repo, trust["principal"])
         if not principal:
             raise InputError("promote --sign: set ledger.trust.principal (or git's user.email)")
         event = signing.sign(event, signing.key_path(cfg.root, key), principal)

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,8 @@ from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import duckdb
 
 
@@ -67,10 +69,11 @@ def push(repo: Repo, remote: str | None = None, *, force_merge: bool = False) ->
     from mlci_tui.ledger import sync
     from mlci_tui.sweep.deliver import fold, forget
 
-    remote = remote or config_mod.load(repo.root).remote
+    cfg = config_mod.load(repo.root)
+    remote = remote or cfg.remote
     compact_ledger(repo, auto=True)  # past the threshold: a remote and its clones get segments, not loose files
     folded = fold(repo, remote)  # trial results a CI job left on its own ref go up with this push
-    result = sync.push(repo, remote, force_merge=force_merge)
+    result = sync.push(repo, remote, force_merge=force_merge, allowed_signers=allowed_signers(cfg))
     forget(repo, remote, folded.merged)  # the remote's ledger holds them now
     for n in result.notices:
         notice(n)
@@ -86,8 +89,9 @@ def pull(repo: Repo, remote: str | None = None, *, force_merge: bool = False) ->
     from mlci_tui.ledger.store import LedgerStore
     from mlci_tui.sweep.deliver import fold
 
-    remote = remote or config_mod.load(repo.root).remote
-    result = sync.pull(repo, remote, force_merge=force_merge)
+    cfg = config_mod.load(repo.root)
+    remote = remote or cfg.remote
+    result = sync.pull(repo, remote, force_merge=force_merge, allowed_signers=allowed_signers(cfg))
     folded = fold(repo, remote)  # the remote keeps the refs until a push lands them in its ledger
     for n in result.notices:
         notice(n)
@@ -150,16 +154,52 @@ def compact_ledger(repo: Repo, *, auto: bool = False) -> int:
     tip = store.tip()
     if tip is None or (auto and loose_count(repo, tip) < AUTO_THRESHOLD):
         return 0
+    trailer = _compaction_signature(repo, lenient=auto)
     repo.state_dir.mkdir(parents=True, exist_ok=True)
     with open(repo.state_dir / "compact.lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if auto else 0))
         except BlockingIOError:
             return 0
-        count = compact(store, min_loose=AUTO_THRESHOLD if auto else 0)
+        count = compact(store, min_loose=AUTO_THRESHOLD if auto else 0, trailer=trailer)
         if store.tip() != tip:
             repack(repo)
     return count
+
+
+def _compaction_signature(repo: Repo, *, lenient: bool) -> Callable[[str], str] | None:
+    """What signs a compaction (`ledger.trust.signing_key` set), or None. `lenient` (the automatic
+    compaction, in the background): a key that cannot sign leaves the compaction unsigned, with
+    a warning, rather than leaving the ledger uncompacted; else the error stops it."""
+    trust = config_mod.load(repo.root).section("ledger")["trust"]
+    if not trust["signing_key"]:
+        return None
+    from mlci_tui.ledger import signed_compaction, signing
+
+    principal = signing.principal_of(repo, trust["principal"])
+    if not principal:
+        raise InputError(
+            "ledger.trust.signing_key is set: set ledger.trust.principal (or git's user.email) to sign with"
+        )
+    signed = signed_compaction.trailer(signing.key_path(repo.root, trust["signing_key"]), principal)
+    if not lenient:
+        return signed
+
+    def or_unsigned(tree: str) -> str:
+        try:
+            return signed(tree)
+        except InputError as exc:
+            notice(f"{exc}; the compaction is not signed")
+            return ""
+
+    return or_unsigned
+
+
+def allowed_signers(cfg: config_mod.Config) -> Path | None:
+    """Whose signed compactions a pull takes as checked (`signing.allowed_signers`)."""
+    from mlci_tui.ledger import signing
+
+    return signing.allowed_signers(cfg.root, cfg.section("ledger")["trust"])
 
 
 def ledger_publish(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,9 +85,10 @@ def loose_count(repo: Repo, tip: str) -> int:
     return proc.stdout.count(b"\0") if proc.returncode == 0 else 0
 
 
-def compact(store: LedgerStore, *, min_loose: int = 0) -> int:
+def compact(store: LedgerStore, *, min_loose: int = 0, trailer: Callable[[str], str] | None = None) -> int:
     """Compact the ledger; returns how many records its segments hold afterwards (0: nothing to
-    do, or fewer than `min_loose` loose event files).
+    do, or fewer than `min_loose` loose event files). `trailer`: what signs the commit
+    (`signed_compaction.trailer`), or None.
 
     Memory stays bounded at a million records: the tree is listed as git writes it (loose files
     kept as two flat lists), their bodies streamed to one file per bucket on disk, each segment
@@ -107,7 +108,7 @@ def compact(store: LedgerStore, *, min_loose: int = 0) -> int:
             files, keep, total = _plan(store.repo, others, staged, redacted, Path(scratch), sha256=len(tip) == 64)
         if not files and not loose and len(keep) == len(others):
             return total  # every bucket is one segment already: nothing to write
-        if store.replace_tree(files, f"mlci: compact {total} records", tip, keep=keep) is not None:
+        if store.replace_tree(files, f"mlci: compact {total} records", tip, keep=keep, trailer=trailer) is not None:
             return total
         time.sleep(0.01)
     raise LedgerConflict("compaction kept losing to concurrent writers; try again")

@@ -296,7 +296,12 @@ class LedgerStore:
         return union
 
     def replace_tree(
-        self, files: Sequence[tuple[str, bytes | str]], message: str, expected_tip: str, keep: Sequence[TreeEntry] = ()
+        self,
+        files: Sequence[tuple[str, bytes | str]],
+        message: str,
+        expected_tip: str,
+        keep: Sequence[TreeEntry] = (),
+        trailer: Callable[[str], str] | None = None,
     ) -> str | None:
         """Write a commit whose tree is exactly `files` (inline bytes, or the id of a blob already
         written: compaction's segments) plus the `keep` entries as they are (compaction carries
@@ -304,10 +309,14 @@ class LedgerStore:
 
         The commit has no parent: the ledger's history before it is dropped, so a clone fetches
         the segments and not every event file the ledger ever held (docs/ledger.md: history).
-        What a record-keeping check needs is the records themselves, which the tree holds."""
+        What a record-keeping check needs is the records themselves, which the tree holds.
+        `trailer`: the tree id -> text the message ends with (a signed compaction's signature)."""
         changes: Changes = {e.path: e.oid for e in keep}
         changes.update(files)
         new = self._commit_detached(None, message, b"deleteall\n" + _changes_script(changes))
+        if trailer is not None:  # the tree is known once written: the same tree, a message that names it
+            tree = self.repo.text("rev-parse", f"{new}^{{tree}}").strip()
+            new = self.repo.text("commit-tree", tree, "-m", message + trailer(tree), env=_COMMITTER_ENV).strip()
         if not self._cas(new, expected_tip):
             return None
         self._gc_keeps_dropped_history_packed()

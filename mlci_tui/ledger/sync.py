@@ -12,11 +12,15 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mlci_tui.errors import CheckFailed, MlciError
 from mlci_tui.gitio import Repo, git
 from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref, target_of
 from mlci_tui.ledger.verify import incoming_verdict
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PUSH_ATTEMPTS = 8  # with the backoff below: about 13 s of waiting at most, on average
 _NO_ENV = {"GIT_TERMINAL_PROMPT": "0", "MLCI_NO_HOOKS": "1"}
@@ -80,7 +84,9 @@ def fetch(repo: Repo, remote: str) -> str | None:
         git(["update-ref", "-d", own], repo.root, check=False)
 
 
-def pull(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
+def pull(repo: Repo, remote: str, *, force_merge: bool = False, allowed_signers: Path | None = None) -> SyncResult:
+    """Fetch the remote's ledger, check what it brings, union-merge it. `allowed_signers`
+    (ledger.trust.allowed_signers): whose signed compactions' segments are taken as checked."""
     check_remote_name(remote)
     store = LedgerStore(repo)
     result = SyncResult(remote)
@@ -94,7 +100,15 @@ def pull(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
         return result
     if last_seen and last_seen != fetched and not repo.is_ancestor(last_seen, fetched):
         _check_only_grew(store, remote, last_seen, fetched, force_merge, result)
-    _refuse_invalid(store, fetched, remote)  # whatever --force-merge says
+    trusted: set[tuple[str, str]] = set()
+    if allowed_signers is not None:
+        from mlci_tui.ledger.signed_compaction import trusted_segment_files
+
+        trusted, said, warnings = trusted_segment_files(repo, fetched, allowed_signers)
+        result.notices.extend(said)
+        for line in warnings:
+            warn(line)
+    _refuse_invalid(store, fetched, remote, trusted)  # whatever --force-merge says
     result.local_tip = store.union_merge(fetched, f"mlci: merge ledger from {remote}")
     repo.run("update-ref", remote_ref(remote), fetched)
     return result
@@ -131,14 +145,14 @@ def _check_only_grew(
     )
 
 
-def _refuse_invalid(store: LedgerStore, fetched: str, remote: str) -> None:
+def _refuse_invalid(store: LedgerStore, fetched: str, remote: str, trusted: set[tuple[str, str]]) -> None:
     """Every file the remote would add or change is checked as fsck checks it, before the merge:
     one bad file from a remote would otherwise reach every clone that pulls. Bad files this
     clone already holds do not block the pull (`ledger fsck` names them); warnings (records of
     a newer mlci) are printed and the pull goes on."""
     from mlci_tui.sanitize import display  # a remote's paths reach the terminal
 
-    verdict = incoming_verdict(store, fetched)
+    verdict = incoming_verdict(store, fetched, trusted)
     for line in verdict.warnings[:5]:
         warn(display(f"ledger of {remote}: {line}"))
     problems = verdict.lines()
@@ -147,13 +161,13 @@ def _refuse_invalid(store: LedgerStore, fetched: str, remote: str) -> None:
         raise CheckFailed(f"ledger of {remote} refused, nothing merged: {len(problems)} invalid file(s): {shown}")
 
 
-def push(repo: Repo, remote: str, *, force_merge: bool = False) -> SyncResult:
+def push(repo: Repo, remote: str, *, force_merge: bool = False, allowed_signers: Path | None = None) -> SyncResult:
     """Pull, merge, push; a rejected push (someone pushed meanwhile) fetches and retries."""
     check_remote_name(remote)
     store = LedgerStore(repo)
     result = SyncResult(remote)
     for attempt in range(PUSH_ATTEMPTS):
-        pulled = pull(repo, remote, force_merge=force_merge)
+        pulled = pull(repo, remote, force_merge=force_merge, allowed_signers=allowed_signers)
         result.notices.extend(pulled.notices)
         tip = store.tip()
         result.local_tip = tip

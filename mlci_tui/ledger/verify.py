@@ -580,10 +580,11 @@ def _segment_problem(
 
 def _rebuilt(table: Any, ids: list[str], path: str) -> tuple[Any, list[dict[str, Any] | None]] | str:
     """A segment of the residual layout with its bodies rebuilt (`segment_read.rebuild`), for the
-    checks of every segment, and per row the record a residual was rebuilt into (its body is its
-    canonical JSON: not parsed or encoded again to check it); or what is wrong: a row whose stored text is not
-    what compaction writes, or a name that is not the hash of its ids and bodies (compaction
-    names a segment so: a column changed after it changes the bodies, and so the name they need)."""
+    checks of every segment, and per row the record a residual was rebuilt into (its body is
+    its canonical JSON: not parsed or encoded again to check it); or what is wrong: a row whose
+    stored text is not what compaction writes, or a name that is not the hash of its ids and
+    bodies (compaction names a segment so: a column changed after it changes the bodies, and so
+    the name they need)."""
     import pyarrow as pa
 
     from mlci_tui.ledger.cache import TYPED_NAMES
@@ -652,9 +653,9 @@ class _TypedCheck:
             self._con = None
 
 
-# A segment of more rows than this is checked by one forked process per core: the rows are
-# pure Python work (a JSON parse and re-encode each), so threads would not help. Compaction's
-# buckets each hold ~1/32 of a ledger (31,000 rows at a million runs): they are split too.
+# A segment of more rows than this, checked alone (not one of several: `_segment_findings`
+# gives each of those a worker), has its rows checked by one forked process per core: the rows
+# are pure Python work (a JSON parse and re-encode each), so threads would not help.
 PARALLEL_ROWS = 20_000
 _SHARED: Any = None  # the segment's Arrow table and the records its rebuild parsed, inherited by forked workers
 Findings = tuple[list[tuple[int, str]], list[str]]  # (row number, problem) of each bad row; warnings

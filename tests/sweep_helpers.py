@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -66,6 +67,9 @@ def trial_runs(root: Path) -> list[tuple[Any, ...]]:
 
 
 def start_background(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`mlci sweep start ARGS` as a process the test can interrupt: SIGINT at its default even
+    when the test run ignores it (a shell without job control starts a background job so, and
+    Python then installs no KeyboardInterrupt handler)."""
     full = dict(os.environ)
     full.update(env or {})
     return subprocess.Popen(
@@ -75,6 +79,7 @@ def start_background(root: Path, *args: str, env: dict[str, str] | None = None) 
         stderr=subprocess.PIPE,
         text=True,
         env=full,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

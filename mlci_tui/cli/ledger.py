@@ -19,8 +19,6 @@ from mlci_tui.gitio import Repo
 from mlci_tui.sanitize import display
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import duckdb
 
 
@@ -69,11 +67,10 @@ def push(repo: Repo, remote: str | None = None, *, force_merge: bool = False) ->
     from mlci_tui.ledger import sync
     from mlci_tui.sweep.deliver import fold, forget
 
-    cfg = config_mod.load(repo.root)
-    remote = remote or cfg.remote
+    remote = remote or config_mod.load(repo.root).remote
     compact_ledger(repo, auto=True)  # past the threshold: a remote and its clones get segments, not loose files
     folded = fold(repo, remote)  # trial results a CI job left on its own ref go up with this push
-    result = sync.push(repo, remote, force_merge=force_merge, allowed_signers=allowed_signers(cfg))
+    result = sync.push(repo, remote, force_merge=force_merge)
     forget(repo, remote, folded.merged)  # the remote's ledger holds them now
     for n in result.notices:
         notice(n)
@@ -89,9 +86,8 @@ def pull(repo: Repo, remote: str | None = None, *, force_merge: bool = False) ->
     from mlci_tui.ledger.store import LedgerStore
     from mlci_tui.sweep.deliver import fold
 
-    cfg = config_mod.load(repo.root)
-    remote = remote or cfg.remote
-    result = sync.pull(repo, remote, force_merge=force_merge, allowed_signers=allowed_signers(cfg))
+    remote = remote or config_mod.load(repo.root).remote
+    result = sync.pull(repo, remote, force_merge=force_merge)
     folded = fold(repo, remote)  # the remote keeps the refs until a push lands them in its ledger
     for n in result.notices:
         notice(n)
@@ -193,13 +189,6 @@ def _compaction_signature(repo: Repo, *, lenient: bool) -> Callable[[str], str] 
             return ""
 
     return or_unsigned
-
-
-def allowed_signers(cfg: config_mod.Config) -> Path | None:
-    """Whose signed compactions a pull takes as checked (`signing.allowed_signers`)."""
-    from mlci_tui.ledger import signing
-
-    return signing.allowed_signers(cfg.root, cfg.section("ledger")["trust"])
 
 
 def ledger_publish(args: argparse.Namespace) -> int:

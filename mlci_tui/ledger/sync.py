@@ -84,9 +84,19 @@ def fetch(repo: Repo, remote: str) -> str | None:
         git(["update-ref", "-d", own], repo.root, check=False)
 
 
-def pull(repo: Repo, remote: str, *, force_merge: bool = False, allowed_signers: Path | None = None) -> SyncResult:
-    """Fetch the remote's ledger, check what it brings, union-merge it. `allowed_signers`
-    (ledger.trust.allowed_signers): whose signed compactions' segments are taken as checked."""
+class Configured:
+    """`allowed_signers` as the repository's mlci.yaml says (`ledger.trust.allowed_signers`)."""
+
+
+CONFIGURED = Configured()
+
+
+def pull(
+    repo: Repo, remote: str, *, force_merge: bool = False, allowed_signers: Path | None | Configured = CONFIGURED
+) -> SyncResult:
+    """Fetch the remote's ledger, check what it brings, union-merge it. `allowed_signers`: the
+    allowed-signers file whose keys' signed compactions have their segments taken as checked
+    (docs/ledger.md, "Signed compactions"); None: every file is checked."""
     check_remote_name(remote)
     store = LedgerStore(repo)
     result = SyncResult(remote)
@@ -101,6 +111,8 @@ def pull(repo: Repo, remote: str, *, force_merge: bool = False, allowed_signers:
     if last_seen and last_seen != fetched and not repo.is_ancestor(last_seen, fetched):
         _check_only_grew(store, remote, last_seen, fetched, force_merge, result)
     trusted: set[tuple[str, str]] = set()
+    if isinstance(allowed_signers, Configured):
+        allowed_signers = _configured_signers(repo)
     if allowed_signers is not None:
         from mlci_tui.ledger.signed_compaction import trusted_segment_files
 
@@ -112,6 +124,14 @@ def pull(repo: Repo, remote: str, *, force_merge: bool = False, allowed_signers:
     result.local_tip = store.union_merge(fetched, f"mlci: merge ledger from {remote}")
     repo.run("update-ref", remote_ref(remote), fetched)
     return result
+
+
+def _configured_signers(repo: Repo) -> Path | None:
+    from mlci_tui import config as config_mod
+    from mlci_tui.ledger.signing import allowed_signers
+
+    cfg = config_mod.load(repo.root)
+    return allowed_signers(cfg.root, cfg.section("ledger")["trust"])
 
 
 def _check_only_grew(
@@ -161,7 +181,9 @@ def _refuse_invalid(store: LedgerStore, fetched: str, remote: str, trusted: set[
         raise CheckFailed(f"ledger of {remote} refused, nothing merged: {len(problems)} invalid file(s): {shown}")
 
 
-def push(repo: Repo, remote: str, *, force_merge: bool = False, allowed_signers: Path | None = None) -> SyncResult:
+def push(
+    repo: Repo, remote: str, *, force_merge: bool = False, allowed_signers: Path | None | Configured = CONFIGURED
+) -> SyncResult:
     """Pull, merge, push; a rejected push (someone pushed meanwhile) fetches and retries."""
     check_remote_name(remote)
     store = LedgerStore(repo)

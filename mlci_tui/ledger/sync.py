@@ -20,6 +20,7 @@ from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref, target_of
 from mlci_tui.ledger.verify import incoming_verdict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 PUSH_ATTEMPTS = 8  # with the backoff below: about 13 s of waiting at most, on average
@@ -110,16 +111,19 @@ def pull(
         return result
     if last_seen and last_seen != fetched and not repo.is_ancestor(last_seen, fetched):
         _check_only_grew(store, remote, last_seen, fetched, force_merge, result)
-    trusted: set[tuple[str, str]] = set()
-    if isinstance(allowed_signers, Configured):
-        allowed_signers = _configured_signers(repo)
-    if allowed_signers is not None:
+
+    def trusted() -> set[tuple[str, str]]:  # asked only when segment files come: a signature check costs ~10 ms
+        signers = _configured_signers(repo) if isinstance(allowed_signers, Configured) else allowed_signers
+        if signers is None:
+            return set()
         from mlci_tui.ledger.signed_compaction import trusted_segment_files
 
-        trusted, said, warnings = trusted_segment_files(repo, fetched, allowed_signers)
+        files, said, warnings = trusted_segment_files(repo, fetched, signers)
         result.notices.extend(said)
         for line in warnings:
             warn(line)
+        return files
+
     _refuse_invalid(store, fetched, remote, trusted)  # whatever --force-merge says
     result.local_tip = store.union_merge(fetched, f"mlci: merge ledger from {remote}")
     repo.run("update-ref", remote_ref(remote), fetched)
@@ -165,7 +169,7 @@ def _check_only_grew(
     )
 
 
-def _refuse_invalid(store: LedgerStore, fetched: str, remote: str, trusted: set[tuple[str, str]]) -> None:
+def _refuse_invalid(store: LedgerStore, fetched: str, remote: str, trusted: Callable[[], set[tuple[str, str]]]) -> None:
     """Every file the remote would add or change is checked as fsck checks it, before the merge:
     one bad file from a remote would otherwise reach every clone that pulls. Bad files this
     clone already holds do not block the pull (`ledger fsck` names them); warnings (records of

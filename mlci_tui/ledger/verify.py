@@ -832,16 +832,22 @@ def repair(store: LedgerStore, checked: tuple[str, Verdict] | None = None) -> di
     return dict(moved)
 
 
-def incoming_verdict(store: LedgerStore, fetched: str, trusted: Collection[tuple[str, str]] = ()) -> Verdict:
+def incoming_verdict(
+    store: LedgerStore, fetched: str, trusted: Callable[[], Collection[tuple[str, str]]] | None = None
+) -> Verdict:
     """What a merge of `fetched` would bring that is bad. Files the local ledger already holds
     (unchanged paths) are not checked: a pull is not blocked by local bad files, only by new
     ones. Nothing is brought when `fetched` is already in the local history; a bad file this
     clone already quarantined (the same blob under `quarantine/`) is not refused again.
-    `trusted`: (path, blob) of files taken as checked (a signed compaction's segments)."""
+    `trusted`: the (path, blob) of files taken as checked (a signed compaction's segments),
+    asked for only when segment files come."""
     tip = store.tip()
     if tip is not None and store.repo.is_ancestor(fetched, tip):
         return Verdict()
-    brought = [e for e in store.brought_by(tip, fetched) if (e.path, e.oid) not in trusted]
+    brought = store.brought_by(tip, fetched)
+    if trusted is not None and any(e.path.startswith(SEGMENTS_DIR) for e in brought):
+        taken = trusted()
+        brought = [e for e in brought if (e.path, e.oid) not in taken]
     verdict = check_files(store, brought, fetched, Known(store, tip) if tip is not None else None)
     if verdict.problems and tip is not None:
         held = _quarantined(store, tip, {e.path: e.oid for e in brought if e.path in verdict.bad_paths()})

@@ -426,10 +426,10 @@ def signed_stage_run(con: duckdb.DuckDBPyConnection, cfg: Config, stage: str, no
     not is named in `notices`. None verifies: exit 2, since the config demands what is missing."""
     from mlci_tui.ledger import records, signing
 
-    allowed = cfg.section("ledger")["trust"]["allowed_signers"]
-    if not allowed:
+    trust = cfg.section("ledger")["trust"]
+    allowed, allowed_path = trust["allowed_signers"], signing.allowed_signers(cfg.root, trust)
+    if allowed_path is None:
         raise ConfigError("gate.require_signed_promotions is true but ledger.trust.allowed_signers is not set")
-    allowed_path = signing.key_path(cfg.root, allowed)
     rows = con.execute(
         "SELECT id, body FROM events WHERE type = 'promote' AND json_extract_string(body, '$.stage') = ? "
         "ORDER BY time DESC, id DESC",

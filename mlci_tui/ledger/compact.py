@@ -291,13 +291,9 @@ def _stage_loose(
                 staged[bucket] = scratch / f"{bucket}.ndjson"
                 handles[bucket] = open(staged[bucket], "wb")  # noqa: SIM115 - closed below
             handles[bucket].write(line)
-            if b'"redact"' in line:
-                try:
-                    record = records.loads(line)
-                except ValueError:
-                    continue
-                if record.get("type") == "redact":
-                    redacted.add(str(record.get("target")))
+            target = records.redaction_target(line) if b'"redact"' in line else None
+            if target:
+                redacted.add(target)
     finally:
         for handle in handles.values():
             handle.close()

@@ -153,6 +153,26 @@ def loads(data: bytes | str) -> dict[str, Any]:
     return value
 
 
+def target_of(body: bytes | str) -> str | None:
+    """The record a record refers to (a tag's, a note's, a tombstone's), or None."""
+    try:
+        target = loads(body).get("target")
+    except ValueError:
+        return None
+    return target if isinstance(target, str) else None
+
+
+def redaction_target(body: bytes | str) -> str | None:
+    """The record a tombstone (a `redact` record) hides; None for any other body. A caller
+    scanning many bodies may skip those without `"redact"` in them before parsing."""
+    try:
+        record = loads(body)
+    except ValueError:
+        return None  # fsck names it
+    target = record.get("target")
+    return target if record.get("type") == "redact" and isinstance(target, str) else None
+
+
 def envelope(
     event_type: str, body: dict[str, Any], *, event_id: str | None = None, time: str | None = None
 ) -> dict[str, Any]:

@@ -300,17 +300,8 @@ def redaction_targets(source: Any) -> set[str]:
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(source).read(columns=["type", "body"], use_threads=False)
-    out: set[str] = set()
-    for rtype, body in zip(table.column("type").to_pylist(), table.column("body").to_pylist()):
-        if rtype != "redact" or not isinstance(body, str):
-            continue
-        try:
-            target = records.loads(body).get("target")
-        except ValueError:
-            continue  # fsck names it
-        if isinstance(target, str):
-            out.add(target)
-    return out
+    rows = zip(table.column("type").to_pylist(), table.column("body").to_pylist())
+    return {t for rtype, body in rows if rtype == "redact" and body for t in [records.redaction_target(body)] if t}
 
 
 def segment_bodies(segments: Iterable[bytes], ids: set[str] | None) -> dict[str, bytes]:

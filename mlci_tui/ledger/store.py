@@ -263,14 +263,10 @@ class LedgerStore:
             return changes
         redacted = self.redacted_ids(tip)
         blobs = self.repo.cat_blobs(list(added.values()))
-        for blob in added.values():
-            try:
-                record = records.loads(blobs.get(blob, b""))
-            except ValueError:
-                continue  # checked before the merge (sync._refuse_invalid); not ours to judge here
-            if record.get("type") == "redact" and isinstance(record.get("target"), str):
-                redacted.add(record["target"])
-        drop = {rid for rid, blob in added.items() if rid in redacted or target_of(blobs.get(blob, b"")) in redacted}
+        redacted |= {t for body in blobs.values() for t in [records.redaction_target(body)] if t}
+        drop = {
+            rid for rid, blob in added.items() if rid in redacted or records.target_of(blobs.get(blob, b"")) in redacted
+        }
         return {path: what for path, what in changes.items() if _record_name(path) not in drop}
 
     def _starts_at_compaction(self, commit: str) -> bool:
@@ -288,8 +284,7 @@ class LedgerStore:
                 return tip  # theirs holds nothing ours lacks (ours compacted it): no commit
         union = self._commit_detached(tip, message, _changes_script(changes))
         if base != tip:
-            tree = self.repo.text("rev-parse", f"{union}^{{tree}}").strip()
-            union = self.repo.text("commit-tree", tree, "-p", base, "-m", message, env=_COMMITTER_ENV).strip()
+            union = self._recommit(union, message, parent=base)
         if not self._cas(union, tip):
             return None
         self._gc_keeps_dropped_history_packed()
@@ -315,8 +310,7 @@ class LedgerStore:
         changes.update(files)
         new = self._commit_detached(None, message, b"deleteall\n" + _changes_script(changes))
         if trailer is not None:  # the tree is known once written: the same tree, a message that names it
-            tree = self.repo.text("rev-parse", f"{new}^{{tree}}").strip()
-            new = self.repo.text("commit-tree", tree, "-m", message + trailer(tree), env=_COMMITTER_ENV).strip()
+            new = self._recommit(new, message, trailer=trailer)
         if not self._cas(new, expected_tip):
             return None
         self._gc_keeps_dropped_history_packed()
@@ -338,6 +332,18 @@ class LedgerStore:
         except (ValueError, IndexError):
             pass
         self.repo.run("config", "gc.cruftPacks", "true", check=False)
+
+    def _recommit(
+        self, commit: str, message: str, *, parent: str | None = None, trailer: Callable[[str], str] | None = None
+    ) -> str:
+        """A commit of `commit`'s tree (written by fast-import, which cannot give it these) with
+        `parent` as its one parent (none: a root) and `message`, plus what `trailer` makes of the
+        tree id."""
+        tree = self.repo.text("rev-parse", f"{commit}^{{tree}}").strip()
+        text = message + (trailer(tree) if trailer is not None else "")
+        return self.repo.text(
+            "commit-tree", tree, *(["-p", parent] if parent else []), "-m", text, env=_COMMITTER_ENV
+        ).strip()
 
     def _commit_detached(self, parent: str | None, message: str, changes: bytes) -> str:
         """A commit written by fast-import on a scratch ref of this process (so fast-import's own
@@ -470,15 +476,8 @@ class LedgerStore:
         entries = self.entries(tip)
         events = [e for e in entries if _record_name(e.path)]
         segments = [e for e in entries if e.path.startswith(SEGMENTS_DIR) and e.path.endswith(".parquet")]
-        out: set[str] = set()
-        for data in self.repo.cat_blobs([e.oid for e in events]).values():
-            if b'"redact"' in data:
-                try:
-                    record = records.loads(data)
-                except ValueError:
-                    continue  # a corrupt file: fsck names it
-                if record.get("type") == "redact" and isinstance(record.get("target"), str):
-                    out.add(record["target"])
+        bodies = self.repo.cat_blobs([e.oid for e in events]).values()
+        out = {t for data in bodies if b'"redact"' in data for t in [records.redaction_target(data)] if t}
         if segments:
             from mlci_tui.ledger.segment_read import redaction_targets
 
@@ -697,15 +696,6 @@ def _record_name(path: str) -> str | None:
         return None
     rid = path.rsplit("/", 1)[-1][: -len(".json")]
     return rid if records.is_id(rid) and records.record_path(rid) == path else None
-
-
-def target_of(body: bytes) -> str | None:
-    """The record a record refers to (a tag's, a note's run), or None."""
-    try:
-        target = records.loads(body).get("target")
-    except ValueError:
-        return None
-    return target if isinstance(target, str) else None
 
 
 def _backoff(attempt: int) -> None:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from mlci_tui.errors import CheckFailed, MlciError
 from mlci_tui.gitio import Repo, git
-from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref, target_of
+from mlci_tui.ledger.records import target_of
+from mlci_tui.ledger.store import LEDGER_REF, LedgerStore, remote_ref
 from mlci_tui.ledger.verify import incoming_verdict
 
 if TYPE_CHECKING:
